@@ -1,0 +1,49 @@
+"""The `livesim` command line: the composition root that gathers every package's commands.
+
+Each package contributes its sub-commands through ``<package>.cli.register(app, bench)``; the
+imports happen here, inside ``build_app``, so the layering of the packages stays one-way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+COMMAND_PACKAGES = ("sim_emulator", "hardware", "calibration", "inference", "acquisition", "gui")
+
+
+def build_app() -> typer.Typer:
+    """Build the CLI with every package's commands and the `bench` group."""
+    root = typer.Typer(
+        name="livesim",
+        help="Live structured-illumination microscopy: acquisition, DL super-resolution, GUI.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    bench = typer.Typer(help="Benchmarks; figures go to docs/benchmarks.md.", no_args_is_help=True)
+    for package in COMMAND_PACKAGES:
+        module = importlib.import_module(f"{package}.commands")
+        module.register(root, bench)
+    root.add_typer(bench, name="bench")
+
+    @root.callback()
+    def _main(
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    ) -> None:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+    return root
+
+
+def app() -> None:
+    """Console-script entry point."""
+    build_app()()
+
+
+if __name__ == "__main__":
+    app()

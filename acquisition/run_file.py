@@ -1,0 +1,100 @@
+"""The livesim run file: one HDF5 file per run, its dataset names and how they are created.
+
+Every writer (the live recorder, `livesim emulate`) goes through these functions so the layout
+described in design.md exists in exactly one place. Image datasets carry ``element_size_um``
+(z, y, x in micrometres) so Fiji's HDF5 plugin opens them at the right scale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+LAYOUT_VERSION = 1
+
+RAW = "raw"  # uint16 (T, C, P, Y, X), one chunk per frame
+WIDEFIELD = "wf"  # float32 (T, C, Y, X): mean of each channel's patterns
+SR_GROUP = "sr"  # /sr/<model> float32 (T, C, sY, sX)
+IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
+TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
+SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
+CALIBRATION_GROUP = "calibration"  # /calibration/<map>
+EVENTS = "events"  # structured log of gaps, skips and faults
+GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
+
+EVENT_DTYPE = np.dtype(
+    [
+        ("time_s", "f8"),
+        ("kind", h5py.string_dtype()),
+        ("time_point", "i8"),
+        ("sequence", "i8"),
+        ("detail", h5py.string_dtype()),
+    ]
+)
+
+
+def element_size_um(pixel_size_nm: float, ndim_spatial: int = 2) -> np.ndarray:
+    """Fiji's (z, y, x) voxel size in micrometres for a dataset with the given pixel size."""
+    size_um = pixel_size_nm / 1000.0
+    return np.array([1.0] * (3 - ndim_spatial) + [size_um] * ndim_spatial, dtype=np.float32)
+
+
+def create_image_dataset(
+    group: h5py.Group,
+    name: str,
+    frame_shape: Sequence[int],
+    leading_shape: Sequence[int],
+    dtype: np.dtype | type,
+    pixel_size_nm: float,
+    growable: bool = True,
+) -> h5py.Dataset:
+    """Create an image dataset of shape (*leading, Y, X), chunked one 2-D frame per chunk.
+
+    With ``growable`` the first axis (time) is unlimited so frames are appended as they come.
+    """
+    shape = (*leading_shape, *frame_shape)
+    maxshape = (None, *shape[1:]) if growable else shape
+    chunks = (*([1] * len(leading_shape)), *frame_shape)
+    dataset = group.create_dataset(
+        name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks
+    )
+    dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm)
+    dataset.attrs["pixel_size_nm"] = float(pixel_size_nm)
+    return dataset
+
+
+def write_metadata(h5: h5py.File | h5py.Group, metadata: Mapping[str, Any]) -> None:
+    """Store run metadata as JSON string attributes (one per top-level key)."""
+    for key, value in metadata.items():
+        h5.attrs[key] = json.dumps(value, default=_json_default, sort_keys=True)
+    h5.attrs["layout_version"] = LAYOUT_VERSION
+
+
+def read_metadata(h5: h5py.File | h5py.Group) -> dict[str, Any]:
+    """Inverse of :func:`write_metadata`: JSON attributes decoded, others returned as is."""
+    out: dict[str, Any] = {}
+    for key, value in h5.attrs.items():
+        if isinstance(value, str | bytes):
+            text = value.decode() if isinstance(value, bytes) else value
+            try:
+                out[key] = json.loads(text)
+            except json.JSONDecodeError:
+                out[key] = text
+        else:
+            out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    return out
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")

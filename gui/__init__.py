@@ -1,0 +1,1 @@
+"""livesim: gui package."""

@@ -1,0 +1,1 @@
+"""livesim: sim_emulator package."""
