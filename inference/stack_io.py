@@ -1,0 +1,274 @@
+"""Reading raw SIM stacks (.mrc, .tif/.tiff, .npy, livesim .h5 run files) and writing images.
+
+Every reader returns frames as (T, P, Y, X) in the stored dtype, with pattern index
+``P = n_phases * orientation + phase``; optics are taken from the file where it says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+RAW_SUFFIXES = (".mrc", ".tif", ".tiff", ".npy", ".h5", ".hdf5")
+IMAGE_SUFFIXES = (".npy", ".tif", ".tiff")
+KNOWN_PATTERN_COUNTS = (1, 9, 25)
+
+
+class StackFormatError(ValueError):
+    """A stack file that cannot be read as raw SIM frames (format, shape or content)."""
+
+
+@dataclass(frozen=True)
+class RawStack:
+    """Raw frames (T, P, Y, X) in the stored dtype plus the optics the file states (else None)."""
+
+    frames: np.ndarray
+    path: Path
+    pixel_size_nm: float | None = None
+    na: float | None = None
+    excitation_nm: float | None = None
+    emission_nm: float | None = None
+    exposure_ms: float | None = None
+
+    @property
+    def n_time_points(self) -> int:
+        """Number of time points T."""
+        return int(self.frames.shape[0])
+
+    @property
+    def n_patterns(self) -> int:
+        """Number of illumination patterns per time point P."""
+        return int(self.frames.shape[1])
+
+    def time_point(self, index: int) -> np.ndarray:
+        """The (P, Y, X) raw set of one time point."""
+        return self.frames[index]
+
+
+def load_raw_stack(
+    path: str | Path, n_patterns: int | None = None, channel: int = 0
+) -> RawStack:
+    """Load a raw SIM stack as (T, P, Y, X); ``n_patterns`` splits flat 3-D stacks (default 9).
+
+    ``channel`` selects the colour channel of a livesim .h5 run file (ignored elsewhere).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in RAW_SUFFIXES:
+        raise StackFormatError(
+            f"{path}: unknown stack format {suffix!r}; expected one of {', '.join(RAW_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such stack file")
+    if suffix == ".mrc":
+        return _load_mrc(path, n_patterns)
+    if suffix in (".tif", ".tiff"):
+        return _load_tiff(path, n_patterns)
+    if suffix == ".npy":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise StackFormatError(f"{path}: not a plain .npy array ({error})") from error
+        return RawStack(frames=_as_tpyx(data, path, n_patterns), path=path)
+    return _load_run_file(path, channel)
+
+
+def save_image(path: str | Path, array: np.ndarray) -> Path:
+    """Write an image or image stack to .npy or .tif/.tiff (dtype kept); returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise StackFormatError(
+            f"{path}: cannot write format {suffix!r}; expected one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    array = np.ascontiguousarray(array)
+    if array.ndim < 2:
+        raise StackFormatError(f"{path}: an image needs at least 2 dimensions, got {array.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npy":
+        np.save(path, array, allow_pickle=False)
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, array)
+    logger.info("wrote %s %s %s", path, array.shape, array.dtype)
+    return path
+
+
+def _as_tpyx(data: np.ndarray, path: Path, n_patterns: int | None) -> np.ndarray:
+    """Bring a 2-, 3- or 4-D array to (T, P, Y, X) without copying."""
+    if data.ndim == 2:
+        return data[None, None]
+    if data.ndim == 3:
+        n_frames = data.shape[0]
+        if n_patterns is None:
+            if n_frames in KNOWN_PATTERN_COUNTS:
+                return data[None]
+            n_patterns = 9
+        if n_patterns < 1 or n_frames % n_patterns:
+            raise StackFormatError(
+                f"{path}: {n_frames} frames is not a whole number of {n_patterns}-pattern sets"
+            )
+        return data.reshape(n_frames // n_patterns, n_patterns, *data.shape[1:])
+    if data.ndim == 4:
+        if n_patterns is not None and data.shape[1] != n_patterns:
+            raise StackFormatError(
+                f"{path}: stack has {data.shape[1]} patterns per time point, expected {n_patterns}"
+            )
+        return data
+    raise StackFormatError(
+        f"{path}: expected (Y, X), (P, Y, X) or (T, P, Y, X) frames, got shape {data.shape}"
+    )
+
+
+_WAVELENGTH = re.compile(r"^(\d{3})(?:nm)?$")
+_NA = re.compile(r"^([01]\.\d+)$")
+_EXPOSURE = re.compile(r"^(\d+(?:\.\d+)?)ms$")
+
+
+def parse_acquisition_label(label: str) -> dict[str, float]:
+    """Optics from a DL-SR style MRC label such as 'c18-488-0.3W-1.35-2ms' (488 nm, NA 1.35)."""
+    found: dict[str, float] = {}
+    for token in re.split(r"[-_\s]+", label.strip()):
+        if (match := _WAVELENGTH.match(token)) and 300 <= int(match.group(1)) <= 900:
+            found.setdefault("excitation_nm", float(match.group(1)))
+        elif (match := _NA.match(token)) and 0.1 <= float(match.group(1)) <= 1.7:
+            found.setdefault("na", float(match.group(1)))
+        elif match := _EXPOSURE.match(token):
+            found.setdefault("exposure_ms", float(match.group(1)))
+    return found
+
+
+def _load_mrc(path: Path, n_patterns: int | None) -> RawStack:
+    import mrcfile
+
+    with warnings.catch_warnings():
+        # DL-SR MRC files lack the map ID and machine stamp; permissive mode still reads them.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            with mrcfile.open(path, permissive=True) as mrc:
+                if mrc.data is None:
+                    raise StackFormatError(f"{path}: MRC header read but no image data found")
+                data = np.array(mrc.data)
+                voxel_x = float(mrc.voxel_size.x)
+                labels = [
+                    bytes(label).decode("ascii", "replace").strip("\x00 ")
+                    for label in mrc.header.label[: int(mrc.header.nlabl)]
+                ]
+        except (ValueError, OSError) as error:
+            raise StackFormatError(f"{path}: not a readable MRC file ({error})") from error
+    pixel_size_nm: float | None = None
+    if voxel_x > 0:
+        # DL-SR files store the cell in micrometres (0.0626); standard MRC uses angstroms.
+        pixel_size_nm = voxel_x * 1000.0 if voxel_x < 10 else voxel_x / 10.0
+    optics: dict[str, float] = {}
+    for label in labels:
+        for key, value in parse_acquisition_label(label).items():
+            optics.setdefault(key, value)
+    return RawStack(
+        frames=_as_tpyx(data, path, n_patterns),
+        path=path,
+        pixel_size_nm=pixel_size_nm,
+        na=optics.get("na"),
+        excitation_nm=optics.get("excitation_nm"),
+        exposure_ms=optics.get("exposure_ms"),
+    )
+
+
+def _load_tiff(path: Path, n_patterns: int | None) -> RawStack:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            pixel_size_nm = _tiff_pixel_size_nm(tif)
+    except (tifffile.TiffFileError, ValueError) as error:
+        raise StackFormatError(f"{path}: not a readable TIFF file ({error})") from error
+    return RawStack(
+        frames=_as_tpyx(data, path, n_patterns), path=path, pixel_size_nm=pixel_size_nm
+    )
+
+
+def _tiff_pixel_size_nm(tif: Any) -> float | None:
+    """Pixel size from an ImageJ TIFF's X resolution when its unit is micron, else None."""
+    meta = tif.imagej_metadata or {}
+    unit = str(meta.get("unit", "")).lower()
+    if unit not in ("micron", "um", "\\u00b5m", "µm"):
+        return None
+    tag = tif.pages[0].tags.get("XResolution")
+    if tag is None:
+        return None
+    numerator, denominator = tag.value
+    if numerator == 0:
+        return None
+    return 1000.0 * denominator / numerator
+
+
+def _load_run_file(path: Path, channel: int) -> RawStack:
+    import h5py
+
+    try:
+        with h5py.File(path, "r", swmr=True) as h5:
+            if "raw" not in h5:
+                raise StackFormatError(f"{path}: run file has no /raw dataset")
+            raw = h5["raw"]
+            if raw.ndim != 5:
+                raise StackFormatError(
+                    f"{path}: /raw must be (T, C, P, Y, X), got shape {raw.shape}"
+                )
+            if not 0 <= channel < raw.shape[1]:
+                raise StackFormatError(
+                    f"{path}: channel {channel} out of range, /raw has {raw.shape[1]} channels"
+                )
+            frames = np.asarray(raw[:, channel])
+            pixel_size_nm = _attr_float(raw.attrs, "pixel_size_nm")
+            optics = _run_file_optics(h5)
+    except OSError as error:
+        raise StackFormatError(f"{path}: not a readable HDF5 file ({error})") from error
+    if pixel_size_nm is None:
+        pixel_size_nm = optics.get("pixel_size_nm")
+    return RawStack(
+        frames=frames,
+        path=path,
+        pixel_size_nm=pixel_size_nm,
+        na=optics.get("na"),
+        excitation_nm=optics.get("excitation_nm"),
+        emission_nm=optics.get("emission_nm"),
+    )
+
+
+def _attr_float(attrs: Any, name: str) -> float | None:
+    if name not in attrs:
+        return None
+    try:
+        return float(attrs[name])
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_file_optics(h5: Any) -> dict[str, float]:
+    """Optics numbers from the run metadata (JSON attribute 'optics', as acquisition writes it)."""
+    optics: Any = h5.attrs.get("optics")
+    if isinstance(optics, bytes):
+        optics = optics.decode()
+    if isinstance(optics, str):
+        try:
+            optics = json.loads(optics)
+        except json.JSONDecodeError:
+            optics = None
+    found: dict[str, float] = {}
+    if isinstance(optics, dict):
+        for key in ("na", "excitation_nm", "emission_nm", "pixel_size_nm"):
+            value = optics.get(key)
+            if isinstance(value, int | float):
+                found[key] = float(value)
+    return found
