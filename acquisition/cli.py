@@ -1,7 +1,8 @@
 """The `livesim` command line: the composition root that gathers every package's commands.
 
-Each package contributes its sub-commands through ``<package>.cli.register(app, bench)``; the
-imports happen here, inside ``build_app``, so the layering of the packages stays one-way.
+Each package contributes its sub-commands through a ``register(app, bench)`` function in the
+modules of ``COMMAND_MODULES``; the imports happen here, inside ``build_app``, so the layering
+of the packages stays one-way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import logging
 
 import typer
 
-COMMAND_PACKAGES = ("sim_emulator", "hardware", "calibration", "inference", "acquisition", "gui")
+COMMAND_MODULES = (
+    "sim_emulator.commands",
+    "hardware.commands",
+    "calibration.commands",
+    "inference.commands",
+    "inference.training_commands",
+    "acquisition.commands",
+    "gui.commands",
+)
 
 
 def build_app() -> typer.Typer:
@@ -23,9 +32,8 @@ def build_app() -> typer.Typer:
         add_completion=False,
     )
     bench = typer.Typer(help="Benchmarks; figures go to docs/benchmarks.md.", no_args_is_help=True)
-    for package in COMMAND_PACKAGES:
-        module = importlib.import_module(f"{package}.commands")
-        module.register(root, bench)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(root, bench)
     root.add_typer(bench, name="bench")
 
     @root.callback()
