@@ -1,0 +1,165 @@
+"""The acquisition protocol: what to image, how often, and where to write it (loaded from TOML).
+
+Every field is validated before any hardware moves; a bad file gives an error naming the file,
+the field and the offending value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Mode = Literal["wf", "sim", "nlsim"]
+PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
+RUN_FILE_SUFFIXES = (".h5", ".hdf5")
+# resolved at run start: the bundled 'dfcan-sim' when present, else Wiener
+DEFAULT_RECONSTRUCTION = "default"
+
+
+class ProtocolError(ValueError):
+    """A protocol file or value is invalid; the message names the file, field and value."""
+
+
+class ChannelProtocol(BaseModel):
+    """One colour: laser line, power, exposure and the reconstruction used for its SR images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    laser_nm: int = Field(ge=350, le=800)
+    power_pct: float = Field(default=20.0, ge=0.0, le=100.0)
+    exposure_ms: float = Field(default=10.0, gt=0.0, le=10_000.0)
+    reconstruction: str = DEFAULT_RECONSTRUCTION
+
+    @field_validator("reconstruction")
+    @classmethod
+    def _reconstruction_known(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("reconstruction must be a bundled model name, a model path, "
+                             "'wiener', 'none' or 'default'")
+        looks_like_path = "/" in text or Path(text).suffix in (".pt", ".onnx", ".h5", ".engine")
+        if looks_like_path and not Path(text).expanduser().is_file():
+            raise ValueError(f"model file {text!r} does not exist")
+        return text
+
+
+class Roi(BaseModel):
+    """Camera region of interest in raw pixels (x, y of the top-left corner, width, height)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: int = Field(default=0, ge=0)
+    y: int = Field(default=0, ge=0)
+    width: int = Field(ge=8, le=8192)
+    height: int = Field(ge=8, le=8192)
+
+
+class Protocol(BaseModel):
+    """A time-lapse protocol: channels, SIM mode, time points, interval, ROI, IMC, output, rig."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[ChannelProtocol] = Field(min_length=1, max_length=4)
+    mode: Mode = "sim"
+    timepoints: int = Field(default=20, ge=1, le=10_000_000)
+    interval_s: float = Field(default=0.0, ge=0.0, le=86_400.0)
+    roi: Roi | None = None
+    imc: bool = False
+    output: Path
+    overwrite: bool = False
+    rig: str = "emulator"
+    emulator_seed: int = Field(default=0, ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct_lasers(cls, channels: list[ChannelProtocol]) -> list[ChannelProtocol]:
+        lines = [c.laser_nm for c in channels]
+        if len(set(lines)) != len(lines):
+            raise ValueError(f"laser lines must be distinct, got {lines}")
+        return channels
+
+    @field_validator("rig")
+    @classmethod
+    def _rig_exists(cls, value: str) -> str:
+        if value != "emulator" and not Path(value).expanduser().is_file():
+            raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
+        return value
+
+    @model_validator(mode="after")
+    def _output_usable(self) -> Protocol:
+        self.output = validate_output_path(self.output, overwrite=self.overwrite)
+        return self
+
+    @property
+    def n_orientations(self) -> int:
+        """Pattern orientations per set (1 for wide-field)."""
+        return PATTERNS_PER_MODE[self.mode][0]
+
+    @property
+    def n_phases(self) -> int:
+        """Phases per orientation (1 for wide-field)."""
+        return PATTERNS_PER_MODE[self.mode][1]
+
+    @property
+    def n_patterns(self) -> int:
+        """Raw frames per channel per time point (1, 9 or 25)."""
+        return self.n_orientations * self.n_phases
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Protocol:
+        """Load and validate a TOML protocol; ``overrides`` (from the CLI) win over the file."""
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ProtocolError(f"{path}: protocol file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        output = data.get("output")
+        if isinstance(output, str) and not Path(output).is_absolute() and "output" not in overrides:
+            data["output"] = str(path.parent / output)
+        return cls.parse_checked(data, source=str(path))
+
+    @classmethod
+    def parse_checked(cls, data: dict[str, Any], source: str = "<protocol>") -> Protocol:
+        """Validate a mapping, turning pydantic's report into one naming source, field and value."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ProtocolError(describe_validation_error(exc, source)) from exc
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``source: field.path = value: reason``."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "<root>"
+        value = error.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"{source}: field '{field}' = {shown}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def validate_output_path(path: Path, overwrite: bool) -> Path:
+    """Check a run-file path: .h5 suffix, not a folder, parent creatable, no silent overwrite."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in RUN_FILE_SUFFIXES:
+        raise ValueError(f"output {str(path)!r} must end in .h5 or .hdf5")
+    if path.is_dir():
+        raise ValueError(f"output {str(path)!r} is a folder, not a file")
+    if path.exists() and not overwrite:
+        raise ValueError(
+            f"output {str(path)!r} already exists (set overwrite = true to replace it)"
+        )
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise ValueError(f"output {str(path)!r}: folder {str(ancestor)!r} is not writable")
+    return path.absolute()
