@@ -26,6 +26,8 @@ SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>
 EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
+PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
+COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
 
 EVENT_DTYPE = np.dtype(
     [
@@ -52,6 +54,7 @@ def create_image_dataset(
     dtype: np.dtype | type,
     pixel_size_nm: float,
     growable: bool = True,
+    fillvalue: float | int | None = None,
 ) -> h5py.Dataset:
     """Create an image dataset of shape (*leading, Y, X), chunked one 2-D frame per chunk.
 
@@ -61,11 +64,27 @@ def create_image_dataset(
     maxshape = (None, *shape[1:]) if growable else shape
     chunks = (*([1] * len(leading_shape)), *frame_shape)
     dataset = group.create_dataset(
-        name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks
+        name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks, fillvalue=fillvalue
     )
     dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm)
     dataset.attrs["pixel_size_nm"] = float(pixel_size_nm)
     return dataset
+
+
+def create_table(
+    group: h5py.Group,
+    name: str,
+    row_shape: Sequence[int],
+    dtype: np.dtype | type,
+    fillvalue: float | int,
+) -> h5py.Dataset:
+    """A per-time-point dataset (T, *row_shape) growing along T; unwritten rows hold fillvalue."""
+    shape = (0, *row_shape)
+    chunks = (max(1, 4096 // max(1, int(np.prod(row_shape)))), *row_shape)
+    return group.create_dataset(
+        name, shape=shape, maxshape=(None, *row_shape), dtype=dtype, chunks=chunks,
+        fillvalue=fillvalue,
+    )
 
 
 def write_metadata(h5: h5py.File | h5py.Group, metadata: Mapping[str, Any]) -> None:

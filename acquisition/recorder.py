@@ -1,0 +1,319 @@
+"""RunRecorder: the one HDF5 writer of a run, a thread fed by a bounded queue, in SWMR mode.
+
+The acquisition thread hands raw sets, results and events to :class:`RunRecorder`; a writer
+thread appends them to the run file and flushes (and fsyncs) after every time point, so a killed
+process loses at most the time point in flight. An I/O error (disk full, ...) stops the writer,
+closes the file cleanly and is reported through :attr:`RunRecorder.error`; the acquisition then
+stops with a clear message. Layout names come from :mod:`acquisition.run_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from acquisition import run_file
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMC_CHANNELS = ("CCPs", "MTs", "F-actin")
+
+
+class RecorderError(RuntimeError):
+    """The run file cannot be written (I/O error, disk full, writer too slow); run must stop."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Shapes of one run file: channels, patterns per set, raw and SR frame sizes, models."""
+
+    n_channels: int
+    n_orientations: int
+    n_phases: int
+    frame_shape: tuple[int, int]
+    sr_shape: tuple[int, int]
+    pixel_size_nm: float
+    sr_models: tuple[str, ...] = ()
+    imc: bool = False
+    channel_names: tuple[str, ...] = ()
+    imc_channel_names: tuple[str, ...] = DEFAULT_IMC_CHANNELS
+
+    @property
+    def n_patterns(self) -> int:
+        """Raw frames per channel per time point."""
+        return self.n_orientations * self.n_phases
+
+    @property
+    def sr_pixel_size_nm(self) -> float:
+        """Pixel size of the SR grid."""
+        return self.pixel_size_nm * self.frame_shape[0] / self.sr_shape[0]
+
+
+@dataclass
+class RecorderStats:
+    """What the writer has done so far (read by the progress display)."""
+
+    raw_frames: int = 0
+    sr_frames: int = 0
+    imc_frames: int = 0
+    time_points: int = 0
+    bytes_written: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Item:
+    op: str
+    args: tuple[Any, ...]
+
+
+_CLOSE = _Item("close", ())
+
+
+class RunRecorder:
+    """Creates the run file, then writes queued data on its own thread (SWMR, flushed)."""
+
+    def __init__(self, path: Path, layout: RunLayout, metadata: Mapping[str, Any],
+                 calibration: Mapping[str, np.ndarray] | None = None, queue_size: int = 64,
+                 put_timeout_s: float = 10.0, fsync: bool = True, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.layout = layout
+        self.stats = RecorderStats()
+        self.error: RecorderError | None = None
+        self._put_timeout_s = put_timeout_s
+        self._fsync = fsync
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        self._n_time_points = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        if self.path.exists() and not overwrite:
+            raise RecorderError(f"{self.path}: exists; refusing to overwrite a run file")
+        try:
+            self._h5 = h5py.File(self.path, "w", libver="latest")
+            self._datasets = self._create_layout(metadata, calibration or {})
+            self._h5.swmr_mode = True
+            self._h5.flush()
+        except OSError as exc:
+            raise RecorderError(f"{self.path}: cannot create run file: {exc}") from exc
+        self._thread = threading.Thread(target=self._write_loop, name="run-recorder", daemon=True)
+        self._thread.start()
+
+    # --- producer side (acquisition thread) -------------------------------------------------
+
+    def write_raw_set(self, time_point: int, channel: int, frames: np.ndarray,
+                      timestamps_s: Sequence[float], sequences: Sequence[int]) -> None:
+        """Queue one channel's (P, Y, X) uint16 set with its per-frame timestamps and sequence."""
+        expected = (self.layout.n_patterns, *self.layout.frame_shape)
+        if frames.shape != expected or frames.dtype != np.uint16:
+            raise RecorderError(f"raw set {frames.dtype}{frames.shape} does not match the run "
+                                f"layout uint16{expected}")
+        self._put(_Item("raw", (time_point, channel, frames,
+                                np.asarray(timestamps_s, np.float64),
+                                np.asarray(sequences, np.int64))))
+
+    def write_sr(self, time_point: int, channel: int, model: str, image: np.ndarray,
+                 photon_count: float, latency_ms: float, inference_ms: float) -> None:
+        """Queue one SR image (sY, sX) of ``model`` with its photon count and timings."""
+        if model not in self.layout.sr_models:
+            raise RecorderError(f"SR model {model!r} was not declared for this run "
+                                f"({list(self.layout.sr_models)})")
+        self._put(_Item("sr", (time_point, channel, model, image, photon_count, latency_ms,
+                               inference_ms)))
+
+    def write_imc(self, time_point: int, image: np.ndarray) -> None:
+        """Queue one IMC-SR three-structure image (3, sY, sX)."""
+        if not self.layout.imc:
+            raise RecorderError("IMC was not enabled for this run")
+        self._put(_Item("imc", (time_point, image)))
+
+    def record_event(self, kind: str, time_point: int = -1, sequence: int = -1,
+                     detail: str | Mapping[str, Any] = "") -> None:
+        """Queue an event (gap, skip, fault, ...) for /events; also logged."""
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        logger.info("event %s t=%d seq=%d %s", kind, time_point, sequence, text)
+        self._put(_Item("event", (time.time(), kind, time_point, sequence, text)))
+
+    def end_time_point(self, time_point: int) -> None:
+        """Mark ``time_point`` complete: the writer flushes (and fsyncs) the file."""
+        self._put(_Item("end", (time_point,)))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything queued, flush and close the file; raise if the writer failed."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            try:
+                self._queue.put(_CLOSE, timeout=timeout_s)
+            except queue.Full:
+                logger.error("recorder queue still full after %.0f s at close", timeout_s)
+            self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise RecorderError(f"{self.path}: writer did not finish within {timeout_s:.0f} s")
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting for the writer."""
+        return self._queue.qsize()
+
+    def _put(self, item: _Item) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._closed:
+            raise RecorderError(f"{self.path}: recorder is closed")
+        try:
+            self._queue.put(item, timeout=self._put_timeout_s)
+        except queue.Full as exc:
+            raise RecorderError(
+                f"{self.path}: the disk has not kept up for {self._put_timeout_s:.0f} s "
+                f"({self._queue.maxsize} items queued); stopping rather than dropping frames"
+            ) from exc
+
+    # --- writer thread ----------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _CLOSE:
+                    break
+                getattr(self, f"_do_{item.op}")(*item.args)
+        except Exception as exc:  # thread boundary: any failure must stop the run cleanly
+            self.error = RecorderError(f"{self.path}: writing stopped: {exc}")
+            logger.error("%s", self.error)
+            self._record_failure(str(exc))
+        finally:
+            self._finish()
+
+    def _record_failure(self, detail: str) -> None:
+        try:
+            self._do_event(time.time(), "fault", -1, -1, f"recorder I/O error: {detail}")
+            self._h5.flush()
+        except (OSError, RuntimeError, ValueError) as exc:
+            logger.error("could not log the failure in the file either: %s", exc)
+
+    def _finish(self) -> None:
+        try:
+            self._h5.flush()
+            self._h5.close()
+        except (OSError, RuntimeError, ValueError) as exc:
+            if self.error is None:
+                self.error = RecorderError(f"{self.path}: closing failed: {exc}")
+            logger.error("closing %s failed: %s", self.path, exc)
+        while True:  # unblock producers; nothing more can be written
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def _grow_to(self, time_point: int) -> None:
+        if time_point < self._n_time_points:
+            return
+        n = time_point + 1
+        for dataset in self._time_datasets:
+            dataset.resize(n, axis=0)
+        self._n_time_points = n
+
+    def _do_raw(self, t: int, c: int, frames: np.ndarray, stamps: np.ndarray,
+                sequences: np.ndarray) -> None:
+        self._grow_to(t)
+        d = self._datasets
+        d["raw"][t, c] = frames
+        d["wf"][t, c] = frames.mean(axis=0, dtype=np.float32)
+        d["camera_s"][t, c] = stamps
+        d["sequence"][t, c] = sequences
+        self.stats.raw_frames += frames.shape[0]
+        self.stats.bytes_written += frames.nbytes
+
+    def _do_sr(self, t: int, c: int, model: str, image: np.ndarray, photon_count: float,
+               latency_ms: float, inference_ms: float) -> None:
+        if image.shape != self.layout.sr_shape:
+            raise ValueError(f"SR image shape {image.shape} is not the layout's "
+                             f"{self.layout.sr_shape}")
+        self._grow_to(t)
+        d = self._datasets
+        d[f"sr/{model}"][t, c] = image
+        d["photon_count"][t, c] = photon_count
+        d["sr_latency_ms"][t, c] = latency_ms
+        d["inference_ms"][t, c] = inference_ms
+        self.stats.sr_frames += 1
+        self.stats.bytes_written += image.nbytes
+
+    def _do_imc(self, t: int, image: np.ndarray) -> None:
+        self._grow_to(t)
+        self._datasets["imc"][t] = image
+        self.stats.imc_frames += 1
+        self.stats.bytes_written += image.nbytes
+
+    def _do_event(self, when_s: float, kind: str, t: int, sequence: int, detail: str) -> None:
+        events = self._datasets["events"]
+        n = events.shape[0]
+        events.resize(n + 1, axis=0)
+        events[n] = (when_s, kind, t, sequence, detail)
+        self.stats.events[kind] += 1
+
+    def _do_end(self, t: int) -> None:
+        self._grow_to(t)
+        self._datasets["complete"][t] = 1
+        self._h5.flush()
+        if self._fsync:
+            os.fsync(self._h5.id.get_vfd_handle())
+        self.stats.time_points = max(self.stats.time_points, t + 1)
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def _create_layout(self, metadata: Mapping[str, Any],
+                       calibration: Mapping[str, np.ndarray]) -> dict[str, h5py.Dataset]:
+        h5, lay = self._h5, self.layout
+        c, p, frame, sr = lay.n_channels, lay.n_patterns, lay.frame_shape, lay.sr_shape
+        d: dict[str, h5py.Dataset] = {}
+        d["raw"] = run_file.create_image_dataset(h5, run_file.RAW, frame, (0, c, p), np.uint16,
+                                                 lay.pixel_size_nm)
+        d["wf"] = run_file.create_image_dataset(h5, run_file.WIDEFIELD, frame, (0, c),
+                                                np.float32, lay.pixel_size_nm)
+        sr_group = h5.create_group(run_file.SR_GROUP)
+        for model in lay.sr_models:
+            d[f"sr/{model}"] = run_file.create_image_dataset(
+                sr_group, model, sr, (0, c), np.float32, lay.sr_pixel_size_nm, fillvalue=np.nan)
+        if lay.imc:
+            d["imc"] = run_file.create_image_dataset(h5, run_file.IMC, sr, (0, 3), np.float32,
+                                                     lay.sr_pixel_size_nm, fillvalue=np.nan)
+            d["imc"].attrs["channel_names"] = list(lay.imc_channel_names)
+        stamps = h5.create_group(run_file.TIMESTAMPS_GROUP)
+        d["camera_s"] = run_file.create_table(stamps, "camera_s", (c, p), np.float64, np.nan)
+        d["sequence"] = run_file.create_table(stamps, "sequence", (c, p), np.int64, -1)
+        d["sr_latency_ms"] = run_file.create_table(stamps, "sr_latency_ms", (c,), np.float64,
+                                                   np.nan)
+        d["inference_ms"] = run_file.create_table(stamps, "inference_ms", (c,), np.float64,
+                                                  np.nan)
+        d["complete"] = run_file.create_table(stamps, "complete", (), np.uint8, 0)
+        d["photon_count"] = run_file.create_table(h5, run_file.PHOTON_COUNT, (c,), np.float32,
+                                                  np.nan)
+        d["sim_params"] = run_file.create_table(h5, run_file.SIM_PARAMS,
+                                                (c, lay.n_orientations, 4), np.float64, np.nan)
+        d["sim_params"].attrs["columns"] = ["kx_cycles_per_px", "ky_cycles_per_px",
+                                            "phase_rad", "modulation"]
+        cal = h5.create_group(run_file.CALIBRATION_GROUP)
+        for name, array in calibration.items():
+            cal.create_dataset(name, data=np.asarray(array))
+        d["events"] = h5.create_dataset(run_file.EVENTS, shape=(0,), maxshape=(None,),
+                                        dtype=run_file.EVENT_DTYPE, chunks=(256,))
+        h5.attrs["channel_names"] = list(lay.channel_names)
+        run_file.write_metadata(h5, metadata)
+        self._time_datasets = [v for k, v in d.items() if k != "events"]
+        return d

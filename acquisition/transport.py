@@ -1,0 +1,242 @@
+"""ZeroMQ sockets and endpoints of a run: raw sets to the worker, results back, display stream.
+
+The acquisition process binds every socket; the worker and viewers connect. Raw sets go over a
+bounded PUSH that never blocks the camera path (a full queue means: skip SR for that set, the
+caller records it). Results come back over a lossless PUSH/PULL. The display PUB is conflated
+and lossy by design. Endpoints default to ipc/loopback; any other host requires CurveZMQ keys.
+Every receive waits with a poller and a timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from acquisition.wire import (
+    Header,
+    Message,
+    WireError,
+    decode,
+    encode,
+    pack_display,
+    unpack_display,
+)
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+DISPLAY_TOPICS = ("raw", "wf", "sr", "imc")
+
+
+class TransportSecurityError(ValueError):
+    """An endpoint would expose the run beyond this host without CurveZMQ keys."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the run's three streams live."""
+
+    raw: str
+    results: str
+    display: str
+
+    @classmethod
+    def ipc(cls, folder: Path | None = None) -> Endpoints:
+        """ipc endpoints in ``folder`` (a fresh private temporary folder when None)."""
+        folder = Path(folder or tempfile.mkdtemp(prefix="livesim-"))
+        return cls(raw=f"ipc://{folder}/raw", results=f"ipc://{folder}/results",
+                   display=f"ipc://{folder}/display")
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """CurveZMQ key pair of this side (z85 text) and, for clients, the server's public key."""
+
+    public_key: bytes
+    secret_key: bytes
+    server_public_key: bytes | None = None
+
+    @classmethod
+    def from_files(cls, secret_file: Path, server_public_file: Path | None = None) -> CurveKeys:
+        """Load keys written by ``zmq.auth.create_certificates``."""
+        import zmq.auth
+
+        public, secret = zmq.auth.load_certificate(str(secret_file))
+        if secret is None:
+            raise TransportSecurityError(f"{secret_file}: holds no secret key")
+        server = None
+        if server_public_file is not None:
+            server, _ = zmq.auth.load_certificate(str(server_public_file))
+        return cls(public_key=public, secret_key=secret, server_public_key=server)
+
+    def apply(self, socket: zmq.Socket, server: bool) -> None:
+        """Configure ``socket`` as a Curve server (binding side) or client (connecting side)."""
+        socket.curve_secretkey = self.secret_key
+        socket.curve_publickey = self.public_key
+        if server:
+            socket.curve_server = True
+        else:
+            if self.server_public_key is None:
+                raise TransportSecurityError("a Curve client needs the server's public key")
+            socket.curve_serverkey = self.server_public_key
+
+
+def endpoint_is_local(endpoint: str) -> bool:
+    """True for ipc/inproc endpoints and TCP on a loopback address."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        raise TransportSecurityError(f"endpoint {endpoint!r}: unsupported transport {scheme!r}")
+    host = rest.rsplit(":", 1)[0]
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, keys: CurveKeys | None) -> None:
+    """Refuse a non-local endpoint unless CurveZMQ keys are given."""
+    if not endpoint_is_local(endpoint) and keys is None:
+        raise TransportSecurityError(
+            f"endpoint {endpoint!r} is reachable from other hosts; binding or connecting there "
+            "requires CurveZMQ keys (use 127.0.0.1/ipc, or pass --curve-secret/--curve-server)"
+        )
+
+
+def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
+                keys: CurveKeys | None = None, **options: int) -> zmq.Socket:
+    """A socket with LINGER 0 and the given options, bound or connected after the checks."""
+    check_endpoint(endpoint, keys)
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    for name, value in options.items():
+        socket.setsockopt(getattr(zmq, name), value)
+    if keys is not None:
+        keys.apply(socket, server=bind)
+    if bind:
+        socket.bind(endpoint)
+    else:
+        socket.connect(endpoint)
+    return socket
+
+
+class MessageReceiver:
+    """Polls a socket with a timeout and returns validated messages; malformed ones are counted."""
+
+    def __init__(self, socket: zmq.Socket, name: str) -> None:
+        self.socket = socket
+        self.name = name
+        self.rejected = 0
+        self.received = 0
+        self._poller = zmq.Poller()
+        self._poller.register(socket, zmq.POLLIN)
+
+    def receive(self, timeout_ms: int) -> Message | None:
+        """The next valid message, or None after ``timeout_ms`` (or after rejecting one)."""
+        if not self._poller.poll(timeout_ms):
+            return None
+        frames = self.socket.recv_multipart(copy=False)
+        try:
+            message = decode(frames)
+        except WireError as exc:
+            self.rejected += 1
+            level = logging.WARNING if self.rejected & (self.rejected - 1) == 0 else logging.DEBUG
+            logger.log(level, "%s: rejected malformed message #%d: %s", self.name,
+                       self.rejected, exc)
+            return None
+        self.received += 1
+        return message
+
+
+class RawSetSender:
+    """Bounded, non-blocking PUSH of raw sets to the worker: False means 'worker behind, skip'."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, high_water_mark: int = 4,
+                 keys: CurveKeys | None = None) -> None:
+        self.socket = open_socket(context, zmq.PUSH, endpoint, bind=True, keys=keys,
+                                  SNDHWM=high_water_mark, IMMEDIATE=1)
+        self.sent = 0
+        self.refused = 0
+
+    def send(self, header: Header, array: np.ndarray) -> bool:
+        """Queue one raw set zero-copy; return False (nothing queued) if the worker is behind."""
+        try:
+            self.socket.send_multipart(encode(header, array), copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.refused += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        """Close the socket without waiting."""
+        self.socket.close(linger=0)
+
+
+class DisplayPublisher:
+    """Conflated PUB of the newest raw / wide-field / SR / IMC images (lossy by design)."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> None:
+        self.socket = open_socket(context, zmq.PUB, endpoint, bind=True, keys=keys,
+                                  SNDHWM=1, CONFLATE=1)
+
+    def publish(self, topic: str, header: Header, array: np.ndarray) -> None:
+        """Offer the newest image under ``topic``; dropped silently if nobody keeps up."""
+        if topic not in DISPLAY_TOPICS:
+            raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
+        try:
+            self.socket.send(pack_display(topic, header, array), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            logger.debug("display %s dropped", topic)
+
+    def close(self) -> None:
+        """Close the socket without waiting."""
+        self.socket.close(linger=0)
+
+
+class DisplaySubscriber:
+    """Viewer side of the display stream: one conflated SUB per topic, newest image only."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, topic: str,
+                 keys: CurveKeys | None = None) -> None:
+        if topic not in DISPLAY_TOPICS:
+            raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
+        self.topic = topic
+        self.rejected = 0
+        self.socket = open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
+                                  CONFLATE=1, RCVHWM=1)
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii") + b"\x00")
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+
+    def latest(self, timeout_ms: int) -> Message | None:
+        """The newest message of this topic, or None after ``timeout_ms``."""
+        if not self._poller.poll(timeout_ms):
+            return None
+        data = self.socket.recv()
+        try:
+            _, message = unpack_display(data)
+        except WireError as exc:
+            self.rejected += 1
+            logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
+            return None
+        return message
+
+    def close(self) -> None:
+        """Close the socket without waiting."""
+        self.socket.close(linger=0)
+
+
+def socket_options_summary(socket: zmq.Socket) -> dict[str, Any]:
+    """The high-water marks of a socket, for the run metadata."""
+    return {"sndhwm": socket.getsockopt(zmq.SNDHWM), "rcvhwm": socket.getsockopt(zmq.RCVHWM)}
