@@ -1,0 +1,272 @@
+"""AcquisitionEngine: runs one hardware sequence per time point on a rig, on schedule.
+
+Frames come back tagged; the engine groups them into per-channel pattern sets, checks every
+frame's sequence number (gaps are reported, never hidden), keeps the interval schedule and
+measures its drift, and hands each time point to a consumer (the run session or the GUI).
+A continuous live mode runs the same loop on a thread until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from psygnal import Signal
+
+from hardware.errors import RigError
+
+logger = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    """What the engine needs from a rig: one tagged, hardware-sequenced time point."""
+
+    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+        """Frames (``TaggedFrame``: ``image``, ``tag``) of every channel x pattern."""
+        ...
+
+
+@dataclass(frozen=True)
+class RawSet:
+    """One channel's pattern set at one time point, in pattern order (P, Y, X) uint16."""
+
+    time_point: int
+    channel: int
+    laser_nm: int
+    exposure_ms: float
+    frames: np.ndarray
+    timestamps_s: np.ndarray
+    sequences: np.ndarray  # -1 where a pattern's frame never arrived
+
+    @property
+    def complete(self) -> bool:
+        """True when every pattern's frame arrived."""
+        return bool(np.all(self.sequences >= 0))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Frames that should have arrived but did not: sequence numbers [first, first + count)."""
+
+    time_point: int
+    first_sequence: int
+    count: int
+    detail: str
+    kind: str = "gap"  # gap | missing_frame | unexpected_frame | rig_error
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """Everything acquired at one time point."""
+
+    index: int
+    scheduled_s: float
+    started_s: float
+    sets: tuple[RawSet, ...]
+    gaps: tuple[Gap, ...] = ()
+
+    @property
+    def drift_s(self) -> float:
+        """How late this time point started against its schedule."""
+        return self.started_s - self.scheduled_s
+
+
+@dataclass
+class EngineReport:
+    """Outcome of a run: time points done, gaps, failures and schedule drift."""
+
+    time_points: int = 0
+    frames: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    drifts_s: list[float] = field(default_factory=list)
+    stopped_reason: str = "completed"
+    elapsed_s: float = 0.0
+
+    @property
+    def max_drift_s(self) -> float:
+        """Worst lateness of a time point start."""
+        return max(self.drifts_s, default=0.0)
+
+    @property
+    def mean_drift_s(self) -> float:
+        """Mean lateness of time point starts."""
+        return float(np.mean(self.drifts_s)) if self.drifts_s else 0.0
+
+
+class SequenceChecker:
+    """Follows the run-wide frame sequence numbers and reports every gap."""
+
+    def __init__(self) -> None:
+        self.next_sequence: int | None = None
+
+    def check(self, time_point: int, sequences: Sequence[int]) -> list[Gap]:
+        """Gaps before and between ``sequences`` (ascending); the expected next is advanced."""
+        gaps = []
+        for seq in sorted(sequences):
+            if self.next_sequence is not None and seq > self.next_sequence:
+                count = seq - self.next_sequence
+                gaps.append(Gap(time_point, self.next_sequence, count,
+                                f"{count} frame(s) missing before sequence {seq}"))
+            elif self.next_sequence is not None and seq < self.next_sequence:
+                gaps.append(Gap(time_point, seq, 0,
+                                f"sequence {seq} repeated or out of order "
+                                f"(expected {self.next_sequence})"))
+                continue
+            self.next_sequence = seq + 1
+        return gaps
+
+
+def group_sets(time_point: int, frames: Sequence[Any], channel_lasers: Sequence[int],
+               n_patterns: int, frame_shape: tuple[int, int] | None = None
+               ) -> tuple[list[RawSet], list[Gap]]:
+    """Sort tagged frames into per-channel (P, Y, X) sets; missing patterns leave zeros + -1."""
+    n_channels = len(channel_lasers)
+    if frame_shape is None:
+        if not frames:
+            raise RigError(f"time point {time_point}: no frames arrived")
+        frame_shape = tuple(frames[0].image.shape)  # type: ignore[assignment]
+    assert frame_shape is not None
+    stacks = np.zeros((n_channels, n_patterns, *frame_shape), dtype=np.uint16)
+    stamps = np.full((n_channels, n_patterns), np.nan)
+    seqs = np.full((n_channels, n_patterns), -1, dtype=np.int64)
+    exposures = np.zeros(n_channels)
+    problems: list[Gap] = []
+    for frame in frames:
+        tag = frame.tag
+        c, p = tag.channel, tag.pattern_index
+        if not (0 <= c < n_channels and 0 <= p < n_patterns) or tag.time_point != time_point:
+            problems.append(Gap(time_point, tag.sequence, 0,
+                                f"unexpected frame t={tag.time_point} channel={c} pattern={p}",
+                                "unexpected_frame"))
+            continue
+        if seqs[c, p] >= 0:
+            problems.append(Gap(time_point, tag.sequence, 0,
+                                f"duplicate frame channel={c} pattern={p}", "unexpected_frame"))
+            continue
+        if frame.image.shape != frame_shape:
+            problems.append(Gap(time_point, tag.sequence, 0,
+                                f"frame shape {frame.image.shape} is not {frame_shape}",
+                                "unexpected_frame"))
+            continue
+        stacks[c, p] = frame.image
+        stamps[c, p] = tag.timestamp_s
+        seqs[c, p] = tag.sequence
+        exposures[c] = tag.exposure_ms
+    for c, p in zip(*np.nonzero(seqs < 0), strict=True):
+        problems.append(Gap(time_point, -1, 1, f"no frame for channel={c} pattern={p}",
+                            "missing_frame"))
+    sets = [RawSet(time_point, c, int(channel_lasers[c]), float(exposures[c]), stacks[c],
+                   stamps[c], seqs[c]) for c in range(n_channels)]
+    return sets, problems
+
+
+class AcquisitionEngine:
+    """Drives a :class:`FrameSource` through time points on an interval schedule."""
+
+    time_point_acquired = Signal(object)  # TimePoint, emitted from the acquisition thread
+    gap_detected = Signal(object)  # Gap
+
+    def __init__(self, source: FrameSource, plan: Any, channel_lasers: Sequence[int],
+                 n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
+                 on_time_point: Callable[[TimePoint], None] | None = None,
+                 max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.source = source
+        self.plan = plan
+        self.channel_lasers = tuple(int(x) for x in channel_lasers)
+        self.n_patterns = n_patterns
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.on_time_point = on_time_point
+        self.max_consecutive_failures = max_consecutive_failures
+        self._clock = clock
+        self._checker = SequenceChecker()
+        self._stop = threading.Event()
+        self._live_thread: threading.Thread | None = None
+        self.report = EngineReport()
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the time point in progress."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def run(self, n_time_points: int | None, first_time_point: int = 0) -> EngineReport:
+        """Acquire ``n_time_points`` (None: until stopped) on schedule; return the report."""
+        report = self.report = EngineReport()
+        start = self._clock()
+        failures_in_row = 0
+        t = first_time_point
+        while n_time_points is None or t < first_time_point + n_time_points:
+            scheduled = start + (t - first_time_point) * self.interval_s
+            if self._stop.wait(max(0.0, scheduled - self._clock())):
+                report.stopped_reason = "stopped"
+                break
+            started = self._clock()
+            try:
+                frames = self.source.acquire_time_point(self.plan, t, self.timeout_s)
+                sets, problems = group_sets(t, frames, self.channel_lasers, self.n_patterns)
+            except RigError as exc:
+                failures_in_row += 1
+                report.failures.append(f"time point {t}: {exc}")
+                logger.error("time point %d failed: %s", t, exc)
+                gap = Gap(t, -1, len(self.channel_lasers) * self.n_patterns, f"rig error: {exc}",
+                          "rig_error")
+                report.gaps.append(gap)
+                self.gap_detected.emit(gap)
+                if failures_in_row >= self.max_consecutive_failures:
+                    report.stopped_reason = f"{failures_in_row} time points failed in a row: {exc}"
+                    break
+                t += 1
+                continue
+            failures_in_row = 0
+            arrived = [int(s) for raw in sets for s in raw.sequences if s >= 0]
+            gaps = problems + self._checker.check(t, arrived)
+            for gap in gaps:
+                logger.warning("time point %d: %s", t, gap.detail)
+                self.gap_detected.emit(gap)
+            point = TimePoint(t, scheduled, started, tuple(sets), tuple(gaps))
+            report.gaps.extend(gaps)
+            report.drifts_s.append(point.drift_s)
+            report.time_points += 1
+            report.frames += len(arrived)
+            if self.interval_s > 0 and point.drift_s > self.interval_s:
+                logger.warning("time point %d started %.3f s late", t, point.drift_s)
+            if self.on_time_point is not None:
+                self.on_time_point(point)
+            self.time_point_acquired.emit(point)
+            t += 1
+        report.elapsed_s = self._clock() - start
+        return report
+
+    def start_live(self) -> None:
+        """Run continuously on a thread (GUI live view) until :meth:`stop_live`."""
+        if self._live_thread is not None and self._live_thread.is_alive():
+            raise RuntimeError("live mode is already running")
+        self._stop.clear()
+        self._live_thread = threading.Thread(target=self.run, args=(None,), name="live",
+                                             daemon=True)
+        self._live_thread.start()
+
+    def stop_live(self, timeout_s: float = 10.0) -> None:
+        """Stop live mode and wait (bounded) for the loop to end."""
+        self._stop.set()
+        if self._live_thread is not None:
+            self._live_thread.join(timeout_s)
+            if self._live_thread.is_alive():
+                raise RuntimeError(f"live loop did not stop within {timeout_s:.0f} s")
+            self._live_thread = None
+
+    @property
+    def is_live(self) -> bool:
+        """True while live mode runs."""
+        return self._live_thread is not None and self._live_thread.is_alive()

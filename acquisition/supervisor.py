@@ -1,0 +1,156 @@
+"""WorkerSupervisor: starts the inference worker as a subprocess, watches it, restarts it.
+
+The worker is judged by its heartbeats (relayed by the run session from the results socket):
+no heartbeat for ``heartbeat_timeout_s`` means hung or dead, one set running longer than
+``busy_timeout_s`` means hung. Either way the process is killed and restarted (up to
+``max_restarts``); every death and restart is reported through ``on_event`` so the run file
+records the gap. Acquisition never waits on any of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str], None]  # (kind, detail)
+
+
+@dataclass(frozen=True)
+class WorkerCommand:
+    """The `livesim infer` command line for a run."""
+
+    raw_endpoint: str
+    results_endpoint: str
+    methods: tuple[str, ...]
+    raw_shape: tuple[int, int, int]
+    heartbeat_s: float = 0.5
+    log_file: Path | None = None
+
+    def argv(self) -> list[str]:
+        """The subprocess argument vector (same interpreter, the CLI module)."""
+        args = [sys.executable, "-m", "acquisition.cli", "infer",
+                "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
+                "--raw-shape", ",".join(str(n) for n in self.raw_shape),
+                "--heartbeat-s", str(self.heartbeat_s)]
+        for method in self.methods:
+            args += ["--method", method]
+        return args
+
+
+class WorkerSupervisor:
+    """Owns the worker subprocess: start, health check, kill + restart, stop."""
+
+    def __init__(self, command: WorkerCommand, on_event: EventSink,
+                 heartbeat_timeout_s: float = 5.0, startup_timeout_s: float = 120.0,
+                 busy_timeout_s: float = 60.0, max_restarts: int = 5,
+                 argv_factory: Callable[[], Sequence[str]] | None = None) -> None:
+        self.command = command
+        self.on_event = on_event
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.busy_timeout_s = busy_timeout_s
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._argv_factory = argv_factory or command.argv
+        self._started_s = 0.0
+        self._last_heartbeat_s = 0.0
+        self._busy_since_s = 0.0
+        self._ready = False
+        self._given_up = False
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def ready(self) -> bool:
+        """True once the current worker has said hello."""
+        return self._ready and self.alive
+
+    @property
+    def given_up(self) -> bool:
+        """True after ``max_restarts`` restarts failed: SR is off for the rest of the run."""
+        return self._given_up
+
+    def start(self) -> None:
+        """Launch a worker process (its output goes to the log file when given)."""
+        stdout = None
+        if self.command.log_file is not None:
+            stdout = self.command.log_file.open("ab")
+        try:
+            self.process = subprocess.Popen(list(self._argv_factory()), stdout=stdout,
+                                            stderr=subprocess.STDOUT if stdout else None)
+        finally:
+            if stdout is not None:
+                stdout.close()
+        self._started_s = time.monotonic()
+        self._last_heartbeat_s = self._started_s
+        self._busy_since_s = 0.0
+        self._ready = False
+        logger.info("worker started (pid %d)", self.process.pid)
+
+    def heartbeat(self, busy_since_s: float = 0.0, hello: bool = False) -> None:
+        """Record a heartbeat (busy_since_s: wall time the current set started, 0 idle)."""
+        self._last_heartbeat_s = time.monotonic()
+        self._busy_since_s = busy_since_s
+        if hello:
+            self._ready = True
+
+    def check(self) -> str | None:
+        """Detect death or hang; kill and restart. Returns the problem found, if any."""
+        if self.process is None or self._given_up:
+            return None
+        now = time.monotonic()
+        problem = None
+        code = self.process.poll()
+        if code is not None:
+            problem = f"worker exited with code {code}"
+        elif not self._ready and now - self._started_s > self.startup_timeout_s:
+            problem = f"worker not ready after {self.startup_timeout_s:.0f} s"
+        elif self._ready and now - self._last_heartbeat_s > self.heartbeat_timeout_s:
+            problem = f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
+        elif self._busy_since_s and time.time() - self._busy_since_s > self.busy_timeout_s:
+            problem = f"one set running for more than {self.busy_timeout_s:.0f} s"
+        if problem is None:
+            return None
+        logger.error("%s (pid %d)", problem, self.process.pid)
+        self.on_event("worker_died", problem)
+        self._kill()
+        if self.restarts >= self.max_restarts:
+            self._given_up = True
+            self.on_event("worker_given_up", f"{self.restarts} restarts used; SR off from now")
+            return problem
+        self.restarts += 1
+        self.start()
+        self.on_event("worker_restarted", f"restart {self.restarts} (pid {self.process.pid})")
+        return problem
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the worker to finish (SIGTERM), then kill it after ``timeout_s``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("worker did not stop within %.0f s; killing it", timeout_s)
+            self._kill()
+
+    def _kill(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            logger.error("worker pid %d did not die after SIGKILL", self.process.pid)

@@ -1,0 +1,242 @@
+"""The inference worker (`livesim infer`): raw SIM sets in over ZeroMQ, SR results back out.
+
+It connects to the acquisition process's raw PUSH and results PULL, reconstructs each raw set
+with the channel's :class:`Reconstructor` and sends back the SR image with photon count, timings
+and the model's name and SHA-256. After loading its models it warms them up on a synthetic set
+and announces itself (``hello``: per-channel model identity and SR shape); then it sends a
+heartbeat at a fixed period from its own thread, carrying how long the current set has been
+running, so the supervisor can tell a dead or hung worker from a busy one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+
+from acquisition.transport import CurveKeys, MessageReceiver, open_socket
+from acquisition.wire import Header, Kind, Message, encode, header_for
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dfcan-sim"
+FALLBACK_METHOD = "wiener"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+
+
+class Reconstructor(Protocol):
+    """What the worker needs: (P, Y, X) uint16 -> result with image, photon count, identity."""
+
+    def reconstruct(self, raw: np.ndarray) -> Any:
+        """An ``SrResult`` (image, photon_count, model_name, model_sha256, timings_ms, flags)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the worker connects and what it runs (one method per channel, or one for all)."""
+
+    raw_endpoint: str
+    results_endpoint: str
+    methods: tuple[str, ...] = ("default",)
+    raw_shape: tuple[int, int, int] = (9, 128, 128)
+    heartbeat_s: float = 0.5
+    send_timeout_s: float = 10.0
+    idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
+    curve: CurveKeys | None = None
+
+
+@dataclass
+class WorkerState:
+    """Counters shared with the heartbeat thread."""
+
+    processed: int = 0
+    failed: int = 0
+    busy_since_s: float = 0.0  # wall time the current set started; 0 when idle
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def resolve_method(method: str) -> tuple[str, str]:
+    """Map 'default' to the bundled DFCAN-SIM model, or to Wiener when it is not installed.
+
+    Returns (method, note): the note says when and why the fallback was taken.
+    """
+    if method != "default":
+        return method, ""
+    if (BUNDLED_DIR / f"{DEFAULT_MODEL}.pt").is_file():
+        return DEFAULT_MODEL, ""
+    note = f"bundled model {DEFAULT_MODEL!r} is not installed; falling back to {FALLBACK_METHOD!r}"
+    logger.warning("%s", note)
+    return FALLBACK_METHOD, note
+
+
+def build_reconstructors(methods: Sequence[str]) -> tuple[dict[int, Reconstructor], dict[int, str]]:
+    """One reconstructor per channel (shared between channels with the same method)."""
+    from inference.reconstruction import make_reconstructor
+
+    cache: dict[str, Reconstructor] = {}
+    out: dict[int, Reconstructor] = {}
+    notes: dict[int, str] = {}
+    for channel, requested in enumerate(methods):
+        method, note = resolve_method(requested)
+        if method == "none":
+            continue
+        if method not in cache:
+            cache[method] = make_reconstructor(method)
+        out[channel] = cache[method]
+        if note:
+            notes[channel] = note
+    return out, notes
+
+
+def result_info(result: Any) -> dict[str, Any]:
+    """The wire ``info`` of an SR result: photon count, timings, model identity, flags."""
+    flags = getattr(result, "flags", ())
+    timings = dict(getattr(result, "timings_ms", {}))
+    if isinstance(flags, Mapping):
+        flags = [f"{k}={v}" for k, v in flags.items()]
+    return {
+        "photon_count": float(getattr(result, "photon_count", float("nan"))),
+        "timings_ms": {str(k): float(v) for k, v in timings.items()},
+        "model_name": str(getattr(result, "model_name", "")),
+        "model_sha256": str(getattr(result, "model_sha256", "")),
+        "flags": [str(f) for f in flags],
+    }
+
+
+def describe_models(reconstructors: Mapping[int, Reconstructor], raw_shape: tuple[int, int, int],
+                    notes: Mapping[int, str]) -> dict[str, Any]:
+    """Warm up every reconstructor on a synthetic set; report identity and SR shape per channel."""
+    rng = np.random.default_rng(0)
+    synthetic = (100 + rng.poisson(50.0, size=raw_shape)).astype(np.uint16)
+    channels: dict[str, Any] = {}
+    for channel, reconstructor in reconstructors.items():
+        start = time.perf_counter()
+        result = reconstructor.reconstruct(synthetic)
+        info = result_info(result)
+        channels[str(channel)] = {
+            "model_name": info["model_name"],
+            "model_sha256": info["model_sha256"],
+            "sr_shape": [int(n) for n in np.asarray(result.image).shape],
+            "warmup_ms": (time.perf_counter() - start) * 1e3,
+            "note": notes.get(channel, ""),
+        }
+    return {"channels": channels, "pid": os.getpid()}
+
+
+def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
+          hello: Mapping[str, Any], context: zmq.Context | None = None,
+          state: WorkerState | None = None) -> WorkerState:
+    """Run the worker loop until ``state.stop`` is set (or idle_exit_s passes without work)."""
+    context = context or zmq.Context.instance()
+    state = state or WorkerState()
+    raw = open_socket(context, zmq.PULL, options.raw_endpoint, bind=False, keys=options.curve,
+                      RCVHWM=1)
+    results = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
+                          keys=options.curve, SNDTIMEO=int(options.send_timeout_s * 1000))
+    receiver = MessageReceiver(raw, "worker raw")
+    send_lock = threading.Lock()
+    sequence = iter(range(1 << 62))
+
+    def send(header_fields: dict[str, Any], kind: Kind, array: np.ndarray | None) -> bool:
+        with send_lock:
+            header = header_for(kind, str(header_fields.pop("run_id", "")), next(sequence),
+                                array, **header_fields)
+            try:
+                results.send_multipart(encode(header, array), copy=False)
+            except zmq.Again:
+                logger.error("results socket blocked for %.0f s; result %s t=%d dropped",
+                             options.send_timeout_s, kind, header.time_point)
+                return False
+            return True
+
+    def heartbeat() -> None:
+        while not state.stop.wait(options.heartbeat_s):
+            send({"info": {"pid": os.getpid(), "processed": state.processed,
+                           "failed": state.failed, "rejected": receiver.rejected,
+                           "busy_since_s": state.busy_since_s}}, Kind.HEARTBEAT, None)
+
+    send({"info": {"hello": dict(hello), "pid": os.getpid()}}, Kind.HEARTBEAT, None)
+    beat = threading.Thread(target=heartbeat, name="worker-heartbeat", daemon=True)
+    beat.start()
+    last_work = time.monotonic()
+    try:
+        while not state.stop.is_set():
+            message = receiver.receive(timeout_ms=int(options.heartbeat_s * 1000))
+            if message is None:
+                if options.idle_exit_s and time.monotonic() - last_work > options.idle_exit_s:
+                    logger.info("no raw set for %.0f s; exiting", options.idle_exit_s)
+                    break
+                continue
+            last_work = time.monotonic()
+            _handle(message, reconstructors, state, send)
+    finally:
+        state.stop.set()
+        beat.join(options.heartbeat_s * 4)
+        raw.close(linger=0)
+        results.close(linger=int(options.send_timeout_s * 1000))
+    return state
+
+
+def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state: WorkerState,
+            send: Callable[[dict[str, Any], Kind, np.ndarray | None], bool]) -> None:
+    head: Header = message.header
+    if head.kind is not Kind.RAW_SET:
+        logger.warning("ignoring a %s message on the raw socket", head.kind)
+        return
+    reconstructor = reconstructors.get(head.channel)
+    common = {"run_id": head.run_id, "time_point": head.time_point, "channel": head.channel,
+              "laser_nm": head.laser_nm, "exposure_ms": head.exposure_ms,
+              "frame_sequences": head.frame_sequences, "timestamps_s": head.timestamps_s,
+              "n_orientations": head.n_orientations, "n_phases": head.n_phases}
+    n_patterns = head.n_orientations * head.n_phases
+    problem = ""
+    if reconstructor is None:
+        problem = f"no reconstruction configured for channel {head.channel}"
+    elif len(head.shape) != 3 or head.shape[0] != n_patterns or head.dtype != "uint16":
+        problem = (f"raw set {head.dtype}{list(head.shape)} does not match "
+                   f"{n_patterns} uint16 patterns")
+    if problem or reconstructor is None:
+        state.failed += 1
+        send({**common, "info": {"error": problem, "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
+        return
+    state.busy_since_s = time.time()
+    try:
+        result = reconstructor.reconstruct(message.array)
+    except (ValueError, RuntimeError, ArithmeticError) as exc:
+        state.failed += 1
+        logger.error("t=%d channel=%d: reconstruction failed: %s", head.time_point,
+                     head.channel, exc)
+        send({**common, "info": {"error": f"reconstruction failed: {exc}",
+                                 "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
+        return
+    finally:
+        state.busy_since_s = 0.0
+    image = np.ascontiguousarray(result.image, dtype=np.float32)
+    info = {**result_info(result), "raw_sent_s": head.sent_s}
+    if send({**common, "info": info}, Kind.SR_RESULT, image):
+        state.processed += 1
+    imc = getattr(result, "imc", None)
+    if imc is not None:
+        send({**common, "info": info}, Kind.IMC_RESULT,
+             np.ascontiguousarray(imc, dtype=np.float32))
+
+
+def run_worker(options: WorkerOptions) -> WorkerState:
+    """Load the models, announce them, and serve until stopped (the `livesim infer` body)."""
+    state = WorkerState()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
+    reconstructors, notes = build_reconstructors(options.methods)
+    hello = describe_models(reconstructors, options.raw_shape, notes)
+    logger.info("worker ready: %s", hello)
+    return serve(options, reconstructors, hello, state=state)
