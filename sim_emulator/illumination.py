@@ -34,14 +34,14 @@ class SimPatterns(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: SimMode = "sim"
-    n_orientations: int | None = Field(None, ge=1, le=16)
-    n_phases: int | None = Field(None, ge=1, le=16)
-    period_nm: float = Field(216.0, gt=20.0, lt=100000.0)
+    n_orientations: int | None = Field(default=None, ge=1, le=16)
+    n_phases: int | None = Field(default=None, ge=1, le=16)
+    period_nm: float = Field(default=216.0, gt=20.0, lt=100000.0)
     angle_offset_rad: float = 0.3
-    modulation: float = Field(0.9, ge=0.0, le=1.0)
-    phase_error_rad: float = Field(0.0, ge=0.0, le=3.2)
-    angle_error_rad: float = Field(0.0, ge=0.0, le=0.5)
-    saturation: float = Field(3.0, gt=0.0, le=100.0)
+    modulation: float = Field(default=0.9, ge=0.0, le=1.0)
+    phase_error_rad: float = Field(default=0.0, ge=0.0, le=3.2)
+    angle_error_rad: float = Field(default=0.0, ge=0.0, le=0.5)
+    saturation: float = Field(default=3.0, gt=0.0, le=100.0)
     error_seed: int = 0
 
     @model_validator(mode="after")

@@ -17,21 +17,23 @@ class Optics(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    na: float = Field(1.35, gt=0.0, le=1.7, description="numerical aperture of the objective")
-    immersion_index: float = Field(1.518, ge=1.0, le=2.0)
-    excitation_nm: float = Field(488.0, gt=200.0, lt=2000.0)
-    emission_nm: float = Field(525.0, gt=200.0, lt=2000.0)
+    na: float = Field(
+        default=1.35, gt=0.0, le=1.7, description="numerical aperture of the objective"
+    )
+    immersion_index: float = Field(default=1.518, ge=1.0, le=2.0)
+    excitation_nm: float = Field(default=488.0, gt=200.0, lt=2000.0)
+    emission_nm: float = Field(default=525.0, gt=200.0, lt=2000.0)
     pixel_size_nm: float = Field(
-        62.6, gt=1.0, lt=10000.0, description="sample-plane size of one unbinned camera pixel"
+        default=62.6, gt=1.0, lt=10000.0, description="sample-plane size of an unbinned pixel"
     )
     otf_attenuation: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         le=10.0,
         description="aberration damping: OTF multiplied by exp(-otf_attenuation * k/k_cutoff)",
     )
     background_fraction: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         le=10.0,
         description="out-of-focus haze, as a fraction of the in-focus signal (unmodulated)",

@@ -16,22 +16,26 @@ class SensorModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    qe: float = Field(0.8, gt=0.0, le=1.0, description="quantum efficiency at the emission line")
-    offset_adu: float = Field(100.0, ge=0.0, le=60000.0)
-    offset_spread_adu: float = Field(1.5, ge=0.0, le=1000.0)
-    gain_adu_per_e: float = Field(2.0, gt=0.0, le=100.0)
-    gain_spread: float = Field(0.01, ge=0.0, le=0.5, description="relative std of the gain map")
-    read_noise_e: float = Field(1.4, ge=0.0, le=100.0)
-    read_noise_spread: float = Field(
-        0.1, ge=0.0, le=2.0, description="relative (log-normal) spread of the read-noise map"
+    qe: float = Field(
+        default=0.8, gt=0.0, le=1.0, description="quantum efficiency at the emission line"
     )
-    dark_current_e_per_s: float = Field(0.3, ge=0.0, le=1e5)
-    hot_pixel_fraction: float = Field(1e-4, ge=0.0, le=0.1)
-    hot_pixel_dark_e_per_s: float = Field(2000.0, ge=0.0, le=1e7)
-    bit_depth: int = Field(16, ge=8, le=16)
-    binning: int = Field(1, ge=1, le=8)
+    offset_adu: float = Field(default=100.0, ge=0.0, le=60000.0)
+    offset_spread_adu: float = Field(default=1.5, ge=0.0, le=1000.0)
+    gain_adu_per_e: float = Field(default=2.0, gt=0.0, le=100.0)
+    gain_spread: float = Field(
+        default=0.01, ge=0.0, le=0.5, description="relative std of the gain map"
+    )
+    read_noise_e: float = Field(default=1.4, ge=0.0, le=100.0)
+    read_noise_spread: float = Field(
+        default=0.1, ge=0.0, le=2.0, description="relative log-normal spread of read noise"
+    )
+    dark_current_e_per_s: float = Field(default=0.3, ge=0.0, le=1e5)
+    hot_pixel_fraction: float = Field(default=1e-4, ge=0.0, le=0.1)
+    hot_pixel_dark_e_per_s: float = Field(default=2000.0, ge=0.0, le=1e7)
+    bit_depth: int = Field(default=16, ge=8, le=16)
+    binning: int = Field(default=1, ge=1, le=8)
     roi: tuple[int, int, int, int] | None = Field(
-        None, description="(x, y, width, height) in unbinned sensor pixels; None = full frame"
+        default=None, description="(x, y, width, height), unbinned px; None = all"
     )
     map_seed: int = 20240531
 

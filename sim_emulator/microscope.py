@@ -1,0 +1,296 @@
+"""The emulated SIM microscope: sample, illumination, optics and camera in one seeded model.
+
+``Microscope.render_frame`` is what the emulated camera sees during one exposure: the SLM
+pattern, the laser line and its power selected by the AOTF, the exposure time. Only
+structures labelled for the active laser line light up; a wrong or missing line renders
+camera offset and noise only, as on a rig.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from calibration.photon_count import average_photon_count
+from sim_emulator.illumination import SimPatterns
+from sim_emulator.image_formation import ImageFormation, SampleSpectra
+from sim_emulator.optics import Optics
+from sim_emulator.samples import STRUCTURES, Dynamics, Sample
+from sim_emulator.sensor import Sensor, SensorModel
+
+logger = logging.getLogger(__name__)
+
+StructureChoice = Literal[
+    "microtubules", "f-actin", "er", "ccps", "lysosomes", "mitochondria", "mix"
+]
+LASER_MATCH_NM = 1.0  # a laser line excites a label when within this distance
+_CACHE_STATES = 4  # sample states (time, laser line) kept in Fourier form
+
+
+class EmulatorConfig(BaseModel):
+    """Everything the forward model needs; loadable from TOML (``EmulatorConfig.from_toml``).
+
+    ``photons`` is the DFCAN average photon count of a wide-field frame at the reference
+    power and exposure; frames scale linearly with power_pct and exposure_ms. ``labels_nm``
+    assigns a structure to a laser line (default: every structure to optics.excitation_nm).
+    Unless ``patterns.period_nm`` is given, the period is 0.9 of the detection cutoff.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    optics: Optics = Field(default_factory=Optics)
+    sensor: SensorModel = Field(default_factory=SensorModel)
+    patterns: SimPatterns = Field(default_factory=SimPatterns)
+    dynamics: Dynamics = Field(default_factory=Dynamics)
+    structure: StructureChoice = "microtubules"
+    mix_structures: tuple[str, str, str] = ("ccps", "microtubules", "f-actin")
+    labels_nm: dict[str, float] = Field(default_factory=dict)
+    size_px: int | tuple[int, int] = 512
+    photons: float = Field(default=300.0, gt=0.0, le=1e6)
+    reference_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
+    reference_exposure_ms: float = Field(default=10.0, gt=0.0, le=1e5)
+    time_resolution_s: float = Field(
+        default=0.1, gt=0.0, le=3600.0, description="the sample state is held for this long"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> EmulatorConfig:
+        for name in self.mix_structures:
+            if name not in STRUCTURES:
+                raise ValueError(f"mix_structures: {name!r} is not one of {STRUCTURES}")
+        for name in self.labels_nm:
+            if name not in STRUCTURES:
+                raise ValueError(f"labels_nm: {name!r} is not one of {STRUCTURES}")
+        height, width = self.sensor_shape
+        if min(height, width) < 8 or max(height, width) > 8192:
+            raise ValueError(f"size_px={self.size_px} must be within 8..8192 pixels")
+        if "period_nm" not in self.patterns.model_fields_set:
+            self.patterns = SimPatterns.for_optics(
+                self.optics,
+                self.patterns.mode,
+                **self.patterns.model_dump(exclude={"mode", "period_nm"}),
+            )
+        return self
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> EmulatorConfig:
+        """Load from a TOML file; errors name the file, the field and the value."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ValueError(f"{path}: cannot read emulator config: {error}") from error
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ValueError(f"{path}: {details}") from error
+
+    @property
+    def sensor_shape(self) -> tuple[int, int]:
+        """(Y, X) of the full sensor in unbinned pixels."""
+        if isinstance(self.size_px, int):
+            return self.size_px, self.size_px
+        return int(self.size_px[0]), int(self.size_px[1])
+
+    @property
+    def structures(self) -> list[str]:
+        """The structures in the sample (three for a mix)."""
+        return list(self.mix_structures) if self.structure == "mix" else [self.structure]
+
+    def laser_for(self, structure: str) -> float:
+        """The laser line (nm) that excites ``structure``'s label."""
+        return float(self.labels_nm.get(structure, self.optics.excitation_nm))
+
+
+@dataclass
+class GroundTruth:
+    """Noiseless references: wide-field (camera grid) and SR target (2x or 3x grid).
+
+    Both in expected photons per pixel at the reference power and exposure.
+    """
+
+    wf: np.ndarray  # float32 (Y, X)
+    sr: np.ndarray  # float32 (sY, sX)
+
+
+class Microscope:
+    """Seeded forward model of the whole instrument; see the module docstring."""
+
+    def __init__(self, config: EmulatorConfig | None = None, workers: int = 1) -> None:
+        self.config = config or EmulatorConfig()
+        c = self.config
+        self.sensor = Sensor(c.sensor, c.sensor_shape)
+        self.formation = ImageFormation(c.optics, c.patterns, c.sensor_shape, workers=workers)
+        height, width = c.sensor_shape
+        field_nm = (height * c.optics.pixel_size_nm, width * c.optics.pixel_size_nm)
+        self.sample = Sample(c.structures, field_nm, c.dynamics, seed=c.seed)
+        self.lasers = [c.laser_for(name) for name in c.structures]
+        self._rng = np.random.default_rng([c.seed, 0x51A])
+        self._cache: OrderedDict[tuple[float, int], SampleSpectra] = OrderedDict()
+        self._photon_scale: dict[int, float] = {}
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def patterns(self) -> SimPatterns:
+        """The illumination patterns."""
+        return self.config.patterns
+
+    @property
+    def n_patterns(self) -> int:
+        """Frames per SIM set."""
+        return self.config.patterns.n_patterns
+
+    @property
+    def laser_lines_nm(self) -> list[float]:
+        """Distinct laser lines that excite something in the sample."""
+        return sorted(set(self.lasers))
+
+    @property
+    def component_names(self) -> list[str]:
+        """Structure of each sample component, in order."""
+        return self.sample.names
+
+    @property
+    def sr_factor(self) -> int:
+        """SR grid / camera grid: 2 (wf, sim) or 3 (nlsim)."""
+        return self.formation.oversampling
+
+    def sample_time_s(self, time_s: float) -> float:
+        """The sample state shown at ``time_s`` (held for ``time_resolution_s``)."""
+        step = self.config.time_resolution_s
+        return float(np.floor(time_s / step + 1e-9) * step)
+
+    # ----------------------------------------------------------------- internals
+    def _components_for(self, laser_nm: float | None) -> list[int]:
+        if laser_nm is None:
+            return list(range(len(self.lasers)))
+        return [i for i, line in enumerate(self.lasers) if abs(line - laser_nm) <= LASER_MATCH_NM]
+
+    def _spectra(self, time_s: float, components: list[int]) -> SampleSpectra:
+        key = (self.sample_time_s(time_s), sum(1 << i for i in components))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        clouds = self.sample.component_points(key[0])
+        from sim_emulator.samples import PointCloud
+
+        cloud = PointCloud.concatenate([clouds[i] for i in components])
+        spectra = self.formation.spectra(cloud)
+        self._cache[key] = spectra
+        while len(self._cache) > _CACHE_STATES:
+            self._cache.popitem(last=False)
+        return spectra
+
+    def _scale(self, components: list[int]) -> float:
+        """Expected photons per emitter unit at reference power/exposure for these labels."""
+        key = sum(1 << i for i in components)
+        if key not in self._photon_scale:
+            wf = self.formation.frames(self._spectra(0.0, components), [None])[0]
+            measured = average_photon_count(wf, 0.0, 1.0)
+            if not measured > 0:
+                raise ValueError(f"structure={self.config.structure}: the sample is empty")
+            self._photon_scale[key] = self.config.photons / float(measured)
+        return self._photon_scale[key]
+
+    def expected_photons(
+        self,
+        time_s: float,
+        patterns: list[int | None],
+        laser_nm: float | None,
+        power_pct: float,
+        exposure_ms: float,
+    ) -> np.ndarray:
+        """Noiseless photon images (len(patterns), Y, X) on the full sensor, float32."""
+        c = self.config
+        if power_pct < 0 or exposure_ms < 0:
+            raise ValueError(f"power_pct={power_pct} and exposure_ms={exposure_ms} must be >= 0")
+        for pattern in patterns:
+            if pattern is not None:
+                self.patterns.orientation_phase(pattern)
+        components = self._components_for(laser_nm)
+        shape = (len(patterns), *c.sensor_shape)
+        if not components or power_pct == 0 or exposure_ms == 0:
+            return np.zeros(shape, dtype=np.float32)
+        dose = (power_pct / c.reference_power_pct) * (exposure_ms / c.reference_exposure_ms)
+        images = self.formation.frames(self._spectra(time_s, components), patterns)
+        images *= np.float32(self._scale(components) * dose)
+        return images
+
+    # ----------------------------------------------------------------- public API
+    def render_frame(
+        self,
+        time_s: float,
+        pattern: int | None,
+        laser_nm: float | None,
+        power_pct: float,
+        exposure_ms: float,
+    ) -> np.ndarray:
+        """One camera exposure of what the SLM/AOTF show: uint16 (Y, X), full physics."""
+        photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms)[0]
+        return self.sensor.expose(photons, exposure_ms, self._rng)
+
+    def render_set(
+        self,
+        time_s: float,
+        laser_nm: float | None = None,
+        power_pct: float | None = None,
+        exposure_ms: float | None = None,
+    ) -> np.ndarray:
+        """All patterns of one SIM set at ``time_s``: uint16 (P, Y', X') after ROI/binning.
+
+        Defaults: the first labelled laser line at the reference power and exposure.
+        """
+        c = self.config
+        line = self.laser_lines_nm[0] if laser_nm is None else laser_nm
+        power = c.reference_power_pct if power_pct is None else power_pct
+        exposure = c.reference_exposure_ms if exposure_ms is None else exposure_ms
+        patterns: list[int | None] = list(range(self.n_patterns))
+        if self.patterns.mode == "wf":
+            patterns = [None]
+        photons = self.expected_photons(time_s, patterns, line, power, exposure)
+        return np.stack([self.sensor.expose(p, exposure, self._rng) for p in photons])
+
+    def ground_truth(self, time_s: float, laser_nm: float | None = None) -> GroundTruth:
+        """Noiseless wide-field and SR target at ``time_s`` (all labels when laser_nm is None)."""
+        components = self._components_for(laser_nm)
+        if not components:
+            raise ValueError(f"laser_nm={laser_nm} excites no label of this sample")
+        spectra = self._spectra(time_s, components)
+        scale = self._scale(self._components_for(laser_nm))
+        wf = self.formation.frames(spectra, [None])[0] * np.float32(scale)
+        sr = self.formation.super_resolved(spectra.fine_image) * np.float32(scale)
+        return GroundTruth(wf=self._to_output(wf, 1), sr=self._to_output(sr, self.sr_factor))
+
+    def ground_truth_components(self, time_s: float) -> np.ndarray:
+        """One SR target per sample component: float32 (n_components, sY, sX)."""
+        total = self._scale(list(range(len(self.lasers))))
+        out = []
+        for i in range(len(self.lasers)):
+            spectra = self._spectra(time_s, [i])
+            sr = self.formation.super_resolved(spectra.fine_image) * np.float32(total)
+            out.append(self._to_output(sr, self.sr_factor))
+        return np.stack(out)
+
+    def _to_output(self, image: np.ndarray, factor: int) -> np.ndarray:
+        """Apply the camera ROI and binning (on a grid ``factor`` times finer)."""
+        model = self.config.sensor
+        if model.roi is not None:
+            x, y, width, height = (v * factor for v in model.roi)
+            image = image[y : y + height, x : x + width]
+        b = model.binning
+        if b > 1:
+            h, w = image.shape
+            image = image.reshape(h // b, b, w // b, b).sum(axis=(1, 3))
+        return np.ascontiguousarray(image, dtype=np.float32)
