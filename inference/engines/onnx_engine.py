@@ -1,0 +1,154 @@
+"""ONNX export (dynamo exporter; DFT-as-matmul attention as the fallback) and ONNX Runtime.
+
+Exports are fixed-shape (the TF1 spectrum resize taps depend on the image size) and cached
+by model SHA-256, input shape and attention variant.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.engines.base import (
+    BackendUnavailableError,
+    Engine,
+    as_numpy,
+    set_matmul_attention,
+)
+from inference.model_file import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path.home() / ".cache" / "livesim" / "onnx"
+
+
+def onnx_path_for(
+    model: LoadedModel, shape: tuple[int, ...], matmul: bool, cache_dir: Path
+) -> Path:
+    """Cache file name: model hash, input shape and attention variant."""
+    dims = "x".join(str(d) for d in shape)
+    variant = "matmul" if matmul else "fft"
+    return cache_dir / f"{model.sha256[:16]}_{dims}_{variant}.onnx"
+
+
+def export_onnx(
+    model: LoadedModel,
+    shape: tuple[int, int, int, int],
+    path: Path,
+    matmul_attention: bool = False,
+) -> Path:
+    """Export the model for one input shape with the dynamo exporter (opset 20)."""
+    module = model.module.cpu().eval()
+    set_matmul_attention(module, matmul_attention)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(shape, dtype=torch.float32)
+    try:
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            opset_version=20,
+            input_names=["raw"],
+            output_names=["sr"],
+            verbose=False,
+        )
+    finally:
+        set_matmul_attention(module, False)
+    log.info(
+        "exported %s for input %s (%s attention) to %s",
+        model.name,
+        shape,
+        "matmul" if matmul_attention else "fft",
+        path,
+    )
+    return path
+
+
+def export_with_fallback(
+    model: LoadedModel, shape: tuple[int, int, int, int], cache_dir: Path, prefer_matmul: bool
+) -> tuple[Path, bool]:
+    """Export (or reuse a cached export); on failure with fft2, retry with DFT-as-matmul."""
+    variants = [True] if prefer_matmul else [False, True]
+    errors = []
+    for matmul in variants:
+        path = onnx_path_for(model, shape, matmul, cache_dir)
+        if path.is_file():
+            return path, matmul
+        try:
+            return export_onnx(model, shape, path, matmul), matmul
+        except Exception as exc:  # the exporter raises many types; all are reported
+            errors.append(f"{'matmul' if matmul else 'fft'}: {type(exc).__name__}: {exc}")
+            log.warning("ONNX export failed (%s); trying the next variant", errors[-1])
+    raise RuntimeError(f"ONNX export of {model.name} failed: {'; '.join(errors)}")
+
+
+class OnnxRuntimeEngine(Engine):
+    """ONNX Runtime with the CUDA provider when present, else the CPU provider."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: str = "cpu",
+        cache_dir: Path | None = None,
+        matmul_attention: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(model, device)
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "ONNX Runtime is not installed (pip install 'livesim[onnx]')"
+            ) from exc
+        self._ort = onnxruntime
+        available = onnxruntime.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise BackendUnavailableError(
+                    f"ONNX Runtime has no CUDA provider here (available: {available})"
+                )
+            self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            self.providers = ["CPUExecutionProvider"]
+        self.cache_dir = cache_dir or DEFAULT_CACHE
+        self.prefer_matmul = matmul_attention
+        self.threads = threads if threads is not None else torch.get_num_threads()
+        self._sessions: dict[tuple[int, ...], Any] = {}
+        self.variant = "matmul" if matmul_attention else "fft"
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime:{self.device}:{self.variant}"
+
+    def session_for(self, shape: tuple[int, int, int, int]) -> Any:
+        """The (cached) inference session for one input shape."""
+        session = self._sessions.get(shape)
+        if session is None:
+            path, matmul = export_with_fallback(
+                self.model, shape, self.cache_dir, self.prefer_matmul
+            )
+            self.variant = "matmul" if matmul else "fft"
+            options = self._ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            session = self._ort.InferenceSession(
+                str(path), sess_options=options, providers=self.providers
+            )
+            self._sessions[shape] = session
+        return session
+
+    def run(self, batch: Any) -> np.ndarray:
+        x = as_numpy(batch)
+        if x.ndim != 4:
+            raise ValueError(f"engine input must be (N, C, H, W), got shape {x.shape}")
+        shape = (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+        session = self.session_for(shape)
+        (y,) = session.run(None, {session.get_inputs()[0].name: x})
+        return np.ascontiguousarray(y[:, 0], dtype=np.float32)

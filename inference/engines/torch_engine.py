@@ -1,0 +1,88 @@
+"""The torch engine: CPU float32, or CUDA with bf16/fp16 autocast (FFT, abs, pow stay fp32)
+and optional CUDA-graph replay for fixed batch shapes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from inference.engines.base import BackendUnavailableError, Engine, as_numpy, as_torch
+from inference.model_file import LoadedModel
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TorchEngine(Engine):
+    """Eager PyTorch on CPU or CUDA."""
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: str = "cpu",
+        precision: Precision = "fp32",
+        cuda_graphs: bool = False,
+    ) -> None:
+        super().__init__(model, device)
+        self.torch_device = torch.device(device)
+        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                "torch CUDA engine requested but no CUDA GPU is available"
+            )
+        if precision != "fp32" and self.torch_device.type != "cuda":
+            raise BackendUnavailableError(
+                f"precision {precision} is only offered on CUDA; use fp32"
+            )
+        self.precision = precision
+        self.module = model.module.to(self.torch_device).eval()
+        if self.torch_device.type == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.cuda_graphs = cuda_graphs and self.torch_device.type == "cuda"
+        self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def description(self) -> str:
+        graphs = "+graphs" if self.cuda_graphs else ""
+        return f"torch:{self.device}:{self.precision}{graphs}"
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "fp32":
+            return self.module(x)
+        with torch.autocast(device_type="cuda", dtype=_AUTOCAST[self.precision]):
+            return self.module(x)
+
+    def _graph_run(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - needs a GPU
+        key = tuple(x.shape)
+        entry = self._graphs.get(key)
+        if entry is None:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._forward(static_in)
+            entry = (graph, static_in, static_out)
+            self._graphs[key] = entry
+        graph, static_in, static_out = entry
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    @torch.inference_mode()
+    def run(self, batch: Any) -> np.ndarray:
+        x = as_torch(batch, self.torch_device)
+        if self.torch_device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self._graph_run(x) if self.cuda_graphs else self._forward(x)
+        return as_numpy(y.float()[:, 0])

@@ -1,0 +1,216 @@
+"""Model files: a `.pt` holding only tensors and plain types (safe `weights_only` loading).
+
+A model file carries the architecture name and options, the acquisition mode it expects
+(sisr: one wide-field image; sim: 9 raw frames; nlsim: 25 raw frames; imc: an SR image), the
+input normalisation, and a SHA-256 of the weights that is checked on every load.
+Bundled models live in `inference/bundled/<name>.pt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from inference.models import build_model, validate_options
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "livesim-model"
+FORMAT_VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_NAMES = ("dfcan-sim", "dfcan-sisr", "dfgan-sim", "imcsr")
+Mode = Literal["sisr", "sim", "nlsim", "imc"]
+FRAMES_PER_MODE = {"sisr": 1, "sim": 9, "nlsim": 25, "imc": 1}
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used (names the file and what is wrong)."""
+
+
+class Normalisation(BaseModel):
+    """Input normalisation: percentile min-max over the whole input stack, clipped to [0, 1].
+
+    The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["min_max", "none"] = "min_max"
+    low_pct: float = Field(default=0.0, ge=0, le=100)
+    high_pct: float = Field(default=100.0, ge=0, le=100)
+    epsilon: float = Field(default=1e-7, ge=0)
+    clip: bool = True
+
+
+class ModelInfo(BaseModel):
+    """Everything about a model except its weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    architecture: str
+    options: dict[str, Any]
+    mode: Mode
+    normalisation: Normalisation = Normalisation()
+    weights_sha256: str
+    source: str = ""
+
+    @property
+    def input_frames(self) -> int:
+        """Raw frames per SIM set this model consumes (1 for SISR: the wide-field mean)."""
+        return FRAMES_PER_MODE[self.mode]
+
+
+@dataclass
+class LoadedModel:
+    """A ready network (eval mode) and its description."""
+
+    info: ModelInfo
+    module: nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def sha256(self) -> str:
+        return self.info.weights_sha256
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over parameter names, dtypes, shapes and raw bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode("utf-8"))
+        digest.update(str(tensor.dtype).encode("ascii"))
+        digest.update(str(tuple(tensor.shape)).encode("ascii"))
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _plain_options(module: nn.Module, options: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    if options is None:
+        options = getattr(module, "options", None)
+    if options is None:
+        raise ModelFileError("save_model needs options (the module has no .options attribute)")
+    raw = options.model_dump(mode="json") if isinstance(options, BaseModel) else dict(options)
+    return raw
+
+
+def save_model(
+    path: str | Path,
+    module: nn.Module,
+    *,
+    architecture: str,
+    mode: Mode,
+    name: str | None = None,
+    options: BaseModel | dict[str, Any] | None = None,
+    normalisation: Normalisation | None = None,
+    source: str = "",
+) -> ModelInfo:
+    """Write `module`'s weights with its description to `path`; return the description."""
+    path = Path(path)
+    plain = _plain_options(module, options)
+    validate_options(architecture, plain)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    info = ModelInfo(
+        name=name or path.stem,
+        architecture=architecture,
+        options=plain,
+        mode=mode,
+        normalisation=normalisation or Normalisation(),
+        weights_sha256=weights_sha256(state),
+        source=source,
+    )
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "info": info.model_dump(mode="json"),
+        "state_dict": state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    log.info("saved model %s (%s, %s) sha256 %s", path, architecture, mode, info.weights_sha256)
+    return info
+
+
+def bundled_models() -> list[str]:
+    """Bundled model names that are present in inference/bundled."""
+    return [name for name in BUNDLED_NAMES if (BUNDLED_DIR / f"{name}.pt").is_file()]
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A bundled name -> its file; otherwise the path itself (which must exist)."""
+    text = str(name_or_path)
+    if text in BUNDLED_NAMES:
+        path = BUNDLED_DIR / f"{text}.pt"
+        if not path.is_file():
+            raise ModelFileError(
+                f"bundled model {text!r} is not installed ({path} is missing); "
+                f"present: {bundled_models() or 'none'}"
+            )
+        return path
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ModelFileError(
+            f"model {text!r} is neither a bundled name ({', '.join(BUNDLED_NAMES)}) nor a file"
+        )
+    return path
+
+
+def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """Load and validate a model file's description and weights (safe loading only)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: not a livesim model file loadable with weights_only=True "
+            f"(only tensors and plain types are allowed): {exc}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: not a livesim model file (missing format={FORMAT_NAME!r})")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format_version {payload.get('format_version')!r} is not {FORMAT_VERSION}"
+        )
+    try:
+        info = ModelInfo.model_validate(payload.get("info"))
+    except ValidationError as exc:
+        raise ModelFileError(f"{path}: invalid model description: {exc}") from exc
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: 'state_dict' must map names to tensors")
+    actual = weights_sha256(state)
+    if actual != info.weights_sha256:
+        raise ModelFileError(
+            f"{path}: weights SHA-256 {actual} does not match the recorded {info.weights_sha256}"
+        )
+    return info, state
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a bundled model by name or a model file by path, ready for inference (eval mode)."""
+    path = resolve_model_path(name_or_path)
+    info, state = read_model_file(path)
+    try:
+        module = build_model(info.architecture, info.options)
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit {info.architecture}: {exc}") from exc
+    module.eval().to(device)
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return LoadedModel(info=info, module=module)

@@ -1,0 +1,242 @@
+"""Reconstructors: one raw SIM set (P, Y, X) uint16 in, one SR image with its provenance out.
+
+`make_reconstructor(method)` is what the worker, `livesim predict` and the benchmarks call.
+method: a bundled model name or a model path (DFCAN / DFGAN ...), 'wiener' (conventional SIM),
+'none' (the wide-field mean) or 'passthrough' (cheapest result of the right shape, for
+pipeline benchmarks).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inference.model_file import FRAMES_PER_MODE, LoadedModel, Normalisation, load_model
+from inference.preprocessing import (
+    FLAG_NON_FINITE_OUTPUT,
+    CalibrationMaps,
+    Preprocessor,
+)
+
+log = logging.getLogger(__name__)
+
+SPECIAL_METHODS = ("wiener", "none", "passthrough")
+
+
+@dataclass
+class SrResult:
+    """An SR image float32 (sY, sX) in [0, 1] with photon count (NaN if uncalibrated) and
+    provenance; `flags` names anything that makes the image untrustworthy."""
+
+    image: np.ndarray
+    photon_count: float
+    model_name: str
+    model_sha256: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+class Reconstructor(abc.ABC):
+    """Turns raw SIM sets into SrResults; `scale` is the SR upsampling factor."""
+
+    model_name: str = ""
+    model_sha256: str = ""
+    scale: int = 2
+    mode: str = "sim"
+
+    @abc.abstractmethod
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        """Several raw sets (each (P, Y, X), one shape) -> one SrResult each, in order."""
+
+    def reconstruct(self, raw: np.ndarray) -> SrResult:
+        """One raw set (P, Y, X) -> SrResult."""
+        return self.reconstruct_batch([raw])[0]
+
+
+def _check_output(image: np.ndarray, flags: list[str]) -> np.ndarray:
+    """Never pass NaN/inf on silently: zero them and flag the result."""
+    if not np.isfinite(image).all():
+        flags.append(FLAG_NON_FINITE_OUTPUT)
+        log.warning("reconstruction produced non-finite values; zeroed and flagged")
+        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+class ModelReconstructor(Reconstructor):
+    """A network (DFCAN / DFGAN / ...) behind an engine, with its preprocessing."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        calibration: CalibrationMaps | None = None,
+        device: str = "auto",
+        backend: str = "auto",
+        precision: str | None = None,
+    ) -> None:
+        from inference.engines import make_engine, resolve_device
+
+        self.model = model
+        self.model_name = model.name
+        self.model_sha256 = model.sha256
+        self.mode = model.info.mode
+        self.scale = int(model.info.options.get("scale", 2))
+        device = resolve_device(device)
+        self.engine = make_engine(model, backend=backend, device=device, precision=precision)
+        self.preprocessor = Preprocessor(
+            self.mode, model.info.normalisation, calibration, device=device
+        )
+
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        start = time.perf_counter()
+        batch, prepared = self.preprocessor.prepare_batch(list(raws))
+        pre_ms = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        images = self.engine.run(batch)
+        infer_ms = (time.perf_counter() - start) * 1e3
+        n = len(prepared)
+        results = []
+        for image, item in zip(images, prepared, strict=True):
+            flags = list(item.flags)
+            results.append(
+                SrResult(
+                    image=_check_output(image, flags),
+                    photon_count=_as_float(item.photon_count),
+                    model_name=self.model_name,
+                    model_sha256=self.model_sha256,
+                    timings_ms={
+                        "preprocess": pre_ms / n,
+                        "inference": infer_ms / n,
+                        "total": (pre_ms + infer_ms) / n,
+                    },
+                    flags=flags,
+                )
+            )
+        return results
+
+
+def _as_float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+class WideFieldReconstructor(Reconstructor):
+    """'none': the wide-field mean of the set, min-max normalised (no super-resolution)."""
+
+    model_name = "none"
+    scale = 1
+
+    def __init__(self, calibration: CalibrationMaps | None = None, mode: str = "sim") -> None:
+        self.mode = mode
+        self.preprocessor = Preprocessor("sisr", Normalisation(), calibration)
+
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        results = []
+        for raw in raws:
+            start = time.perf_counter()
+            item = self.preprocessor.prepare(raw)
+            flags = list(item.flags)
+            image = _check_output(np.asarray(item.inputs)[0], flags)
+            elapsed = (time.perf_counter() - start) * 1e3
+            results.append(
+                SrResult(image, _as_float(item.photon_count), "none", "", {"total": elapsed}, flags)
+            )
+        return results
+
+
+class PassthroughReconstructor(Reconstructor):
+    """'passthrough': zeros of the SR shape and no work, to benchmark the rest of the pipeline."""
+
+    model_name = "passthrough"
+
+    def __init__(self, scale: int = 2, mode: str = "sim") -> None:
+        self.scale = scale
+        self.mode = mode
+
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        results = []
+        for raw in raws:
+            y, x = np.asarray(raw).shape[-2:]
+            image = np.zeros((y * self.scale, x * self.scale), dtype=np.float32)
+            results.append(SrResult(image, math.nan, "passthrough", "", {"total": 0.0}, []))
+        return results
+
+
+class WienerReconstructor(Reconstructor):
+    """'wiener': conventional SIM (inference.wiener.WienerSim); SIM parameters are estimated on
+    the first set and reused for the following ones."""
+
+    model_name = "wiener"
+    mode = "sim"
+
+    def __init__(self, calibration: CalibrationMaps | None = None, **wiener_args: Any) -> None:
+        try:
+            wiener = importlib.import_module("inference.wiener")
+        except ImportError as exc:
+            raise RuntimeError(f"Wiener SIM is not available: {exc}") from exc
+        self._wiener_module = wiener
+        self.wiener_args = wiener_args
+        self._engine: Any = None
+        self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
+
+    def _make(self, frames: np.ndarray) -> Any:
+        factory = getattr(self._wiener_module, "wiener_from_raw", None)
+        if factory is not None:
+            return factory(frames, **self.wiener_args)
+        return self._wiener_module.WienerSim.from_raw(frames, **self.wiener_args)
+
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        results = []
+        for raw in raws:
+            start = time.perf_counter()
+            item = self.preprocessor.prepare(raw)
+            frames = np.asarray(item.inputs, dtype=np.float32)
+            if self._engine is None:
+                self._engine = self._make(frames)
+            sr = np.asarray(self._engine.reconstruct(frames), dtype=np.float32)
+            flags = list(item.flags)
+            finite = sr[np.isfinite(sr)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            image = np.clip((sr - lo) / (hi - lo + 1e-7), 0.0, 1.0)
+            image = _check_output(image, flags)
+            elapsed = (time.perf_counter() - start) * 1e3
+            results.append(
+                SrResult(
+                    image, _as_float(item.photon_count), "wiener", "", {"total": elapsed}, flags
+                )
+            )
+        return results
+
+
+def make_reconstructor(
+    method: str,
+    *,
+    mode: str | None = None,
+    calibration: CalibrationMaps | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    precision: str | None = None,
+    **wiener_args: Any,
+) -> Reconstructor:
+    """Build the reconstructor for `method` (bundled name | model path | wiener | none |
+    passthrough). `mode` checks a model's mode (sisr / sim / nlsim) when given."""
+    if mode is not None and mode not in FRAMES_PER_MODE:
+        raise ValueError(f"mode must be one of {sorted(FRAMES_PER_MODE)}, got {mode!r}")
+    if method == "none":
+        return WideFieldReconstructor(calibration, mode or "sim")
+    if method == "passthrough":
+        return PassthroughReconstructor(3 if mode == "nlsim" else 2, mode or "sim")
+    if method == "wiener":
+        return WienerReconstructor(calibration, **wiener_args)
+    model = load_model(method)
+    if mode is not None and model.info.mode != mode:
+        raise ValueError(
+            f"model {method!r} is a {model.info.mode} model but mode {mode!r} was requested"
+        )
+    return ModelReconstructor(model, calibration, device, backend, precision)
