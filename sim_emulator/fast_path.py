@@ -88,7 +88,7 @@ class FastFrameSource:
                                                            n=self.shape[1])
                     shifted[i, k] = np.maximum(np.fft.irfft2(spectrum, s=self.shape), 0.0)
             self._photons[line] = shifted
-            logger.info("fast path: %d frames pre-rendered at %d nm", shifted[:, :, 0, 0].size, line)
+            logger.info("fast path: %d frames pre-rendered, %d nm", shifted[:, :, 0, 0].size, line)
         return self._photons[line]
 
     def _mean_sigma(
