@@ -212,23 +212,27 @@ class AcquisitionEngine:
                 report.stopped_reason = "stopped"
                 break
             started = self._clock()
-            try:
-                frames = self.source.acquire_time_point(self.plan, t, self.timeout_s)
-                sets, problems = group_sets(t, frames, self.channel_lasers, self.n_patterns)
-            except RigError as exc:
+            frames, failure = self._acquire(t)
+            if failure is not None:
                 failures_in_row += 1
-                report.failures.append(f"time point {t}: {exc}")
-                logger.error("time point %d failed: %s", t, exc)
-                gap = Gap(t, -1, len(self.channel_lasers) * self.n_patterns, f"rig error: {exc}",
-                          "rig_error")
+                report.failures.append(f"time point {t}: {failure}")
+                logger.error("time point %d failed after %d frame(s): %s", t, len(frames),
+                             failure)
+                gap = Gap(t, -1, len(self.channel_lasers) * self.n_patterns - len(frames),
+                          f"rig error: {failure}", "rig_error")
                 report.gaps.append(gap)
                 self.gap_detected.emit(gap)
                 if failures_in_row >= self.max_consecutive_failures:
-                    report.stopped_reason = f"{failures_in_row} time points failed in a row: {exc}"
-                    break
-                t += 1
-                continue
-            failures_in_row = 0
+                    report.stopped_reason = (
+                        f"{failures_in_row} time points failed in a row: {failure}")
+                if not frames:
+                    if failures_in_row >= self.max_consecutive_failures:
+                        break
+                    t += 1
+                    continue
+            else:
+                failures_in_row = 0
+            sets, problems = group_sets(t, frames, self.channel_lasers, self.n_patterns)
             arrived = [int(s) for raw in sets for s in raw.sequences if s >= 0]
             gaps = problems + self._checker.check(t, arrived)
             for gap in gaps:
@@ -244,9 +248,25 @@ class AcquisitionEngine:
             if self.on_time_point is not None:
                 self.on_time_point(point)
             self.time_point_acquired.emit(point)
+            if failures_in_row >= self.max_consecutive_failures:
+                break
             t += 1
         report.elapsed_s = self._clock() - start
         return report
+
+    def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
+        """Frames of time point ``t`` as they stream in; on a rig error keep what arrived."""
+        frames: list[Any] = []
+        stream = getattr(self.source, "stream_time_point", None)
+        try:
+            if stream is not None:
+                for frame in stream(self.plan, t, self.timeout_s):
+                    frames.append(frame)
+            else:
+                frames = list(self.source.acquire_time_point(self.plan, t, self.timeout_s))
+        except RigError as exc:
+            return frames, exc
+        return frames, None
 
     def start_live(self) -> None:
         """Run continuously on a thread (GUI live view) until :meth:`stop_live`."""

@@ -30,6 +30,7 @@ class WorkerCommand:
     results_endpoint: str
     methods: tuple[str, ...]
     raw_shape: tuple[int, int, int]
+    mode: str = "sim"
     heartbeat_s: float = 0.5
     log_file: Path | None = None
 
@@ -38,7 +39,7 @@ class WorkerCommand:
         args = [sys.executable, "-m", "acquisition.cli", "infer",
                 "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
                 "--raw-shape", ",".join(str(n) for n in self.raw_shape),
-                "--heartbeat-s", str(self.heartbeat_s)]
+                "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s)]
         for method in self.methods:
             args += ["--method", method]
         return args

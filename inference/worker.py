@@ -49,6 +49,7 @@ class WorkerOptions:
     results_endpoint: str
     methods: tuple[str, ...] = ("default",)
     raw_shape: tuple[int, int, int] = (9, 128, 128)
+    mode: str = "sim"  # the acquisition mode: wf | sim | nlsim
     heartbeat_s: float = 0.5
     send_timeout_s: float = 10.0
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
@@ -79,9 +80,16 @@ def resolve_method(method: str) -> tuple[str, str]:
     return FALLBACK_METHOD, note
 
 
-def build_reconstructors(methods: Sequence[str]) -> tuple[dict[int, Reconstructor], dict[int, str]]:
+MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
+
+
+def build_reconstructors(methods: Sequence[str], mode: str = "sim"
+                         ) -> tuple[dict[int, Reconstructor], dict[int, str]]:
     """One reconstructor per channel (shared between channels with the same method)."""
     from inference.reconstruction import make_reconstructor
+
+    if mode not in MODEL_MODE:
+        raise ValueError(f"mode must be one of {sorted(MODEL_MODE)}, got {mode!r}")
 
     cache: dict[str, Reconstructor] = {}
     out: dict[int, Reconstructor] = {}
@@ -91,7 +99,7 @@ def build_reconstructors(methods: Sequence[str]) -> tuple[dict[int, Reconstructo
         if method == "none":
             continue
         if method not in cache:
-            cache[method] = make_reconstructor(method)
+            cache[method] = make_reconstructor(method, mode=MODEL_MODE[mode])
         out[channel] = cache[method]
         if note:
             notes[channel] = note
@@ -231,12 +239,31 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
              np.ascontiguousarray(imc, dtype=np.float32))
 
 
+def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) -> None:
+    """Tell the acquisition process why this worker cannot start (best effort, bounded)."""
+    logger.error("worker cannot start: %s", reason)
+    context: zmq.Context = zmq.Context.instance()
+    socket = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
+                         keys=options.curve, SNDTIMEO=int(timeout_s * 1000))
+    header = header_for(Kind.HEARTBEAT, "", 0, None, info={"fatal": reason, "pid": os.getpid()})
+    try:
+        socket.send_multipart(encode(header), copy=False)
+    except zmq.Again:
+        logger.error("could not report the failure to %s", options.results_endpoint)
+    finally:
+        socket.close(linger=int(timeout_s * 1000))
+
+
 def run_worker(options: WorkerOptions) -> WorkerState:
     """Load the models, announce them, and serve until stopped (the `livesim infer` body)."""
     state = WorkerState()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
-    reconstructors, notes = build_reconstructors(options.methods)
-    hello = describe_models(reconstructors, options.raw_shape, notes)
+    try:
+        reconstructors, notes = build_reconstructors(options.methods, options.mode)
+        hello = describe_models(reconstructors, options.raw_shape, notes)
+    except Exception as exc:  # process boundary: tell the acquisition why, then exit
+        report_fatal(options, f"{type(exc).__name__}: {exc}")
+        raise
     logger.info("worker ready: %s", hello)
     return serve(options, reconstructors, hello, state=state)

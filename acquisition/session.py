@@ -1,0 +1,494 @@
+"""RunSession: one recorded run, wiring engine -> recorder, worker (ZeroMQ) and display.
+
+The acquisition thread writes every raw set to the recorder and offers it to the worker over a
+bounded, non-blocking PUSH; when the worker is behind, dead or restarting, SR for that set is
+skipped and the skip is recorded. A results thread receives SR images, heartbeats and worker
+events, writes the results, and lets the supervisor restart a dead or hung worker. The raw path
+never waits on inference.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
+from acquisition.protocol import Protocol
+from acquisition.recorder import RecorderError, RunLayout, RunRecorder
+from acquisition.supervisor import WorkerCommand, WorkerSupervisor
+from acquisition.transport import (
+    DisplayPublisher,
+    Endpoints,
+    MessageReceiver,
+    RawSetSender,
+    open_socket,
+)
+from acquisition.wire import Kind, Message, header_for
+
+logger = logging.getLogger(__name__)
+
+
+class SessionError(RuntimeError):
+    """The run could not start (worker did not come up, bad layout, ...)."""
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Tuning of a run: queue bounds, timeouts, display, durability."""
+
+    max_pending_sets: int = 4  # raw sets in flight to the worker before SR is skipped
+    raw_high_water_mark: int = 2
+    hello_timeout_s: float = 180.0
+    drain_timeout_s: float = 60.0
+    heartbeat_s: float = 0.5
+    heartbeat_timeout_s: float = 5.0
+    busy_timeout_s: float = 120.0
+    max_restarts: int = 5
+    display: bool = True
+    fsync: bool = True
+    recorder_queue: int = 64
+    acquire_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for the progress display."""
+
+    time_points_done: int
+    time_points_total: int | None
+    elapsed_s: float
+    raw_frames: int
+    sr_frames: int
+    sr_lag_time_points: int
+    bytes_written: int
+    skips: int
+    gaps: int
+    worker_restarts: int
+
+    @property
+    def raw_fps(self) -> float:
+        """Raw frames per second so far."""
+        return self.raw_frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        """MB/s written to the run file so far."""
+        return self.bytes_written / 1e6 / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the current pace (None for open-ended runs)."""
+        if self.time_points_total is None or self.time_points_done == 0:
+            return None
+        per = self.elapsed_s / self.time_points_done
+        return per * (self.time_points_total - self.time_points_done)
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did."""
+
+    path: Path
+    run_id: str
+    engine: EngineReport
+    raw_frames: int = 0
+    sr_frames: int = 0
+    imc_frames: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    rejected_messages: int = 0
+    worker_restarts: int = 0
+    sr_latency_ms: list[float] = field(default_factory=list)
+    error: str = ""
+    models: dict[str, Any] = field(default_factory=dict)
+
+    def latency_percentile_ms(self, q: float) -> float:
+        """A percentile of raw-sent -> SR-received latency."""
+        return float(np.percentile(self.sr_latency_ms, q)) if self.sr_latency_ms else float("nan")
+
+
+def sr_label(model_name: str) -> str:
+    """An HDF5-safe dataset name for a model."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
+
+
+class RunSession:
+    """Runs a protocol on a frame source and records it; optionally with a supervised worker."""
+
+    def __init__(self, source: FrameSource, plan: Any, protocol: Protocol,
+                 frame_shape: tuple[int, int], pixel_size_nm: float,
+                 metadata: Mapping[str, Any] | None = None, endpoints: Endpoints | None = None,
+                 options: SessionOptions | None = None, context: zmq.Context | None = None,
+                 worker_log: Path | None = None,
+                 calibration: Mapping[str, np.ndarray] | None = None) -> None:
+        self.source = source
+        self.plan = plan
+        self.protocol = protocol
+        self.frame_shape = frame_shape
+        self.pixel_size_nm = pixel_size_nm
+        self.metadata = dict(metadata or {})
+        self.endpoints = endpoints or Endpoints.ipc()
+        self.options = options or SessionOptions()
+        self.context = context or zmq.Context.instance()
+        self.worker_log = worker_log
+        self.calibration = calibration
+        self.run_id = uuid.uuid4().hex
+        self.methods = tuple(c.reconstruction for c in protocol.channels)
+        self.sr_channels = {i for i, m in enumerate(self.methods) if m != "none"}
+        self.engine: AcquisitionEngine | None = None
+        self.recorder: RunRecorder | None = None
+        self.supervisor: WorkerSupervisor | None = None
+        self.hello: dict[str, Any] = {}
+        self._labels: dict[int, str] = {}
+        self._pending: dict[tuple[int, int], float] = {}
+        self._lock = threading.Lock()
+        self._display_lock = threading.Lock()
+        self._results_stop = threading.Event()
+        self._summary: RunSummary | None = None
+        self._latest_sr_time_point = -1
+        self._latest_raw_time_point = -1
+        self._skips = 0
+        self._gaps = 0
+        self._start_s = 0.0
+        self._out_sequence = 0
+        self._latencies: list[float] = []
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def _open_sockets(self) -> None:
+        ep, opts = self.endpoints, self.options
+        self.raw_sender = RawSetSender(self.context, ep.raw, opts.raw_high_water_mark)
+        results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
+        self.results = MessageReceiver(results, "results")
+        self.display = DisplayPublisher(self.context, ep.display) if opts.display else None
+
+    def _start_worker(self) -> None:
+        raw_shape = (self.protocol.n_patterns, *self.frame_shape)
+        command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
+                                raw_shape, mode=self.protocol.mode,
+                                heartbeat_s=self.options.heartbeat_s,
+                                log_file=self.worker_log)
+        self.supervisor = WorkerSupervisor(
+            command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
+            startup_timeout_s=self.options.hello_timeout_s,
+            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
+        self.supervisor.start()
+        deadline = time.monotonic() + self.options.hello_timeout_s
+        while time.monotonic() < deadline:
+            message = self.results.receive(timeout_ms=200)
+            if message is not None and message.header.kind is Kind.HEARTBEAT:
+                fatal = message.header.info.get("fatal")
+                if fatal:
+                    self.supervisor.stop()
+                    raise SessionError(f"inference worker cannot start: {fatal}")
+                hello = message.header.info.get("hello")
+                if isinstance(hello, dict):
+                    self.hello = hello
+                    self.supervisor.heartbeat(hello=True)
+                    return
+            if not self.supervisor.alive:
+                code = self.supervisor.process.returncode if self.supervisor.process else None
+                where = f"; see {self.worker_log}" if self.worker_log else ""
+                raise SessionError(f"inference worker exited with code {code} before it was "
+                                   f"ready{where}")
+        self.supervisor.stop()
+        raise SessionError(f"inference worker not ready within {self.options.hello_timeout_s} s")
+
+    def _layout(self) -> RunLayout:
+        channels = self.hello.get("channels", {})
+        shapes = set()
+        for c in sorted(self.sr_channels):
+            entry = channels.get(str(c))
+            if entry is None:
+                raise SessionError(f"worker has no reconstruction for channel {c}")
+            self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
+            shapes.add(tuple(entry["sr_shape"]))
+        if len(shapes) > 1:
+            raise SessionError(f"channels reconstruct to different SR shapes {sorted(shapes)}")
+        sr_shape = shapes.pop() if shapes else tuple(2 * n for n in self.frame_shape)
+        if len(sr_shape) != 2:
+            raise SessionError(f"SR images must be 2-D, worker reports {list(sr_shape)}")
+        return RunLayout(
+            n_channels=len(self.protocol.channels), n_orientations=self.protocol.n_orientations,
+            n_phases=self.protocol.n_phases, frame_shape=self.frame_shape,
+            sr_shape=(int(sr_shape[0]), int(sr_shape[1])), pixel_size_nm=self.pixel_size_nm,
+            sr_models=tuple(sorted(set(self._labels.values()))), imc=self.protocol.imc,
+            channel_names=tuple(f"{c.laser_nm}nm" for c in self.protocol.channels))
+
+    def _run_metadata(self) -> dict[str, Any]:
+        try:
+            version = importlib.metadata.version("livesim")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        models = {str(c): {"method": self.methods[c], "dataset": f"sr/{self._labels[c]}",
+                           **self.hello.get("channels", {}).get(str(c), {})}
+                  for c in sorted(self.sr_channels)}
+        return {**self.metadata, "run_id": self.run_id, "software_version": version,
+                "protocol": self.protocol.model_dump(mode="json"), "models": models,
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "endpoints": {"raw": self.endpoints.raw, "results": self.endpoints.results,
+                              "display": self.endpoints.display}}
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[Progress], None] | None = None) -> RunSummary:
+        """Start the worker, create the file, acquire every time point, drain, close."""
+        self._open_sockets()
+        results_thread = None
+        try:
+            if self.sr_channels:
+                self._start_worker()
+            layout = self._layout()
+            self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
+                                        calibration=self.calibration,
+                                        queue_size=self.options.recorder_queue,
+                                        fsync=self.options.fsync,
+                                        overwrite=self.protocol.overwrite)
+            for c in sorted(self.sr_channels):
+                note = self.hello.get("channels", {}).get(str(c), {}).get("note")
+                if note:
+                    self.recorder.record_event("reconstruction_fallback", detail=note)
+            self.engine = AcquisitionEngine(
+                self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
+                self.protocol.n_patterns, interval_s=self.protocol.interval_s,
+                timeout_s=self.options.acquire_timeout_s,
+                on_time_point=lambda point: self._on_time_point(point, progress))
+            results_thread = threading.Thread(target=self._results_loop, name="results",
+                                              daemon=True)
+            results_thread.start()
+            self._start_s = time.monotonic()
+            report = self.engine.run(self.protocol.timepoints)
+            summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
+            self._drain()
+        finally:
+            self._results_stop.set()
+            if results_thread is not None:
+                results_thread.join(5.0)
+            if self.supervisor is not None:
+                self.supervisor.stop()
+            self._close_sockets()
+        return self._finish(summary)
+
+    def _finish(self, summary: RunSummary) -> RunSummary:
+        assert self.recorder is not None
+        recorder = self.recorder
+        if recorder.error is not None:
+            summary.error = str(recorder.error)
+        elif summary.engine.stopped_reason not in ("completed", "stopped"):
+            summary.error = summary.engine.stopped_reason
+        summary.rejected_messages = self.results.rejected
+        summary.worker_restarts = self.supervisor.restarts if self.supervisor else 0
+        summary.models = self.hello.get("channels", {})
+        try:
+            if recorder.error is None:
+                recorder.record_event("run_end", detail={
+                    "time_points": summary.engine.time_points,
+                    "stopped": summary.engine.stopped_reason,
+                    "max_drift_s": summary.engine.max_drift_s,
+                    "mean_drift_s": summary.engine.mean_drift_s,
+                    "rejected_messages": summary.rejected_messages,
+                    "worker_restarts": summary.worker_restarts})
+            recorder.close()
+        except RecorderError as exc:
+            summary.error = str(exc)
+        summary.raw_frames = recorder.stats.raw_frames
+        summary.sr_frames = recorder.stats.sr_frames
+        summary.imc_frames = recorder.stats.imc_frames
+        summary.events = dict(recorder.stats.events)
+        return summary
+
+    def stop(self) -> None:
+        """Stop after the time point in progress (Ctrl-C, GUI stop button)."""
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _close_sockets(self) -> None:
+        self.raw_sender.close()
+        self.results.socket.close(linger=0)
+        if self.display is not None:
+            self.display.close()
+
+    def _on_time_point(self, point: TimePoint, progress: Callable[[Progress], None] | None
+                       ) -> None:
+        recorder = self.recorder
+        assert recorder is not None and self.engine is not None
+        try:
+            for gap in point.gaps:
+                self._gaps += 1
+                recorder.record_event(gap.kind, point.index, gap.first_sequence, gap.detail)
+            for raw in point.sets:
+                recorder.write_raw_set(point.index, raw.channel, raw.frames, raw.timestamps_s,
+                                       raw.sequences)
+                self._publish("raw", point.index, raw.channel, raw.frames[0])
+                if raw.channel in self.sr_channels:
+                    self._offer_to_worker(raw, recorder)
+            recorder.end_time_point(point.index)
+        except RecorderError as exc:
+            logger.error("stopping the run: %s", exc)
+            self.engine.stop()
+            return
+        self._latest_raw_time_point = point.index
+        if progress is not None:
+            progress(self.progress())
+
+    def _offer_to_worker(self, raw: Any, recorder: RunRecorder) -> None:
+        reason = ""
+        supervisor = self.supervisor
+        if not raw.complete:
+            reason = "incomplete raw set"
+        elif supervisor is None or not supervisor.ready:
+            reason = "worker not running (restarting or given up)"
+        else:
+            with self._lock:
+                if len(self._pending) >= self.options.max_pending_sets:
+                    reason = f"worker behind ({len(self._pending)} sets in flight)"
+                else:
+                    header = header_for(
+                        Kind.RAW_SET, self.run_id, self._next_sequence(), raw.frames,
+                        time_point=raw.time_point, channel=raw.channel, laser_nm=raw.laser_nm,
+                        exposure_ms=raw.exposure_ms, n_orientations=self.protocol.n_orientations,
+                        n_phases=self.protocol.n_phases,
+                        frame_sequences=tuple(int(s) for s in raw.sequences),
+                        timestamps_s=tuple(float(s) for s in raw.timestamps_s))
+                    if self.raw_sender.send(header, raw.frames):
+                        self._pending[(raw.time_point, raw.channel)] = header.sent_s
+                    else:
+                        reason = "worker queue full"
+        if reason:
+            self._skips += 1
+            recorder.record_event("sr_skip", raw.time_point, int(raw.sequences[0]),
+                                  f"channel {raw.channel}: {reason}")
+
+    def _next_sequence(self) -> int:
+        self._out_sequence += 1
+        return self._out_sequence
+
+    def _publish(self, topic: str, time_point: int, channel: int, image: np.ndarray) -> None:
+        if self.display is None:
+            return
+        header = header_for(Kind.WIDEFIELD if topic == "wf" else Kind.RAW_SET, self.run_id,
+                            time_point, image, time_point=time_point, channel=channel)
+        with self._display_lock:
+            self.display.publish(topic, header, image)
+
+    # --- results thread ---------------------------------------------------------------------
+
+    def _results_loop(self) -> None:
+        while not self._results_stop.is_set():
+            message = self.results.receive(timeout_ms=100)
+            if message is not None:
+                try:
+                    self._on_result(message)
+                except RecorderError as exc:
+                    logger.error("results: %s", exc)
+                    if self.engine is not None:
+                        self.engine.stop()
+            if self.supervisor is not None and self.supervisor.check() is not None:
+                self._forget_pending("worker died before returning it")
+
+    def _on_result(self, message: Message) -> None:
+        head = message.header
+        recorder = self.recorder
+        assert recorder is not None
+        if head.kind is Kind.HEARTBEAT:
+            if self.supervisor is not None:
+                hello = head.info.get("hello")
+                self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
+                                          hello=isinstance(hello, dict))
+                if isinstance(hello, dict):
+                    self._check_restarted_models(hello, recorder)
+            return
+        if head.run_id != self.run_id:
+            self.results.rejected += 1
+            logger.warning("result for run %s ignored (this run is %s)", head.run_id, self.run_id)
+            return
+        key = (head.time_point, head.channel)
+        with self._lock:
+            sent_s = self._pending.pop(key, None)
+        if head.kind is Kind.EVENT:
+            recorder.record_event("sr_failed", head.time_point, -1,
+                                  str(head.info.get("error", "worker error")))
+            return
+        if head.kind is Kind.IMC_RESULT:
+            if self.protocol.imc:
+                recorder.write_imc(head.time_point, message.array)
+            return
+        if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
+            self.results.rejected += 1
+            logger.warning("unexpected %s for channel %d", head.kind, head.channel)
+            return
+        if sent_s is None:
+            recorder.record_event("sr_late", head.time_point, -1,
+                                  f"channel {head.channel}: result after its skip was recorded")
+        latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
+        timings = head.info.get("timings_ms", {})
+        inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
+        recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
+                          message.array, float(head.info.get("photon_count", float("nan"))),
+                          latency_ms, inference_ms)
+        self._latencies.append(latency_ms)
+        self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
+        self._publish("sr", head.time_point, head.channel, message.array)
+
+    def _check_restarted_models(self, hello: Mapping[str, Any], recorder: RunRecorder) -> None:
+        for c, entry in hello.get("channels", {}).items():
+            before = self.hello.get("channels", {}).get(c, {})
+            if before and entry.get("model_sha256") != before.get("model_sha256"):
+                recorder.record_event("fault", detail=f"restarted worker runs a different model "
+                                      f"on channel {c}: {entry.get('model_sha256')}")
+
+    def _forget_pending(self, reason: str) -> None:
+        with self._lock:
+            lost = sorted(self._pending)
+            self._pending.clear()
+        for t, c in lost:
+            self._skips += 1
+            if self.recorder is not None:
+                self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {reason}")
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    break
+            if self.supervisor is None or self.supervisor.given_up:
+                break
+            time.sleep(0.02)
+        self._results_stop.set()
+        self._forget_pending(f"no result within the {self.options.drain_timeout_s:.0f} s drain")
+        if self._summary is not None:
+            self._summary.sr_latency_ms = list(self._latencies)
+
+    def _on_worker_event(self, kind: str, detail: str) -> None:
+        if self.recorder is not None:
+            try:
+                self.recorder.record_event(kind, max(self._latest_raw_time_point, -1), -1,
+                                           detail)
+            except RecorderError as exc:
+                logger.error("could not record %s: %s", kind, exc)
+
+    def progress(self) -> Progress:
+        """Current counters for the progress display."""
+        recorder = self.recorder
+        stats = recorder.stats if recorder is not None else None
+        return Progress(
+            time_points_done=self._latest_raw_time_point + 1,
+            time_points_total=self.protocol.timepoints,
+            elapsed_s=time.monotonic() - self._start_s,
+            raw_frames=stats.raw_frames if stats else 0,
+            sr_frames=stats.sr_frames if stats else 0,
+            sr_lag_time_points=max(0, self._latest_raw_time_point - self._latest_sr_time_point),
+            bytes_written=stats.bytes_written if stats else 0,
+            skips=self._skips, gaps=self._gaps,
+            worker_restarts=self.supervisor.restarts if self.supervisor else 0)
