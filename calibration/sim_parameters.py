@@ -1,0 +1,343 @@
+"""SIM pattern parameters from raw frames: wave vector, phases and modulation per orientation.
+
+Model of one raw frame (pattern I = 1 + m cos(2 pi p.r + phi), r in pixels from pixel (0, 0)):
+    D(k) = H(k) [S(k) + m/2 e^{+i phi} S(k - p) + m/2 e^{-i phi} S(k + p)].
+Wave vector: cross-correlation of the separated side band, shifted by a trial p, with the
+wide-field band; sub-pixel by zooming a separable DFT around the integer peak. Phases: the
+argument of each frame's shifted spectrum correlated with the wide-field band over the OTF
+overlap (DC neighbourhoods excluded, so offset and haze do not bias it). Modulation: least
+squares ratio of the separated side band to the wide-field band over the overlap, with the
+wide-field noise power removed (so it stays unbiased at low photon counts).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.fft as sfft
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibration.edge_taper import edge_taper
+from calibration.otf import OtfModel
+
+logger = logging.getLogger(__name__)
+
+
+class OrientationParameters(BaseModel):
+    """Pattern of one orientation: wave vector (cycles/px, (kx, ky)), phases, modulation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wave_vector_cycles_per_px: tuple[float, float]
+    phases_rad: list[float]
+    modulation: float
+    correlation: float = Field(
+        default=0.0, description="normalised side-band / wide-field cross-correlation at the peak"
+    )
+
+
+class SimParameters(BaseModel):
+    """Estimated pattern parameters of one raw set (orientation-major frame order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixel_size_nm: float = Field(gt=0.0)
+    orientations: list[OrientationParameters]
+
+    @property
+    def n_orientations(self) -> int:
+        """Number of stripe orientations."""
+        return len(self.orientations)
+
+    @property
+    def n_phases(self) -> int:
+        """Phase steps per orientation."""
+        return len(self.orientations[0].phases_rad)
+
+    def wave_vectors_cycles_per_px(self) -> np.ndarray:
+        """(n_orientations, 2) wave vectors (kx, ky) in cycles per raw pixel."""
+        return np.array([o.wave_vector_cycles_per_px for o in self.orientations], dtype=float)
+
+    def wave_vectors_cycles_per_nm(self) -> np.ndarray:
+        """(n_orientations, 2) wave vectors (kx, ky) in cycles per nm."""
+        return self.wave_vectors_cycles_per_px() / self.pixel_size_nm
+
+    def phases_rad(self) -> np.ndarray:
+        """(n_orientations, n_phases) pattern phases at pixel (0, 0)."""
+        return np.array([o.phases_rad for o in self.orientations], dtype=float)
+
+    def modulations(self) -> np.ndarray:
+        """(n_orientations,) modulation depths m."""
+        return np.array([o.modulation for o in self.orientations], dtype=float)
+
+
+def estimate_sim_parameters(
+    raw: np.ndarray,
+    pixel_size_nm: float,
+    otf: OtfModel | None = None,
+    n_phases: int = 3,
+    search_band: tuple[float, float] = (0.3, 1.1),
+    offset_adu: float | None = None,
+    edge_taper_px: int | None = None,
+    dc_exclusion: float = 0.1,
+) -> SimParameters:
+    """Estimate per-orientation wave vector, phases and modulation from one raw set (P, Y, X).
+
+    ``search_band`` bounds |p| as fractions of the detection cutoff; ``dc_exclusion`` is the
+    radius (fraction of the cutoff) around each band's DC left out of phase/modulation fits.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 3:
+        raise ValueError(f"raw must be (P, Y, X), got shape {raw.shape}")
+    n_patterns, ny, nx = raw.shape
+    if n_phases < 3 or n_patterns % n_phases:
+        raise ValueError(
+            f"{n_patterns} frames cannot be split into orientations of n_phases={n_phases} (>= 3)"
+        )
+    if pixel_size_nm <= 0:
+        raise ValueError(f"pixel_size_nm={pixel_size_nm} must be > 0")
+    otf = otf or OtfModel()
+    frames = raw.astype(np.float64)
+    offset = float(np.percentile(frames, 0.5)) if offset_adu is None else float(offset_adu)
+    taper_px = edge_taper_px if edge_taper_px is not None else max(4, min(ny, nx) // 16)
+    window = edge_taper((ny, nx), taper_px)
+    weighted = (frames - offset) * window
+    spectra = sfft.fft2(weighted, workers=-1)
+    grid = _Grid(ny, nx, pixel_size_nm, otf)
+    wide_field = spectra.mean(axis=0)
+    noise_power = grid.noise_power(wide_field)
+
+    results = []
+    for orientation in range(n_patterns // n_phases):
+        block = slice(orientation * n_phases, (orientation + 1) * n_phases)
+        nominal = 2.0 * np.pi * np.arange(n_phases) / n_phases
+        _, side = _separate(spectra[block], nominal)
+        coarse = _coarse_peak(grid, wide_field, side, search_band)
+        wave_vector, correlation = _refine_peak(grid, wide_field, side, coarse, dc_exclusion)
+        phases = _phases(grid, wide_field, weighted[block], wave_vector, dc_exclusion)
+        for _ in range(2):
+            _, side = _separate(spectra[block], phases)
+            wave_vector = wave_vector + _phase_slope_correction(
+                grid, wide_field, side, wave_vector, dc_exclusion
+            )
+            phases = _phases(grid, wide_field, weighted[block], wave_vector, dc_exclusion)
+        _, side = _separate(spectra[block], phases)
+        modulation = _modulation(grid, wide_field, side, wave_vector, dc_exclusion, noise_power)
+        logger.debug(
+            "orientation %d: p=(%.5f, %.5f) cycles/px, phases=%s, m=%.3f, corr=%.3f",
+            orientation,
+            wave_vector[0],
+            wave_vector[1],
+            np.round(phases, 3),
+            modulation,
+            correlation,
+        )
+        results.append(
+            OrientationParameters(
+                wave_vector_cycles_per_px=(float(wave_vector[0]), float(wave_vector[1])),
+                phases_rad=[float(_wrap(p)) for p in phases],
+                modulation=float(modulation),
+                correlation=float(correlation),
+            )
+        )
+    return SimParameters(pixel_size_nm=pixel_size_nm, orientations=results)
+
+
+class _Grid:
+    """Frequency coordinates (cycles/px) of the raw FFT grid and the OTF evaluated on it."""
+
+    def __init__(self, ny: int, nx: int, pixel_size_nm: float, otf: OtfModel) -> None:
+        self.shape = (ny, nx)
+        self.ky = np.fft.fftfreq(ny)[:, None]
+        self.kx = np.fft.fftfreq(nx)[None, :]
+        self.radius = np.hypot(self.ky, self.kx)
+        self.pixel_size_nm = pixel_size_nm
+        self.otf_model = otf
+        self.cutoff = otf.cutoff_cycles_per_nm * pixel_size_nm  # cycles per pixel
+
+    def otf(self, shift: np.ndarray | Sequence[float] = (0.0, 0.0)) -> np.ndarray:
+        """H(k - shift) on the grid, shift = (kx, ky) in cycles/px."""
+        size = self.pixel_size_nm
+        return self.otf_model.value((self.kx - shift[0]) / size, (self.ky - shift[1]) / size, size)
+
+    def outside_dc(
+        self, radius_fraction: float, shift: np.ndarray | Sequence[float] = (0.0, 0.0)
+    ) -> np.ndarray:
+        """True where |k - shift| is beyond radius_fraction of the cutoff."""
+        distance = np.hypot(self.kx - shift[0], self.ky - shift[1])
+        return distance > radius_fraction * self.cutoff
+
+    def noise_power(self, spectrum: np.ndarray) -> float:
+        """Mean |spectrum|^2 beyond 1.1 x cutoff (pure noise there); 0 when no such region."""
+        region = self.radius > 1.1 * self.cutoff
+        if region.sum() < 64:
+            logger.info("no frequencies beyond the OTF cutoff: modulation not noise-corrected")
+            return 0.0
+        return float(np.mean(np.abs(spectrum[region]) ** 2))
+
+
+def _wrap(angle: float) -> float:
+    return float(np.angle(np.exp(1j * angle)))
+
+
+def _separate(spectra: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero band H S(k) and side band m/2 H(k) S(k + p) (the e^{-i phi} coefficient)."""
+    mixing = np.stack(
+        [np.ones_like(phases), np.exp(1j * phases), np.exp(-1j * phases)], axis=1
+    ).astype(complex)
+    unmixing = np.linalg.pinv(mixing)
+    zero = np.tensordot(unmixing[0], spectra, axes=1)
+    side = np.tensordot(unmixing[2], spectra, axes=1)
+    return zero, side
+
+
+def _coarse_peak(
+    grid: _Grid, wide_field: np.ndarray, side: np.ndarray, band: tuple[float, float]
+) -> np.ndarray:
+    """Integer-bin wave vector: argmax over the search annulus of the band cross-correlation."""
+    product = np.conj(sfft.ifft2(wide_field, workers=-1)) * sfft.ifft2(side, workers=-1)
+    correlation = np.abs(sfft.ifft2(product, workers=-1))
+    annulus = (grid.radius >= band[0] * grid.cutoff) & (grid.radius <= band[1] * grid.cutoff)
+    if not annulus.any():
+        raise ValueError(f"search_band={band} selects no frequencies on a {grid.shape} grid")
+    index = np.unravel_index(np.argmax(np.where(annulus, correlation, -1.0)), correlation.shape)
+    return np.array([grid.kx[0, index[1]], grid.ky[index[0], 0]])
+
+
+def _refine_peak(
+    grid: _Grid,
+    wide_field: np.ndarray,
+    side: np.ndarray,
+    coarse: np.ndarray,
+    dc_exclusion: float,
+) -> tuple[np.ndarray, float]:
+    """Sub-pixel wave vector: zoomed DFT of the OTF-weighted band cross-correlation.
+
+    Both bands' DC neighbourhoods are left out: the DC peak sits where the OTF falls steeply
+    and would pull the estimate towards lower |p|.
+    """
+    ny, nx = grid.shape
+    keep = grid.outside_dc(dc_exclusion) & grid.outside_dc(dc_exclusion, coarse)
+    keep_side = grid.outside_dc(dc_exclusion) & grid.outside_dc(dc_exclusion, -coarse)
+    zero_weighted = wide_field * grid.otf(coarse) * keep
+    side_weighted = side * grid.otf(-coarse) * keep_side
+    product = np.conj(sfft.ifft2(zero_weighted, workers=-1)) * sfft.ifft2(side_weighted, workers=-1)
+    y = np.arange(ny)
+    x = np.arange(nx)
+    centre = coarse.copy()
+    span_bins = 1.0
+    peak = 0.0
+    for _ in range(4):
+        steps = np.linspace(-span_bins, span_bins, 9)
+        trial_kx = centre[0] + steps / nx
+        trial_ky = centre[1] + steps / ny
+        ex = np.exp(2j * np.pi * np.outer(x, trial_kx))
+        ey = np.exp(2j * np.pi * np.outer(y, trial_ky))
+        values = np.abs(ey.T @ product @ ex)
+        row, col = np.unravel_index(np.argmax(values), values.shape)
+        centre = np.array([trial_kx[col], trial_ky[row]])
+        peak = float(values[row, col])
+        span_bins /= 4.0
+    norm = np.sqrt(np.sum(np.abs(zero_weighted) ** 2) * np.sum(np.abs(side_weighted) ** 2))
+    correlation = peak * ny * nx / norm if norm > 0 else 0.0
+    return centre, correlation
+
+
+def _shifted_spectrum(image: np.ndarray, wave_vector: np.ndarray) -> np.ndarray:
+    """Spectrum of ``image`` moved by +p: F(k - p), via a real-space phase ramp."""
+    ny, nx = image.shape[-2:]
+    x = np.arange(nx)[None, :]
+    y = np.arange(ny)[:, None]
+    ramp = np.exp(2j * np.pi * (wave_vector[0] * x + wave_vector[1] * y))
+    return sfft.fft2(image * ramp, workers=-1)
+
+
+def _phases(
+    grid: _Grid,
+    wide_field: np.ndarray,
+    weighted_frames: np.ndarray,
+    wave_vector: np.ndarray,
+    dc_exclusion: float,
+) -> np.ndarray:
+    """Per-frame phase: -arg of sum conj(B0(k) H(k-p)) [D - B0](k-p) H(k) over the overlap."""
+    weight = (
+        grid.otf(wave_vector)
+        * grid.otf()
+        * grid.outside_dc(dc_exclusion)
+        * grid.outside_dc(dc_exclusion, wave_vector)
+    )
+    reference = np.conj(wide_field) * weight
+    # the frame's own zero band at k - p only adds object cross-terms: remove the wide-field part
+    wide_field_image = sfft.ifft2(wide_field, workers=-1).real
+    phases = []
+    for frame in weighted_frames:
+        moved = _shifted_spectrum(frame - wide_field_image, wave_vector)
+        phases.append(-np.angle(np.sum(reference * moved)))
+    return np.array(phases)
+
+
+def _phase_slope_correction(
+    grid: _Grid,
+    wide_field: np.ndarray,
+    side: np.ndarray,
+    wave_vector: np.ndarray,
+    dc_exclusion: float,
+    n_blocks: int = 4,
+) -> np.ndarray:
+    """Wave-vector correction from the phase ramp left across the image by a wrong p.
+
+    With p off by d, the side band moved by p beats against the wide-field band with a phase
+    -2 pi d.r; a plane fitted to block-summed phases gives d (cycles/px).
+    """
+    ny, nx = grid.shape
+    keep = grid.outside_dc(dc_exclusion) & grid.outside_dc(dc_exclusion, wave_vector)
+    zero = sfft.ifft2(wide_field * grid.otf(wave_vector) * keep, workers=-1)
+    moved = _shifted_spectrum(sfft.ifft2(side, workers=-1), wave_vector)
+    side_local = sfft.ifft2(moved * grid.otf() * keep, workers=-1)
+    beat = np.conj(zero) * side_local
+    by = ny // n_blocks
+    bx = nx // n_blocks
+    blocks = beat[: by * n_blocks, : bx * n_blocks].reshape(n_blocks, by, n_blocks, bx)
+    sums = blocks.sum(axis=(1, 3))
+    total = sums.sum()
+    if abs(total) == 0:
+        return np.zeros(2)
+    phase = np.angle(sums * np.conj(total))
+    weight = np.abs(sums)
+    cy = (np.arange(n_blocks) + 0.5) * by
+    cx = (np.arange(n_blocks) + 0.5) * bx
+    yy, xx = np.meshgrid(cy, cx, indexing="ij")
+    design = np.stack([np.ones(n_blocks * n_blocks), xx.ravel(), yy.ravel()], axis=1)
+    sqrt_w = np.sqrt(weight.ravel())
+    solution, *_ = np.linalg.lstsq(design * sqrt_w[:, None], phase.ravel() * sqrt_w, rcond=None)
+    return -np.array([solution[1], solution[2]]) / (2.0 * np.pi)
+
+
+def _modulation(
+    grid: _Grid,
+    wide_field: np.ndarray,
+    side: np.ndarray,
+    wave_vector: np.ndarray,
+    dc_exclusion: float,
+    noise_power: float,
+) -> float:
+    """m from least squares of Bu(k-p) H(k) = m/2 B0(k) H(k-p) over the OTF overlap."""
+    h_zero = grid.otf()
+    h_side = grid.otf(wave_vector)
+    mask = (
+        (h_zero > 0)
+        & (h_side > 0)
+        & grid.outside_dc(dc_exclusion)
+        & grid.outside_dc(dc_exclusion, wave_vector)
+    )
+    moved = _shifted_spectrum(sfft.ifft2(side, workers=-1), wave_vector)
+    x = wide_field * h_side
+    y = moved * h_zero
+    numerator = np.sum(np.conj(x[mask]) * y[mask]).real
+    denominator = np.sum(np.abs(x[mask]) ** 2) - noise_power * np.sum(h_side[mask] ** 2)
+    if denominator <= 0:
+        logger.warning("modulation fit has no signal above noise; reporting m=0")
+        return 0.0
+    return float(2.0 * numerator / denominator)
