@@ -212,6 +212,8 @@ class AcquisitionEngine:
                 report.stopped_reason = "stopped"
                 break
             started = self._clock()
+            if self.interval_s == 0:
+                scheduled = started  # continuous: no schedule, so no drift
             frames, failure = self._acquire(t)
             if failure is not None:
                 failures_in_row += 1

@@ -47,10 +47,10 @@ class SessionError(RuntimeError):
 class SessionOptions:
     """Tuning of a run: queue bounds, timeouts, display, durability."""
 
-    max_pending_sets: int = 4  # raw sets in flight to the worker before SR is skipped
-    raw_high_water_mark: int = 2
+    max_pending_sets: int | None = None  # sets in flight before SR is skipped; None: by bytes
+    max_pending_bytes: int = 256 * 1024 * 1024  # raw bytes in flight to the worker (memory)
     hello_timeout_s: float = 180.0
-    drain_timeout_s: float = 60.0
+    drain_idle_s: float = 30.0  # at the end, wait while results keep coming, at most this idle
     heartbeat_s: float = 0.5
     heartbeat_timeout_s: float = 5.0
     busy_timeout_s: float = 120.0
@@ -167,7 +167,9 @@ class RunSession:
 
     def _open_sockets(self) -> None:
         ep, opts = self.endpoints, self.options
-        self.raw_sender = RawSetSender(self.context, ep.raw, opts.raw_high_water_mark)
+        set_bytes = 2 * self.protocol.n_patterns * self.frame_shape[0] * self.frame_shape[1]
+        self.max_pending = opts.max_pending_sets or max(2, opts.max_pending_bytes // set_bytes)
+        self.raw_sender = RawSetSender(self.context, ep.raw, self.max_pending)
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
         self.display = DisplayPublisher(self.context, ep.display) if opts.display else None
@@ -350,7 +352,7 @@ class RunSession:
             reason = "worker not running (restarting or given up)"
         else:
             with self._lock:
-                if len(self._pending) >= self.options.max_pending_sets:
+                if len(self._pending) >= self.max_pending:
                     reason = f"worker behind ({len(self._pending)} sets in flight)"
                 else:
                     header = header_for(
@@ -457,16 +459,20 @@ class RunSession:
                 self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {reason}")
 
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.options.drain_timeout_s
-        while time.monotonic() < deadline:
+        """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
+        last_count, last_change = -1, time.monotonic()
+        while True:
             with self._lock:
-                if not self._pending:
-                    break
-            if self.supervisor is None or self.supervisor.given_up:
+                pending = len(self._pending)
+            if pending == 0 or self.supervisor is None or self.supervisor.given_up:
+                break
+            if pending != last_count:
+                last_count, last_change = pending, time.monotonic()
+            elif time.monotonic() - last_change > self.options.drain_idle_s:
                 break
             time.sleep(0.02)
         self._results_stop.set()
-        self._forget_pending(f"no result within the {self.options.drain_timeout_s:.0f} s drain")
+        self._forget_pending(f"no result within {self.options.drain_idle_s:.0f} s at the end")
         if self._summary is not None:
             self._summary.sr_latency_ms = list(self._latencies)
 
