@@ -23,7 +23,7 @@ from sim_emulator.illumination import SimPatterns
 from sim_emulator.image_formation import ImageFormation, SampleSpectra
 from sim_emulator.optics import Optics
 from sim_emulator.samples import STRUCTURES, Dynamics, Sample
-from sim_emulator.sensor import Sensor, SensorModel
+from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Microscope:
         field_nm = (height * c.optics.pixel_size_nm, width * c.optics.pixel_size_nm)
         self.sample = Sample(c.structures, field_nm, c.dynamics, seed=c.seed)
         self.lasers = [c.laser_for(name) for name in c.structures]
-        self._rng = np.random.default_rng([c.seed, 0x51A])
+        self.noise = NoiseSource(np.random.default_rng([c.seed, 0x51A]))
         self._cache: OrderedDict[tuple[float, int], SampleSpectra] = OrderedDict()
         self._photon_scale: dict[int, float] = {}
 
@@ -165,7 +165,7 @@ class Microscope:
     @property
     def sr_factor(self) -> int:
         """SR grid / camera grid: 2 (wf, sim) or 3 (nlsim)."""
-        return self.formation.oversampling
+        return self.formation.sr_factor
 
     def sample_time_s(self, time_s: float) -> float:
         """The sample state shown at ``time_s`` (held for ``time_resolution_s``)."""
@@ -239,7 +239,7 @@ class Microscope:
     ) -> np.ndarray:
         """One camera exposure of what the SLM/AOTF show: uint16 (Y, X), full physics."""
         photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms)[0]
-        return self.sensor.expose(photons, exposure_ms, self._rng)
+        return self.sensor.expose(photons, exposure_ms, self.noise)
 
     def render_set(
         self,
@@ -260,7 +260,7 @@ class Microscope:
         if self.patterns.mode == "wf":
             patterns = [None]
         photons = self.expected_photons(time_s, patterns, line, power, exposure)
-        return np.stack([self.sensor.expose(p, exposure, self._rng) for p in photons])
+        return np.stack([self.sensor.expose(p, exposure, self.noise) for p in photons])
 
     def ground_truth(self, time_s: float, laser_nm: float | None = None) -> GroundTruth:
         """Noiseless wide-field and SR target at ``time_s`` (all labels when laser_nm is None)."""
@@ -270,7 +270,7 @@ class Microscope:
         spectra = self._spectra(time_s, components)
         scale = self._scale(self._components_for(laser_nm))
         wf = self.formation.frames(spectra, [None])[0] * np.float32(scale)
-        sr = self.formation.super_resolved(spectra.fine_image) * np.float32(scale)
+        sr = self.formation.super_resolved(spectra) * np.float32(scale)
         return GroundTruth(wf=self._to_output(wf, 1), sr=self._to_output(sr, self.sr_factor))
 
     def ground_truth_components(self, time_s: float) -> np.ndarray:
@@ -279,7 +279,7 @@ class Microscope:
         out = []
         for i in range(len(self.lasers)):
             spectra = self._spectra(time_s, [i])
-            sr = self.formation.super_resolved(spectra.fine_image) * np.float32(total)
+            sr = self.formation.super_resolved(spectra) * np.float32(total)
             out.append(self._to_output(sr, self.sr_factor))
         return np.stack(out)
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.special import ndtri
+
+POISSON_EXACT_FROM_E = 0.05  # expected electrons from which shot noise is sampled exactly...
+POISSON_EXACT_BELOW_E = 8.0  # ...up to this mean (see NoiseSource.electrons)
+_TABLE_SIZE = 65536
+_INVERSION_TERMS = 30  # P(X >= 30 | mean 8) < 1e-8
 
 
 class SensorModel(BaseModel):
@@ -62,6 +68,62 @@ class SensorModel(BaseModel):
         return 2**self.bit_depth - 1
 
 
+class NoiseSource:
+    """Fast seeded noise: standard normals from a 65,536-level quantile table, exact Poisson.
+
+    A normal draw is a 16-bit random index into the inverse normal CDF at (i + 0.5) / 65536
+    (unit variance, tails cut at 4.3 sigma): about three times faster than numpy's ziggurat here.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        table = ndtri((np.arange(_TABLE_SIZE) + 0.5) / _TABLE_SIZE)
+        self._table = (table / table.std()).astype(np.float32)
+
+    def normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Standard-normal float32 samples."""
+        index = self.rng.integers(0, _TABLE_SIZE, size=shape, dtype=np.uint16)
+        return np.take(self._table, index)
+
+    def poisson_small(self, lam: np.ndarray) -> np.ndarray:
+        """Exact Poisson samples (float32) by inversion, for means below POISSON_EXACT_BELOW_E."""
+        u = self.rng.random(lam.shape, dtype=np.float32)
+        p = np.exp(-lam)
+        cdf = p.copy()
+        count = np.zeros(lam.shape, dtype=np.float32)
+        for k in range(1, _INVERSION_TERMS):
+            count += u > cdf
+            p *= lam / np.float32(k)
+            cdf += p
+        return count
+
+    def electrons(self, expected_e: np.ndarray, read_noise_e: np.ndarray) -> np.ndarray:
+        """Shot noise plus read noise, in electrons (float32), for expected counts.
+
+        Pixels with POISSON_EXACT_FROM_E <= mean < POISSON_EXACT_BELOW_E: exact Poisson plus
+        Gaussian read noise. Others: a Cornish-Fisher normal with the mean, variance and
+        skewness of Poisson + read noise (below POISSON_EXACT_FROM_E the Poisson part is
+        negligible against read noise; above POISSON_EXACT_BELOW_E the Poisson law is nearly
+        normal: total-variation distance < 0.3 %).
+        """
+        lam = np.maximum(expected_e, 0.0, dtype=np.float32)
+        variance = lam + read_noise_e * read_noise_e
+        skew = lam / (np.float32(6.0) * np.maximum(variance, np.float32(1e-6)))
+        z = self.normal(lam.shape)
+        out = np.sqrt(np.maximum(variance - 2.0 * skew * skew, 0.0)) * z
+        z *= z
+        z -= 1.0
+        z *= skew
+        out += z
+        out += lam
+        mid = np.flatnonzero((lam >= POISSON_EXACT_FROM_E) & (lam < POISSON_EXACT_BELOW_E))
+        if mid.size:
+            flat_lam = lam.reshape(-1)[mid]
+            read = read_noise_e.reshape(-1)[mid] if read_noise_e.ndim else read_noise_e
+            out.reshape(-1)[mid] = self.poisson_small(flat_lam) + read * self.normal(mid.shape)
+        return out
+
+
 class Sensor:
     """A camera of ``sensor_shape`` unbinned pixels with fixed per-pixel maps."""
 
@@ -108,7 +170,7 @@ class Sensor:
         return image[y : y + height, x : x + width]
 
     def expose(
-        self, photons: np.ndarray, exposure_ms: float, rng: np.random.Generator
+        self, photons: np.ndarray, exposure_ms: float, noise: NoiseSource
     ) -> np.ndarray:
         """Read out one frame: ``photons`` is the expected count per full-sensor pixel."""
         if photons.shape != self.sensor_shape:
@@ -116,19 +178,18 @@ class Sensor:
         if exposure_ms < 0:
             raise ValueError(f"exposure_ms={exposure_ms} must be >= 0")
         model = self.model
-        expected = self.crop(photons).astype(np.float64) * model.qe
-        expected += self.crop(self.dark_current_map_e_per_s) * (exposure_ms / 1000.0)
-        electrons = rng.poisson(np.maximum(expected, 0.0)).astype(np.float32)
-        electrons += self.crop(self.read_noise_map_e) * rng.standard_normal(
-            electrons.shape, dtype=np.float32
-        )
-        adu = electrons * self.crop(self.gain_map_adu_per_e)
+        expected = self.crop(photons) * np.float32(model.qe)
+        expected += self.crop(self.dark_current_map_e_per_s) * np.float32(exposure_ms / 1000.0)
+        adu = noise.electrons(expected, self.crop(self.read_noise_map_e))
+        adu *= self.crop(self.gain_map_adu_per_e)
         adu += self.crop(self.offset_map_adu)
         if model.binning > 1:
             b = model.binning
             h, w = adu.shape
             adu = adu.reshape(h // b, b, w // b, b).sum(axis=(1, 3))
-        return np.clip(np.rint(adu), 0, model.max_adu).astype(np.uint16)
+        np.rint(adu, out=adu)
+        np.clip(adu, 0, model.max_adu, out=adu)
+        return adu.astype(np.uint16)
 
     def offset_map_out_adu(self) -> np.ndarray:
         """Expected dark level of each output pixel (ROI and binning applied), in ADU."""
