@@ -170,26 +170,30 @@ class PassthroughReconstructor(Reconstructor):
 
 class WienerReconstructor(Reconstructor):
     """'wiener': conventional SIM (inference.wiener.WienerSim); SIM parameters are estimated on
-    the first set and reused for the following ones."""
+    the first set and reused for the following ones. Output min-max normalised to [0, 1]."""
 
     model_name = "wiener"
     mode = "sim"
 
-    def __init__(self, calibration: CalibrationMaps | None = None, **wiener_args: Any) -> None:
+    def __init__(
+        self,
+        calibration: CalibrationMaps | None = None,
+        pixel_size_nm: float = 62.6,
+        na: float = 1.35,
+        emission_nm: float = 525.0,
+        wiener_config: Any = None,
+    ) -> None:
         try:
             wiener = importlib.import_module("inference.wiener")
+            otf_module = importlib.import_module("calibration.otf")
         except ImportError as exc:
             raise RuntimeError(f"Wiener SIM is not available: {exc}") from exc
-        self._wiener_module = wiener
-        self.wiener_args = wiener_args
+        self._wiener_sim = wiener.WienerSim
+        self.otf = otf_module.OtfModel(na=na, emission_nm=emission_nm)
+        self.pixel_size_nm = pixel_size_nm
+        self.wiener_config = wiener_config
         self._engine: Any = None
         self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
-
-    def _make(self, frames: np.ndarray) -> Any:
-        factory = getattr(self._wiener_module, "wiener_from_raw", None)
-        if factory is not None:
-            return factory(frames, **self.wiener_args)
-        return self._wiener_module.WienerSim.from_raw(frames, **self.wiener_args)
 
     def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
         results = []
@@ -198,7 +202,9 @@ class WienerReconstructor(Reconstructor):
             item = self.preprocessor.prepare(raw)
             frames = np.asarray(item.inputs, dtype=np.float32)
             if self._engine is None:
-                self._engine = self._make(frames)
+                self._engine = self._wiener_sim.from_raw(
+                    frames, self.pixel_size_nm, self.otf, self.wiener_config
+                )
             sr = np.asarray(self._engine.reconstruct(frames), dtype=np.float32)
             flags = list(item.flags)
             finite = sr[np.isfinite(sr)]
@@ -222,10 +228,14 @@ def make_reconstructor(
     device: str = "auto",
     backend: str = "auto",
     precision: str | None = None,
-    **wiener_args: Any,
+    pixel_size_nm: float = 62.6,
+    na: float = 1.35,
+    emission_nm: float = 525.0,
+    wiener_config: Any = None,
 ) -> Reconstructor:
     """Build the reconstructor for `method` (bundled name | model path | wiener | none |
-    passthrough). `mode` checks a model's mode (sisr / sim / nlsim) when given."""
+    passthrough). `mode` checks a model's mode (sisr / sim / nlsim) when given; the optics
+    arguments (raw pixel size, NA, emission wavelength) are for Wiener only."""
     if mode is not None and mode not in FRAMES_PER_MODE:
         raise ValueError(f"mode must be one of {sorted(FRAMES_PER_MODE)}, got {mode!r}")
     if method == "none":
@@ -233,7 +243,7 @@ def make_reconstructor(
     if method == "passthrough":
         return PassthroughReconstructor(3 if mode == "nlsim" else 2, mode or "sim")
     if method == "wiener":
-        return WienerReconstructor(calibration, **wiener_args)
+        return WienerReconstructor(calibration, pixel_size_nm, na, emission_nm, wiener_config)
     model = load_model(method)
     if mode is not None and model.info.mode != mode:
         raise ValueError(
