@@ -1,0 +1,204 @@
+"""Conformance checks per device role: the same checks run on the emulator and on a real rig.
+
+Each check takes a `Rig`, exercises one behaviour of one role and raises `ConformanceFailure`
+(or a RigError) when the device does not behave as the role promises. Used by
+`tests/hardware/test_conformance.py` and by `livesim rig check --config X.cfg`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hardware.errors import CapabilityError, InvalidSettingError, RigError
+from hardware.pattern_layout import LASER_LINES_NM, SLM_N_PATTERNS
+from hardware.rig import Rig
+from hardware.roles import TriggerActivation, TriggerMode
+from hardware.sequencing import ChannelSpec, SequencePlan
+
+_TIMEOUT_S = 20.0
+
+
+class ConformanceFailure(AssertionError):  # noqa: N818 (an assertion, read as "failure")
+    """A device does not behave as its role promises."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One conformance check: the role it covers, its name, and the function."""
+
+    role: str
+    name: str
+    run: Callable[[Rig], None]
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConformanceFailure(message)
+
+
+def _expect_raises(error: type[Exception], action: Callable[[], object], what: str) -> None:
+    try:
+        action()
+    except error:
+        return
+    raise ConformanceFailure(f"{what}: expected {error.__name__}, nothing raised")
+
+
+# ------------------------------------------------------------------ camera
+def camera_exposure(rig: Rig) -> None:
+    before = rig.camera.exposure_ms
+    try:
+        rig.camera.set_exposure_ms(12.5)
+        _expect(math.isclose(rig.camera.exposure_ms, 12.5, rel_tol=1e-3),
+                f"exposure reads {rig.camera.exposure_ms} ms after setting 12.5 ms")
+        _expect_raises(InvalidSettingError, lambda: rig.camera.set_exposure_ms(0.0),
+                       "exposure 0 ms")
+    finally:
+        rig.camera.set_exposure_ms(before)
+
+
+def camera_roi(rig: Rig) -> None:
+    _, _, w, h = rig.camera.roi
+    full = rig.camera.shape
+    try:
+        rig.camera.set_roi(0, 0, w // 2, h // 2)
+        b = rig.camera.binning
+        _expect(rig.camera.shape == (h // 2 // b, w // 2 // b),
+                f"shape {rig.camera.shape} after ROI {(0, 0, w // 2, h // 2)}")
+        frame = rig.snap(1, _TIMEOUT_S)[0]
+        _expect(frame.shape == rig.camera.shape, f"ROI frame {frame.shape} != {rig.camera.shape}")
+        _expect_raises(InvalidSettingError, lambda: rig.camera.set_roi(0, 0, 0, 4), "empty ROI")
+    finally:
+        rig.camera.clear_roi()
+    _expect(rig.camera.shape == full, f"shape {rig.camera.shape} after clear_roi, was {full}")
+
+
+def camera_binning(rig: Rig) -> None:
+    allowed = rig.backend.allowed_values(rig.camera.label, "Binning")
+    if "2" not in allowed:
+        raise CapabilityError(f"camera {rig.camera.label!r} has no binning 2 ({allowed})")
+    h, w = rig.camera.shape
+    try:
+        rig.camera.set_binning(2)
+        _expect(rig.camera.shape == (h // 2, w // 2), f"binned shape {rig.camera.shape}")
+    finally:
+        rig.camera.set_binning(1)
+
+
+def camera_trigger_modes(rig: Rig) -> None:
+    rig.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
+    _expect(rig.camera.trigger_mode is TriggerMode.EXTERNAL, "external trigger did not stick")
+    rig.camera.set_trigger(TriggerMode.INTERNAL)
+    _expect(rig.camera.trigger_mode is TriggerMode.INTERNAL, "internal trigger did not stick")
+
+
+def camera_sequence(rig: Rig) -> None:
+    frames = rig.snap(3, _TIMEOUT_S)
+    _expect(len(frames) == 3, f"{len(frames)} frames of 3")
+    for frame in frames:
+        _expect(frame.dtype == np.uint16 and frame.shape == rig.camera.shape,
+                f"frame {frame.dtype} {frame.shape}, expected uint16 {rig.camera.shape}")
+    _expect(rig.camera.pixel_size_nm > 0, f"pixel size {rig.camera.pixel_size_nm} nm")
+
+
+# ------------------------------------------------------------------ AOTF
+def aotf_lines(rig: Rig) -> None:
+    lines = rig.aotf.lines_nm
+    _expect(bool(set(lines) & set(LASER_LINES_NM)), f"AOTF lines {lines} miss {LASER_LINES_NM}")
+    for nm in lines:
+        rig.aotf.set_line(nm)
+        _expect(rig.aotf.line_nm == nm, f"line reads {rig.aotf.line_nm} after setting {nm}")
+    _expect_raises(CapabilityError, lambda: rig.aotf.set_line(1234), "1234 nm line")
+    _expect(rig.aotf.sequence_max_length(rig.aotf.line_property) >= 50,
+            "AOTF line must be sequenceable for >= 50 steps (2 colours x 25 patterns)")
+
+
+def aotf_power(rig: Rig) -> None:
+    nm = rig.aotf.lines_nm[0]
+    before = rig.aotf.power_pct(nm)
+    try:
+        rig.aotf.set_power(nm, 37.5)
+        _expect(math.isclose(rig.aotf.power_pct(nm), 37.5, abs_tol=0.01),
+                f"{nm} nm power reads {rig.aotf.power_pct(nm)} after 37.5")
+        _expect_raises(InvalidSettingError, lambda: rig.aotf.set_power(nm, 120.0), "120 % power")
+        rig.aotf.set_blanking(False)
+        _expect(not rig.aotf.blanking, "blanking still on after switching it off")
+        rig.aotf.set_blanking(True)
+        _expect(rig.aotf.blanking, "blanking off after switching it on")
+    finally:
+        rig.aotf.set_power(nm, before)
+
+
+# ------------------------------------------------------------------ SLM
+def slm_patterns(rig: Rig) -> None:
+    for index in (0, 1, 10, SLM_N_PATTERNS - 1):
+        rig.slm.show(index)
+        _expect(rig.slm.pattern_index == index, f"SLM shows {rig.slm.pattern_index}, not {index}")
+    _expect_raises(InvalidSettingError, lambda: rig.slm.show(SLM_N_PATTERNS), "index past end")
+    _expect(rig.slm.sequence_max_length(rig.slm.pattern_property) >= 50,
+            "SLM pattern index must be sequenceable for >= 50 steps")
+
+
+# ------------------------------------------------------------------ rotator, shutter
+def rotator_states(rig: Rig) -> None:
+    if rig.rotator is None:
+        raise CapabilityError("this rig has no polarization rotator in its role map")
+    for state in (0, 1, 2, 3):
+        rig.rotator.set_state(state)
+        _expect(rig.rotator.state == state, f"rotator in {rig.rotator.state}, not {state}")
+    _expect(rig.rotator.sequence_max_length(rig.rotator.state_property) >= 50,
+            "rotator state must be sequenceable for >= 50 steps")
+
+
+def shutter_open_close(rig: Rig) -> None:
+    if rig.shutter is None:
+        raise CapabilityError("this rig has no shutter in its role map")
+    rig.shutter.set_open(True)
+    _expect(rig.shutter.is_open, "shutter closed after opening")
+    rig.shutter.set_open(False)
+    _expect(not rig.shutter.is_open, "shutter open after closing")
+
+
+# ------------------------------------------------------------------ whole sequence
+def triggered_sim_sequence(rig: Rig) -> None:
+    nm = rig.aotf.lines_nm[0]
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=nm, power_pct=10, exposure_ms=5),))
+    frames = rig.acquire_time_point(plan, 0, _TIMEOUT_S)
+    _expect(len(frames) == plan.n_frames, f"{len(frames)} frames of {plan.n_frames}")
+    got = [(f.tag.orientation, f.tag.phase) for f in frames]
+    want = [(o, p) for o in range(3) for p in range(3)]
+    _expect(got == want, f"frame order {got}, expected {want}")
+    sequences = [f.tag.sequence for f in frames]
+    _expect(sequences == list(range(sequences[0], sequences[0] + 9)), f"sequence {sequences}")
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("camera", "exposure", camera_exposure),
+    Check("camera", "roi", camera_roi),
+    Check("camera", "binning", camera_binning),
+    Check("camera", "trigger modes", camera_trigger_modes),
+    Check("camera", "sequence acquisition", camera_sequence),
+    Check("aotf", "lines", aotf_lines),
+    Check("aotf", "power and blanking", aotf_power),
+    Check("slm", "patterns", slm_patterns),
+    Check("rotator", "states", rotator_states),
+    Check("shutter", "open/close", shutter_open_close),
+    Check("rig", "triggered SIM sequence", triggered_sim_sequence),
+)
+
+
+def run_checks(rig: Rig) -> list[tuple[Check, str | None]]:
+    """Run every check; (check, None) when it passed, else (check, the failure message)."""
+    results: list[tuple[Check, str | None]] = []
+    for check in CHECKS:
+        try:
+            check.run(rig)
+        except (ConformanceFailure, RigError, ValueError) as e:
+            results.append((check, f"{type(e).__name__}: {e}"))
+        else:
+            results.append((check, None))
+    return results

@@ -1,0 +1,283 @@
+"""The one place that touches pymmcore-plus's experimental `UniMMCore` API.
+
+Everything else (roles, rig, emulated devices) goes through `UniCoreBackend` and the device
+base classes re-exported here, so an upstream change of the experimental API touches only
+this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pymmcore_plus import DeviceType
+from pymmcore_plus.experimental.unicore import (
+    CameraDevice,
+    Device,
+    GenericDevice,
+    HubDevice,
+    ShutterDevice,
+    UniMMCore,
+    pymm_property,
+)
+from pymmcore_plus.experimental.unicore.core._sequence_buffer import SequenceBuffer
+
+from hardware.errors import CapabilityError, ConfigError
+
+__all__ = [
+    "CameraDevice",
+    "CoreBackend",
+    "Device",
+    "GenericDevice",
+    "HubDevice",
+    "ShutterDevice",
+    "UniCoreBackend",
+    "pymm_property",
+]
+
+logger = logging.getLogger(__name__)
+
+_LINE_ERROR = re.compile(r"at line (\d+): (.*?)\n(.*)", re.DOTALL)
+# C++ cameras fill MMCore's own circular buffer, which offers no arrival callback; waiting on
+# them is a bounded wait on this interval (Python cameras notify and never poll).
+_CPP_CAMERA_WAIT_S = 0.001
+_BUFFER_MB = 512
+
+
+class CoreBackend(Protocol):
+    """What a Rig needs from a Micro-Manager core (UniMMCore here, or a Studio bridge)."""
+
+    def device_labels(self) -> tuple[str, ...]: ...
+    def device_type(self, label: str) -> str: ...
+    def camera_label(self) -> str: ...
+    def has_property(self, label: str, prop: str) -> bool: ...
+    def get_property(self, label: str, prop: str) -> str: ...
+    def set_property(self, label: str, prop: str, value: str | float | int) -> None: ...
+    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]: ...
+    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None: ...
+    def is_read_only(self, label: str, prop: str) -> bool: ...
+    def sequence_max_length(self, label: str, prop: str) -> int: ...
+    def load_sequence(self, label: str, prop: str, values: Sequence[str]) -> None: ...
+    def start_sequence(self, label: str, prop: str) -> None: ...
+    def stop_sequence(self, label: str, prop: str) -> None: ...
+    def get_exposure_ms(self) -> float: ...
+    def set_exposure_ms(self, exposure_ms: float) -> None: ...
+    def get_roi(self) -> tuple[int, int, int, int]: ...
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None: ...
+    def clear_roi(self) -> None: ...
+    def image_shape(self) -> tuple[int, int]: ...
+    def pixel_size_um(self) -> float: ...
+    def start_camera_sequence(self, n_frames: int) -> None: ...
+    def stop_camera_sequence(self) -> None: ...
+    def camera_running(self) -> bool: ...
+    def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None: ...
+    def set_shutter_open(self, label: str, is_open: bool) -> None: ...
+    def shutter_open(self, label: str) -> bool: ...
+
+
+class _NotifyingBuffer(SequenceBuffer):
+    """The unicore sequence buffer plus a condition, so a reader waits instead of polling."""
+
+    def __init__(self, size_mb: float) -> None:
+        super().__init__(size_mb, overwrite_on_overflow=False)
+        self.arrived = threading.Condition()
+
+    def finalize_slot(self, metadata: Mapping[str, Any] | None = None) -> None:
+        super().finalize_slot(metadata)
+        with self.arrived:
+            self.arrived.notify_all()
+
+    def clear(self) -> None:
+        super().clear()
+        with self.arrived:
+            self.arrived.notify_all()
+
+
+class UniCoreBackend:
+    """A `UniMMCore` (Python and C++ devices through one core) behind our small typed API."""
+
+    def __init__(self, core: UniMMCore | None = None) -> None:
+        self.core = core if core is not None else UniMMCore()
+        self._buffer = _NotifyingBuffer(_BUFFER_MB)
+        # Upstream keeps the buffer in a private attribute; replacing it is the price of
+        # being woken on arrival rather than polling.
+        self.core._seq_buffer = self._buffer
+        self.config_path: Path | None = None
+
+    # -------------------------------------------------------------- configuration
+    def load_config(self, path: str | Path) -> None:
+        """Load a Micro-Manager .cfg; any failure becomes ConfigError naming the line."""
+        cfg = Path(path)
+        if not cfg.is_file():
+            raise ConfigError(f"rig configuration {str(cfg)!r} does not exist")
+        try:
+            self.core.loadSystemConfiguration(str(cfg))
+        except (RuntimeError, ValueError, ImportError, AttributeError, TypeError, KeyError) as e:
+            raise _config_error(cfg, e) from e
+        self.config_path = cfg
+        for label in self.device_labels():
+            if label in self.core._pydevices:
+                state = self.core._pydevices[label]._initialized_
+                if isinstance(state, BaseException):
+                    raise ConfigError(
+                        f"{cfg}: device {label!r} failed to initialise: {state}"
+                    ) from state
+        _connect_hub_peripherals(self.core)
+
+    def python_device(self, label: str) -> Device:
+        """The Python device object behind `label` (emulated devices), else CapabilityError."""
+        if not self.core.isPyDevice(label):
+            raise CapabilityError(f"device {label!r} is not a Python device")
+        return self.core._pydevices[label]
+
+    # -------------------------------------------------------------- devices and props
+    def device_labels(self) -> tuple[str, ...]:
+        return tuple(str(x) for x in self.core.getLoadedDevices())
+
+    def device_type(self, label: str) -> str:
+        return DeviceType(self.core.getDeviceType(label)).name
+
+    def camera_label(self) -> str:
+        return str(self.core.getCameraDevice())
+
+    def has_property(self, label: str, prop: str) -> bool:
+        return bool(self.core.hasProperty(label, prop))
+
+    def get_property(self, label: str, prop: str) -> str:
+        return str(self.core.getProperty(label, prop))
+
+    def set_property(self, label: str, prop: str, value: str | float | int) -> None:
+        self.core.setProperty(label, prop, value)
+
+    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]:
+        return tuple(str(v) for v in self.core.getAllowedPropertyValues(label, prop))
+
+    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None:
+        if not self.core.hasPropertyLimits(label, prop):
+            return None
+        return (
+            float(self.core.getPropertyLowerLimit(label, prop)),
+            float(self.core.getPropertyUpperLimit(label, prop)),
+        )
+
+    def is_read_only(self, label: str, prop: str) -> bool:
+        return bool(self.core.isPropertyReadOnly(label, prop))
+
+    def sequence_max_length(self, label: str, prop: str) -> int:
+        if not self.core.isPropertySequenceable(label, prop):
+            return 0
+        return int(self.core.getPropertySequenceMaxLength(label, prop))
+
+    def load_sequence(self, label: str, prop: str, values: Sequence[str]) -> None:
+        self.core.loadPropertySequence(label, prop, list(values))
+
+    def start_sequence(self, label: str, prop: str) -> None:
+        self.core.startPropertySequence(label, prop)
+
+    def stop_sequence(self, label: str, prop: str) -> None:
+        self.core.stopPropertySequence(label, prop)
+
+    # -------------------------------------------------------------- camera
+    def get_exposure_ms(self) -> float:
+        return float(self.core.getExposure())
+
+    def set_exposure_ms(self, exposure_ms: float) -> None:
+        self.core.setExposure(exposure_ms)
+
+    def get_roi(self) -> tuple[int, int, int, int]:
+        x, y, w, h = self.core.getROI()
+        return int(x), int(y), int(w), int(h)
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        self.core.setROI(x, y, width, height)
+
+    def clear_roi(self) -> None:
+        self.core.clearROI()
+
+    def image_shape(self) -> tuple[int, int]:
+        return int(self.core.getImageHeight()), int(self.core.getImageWidth())
+
+    def pixel_size_um(self) -> float:
+        return float(self.core.getPixelSizeUm())
+
+    def start_camera_sequence(self, n_frames: int) -> None:
+        """Arm the camera for `n_frames`; frames then arrive as the camera produces them."""
+        self._buffer.clear()
+        self.core.startSequenceAcquisition(n_frames, 0.0, True)
+
+    def stop_camera_sequence(self) -> None:
+        if self.core.isSequenceRunning():
+            self.core.stopSequenceAcquisition()
+
+    def camera_running(self) -> bool:
+        return bool(self.core.isSequenceRunning())
+
+    def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
+        """The next frame and its metadata, or None if none arrives by `deadline` (monotonic)."""
+        if self.core.isPyDevice(self.camera_label()):
+            with self._buffer.arrived:
+                while True:
+                    item = self._buffer.pop_next()
+                    if item is not None:
+                        image, meta = item
+                        return image, {str(k): str(v) for k, v in meta.items()}
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._buffer.arrived.wait(remaining)
+        return self._next_cpp_frame(deadline)
+
+    def _next_cpp_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
+        import pymmcore
+
+        wake = threading.Event()
+        while self.core.getRemainingImageCount() == 0:
+            if time.monotonic() >= deadline:
+                return None
+            wake.wait(_CPP_CAMERA_WAIT_S)
+        md = pymmcore.Metadata()
+        image = self.core.popNextImageMD(md)
+        meta = {key: md.GetSingleTag(key).GetValue() for key in md.GetKeys()}
+        return np.asarray(image), meta
+
+    # -------------------------------------------------------------- shutter
+    def set_shutter_open(self, label: str, is_open: bool) -> None:
+        self.core.setShutterOpen(label, is_open)
+
+    def shutter_open(self, label: str) -> bool:
+        return bool(self.core.getShutterOpen(label))
+
+    def close(self) -> None:
+        """Stop acquisition and unload the Python devices (C++ ones go with the core)."""
+        self.stop_camera_sequence()
+        # Not unloadAllDevices(): with Python devices loaded it makes pymmcore abort at
+        # interpreter exit ("FATAL: exception not rethrown") about one run in three.
+        for label in list(self.core._pydevices):
+            self.core.unloadDevice(label)
+
+
+def _config_error(cfg: Path, error: BaseException) -> ConfigError:
+    """Turn upstream's loader error into one naming the file, line number and line text."""
+    match = _LINE_ERROR.search(str(error))
+    if match:
+        line_no, text, reason = match.group(1), match.group(2), match.group(3).strip()
+        return ConfigError(f"{cfg}: line {line_no}: {text}: {reason}")
+    return ConfigError(f"{cfg}: {type(error).__name__}: {error}")
+
+
+def _connect_hub_peripherals(core: UniMMCore) -> None:
+    """Hand each Python hub its loaded peripherals (`Parent,<device>,<hub>` cfg lines)."""
+    devices = core._pydevices
+    for label in devices:
+        hub = devices[label]
+        connect = getattr(hub, "connect_peripheral", None)
+        if hub.type() != DeviceType.Hub or connect is None:
+            continue
+        for peripheral in devices.get_loaded_peripherals(label):
+            connect(devices[peripheral])

@@ -1,0 +1,295 @@
+"""The rig: one Micro-Manager core, its device roles, and hardware-sequenced SIM time points.
+
+A real rig loads Micro-Manager C++ adapters from its .cfg; the emulator loads Python devices
+from `hardware/configs/emulator.cfg`. Same code path for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hardware.core_adapter import CoreBackend, UniCoreBackend
+from hardware.errors import AcquisitionTimeout, CapabilityError, SequenceMismatch
+from hardware.frames import FrameTag, TaggedFrame
+from hardware.roles import (
+    Aotf,
+    Camera,
+    RoleMap,
+    Rotator,
+    Shutter,
+    Slm,
+    TriggerActivation,
+    TriggerMode,
+    TriggerSource,
+)
+from hardware.sequencing import SequencePlan, SequenceStep
+
+if TYPE_CHECKING:
+    from sim_emulator.devices_bench import OpticalBench
+    from sim_emulator.devices_faults import FaultPlan
+    from sim_emulator.microscope import EmulatorConfig
+
+logger = logging.getLogger(__name__)
+
+EMULATOR_CFG = Path(__file__).resolve().parent / "configs" / "emulator.cfg"
+_ADU_MAX = 65535
+
+
+class Rig:
+    """A SIM rig on a Micro-Manager core: roles plus triggered, tagged acquisition."""
+
+    def __init__(self, backend: CoreBackend, roles: RoleMap | None = None) -> None:
+        self.backend = backend
+        self.roles = roles or RoleMap()
+        r = self.roles
+        self.camera = Camera(backend, r.camera, r)
+        self.aotf = Aotf(backend, r.aotf, r)
+        self.slm = Slm(backend, r.slm, r)
+        self.rotator = Rotator(backend, r.rotator, r) if r.rotator else None
+        self.shutter = Shutter(backend, r.shutter, r) if r.shutter else None
+        self.trigger = TriggerSource(backend, r.trigger, r)
+        self._sequence = 0
+        self._fired_before = 0
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, path: str | Path, roles: RoleMap | None = None) -> Rig:
+        """Load a Micro-Manager .cfg (C++ adapters and/or `#py` Python devices)."""
+        backend = UniCoreBackend()
+        backend.load_config(path)
+        return cls(backend, roles)
+
+    @classmethod
+    def emulator(
+        cls,
+        config: EmulatorConfig | None = None,
+        faults: FaultPlan | None = None,
+        roles: RoleMap | None = None,
+    ) -> Rig:
+        """The emulated rig (hardware/configs/emulator.cfg) with a forward model and faults."""
+        rig = cls.from_config(EMULATOR_CFG, roles)
+        hub = rig.emulator_hub()
+        hub.configure(config, faults)
+        return rig
+
+    def emulator_hub(self) -> Any:
+        """The emulator's hub device (CapabilityError on a real rig)."""
+        if not isinstance(self.backend, UniCoreBackend):
+            raise CapabilityError("this rig is not the emulator (no Python devices)")
+        hub = self.backend.python_device(self.roles.trigger)
+        if not hasattr(hub, "bench"):
+            raise CapabilityError(f"device {self.roles.trigger!r} is not an emulator hub")
+        return hub
+
+    @property
+    def bench(self) -> OpticalBench:
+        """The emulator's optical bench (display log, faults); emulator only."""
+        bench: OpticalBench = self.emulator_hub().bench
+        return bench
+
+    def close(self) -> None:
+        """Stop acquisition and release the devices."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ acquisition
+    def snap(self, n_frames: int = 1, timeout_s: float = 10.0) -> list[np.ndarray]:
+        """`n_frames` free-running (internal trigger) frames with the current device settings.
+
+        For calibration (dark/flat series) and previews; raises AcquisitionTimeout naming how
+        many frames arrived if the camera stalls.
+        """
+        if n_frames < 1 or timeout_s <= 0:
+            raise ValueError(f"n_frames={n_frames} must be >= 1, timeout_s={timeout_s} > 0")
+        self.camera.set_trigger(TriggerMode.INTERNAL)
+        if self.shutter is not None:
+            self.shutter.set_open(True)
+        frames: list[np.ndarray] = []
+        try:
+            self.backend.start_camera_sequence(n_frames)
+            deadline = time.monotonic() + timeout_s
+            while len(frames) < n_frames:
+                item = self.backend.next_frame(deadline)
+                if item is None:
+                    raise AcquisitionTimeout(
+                        f"snap: expected {n_frames} frames within {timeout_s} s, "
+                        f"{len(frames)} arrived from camera {self.camera.label!r}"
+                    )
+                frames.append(item[0])
+        finally:
+            self.backend.stop_camera_sequence()
+            if self.shutter is not None:
+                self.shutter.set_open(False)
+        return frames
+
+    def check_plan(self, plan: SequencePlan) -> None:
+        """Raise CapabilityError if this rig cannot run `plan` as one triggered sequence."""
+        n = plan.n_frames
+        for channel in plan.channels:
+            if channel.laser_nm not in self.aotf.lines_nm:
+                raise CapabilityError(
+                    f"plan asks for {channel.laser_nm} nm; AOTF {self.aotf.label!r} has "
+                    f"{self.aotf.lines_nm}"
+                )
+        powers: dict[int, set[float]] = {}
+        for channel in plan.channels:
+            powers.setdefault(channel.laser_nm, set()).add(channel.power_pct)
+        for nm, values in powers.items():
+            if len(values) > 1:
+                raise CapabilityError(
+                    f"plan sets {nm} nm to several powers {sorted(values)}; line power is not "
+                    "sequenced on this rig"
+                )
+        self.slm._require_sequence(self.slm.pattern_property, n)
+        if len({c.laser_nm for c in plan.channels}) > 1:
+            self.aotf._require_sequence(self.aotf.line_property, n)
+        if self.rotator is not None and plan.mode != "wf":
+            self.rotator._require_sequence(self.rotator.state_property, n)
+        if len({c.exposure_ms for c in plan.channels}) > 1:
+            self.camera._require_sequence("Exposure", n)
+
+    def _arm(self, plan: SequencePlan, steps: list[SequenceStep]) -> list[tuple[Any, str]]:
+        """Load and start the device sequences; returns the (role, property) pairs started."""
+        self.check_plan(plan)
+        for channel in plan.channels:
+            self.aotf.set_power(channel.laser_nm, channel.power_pct)
+        started: list[tuple[Any, str]] = []
+        sequences: list[tuple[Any, str, list[str]]] = [
+            (self.slm, self.slm.pattern_property, [str(s.slm_index) for s in steps]),
+        ]
+        lines = [str(s.laser_nm) for s in steps]
+        if len(set(lines)) > 1:
+            sequences.append((self.aotf, self.aotf.line_property, lines))
+        else:
+            self.aotf.set_line(steps[0].laser_nm)
+        if self.rotator is not None and plan.mode != "wf":
+            sequences.append(
+                (self.rotator, self.rotator.state_property, [str(s.rotator_state) for s in steps])
+            )
+        exposures = [s.exposure_ms for s in steps]
+        if len(set(exposures)) > 1:
+            sequences.append((self.camera, "Exposure", [str(e) for e in exposures]))
+        else:
+            self.camera.set_exposure_ms(exposures[0])
+        for role, prop, values in sequences:
+            role.load_sequence(prop, values)
+        for role, prop, _ in sequences:
+            role.start_sequence(prop)
+            started.append((role, prop))
+        self.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
+        if self.shutter is not None:
+            self.shutter.set_open(True)
+        return started
+
+    def stream_time_point(
+        self, plan: SequencePlan, time_point: int, timeout_s: float = 10.0
+    ) -> Iterator[TaggedFrame]:
+        """Acquire one time point as one triggered sequence, yielding frames as they arrive.
+
+        Raises AcquisitionTimeout if frames stop arriving within `timeout_s` (for the whole
+        time point), SequenceMismatch when the camera's frame counter skips (dropped frame),
+        the camera missed triggers, or the SLM ends at a different running-order position.
+        """
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        steps = plan.steps()
+        n = len(steps)
+        started = self._arm(plan, steps)
+        counter_key = self.roles.camera_frame_counter_key
+        try:
+            self.backend.start_camera_sequence(n)
+            self.trigger.fire(n)
+            deadline = time.monotonic() + timeout_s
+            for i, step in enumerate(steps):
+                item = self.backend.next_frame(deadline)
+                if item is None:
+                    raise self._missing_frames(time_point, n, i, timeout_s)
+                image, meta = item
+                if counter_key is not None and counter_key in meta:
+                    counter = int(meta[counter_key])
+                    if counter != i:
+                        raise SequenceMismatch(
+                            f"time point {time_point}: expected camera frame {i} (channel "
+                            f"{step.channel}, pattern {step.pattern}), frame {counter} arrived: "
+                            f"{counter - i} frame(s) dropped by the camera"
+                        )
+                yield TaggedFrame(image, self._tag(step, time_point, image))
+            self._check_slm_position(time_point, n)
+        finally:
+            self._disarm(started)
+
+    def acquire_time_point(
+        self, plan: SequencePlan, time_point: int, timeout_s: float = 10.0
+    ) -> list[TaggedFrame]:
+        """All frames of one time point (see `stream_time_point`)."""
+        return list(self.stream_time_point(plan, time_point, timeout_s))
+
+    def stream(
+        self, plan: SequencePlan, time_points: Iterable[int], timeout_s: float = 10.0
+    ) -> Iterator[TaggedFrame]:
+        """Frames of many time points, one triggered sequence each (for the engine)."""
+        for t in time_points:
+            yield from self.stream_time_point(plan, t, timeout_s)
+
+    def _tag(self, step: SequenceStep, time_point: int, image: np.ndarray) -> FrameTag:
+        tag = FrameTag(
+            time_point=time_point,
+            channel=step.channel,
+            laser_nm=step.laser_nm,
+            orientation=step.orientation,
+            phase=step.phase,
+            pattern_index=step.pattern,
+            sequence=self._sequence,
+            timestamp_s=time.monotonic() - self._t0,
+            exposure_ms=step.exposure_ms,
+            saturated_px=int(np.count_nonzero(image == _ADU_MAX)),
+        )
+        self._sequence += 1
+        if tag.saturated_px:
+            logger.warning("frame %d (t=%d): %d saturated pixels", tag.sequence, time_point,
+                           tag.saturated_px)
+        return tag
+
+    def _missing_frames(self, time_point: int, n: int, arrived: int, timeout_s: float) -> Exception:
+        fired = self.trigger.triggers_fired
+        if fired is not None and fired - self._fired_before >= n:
+            return SequenceMismatch(
+                f"time point {time_point}: {n} triggers fired but only {arrived} of {n} frames "
+                f"arrived within {timeout_s} s: the camera missed {n - arrived} trigger(s)"
+            )
+        return AcquisitionTimeout(
+            f"time point {time_point}: expected {n} frames within {timeout_s} s, {arrived} "
+            f"arrived (camera {self.camera.label!r} stopped responding)"
+        )
+
+    def _check_slm_position(self, time_point: int, n: int) -> None:
+        position = self.slm.sequence_position
+        if position is not None and position != n:
+            raise SequenceMismatch(
+                f"time point {time_point}: SLM {self.slm.label!r} should have advanced {n} "
+                f"patterns, it reports {position}: patterns out of sync with the camera"
+            )
+
+    def _disarm(self, started: list[tuple[Any, str]]) -> None:
+        self.trigger.stop()
+        self.backend.stop_camera_sequence()
+        for role, prop in started:
+            role.stop_sequence(prop)
+        if self.shutter is not None:
+            self.shutter.set_open(False)
+        fired = self.trigger.triggers_fired
+        self._fired_before = fired if fired is not None else 0

@@ -1,0 +1,421 @@
+"""Emulated Micro-Manager devices (unicore Python devices) backed by the forward model.
+
+Loaded from a .cfg through `#py pyDevice,<label>,sim_emulator.devices,<Class>` lines and tied
+together by `EmulatorHub` (`#py Parent,<label>,<hub>`): the camera renders what the SLM,
+AOTF, rotator and shutter show at each trigger, so a wrong order or a missed trigger is
+visible in the data, and the hub's bench keeps the display log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hardware.core_adapter import (
+    CameraDevice,
+    GenericDevice,
+    HubDevice,
+    ShutterDevice,
+)
+from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
+from sim_emulator.devices_bench import DisplayRecord, OpticalBench
+from sim_emulator.devices_faults import FaultPlan
+
+logger = logging.getLogger(__name__)
+
+MAX_SEQUENCE = 4096
+_SATURATION_GAIN = 64  # a stray-light burst: 64x the signal on top of half full scale
+_SATURATION_FLOOR_ADU = 32768
+_ADU_MAX = 65535
+
+
+class _BenchDevice:
+    """Mixin: a device that belongs to an `EmulatorHub` and reads/writes its bench."""
+
+    _bench_: OpticalBench | None = None
+
+    def attach(self, bench: OpticalBench) -> None:
+        """Join the hub's optical bench (called by the hub when the rig is loaded)."""
+        self._bench_ = bench
+
+    @property
+    def bench(self) -> OpticalBench:
+        if self._bench_ is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to an EmulatorHub: add "
+                "'#py Parent,<label>,<hub>' to the .cfg and load it through hardware.rig.Rig"
+            )
+        return self._bench_
+
+
+def _register(
+    device: Any,
+    name: str,
+    property_type: type,
+    getter: Callable[[], Any],
+    setter: Callable[[Any], None] | None = None,
+    *,
+    allowed: Sequence[Any] | None = None,
+    limits: tuple[float, float] | None = None,
+    sequencer: _Sequencer | None = None,
+    sequence_key: str = "",
+) -> None:
+    """Register a device property backed by closures; a sequencer makes it sequenceable."""
+    load = start = stop = None
+    if sequencer is not None:
+
+        def load(_dev: Any, values: Sequence[Any]) -> None:
+            sequencer.load(values)
+
+        def start(_dev: Any) -> None:
+            sequencer.start()
+            device.bench.register_sequence(sequence_key, sequencer.advance)
+
+        def stop(_dev: Any) -> None:
+            device.bench.unregister_sequence(sequence_key)
+
+    device.register_property(
+        name,
+        property_type=property_type,
+        getter=lambda _dev: getter(),
+        setter=None if setter is None else (lambda _dev, value: setter(value)),
+        allowed_values=allowed,
+        limits=limits,
+        is_read_only=setter is None,
+        sequence_max_length=MAX_SEQUENCE if sequencer is not None else 0,
+        sequence_loader=load,
+        sequence_starter=start,
+        sequence_stopper=stop,
+    )
+
+
+class _Sequencer:
+    """A hardware property sequence that steps on each trigger's trailing edge."""
+
+    def __init__(self, apply: Callable[[Any], None]) -> None:
+        self.values: list[Any] = []
+        self.position = 0
+        self._apply = apply
+
+    def load(self, values: Sequence[Any]) -> None:
+        if not values:
+            raise ValueError("cannot load an empty sequence")
+        self.values = list(values)
+
+    def start(self) -> None:
+        if not self.values:
+            raise RuntimeError("start of a property sequence that was never loaded")
+        self.position = 0
+        self._apply(self.values[0])
+
+    def advance(self, steps: int) -> None:
+        self.position += steps
+        self._apply(self.values[self.position % len(self.values)])
+
+
+class EmulatorHub(HubDevice):
+    """The emulated rig's controller: owns the optical bench and fires the trigger line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bench = OpticalBench()
+        _register(self, "FireTriggers", int, lambda: 0, lambda n: self.bench.fire(int(n)),
+                  limits=(0, 1_000_000))
+        _register(self, "TriggerLine", str, lambda: "Running", self._set_line,
+                  allowed=("Running", "Stopped"))
+        _register(self, "TriggersFired", int, lambda: self.bench.triggers_fired)
+
+    def _set_line(self, value: str) -> None:
+        """Stopped drops pending pulses and releases a camera waiting for one."""
+        if value == "Stopped":
+            self.bench.disarm()
+
+    def get_installed_peripherals(self) -> Sequence[tuple[str, str]]:
+        return (
+            ("EmulatedCamera", "sCMOS camera rendering the forward model"),
+            ("EmulatedAotf", "AOTF with 405/488/560/640 nm lines"),
+            ("EmulatedSlm", "ferroelectric SLM with per-colour SIM grating sets"),
+            ("EmulatedRotator", "liquid-crystal polarization rotator"),
+            ("EmulatedShutter", "excitation shutter"),
+        )
+
+    def connect_peripheral(self, device: object) -> None:
+        """Attach a loaded peripheral to this hub's bench (called by the rig loader)."""
+        if isinstance(device, _BenchDevice):
+            device.attach(self.bench)
+            if hasattr(device, "displayed"):
+                self.bench.sources[type(device).__name__] = device
+
+    def configure(self, config: Any, faults: FaultPlan | None) -> None:
+        """Set the forward-model configuration and the fault plan."""
+        self.bench.configure(config, faults)
+
+
+class EmulatedCamera(_BenchDevice, CameraDevice):
+    """16-bit sCMOS camera: internal or external (edge) trigger, ROI, binning, sequences."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._exposure_ms = 10.0
+        self._binning = 1
+        self._trigger_mode = "Internal"
+        self._render_mode = "physics"
+        self._trigger_timeout_ms = 5000.0
+        self._roi: tuple[int, int, int, int] | None = None
+        self._exposure_seq = _Sequencer(self._apply_exposure)
+        self.set_property_allowed_values("Binning", (1, 2, 4))
+        self.set_property_limits("Exposure", (0.01, 10_000.0))
+        self.set_property_sequence_max_length("Exposure", MAX_SEQUENCE)
+        _register(self, "TriggerMode", str, lambda: self._trigger_mode, self._set_trigger_mode,
+                  allowed=("Internal", "External"))
+        # edge only: the camera's own exposure time per pulse (no level/bulb mode)
+        _register(self, "TriggerActivation", str, lambda: "Edge", lambda _v: None,
+                  allowed=("Edge",))
+        _register(self, "RenderMode", str, lambda: self._render_mode, self._set_render_mode,
+                  allowed=("physics", "fast"))
+        _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
+                  self._set_trigger_timeout, limits=(1.0, 3_600_000.0))
+        _register(self, "PixelSizeNm", float, self._pixel_size_nm)
+
+    def _set_trigger_mode(self, value: str) -> None:
+        self._trigger_mode = str(value)
+
+    def _set_render_mode(self, value: str) -> None:
+        self._render_mode = str(value)
+
+    def _set_trigger_timeout(self, value: float) -> None:
+        self._trigger_timeout_ms = float(value)
+
+    def _pixel_size_nm(self) -> float:
+        """Sample-plane pixel size after binning."""
+        return float(self.bench.config.optics.pixel_size_nm) * self._binning
+
+    # -- geometry
+    def sensor_shape(self) -> tuple[int, int]:
+        return self.bench.config.sensor_shape
+
+    def shape(self) -> tuple[int, int]:
+        _, _, w, h = self.get_roi()
+        return h // self._binning, w // self._binning
+
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint16)
+
+    def get_roi(self) -> tuple[int, int, int, int]:
+        if self._roi is not None:
+            return self._roi
+        h, w = self.sensor_shape()
+        return 0, 0, w, h
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        h, w = self.sensor_shape()
+        if x < 0 or y < 0 or width <= 0 or height <= 0 or x + width > w or y + height > h:
+            raise ValueError(f"ROI ({x}, {y}, {width}, {height}) outside the {w}x{h} sensor")
+        self._roi = (x, y, width, height)
+
+    def clear_roi(self) -> None:
+        self._roi = None
+
+    # -- standard properties (found by name by the CameraDevice base class)
+    def get_exposure(self) -> float:
+        return self._exposure_ms
+
+    def set_exposure(self, exposure: float) -> None:
+        self._exposure_ms = float(exposure)
+
+    def _apply_exposure(self, value: Any) -> None:
+        self._exposure_ms = float(value)
+
+    def load_exposure_sequence(self, sequence: Sequence[float]) -> None:
+        self._exposure_seq.load([float(v) for v in sequence])
+
+    def start_exposure_sequence(self) -> None:
+        self._exposure_seq.start()
+        self.bench.register_sequence("camera-exposure", self._exposure_seq.advance)
+
+    def stop_exposure_sequence(self) -> None:
+        self.bench.unregister_sequence("camera-exposure")
+
+    def get_binning(self) -> int:
+        return self._binning
+
+    def set_binning(self, value: int) -> None:
+        self._binning = int(value)
+
+    # -- acquisition
+    def start_sequence(
+        self, n: int | None, get_buffer: Callable[[Sequence[int], Any], np.ndarray]
+    ) -> Iterator[Mapping]:
+        """Arm now (this trigger-line generation), then expose one frame per pulse."""
+        return self._frames(n, get_buffer, self.bench.generation)
+
+    def _frames(
+        self,
+        n: int | None,
+        get_buffer: Callable[[Sequence[int], Any], np.ndarray],
+        generation: int,
+    ) -> Iterator[Mapping]:
+        bench = self.bench
+        external = self._trigger_mode == "External"
+        timeout_s = self._trigger_timeout_ms / 1000.0
+        faults = bench.faults
+        limit = n if n is not None else 2**62
+        delivered = 0
+        counter = 0
+        while delivered < limit:
+            trigger = -1
+            if external:
+                at = faults.camera_timeout_at
+                if at is not None and bench.exposures >= at:
+                    logger.warning("emulated camera hangs at exposure %d (fault)", at)
+                    bench.wait_disarm(generation, timeout_s)
+                    return
+                got = bench.wait_trigger(generation, timeout_s)
+                if got is None:
+                    return
+                trigger = got
+                if faults.missed_trigger_at == trigger:
+                    bench.snapshot(trigger, None, False, self._exposure_ms)
+                    bench.trailing_edge(trigger)
+                    continue
+            exposure = bench.exposures
+            bench.exposures += 1
+            dropped = faults.drops(exposure)
+            record = bench.snapshot(trigger, exposure, not dropped, self._exposure_ms)
+            if external:
+                bench.trailing_edge(trigger)
+            frame_number = counter
+            counter += 1
+            if dropped:
+                continue
+            frame = self._render(record, faults.saturates(exposure))
+            buffer = get_buffer(frame.shape, np.uint16)
+            buffer[:] = frame
+            delivered += 1
+            yield {
+                "FrameCounter": str(frame_number),
+                "Exposure-ms": f"{record.exposure_ms:.4f}",
+                "TriggerMode": self._trigger_mode,
+            }
+
+    def _render(self, record: DisplayRecord, saturate: bool) -> np.ndarray:
+        """The camera image of what the light path showed for `record`."""
+        power = record.power_pct if record.shutter_open else 0.0
+        if self._render_mode == "fast":
+            source = self.bench.fast_source(record.mode)
+            image = source.frame(record.time_s, record.pattern, record.laser_nm, power,
+                                 record.exposure_ms)
+        else:
+            image = self.bench.microscope(record.mode).render_frame(
+                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms
+            )
+        if saturate:
+            image = np.minimum(
+                image.astype(np.uint32) * _SATURATION_GAIN + _SATURATION_FLOOR_ADU, _ADU_MAX
+            )
+        x, y, w, h = self.get_roi()
+        image = image[y : y + h, x : x + w]
+        b = self._binning
+        if b > 1:
+            hb, wb = h // b, w // b
+            summed = image[: hb * b, : wb * b].reshape(hb, b, wb, b).sum(axis=(1, 3))
+            image = np.minimum(summed, _ADU_MAX)
+        return np.ascontiguousarray(image, dtype=np.uint16)
+
+
+class EmulatedAotf(_BenchDevice, GenericDevice):
+    """AOTF: selects one laser line (sequenceable), per-line power %, blanking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._line_nm = LASER_LINES_NM[1]
+        self._power_pct = dict.fromkeys(LASER_LINES_NM, 0.0)
+        self._blanking = "On"
+        self._line_seq = _Sequencer(self._set_line)
+        _register(self, "Line", str, lambda: str(self._line_nm), self._set_line,
+                  allowed=tuple(str(nm) for nm in LASER_LINES_NM),
+                  sequencer=self._line_seq, sequence_key="aotf")
+        for nm in LASER_LINES_NM:
+            _register(self, f"Power-{nm}", float, self._power_getter(nm), self._power_setter(nm),
+                      limits=(0.0, 100.0))
+        _register(self, "Blanking", str, lambda: self._blanking, self._set_blanking,
+                  allowed=("On", "Off"))
+
+    def _power_getter(self, nm: int) -> Callable[[], float]:
+        return lambda: self._power_pct[nm]
+
+    def _power_setter(self, nm: int) -> Callable[[Any], None]:
+        def set_power(value: Any) -> None:
+            self._power_pct[nm] = float(value)
+
+        return set_power
+
+    def _set_line(self, value: Any) -> None:
+        self._line_nm = int(value)
+
+    def _set_blanking(self, value: str) -> None:
+        """On: light only while the camera exposes."""
+        self._blanking = str(value)
+
+    def displayed(self) -> dict[str, Any]:
+        return {"laser_nm": self._line_nm, "power_pct": self._power_pct[self._line_nm]}
+
+
+class EmulatedSlm(_BenchDevice, GenericDevice):
+    """Ferroelectric SLM: running order of grating sets per colour; sequenceable index.
+
+    PatternIndex: per line (405/488/560/640) blank, 9 linear-SIM, 25 nonlinear-SIM gratings
+    (hardware.pattern_layout). SequencePosition: steps advanced since the sequence started.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._index = 0
+        self._index_seq = _Sequencer(self._set_index)
+        _register(self, "PatternIndex", int, lambda: self._index, self._set_index,
+                  limits=(0, SLM_N_PATTERNS - 1), sequencer=self._index_seq, sequence_key="slm")
+        _register(self, "SequencePosition", int, lambda: self._index_seq.position)
+
+    def _set_index(self, value: Any) -> None:
+        self._index = int(value)
+
+    def displayed(self) -> dict[str, Any]:
+        return {"pattern_index": self._index}
+
+
+class EmulatedRotator(_BenchDevice, GenericDevice):
+    """Liquid-crystal polarization rotator: state 0 wide-field, 1+o SIM, 4+o nonlinear SIM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = 0
+        self._state_seq = _Sequencer(self._set_state)
+        _register(self, "State", int, lambda: self._state, self._set_state,
+                  limits=(0, ROTATOR_N_STATES - 1), sequencer=self._state_seq,
+                  sequence_key="rotator")
+
+    def _set_state(self, value: Any) -> None:
+        self._state = int(value)
+
+    def displayed(self) -> dict[str, Any]:
+        return {"rotator_state": self._state}
+
+
+class EmulatedShutter(_BenchDevice, ShutterDevice):
+    """Excitation shutter in front of the AOTF."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open = False
+
+    def get_open(self) -> bool:
+        return self._open
+
+    def set_open(self, open: bool) -> None:
+        self._open = bool(open)
+
+    def displayed(self) -> dict[str, Any]:
+        return {"shutter_open": self._open}
