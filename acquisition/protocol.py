@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 Mode = Literal["wf", "sim", "nlsim"]
 PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
@@ -69,8 +69,8 @@ class Protocol(BaseModel):
     interval_s: float = Field(default=0.0, ge=0.0, le=86_400.0)
     roi: Roi | None = None
     imc: bool = False
-    output: Path
     overwrite: bool = False
+    output: Path
     rig: str = "emulator"
     emulator_seed: int = Field(default=0, ge=0)
 
@@ -89,10 +89,10 @@ class Protocol(BaseModel):
             raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
         return value
 
-    @model_validator(mode="after")
-    def _output_usable(self) -> Protocol:
-        self.output = validate_output_path(self.output, overwrite=self.overwrite)
-        return self
+    @field_validator("output")
+    @classmethod
+    def _output_usable(cls, value: Path, info: ValidationInfo) -> Path:
+        return validate_output_path(value, overwrite=bool(info.data.get("overwrite", False)))
 
     @property
     def n_orientations(self) -> int:

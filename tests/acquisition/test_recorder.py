@@ -1,0 +1,193 @@
+"""RunRecorder: exact round trip, SWMR, I/O errors stop cleanly, SIGKILL loses nothing flushed."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from acquisition import run_file
+from acquisition.recorder import RecorderError, RunLayout, RunRecorder
+from acquisition.recovery import describe_run_file, lookup3, recover_run_file
+
+from .conftest import expected_frame
+
+LAYOUT = RunLayout(n_channels=2, n_orientations=3, n_phases=3, frame_shape=(16, 16),
+                   sr_shape=(32, 32), pixel_size_nm=62.6, sr_models=("dfcan-sim",), imc=True,
+                   channel_names=("488nm", "560nm"))
+
+
+def raw(t: int, c: int) -> np.ndarray:
+    return np.stack([expected_frame(t, c, p, (16, 16)) for p in range(9)])
+
+
+def write_time_point(recorder: RunRecorder, t: int) -> None:
+    for c in range(2):
+        recorder.write_raw_set(t, c, raw(t, c), np.arange(9) + 100.0 * t, np.arange(9) + 18 * t
+                               + 9 * c)
+    recorder.end_time_point(t)
+
+
+def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    recorder = RunRecorder(path, LAYOUT, {"protocol": {"timepoints": 3}, "emulator_seed": 7},
+                           calibration={"offset_adu": np.full((16, 16), 100.0)})
+    for t in range(3):
+        write_time_point(recorder, t)
+        sr = np.full((32, 32), t / 10, np.float32)
+        recorder.write_sr(t, 0, "dfcan-sim", sr, photon_count=55.0, latency_ms=12.0,
+                          inference_ms=3.0)
+    recorder.write_imc(1, np.ones((3, 32, 32), np.float32))
+    recorder.record_event("sr_skip", 2, 44, "channel 1: worker behind")
+    recorder.close()
+    with h5py.File(path, "r") as h5:
+        assert h5["raw"].shape == (3, 2, 9, 16, 16) and h5["raw"].chunks == (1, 1, 1, 16, 16)
+        for t in range(3):
+            for c in range(2):
+                np.testing.assert_array_equal(h5["raw"][t, c], raw(t, c))
+                np.testing.assert_allclose(h5["wf"][t, c], raw(t, c).mean(axis=0), rtol=1e-6)
+        np.testing.assert_array_equal(h5["timestamps/sequence"][:, 1, 0], [9, 27, 45])
+        assert h5["timestamps/complete"][()].tolist() == [1, 1, 1]
+        sr = h5["sr/dfcan-sim"]
+        assert sr.shape == (3, 2, 32, 32)
+        assert np.allclose(sr[2, 0], 0.2) and np.isnan(sr[2, 1]).all()  # never written = NaN
+        assert h5["photon_count"][0, 0] == 55.0
+        assert np.isnan(h5["imc"][0]).all() and (h5["imc"][1] == 1).all()
+        assert list(h5["imc"].attrs["channel_names"]) == ["CCPs", "MTs", "F-actin"]
+        np.testing.assert_allclose(h5["raw"].attrs["element_size_um"], [1, 0.0626, 0.0626],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(sr.attrs["element_size_um"], [1, 0.0313, 0.0313], rtol=1e-6)
+        events = h5["events"][()]
+        assert [e["kind"].decode() for e in events] == ["sr_skip"]
+        assert events[0]["time_point"] == 2 and events[0]["sequence"] == 44
+        assert (h5["calibration/offset_adu"][()] == 100).all()
+        meta = run_file.read_metadata(h5)
+        assert meta["emulator_seed"] == 7 and meta["protocol"] == {"timepoints": 3}
+
+
+def test_refuses_to_overwrite_and_checks_shapes(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    path.write_bytes(b"old data")
+    with pytest.raises(RecorderError, match="refusing to overwrite"):
+        RunRecorder(path, LAYOUT, {})
+    assert path.read_bytes() == b"old data"
+    recorder = RunRecorder(tmp_path / "b.h5", LAYOUT, {})
+    with pytest.raises(RecorderError, match="does not match"):
+        recorder.write_raw_set(0, 0, np.zeros((8, 16, 16), np.uint16), [0] * 8, [0] * 8)
+    with pytest.raises(RecorderError, match="not declared"):
+        recorder.write_sr(0, 0, "other", np.zeros((32, 32), np.float32), 0, 0, 0)
+    recorder.close()
+
+
+def test_swmr_reader_sees_flushed_time_points_while_recording(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    recorder = RunRecorder(path, LAYOUT, {}, fsync=False)
+    try:
+        write_time_point(recorder, 0)
+        write_time_point(recorder, 1)
+        deadline = time.monotonic() + 10
+        with h5py.File(path, "r", swmr=True) as h5:
+            complete = h5["timestamps/complete"]
+            while time.monotonic() < deadline:
+                complete.refresh()
+                if complete.shape[0] == 2 and complete[()].sum() == 2:
+                    break
+                time.sleep(0.02)
+            h5["raw"].refresh()
+            np.testing.assert_array_equal(h5["raw"][1, 1], raw(1, 1))
+    finally:
+        recorder.close()
+
+
+def test_io_error_stops_cleanly_and_keeps_what_was_flushed(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    path = tmp_path / "run.h5"
+    original = RunRecorder._do_raw
+
+    def disk_full(self, t, *args):
+        if t == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, t, *args)
+
+    monkeypatch.setattr(RunRecorder, "_do_raw", disk_full)
+    recorder = RunRecorder(path, LAYOUT, {})
+    with pytest.raises(RecorderError, match="No space left"):
+        for t in range(50):
+            write_time_point(recorder, t)
+            time.sleep(0.005)
+    with pytest.raises(RecorderError, match="No space left"):
+        recorder.close()
+    with h5py.File(path, "r") as h5:  # closed cleanly: opens without SWMR or recovery
+        assert h5["timestamps/complete"][:3].tolist() == [1, 1, 1]
+        for t in range(3):
+            np.testing.assert_array_equal(h5["raw"][t, 0], raw(t, 0))
+        kinds = [e["kind"].decode() for e in h5["events"][()]]
+        assert kinds == ["fault"]
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    sys.path.insert(0, {root!r})
+    from tests.acquisition.test_recorder import LAYOUT, write_time_point
+    from acquisition.recorder import RunRecorder
+    recorder = RunRecorder({path!r}, LAYOUT, {{}}, fsync=False)
+    t = 0
+    while True:
+        write_time_point(recorder, t)
+        t += 1
+""")
+
+
+def test_sigkill_leaves_every_flushed_time_point_intact(tmp_path: Path) -> None:
+    path = tmp_path / "killed.h5"
+    root = str(Path(__file__).resolve().parents[2])
+    process = subprocess.Popen([sys.executable, "-c", WRITER.format(root=root, path=str(path))])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if not path.exists():
+                continue
+            try:
+                if describe_run_file(path).complete_time_points >= 5:
+                    break
+            except (OSError, KeyError):
+                continue
+        else:
+            pytest.fail("writer did not record 5 time points in 30 s")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    with pytest.raises(OSError):
+        h5py.File(path, "r")  # a killed SWMR writer leaves the file flagged
+    with h5py.File(path, "r", swmr=True) as h5:
+        complete = h5["timestamps/complete"][()]
+        flushed = np.flatnonzero(complete)
+        assert len(flushed) >= 5 and flushed.tolist() == list(range(len(flushed)))
+        for t in flushed:
+            for c in range(2):
+                np.testing.assert_array_equal(h5["raw"][t, c], raw(int(t), c))
+    report = recover_run_file(path)
+    assert report.flags_cleared and report.complete_time_points == len(flushed)
+    with h5py.File(path, "r") as h5:  # any reader now
+        np.testing.assert_array_equal(h5["raw"][int(flushed[-1]), 1], raw(int(flushed[-1]), 1))
+
+
+def test_lookup3_matches_hdf5s_own_superblock_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5"
+    with h5py.File(path, "w", libver="latest") as h5:
+        h5.create_dataset("x", data=np.arange(5))
+    head = path.read_bytes()[:48]
+    assert head[8] in (2, 3)
+    assert lookup3(head[:44]) == int.from_bytes(head[44:48], "little")
+    assert lookup3(b"") == 0xDEADBEEF and lookup3(b"Four score and seven years ago") == 0x17770551

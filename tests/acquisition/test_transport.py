@@ -1,0 +1,109 @@
+"""Sockets: loopback by default, Curve required elsewhere, non-blocking raw path, conflation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from acquisition.transport import (
+    CurveKeys,
+    DisplayPublisher,
+    DisplaySubscriber,
+    Endpoints,
+    MessageReceiver,
+    RawSetSender,
+    TransportSecurityError,
+    check_endpoint,
+    endpoint_is_local,
+    open_socket,
+)
+from acquisition.wire import Kind, header_for
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.term()
+
+
+@pytest.mark.parametrize("endpoint", ["ipc:///tmp/x", "inproc://a", "tcp://127.0.0.1:5555",
+                                      "tcp://localhost:1", "tcp://[::1]:5"])
+def test_local_endpoints_need_no_keys(endpoint: str) -> None:
+    assert endpoint_is_local(endpoint)
+    check_endpoint(endpoint, None)
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://*:5555",
+                                      "tcp://192.168.1.20:5555", "tcp://scope-pc:5555"])
+def test_exposed_endpoints_are_refused_without_curve_keys(endpoint: str) -> None:
+    with pytest.raises(TransportSecurityError, match="CurveZMQ"):
+        check_endpoint(endpoint, None)
+    keys = CurveKeys(*zmq.curve_keypair())
+    check_endpoint(endpoint, keys)
+
+
+def test_curve_secured_pair_talks(context: zmq.Context) -> None:
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    server = CurveKeys(server_public, server_secret)
+    client = CurveKeys(client_public, client_secret, server_public_key=server_public)
+    pull = open_socket(context, zmq.PULL, "tcp://127.0.0.1:*", bind=True, keys=server)
+    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    push = open_socket(context, zmq.PUSH, endpoint, bind=False, keys=client)
+    try:
+        push.send(b"hello")
+        assert pull.poll(5000) and pull.recv() == b"hello"
+        assert pull.getsockopt(zmq.CURVE_SERVER) == 1
+    finally:
+        push.close(0)
+        pull.close(0)
+
+
+def test_raw_sender_never_blocks_and_reports_refusal(context: zmq.Context, tmp_path) -> None:
+    endpoints = Endpoints.ipc(tmp_path)
+    sender = RawSetSender(context, endpoints.raw, high_water_mark=2)
+    array = np.zeros((9, 8, 8), np.uint16)
+    try:
+        start = time.monotonic()
+        # No worker connected: nothing can be queued, and send returns at once.
+        assert not sender.send(header_for(Kind.RAW_SET, "r", 1, array), array)
+        pull = open_socket(context, zmq.PULL, endpoints.raw, bind=False, RCVHWM=1)
+        time.sleep(0.2)
+        accepted = [sender.send(header_for(Kind.RAW_SET, "r", i, array), array)
+                    for i in range(50)]
+        assert time.monotonic() - start < 2.0
+        assert accepted[0] and not all(accepted)  # bounded: a slow worker means refusals
+        assert sender.refused == 1 + accepted.count(False)
+        receiver = MessageReceiver(pull, "w")
+        got = [m.header.sequence for m in iter(lambda: receiver.receive(200), None)]
+        assert got == [i for i, ok in enumerate(accepted) if ok]  # every accepted set arrives
+        pull.close(0)
+    finally:
+        sender.close()
+
+
+def test_display_stream_keeps_only_the_newest(context: zmq.Context, tmp_path) -> None:
+    endpoints = Endpoints.ipc(tmp_path)
+    publisher = DisplayPublisher(context, endpoints.display)
+    subscriber = DisplaySubscriber(context, endpoints.display, "sr")
+    try:
+        time.sleep(0.3)  # slow joiner
+        for i in range(20):
+            image = np.full((4, 4), i, np.float32)
+            publisher.publish("sr", header_for(Kind.SR_RESULT, "r", i, image, time_point=i),
+                              image)
+            publisher.publish("raw", header_for(Kind.RAW_SET, "r", i, image), image)
+        time.sleep(0.2)
+        message = subscriber.latest(timeout_ms=2000)
+        assert message is not None and message.header.time_point == 19
+        assert float(message.array[0, 0]) == 19.0
+        assert subscriber.latest(timeout_ms=50) is None  # conflated: nothing older queued
+        with pytest.raises(ValueError, match="topic"):
+            publisher.publish("secret", message.header, message.array)
+    finally:
+        subscriber.close()
+        publisher.close()
