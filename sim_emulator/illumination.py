@@ -47,10 +47,11 @@ class SimPatterns(BaseModel):
     @model_validator(mode="after")
     def _grid_for_mode(self) -> SimPatterns:
         orientations, phases = _DEFAULT_GRID[self.mode]
+        # filled from the mode: not marked as set, so a dump/re-validate with another mode works
         if self.n_orientations is None:
-            self.n_orientations = orientations
+            object.__setattr__(self, "n_orientations", orientations)
         if self.n_phases is None:
-            self.n_phases = phases
+            object.__setattr__(self, "n_phases", phases)
         if self.mode == "wf" and (self.n_orientations, self.n_phases) != (1, 1):
             raise ValueError(
                 f"mode='wf' needs n_orientations=1, n_phases=1, "

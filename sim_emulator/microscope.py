@@ -73,11 +73,10 @@ class EmulatorConfig(BaseModel):
         if min(height, width) < 8 or max(height, width) > 8192:
             raise ValueError(f"size_px={self.size_px} must be within 8..8192 pixels")
         if "period_nm" not in self.patterns.model_fields_set:
-            self.patterns = SimPatterns.for_optics(
-                self.optics,
-                self.patterns.mode,
-                **self.patterns.model_dump(exclude={"mode", "period_nm"}),
-            )
+            chosen = self.patterns.model_dump(exclude={"mode", "period_nm"}, exclude_unset=True)
+            patterns = SimPatterns.for_optics(self.optics, self.patterns.mode, **chosen)
+            patterns.__pydantic_fields_set__.discard("period_nm")  # still follows the optics
+            object.__setattr__(self, "patterns", patterns)
         return self
 
     @classmethod
