@@ -57,7 +57,7 @@ class SimPatterns(BaseModel):
                 f"mode='wf' needs n_orientations=1, n_phases=1, "
                 f"got {self.n_orientations}, {self.n_phases}"
             )
-        if self.mode != "wf" and self.n_phases < 2 * self.max_harmonic + 1:
+        if self.mode != "wf" and self.phases < 2 * self.max_harmonic + 1:
             raise ValueError(
                 f"n_phases={self.n_phases} cannot separate {2 * self.max_harmonic + 1} "
                 f"harmonic bands in mode={self.mode!r}"
