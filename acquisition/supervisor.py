@@ -10,6 +10,7 @@ records the gap. Acquisition never waits on any of this.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -39,7 +40,8 @@ class WorkerCommand:
         args = [sys.executable, "-m", "acquisition.cli", "infer",
                 "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
                 "--raw-shape", ",".join(str(n) for n in self.raw_shape),
-                "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s)]
+                "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s),
+                "--parent-pid", str(os.getpid())]
         for method in self.methods:
             args += ["--method", method]
         return args

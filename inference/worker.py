@@ -53,6 +53,7 @@ class WorkerOptions:
     heartbeat_s: float = 0.5
     send_timeout_s: float = 10.0
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
+    parent_pid: int = 0  # exit when this process (the acquisition) is gone (0: do not watch)
     curve: CurveKeys | None = None
 
 
@@ -180,6 +181,9 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     try:
         while not state.stop.is_set():
             message = receiver.receive(timeout_ms=int(options.heartbeat_s * 1000))
+            if options.parent_pid and os.getppid() != options.parent_pid:
+                logger.error("acquisition process %d is gone; exiting", options.parent_pid)
+                break
             if message is None:
                 if options.idle_exit_s and time.monotonic() - last_work > options.idle_exit_s:
                     logger.info("no raw set for %.0f s; exiting", options.idle_exit_s)

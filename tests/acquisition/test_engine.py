@@ -1,0 +1,95 @@
+"""AcquisitionEngine: sets in pattern order, every gap reported, schedule drift, live mode."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from acquisition.engine import AcquisitionEngine, SequenceChecker, TimePoint
+
+from .conftest import ScriptedSource, expected_frame
+
+
+def collect(source: ScriptedSource, n: int, interval_s: float = 0.0
+            ) -> tuple[AcquisitionEngine, list[TimePoint]]:
+    points: list[TimePoint] = []
+    engine = AcquisitionEngine(source, None, source.channel_lasers, source.n_patterns,
+                               interval_s=interval_s, on_time_point=points.append)
+    engine.run(n)
+    return engine, points
+
+
+def test_sets_arrive_in_pattern_order_without_gaps() -> None:
+    source = ScriptedSource(channel_lasers=(488, 560))
+    engine, points = collect(source, 3)
+    assert [p.index for p in points] == [0, 1, 2]
+    for point in points:
+        assert point.gaps == ()
+        for raw in point.sets:
+            assert raw.complete and raw.frames.shape == (9, 16, 16)
+            for p in range(9):
+                np.testing.assert_array_equal(raw.frames[p],
+                                              expected_frame(point.index, raw.channel, p,
+                                                             (16, 16)))
+    assert points[2].sets[1].sequences.tolist() == list(range(45, 54))
+    assert engine.report.frames == 54 and engine.report.gaps == []
+
+
+def test_dropped_frame_is_a_gap_and_a_hole() -> None:
+    source = ScriptedSource(drop={(1, 0, 4)})
+    engine, points = collect(source, 3)
+    gaps = points[1].gaps
+    assert {g.kind for g in gaps} == {"missing_frame", "gap"}
+    sequence_gap = next(g for g in gaps if g.kind == "gap")
+    assert (sequence_gap.first_sequence, sequence_gap.count) == (13, 1)
+    raw = points[1].sets[0]
+    assert not raw.complete and raw.sequences[4] == -1 and not raw.frames[4].any()
+    assert points[2].gaps == ()  # the checker resynchronises
+    assert len(engine.report.gaps) == 2
+
+
+def test_rig_error_keeps_frames_that_arrived_and_continues() -> None:
+    source = ScriptedSource(fail_at={1: 5})
+    engine, points = collect(source, 3)
+    assert [p.index for p in points] == [0, 1, 2]
+    assert points[1].sets[0].sequences[:5].tolist() == [9, 10, 11, 12, 13]
+    assert (points[1].sets[0].sequences[5:] == -1).all()
+    assert any(g.kind == "rig_error" for g in engine.report.gaps)
+    assert engine.report.failures and engine.report.stopped_reason == "completed"
+
+
+def test_repeated_failures_stop_the_run_with_a_reason() -> None:
+    source = ScriptedSource(fail_at={t: 0 for t in range(10)})
+    engine, points = collect(source, 10)
+    assert points == [] and "3 time points failed in a row" in engine.report.stopped_reason
+
+
+def test_interval_schedule_is_kept_and_drift_measured() -> None:
+    source = ScriptedSource()
+    engine, points = collect(source, 4, interval_s=0.05)
+    starts = [p.started_s - points[0].started_s for p in points]
+    np.testing.assert_allclose(starts, [0, 0.05, 0.10, 0.15], atol=0.03)
+    assert 0 <= engine.report.max_drift_s < 0.03
+
+
+def test_sequence_checker_reports_out_of_order() -> None:
+    checker = SequenceChecker()
+    assert checker.check(0, [0, 1, 2]) == []
+    gaps = checker.check(1, [1, 5])
+    assert [(g.first_sequence, g.count) for g in gaps] == [(1, 0), (3, 2)]
+
+
+def test_live_mode_runs_until_stopped() -> None:
+    source = ScriptedSource(frame_delay_s=0.001)
+    seen = threading.Event()
+    count = []
+    engine = AcquisitionEngine(source, None, (488,), 9)
+    engine.time_point_acquired.connect(lambda point: (count.append(point.index),
+                                                      len(count) >= 3 and seen.set()))
+    engine.start_live()
+    assert seen.wait(10) and engine.is_live
+    engine.stop_live(timeout_s=5)
+    assert not engine.is_live and engine.report.stopped_reason == "stopped"
+    n = len(count)
+    assert count == list(range(n))

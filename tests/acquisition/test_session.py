@@ -1,0 +1,126 @@
+"""RunSession end to end: real worker subprocess over ZeroMQ, real HDF5, scripted frames."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from acquisition import run_file
+from acquisition.protocol import Protocol
+from acquisition.recorder import RunRecorder
+from acquisition.session import RunSession, SessionError, SessionOptions
+
+from .conftest import ScriptedSource, expected_frame
+
+FAST = SessionOptions(heartbeat_s=0.2, heartbeat_timeout_s=2.0, fsync=False, drain_idle_s=10.0)
+
+
+def protocol(tmp_path: Path, timepoints: int, reconstruction: str = "passthrough") -> Protocol:
+    return Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "reconstruction": reconstruction}],
+        "timepoints": timepoints, "output": str(tmp_path / "run.h5")})
+
+
+def events(h5: h5py.File) -> list[tuple[str, int, str]]:
+    return [(e["kind"].decode(), int(e["time_point"]), e["detail"].decode())
+            for e in h5[run_file.EVENTS][()]]
+
+
+def test_twenty_time_points_all_raw_all_sr_no_gaps(tmp_path: Path) -> None:
+    proto = protocol(tmp_path, 20)
+    session = RunSession(ScriptedSource(), None, proto, (16, 16), 62.6, options=FAST)
+    summary = session.run()
+    assert summary.error == "" and summary.engine.time_points == 20
+    assert summary.raw_frames == 180 and summary.sr_frames == 20
+    with h5py.File(proto.output, "r") as h5:
+        assert h5["raw"].shape == (20, 1, 9, 16, 16)
+        np.testing.assert_array_equal(h5["raw"][13, 0, 7], expected_frame(13, 0, 7, (16, 16)))
+        sequence = h5["timestamps/sequence"][()].ravel()
+        assert sequence.tolist() == list(range(180))
+        stamps = h5["timestamps/camera_s"][()].ravel()
+        assert np.all(np.diff(stamps) > 0)
+        sr = h5["sr/passthrough"]
+        assert sr.shape == (20, 1, 32, 32) and np.isfinite(sr[:, 0, 0, 0]).all()
+        assert np.isfinite(h5["timestamps/sr_latency_ms"][()]).all()
+        assert [k for k, _, _ in events(h5)] == ["run_end"]
+        meta = run_file.read_metadata(h5)
+        assert meta["models"]["0"]["model_name"] == "passthrough"
+        assert meta["protocol"]["timepoints"] == 20 and meta["run_id"] == summary.run_id
+    assert summary.rejected_messages == 0 and summary.worker_restarts == 0
+
+
+def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
+                                                                         ) -> None:
+    proto = protocol(tmp_path, 60)
+    source = ScriptedSource(frame_delay_s=0.01)
+    session = RunSession(source, None, proto, (16, 16), 62.6, options=FAST)
+    killed: list[int] = []
+
+    def kill_when_running() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if session.recorder is not None and session.recorder.stats.sr_frames >= 3:
+                assert session.supervisor is not None and session.supervisor.process is not None
+                killed.append(session._latest_raw_time_point)
+                os.kill(session.supervisor.process.pid, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    summary = session.run()
+    killer.join()
+    assert killed, "worker was never killed"
+    assert summary.error == "" and summary.raw_frames == 60 * 9  # acquisition never stopped
+    assert summary.worker_restarts == 1
+    with h5py.File(proto.output, "r") as h5:
+        log = events(h5)
+        kinds = [k for k, _, _ in log]
+        assert "worker_died" in kinds and "worker_restarted" in kinds
+        skipped = {t for k, t, _ in log if k == "sr_skip"}
+        assert skipped, "the SR gap was not recorded"
+        has_sr = np.isfinite(h5["sr/passthrough"][:, 0, 0, 0])
+        # Every time point has either an SR frame or a recorded skip: nothing silent.
+        for t in range(60):
+            assert has_sr[t] or t in skipped, f"time point {t}: no SR and no skip recorded"
+        assert has_sr[max(skipped) + 1 :].any(), "SR did not resume after the restart"
+        assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(540))
+
+
+def test_recorder_io_error_stops_the_run_cleanly(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    original = RunRecorder._do_raw
+
+    def disk_full(self, t, *args):
+        if t == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, t, *args)
+
+    monkeypatch.setattr(RunRecorder, "_do_raw", disk_full)
+    proto = protocol(tmp_path, 500, reconstruction="none")
+    source = ScriptedSource(frame_delay_s=0.001)
+    summary = RunSession(source, None, proto, (16, 16), 62.6, options=FAST).run()
+    assert "No space left on device" in summary.error
+    assert summary.engine.time_points < 500  # stopped, did not run on without a disk
+    with h5py.File(proto.output, "r") as h5:
+        assert h5["timestamps/complete"][:4].tolist() == [1, 1, 1, 1]
+        np.testing.assert_array_equal(h5["raw"][3, 0, 8], expected_frame(3, 0, 8, (16, 16)))
+        assert "fault" in [k for k, _, _ in events(h5)]
+
+
+def test_worker_that_cannot_load_its_model_fails_before_any_frame(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    proto = protocol(tmp_path, 5, reconstruction=str(bad))
+    source = ScriptedSource()
+    with pytest.raises(SessionError, match="cannot start"):
+        RunSession(source, None, proto, (16, 16), 62.6, options=FAST).run()
+    assert source.sequence == 0 and not proto.output.exists()
