@@ -1,0 +1,148 @@
+"""The inference worker: results carry identity and timings, garbage is counted, heartbeats flow."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from acquisition.transport import Endpoints, MessageReceiver, open_socket
+from acquisition.wire import Kind, Message, encode, header_for
+from inference.reconstruction import make_reconstructor
+from inference.worker import (
+    WorkerOptions,
+    WorkerState,
+    build_reconstructors,
+    describe_models,
+    resolve_method,
+    serve,
+)
+
+
+class HalfMean:
+    """Stand-in reconstructor with a checkable output: the 2x-upsampled mean / 1000."""
+
+    def reconstruct(self, raw: np.ndarray):
+        from inference.reconstruction import SrResult
+
+        mean = raw.mean(axis=0, dtype=np.float32) / 1000
+        image = np.kron(mean, np.ones((2, 2), np.float32))
+        return SrResult(image, float(raw.mean()), "half-mean", "ab" * 32, {"total": 1.5},
+                        ["low_photons"])
+
+
+@pytest.fixture
+def rig_side(tmp_path: Path):
+    """The acquisition side: bound raw PUSH and results PULL on private ipc endpoints."""
+    context = zmq.Context()
+    endpoints = Endpoints.ipc(tmp_path)
+    push = open_socket(context, zmq.PUSH, endpoints.raw, bind=True, SNDHWM=8)
+    pull = open_socket(context, zmq.PULL, endpoints.results, bind=True)
+    yield context, endpoints, push, MessageReceiver(pull, "results")
+    push.close(0)
+    pull.close(0)
+    context.term()
+
+
+def start_worker(context, endpoints, reconstructors) -> tuple[WorkerState, threading.Thread]:
+    options = WorkerOptions(endpoints.raw, endpoints.results, heartbeat_s=0.1)
+    state = WorkerState()
+    thread = threading.Thread(target=serve, args=(options, reconstructors, {"channels": {}}),
+                              kwargs={"context": context, "state": state}, daemon=True)
+    thread.start()
+    return state, thread
+
+
+def next_of(receiver: MessageReceiver, kind: Kind, timeout_s: float = 10) -> Message:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = receiver.receive(100)
+        if message is not None and message.header.kind is kind:
+            return message
+    raise AssertionError(f"no {kind} within {timeout_s} s")
+
+
+def test_results_carry_image_photons_timings_and_model_identity(rig_side) -> None:
+    context, endpoints, push, results = rig_side
+    state, thread = start_worker(context, endpoints, {0: HalfMean()})
+    try:
+        hello = next_of(results, Kind.HEARTBEAT)
+        assert "hello" in hello.header.info
+        raw = np.random.default_rng(0).integers(100, 3000, (9, 8, 6), dtype=np.uint16)
+        header = header_for(Kind.RAW_SET, "run-x", 1, raw, time_point=7, channel=0,
+                            n_orientations=3, n_phases=3, laser_nm=488,
+                            frame_sequences=tuple(range(63, 72)))
+        push.send_multipart(encode(header, raw), copy=False)
+        result = next_of(results, Kind.SR_RESULT)
+        head = result.header
+        assert (head.run_id, head.time_point, head.channel) == ("run-x", 7, 0)
+        assert head.frame_sequences == tuple(range(63, 72))
+        assert result.array.shape == (16, 12) and result.array.dtype == np.float32
+        np.testing.assert_allclose(result.array[::2, ::2], raw.mean(axis=0) / 1000, rtol=1e-5)
+        info = head.info
+        assert info["model_name"] == "half-mean" and info["model_sha256"] == "ab" * 32
+        assert info["photon_count"] == pytest.approx(float(raw.mean()))
+        assert info["timings_ms"] == {"total": 1.5} and info["flags"] == ["low_photons"]
+        assert info["raw_sent_s"] == pytest.approx(header.sent_s)
+        beat = next_of(results, Kind.HEARTBEAT)
+        assert beat.header.info["processed"] == 1
+    finally:
+        state.stop.set()
+        thread.join(5)
+
+
+def test_garbage_and_wrong_sets_are_counted_not_fatal(rig_side) -> None:
+    context, endpoints, push, results = rig_side
+    state, thread = start_worker(context, endpoints, {0: HalfMean()})
+    try:
+        next_of(results, Kind.HEARTBEAT)
+        rng = np.random.default_rng(3)
+        for _ in range(25):
+            push.send_multipart([rng.bytes(int(rng.integers(0, 40))) for _ in range(2)])
+        wrong = np.zeros((4, 8, 8), np.uint16)  # 4 frames, but 3 x 3 patterns announced
+        push.send_multipart(encode(header_for(Kind.RAW_SET, "r", 2, wrong, channel=0,
+                                              n_orientations=3, n_phases=3), wrong), copy=False)
+        event = next_of(results, Kind.EVENT)
+        assert "does not match" in event.header.info["error"]
+        unknown = np.zeros((9, 8, 8), np.uint16)
+        push.send_multipart(encode(header_for(Kind.RAW_SET, "r", 3, unknown, channel=5,
+                                              n_orientations=3, n_phases=3), unknown),
+                            copy=False)
+        assert "channel 5" in next_of(results, Kind.EVENT).header.info["error"]
+        good = np.ones((9, 8, 8), np.uint16)
+        push.send_multipart(encode(header_for(Kind.RAW_SET, "r", 4, good, channel=0,
+                                              n_orientations=3, n_phases=3), good), copy=False)
+        assert next_of(results, Kind.SR_RESULT).header.sequence >= 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            beat = next_of(results, Kind.HEARTBEAT)
+            if beat.header.info["rejected"] == 25:
+                break
+        assert beat.header.info["rejected"] == 25 and beat.header.info["failed"] == 2
+        assert thread.is_alive()
+    finally:
+        state.stop.set()
+        thread.join(5)
+
+
+def test_passthrough_is_announced_with_its_sr_shape() -> None:
+    reconstructors, notes = build_reconstructors(["passthrough", "none"], mode="sim")
+    assert set(reconstructors) == {0} and notes == {}
+    hello = describe_models(reconstructors, (9, 10, 12), notes)
+    assert hello["channels"]["0"]["sr_shape"] == [20, 24]
+    assert hello["channels"]["0"]["model_name"] == "passthrough"
+    nl = make_reconstructor("passthrough", mode="nlsim")
+    assert nl.reconstruct(np.zeros((25, 4, 4), np.uint16)).image.shape == (12, 12)
+
+
+def test_default_method_falls_back_explicitly() -> None:
+    method, note = resolve_method("default")
+    if method == "dfcan-sim":
+        assert note == ""
+    else:
+        assert method == "wiener" and "not installed" in note
+    assert resolve_method("wiener") == ("wiener", "")
