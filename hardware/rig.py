@@ -17,6 +17,7 @@ import numpy as np
 from hardware.core_adapter import CoreBackend, UniCoreBackend
 from hardware.errors import AcquisitionTimeout, CapabilityError, SequenceMismatch
 from hardware.frames import FrameTag, TaggedFrame
+from hardware.pattern_layout import LASER_LINES_NM
 from hardware.roles import (
     Aotf,
     Camera,
@@ -55,7 +56,6 @@ class Rig:
         self.shutter = Shutter(backend, r.shutter, r) if r.shutter else None
         self.trigger = TriggerSource(backend, r.trigger, r)
         self._sequence = 0
-        self._fired_before = 0
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ construction
@@ -145,6 +145,11 @@ class Rig:
                     f"plan asks for {channel.laser_nm} nm; AOTF {self.aotf.label!r} has "
                     f"{self.aotf.lines_nm}"
                 )
+            if channel.laser_nm not in LASER_LINES_NM:
+                raise CapabilityError(
+                    f"plan asks for {channel.laser_nm} nm; the SLM running order has grating "
+                    f"sets for {LASER_LINES_NM} only"
+                )
         powers: dict[int, set[float]] = {}
         for channel in plan.channels:
             powers.setdefault(channel.laser_nm, set()).add(channel.power_pct)
@@ -164,7 +169,6 @@ class Rig:
 
     def _arm(self, plan: SequencePlan, steps: list[SequenceStep]) -> list[tuple[Any, str]]:
         """Load and start the device sequences; returns the (role, property) pairs started."""
-        self.check_plan(plan)
         for channel in plan.channels:
             self.aotf.set_power(channel.laser_nm, channel.power_pct)
         started: list[tuple[Any, str]] = []
@@ -206,18 +210,20 @@ class Rig:
         """
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.check_plan(plan)
         steps = plan.steps()
         n = len(steps)
         started = self._arm(plan, steps)
         counter_key = self.roles.camera_frame_counter_key
         try:
             self.backend.start_camera_sequence(n)
+            fired_before = self.trigger.triggers_fired
             self.trigger.fire(n)
             deadline = time.monotonic() + timeout_s
             for i, step in enumerate(steps):
                 item = self.backend.next_frame(deadline)
                 if item is None:
-                    raise self._missing_frames(time_point, n, i, timeout_s)
+                    raise self._missing_frames(time_point, n, i, timeout_s, fired_before)
                 image, meta = item
                 if counter_key is not None and counter_key in meta:
                     counter = int(meta[counter_key])
@@ -264,9 +270,12 @@ class Rig:
                            tag.saturated_px)
         return tag
 
-    def _missing_frames(self, time_point: int, n: int, arrived: int, timeout_s: float) -> Exception:
+    def _missing_frames(
+        self, time_point: int, n: int, arrived: int, timeout_s: float, fired_before: int | None
+    ) -> Exception:
+        """SequenceMismatch if every trigger went out (camera missed some), else a timeout."""
         fired = self.trigger.triggers_fired
-        if fired is not None and fired - self._fired_before >= n:
+        if fired is not None and fired_before is not None and fired - fired_before >= n:
             return SequenceMismatch(
                 f"time point {time_point}: {n} triggers fired but only {arrived} of {n} frames "
                 f"arrived within {timeout_s} s: the camera missed {n - arrived} trigger(s)"
@@ -291,5 +300,3 @@ class Rig:
             role.stop_sequence(prop)
         if self.shutter is not None:
             self.shutter.set_open(False)
-        fired = self.trigger.triggers_fired
-        self._fired_before = fired if fired is not None else 0
