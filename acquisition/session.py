@@ -422,12 +422,17 @@ class RunSession:
                                   str(head.info.get("error", "worker error")))
             return
         if head.kind is Kind.IMC_RESULT:
-            if self.protocol.imc:
+            if self.protocol.imc and message.array.shape == (3, *recorder.layout.sr_shape):
                 recorder.write_imc(head.time_point, message.array)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
             self.results.rejected += 1
             logger.warning("unexpected %s for channel %d", head.kind, head.channel)
+            return
+        if message.array.shape != recorder.layout.sr_shape:
+            recorder.record_event("sr_failed", head.time_point, -1,
+                                  f"channel {head.channel}: SR shape {message.array.shape} is not "
+                                  f"the run's {recorder.layout.sr_shape}")
             return
         if sent_s is None:
             recorder.record_event("sr_late", head.time_point, -1,
