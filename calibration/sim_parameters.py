@@ -78,7 +78,7 @@ def estimate_sim_parameters(
     pixel_size_nm: float,
     otf: OtfModel | None = None,
     n_phases: int = 3,
-    search_band: tuple[float, float] = (0.3, 1.1),
+    search_band: tuple[float, float] = (0.4, 1.3),
     offset_adu: float | None = None,
     edge_taper_px: int | None = None,
     dc_exclusion: float = 0.1,
@@ -114,7 +114,7 @@ def estimate_sim_parameters(
         block = slice(orientation * n_phases, (orientation + 1) * n_phases)
         nominal = 2.0 * np.pi * np.arange(n_phases) / n_phases
         _, side = _separate(spectra[block], nominal)
-        coarse = _coarse_peak(grid, wide_field, side, search_band)
+        coarse = _coarse_peak(grid, wide_field, side, search_band, dc_exclusion)
         wave_vector, correlation = _refine_peak(grid, wide_field, side, coarse, dc_exclusion)
         phases = _phases(grid, wide_field, weighted[block], wave_vector, dc_exclusion)
         for _ in range(2):
@@ -194,16 +194,35 @@ def _separate(spectra: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _coarse_peak(
-    grid: _Grid, wide_field: np.ndarray, side: np.ndarray, band: tuple[float, float]
+    grid: _Grid,
+    wide_field: np.ndarray,
+    side: np.ndarray,
+    band: tuple[float, float],
+    dc_exclusion: float,
 ) -> np.ndarray:
-    """Integer-bin wave vector: argmax over the search annulus of the band cross-correlation."""
-    product = np.conj(sfft.ifft2(wide_field, workers=-1)) * sfft.ifft2(side, workers=-1)
-    correlation = np.abs(sfft.ifft2(product, workers=-1))
+    """Integer-bin wave vector: peak of the normalised band cross-correlation in the annulus.
+
+    Both bands are OTF-weighted with their DC neighbourhoods removed, and the correlation is
+    divided by its expected noise level at each shift, so small shifts (large overlaps) do not
+    win by size alone and patterns near the cutoff (TIRF-SIM) are still found.
+    """
+    keep = grid.outside_dc(dc_exclusion)
+    zero = wide_field * grid.otf() * keep
+    side = side * grid.otf() * keep
+    correlation = np.abs(_cross_correlation(zero, side))
+    noise = np.sqrt(np.abs(_cross_correlation(np.abs(zero) ** 2, np.abs(side) ** 2)))
+    score = correlation / np.maximum(noise, 1e-12 * max(float(noise.max()), 1e-300))
     annulus = (grid.radius >= band[0] * grid.cutoff) & (grid.radius <= band[1] * grid.cutoff)
     if not annulus.any():
         raise ValueError(f"search_band={band} selects no frequencies on a {grid.shape} grid")
-    index = np.unravel_index(np.argmax(np.where(annulus, correlation, -1.0)), correlation.shape)
+    index = np.unravel_index(np.argmax(np.where(annulus, score, -1.0)), score.shape)
     return np.array([grid.kx[0, index[1]], grid.ky[index[0], 0]])
+
+
+def _cross_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Map over shifts s of sum_k conj(first(k)) second(k - s), via real-space products."""
+    product = np.conj(sfft.ifft2(first, workers=-1)) * sfft.ifft2(second, workers=-1)
+    return sfft.ifft2(product, workers=-1)
 
 
 def _refine_peak(

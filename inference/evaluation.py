@@ -1,0 +1,433 @@
+"""Image-quality metrics of the DFCAN / IMC-SR papers, vectorised over leading (batch) axes.
+
+All functions take arrays whose last two axes are (Y, X); leading axes are batch axes and are
+kept in the result. Pipeline of the DFCAN Methods: percentile-normalise both images, register
+the prediction to the ground truth, fit the least-squares linear transform a * pred + b onto
+the ground truth, then score (NRMSE, SSIM, MS-SSIM, Pearson). Resolution is measured without
+a reference by decorrelation analysis (Descloux, Grussmayer & Radenovic, Nat. Methods 2019).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+
+from calibration.edge_taper import edge_taper
+
+logger = logging.getLogger(__name__)
+
+SSIM_WINDOW_PX = 11
+SSIM_SIGMA_PX = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def percentile_normalize(
+    image: np.ndarray, low_pct: float = 0.0, high_pct: float = 100.0, clip: bool = False
+) -> np.ndarray:
+    """(x - p_low) / (p_high - p_low) per image (over the last two axes), float32."""
+    image = np.asarray(image, dtype=np.float32)
+    low = np.percentile(image, low_pct, axis=(-2, -1), keepdims=True)
+    high = np.percentile(image, high_pct, axis=(-2, -1), keepdims=True)
+    out = (image - low) / np.maximum(high - low, np.finfo(np.float32).eps)
+    return np.clip(out, 0.0, 1.0) if clip else out.astype(np.float32)
+
+
+def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Shift (dy, dx) in pixels that aligns ``moving`` onto ``reference`` (..., 2), sub-pixel.
+
+    Peak of the FFT cross-correlation, refined by a parabola through its neighbours.
+    """
+    moving = np.asarray(moving, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    _same_shape(moving, reference)
+    ny, nx = moving.shape[-2:]
+    spectrum = sfft.fft2(reference - reference.mean(axis=(-2, -1), keepdims=True)) * np.conj(
+        sfft.fft2(moving - moving.mean(axis=(-2, -1), keepdims=True))
+    )
+    correlation = sfft.ifft2(spectrum).real
+    flat = correlation.reshape(*correlation.shape[:-2], -1)
+    peak = np.argmax(flat, axis=-1)
+    iy, ix = np.unravel_index(peak, (ny, nx))
+    lead = np.indices(correlation.shape[:-2])
+
+    def neighbours(dy: int, dx: int) -> np.ndarray:
+        return correlation[(*lead, (iy + dy) % ny, (ix + dx) % nx)]
+
+    centre = neighbours(0, 0)
+    sub_y = _parabola(neighbours(-1, 0), centre, neighbours(1, 0))
+    sub_x = _parabola(neighbours(0, -1), centre, neighbours(0, 1))
+    shift_y = np.where(iy > ny // 2, iy - ny, iy) + sub_y
+    shift_x = np.where(ix > nx // 2, ix - nx, ix) + sub_x
+    return np.stack([shift_y, shift_x], axis=-1)
+
+
+def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
+    denominator = left - 2.0 * centre + right
+    safe = np.where(np.abs(denominator) > 1e-12, denominator, 1.0)
+    return np.where(np.abs(denominator) > 1e-12, 0.5 * (left - right) / safe, 0.0)
+
+
+def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
+    """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic)."""
+    image = np.asarray(image, dtype=np.float64)
+    shift_px = np.asarray(shift_px, dtype=np.float64)
+    ny, nx = image.shape[-2:]
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.fftfreq(nx)[None, :]
+    dy = shift_px[..., 0][..., None, None]
+    dx = shift_px[..., 1][..., None, None]
+    ramp = np.exp(-2j * np.pi * (ky * dy + kx * dx))
+    return sfft.ifft2(sfft.fft2(image) * ramp).real.astype(np.float32)
+
+
+def register(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``moving`` translated onto ``reference`` (cross-correlation registration)."""
+    return shift_image(moving, register_translation(moving, reference))
+
+
+def linear_fit(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """a * prediction + b with (a, b) the per-image least-squares fit onto the ground truth."""
+    prediction = np.asarray(prediction, dtype=np.float64)
+    ground_truth = np.asarray(ground_truth, dtype=np.float64)
+    _same_shape(prediction, ground_truth)
+    axes = (-2, -1)
+    p_mean = prediction.mean(axis=axes, keepdims=True)
+    g_mean = ground_truth.mean(axis=axes, keepdims=True)
+    covariance = ((prediction - p_mean) * (ground_truth - g_mean)).mean(axis=axes, keepdims=True)
+    variance = ((prediction - p_mean) ** 2).mean(axis=axes, keepdims=True)
+    slope = covariance / np.maximum(variance, 1e-30)
+    return (slope * (prediction - p_mean) + g_mean).astype(np.float32)
+
+
+def nrmse(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """Root-mean-square error divided by the ground truth's range (max - min), per image."""
+    prediction = np.asarray(prediction, dtype=np.float64)
+    ground_truth = np.asarray(ground_truth, dtype=np.float64)
+    _same_shape(prediction, ground_truth)
+    rmse = np.sqrt(np.mean((prediction - ground_truth) ** 2, axis=(-2, -1)))
+    span = ground_truth.max(axis=(-2, -1)) - ground_truth.min(axis=(-2, -1))
+    return rmse / np.maximum(span, 1e-30)
+
+
+def pearson(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """Pearson correlation coefficient of the pixel values, per image."""
+    prediction = np.asarray(prediction, dtype=np.float64)
+    ground_truth = np.asarray(ground_truth, dtype=np.float64)
+    _same_shape(prediction, ground_truth)
+    p = prediction - prediction.mean(axis=(-2, -1), keepdims=True)
+    g = ground_truth - ground_truth.mean(axis=(-2, -1), keepdims=True)
+    numerator = (p * g).sum(axis=(-2, -1))
+    denominator = np.sqrt((p * p).sum(axis=(-2, -1)) * (g * g).sum(axis=(-2, -1)))
+    return numerator / np.maximum(denominator, 1e-30)
+
+
+def gaussian_window(size_px: int = SSIM_WINDOW_PX, sigma_px: float = SSIM_SIGMA_PX) -> np.ndarray:
+    """Normalised 1-D Gaussian taps of the SSIM window (11 taps, sigma 1.5 px by default)."""
+    taps = np.arange(size_px) - (size_px - 1) / 2.0
+    window = np.exp(-(taps**2) / (2.0 * sigma_px**2))
+    return window / window.sum()
+
+
+def _filter_valid(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable correlation with ``taps`` on the last two axes, 'valid' region only."""
+    out = ndimage.correlate1d(image, taps, axis=-1, mode="constant")
+    out = ndimage.correlate1d(out, taps, axis=-2, mode="constant")
+    half = len(taps) // 2
+    return out[..., half : out.shape[-2] - half, half : out.shape[-1] - half]
+
+
+def _ssim_terms(x: np.ndarray, y: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel SSIM map and contrast-structure map ('valid' Gaussian window)."""
+    taps = gaussian_window()
+    if min(x.shape[-2:]) < len(taps):
+        raise ValueError(f"SSIM needs images of at least {len(taps)} px, got {x.shape[-2:]}")
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    mu_x = _filter_valid(x, taps)
+    mu_y = _filter_valid(y, taps)
+    sigma_xx = _filter_valid(x * x, taps) - mu_x**2
+    sigma_yy = _filter_valid(y * y, taps) - mu_y**2
+    sigma_xy = _filter_valid(x * y, taps) - mu_x * mu_y
+    contrast_structure = (2.0 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
+    luminance = (2.0 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return luminance * contrast_structure, contrast_structure
+
+
+def ssim(prediction: np.ndarray, ground_truth: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Structural similarity (Wang et al. 2004): 11 px Gaussian window, sigma 1.5, per image."""
+    x = np.asarray(prediction, dtype=np.float64)
+    y = np.asarray(ground_truth, dtype=np.float64)
+    _same_shape(x, y)
+    ssim_map, _ = _ssim_terms(x, y, data_range)
+    return ssim_map.mean(axis=(-2, -1))
+
+
+def ms_ssim(
+    prediction: np.ndarray, ground_truth: np.ndarray, data_range: float = 1.0
+) -> np.ndarray:
+    """Multi-scale SSIM (Wang et al. 2003), 5 scales; fewer (weights renormalised) if small."""
+    x = np.asarray(prediction, dtype=np.float64)
+    y = np.asarray(ground_truth, dtype=np.float64)
+    _same_shape(x, y)
+    n_scales = len(MS_SSIM_WEIGHTS)
+    while n_scales > 1 and min(x.shape[-2:]) // 2 ** (n_scales - 1) < SSIM_WINDOW_PX:
+        n_scales -= 1
+    weights = np.array(MS_SSIM_WEIGHTS[:n_scales])
+    weights = weights / weights.sum()
+    result = np.ones(x.shape[:-2])
+    for scale in range(n_scales):
+        ssim_map, cs_map = _ssim_terms(x, y, data_range)
+        if scale == n_scales - 1:
+            value = ssim_map.mean(axis=(-2, -1))
+        else:
+            value = cs_map.mean(axis=(-2, -1))
+            x = _downsample(x)
+            y = _downsample(y)
+        result = result * np.maximum(value, 0.0) ** weights[scale]
+    return result
+
+
+def _downsample(image: np.ndarray) -> np.ndarray:
+    """2 x 2 mean pooling (odd edge dropped)."""
+    ny, nx = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
+    cropped = image[..., :ny, :nx]
+    return cropped.reshape(*cropped.shape[:-2], ny // 2, 2, nx // 2, 2).mean(axis=(-3, -1))
+
+
+def mean_gradient(image: np.ndarray) -> np.ndarray:
+    """Structural complexity (IMC-SR): mean gradient magnitude of the image, per image."""
+    image = np.asarray(image, dtype=np.float64)
+    gy = np.diff(image, axis=-2)[..., :, :-1]
+    gx = np.diff(image, axis=-1)[..., :-1, :]
+    return np.sqrt(gx**2 + gy**2).mean(axis=(-2, -1))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Reference metrics of one prediction against its ground truth (arrays over the batch)."""
+
+    nrmse: np.ndarray
+    ssim: np.ndarray
+    ms_ssim: np.ndarray
+    pearson: np.ndarray
+
+
+def score(
+    prediction: np.ndarray,
+    ground_truth: np.ndarray,
+    align: bool = True,
+    low_pct: float = 0.0,
+    high_pct: float = 100.0,
+) -> Scores:
+    """DFCAN Methods: normalise, register, linear-fit prediction onto GT, then score."""
+    gt = percentile_normalize(ground_truth, low_pct, high_pct)
+    pred = percentile_normalize(prediction, low_pct, high_pct)
+    if align:
+        pred = register(pred, gt)
+    pred = linear_fit(pred, gt)
+    return Scores(
+        nrmse=nrmse(pred, gt),
+        ssim=ssim(pred, gt),
+        ms_ssim=ms_ssim(pred, gt),
+        pearson=pearson(pred, gt),
+    )
+
+
+# --- decorrelation analysis (Descloux et al. 2019) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decorrelation:
+    """Decorrelation result: resolution (nm, or px when no pixel size), cut-off and curves."""
+
+    resolution: float
+    cutoff: float  # normalised frequency, 1 = Nyquist
+    amplitude: float
+    radii: np.ndarray
+    curves: np.ndarray  # (n_curves, n_radii): unfiltered first, then high-pass filtered ones
+
+
+def decorrelation_resolution(
+    image: np.ndarray,
+    pixel_size_nm: float | None = None,
+    n_radii: int = 50,
+    n_filters: int = 10,
+    edge_taper_px: int = 20,
+) -> np.ndarray:
+    """Decorrelation resolution per image (nm if ``pixel_size_nm`` given, else pixels).
+
+    Returns an array of the leading (batch) shape; 0-d for a single image.
+    """
+    image = np.asarray(image)
+    lead = image.shape[:-2]
+    out = np.empty(lead)
+    for index in np.ndindex(*lead):
+        result = decorrelation_analysis(
+            image[index], pixel_size_nm, n_radii, n_filters, edge_taper_px
+        )
+        out[index] = result.resolution
+    return out
+
+
+def decorrelation_analysis(
+    image: np.ndarray,
+    pixel_size_nm: float | None = None,
+    n_radii: int = 50,
+    n_filters: int = 10,
+    edge_taper_px: int = 20,
+) -> Decorrelation:
+    """Descloux decorrelation analysis of one 2-D image.
+
+    d(r) = sum Re{I(k) In*(k) M_r(k)} / sqrt(sum |I|^2 * sum |In M_r|^2), In = I / |I|,
+    over mask radii r (1 = Nyquist); peaks of d for the raw and Gaussian high-pass filtered
+    spectra (two passes, the second refined around the best); cut-off = highest valid peak;
+    resolution = 2 * pixel / cut-off.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"decorrelation needs one (Y, X) image, got shape {image.shape}")
+    # odd size so the zero frequency sits at an exact centre, as in the reference code
+    ny, nx = image.shape[0] - (1 - image.shape[0] % 2), image.shape[1] - (1 - image.shape[1] % 2)
+    image = image[:ny, :nx]
+    # edge apodisation towards the mean, as the reference 'apodImRect' does (DC is kept)
+    mean = image.mean()
+    image = (image - mean) * edge_taper((ny, nx), edge_taper_px) + mean
+    spectrum = sfft.fftshift(sfft.fft2(sfft.fftshift(image)))
+    yy = np.linspace(-1.0, 1.0, ny)[:, None]
+    xx = np.linspace(-1.0, 1.0, nx)[None, :]
+    radius = np.sqrt(xx**2 + yy**2)
+    inside = radius < 1.0
+    magnitude = np.abs(spectrum)
+    normalized = np.where(magnitude > 0, spectrum / np.where(magnitude > 0, magnitude, 1.0), 0.0)
+    normalized = normalized * inside
+    spectrum = spectrum * inside
+    sorter = _RadialSums(radius[inside], normalized[inside])
+
+    radii = np.linspace(0.0, 1.0, n_radii)
+    d0 = sorter.curve(spectrum[inside], radii)
+    index0, amplitude0 = _decorrelation_peak(d0)
+    k0 = radii[index0]
+    curves = [d0]
+    cutoffs = [k0]
+    amplitudes = [amplitude0]
+    if index0 == 0 or amplitude0 <= 0:
+        logger.info("decorrelation: no peak in the unfiltered curve; resolution undefined")
+        return Decorrelation(np.inf, 0.0, 0.0, radii, np.array(curves))
+    g_max = 2.0 / k0
+    sigmas = np.concatenate(
+        [[ny / 4.0], np.exp(np.linspace(np.log(g_max), np.log(0.15), n_filters))]
+    )
+    search = radii
+    pass_cutoffs: list[float] = []
+    for refinement in range(2):
+        pass_cutoffs = []
+        pass_amplitudes = []
+        for sigma in sigmas:
+            filtered = spectrum * (1.0 - np.exp(-2.0 * sigma * sigma * radius**2))
+            curve = sorter.curve(filtered[inside], search)
+            index, amplitude = _decorrelation_peak(curve)
+            curves.append(np.interp(radii, search, curve))
+            pass_cutoffs.append(float(search[index]))
+            pass_amplitudes.append(amplitude)
+        cutoffs.extend(pass_cutoffs)
+        amplitudes.extend(pass_amplitudes)
+        if refinement == 0:
+            best = int(np.flatnonzero(np.array(pass_cutoffs) == max(pass_cutoffs))[-1])
+            if best == 0:
+                g1, g2 = float(ny), float(sigmas[0])
+            elif best >= len(sigmas) - 1:
+                g1, g2 = float(sigmas[best - 2]), float(sigmas[best - 1])
+            else:
+                g1, g2 = float(sigmas[best - 1]), float(sigmas[best])
+            sigmas = np.exp(np.linspace(np.log(g1), np.log(g2), n_filters))
+            step = radii[1] - radii[0]
+            r1 = max(pass_cutoffs[best] - step, 0.0)
+            r2 = min(pass_cutoffs[best] + 0.4, 1.0)
+            search = np.linspace(r1, r2, n_radii)
+    cut = np.array(cutoffs)
+    amp = np.array(amplitudes)
+    valid = amp >= 0.05
+    if not valid.any():
+        return Decorrelation(np.inf, 0.0, 0.0, radii, np.array(curves))
+    best_index = int(np.argmax(np.where(valid, cut, -1.0)))
+    cutoff = float(cut[best_index])
+    pixel = pixel_size_nm if pixel_size_nm is not None else 1.0
+    resolution = 2.0 * pixel / cutoff if cutoff > 0 else np.inf
+    return Decorrelation(resolution, cutoff, float(amp[best_index]), radii, np.array(curves))
+
+
+class _RadialSums:
+    """Cumulative sums over frequency sorted by radius, so each mask radius is one lookup."""
+
+    def __init__(self, radius: np.ndarray, normalized: np.ndarray) -> None:
+        self.order = np.argsort(radius, kind="stable")
+        self.sorted_radius = radius[self.order]
+        self.normalized = normalized[self.order]
+        self.normalized_power = np.concatenate([[0.0], np.cumsum(np.abs(self.normalized) ** 2)])
+
+    def curve(self, spectrum: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """d(r) for every r in ``radii`` (mask |k| < r, as in the reference code)."""
+        ordered = spectrum[self.order]
+        cross = np.concatenate([[0.0], np.cumsum((ordered * np.conj(self.normalized)).real)])
+        total = np.sqrt(np.sum(np.abs(spectrum) ** 2))
+        counts = np.searchsorted(self.sorted_radius, radii, side="left")
+        denominator = total * np.sqrt(self.normalized_power[counts])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(denominator > 0, cross[counts] / denominator, 0.0)
+        return np.nan_to_num(values)
+
+
+def _decorrelation_peak(curve: np.ndarray, significance: float = 0.001) -> tuple[int, float]:
+    """Index and amplitude of the last significant local maximum (reference 'getDcorrMax')."""
+    d = np.asarray(curve, dtype=float)
+    index = int(np.argmax(d))
+    amplitude = float(d[index])
+    t = d.copy()
+    while index == len(t) - 1:
+        t = t[:-1]
+        if t.size == 0:
+            return 0, 0.0
+        index = int(np.argmax(t))
+        amplitude = float(t[index])
+        if t[index] - d[index:].min() > significance:
+            break
+        t[index] = d[index:].min()
+        index = len(t) - 1
+    return index, amplitude
+
+
+def _same_shape(first: np.ndarray, second: np.ndarray) -> None:
+    if first.shape != second.shape:
+        raise ValueError(f"shape mismatch: prediction {first.shape} vs ground truth {second.shape}")
+
+
+def ssim_torch(prediction: Any, ground_truth: Any, data_range: float = 1.0) -> Any:
+    """Differentiable SSIM for training losses: same definition as :func:`ssim`, (N, C, Y, X)."""
+    import torch
+    import torch.nn.functional as F
+
+    taps = torch.as_tensor(gaussian_window(), dtype=prediction.dtype, device=prediction.device)
+    channels = prediction.shape[1]
+    kernel = (taps[:, None] * taps[None, :]).expand(channels, 1, -1, -1).contiguous()
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(image, kernel, groups=channels)
+
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    x, y = prediction, ground_truth
+    mu_x, mu_y = blur(x), blur(y)
+    sigma_xx = blur(x * x) - mu_x**2
+    sigma_yy = blur(y * y) - mu_y**2
+    sigma_xy = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (sigma_xx + sigma_yy + c2)
+    )
+    return ssim_map.mean(dim=(-2, -1))
