@@ -266,7 +266,8 @@ def _config_error(cfg: Path, error: BaseException) -> ConfigError:
     """Turn upstream's loader error into one naming the file, line number and line text."""
     match = _LINE_ERROR.search(str(error))
     if match:
-        line_no, text, reason = match.group(1), match.group(2), match.group(3).strip()
+        line_no, reason = match.group(1), match.group(3).strip()
+        text = match.group(2).strip().strip("'\"")
         return ConfigError(f"{cfg}: line {line_no}: {text}: {reason}")
     return ConfigError(f"{cfg}: {type(error).__name__}: {error}")
 

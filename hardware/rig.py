@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -208,35 +208,7 @@ class Rig:
         time point), SequenceMismatch when the camera's frame counter skips (dropped frame),
         the camera missed triggers, or the SLM ends at a different running-order position.
         """
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        self.check_plan(plan)
-        steps = plan.steps()
-        n = len(steps)
-        started = self._arm(plan, steps)
-        counter_key = self.roles.camera_frame_counter_key
-        try:
-            self.backend.start_camera_sequence(n)
-            fired_before = self.trigger.triggers_fired
-            self.trigger.fire(n)
-            deadline = time.monotonic() + timeout_s
-            for i, step in enumerate(steps):
-                item = self.backend.next_frame(deadline)
-                if item is None:
-                    raise self._missing_frames(time_point, n, i, timeout_s, fired_before)
-                image, meta = item
-                if counter_key is not None and counter_key in meta:
-                    counter = int(meta[counter_key])
-                    if counter != i:
-                        raise SequenceMismatch(
-                            f"time point {time_point}: expected camera frame {i} (channel "
-                            f"{step.channel}, pattern {step.pattern}), frame {counter} arrived: "
-                            f"{counter - i} frame(s) dropped by the camera"
-                        )
-                yield TaggedFrame(image, self._tag(step, time_point, image))
-            self._check_slm_position(time_point, n)
-        finally:
-            self._disarm(started)
+        return self.stream(plan, [time_point], timeout_s)
 
     def acquire_time_point(
         self, plan: SequencePlan, time_point: int, timeout_s: float = 10.0
@@ -245,11 +217,48 @@ class Rig:
         return list(self.stream_time_point(plan, time_point, timeout_s))
 
     def stream(
-        self, plan: SequencePlan, time_points: Iterable[int], timeout_s: float = 10.0
+        self, plan: SequencePlan, time_points: Sequence[int], timeout_s: float = 10.0
     ) -> Iterator[TaggedFrame]:
-        """Frames of many time points, one triggered sequence each (for the engine)."""
-        for t in time_points:
-            yield from self.stream_time_point(plan, t, timeout_s)
+        """Frames of many time points: devices armed once, one trigger burst per time point.
+
+        The SLM/AOTF/rotator sequences cycle, the camera stays armed for all frames, and each
+        time point's `plan.n_frames` pulses go out when the consumer asks for its first frame
+        (so the consumer paces the time points). Every time point is checked as in
+        `stream_time_point`; `timeout_s` applies per time point.
+        """
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if not time_points:
+            return
+        self.check_plan(plan)
+        steps = plan.steps()
+        n = len(steps)
+        started = self._arm(plan, steps)
+        counter_key = self.roles.camera_frame_counter_key
+        try:
+            self.backend.start_camera_sequence(n * len(time_points))
+            for k, time_point in enumerate(time_points):
+                fired_before = self.trigger.triggers_fired
+                self.trigger.fire(n)
+                deadline = time.monotonic() + timeout_s
+                for i, step in enumerate(steps):
+                    item = self.backend.next_frame(deadline)
+                    if item is None:
+                        raise self._missing_frames(time_point, n, i, timeout_s, fired_before)
+                    image, meta = item
+                    if counter_key is not None and counter_key in meta:
+                        expected = k * n + i
+                        counter = int(meta[counter_key])
+                        if counter != expected:
+                            raise SequenceMismatch(
+                                f"time point {time_point}: expected camera frame {expected} "
+                                f"(channel {step.channel}, pattern {step.pattern}), frame "
+                                f"{counter} arrived: {counter - expected} frame(s) dropped"
+                            )
+                    yield TaggedFrame(image, self._tag(step, time_point, image))
+                self._check_slm_position(time_point, n * (k + 1))
+        finally:
+            self._disarm(started)
 
     def _tag(self, step: SequenceStep, time_point: int, image: np.ndarray) -> FrameTag:
         tag = FrameTag(
@@ -262,7 +271,7 @@ class Rig:
             sequence=self._sequence,
             timestamp_s=time.monotonic() - self._t0,
             exposure_ms=step.exposure_ms,
-            saturated_px=int(np.count_nonzero(image == _ADU_MAX)),
+            saturated_px=_saturated_px(image),
         )
         self._sequence += 1
         if tag.saturated_px:
@@ -300,3 +309,10 @@ class Rig:
             role.stop_sequence(prop)
         if self.shutter is not None:
             self.shutter.set_open(False)
+
+
+def _saturated_px(image: np.ndarray) -> int:
+    """Pixels at full scale (the max first: counting only pays when something saturates)."""
+    if image.size == 0 or int(image.max()) < _ADU_MAX:
+        return 0
+    return int(np.count_nonzero(image == _ADU_MAX))

@@ -1,0 +1,42 @@
+"""The `livesim rig check` and `livesim bench camera` commands, on a small emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from hardware.camera_benchmark import measure_camera_throughput
+from hardware.commands import register
+from hardware.rig import EMULATOR_CFG
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    bench = typer.Typer()
+    register(app, bench)
+    app.add_typer(bench, name="bench")
+    return app
+
+
+def test_rig_check_passes_on_the_emulator_cfg() -> None:
+    result = CliRunner().invoke(_app(), ["rig", "check", "--config", str(EMULATOR_CFG)])
+    assert result.exit_code == 0, result.output
+    assert "11/11 checks passed" in result.output
+
+
+def test_rig_check_reports_a_bad_cfg_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(EMULATOR_CFG.read_text() + "#py Property,SLM,PatternIndex,9999\n")
+    result = CliRunner().invoke(_app(), ["rig", "check", "--config", str(cfg)])
+    assert result.exit_code == 2
+    n_lines = len(EMULATOR_CFG.read_text().splitlines()) + 1
+    assert f"line {n_lines}: Property,SLM,PatternIndex,9999" in result.output
+
+
+def test_camera_throughput_counts_every_streamed_frame() -> None:
+    result = measure_camera_throughput(n_frames=45, size_px=64, render_mode="fast")
+    assert result.frames == 45
+    assert result.frames_per_s > 0
+    assert result.megabytes_per_s == result.frames_per_s * 64 * 64 * 2 / 1e6
