@@ -114,7 +114,11 @@ def bench_emulator_command(
 
     result = measure_throughput(size, structure.value, sets, frames)
     typer.echo(
-        f"full physics: {result.full_sets_per_s:.1f} sets/s "
-        f"({result.n_patterns}-frame {size}x{size} sets, {result.full_frames_per_s:.0f} frames/s)"
+        f"full physics: {result.full_sets_per_s:.1f} sets/s wall, "
+        f"{result.full_sets_per_cpu_s:.1f} per CPU-s "
+        f"({result.n_patterns}-frame {size}x{size} sets, {result.structure})"
     )
-    typer.echo(f"fast path:    {result.fast_frames_per_s:.0f} frames/s ({size}x{size} uint16)")
+    typer.echo(
+        f"fast path:    {result.fast_frames_per_s:.0f} frames/s wall, "
+        f"{result.fast_frames_per_cpu_s:.0f} per CPU-s ({size}x{size} uint16)"
+    )

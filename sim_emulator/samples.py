@@ -26,7 +26,7 @@ STRUCTURES: tuple[str, ...] = (
     "lysosomes",
     "mitochondria",
 )
-SPACING_NM = 15.0  # emitter spacing along lines (about half a 2x-grid pixel)
+SPACING_NM = 20.0  # emitter spacing along lines (below half the finest rendered pixel)
 AREA_SPACING_NM = 25.0  # emitter spacing inside filled shapes
 _WALK_STEP_S = 0.05  # time step of the pre-drawn Brownian walks
 _WALK_CHUNK = 256  # walk steps drawn at a time (deterministic chunking)
@@ -129,15 +129,21 @@ class Structure:
 
 
 def worm_like_chain(
-    rng: np.random.Generator, start: np.ndarray, angle_rad: float, length_nm: float,
-    persistence_nm: float,
+    rng: np.random.Generator, anchor: np.ndarray, angle_rad: float, length_nm: float,
+    persistence_nm: float, anchor_fraction: float = 0.0,
 ) -> np.ndarray:
-    """(n, 2) points (y, x) every SPACING_NM along a worm-like chain."""
+    """(n, 2) points (y, x) every SPACING_NM along a worm-like chain.
+
+    The point at ``anchor_fraction`` of the length lies at ``anchor`` (so a chain anchored in
+    the field of view crosses it).
+    """
     n = max(int(length_nm / SPACING_NM), 2)
     turns = rng.standard_normal(n) * np.sqrt(SPACING_NM / persistence_nm)
     angles = angle_rad + np.cumsum(turns)
     steps = SPACING_NM * np.stack([np.sin(angles), np.cos(angles)], axis=1)
-    return start + np.cumsum(steps, axis=0)
+    chain = np.cumsum(steps, axis=0)
+    index = min(int(anchor_fraction * n), n - 1)
+    return anchor + chain - chain[index]
 
 
 def _line_cloud(points_yx: np.ndarray, brightness: float = 1.0) -> PointCloud:
@@ -159,10 +165,11 @@ class Microtubules(Structure):
         self._phase = self._rng.uniform(0.0, 1.0, count)
         chains = [
             worm_like_chain(
-                self._rng, start, self._rng.uniform(0, 2 * np.pi),
+                self._rng, anchor, self._rng.uniform(0, 2 * np.pi),
                 self._rng.uniform(8000.0, 25000.0), 20000.0,
+                anchor_fraction=self._rng.uniform(0.0, 0.4),
             )
-            for start in self._random_position(count, margin_nm=2000.0)
+            for anchor in self._random_position(count, margin_nm=0.0)
         ]
         self._lengths = np.array([len(c) for c in chains])
         self._owner = np.repeat(np.arange(count), self._lengths)
@@ -190,11 +197,12 @@ class FActin(Structure):
         super().__init__(field_nm, dynamics, seed)
         count = max(int(0.8 * self.area_um2), 8)
         chains = []
-        for start in self._random_position(count, margin_nm=1000.0):
+        for anchor in self._random_position(count, margin_nm=0.0):
             chains.append(
                 worm_like_chain(
-                    self._rng, start, self._rng.uniform(0, 2 * np.pi),
+                    self._rng, anchor, self._rng.uniform(0, 2 * np.pi),
                     self._rng.uniform(2000.0, 9000.0), 15000.0,
+                    anchor_fraction=self._rng.uniform(0.0, 1.0),
                 )
             )
         self._cloud = PointCloud.concatenate(

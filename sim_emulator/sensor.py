@@ -97,7 +97,7 @@ class NoiseSource:
             cdf += p
         return count
 
-    def electrons(self, expected_e: np.ndarray, read_noise_e: np.ndarray) -> np.ndarray:
+    def electrons(self, expected_e: np.ndarray, read_variance_e2: np.ndarray) -> np.ndarray:
         """Shot noise plus read noise, in electrons (float32), for expected counts.
 
         Pixels with POISSON_EXACT_FROM_E <= mean < POISSON_EXACT_BELOW_E: exact Poisson plus
@@ -107,22 +107,27 @@ class NoiseSource:
         normal: total-variation distance < 0.3 %).
         """
         lam = np.maximum(expected_e, 0.0, dtype=np.float32)
-        variance = lam + read_noise_e * read_noise_e
-        skew = lam / (np.float32(6.0) * np.maximum(variance, np.float32(1e-6)))
+        variance = lam + read_variance_e2
+        # x = lam + sigma z + c (z^2 - 1), c = skewness term lam / (6 sigma^2)
+        c = np.maximum(variance, np.float32(1e-6))
+        c *= np.float32(6.0)
+        np.divide(lam, c, out=c)
         z = self.normal(lam.shape)
-        out = np.sqrt(np.maximum(variance - 2.0 * skew * skew, 0.0)) * z
-        z *= z
-        z -= 1.0
-        z *= skew
-        out += z
+        out = np.multiply(c, z)
+        out += np.sqrt(variance, out=variance)
+        out *= z
         out += lam
-        mid = np.flatnonzero((lam >= POISSON_EXACT_FROM_E) & (lam < POISSON_EXACT_BELOW_E))
-        if mid.size:
-            flat_lam = lam.reshape(-1)[mid]
-            read = read_noise_e.reshape(-1)[mid] if read_noise_e.ndim else read_noise_e
-            out.reshape(-1)[mid] = self.poisson_small(flat_lam) + read * self.normal(mid.shape)
+        out -= c
+        candidates = np.flatnonzero(lam < POISSON_EXACT_BELOW_E)
+        if candidates.size:
+            flat_lam = lam.reshape(-1)[candidates]
+            keep = flat_lam >= POISSON_EXACT_FROM_E
+            mid, flat_lam = candidates[keep], flat_lam[keep]
+            read_var = np.broadcast_to(read_variance_e2, lam.shape).reshape(-1)[mid]
+            out.reshape(-1)[mid] = self.poisson_small(flat_lam) + np.sqrt(read_var) * self.normal(
+                mid.shape
+            )
         return out
-
 
 class Sensor:
     """A camera of ``sensor_shape`` unbinned pixels with fixed per-pixel maps."""
@@ -146,6 +151,7 @@ class Sensor:
         self.read_noise_map_e = (
             model.read_noise_e * np.exp(sigma * rng.standard_normal(shape) - sigma**2 / 2)
         ).astype(np.float32)
+        self.read_variance_map_e2 = self.read_noise_map_e**2
         self.hot_pixel_mask = rng.random(shape) < model.hot_pixel_fraction
         self.dark_current_map_e_per_s = np.where(
             self.hot_pixel_mask, model.hot_pixel_dark_e_per_s, model.dark_current_e_per_s
@@ -180,7 +186,7 @@ class Sensor:
         model = self.model
         expected = self.crop(photons) * np.float32(model.qe)
         expected += self.crop(self.dark_current_map_e_per_s) * np.float32(exposure_ms / 1000.0)
-        adu = noise.electrons(expected, self.crop(self.read_noise_map_e))
+        adu = noise.electrons(expected, self.crop(self.read_variance_map_e2))
         adu *= self.crop(self.gain_map_adu_per_e)
         adu += self.crop(self.offset_map_adu)
         if model.binning > 1:

@@ -75,7 +75,7 @@ def test_small_means_are_exact_poisson(mean_e: float) -> None:
 def test_large_means_have_poisson_moments_plus_read_noise() -> None:
     noise = NoiseSource(np.random.default_rng(4))
     lam = np.full(400_000, 30.0, dtype=np.float32)
-    values = noise.electrons(lam, np.float32(1.5)).astype(np.float64)
+    values = noise.electrons(lam, np.float32(1.5**2)).astype(np.float64)
     assert values.mean() == pytest.approx(30.0, abs=0.05)
     assert values.var() == pytest.approx(30.0 + 1.5**2, rel=0.02)
     assert stats.skew(values) == pytest.approx(30.0 / (30.0 + 2.25) ** 1.5, abs=0.02)
