@@ -56,6 +56,7 @@ class SessionOptions:
     busy_timeout_s: float = 120.0
     max_restarts: int = 5
     display: bool = True
+    display_max_hz: float = 30.0  # per topic; viewers cannot show more, copies cost CPU
     fsync: bool = True
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0
@@ -111,6 +112,7 @@ class RunSummary:
     sr_latency_ms: list[float] = field(default_factory=list)
     error: str = ""
     models: dict[str, Any] = field(default_factory=dict)
+    recorded_s: float = 0.0  # first time point started -> run file closed
 
     def latency_percentile_ms(self, q: float) -> float:
         """A percentile of raw-sent -> SR-received latency."""
@@ -162,6 +164,7 @@ class RunSession:
         self._start_s = 0.0
         self._out_sequence = 0
         self._latencies: list[float] = []
+        self._last_display: dict[str, float] = {}
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -303,6 +306,7 @@ class RunSession:
             recorder.close()
         except RecorderError as exc:
             summary.error = str(exc)
+        summary.recorded_s = time.monotonic() - self._start_s
         summary.raw_frames = recorder.stats.raw_frames
         summary.sr_frames = recorder.stats.sr_frames
         summary.imc_frames = recorder.stats.imc_frames
@@ -378,6 +382,10 @@ class RunSession:
     def _publish(self, topic: str, time_point: int, channel: int, image: np.ndarray) -> None:
         if self.display is None:
             return
+        now = time.monotonic()
+        if now - self._last_display.get(topic, -1e9) < 1.0 / self.options.display_max_hz:
+            return
+        self._last_display[topic] = now
         header = header_for(Kind.WIDEFIELD if topic == "wf" else Kind.RAW_SET, self.run_id,
                             time_point, image, time_point=time_point, channel=channel)
         with self._display_lock:

@@ -1,0 +1,249 @@
+"""`livesim bench pipeline`: the whole raw path against the bare limits of its two links.
+
+Emulator fast path (frames pre-rendered into a bank, so rendering cost is not counted: a real
+camera delivers frames for free) -> AcquisitionEngine -> ZeroMQ -> passthrough worker process
+-> results back -> RunRecorder (SWMR, flushed per time point). In the same run and on the same
+frames: bare pyzmq PUSH/PULL to another process, and bare h5py writing of the raw frames with
+the same chunking and flushing. Reports sustained lossless raw frames/s, SR latency p50/p99
+and the ratio of the pipeline to the slower bare limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zmq
+
+from acquisition import run_file
+from acquisition.protocol import Protocol
+from acquisition.session import RunSession, SessionOptions
+from acquisition.transport import Endpoints
+from acquisition.wire import Kind, encode, header_for
+
+logger = logging.getLogger(__name__)
+
+BANK_SETS = 4
+LASER_NM = 488
+
+
+@dataclass
+class PipelineBenchResult:
+    """Figures of one bench run (frames/s are raw camera frames)."""
+
+    time_points: int
+    size_px: int
+    fsync: bool
+    pipeline_fps: float
+    zmq_fps: float
+    h5py_fps: float
+    h5py_same_bytes_fps: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    raw_lost: int
+    raw_mismatched: int
+    sr_frames: int
+    sr_skips: int
+
+    @property
+    def ratio(self) -> float:
+        """Pipeline throughput over the slower bare limit."""
+        return self.pipeline_fps / min(self.zmq_fps, self.h5py_fps)
+
+    def lines(self) -> list[str]:
+        """The report printed by the command."""
+        n = self.time_points * 9
+        return [
+            f"frames: {n} raw ({self.time_points} SIM sets of 9 x {self.size_px}x{self.size_px} "
+            f"uint16), fsync per time point: {self.fsync}",
+            f"bare pyzmq PUSH/PULL (ipc, other process): {self.zmq_fps:8.0f} frames/s",
+            f"bare h5py (chunk per frame, flush per set):  {self.h5py_fps:8.0f} frames/s",
+            f"bare h5py, same bytes as the run (raw+wf+SR): {self.h5py_same_bytes_fps:6.0f} "
+            "frames/s",
+            f"pipeline (engine->zmq->worker->recorder):   {self.pipeline_fps:8.0f} frames/s",
+            f"ratio to the slower bare limit: {self.ratio:.2f} (target >= 0.8)",
+            f"ratio to bare h5py writing the same bytes: "
+            f"{self.pipeline_fps / self.h5py_same_bytes_fps:.2f}",
+            f"raw lost: {self.raw_lost}, raw differing from source: {self.raw_mismatched}",
+            f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips}",
+            f"SR latency (raw sent -> SR received): p50 {self.latency_p50_ms:.1f} ms, "
+            f"p99 {self.latency_p99_ms:.1f} ms",
+        ]
+
+
+def frame_bank(size_px: int, seed: int = 0) -> np.ndarray:
+    """BANK_SETS emulated SIM sets (BANK_SETS, 9, Y, X) uint16 from the fast path."""
+    from sim_emulator.fast_path import FastFrameSource
+    from sim_emulator.microscope import EmulatorConfig, Microscope
+
+    microscope = Microscope(EmulatorConfig(size_px=size_px, seed=seed))
+    source = FastFrameSource(microscope, seed=seed)
+    return np.stack([source.set_frames(0.25 * i, LASER_NM, 20.0, 10.0)
+                     for i in range(BANK_SETS)])
+
+
+class BankSource:
+    """A frame source with the rig's streaming form, cycling through a bank of sets."""
+
+    def __init__(self, bank: np.ndarray) -> None:
+        from hardware.frames import FrameTag, TaggedFrame
+
+        self._tag, self._frame = FrameTag, TaggedFrame
+        self.bank = bank
+        self.sequence = 0
+
+    def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Iterator[Any]:
+        """The next set's frames, tagged like the rig tags them."""
+        frames = self.bank[time_point % len(self.bank)]
+        for p in range(frames.shape[0]):
+            tag = self._tag(time_point=time_point, channel=0, laser_nm=LASER_NM,
+                            orientation=p // 3, phase=p % 3, pattern_index=p,
+                            sequence=self.sequence, timestamp_s=time.monotonic(),
+                            exposure_ms=10.0)
+            self.sequence += 1
+            yield self._frame(frames[p], tag)
+
+    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+        """All frames of one time point."""
+        return list(self.stream_time_point(plan, time_point, timeout_s))
+
+
+_SINK = textwrap.dedent("""
+    import sys, time, zmq
+    endpoint, n = sys.argv[1], int(sys.argv[2])
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.connect(endpoint)
+    for _ in range(n):
+        if not pull.poll(30000):
+            sys.exit("bare zmq sink: no message within 30 s")
+        pull.recv_multipart(copy=False)
+    print(time.time(), flush=True)
+""")
+
+
+def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> float:
+    """Lossless PUSH/PULL of the same sets to another process over ipc, frames/s."""
+    context = zmq.Context()
+    endpoint = Endpoints.ipc(folder).raw
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 5000)
+    push.setsockopt(zmq.SNDHWM, 8)
+    push.setsockopt(zmq.SNDTIMEO, 30000)
+    push.bind(endpoint)
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, endpoint, str(time_points)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        first = bank[0]
+        push.send_multipart(encode(header_for(Kind.RAW_SET, "warm", 0, first), first),
+                            copy=False)  # the first send waits for the sink to connect
+        start = time.time()
+        for t in range(1, time_points):
+            frames = bank[t % len(bank)]
+            push.send_multipart(encode(header_for(Kind.RAW_SET, "bench", t, frames), frames),
+                                copy=False)
+        out, _ = sink.communicate(timeout=120)
+        end = float(out.strip().splitlines()[-1])
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+        push.close()
+        context.term()
+    return (time_points - 1) * bank.shape[1] / (end - start)
+
+
+def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                  same_bytes: bool = False) -> float:
+    """Raw frames/s of plain h5py: (T, 1, 9, Y, X), chunk per frame, flush per time point.
+
+    With ``same_bytes`` it also writes what the run file holds per set besides raw: the
+    float32 wide-field mean and a float32 2x SR image (the bytes the pipeline must write).
+    """
+    import os
+
+    path = folder / "bare.h5"
+    frame = bank.shape[2:]
+    sr_image = np.zeros((2 * frame[0], 2 * frame[1]), np.float32)
+    start = time.perf_counter()
+    with h5py.File(path, "w", libver="latest") as h5:
+        raw = run_file.create_image_dataset(h5, run_file.RAW, frame, (0, 1, 9), np.uint16, 62.6)
+        wf = run_file.create_image_dataset(h5, run_file.WIDEFIELD, frame, (0, 1), np.float32,
+                                           62.6)
+        sr = run_file.create_image_dataset(h5, "sr", sr_image.shape, (0, 1), np.float32, 31.3)
+        for t in range(time_points):
+            raw.resize(t + 1, axis=0)
+            raw[t, 0] = bank[t % len(bank)]
+            if same_bytes:
+                wf.resize(t + 1, axis=0)
+                wf[t, 0] = bank[t % len(bank)].mean(axis=0, dtype=np.float32)
+                sr.resize(t + 1, axis=0)
+                sr[t, 0] = sr_image
+            h5.flush()
+            if fsync:
+                os.fsync(h5.id.get_vfd_handle())
+    elapsed = time.perf_counter() - start
+    path.unlink()
+    return time_points * bank.shape[1] / elapsed
+
+
+def pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
+                 ) -> tuple[float, Any, Path]:
+    """The full pipeline on the bank; returns frames/s (start to file closed), summary, path."""
+    output = folder / "pipeline.h5"
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": LASER_NM, "reconstruction": "passthrough"}],
+        "timepoints": time_points, "output": str(output), "overwrite": True})
+    (folder / "ep").mkdir(exist_ok=True)
+    session = RunSession(BankSource(bank), None, protocol, (bank.shape[2], bank.shape[3]),
+                         62.6, options=SessionOptions(fsync=fsync),
+                         endpoints=Endpoints.ipc(folder / "ep"))
+    summary = session.run()
+    if summary.error:
+        raise RuntimeError(f"pipeline run failed: {summary.error}")
+    return summary.raw_frames / summary.recorded_s, summary, output
+
+
+def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int, int]:
+    """(raw frames missing, raw frames differing from the source) in the pipeline's file."""
+    with h5py.File(path, "r") as h5:
+        sequence = h5["timestamps/sequence"][()].ravel()
+        expected = np.arange(time_points * bank.shape[1])
+        lost = int(len(expected) - np.isin(expected, sequence).sum())
+        mismatched = 0
+        for t in range(time_points):
+            stored = h5[run_file.RAW][t, 0]
+            mismatched += int(np.any(stored != bank[t % len(bank)], axis=(1, 2)).sum())
+    return lost, mismatched
+
+
+def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
+                       fsync: bool = True) -> PipelineBenchResult:
+    """Run all three measurements on the same frames; scratch files are removed after."""
+    scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-", dir=folder))
+    try:
+        bank = frame_bank(size_px)
+        zmq_fps = bare_zmq_fps(bank, time_points, scratch)
+        h5_fps = bare_h5py_fps(bank, time_points, scratch, fsync)
+        h5_same_fps = bare_h5py_fps(bank, time_points, scratch, fsync, same_bytes=True)
+        pipe_fps, summary, path = pipeline_run(bank, time_points, scratch, fsync)
+        lost, mismatched = check_lossless(path, bank, time_points)
+        return PipelineBenchResult(
+            time_points=time_points, size_px=size_px, fsync=fsync, pipeline_fps=pipe_fps,
+            zmq_fps=zmq_fps, h5py_fps=h5_fps, h5py_same_bytes_fps=h5_same_fps,
+            latency_p50_ms=summary.latency_percentile_ms(50),
+            latency_p99_ms=summary.latency_percentile_ms(99), raw_lost=lost,
+            raw_mismatched=mismatched, sr_frames=summary.sr_frames,
+            sr_skips=summary.events.get("sr_skip", 0))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
