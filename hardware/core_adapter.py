@@ -48,6 +48,7 @@ _LINE_ERROR = re.compile(r"at line (\d+): (.*?)\n(.*)", re.DOTALL)
 # them is a bounded wait on this interval (Python cameras notify and never poll).
 _CPP_CAMERA_WAIT_S = 0.001
 _BUFFER_MB = 512
+_NO_ADAPTERS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class CoreBackend(Protocol):
@@ -102,8 +103,12 @@ class _NotifyingBuffer(SequenceBuffer):
 class UniCoreBackend:
     """A `UniMMCore` (Python and C++ devices through one core) behind our small typed API."""
 
-    def __init__(self, core: UniMMCore | None = None) -> None:
-        self.core = core if core is not None else UniMMCore()
+    def __init__(self, core: UniMMCore | None = None, *, find_adapters: bool = True) -> None:
+        """Wrap `core`, or a new UniMMCore (find_adapters=False: Python devices only, no
+        search for a Micro-Manager installation)."""
+        if core is None:
+            core = UniMMCore() if find_adapters else UniMMCore(mm_path=str(_NO_ADAPTERS_DIR))
+        self.core = core
         self._buffer = _NotifyingBuffer(_BUFFER_MB)
         # Upstream keeps the buffer in a private attribute; replacing it is the price of
         # being woken on arrival rather than polling.

@@ -60,9 +60,15 @@ class Rig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, path: str | Path, roles: RoleMap | None = None) -> Rig:
-        """Load a Micro-Manager .cfg (C++ adapters and/or `#py` Python devices)."""
-        backend = UniCoreBackend()
+    def from_config(
+        cls, path: str | Path, roles: RoleMap | None = None, *, find_adapters: bool = True
+    ) -> Rig:
+        """Load a Micro-Manager .cfg (C++ adapters and/or `#py` Python devices).
+
+        find_adapters=False skips the search for a Micro-Manager installation (Python-only
+        configurations such as the emulator).
+        """
+        backend = UniCoreBackend(find_adapters=find_adapters)
         backend.load_config(path)
         return cls(backend, roles)
 
@@ -74,10 +80,21 @@ class Rig:
         roles: RoleMap | None = None,
     ) -> Rig:
         """The emulated rig (hardware/configs/emulator.cfg) with a forward model and faults."""
-        rig = cls.from_config(EMULATOR_CFG, roles)
+        rig = cls.from_config(EMULATOR_CFG, roles, find_adapters=False)
         hub = rig.emulator_hub()
         hub.configure(config, faults)
         return rig
+
+    @classmethod
+    def from_studio(cls, core: Any = None, roles: RoleMap | None = None) -> Rig:
+        """Wrap the core of a running Micro-Manager Studio (pycromanager bridge, livesim[mm]).
+
+        `core` is a pycromanager `Core()`; None connects to the running Studio. Not tested
+        against a live Studio here (see docs/hardware.md).
+        """
+        from hardware.bridge_backend import BridgeCoreBackend, connect_studio_core
+
+        return cls(BridgeCoreBackend(core if core is not None else connect_studio_core()), roles)
 
     def emulator_hub(self) -> Any:
         """The emulator's hub device (CapabilityError on a real rig)."""

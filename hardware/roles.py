@@ -162,7 +162,7 @@ class Camera(_Role):
     def set_binning(self, binning: int) -> None:
         self._require("Binning", "binning")
         self._check_value("Binning", binning)
-        self.backend.set_property(self.label, "Binning", int(binning))
+        self.backend.set_property(self.label, "Binning", str(int(binning)))
 
     @property
     def roi(self) -> tuple[int, int, int, int]:

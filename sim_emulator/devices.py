@@ -166,7 +166,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         self._trigger_timeout_ms = 5000.0
         self._roi: tuple[int, int, int, int] | None = None
         self._exposure_seq = _Sequencer(self._apply_exposure)
-        self.set_property_allowed_values("Binning", (1, 2, 4))
+        self.set_property_allowed_values("Binning", ("1", "2", "4"))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
         self.set_property_sequence_max_length("Exposure", MAX_SEQUENCE)
         _register(self, "TriggerMode", str, lambda: self._trigger_mode, self._set_trigger_mode,
