@@ -108,6 +108,13 @@ def estimate_sim_parameters(
     grid = _Grid(ny, nx, pixel_size_nm, otf)
     wide_field = spectra.mean(axis=0)
     noise_power = grid.noise_power(wide_field)
+    # phases and the fine wave vector come from real-space beats of identically filtered
+    # bands over the image interior, on untapered frames: no window bias, edges left out
+    plain = frames - offset
+    plain_spectra = sfft.fft2(plain, workers=-1)
+    plain_wide_field = plain_spectra.mean(axis=0)
+    margin_y, margin_x = max(4, ny // 10), max(4, nx // 10)
+    interior = (slice(margin_y, ny - margin_y), slice(margin_x, nx - margin_x))
 
     results = []
     for orientation in range(n_patterns // n_phases):
@@ -116,13 +123,12 @@ def estimate_sim_parameters(
         _, side = _separate(spectra[block], nominal)
         coarse = _coarse_peak(grid, wide_field, side, search_band, dc_exclusion)
         wave_vector, correlation = _refine_peak(grid, wide_field, side, coarse, dc_exclusion)
-        phases = _phases(grid, wide_field, weighted[block], wave_vector, dc_exclusion)
-        for _ in range(2):
-            _, side = _separate(spectra[block], phases)
-            wave_vector = wave_vector + _phase_slope_correction(
-                grid, wide_field, side, wave_vector, dc_exclusion
-            )
-            phases = _phases(grid, wide_field, weighted[block], wave_vector, dc_exclusion)
+        beat = _Beat(grid, plain_wide_field, interior, dc_exclusion)
+        phases = beat.phases(plain[block], wave_vector)
+        for _ in range(3):
+            _, plain_side = _separate(plain_spectra[block], phases)
+            wave_vector = wave_vector + beat.slope_correction(plain_side, wave_vector)
+            phases = beat.phases(plain[block], wave_vector)
         _, side = _separate(spectra[block], phases)
         modulation = _modulation(grid, wide_field, side, wave_vector, dc_exclusion, noise_power)
         logger.debug(
@@ -273,49 +279,55 @@ def _shifted_spectrum(image: np.ndarray, wave_vector: np.ndarray) -> np.ndarray:
     return sfft.fft2(image * ramp, workers=-1)
 
 
-def _phases(
-    grid: _Grid,
-    wide_field: np.ndarray,
-    weighted_frames: np.ndarray,
-    wave_vector: np.ndarray,
-    dc_exclusion: float,
-) -> np.ndarray:
-    """Per-frame phase: -arg of sum conj(B0(k) H(k-p)) [D - B0](k-p) H(k) over the overlap."""
-    weight = (
-        grid.otf(wave_vector)
-        * grid.otf()
-        * grid.outside_dc(dc_exclusion)
-        * grid.outside_dc(dc_exclusion, wave_vector)
-    )
-    reference = np.conj(wide_field) * weight
-    # the frame's own zero band at k - p only adds object cross-terms: remove the wide-field part
-    wide_field_image = sfft.ifft2(wide_field, workers=-1).real
-    phases = []
-    for frame in weighted_frames:
-        moved = _shifted_spectrum(frame - wide_field_image, wave_vector)
-        phases.append(-np.angle(np.sum(reference * moved)))
-    return np.array(phases)
+class _Beat:
+    """Real-space beats of the wide-field band with shifted frames or side bands.
 
-
-def _phase_slope_correction(
-    grid: _Grid,
-    wide_field: np.ndarray,
-    side: np.ndarray,
-    wave_vector: np.ndarray,
-    dc_exclusion: float,
-    n_blocks: int = 4,
-) -> np.ndarray:
-    """Wave-vector correction from the phase ramp left across the image by a wrong p.
-
-    With p off by d, the side band moved by p beats against the wide-field band with a phase
-    -2 pi d.r; a plane fitted to block-summed phases gives d (cycles/px).
+    Both partners are filtered so that the object spectrum sees the same filter
+    H(k) H(k - p) (DC neighbourhoods removed); their product is then m/2 e^{-i phi} |s_f(r)|^2
+    at the true p, whose phase is flat across the image. Sums run over the image interior.
     """
-    ny, nx = grid.shape
-    keep = grid.outside_dc(dc_exclusion) & grid.outside_dc(dc_exclusion, wave_vector)
-    zero = sfft.ifft2(wide_field * grid.otf(wave_vector) * keep, workers=-1)
-    moved = _shifted_spectrum(sfft.ifft2(side, workers=-1), wave_vector)
-    side_local = sfft.ifft2(moved * grid.otf() * keep, workers=-1)
-    beat = np.conj(zero) * side_local
+
+    def __init__(
+        self,
+        grid: _Grid,
+        wide_field: np.ndarray,
+        interior: tuple[slice, slice],
+        dc_exclusion: float,
+    ) -> None:
+        self.grid = grid
+        self.wide_field = wide_field
+        self.wide_field_image = sfft.ifft2(wide_field, workers=-1).real
+        self.interior = interior
+        self.dc_exclusion = dc_exclusion
+
+    def _partners(self, wave_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grid = self.grid
+        keep = grid.outside_dc(self.dc_exclusion) & grid.outside_dc(self.dc_exclusion, wave_vector)
+        reference = sfft.ifft2(self.wide_field * grid.otf(wave_vector) * keep, workers=-1)
+        return reference[self.interior], grid.otf() * keep
+
+    def phases(self, frames: np.ndarray, wave_vector: np.ndarray) -> np.ndarray:
+        """Per-frame phase: -arg sum_r conj(b0_f(r)) [(d - b0) e^{2 pi i p.r}]_f(r)."""
+        reference, side_filter = self._partners(wave_vector)
+        phases = []
+        for frame in frames:
+            moved = _shifted_spectrum(frame - self.wide_field_image, wave_vector)
+            local = sfft.ifft2(moved * side_filter, workers=-1)[self.interior]
+            phases.append(-np.angle(np.sum(np.conj(reference) * local)))
+        return np.array(phases)
+
+    def slope_correction(self, side: np.ndarray, wave_vector: np.ndarray) -> np.ndarray:
+        """Wave-vector correction (cycles/px) from the phase ramp a wrong p leaves in the beat."""
+        reference, side_filter = self._partners(wave_vector)
+        moved = _shifted_spectrum(sfft.ifft2(side, workers=-1), wave_vector)
+        local = sfft.ifft2(moved * side_filter, workers=-1)[self.interior]
+        beat = np.conj(reference) * local
+        return _phase_plane(beat) + 0.0
+
+
+def _phase_plane(beat: np.ndarray, n_blocks: int = 4) -> np.ndarray:
+    """-(gradient of the beat's phase)/(2 pi): block sums, weighted plane fit; (d_x, d_y)."""
+    ny, nx = beat.shape
     by = ny // n_blocks
     bx = nx // n_blocks
     blocks = beat[: by * n_blocks, : bx * n_blocks].reshape(n_blocks, by, n_blocks, bx)
