@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -189,6 +189,9 @@ class AcquisitionEngine:
         self._checker = SequenceChecker()
         self._stop = threading.Event()
         self._live_thread: threading.Thread | None = None
+        self._stream: Iterator[Any] | None = None
+        self._stream_next = -1
+        self._end_time_point: int | None = None
         self.report = EngineReport()
 
     def stop(self) -> None:
@@ -203,6 +206,7 @@ class AcquisitionEngine:
     def run(self, n_time_points: int | None, first_time_point: int = 0) -> EngineReport:
         """Acquire ``n_time_points`` (None: until stopped) on schedule; return the report."""
         report = self.report = EngineReport()
+        self._end_time_point = None if n_time_points is None else first_time_point + n_time_points
         start = self._clock()
         failures_in_row = 0
         t = first_time_point
@@ -253,22 +257,45 @@ class AcquisitionEngine:
             if failures_in_row >= self.max_consecutive_failures:
                 break
             t += 1
+        self._close_stream()
         report.elapsed_s = self._clock() - start
         return report
 
     def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
-        """Frames of time point ``t`` as they stream in; on a rig error keep what arrived."""
+        """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.
+
+        With a known end and a source offering ``stream(plan, time_points, timeout_s)`` the
+        devices are armed once for the rest of the run (one trigger burst per time point);
+        after an error a fresh stream starts at the next time point.
+        """
         frames: list[Any] = []
-        stream = getattr(self.source, "stream_time_point", None)
+        n_frames = len(self.channel_lasers) * self.n_patterns
         try:
-            if stream is not None:
-                for frame in stream(self.plan, t, self.timeout_s):
-                    frames.append(frame)
+            if self._end_time_point is not None and hasattr(self.source, "stream"):
+                if self._stream is None or self._stream_next != t:
+                    self._close_stream()
+                    points = list(range(t, self._end_time_point))
+                    self._stream = iter(self.source.stream(self.plan, points, self.timeout_s))
+                for _ in range(n_frames):
+                    frames.append(next(self._stream))
+                self._stream_next = t + 1
+            elif hasattr(self.source, "stream_time_point"):
+                frames.extend(self.source.stream_time_point(self.plan, t, self.timeout_s))
             else:
                 frames = list(self.source.acquire_time_point(self.plan, t, self.timeout_s))
         except RigError as exc:
+            self._close_stream()
             return frames, exc
+        except StopIteration:
+            self._close_stream()
+            return frames, RigError(f"time point {t}: the frame stream ended early")
         return frames, None
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # runs the rig's clean-up (disarm)
 
     def start_live(self) -> None:
         """Run continuously on a thread (GUI live view) until :meth:`stop_live`."""

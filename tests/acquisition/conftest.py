@@ -60,3 +60,20 @@ class ScriptedSource:
 @pytest.fixture
 def source() -> ScriptedSource:
     return ScriptedSource()
+
+
+@dataclass
+class StreamingSource(ScriptedSource):
+    """The rig's run-long form: devices armed once per stream, counted."""
+
+    streams_opened: int = 0
+    streams_closed: int = 0
+
+    def stream(self, plan: Any, time_points: list[int], timeout_s: float
+               ) -> Iterator[TaggedFrame]:
+        self.streams_opened += 1
+        try:
+            for t in time_points:
+                yield from self.stream_time_point(plan, t, timeout_s)
+        finally:
+            self.streams_closed += 1

@@ -8,7 +8,7 @@ import numpy as np
 
 from acquisition.engine import AcquisitionEngine, SequenceChecker, TimePoint
 
-from .conftest import ScriptedSource, expected_frame
+from .conftest import ScriptedSource, StreamingSource, expected_frame
 
 
 def collect(source: ScriptedSource, n: int, interval_s: float = 0.0
@@ -93,3 +93,13 @@ def test_live_mode_runs_until_stopped() -> None:
     assert not engine.is_live and engine.report.stopped_reason == "stopped"
     n = len(count)
     assert count == list(range(n))
+
+
+def test_run_long_stream_is_armed_once_and_reopened_after_an_error() -> None:
+    source = StreamingSource(fail_at={2: 3})
+    engine, points = collect(source, 5)
+    assert [p.index for p in points] == [0, 1, 2, 3, 4]
+    assert source.streams_opened == 2 and source.streams_closed == 2
+    assert points[2].sets[0].sequences[:3].tolist() == [18, 19, 20]
+    assert all(p.sets[0].complete for p in points if p.index != 2)
+    assert [g.kind for g in engine.report.gaps].count("rig_error") == 1
