@@ -1,0 +1,85 @@
+"""SIM pattern parameter estimation against the emulator's known patterns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.otf import OtfModel
+from calibration.sim_parameters import SimParameters, estimate_sim_parameters
+from sim_emulator.illumination import SimPatterns
+from sim_emulator.microscope import EmulatorConfig, Microscope
+
+
+def _emulated_set(structure: str, photons: float, seed: int, size_px: int = 256):
+    patterns = SimPatterns(phase_error_rad=0.1, angle_error_rad=0.01, error_seed=seed)
+    config = EmulatorConfig(
+        size_px=size_px, photons=photons, seed=seed, structure=structure, patterns=patterns
+    )
+    microscope = Microscope(config)
+    otf = OtfModel(
+        na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True
+    )
+    return microscope.render_set(0.0), microscope.patterns, config.optics.pixel_size_nm, otf
+
+
+def _compare(estimate: SimParameters, truth: SimPatterns, pixel_size_nm: float):
+    """Relative wave-vector errors, worst phase errors and modulation errors per orientation."""
+    true_k = truth.wave_vectors_cycles_per_nm() * pixel_size_nm
+    true_phases = truth.phases_rad()
+    k_errors, phase_errors, modulation_errors = [], [], []
+    for o, k in enumerate(estimate.wave_vectors_cycles_per_px()):
+        # p and -p with negated phases describe the same pattern
+        sign = 1.0 if np.dot(k, true_k[o]) > 0 else -1.0
+        k_errors.append(np.linalg.norm(sign * k - true_k[o]) / np.linalg.norm(true_k[o]))
+        delta = np.angle(np.exp(1j * (sign * estimate.phases_rad()[o] - true_phases[o])))
+        phase_errors.append(np.abs(delta).max())
+        modulation_errors.append(abs(estimate.modulations()[o] - truth.modulation))
+    return np.array(k_errors), np.array(phase_errors), np.array(modulation_errors)
+
+
+@pytest.mark.parametrize(
+    ("structure", "photons", "seed"),
+    [("microtubules", 50.0, 0), ("f-actin", 50.0, 1), ("ccps", 1000.0, 2)],
+)
+def test_recovers_emulator_patterns(structure: str, photons: float, seed: int) -> None:
+    raw, truth, pixel_size_nm, otf = _emulated_set(structure, photons, seed)
+    estimate = estimate_sim_parameters(raw, pixel_size_nm, otf=otf)
+    k_errors, phase_errors, modulation_errors = _compare(estimate, truth, pixel_size_nm)
+    assert estimate.n_orientations == 3 and estimate.n_phases == 3
+    assert k_errors.max() < 0.005, k_errors  # done-when: 0.5 %
+    assert phase_errors.max() < 0.1, phase_errors
+    assert modulation_errors.max() < 0.05, modulation_errors
+    assert all(o.correlation > 0.5 for o in estimate.orientations)
+
+
+def test_modulation_follows_the_pattern_contrast() -> None:
+    raw_high, _, pixel_size_nm, otf = _emulated_set("microtubules", 200.0, 3, size_px=128)
+    low = SimPatterns(modulation=0.5, phase_error_rad=0.1, angle_error_rad=0.01, error_seed=3)
+    config = EmulatorConfig(size_px=128, photons=200.0, seed=3, patterns=low)
+    raw_low = Microscope(config).render_set(0.0)
+    high = estimate_sim_parameters(raw_high, pixel_size_nm, otf=otf).modulations()
+    weak = estimate_sim_parameters(raw_low, pixel_size_nm, otf=otf).modulations()
+    np.testing.assert_allclose(high, 0.9, atol=0.06)
+    np.testing.assert_allclose(weak, 0.5, atol=0.06)
+
+
+def test_parameters_round_trip_as_json() -> None:
+    raw, _, pixel_size_nm, otf = _emulated_set("ccps", 300.0, 4, size_px=64)
+    estimate = estimate_sim_parameters(raw, pixel_size_nm, otf=otf)
+    again = SimParameters.model_validate_json(estimate.model_dump_json())
+    np.testing.assert_array_equal(
+        again.wave_vectors_cycles_per_px(), estimate.wave_vectors_cycles_per_px()
+    )
+    np.testing.assert_allclose(
+        again.wave_vectors_cycles_per_nm(), estimate.wave_vectors_cycles_per_px() / pixel_size_nm
+    )
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match=r"\(P, Y, X\)"):
+        estimate_sim_parameters(np.zeros((9, 16)), 62.6)
+    with pytest.raises(ValueError, match="n_phases=4"):
+        estimate_sim_parameters(np.zeros((9, 16, 16)), 62.6, n_phases=4)
+    with pytest.raises(ValueError, match="pixel_size_nm=0"):
+        estimate_sim_parameters(np.zeros((9, 16, 16)), 0)
