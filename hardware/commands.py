@@ -50,7 +50,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def bench_camera(
         frames: int = typer.Option(3000, help="frames to stream (after a warm-up time point)"),
         size: int = typer.Option(512, help="frame edge in pixels"),
-        render: str = typer.Option("fast", help="emulated camera render mode: fast | physics"),
+        render: str = typer.Option(
+            "fast", help="emulated camera: fast (fresh noise) | physics | replay (noise repeats)"
+        ),
     ) -> None:
         """Emulated raw frames/s through the pymmcore-plus core, triggered and tagged."""
         from hardware.camera_benchmark import measure_camera_throughput

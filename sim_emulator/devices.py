@@ -175,7 +175,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         _register(self, "TriggerActivation", str, lambda: "Edge", lambda _v: None,
                   allowed=("Edge",))
         _register(self, "RenderMode", str, lambda: self._render_mode, self._set_render_mode,
-                  allowed=("physics", "fast"))
+                  allowed=("physics", "fast", "replay"))
         _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
                   self._set_trigger_timeout, limits=(1.0, 3_600_000.0))
         _register(self, "PixelSizeNm", float, self._pixel_size_nm)
@@ -304,7 +304,10 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
     def _render(self, record: DisplayRecord, saturate: bool) -> np.ndarray:
         """The camera image of what the light path showed for `record`."""
         power = record.power_pct if record.shutter_open else 0.0
-        if self._render_mode == "fast":
+        if self._render_mode == "replay":
+            image = self.bench.replay_frame(record.mode, record.pattern, record.laser_nm, power,
+                                            record.exposure_ms, record.time_s)
+        elif self._render_mode == "fast":
             source = self.bench.fast_source(record.mode)
             image = source.frame(record.time_s, record.pattern, record.laser_nm, power,
                                  record.exposure_ms)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from hardware.pattern_layout import LASER_LINES_NM, PatternMode, decode_slm_index
 from sim_emulator.devices_faults import FaultPlan
 
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
 logger = logging.getLogger(__name__)
+
+REPLAY_BANK = 8  # frames per setting in the replay render mode
+_REPLAY_SETTINGS = 64  # settings kept before the replay banks are rebuilt
 
 class DisplaySource(Protocol):
     """A device whose current output the camera sees (SLM, AOTF, rotator, shutter)."""
@@ -55,6 +60,8 @@ class OpticalBench:
         self._config: EmulatorConfig | None = None
         self._microscopes: dict[str, Microscope] = {}
         self._fast_sources: dict[str, Any] = {}
+        self._replay: dict[tuple[Any, ...], list[np.ndarray]] = {}
+        self._replay_count = 0
         self.faults = FaultPlan()
         self._line = threading.Condition()
         self._pending = 0
@@ -77,6 +84,7 @@ class OpticalBench:
         self._config = config
         self._microscopes.clear()
         self._fast_sources.clear()
+        self._replay.clear()
         self.faults = faults or FaultPlan()
         self.display_log.clear()
         self.triggers_fired = 0
@@ -108,6 +116,26 @@ class OpticalBench:
 
             self._fast_sources[key] = FastFrameSource(self.microscope(key))
         return self._fast_sources[key]
+
+    def replay_frame(
+        self, mode: PatternMode, pattern: int | None, laser_nm: int, power_pct: float,
+        exposure_ms: float, time_s: float,
+    ) -> np.ndarray:
+        """A frame from a small bank of fast-path frames per setting, cycled (noise repeats
+        every REPLAY_BANK frames of one pattern): transport throughput only, not for data."""
+        key = (mode, pattern, laser_nm, power_pct, exposure_ms)
+        bank = self._replay.get(key)
+        if bank is None:
+            if len(self._replay) > _REPLAY_SETTINGS:
+                self._replay.clear()
+            source = self.fast_source(mode)
+            bank = [
+                source.frame(time_s + i * 0.25, pattern, laser_nm, power_pct, exposure_ms)
+                for i in range(REPLAY_BANK)
+            ]
+            self._replay[key] = bank
+        self._replay_count += 1
+        return bank[self._replay_count % REPLAY_BANK]
 
     def _config_for(self, mode: str) -> EmulatorConfig:
         config = self.config

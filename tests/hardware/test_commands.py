@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -35,8 +36,9 @@ def test_rig_check_reports_a_bad_cfg_line(tmp_path: Path) -> None:
     assert f"line {n_lines}: Property,SLM,PatternIndex,9999" in result.output
 
 
-def test_camera_throughput_counts_every_streamed_frame() -> None:
-    result = measure_camera_throughput(n_frames=45, size_px=64, render_mode="fast")
+@pytest.mark.parametrize("render_mode", ["fast", "replay"])
+def test_camera_throughput_counts_every_streamed_frame(render_mode: str) -> None:
+    result = measure_camera_throughput(n_frames=45, size_px=64, render_mode=render_mode)
     assert result.frames == 45
     assert result.frames_per_s > 0
     assert result.megabytes_per_s == result.frames_per_s * 64 * 64 * 2 / 1e6

@@ -141,3 +141,22 @@ def test_frame_brightness_follows_laser_power(
         assert abs(signal) < 5.0
     else:
         assert signal > 50.0
+
+
+@pytest.mark.parametrize("render_mode", ["fast", "replay"])
+def test_fast_render_modes_show_the_same_patterns(
+    make_emulator: Callable[..., Rig], render_mode: str
+) -> None:
+    rig = make_emulator(size_px=96)
+    rig.backend.set_property(rig.camera.label, "RenderMode", render_mode)
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=100, exposure_ms=10),))
+    frames = rig.acquire_time_point(plan, 0, timeout_s=30.0)
+    k = rig.bench.microscope("sim").patterns.wave_vectors_cycles_per_nm()
+    pixel_nm = rig.camera.pixel_size_nm
+    k_px = float(np.hypot(*k[0])) * pixel_nm
+    expected_deg = np.degrees(np.arctan2(k[:, 1], k[:, 0])) % 180.0
+    for frame in frames:
+        angle = carrier_angle_deg(frame.image, k_px)
+        diff = abs((angle - expected_deg[frame.tag.orientation] + 90.0) % 180.0 - 90.0)
+        assert diff < np.degrees(1.5 / (96 * k_px))
+    assert not np.array_equal(frames[0].image, frames[1].image)
