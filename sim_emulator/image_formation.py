@@ -139,13 +139,16 @@ class ImageFormation:
             fine_image=fine, fine_spectrum=full, base=band * self.base_transfer
         )
 
-    def _band_of_modulated(self, modulated: np.ndarray) -> np.ndarray:
-        """Camera-band (Y, X) DFT of a fine-grid complex image, zero outside the OTF support."""
+    def _band_of_modulated(self, modulated: np.ndarray, ramp_y: np.ndarray) -> np.ndarray:
+        """Camera-band (Y, X) DFT of ``modulated * ramp_y[:, None]`` (a fine-grid complex
+        image), zero outside the OTF support; the y ramp is applied after the x transform,
+        on the columns kept only."""
         fy, fx = self.fine_shape
         sx, sy = self._support_x, self._support_y
         columns = np.r_[0:sx, fx - sx + 1 : fx]
         along_x = scipy.fft.fft(modulated, axis=1, workers=self.workers, overwrite_x=True)
         picked = along_x[:, columns]
+        picked *= ramp_y[:, None]
         along_y = scipy.fft.fft(picked, axis=0, workers=self.workers, overwrite_x=True)
         rows = np.r_[0:sy, fy - sy + 1 : fy]
         band = np.zeros(self.shape, dtype=np.complex64)
@@ -164,8 +167,7 @@ class ImageFormation:
             ramp_y = np.exp(2j * np.pi * ky * self._fine_y_nm).astype(np.complex64)
             ramp_x = np.exp(2j * np.pi * kx * self._fine_x_nm).astype(np.complex64)
             modulated = np.multiply(spectra.fine_image, ramp_x[None, :], dtype=np.complex64)
-            modulated *= ramp_y[:, None]
-            band = self._band_of_modulated(modulated)
+            band = self._band_of_modulated(modulated, ramp_y)
             rows = (-self._rows) % self.shape[0]
             cols = (-self._cols[: self._half]) % self.shape[1]
             minus = np.conj(band[np.ix_(rows, cols)])
