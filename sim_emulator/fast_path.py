@@ -11,6 +11,7 @@ by up to ``jitter_px`` on a circle as time passes. Use the full model for physic
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import scipy.ndimage
@@ -62,6 +63,7 @@ class FastFrameSource:
         self._photons: dict[int, np.ndarray] = {}  # laser key -> (len(patterns), K, Y, X)
         self._ready: dict[tuple[int | None, int, int, float, float], tuple[np.ndarray, ...]] = {}
         self._buffer = np.empty(self.shape, dtype=np.float32)
+        self._lock = threading.Lock()  # the emulated camera renders from its own thread
 
     def _laser_key(self, laser_nm: float | None) -> int | None:
         if laser_nm is None:
@@ -128,17 +130,18 @@ class FastFrameSource:
         index = 0 if pattern is None or self.microscope.patterns.mode == "wf" else pattern + 1
         phase = (time_s / self.jitter_period_s) % 1.0
         k = int(phase * self.n_offsets) % self.n_offsets
-        mean, sigma = self._mean_sigma(
-            self._laser_key(laser_nm), index, k, float(power_pct), float(exposure_ms)
-        )
-        size = mean.size
-        start = int(self._rng.integers(0, self._noise.size - size))
-        noise = self._noise[start : start + size].reshape(self.shape)
-        out = self._buffer
-        np.multiply(noise, sigma, out=out)
-        out += mean
-        np.clip(out, 0.0, self._max_adu, out=out)
-        return out.astype(np.uint16)
+        with self._lock:
+            mean, sigma = self._mean_sigma(
+                self._laser_key(laser_nm), index, k, float(power_pct), float(exposure_ms)
+            )
+            size = mean.size
+            start = int(self._rng.integers(0, self._noise.size - size))
+            noise = self._noise[start : start + size].reshape(self.shape)
+            out = self._buffer
+            np.multiply(noise, sigma, out=out)
+            out += mean
+            np.clip(out, 0.0, self._max_adu, out=out)
+            return out.astype(np.uint16)
 
     def set_frames(
         self, time_s: float, laser_nm: float | None, power_pct: float, exposure_ms: float

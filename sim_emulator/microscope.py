@@ -9,6 +9,7 @@ camera offset and noise only, as on a rig.
 from __future__ import annotations
 
 import logging
+import threading
 import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from calibration.photon_count import average_photon_count
 from sim_emulator.illumination import SimPatterns
 from sim_emulator.image_formation import ImageFormation, SampleSpectra
 from sim_emulator.optics import Optics
-from sim_emulator.samples import STRUCTURES, Dynamics, Sample
+from sim_emulator.samples import STRUCTURES, Dynamics, PointCloud, Sample
 from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class Microscope:
         self.noise = NoiseSource(np.random.default_rng([c.seed, 0x51A]))
         self._cache: OrderedDict[tuple[float, int], SampleSpectra] = OrderedDict()
         self._photon_scale: dict[int, float] = {}
+        self._lock = threading.RLock()  # the emulated camera renders from its own thread
 
     # ----------------------------------------------------------------- properties
     @property
@@ -183,8 +185,6 @@ class Microscope:
             self._cache.move_to_end(key)
             return self._cache[key]
         clouds = self.sample.component_points(key[0])
-        from sim_emulator.samples import PointCloud
-
         cloud = PointCloud.concatenate([clouds[i] for i in components])
         spectra = self.formation.spectra(cloud)
         self._cache[key] = spectra
@@ -223,8 +223,9 @@ class Microscope:
         if not components or power_pct == 0 or exposure_ms == 0:
             return np.zeros(shape, dtype=np.float32)
         dose = (power_pct / c.reference_power_pct) * (exposure_ms / c.reference_exposure_ms)
-        images = self.formation.frames(self._spectra(time_s, components), patterns)
-        images *= np.float32(self._scale(components) * dose)
+        with self._lock:
+            images = self.formation.frames(self._spectra(time_s, components), patterns)
+            images *= np.float32(self._scale(components) * dose)
         return images
 
     # ----------------------------------------------------------------- public API
@@ -238,7 +239,8 @@ class Microscope:
     ) -> np.ndarray:
         """One camera exposure of what the SLM/AOTF show: uint16 (Y, X), full physics."""
         photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms)[0]
-        return self.sensor.expose(photons, exposure_ms, self.noise)
+        with self._lock:
+            return self.sensor.expose(photons, exposure_ms, self.noise)
 
     def render_set(
         self,
@@ -259,27 +261,30 @@ class Microscope:
         if self.patterns.mode == "wf":
             patterns = [None]
         photons = self.expected_photons(time_s, patterns, line, power, exposure)
-        return np.stack([self.sensor.expose(p, exposure, self.noise) for p in photons])
+        with self._lock:
+            return np.stack([self.sensor.expose(p, exposure, self.noise) for p in photons])
 
     def ground_truth(self, time_s: float, laser_nm: float | None = None) -> GroundTruth:
         """Noiseless wide-field and SR target at ``time_s`` (all labels when laser_nm is None)."""
         components = self._components_for(laser_nm)
         if not components:
             raise ValueError(f"laser_nm={laser_nm} excites no label of this sample")
-        spectra = self._spectra(time_s, components)
-        scale = self._scale(self._components_for(laser_nm))
-        wf = self.formation.frames(spectra, [None])[0] * np.float32(scale)
-        sr = self.formation.super_resolved(spectra) * np.float32(scale)
+        with self._lock:
+            spectra = self._spectra(time_s, components)
+            scale = self._scale(components)
+            wf = self.formation.frames(spectra, [None])[0] * np.float32(scale)
+            sr = self.formation.super_resolved(spectra) * np.float32(scale)
         return GroundTruth(wf=self._to_output(wf, 1), sr=self._to_output(sr, self.sr_factor))
 
     def ground_truth_components(self, time_s: float) -> np.ndarray:
         """One SR target per sample component: float32 (n_components, sY, sX)."""
-        total = self._scale(list(range(len(self.lasers))))
         out = []
-        for i in range(len(self.lasers)):
-            spectra = self._spectra(time_s, [i])
-            sr = self.formation.super_resolved(spectra) * np.float32(total)
-            out.append(self._to_output(sr, self.sr_factor))
+        with self._lock:
+            for i, line in enumerate(self.lasers):
+                scale = self._scale(self._components_for(line))  # photons of i's channel
+                spectra = self._spectra(time_s, [i])
+                sr = self.formation.super_resolved(spectra) * np.float32(scale)
+                out.append(self._to_output(sr, self.sr_factor))
         return np.stack(out)
 
     def _to_output(self, image: np.ndarray, factor: int) -> np.ndarray:
