@@ -28,19 +28,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         try:
             role_map = RoleMap.from_toml(roles) if roles else None
-            rig = Rig.from_config(config, role_map) if config else Rig.emulator()
+            rig = Rig.from_config(config, role_map) if config else Rig.emulator(roles=role_map)
         except ConfigError as e:
             typer.echo(f"configuration error: {e}")
             raise typer.Exit(2) from e
         with rig:
             results = run_checks(rig)
-        failed = 0
-        for check, failure in results:
-            status = "ok  " if failure is None else "FAIL"
-            typer.echo(f"{status} {check.role:8s} {check.name}" + ("" if failure is None else
-                                                                f": {failure}"))
-            failed += failure is not None
-        typer.echo(f"{len(results) - failed}/{len(results)} checks passed")
+        for check, verdict, message in results:
+            detail = f": {message}" if message else ""
+            typer.echo(f"{verdict:4s} {check.role:8s} {check.name}{detail}")
+        failed = sum(verdict == "FAIL" for _, verdict, _ in results)
+        skipped = sum(verdict == "skip" for _, verdict, _ in results)
+        typer.echo(f"{len(results) - failed - skipped}/{len(results)} checks passed, "
+                   f"{skipped} skipped (no such device), {failed} failed")
         if failed:
             raise typer.Exit(1)
 

@@ -26,6 +26,10 @@ class ConformanceFailure(AssertionError):  # noqa: N818 (an assertion, read as "
     """A device does not behave as its role promises."""
 
 
+class NotApplicable(Exception):  # noqa: N818 (a verdict, not an error)
+    """The rig has no device for this role (its role map says so): the check is skipped."""
+
+
 @dataclass(frozen=True)
 class Check:
     """One conformance check: the role it covers, its name, and the function."""
@@ -146,7 +150,7 @@ def slm_patterns(rig: Rig) -> None:
 # ------------------------------------------------------------------ rotator, shutter
 def rotator_states(rig: Rig) -> None:
     if rig.rotator is None:
-        raise CapabilityError("this rig has no polarization rotator in its role map")
+        raise NotApplicable("this rig has no polarization rotator in its role map")
     for state in (0, 1, 2, 3):
         rig.rotator.set_state(state)
         _expect(rig.rotator.state == state, f"rotator in {rig.rotator.state}, not {state}")
@@ -156,7 +160,7 @@ def rotator_states(rig: Rig) -> None:
 
 def shutter_open_close(rig: Rig) -> None:
     if rig.shutter is None:
-        raise CapabilityError("this rig has no shutter in its role map")
+        raise NotApplicable("this rig has no shutter in its role map")
     rig.shutter.set_open(True)
     _expect(rig.shutter.is_open, "shutter closed after opening")
     rig.shutter.set_open(False)
@@ -191,14 +195,16 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(rig: Rig) -> list[tuple[Check, str | None]]:
-    """Run every check; (check, None) when it passed, else (check, the failure message)."""
-    results: list[tuple[Check, str | None]] = []
+def run_checks(rig: Rig) -> list[tuple[Check, str, str]]:
+    """Run every check: (check, "ok" | "skip" | "FAIL", message)."""
+    results: list[tuple[Check, str, str]] = []
     for check in CHECKS:
         try:
             check.run(rig)
+        except NotApplicable as e:
+            results.append((check, "skip", str(e)))
         except (ConformanceFailure, RigError, ValueError) as e:
-            results.append((check, f"{type(e).__name__}: {e}"))
+            results.append((check, "FAIL", f"{type(e).__name__}: {e}"))
         else:
-            results.append((check, None))
+            results.append((check, "ok", ""))
     return results

@@ -24,7 +24,16 @@ def _app() -> typer.Typer:
 def test_rig_check_passes_on_the_emulator_cfg() -> None:
     result = CliRunner().invoke(_app(), ["rig", "check", "--config", str(EMULATOR_CFG)])
     assert result.exit_code == 0, result.output
-    assert "11/11 checks passed" in result.output
+    assert "11/11 checks passed, 0 skipped (no such device), 0 failed" in result.output
+
+
+def test_rig_check_skips_a_role_the_rig_lacks(tmp_path: Path) -> None:
+    roles = tmp_path / "roles.toml"
+    roles.write_text('[roles]\nrotator = ""\n')
+    result = CliRunner().invoke(_app(), ["rig", "check", "--roles", str(roles)])
+    assert result.exit_code == 0, result.output
+    assert "skip rotator  states: this rig has no polarization rotator" in result.output
+    assert "10/11 checks passed, 1 skipped (no such device), 0 failed" in result.output
 
 
 def test_rig_check_reports_a_bad_cfg_line(tmp_path: Path) -> None:
