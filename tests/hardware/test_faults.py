@@ -91,3 +91,16 @@ def test_rig_recovers_after_a_fault(make_emulator: Callable[..., Rig]) -> None:
     rig.emulator_hub().configure(rig.bench.config, None)
     frames = rig.acquire_time_point(PLAN, 1, timeout_s=20.0)
     assert len(frames) == 18
+
+
+def test_stream_names_the_time_point_where_sync_was_lost(
+    make_emulator: Callable[..., Rig],
+) -> None:
+    rig = make_emulator(faults=FaultPlan(pattern_out_of_sync_at=22))
+    seen: list[int] = []
+    lost = r"time point 11: .*advanced 36 patterns, it reports 37"
+    with pytest.raises(SequenceMismatch, match=lost):
+        for frame in rig.stream(PLAN, [10, 11, 12, 13], timeout_s=5.0):
+            seen.append(frame.tag.time_point)
+    assert seen == [10] * 18 + [11] * 18
+    assert rig.bench.triggers_fired == 36  # nothing fired for time points 12, 13
