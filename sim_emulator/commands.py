@@ -108,11 +108,12 @@ def bench_emulator_command(
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     sets: int = typer.Option(20, "--sets", min=1, help="Full-physics SIM sets to time."),
     frames: int = typer.Option(4000, "--frames", min=1, help="Fast-path frames to time."),
+    mode: Mode = typer.Option(Mode.sim, "--mode"),
 ) -> None:
     """Full-physics 9-frame sets/s and fast-path raw frames/s (targets: 10 and 2,000 at 512)."""
     from sim_emulator.throughput import measure_throughput
 
-    result = measure_throughput(size, structure.value, sets, frames)
+    result = measure_throughput(size, structure.value, sets, frames, mode.value)
     typer.echo(
         f"full physics: {result.full_sets_per_s:.1f} sets/s wall, "
         f"{result.full_sets_per_cpu_s:.1f} per CPU-s "

@@ -19,7 +19,7 @@ from sim_emulator.optics import Optics
 SimMode = Literal["wf", "sim", "nlsim"]
 
 _DEFAULT_GRID = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
-_HARMONIC_FLOOR = 1e-4  # saturation harmonics weaker than this (relative to c_0) are dropped
+_HARMONIC_FLOOR = 1e-2  # saturation harmonics weaker than 1 % of c_0 are not rendered
 _MAX_HARMONIC = 4
 
 

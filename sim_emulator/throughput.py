@@ -28,9 +28,12 @@ def measure_throughput(
     structure: str = "microtubules",
     sets: int = 20,
     fast_frames: int = 4000,
+    mode: str = "sim",
 ) -> EmulatorThroughput:
     """Time ``sets`` full-physics sets (a new sample state every set) and fast-path frames."""
-    config = EmulatorConfig.model_validate({"size_px": size_px, "structure": structure})
+    config = EmulatorConfig.model_validate(
+        {"size_px": size_px, "structure": structure, "patterns": {"mode": mode}}
+    )
     microscope = Microscope(config)
     step = config.time_resolution_s
     microscope.render_set(0.0)  # warm-up: sample built, FFT plans made
@@ -43,10 +46,11 @@ def measure_throughput(
     n = microscope.n_patterns
     for pattern in range(n):  # pre-render every pattern and jitter offset
         for k in range(source.n_offsets):
-            source.frame(k * source.jitter_period_s / source.n_offsets, pattern, 488.0, 100.0, 10.0)
+            when_s = k * source.jitter_period_s / source.n_offsets
+            source.frame(when_s, pattern if mode != "wf" else None, 488.0, 100.0, 10.0)
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(fast_frames):
-        source.frame(i * 1e-3, i % n, 488.0, 100.0, 10.0)
+        source.frame(i * 1e-3, (i % n) if mode != "wf" else None, 488.0, 100.0, 10.0)
     fast_s = time.perf_counter() - start
     fast_cpu_s = time.process_time() - cpu
     return EmulatorThroughput(
