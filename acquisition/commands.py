@@ -94,7 +94,7 @@ def demo_command(
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
     protocol = _load_protocol(None, True, output, timepoints, None, None, None, True)
-    summary = _record(protocol, size_px, fsync=False)
+    summary = _record(protocol, size_px, fsync=False, static_sample=True)
     _print_summary(summary)
     quality = _demo_quality(protocol.output)
     if quality:
@@ -168,17 +168,23 @@ def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | No
     return protocol
 
 
-def _open_rig(protocol: Protocol, size_px: int) -> tuple[Any, dict[str, Any]]:
+def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
+              ) -> tuple[Any, dict[str, Any]]:
     """The rig for a protocol and the metadata describing it (optics, camera, lasers, seed)."""
     from hardware.rig import Rig
 
     metadata: dict[str, Any] = {}
     if protocol.rig == "emulator":
         from sim_emulator.microscope import EmulatorConfig
+        from sim_emulator.samples import Dynamics
 
         roi = protocol.roi
         size = (roi.height, roi.width) if roi else (size_px, size_px)
         config = EmulatorConfig(size_px=size, seed=protocol.emulator_seed)
+        if static_sample:  # the demo compares SR with one ground truth: hold the sample still
+            config = config.model_copy(update={"dynamics": Dynamics(
+                drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
+                bleach_rate_per_s=0.0)})
         rig = Rig.emulator(config)
         metadata["emulator"] = config.model_dump(mode="json")
         metadata["emulator_seed"] = protocol.emulator_seed
@@ -195,7 +201,8 @@ def _open_rig(protocol: Protocol, size_px: int) -> tuple[Any, dict[str, Any]]:
     return rig, metadata
 
 
-def _record(protocol: Protocol, size_px: int, fsync: bool) -> RunSummary:
+def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False
+            ) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -215,7 +222,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool) -> RunSummary:
                                    exposure_ms=c.exposure_ms) for c in protocol.channels),
         mode=protocol.mode)
     try:
-        rig, metadata = _open_rig(protocol, size_px)
+        rig, metadata = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
     except (RigError, ValueError) as exc:
         typer.echo(f"error: rig cannot run this protocol: {exc}", err=True)
@@ -275,20 +282,33 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def _demo_quality(path: Path) -> str:
-    """SR vs wide-field sharpness summary (cheap); empty when no SR was recorded."""
+    """SR and wide-field of the last time point scored against the emulator's ground truth."""
     import h5py
     import numpy as np
 
     from acquisition import run_file
+    from inference.evaluation import score
+    from sim_emulator.microscope import EmulatorConfig, Microscope
 
     with h5py.File(path, "r") as h5:
-        if run_file.SR_GROUP not in h5 or not len(h5[run_file.SR_GROUP]):
+        meta = run_file.read_metadata(h5)
+        if run_file.SR_GROUP not in h5 or not len(h5[run_file.SR_GROUP]) or "emulator" not in meta:
             return ""
         name = next(iter(h5[run_file.SR_GROUP]))
-        sr = h5[run_file.SR_GROUP][name][()]
-    finite = np.isfinite(sr[:, 0, 0, 0])
-    if not finite.any():
-        return f"SR ({name}): no frames recorded"
-    frames = sr[finite, 0]
-    return (f"SR ({name}): {int(finite.sum())} frames, mean {float(frames.mean()):.3f}, "
-            f"range [{float(frames.min()):.3f}, {float(frames.max()):.3f}]")
+        sr_all = h5[run_file.SR_GROUP][name][:, 0]
+        wf = h5[run_file.WIDEFIELD][-1, 0]
+    written = np.flatnonzero(np.isfinite(sr_all[:, 0, 0]))
+    if not len(written):
+        return f"SR quality: no {name} frame was recorded"
+    sr = sr_all[written[-1]]
+    laser_nm = float(meta["protocol"]["channels"][0]["laser_nm"])
+    truth = Microscope(EmulatorConfig.model_validate(meta["emulator"])).ground_truth(
+        0.0, laser_nm).sr
+    factor = truth.shape[0] // wf.shape[0]
+    wf_up = np.kron(wf, np.ones((factor, factor), np.float32))
+    rows = []
+    for label, image in ((name, sr), ("wide-field (upsampled)", wf_up)):
+        scores = score(image[None], truth[None])
+        rows.append(f"  {label:24s} NRMSE {float(scores.nrmse[0]):.3f}  "
+                    f"SSIM {float(scores.ssim[0]):.3f}  Pearson {float(scores.pearson[0]):.3f}")
+    return "quality vs emulator ground truth (last time point):\n" + "\n".join(rows)

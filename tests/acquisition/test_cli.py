@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from acquisition import run_file
 from acquisition.cli import build_app
 from acquisition.recovery import describe_run_file
+from inference.reconstruction import make_reconstructor
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
 
@@ -45,6 +46,11 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         if sr_name == "wiener":  # the fallback is explicit in the file
             assert "not installed" in model["note"] and "reconstruction_fallback" in kinds
         assert meta["emulator_seed"] == 0 and meta["software_version"]
+        raw = h5["raw"][:, 0]
+    # The SR frames in the file are exactly what the reconstruction makes of the raw in the file.
+    reconstructor = make_reconstructor(sr_name, mode="sim")
+    for t in range(20):
+        np.testing.assert_array_equal(reconstructor.reconstruct(raw[t]).image, sr[t, 0])
 
 
 def test_bad_protocol_exits_2_naming_field_and_value(tmp_path: Path) -> None:
