@@ -1,0 +1,117 @@
+"""IMC-SR (Wang et al. 2021): RCAN-style network separating one SR image into structure channels.
+
+conv3x3 + GELU head; residual groups of residual channel-attention blocks (RCABs), each group
+with a skip from its input to its output; a conv-GELU module and a conv + sigmoid tail giving
+one channel per structure. The temporal variant takes three consecutive SR frames as input
+channels and separates the middle one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from inference.models.registry import register_architecture
+
+
+class ImcsrOptions(BaseModel):
+    """Architecture options; defaults are the paper's (width 64, 5 groups x 10 RCABs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_frames: Literal[1, 3] = Field(
+        default=1, description="1: single SR frame; 3: frames t-1, t, t+1 (separates t)"
+    )
+    output_channels: int = Field(default=3, ge=1, le=16, description="one per structure")
+    width: int = Field(default=64, ge=1, description="feature channels")
+    groups: int = Field(default=5, ge=1, description="residual groups")
+    blocks: int = Field(default=10, ge=1, description="RCABs per residual group")
+    reduction: int = Field(default=16, ge=1, description="channel reduction in the attention")
+    channel_names: tuple[str, ...] = Field(
+        default=("ccps", "microtubules", "f-actin"), description="structure of each output"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ImcsrOptions:
+        if len(self.channel_names) != self.output_channels:
+            raise ValueError(
+                f"channel_names={list(self.channel_names)} must name each of the "
+                f"{self.output_channels} output_channels"
+            )
+        return self
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="none")
+
+
+class ChannelAttention(nn.Module):
+    """Global average pool, reduce (1x1 conv), ReLU, expand (1x1 conv), sigmoid, rescale."""
+
+    def __init__(self, width: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(width // reduction, 1)
+        self.reduce = nn.Conv2d(width, hidden, 1)
+        self.expand = nn.Conv2d(hidden, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = F.adaptive_avg_pool2d(x, 1)
+        weights = torch.sigmoid(self.expand(F.relu(self.reduce(weights))))
+        return x * weights
+
+
+class Rcab(nn.Module):
+    """Residual channel-attention block: two conv-GELU modules, channel attention, skip."""
+
+    def __init__(self, width: int, reduction: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.attention = ChannelAttention(width, reduction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _gelu(self.conv2(_gelu(self.conv1(x))))
+        return x + self.attention(y)
+
+
+class ResidualGroup(nn.Module):
+    """`blocks` RCABs with a skip connection from the group input to the group output."""
+
+    def __init__(self, width: int, blocks: int, reduction: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(Rcab(width, reduction) for _ in range(blocks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.blocks(x)
+
+
+class Imcsr(nn.Module):
+    """(N, input_frames, Y, X) SR image(s) in [0, 1] -> (N, output_channels, Y, X) in [0, 1]."""
+
+    def __init__(self, options: ImcsrOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or ImcsrOptions()
+        o = self.options
+        self.head = nn.Conv2d(o.input_frames, o.width, 3, padding=1)
+        self.groups = nn.Sequential(
+            *(ResidualGroup(o.width, o.blocks, o.reduction) for _ in range(o.groups))
+        )
+        self.tail = nn.Conv2d(o.width, o.width, 3, padding=1)
+        self.output = nn.Conv2d(o.width, o.output_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.options.input_frames:
+            raise ValueError(
+                f"IMC-SR expects (N, {self.options.input_frames}, Y, X), got {tuple(x.shape)}"
+            )
+        features = self.groups(_gelu(self.head(x)))
+        return torch.sigmoid(self.output(_gelu(self.tail(features))))
+
+
+register_architecture(
+    "imcsr", ImcsrOptions, Imcsr, "IMC-SR structure separation (Wang et al. 2021)"
+)
