@@ -65,3 +65,16 @@ def test_config_from_toml_and_errors_name_field_and_value(tmp_path: Path) -> Non
     bad.write_text("[sensor]\nqe = 1.5\n")
     with pytest.raises(ValueError, match=r"bad.toml.*sensor.qe=1.5"):
         EmulatorConfig.from_toml(bad)
+
+
+def test_config_survives_a_json_round_trip_as_run_metadata() -> None:
+    """acquisition stores model_dump(mode="json") and rebuilds the emulator from it."""
+    import json
+
+    from sim_emulator.microscope import Microscope
+
+    config = EmulatorConfig(size_px=(40, 56), seed=3, structure="mix", patterns={"mode": "nlsim"})
+    rebuilt = EmulatorConfig.model_validate(json.loads(json.dumps(config.model_dump(mode="json"))))
+    assert rebuilt == config
+    first = Microscope(config).ground_truth(0.0, 488.0).sr
+    assert np.array_equal(first, Microscope(rebuilt).ground_truth(0.0, 488.0).sr)
