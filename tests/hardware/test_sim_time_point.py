@@ -23,14 +23,17 @@ TWO_COLOUR = SequencePlan(
 
 def carrier_angle_deg(image: np.ndarray, k_cycles_per_px: float) -> float:
     """Angle (deg, mod 180) of the strongest spectral peak on the ring |k| = carrier."""
-    img = image.astype(np.float64) - image.mean()
-    spectrum = np.fft.fft2(img)
-    fy = np.fft.fftfreq(img.shape[0])[:, None]
-    fx = np.fft.fftfreq(img.shape[1])[None, :]
-    ring = np.abs(np.hypot(fx, fy) - k_cycles_per_px) < 1.5 / img.shape[0]
+    return ring_peak_angle_deg(np.abs(np.fft.fft2(image - image.mean())), k_cycles_per_px)
+
+
+def ring_peak_angle_deg(magnitude: np.ndarray, k_cycles_per_px: float) -> float:
+    """Angle (deg, mod 180) of the largest value of an FFT magnitude on the ring |k|."""
+    fy = np.fft.fftfreq(magnitude.shape[0])[:, None]
+    fx = np.fft.fftfreq(magnitude.shape[1])[None, :]
+    ring = np.abs(np.hypot(fx, fy) - k_cycles_per_px) < 1.5 / magnitude.shape[0]
     # one half-plane, so each carrier appears once (its conjugate is the other half)
     half = (fy > 0) | ((fy == 0) & (fx > 0))
-    masked = np.where(ring & half, np.abs(spectrum), 0.0)
+    masked = np.where(ring & half, magnitude, 0.0)
     iy, ix = np.unravel_index(int(np.argmax(masked)), masked.shape)
     return float(np.degrees(np.arctan2(fy[iy, 0], fx[0, ix])) % 180.0)
 
@@ -160,3 +163,31 @@ def test_fast_render_modes_show_the_same_patterns(
         diff = abs((angle - expected_deg[frame.tag.orientation] + 90.0) % 180.0 - 90.0)
         assert diff < np.degrees(1.5 / (96 * k_px))
     assert not np.array_equal(frames[0].image, frames[1].image)
+
+
+def test_nonlinear_sim_time_point_shows_five_orientations(
+    make_emulator: Callable[..., Rig],
+) -> None:
+    rig = make_emulator(size_px=96)
+    plan = SequencePlan(
+        channels=(ChannelSpec(laser_nm=488, power_pct=100, exposure_ms=10),), mode="nlsim"
+    )
+    frames = rig.acquire_time_point(plan, 0, timeout_s=60.0)
+    assert len(frames) == 25
+    log = rig.bench.display_log
+    assert [(r.mode, r.pattern, r.rotator_state) for r in log] == [
+        ("nlsim", 5 * o + p, 4 + o) for o in range(5) for p in range(5)
+    ]
+    patterns = rig.bench.microscope("nlsim").patterns
+    assert patterns.n_patterns == 25
+    k = patterns.wave_vectors_cycles_per_nm()
+    k_px = float(np.hypot(*k[0])) * rig.camera.pixel_size_nm
+    expected_deg = np.degrees(np.arctan2(k[:, 1], k[:, 0])) % 180.0
+    for o in range(5):
+        # minus the mean over the 5 phases: the sample's own spectrum cancels, the
+        # illumination's carriers remain
+        stack = np.stack([f.image.astype(np.float64) for f in frames[5 * o : 5 * o + 5]])
+        modulated = np.abs(np.fft.fft2(stack - stack.mean(axis=0))).sum(axis=0)
+        angle = ring_peak_angle_deg(modulated, k_px)
+        diff = abs((angle - expected_deg[o] + 90.0) % 180.0 - 90.0)
+        assert diff < np.degrees(1.5 / (96 * k_px)), (o, angle, expected_deg[o])
