@@ -15,6 +15,7 @@ POISSON_EXACT_FROM_E = 0.05  # expected electrons from which shot noise is sampl
 POISSON_EXACT_BELOW_E = 8.0  # ...up to this mean (see NoiseSource.electrons)
 _TABLE_SIZE = 65536
 _INVERSION_TERMS = 30  # P(X >= 30 | mean 8) < 1e-8
+_MIN_READ_VARIANCE_E2 = np.float32(1e-6)  # keeps the skewness term finite at zero signal
 
 
 class SensorModel(BaseModel):
@@ -107,11 +108,11 @@ class NoiseSource:
         normal: total-variation distance < 0.3 %).
         """
         lam = np.maximum(expected_e, 0.0, dtype=np.float32)
+        read_variance_e2 = np.maximum(read_variance_e2, _MIN_READ_VARIANCE_E2)
         variance = lam + read_variance_e2
         # x = lam + sigma z + c (z^2 - 1), c = skewness term lam / (6 sigma^2)
-        c = np.maximum(variance, np.float32(1e-6))
-        c *= np.float32(6.0)
-        np.divide(lam, c, out=c)
+        c = np.divide(lam, variance)
+        c *= np.float32(1.0 / 6.0)
         z = self.normal(lam.shape)
         out = np.multiply(c, z)
         out += np.sqrt(variance, out=variance)
@@ -151,7 +152,8 @@ class Sensor:
         self.read_noise_map_e = (
             model.read_noise_e * np.exp(sigma * rng.standard_normal(shape) - sigma**2 / 2)
         ).astype(np.float32)
-        self.read_variance_map_e2 = self.read_noise_map_e**2
+        self.read_variance_map_e2 = np.maximum(self.read_noise_map_e**2, _MIN_READ_VARIANCE_E2)
+        self._offset_plus_half_adu = self.offset_map_adu + np.float32(0.5)
         self.hot_pixel_mask = rng.random(shape) < model.hot_pixel_fraction
         self.dark_current_map_e_per_s = np.where(
             self.hot_pixel_mask, model.hot_pixel_dark_e_per_s, model.dark_current_e_per_s
@@ -188,14 +190,14 @@ class Sensor:
         expected += self.crop(self.dark_current_map_e_per_s) * np.float32(exposure_ms / 1000.0)
         adu = noise.electrons(expected, self.crop(self.read_variance_map_e2))
         adu *= self.crop(self.gain_map_adu_per_e)
-        adu += self.crop(self.offset_map_adu)
+        adu += self.crop(self._offset_plus_half_adu)
         if model.binning > 1:
             b = model.binning
             h, w = adu.shape
-            adu = adu.reshape(h // b, b, w // b, b).sum(axis=(1, 3))
-        np.rint(adu, out=adu)
+            # each summed pixel carried +0.5 for rounding: keep exactly one
+            adu = adu.reshape(h // b, b, w // b, b).sum(axis=(1, 3)) - np.float32(0.5 * (b * b - 1))
         np.clip(adu, 0, model.max_adu, out=adu)
-        return adu.astype(np.uint16)
+        return adu.astype(np.uint16)  # truncation of x + 0.5 rounds (x >= 0 after the clip)
 
     def offset_map_out_adu(self) -> np.ndarray:
         """Expected dark level of each output pixel (ROI and binning applied), in ADU."""
