@@ -108,8 +108,7 @@ class NoiseSource:
         normal: total-variation distance < 0.3 %).
         """
         lam = np.maximum(expected_e, 0.0, dtype=np.float32)
-        read_variance_e2 = np.maximum(read_variance_e2, _MIN_READ_VARIANCE_E2)
-        variance = lam + read_variance_e2
+        variance = lam + np.maximum(read_variance_e2, _MIN_READ_VARIANCE_E2)
         # x = lam + sigma z + c (z^2 - 1), c = skewness term lam / (6 sigma^2)
         c = np.divide(lam, variance)
         c *= np.float32(1.0 / 6.0)
