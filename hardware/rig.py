@@ -306,9 +306,14 @@ class Rig:
                 f"time point {time_point}: {n} triggers fired but only {arrived} of {n} frames "
                 f"arrived within {timeout_s} s: the camera missed {n - arrived} trigger(s)"
             )
+        state = (
+            "stopped responding"
+            if self.backend.camera_running()
+            else "ended its sequence early; see the log for the camera's error"
+        )
         return AcquisitionTimeout(
             f"time point {time_point}: expected {n} frames within {timeout_s} s, {arrived} "
-            f"arrived (camera {self.camera.label!r} stopped responding)"
+            f"arrived (camera {self.camera.label!r} {state})"
         )
 
     def _check_slm_position(self, time_point: int, n: int) -> None:

@@ -163,7 +163,9 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         self._binning = 1
         self._trigger_mode = "Internal"
         self._render_mode = "physics"
-        self._trigger_timeout_ms = 5000.0
+        # an externally triggered sCMOS waits for its next pulse as long as the rig needs
+        # (time-lapse intervals); the rig's own deadlines detect failures much sooner
+        self._trigger_timeout_ms = 3_600_000.0
         self._roi: tuple[int, int, int, int] | None = None
         self._exposure_seq = _Sequencer(self._apply_exposure)
         self.set_property_allowed_values("Binning", ("1", "2", "4"))
@@ -177,7 +179,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         _register(self, "RenderMode", str, lambda: self._render_mode, self._set_render_mode,
                   allowed=("physics", "fast", "replay"))
         _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
-                  self._set_trigger_timeout, limits=(1.0, 3_600_000.0))
+                  self._set_trigger_timeout, limits=(1.0, 86_400_000.0))
         _register(self, "PixelSizeNm", float, self._pixel_size_nm)
 
     def _set_trigger_mode(self, value: str) -> None:

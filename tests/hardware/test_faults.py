@@ -104,3 +104,17 @@ def test_stream_names_the_time_point_where_sync_was_lost(
             seen.append(frame.tag.time_point)
     assert seen == [10] * 18 + [11] * 18
     assert rig.bench.triggers_fired == 36  # nothing fired for time points 12, 13
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_camera_error_is_reported_as_an_early_end(
+    make_emulator: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_emulator()
+
+    def broken_model(mode: str) -> None:
+        raise RuntimeError("sensor overheated")
+
+    monkeypatch.setattr(rig.bench, "microscope", broken_model)
+    with pytest.raises(AcquisitionTimeout, match="0 arrived .*ended its sequence early"):
+        rig.acquire_time_point(PLAN, 0, timeout_s=TIMEOUT_S)
