@@ -116,5 +116,5 @@ def test_camera_error_is_reported_as_an_early_end(
         raise RuntimeError("sensor overheated")
 
     monkeypatch.setattr(rig.bench, "microscope", broken_model)
-    with pytest.raises(AcquisitionTimeout, match="0 arrived .*ended its sequence early"):
+    with pytest.raises(AcquisitionTimeout, match=r"0 arrived .*ended its sequence early"):
         rig.acquire_time_point(PLAN, 0, timeout_s=TIMEOUT_S)
