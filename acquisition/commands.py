@@ -66,6 +66,7 @@ def infer_command(
     raw_shape: str = typer.Option("9,128,128", "--raw-shape", help="P,Y,X of one raw set."),
     heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", help="Heartbeat period."),
     parent_pid: int = typer.Option(0, "--parent-pid", help="Exit when this process is gone."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Camera calibration."),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
 ) -> None:
@@ -82,7 +83,7 @@ def infer_command(
     keys = CurveKeys.from_files(curve_secret, curve_server) if curve_secret else None
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
-                            parent_pid=parent_pid, curve=keys)
+                            parent_pid=parent_pid, calibration=calibration, curve=keys)
     state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 

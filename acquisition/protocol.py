@@ -73,6 +73,7 @@ class Protocol(BaseModel):
     output: Path
     rig: str = "emulator"
     emulator_seed: int = Field(default=0, ge=0)
+    calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
 
     @field_validator("channels")
     @classmethod
@@ -88,6 +89,13 @@ class Protocol(BaseModel):
         if value != "emulator" and not Path(value).expanduser().is_file():
             raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
         return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"camera calibration file {str(value)!r} does not exist")
+        return None if value is None else Path(value).expanduser().absolute()
 
     @field_validator("output")
     @classmethod
@@ -121,9 +129,10 @@ class Protocol(BaseModel):
         except tomllib.TOMLDecodeError as exc:
             raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
-        output = data.get("output")
-        if isinstance(output, str) and not Path(output).is_absolute() and "output" not in overrides:
-            data["output"] = str(path.parent / output)
+        for key in ("output", "calibration"):
+            value = data.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute() and key not in overrides:
+                data[key] = str(path.parent / value)
         return cls.parse_checked(data, source=str(path))
 
     @classmethod

@@ -182,7 +182,7 @@ class RunSession:
         command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
                                 raw_shape, mode=self.protocol.mode,
                                 heartbeat_s=self.options.heartbeat_s,
-                                log_file=self.worker_log)
+                                log_file=self.worker_log, calibration=self.protocol.calibration)
         self.supervisor = WorkerSupervisor(
             command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
@@ -246,8 +246,25 @@ class RunSession:
 
     # --- the run ----------------------------------------------------------------------------
 
+    def _load_calibration(self) -> None:
+        """Load the protocol's camera calibration for /calibration, checking its shape."""
+        if self.protocol.calibration is None or self.calibration is not None:
+            return
+        from calibration.camera_calibration import CameraCalibration
+
+        try:
+            maps = CameraCalibration.load(self.protocol.calibration)
+        except (OSError, ValueError) as exc:
+            raise SessionError(f"{self.protocol.calibration}: {exc}") from exc
+        if maps.shape != self.frame_shape:
+            raise SessionError(f"{self.protocol.calibration}: maps are {maps.shape}, frames are "
+                               f"{self.frame_shape} (calibrate with this ROI)")
+        self.calibration = {name: getattr(maps, name) for name in
+                            ("offset_adu", "gain_adu_per_e", "read_noise_e", "defect_mask")}
+
     def run(self, progress: Callable[[Progress], None] | None = None) -> RunSummary:
         """Start the worker, create the file, acquire every time point, drain, close."""
+        self._load_calibration()
         self._open_sockets()
         results_thread = None
         try:
@@ -263,6 +280,9 @@ class RunSession:
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
                     self.recorder.record_event("reconstruction_fallback", detail=note)
+            if self.protocol.imc:
+                self.recorder.record_event("imc_unavailable", detail=(
+                    "the worker has no IMC-SR stage yet; /imc stays empty (NaN)"))
             self.engine = AcquisitionEngine(
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,

@@ -34,6 +34,7 @@ class WorkerCommand:
     mode: str = "sim"
     heartbeat_s: float = 0.5
     log_file: Path | None = None
+    calibration: Path | None = None
 
     def argv(self) -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -44,6 +45,8 @@ class WorkerCommand:
                 "--parent-pid", str(os.getpid())]
         for method in self.methods:
             args += ["--method", method]
+        if self.calibration is not None:
+            args += ["--calibration", str(self.calibration)]
         return args
 
 

@@ -183,7 +183,7 @@ def pack_display(topic: str, header: Header, array: np.ndarray) -> bytes:
     Layout: ``topic`` ASCII, a NUL byte, uint32 little-endian header length, header, payload.
     """
     head = header.pack()
-    payload = memoryview(np.ascontiguousarray(array)).cast("B")  # joined with a single copy
+    payload = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data  # one copy in join
     return b"".join((topic.encode("ascii"), b"\x00", DISPLAY_LENGTH.pack(len(head)), head, payload))
 
 

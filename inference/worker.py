@@ -54,6 +54,7 @@ class WorkerOptions:
     send_timeout_s: float = 10.0
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
     parent_pid: int = 0  # exit when this process (the acquisition) is gone (0: do not watch)
+    calibration: Path | None = None  # camera calibration file: photon counts, electrons
     curve: CurveKeys | None = None
 
 
@@ -84,7 +85,7 @@ def resolve_method(method: str) -> tuple[str, str]:
 MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
 
 
-def build_reconstructors(methods: Sequence[str], mode: str = "sim"
+def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None
                          ) -> tuple[dict[int, Reconstructor], dict[int, str]]:
     """One reconstructor per channel (shared between channels with the same method)."""
     from inference.reconstruction import make_reconstructor
@@ -100,7 +101,8 @@ def build_reconstructors(methods: Sequence[str], mode: str = "sim"
         if method == "none":
             continue
         if method not in cache:
-            cache[method] = make_reconstructor(method, mode=MODEL_MODE[mode])
+            cache[method] = make_reconstructor(method, mode=MODEL_MODE[mode],
+                                               calibration=calibration)
         out[channel] = cache[method]
         if note:
             notes[channel] = note
@@ -270,7 +272,12 @@ def run_worker(options: WorkerOptions) -> WorkerState:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
     try:
-        reconstructors, notes = build_reconstructors(options.methods, options.mode)
+        maps = None
+        if options.calibration is not None:
+            from calibration.camera_calibration import CameraCalibration
+
+            maps = CameraCalibration.load(options.calibration)
+        reconstructors, notes = build_reconstructors(options.methods, options.mode, maps)
         hello = describe_models(reconstructors, options.raw_shape, notes)
     except Exception as exc:  # process boundary: tell the acquisition why, then exit
         report_fatal(options, f"{type(exc).__name__}: {exc}")

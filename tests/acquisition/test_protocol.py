@@ -66,6 +66,7 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
          "channels.0.reconstruction", "/no/such/model.pt"),
         ("imc = true", "imc = true\ncolour = 3", "colour", "3"),
         ('output = "run.h5"', 'output = "run.tif"', "output", "run.tif"),
+        ("imc = true", 'imc = true\ncalibration = "cam.h5"', "calibration", "cam.h5"),
     ],
 )
 def test_bad_value_names_file_field_and_value(tmp_path: Path, old: str, new: str, field: str,
