@@ -249,7 +249,8 @@ def fit_calibration(
     if not fit_ok.any():
         raise ValueError("no pixel has two unclipped flat levels with signal: brighter specimen")
     gain = np.where(fit_ok, gain, median_gain)
-    defects = _defects(offset, dark_slope / gain, np.sqrt(dark_variance) / gain, gain, fit_ok)
+    read_noise_fit_e = np.sqrt(dark_variance) / gain
+    defects = _defects(offset, dark_slope / gain, read_noise_fit_e, gain, gain_variance, fit_ok)
     if shrink_gain:
         gain = _shrink_to_median(gain, gain_variance, ~defects)
     read_noise_e = np.sqrt(dark_variance) / gain
@@ -341,13 +342,18 @@ def _defects(
     dark_current: np.ndarray,
     read_noise_e: np.ndarray,
     gain: np.ndarray,
+    gain_variance: np.ndarray,
     fit_ok: np.ndarray,
 ) -> np.ndarray:
-    """Hot (dark current), noisy (read noise), odd-offset, odd-gain and unfittable pixels."""
+    """Hot (dark current), noisy (read noise), odd-offset, odd-gain and unfittable pixels.
+
+    A gain is odd when it is > 30 % off the median and that is beyond 5 sigma of its own fit.
+    """
     hot = _robust_outliers(dark_current, 8.0) & (dark_current > np.median(dark_current))
     noisy = read_noise_e > 3.0 * np.median(read_noise_e)
     odd_offset = _robust_outliers(offset, 10.0)
-    odd_gain = np.abs(gain / np.median(gain) - 1.0) > 0.3
+    deviation = np.abs(gain - np.median(gain))
+    odd_gain = (deviation > 0.3 * np.median(gain)) & (deviation > 5.0 * np.sqrt(gain_variance))
     return hot | noisy | odd_offset | odd_gain | ~fit_ok
 
 
