@@ -226,7 +226,7 @@ def _fit(
         loss.backward()
         optimiser.step()
         schedule.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % config.log_every == 0 or step == config.steps:
             mean = float(np.mean(running))
             history.append((step, mean))

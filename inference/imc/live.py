@@ -1,0 +1,138 @@
+"""The live IMC-SR separator the worker calls on each SR frame.
+
+Single-frame model: `separate(sr)` -> (C, sY, sX) immediately. Temporal model: `push(sr)`
+returns the separation of the *previous* frame (a three-frame window t-1, t, t+1 needs the next
+frame: one frame of latency) and `flush()` separates the last frame at the end of a run, with
+the edge frame repeated. Input is min-max normalised to [0, 1] (per frame, or jointly over the
+window) as in training; outputs are scaled back so the channels add up to the input's units.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import inference.models.imcsr  # noqa: F401  (registers the 'imcsr' architecture)
+from inference.model_file import LoadedModel, ModelFileError, load_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "imcsr"
+_EPSILON = 1e-7
+
+
+class ImcSeparator:
+    """Separates SR images into structure channels with a bundled or given IMC-SR model."""
+
+    def __init__(
+        self, model: str | Path | LoadedModel = DEFAULT_MODEL, device: str = "cpu"
+    ) -> None:
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+        if loaded.info.architecture != "imcsr" or loaded.info.mode != "imc":
+            raise ModelFileError(
+                f"model {loaded.name!r} is {loaded.info.architecture}/{loaded.info.mode}, "
+                "not an IMC-SR model (architecture 'imcsr', mode 'imc')"
+            )
+        self.model = loaded
+        self.device = torch.device(device)
+        options = loaded.info.options
+        self.input_frames = int(options.get("input_frames", 1))
+        self.channel_names: tuple[str, ...] = tuple(options["channel_names"])
+        self._window: deque[np.ndarray] = deque(maxlen=3)
+        self._received = 0
+        self._emitted = 0
+
+    @property
+    def name(self) -> str:
+        """Model name (for run metadata)."""
+        return self.model.name
+
+    @property
+    def sha256(self) -> str:
+        """Weights SHA-256 (for run metadata)."""
+        return self.model.sha256
+
+    @property
+    def temporal(self) -> bool:
+        """True for the three-frame model."""
+        return self.input_frames == 3
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames between `push(frame t)` and the result for frame t: 1 temporal, 0 single."""
+        return 1 if self.temporal else 0
+
+    def separate(self, sr_image: np.ndarray) -> np.ndarray:
+        """One SR image float (sY, sX) -> float32 (C, sY, sX) (single-frame models only)."""
+        if self.temporal:
+            raise ValueError(
+                f"model {self.name!r} is temporal (3 frames): use push()/flush(), not separate()"
+            )
+        image = self._checked(sr_image)
+        return self._run(image[None])
+
+    def push(self, sr_image: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """Add frame t; return (time index, channels) of the frame now separable, or None.
+
+        Single-frame models return frame t itself; temporal models frame t-1 (None for t = 0).
+        """
+        image = self._checked(sr_image)
+        index = self._received
+        self._received += 1
+        if not self.temporal:
+            self._emitted += 1
+            return index, self._run(image[None])
+        if self._window and self._window[-1].shape != image.shape:
+            raise ValueError(
+                f"SR frame {index} has shape {image.shape}, "
+                f"the window holds {self._window[-1].shape}"
+            )
+        self._window.append(image)
+        if self._received < 2:
+            return None
+        frames = list(self._window)
+        if len(frames) == 2:  # first frame: repeat it as its own predecessor
+            frames = [frames[0], *frames]
+        return self._emit(np.stack(frames))
+
+    def flush(self) -> tuple[int, np.ndarray] | None:
+        """Separate the last pushed frame (temporal model, end of run); None if nothing waits."""
+        if not self.temporal or self._emitted >= self._received:
+            return None
+        frames = list(self._window)
+        last = frames[-1]
+        window = [frames[-2] if len(frames) >= 2 else last, last, last]
+        return self._emit(np.stack(window))
+
+    def reset(self) -> None:
+        """Forget the window (a new run or a gap in the time-lapse)."""
+        self._window.clear()
+        self._received = 0
+        self._emitted = 0
+
+    def _emit(self, window: np.ndarray) -> tuple[int, np.ndarray]:
+        index = self._emitted
+        self._emitted += 1
+        return index, self._run(window)
+
+    def _checked(self, sr_image: np.ndarray) -> np.ndarray:
+        image = np.asarray(sr_image, dtype=np.float32)
+        if image.ndim != 2 or min(image.shape) < 4:
+            raise ValueError(f"IMC-SR needs one SR image (sY, sX), got shape {image.shape}")
+        if not np.isfinite(image).all():
+            raise ValueError("SR image contains NaN or infinite values")
+        return image
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        """frames (F, sY, sX) -> (C, sY, sX) in the input's units."""
+        low = float(frames.min())
+        span = float(frames.max()) - low
+        normalised = (frames - low) / (span + _EPSILON)
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(normalised[None])).to(self.device)
+            y = self.model.module(x)[0].float().cpu().numpy()
+        return np.ascontiguousarray(y * np.float32(span), dtype=np.float32)

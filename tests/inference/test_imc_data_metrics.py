@@ -1,0 +1,60 @@
+"""Emulator mixtures (sum = input, determinism, temporal windows) and the IMC metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.imc.metrics import false_positive_fraction, flicker, static_signal_mask
+from inference.imc.mixtures import MixtureConfig, MixturePool, render_field
+
+
+def test_field_targets_sum_to_the_mixture_and_are_seeded() -> None:
+    config = MixtureConfig(field_px=24, time_points=2)
+    field = render_field(config, seed=5)
+    assert field.targets.shape == (2, 3, 48, 48)
+    assert field.mixture.max() == pytest.approx(1.0, abs=1e-6)
+    assert field.targets.min() >= 0.0
+    for channel in range(3):  # every structure is present
+        assert field.targets[0, channel].max() > 0.1
+    np.testing.assert_array_equal(render_field(config, seed=5).targets, field.targets)
+    assert not np.array_equal(render_field(config, seed=6).targets, field.targets)
+
+
+def test_temporal_batches_are_windows_around_the_target_frame() -> None:
+    config = MixtureConfig(field_px=16, time_points=3, noise_std=0.0)
+    pool = MixturePool(config, n_fields=1, first_seed=3)
+    batch = pool.batch(np.random.default_rng(0), 2, 24, frames=3)
+    assert batch.inputs.shape == (2, 3, 24, 24) and batch.targets.shape == (2, 3, 24, 24)
+    # without noise the middle input frame is exactly the sum of the targets
+    np.testing.assert_allclose(batch.inputs[:, 1], batch.targets.sum(axis=1), atol=1e-6)
+    np.testing.assert_array_equal(batch.mixture[:, 0], batch.inputs[:, 1])
+    with pytest.raises(ValueError, match="crop_px"):
+        pool.batch(np.random.default_rng(0), 1, 64, frames=1)
+    with pytest.raises(ValueError, match="structures"):
+        MixtureConfig(structures=("ccps", "microtubules", "nuclei"))
+
+
+def test_false_positive_fraction_counts_signal_where_the_truth_is_dark() -> None:
+    truth = np.zeros((1, 2, 10, 10))
+    truth[0, 0, :5] = 1.0
+    truth[0, 1, 5:] = 1.0
+    prediction = truth.copy()
+    assert false_positive_fraction(prediction, truth) == pytest.approx(np.zeros((1, 2)))
+    prediction[0, 0, 5:] = 0.25  # channel 0 leaks into channel 1's structure
+    expected = (0.25 * 50) / (50 + 0.25 * 50)
+    assert false_positive_fraction(prediction, truth)[0, 0] == pytest.approx(expected)
+
+
+def test_flicker_measures_output_change_on_static_signal_only() -> None:
+    mixture = np.zeros((3, 8, 8))
+    mixture[:, :4] = 0.5  # static signal
+    mixture[1, 6:] = 0.5  # appears at t = 1 only: moving, not counted
+    assert static_signal_mask(mixture).sum() == 2 * 32
+    steady = np.repeat(mixture[:, None], 2, axis=1) / 2
+    assert flicker(steady, mixture) == pytest.approx(0.0)
+    wobbling = steady.copy()
+    wobbling[1, 0, :4] += 0.05
+    wobbling[1, 1, :4] -= 0.05  # channels swap intensity at t = 1 (sum unchanged)
+    # |change| summed over channels: 0.1 at t 0->1 and 0.1 at 1->2 on the static pixels
+    assert flicker(wobbling, mixture) == pytest.approx(0.1 / 0.5)

@@ -1,0 +1,100 @@
+"""The live IMC-SR separator: window latency semantics, normalisation, bundled-model channels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference.imc.live import ImcSeparator
+from inference.model_file import BUNDLED_DIR, ModelFileError, save_model
+from inference.models.imcsr import Imcsr, ImcsrOptions
+
+
+def _model_file(tmp_path: Path, frames: int) -> tuple[Path, Imcsr]:
+    torch.manual_seed(frames)
+    options = ImcsrOptions.model_validate(
+        {"input_frames": frames, "width": 4, "groups": 1, "blocks": 1, "reduction": 2}
+    )
+    module = Imcsr(options)
+    path = tmp_path / f"imc{frames}.pt"
+    save_model(path, module, architecture="imcsr", mode="imc", options=module.options)
+    return path, module.eval()
+
+
+def _expected(module: Imcsr, frames: list[np.ndarray]) -> np.ndarray:
+    stack = np.stack(frames).astype(np.float32)
+    low, span = float(stack.min()), float(stack.max() - stack.min())
+    with torch.no_grad():
+        y = module(torch.from_numpy((stack - low) / (span + 1e-7))[None])[0].numpy()
+    return y * span
+
+
+def test_temporal_window_has_one_frame_latency(tmp_path: Path) -> None:
+    path, module = _model_file(tmp_path, 3)
+    separator = ImcSeparator(path)
+    assert separator.temporal and separator.latency_frames == 1
+    rng = np.random.default_rng(0)
+    f = [rng.random((12, 10), dtype=np.float32) * (i + 1) for i in range(3)]
+    assert separator.push(f[0]) is None
+    first = separator.push(f[1])
+    assert first is not None and first[0] == 0
+    np.testing.assert_allclose(first[1], _expected(module, [f[0], f[0], f[1]]), rtol=1e-5)
+    second = separator.push(f[2])
+    assert second is not None and second[0] == 1
+    np.testing.assert_allclose(second[1], _expected(module, [f[0], f[1], f[2]]), rtol=1e-5)
+    last = separator.flush()
+    assert last is not None and last[0] == 2
+    np.testing.assert_allclose(last[1], _expected(module, [f[1], f[2], f[2]]), rtol=1e-5)
+    assert separator.flush() is None
+    with pytest.raises(ValueError, match="push"):
+        separator.separate(f[0])
+
+
+def test_single_frame_model_has_no_latency(tmp_path: Path) -> None:
+    path, module = _model_file(tmp_path, 1)
+    separator = ImcSeparator(path)
+    image = np.random.default_rng(1).random((10, 14), dtype=np.float32) * 500 + 100
+    pushed = separator.push(image)
+    assert pushed is not None and pushed[0] == 0
+    out = separator.separate(image)
+    assert out.shape == (3, 10, 14) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _expected(module, [image]), rtol=1e-5)
+    np.testing.assert_allclose(pushed[1], out, rtol=1e-6)
+    assert separator.flush() is None
+    assert separator.channel_names == ("ccps", "microtubules", "f-actin")
+    with pytest.raises(ValueError, match=r"\(sY, sX\)"):
+        separator.separate(np.zeros((2, 8, 8), np.float32))
+
+
+def test_rejects_a_non_imc_model(tmp_path: Path) -> None:
+    from inference.models import build_model
+
+    module = build_model("dfcan", {"input_channels": 1, "width": 4, "groups": 1, "blocks": 1,
+                                   "reduction": 2, "spectrum_size": 8})
+    path = tmp_path / "dfcan.pt"
+    save_model(path, module, architecture="dfcan", mode="sisr")
+    with pytest.raises(ModelFileError, match="not an IMC-SR model"):
+        ImcSeparator(path)
+
+
+@pytest.mark.skipif(not (BUNDLED_DIR / "imcsr.pt").is_file(), reason="bundled imcsr.pt absent")
+def test_bundled_model_returns_three_distinct_channels_matching_their_structures() -> None:
+    from inference.imc.mixtures import MixtureConfig, render_field
+
+    separator = ImcSeparator("imcsr")
+    config = MixtureConfig.model_validate(
+        {"structures": separator.channel_names, "field_px": 48}
+    )
+    field = render_field(config, seed=987_654)  # far from the training seeds
+    out = separator.separate(field.mixture[0])
+    assert out.shape == (3, 96, 96)
+    flat = out.reshape(3, -1)
+    truth = field.targets[0].reshape(3, -1)
+    correlation = np.corrcoef(np.concatenate([flat, truth]))[:3, 3:]
+    # each channel matches its own structure better than any other structure
+    assert (np.argmax(correlation, axis=1) == np.arange(3)).all(), correlation
+    assert np.corrcoef(flat).max(where=~np.eye(3, dtype=bool), initial=-1) < 0.9
+    np.testing.assert_allclose(out.sum(axis=0).mean(), field.mixture[0].mean(), rtol=0.3)
