@@ -184,11 +184,13 @@ class Rig:
         if len({c.exposure_ms for c in plan.channels}) > 1:
             self.camera._require_sequence("Exposure", n)
 
-    def _arm(self, plan: SequencePlan, steps: list[SequenceStep]) -> list[tuple[Any, str]]:
-        """Load and start the device sequences; returns the (role, property) pairs started."""
+    def _arm(
+        self, plan: SequencePlan, steps: list[SequenceStep], started: list[tuple[Any, str]]
+    ) -> None:
+        """Load and start the device sequences, appending each (role, property) to `started`
+        as it starts (so the caller can stop exactly those, even after a failure)."""
         for channel in plan.channels:
             self.aotf.set_power(channel.laser_nm, channel.power_pct)
-        started: list[tuple[Any, str]] = []
         sequences: list[tuple[Any, str, list[str]]] = [
             (self.slm, self.slm.pattern_property, [str(s.slm_index) for s in steps]),
         ]
@@ -201,6 +203,8 @@ class Rig:
             sequences.append(
                 (self.rotator, self.rotator.state_property, [str(s.rotator_state) for s in steps])
             )
+        elif self.rotator is not None:
+            self.rotator.set_state(steps[0].rotator_state)
         exposures = [s.exposure_ms for s in steps]
         if len(set(exposures)) > 1:
             sequences.append((self.camera, "Exposure", [str(e) for e in exposures]))
@@ -214,7 +218,6 @@ class Rig:
         self.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
         if self.shutter is not None:
             self.shutter.set_open(True)
-        return started
 
     def stream_time_point(
         self, plan: SequencePlan, time_point: int, timeout_s: float = 10.0
@@ -250,9 +253,10 @@ class Rig:
         self.check_plan(plan)
         steps = plan.steps()
         n = len(steps)
-        started = self._arm(plan, steps)
         counter_key = self.roles.camera_frame_counter_key
+        started: list[tuple[Any, str]] = []
         try:
+            self._arm(plan, steps, started)
             self.backend.start_camera_sequence(n * len(time_points))
             for k, time_point in enumerate(time_points):
                 fired_before = self.trigger.triggers_fired

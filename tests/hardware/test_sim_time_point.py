@@ -124,8 +124,8 @@ def test_wide_field_plan_uses_blank_slm_and_no_rotator_sequence(
     )
     frames = rig.acquire_time_point(plan, 0, timeout_s=20.0)
     assert [(f.tag.channel, f.tag.laser_nm) for f in frames] == [(0, 488), (1, 560)]
-    assert [(r.mode, r.laser_nm) for r in rig.bench.display_log] == [
-        ("blank", 488), ("blank", 560)
+    assert [(r.mode, r.laser_nm, r.rotator_state) for r in rig.bench.display_log] == [
+        ("blank", 488, 0), ("blank", 560, 0)
     ]
 
 
