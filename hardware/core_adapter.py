@@ -54,32 +54,83 @@ _NO_ADAPTERS_DIR = Path(__file__).resolve().parent / "configs"
 class CoreBackend(Protocol):
     """What a Rig needs from a Micro-Manager core (UniMMCore here, or a Studio bridge)."""
 
-    def device_labels(self) -> tuple[str, ...]: ...
-    def device_type(self, label: str) -> str: ...
-    def camera_label(self) -> str: ...
-    def has_property(self, label: str, prop: str) -> bool: ...
-    def get_property(self, label: str, prop: str) -> str: ...
-    def set_property(self, label: str, prop: str, value: str | float | int) -> None: ...
-    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]: ...
-    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None: ...
-    def is_read_only(self, label: str, prop: str) -> bool: ...
-    def sequence_max_length(self, label: str, prop: str) -> int: ...
-    def load_sequence(self, label: str, prop: str, values: Sequence[str]) -> None: ...
-    def start_sequence(self, label: str, prop: str) -> None: ...
-    def stop_sequence(self, label: str, prop: str) -> None: ...
-    def get_exposure_ms(self) -> float: ...
-    def set_exposure_ms(self, exposure_ms: float) -> None: ...
-    def get_roi(self) -> tuple[int, int, int, int]: ...
-    def set_roi(self, x: int, y: int, width: int, height: int) -> None: ...
-    def clear_roi(self) -> None: ...
-    def image_shape(self) -> tuple[int, int]: ...
-    def pixel_size_um(self) -> float: ...
-    def start_camera_sequence(self, n_frames: int) -> None: ...
-    def stop_camera_sequence(self) -> None: ...
-    def camera_running(self) -> bool: ...
-    def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None: ...
-    def set_shutter_open(self, label: str, is_open: bool) -> None: ...
-    def shutter_open(self, label: str) -> bool: ...
+    def device_labels(self) -> tuple[str, ...]:
+        """Labels of every loaded device."""
+
+    def device_type(self, label: str) -> str:
+        """Micro-Manager device type of `label` (e.g. 'CameraDevice')."""
+
+    def camera_label(self) -> str:
+        """Label of the core's current camera."""
+
+    def has_property(self, label: str, prop: str) -> bool:
+        """True if device `label` has property `prop`."""
+
+    def get_property(self, label: str, prop: str) -> str:
+        """Current value of a property, as Micro-Manager's string."""
+
+    def set_property(self, label: str, prop: str, value: str | float | int) -> None:
+        """Set a property (validated by the device)."""
+
+    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]:
+        """Allowed values of a property (empty when it is free or has limits)."""
+
+    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None:
+        """(low, high) limits of a numeric property, or None."""
+
+    def is_read_only(self, label: str, prop: str) -> bool:
+        """True if the property cannot be set."""
+
+    def sequence_max_length(self, label: str, prop: str) -> int:
+        """0 if the property is not hardware-sequenceable, else its longest sequence."""
+
+    def load_sequence(self, label: str, prop: str, values: Sequence[str]) -> None:
+        """Send a hardware sequence of values to the device."""
+
+    def start_sequence(self, label: str, prop: str) -> None:
+        """Start the loaded sequence: the device steps on each trigger."""
+
+    def stop_sequence(self, label: str, prop: str) -> None:
+        """Stop the running sequence."""
+
+    def get_exposure_ms(self) -> float:
+        """Camera exposure in ms."""
+
+    def set_exposure_ms(self, exposure_ms: float) -> None:
+        """Set the camera exposure in ms."""
+
+    def get_roi(self) -> tuple[int, int, int, int]:
+        """Camera ROI (x, y, width, height) in sensor pixels."""
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        """Set the camera ROI in sensor pixels."""
+
+    def clear_roi(self) -> None:
+        """Back to the full sensor."""
+
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the frames the camera delivers."""
+
+    def pixel_size_um(self) -> float:
+        """Pixel size from the .cfg's pixel-size configuration (0 if none)."""
+
+    def start_camera_sequence(self, n_frames: int) -> None:
+        """Arm the camera for `n_frames` frames (stop on buffer overflow)."""
+
+    def stop_camera_sequence(self) -> None:
+        """Stop the camera sequence if one runs."""
+
+    def camera_running(self) -> bool:
+        """True while the camera sequence runs."""
+
+    def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
+        """Next frame and its metadata, or None when `deadline` (monotonic s) passes."""
+
+    def set_shutter_open(self, label: str, is_open: bool) -> None:
+        """Open or close shutter `label`."""
+
+    def shutter_open(self, label: str) -> bool:
+        """True if shutter `label` is open."""
 
 
 class _NotifyingBuffer(SequenceBuffer):
