@@ -276,8 +276,12 @@ class Rig:
                                 f"(channel {step.channel}, pattern {step.pattern}), frame "
                                 f"{counter} arrived: {counter - expected} frame(s) dropped"
                             )
+                    if i == n - 1:
+                        # the SLM stepped on the last pulse's trailing edge, before this frame
+                        # was read out: a wrong position now means this time point's tags
+                        # are wrong, so it fails here rather than when the next one starts
+                        self._check_slm_position(time_point, n * (k + 1))
                     yield TaggedFrame(image, self._tag(step, time_point, image))
-                self._check_slm_position(time_point, n * (k + 1))
         finally:
             self._disarm(started)
 
