@@ -82,15 +82,34 @@ def estimate_sim_parameters(
     offset_adu: float | None = None,
     edge_taper_px: int | None = None,
     dc_exclusion: float = 0.1,
+    max_size_px: int | None = 256,
 ) -> SimParameters:
     """Estimate per-orientation wave vector, phases and modulation from one raw set (P, Y, X).
 
     ``search_band`` bounds |p| as fractions of the detection cutoff; ``dc_exclusion`` is the
     radius (fraction of the cutoff) around each band's DC left out of phase/modulation fits.
+    Larger frames are analysed on their central ``max_size_px`` square (phases are moved
+    back to pixel (0, 0) of the full frame); None analyses the whole frame.
     """
     raw = np.asarray(raw)
     if raw.ndim != 3:
         raise ValueError(f"raw must be (P, Y, X), got shape {raw.shape}")
+    if max_size_px is not None and max(raw.shape[1:]) > max_size_px:
+        y0 = max((raw.shape[1] - max_size_px) // 2, 0)
+        x0 = max((raw.shape[2] - max_size_px) // 2, 0)
+        crop = raw[:, y0 : y0 + max_size_px, x0 : x0 + max_size_px]
+        inner = estimate_sim_parameters(
+            crop,
+            pixel_size_nm,
+            otf,
+            n_phases,
+            search_band,
+            offset_adu,
+            edge_taper_px,
+            dc_exclusion,
+            None,
+        )
+        return _moved_origin(inner, x0, y0)
     n_patterns, ny, nx = raw.shape
     if n_phases < 3 or n_patterns % n_phases:
         raise ValueError(
@@ -149,6 +168,17 @@ def estimate_sim_parameters(
             )
         )
     return SimParameters(pixel_size_nm=pixel_size_nm, orientations=results)
+
+
+def _moved_origin(parameters: SimParameters, x0: int, y0: int) -> SimParameters:
+    """Phases referred to a pixel (x0, y0) earlier: phi = phi_crop - 2 pi p.(x0, y0)."""
+    moved = []
+    for orientation in parameters.orientations:
+        kx, ky = orientation.wave_vector_cycles_per_px
+        shift = 2.0 * np.pi * (kx * x0 + ky * y0)
+        phases = [_wrap(phase - shift) for phase in orientation.phases_rad]
+        moved.append(orientation.model_copy(update={"phases_rad": phases}))
+    return parameters.model_copy(update={"orientations": moved})
 
 
 class _Grid:

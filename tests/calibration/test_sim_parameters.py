@@ -83,3 +83,10 @@ def test_bad_input_is_named() -> None:
         estimate_sim_parameters(np.zeros((9, 16, 16)), 62.6, n_phases=4)
     with pytest.raises(ValueError, match="pixel_size_nm=0"):
         estimate_sim_parameters(np.zeros((9, 16, 16)), 0)
+
+
+def test_large_frames_are_analysed_on_a_centre_crop_with_phases_at_the_full_origin() -> None:
+    raw, truth, pixel_size_nm, otf = _emulated_set("microtubules", 100.0, 6, size_px=320)
+    estimate = estimate_sim_parameters(raw, pixel_size_nm, otf=otf, max_size_px=192)
+    k_errors, phase_errors, modulation_errors = _compare(estimate, truth, pixel_size_nm)
+    assert k_errors.max() < 0.005 and phase_errors.max() < 0.1 and modulation_errors.max() < 0.05
