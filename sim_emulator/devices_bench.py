@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DISPLAY_LOG_MAX = 200_000  # records kept; older ones are dropped in long runs
 REPLAY_BANK = 8  # frames per setting in the replay render mode
 _REPLAY_SETTINGS = 64  # settings kept before the replay banks are rebuilt
 
@@ -238,4 +239,7 @@ class OpticalBench:
             time_s=self.clock_s(),
         )
         self.display_log.append(record)
+        if len(self.display_log) > DISPLAY_LOG_MAX:
+            # long runs: keep the newest records (each carries its run-wide trigger index)
+            del self.display_log[: len(self.display_log) - DISPLAY_LOG_MAX // 2]
         return record
