@@ -74,6 +74,15 @@ class WienerSim:
         self._window = edge_taper(self.shape, self.config.edge_taper_px).astype(np.float32)
         self._mixing = self._unmixing_rows()
         self._offsets, self._ramps = self._band_shifts()
+        # per-frame complex weights: unmixing coefficient x sub-bin ramp x taper x (-1)^(x+y)
+        n_p = parameters.n_phases
+        weights = np.empty((self.n_orientations, n_p, ny, nx), dtype=np.complex64)
+        for orientation in range(self.n_orientations):
+            for phase in range(n_p):
+                row = self._mixing[:, orientation * n_p + phase]
+                coefficient = complex(row[2 * orientation], row[2 * orientation + 1])
+                weights[orientation, phase] = coefficient * self._ramps[orientation]
+        self._frame_weights = weights
         self._side_filters, self._zero_filter = self._band_filters()
         self._placements = [
             self._placement(orientation) for orientation in range(self.n_orientations)
@@ -209,15 +218,27 @@ class WienerSim:
         raw = np.asarray(raw)
         self._check(raw)
         ny, nx = self.shape
-        frames = raw.reshape(self.n_patterns, -1).astype(np.float32)
-        if self.config.background_adu:
-            frames -= np.float32(self.config.background_adu)
-        mixed = self._mixing @ frames  # (2 n_o + 1, Y*X)
+        frames = raw.reshape(self.n_patterns, ny, nx)
+        n_p = self.parameters.n_phases
         sides = np.empty((self.n_orientations, ny, nx), dtype=np.complex64)
+        term = np.empty((ny, nx), dtype=np.complex64)
         for orientation in range(self.n_orientations):
-            side = mixed[2 * orientation] + 1j * mixed[2 * orientation + 1]
-            np.multiply(side.reshape(ny, nx), self._ramps[orientation], out=sides[orientation])
-        zero = sfft.rfft2(mixed[-1].reshape(ny, nx) * self._zero_window, workers=2)
+            side = sides[orientation]
+            first = orientation * n_p
+            np.multiply(self._frame_weights[orientation, 0], frames[first], out=side)
+            for phase in range(1, n_p):
+                np.multiply(
+                    self._frame_weights[orientation, phase], frames[first + phase], out=term
+                )
+                side += term
+        # side-band rows sum to zero, so the background only enters the zero band
+        # explicit multiply-adds: BLAS on a 1 x P by P x N product is slower here
+        zero_image = np.multiply(frames[0], self._mixing[-1, 0], dtype=np.float32)
+        for index in range(1, self.n_patterns):
+            zero_image += frames[index] * self._mixing[-1, index]
+        if self.config.background_adu:
+            zero_image -= np.float32(self.config.background_adu)
+        zero = sfft.rfft2(zero_image * self._zero_window, workers=2)
         spectra = sfft.fft2(sides, workers=2, overwrite_x=True)
         spectra *= self._side_filters
         half = np.zeros((2 * ny, nx + 1), dtype=np.complex64)
