@@ -1,9 +1,59 @@
-"""`livesim` sub-commands contributed by the `gui` package."""
+"""`livesim` sub-commands contributed by the `gui` package: `livesim gui`, `livesim bench gui`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
+    app.command("gui")(gui_command)
+    bench.command("gui")(bench_gui_command)
+
+
+def gui_command(
+    protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
+    emulator: bool = typer.Option(False, "--emulator", help="Emulated rig (the default)."),
+    config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
+    size_px: int = typer.Option(128, "--size-px", help="Emulator frame size (square)."),
+    structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
+    imc: bool = typer.Option(False, "--imc", help="Turn IMC-SR on at start."),
+    live: bool = typer.Option(False, "--live", help="Start live view at once."),
+    screenshot: Path | None = typer.Option(None, "--screenshot", help="Save a PNG and exit."),
+    run_seconds: float = typer.Option(0.0, "--run-seconds", help="Quit after this long."),
+    settings_file: Path | None = typer.Option(None, "--settings", help="Settings .ini file."),
+) -> None:
+    """The live-session window (pyqtgraph): live raw/SR/IMC views, pattern check, recording."""
+    from gui.app import GuiOptions, offscreen_if_headless, run_gui
+
+    if emulator and config is not None:
+        raise typer.BadParameter("give --emulator or --config, not both")
+    if config is not None and not config.is_file():
+        raise typer.BadParameter(f"--config {config}: no such file")
+    if protocol_file is not None and not protocol_file.is_file():
+        raise typer.BadParameter(f"{protocol_file}: no such protocol file")
+    if screenshot is not None:
+        offscreen_if_headless()
+    code = run_gui(GuiOptions(rig=str(config) if config else "emulator",
+                              protocol_file=protocol_file, size_px=size_px, structure=structure,
+                              screenshot=screenshot, run_seconds=run_seconds,
+                              settings_file=settings_file, autostart=live, imc=imc))
+    if screenshot is not None:
+        typer.echo(f"screenshot: {screenshot}")
+    raise typer.Exit(code)
+
+
+def bench_gui_command(
+    seconds: float = typer.Option(10.0, "--seconds", help="How long to measure."),
+    sr_px: int = typer.Option(1024, "--sr-px", help="SR view size (square)."),
+) -> None:
+    """Offscreen display updates/s of a 1024x1024 SR view plus the raw view."""
+    from gui.app import offscreen_if_headless
+    from gui.display_bench import run_display_bench
+
+    offscreen_if_headless()
+    result = run_display_bench(seconds, sr_px)
+    for line in result.lines():
+        typer.echo(line)

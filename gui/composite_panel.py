@@ -1,0 +1,116 @@
+"""IMC-SR three-colour composite: one colour, visibility and levels per separated structure."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtWidgets
+
+from gui.contrast import composite_rgb, percentile_levels
+
+CHANNEL_NAMES = ("CCPs", "microtubules", "F-actin")  # the IMC-SR output order (Wang et al.)
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "magenta": (255, 0, 255), "green": (0, 255, 0), "cyan": (0, 200, 255),
+    "red": (255, 40, 40), "yellow": (255, 230, 0), "blue": (60, 90, 255), "grey": (200, 200, 200),
+}
+DEFAULT_COLOURS = ("magenta", "green", "cyan")
+AUTO_PERIOD_S = 0.3
+
+
+class CompositePanel(QtWidgets.QWidget):
+    """Additive RGB composite of a (3, Y, X) IMC-SR result."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.channels: np.ndarray | None = None
+        self.levels: list[tuple[float, float]] = [(0.0, 1.0)] * 3
+        self.updates = 0
+        self._last_auto_s = 0.0
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumSize(160, 160)
+        self.label = self.graphics.addLabel("IMC-SR composite", row=0, col=0, justify="left")
+        self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
+                                             enableMenu=False)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.item)
+        self.placeholder = pg.TextItem("IMC-SR off", color="#888", anchor=(0.5, 0.5))
+        self.view.addItem(self.placeholder)
+        self.visible: list[QtWidgets.QCheckBox] = []
+        self.colours: list[QtWidgets.QComboBox] = []
+        self.auto: list[QtWidgets.QCheckBox] = []
+        self.highs: list[QtWidgets.QDoubleSpinBox] = []
+        rows = QtWidgets.QGridLayout()
+        rows.setContentsMargins(2, 0, 2, 0)
+        for i, name in enumerate(CHANNEL_NAMES):
+            show = QtWidgets.QCheckBox(name)
+            show.setChecked(True)
+            colour = QtWidgets.QComboBox()
+            colour.addItems(list(COLOURS))
+            colour.setCurrentText(DEFAULT_COLOURS[i])
+            auto = QtWidgets.QCheckBox("auto")
+            auto.setChecked(True)
+            high = QtWidgets.QDoubleSpinBox()
+            high.setDecimals(3)
+            high.setRange(0.001, 1e6)
+            high.setPrefix("max ")
+            high.setValue(1.0)
+            high.valueChanged.connect(lambda value, i=i: self._manual_high(i, value))
+            for col, widget in enumerate((show, colour, auto, high)):
+                rows.addWidget(widget, i, col)
+            for signal in (show.toggled, colour.currentTextChanged):
+                signal.connect(self._redraw)
+            self.visible.append(show)
+            self.colours.append(colour)
+            self.auto.append(auto)
+            self.highs.append(high)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.graphics, 1)
+        layout.addLayout(rows)
+
+    def set_channels(self, channels: np.ndarray, caption: str = "") -> None:
+        """Show a new (3, Y, X) IMC result."""
+        data = np.ascontiguousarray(channels, dtype=np.float32)
+        if data.ndim != 3 or data.shape[0] != 3:
+            raise ValueError(f"IMC composite needs (3, Y, X) channels, got {data.shape}")
+        self.channels = data
+        now = time.monotonic()
+        if now - self._last_auto_s >= AUTO_PERIOD_S or self.updates == 0:
+            self._last_auto_s = now
+            for i in range(3):
+                if self.auto[i].isChecked():
+                    self.levels[i] = percentile_levels(data[i], 0.1)
+                    self.highs[i].blockSignals(True)
+                    self.highs[i].setValue(self.levels[i][1])
+                    self.highs[i].blockSignals(False)
+        self.placeholder.setVisible(False)
+        self._redraw()
+        if caption:
+            self.label.setText(f"IMC-SR composite  <span style='color:#9ab'>{caption}</span>")
+        self.updates += 1
+
+    def rgb(self) -> np.ndarray | None:
+        """The composite as shown: (Y, X, 3) uint8."""
+        if self.channels is None:
+            return None
+        return composite_rgb(self.channels, [COLOURS[c.currentText()] for c in self.colours],
+                             self.levels, [v.isChecked() for v in self.visible])
+
+    def _redraw(self) -> None:
+        image = self.rgb()
+        if image is not None:
+            self.item.setImage(image, autoLevels=False, levels=(0, 255))
+
+    def _manual_high(self, index: int, value: float) -> None:
+        self.auto[index].setChecked(False)
+        low = self.levels[index][0]
+        self.levels[index] = (low, max(value, low + 1e-6))
+        self._redraw()
+
+    def set_message(self, text: str) -> None:
+        """Text shown while there is no composite (e.g. 'IMC-SR off')."""
+        self.placeholder.setText(text)
+        self.placeholder.setVisible(self.channels is None)

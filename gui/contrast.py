@@ -1,0 +1,99 @@
+"""Display contrast: percentile auto-levels and 256-entry uint8 lookup tables (gamma, saturation).
+
+Pure numpy, so the same numbers drive the window, the tests and the benchmark. Levels are
+computed on a strided subsample: a 1024 x 1024 image costs about a millisecond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LUT_SIZE = 256
+SATURATION_RGB = (255, 0, 0)  # pixels at or above the upper level are shown in red
+AUTO_LEVEL_SAMPLES = 65_536
+
+
+def percentile_levels(image: np.ndarray, ignore_pct: float = 0.1) -> tuple[float, float]:
+    """(low, high) display levels leaving ``ignore_pct`` % of pixels out at each end."""
+    if not 0.0 <= ignore_pct < 50.0:
+        raise ValueError(f"ignore_pct must be in [0, 50), got {ignore_pct}")
+    data = np.asarray(image)
+    if data.size == 0:
+        raise ValueError("cannot compute levels of an empty image")
+    step = max(1, int(np.sqrt(data.size / AUTO_LEVEL_SAMPLES)))
+    sample = data[..., ::step, ::step].astype(np.float32, copy=False).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(sample, (ignore_pct, 100.0 - ignore_pct))
+    if high <= low:
+        high = low + max(abs(float(low)) * 1e-3, 1e-6)
+    return float(low), float(high)
+
+
+def make_lut(colour_rgb: tuple[int, int, int] = (255, 255, 255), gamma: float = 1.0,
+             saturation: bool = False, stops: np.ndarray | None = None) -> np.ndarray:
+    """A (256, 3) uint8 table: black -> ``colour_rgb`` (or ``stops`` (256, 3)) with gamma.
+
+    ``gamma`` < 1 lifts dim structure; ``saturation`` paints the top entry red so clipped
+    pixels (>= upper level) stand out.
+    """
+    if not 0.05 <= gamma <= 20.0:
+        raise ValueError(f"gamma must be in [0.05, 20], got {gamma}")
+    ramp = np.linspace(0.0, 1.0, LUT_SIZE) ** gamma
+    if stops is not None:
+        table = np.asarray(stops, dtype=np.float64)
+        if table.shape != (LUT_SIZE, 3):
+            raise ValueError(f"stops must be ({LUT_SIZE}, 3), got {table.shape}")
+        index = np.clip(np.round(ramp * (LUT_SIZE - 1)).astype(int), 0, LUT_SIZE - 1)
+        lut = table[index]
+    else:
+        lut = ramp[:, None] * np.asarray(colour_rgb, dtype=np.float64)[None, :]
+    lut = np.clip(np.round(lut), 0, 255).astype(np.uint8)
+    if saturation:
+        lut[-1] = SATURATION_RGB
+    return np.ascontiguousarray(lut)
+
+
+def hot_stops() -> np.ndarray:
+    """A (256, 3) black-red-yellow-white ramp ('hot'), common for SR display."""
+    x = np.linspace(0.0, 1.0, LUT_SIZE)
+    red = np.clip(x * 3.0, 0, 1)
+    green = np.clip(x * 3.0 - 1.0, 0, 1)
+    blue = np.clip(x * 3.0 - 2.0, 0, 1)
+    return np.stack([red, green, blue], axis=1) * 255.0
+
+
+COLOURMAPS: dict[str, tuple[int, int, int] | None] = {
+    "grey": (255, 255, 255), "green": (0, 255, 0), "magenta": (255, 0, 255),
+    "cyan": (0, 255, 255), "hot": None,
+}
+
+
+def lut_for(name: str, gamma: float = 1.0, saturation: bool = False) -> np.ndarray:
+    """The named colour map as a 256-entry LUT (see :data:`COLOURMAPS`)."""
+    if name not in COLOURMAPS:
+        raise ValueError(f"colour map {name!r} not in {sorted(COLOURMAPS)}")
+    colour = COLOURMAPS[name]
+    if colour is None:
+        return make_lut(gamma=gamma, saturation=saturation, stops=hot_stops())
+    return make_lut(colour, gamma, saturation)
+
+
+def composite_rgb(channels: np.ndarray, colours: list[tuple[int, int, int]],
+                  levels: list[tuple[float, float]], visible: list[bool],
+                  gamma: float = 1.0) -> np.ndarray:
+    """Additive RGB composite (Y, X, 3) uint8 of (C, Y, X) images, each in its own colour."""
+    data = np.asarray(channels, dtype=np.float32)
+    if data.ndim != 3 or not len(colours) == len(levels) == len(visible) == data.shape[0]:
+        raise ValueError(f"channels {data.shape} need one colour, level pair and visibility "
+                         f"flag each ({len(colours)}, {len(levels)}, {len(visible)} given)")
+    out = np.zeros((*data.shape[1:], 3), dtype=np.float32)
+    for image, colour, (low, high), show in zip(data, colours, levels, visible, strict=True):
+        if not show:
+            continue
+        scaled = np.clip((image - low) / max(high - low, 1e-12), 0.0, 1.0)
+        if gamma != 1.0:
+            scaled **= gamma
+        out += scaled[..., None] * (np.asarray(colour, dtype=np.float32) / 255.0)
+    return np.ascontiguousarray(np.clip(out * 255.0, 0, 255).astype(np.uint8))

@@ -1,0 +1,457 @@
+"""The live-session window: raw / wide-field, SR, IMC composite, pattern check, status, controls.
+
+A QTimer pulls the newest image of each display topic (non-blocking) and ticks the link to the
+acquisition process; nothing in the window ever waits on acquisition or inference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from acquisition.protocol import ProtocolError
+from gui.composite_panel import CompositePanel
+from gui.host_link import HostLink
+from gui.image_panel import ImagePanel, link_views
+from gui.pattern_check import PatternCheck, PatternChecker
+from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
+from gui.rate_meter import RateMeter
+from gui.status_panel import EventPane, StatusPanel, format_status, free_disk_bytes
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_PERIOD_MS = 15
+STATUS_PERIOD_S = 0.25
+PHOTON_PERIOD_S = 0.5
+PLAN_DEBOUNCE_MS = 200
+
+
+class PatternPanel(QtWidgets.QWidget):
+    """Raw power spectrum with the detected carrier peaks and the modulation per orientation."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumSize(160, 160)
+        self.label = self.graphics.addLabel("Pattern check", row=0, col=0, justify="left")
+        self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
+                                             enableMenu=False)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.item)
+        self.peaks = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#00e5ff", width=2),
+                                        brush=None, symbol="o")
+        self.view.addItem(self.peaks)
+        self.text = QtWidgets.QLabel("waiting for a SIM raw set")
+        self.text.setWordWrap(True)
+        self.lut = np.ascontiguousarray(
+            (pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False)
+             ).astype(np.uint8))
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.text)
+        self.result: PatternCheck | None = None
+
+    def show_result(self, result: PatternCheck) -> None:
+        """Draw a finished pattern check."""
+        self.result = result
+        power = result.log_power
+        low, high = np.percentile(power, (50.0, 99.95))
+        self.item.setImage(power, autoLevels=False, levels=(float(low), float(high)),
+                           lut=self.lut)
+        self.peaks.setData([p[0] + 0.5 for p in result.peaks_xy_px],
+                           [p[1] + 0.5 for p in result.peaks_xy_px])
+        if result.error:
+            self.text.setText(f"<span style='color:#f0c060'>{result.error}</span>")
+            return
+        parts = []
+        for i, (m, period, angle) in enumerate(zip(result.modulations, result.periods_nm,
+                                                   result.angles_deg, strict=True)):
+            colour = "#7ee787" if m >= 0.5 else ("#f0c060" if m >= 0.25 else "#ff6b6b")
+            parts.append(f"o{i + 1}: <b style='color:{colour}'>m = {m:.2f}</b> "
+                         f"{period:.0f} nm {angle:+.0f}°")
+        self.text.setText(" &nbsp; ".join(parts))
+
+
+class LiveWindow(QtWidgets.QMainWindow):
+    """The microscopist's window onto a live session."""
+
+    def __init__(self, link: HostLink, settings: QtCore.QSettings,
+                 lines_nm: tuple[int, ...] = DEFAULT_LINES_NM,
+                 display_period_ms: int = DISPLAY_PERIOD_MS) -> None:
+        super().__init__()
+        self.link = link
+        link.on_event = self._on_host_event
+        self.settings = settings
+        self.setWindowTitle("livesim — live SIM session")
+        self.ticks = 0
+        self.display_rate = RateMeter()
+        self.photon_count = float("nan")
+        self.raw_message: Any = None
+        self.sr_message: Any = None
+        self._last_status_s = 0.0
+        self._last_photon_s = 0.0
+        self._camera: dict[str, Any] = {}
+        self._last_state = ""
+        self.pattern_checker = PatternChecker()
+
+        self.raw_panel = ImagePanel("Raw", "grey")
+        self.sr_panel = ImagePanel("Super-resolved", "hot")
+        self.composite = CompositePanel()
+        self.pattern = PatternPanel()
+        self.editor = ProtocolEditor(lines_nm)
+        self.status = StatusPanel()
+        self.events = EventPane()
+
+        self.live_button = QtWidgets.QPushButton("▶ Live")
+        self.live_button.setCheckable(True)
+        self.record_button = QtWidgets.QPushButton("● Record")
+        self.record_button.setCheckable(True)
+        self.record_button.setObjectName("record")
+        self.snapshot_button = QtWidgets.QPushButton("Snapshot")
+        self.load_button = QtWidgets.QPushButton("Load…")
+        self.save_button = QtWidgets.QPushButton("Save…")
+        self.raw_source = QtWidgets.QComboBox()
+        self.raw_source.addItems(["raw frame", "wide-field"])
+        self.display_channel = QtWidgets.QSpinBox()
+        self.display_channel.setRange(0, 3)
+        self.display_channel.setPrefix("channel ")
+        self.link_box = QtWidgets.QCheckBox("link views")
+        self.link_box.setChecked(True)
+
+        self._build_layout()
+        self.live_button.clicked.connect(self._live_clicked)
+        self.record_button.clicked.connect(self._record_clicked)
+        self.snapshot_button.clicked.connect(lambda: self.snapshot())
+        self.load_button.clicked.connect(self._load_clicked)
+        self.save_button.clicked.connect(self._save_clicked)
+        self.link_box.toggled.connect(self._link_toggled)
+        self.editor.imc.toggled.connect(self._imc_toggled)
+        self._plan_timer = QtCore.QTimer(self)
+        self._plan_timer.setSingleShot(True)
+        self._plan_timer.setInterval(PLAN_DEBOUNCE_MS)
+        self._plan_timer.timeout.connect(self._apply_plan)
+        self.editor.plan_changed.connect(self._plan_edited)
+        self.restore_settings()
+        self._link_toggled(self.link_box.isChecked())
+        self._imc_toggled(self.editor.imc.isChecked())
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(display_period_ms)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _build_layout(self) -> None:
+        views = QtWidgets.QGridLayout()
+        views.setSpacing(6)
+        views.addWidget(self.raw_panel, 0, 0)
+        views.addWidget(self.sr_panel, 0, 1)
+        views.addWidget(self.composite, 1, 0)
+        views.addWidget(self.pattern, 1, 1)
+        views.setRowStretch(0, 3)
+        views.setRowStretch(1, 2)
+        centre = QtWidgets.QWidget()
+        centre.setLayout(views)
+
+        buttons = QtWidgets.QGridLayout()
+        buttons.addWidget(self.live_button, 0, 0)
+        buttons.addWidget(self.record_button, 0, 1)
+        buttons.addWidget(self.snapshot_button, 1, 0)
+        buttons.addWidget(self.link_box, 1, 1)
+        buttons.addWidget(self.load_button, 2, 0)
+        buttons.addWidget(self.save_button, 2, 1)
+        buttons.addWidget(self.raw_source, 3, 0)
+        buttons.addWidget(self.display_channel, 3, 1)
+        side = QtWidgets.QVBoxLayout()
+        side.addLayout(buttons)
+        side.addWidget(self.editor)
+        side.addWidget(self.status)
+        side.addWidget(self.events, 1)
+        panel = QtWidgets.QWidget()
+        panel.setLayout(side)
+        panel.setFixedWidth(380)
+
+        root = QtWidgets.QHBoxLayout()
+        root.setContentsMargins(6, 6, 6, 6)
+        root.addWidget(panel)
+        root.addWidget(centre, 1)
+        holder = QtWidgets.QWidget()
+        holder.setLayout(root)
+        self.setCentralWidget(holder)
+
+    # --- controls -----------------------------------------------------------------------------
+
+    def _protocol_data(self) -> dict[str, Any] | None:
+        try:
+            return self.editor.protocol().model_dump(mode="json")
+        except ProtocolError as exc:
+            self.events.add("error", str(exc))
+            return None
+
+    def start_live(self) -> bool:
+        """Ask the acquisition process for live view with the panel's protocol."""
+        data = self._protocol_data()
+        if data is None:
+            self.live_button.setChecked(False)
+            return False
+        self.link.command("live", protocol=data, display_channel=self.display_channel.value())
+        self.live_button.setChecked(True)
+        return True
+
+    def stop_live(self) -> None:
+        """Stop live view."""
+        self.link.command("stop_live")
+        self.live_button.setChecked(False)
+
+    def start_record(self) -> bool:
+        """Record the panel's protocol to a new HDF5 run file."""
+        data = self._protocol_data()
+        if data is None:
+            self.record_button.setChecked(False)
+            return False
+        self.link.command("record", protocol=data, display_channel=self.display_channel.value())
+        self.record_button.setChecked(True)
+        self.editor.set_editable_while_recording(True)
+        self.events.add("info", f"recording to {data['output']}")
+        return True
+
+    def stop_record(self) -> None:
+        """Stop the recording after the time point in progress."""
+        self.link.command("stop_record")
+
+    def _live_clicked(self, checked: bool) -> None:
+        if checked:
+            self.start_live()
+        else:
+            self.stop_live()
+
+    def _record_clicked(self, checked: bool) -> None:
+        if checked:
+            self.start_record()
+        else:
+            self.stop_record()
+
+    def _plan_edited(self) -> None:
+        if self.live_button.isChecked():
+            self._plan_timer.start()
+
+    def _apply_plan(self) -> None:
+        if self.live_button.isChecked() and not self.record_button.isChecked():
+            self.start_live()
+
+    def _link_toggled(self, linked: bool) -> None:
+        link_views([self.sr_panel, self.raw_panel], linked)
+        self.composite.view.setXLink(self.sr_panel.view if linked else None)
+        self.composite.view.setYLink(self.sr_panel.view if linked else None)
+
+    def _imc_toggled(self, on: bool) -> None:
+        self.composite.set_message("waiting for IMC-SR results" if on else "IMC-SR off")
+
+    def load_protocol(self, path: Path) -> bool:
+        """Load a protocol TOML into the panel (errors go to the event pane)."""
+        try:
+            self.editor.load_toml(path)
+        except ProtocolError as exc:
+            self.events.add("error", str(exc))
+            return False
+        self.events.add("info", f"protocol loaded from {path}")
+        return True
+
+    def save_protocol(self, path: Path) -> bool:
+        """Save the panel's protocol as TOML."""
+        try:
+            self.editor.save_toml(path)
+        except (ProtocolError, OSError) as exc:
+            self.events.add("error", f"could not save protocol to {path}: {exc}")
+            return False
+        self.events.add("info", f"protocol saved to {path}")
+        return True
+
+    def _load_clicked(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load protocol", "",
+                                                        "Protocol (*.toml)")
+        if name:
+            self.load_protocol(Path(name))
+
+    def _save_clicked(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save protocol", "protocol.toml",
+                                                        "Protocol (*.toml)")
+        if name:
+            self.save_protocol(Path(name))
+
+    def snapshot(self, folder: Path | None = None) -> list[Path]:
+        """Save the SR, raw and composite views: data as TIFF, what is shown as PNG."""
+        import tifffile
+
+        folder = Path(folder or self.editor.folder.text()).expanduser()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        written: list[Path] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, panel in (("sr", self.sr_panel), ("raw", self.raw_panel)):
+                if panel.image is None:
+                    continue
+                tif = folder / f"snapshot_{stamp}_{name}.tif"
+                tifffile.imwrite(tif, panel.image)
+                rgb = panel.rendered_rgb()
+                png = folder / f"snapshot_{stamp}_{name}.png"
+                if rgb is not None:
+                    _save_png(png, rgb)
+                    written.append(png)
+                written.append(tif)
+            composite = self.composite.rgb()
+            if composite is not None:
+                png = folder / f"snapshot_{stamp}_imc.png"
+                _save_png(png, composite)
+                written.append(png)
+        except OSError as exc:
+            self.events.add("error", f"snapshot failed: {exc}")
+            return written
+        self.events.add("info", f"snapshot: {len(written)} file(s) in {folder}")
+        return written
+
+    # --- the display loop ---------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        self.link.tick()
+        updated = False
+        raw = self.link.latest("raw")
+        if raw is not None:
+            self._show_raw(raw)
+            updated = True
+        sr = self.link.latest("sr")
+        if sr is not None:
+            self.sr_message = sr
+            self.sr_panel.set_image(sr.array, f"t = {sr.header.time_point}")
+            self._match_raw_scale()
+            updated = True
+        imc = self.link.latest("imc")
+        if imc is not None and imc.array.ndim == 3 and imc.array.shape[0] == 3:
+            self.composite.set_channels(imc.array, f"t = {imc.header.time_point}")
+            updated = True
+        if updated:
+            self.display_rate.add(1)
+        result = self.pattern_checker.take()
+        if result is not None:
+            self.pattern.show_result(result)
+        now = time.monotonic()
+        if now - self._last_status_s >= STATUS_PERIOD_S:
+            self._last_status_s = now
+            self._show_status()
+
+    def _show_raw(self, message: Any) -> None:
+        self.raw_message = message
+        frames = message.array
+        if frames.ndim == 3:
+            image = (frames[0] if self.raw_source.currentIndex() == 0
+                     else frames.mean(axis=0, dtype=np.float32))
+        else:
+            image = frames
+        self.raw_panel.set_image(image, f"t = {message.header.time_point}  "
+                                        f"{message.header.laser_nm} nm")
+        camera = self._camera
+        now = time.monotonic()
+        if camera and now - self._last_photon_s >= PHOTON_PERIOD_S:
+            self._last_photon_s = now
+            self.photon_count = self._photon_count(frames, camera)
+        if camera and frames.ndim == 3 and frames.shape[0] >= 9:
+            self.pattern_checker.offer(frames, float(camera["pixel_size_nm"]),
+                                       float(camera["offset_adu"]))
+
+    @staticmethod
+    def _photon_count(frames: np.ndarray, camera: dict[str, Any]) -> float:
+        from calibration.photon_count import average_photon_count
+
+        image = frames[0] if frames.ndim == 3 else frames
+        return float(average_photon_count(image, float(camera["offset_adu"]),
+                                          float(camera["photons_per_count"])))
+
+    def _match_raw_scale(self) -> None:
+        raw, sr = self.raw_panel.image, self.sr_panel.image
+        if raw is not None and sr is not None and raw.shape[0] > 0:
+            self.raw_panel.set_pixel_scale(sr.shape[0] / raw.shape[0])
+
+    def _show_status(self) -> None:
+        status = self.link.state.status
+        self._camera = status.get("camera", self._camera) or {}
+        free = status.get("free_disk_bytes")
+        if free is None:
+            free = free_disk_bytes(Path(self.editor.folder.text()))
+        if not self.link.state.alive:
+            status = {**status, "state": f"acquisition process exited "
+                                         f"({self.link.state.exit_code})"}
+        self.status.show_values(format_status(status, self.photon_count,
+                                              self.display_rate.rate_per_s(), free))
+        state = str(status.get("state", ""))
+        if self._last_state == "recording" and state != "recording":
+            self.record_button.setChecked(False)
+            self.editor.set_editable_while_recording(False)
+        if state in ("recording", "starting"):
+            self.record_button.setChecked(True)
+        self._last_state = state
+
+    def _on_host_event(self, level: str, text: str) -> None:
+        self.events.add(level, text)
+
+    # --- settings -----------------------------------------------------------------------------
+
+    def save_settings(self) -> None:
+        """Persist protocol, view settings and geometry (QSettings)."""
+        s = self.settings
+        s.setValue("protocol", json.dumps(self.editor.protocol_data(Path("unused.h5"))))
+        s.setValue("views/raw", json.dumps(self.raw_panel.settings()))
+        s.setValue("views/sr", json.dumps(self.sr_panel.settings()))
+        s.setValue("views/link", self.link_box.isChecked())
+        s.setValue("views/raw_source", self.raw_source.currentIndex())
+        s.setValue("geometry", self.saveGeometry())
+        s.sync()
+
+    def restore_settings(self) -> None:
+        """Restore what :meth:`save_settings` stored; bad entries are reported, not fatal."""
+        s = self.settings
+        try:
+            text = s.value("protocol")
+            if text:
+                data = json.loads(str(text))
+                data.pop("output", None)
+                self.editor.set_protocol(data)
+            for key, panel in (("views/raw", self.raw_panel), ("views/sr", self.sr_panel)):
+                text = s.value(key)
+                if text:
+                    panel.apply_settings(json.loads(str(text)))
+            if s.contains("views/link"):
+                self.link_box.setChecked(str(s.value("views/link")).lower() in ("true", "1"))
+            if s.contains("views/raw_source"):
+                self.raw_source.setCurrentIndex(int(str(s.value("views/raw_source"))))
+            geometry = s.value("geometry")
+            if geometry is not None:
+                self.restoreGeometry(geometry)
+        except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+            self.events.add("warning", f"stored settings ignored: {exc}")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        """Save settings and stop the acquisition process (bounded)."""
+        self.timer.stop()
+        self.save_settings()
+        self.link.close()
+        super().closeEvent(event)
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    """Write a (Y, X, 3) uint8 image as PNG through Qt."""
+    from pyqtgraph.Qt import QtGui
+
+    data = np.ascontiguousarray(rgb)
+    height, width = data.shape[:2]
+    image = QtGui.QImage(data.data, width, height, 3 * width, QtGui.QImage.Format.Format_RGB888)
+    if not image.save(str(path)):
+        raise OSError(f"Qt could not write {path}")

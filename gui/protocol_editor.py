@@ -1,0 +1,221 @@
+"""Protocol editing: channels (laser line, power, exposure), mode, interval, time points, ROI,
+reconstruction, IMC-SR, output; load/save as TOML (the format `livesim run` reads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from acquisition.protocol import Protocol, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+MAX_CHANNELS = 4
+RECONSTRUCTIONS = {"DFCAN-SIM": "dfcan-sim", "DFGAN-SIM": "dfgan-sim",
+                   "DFCAN-SISR": "dfcan-sisr", "Wiener": "wiener", "none": "none"}
+MODES = {"SIM": "sim", "WF": "wf"}
+DEFAULT_LINES_NM = (405, 488, 560, 640)
+
+
+def unique_output(folder: Path, stem: str) -> Path:
+    """A run-file path in ``folder`` that does not exist yet: ``stem_YYYYmmdd-HHMMSS[_n].h5``."""
+    base = f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    path = folder / f"{base}.h5"
+    n = 1
+    while path.exists():
+        path = folder / f"{base}_{n}.h5"
+        n += 1
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def protocol_to_toml(data: dict[str, Any]) -> str:
+    """TOML text of a protocol mapping (scalars, an optional [roi] table, [[channels]])."""
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
+             if key not in ("channels", "roi") and value is not None]
+    if data.get("roi"):
+        lines += ["", "[roi]"] + [f"{k} = {_toml_value(v)}" for k, v in data["roi"].items()]
+    for channel in data.get("channels", []):
+        lines += ["", "[[channels]]"] + [f"{k} = {_toml_value(v)}" for k, v in channel.items()]
+    return "\n".join(lines) + "\n"
+
+
+class ProtocolEditor(QtWidgets.QGroupBox):
+    """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits."""
+
+    plan_changed = QtCore.Signal()
+
+    def __init__(self, lines_nm: tuple[int, ...] = DEFAULT_LINES_NM,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Protocol", parent)
+        self.lines_nm = lines_nm
+        grid = QtWidgets.QGridLayout(self)
+        grid.setVerticalSpacing(3)
+        grid.addWidget(QtWidgets.QLabel("on"), 0, 0)
+        grid.addWidget(QtWidgets.QLabel("laser"), 0, 1)
+        grid.addWidget(QtWidgets.QLabel("power"), 0, 2)
+        grid.addWidget(QtWidgets.QLabel("exposure"), 0, 3)
+        self.enabled: list[QtWidgets.QCheckBox] = []
+        self.lasers: list[QtWidgets.QComboBox] = []
+        self.powers: list[QtWidgets.QDoubleSpinBox] = []
+        self.exposures: list[QtWidgets.QDoubleSpinBox] = []
+        for row in range(MAX_CHANNELS):
+            on = QtWidgets.QCheckBox()
+            laser = QtWidgets.QComboBox()
+            laser.addItems([f"{n} nm" for n in lines_nm])
+            laser.setCurrentIndex(min(row + 1, len(lines_nm) - 1) if row == 0 else
+                                  row % len(lines_nm))
+            power = QtWidgets.QDoubleSpinBox()
+            power.setRange(0.0, 100.0)
+            power.setSuffix(" %")
+            power.setValue(20.0)
+            exposure = QtWidgets.QDoubleSpinBox()
+            exposure.setRange(0.1, 10_000.0)
+            exposure.setSuffix(" ms")
+            exposure.setValue(10.0)
+            for col, widget in enumerate((on, laser, power, exposure)):
+                grid.addWidget(widget, row + 1, col)
+            power.valueChanged.connect(self.plan_changed.emit)
+            exposure.valueChanged.connect(self.plan_changed.emit)
+            self.enabled.append(on)
+            self.lasers.append(laser)
+            self.powers.append(power)
+            self.exposures.append(exposure)
+        self.enabled[0].setChecked(True)
+
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(list(MODES))
+        self.reconstruction = QtWidgets.QComboBox()
+        self.reconstruction.addItems(list(RECONSTRUCTIONS))
+        self.reconstruction.setCurrentText("Wiener")
+        self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
+        self.interval_s = QtWidgets.QDoubleSpinBox()
+        self.interval_s.setRange(0.0, 86_400.0)
+        self.interval_s.setSuffix(" s")
+        self.timepoints = QtWidgets.QSpinBox()
+        self.timepoints.setRange(1, 10_000_000)
+        self.timepoints.setValue(100)
+        self.roi_width = QtWidgets.QSpinBox()
+        self.roi_height = QtWidgets.QSpinBox()
+        for box in (self.roi_width, self.roi_height):
+            box.setRange(8, 8192)
+            box.setSingleStep(16)
+            box.setValue(128)
+            box.setSuffix(" px")
+        self.folder = QtWidgets.QLineEdit(str(Path.home() / "livesim"))
+        self.stem = QtWidgets.QLineEdit("run")
+        form = QtWidgets.QFormLayout()
+        form.addRow("mode", self.mode)
+        form.addRow("reconstruction", self.reconstruction)
+        form.addRow("", self.imc)
+        form.addRow("interval", self.interval_s)
+        form.addRow("time points", self.timepoints)
+        roi = QtWidgets.QHBoxLayout()
+        roi.addWidget(self.roi_width)
+        roi.addWidget(QtWidgets.QLabel("×"))
+        roi.addWidget(self.roi_height)
+        form.addRow("ROI", roi)
+        form.addRow("folder", self.folder)
+        form.addRow("file name", self.stem)
+        grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
+
+    # --- protocol <-> widgets -----------------------------------------------------------------
+
+    def protocol_data(self, output: Path | None = None) -> dict[str, Any]:
+        """The protocol as a mapping (validate with :meth:`protocol`)."""
+        method = RECONSTRUCTIONS[self.reconstruction.currentText()]
+        channels = [{"laser_nm": self.lines_nm[self.lasers[i].currentIndex()],
+                     "power_pct": round(self.powers[i].value(), 3),
+                     "exposure_ms": round(self.exposures[i].value(), 3),
+                     "reconstruction": method}
+                    for i in range(MAX_CHANNELS) if self.enabled[i].isChecked()]
+        folder = Path(self.folder.text()).expanduser()
+        return {"channels": channels, "mode": MODES[self.mode.currentText()],
+                "timepoints": self.timepoints.value(), "interval_s": self.interval_s.value(),
+                "roi": {"x": 0, "y": 0, "width": self.roi_width.value(),
+                        "height": self.roi_height.value()},
+                "imc": self.imc.isChecked(),
+                "output": str(output or unique_output(folder, self.stem.text() or "run"))}
+
+    def protocol(self, output: Path | None = None) -> Protocol:
+        """The validated protocol (ProtocolError names the field and value)."""
+        return Protocol.parse_checked(self.protocol_data(output), source="protocol panel")
+
+    def set_protocol(self, data: dict[str, Any]) -> None:
+        """Show a protocol mapping (e.g. loaded from TOML) in the widgets."""
+        channels = data.get("channels", [])
+        if not 1 <= len(channels) <= MAX_CHANNELS:
+            raise ProtocolError(f"field 'channels': {len(channels)} channels, the panel shows "
+                                f"1 to {MAX_CHANNELS}")
+        methods = {v: k for k, v in RECONSTRUCTIONS.items()}
+        for i in range(MAX_CHANNELS):
+            self.enabled[i].setChecked(i < len(channels))
+            if i >= len(channels):
+                continue
+            c = channels[i]
+            laser = int(c["laser_nm"])
+            if laser not in self.lines_nm:
+                raise ProtocolError(f"field 'channels.{i}.laser_nm' = {laser}: the rig has "
+                                    f"lines {list(self.lines_nm)}")
+            self.lasers[i].setCurrentIndex(self.lines_nm.index(laser))
+            self.powers[i].setValue(float(c.get("power_pct", 20.0)))
+            self.exposures[i].setValue(float(c.get("exposure_ms", 10.0)))
+            method = str(c.get("reconstruction", "wiener"))
+            if method in methods:
+                self.reconstruction.setCurrentText(methods[method])
+        modes = {v: k for k, v in MODES.items()}
+        mode = str(data.get("mode", "sim"))
+        if mode not in modes:
+            raise ProtocolError(f"field 'mode' = {mode!r}: the panel offers {list(MODES.values())}")
+        self.mode.setCurrentText(modes[mode])
+        self.timepoints.setValue(int(data.get("timepoints", 100)))
+        self.interval_s.setValue(float(data.get("interval_s", 0.0)))
+        self.imc.setChecked(bool(data.get("imc", False)))
+        roi = data.get("roi")
+        if isinstance(roi, dict):
+            self.roi_width.setValue(int(roi["width"]))
+            self.roi_height.setValue(int(roi["height"]))
+        output = data.get("output")
+        if output:
+            path = Path(str(output))
+            self.folder.setText(str(path.parent))
+            self.stem.setText(path.stem)
+
+    def load_toml(self, path: Path) -> None:
+        """Load a protocol TOML; the run file name becomes a fresh one next to its output."""
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ProtocolError(f"{path}: protocol file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
+        output = Path(str(data.get("output", "run.h5")))
+        if not output.is_absolute():
+            output = path.parent / output
+        data["output"] = str(unique_output(output.parent, output.stem))
+        Protocol.parse_checked(data, source=str(path))  # every field checked before we show it
+        self.set_protocol(data)
+
+    def save_toml(self, path: Path) -> None:
+        """Write the current protocol as TOML (readable by `livesim run`)."""
+        data = self.protocol().model_dump(mode="json")
+        path.write_text(protocol_to_toml(data))
+
+    def set_editable_while_recording(self, recording: bool) -> None:
+        """During a recording nothing changes what the file says it holds."""
+        self.setEnabled(not recording)

@@ -1,0 +1,495 @@
+"""The GUI's acquisition process: owns the rig, runs live view and recordings, answers the GUI.
+
+Run as ``python -m gui.session_host`` by the GUI (a separate process, so drawing never takes
+CPU time or the GIL from acquisition). Live view is :class:`gui.live_pipeline.LivePipeline`;
+recording is acquisition's :class:`RunSession`. Both feed one display PUB (endpoint ``display``):
+the display channel's full raw sets ('raw'), SR images ('sr') and IMC splits ('imc'). A REP
+socket answers the GUI's commands (status, live, stop_live, record, stop_record, quit); errors
+from the rig, the worker and the recorder are kept as events that the GUI shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from acquisition.engine import TimePoint
+from acquisition.protocol import Protocol, ProtocolError
+from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
+from acquisition.wire import Kind, header_for
+from gui.host_wire import pack, unpack
+from gui.live_pipeline import DisplayOutlet, LivePipeline, plan_for
+from gui.rate_meter import RateMeter
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS = 500
+EVENT_LOG_PERIOD_S = 1.0  # at most one event per second per logger and level from log records
+
+
+@dataclass(frozen=True)
+class HostEvent:
+    """One line for the GUI's event pane."""
+
+    event_id: int
+    level: str  # info | warning | error
+    text: str
+    wall_s: float
+
+
+class EventLog:
+    """Numbered events (thread-safe); repeated identical texts are folded into one line."""
+
+    def __init__(self) -> None:
+        self._events: deque[HostEvent] = deque(maxlen=MAX_EVENTS)
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def add(self, level: str, text: str) -> None:
+        """Append an event (any thread)."""
+        with self._lock:
+            self._events.append(HostEvent(self._next_id, level, text, time.time()))
+            self._next_id += 1
+
+    def since(self, event_id: int) -> list[dict[str, Any]]:
+        """Events with id greater than ``event_id``, oldest first."""
+        with self._lock:
+            return [{"id": e.event_id, "level": e.level, "text": e.text, "wall_s": e.wall_s}
+                    for e in self._events if e.event_id > event_id]
+
+
+class LogRecordRelay(logging.Handler):
+    """Turns WARNING+ log records of the acquisition process into GUI events, rate-limited."""
+
+    def __init__(self, events: EventLog) -> None:
+        super().__init__(level=logging.WARNING)
+        self.events = events
+        self._last: dict[tuple[str, int], float] = {}
+        self._suppressed: dict[tuple[str, int], int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Forward one record unless its logger spoke at this level less than 1 s ago."""
+        key = (record.name, record.levelno)
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < EVENT_LOG_PERIOD_S:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        extra = self._suppressed.pop(key, 0)
+        text = record.getMessage() + (f" (+{extra} similar)" if extra else "")
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        self.events.add(level, f"{record.name}: {text}")
+
+
+def scratch_folder(parent: Path, name: str) -> Path:
+    """A private sub-folder for one pipeline's ipc endpoints."""
+    folder = parent / name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def open_rig(rig_spec: str, size_px: tuple[int, int], seed: int, structure: str) -> Any:
+    """The emulated rig (``rig_spec == 'emulator'``) or a Micro-Manager config's rig."""
+    from hardware.rig import Rig
+
+    if rig_spec == "emulator":
+        from sim_emulator.microscope import EmulatorConfig
+
+        config = EmulatorConfig(size_px=size_px, seed=seed, structure=structure)  # type: ignore[arg-type]
+        return Rig.emulator(config)
+    return Rig.from_config(rig_spec)
+
+
+def camera_constants(rig: Any, rig_spec: str, size_px: tuple[int, int], seed: int,
+                     structure: str) -> dict[str, Any]:
+    """What the GUI needs to turn ADU into photons: offset and photons per count."""
+    offset_adu, photons_per_count = 100.0, 1.0
+    if rig_spec == "emulator":
+        from sim_emulator.microscope import EmulatorConfig
+
+        sensor = EmulatorConfig(size_px=size_px, seed=seed,
+                                structure=structure).sensor  # type: ignore[arg-type]
+        offset_adu, photons_per_count = sensor.offset_adu, sensor.photons_per_count
+    return {"shape": [int(n) for n in rig.camera.shape],
+            "pixel_size_nm": float(rig.camera.pixel_size_nm),
+            "lines_nm": [int(n) for n in rig.aotf.lines_nm],
+            "offset_adu": float(offset_adu), "photons_per_count": float(photons_per_count),
+            "rig": rig_spec}
+
+
+class SessionHost:
+    """The acquisition process's state: rig, live pipeline or recording, events, counters."""
+
+    def __init__(self, rig_spec: str, folder: Path, size_px: tuple[int, int] = (128, 128),
+                 seed: int = 0, structure: str = "microtubules", live_interval_s: float = 0.05,
+                 context: zmq.Context | None = None, display_endpoint: str | None = None
+                 ) -> None:
+        self.rig_spec = rig_spec
+        self.folder = folder
+        self.size_px = size_px
+        self.seed = seed
+        self.structure = structure
+        self.live_interval_s = live_interval_s
+        self.context = context or zmq.Context.instance()
+        self.events = EventLog()
+        self.display_endpoint = display_endpoint or f"ipc://{folder}/display"
+        self.outlet = DisplayOutlet(DisplayPublisher(self.context, self.display_endpoint))
+        self.rig = open_rig(rig_spec, size_px, seed, structure)
+        self.camera = camera_constants(self.rig, rig_spec, size_px, seed, structure)
+        self.live: LivePipeline | None = None
+        self.live_protocol: Protocol | None = None
+        self.recording: RecordingThread | None = None
+        self._n_live = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-command")
+        self.busy: Future[None] | None = None
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one GUI command; failures come back as ``{"ok": False, "error": ...}``."""
+        cmd = request.get("cmd")
+        try:
+            if cmd == "status":
+                return self.status(int(request.get("since", 0)))
+            if cmd == "live":
+                protocol = self._protocol(request["protocol"])
+                channel = int(request.get("display_channel", 0))
+                return self._later("live", lambda: self.start_live(protocol, channel))
+            if cmd == "stop_live":
+                return self._later("stop_live", self.stop_live)
+            if cmd == "record":
+                protocol = self._protocol(request["protocol"])
+                channel = int(request.get("display_channel", 0))
+                return self._later("record", lambda: self.start_record(protocol, channel))
+            if cmd == "stop_record":
+                if self.recording is not None:
+                    self.recording.stop()
+                return {"ok": True}
+            if cmd == "quit":
+                return {"ok": True, "quit": True}
+        except (ProtocolError, ValueError, KeyError, RuntimeError, OSError, zmq.ZMQError) as exc:
+            text = f"{cmd}: {exc}"
+            self.events.add("error", text)
+            return {"ok": False, "error": text}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _later(self, name: str, action: Callable[[], Any]) -> dict[str, Any]:
+        """Run a slow command (worker start/stop) off the control thread; errors become events."""
+        def run() -> None:
+            try:
+                action()
+            except (ProtocolError, ValueError, RuntimeError, OSError, zmq.ZMQError) as exc:
+                self.events.add("error", f"{name}: {exc}")
+                logger.error("%s failed: %s", name, exc)
+
+        self.busy = self._executor.submit(run)
+        return {"ok": True, "accepted": name}
+
+    def _protocol(self, data: Any) -> Protocol:
+        if isinstance(data, Protocol):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"protocol must be a table, got {type(data).__name__}")
+        return Protocol.parse_checked(data, source="GUI protocol")
+
+    def _ensure_roi(self, protocol: Protocol) -> None:
+        """Match the camera to the protocol's ROI (the emulator is reopened at the new size)."""
+        roi = protocol.roi
+        if roi is None:
+            return
+        shape = (roi.height, roi.width)
+        if tuple(self.rig.camera.shape) == shape:
+            return
+        if self.rig_spec == "emulator":
+            self.rig.close()
+            self.size_px = shape
+            self.rig = open_rig(self.rig_spec, shape, self.seed, self.structure)
+            self.camera = camera_constants(self.rig, self.rig_spec, shape, self.seed,
+                                           self.structure)
+        else:
+            self.rig.camera.set_roi(roi.x, roi.y, roi.width, roi.height)
+            self.camera["shape"] = [int(n) for n in self.rig.camera.shape]
+
+    def start_live(self, data: Protocol | dict[str, Any], display_channel: int = 0
+                   ) -> dict[str, Any]:
+        """Start live view, or apply new powers/exposures to the running one."""
+        recording = self.recording
+        if (recording is not None and recording.is_alive()
+                and recording is not threading.current_thread()):
+            raise RuntimeError("a recording is running; stop it before changing live view")
+        protocol = self._protocol(data)
+        self.rig.check_plan(plan_for(protocol))
+        self.outlet.display_channel = display_channel
+        live = self.live
+        if live is not None and live.running and self._same_pipeline(live.protocol, protocol):
+            live.set_plan(protocol)
+            self.live_protocol = protocol
+            return {"ok": True, "applied": "plan"}
+        self.stop_live()
+        self._ensure_roi(protocol)
+        self._n_live += 1
+        endpoints = Endpoints.ipc(scratch_folder(self.folder, f"live{self._n_live}"))
+        self.live = LivePipeline(self.rig, protocol, self._frame_shape(), endpoints, self.outlet,
+                                 self.events.add, self.context, interval_s=self.live_interval_s)
+        self.live.start()
+        self.live_protocol = protocol
+        self.events.add("info", f"live: {len(protocol.channels)} channel(s), {protocol.mode}, "
+                                f"{'/'.join(c.reconstruction for c in protocol.channels)}")
+        return {"ok": True, "applied": "restart"}
+
+    @staticmethod
+    def _same_pipeline(old: Protocol, new: Protocol) -> bool:
+        """True when only powers/exposures differ (no restart of camera or worker needed)."""
+        def key(p: Protocol) -> tuple[Any, ...]:
+            return (p.mode, p.roi, tuple((c.laser_nm, c.reconstruction) for c in p.channels))
+        return key(old) == key(new)
+
+    def stop_live(self) -> None:
+        """Stop live view (bounded wait)."""
+        if self.live is not None:
+            live, self.live = self.live, None
+            live.stop()
+
+    def start_record(self, data: Protocol | dict[str, Any], display_channel: int = 0
+                     ) -> dict[str, Any]:
+        """Stop live view and record the protocol with a RunSession on a thread."""
+        if self.recording is not None and self.recording.is_alive():
+            raise RuntimeError("a recording is already running")
+        protocol = self._protocol(data)
+        self.rig.check_plan(plan_for(protocol))
+        resume = self.live_protocol if self.live is not None else None
+        self.stop_live()
+        self._ensure_roi(protocol)
+        self.outlet.display_channel = display_channel
+        self.recording = RecordingThread(self, protocol, resume)
+        self.recording.start()
+        self.events.add("info", f"recording {protocol.timepoints} time point(s) to "
+                                f"{protocol.output}")
+        return {"ok": True, "path": str(protocol.output)}
+
+    def _frame_shape(self) -> tuple[int, int]:
+        shape = self.rig.camera.shape
+        return int(shape[0]), int(shape[1])
+
+    def status(self, since: int = 0) -> dict[str, Any]:
+        """Counters for the status panel, plus events newer than ``since``."""
+        busy = self.busy is not None and not self.busy.done()
+        base: dict[str, Any] = {"ok": True, "camera": self.camera, "busy": busy,
+                                "display_endpoint": self.display_endpoint,
+                                "events": self.events.since(since), "pid": os.getpid()}
+        recording = self.recording
+        if recording is not None and recording.is_alive():
+            return {**base, **recording.status()}
+        live = self.live
+        if live is not None:
+            c = live.counters
+            state = "live" if live.running else "stopped"
+            return {**base, "state": state, "camera_fps": c.camera.rate_per_s(),
+                    "sr_fps": c.sr.rate_per_s(), "latency_ms": c.latency_ms,
+                    "queue_depth": live.queue_depth, "sr_skips": c.sr_skips,
+                    "lost_frames": c.lost_frames, "time_point": c.time_point,
+                    "time_points_total": None, "frames_written": 0, "mb_per_s": 0.0,
+                    "file_path": "", "worker_pid": live.worker_pid,
+                    "worker_ready": live.worker_ready, "raw_frames": c.raw_frames,
+                    "sr_frames": c.sr_frames}
+        return {**base, "state": "idle"}
+
+    def close(self) -> None:
+        """Stop everything and release the rig."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.recording is not None:
+            self.recording.stop()
+            self.recording.join(60.0)
+        self.stop_live()
+        self.outlet.close()
+        self.rig.close()
+
+
+class RecordingThread(threading.Thread):
+    """One RunSession on its own thread; relays its SR display to the GUI's display endpoint."""
+
+    def __init__(self, host: SessionHost, protocol: Protocol, resume: Protocol | None) -> None:
+        super().__init__(name="recording", daemon=True)
+        from acquisition.session import RunSession, SessionOptions
+
+        self.host = host
+        self.protocol = protocol
+        self.resume = resume
+        self.endpoints = Endpoints.ipc(scratch_folder(host.folder, f"run{id(self):x}"))
+        metadata = {"camera": host.camera, "source": "livesim gui",
+                    "emulator_seed": host.seed if host.rig_spec == "emulator" else None}
+        self.session = RunSession(host.rig, plan_for(protocol), protocol, host._frame_shape(),
+                                  float(host.rig.camera.pixel_size_nm), metadata=metadata,
+                                  endpoints=self.endpoints, options=SessionOptions(),
+                                  context=host.context,
+                                  worker_log=protocol.output.with_suffix(".worker.log"))
+        self.camera_rate = RateMeter()
+        self.sr_rate = RateMeter()
+        self.bytes_rate = RateMeter()
+        self.latency_ms = float("nan")
+        self.progress: Any = None
+        self._acquired_s: dict[int, float] = {}
+        self._connected = False
+        self._stop_relay = threading.Event()
+        self._restarts_seen = 0
+        self._last_raw = 0
+        self._last_bytes = 0
+
+    def run(self) -> None:
+        """Record; afterwards report the outcome and resume live view if it was on."""
+        from acquisition.session import SessionError
+
+        relay = threading.Thread(target=self._relay_sr, name="sr-relay", daemon=True)
+        relay.start()
+        try:
+            summary = self.session.run(progress=self._on_progress)
+        except (SessionError, OSError, RuntimeError, ValueError) as exc:
+            self.host.events.add("error", f"recording failed: {exc}")
+            summary = None
+        finally:
+            self._stop_relay.set()
+            relay.join(5.0)
+        if summary is not None:
+            level = "error" if summary.error else "info"
+            self.host.events.add(level, (
+                f"recording done: {summary.engine.time_points} time points, "
+                f"{summary.raw_frames} raw / {summary.sr_frames} SR frames -> {summary.path}"
+                f"; events {summary.events or 'none'}"
+                + (f"; error: {summary.error}" if summary.error else "")))
+        if self.resume is not None:
+            try:
+                self.host.start_live(self.resume, self.host.outlet.display_channel)
+            except (ProtocolError, ValueError, RuntimeError) as exc:
+                self.host.events.add("error", f"could not resume live view: {exc}")
+
+    def stop(self) -> None:
+        """Stop after the time point in progress."""
+        self.session.stop()
+
+    def _on_progress(self, progress: Any) -> None:
+        """Acquisition thread, after each time point: rates, and hook the raw display once."""
+        if not self._connected and self.session.engine is not None:
+            self.session.engine.time_point_acquired.connect(self._on_time_point)
+            self._connected = True
+        self.camera_rate.add(progress.raw_frames - self._last_raw)
+        self.bytes_rate.add(progress.bytes_written - self._last_bytes)
+        self._last_raw, self._last_bytes = progress.raw_frames, progress.bytes_written
+        self.progress = progress
+
+    def _on_time_point(self, point: TimePoint) -> None:
+        now = time.time()
+        self._acquired_s[point.index] = now
+        self._acquired_s.pop(point.index - 256, None)
+        self.host.outlet.offer_raw(point, now)
+
+    def _relay_sr(self) -> None:
+        """Forward the session's SR display images to the GUI's endpoint, with latency."""
+        subscriber = DisplaySubscriber(self.host.context, self.endpoints.display, "sr")
+        try:
+            while not self._stop_relay.is_set():
+                message = subscriber.latest(timeout_ms=100)
+                if message is None:
+                    continue
+                head = message.header
+                if head.channel != self.host.outlet.display_channel:
+                    continue
+                acquired = self._acquired_s.get(head.time_point)
+                if acquired is not None:
+                    self.latency_ms = (time.time() - acquired) * 1e3
+                self.sr_rate.add(1)
+                header = header_for(Kind.SR_RESULT, head.run_id, head.sequence, message.array,
+                                    time_point=head.time_point, channel=head.channel,
+                                    info={"acquired_s": acquired or 0.0})
+                self.host.outlet.publish("sr", header, message.array)
+        finally:
+            subscriber.close()
+
+    def status(self) -> dict[str, Any]:
+        """Counters of the recording for the GUI."""
+        p = self.progress
+        supervisor = self.session.supervisor
+        if supervisor is not None and supervisor.restarts > self._restarts_seen:
+            self._restarts_seen = supervisor.restarts
+            self.host.events.add("error", f"inference worker died and was restarted "
+                                          f"({supervisor.restarts} restart(s))")
+        process = supervisor.process if supervisor is not None else None
+        free = shutil.disk_usage(self.protocol.output.parent).free
+        return {"state": "recording" if p is not None else "starting",
+                "camera_fps": self.camera_rate.rate_per_s(), "sr_fps": self.sr_rate.rate_per_s(),
+                "latency_ms": self.latency_ms,
+                "queue_depth": p.sr_lag_time_points if p else 0,
+                "sr_skips": p.skips if p else 0, "lost_frames": p.gaps if p else 0,
+                "time_point": (p.time_points_done - 1) if p else -1,
+                "time_points_total": self.protocol.timepoints,
+                "frames_written": p.raw_frames if p else 0,
+                "mb_per_s": self.bytes_rate.rate_per_s() / 1e6,
+                "file_path": str(self.protocol.output), "free_disk_bytes": free,
+                "worker_pid": process.pid if process is not None and process.poll() is None
+                else None, "worker_ready": bool(supervisor and supervisor.ready),
+                "raw_frames": p.raw_frames if p else 0, "sr_frames": p.sr_frames if p else 0}
+
+
+def serve(host: SessionHost, control_endpoint: str, parent_pid: int = 0) -> None:
+    """Answer GUI commands until 'quit' or until the GUI process is gone."""
+    socket = open_socket(host.context, zmq.REP, control_endpoint, bind=True)
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    try:
+        while True:
+            if parent_pid and os.getppid() != parent_pid:
+                logger.error("GUI process %d is gone; stopping", parent_pid)
+                break
+            if not poller.poll(200):
+                continue
+            try:
+                request = unpack(socket.recv())
+                reply = host.handle(request)
+            except ValueError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            socket.send(pack(reply))
+            if reply.get("quit"):
+                break
+    finally:
+        socket.close(linger=0)
+        host.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m gui.session_host``."""
+    parser = argparse.ArgumentParser(description="livesim GUI acquisition process")
+    parser.add_argument("--control", required=True, help="REP endpoint to bind")
+    parser.add_argument("--display", required=True, help="display PUB endpoint to bind")
+    parser.add_argument("--folder", required=True, type=Path, help="scratch folder (ipc)")
+    parser.add_argument("--rig", default="emulator", help="'emulator' or a Micro-Manager .cfg")
+    parser.add_argument("--size-px", default="128,128", help="emulator frame Y,X")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--structure", default="microtubules")
+    parser.add_argument("--live-interval-s", type=float, default=0.05)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ny, nx = (int(n) for n in args.size_px.split(","))
+    host = SessionHost(args.rig, args.folder, (ny, nx), args.seed, args.structure,
+                       args.live_interval_s, display_endpoint=args.display)
+    logging.getLogger().addHandler(LogRecordRelay(host.events))
+    free = shutil.disk_usage(args.folder).free
+    logger.info("acquisition process ready (camera %s, %.1f GB free)", host.camera["shape"],
+                free / 1e9)
+    serve(host, args.control, args.parent_pid)
+
+
+if __name__ == "__main__":
+    main()
