@@ -169,6 +169,7 @@ def bench_wiener_command(
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:
     """Wiener SIM time per 9-frame set with fixed (precomputed) parameters."""
+    import os
     import statistics
     import time
 
@@ -206,13 +207,17 @@ def bench_wiener_command(
     for _ in range(3):
         run()
     times_ms = []
+    cpu_start = time.process_time()
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times_ms.append((time.perf_counter() - start) * 1e3)
+    cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
     median = statistics.median(times_ms)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     typer.echo(
         f"wiener {size_px}x{size_px}x9 on {device}: median {median:.1f} ms, "
         f"min {min(times_ms):.1f} ms, max {max(times_ms):.1f} ms over {repeats} "
-        f"({1000.0 / median:.0f} reconstructions/s); parameter estimation + filters {setup_s:.2f} s"
+        f"({1000.0 / median:.0f} reconstructions/s); CPU time {cpu_ms:.1f} ms per set; "
+        f"parameter estimation + filters {setup_s:.2f} s; load average {load}"
     )
