@@ -303,6 +303,21 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
                 "TriggerMode": self._trigger_mode,
             }
 
+    def _render_physics(self, record: DisplayRecord, power: float) -> np.ndarray:
+        """Full forward model; a rotator off the grating's orientation lowers the fringe
+        contrast (pattern blended with uniform light of the same mean)."""
+        microscope = self.bench.microscope(record.mode)
+        contrast = self.bench.polarization_contrast(record)
+        if contrast > 1.0 - 1e-6:
+            return microscope.render_frame(
+                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms
+            )
+        patterned, uniform = microscope.expected_photons(
+            record.time_s, [record.pattern, None], record.laser_nm, power, record.exposure_ms
+        )
+        photons = contrast * patterned + (1.0 - contrast) * uniform
+        return microscope.sensor.expose(photons, record.exposure_ms, microscope.noise)
+
     def _render(self, record: DisplayRecord, saturate: bool) -> np.ndarray:
         """The camera image of what the light path showed for `record`."""
         power = record.power_pct if record.shutter_open else 0.0
@@ -314,9 +329,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
             image = source.frame(record.time_s, record.pattern, record.laser_nm, power,
                                  record.exposure_ms)
         else:
-            image = self.bench.microscope(record.mode).render_frame(
-                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms
-            )
+            image = self._render_physics(record, power)
         if saturate:
             image = np.minimum(
                 image.astype(np.uint32) * _SATURATION_GAIN + _SATURATION_FLOOR_ADU, _ADU_MAX

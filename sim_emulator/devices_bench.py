@@ -138,6 +138,27 @@ class OpticalBench:
         self._replay_count += 1
         return bank[self._replay_count % REPLAY_BANK]
 
+    def rotator_angle_rad(self, state: int) -> float:
+        """Polarization angle of rotator `state`: matched to that state's SIM orientation
+        (0: wide-field, 1+o: linear SIM, 4+o: nonlinear SIM)."""
+        if state <= 0:
+            return 0.0
+        if state < 4:
+            return float(self.microscope("sim").patterns.angles_rad()[state - 1])
+        return float(self.microscope("nlsim").patterns.angles_rad()[state - 4])
+
+    def polarization_contrast(self, record: DisplayRecord) -> float:
+        """Fringe contrast left when the rotator's polarization is off the grating's
+        orientation by d: cos^2 d (the s-polarized share of the two interfering beams)."""
+        if record.pattern is None or record.mode == "blank":
+            return 1.0
+        patterns = self.microscope(record.mode).patterns
+        orientation, _ = patterns.orientation_phase(record.pattern)
+        delta = float(patterns.angles_rad()[orientation]) - self.rotator_angle_rad(
+            record.rotator_state
+        )
+        return float(np.cos(delta) ** 2)
+
     def _config_for(self, mode: str) -> EmulatorConfig:
         config = self.config
         if config.patterns.mode == mode:

@@ -43,9 +43,12 @@ def make_emulator() -> Iterator[object]:
     """Factory: make_emulator(faults=None, size_px=64, **config) -> emulated Rig, closed after."""
     made: list[Rig] = []
 
-    def make(faults: object = None, size_px: int = 64, **overrides: object) -> Rig:
+    def make(
+        faults: object = None, size_px: int = 64, roles: RoleMap | None = None,
+        **overrides: object,
+    ) -> Rig:
         config = small_emulator_config(size_px, **overrides)
-        the_rig = Rig.emulator(config=config, faults=faults)  # type: ignore[arg-type]
+        the_rig = Rig.emulator(config=config, faults=faults, roles=roles)  # type: ignore[arg-type]
         made.append(the_rig)
         return the_rig
 

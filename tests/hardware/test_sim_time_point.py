@@ -10,6 +10,7 @@ import pytest
 
 from hardware.pattern_layout import rotator_state, slm_index
 from hardware.rig import Rig
+from hardware.roles import RoleMap
 from hardware.sequencing import ChannelSpec, SequencePlan
 
 TWO_COLOUR = SequencePlan(
@@ -191,3 +192,32 @@ def test_nonlinear_sim_time_point_shows_five_orientations(
         angle = ring_peak_angle_deg(modulated, k_px)
         diff = abs((angle - expected_deg[o] + 90.0) % 180.0 - 90.0)
         assert diff < np.degrees(1.5 / (96 * k_px)), (o, angle, expected_deg[o])
+
+
+def _modulation(frames: list, k_px: np.ndarray, offset_adu: float) -> float:
+    """Fringe strength of one orientation's phase frames: carrier over mean signal."""
+    amplitudes = np.array([amplitude_at(f.image, k_px) for f in frames])
+    signal = float(np.sum([f.image.astype(np.float64).sum() - offset_adu * f.image.size
+                           for f in frames])) / len(frames)
+    return float(np.abs(amplitudes - amplitudes.mean()).mean()) / signal
+
+
+def test_unsequenced_rotator_shows_as_lost_fringe_contrast(
+    make_emulator: Callable[..., Rig],
+) -> None:
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=100, exposure_ms=10),))
+    right = make_emulator(size_px=96)
+    wrong = make_emulator(size_px=96, roles=RoleMap(rotator=None))  # rotator left at state 0
+    good = right.acquire_time_point(plan, 0, timeout_s=30.0)
+    bad = wrong.acquire_time_point(plan, 0, timeout_s=30.0)
+    assert {r.rotator_state for r in wrong.bench.display_log} == {0}
+    patterns = right.bench.microscope("sim").patterns
+    k = patterns.wave_vectors_cycles_per_nm() * right.camera.pixel_size_nm
+    offset = right.bench.config.sensor.offset_adu
+    ratios = [
+        _modulation(bad[3 * o : 3 * o + 3], k[o], offset)
+        / _modulation(good[3 * o : 3 * o + 3], k[o], offset)
+        for o in range(3)
+    ]
+    expected = np.cos(patterns.angles_rad()) ** 2  # state 0 is polarized at 0 rad
+    assert np.allclose(ratios, expected, atol=0.15), (ratios, expected)
