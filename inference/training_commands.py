@@ -1,9 +1,229 @@
-"""`livesim` training, bundled-model and assessment sub-commands (inference package)."""
+"""`livesim` training, bundled-model and assessment sub-commands (inference package):
+`livesim train`, `livesim models` and `livesim evaluate`."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
+    app.command("train")(train)
+    app.command("models")(models)
+    app.command("evaluate")(evaluate)
+
+
+def _model_overrides(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def train(
+    arch: str = typer.Option("dfcan", "--arch", help="dfcan, dfgan, imcsr or cmgan"),
+    mode: str = typer.Option("sim", "--mode", help="sisr (wide-field), sim (9 frames), nlsim"),
+    data: str = typer.Option(
+        "emulator:microtubules",
+        "--data",
+        help="emulator:<structure>[,<structure>...], biosr:<folder>, or a .h5 run file",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    init: str | None = typer.Option(None, "--init", help="start from this model (bundled/path)"),
+    steps: int | None = typer.Option(None, "--steps", help="iterations (default 10000)"),
+    resume: Path | None = typer.Option(None, "--resume", help="checkpoint to continue from"),
+    config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
+    emulator_size_px: int | None = typer.Option(None, "--emulator-size", help="field size px"),
+    width: int | None = typer.Option(None, "--width", help="DFCAN/DFGAN feature channels"),
+    groups: int | None = typer.Option(None, "--groups", help="DFCAN/DFGAN residual groups"),
+    blocks: int | None = typer.Option(None, "--blocks", help="FCABs per residual group"),
+    spectrum_size: int | None = typer.Option(None, "--spectrum-size"),
+    reduction: int | None = typer.Option(None, "--reduction"),
+    base_width: int | None = typer.Option(None, "--base-width", help="cmgan U-net width"),
+    depth: int | None = typer.Option(None, "--depth", help="cmgan U-net depth"),
+    tiny: bool = typer.Option(False, "--tiny", help="a tiny network and batch (smoke tests)"),
+    validation_every: int | None = typer.Option(None, "--validation-every"),
+    validation_count: int | None = typer.Option(None, "--validation-count"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="checkpoint file (default <output>.ckpt)"
+    ),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every"),
+    seed: int | None = typer.Option(None, "--seed"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", help="stop (checkpointed, best model kept) after this long"
+    ),
+) -> None:
+    """Train or fine-tune a network; writes the best model, a checkpoint, a CSV/JSON log and
+    a PNG of the curves."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from inference.training import Trainer, TrainingConfig, TrainingError
+    from inference.training.checkpoint import CheckpointError
+    from inference.training.data import DataSourceError
+
+    if arch == "imcsr":
+        _train_imcsr(mode, data, output, init, steps, resume)
+        return
+    checkpoint = checkpoint or output.with_suffix(".ckpt")
+    try:
+        if resume is not None:
+            trainer = Trainer.resume(resume, output, steps=steps)
+        else:
+            base = TrainingConfig.from_toml(config).model_dump() if config else {}
+            values: dict[str, Any] = {**base, "arch": arch, "mode": mode, "data": data}
+            options = dict(base.get("model_options", {}))
+            if tiny:
+                options.update(width=8, groups=1, blocks=1, reduction=2, spectrum_size=16)
+                if arch == "cmgan":
+                    options = {"base_width": 4, "depth": 2}
+                values.update(batch_size=2, patch_px=32, emulator_size_px=40, validation_count=2)
+            options.update(
+                _model_overrides(
+                    width=width,
+                    groups=groups,
+                    blocks=blocks,
+                    spectrum_size=spectrum_size,
+                    reduction=reduction,
+                    base_width=base_width,
+                    depth=depth,
+                )
+            )
+            values["model_options"] = options
+            values.update(
+                _model_overrides(
+                    steps=steps,
+                    batch_size=batch_size,
+                    patch_px=patch_px,
+                    emulator_size_px=emulator_size_px,
+                    validation_every=validation_every,
+                    validation_count=validation_count,
+                    checkpoint_every=checkpoint_every,
+                    seed=seed,
+                    device=device,
+                    threads=threads,
+                )
+            )
+            trainer = Trainer(TrainingConfig.model_validate(values), output, init=init)
+    except (TrainingError, CheckpointError, DataSourceError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    cfg = trainer.config
+    typer.echo(f"training {cfg.arch} ({cfg.mode}) on {trainer.source.description}")
+    typer.echo(f"options {trainer.options}; device {trainer.device}; amp {trainer.use_amp}")
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[figures]}"),
+        TimeElapsedColumn(),
+    ) as progress:
+        task = progress.add_task("train", total=cfg.steps, completed=trainer.step, figures="")
+        state = {"val": float("nan")}
+
+        def on_row(row: dict[str, float]) -> None:
+            state["val"] = row.get("val_nrmse", state["val"])
+            figures = f"loss {row['loss']:.4f} val NRMSE {state['val']:.4f} lr {row['lr']:.2g}"
+            progress.update(task, completed=int(row["step"]) + 1, figures=figures)
+
+        while True:
+            chunk = cfg.steps if deadline is None else min(cfg.steps, trainer.step + 50)
+            result = trainer.run(
+                until_step=chunk, on_row=on_row, checkpoint=checkpoint, plot=False
+            )
+            if trainer.step >= cfg.steps:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                trainer.save_checkpoint(checkpoint)
+                typer.echo(f"--max-minutes reached at step {trainer.step}", err=True)
+                break
+    if trainer.best_state is None or not output.is_file():
+        trainer.save_model()
+    trainer.write_log(plot=True)
+    typer.echo(
+        f"{output}: best validation NRMSE {result.best_val_nrmse:.4f} at step "
+        f"{result.best_step}; {trainer.step} steps; checkpoint {checkpoint}; "
+        f"log {result.log_files['csv']}, {result.log_files['png']}"
+    )
+
+
+def _train_imcsr(
+    mode: str, data: str, output: Path, init: str | None, steps: int | None, resume: Path | None
+) -> None:
+    """Hand IMC-SR training to `inference.imc.training.train_imcsr` (owned by the IMC package)."""
+    try:
+        from inference.imc.training import train_imcsr  # type: ignore[import-not-found]
+    except ImportError as exc:
+        typer.echo(f"error: --arch imcsr is not available in this build ({exc})", err=True)
+        raise typer.Exit(2) from exc
+    kwargs: dict[str, Any] = {"data": data, "output": output}
+    if init is not None:
+        kwargs["init"] = init
+    if steps is not None:
+        kwargs["steps"] = steps
+    if resume is not None:
+        kwargs["resume"] = resume
+    train_imcsr(**kwargs)
+
+
+def models() -> None:
+    """List bundled models: name, architecture, mode, parameters, SHA-256 and model card."""
+    from inference.model_file import BUNDLED_DIR, BUNDLED_NAMES, ModelFileError, read_model_file
+
+    typer.echo(f"{'name':11s} {'arch':20s} {'mode':5s} {'params':>8s}  {'sha256':16s} card")
+    for name in BUNDLED_NAMES:
+        path = BUNDLED_DIR / f"{name}.pt"
+        card = BUNDLED_DIR / f"{name}.md"
+        card_text = str(card) if card.is_file() else "(no card)"
+        if not path.is_file():
+            typer.echo(f"{name:11s} (not installed: {path} missing)")
+            continue
+        try:
+            info, state = read_model_file(path)
+        except ModelFileError as exc:
+            typer.echo(f"{name:11s} unusable: {exc}")
+            continue
+        count = sum(int(t.numel()) for t in state.values())
+        typer.echo(
+            f"{name:11s} {info.architecture:20s} {info.mode:5s} {count:8,d}  "
+            f"{info.weights_sha256[:16]} {card_text}"
+        )
+
+
+def evaluate(
+    structures: str = typer.Option("microtubules,f-actin,er,ccps", "--structures"),
+    photons: str = typer.Option("15,30,60,120,240,480", "--photons"),
+    methods: str = typer.Option("wf,wiener,dfcan-sisr,dfcan-sim,dfgan-sim", "--methods"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for CSV, markdown and PNG"),
+    samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
+    size_px: int = typer.Option(128, "--size", help="raw field size in pixels"),
+    decorrelation: bool = typer.Option(True, "--decorrelation/--no-decorrelation"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)"),
+) -> None:
+    """The assessment matrix on held-out emulator seeds: NRMSE, MS-SSIM and decorrelation
+    resolution per structure x photon level x method, and where each network beats Wiener."""
+    from inference.assessment import AssessmentConfig, run_assessment, write_assessment
+
+    try:
+        config = AssessmentConfig(
+            structures=[s for s in structures.split(",") if s],
+            photons=[float(p) for p in photons.split(",") if p],
+            methods=[m for m in methods.split(",") if m],
+            samples=samples,
+            size_px=size_px,
+            decorrelation=decorrelation,
+            threads=threads,
+        )
+        result = run_assessment(config, progress=lambda text: typer.echo(text, err=True))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    files = write_assessment(result, output)
+    typer.echo(files["markdown"].read_text())
+    typer.echo("wrote " + ", ".join(str(p) for p in files.values()))

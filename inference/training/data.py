@@ -1,0 +1,375 @@
+"""Training data sources: emulator pairs on the fly, BioSR folders, livesim run files.
+
+Every source yields `Example`s: a raw set (P, Y, X) in camera units and its SR ground truth
+(sY, sX). `PatchSampler` turns them into normalised, cropped, flipped and rotated tensors;
+batch `k` depends only on (seed, k), so a resumed run sees exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, get_args
+
+import numpy as np
+
+from inference.model_file import FRAMES_PER_MODE, Normalisation
+from inference.preprocessing import normalise
+
+log = logging.getLogger(__name__)
+
+TRAINING_PHOTON_RANGE = (15.0, 600.0)  # BioSR's span of average photon counts
+CELL_FOLDER = re.compile(r"^Cell_(\d+)$")
+RAW_LEVEL_FILE = re.compile(r"^RawSIMData_level_(\d+)\.mrc$")
+BIOSR_GT_FILE = "SIM_gt.mrc"
+
+
+class DataSourceError(ValueError):
+    """A training data source that cannot be used (names the source and what is wrong)."""
+
+
+@dataclass
+class Example:
+    """One training example: raw frames (P, Y, X) in camera units and the SR target (sY, sX)."""
+
+    raw: np.ndarray
+    sr_gt: np.ndarray
+    label: str = ""
+
+
+class DataSource(Protocol):
+    """A source of examples: `example(index, rng)` for training, `validation(n)` held out."""
+
+    description: str
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        """The training example for this draw (index and generator decide it)."""
+        ...
+
+    def validation(self, count: int) -> list[Example]:
+        """`count` held-out examples (disjoint from the training examples)."""
+        ...
+
+
+def _structures(text: str) -> list[str]:
+    from sim_emulator.microscope import StructureChoice
+
+    allowed = get_args(StructureChoice)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise DataSourceError("emulator source needs a structure, e.g. emulator:microtubules")
+    for name in names:
+        if name not in allowed:
+            raise DataSourceError(
+                f"emulator structure {name!r} is unknown; choose from {', '.join(allowed)}"
+            )
+    return names
+
+
+class EmulatorSource:
+    """Fresh emulator fields of view per example, photon level log-uniform over 15-600.
+
+    Training seeds lie in [0, 2**31); validation seeds start at `VALIDATION_SEED_BASE` and the
+    assessment's at `ASSESSMENT_SEED_BASE`, so held-out fields are never trained on.
+    """
+
+    VALIDATION_SEED_BASE = 2**31 + 1_000
+    ASSESSMENT_SEED_BASE = 2**31 + 1_000_000
+
+    def __init__(
+        self,
+        structures: Sequence[str],
+        mode: str,
+        size_px: int,
+        photon_range: tuple[float, float] = TRAINING_PHOTON_RANGE,
+    ) -> None:
+        low, high = photon_range
+        if not 0 < low <= high:
+            raise DataSourceError(f"photon range {photon_range} needs 0 < low <= high")
+        self.structures = list(structures)
+        self.mode = "sim" if mode == "sisr" else mode
+        self.size_px = size_px
+        self.photon_range = (float(low), float(high))
+        self.description = (
+            f"emulator:{','.join(self.structures)} ({self.mode} raw, {size_px} px fields, "
+            f"photons {low:g}-{high:g} log-uniform)"
+        )
+
+    def _pair(self, structure: str, photons: float, seed: int) -> Example:
+        from sim_emulator.training_pairs import make_training_pair
+
+        pair = make_training_pair(
+            structure,  # type: ignore[arg-type]
+            self.mode,  # type: ignore[arg-type]
+            photons=photons,
+            size_px=self.size_px,
+            seed=seed,
+        )
+        return Example(pair.raw, pair.sr_gt, f"{structure} {photons:.0f} photons seed {seed}")
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        structure = self.structures[int(rng.integers(len(self.structures)))]
+        low, high = np.log(self.photon_range[0]), np.log(self.photon_range[1])
+        photons = float(np.exp(rng.uniform(low, high)))
+        return self._pair(structure, photons, int(rng.integers(0, 2**31 - 1)))
+
+    def validation(self, count: int) -> list[Example]:
+        levels = np.geomspace(*self.photon_range, num=max(count, 1))
+        return [
+            self._pair(
+                self.structures[i % len(self.structures)],
+                float(levels[i]),
+                self.VALIDATION_SEED_BASE + i,
+            )
+            for i in range(count)
+        ]
+
+
+def _read_mrc(path: Path) -> np.ndarray:
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, permissive=True) as mrc:
+            data = np.array(mrc.data)
+    except (OSError, ValueError) as exc:
+        raise DataSourceError(f"{path}: cannot read as MRC: {exc}") from exc
+    if data.ndim not in (2, 3):
+        raise DataSourceError(f"{path}: expected a 2-D image or 3-D stack, got {data.shape}")
+    return data
+
+
+@dataclass(frozen=True)
+class BiosrItem:
+    """One BioSR pair: a raw SIM file of one cell at one noise level and that cell's GT."""
+
+    cell: int
+    level: int
+    raw_path: Path
+    gt_path: Path
+
+
+def scan_biosr(folder: Path) -> list[BiosrItem]:
+    """All (cell, level) pairs of a BioSR folder, ordered by cell number then level."""
+    if not folder.is_dir():
+        raise DataSourceError(f"BioSR folder {folder} does not exist")
+    items = []
+    for cell_dir in sorted(folder.iterdir()):
+        match = CELL_FOLDER.match(cell_dir.name)
+        if not match or not cell_dir.is_dir():
+            continue
+        gt_path = cell_dir / BIOSR_GT_FILE
+        raws = [
+            (int(m.group(1)), p)
+            for p in cell_dir.iterdir()
+            if (m := RAW_LEVEL_FILE.match(p.name)) is not None
+        ]
+        if not raws:
+            continue
+        if not gt_path.is_file():
+            raise DataSourceError(f"{cell_dir}: has RawSIMData_level_NN.mrc but no {BIOSR_GT_FILE}")
+        for level, p in raws:
+            items.append(BiosrItem(int(match.group(1)), level, p, gt_path))
+    if not items:
+        raise DataSourceError(
+            f"{folder}: no Cell_XXX/RawSIMData_level_NN.mrc files (see docs/training.md)"
+        )
+    return sorted(items, key=lambda item: (item.cell, item.level))
+
+
+class BiosrSource:
+    """A BioSR-layout folder; the last cell(s) (about 10%, at least one) are held out."""
+
+    def __init__(self, folder: Path, mode: str) -> None:
+        self.folder = folder
+        self.mode = mode
+        self.items = scan_biosr(folder)
+        cells = sorted({item.cell for item in self.items})
+        n_held = max(1, len(cells) // 10) if len(cells) > 1 else 0
+        held = set(cells[len(cells) - n_held :])
+        self.train_items = [item for item in self.items if item.cell not in held]
+        self.validation_items = [item for item in self.items if item.cell in held]
+        if not self.validation_items:
+            log.warning("%s has one cell: validation reuses the training examples", folder)
+            self.validation_items = list(self.items)
+        self._gt_cache: dict[Path, np.ndarray] = {}
+        self.description = (
+            f"biosr:{folder} ({len(cells)} cells, {len(self.items)} raw files; "
+            f"held out cells {sorted(held)})"
+        )
+
+    def load(self, item: BiosrItem) -> Example:
+        """The example of one (cell, level) file pair, with shapes checked."""
+        raw = _read_mrc(item.raw_path)
+        if raw.ndim == 2:
+            raw = raw[None]
+        expected = FRAMES_PER_MODE[self.mode]
+        if self.mode != "sisr" and raw.shape[0] != expected:
+            raise DataSourceError(
+                f"{item.raw_path}: {raw.shape[0]} frames, a {self.mode} model needs {expected}"
+            )
+        gt = self._gt_cache.get(item.gt_path)
+        if gt is None:
+            gt = _read_mrc(item.gt_path)
+            gt = gt[0] if gt.ndim == 3 else gt
+            self._gt_cache[item.gt_path] = gt
+        if gt.shape[0] % raw.shape[1] or gt.shape[1] % raw.shape[2]:
+            raise DataSourceError(
+                f"{item.gt_path}: GT {gt.shape} is not an integer multiple of raw {raw.shape[1:]}"
+            )
+        return Example(raw, gt, f"Cell_{item.cell:03d} level {item.level:02d}")
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        return self.load(self.train_items[int(rng.integers(len(self.train_items)))])
+
+    def validation(self, count: int) -> list[Example]:
+        return [self.load(item) for item in self.validation_items[:count]]
+
+
+class RunFileSource:
+    """A livesim `.h5` run file with ground truth (/raw + /gt/sr, as `livesim emulate` writes).
+
+    The last time point (or last 10% of them) is held out for validation.
+    """
+
+    def __init__(self, path: Path, mode: str, channel: int = 0) -> None:
+        import h5py
+
+        from acquisition.run_file import GT_GROUP, RAW
+
+        if not path.is_file():
+            raise DataSourceError(f"run file {path} does not exist")
+        with h5py.File(path, "r") as f:
+            if RAW not in f or f"{GT_GROUP}/sr" not in f:
+                raise DataSourceError(f"{path}: needs /{RAW} and /{GT_GROUP}/sr (ground truth)")
+            raw = np.asarray(f[RAW])
+            gt = np.asarray(f[f"{GT_GROUP}/sr"])
+        if raw.ndim != 5:
+            raise DataSourceError(f"{path}: /raw must be (T, C, P, Y, X), got {raw.shape}")
+        if gt.ndim == 3:
+            gt = gt[:, None]
+        if gt.ndim != 4 or gt.shape[:2] != raw.shape[:2]:
+            raise DataSourceError(
+                f"{path}: /gt/sr {gt.shape} does not match /raw {raw.shape} in (T, C)"
+            )
+        if not 0 <= channel < raw.shape[1]:
+            raise DataSourceError(f"{path}: channel {channel} not in 0..{raw.shape[1] - 1}")
+        expected = FRAMES_PER_MODE[mode]
+        if mode != "sisr" and raw.shape[2] != expected:
+            raise DataSourceError(
+                f"{path}: {raw.shape[2]} patterns per set, a {mode} model needs {expected}"
+            )
+        self.raw = raw[:, channel]
+        self.gt = gt[:, channel]
+        n = raw.shape[0]
+        n_held = max(1, n // 10) if n > 1 else 0
+        self.train_t = list(range(n - n_held)) or list(range(n))
+        self.validation_t = list(range(n - n_held, n)) or list(range(n))
+        self.description = f"{path} ({n} time points, channel {channel})"
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        t = self.train_t[int(rng.integers(len(self.train_t)))]
+        return Example(self.raw[t], self.gt[t], f"t={t}")
+
+    def validation(self, count: int) -> list[Example]:
+        return [Example(self.raw[t], self.gt[t], f"t={t}") for t in self.validation_t[:count]]
+
+
+def open_source(spec: str, mode: str, emulator_size_px: int = 96) -> DataSource:
+    """`emulator:<structure>[,<structure>...]`, `biosr:<folder>` or a `.h5` run file."""
+    if mode not in ("sisr", "sim", "nlsim"):
+        raise DataSourceError(f"training mode must be sisr, sim or nlsim, got {mode!r}")
+    if spec.startswith("emulator:"):
+        return EmulatorSource(_structures(spec.split(":", 1)[1]), mode, emulator_size_px)
+    if spec.startswith("biosr:"):
+        return BiosrSource(Path(spec.split(":", 1)[1]), mode)
+    if spec.endswith(".h5"):
+        return RunFileSource(Path(spec), mode)
+    raise DataSourceError(
+        f"data source {spec!r}: expected emulator:<structure>, biosr:<folder> or a .h5 run file"
+    )
+
+
+def model_input(raw: np.ndarray, mode: str, normalisation: Normalisation) -> np.ndarray:
+    """Raw frames (P, Y, X) -> network input (C, Y, X) in [0, 1], exactly as at inference:
+    SISR takes the frame mean; min-max over the whole stack (`inference.preprocessing`)."""
+    frames = np.asarray(raw, dtype=np.float32)
+    stack = frames.astype(np.float64).mean(axis=0, keepdims=True) if mode == "sisr" else frames
+    inputs, _ = normalise(stack, normalisation)
+    return np.asarray(inputs, dtype=np.float32)
+
+
+def min_max(image: np.ndarray) -> np.ndarray:
+    """(x - min) / (max - min) of one image, float32 (targets are compared in this range)."""
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    return (image - lo) / max(hi - lo, 1e-7)
+
+
+def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the last two axes (0 = identity)."""
+    out = np.rot90(image, k=transform % 4, axes=(-2, -1))
+    if transform >= 4:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+class PatchSampler:
+    """Batches of (input (N, C, p, p), target (N, 1, s*p, s*p)) drawn from a source.
+
+    Random crop (same place in raw and GT), then one of 8 flips/rotations applied to every raw
+    frame and the GT alike: the illumination patterns rotate with the image, so the frames stay
+    a valid SIM set for the network (the frame order, orientation-major, is unchanged).
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        mode: str,
+        patch_px: int,
+        batch_size: int,
+        seed: int,
+        normalisation: Normalisation | None = None,
+        augment: bool = True,
+    ) -> None:
+        self.source = source
+        self.mode = mode
+        self.patch_px = patch_px
+        self.batch_size = batch_size
+        self.seed = seed
+        self.normalisation = normalisation or Normalisation()
+        self.augment = augment
+
+    def prepare(self, example: Example, rng: np.random.Generator | None) -> tuple[np.ndarray, ...]:
+        """Crop/augment one example (no crop or augmentation when rng is None)."""
+        raw, gt = np.asarray(example.raw), np.asarray(example.sr_gt)
+        ny, nx = raw.shape[-2:]
+        scale = gt.shape[-1] // nx
+        if gt.shape != (ny * scale, nx * scale):
+            raise DataSourceError(
+                f"{example.label}: GT {gt.shape} is not {scale}x raw {raw.shape[-2:]}"
+            )
+        if rng is not None:
+            p = self.patch_px
+            if ny < p or nx < p:
+                raise DataSourceError(f"{example.label}: raw {ny}x{nx} smaller than patch {p}")
+            y0, x0 = int(rng.integers(ny - p + 1)), int(rng.integers(nx - p + 1))
+            raw = raw[..., y0 : y0 + p, x0 : x0 + p]
+            gt = gt[y0 * scale : (y0 + p) * scale, x0 * scale : (x0 + p) * scale]
+            if self.augment:
+                transform = int(rng.integers(8))
+                raw, gt = dihedral(raw, transform), dihedral(gt, transform)
+        return model_input(raw, self.mode, self.normalisation), min_max(gt)[None]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of training step `step` (a pure function of seed and step)."""
+        rng = np.random.default_rng([self.seed, step])
+        inputs, targets = [], []
+        for i in range(self.batch_size):
+            example = self.source.example(step * self.batch_size + i, rng)
+            x, y = self.prepare(example, rng)
+            inputs.append(x)
+            targets.append(y)
+        return np.stack(inputs), np.stack(targets)

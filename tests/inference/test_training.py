@@ -1,0 +1,228 @@
+"""Training: exact resume, overfitting a tiny example, augmentation consistency, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from acquisition.cli import build_app
+from inference.model_file import load_model
+from inference.training import (
+    EmulatorSource,
+    Example,
+    PatchSampler,
+    Trainer,
+    TrainingConfig,
+    TrainingError,
+    open_source,
+)
+from inference.training.data import DataSourceError, dihedral, model_input
+
+TINY = {"width": 8, "groups": 1, "blocks": 1, "reduction": 2, "spectrum_size": 16}
+
+
+def tiny_config(**overrides: object) -> TrainingConfig:
+    values: dict[str, object] = {
+        "arch": "dfcan",
+        "mode": "sim",
+        "data": "emulator:microtubules",
+        "steps": 4,
+        "batch_size": 2,
+        "patch_px": 32,
+        "emulator_size_px": 40,
+        "validation_every": 2,
+        "validation_count": 2,
+        "model_options": TINY,
+        "device": "cpu",
+    }
+    values.update(overrides)
+    return TrainingConfig.model_validate(values)
+
+
+class FixedSource:
+    """One synthetic example (a few bright lines) returned for every draw."""
+
+    description = "fixed synthetic example"
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(5)
+        gt = np.zeros((64, 64), np.float32)
+        gt[10, :] = 1.0
+        gt[:, 40] = 1.0
+        gt[30:34, 20:24] = 1.0
+        blurred = gt.reshape(32, 2, 32, 2).mean(axis=(1, 3))
+        raw = 100 + 200 * blurred[None] * (1 + 0.5 * np.cos(np.arange(9))[:, None, None])
+        self.example_ = Example(
+            (raw + rng.normal(0, 1, raw.shape)).astype(np.uint16), gt, "fixed"
+        )
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        return self.example_
+
+    def validation(self, count: int) -> list[Example]:
+        return [self.example_]
+
+
+def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> None:
+    config = tiny_config(steps=4, validation_every=2)
+    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
+    first = Trainer(config, tmp_path / "b.pt")
+    first.run(until_step=2, checkpoint=tmp_path / "b.ckpt", plot=False)
+    resumed = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt")
+    assert resumed.step == 2
+    result = resumed.run(plot=False)
+    losses_a = [row["loss"] for row in straight.rows]
+    losses_b = [row["loss"] for row in result.rows]
+    assert len(losses_a) == 4
+    assert losses_a == losses_b  # bit-exact, not approximately
+    assert [r.get("val_nrmse") for r in straight.rows] == [r.get("val_nrmse") for r in result.rows]
+    a, b = load_model(tmp_path / "a.pt"), load_model(tmp_path / "b.pt")
+    assert a.sha256 == b.sha256
+
+
+def test_dfgan_resume_is_exact_too(tmp_path: Path) -> None:
+    config = tiny_config(
+        arch="dfgan",
+        steps=2,
+        validation_every=1,
+        generator_steps=2,
+        discriminator_options={"stem_width": 4, "block_widths": [4, 8], "dense_width": 8},
+    )
+    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
+    first = Trainer(config, tmp_path / "b.pt")
+    first.run(until_step=1, checkpoint=tmp_path / "b.ckpt", plot=False)
+    result = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt").run(plot=False)
+    keys = ("d_loss", "g_loss", "loss")
+    expected = [[r[k] for k in keys] for r in straight.rows]
+    assert expected == [[r[k] for k in keys] for r in result.rows]
+    assert all(np.isfinite(r["d_loss"]) and r["d_loss"] > 0 for r in straight.rows)
+
+
+def test_loss_decreases_when_overfitting_one_example(tmp_path: Path) -> None:
+    config = tiny_config(
+        steps=40, validation_every=40, learning_rate=2e-3, batch_size=1, augment=False
+    )
+    trainer = Trainer(config, tmp_path / "m.pt", source=FixedSource())
+    result = trainer.run(plot=False)
+    losses = [row["loss"] for row in result.rows]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_plateau_halves_learning_rate_down_to_the_floor(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(patience=2, lr_floor_fraction=0.3), tmp_path / "m.pt")
+    assert trainer._after_validation(0.5)
+    for _ in range(2):
+        assert not trainer._after_validation(0.6)
+    assert trainer.lr_scale == 0.5
+    for _ in range(6):
+        trainer._after_validation(0.7)
+    assert trainer.lr_scale == pytest.approx(0.3)
+    assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(0.3e-4)
+    assert trainer.best_val_nrmse == 0.5
+
+
+def test_augmentation_moves_raw_and_ground_truth_together() -> None:
+    raw = np.zeros((9, 16, 16), np.uint16)
+    raw[:, 2, 5] = 1000
+    gt = np.zeros((32, 32), np.float32)
+    gt[4:6, 10:12] = 1.0
+    sampler = PatchSampler(FixedSource(), "sim", patch_px=12, batch_size=1, seed=0)
+    for seed in range(20):
+        x, y = sampler.prepare(Example(raw, gt), np.random.default_rng(seed))
+        assert x.shape == (9, 12, 12) and y.shape == (1, 24, 24)
+        if x.max() == 0:  # the bright pixel was cropped away: so was its GT
+            assert y.max() == y.min() or not np.any(y == 1.0)
+            continue
+        iy, ix = np.argwhere(x[0] == x[0].max())[0]
+        assert y[0, 2 * iy : 2 * iy + 2, 2 * ix : 2 * ix + 2].min() == 1.0
+    assert np.array_equal(dihedral(dihedral(gt, 5), 5), gt)
+
+
+def test_sisr_input_is_the_normalised_frame_mean() -> None:
+    raw = np.arange(2 * 4 * 4, dtype=np.uint16).reshape(2, 4, 4)
+    x = model_input(raw, "sisr", load_normalisation())
+    mean = raw.astype(np.float64).mean(axis=0)
+    assert x.shape == (1, 4, 4)
+    np.testing.assert_allclose(x[0], (mean - mean.min()) / (mean.max() - mean.min()), atol=1e-6)
+
+
+def load_normalisation():  # type: ignore[no-untyped-def]
+    from inference.model_file import Normalisation
+
+    return Normalisation()
+
+
+def test_batches_depend_only_on_seed_and_step() -> None:
+    source = EmulatorSource(["ccps"], "sim", 40)
+    a = PatchSampler(source, "sim", 32, 2, seed=3).batch(7)
+    b = PatchSampler(source, "sim", 32, 2, seed=3).batch(7)
+    c = PatchSampler(source, "sim", 32, 2, seed=3).batch(8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].shape == (2, 9, 32, 32) and a[1].shape == (2, 1, 64, 64)
+    assert a[0].min() >= 0.0 and a[0].max() <= 1.0 and a[1].max() == pytest.approx(1.0)
+
+
+def test_bad_sources_and_init_give_specific_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataSourceError, match="bananas"):
+        open_source("emulator:bananas", "sim")
+    with pytest.raises(DataSourceError, match="expected emulator"):
+        open_source("somewhere/else", "sim")
+    with pytest.raises(DataSourceError, match="does not exist"):
+        open_source(f"biosr:{tmp_path / 'missing'}", "sim")
+    Trainer(tiny_config(steps=1, validation_every=1), tmp_path / "sim.pt").run(plot=False)
+    with pytest.raises(TrainingError, match="sim model, training mode sisr"):
+        Trainer(tiny_config(mode="sisr"), tmp_path / "x.pt", init=tmp_path / "sim.pt")
+    with pytest.raises(ValueError, match="emulator_size_px"):
+        tiny_config(patch_px=64, emulator_size_px=40)
+
+
+def test_init_starts_from_the_given_weights(tmp_path: Path) -> None:
+    Trainer(tiny_config(steps=1, validation_every=1), tmp_path / "base.pt").run(plot=False)
+    base = load_model(tmp_path / "base.pt")
+    trainer = Trainer(tiny_config(), tmp_path / "ft.pt", init=tmp_path / "base.pt")
+    for key, value in base.module.state_dict().items():
+        assert torch.equal(trainer.generator.state_dict()[key], value)
+
+
+def test_train_cli_writes_a_loadable_model_and_log(tmp_path: Path) -> None:
+    output = tmp_path / "cli.pt"
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "train",
+            "--arch", "dfcan", "--mode", "sisr", "--data", "emulator:er",
+            "--output", str(output), "--tiny", "--steps", "2", "--validation-every", "1",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = load_model(output)
+    assert model.info.mode == "sisr" and model.info.architecture == "dfcan"
+    assert model.info.options["input_channels"] == 1
+    with torch.no_grad():
+        out = model.module(torch.rand(1, 1, 16, 16))
+    assert out.shape == (1, 1, 32, 32)
+    assert (tmp_path / "cli.log.csv").read_text().startswith("step,loss,lr")
+    assert (tmp_path / "cli.curves.png").stat().st_size > 1000
+    assert (tmp_path / "cli.ckpt").is_file()
+
+
+def test_train_cli_reports_bad_arguments(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(),
+        ["train", "--arch", "dfcan", "--data", "emulator:nope", "--output", str(tmp_path / "m.pt")],
+    )
+    assert result.exit_code == 2
+    assert "nope" in result.output
+
+
+@pytest.mark.gpu
+def test_mixed_precision_training_step_on_cuda(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(device="cuda", steps=2), tmp_path / "m.pt")
+    assert trainer.use_amp
+    result = trainer.run(plot=False)
+    assert all(np.isfinite(row["loss"]) for row in result.rows)
