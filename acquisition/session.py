@@ -246,6 +246,12 @@ class RunSession:
 
     # --- the run ----------------------------------------------------------------------------
 
+    def acquire_timeout_s(self) -> float:
+        """Per time point: the configured floor, or 3x the summed exposures plus 2 s if longer."""
+        exposure_s = sum(c.exposure_ms for c in self.protocol.channels) / 1000.0
+        return max(self.options.acquire_timeout_s, 3.0 * exposure_s * self.protocol.n_patterns
+                   + 2.0)
+
     def _load_calibration(self) -> None:
         """Load the protocol's camera calibration for /calibration, checking its shape."""
         if self.protocol.calibration is None or self.calibration is not None:
@@ -286,7 +292,7 @@ class RunSession:
             self.engine = AcquisitionEngine(
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,
-                timeout_s=self.options.acquire_timeout_s,
+                timeout_s=self.acquire_timeout_s(),
                 on_time_point=lambda point: self._on_time_point(point, progress))
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)

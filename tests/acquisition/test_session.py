@@ -57,42 +57,58 @@ def test_twenty_time_points_all_raw_all_sr_no_gaps(tmp_path: Path) -> None:
     assert summary.rejected_messages == 0 and summary.worker_restarts == 0
 
 
-def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
-                                                                         ) -> None:
-    proto = protocol(tmp_path, 60)
-    source = ScriptedSource(frame_delay_s=0.01)
-    session = RunSession(source, None, proto, (16, 16), 62.6, options=FAST)
-    killed: list[int] = []
+def disturb_worker_then_stop(session: RunSession, signum: int, record: list[int]) -> None:
+    """Send ``signum`` to the worker once SR flows; stop the run once SR flows again."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not record:
+        recorder, supervisor = session.recorder, session.supervisor
+        if recorder is not None and recorder.stats.sr_frames >= 3 and supervisor is not None:
+            assert supervisor.process is not None
+            record.append(recorder.stats.sr_frames)
+            os.kill(supervisor.process.pid, signum)
+        time.sleep(0.01)
+    while time.monotonic() < deadline:
+        supervisor, recorder = session.supervisor, session.recorder
+        if (supervisor is not None and supervisor.restarts and supervisor.ready
+                and recorder is not None and recorder.stats.sr_frames >= record[0] + 3):
+            break
+        time.sleep(0.05)
+    session.stop()
 
-    def kill_when_running() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if session.recorder is not None and session.recorder.stats.sr_frames >= 3:
-                assert session.supervisor is not None and session.supervisor.process is not None
-                killed.append(session._latest_raw_time_point)
-                os.kill(session.supervisor.process.pid, signal.SIGKILL)
-                return
-            time.sleep(0.01)
 
-    killer = threading.Thread(target=kill_when_running)
-    killer.start()
-    summary = session.run()
-    killer.join()
-    assert killed, "worker was never killed"
-    assert summary.error == "" and summary.raw_frames == 60 * 9  # acquisition never stopped
-    assert summary.worker_restarts == 1
-    with h5py.File(proto.output, "r") as h5:
+def check_gap_recorded_and_resumed(path: Path, died_detail: str) -> None:
+    with h5py.File(path, "r") as h5:
         log = events(h5)
         kinds = [k for k, _, _ in log]
-        assert "worker_died" in kinds and "worker_restarted" in kinds
+        died = [d for k, _, d in log if k == "worker_died"]
+        assert died and died_detail in died[0] and "worker_restarted" in kinds
         skipped = {t for k, t, _ in log if k == "sr_skip"}
         assert skipped, "the SR gap was not recorded"
         has_sr = np.isfinite(h5["sr/passthrough"][:, 0, 0, 0])
+        n = len(has_sr)
         # Every time point has either an SR frame or a recorded skip: nothing silent.
-        for t in range(60):
+        for t in range(n):
             assert has_sr[t] or t in skipped, f"time point {t}: no SR and no skip recorded"
         assert has_sr[max(skipped) + 1 :].any(), "SR did not resume after the restart"
-        assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(540))
+        assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(9 * n))
+
+
+def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
+                                                                         ) -> None:
+    proto = protocol(tmp_path, 100_000)
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                         options=FAST)
+    record: list[int] = []
+    controller = threading.Thread(target=disturb_worker_then_stop,
+                                  args=(session, signal.SIGKILL, record))
+    controller.start()
+    summary = session.run()
+    controller.join()
+    assert record, "worker was never killed"
+    assert summary.error == "" and summary.engine.stopped_reason == "stopped"
+    assert summary.raw_frames == summary.engine.time_points * 9  # acquisition never paused
+    assert summary.worker_restarts == 1
+    check_gap_recorded_and_resumed(proto.output, "exited with code")
 
 
 def test_recorder_io_error_stops_the_run_cleanly(tmp_path: Path,
@@ -124,3 +140,19 @@ def test_worker_that_cannot_load_its_model_fails_before_any_frame(tmp_path: Path
     with pytest.raises(SessionError, match="cannot start"):
         RunSession(source, None, proto, (16, 16), 62.6, options=FAST).run()
     assert source.sequence == 0 and not proto.output.exists()
+
+
+@pytest.mark.slow
+def test_hung_worker_is_detected_by_heartbeat_and_replaced(tmp_path: Path) -> None:
+    proto = protocol(tmp_path, 100_000)
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                         options=FAST)
+    record: list[int] = []
+    controller = threading.Thread(target=disturb_worker_then_stop,
+                                  args=(session, signal.SIGSTOP, record))
+    controller.start()
+    summary = session.run()
+    controller.join()
+    assert record and summary.worker_restarts == 1
+    assert summary.raw_frames == summary.engine.time_points * 9
+    check_gap_recorded_and_resumed(proto.output, "no heartbeat")
