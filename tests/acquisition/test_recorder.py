@@ -191,3 +191,14 @@ def test_lookup3_matches_hdf5s_own_superblock_checksum(tmp_path: Path) -> None:
     assert head[8] in (2, 3)
     assert lookup3(head[:44]) == int.from_bytes(head[44:48], "little")
     assert lookup3(b"") == 0xDEADBEEF and lookup3(b"Four score and seven years ago") == 0x17770551
+
+
+def test_recover_refuses_what_is_not_hdf5(tmp_path: Path) -> None:
+    from acquisition.recovery import RecoveryError
+
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"this is not HDF5" * 100)
+    with pytest.raises(RecoveryError, match="no HDF5 superblock"):
+        recover_run_file(junk)
+    with pytest.raises(RecoveryError, match="no such file"):
+        recover_run_file(tmp_path / "absent.h5")

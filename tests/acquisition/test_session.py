@@ -12,11 +12,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import zmq
 
 from acquisition import run_file
 from acquisition.protocol import Protocol
 from acquisition.recorder import RunRecorder
 from acquisition.session import RunSession, SessionError, SessionOptions
+from acquisition.wire import Kind, encode, header_for
 
 from .conftest import ScriptedSource, expected_frame
 
@@ -36,7 +38,8 @@ def events(h5: h5py.File) -> list[tuple[str, int, str]]:
 
 def test_twenty_time_points_all_raw_all_sr_no_gaps(tmp_path: Path) -> None:
     proto = protocol(tmp_path, 20)
-    session = RunSession(ScriptedSource(), None, proto, (16, 16), 62.6, options=FAST)
+    session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
+                         options=FAST)
     summary = session.run()
     assert summary.error == "" and summary.engine.time_points == 20
     assert summary.raw_frames == 180 and summary.sr_frames == 20
@@ -91,6 +94,39 @@ def check_gap_recorded_and_resumed(path: Path, died_detail: str) -> None:
             assert has_sr[t] or t in skipped, f"time point {t}: no SR and no skip recorded"
         assert has_sr[max(skipped) + 1 :].any(), "SR did not resume after the restart"
         assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(9 * n))
+
+
+def test_garbage_on_the_results_socket_is_counted_and_the_run_goes_on(tmp_path: Path) -> None:
+    proto = protocol(tmp_path, 30)
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                         options=FAST)
+    sent: list[int] = []
+
+    def spam() -> None:
+        context = zmq.Context()
+        push = context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(session.endpoints.results)
+        rng = np.random.default_rng(7)
+        deadline = time.monotonic() + 60
+        while session.recorder is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(40):
+            push.send_multipart([rng.bytes(int(rng.integers(0, 64))) for _ in range(2)])
+            sent.append(1)
+        stray = np.zeros((32, 32), np.float32)  # well-formed, but from another run
+        push.send_multipart(encode(header_for(Kind.SR_RESULT, "other-run", 1, stray,
+                                              time_point=0, channel=0), stray), copy=False)
+        push.close()
+        context.term()
+
+    spammer = threading.Thread(target=spam)
+    spammer.start()
+    summary = session.run()
+    spammer.join()
+    assert len(sent) == 40 and summary.error == ""
+    assert summary.rejected_messages == 41
+    assert summary.raw_frames == 270 and summary.sr_frames == 30
 
 
 def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
