@@ -105,6 +105,10 @@ class _Role:
                 f"{self.kind} {self.label!r} property {prop!r}: value {value!r} outside {limits}"
             )
 
+    def _do_set(self, prop: str, value: str | float | int) -> None:
+        """Act: write one (already validated) property value to the device."""
+        self.backend.set_property(self.label, prop, value)
+
     def sequence_max_length(self, prop: str) -> int:
         """0 if `prop` cannot be hardware-sequenced, else the longest sequence it accepts."""
         return self.backend.sequence_max_length(self.label, prop)
@@ -162,7 +166,7 @@ class Camera(_Role):
     def set_binning(self, binning: int) -> None:
         self._require("Binning", "binning")
         self._check_value("Binning", binning)
-        self.backend.set_property(self.label, "Binning", str(int(binning)))
+        self._do_set("Binning", str(int(binning)))
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
@@ -175,11 +179,14 @@ class Camera(_Role):
                 f"camera {self.label!r}: ROI {(x, y, width, height)} is empty"
             )
         try:
-            self.backend.set_roi(x, y, width, height)
+            self._do_set_roi(x, y, width, height)
         except (RuntimeError, ValueError) as e:
             raise InvalidSettingError(
                 f"camera {self.label!r}: ROI {(x, y, width, height)}: {e}"
             ) from e
+
+    def _do_set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        self.backend.set_roi(x, y, width, height)
 
     def clear_roi(self) -> None:
         self.backend.clear_roi()
@@ -232,10 +239,10 @@ class Camera(_Role):
     def _do_set_trigger(
         self, mode_prop: str, value: str, act_prop: str | None, activation: TriggerActivation
     ) -> None:
-        self.backend.set_property(self.label, mode_prop, value)
+        self._do_set(mode_prop, value)
         external = value == self.roles.camera_trigger_external
         if act_prop is not None and self.has(act_prop) and external:
-            self.backend.set_property(self.label, act_prop, activation.value)
+            self._do_set(act_prop, activation.value)
 
     @property
     def trigger_mode(self) -> TriggerMode:
@@ -267,7 +274,7 @@ class Aotf(_Role):
 
     def set_line(self, laser_nm: int) -> None:
         self._check_line(laser_nm)
-        self.backend.set_property(self.label, self.line_property, str(laser_nm))
+        self._do_set(self.line_property, str(laser_nm))
 
     def _check_line(self, laser_nm: int) -> None:
         if laser_nm not in self.lines_nm:
@@ -288,7 +295,7 @@ class Aotf(_Role):
                 f"AOTF {self.label!r}: {laser_nm} nm power {power_pct}% not 0-100"
             )
         self._check_value(prop, power_pct)
-        self.backend.set_property(self.label, prop, float(power_pct))
+        self._do_set(prop, float(power_pct))
 
     @property
     def blanking(self) -> bool:
@@ -297,7 +304,7 @@ class Aotf(_Role):
 
     def set_blanking(self, on: bool) -> None:
         prop = self._require(self.roles.aotf_blanking_property, "blanking")
-        self.backend.set_property(self.label, prop, "On" if on else "Off")
+        self._do_set(prop, "On" if on else "Off")
 
 
 class Slm(_Role):
@@ -319,7 +326,7 @@ class Slm(_Role):
                 f"SLM {self.label!r}: pattern index {index} not in 0..{SLM_N_PATTERNS - 1}"
             )
         self._check_value(self.pattern_property, index)
-        self.backend.set_property(self.label, self.pattern_property, index)
+        self._do_set(self.pattern_property, index)
 
     @property
     def sequence_position(self) -> int | None:
@@ -346,7 +353,7 @@ class Rotator(_Role):
 
     def set_state(self, state: int) -> None:
         self._check_value(self.state_property, state)
-        self.backend.set_property(self.label, self.state_property, int(state))
+        self._do_set(self.state_property, int(state))
 
 
 class Shutter(_Role):
@@ -359,6 +366,9 @@ class Shutter(_Role):
         return self.backend.shutter_open(self.label)
 
     def set_open(self, is_open: bool) -> None:
+        self._do_set_open(bool(is_open))
+
+    def _do_set_open(self, is_open: bool) -> None:
         self.backend.set_shutter_open(self.label, is_open)
 
 
@@ -374,14 +384,14 @@ class TriggerSource(_Role):
                 f"trigger source {self.label!r}: cannot fire {n_triggers} pulses"
             )
         prop = self._require(self.roles.trigger_fire_property, "firing pulses")
-        self.backend.set_property(self.label, prop, n_triggers)
+        self._do_set(prop, n_triggers)
 
     def stop(self) -> None:
         """Stop the trigger line (pending pulses are dropped) if the device can."""
         prop = self.roles.trigger_line_property
         if self.has(prop):
             assert prop is not None
-            self.backend.set_property(self.label, prop, "Stopped")
+            self._do_set(prop, "Stopped")
 
     @property
     def triggers_fired(self) -> int | None:
