@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hardware.core_adapter import CoreBackend
 from hardware.errors import CapabilityError, ConfigError, InvalidSettingError
-from hardware.pattern_layout import SLM_N_PATTERNS
+from hardware.pattern_layout import SLM_N_PATTERNS, slm_index
 
 
 class RoleMap(BaseModel):
@@ -327,6 +327,12 @@ class Slm(_Role):
             )
         self._check_value(self.pattern_property, index)
         self._do_set(self.pattern_property, index)
+
+    def show_blank(self, laser_nm: int) -> None:
+        """Show the blank (uniform, wide-field) image of `laser_nm`'s set, e.g. for flats.
+
+        After a sequence the SLM keeps showing its last grating, as a real SLM does."""
+        self.show(slm_index(laser_nm, "wf", 0))
 
     @property
     def sequence_position(self) -> int | None:
