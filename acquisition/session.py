@@ -448,6 +448,12 @@ class RunSession:
             self.results.rejected += 1
             logger.warning("result for run %s ignored (this run is %s)", head.run_id, self.run_id)
             return
+        if not 0 <= head.time_point <= self._latest_raw_time_point + 1 or (
+                head.channel not in self._labels and head.kind is not Kind.EVENT):
+            self.results.rejected += 1
+            logger.warning("%s for time point %d channel %d does not match any raw set sent",
+                           head.kind, head.time_point, head.channel)
+            return
         key = (head.time_point, head.channel)
         with self._lock:
             sent_s = self._pending.pop(key, None)

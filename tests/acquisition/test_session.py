@@ -117,6 +117,8 @@ def test_garbage_on_the_results_socket_is_counted_and_the_run_goes_on(tmp_path: 
         stray = np.zeros((32, 32), np.float32)  # well-formed, but from another run
         push.send_multipart(encode(header_for(Kind.SR_RESULT, "other-run", 1, stray,
                                               time_point=0, channel=0), stray), copy=False)
+        far = header_for(Kind.SR_RESULT, session.run_id, 2, stray, time_point=10**9, channel=0)
+        push.send_multipart(encode(far, stray), copy=False)  # would grow the file absurdly
         push.close()
         context.term()
 
@@ -125,8 +127,10 @@ def test_garbage_on_the_results_socket_is_counted_and_the_run_goes_on(tmp_path: 
     summary = session.run()
     spammer.join()
     assert len(sent) == 40 and summary.error == ""
-    assert summary.rejected_messages == 41
+    assert summary.rejected_messages == 42
     assert summary.raw_frames == 270 and summary.sr_frames == 30
+    with h5py.File(proto.output, "r") as h5:
+        assert h5["raw"].shape[0] == 30 and h5["sr/passthrough"].shape[0] == 30
 
 
 def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
