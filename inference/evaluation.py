@@ -313,54 +313,50 @@ def decorrelation_analysis(
     radii = np.linspace(0.0, 1.0, n_radii)
     d0 = sorter.curve(spectrum[inside], radii)
     index0, amplitude0 = _decorrelation_peak(d0)
-    k0 = radii[index0]
+    k0 = float(radii[index0])
     curves = [d0]
+    # candidate cut-offs: the unfiltered peak first, then one per high-pass filter
     cutoffs = [k0]
     amplitudes = [amplitude0]
-    if index0 == 0 or amplitude0 <= 0:
-        logger.info("decorrelation: no peak in the unfiltered curve; resolution undefined")
-        return Decorrelation(np.inf, 0.0, 0.0, radii, np.array(curves))
-    g_max = 2.0 / k0
+    g_max = 2.0 / k0 if k0 > 0 else max(ny, nx) / 2.0
     sigmas = np.concatenate(
         [[ny / 4.0], np.exp(np.linspace(np.log(g_max), np.log(0.15), n_filters))]
     )
     search = radii
-    pass_cutoffs: list[float] = []
     for refinement in range(2):
-        pass_cutoffs = []
-        pass_amplitudes = []
         for sigma in sigmas:
             filtered = spectrum * (1.0 - np.exp(-2.0 * sigma * sigma * radius**2))
             curve = sorter.curve(filtered[inside], search)
             index, amplitude = _decorrelation_peak(curve)
             curves.append(np.interp(radii, search, curve))
-            pass_cutoffs.append(float(search[index]))
-            pass_amplitudes.append(amplitude)
-        cutoffs.extend(pass_cutoffs)
-        amplitudes.extend(pass_amplitudes)
+            cutoffs.append(float(search[index]))
+            amplitudes.append(amplitude)
         if refinement == 0:
-            best = int(np.flatnonzero(np.array(pass_cutoffs) == max(pass_cutoffs))[-1])
+            # narrow the filter range and the radius sampling around the best candidate
+            best = int(np.flatnonzero(np.array(cutoffs) == max(cutoffs))[-1])
             if best == 0:
                 g1, g2 = float(ny), float(sigmas[0])
-            elif best >= len(sigmas) - 1:
+            elif best + 1 >= len(sigmas):
                 g1, g2 = float(sigmas[best - 2]), float(sigmas[best - 1])
             else:
                 g1, g2 = float(sigmas[best - 1]), float(sigmas[best])
+            step = float(radii[1] - radii[0])
+            r1 = max(cutoffs[best] - step, 0.0)
+            r2 = min(cutoffs[best] + 0.4, 1.0)
             sigmas = np.exp(np.linspace(np.log(g1), np.log(g2), n_filters))
-            step = radii[1] - radii[0]
-            r1 = max(pass_cutoffs[best] - step, 0.0)
-            r2 = min(pass_cutoffs[best] + 0.4, 1.0)
-            search = np.linspace(r1, r2, n_radii)
+            search = np.linspace(r1, min(r2, float(search[-1])), n_radii)
     cut = np.array(cutoffs)
     amp = np.array(amplitudes)
-    valid = amp >= 0.05
-    if not valid.any():
+    valid = amp >= 0.05  # the reference's minimum SNR for a peak to count
+    if not valid.any() or not np.any(cut[valid] > 0):
+        logger.info("decorrelation: no significant peak; resolution undefined")
         return Decorrelation(np.inf, 0.0, 0.0, radii, np.array(curves))
     best_index = int(np.argmax(np.where(valid, cut, -1.0)))
     cutoff = float(cut[best_index])
     pixel = pixel_size_nm if pixel_size_nm is not None else 1.0
-    resolution = 2.0 * pixel / cutoff if cutoff > 0 else np.inf
-    return Decorrelation(resolution, cutoff, float(amp[best_index]), radii, np.array(curves))
+    return Decorrelation(
+        2.0 * pixel / cutoff, cutoff, float(amp[best_index]), radii, np.array(curves)
+    )
 
 
 class _RadialSums:
@@ -385,21 +381,26 @@ class _RadialSums:
 
 
 def _decorrelation_peak(curve: np.ndarray, significance: float = 0.001) -> tuple[int, float]:
-    """Index and amplitude of the last significant local maximum (reference 'getDcorrMax')."""
+    """Index and value of the curve's maximum, ignoring a maximum at the last radius unless it
+    stands out by ``significance`` (the reference 'getDcorrMax'); (0, 0) when none.
+
+    The later 'last strict local maximum' variant is not used: on smooth curves it latches
+    onto numerical ripples of strongly high-passed spectra (tested: erratic cut-offs).
+    """
     d = np.asarray(curve, dtype=float)
     index = int(np.argmax(d))
     amplitude = float(d[index])
-    t = d.copy()
-    while index == len(t) - 1:
-        t = t[:-1]
-        if t.size == 0:
+    trimmed = d.copy()
+    while index == len(trimmed) - 1:
+        trimmed = trimmed[:-1]
+        if trimmed.size == 0:
             return 0, 0.0
-        index = int(np.argmax(t))
-        amplitude = float(t[index])
-        if t[index] - d[index:].min() > significance:
+        index = int(np.argmax(trimmed))
+        amplitude = float(trimmed[index])
+        if trimmed[index] - d[index:].min() > significance:
             break
-        t[index] = d[index:].min()
-        index = len(t) - 1
+        trimmed[index] = d[index:].min()
+        index = len(trimmed) - 1
     return index, amplitude
 
 

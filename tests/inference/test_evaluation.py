@@ -141,3 +141,17 @@ def test_score_ranks_a_better_prediction_higher() -> None:
 def test_shape_mismatch_is_reported() -> None:
     with pytest.raises(ValueError, match="shape mismatch"):
         nrmse(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("cutoff", [0.3, 0.5, 0.7])
+def test_decorrelation_of_blurred_points_tracks_the_otf_cutoff(cutoff: float) -> None:
+    """Sparse emitters through a circular-pupil OTF plus noise: cut-off just below the OTF's."""
+    from calibration.otf import pupil_otf
+
+    rng = np.random.default_rng(11)
+    k = np.hypot(np.fft.fftfreq(128)[:, None], np.fft.fftfreq(128)[None, :]) * 2.0
+    points = (rng.random((128, 128)) < 0.02) * 10.0
+    image = np.fft.ifft2(np.fft.fft2(points) * pupil_otf(k / cutoff)).real
+    image += 0.05 * image.max() * rng.standard_normal(image.shape) + 1.0
+    found = decorrelation_analysis(image).cutoff
+    assert 0.75 * cutoff < found < 1.05 * cutoff
