@@ -331,7 +331,8 @@ class Slm(_Role):
     def show_blank(self, laser_nm: int) -> None:
         """Show the blank (uniform, wide-field) image of `laser_nm`'s set, e.g. for flats.
 
-        After a sequence the SLM keeps showing its last grating, as a real SLM does."""
+        After a sequence the SLM keeps showing a grating (its running order wraps to the
+        first one), as a real SLM does."""
         self.show(slm_index(laser_nm, "wf", 0))
 
     @property
