@@ -27,6 +27,7 @@ def _cfg_with(tmp_path: Path, bad_line: str, at: int) -> Path:
         "#py Property,Camera,Exposure,-5",
         "#py Property,AOTF,Line,999",
         "Frobnicate,Camera,1",
+        "Device,RealCamera,DemoCamera,DCam",  # a C++ adapter this machine does not have
     ],
 )
 def test_bad_cfg_line_names_line_number_and_text(tmp_path: Path, bad_line: str) -> None:
