@@ -45,6 +45,8 @@ def train(
     base_width: int | None = typer.Option(None, "--base-width", help="cmgan U-net width"),
     depth: int | None = typer.Option(None, "--depth", help="cmgan U-net depth"),
     tiny: bool = typer.Option(False, "--tiny", help="a tiny network and batch (smoke tests)"),
+    learning_rate: float | None = typer.Option(None, "--lr", help="(generator) lr, default 1e-4"),
+    d_learning_rate: float | None = typer.Option(None, "--d-lr", help="DFGAN D lr, 2e-5"),
     validation_every: int | None = typer.Option(None, "--validation-every"),
     validation_count: int | None = typer.Option(None, "--validation-count"),
     checkpoint: Path | None = typer.Option(
@@ -65,6 +67,7 @@ def train(
     from inference.training import Trainer, TrainingConfig, TrainingError
     from inference.training.checkpoint import CheckpointError
     from inference.training.data import DataSourceError
+    from inference.training.model_card import model_card
 
     if arch == "imcsr":
         _train_imcsr(mode, data, output, init, steps, resume)
@@ -103,6 +106,8 @@ def train(
                     validation_every=validation_every,
                     validation_count=validation_count,
                     checkpoint_every=checkpoint_every,
+                    learning_rate=learning_rate,
+                    discriminator_learning_rate=d_learning_rate,
                     seed=seed,
                     device=device,
                     threads=threads,
@@ -146,11 +151,23 @@ def train(
     if trainer.best_state is None or not output.is_file():
         trainer.save_model()
     trainer.write_log(plot=True)
+    card = output.with_suffix(".md")
+    card.write_text(model_card(output, [_command_line()], [trainer.summary()]))
     typer.echo(
         f"{output}: best validation NRMSE {result.best_val_nrmse:.4f} at step "
         f"{result.best_step}; {trainer.step} steps; checkpoint {checkpoint}; "
-        f"log {result.log_files['csv']}, {result.log_files['png']}"
+        f"log {result.log_files['csv']}, {result.log_files['png']}; card {card}"
     )
+
+
+def _command_line() -> str:
+    """The command as typed (for the model card), or a note when not run from the shell."""
+    import shlex
+    import sys
+
+    if Path(sys.argv[0]).name == "livesim":
+        return "livesim " + shlex.join(sys.argv[1:])
+    return "# (trained programmatically; see the training log JSON for the configuration)"
 
 
 def _train_imcsr(

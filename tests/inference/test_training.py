@@ -209,6 +209,8 @@ def test_train_cli_writes_a_loadable_model_and_log(tmp_path: Path) -> None:
     assert (tmp_path / "cli.log.csv").read_text().startswith("step,loss,lr")
     assert (tmp_path / "cli.curves.png").stat().st_size > 1000
     assert (tmp_path / "cli.ckpt").is_file()
+    card = (tmp_path / "cli.md").read_text()
+    assert model.sha256 in card and "## Reproduce" in card
 
 
 def test_train_cli_reports_bad_arguments(tmp_path: Path) -> None:
