@@ -45,6 +45,7 @@ class ImcTrainingConfig(BaseModel):
     batch_size: int = Field(default=4, ge=1, le=1024)
     crop_px: int = Field(default=64, ge=16, le=2048, description="SR pixels per crop side")
     learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    gradient_clip: float = Field(default=1.0, gt=0, description="max global gradient norm")
     seed: int = 0
     width: int = Field(default=16, ge=1)
     groups: int = Field(default=3, ge=1)
@@ -224,6 +225,7 @@ def _fit(
         loss = imc_loss(module(inputs), targets, mixture, weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), config.gradient_clip)
         optimiser.step()
         schedule.step()
         running.append(float(loss.detach()))

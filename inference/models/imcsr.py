@@ -45,6 +45,9 @@ class ImcsrOptions(BaseModel):
         return self
 
 
+OUTPUT_BIAS_INIT = -3.0
+
+
 def _gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="none")
 
@@ -101,7 +104,13 @@ class Imcsr(nn.Module):
             *(ResidualGroup(o.width, o.blocks, o.reduction) for _ in range(o.groups))
         )
         self.tail = nn.Conv2d(o.width, o.width, 3, padding=1)
-        self.output = nn.Conv2d(o.width, o.output_channels, 3, padding=1)
+        self.output: nn.Conv2d = nn.Conv2d(o.width, o.output_channels, 3, padding=1)
+        # start near the sparse targets' mean (sigmoid(-3) ~ 0.05) with small output weights, so
+        # the first updates do not drive the sigmoid into saturation (dead outputs)
+        assert self.output.bias is not None
+        with torch.no_grad():
+            self.output.weight.mul_(0.1)
+            nn.init.constant_(self.output.bias, OUTPUT_BIAS_INIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.options.input_frames:

@@ -1,0 +1,163 @@
+"""`livesim` sub-commands for IMC-SR: imc-train, imc-assess, and `bench imcsr`.
+
+Wire with `register(app, bench)` (add "inference.imc.commands" to acquisition.cli's
+COMMAND_MODULES); also runnable alone: `python -m inference.imc.commands --help`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
+    app.command("imc-train")(imc_train)
+    app.command("imc-assess")(imc_assess)
+    bench.command("imcsr")(bench_imcsr_command)
+
+
+def imc_train(
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    steps: int = typer.Option(1500, "--steps"),
+    variant: str = typer.Option("all", "--variant", help="all (one 3-channel model) or single"),
+    temporal: bool = typer.Option(False, "--temporal/--single-frame"),
+    summation_loss: bool = typer.Option(True, "--summation-loss/--no-summation-loss"),
+    seed: int = typer.Option(0, "--seed"),
+    crop_px: int = typer.Option(64, "--crop-px"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate"),
+    width: int = typer.Option(16, "--width"),
+    groups: int = typer.Option(3, "--groups"),
+    blocks: int = typer.Option(4, "--blocks"),
+    structures: str = typer.Option("ccps,microtubules,f-actin", "--structures"),
+    threads: int = typer.Option(1, "--threads"),
+) -> None:
+    """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
+    from pydantic import ValidationError
+
+    from inference.imc.loss import ImcLossWeights
+    from inference.imc.mixtures import MixtureConfig
+    from inference.imc.training import ImcTrainingConfig, run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = ImcTrainingConfig.model_validate(
+            {
+                "variant": variant,
+                "temporal": temporal,
+                "steps": steps,
+                "seed": seed,
+                "crop_px": crop_px,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "width": width,
+                "groups": groups,
+                "blocks": blocks,
+                "threads": threads,
+                "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
+                "mixtures": MixtureConfig.model_validate(
+                    {"structures": tuple(structures.split(","))}
+                ),
+            }
+        )
+        result = run_training(output, config)
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for path, sha in zip(result.model_paths, result.weights_sha256, strict=True):
+        typer.echo(f"{path}: sha256 {sha}")
+    typer.echo(json.dumps(result.held_out, indent=1))
+
+
+def imc_assess(
+    models: list[str] = typer.Argument(
+        ..., help="model files or bundled names; join IMC-SR-Single files with commas"
+    ),
+    fields: int = typer.Option(8, "--fields", help="held-out mixtures for fidelity"),
+    time_lapse_fields: int = typer.Option(4, "--time-lapse-fields"),
+    time_points: int = typer.Option(8, "--time-points", help="frames per held-out time-lapse"),
+    noise_std: float = typer.Option(0.02, "--noise-std"),
+    threads: int = typer.Option(1, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
+    import torch
+
+    from inference.imc.assessment import (
+        assess_fields,
+        held_out_fields,
+        module_separator,
+        scores_dict,
+        time_lapse_flicker,
+    )
+    from inference.imc.live import ImcSeparator
+    from inference.imc.mixtures import MixtureConfig
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    report: dict[str, object] = {}
+    try:
+        for entry in models:
+            separators = [ImcSeparator(part) for part in entry.split(",")]
+            names = tuple(n for s in separators for n in s.channel_names)
+            frames = separators[0].input_frames
+            config = MixtureConfig.model_validate(
+                {"structures": names, "time_points": 3, "noise_std": noise_std}
+            )
+            separate = module_separator([s.model.module for s in separators])
+            scores = assess_fields(separate, held_out_fields(config, fields), noise_std, frames)
+            lapse = config.model_copy(update={"time_points": time_points})
+            report[entry] = {
+                "sha256": [s.sha256 for s in separators],
+                "held_out": scores_dict(scores, names),
+                "time_lapse": time_lapse_flicker(
+                    separate, held_out_fields(lapse, time_lapse_fields), noise_std, frames
+                ),
+            }
+    except (ModelFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    text = json.dumps(report, indent=1)
+    typer.echo(text)
+    if json_out is not None:
+        json_out.write_text(text)
+
+
+def bench_imcsr_command(
+    sizes: str = typer.Option("256,512,1024", "--sizes", help="square SR sizes"),
+    model: str = typer.Option("imcsr", "--model"),
+    device: str = typer.Option("cpu", "--device"),
+    iterations: int = typer.Option(3, "--iterations"),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: as is)"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """IMC-SR separation latency and frames/s per SR image size."""
+    from inference.imc.bench import bench_imcsr
+
+    result = bench_imcsr(
+        [int(s) for s in sizes.split(",") if s], model, device, iterations, threads=threads
+    )
+    for row in result["rows"]:
+        typer.echo(
+            f"{result['model']} ({'temporal' if result['temporal'] else 'single-frame'}, "
+            f"{result['device']}, {result['threads']} threads) {row['sr_size']}x{row['sr_size']}:"
+            f" {row['latency_ms']:.0f} ms, {row['frames_per_s']:.2f} frames/s"
+        )
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=1))
+
+
+def _standalone() -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, add_completion=False)
+    bench = typer.Typer(no_args_is_help=True)
+    register(app, bench)
+    app.add_typer(bench, name="bench")
+    return app
+
+
+if __name__ == "__main__":
+    _standalone()()

@@ -1,0 +1,51 @@
+"""train_imcsr writes loadable model files with a report; the single variant writes one per
+structure; bad configuration is refused with the field named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.imc.live import ImcSeparator
+from inference.imc.mixtures import MixtureConfig
+from inference.imc.training import ImcTrainingConfig, train_imcsr
+
+
+def _config(**changes: object) -> ImcTrainingConfig:
+    base: dict[str, object] = {
+        "steps": 2, "batch_size": 1, "crop_px": 32, "width": 4, "groups": 1, "blocks": 1,
+        "reduction": 2, "training_fields": 1, "held_out_fields": 1, "log_every": 1,
+        "mixtures": MixtureConfig(field_px=16),
+    }
+    base.update(changes)
+    return ImcTrainingConfig.model_validate(base)
+
+
+def test_temporal_all_model_round_trips_through_the_separator(tmp_path: Path) -> None:
+    output = tmp_path / "imc.pt"
+    result = train_imcsr(output, config=_config(temporal=True))
+    assert result.config.mixtures.time_points >= 3
+    assert result.model_paths == [str(output)] and len(result.loss_history) == 2
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert set(report["held_out"]) == {"ccps", "microtubules", "f-actin"}
+    assert report["weights_sha256"][0] == ImcSeparator(output).sha256
+    separator = ImcSeparator(output)
+    assert separator.temporal
+    assert separator.push(np.ones((32, 32), np.float32)) is None
+
+
+def test_single_variant_writes_one_model_per_structure(tmp_path: Path) -> None:
+    result = train_imcsr(tmp_path / "one.pt", config=_config(variant="single"))
+    names = [Path(p).name for p in result.model_paths]
+    assert names == ["one-ccps.pt", "one-microtubules.pt", "one-f-actin.pt"]
+    assert ImcSeparator(result.model_paths[1]).channel_names == ("microtubules",)
+
+
+def test_bad_configuration_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="crop_px=256"):
+        _config(crop_px=256)
+    with pytest.raises(ValueError, match=r"\.pt"):
+        train_imcsr(tmp_path / "model.h5", config=_config())
