@@ -26,7 +26,7 @@ from torch import nn
 
 from inference.evaluation import score
 from inference.model_file import Normalisation, load_model, save_model
-from inference.models import build_model
+from inference.models import build_model, validate_options
 from inference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from inference.training.config import TrainingConfig
 from inference.training.data import DataSource, PatchSampler, open_source
@@ -36,6 +36,8 @@ from inference.training.training_log import LogRow, log_paths, write_log
 log = logging.getLogger(__name__)
 
 GAN_ARCHS = ("dfgan", "cmgan")
+# a DFGAN generator is a DFCAN network, so a trained DFCAN can start (pre-train) a DFGAN
+INIT_COMPATIBLE = {"dfgan": ("dfcan",)}
 DEFAULT_DISCRIMINATOR = {"stem_width": 16, "block_widths": (16, 32, 64, 64), "dense_width": 64}
 
 
@@ -99,6 +101,8 @@ class Trainer:
         self.init_source = ""
         if init is not None:
             self._apply_init(init)
+        # every option explicit in the model file (defaults differ between dfcan and dfgan)
+        self.options = validate_options(config.registry_name, self.options).model_dump(mode="json")
         self.generator = build_model(config.registry_name, self.options).to(self.device)
         if init is not None:
             self.generator.load_state_dict(self._init_state)
@@ -130,7 +134,8 @@ class Trainer:
             loaded = load_model(init)
         except ValueError as exc:
             raise TrainingError(f"--init {init}: {exc}") from exc
-        if loaded.info.architecture != self.config.registry_name:
+        compatible = {self.config.registry_name, *INIT_COMPATIBLE.get(self.config.arch, ())}
+        if loaded.info.architecture not in compatible:
             raise TrainingError(
                 f"--init {init} is a {loaded.info.architecture} model, "
                 f"training {self.config.registry_name}"
@@ -139,7 +144,8 @@ class Trainer:
             raise TrainingError(
                 f"--init {init} is a {loaded.info.mode} model, training mode {self.config.mode}"
             )
-        self.options = dict(loaded.info.options)
+        full = validate_options(loaded.info.architecture, loaded.info.options)
+        self.options = full.model_dump(mode="json")
         self._init_state = {k: v.clone() for k, v in loaded.module.state_dict().items()}
         self.init_source = f"{init} (sha256 {loaded.sha256[:12]})"
 

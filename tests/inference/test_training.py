@@ -228,3 +228,12 @@ def test_mixed_precision_training_step_on_cuda(tmp_path: Path) -> None:
     assert trainer.use_amp
     result = trainer.run(plot=False)
     assert all(np.isfinite(row["loss"]) for row in result.rows)
+
+
+def test_a_trained_dfcan_can_start_a_dfgan(tmp_path: Path) -> None:
+    options = {**TINY, "gamma": 0.8}
+    Trainer(tiny_config(steps=1, model_options=options), tmp_path / "d.pt").run(plot=False)
+    gan = Trainer(tiny_config(arch="dfgan"), tmp_path / "g.pt", init=tmp_path / "d.pt")
+    assert gan.options["gamma"] == 0.8 and gan.options["groups"] == 1
+    base = load_model(tmp_path / "d.pt").module.state_dict()
+    assert all(torch.equal(gan.generator.state_dict()[k], v) for k, v in base.items())
