@@ -24,7 +24,7 @@ class OtfModel(BaseModel):
         description="aberration damping exp(-attenuation * k / k_cutoff)",
     )
     pixel_integration: bool = Field(
-        default=False, description="multiply by the camera pixel's sinc (area integration)"
+        default=True, description="multiply by the camera pixel's sinc (area integration)"
     )
 
     @property
