@@ -113,7 +113,8 @@ class RunRecorder:
     # --- producer side (acquisition thread) -------------------------------------------------
 
     def write_raw_set(self, time_point: int, channel: int, frames: np.ndarray,
-                      timestamps_s: Sequence[float], sequences: Sequence[int]) -> None:
+                      timestamps_s: Sequence[float] | np.ndarray,
+                      sequences: Sequence[int] | np.ndarray) -> None:
         """Queue one channel's (P, Y, X) uint16 set with its per-frame timestamps and sequence."""
         expected = (self.layout.n_patterns, *self.layout.frame_shape)
         if frames.shape != expected or frames.dtype != np.uint16:
