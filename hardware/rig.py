@@ -128,7 +128,7 @@ class Rig:
         """`n_frames` free-running (internal trigger) frames with the current device settings.
 
         For calibration (dark/flat series) and previews; raises AcquisitionTimeout naming how
-        many frames arrived if the camera stalls.
+        many frames arrived if the camera stalls, SequenceMismatch if it dropped one.
         """
         if n_frames < 1 or timeout_s <= 0:
             raise ValueError(f"n_frames={n_frames} must be >= 1, timeout_s={timeout_s} > 0")
@@ -146,7 +146,14 @@ class Rig:
                         f"snap: expected {n_frames} frames within {timeout_s} s, "
                         f"{len(frames)} arrived from camera {self.camera.label!r}"
                     )
-                frames.append(item[0])
+                image, meta = item
+                key = self.roles.camera_frame_counter_key
+                if key is not None and key in meta and int(meta[key]) != len(frames):
+                    raise SequenceMismatch(
+                        f"snap: expected camera frame {len(frames)}, frame {meta[key]} arrived: "
+                        f"{int(meta[key]) - len(frames)} frame(s) dropped by the camera"
+                    )
+                frames.append(image)
         finally:
             self.backend.stop_camera_sequence()
             if self.shutter is not None:

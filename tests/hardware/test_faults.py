@@ -118,3 +118,9 @@ def test_camera_error_is_reported_as_an_early_end(
     monkeypatch.setattr(rig.bench, "microscope", broken_model)
     with pytest.raises(AcquisitionTimeout, match=r"0 arrived .*ended its sequence early"):
         rig.acquire_time_point(PLAN, 0, timeout_s=TIMEOUT_S)
+
+
+def test_snap_does_not_skip_a_dropped_frame(make_emulator: Callable[..., Rig]) -> None:
+    rig = make_emulator(faults=FaultPlan(drop_frame_every=3))
+    with pytest.raises(SequenceMismatch, match=r"snap: expected camera frame 2, frame 3"):
+        rig.snap(5, timeout_s=10.0)
