@@ -70,7 +70,14 @@ def train(
     from inference.training.model_card import model_card
 
     if arch == "imcsr":
-        _train_imcsr(mode, data, output, init, steps, resume)
+        settings = {
+            "steps": steps,
+            "seed": seed,
+            "crop_px": patch_px,
+            "batch_size": batch_size,
+            "threads": threads,
+        }
+        _train_imcsr(mode, data, output, init, resume, settings)
         return
     checkpoint = checkpoint or output.with_suffix(".ckpt")
     try:
@@ -171,22 +178,41 @@ def _command_line() -> str:
 
 
 def _train_imcsr(
-    mode: str, data: str, output: Path, init: str | None, steps: int | None, resume: Path | None
+    mode: str,
+    data: str,
+    output: Path,
+    init: str | None,
+    resume: Path | None,
+    settings: dict[str, Any],
 ) -> None:
-    """Hand IMC-SR training to `inference.imc.training.train_imcsr` (owned by the IMC package)."""
+    """Hand IMC-SR training to `inference.imc.training.train_imcsr` (the IMC package's entry:
+    emulator mixtures only; no --init/--resume there)."""
     try:
-        from inference.imc.training import train_imcsr  # type: ignore[import-not-found]
+        from inference.imc.training import train_imcsr
     except ImportError as exc:
         typer.echo(f"error: --arch imcsr is not available in this build ({exc})", err=True)
         raise typer.Exit(2) from exc
-    kwargs: dict[str, Any] = {"data": data, "output": output}
-    if init is not None:
-        kwargs["init"] = init
-    if steps is not None:
-        kwargs["steps"] = steps
-    if resume is not None:
-        kwargs["resume"] = resume
-    train_imcsr(**kwargs)
+    unsupported = [
+        text
+        for text, bad in (
+            (f"--data {data} (IMC-SR trains on emulator mixtures: use emulator:mix)",
+             not data.startswith("emulator:")),
+            ("--init", init is not None),
+            ("--resume", resume is not None),
+            (f"--mode {mode} (IMC-SR separates SR images; it has no sisr/sim/nlsim mode)",
+             mode not in ("sim", "imc")),
+        )
+        if bad
+    ]  # fmt: skip
+    if unsupported:
+        typer.echo(f"error: --arch imcsr does not support {'; '.join(unsupported)}", err=True)
+        raise typer.Exit(2)
+    kwargs = {key: value for key, value in settings.items() if value is not None}
+    result = train_imcsr(output, **kwargs)
+    typer.echo(
+        f"{', '.join(result.model_paths)}: IMC-SR, {result.parameters:,} parameters, "
+        f"{result.seconds:.0f} s, held-out {result.held_out}"
+    )
 
 
 def models() -> None:

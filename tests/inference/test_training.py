@@ -237,3 +237,12 @@ def test_a_trained_dfcan_can_start_a_dfgan(tmp_path: Path) -> None:
     assert gan.options["gamma"] == 0.8 and gan.options["groups"] == 1
     base = load_model(tmp_path / "d.pt").module.state_dict()
     assert all(torch.equal(gan.generator.state_dict()[k], v) for k, v in base.items())
+
+
+def test_train_cli_imcsr_refuses_options_the_imc_trainer_lacks(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(),
+        ["train", "--arch", "imcsr", "--data", "biosr:/x", "--output", str(tmp_path / "i.pt")],
+    )
+    assert result.exit_code == 2
+    assert "emulator mixtures" in result.output
