@@ -192,11 +192,17 @@ class _Grid:
         self.pixel_size_nm = pixel_size_nm
         self.otf_model = otf
         self.cutoff = otf.cutoff_cycles_per_nm * pixel_size_nm  # cycles per pixel
+        self._otf_cache: dict[tuple[float, float], np.ndarray] = {}
 
     def otf(self, shift: np.ndarray | Sequence[float] = (0.0, 0.0)) -> np.ndarray:
-        """H(k - shift) on the grid, shift = (kx, ky) in cycles/px."""
-        size = self.pixel_size_nm
-        return self.otf_model.value((self.kx - shift[0]) / size, (self.ky - shift[1]) / size, size)
+        """H(k - shift) on the grid, shift = (kx, ky) in cycles/px (cached per shift)."""
+        key = (float(shift[0]), float(shift[1]))
+        if key not in self._otf_cache:
+            size = self.pixel_size_nm
+            self._otf_cache[key] = self.otf_model.value(
+                (self.kx - key[0]) / size, (self.ky - key[1]) / size, size
+            )
+        return self._otf_cache[key]
 
     def outside_dc(
         self, radius_fraction: float, shift: np.ndarray | Sequence[float] = (0.0, 0.0)
@@ -224,8 +230,11 @@ def _separate(spectra: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.n
         [np.ones_like(phases), np.exp(1j * phases), np.exp(-1j * phases)], axis=1
     ).astype(complex)
     unmixing = np.linalg.pinv(mixing)
-    zero = np.tensordot(unmixing[0], spectra, axes=1)
-    side = np.tensordot(unmixing[2], spectra, axes=1)
+    zero = unmixing[0, 0] * spectra[0]
+    side = unmixing[2, 0] * spectra[0]
+    for index in range(1, len(spectra)):
+        zero += unmixing[0, index] * spectra[index]
+        side += unmixing[2, index] * spectra[index]
     return zero, side
 
 
