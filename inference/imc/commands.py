@@ -34,6 +34,7 @@ def imc_train(
     groups: int = typer.Option(3, "--groups"),
     blocks: int = typer.Option(4, "--blocks"),
     structures: str = typer.Option("ccps,microtubules,f-actin", "--structures"),
+    time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
     threads: int = typer.Option(1, "--threads"),
 ) -> None:
     """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
@@ -60,7 +61,7 @@ def imc_train(
                 "threads": threads,
                 "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
                 "mixtures": MixtureConfig.model_validate(
-                    {"structures": tuple(structures.split(","))}
+                    {"structures": tuple(structures.split(",")), "time_points": time_points}
                 ),
             }
         )
