@@ -24,6 +24,9 @@ from calibration.otf import OtfModel
 
 logger = logging.getLogger(__name__)
 
+# wide-field signal in the band overlap below this many noise sigmas: m is not measurable
+MIN_OVERLAP_SIGMAS = 5.0
+
 
 class OrientationParameters(BaseModel):
     """Pattern of one orientation: wave vector (cycles/px, (kx, ky)), phases, modulation."""
@@ -406,8 +409,16 @@ def _modulation(
     x = wide_field * h_side
     y = moved * h_zero
     numerator = np.sum(np.conj(x[mask]) * y[mask]).real
-    denominator = np.sum(np.abs(x[mask]) ** 2) - noise_power * np.sum(h_side[mask] ** 2)
-    if denominator <= 0:
-        logger.warning("modulation fit has no signal above noise; reporting m=0")
+    noise = noise_power * np.sum(h_side[mask] ** 2)
+    denominator = np.sum(np.abs(x[mask]) ** 2) - noise
+    # spread of the noise term (exponential |n|^2, Hermitian pairs): sigma^2 sqrt(2 sum h^4)
+    noise_spread = noise_power * np.sqrt(2.0 * np.sum(h_side[mask] ** 4))
+    if denominator <= MIN_OVERLAP_SIGMAS * noise_spread:
+        logger.warning(
+            "modulation fit: wide-field signal in the band overlap is %.1f sigma of its noise "
+            "(< %.0f); reporting m=0",
+            denominator / max(noise_spread, 1e-300),
+            MIN_OVERLAP_SIGMAS,
+        )
         return 0.0
     return float(2.0 * numerator / denominator)

@@ -90,3 +90,11 @@ def test_large_frames_are_analysed_on_a_centre_crop_with_phases_at_the_full_orig
     estimate = estimate_sim_parameters(raw, pixel_size_nm, otf=otf, max_size_px=192)
     k_errors, phase_errors, modulation_errors = _compare(estimate, truth, pixel_size_nm)
     assert k_errors.max() < 0.005 and phase_errors.max() < 0.1 and modulation_errors.max() < 0.05
+
+
+def test_pure_noise_reports_no_modulation() -> None:
+    """Without a pattern there is nothing to measure: m must not come out of the noise."""
+    for seed in range(3):
+        noise = np.random.default_rng(seed).poisson(100.0, (9, 64, 64)).astype(np.uint16)
+        estimate = estimate_sim_parameters(noise, 62.6)
+        assert np.all(np.abs(estimate.modulations()) < 0.2), estimate.modulations()
