@@ -52,7 +52,7 @@ class SessionOptions:
     hello_timeout_s: float = 180.0
     drain_idle_s: float = 30.0  # at the end, wait while results keep coming, at most this idle
     heartbeat_s: float = 0.5
-    heartbeat_timeout_s: float = 5.0
+    heartbeat_timeout_s: float = 10.0  # generous: a loaded machine can starve a thread for seconds
     busy_timeout_s: float = 120.0
     max_restarts: int = 5
     display: bool = True

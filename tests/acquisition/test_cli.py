@@ -28,7 +28,8 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
                            "64", "--no-fsync", "--output", str(output)],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "raw frames      180" in done.stdout and "SR frames       20" in done.stdout
+    report = done.stdout + done.stderr[-3000:]
+    assert "raw frames      180" in done.stdout and "SR frames       20" in done.stdout, report
     with h5py.File(output, "r") as h5:
         assert h5["raw"].shape == (20, 1, 9, 64, 64)
         assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(180))
@@ -39,7 +40,8 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         assert sr.shape == (20, 1, 128, 128) and np.isfinite(sr).all()
         assert sr.std() > 0  # a real reconstruction, not a blank
         kinds = {e["kind"].decode() for e in h5[run_file.EVENTS][()]}
-        assert not kinds & {"gap", "missing_frame", "rig_error", "sr_skip", "fault"}
+        assert not kinds & {"gap", "missing_frame", "rig_error", "sr_skip", "fault"}, (
+            [tuple(e) for e in h5[run_file.EVENTS][()]], report)
         meta = run_file.read_metadata(h5)
         model = meta["models"]["0"]
         assert model["model_name"] == sr_name and model["method"] == "default"
