@@ -14,6 +14,12 @@ from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.devices import EmulatedCamera
 
 
+@pytest.fixture
+def rig(make_emulator: Callable[..., Rig]) -> Rig:
+    """Always the emulator here (these expectations name its devices), even with --rig-config."""
+    return make_emulator()
+
+
 def test_level_trigger_is_a_capability_error(rig: Rig) -> None:
     with pytest.raises(CapabilityError, match=r"no Level trigger activation .*Edge"):
         rig.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.LEVEL)
