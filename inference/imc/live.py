@@ -136,3 +136,46 @@ class ImcSeparator:
             x = torch.from_numpy(np.ascontiguousarray(normalised[None])).to(self.device)
             y = self.model.module(x)[0].float().cpu().numpy()
         return np.ascontiguousarray(y * np.float32(span), dtype=np.float32)
+
+
+class ImcStream:
+    """An `ImcSeparator` for the worker: feeds SR frames tagged with their time point and
+    returns (time_point, channels) pairs as they become available (the temporal model's
+    one-frame latency included), so results are sent under the right time point."""
+
+    def __init__(self, separator: ImcSeparator) -> None:
+        self.separator = separator
+        self._pending: deque[int] = deque()
+        self._shape: tuple[int, ...] | None = None
+        self._last: int | None = None
+
+    def process(self, time_point: int, sr_image: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Add the SR frame of `time_point`; return the separations now ready (oldest first).
+
+        A new image shape (ROI change) or a time point that does not follow the last one (a
+        skipped SR frame) restarts the window; the frame still waiting is flushed first.
+        """
+        ready: list[tuple[int, np.ndarray]] = []
+        follows = self._last is None or time_point == self._last + 1
+        restart = self._shape is not None and (np.shape(sr_image) != self._shape or not follows)
+        if restart:
+            ready += self.finish()
+        self._shape = np.shape(sr_image)
+        self._last = time_point
+        self._pending.append(time_point)
+        out = self.separator.push(sr_image)
+        if out is not None:
+            ready.append((self._pending.popleft(), out[1]))
+        return ready
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """End of run (or restart): separate the frame still waiting, then reset the window."""
+        ready: list[tuple[int, np.ndarray]] = []
+        out = self.separator.flush()
+        if out is not None and self._pending:
+            ready.append((self._pending.popleft(), out[1]))
+        self._pending.clear()
+        self._shape = None
+        self._last = None
+        self.separator.reset()
+        return ready

@@ -98,3 +98,24 @@ def test_bundled_model_returns_three_distinct_channels_matching_their_structures
     assert (np.argmax(correlation, axis=1) == np.arange(3)).all(), correlation
     assert np.corrcoef(flat).max(where=~np.eye(3, dtype=bool), initial=-1) < 0.9
     np.testing.assert_allclose(out.sum(axis=0).mean(), field.mixture[0].mean(), rtol=0.3)
+
+
+def test_stream_sends_each_result_under_its_own_time_point(tmp_path: Path) -> None:
+    from inference.imc.live import ImcStream
+
+    path, module = _model_file(tmp_path, 3)
+    stream = ImcStream(ImcSeparator(path))
+    rng = np.random.default_rng(2)
+    f = [rng.random((8, 8), dtype=np.float32) for _ in range(4)]
+    assert stream.process(10, f[0]) == []
+    ready = stream.process(11, f[1])
+    assert [t for t, _ in ready] == [10]
+    # time point 12 was skipped: 11 is flushed with its edge window, then 13 starts afresh
+    ready = stream.process(13, f[2])
+    assert [t for t, _ in ready] == [11]
+    np.testing.assert_allclose(ready[0][1], _expected(module, [f[0], f[1], f[1]]), rtol=1e-5)
+    ready = stream.process(14, f[3])
+    assert [t for t, _ in ready] == [13]
+    np.testing.assert_allclose(ready[0][1], _expected(module, [f[2], f[2], f[3]]), rtol=1e-5)
+    assert [t for t, _ in stream.finish()] == [14]
+    assert stream.finish() == []
