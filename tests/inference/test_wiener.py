@@ -106,3 +106,28 @@ def test_real_microtubule_stack_resolution(dlsr_assets: Path) -> None:
     wf_res = float(decorrelation_resolution(sim.wide_field(raw), stack.pixel_size_nm))
     sr_res = float(decorrelation_resolution(sr, sim.output_pixel_size_nm))
     assert wf_res / sr_res >= 1.6, (wf_res, sr_res)
+
+
+def test_notch_removes_each_bands_dc(
+    emulated: tuple[np.ndarray, np.ndarray, OtfModel], wiener: WienerSim
+) -> None:
+    raw, _, otf = emulated
+    plain = WienerConfig(clip_negative=False, background_adu=100.0)
+    notched = plain.model_copy(update={"notch_strength": 1.0})
+    shape = raw.shape[1:]
+    without = WienerSim(shape, wiener.parameters, otf, plain).reconstruct(raw)
+    with_notch = WienerSim(shape, wiener.parameters, otf, notched).reconstruct(raw)
+    # the mean (zero frequency) now comes only through the side bands, at OTF(p) ~ 0.05
+    assert abs(with_notch.mean()) < 0.2 * without.mean()
+    assert with_notch.std() > 0.2 * without.std()  # structure (high frequencies) stays
+
+
+def test_config_from_toml_names_bad_fields(tmp_path: Path) -> None:
+    good = tmp_path / "wiener.toml"
+    good.write_text("[wiener]\nwiener_parameter = 0.2\nnotch_strength = 0.5\n")
+    config = WienerConfig.from_toml(good)
+    assert (config.wiener_parameter, config.notch_strength) == (0.2, 0.5)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("wiener_parameter = -1\nsharpness = 3\n")
+    with pytest.raises(ValueError, match=r"bad\.toml.*wiener_parameter=-1.*sharpness"):
+        WienerConfig.from_toml(bad)
