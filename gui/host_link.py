@@ -80,6 +80,7 @@ class HostLink:
               folder: Path | None = None) -> HostLink:
         """Launch ``python -m gui.session_host`` as a child process and connect to it."""
         folder = Path(folder or tempfile.mkdtemp(prefix="livesim-gui-"))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         control, display = f"ipc://{folder}/control", f"ipc://{folder}/display"
         argv = [sys.executable, "-m", "gui.session_host", "--control", control,
                 "--display", display, "--folder", str(folder), "--rig", options.rig,

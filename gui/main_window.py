@@ -102,6 +102,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._camera: dict[str, Any] = {}
         self._last_state = ""
         self.pattern_checker = PatternChecker()
+        self._views_linked = False
+        self._raw_scale = 0.0
 
         self.raw_panel = ImagePanel("Raw", "grey")
         self.sr_panel = ImagePanel("Super-resolved", "hot")
@@ -248,9 +250,15 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.start_live()
 
     def _link_toggled(self, linked: bool) -> None:
-        link_views([self.sr_panel, self.raw_panel], linked)
-        self.composite.view.setXLink(self.sr_panel.view if linked else None)
-        self.composite.view.setYLink(self.sr_panel.view if linked else None)
+        """Link pan/zoom once both views have an image (an empty view would set the range)."""
+        ready = self.sr_panel.image is not None and self.raw_panel.image is not None
+        self._views_linked = linked and ready
+        link_views([self.sr_panel, self.raw_panel], self._views_linked)
+        composite_ready = self._views_linked and self.composite.channels is not None
+        self.composite.view.setXLink(self.sr_panel.view if composite_ready else None)
+        self.composite.view.setYLink(self.sr_panel.view if composite_ready else None)
+        if self._views_linked:
+            self.sr_panel.view.autoRange(padding=0.0)
 
     def _imc_toggled(self, on: bool) -> None:
         self.composite.set_message("waiting for IMC-SR results" if on else "IMC-SR off")
@@ -336,7 +344,10 @@ class LiveWindow(QtWidgets.QMainWindow):
             updated = True
         imc = self.link.latest("imc")
         if imc is not None and imc.array.ndim == 3 and imc.array.shape[0] == 3:
+            first = self.composite.channels is None
             self.composite.set_channels(imc.array, f"t = {imc.header.time_point}")
+            if first and self.link_box.isChecked():
+                self._link_toggled(True)
             updated = True
         if updated:
             self.display_rate.add(1)
@@ -376,9 +387,18 @@ class LiveWindow(QtWidgets.QMainWindow):
                                           float(camera["photons_per_count"])))
 
     def _match_raw_scale(self) -> None:
+        """Draw raw pixels at the SR grid's scale so linked views show the same field."""
         raw, sr = self.raw_panel.image, self.sr_panel.image
-        if raw is not None and sr is not None and raw.shape[0] > 0:
-            self.raw_panel.set_pixel_scale(sr.shape[0] / raw.shape[0])
+        if raw is None or sr is None or raw.shape[0] == 0:
+            return
+        scale = sr.shape[0] / raw.shape[0]
+        if scale != self._raw_scale:
+            self._raw_scale = scale
+            self.raw_panel.set_pixel_scale(scale)
+            self.raw_panel.view.autoRange(padding=0.0)
+            self._views_linked = False
+        if self.link_box.isChecked() and not self._views_linked:
+            self._link_toggled(True)
 
     def _show_status(self) -> None:
         status = self.link.state.status

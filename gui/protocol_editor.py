@@ -89,8 +89,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             exposure.setValue(10.0)
             for col, widget in enumerate((on, laser, power, exposure)):
                 grid.addWidget(widget, row + 1, col)
-            power.valueChanged.connect(self.plan_changed.emit)
-            exposure.valueChanged.connect(self.plan_changed.emit)
+            power.valueChanged.connect(lambda _value: self.plan_changed.emit())
+            exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
             self.enabled.append(on)
             self.lasers.append(laser)
             self.powers.append(power)

@@ -273,6 +273,7 @@ class SessionHost:
         self.stop_live()
         self._ensure_roi(protocol)
         self.outlet.display_channel = display_channel
+        protocol.output.parent.mkdir(parents=True, exist_ok=True)
         self.recording = RecordingThread(self, protocol, resume)
         self.recording.start()
         self.events.add("info", f"recording {protocol.timepoints} time point(s) to "
