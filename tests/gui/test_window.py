@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 from pyqtgraph.Qt import QtCore, QtWidgets
+from pytestqt.qtbot import QtBot
 
 from acquisition.protocol import Protocol
 from gui.app import apply_dark_theme
@@ -51,10 +52,11 @@ def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactor
     assert link.process.poll() is not None, "acquisition process still running after close"
 
 
-def test_raw_and_sr_images_appear_and_change(window: LiveWindow, qtbot) -> None:
+def test_raw_and_sr_images_appear_and_change(window: LiveWindow, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.sr_message is not None, timeout=WAIT_MS)
     first_raw, first_sr = window.raw_message, window.sr_message
     assert first_raw.array.shape == (9, SIZE_PX, SIZE_PX)
+    assert window.sr_panel.image is not None
     assert window.sr_panel.image.shape == (2 * SIZE_PX, 2 * SIZE_PX)
     qtbot.waitUntil(lambda: window.sr_message.header.time_point > first_sr.header.time_point
                     and window.raw_message.header.time_point > first_raw.header.time_point,
@@ -63,13 +65,14 @@ def test_raw_and_sr_images_appear_and_change(window: LiveWindow, qtbot) -> None:
     assert not np.array_equal(window.sr_message.array, first_sr.array)
     # the SR image has structure (not flat), and the view shows it with explicit levels
     sr = window.sr_panel.image
+    assert sr is not None
     assert float(sr.std()) > 0.01 * float(abs(sr).max())
     low, high = window.sr_panel.levels
     assert high > low
     assert window.sr_panel.item.lut.shape == (256, 3)
 
 
-def test_status_reports_live_rates(window: LiveWindow, qtbot) -> None:
+def test_status_reports_live_rates(window: LiveWindow, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.link.state.status.get("sr_fps", 0) > 0, timeout=WAIT_MS)
     status = window.link.state.status
     assert status["state"] == "live"
@@ -80,7 +83,7 @@ def test_status_reports_live_rates(window: LiveWindow, qtbot) -> None:
     assert window.status.values["photons"].text() != "–"
 
 
-def _photon_count(window: LiveWindow, qtbot, power_pct: float, exposure_ms: float) -> float:
+def _photon_count(window: LiveWindow, qtbot: QtBot, power_pct: float, exposure_ms: float) -> float:
     """Set power and exposure in the panel; the count of a raw set acquired a second later."""
     window.editor.powers[0].setValue(power_pct)
     window.editor.exposures[0].setValue(exposure_ms)
@@ -97,21 +100,22 @@ def _photon_count(window: LiveWindow, qtbot, power_pct: float, exposure_ms: floa
     return window.photon_count
 
 
-def test_laser_power_changes_measured_photon_count(window: LiveWindow, qtbot) -> None:
+def test_laser_power_changes_measured_photon_count(window: LiveWindow, qtbot: QtBot) -> None:
     low = _photon_count(window, qtbot, 20.0, 10.0)
     high = _photon_count(window, qtbot, 80.0, 10.0)
     # the emulator's signal is linear in power: 4x power, about 4x photons (noise, background)
     assert 3.0 < high / low < 5.0, (low, high)
 
 
-def test_exposure_changes_measured_photon_count(window: LiveWindow, qtbot) -> None:
+def test_exposure_changes_measured_photon_count(window: LiveWindow, qtbot: QtBot) -> None:
     short = _photon_count(window, qtbot, 20.0, 10.0)
     long = _photon_count(window, qtbot, 20.0, 30.0)
     assert 2.3 < long / short < 3.7, (short, long)
     _photon_count(window, qtbot, 20.0, 10.0)
 
 
-def test_snapshot_writes_tiff_data_and_png(window: LiveWindow, tmp_path: Path, qtbot) -> None:
+def test_snapshot_writes_tiff_data_and_png(window: LiveWindow, tmp_path: Path,
+                                           qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.sr_panel.image is not None, timeout=WAIT_MS)
     files = window.snapshot(tmp_path)
     tifs = sorted(p for p in files if p.suffix == ".tif")
@@ -122,7 +126,7 @@ def test_snapshot_writes_tiff_data_and_png(window: LiveWindow, tmp_path: Path, q
     assert sr.shape == (2 * SIZE_PX, 2 * SIZE_PX) and sr.dtype == np.float32
 
 
-def test_record_produces_valid_hdf5(window: LiveWindow, qtbot) -> None:
+def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
     window.editor.timepoints.setValue(4)
     before = set(Path(window.editor.folder.text()).glob("*.h5"))
     assert window.start_record()
@@ -145,7 +149,8 @@ def _texts(window: LiveWindow) -> list[str]:
     return window.events.log.toPlainText().splitlines()
 
 
-def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow, qtbot) -> None:
+def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
+                                                           qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.link.state.status.get("worker_pid") is not None
                     and window.link.state.status.get("worker_ready"), timeout=WAIT_MS)
     pid = int(window.link.state.status["worker_pid"])
