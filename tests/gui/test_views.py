@@ -1,0 +1,163 @@
+"""View pieces without the acquisition process: contrast, LUTs, IMC composite, pattern check,
+rates, protocol TOML, the event log relay."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acquisition.protocol import Protocol
+from gui.composite_panel import CompositePanel
+from gui.contrast import composite_rgb, make_lut, percentile_levels
+from gui.image_panel import ImagePanel
+from gui.pattern_check import check_patterns
+from gui.protocol_editor import protocol_to_toml
+from gui.rate_meter import RateMeter
+from gui.session_host import EventLog, LogRecordRelay
+
+
+def test_percentile_levels_ignore_hot_pixels() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.uniform(100, 200, size=(256, 256)).astype(np.float32)
+    image[::37, ::41] = 60_000  # hot pixels: ~0.07 % of the image
+    low, high = percentile_levels(image, ignore_pct=0.1)
+    assert 100 <= low < 101 and 199 < high <= 200
+    _, high0 = percentile_levels(image, ignore_pct=0.0)
+    assert high0 == 60_000
+    with pytest.raises(ValueError, match="ignore_pct"):
+        percentile_levels(image, 60.0)
+
+
+def test_lut_gamma_and_saturation() -> None:
+    lut = make_lut((0, 255, 0), gamma=0.5, saturation=True)
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8 and lut.flags.c_contiguous
+    assert tuple(lut[-1]) == (255, 0, 0)  # clipped pixels in red
+    assert lut[64, 1] == round(255 * (64 / 255) ** 0.5)  # gamma lifts the dim end
+    assert lut[64, 0] == 0 and lut[64, 2] == 0
+    assert tuple(make_lut()[-1]) == (255, 255, 255)
+
+
+def test_image_panel_fast_path_levels_and_rendering(qtbot: object) -> None:
+    panel = ImagePanel("SR")
+    image = np.zeros((64, 64), np.float32)
+    image[10:20, 10:20] = 1.0
+    image[40, 40] = 5.0  # one bright outlier above the upper level
+    panel.set_levels(0.0, 1.0)
+    panel.set_image(image)
+    assert panel.item.lut is panel.lut and panel.item.lut.shape == (256, 3)
+    assert tuple(panel.item.levels) == (0.0, 1.0)
+    rgb = panel.rendered_rgb()
+    assert rgb is not None
+    assert tuple(rgb[40, 40]) == (255, 0, 0)  # saturated: highlighted
+    assert tuple(rgb[0, 0]) == (0, 0, 0)
+    panel.saturation.setChecked(False)
+    panel.set_image(image)
+    assert tuple(panel.rendered_rgb()[40, 40]) == (255, 255, 255)  # type: ignore[index]
+    panel.deleteLater()
+
+
+def _structures(size_px: int = 32) -> np.ndarray:
+    """Ground-truth SR images of three different structures from the emulator."""
+    from sim_emulator.microscope import EmulatorConfig, Microscope
+
+    images = [Microscope(EmulatorConfig(size_px=size_px, structure=name, seed=1))
+              .ground_truth(0.0).sr for name in ("ccps", "microtubules", "f-actin")]
+    return np.stack([im / im.max() for im in images]).astype(np.float32)
+
+
+def test_imc_composite_shows_three_distinct_channels(qtbot: object) -> None:
+    channels = _structures()
+    panel = CompositePanel()
+    panel.set_channels(channels)
+    rgb = panel.rgb()
+    assert rgb is not None and rgb.shape == (*channels.shape[1:], 3)
+    colours = {"magenta": (1, 0, 1), "green": (0, 1, 0), "cyan": (0, 200 / 255, 1)}
+    for i, name in enumerate(("magenta", "green", "cyan")):
+        # pixels where this structure alone is bright show its colour, not the others'
+        alone = (channels[i] > 0.5) & np.all(np.delete(channels, i, axis=0) < 0.05, axis=0)
+        assert alone.sum() >= 3, f"structure {i} has no pixels of its own"
+        mean = rgb[alone].mean(axis=0) / 255.0
+        expected = np.asarray(colours[name])
+        direction = mean / np.linalg.norm(mean)
+        assert float(direction @ (expected / np.linalg.norm(expected))) > 0.98, (name, mean)
+    panel.visible[1].setChecked(False)  # hide microtubules: no green left anywhere
+    hidden = panel.rgb()
+    assert hidden is not None
+    only_green_pixels = (channels[1] > 0.5) & (channels[2] < 0.05) & (channels[0] < 0.05)
+    assert hidden[only_green_pixels].max() < 20
+    panel.deleteLater()
+
+
+def test_composite_rgb_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match="one colour"):
+        composite_rgb(np.zeros((3, 4, 4)), [(1, 1, 1)], [(0, 1)], [True])
+
+
+def test_pattern_check_finds_the_emulator_carriers() -> None:
+    from sim_emulator.microscope import EmulatorConfig, Microscope
+
+    config = EmulatorConfig(size_px=64, seed=2)
+    scope = Microscope(config)
+    raw = np.stack([scope.render_frame(0.0, p, 488, 100.0, 10.0) for p in range(9)])
+    result = check_patterns(raw, config.optics.pixel_size_nm, config.sensor.offset_adu)
+    assert not result.error
+    assert len(result.peaks_xy_px) == 6 and len(result.modulations) == 3
+    expected_nm = config.patterns.period_nm or 0.0
+    if not expected_nm:  # default: 0.9 of the detection cutoff
+        expected_nm = 1.0 / (0.9 * config.optics.cutoff_cycles_per_nm)
+    for period in result.periods_nm:
+        assert period == pytest.approx(expected_nm, rel=0.03)
+    assert all(0.3 < m <= 1.2 for m in result.modulations)
+    # peaks sit symmetrically about the centre of the shifted spectrum
+    centre = np.array([32.0, 32.0])
+    peaks = np.asarray(result.peaks_xy_px)
+    assert np.allclose(peaks[0::2] - centre, -(peaks[1::2] - centre))
+
+
+def test_pattern_check_reports_wide_field_input() -> None:
+    result = check_patterns(np.zeros((1, 16, 16), np.uint16), 62.6, 100.0)
+    assert "SIM raw set" in result.error and not result.peaks_xy_px
+
+
+def test_rate_meter_counts_over_its_window() -> None:
+    meter = RateMeter(window_s=2.0)
+    for i in range(21):
+        meter.add(9, now_s=10.0 + i * 0.1)  # 10 sets/s of 9 frames
+    assert meter.rate_per_s(now_s=12.0) == pytest.approx(90.0, rel=0.01)
+    assert meter.rate_per_s(now_s=20.0) == 0.0  # nothing lately
+
+
+def test_protocol_toml_round_trip(tmp_path: Path) -> None:
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "power_pct": 12.5, "exposure_ms": 7.0,
+                      "reconstruction": "wiener"},
+                     {"laser_nm": 560, "power_pct": 30.0, "exposure_ms": 15.0,
+                      "reconstruction": "none"}],
+        "mode": "sim", "timepoints": 17, "interval_s": 1.5, "imc": True,
+        "roi": {"x": 0, "y": 0, "width": 96, "height": 64},
+        "output": str(tmp_path / "a.h5")})
+    path = tmp_path / "p.toml"
+    path.write_text(protocol_to_toml(protocol.model_dump(mode="json")))
+    again = Protocol.from_toml(path)
+    assert again == protocol
+
+
+def test_log_records_become_rate_limited_events() -> None:
+    events = EventLog()
+    relay = LogRecordRelay(events)
+    log = logging.getLogger("test.gui.relay")
+    log.addHandler(relay)
+    log.propagate = False
+    try:
+        for i in range(5):
+            log.warning("saturated frame %d", i)
+        log.error("camera stopped")
+    finally:
+        log.removeHandler(relay)
+    texts = [e["text"] for e in events.since(0)]
+    assert texts == ["test.gui.relay: saturated frame 0", "test.gui.relay: camera stopped"]
+    assert [e["level"] for e in events.since(0)] == ["warning", "error"]
+    assert events.since(events.since(0)[-1]["id"]) == []
