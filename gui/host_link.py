@@ -57,12 +57,14 @@ class HostState:
 class HostLink:
     """Starts (or attaches to) an acquisition process and talks to it without blocking."""
 
-    def __init__(self, control_endpoint: str, display_endpoint: str,
+    def __init__(self, control_endpoint: str | None, display_endpoint: str,
                  process: subprocess.Popen[bytes] | None = None,
                  context: zmq.Context | None = None,
                  on_event: Callable[[str, str], None] | None = None) -> None:
         self.context = context or zmq.Context.instance()
-        self.control = ControlClient(self.context, control_endpoint)
+        # None: attached read-only to someone else's display stream (e.g. `livesim run`)
+        self.control = (ControlClient(self.context, control_endpoint)
+                        if control_endpoint is not None else None)
         self.display_endpoint = display_endpoint
         self.process = process
         self.on_event = on_event or (lambda level, text: None)
@@ -100,11 +102,17 @@ class HostLink:
 
     def command(self, cmd: str, **args: Any) -> None:
         """Queue a command; it goes out when the previous one has been answered."""
+        if self.control is None:
+            self.on_event("warning", f"attached read-only to {self.display_endpoint}: "
+                                     f"{cmd!r} is not available")
+            return
         self._queue.append((cmd, args))
 
     def tick(self) -> None:
         """Collect a reply, send the next command or a status poll, check the process."""
         now = time.monotonic()
+        if self.control is None:
+            return
         if self._in_flight is not None:
             reply = self.control.poll_reply(0)
             if reply is not None:
@@ -125,6 +133,7 @@ class HostLink:
         self._check_process()
 
     def _send(self, cmd: str, args: dict[str, Any]) -> None:
+        assert self.control is not None
         self.control.send(cmd, **args)
         self._in_flight = (cmd, time.monotonic())
 
@@ -158,7 +167,7 @@ class HostLink:
 
     def close(self, timeout_s: float = 15.0) -> None:
         """Ask the acquisition process to quit (bounded), then release the sockets."""
-        if self.process is not None and self.process.poll() is None:
+        if self.control is not None and self.process is not None and self.process.poll() is None:
             self.control.send("quit")
             self.control.poll_reply(int(min(timeout_s, 5.0) * 1000))
             try:
@@ -170,4 +179,5 @@ class HostLink:
                 self.process.wait(10.0)
         for subscriber in self.subscribers.values():
             subscriber.close()
-        self.control.close()
+        if self.control is not None:
+            self.control.close()

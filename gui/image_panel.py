@@ -39,7 +39,8 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=2, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        self.item = pg.ImageItem(axisOrder="row-major")
+        # autoDownsample: a 1024 x 1024 SR image shown 600 px wide is reduced before the LUT
+        self.item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
         self.view.addItem(self.item)
         self.histogram = pg.HistogramLUTItem(gradientPosition="right", orientation="vertical")
         self.histogram.setImageItem(self.item)

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DISPLAY_PERIOD_MS = 15
 STATUS_PERIOD_S = 0.25
-PHOTON_PERIOD_S = 0.5
+PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
 
 
@@ -93,6 +93,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.settings = settings
         self.setWindowTitle("livesim — live SIM session")
         self.ticks = 0
+        self.display_updates = 0
         self.display_rate = RateMeter()
         self.photon_count = float("nan")
         self.raw_message: Any = None
@@ -351,6 +352,7 @@ class LiveWindow(QtWidgets.QMainWindow):
             updated = True
         if updated:
             self.display_rate.add(1)
+            self.display_updates += 1
         result = self.pattern_checker.take()
         if result is not None:
             self.pattern.show_result(result)

@@ -1,0 +1,163 @@
+"""`livesim bench gui`: display updates/s of the window while the raw pipeline runs beside it.
+
+The pipeline is acquisition's own benchmark pipeline (pre-rendered emulator frames -> engine ->
+ZeroMQ -> passthrough worker -> HDF5 recorder) in a separate process: 512 x 512 raw frames,
+1024 x 1024 SR images on the display stream. It runs twice: headless, then with the real
+window (offscreen) attached to its display stream. Reported: the window's raw and SR view
+updates per second, and the pipeline's raw frames/s in both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SETTLE_S = 1.0  # the window's subscribers connect before the pipeline starts
+
+
+@dataclass(frozen=True)
+class DisplayBenchResult:
+    """Figures of one `livesim bench gui` run."""
+
+    size_px: int
+    time_points: int
+    headless_fps: float
+    with_display_fps: float
+    raw_updates_per_s: float
+    sr_updates_per_s: float
+    display_updates_per_s: float
+    sr_shape: tuple[int, ...]
+    window_s: float
+
+    @property
+    def slowdown_pct(self) -> float:
+        """How much slower the pipeline ran with the window drawing (negative: faster)."""
+        return 100.0 * (1.0 - self.with_display_fps / self.headless_fps)
+
+    def lines(self) -> list[str]:
+        """Human-readable report."""
+        return [
+            f"pipeline: {self.time_points} SIM sets of 9 x {self.size_px}x{self.size_px}, "
+            f"passthrough SR {self.sr_shape}",
+            f"raw frames/s headless        {self.headless_fps:8.0f}",
+            f"raw frames/s with the window {self.with_display_fps:8.0f}  "
+            f"({self.slowdown_pct:+.1f} % slower; target within 5 %)",
+            f"window: SR view {self.sr_updates_per_s:.1f} updates/s, raw view "
+            f"{self.raw_updates_per_s:.1f} updates/s, any view {self.display_updates_per_s:.1f}"
+            f"/s over {self.window_s:.1f} s (target >= 30)",
+        ]
+
+
+def _pipeline_argv(folder: Path, size_px: int, time_points: int) -> list[str]:
+    return [sys.executable, "-m", "gui.display_bench", "--pipeline", "--folder", str(folder),
+            "--size-px", str(size_px), "--time-points", str(time_points)]
+
+
+def _pipeline_fps(process: subprocess.Popen[str], timeout_s: float) -> float:
+    out, _ = process.communicate(timeout=timeout_s)
+    if process.returncode != 0:
+        raise RuntimeError(f"bench pipeline exited with code {process.returncode}")
+    return float(json.loads(out.strip().splitlines()[-1])["raw_fps"])
+
+
+def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
+                      timeout_s: float = 600.0) -> DisplayBenchResult:
+    """Headless pipeline run, then the same with the window drawing its display stream."""
+    import pyqtgraph as pg
+    from pyqtgraph.Qt import QtCore
+
+    from gui.app import apply_dark_theme
+    from gui.host_link import HostLink
+    from gui.main_window import LiveWindow
+
+    if sr_px % 2:
+        raise ValueError(f"sr_px must be even (2x the raw frame), got {sr_px}")
+    size_px = sr_px // 2
+    scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-gui-"))
+    try:
+        (scratch / "headless").mkdir()
+        (scratch / "window").mkdir()
+        if time_points <= 0:  # size the run to about `seconds` from a short headless probe
+            probe = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, 20),
+                                     stdout=subprocess.PIPE, text=True)
+            fps = _pipeline_fps(probe, timeout_s)
+            time_points = max(20, int(seconds * fps / 9))
+        headless = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, time_points),
+                                    stdout=subprocess.PIPE, text=True)
+        headless_fps = _pipeline_fps(headless, timeout_s)
+
+        app = pg.mkQApp("livesim-bench")
+        apply_dark_theme(app)
+        folder = scratch / "window"
+        settings = QtCore.QSettings(str(scratch / "settings.ini"),
+                                    QtCore.QSettings.Format.IniFormat)
+        link = HostLink(None, f"ipc://{folder}/ep/display")
+        window = LiveWindow(link, settings)
+        window.resize(1600, 1000)
+        window.show()
+        settle_until = time.monotonic() + SETTLE_S
+        while time.monotonic() < settle_until:
+            app.processEvents()
+            time.sleep(0.005)
+        process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points),
+                                   stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout_s
+        first_s = last_s = 0.0
+        raw0 = sr0 = any0 = 0
+        while process.poll() is None and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+            if window.sr_panel.updates and not first_s:
+                first_s = time.monotonic()
+                raw0, sr0 = window.raw_panel.updates, window.sr_panel.updates
+                any0 = window.display_updates
+            if first_s:
+                last_s = time.monotonic()
+        span = max(last_s - first_s, 1e-9)
+        raw_rate = (window.raw_panel.updates - raw0) / span
+        sr_rate = (window.sr_panel.updates - sr0) / span
+        display_rate = (window.display_updates - any0) / span
+        sr_shape = tuple(window.sr_panel.image.shape) if window.sr_panel.image is not None else ()
+        with_display_fps = _pipeline_fps(process, timeout_s)
+        window.close()
+        return DisplayBenchResult(size_px, time_points, headless_fps, with_display_fps,
+                                  raw_rate, sr_rate, display_rate, sr_shape, span)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pipeline_main(folder: Path, size_px: int, time_points: int) -> None:
+    """The pipeline process: print its raw frames/s as JSON (start to run file closed)."""
+    from acquisition.pipeline_bench import frame_bank, pipeline_run
+
+    (folder / "ep").mkdir(parents=True, exist_ok=True)
+    bank = frame_bank(size_px)
+    fps, summary, path = pipeline_run(bank, time_points, folder, fsync=False)
+    path.unlink(missing_ok=True)
+    sys.stdout.write(json.dumps({"raw_fps": fps, "sr_frames": summary.sr_frames}) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gui.display_bench --pipeline``: the bench's pipeline process."""
+    parser = argparse.ArgumentParser(description="livesim GUI bench pipeline process")
+    parser.add_argument("--pipeline", action="store_true", required=True)
+    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--size-px", type=int, default=512)
+    parser.add_argument("--time-points", type=int, default=100)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    pipeline_main(args.folder, args.size_px, args.time_points)
+
+
+if __name__ == "__main__":
+    main()
