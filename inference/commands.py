@@ -105,7 +105,8 @@ def bench_inference(
     engines: str = typer.Option(
         "torch,onnxruntime,tensorrt",
         "--engines",
-        help="backends to try (unavailable ones are reported)",
+        help="backends to try, '+matmul' for the DFT-as-matmul attention "
+        "(e.g. onnxruntime+matmul); unavailable ones are reported",
     ),
     models: str = typer.Option(
         "dfcan-sim",

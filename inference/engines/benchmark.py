@@ -101,7 +101,10 @@ def run_inference_benchmark(
     threads: int = 0,
     batch: int = 1,
 ) -> list[BenchRow]:
-    """Every (model, backend, size) case; unavailable backends give a row with the reason."""
+    """Every (model, backend, size) case; unavailable backends give a row with the reason.
+
+    A backend may carry '+matmul' (e.g. 'onnxruntime+matmul') for the DFT-as-matmul attention.
+    """
     if threads > 0:
         torch.set_num_threads(threads)
     device = resolve_device(device)
@@ -112,12 +115,17 @@ def run_inference_benchmark(
             log.info("benchmarking model file %s", model_name)
         loaded = benchmark_model(model_name)
         channels = int(loaded.info.options.get("input_channels", 1))
-        for backend in backends:
+        for backend_spec in backends:
+            backend, _, variant = backend_spec.partition("+")
             try:
-                engine = make_engine(loaded, backend=backend, device=device)
+                engine = make_engine(
+                    loaded, backend=backend, device=device, matmul_attention=variant == "matmul"
+                )
             except BackendUnavailableError as exc:
                 for size in sizes:
-                    rows.append(BenchRow(loaded.name, backend, size, note=f"unavailable: {exc}"))
+                    rows.append(
+                        BenchRow(loaded.name, backend_spec, size, note=f"unavailable: {exc}")
+                    )
                 continue
             for size in sizes:
                 data = rng.random((batch, channels, size, size), dtype=np.float32)

@@ -46,6 +46,8 @@ def export_onnx(
     set_matmul_attention(module, matmul_attention)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(shape, dtype=torch.float32)
+    for noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded initializer otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         torch.onnx.export(
             module,

@@ -112,3 +112,29 @@ def test_tensorrt_matches_torch(tmp_path: Path) -> None:
     reference = make_engine(model, backend="torch", device="cpu").run(x)
     engine = make_engine(_tiny_model(seed=4), backend="tensorrt", device="cuda", cache_dir=tmp_path)
     assert np.abs(engine.run(x) - reference).max() < 2e-2
+
+
+def test_benchmark_rows_for_available_and_missing_backends(tmp_path: Path) -> None:
+    from inference.engines.benchmark import run_inference_benchmark
+    from inference.model_file import save_model
+
+    model = _tiny_model()
+    path = tmp_path / "tiny.pt"
+    save_model(path, model.module, architecture="dfcan", mode="sim")
+    rows = run_inference_benchmark(
+        sizes=[16, 24],
+        backends=["torch", "tensorrt"],
+        models=[str(path)],
+        device="cpu",
+        iterations=2,
+        budget_s=5.0,
+    )
+    torch_rows = [r for r in rows if r.engine.startswith("torch")]
+    assert [r.size for r in torch_rows] == [16, 24]
+    for row in torch_rows:
+        assert row.runs >= 1 and row.latency_ms is not None and row.latency_ms > 0
+        assert row.frames_per_s == pytest.approx(1000.0 / row.latency_ms)
+    if importlib.util.find_spec("tensorrt") is None:
+        missing = [r for r in rows if r.engine == "tensorrt"]
+        assert len(missing) == 2 and all("not installed" in r.note for r in missing)
+        assert all(r.latency_ms is None for r in missing)

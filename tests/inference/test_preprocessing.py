@@ -129,3 +129,18 @@ def test_to_recorded_dtype() -> None:
     np.testing.assert_array_equal(to_recorded(image, "uint16"), [[0, 32768, 65535]])
     with pytest.raises(ValueError, match="'int8'"):
         to_recorded(image, "int8")
+
+
+@pytest.mark.gpu
+def test_cupy_preprocessing_matches_numpy() -> None:
+    cupy = pytest.importorskip("cupy")
+    offset = np.full((16, 16), 100.0, dtype=np.float32)
+    gain = np.full((16, 16), 2.0, dtype=np.float32)
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[3, 4] = True
+    cal = Calibration(offset, gain, mask)
+    raw = _raw(5)
+    cpu = Preprocessor("sim", calibration=cal).prepare(raw)
+    gpu = Preprocessor("sim", calibration=cal, device="cuda").prepare(raw)
+    np.testing.assert_allclose(cupy.asnumpy(gpu.inputs), cpu.inputs, atol=1e-6)
+    assert gpu.flags == cpu.flags
