@@ -3,9 +3,10 @@
 Definitions (used in docs/imc-sr.md and the model card):
 - fidelity: NRMSE, SSIM and Pearson per channel against that structure's ground truth
   (inference.evaluation; SSIM on images in [0, 1]).
-- false-positive fraction of a channel: the share of its predicted intensity that lies where
-  its ground truth is ~0 (below `dark_fraction` = 2 % of the ground truth's 99.9th
-  percentile). Signal there belongs to another structure or to nothing.
+- false-positive fraction of a channel: the share of its predicted signal (intensity above the
+  ground truth's flat background, its minimum) that lies where the structure is absent (ground
+  truth within `dark_fraction` = 2 % of its 99.9th percentile above that background). Signal
+  there belongs to another structure or to nothing.
 - flicker: mean over "static signal" pixels of sum_c |y_t,c - y_{t-1},c|, divided by the mean
   mixture there. Static signal pixels have noiseless mixture > `signal_level` (0.1) in both
   frames and change by less than `static_level` (0.01) between them, so any change of the
@@ -35,22 +36,30 @@ class ChannelScores:
     false_positive: list[float]
 
 
+def background_level(ground_truth: np.ndarray) -> np.ndarray:
+    """Each channel's flat background: its ground truth's minimum; (..., C, 1, 1)."""
+    return np.min(ground_truth, axis=(-2, -1), keepdims=True)
+
+
 def dark_mask(ground_truth: np.ndarray, dark_fraction: float = DARK_FRACTION) -> np.ndarray:
-    """Pixels where a channel's ground truth is ~0; ground_truth (..., C, Y, X)."""
-    level = np.percentile(ground_truth, 99.9, axis=(-2, -1), keepdims=True)
-    return ground_truth < dark_fraction * level
+    """Pixels where a channel's structure is absent (ground truth within `dark_fraction` of
+    the range above its background); ground_truth (..., C, Y, X)."""
+    floor = background_level(ground_truth)
+    level = np.percentile(ground_truth, 99.9, axis=(-2, -1), keepdims=True) - floor
+    return ground_truth - floor < dark_fraction * level
 
 
 def false_positive_fraction(
     prediction: np.ndarray, ground_truth: np.ndarray, dark_fraction: float = DARK_FRACTION
 ) -> np.ndarray:
-    """Share of each channel's predicted intensity where its ground truth is dark; (..., C)."""
+    """Share of each channel's predicted signal (intensity above the ground truth's background)
+    lying where its structure is absent; (..., C)."""
     if prediction.shape != ground_truth.shape:
         raise ValueError(f"prediction {prediction.shape} vs ground truth {ground_truth.shape}")
     mask = dark_mask(ground_truth, dark_fraction)
-    prediction = np.clip(prediction.astype(np.float64), 0.0, None)
-    inside = (prediction * mask).sum(axis=(-2, -1))
-    return inside / np.maximum(prediction.sum(axis=(-2, -1)), 1e-12)
+    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    inside = (signal * mask).sum(axis=(-2, -1))
+    return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)
 
 
 def channel_scores(prediction: np.ndarray, ground_truth: np.ndarray) -> ChannelScores:

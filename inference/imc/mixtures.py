@@ -1,11 +1,13 @@
 """IMC-SR training and test data from the emulator: three structures rendered separately.
 
 Each field of view is a fresh seeded emulator sample of three structures. Every structure is
-rendered alone at SR resolution (noiseless, through the SIM-extended OTF), normalised to its own
-high percentile and given a random relative brightness; the mixture is their sum scaled so the
-brightest time point peaks at 1. Targets are the scaled components, so the mixture equals the
-sum of the targets before noise. Time points follow the emulator's motion (drift, diffusion,
-microtubule growth, bleaching) for the temporal model.
+rendered alone at SR resolution (noiseless, through the SIM-extended OTF), normalised to its
+own high percentile, given a random relative brightness and a small uniform background (the
+label's diffuse fluorescence; exactly-zero targets let the SSIM term drive sigmoid outputs
+into saturation); the mixture is their sum scaled so the brightest time point peaks at 1.
+Targets are the scaled components, so the mixture equals the sum of the targets before noise.
+Time points follow the emulator's motion (drift, diffusion, microtubule growth, bleaching)
+for the temporal model.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class MixtureConfig(BaseModel):
     component_percentile: float = Field(default=99.5, gt=50, le=100)
     noise_std: float = Field(
         default=0.02, ge=0, le=0.5, description="shot-like noise: std = noise_std * sqrt(x)"
+    )
+    background: float = Field(
+        default=0.02, ge=0, le=0.2, description="diffuse background of each label (of peak 1)"
     )
 
     @model_validator(mode="after")
@@ -88,6 +93,7 @@ def render_field(config: MixtureConfig, seed: int) -> RenderedField:
         level = float(np.percentile(frames[0, channel], config.component_percentile))
         weight = rng.uniform(low, high) / max(level, 1e-12)
         frames[:, channel] *= np.float32(weight)
+    frames += np.float32(config.background)  # each label's diffuse (cytosolic) background
     peak = float(frames.sum(axis=1).max())
     frames /= np.float32(max(peak, 1e-12))
     return RenderedField(targets=np.ascontiguousarray(frames, dtype=np.float32), seed=seed)

@@ -44,6 +44,11 @@ def test_false_positive_fraction_counts_signal_where_the_truth_is_dark() -> None
     prediction[0, 0, 5:] = 0.25  # channel 0 leaks into channel 1's structure
     expected = (0.25 * 50) / (50 + 0.25 * 50)
     assert false_positive_fraction(prediction, truth)[0, 0] == pytest.approx(expected)
+    # a flat label background is not signal: the same leak on top of it scores the same
+    assert false_positive_fraction(prediction + 0.02, truth + 0.02)[0, 0] == pytest.approx(
+        expected
+    )
+    assert false_positive_fraction(truth + 0.02, truth + 0.02)[0, 1] == pytest.approx(0.0)
 
 
 def test_flicker_measures_output_change_on_static_signal_only() -> None:
