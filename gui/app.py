@@ -30,7 +30,7 @@ class GuiOptions:
 
     rig: str = "emulator"
     protocol_file: Path | None = None
-    size_px: int = 128
+    size_px: int | None = None  # emulator frame size (sets the protocol's ROI); None: as saved
     structure: str = "microtubules"
     screenshot: Path | None = None
     run_seconds: float = 0.0
@@ -62,10 +62,13 @@ def run_gui(options: GuiOptions) -> int:
         settings = QtCore.QSettings(str(options.settings_file), QtCore.QSettings.Format.IniFormat)
     else:
         settings = QtCore.QSettings("livesim", "livesim-gui")
-    link = HostLink.start(HostOptions(rig=options.rig,
-                                      size_px=(options.size_px, options.size_px),
+    size = options.size_px or 128
+    link = HostLink.start(HostOptions(rig=options.rig, size_px=(size, size),
                                       structure=options.structure))
     window = LiveWindow(link, settings)
+    if options.size_px is not None:
+        window.editor.roi_width.setValue(options.size_px)
+        window.editor.roi_height.setValue(options.size_px)
     if options.protocol_file is not None:
         window.load_protocol(options.protocol_file)
     if options.imc:

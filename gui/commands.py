@@ -17,7 +17,7 @@ def gui_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig (the default)."),
     config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
-    size_px: int = typer.Option(128, "--size-px", help="Emulator frame size (square)."),
+    size_px: int | None = typer.Option(None, "--size-px", help="Frame size (square ROI)."),
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
     imc: bool = typer.Option(False, "--imc", help="Turn IMC-SR on at start."),
     live: bool = typer.Option(False, "--live", help="Start live view at once."),

@@ -11,15 +11,25 @@ import numpy as np
 LUT_SIZE = 256
 SATURATION_RGB = (255, 0, 0)  # pixels at or above the upper level are shown in red
 AUTO_LEVEL_SAMPLES = 65_536
+EDGE_MARGIN = 0.06  # fraction of each side left out of auto-levels
 
 
-def percentile_levels(image: np.ndarray, ignore_pct: float = 0.1) -> tuple[float, float]:
-    """(low, high) display levels leaving ``ignore_pct`` % of pixels out at each end."""
+def percentile_levels(image: np.ndarray, ignore_pct: float = 0.1,
+                      margin_fraction: float = EDGE_MARGIN) -> tuple[float, float]:
+    """(low, high) display levels leaving ``ignore_pct`` % of pixels out at each end.
+
+    A margin of ``margin_fraction`` of each side is left out: reconstructions taper their
+    edges to zero, which would otherwise pull the lower level below the real background.
+    """
     if not 0.0 <= ignore_pct < 50.0:
         raise ValueError(f"ignore_pct must be in [0, 50), got {ignore_pct}")
     data = np.asarray(image)
     if data.size == 0:
         raise ValueError("cannot compute levels of an empty image")
+    ny, nx = data.shape[-2:]
+    my, mx = int(ny * margin_fraction), int(nx * margin_fraction)
+    if ny - 2 * my >= 8 and nx - 2 * mx >= 8:
+        data = data[..., my:ny - my, mx:nx - mx]
     step = max(1, int(np.sqrt(data.size / AUTO_LEVEL_SAMPLES)))
     sample = data[..., ::step, ::step].astype(np.float32, copy=False).ravel()
     sample = sample[np.isfinite(sample)]

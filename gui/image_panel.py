@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtGui, QtWidgets
 
-from gui.contrast import COLOURMAPS, lut_for, percentile_levels
+from gui.contrast import COLOURMAPS, SATURATION_RGB, lut_for, percentile_levels
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,12 @@ HISTOGRAM_PERIOD_S = 0.3
 class ImagePanel(QtWidgets.QWidget):
     """A titled image view with its histogram/levels and a row of contrast controls."""
 
-    def __init__(self, title: str, colourmap: str = "grey", parent: QtWidgets.QWidget | None = None
-                 ) -> None:
+    def __init__(self, title: str, colourmap: str = "grey", saturation_value: float | None = None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = title
+        self.saturation_value = saturation_value  # detector / model maximum; None: no overlay
+        self.saturated_px = 0
         self.image: np.ndarray | None = None
         self.levels: tuple[float, float] = (0.0, 1.0)
         self.updates = 0
@@ -42,9 +44,14 @@ class ImagePanel(QtWidgets.QWidget):
         # autoDownsample: a 1024 x 1024 SR image shown 600 px wide is reduced before the LUT
         self.item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
         self.view.addItem(self.item)
+        # saturated pixels (at the detector's or model's maximum) painted red over the image
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setLookupTable(np.array([[0, 0, 0, 0], [255, 0, 0, 255]], np.uint8))
+        self.overlay.setZValue(1)
+        self.view.addItem(self.overlay)
         self.histogram = pg.HistogramLUTItem(gradientPosition="right", orientation="vertical")
         self.histogram.setImageItem(self.item)
-        # the LUT is ours (gamma, saturation), not the gradient's
+        # the LUT is ours (colour map, gamma), not the gradient's
         self.histogram.gradient.sigGradientChanged.disconnect(self.histogram.gradientChanged)
         self.histogram.gradient.hide()
         self.histogram.setMaximumWidth(90)
@@ -74,7 +81,7 @@ class ImagePanel(QtWidgets.QWidget):
         self.continuous.setToolTip("keep auto-contrast on (re-evaluated a few times a second)")
         self.continuous.setChecked(True)
         self.saturation = QtWidgets.QCheckBox("sat.")
-        self.saturation.setToolTip("paint pixels at or above the upper level red")
+        self.saturation.setToolTip("paint saturated pixels (detector or model maximum) red")
         self.saturation.setChecked(True)
 
         bar = QtWidgets.QHBoxLayout()
@@ -90,8 +97,7 @@ class ImagePanel(QtWidgets.QWidget):
         layout.addLayout(bar)
 
         self.lut = lut_for(colourmap)
-        for signal in (self.colourmap.currentTextChanged, self.gamma.valueChanged,
-                       self.saturation.toggled):
+        for signal in (self.colourmap.currentTextChanged, self.gamma.valueChanged):
             signal.connect(self._rebuild_lut)
         self.auto_button.clicked.connect(self.auto_contrast)
         self._rebuild_lut()
@@ -108,12 +114,28 @@ class ImagePanel(QtWidgets.QWidget):
             self.levels = percentile_levels(data, self.ignore_pct.value())
             self._need_auto = False
         self.item.setImage(data, autoLevels=False, levels=self.levels, lut=self.lut)
+        self._mark_saturation(data)
         if due:
             self._last_histogram_s = now
             self._refresh_histogram()
         if caption:
             self.label.setText(f"{self.title}  <span style='color:#9ab'>{caption}</span>")
         self.updates += 1
+
+    def _mark_saturation(self, data: np.ndarray) -> None:
+        """Overlay the pixels at the saturation value (cleared when there are none)."""
+        if self.saturation_value is None or not self.saturation.isChecked():
+            if self.saturated_px:
+                self.overlay.clear()
+                self.saturated_px = 0
+            return
+        mask = data >= self.saturation_value
+        count = int(np.count_nonzero(mask))
+        if count:
+            self.overlay.setImage(mask.view(np.uint8), autoLevels=False, levels=(0, 1))
+        elif self.saturated_px:
+            self.overlay.clear()
+        self.saturated_px = count
 
     def auto_contrast(self) -> None:
         """Set levels once from the current image's percentiles."""
@@ -148,22 +170,25 @@ class ImagePanel(QtWidgets.QWidget):
             self.levels = (float(low), float(high))
 
     def _rebuild_lut(self) -> None:
-        self.lut = lut_for(self.colourmap.currentText(), self.gamma.value(),
-                           self.saturation.isChecked())
+        self.lut = lut_for(self.colourmap.currentText(), self.gamma.value())
         self.item.setLookupTable(self.lut)
 
     def set_pixel_scale(self, scale: float) -> None:
         """Draw each image pixel ``scale`` units wide, so a raw view lines up with a 2x SR view."""
         self.item.setTransform(QtGui.QTransform.fromScale(scale, scale))
+        self.overlay.setTransform(QtGui.QTransform.fromScale(scale, scale))
 
     def rendered_rgb(self) -> np.ndarray | None:
-        """The displayed frame as (Y, X, 3) uint8 (levels, gamma and LUT applied): snapshots."""
+        """The displayed frame as (Y, X, 3) uint8 (levels, gamma, LUT, saturation): snapshots."""
         if self.image is None:
             return None
         low, high = self.levels
         scaled = np.clip((self.image.astype(np.float32) - low) / (high - low), 0.0, 1.0)
         index = np.round(scaled * (len(self.lut) - 1)).astype(np.intp)
-        return np.ascontiguousarray(self.lut[index])
+        rgb = self.lut[index]
+        if self.saturation_value is not None and self.saturation.isChecked():
+            rgb[self.image >= self.saturation_value] = SATURATION_RGB
+        return np.ascontiguousarray(rgb)
 
     def settings(self) -> dict[str, object]:
         """What persists between sessions."""

@@ -31,6 +31,8 @@ DISPLAY_PERIOD_MS = 15
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
+RAW_SATURATION_ADU = 65_535  # 16-bit camera clipping
+SR_SATURATION = 1.0  # top of the models' output range
 
 
 class PatternPanel(QtWidgets.QWidget):
@@ -106,8 +108,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._views_linked = False
         self._raw_scale = 0.0
 
-        self.raw_panel = ImagePanel("Raw", "grey")
-        self.sr_panel = ImagePanel("Super-resolved", "hot")
+        self.raw_panel = ImagePanel("Raw", "grey", saturation_value=RAW_SATURATION_ADU)
+        self.sr_panel = ImagePanel("Super-resolved", "hot", saturation_value=SR_SATURATION)
         self.composite = CompositePanel()
         self.pattern = PatternPanel()
         self.editor = ProtocolEditor(lines_nm)
@@ -157,8 +159,11 @@ class LiveWindow(QtWidgets.QMainWindow):
         views.setSpacing(6)
         views.addWidget(self.raw_panel, 0, 0)
         views.addWidget(self.sr_panel, 0, 1)
-        views.addWidget(self.composite, 1, 0)
-        views.addWidget(self.pattern, 1, 1)
+        bottom = QtWidgets.QHBoxLayout()
+        bottom.setSpacing(6)
+        bottom.addWidget(self.composite, 1)
+        bottom.addWidget(self.pattern, 1)
+        views.addLayout(bottom, 1, 0, 1, 2)
         views.setRowStretch(0, 3)
         views.setRowStretch(1, 2)
         centre = QtWidgets.QWidget()
@@ -262,7 +267,9 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.sr_panel.view.autoRange(padding=0.0)
 
     def _imc_toggled(self, on: bool) -> None:
-        self.composite.set_message("waiting for IMC-SR results" if on else "IMC-SR off")
+        """The composite pane is shown only while IMC-SR is on (the pattern check widens)."""
+        self.composite.set_message("waiting for IMC-SR results")
+        self.composite.setVisible(on)
 
     def load_protocol(self, path: Path) -> bool:
         """Load a protocol TOML into the panel (errors go to the event pane)."""

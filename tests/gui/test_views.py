@@ -40,23 +40,39 @@ def test_lut_gamma_and_saturation() -> None:
     assert tuple(make_lut()[-1]) == (255, 255, 255)
 
 
-def test_image_panel_fast_path_levels_and_rendering(qtbot: object) -> None:
-    panel = ImagePanel("SR")
-    image = np.zeros((64, 64), np.float32)
-    image[10:20, 10:20] = 1.0
-    image[40, 40] = 5.0  # one bright outlier above the upper level
-    panel.set_levels(0.0, 1.0)
+def test_image_panel_fast_path_levels_and_saturation(qtbot: object) -> None:
+    panel = ImagePanel("Raw", saturation_value=65_535)
+    image = np.full((64, 64), 100, np.uint16)
+    image[10:20, 10:20] = 1000
+    image[40, 40] = 65_535  # one saturated camera pixel
+    image[41, 41] = 5_000  # bright, above the upper level, but not saturated
+    panel.set_levels(100.0, 1000.0)
     panel.set_image(image)
     assert panel.item.lut is panel.lut and panel.item.lut.shape == (256, 3)
-    assert tuple(panel.item.levels) == (0.0, 1.0)
+    assert tuple(panel.item.levels) == (100.0, 1000.0)
+    assert panel.saturated_px == 1
     rgb = panel.rendered_rgb()
     assert rgb is not None
     assert tuple(rgb[40, 40]) == (255, 0, 0)  # saturated: highlighted
+    assert tuple(rgb[41, 41]) == (255, 255, 255)  # clipped by the display only: white
     assert tuple(rgb[0, 0]) == (0, 0, 0)
+    overlay = panel.overlay.image
+    assert overlay is not None and int(overlay.sum()) == 1 and overlay[40, 40] == 1
     panel.saturation.setChecked(False)
     panel.set_image(image)
+    assert panel.saturated_px == 0
     assert tuple(panel.rendered_rgb()[40, 40]) == (255, 255, 255)  # type: ignore[index]
     panel.deleteLater()
+
+
+def test_auto_levels_leave_out_the_tapered_edge() -> None:
+    image = np.full((100, 100), 0.2, np.float32)  # background of an SR image
+    image[:3, :] = 0.0  # a reconstruction's tapered edge
+    image[50, 50] = 1.0
+    low, _ = percentile_levels(image, ignore_pct=1.0)
+    assert low == pytest.approx(0.2)
+    low_all, _ = percentile_levels(image, ignore_pct=1.0, margin_fraction=0.0)
+    assert low_all == 0.0
 
 
 def _structures(size_px: int = 32) -> np.ndarray:
