@@ -40,6 +40,9 @@ def run_command(
         None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
     ),
     imc: bool | None = typer.Option(None, "--imc/--no-imc", help="IMC-SR three-colour split."),
+    imc_model: str | None = typer.Option(
+        None, "--imc-model", help="IMC-SR model: bundled name or .pt path (default: imcsr)."
+    ),
     interval_s: float | None = typer.Option(None, "--interval-s", help="Seconds between starts."),
     size_px: int = typer.Option(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
@@ -49,7 +52,7 @@ def run_command(
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by a supervised inference worker."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
-                              interval_s, overwrite)
+                              interval_s, overwrite, imc_model)
     summary = _record(protocol, size_px, fsync=not no_fsync)
     _print_summary(summary)
     if summary.error:
@@ -67,6 +70,9 @@ def infer_command(
     heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", help="Heartbeat period."),
     parent_pid: int = typer.Option(0, "--parent-pid", help="Exit when this process is gone."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Camera calibration."),
+    imc_model: str | None = typer.Option(
+        None, "--imc-model", help="IMC-SR model (bundled name or path) for the first SR channel."
+    ),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
 ) -> None:
@@ -83,7 +89,8 @@ def infer_command(
     keys = CurveKeys.from_files(curve_secret, curve_server) if curve_secret else None
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
-                            parent_pid=parent_pid, calibration=calibration, curve=keys)
+                            parent_pid=parent_pid, calibration=calibration, curve=keys,
+                            imc_model=imc_model)
     state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 
@@ -140,13 +147,14 @@ def bench_pipeline_command(
 
 def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | None,
                    timepoints: int | None, model: str | None, imc: bool | None,
-                   interval_s: float | None, overwrite: bool) -> Protocol:
+                   interval_s: float | None, overwrite: bool, imc_model: str | None = None
+                   ) -> Protocol:
     from acquisition.protocol import Protocol, ProtocolError
 
     if (protocol_file is None) == (not emulator):
         raise typer.BadParameter("give a protocol TOML file or --emulator (not both)")
     overrides: dict[str, Any] = {"timepoints": timepoints, "imc": imc, "interval_s": interval_s,
-                                 "overwrite": overwrite or None}
+                                 "overwrite": overwrite or None, "imc_model": imc_model}
     if output is not None:
         overrides["output"] = str(output)
     try:
@@ -182,6 +190,11 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
         roi = protocol.roi
         size = (roi.height, roi.width) if roi else (size_px, size_px)
         config = EmulatorConfig(size_px=size, seed=protocol.emulator_seed)
+        if protocol.imc:  # the three-structure mix the IMC-SR model was trained to separate
+            from inference.imc.mixtures import DEFAULT_STRUCTURES
+
+            config = config.model_copy(update={"structure": "mix",
+                                               "mix_structures": DEFAULT_STRUCTURES})
         if static_sample:  # the demo compares SR with one ground truth: hold the sample still
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,

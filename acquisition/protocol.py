@@ -18,6 +18,7 @@ PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "n
 RUN_FILE_SUFFIXES = (".h5", ".hdf5")
 # resolved at run start: the bundled 'dfcan-sim' when present, else Wiener
 DEFAULT_RECONSTRUCTION = "default"
+DEFAULT_IMC_MODEL = "imcsr"  # the bundled IMC-SR-All model
 
 
 class ProtocolError(ValueError):
@@ -69,6 +70,7 @@ class Protocol(BaseModel):
     interval_s: float = Field(default=0.0, ge=0.0, le=86_400.0)
     roi: Roi | None = None
     imc: bool = False
+    imc_model: str = DEFAULT_IMC_MODEL  # IMC-SR model: bundled name or a model path
     overwrite: bool = False
     output: Path
     rig: str = "emulator"
@@ -82,6 +84,15 @@ class Protocol(BaseModel):
         if len(set(lines)) != len(lines):
             raise ValueError(f"laser lines must be distinct, got {lines}")
         return channels
+
+    @field_validator("imc_model")
+    @classmethod
+    def _imc_model_known(cls, value: str) -> str:
+        text = value.strip()
+        looks_like_path = "/" in text or Path(text).suffix == ".pt"
+        if not text or (looks_like_path and not Path(text).expanduser().is_file()):
+            raise ValueError(f"IMC-SR model {value!r}: give a bundled name or an existing .pt file")
+        return str(Path(text).expanduser().absolute()) if looks_like_path else text
 
     @field_validator("rig")
     @classmethod

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +26,7 @@ import numpy as np
 import zmq
 
 from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
+from acquisition.photon_calibration import PhotonCalibration, emulator_photon_calibration
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
@@ -132,7 +135,8 @@ class RunSession:
                  metadata: Mapping[str, Any] | None = None, endpoints: Endpoints | None = None,
                  options: SessionOptions | None = None, context: zmq.Context | None = None,
                  worker_log: Path | None = None,
-                 calibration: Mapping[str, np.ndarray] | None = None) -> None:
+                 calibration: Mapping[str, np.ndarray] | None = None,
+                 photon_calibration: PhotonCalibration | None = None) -> None:
         self.source = source
         self.plan = plan
         self.protocol = protocol
@@ -144,6 +148,9 @@ class RunSession:
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
         self.calibration = calibration
+        self.photon_calibration = photon_calibration
+        self._worker_calibration: Path | None = protocol.calibration
+        self._scratch: Path | None = None
         self.run_id = uuid.uuid4().hex
         self.methods = tuple(c.reconstruction for c in protocol.channels)
         self.sr_channels = {i for i, m in enumerate(self.methods) if m != "none"}
@@ -165,6 +172,7 @@ class RunSession:
         self._out_sequence = 0
         self._latencies: list[float] = []
         self._last_display: dict[str, float] = {}
+        self._imc_flushed = threading.Event()
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -182,7 +190,8 @@ class RunSession:
         command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
                                 raw_shape, mode=self.protocol.mode,
                                 heartbeat_s=self.options.heartbeat_s,
-                                log_file=self.worker_log, calibration=self.protocol.calibration)
+                                log_file=self.worker_log, calibration=self._worker_calibration,
+                                imc_model=self.protocol.imc_model if self.protocol.imc else None)
         self.supervisor = WorkerSupervisor(
             command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
@@ -223,12 +232,20 @@ class RunSession:
         sr_shape = shapes.pop() if shapes else tuple(2 * n for n in self.frame_shape)
         if len(sr_shape) != 2:
             raise SessionError(f"SR images must be 2-D, worker reports {list(sr_shape)}")
+        imc = self.hello.get("imc") or {}
+        if self.protocol.imc and not imc:
+            raise SessionError("IMC-SR is on, but the worker did not load an IMC-SR model")
+        imc_names = tuple(str(n) for n in imc.get("channel_names", ()))
+        if self.protocol.imc and len(imc_names) != 3:
+            raise SessionError(f"IMC-SR model {imc.get('model_name')!r} separates "
+                               f"{len(imc_names)} structures {list(imc_names)}; /imc needs 3")
         return RunLayout(
             n_channels=len(self.protocol.channels), n_orientations=self.protocol.n_orientations,
             n_phases=self.protocol.n_phases, frame_shape=self.frame_shape,
             sr_shape=(int(sr_shape[0]), int(sr_shape[1])), pixel_size_nm=self.pixel_size_nm,
             sr_models=tuple(sorted(set(self._labels.values()))), imc=self.protocol.imc,
-            channel_names=tuple(f"{c.laser_nm}nm" for c in self.protocol.channels))
+            channel_names=tuple(f"{c.laser_nm}nm" for c in self.protocol.channels),
+            **({"imc_channel_names": imc_names} if imc_names else {}))
 
     def _run_metadata(self) -> dict[str, Any]:
         try:
@@ -238,6 +255,8 @@ class RunSession:
         models = {str(c): {"method": self.methods[c], "dataset": f"sr/{self._labels[c]}",
                            **self.hello.get("channels", {}).get(str(c), {})}
                   for c in sorted(self.sr_channels)}
+        if self.hello.get("imc"):
+            models["imc"] = {"dataset": "imc", **self.hello["imc"]}
         return {**self.metadata, "run_id": self.run_id, "software_version": version,
                 "protocol": self.protocol.model_dump(mode="json"), "models": models,
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -253,8 +272,24 @@ class RunSession:
                    + 2.0)
 
     def _load_calibration(self) -> None:
-        """Load the protocol's camera calibration for /calibration, checking its shape."""
-        if self.protocol.calibration is None or self.calibration is not None:
+        """The camera calibration: the protocol's file, or the emulated camera's own model.
+
+        Its maps go to /calibration; the worker gets a file to compute photon counts with.
+        """
+        if self.protocol.calibration is None:
+            photons = self.photon_calibration or emulator_photon_calibration(
+                self.source, self.frame_shape)
+            if photons is None:
+                return
+            if photons.shape != self.frame_shape:
+                raise SessionError(f"photon calibration maps are {photons.shape}, frames are "
+                                   f"{self.frame_shape}")
+            self._scratch = Path(tempfile.mkdtemp(prefix="livesim-calibration-"))
+            self._worker_calibration = photons.save(self._scratch / "photons.h5")
+            if self.calibration is None:
+                self.calibration = photons.maps()
+            return
+        if self.calibration is not None:
             return
         from calibration.camera_calibration import CameraCalibration
 
@@ -286,9 +321,6 @@ class RunSession:
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
                     self.recorder.record_event("reconstruction_fallback", detail=note)
-            if self.protocol.imc:
-                self.recorder.record_event("imc_unavailable", detail=(
-                    "the worker has no IMC-SR stage yet; /imc stays empty (NaN)"))
             self.engine = AcquisitionEngine(
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,
@@ -308,6 +340,8 @@ class RunSession:
             if self.supervisor is not None:
                 self.supervisor.stop()
             self._close_sockets()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
         return self._finish(summary)
 
     def _finish(self, summary: RunSummary) -> RunSummary:
@@ -412,8 +446,10 @@ class RunSession:
         if now - self._last_display.get(topic, -1e9) < 1.0 / self.options.display_max_hz:
             return
         self._last_display[topic] = now
-        header = header_for(Kind.WIDEFIELD if topic == "wf" else Kind.RAW_SET, self.run_id,
-                            time_point, image, time_point=time_point, channel=channel)
+        kind = {"wf": Kind.WIDEFIELD, "sr": Kind.SR_RESULT, "imc": Kind.IMC_RESULT}.get(
+            topic, Kind.RAW_SET)
+        header = header_for(kind, self.run_id, time_point, image, time_point=time_point,
+                            channel=channel)
         with self._display_lock:
             self.display.publish(topic, header, image)
 
@@ -454,16 +490,19 @@ class RunSession:
             logger.warning("%s for time point %d channel %d does not match any raw set sent",
                            head.kind, head.time_point, head.channel)
             return
+        if head.kind is Kind.IMC_RESULT:
+            self._on_imc(message, recorder)
+            return
+        if head.kind is Kind.EVENT and "flushed" in head.info:
+            self._imc_flushed.set()
+            return
         key = (head.time_point, head.channel)
         with self._lock:
             sent_s = self._pending.pop(key, None)
         if head.kind is Kind.EVENT:
-            recorder.record_event("sr_failed", head.time_point, -1,
+            kind = "imc_failed" if head.info.get("imc") else "sr_failed"
+            recorder.record_event(kind, head.time_point, -1,
                                   str(head.info.get("error", "worker error")))
-            return
-        if head.kind is Kind.IMC_RESULT:
-            if self.protocol.imc and message.array.shape == (3, *recorder.layout.sr_shape):
-                recorder.write_imc(head.time_point, message.array)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
             self.results.rejected += 1
@@ -486,6 +525,34 @@ class RunSession:
         self._latencies.append(latency_ms)
         self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
         self._publish("sr", head.time_point, head.channel, message.array)
+
+    def _on_imc(self, message: Message, recorder: RunRecorder) -> None:
+        """Write an IMC-SR split (3, sY, sX) and offer it to the display."""
+        head = message.header
+        expected = (3, *recorder.layout.sr_shape)
+        if not self.protocol.imc or message.array.shape != expected:
+            self.results.rejected += 1
+            logger.warning("IMC result %s for t=%d rejected (IMC %s, expected %s)",
+                           message.array.shape, head.time_point,
+                           "on" if self.protocol.imc else "off", expected)
+            return
+        recorder.write_imc(head.time_point, message.array)
+        self._publish("imc", head.time_point, head.channel, message.array)
+
+    def _flush_imc(self) -> None:
+        """Ask the worker for the temporal IMC model's last frame and wait (bounded) for it."""
+        supervisor = self.supervisor
+        if not self.protocol.imc or supervisor is None or not supervisor.ready:
+            return
+        header = header_for(Kind.EVENT, self.run_id, self._next_sequence(), None,
+                            time_point=max(self._latest_raw_time_point, 0),
+                            channel=min(self.sr_channels), info={"command": "flush"})
+        if not self.raw_sender.send_event(header):
+            logger.warning("could not ask the worker to flush IMC-SR")
+            return
+        if not self._imc_flushed.wait(self.options.drain_idle_s):
+            logger.warning("worker did not confirm the IMC-SR flush within %.0f s",
+                           self.options.drain_idle_s)
 
     def _check_restarted_models(self, hello: Mapping[str, Any], recorder: RunRecorder) -> None:
         for c, entry in hello.get("channels", {}).items():
@@ -516,6 +583,7 @@ class RunSession:
             elif time.monotonic() - last_change > self.options.drain_idle_s:
                 break
             time.sleep(0.02)
+        self._flush_imc()
         self._results_stop.set()
         self._forget_pending(f"no result within {self.options.drain_idle_s:.0f} s at the end")
         if self._summary is not None:

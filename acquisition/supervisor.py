@@ -35,6 +35,7 @@ class WorkerCommand:
     heartbeat_s: float = 0.5
     log_file: Path | None = None
     calibration: Path | None = None
+    imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
 
     def argv(self) -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -47,6 +48,8 @@ class WorkerCommand:
             args += ["--method", method]
         if self.calibration is not None:
             args += ["--calibration", str(self.calibration)]
+        if self.imc_model is not None:
+            args += ["--imc-model", self.imc_model]
         return args
 
 

@@ -178,6 +178,14 @@ class RawSetSender:
         self.sent += 1
         return True
 
+    def send_event(self, header: Header) -> bool:
+        """Queue a payload-less control message (e.g. the IMC flush) without blocking."""
+        try:
+            self.socket.send_multipart(encode(header), copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
     def close(self) -> None:
         """Close the socket without waiting."""
         self.socket.close(linger=0)

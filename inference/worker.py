@@ -6,6 +6,11 @@ and the model's name and SHA-256. After loading its models it warms them up on a
 and announces itself (``hello``: per-channel model identity and SR shape); then it sends a
 heartbeat at a fixed period from its own thread, carrying how long the current set has been
 running, so the supervisor can tell a dead or hung worker from a busy one.
+
+With IMC-SR on, the SR frames of one channel also go through an IMC-SR separator; its
+three-structure results are sent as ``imc_result`` messages under the time point they belong to
+(the temporal model answers one frame late; an ``event`` with ``info.command == "flush"`` on the
+raw socket makes it separate the last frame and confirm with an ``event`` carrying ``flushed``).
 """
 
 from __future__ import annotations
@@ -54,8 +59,9 @@ class WorkerOptions:
     send_timeout_s: float = 10.0
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
     parent_pid: int = 0  # exit when this process (the acquisition) is gone (0: do not watch)
-    calibration: Path | None = None  # camera calibration file: photon counts, electrons
+    calibration: Path | None = None  # camera or photon calibration file: photon counts
     curve: CurveKeys | None = None
+    imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
 
 
 @dataclass
@@ -83,6 +89,78 @@ def resolve_method(method: str) -> tuple[str, str]:
 
 
 MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
+PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
+FLUSH_COMMAND = "flush"
+
+
+@dataclass(frozen=True)
+class PhotonCalibration:
+    """Offset map and ADU per incident photon (QE x gain) of a camera with a known model.
+
+    Satisfies the preprocessing's calibration interface with photons in place of electrons,
+    so photon counts are incident photons (the emulator's definition of ``photons``).
+    """
+
+    offset_adu: np.ndarray
+    gain_adu_per_e: np.ndarray  # ADU per incident photon (= 1 / photons_per_count)
+    defect_mask: np.ndarray | None = None
+
+    @property
+    def photons_per_count(self) -> float:
+        """Median incident photons per offset-subtracted ADU."""
+        return float(1.0 / np.median(self.gain_adu_per_e))
+
+
+def load_calibration(path: Path) -> Any:
+    """A photon calibration file (written by the run for emulated cameras) or a camera
+    calibration (`livesim calibrate camera`); errors name the file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            kind = h5.attrs.get("format", "")
+            if isinstance(kind, bytes):
+                kind = kind.decode()
+            if kind == PHOTON_CALIBRATION_FORMAT:
+                offset = np.asarray(h5["offset_adu"][()], dtype=np.float32)
+                per_count = np.asarray(h5["photons_per_count"][()], dtype=np.float32)
+                defects = h5["defect_mask"][()].astype(bool) if "defect_mask" in h5 else None
+                if np.any(per_count <= 0):
+                    raise ValueError(f"{path}: photons_per_count must be > 0")
+                gain = np.broadcast_to(1.0 / per_count, offset.shape).astype(np.float32)
+                return PhotonCalibration(offset, gain, defects)
+    except (OSError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable calibration file: {exc}") from exc
+    from calibration.camera_calibration import CameraCalibration
+
+    return CameraCalibration.load(path)
+
+
+class ImcStage:
+    """IMC-SR on the SR frames of one channel: (time point, SR) in, (time point, 3 channels) out.
+
+    Wraps `inference.imc.live.ImcStream` (window bookkeeping, restarts on skipped time points).
+    """
+
+    def __init__(self, model: str, channel: int, device: str = "cpu") -> None:
+        from inference.imc.live import ImcSeparator, ImcStream
+        from inference.model_file import ModelFileError
+
+        try:
+            separator = ImcSeparator(model, device=device)
+        except (ModelFileError, FileNotFoundError) as exc:
+            raise RuntimeError(f"IMC-SR model {model!r} cannot be loaded: {exc} (train one with "
+                               "`livesim imc-train`, or give a model path)") from exc
+        self.separator = separator
+        self.stream = ImcStream(separator)
+        self.channel = channel
+
+    def describe(self) -> dict[str, Any]:
+        """For ``hello``: model identity, channel names, window and source channel."""
+        s = self.separator
+        return {"model_name": s.name, "model_sha256": s.sha256,
+                "channel_names": list(s.channel_names), "temporal": s.temporal,
+                "latency_frames": s.latency_frames, "channel": self.channel}
 
 
 def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None
@@ -152,7 +230,7 @@ def describe_models(reconstructors: Mapping[int, Reconstructor], raw_shape: tupl
 
 def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
           hello: Mapping[str, Any], context: zmq.Context | None = None,
-          state: WorkerState | None = None) -> WorkerState:
+          state: WorkerState | None = None, imc: ImcStage | None = None) -> WorkerState:
     """Run the worker loop until ``state.stop`` is set (or idle_exit_s passes without work)."""
     context = context or zmq.Context.instance()
     state = state or WorkerState()
@@ -198,7 +276,7 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                     break
                 continue
             last_work = time.monotonic()
-            _handle(message, reconstructors, state, send)
+            _handle(message, reconstructors, state, send, imc)
     finally:
         state.stop.set()
         beat.join(options.heartbeat_s * 4)
@@ -207,9 +285,17 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     return state
 
 
+Sender = Callable[[dict[str, Any], Kind, np.ndarray | None], bool]
+
+
 def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state: WorkerState,
-            send: Callable[[dict[str, Any], Kind, np.ndarray | None], bool]) -> None:
+            send: Sender, imc: ImcStage | None = None) -> None:
     head: Header = message.header
+    if head.kind is Kind.EVENT and head.info.get("command") == FLUSH_COMMAND:
+        flushed = _send_imc(imc.stream.finish(), imc, head, send) if imc is not None else 0
+        send({"run_id": head.run_id, "time_point": head.time_point, "channel": head.channel,
+              "info": {"flushed": flushed}}, Kind.EVENT, None)
+        return
     if head.kind is not Kind.RAW_SET:
         logger.warning("ignoring a %s message on the raw socket", head.kind)
         return
@@ -245,10 +331,28 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
     info = {**result_info(result), "raw_sent_s": head.sent_s}
     if send({**common, "info": info}, Kind.SR_RESULT, image):
         state.processed += 1
-    imc = getattr(result, "imc", None)
-    if imc is not None:
-        send({**common, "info": info}, Kind.IMC_RESULT,
-             np.ascontiguousarray(imc, dtype=np.float32))
+    if imc is not None and head.channel == imc.channel:
+        try:
+            ready = imc.stream.process(head.time_point, image)
+        except (ValueError, RuntimeError) as exc:
+            logger.error("t=%d: IMC-SR failed: %s", head.time_point, exc)
+            send({**common, "info": {"error": f"IMC-SR failed: {exc}", "imc": True,
+                                     "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
+            return
+        _send_imc(ready, imc, head, send)
+
+
+def _send_imc(ready: Sequence[tuple[int, np.ndarray]], imc: ImcStage, head: Header,
+              send: Sender) -> int:
+    """Send IMC-SR results, each under its own time point; returns how many were sent."""
+    sent = 0
+    for time_point, channels in ready:
+        info = {"model_name": imc.separator.name, "model_sha256": imc.separator.sha256,
+                "channel_names": list(imc.separator.channel_names)}
+        if send({"run_id": head.run_id, "time_point": time_point, "channel": imc.channel,
+                 "info": info}, Kind.IMC_RESULT, np.ascontiguousarray(channels, np.float32)):
+            sent += 1
+    return sent
 
 
 def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) -> None:
@@ -274,13 +378,17 @@ def run_worker(options: WorkerOptions) -> WorkerState:
     try:
         maps = None
         if options.calibration is not None:
-            from calibration.camera_calibration import CameraCalibration
-
-            maps = CameraCalibration.load(options.calibration)
+            maps = load_calibration(options.calibration)
         reconstructors, notes = build_reconstructors(options.methods, options.mode, maps)
         hello = describe_models(reconstructors, options.raw_shape, notes)
+        imc = None
+        if options.imc_model is not None:
+            if not reconstructors:
+                raise ValueError("IMC-SR needs SR images, but no channel is reconstructed")
+            imc = ImcStage(options.imc_model, min(reconstructors))
+            hello["imc"] = imc.describe()
     except Exception as exc:  # process boundary: tell the acquisition why, then exit
         report_fatal(options, f"{type(exc).__name__}: {exc}")
         raise
     logger.info("worker ready: %s", hello)
-    return serve(options, reconstructors, hello, state=state)
+    return serve(options, reconstructors, hello, state=state, imc=imc)

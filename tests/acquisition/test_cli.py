@@ -18,6 +18,7 @@ from acquisition import run_file
 from acquisition.cli import build_app
 from acquisition.recovery import describe_run_file
 from inference.reconstruction import make_reconstructor
+from inference.worker import PhotonCalibration
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
 
@@ -49,8 +50,18 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
             assert "not installed" in model["note"] and "reconstruction_fallback" in kinds
         assert meta["emulator_seed"] == 0 and meta["software_version"]
         raw = h5["raw"][:, 0]
-    # The SR frames in the file are exactly what the reconstruction makes of the raw in the file.
-    reconstructor = make_reconstructor(sr_name, mode="sim")
+        calibration = {name: h5["calibration"][name][()] for name in h5["calibration"]}
+        photon_count = h5["photon_count"][:, 0]
+    # Emulator runs record the sensor's own calibration, and every SR frame its photon count.
+    assert set(calibration) == {"offset_adu", "photons_per_count", "defect_mask"}
+    assert float(calibration["photons_per_count"]) == pytest.approx(1 / (0.8 * 2.0))
+    assert np.isfinite(photon_count).all() and (photon_count > 0).all()
+    # The SR frames in the file are exactly what the reconstruction makes of the raw in the file
+    # with the calibration in the file.
+    maps = PhotonCalibration(calibration["offset_adu"],
+                             np.full((64, 64), 1 / calibration["photons_per_count"], np.float32),
+                             calibration["defect_mask"].astype(bool))
+    reconstructor = make_reconstructor(sr_name, mode="sim", calibration=maps)
     for t in range(20):
         np.testing.assert_allclose(reconstructor.reconstruct(raw[t]).image, sr[t, 0], atol=1e-5)
 

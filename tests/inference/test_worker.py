@@ -146,3 +146,64 @@ def test_default_method_falls_back_explicitly() -> None:
     else:
         assert method == "wiener" and "not installed" in note
     assert resolve_method("wiener") == ("wiener", "")
+
+
+def test_missing_imc_model_is_a_clear_error(tmp_path: Path) -> None:
+    from inference.model_file import BUNDLED_DIR
+    from inference.worker import ImcStage
+
+    if (BUNDLED_DIR / "imcsr.pt").is_file():
+        pytest.skip("the bundled IMC-SR model is installed")
+    with pytest.raises(RuntimeError, match=r"'imcsr' cannot be loaded.*not installed"):
+        ImcStage("imcsr", channel=0)
+
+
+def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
+                                                                       tmp_path: Path) -> None:
+    import torch
+
+    from inference.imc.live import ImcSeparator
+    from inference.model_file import save_model
+    from inference.models.imcsr import Imcsr, ImcsrOptions
+    from inference.worker import ImcStage
+
+    torch.manual_seed(1)
+    module = Imcsr(ImcsrOptions.model_validate(
+        {"input_frames": 3, "width": 4, "groups": 1, "blocks": 1, "reduction": 2}))
+    path = tmp_path / "imc.pt"
+    save_model(path, module, architecture="imcsr", mode="imc", options=module.options)
+    context, endpoints, push, results = rig_side
+    options = WorkerOptions(endpoints.raw, endpoints.results, heartbeat_s=0.1)
+    state = WorkerState()
+    thread = threading.Thread(target=serve, args=(options, {0: HalfMean()}, {"channels": {}}),
+                              kwargs={"context": context, "state": state,
+                                      "imc": ImcStage(str(path), 0)}, daemon=True)
+    thread.start()
+    try:
+        next_of(results, Kind.HEARTBEAT)
+        rng = np.random.default_rng(2)
+        raws = [rng.integers(100, 3000, (9, 6, 6), dtype=np.uint16) for _ in range(3)]
+        for t, raw in enumerate(raws):
+            push.send_multipart(encode(header_for(Kind.RAW_SET, "r", t, raw, time_point=t,
+                                                  channel=0, n_orientations=3, n_phases=3),
+                                       raw), copy=False)
+        got = {}
+        for _ in range(2):  # one frame of latency: t = 0, 1 come with sets 1, 2
+            message = next_of(results, Kind.IMC_RESULT)
+            got[message.header.time_point] = np.array(message.array)
+        assert sorted(got) == [0, 1]
+        push.send_multipart(encode(header_for(Kind.EVENT, "r", 9, None, time_point=2, channel=0,
+                                              info={"command": "flush"})), copy=False)
+        message = next_of(results, Kind.IMC_RESULT)
+        got[message.header.time_point] = np.array(message.array)
+        assert next_of(results, Kind.EVENT).header.info["flushed"] == 1
+        separator = ImcSeparator(path)
+        srs = [HalfMean().reconstruct(raw).image for raw in raws]
+        expected = [out[1] for sr in srs if (out := separator.push(sr)) is not None]
+        expected.append(separator.flush()[1])  # type: ignore[index]
+        for t in range(3):
+            assert got[t].shape == (3, 12, 12)
+            np.testing.assert_allclose(got[t], expected[t], rtol=1e-5, atol=1e-7)
+    finally:
+        state.stop.set()
+        thread.join(5)
