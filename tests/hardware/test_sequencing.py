@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hardware.pattern_layout import (
@@ -75,3 +77,26 @@ def test_plan_needs_a_channel_and_a_known_mode() -> None:
         SequencePlan.model_validate(
             {"channels": [{"laser_nm": 488, "power_pct": 1, "exposure_ms": 1}], "mode": "3d"}
         )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(LASER_LINES_NM), min_size=1, max_size=4),
+    mode=st.sampled_from(["wf", "sim", "nlsim"]),
+)
+def test_every_step_decodes_to_its_own_channel_and_pattern(lines: list[int], mode: str) -> None:
+    plan = SequencePlan(
+        channels=tuple(ChannelSpec(laser_nm=nm, power_pct=10, exposure_ms=5) for nm in lines),
+        mode=mode,  # type: ignore[arg-type]
+    )
+    steps = plan.steps()
+    assert len(steps) == plan.n_frames == len(lines) * {"wf": 1, "sim": 9, "nlsim": 25}[mode]
+    for i, step in enumerate(steps):
+        channel, pattern = divmod(i, plan.patterns_per_channel)
+        assert (step.channel, step.pattern) == (channel, pattern)
+        assert step.laser_nm == lines[channel]
+        assert divmod(pattern, plan.n_phases) == (step.orientation, step.phase)
+        line, shown_mode, shown = decode_slm_index(step.slm_index)
+        assert line == step.laser_nm
+        assert (shown_mode, shown) == (("blank", None) if mode == "wf" else (mode, pattern))
+        assert step.rotator_state == rotator_state(mode, step.orientation)  # type: ignore[arg-type]
