@@ -31,6 +31,8 @@ DISPLAY_PERIOD_MS = 15
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
+ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
+HISTORY_CHECKS = 200
 RAW_SATURATION_ADU = 65_535  # 16-bit camera clipping
 SR_SATURATION = 1.0  # top of the models' output range
 
@@ -50,6 +52,15 @@ class PatternPanel(QtWidgets.QWidget):
         self.peaks = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#00e5ff", width=2),
                                         brush=None, symbol="o")
         self.view.addItem(self.peaks)
+        self.trend = self.graphics.addPlot(row=1, col=1, title="modulation depth")
+        self.trend.setLabel("bottom", "check #")
+        self.trend.setYRange(0.0, 1.05)
+        self.trend.showGrid(y=True, alpha=0.2)
+        self.trend.addLegend(offset=(-5, -5))
+        self.curves = [self.trend.plot(pen=pg.mkPen(colour, width=2), name=f"o{i + 1}")
+                       for i, colour in enumerate(ORIENTATION_COLOURS)]
+        self.history: list[list[float]] = [[] for _ in ORIENTATION_COLOURS]
+        self.checks = 0
         self.text = QtWidgets.QLabel("waiting for a SIM raw set")
         self.text.setWordWrap(True)
         self.lut = np.ascontiguousarray(
@@ -69,16 +80,27 @@ class PatternPanel(QtWidgets.QWidget):
         low, high = np.percentile(power, (50.0, 99.95))
         self.item.setImage(power, autoLevels=False, levels=(float(low), float(high)),
                            lut=self.lut)
+        pens = [pg.mkPen(ORIENTATION_COLOURS[(i // 2) % len(ORIENTATION_COLOURS)], width=2)
+                for i in range(len(result.peaks_xy_px))]
         self.peaks.setData([p[0] + 0.5 for p in result.peaks_xy_px],
-                           [p[1] + 0.5 for p in result.peaks_xy_px])
+                           [p[1] + 0.5 for p in result.peaks_xy_px], pen=pens)
         if result.error:
             self.text.setText(f"<span style='color:#f0c060'>{result.error}</span>")
             return
+        self.checks += 1
+        for curve, history, m in zip(self.curves, self.history, result.modulations,
+                                     strict=False):
+            history.append(m)
+            del history[:-HISTORY_CHECKS]
+            start = self.checks - len(history)
+            curve.setData(np.arange(start, self.checks) + 1, np.asarray(history))
         parts = []
         for i, (m, period, angle) in enumerate(zip(result.modulations, result.periods_nm,
                                                    result.angles_deg, strict=True)):
             colour = "#7ee787" if m >= 0.5 else ("#f0c060" if m >= 0.25 else "#ff6b6b")
-            parts.append(f"o{i + 1}: <b style='color:{colour}'>m = {m:.2f}</b> "
+            name = ORIENTATION_COLOURS[i % len(ORIENTATION_COLOURS)]
+            parts.append(f"<span style='color:{name}'>o{i + 1}</span>: "
+                         f"<b style='color:{colour}'>m = {m:.2f}</b> "
                          f"{period:.0f} nm {angle:+.0f}°")
         self.text.setText(" &nbsp; ".join(parts))
 
