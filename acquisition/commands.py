@@ -99,9 +99,10 @@ def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
     timepoints: int = typer.Option(10, "--timepoints", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
+    model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
-    protocol = _load_protocol(None, True, output, timepoints, None, None, None, True)
+    protocol = _load_protocol(None, True, output, timepoints, model, None, None, True)
     summary = _record(protocol, size_px, fsync=False, static_sample=True)
     _print_summary(summary)
     quality = _demo_quality(protocol.output)
@@ -297,32 +298,10 @@ def _print_summary(summary: RunSummary) -> None:
 
 def _demo_quality(path: Path) -> str:
     """SR and wide-field of the last time point scored against the emulator's ground truth."""
-    import h5py
-    import numpy as np
+    from acquisition.ground_truth_quality import score_against_ground_truth
 
-    from acquisition import run_file
-    from inference.evaluation import score
-    from sim_emulator.microscope import EmulatorConfig, Microscope
-
-    with h5py.File(path, "r") as h5:
-        meta = run_file.read_metadata(h5)
-        if run_file.SR_GROUP not in h5 or not len(h5[run_file.SR_GROUP]) or "emulator" not in meta:
-            return ""
-        name = next(iter(h5[run_file.SR_GROUP]))
-        sr_all = h5[run_file.SR_GROUP][name][:, 0]
-        wf = h5[run_file.WIDEFIELD][-1, 0]
-    written = np.flatnonzero(np.isfinite(sr_all[:, 0, 0]))
-    if not len(written):
-        return f"SR quality: no {name} frame was recorded"
-    sr = sr_all[written[-1]]
-    laser_nm = float(meta["protocol"]["channels"][0]["laser_nm"])
-    truth = Microscope(EmulatorConfig.model_validate(meta["emulator"])).ground_truth(
-        0.0, laser_nm).sr
-    factor = truth.shape[0] // wf.shape[0]
-    wf_up = np.kron(wf, np.ones((factor, factor), np.float32))
-    rows = []
-    for label, image in ((name, sr), ("wide-field (upsampled)", wf_up)):
-        scores = score(image[None], truth[None])
-        rows.append(f"  {label:24s} NRMSE {float(scores.nrmse[0]):.3f}  "
-                    f"SSIM {float(scores.ssim[0]):.3f}  Pearson {float(scores.pearson[0]):.3f}")
-    return "quality vs emulator ground truth (last time point):\n" + "\n".join(rows)
+    rows = score_against_ground_truth(path)
+    if not rows:
+        return ""
+    return ("quality vs emulator ground truth (last time point):\n"
+            + "\n".join(row.line() for row in rows))

@@ -321,6 +321,10 @@ class RunSession:
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
                     self.recorder.record_event("reconstruction_fallback", detail=note)
+            if self.hello.get("calibrated") is False:
+                self.recorder.record_event("uncalibrated", detail=(
+                    "no camera calibration: photon counts are NaN and the camera offset is not "
+                    "subtracted before reconstruction (Wiener SR degrades); set calibration"))
             self.engine = AcquisitionEngine(
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,

@@ -381,6 +381,7 @@ def run_worker(options: WorkerOptions) -> WorkerState:
             maps = load_calibration(options.calibration)
         reconstructors, notes = build_reconstructors(options.methods, options.mode, maps)
         hello = describe_models(reconstructors, options.raw_shape, notes)
+        hello["calibrated"] = maps is not None
         imc = None
         if options.imc_model is not None:
             if not reconstructors:
