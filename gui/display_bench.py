@@ -19,10 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 SETTLE_S = 1.0  # the window's subscribers connect before the pipeline starts
+FEED_HZ = 60.0  # synthetic display feed: what the window can draw when nothing else runs
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class DisplayBenchResult:
     display_updates_per_s: float
     sr_shape: tuple[int, ...]
     window_s: float
+    capacity_raw_per_s: float = float("nan")
+    capacity_sr_per_s: float = float("nan")
+    feed_hz: float = 0.0
 
     @property
     def slowdown_pct(self) -> float:
@@ -55,6 +60,9 @@ class DisplayBenchResult:
             f"window: SR view {self.sr_updates_per_s:.1f} updates/s, raw view "
             f"{self.raw_updates_per_s:.1f} updates/s, any view {self.display_updates_per_s:.1f}"
             f"/s over {self.window_s:.1f} s (target >= 30)",
+            f"window alone, fed {self.feed_hz:.0f} Hz per topic (raw set 9x{self.size_px}^2 + "
+            f"SR {self.sr_shape}): SR view {self.capacity_sr_per_s:.1f} updates/s, raw view "
+            f"{self.capacity_raw_per_s:.1f} updates/s",
         ]
 
 
@@ -129,11 +137,71 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         display_rate = (window.display_updates - any0) / span
         sr_shape = tuple(window.sr_panel.image.shape) if window.sr_panel.image is not None else ()
         with_display_fps = _pipeline_fps(process, timeout_s)
+        capacity = _window_capacity(app, window, scratch, size_px, seconds, FEED_HZ)
         window.close()
         return DisplayBenchResult(size_px, time_points, headless_fps, with_display_fps,
-                                  raw_rate, sr_rate, display_rate, sr_shape, span)
+                                  raw_rate, sr_rate, display_rate, sr_shape, span,
+                                  capacity[0], capacity[1], FEED_HZ)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _window_capacity(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
+                     feed_hz: float) -> tuple[float, float]:
+    """Raw and SR view updates/s with a feed process publishing at ``feed_hz`` per topic."""
+    from gui.host_link import HostLink
+
+    endpoint = f"ipc://{scratch}/feed"
+    window.link.close()
+    window.link = HostLink(None, endpoint)
+    feed = subprocess.Popen([sys.executable, "-m", "gui.display_bench", "--feed",
+                             "--endpoint", endpoint, "--size-px", str(size_px),
+                             "--seconds", str(seconds + SETTLE_S), "--hz", str(feed_hz)])
+    try:
+        start = time.monotonic() + SETTLE_S
+        while time.monotonic() < start:
+            app.processEvents()
+            time.sleep(0.001)
+        raw0, sr0 = window.raw_panel.updates, window.sr_panel.updates
+        end = start + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.001)
+        span = time.monotonic() - start
+        return ((window.raw_panel.updates - raw0) / span,
+                (window.sr_panel.updates - sr0) / span)
+    finally:
+        feed.wait(seconds + 30.0)
+
+
+def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
+    """Publish emulator-like raw sets and 2x SR images on a display PUB at ``hz`` per topic."""
+    import numpy as np
+    import zmq
+
+    from acquisition.transport import DisplayPublisher
+    from acquisition.wire import Kind, header_for
+
+    rng = np.random.default_rng(0)
+    raws = [(100 + rng.poisson(50, size=(9, size_px, size_px))).astype(np.uint16)
+            for _ in range(4)]
+    srs = [rng.random((2 * size_px, 2 * size_px), dtype=np.float32) for _ in range(4)]
+    publisher = DisplayPublisher(zmq.Context.instance(), endpoint)
+    try:
+        period = 1.0 / hz
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            raw, sr = raws[n % 4], srs[n % 4]
+            publisher.publish("raw", header_for(Kind.RAW_SET, "feed", n, raw, time_point=n,
+                                                channel=0, info={"acquired_s": time.time()}),
+                              raw)
+            publisher.publish("sr", header_for(Kind.SR_RESULT, "feed", n, sr, time_point=n,
+                                               channel=0), sr)
+            n += 1
+            time.sleep(max(0.0, start + n * period - time.monotonic()))
+    finally:
+        publisher.close()
 
 
 def pipeline_main(folder: Path, size_px: int, time_points: int) -> None:
@@ -148,15 +216,24 @@ def pipeline_main(folder: Path, size_px: int, time_points: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gui.display_bench --pipeline``: the bench's pipeline process."""
+    """``python -m gui.display_bench --pipeline|--feed``: the bench's helper processes."""
     parser = argparse.ArgumentParser(description="livesim GUI bench pipeline process")
-    parser.add_argument("--pipeline", action="store_true", required=True)
-    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--pipeline", action="store_true")
+    parser.add_argument("--feed", action="store_true")
+    parser.add_argument("--endpoint", default="")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--hz", type=float, default=FEED_HZ)
+    parser.add_argument("--folder", type=Path)
     parser.add_argument("--size-px", type=int, default=512)
     parser.add_argument("--time-points", type=int, default=100)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    pipeline_main(args.folder, args.size_px, args.time_points)
+    if args.feed:
+        feed_main(args.endpoint, args.size_px, args.seconds, args.hz)
+    elif args.pipeline and args.folder is not None:
+        pipeline_main(args.folder, args.size_px, args.time_points)
+    else:
+        parser.error("give --pipeline --folder DIR or --feed --endpoint EP")
 
 
 if __name__ == "__main__":

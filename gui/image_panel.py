@@ -41,8 +41,9 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=2, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        # autoDownsample: a 1024 x 1024 SR image shown 600 px wide is reduced before the LUT
-        self.item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
+        self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)
         self.view.addItem(self.item)
         # saturated pixels (at the detector's or model's maximum) painted red over the image
         self.overlay = pg.ImageItem(axisOrder="row-major")
@@ -113,12 +114,13 @@ class ImagePanel(QtWidgets.QWidget):
         if self._need_auto or (due and self.continuous.isChecked()):
             self.levels = percentile_levels(data, self.ignore_pct.value())
             self._need_auto = False
-        self.item.setImage(data, autoLevels=False, levels=self.levels, lut=self.lut)
+        self.item.setImage(self._decimated(data), autoLevels=False, levels=self.levels,
+                           lut=self.lut)
         self._mark_saturation(data)
         if due:
             self._last_histogram_s = now
             self._refresh_histogram()
-        if caption:
+        if caption and due:  # a label re-layout per frame costs more than the image
             self.label.setText(f"{self.title}  <span style='color:#9ab'>{caption}</span>")
         self.updates += 1
 
@@ -173,8 +175,26 @@ class ImagePanel(QtWidgets.QWidget):
         self.lut = lut_for(self.colourmap.currentText(), self.gamma.value())
         self.item.setLookupTable(self.lut)
 
+    def _decimated(self, data: np.ndarray) -> np.ndarray:
+        """Every k-th pixel when k image pixels fall on one screen pixel (as Fiji zoomed out).
+
+        A 1024 x 1024 SR image shown 500 px wide then costs a quarter of the colouring; the
+        levels, histogram, saturation overlay and snapshots still use every pixel.
+        """
+        units_per_screen_px = self.view.viewPixelSize()[0]
+        k = max(1, int(units_per_screen_px / self.pixel_scale)) if units_per_screen_px else 1
+        if k != self.decimation:
+            self.decimation = k
+            self.item.setTransform(QtGui.QTransform.fromScale(self.pixel_scale * k,
+                                                              self.pixel_scale * k))
+        if k == 1:
+            return data
+        return np.ascontiguousarray(data[::k, ::k])
+
     def set_pixel_scale(self, scale: float) -> None:
         """Draw each image pixel ``scale`` units wide, so a raw view lines up with a 2x SR view."""
+        self.pixel_scale = scale
+        self.decimation = 1
         self.item.setTransform(QtGui.QTransform.fromScale(scale, scale))
         self.overlay.setTransform(QtGui.QTransform.fromScale(scale, scale))
 

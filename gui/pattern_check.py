@@ -1,8 +1,9 @@
 """Pattern check: the raw frames' power spectrum, the detected carrier peaks, modulation depths.
 
 The numbers come from :func:`calibration.sim_parameters.estimate_sim_parameters` (the same
-estimator the Wiener reconstruction trusts). It takes about a second on a 128 x 128 set on one
-CPU core, so the window runs it on a background thread, throttled, never per frame.
+estimator the Wiener reconstruction trusts), on the central 128 x 128 crop. It takes about a
+second on one CPU core, so the window runs it on a background thread, throttled to at most a
+fifth of one core, never per frame.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MIN_PERIOD_S = 2.0  # at most one estimate every this many seconds
+MAX_BUSY_FRACTION = 0.2  # and never more than this fraction of one core
+CROP_PX = 128  # the estimate runs on the central crop: cost bounded whatever the frame size
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,19 @@ def log_power_spectrum(raw: np.ndarray, n_phases: int, offset_adu: float) -> np.
     return np.ascontiguousarray(np.log10(power + 1.0).astype(np.float32))
 
 
+def central_crop(raw: np.ndarray, size_px: int) -> np.ndarray:
+    """The central ``size_px`` square of (..., Y, X) frames (the whole frame when smaller)."""
+    ny, nx = raw.shape[-2:]
+    y0, x0 = max(0, (ny - size_px) // 2), max(0, (nx - size_px) // 2)
+    return raw[..., y0:y0 + min(ny, size_px), x0:x0 + min(nx, size_px)]
+
+
 def check_patterns(raw: np.ndarray, pixel_size_nm: float, offset_adu: float,
                    n_phases: int = 3) -> PatternCheck:
     """Spectrum of a (P, Y, X) raw set with its estimated carriers; errors are reported."""
     from calibration.sim_parameters import estimate_sim_parameters
 
-    raw = np.asarray(raw)
+    raw = central_crop(np.asarray(raw), CROP_PX)
     if raw.ndim != 3 or raw.shape[0] < 3:
         return PatternCheck(np.zeros((8, 8), np.float32), [],
                             error=f"pattern check needs a SIM raw set, got shape {raw.shape}")
@@ -78,17 +88,19 @@ class PatternChecker:
         self._lock = threading.Lock()
         self._busy = False
         self._last_start_s = -1e9
+        self._last_cost_s = 0.0
 
     def offer(self, raw: np.ndarray, pixel_size_nm: float, offset_adu: float,
               n_phases: int = 3) -> bool:
         """Start a check on ``raw`` unless one runs or one started too recently."""
         now = time.monotonic()
         with self._lock:
-            if self._busy or now - self._last_start_s < self.min_period_s:
+            wait_s = max(self.min_period_s, self._last_cost_s / MAX_BUSY_FRACTION)
+            if self._busy or now - self._last_start_s < wait_s:
                 return False
             self._busy = True
             self._last_start_s = now
-        data = np.array(raw, copy=True)
+        data = np.array(central_crop(raw, CROP_PX), copy=True)
         thread = threading.Thread(target=self._run, args=(data, pixel_size_nm, offset_adu,
                                                           n_phases), name="pattern-check",
                                   daemon=True)
@@ -103,6 +115,7 @@ class PatternChecker:
 
     def _run(self, raw: np.ndarray, pixel_size_nm: float, offset_adu: float,
              n_phases: int) -> None:
+        started = time.monotonic()
         try:
             result = check_patterns(raw, pixel_size_nm, offset_adu, n_phases)
         except (ValueError, RuntimeError, MemoryError) as exc:
@@ -112,3 +125,4 @@ class PatternChecker:
             self.result = result
             self.results += 1
             self._busy = False
+            self._last_cost_s = time.monotonic() - started
