@@ -167,6 +167,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._plan_timer.setInterval(PLAN_DEBOUNCE_MS)
         self._plan_timer.timeout.connect(self._apply_plan)
         self.editor.plan_changed.connect(self._plan_edited)
+        self.display_channel.valueChanged.connect(lambda _value: self._plan_edited())
         self.restore_settings()
         self._link_toggled(self.link_box.isChecked())
         self._imc_toggled(self.editor.imc.isChecked())

@@ -118,6 +118,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             box.setSuffix(" px")
         self.folder = QtWidgets.QLineEdit(str(Path.home() / "livesim"))
         self.stem = QtWidgets.QLineEdit("run")
+        self.reconstruction.currentTextChanged.connect(self._match_mode)
         form = QtWidgets.QFormLayout()
         form.addRow("mode", self.mode)
         form.addRow("reconstruction", self.reconstruction)
@@ -132,6 +133,13 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         form.addRow("folder", self.folder)
         form.addRow("file name", self.stem)
         grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
+
+    def _match_mode(self, choice: str) -> None:
+        """DFCAN-SISR reconstructs one wide-field frame; the SIM models need SIM sets."""
+        if choice == "DFCAN-SISR":
+            self.mode.setCurrentText("WF")
+        elif choice in ("DFCAN-SIM", "DFGAN-SIM", "Wiener") and self.mode.currentText() == "WF":
+            self.mode.setCurrentText("SIM")
 
     # --- protocol <-> widgets -----------------------------------------------------------------
 

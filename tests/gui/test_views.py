@@ -177,3 +177,18 @@ def test_log_records_become_rate_limited_events() -> None:
     assert texts == ["test.gui.relay: saturated frame 0", "test.gui.relay: camera stopped"]
     assert [e["level"] for e in events.since(0)] == ["warning", "error"]
     assert events.since(events.since(0)[-1]["id"]) == []
+
+
+def test_editor_matches_mode_to_reconstruction(qtbot: object, tmp_path: Path) -> None:
+    from gui.protocol_editor import ProtocolEditor
+
+    editor = ProtocolEditor()
+    editor.folder.setText(str(tmp_path))
+    editor.reconstruction.setCurrentText("DFCAN-SISR")
+    protocol = editor.protocol()
+    assert protocol.mode == "wf" and protocol.n_patterns == 1
+    assert protocol.channels[0].reconstruction == "dfcan-sisr"
+    editor.reconstruction.setCurrentText("Wiener")
+    assert editor.protocol().mode == "sim"
+    assert editor.protocol().output.parent == tmp_path
+    editor.deleteLater()
