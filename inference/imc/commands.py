@@ -36,6 +36,7 @@ def imc_train(
     structures: str = typer.Option("ccps,microtubules,f-actin", "--structures"),
     time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
     threads: int = typer.Option(1, "--threads"),
+    init_from: str | None = typer.Option(None, "--init-from", help="fine-tune this model file"),
 ) -> None:
     """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
     from pydantic import ValidationError
@@ -59,6 +60,7 @@ def imc_train(
                 "groups": groups,
                 "blocks": blocks,
                 "threads": threads,
+                "init_from": init_from,
                 "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
                 "mixtures": MixtureConfig.model_validate(
                     {"structures": tuple(structures.split(",")), "time_points": time_points}

@@ -26,7 +26,7 @@ from inference.imc.assessment import (
 )
 from inference.imc.loss import ImcLossWeights, imc_loss
 from inference.imc.mixtures import MixtureConfig, MixturePool
-from inference.model_file import save_model
+from inference.model_file import read_model_file, save_model
 from inference.models.imcsr import Imcsr, ImcsrOptions
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class ImcTrainingConfig(BaseModel):
     training_fields: int = Field(default=48, ge=1, le=100_000)
     held_out_fields: int = Field(default=8, ge=0, le=10_000)
     threads: int = Field(default=1, ge=0, le=256, description="torch threads (0: leave as is)")
+    init_from: str | None = Field(
+        default=None, description="model file to start from (fine-tuning; 'all' variant only)"
+    )
     log_every: int = Field(default=50, ge=1)
 
     @model_validator(mode="after")
@@ -164,6 +167,8 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
     modules, paths, hashes, history = [], [], [], []
     for path, channel_names, channels in plans:
         module = Imcsr(config.network(tuple(channel_names)))
+        if config.init_from is not None:
+            _load_start(module, config.init_from)
         history += _fit(module, pool, config, weights, channels, rng, label=path.stem)
         module.eval()
         info = save_model(
@@ -198,6 +203,19 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
     report.write_text(json.dumps(result.model_dump(mode="json"), indent=1))
     logger.info("IMC-SR training done in %.0f s; report %s", result.seconds, report)
     return result
+
+
+def _load_start(module: Imcsr, init_from: str) -> None:
+    """Start from another model file's weights (same architecture options required)."""
+    info, state = read_model_file(init_from)
+    wanted = module.options.model_dump(mode="json")
+    if info.architecture != "imcsr" or info.options != wanted:
+        raise ValueError(
+            f"init_from={init_from}: {info.architecture} {info.options} does not match the "
+            f"configured imcsr {wanted}"
+        )
+    module.load_state_dict(state, strict=True)
+    logger.info("starting from %s (sha256 %s)", init_from, info.weights_sha256)
 
 
 def _fit(

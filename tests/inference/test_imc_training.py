@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from inference.imc.live import ImcSeparator
 from inference.imc.mixtures import MixtureConfig
@@ -49,3 +50,21 @@ def test_bad_configuration_names_the_field(tmp_path: Path) -> None:
         _config(crop_px=256)
     with pytest.raises(ValueError, match=r"\.pt"):
         train_imcsr(tmp_path / "model.h5", config=_config())
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
+    from inference.model_file import read_model_file
+
+    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0))
+    tuned = train_imcsr(
+        tmp_path / "b.pt",
+        config=_config(held_out_fields=0, init_from=first.model_paths[0], learning_rate=1e-9),
+    )
+    _, start = read_model_file(first.model_paths[0])
+    _, end = read_model_file(tuned.model_paths[0])
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
+    with pytest.raises(ValueError, match="does not match"):
+        train_imcsr(
+            tmp_path / "c.pt",
+            config=_config(held_out_fields=0, init_from=first.model_paths[0], width=8),
+        )
