@@ -101,7 +101,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.mode.addItems(list(MODES))
         self.reconstruction = QtWidgets.QComboBox()
         self.reconstruction.addItems(list(RECONSTRUCTIONS))
-        self.reconstruction.setCurrentText("Wiener")
+        self.reconstruction.setCurrentText("DFCAN-SIM")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
         self.interval_s = QtWidgets.QDoubleSpinBox()
         self.interval_s.setRange(0.0, 86_400.0)
