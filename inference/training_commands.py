@@ -22,12 +22,15 @@ def _model_overrides(**values: Any) -> dict[str, Any]:
 
 
 def train(
-    arch: str = typer.Option("dfcan", "--arch", help="dfcan, dfgan, imcsr or cmgan"),
-    mode: str = typer.Option("sim", "--mode", help="sisr (wide-field), sim (9 frames), nlsim"),
-    data: str = typer.Option(
-        "emulator:microtubules",
+    arch: str | None = typer.Option(None, "--arch", help="dfcan (default), dfgan, imcsr, cmgan"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="sisr (wide-field), sim (9 frames; default), nlsim"
+    ),
+    data: str | None = typer.Option(
+        None,
         "--data",
-        help="emulator:<structure>[,<structure>...], biosr:<folder>, or a .h5 run file",
+        help="emulator:<structure>[,<structure>...] (default emulator:microtubules), "
+        "biosr:<folder>, or a .h5 run file",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     init: str | None = typer.Option(None, "--init", help="start from this model (bundled/path)"),
@@ -70,6 +73,7 @@ def train(
     from inference.training.model_card import model_card
 
     if arch == "imcsr":
+        mode, data = mode or "sim", data or "emulator:mix"
         settings = {
             "steps": steps,
             "seed": seed,
@@ -85,7 +89,9 @@ def train(
             trainer = Trainer.resume(resume, output, steps=steps)
         else:
             base = TrainingConfig.from_toml(config).model_dump() if config else {}
-            values: dict[str, Any] = {**base, "arch": arch, "mode": mode, "data": data}
+            values: dict[str, Any] = {**base}
+            values.update(_model_overrides(arch=arch, mode=mode, data=data))
+            arch = str(values.get("arch", "dfcan"))
             options = dict(base.get("model_options", {}))
             if tiny:
                 options.update(width=8, groups=1, blocks=1, reduction=2, spectrum_size=16)

@@ -246,3 +246,21 @@ def test_train_cli_imcsr_refuses_options_the_imc_trainer_lacks(tmp_path: Path) -
     )
     assert result.exit_code == 2
     assert "emulator mixtures" in result.output
+
+
+def test_train_cli_takes_a_toml_config_and_command_line_overrides(tmp_path: Path) -> None:
+    toml = tmp_path / "train.toml"
+    toml.write_text(
+        'arch = "dfcan"\nmode = "sisr"\ndata = "emulator:ccps"\nsteps = 50\nbatch_size = 1\n'
+        "patch_px = 16\nemulator_size_px = 24\nvalidation_count = 1\n"
+        "[model_options]\nwidth = 4\ngroups = 1\nblocks = 1\nreduction = 2\nspectrum_size = 8\n"
+    )
+    output = tmp_path / "m.pt"
+    args = ["train", "--config", str(toml), "--steps", "1", "--output", str(output)]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    info = load_model(output).info
+    assert info.mode == "sisr" and info.options["width"] == 4
+    toml.write_text('arch = "dfcan"\nbogus_field = 3\n')
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 2 and "bogus_field" in result.output
