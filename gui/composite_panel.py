@@ -110,6 +110,13 @@ class CompositePanel(QtWidgets.QWidget):
         self.levels[index] = (low, max(value, low + 1e-6))
         self._redraw()
 
+    def set_channel_names(self, names: list[str]) -> None:
+        """Label the three checkboxes with the IMC-SR model's structure names."""
+        if len(names) == len(self.visible):
+            for box, name in zip(self.visible, names, strict=True):
+                if box.text() != name:
+                    box.setText(name)
+
     def set_message(self, text: str) -> None:
         """Text shown while there is no composite (e.g. 'IMC-SR off')."""
         self.placeholder.setText(text)

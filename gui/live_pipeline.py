@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,7 @@ class LivePipeline:
                  context: zmq.Context, interval_s: float = 0.05, max_pending_sets: int = 2,
                  heartbeat_timeout_s: float = 5.0, hello_timeout_s: float = 180.0) -> None:
         self.protocol = protocol
+        self.source = source
         self.frame_shape = frame_shape
         self.endpoints = endpoints
         self.outlet = outlet
@@ -133,6 +135,7 @@ class LivePipeline:
         self._heartbeat_timeout_s = heartbeat_timeout_s
         self._hello_timeout_s = hello_timeout_s
         self.worker_ready = False
+        self.imc_channel_names: list[str] = []
         self.raw_sender: RawSetSender | None = None
         self.results: MessageReceiver | None = None
 
@@ -148,7 +151,10 @@ class LivePipeline:
             self.results = MessageReceiver(socket, "live results")
             command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
                                     (self.protocol.n_patterns, *self.frame_shape),
-                                    mode=self.protocol.mode)
+                                    mode=self.protocol.mode,
+                                    calibration=self._worker_calibration(),
+                                    imc_model=(self.protocol.imc_model if self.protocol.imc
+                                               else None))
             self.supervisor = WorkerSupervisor(
                 command, self._on_worker_event, heartbeat_timeout_s=self._heartbeat_timeout_s,
                 startup_timeout_s=self._hello_timeout_s, max_restarts=5)
@@ -157,6 +163,24 @@ class LivePipeline:
                                                     name="live-results", daemon=True)
             self._results_thread.start()
         self.engine.start_live()
+
+    def _worker_calibration(self) -> Path | None:
+        """The camera calibration file for the worker (photon counts, offset removed).
+
+        The protocol's file for a real rig; for the emulator its exact sensor model, written
+        next to the endpoints (as a recording does).
+        """
+        if self.protocol.calibration is not None:
+            return Path(self.protocol.calibration)
+        from acquisition.photon_calibration import emulator_photon_calibration
+
+        photons = emulator_photon_calibration(self.source, self.frame_shape)
+        if photons is None:
+            self.on_event("warning", "no camera calibration: SR from raw ADU, photon counts "
+                                     "uncalibrated")
+            return None
+        folder = Path(self.endpoints.raw.removeprefix("ipc://")).parent
+        return Path(photons.save(folder / "photons.h5"))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the loop, the results thread and the worker; close the sockets."""
@@ -278,17 +302,24 @@ class LivePipeline:
             if isinstance(hello, dict) and not self.worker_ready:
                 self.worker_ready = True
                 names = {c: e.get("model_name") for c, e in hello.get("channels", {}).items()}
-                self.on_event("info", f"inference worker ready: {names}")
+                imc = hello.get("imc") or {}
+                self.imc_channel_names = [str(n) for n in imc.get("channel_names", [])]
+                extra = f", IMC-SR {imc.get('model_name')}" if imc else ""
+                self.on_event("info", f"inference worker ready: {names}{extra}")
                 for entry in hello.get("channels", {}).values():
                     if entry.get("note"):
                         self.on_event("warning", str(entry["note"]))
             return
         if head.run_id != self.run_id:
             return
-        with self._lock:
-            self._pending.pop((head.time_point, head.channel), None)
+        if head.kind is Kind.EVENT and "flushed" in head.info:
+            return
+        if head.kind is not Kind.IMC_RESULT:  # IMC answers later, under an older time point
+            with self._lock:
+                self._pending.pop((head.time_point, head.channel), None)
         if head.kind is Kind.EVENT:
-            self.on_event("error", f"worker: {head.info.get('error', 'error')}")
+            what = "IMC-SR" if head.info.get("imc") else "worker"
+            self.on_event("error", f"{what}: {head.info.get('error', 'error')}")
             return
         if head.channel != self.outlet.display_channel:
             return

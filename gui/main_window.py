@@ -443,6 +443,9 @@ class LiveWindow(QtWidgets.QMainWindow):
                                          f"({self.link.state.exit_code})"}
         self.status.show_values(format_status(status, self.photon_count,
                                               self.display_rate.rate_per_s(), free))
+        names = status.get("imc_channel_names")
+        if isinstance(names, list):
+            self.composite.set_channel_names([str(n) for n in names])
         state = str(status.get("state", ""))
         if self._last_state == "recording" and state != "recording":
             self.record_button.setChecked(False)

@@ -304,6 +304,7 @@ class SessionHost:
                     "time_points_total": None, "frames_written": 0, "mb_per_s": 0.0,
                     "file_path": "", "worker_pid": live.worker_pid,
                     "worker_ready": live.worker_ready, "raw_frames": c.raw_frames,
+                    "imc_channel_names": live.imc_channel_names,
                     "sr_frames": c.sr_frames}
         return {**base, "state": "idle"}
 
@@ -396,26 +397,38 @@ class RecordingThread(threading.Thread):
         self.host.outlet.offer_raw(point, now)
 
     def _relay_sr(self) -> None:
-        """Forward the session's SR display images to the GUI's endpoint, with latency."""
-        subscriber = DisplaySubscriber(self.host.context, self.endpoints.display, "sr")
+        """Forward the session's SR and IMC display images to the GUI's endpoint (latency)."""
+        subscribers = {topic: DisplaySubscriber(self.host.context, self.endpoints.display, topic)
+                       for topic in ("sr", "imc")}
+        poller = zmq.Poller()
+        for subscriber in subscribers.values():
+            poller.register(subscriber.socket, zmq.POLLIN)
         try:
             while not self._stop_relay.is_set():
-                message = subscriber.latest(timeout_ms=100)
-                if message is None:
+                if not poller.poll(100):
                     continue
-                head = message.header
-                if head.channel != self.host.outlet.display_channel:
-                    continue
-                acquired = self._acquired_s.get(head.time_point)
-                if acquired is not None:
-                    self.latency_ms = (time.time() - acquired) * 1e3
-                self.sr_rate.add(1)
-                header = header_for(Kind.SR_RESULT, head.run_id, head.sequence, message.array,
-                                    time_point=head.time_point, channel=head.channel,
-                                    info={"acquired_s": acquired or 0.0})
-                self.host.outlet.publish("sr", header, message.array)
+                for topic, subscriber in subscribers.items():
+                    message = subscriber.latest(timeout_ms=0)
+                    if message is not None:
+                        self._forward(topic, message)
         finally:
-            subscriber.close()
+            for subscriber in subscribers.values():
+                subscriber.close()
+
+    def _forward(self, topic: str, message: Any) -> None:
+        head = message.header
+        if topic == "sr" and head.channel != self.host.outlet.display_channel:
+            return
+        acquired = self._acquired_s.get(head.time_point)
+        if topic == "sr":
+            if acquired is not None:
+                self.latency_ms = (time.time() - acquired) * 1e3
+            self.sr_rate.add(1)
+        kind = Kind.SR_RESULT if topic == "sr" else Kind.IMC_RESULT
+        header = header_for(kind, head.run_id, head.sequence, message.array,
+                            time_point=head.time_point, channel=head.channel,
+                            info={"acquired_s": acquired or 0.0})
+        self.host.outlet.publish(topic, header, message.array)
 
     def status(self) -> dict[str, Any]:
         """Counters of the recording for the GUI."""

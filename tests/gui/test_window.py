@@ -197,3 +197,24 @@ def test_protocol_save_and_load_round_trip(window: LiveWindow, tmp_path: Path) -
     assert not window.load_protocol(bad)
     assert "laser_nm" in window.events.errors[errors]
     window.editor.powers[0].setValue(20.0)
+
+
+def test_imc_sr_composite_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
+    from inference.worker import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "imcsr.pt").is_file():
+        pytest.skip("the bundled IMC-SR model (imcsr) is not installed")
+    window.editor.imc.setChecked(True)
+    try:
+        assert window.start_live()
+        qtbot.waitUntil(lambda: window.composite.channels is not None, timeout=WAIT_MS)
+        channels = window.composite.channels
+        assert channels is not None and channels.shape == (3, 2 * SIZE_PX, 2 * SIZE_PX)
+        flat = channels.reshape(3, -1)
+        correlation = np.corrcoef(flat)
+        assert np.all(correlation[np.triu_indices(3, 1)] < 0.99)  # three different images
+        rgb = window.composite.rgb()
+        assert rgb is not None and rgb.shape == (2 * SIZE_PX, 2 * SIZE_PX, 3)
+    finally:
+        window.editor.imc.setChecked(False)
+        window.start_live()
