@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,8 @@ class DisplayBenchResult:
     capacity_raw_per_s: float = float("nan")
     capacity_sr_per_s: float = float("nan")
     feed_hz: float = 0.0
+    cpu_ms_per_update: float = float("nan")  # window process CPU per (raw + SR) update pair
+    load_average: float = float("nan")
 
     @property
     def slowdown_pct(self) -> float:
@@ -62,7 +65,9 @@ class DisplayBenchResult:
             f"/s over {self.window_s:.1f} s (target >= 30)",
             f"window alone, fed {self.feed_hz:.0f} Hz per topic (raw set 9x{self.size_px}^2 + "
             f"SR {self.sr_shape}): SR view {self.capacity_sr_per_s:.1f} updates/s, raw view "
-            f"{self.capacity_raw_per_s:.1f} updates/s",
+            f"{self.capacity_raw_per_s:.1f} updates/s; window CPU {self.cpu_ms_per_update:.1f} ms "
+            f"per raw+SR update pair (one free core: ~{1000 / self.cpu_ms_per_update:.0f}/s)",
+            f"1-minute load average at the end: {self.load_average:.1f}",
         ]
 
 
@@ -141,14 +146,16 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         window.close()
         return DisplayBenchResult(size_px, time_points, headless_fps, with_display_fps,
                                   raw_rate, sr_rate, display_rate, sr_shape, span,
-                                  capacity[0], capacity[1], FEED_HZ)
+                                  capacity[0], capacity[1], FEED_HZ, capacity[2],
+                                  os.getloadavg()[0])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _window_capacity(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
-                     feed_hz: float) -> tuple[float, float]:
-    """Raw and SR view updates/s with a feed process publishing at ``feed_hz`` per topic."""
+                     feed_hz: float) -> tuple[float, float, float]:
+    """Raw and SR view updates/s with a feed process publishing at ``feed_hz`` per topic, and
+    the window process's CPU ms per update pair (includes the pattern check thread)."""
     from gui.host_link import HostLink
 
     endpoint = f"ipc://{scratch}/feed"
@@ -163,13 +170,16 @@ def _window_capacity(app: Any, window: Any, scratch: Path, size_px: int, seconds
             app.processEvents()
             time.sleep(0.001)
         raw0, sr0 = window.raw_panel.updates, window.sr_panel.updates
+        cpu0 = time.process_time()
         end = start + seconds
         while time.monotonic() < end:
             app.processEvents()
             time.sleep(0.001)
         span = time.monotonic() - start
+        cpu_s = time.process_time() - cpu0
+        pairs = max(1, min(window.raw_panel.updates - raw0, window.sr_panel.updates - sr0))
         return ((window.raw_panel.updates - raw0) / span,
-                (window.sr_panel.updates - sr0) / span)
+                (window.sr_panel.updates - sr0) / span, 1e3 * cpu_s / pairs)
     finally:
         feed.wait(seconds + 30.0)
 

@@ -3,7 +3,7 @@
 The numbers come from :func:`calibration.sim_parameters.estimate_sim_parameters` (the same
 estimator the Wiener reconstruction trusts), on the central 128 x 128 crop. It takes about a
 second on one CPU core, so the window runs it on a background thread, throttled to at most a
-fifth of one core, never per frame.
+tenth of one core, never per frame.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MIN_PERIOD_S = 2.0  # at most one estimate every this many seconds
-MAX_BUSY_FRACTION = 0.2  # and never more than this fraction of one core
+MAX_BUSY_FRACTION = 0.1  # and never more than this fraction of one core
 CROP_PX = 128  # the estimate runs on the central crop: cost bounded whatever the frame size
 
 
