@@ -73,6 +73,9 @@ def infer_command(
     imc_model: str | None = typer.Option(
         None, "--imc-model", help="IMC-SR model (bundled name or path) for the first SR channel."
     ),
+    sr_encoding: str = typer.Option(
+        "float32", "--sr-encoding", help="SR payload: float32 in [0, 1] or uint16 (x 1/65535)."
+    ),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
 ) -> None:
@@ -90,7 +93,7 @@ def infer_command(
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
-                            imc_model=imc_model)
+                            imc_model=imc_model, sr_encoding=sr_encoding)
     state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 

@@ -46,7 +46,7 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
         if run_file.SR_GROUP not in h5 or not len(h5[run_file.SR_GROUP]) or "emulator" not in meta:
             return []
         name = next(iter(h5[run_file.SR_GROUP]))
-        sr_all = h5[run_file.SR_GROUP][name][:, channel]
+        sr_all = run_file.read_sr(h5, name, channel=channel)
         written = np.flatnonzero(np.isfinite(sr_all[:, 0, 0]))
         if not len(written):
             return []

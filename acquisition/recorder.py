@@ -1,10 +1,14 @@
 """RunRecorder: the one HDF5 writer of a run, a thread fed by a bounded queue, in SWMR mode.
 
 The acquisition thread hands raw sets, results and events to :class:`RunRecorder`; a writer
-thread appends them to the run file and flushes (and fsyncs) after every time point, so a killed
-process loses at most the time point in flight. An I/O error (disk full, ...) stops the writer,
-closes the file cleanly and is reported through :attr:`RunRecorder.error`; the acquisition then
-stops with a clear message. Layout names come from :mod:`acquisition.run_file`.
+thread appends them to the run file and flushes after every time point, so a killed process
+loses at most the time point in flight. Image frames go straight to their chunks (one chunk per
+frame, no filters: ``write_direct_chunk``), SR images as uint16 scaled from [0, 1]. The fsync
+after each flush runs on a second thread, overlapping the disk with the next time point's
+writes; :attr:`RunRecorder.durable_time_point` says what has reached the disk. An I/O error
+(disk full, ...) stops the writer, closes the file cleanly and is reported through
+:attr:`RunRecorder.error`; the acquisition then stops with a clear message. Layout names come
+from :mod:`acquisition.run_file`.
 """
 
 from __future__ import annotations
@@ -98,6 +102,11 @@ class RunRecorder:
         self._n_time_points = 0
         self._closed = False
         self._lock = threading.Lock()
+        self.durable_time_point = -1  # every time point up to this one is fsynced
+        self._sync_wanted = threading.Condition()
+        self._sync_request = -1  # newest flushed time point waiting for fsync
+        self._sync_error: OSError | None = None
+        self._sync_stop = False
         if self.path.exists() and not overwrite:
             raise RecorderError(f"{self.path}: exists; refusing to overwrite a run file")
         try:
@@ -107,6 +116,11 @@ class RunRecorder:
             self._h5.flush()
         except OSError as exc:
             raise RecorderError(f"{self.path}: cannot create run file: {exc}") from exc
+        self._fd = self._h5.id.get_vfd_handle()
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="run-fsync",
+                                             daemon=True)
+        if fsync:
+            self._sync_thread.start()
         self._thread = threading.Thread(target=self._write_loop, name="run-recorder", daemon=True)
         self._thread.start()
 
@@ -126,7 +140,10 @@ class RunRecorder:
 
     def write_sr(self, time_point: int, channel: int, model: str, image: np.ndarray,
                  photon_count: float, latency_ms: float, inference_ms: float) -> None:
-        """Queue one SR image (sY, sX) of ``model`` with its photon count and timings."""
+        """Queue one SR image (sY, sX) of ``model`` with its photon count and timings.
+
+        ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``).
+        """
         if model not in self.layout.sr_models:
             raise RecorderError(f"SR model {model!r} was not declared for this run "
                                 f"({list(self.layout.sr_models)})")
@@ -208,9 +225,36 @@ class RunRecorder:
         except (OSError, RuntimeError, ValueError) as exc:
             logger.error("could not log the failure in the file either: %s", exc)
 
+    def _sync_loop(self) -> None:
+        """fsync after each flushed time point (coalesced), off the writer thread."""
+        while True:
+            with self._sync_wanted:
+                while self._sync_request <= self.durable_time_point and not self._sync_stop:
+                    self._sync_wanted.wait(1.0)
+                if self._sync_request <= self.durable_time_point:
+                    return
+                target = self._sync_request
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._sync_error = exc
+                logger.error("fsync of %s failed: %s", self.path, exc)
+                return
+            self.durable_time_point = target
+
+    def _stop_sync(self) -> None:
+        with self._sync_wanted:
+            self._sync_stop = True
+            self._sync_wanted.notify()
+        if self._sync_thread.is_alive():
+            self._sync_thread.join(60.0)
+
     def _finish(self) -> None:
+        self._stop_sync()
         try:
             self._h5.flush()
+            if self._fsync and self.error is None:
+                os.fsync(self._fd)
             self._h5.close()
         except (OSError, RuntimeError, ValueError) as exc:
             if self.error is None:
@@ -234,8 +278,11 @@ class RunRecorder:
                 sequences: np.ndarray) -> None:
         self._grow_to(t)
         d = self._datasets
-        d["raw"][t, c] = frames
-        d["wf"][t, c] = frames.mean(axis=0, dtype=np.float32)
+        frames = np.ascontiguousarray(frames, dtype="<u2")
+        write_chunk = d["raw"].id.write_direct_chunk
+        for p in range(frames.shape[0]):
+            write_chunk((t, c, p, 0, 0), frames[p])
+        d["wf"].id.write_direct_chunk((t, c, 0, 0), frames.mean(axis=0, dtype="<f4"))
         d["camera_s"][t, c] = stamps
         d["sequence"][t, c] = sequences
         self.stats.raw_frames += frames.shape[0]
@@ -248,12 +295,15 @@ class RunRecorder:
                              f"{self.layout.sr_shape}")
         self._grow_to(t)
         d = self._datasets
-        d[f"sr/{model}"][t, c] = image
+        stored = image if image.dtype == np.uint16 else run_file.sr_to_stored(image)
+        d[f"sr/{model}"].id.write_direct_chunk((t, c, 0, 0),
+                                               np.ascontiguousarray(stored, dtype="<u2"))
+        d["sr_written"][t, c] = 1
         d["photon_count"][t, c] = photon_count
         d["sr_latency_ms"][t, c] = latency_ms
         d["inference_ms"][t, c] = inference_ms
         self.stats.sr_frames += 1
-        self.stats.bytes_written += image.nbytes
+        self.stats.bytes_written += stored.nbytes
 
     def _do_imc(self, t: int, image: np.ndarray) -> None:
         self._grow_to(t)
@@ -272,8 +322,12 @@ class RunRecorder:
         self._grow_to(t)
         self._datasets["complete"][t] = 1
         self._h5.flush()
+        if self._sync_error is not None:
+            raise self._sync_error
         if self._fsync:
-            os.fsync(self._h5.id.get_vfd_handle())
+            with self._sync_wanted:
+                self._sync_request = max(self._sync_request, t)
+                self._sync_wanted.notify()
         self.stats.time_points = max(self.stats.time_points, t + 1)
 
     # --- layout -----------------------------------------------------------------------------
@@ -290,7 +344,8 @@ class RunRecorder:
         sr_group = h5.create_group(run_file.SR_GROUP)
         for model in lay.sr_models:
             d[f"sr/{model}"] = run_file.create_image_dataset(
-                sr_group, model, sr, (0, c), np.float32, lay.sr_pixel_size_nm, fillvalue=np.nan)
+                sr_group, model, sr, (0, c), np.uint16, lay.sr_pixel_size_nm, fillvalue=0)
+            d[f"sr/{model}"].attrs["scale"] = run_file.SR_SCALE  # value = stored x scale
         if lay.imc:
             d["imc"] = run_file.create_image_dataset(h5, run_file.IMC, sr, (0, 3), np.float32,
                                                      lay.sr_pixel_size_nm, fillvalue=np.nan)
@@ -303,6 +358,7 @@ class RunRecorder:
         d["inference_ms"] = run_file.create_table(stamps, "inference_ms", (c,), np.float64,
                                                   np.nan)
         d["complete"] = run_file.create_table(stamps, "complete", (), np.uint8, 0)
+        d["sr_written"] = run_file.create_table(stamps, "sr_written", (c,), np.uint8, 0)
         d["photon_count"] = run_file.create_table(h5, run_file.PHOTON_COUNT, (c,), np.float32,
                                                   np.nan)
         d["sim_params"] = run_file.create_table(h5, run_file.SIM_PARAMS,

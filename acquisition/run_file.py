@@ -19,7 +19,9 @@ LAYOUT_VERSION = 1
 
 RAW = "raw"  # uint16 (T, C, P, Y, X), one chunk per frame
 WIDEFIELD = "wf"  # float32 (T, C, Y, X): mean of each channel's patterns
-SR_GROUP = "sr"  # /sr/<model> float32 (T, C, sY, sX)
+SR_GROUP = "sr"  # /sr/<model> uint16 (T, C, sY, sX): value = stored x attribute "scale"
+SR_SCALE = 1.0 / 65535.0  # SR images in [0, 1] stored as round(value / SR_SCALE)
+SR_WRITTEN = "timestamps/sr_written"  # uint8 (T, C): 1 where an SR image was written
 IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
 TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
 SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
@@ -85,6 +87,27 @@ def create_table(
         name, shape=shape, maxshape=(None, *row_shape), dtype=dtype, chunks=chunks,
         fillvalue=fillvalue,
     )
+
+
+def sr_to_stored(image: np.ndarray) -> np.ndarray:
+    """An SR image in [0, 1] (float) as the stored uint16 (clipped, rounded to SR_SCALE)."""
+    scaled = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * np.float32(1 / SR_SCALE)
+    return np.rint(scaled).astype(np.uint16)
+
+
+def read_sr(h5: h5py.File | h5py.Group, model: str, time_point: int | None = None,
+            channel: int | None = None) -> np.ndarray:
+    """SR images of ``model`` as float32 in [0, 1]: all (T, C, sY, sX), one time point's
+    (C, sY, sX), or one (sY, sX). Entries never written (``/timestamps/sr_written`` 0) are NaN."""
+    dataset = h5[SR_GROUP][model]
+    index: tuple[Any, ...] = tuple(i for i in (time_point, channel) if i is not None)
+    if time_point is None and channel is not None:
+        index = (slice(None), channel)
+    image = dataset[index].astype(np.float32) * np.float32(dataset.attrs.get("scale", 1.0))
+    if dataset.dtype.kind != "f" and SR_WRITTEN in h5:
+        written = np.asarray(h5[SR_WRITTEN][index], dtype=bool)
+        image[~written] = np.nan
+    return image
 
 
 def write_metadata(h5: h5py.File | h5py.Group, metadata: Mapping[str, Any]) -> None:

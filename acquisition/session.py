@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from acquisition import run_file
 from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
 from acquisition.photon_calibration import PhotonCalibration, emulator_photon_calibration
 from acquisition.protocol import Protocol
@@ -191,7 +192,8 @@ class RunSession:
                                 raw_shape, mode=self.protocol.mode,
                                 heartbeat_s=self.options.heartbeat_s,
                                 log_file=self.worker_log, calibration=self._worker_calibration,
-                                imc_model=self.protocol.imc_model if self.protocol.imc else None)
+                                imc_model=self.protocol.imc_model if self.protocol.imc else None,
+                                sr_encoding="uint16")
         self.supervisor = WorkerSupervisor(
             command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
@@ -321,7 +323,8 @@ class RunSession:
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
                     self.recorder.record_event("reconstruction_fallback", detail=note)
-            if self.hello.get("calibrated") is False:
+            needs_calibration = any(self.methods[c] != "passthrough" for c in self.sr_channels)
+            if self.hello.get("calibrated") is False and needs_calibration:
                 self.recorder.record_event("uncalibrated", detail=(
                     "no camera calibration: photon counts are NaN and the camera offset is not "
                     "subtracted before reconstruction (Wiener SR degrades); set calibration"))
@@ -450,6 +453,8 @@ class RunSession:
         if now - self._last_display.get(topic, -1e9) < 1.0 / self.options.display_max_hz:
             return
         self._last_display[topic] = now
+        if topic == "sr" and image.dtype == np.uint16:  # viewers get float32 in [0, 1]
+            image = image.astype(np.float32) * np.float32(run_file.SR_SCALE)
         kind = {"wf": Kind.WIDEFIELD, "sr": Kind.SR_RESULT, "imc": Kind.IMC_RESULT}.get(
             topic, Kind.RAW_SET)
         header = header_for(kind, self.run_id, time_point, image, time_point=time_point,
@@ -512,7 +517,13 @@ class RunSession:
             self.results.rejected += 1
             logger.warning("unexpected %s for channel %d", head.kind, head.channel)
             return
-        if message.array.shape != recorder.layout.sr_shape:
+        image = message.array
+        if image.dtype == np.uint16 and head.info.get("sr_scale") != run_file.SR_SCALE:
+            recorder.record_event("sr_failed", head.time_point, -1,
+                                  f"channel {head.channel}: uint16 SR with scale "
+                                  f"{head.info.get('sr_scale')!r}, not the file's")
+            return
+        if image.shape != recorder.layout.sr_shape:
             recorder.record_event("sr_failed", head.time_point, -1,
                                   f"channel {head.channel}: SR shape {message.array.shape} is not "
                                   f"the run's {recorder.layout.sr_shape}")
@@ -524,11 +535,11 @@ class RunSession:
         timings = head.info.get("timings_ms", {})
         inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
-                          message.array, float(head.info.get("photon_count", float("nan"))),
+                          image, float(head.info.get("photon_count", float("nan"))),
                           latency_ms, inference_ms)
         self._latencies.append(latency_ms)
         self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
-        self._publish("sr", head.time_point, head.channel, message.array)
+        self._publish("sr", head.time_point, head.channel, image)
 
     def _on_imc(self, message: Message, recorder: RunRecorder) -> None:
         """Write an IMC-SR split (3, sY, sX) and offer it to the display."""

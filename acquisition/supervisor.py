@@ -36,6 +36,7 @@ class WorkerCommand:
     log_file: Path | None = None
     calibration: Path | None = None
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
+    sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
 
     def argv(self) -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -50,6 +51,8 @@ class WorkerCommand:
             args += ["--calibration", str(self.calibration)]
         if self.imc_model is not None:
             args += ["--imc-model", self.imc_model]
+        if self.sr_encoding != "float32":
+            args += ["--sr-encoding", self.sr_encoding]
         return args
 
 

@@ -62,6 +62,7 @@ class WorkerOptions:
     calibration: Path | None = None  # camera or photon calibration file: photon counts
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
+    sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
 
 
 @dataclass
@@ -91,6 +92,18 @@ def resolve_method(method: str) -> tuple[str, str]:
 MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
 PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 FLUSH_COMMAND = "flush"
+SR_ENCODINGS = ("float32", "uint16")
+SR_UINT16_SCALE = 1.0 / 65535.0  # uint16 SR payload: value = stored x scale (as the run file)
+
+
+def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, float]]:
+    """The SR payload in the requested encoding and the info fields describing it."""
+    if encoding == "float32":
+        return image, {}
+    if encoding != "uint16":
+        raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {encoding!r}")
+    scaled = np.clip(image, 0.0, 1.0) * np.float32(1 / SR_UINT16_SCALE)
+    return np.rint(scaled).astype(np.uint16), {"sr_scale": SR_UINT16_SCALE}
 
 
 @dataclass(frozen=True)
@@ -276,7 +289,7 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                     break
                 continue
             last_work = time.monotonic()
-            _handle(message, reconstructors, state, send, imc)
+            _handle(message, reconstructors, state, send, imc, options.sr_encoding)
     finally:
         state.stop.set()
         beat.join(options.heartbeat_s * 4)
@@ -289,7 +302,7 @@ Sender = Callable[[dict[str, Any], Kind, np.ndarray | None], bool]
 
 
 def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state: WorkerState,
-            send: Sender, imc: ImcStage | None = None) -> None:
+            send: Sender, imc: ImcStage | None = None, sr_encoding: str = "float32") -> None:
     head: Header = message.header
     if head.kind is Kind.EVENT and head.info.get("command") == FLUSH_COMMAND:
         flushed = _send_imc(imc.stream.finish(), imc, head, send) if imc is not None else 0
@@ -328,8 +341,9 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
     finally:
         state.busy_since_s = 0.0
     image = np.ascontiguousarray(result.image, dtype=np.float32)
-    info = {**result_info(result), "raw_sent_s": head.sent_s}
-    if send({**common, "info": info}, Kind.SR_RESULT, image):
+    payload, encoding_info = encode_sr(image, sr_encoding)
+    info = {**result_info(result), "raw_sent_s": head.sent_s, **encoding_info}
+    if send({**common, "info": info}, Kind.SR_RESULT, payload):
         state.processed += 1
     if imc is not None and head.channel == imc.channel:
         try:
@@ -373,6 +387,8 @@ def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) ->
 def run_worker(options: WorkerOptions) -> WorkerState:
     """Load the models, announce them, and serve until stopped (the `livesim infer` body)."""
     state = WorkerState()
+    if options.sr_encoding not in SR_ENCODINGS:
+        raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {options.sr_encoding!r}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
     try:

@@ -20,8 +20,11 @@ from inference.imc.live import ImcSeparator
 from inference.model_file import save_model
 from inference.models.imcsr import Imcsr, ImcsrOptions
 from sim_emulator.microscope import EmulatorConfig
+from sim_emulator.samples import Dynamics
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
+STILL = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
+                 bleach_rate_per_s=0.0)
 FAST = SessionOptions(heartbeat_s=0.2, heartbeat_timeout_s=5.0, fsync=False, drain_idle_s=20.0)
 
 
@@ -44,7 +47,7 @@ def test_run_with_imc_writes_three_channels_for_every_time_point(tmp_path: Path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     with h5py.File(output, "r") as h5:
         imc = h5["imc"][()]
-        sr = h5["sr"][next(iter(h5["sr"]))][:, 0]
+        sr = run_file.read_sr(h5, next(iter(h5["sr"])), channel=0)
         names = [str(n) for n in h5["imc"].attrs["channel_names"]]
         pixel_um = h5["imc"].attrs["element_size_um"]
         meta = run_file.read_metadata(h5)
@@ -73,7 +76,8 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
     """Two colours, 10 and 20 ms: each set's photon count is the emulator's injected count."""
     config = EmulatorConfig(size_px=48, seed=3, structure="mix",
                             mix_structures=("microtubules", "ccps", "f-actin"),
-                            labels_nm={"microtubules": 488, "ccps": 560, "f-actin": 560})
+                            labels_nm={"microtubules": 488, "ccps": 560, "f-actin": 560},
+                            dynamics=STILL)  # a moving sample changes its own photon count
     exposures_ms = (10.0, 20.0)
     rig = Rig.emulator(config)
     try:

@@ -58,8 +58,13 @@ def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
         np.testing.assert_array_equal(h5["timestamps/sequence"][:, 1, 0], [9, 27, 45])
         assert h5["timestamps/complete"][()].tolist() == [1, 1, 1]
         sr = h5["sr/dfcan-sim"]
-        assert sr.shape == (3, 2, 32, 32)
-        assert np.allclose(sr[2, 0], 0.2) and np.isnan(sr[2, 1]).all()  # never written = NaN
+        assert sr.shape == (3, 2, 32, 32) and sr.dtype == np.uint16
+        assert (sr[2, 0] == round(0.2 * 65535)).all() and sr.attrs["scale"] == 1 / 65535
+        assert h5["timestamps/sr_written"][()].tolist() == [[1, 0], [1, 0], [1, 0]]
+        images = run_file.read_sr(h5, "dfcan-sim")
+        np.testing.assert_allclose(images[:, 0, 5, 5], [0.0, 0.1, 0.2], atol=1e-5)
+        assert np.isnan(images[:, 1]).all()  # never written = NaN
+        assert np.isnan(run_file.read_sr(h5, "dfcan-sim", 2, 1)).all()
         assert h5["photon_count"][0, 0] == 55.0
         assert np.isnan(h5["imc"][0]).all() and (h5["imc"][1] == 1).all()
         assert list(h5["imc"].attrs["channel_names"]) == ["CCPs", "MTs", "F-actin"]
