@@ -39,6 +39,8 @@ def tf1_resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     y0, y1, yl = tf1_resize_taps(in_h, out_h)
     x0, x1, xl = tf1_resize_taps(in_w, out_w)
+    if not yl.any() and not xl.any():  # integer downsampling: TF reads exactly every k-th sample
+        return _decimate(x, y0, x0)
     dev = x.device
     y0_t, y1_t = torch.as_tensor(y0, device=dev), torch.as_tensor(y1, device=dev)
     x0_t, x1_t = torch.as_tensor(x0, device=dev), torch.as_tensor(x1, device=dev)
@@ -51,6 +53,19 @@ def tf1_resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     top = top_left + (top_right - top_left) * xl_t
     bottom = bot_left + (bot_right - bot_left) * xl_t
     return top + (bottom - top) * yl_t
+
+
+def _decimate(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """Pick rows/cols (lerp 0 everywhere); strided slicing when they are evenly spaced from 0."""
+    out = []
+    for axis, index in ((-2, rows), (-1, cols)):
+        step = int(index[1] - index[0]) if index.size > 1 else 1
+        if index[0] == 0 and step > 0 and np.array_equal(index, np.arange(index.size) * step):
+            out.append(slice(0, int(index[-1]) + 1, step))
+        else:
+            x = x.index_select(axis, torch.as_tensor(index, device=x.device))
+            out.append(slice(None))
+    return x[..., out[0], out[1]]
 
 
 def tf1_resize_matrix(in_size: int, out_size: int) -> np.ndarray:

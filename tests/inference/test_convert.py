@@ -193,6 +193,7 @@ def test_forward_matches_keras_graph_on_crop(dlsr_assets: Path, key: str, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_dfcan_sim_full_mrc_matches_keras_graph(dlsr_assets: Path) -> None:
     """The whole 256x256 MRC through DFCAN-SIM (spectrum decimated 256 -> 128)."""
     x = _min_max(_mrc_frames(dlsr_assets))

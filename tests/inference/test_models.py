@@ -54,7 +54,7 @@ def test_tf1_resize_downsampling_decimates() -> None:
     assert got == pytest.approx([0.0, 4.0 + 0.5 * (9.0 - 4.0)])  # src = 0 and 2.5
 
 
-@pytest.mark.parametrize("shape", [(7, 9), (8, 6), (5, 5), (12, 13)])
+@pytest.mark.parametrize("shape", [(7, 9), (8, 6), (5, 5), (12, 13), (32, 48)])
 @pytest.mark.parametrize("out", [(16, 16), (4, 3)])
 def test_tf1_resize_matches_loop_reference(shape: tuple[int, int], out: tuple[int, int]) -> None:
     img = np.random.default_rng(1).random(shape)

@@ -98,6 +98,7 @@ def test_convert_then_predict_sisr_crop_from_mrc(tmp_path: Path, dlsr_assets: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_predict_full_mrc_with_converted_dfcan_sim(tmp_path: Path, dlsr_assets: Path) -> None:
     _invoke(
         "convert-weights",
