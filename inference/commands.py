@@ -150,6 +150,6 @@ def bench_inference(
             f"{row.frames_per_s:.3g}" if row.frames_per_s is not None else "-",
             row.note,
         )
-    Console().print(table)
+    Console(width=160).print(table)
     if json_out is not None:
         json_out.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
