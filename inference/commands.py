@@ -111,8 +111,8 @@ def bench_inference(
     models: str = typer.Option(
         "dfcan-sim",
         "--models",
-        help="bundled names, model files, or dfcan-sim/dfcan-sisr/"
-        "dfgan-sim architectures with random weights",
+        help="bundled names, model files, or dfcan-sim-full / dfcan-sisr-full / "
+        "dfgan-sim-full (the authors' full-size architectures, random weights)",
     ),
     device: str = typer.Option("auto", "--device"),
     iterations: int = typer.Option(3, "--iterations", help="timed runs per case (max)"),

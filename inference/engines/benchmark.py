@@ -17,7 +17,8 @@ from inference.models import build_model
 
 log = logging.getLogger(__name__)
 
-# Benchmark stand-ins when the bundled weights are absent: architecture, options, mode.
+# Full-size random-weight stand-ins ('<name>-full', or a bundled name that is not installed):
+# the authors' architecture at full cost; architecture, options, mode.
 RANDOM_STANDINS = {
     "dfcan-sim": ("dfcan", {"input_channels": 9}, "sim"),
     "dfcan-sisr": ("dfcan", {"input_channels": 1}, "sisr"),
@@ -40,19 +41,23 @@ class BenchRow:
 
 
 def benchmark_model(name: str) -> LoadedModel:
-    """A bundled / file model, or a random-weight stand-in of the same architecture."""
-    try:
-        return load_model(name)
-    except ValueError:
-        if name not in RANDOM_STANDINS:
-            raise
-    arch, options, mode = RANDOM_STANDINS[name]
+    """A bundled / file model, or a full-size random-weight stand-in ('dfcan-sim-full', ...)."""
+    base = name.removesuffix("-full")
+    if name == base:
+        try:
+            return load_model(name)
+        except ValueError:
+            if name not in RANDOM_STANDINS:
+                raise
+    if base not in RANDOM_STANDINS:
+        raise ValueError(f"no full-size stand-in {name!r}; known: {sorted(RANDOM_STANDINS)}")
+    arch, options, mode = RANDOM_STANDINS[base]
     torch.manual_seed(0)
     module = build_model(arch, options).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     info = ModelInfo(
-        name=f"{name} (random weights)",
+        name=f"{base} (full size, random weights)",
         architecture=arch,
         options=options,
         mode=mode,  # type: ignore[arg-type]
