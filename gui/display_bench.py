@@ -45,7 +45,11 @@ class DisplayBenchResult:
     capacity_sr_per_s: float = float("nan")
     feed_hz: float = 0.0
     cpu_ms_per_update: float = float("nan")  # window process CPU per (raw + SR) update pair
+    render_sr_cpu_ms: float = float("nan")  # CPU ms to set + paint one SR image in the window
+    render_raw_cpu_ms: float = float("nan")  # the same for one raw frame
     load_average: float = float("nan")
+    headless_cpu_ms_per_frame: float = float("nan")  # pipeline + worker CPU per raw frame
+    with_display_cpu_ms_per_frame: float = float("nan")
 
     @property
     def slowdown_pct(self) -> float:
@@ -60,6 +64,8 @@ class DisplayBenchResult:
             f"raw frames/s headless        {self.headless_fps:8.0f}",
             f"raw frames/s with the window {self.with_display_fps:8.0f}  "
             f"({self.slowdown_pct:+.1f} % slower; target within 5 %)",
+            f"pipeline CPU per raw frame: headless {self.headless_cpu_ms_per_frame:.2f} ms, "
+            f"with the window {self.with_display_cpu_ms_per_frame:.2f} ms",
             f"window: SR view {self.sr_updates_per_s:.1f} updates/s, raw view "
             f"{self.raw_updates_per_s:.1f} updates/s, any view {self.display_updates_per_s:.1f}"
             f"/s over {self.window_s:.1f} s (target >= 30)",
@@ -67,6 +73,10 @@ class DisplayBenchResult:
             f"SR {self.sr_shape}): SR view {self.capacity_sr_per_s:.1f} updates/s, raw view "
             f"{self.capacity_raw_per_s:.1f} updates/s; window CPU {self.cpu_ms_per_update:.1f} ms "
             f"per raw+SR update pair (one free core: ~{1000 / self.cpu_ms_per_update:.0f}/s)",
+            f"render cost in the window (CPU, set + paint): SR {self.render_sr_cpu_ms:.1f} ms, "
+            f"raw {self.render_raw_cpu_ms:.1f} ms -> ~"
+            f"{1000 / (self.render_sr_cpu_ms + self.render_raw_cpu_ms):.0f} raw+SR updates/s "
+            "on one free core",
             f"1-minute load average at the end: {self.load_average:.1f}",
         ]
 
@@ -76,11 +86,13 @@ def _pipeline_argv(folder: Path, size_px: int, time_points: int) -> list[str]:
             "--size-px", str(size_px), "--time-points", str(time_points)]
 
 
-def _pipeline_fps(process: subprocess.Popen[str], timeout_s: float) -> float:
+def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> tuple[float, float]:
+    """(raw frames/s, CPU ms per raw frame) reported by a pipeline process."""
     out, _ = process.communicate(timeout=timeout_s)
     if process.returncode != 0:
         raise RuntimeError(f"bench pipeline exited with code {process.returncode}")
-    return float(json.loads(out.strip().splitlines()[-1])["raw_fps"])
+    report = json.loads(out.strip().splitlines()[-1])
+    return float(report["raw_fps"]), float(report["cpu_ms_per_frame"])
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
@@ -103,11 +115,11 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         if time_points <= 0:  # size the run to about `seconds` from a short headless probe
             probe = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, 20),
                                      stdout=subprocess.PIPE, text=True)
-            fps = _pipeline_fps(probe, timeout_s)
+            fps, _ = _pipeline_figures(probe, timeout_s)
             time_points = max(20, int(seconds * fps / 9))
         headless = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, time_points),
                                     stdout=subprocess.PIPE, text=True)
-        headless_fps = _pipeline_fps(headless, timeout_s)
+        headless_fps, headless_cpu = _pipeline_figures(headless, timeout_s)
 
         app = pg.mkQApp("livesim-bench")
         apply_dark_theme(app)
@@ -141,13 +153,15 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         sr_rate = (window.sr_panel.updates - sr0) / span
         display_rate = (window.display_updates - any0) / span
         sr_shape = tuple(window.sr_panel.image.shape) if window.sr_panel.image is not None else ()
-        with_display_fps = _pipeline_fps(process, timeout_s)
+        with_display_fps, with_display_cpu = _pipeline_figures(process, timeout_s)
         capacity = _window_capacity(app, window, scratch, size_px, seconds, FEED_HZ)
+        render = _render_cost_ms(app, window, size_px)
         window.close()
         return DisplayBenchResult(size_px, time_points, headless_fps, with_display_fps,
                                   raw_rate, sr_rate, display_rate, sr_shape, span,
                                   capacity[0], capacity[1], FEED_HZ, capacity[2],
-                                  os.getloadavg()[0])
+                                  render[0], render[1], os.getloadavg()[0], headless_cpu,
+                                  with_display_cpu)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -184,6 +198,27 @@ def _window_capacity(app: Any, window: Any, scratch: Path, size_px: int, seconds
         feed.wait(seconds + 30.0)
 
 
+def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[float, float]:
+    """CPU ms per image set and painted in the window's SR and raw views (levels as live)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    srs = [rng.random((2 * size_px, 2 * size_px), dtype=np.float32) for _ in range(4)]
+    raws = [(100 + rng.poisson(50, size=(size_px, size_px))).astype(np.uint16)
+            for _ in range(4)]
+    costs = []
+    for panel, images in ((window.sr_panel, srs), (window.raw_panel, raws)):
+        for image in images:  # warm-up: levels, histogram, decimation settle
+            panel.set_image(image)
+            app.processEvents()
+        start = time.process_time()
+        for i in range(n):
+            panel.set_image(images[i % len(images)])
+            panel.graphics.repaint()
+        costs.append(1e3 * (time.process_time() - start) / n)
+    return costs[0], costs[1]
+
+
 def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
     """Publish emulator-like raw sets and 2x SR images on a display PUB at ``hz`` per topic."""
     import numpy as np
@@ -216,13 +251,16 @@ def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
 
 def pipeline_main(folder: Path, size_px: int, time_points: int) -> None:
     """The pipeline process: print its raw frames/s as JSON (start to run file closed)."""
-    from acquisition.pipeline_bench import frame_bank, pipeline_run
+    from acquisition import pipeline_bench
 
     (folder / "ep").mkdir(parents=True, exist_ok=True)
-    bank = frame_bank(size_px)
-    fps, summary, path = pipeline_run(bank, time_points, folder, fsync=False)
+    bank = pipeline_bench.frame_bank(size_px)
+    fps, summary, path, cpu = pipeline_bench.measured_pipeline_run(bank, time_points, folder,
+                                                                   fsync=False)
     path.unlink(missing_ok=True)
-    sys.stdout.write(json.dumps({"raw_fps": fps, "sr_frames": summary.sr_frames}) + "\n")
+    sys.stdout.write(json.dumps({"raw_fps": fps, "sr_frames": summary.sr_frames,
+                                 "cpu_ms_per_frame": 1e3 * cpu / max(summary.raw_frames, 1)})
+                     + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
