@@ -32,6 +32,22 @@ REPLY_TIMEOUT_S = 10.0  # a command unanswered this long means the acquisition p
 START_TIMEOUT_S = 60.0
 
 
+def last_error_line(log_file: Path, max_bytes: int = 16_384) -> str:
+    """The last line of a process log that names an exception or error (the cause of death)."""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - max_bytes))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        text = line.strip()
+        if text and ("Error" in text or "ERROR" in text or "Exception" in text):
+            return text[:500]
+    return ""
+
+
 @dataclass(frozen=True)
 class HostOptions:
     """How to start the acquisition process."""
@@ -76,6 +92,7 @@ class HostLink:
         self._last_status_s = 0.0
         self._last_event_id = 0
         self._reported_dead = False
+        self.log_file: Path | None = None
 
     @classmethod
     def start(cls, options: HostOptions, on_event: Callable[[str, str], None] | None = None,
@@ -96,7 +113,9 @@ class HostLink:
         finally:
             log.close()
         logger.info("acquisition process started (pid %d, log in %s)", process.pid, folder)
-        return cls(control, display, process, on_event=on_event)
+        link = cls(control, display, process, on_event=on_event)
+        link.log_file = options.log_file or folder / "acquisition.log"
+        return link
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -155,7 +174,9 @@ class HostLink:
             self._reported_dead = True
             self.state.alive = False
             self.state.exit_code = code
-            self.on_event("error", f"acquisition process exited with code {code}")
+            reason = last_error_line(self.log_file) if self.log_file is not None else ""
+            self.on_event("error", f"acquisition process exited with code {code}"
+                                   + (f": {reason}" if reason else ""))
 
     # --- images -------------------------------------------------------------------------------
 

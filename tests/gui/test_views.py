@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pytestqt.qtbot import QtBot
 
 from acquisition.protocol import Protocol
 from gui.composite_panel import CompositePanel
@@ -192,3 +193,20 @@ def test_editor_matches_mode_to_reconstruction(qtbot: object, tmp_path: Path) ->
     assert editor.protocol().mode == "sim"
     assert editor.protocol().output.parent == tmp_path
     editor.deleteLater()
+
+
+def test_acquisition_process_failure_shows_its_cause(qtbot: QtBot, tmp_path: Path) -> None:
+    from gui.host_link import HostLink, HostOptions
+
+    bad = tmp_path / "rig.cfg"
+    bad.write_text("Device,Camera,NoSuchLibrary,NoSuchCamera\n")
+    events: list[tuple[str, str]] = []
+    link = HostLink.start(HostOptions(rig=str(bad)), on_event=lambda *e: events.append(e),
+                          folder=tmp_path / "host")
+    try:
+        qtbot.waitUntil(lambda: (link.tick() or True) and not link.state.alive, timeout=60_000)
+        errors = [text for level, text in events if level == "error"]
+        assert len(errors) == 1 and "acquisition process exited with code 1" in errors[0]
+        assert "NoSuchLibrary" in errors[0] or "rig.cfg" in errors[0], errors[0]
+    finally:
+        link.close()
