@@ -204,7 +204,11 @@ def test_acquisition_process_failure_shows_its_cause(qtbot: QtBot, tmp_path: Pat
     link = HostLink.start(HostOptions(rig=str(bad)), on_event=lambda *e: events.append(e),
                           folder=tmp_path / "host")
     try:
-        qtbot.waitUntil(lambda: (link.tick() or True) and not link.state.alive, timeout=60_000)
+        def dead() -> bool:
+            link.tick()
+            return not link.state.alive
+
+        qtbot.waitUntil(dead, timeout=60_000)
         errors = [text for level, text in events if level == "error"]
         assert len(errors) == 1 and "acquisition process exited with code 1" in errors[0]
         assert "NoSuchLibrary" in errors[0] or "rig.cfg" in errors[0], errors[0]
