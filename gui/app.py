@@ -37,6 +37,7 @@ class GuiOptions:
     settings_file: Path | None = None
     autostart: bool = False
     imc: bool = False
+    model: str | None = None  # reconstruction method name (protocol value), None: as saved
 
 
 def apply_dark_theme(app: object) -> None:
@@ -73,6 +74,8 @@ def run_gui(options: GuiOptions) -> int:
         window.load_protocol(options.protocol_file)
     if options.imc:
         window.editor.imc.setChecked(True)
+    if options.model is not None:
+        window.editor.set_reconstruction(options.model)
     window.resize(1600, 1000)
     window.show()
     if options.autostart or options.screenshot is not None:

@@ -19,6 +19,8 @@ def gui_command(
     config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
     size_px: int | None = typer.Option(None, "--size-px", help="Frame size (square ROI)."),
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
+    model: str | None = typer.Option(
+        None, "--model", help="Reconstruction: dfcan-sim, dfgan-sim, dfcan-sisr, wiener, none."),
     imc: bool = typer.Option(False, "--imc", help="Turn IMC-SR on at start."),
     live: bool = typer.Option(False, "--live", help="Start live view at once."),
     screenshot: Path | None = typer.Option(None, "--screenshot", help="Save a PNG and exit."),
@@ -27,6 +29,7 @@ def gui_command(
 ) -> None:
     """The live-session window (pyqtgraph): live raw/SR/IMC views, pattern check, recording."""
     from gui.app import GuiOptions, offscreen_if_headless, run_gui
+    from gui.protocol_editor import RECONSTRUCTIONS
 
     if emulator and config is not None:
         raise typer.BadParameter("give --emulator or --config, not both")
@@ -34,12 +37,16 @@ def gui_command(
         raise typer.BadParameter(f"--config {config}: no such file")
     if protocol_file is not None and not protocol_file.is_file():
         raise typer.BadParameter(f"{protocol_file}: no such protocol file")
+    if model is not None and model not in RECONSTRUCTIONS.values():
+        raise typer.BadParameter(f"--model {model!r}: choose one of "
+                                 f"{', '.join(RECONSTRUCTIONS.values())}")
     if screenshot is not None:
         offscreen_if_headless()
     code = run_gui(GuiOptions(rig=str(config) if config else "emulator",
                               protocol_file=protocol_file, size_px=size_px, structure=structure,
                               screenshot=screenshot, run_seconds=run_seconds,
-                              settings_file=settings_file, autostart=live, imc=imc))
+                              settings_file=settings_file, autostart=live, imc=imc,
+                              model=model))
     if screenshot is not None:
         typer.echo(f"screenshot: {screenshot}")
     raise typer.Exit(code)

@@ -134,6 +134,14 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         form.addRow("file name", self.stem)
         grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
 
+    def set_reconstruction(self, method: str) -> None:
+        """Select a reconstruction by its protocol value (e.g. 'wiener', 'dfcan-sim')."""
+        names = {v: k for k, v in RECONSTRUCTIONS.items()}
+        if method not in names:
+            raise ProtocolError(f"field 'reconstruction' = {method!r}: the panel offers "
+                                f"{list(RECONSTRUCTIONS.values())}")
+        self.reconstruction.setCurrentText(names[method])
+
     def _match_mode(self, choice: str) -> None:
         """DFCAN-SISR reconstructs one wide-field frame; the SIM models need SIM sets."""
         if choice == "DFCAN-SISR":
