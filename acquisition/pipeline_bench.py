@@ -5,12 +5,15 @@ camera delivers frames for free) -> AcquisitionEngine -> ZeroMQ -> passthrough w
 -> results back -> RunRecorder (SWMR, flushed per time point). In the same run and on the same
 frames: bare pyzmq PUSH/PULL to another process, and bare h5py writing of the raw frames with
 the same chunking and flushing. Reports sustained lossless raw frames/s, SR latency p50/p99
-and the ratio of the pipeline to the slower bare limit.
+and the ratio of the pipeline to the slower bare limit, plus CPU time per raw frame of each
+(process CPU, all threads and processes involved: independent of how loaded the machine is).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,6 +58,7 @@ class PipelineBenchResult:
     raw_mismatched: int
     sr_frames: int
     sr_skips: int
+    cpu_ms_per_frame: dict[str, float]
 
     @property
     def ratio(self) -> float:
@@ -79,6 +83,8 @@ class PipelineBenchResult:
             f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips}",
             f"SR latency (raw sent -> SR received): p50 {self.latency_p50_ms:.1f} ms, "
             f"p99 {self.latency_p99_ms:.1f} ms",
+            "CPU ms per raw frame (all processes): " + ", ".join(
+                f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_frame.items()),
         ]
 
 
@@ -133,8 +139,23 @@ _SINK = textwrap.dedent("""
 """)
 
 
-def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> float:
-    """Lossless PUSH/PULL of the same sets to another process over ipc, frames/s."""
+def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (all threads) or of its reaped children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc); NaN if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> tuple[float, float]:
+    """Lossless PUSH/PULL of the same sets to another process over ipc: (frames/s, CPU s)."""
     context = zmq.Context()
     endpoint = Endpoints.ipc(folder).raw
     push = context.socket(zmq.PUSH)
@@ -144,43 +165,48 @@ def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> float:
     push.bind(endpoint)
     sink = subprocess.Popen([sys.executable, "-c", _SINK, endpoint, str(time_points)],
                             stdout=subprocess.PIPE, text=True)
+    children = cpu_s(resource.RUSAGE_CHILDREN)
+    sink_cpu = float("nan")
     try:
         first = bank[0]
         push.send_multipart(encode(header_for(Kind.RAW_SET, "warm", 0, first), first),
                             copy=False)  # the first send waits for the sink to connect
+        sink_cpu = process_cpu_s(sink.pid)  # its start-up (interpreter, imports) is not counted
+        own = cpu_s()
         start = time.time()
         for t in range(1, time_points):
             frames = bank[t % len(bank)]
             push.send_multipart(encode(header_for(Kind.RAW_SET, "bench", t, frames), frames),
                                 copy=False)
+        own = cpu_s() - own
         out, _ = sink.communicate(timeout=120)
         end = float(out.strip().splitlines()[-1])
+        sink_cpu = cpu_s(resource.RUSAGE_CHILDREN) - children - sink_cpu
     finally:
         if sink.poll() is None:
             sink.kill()
         push.close()
         context.term()
-    return (time_points - 1) * bank.shape[1] / (end - start)
+    return (time_points - 1) * bank.shape[1] / (end - start), own + sink_cpu
 
 
 def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
-                  same_bytes: bool = False) -> float:
-    """Raw frames/s of plain h5py: (T, 1, 9, Y, X), chunk per frame, flush per time point.
+                  same_bytes: bool = False) -> tuple[float, float]:
+    """Plain h5py: (T, 1, 9, Y, X), chunk per frame, flush per time point: (frames/s, CPU s).
 
     With ``same_bytes`` it also writes what the run file holds per set besides raw: the
-    float32 wide-field mean and a float32 2x SR image (the bytes the pipeline must write).
+    float32 wide-field mean and a uint16 2x SR image (the bytes the pipeline must write).
     """
-    import os
-
     path = folder / "bare.h5"
     frame = bank.shape[2:]
-    sr_image = np.zeros((2 * frame[0], 2 * frame[1]), np.float32)
+    sr_image = np.zeros((2 * frame[0], 2 * frame[1]), np.uint16)
     start = time.perf_counter()
+    cpu = cpu_s()
     with h5py.File(path, "w", libver="latest") as h5:
         raw = run_file.create_image_dataset(h5, run_file.RAW, frame, (0, 1, 9), np.uint16, 62.6)
         wf = run_file.create_image_dataset(h5, run_file.WIDEFIELD, frame, (0, 1), np.float32,
                                            62.6)
-        sr = run_file.create_image_dataset(h5, "sr", sr_image.shape, (0, 1), np.float32, 31.3)
+        sr = run_file.create_image_dataset(h5, "sr", sr_image.shape, (0, 1), np.uint16, 31.3)
         for t in range(time_points):
             raw.resize(t + 1, axis=0)
             raw[t, 0] = bank[t % len(bank)]
@@ -193,13 +219,22 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
             if fsync:
                 os.fsync(h5.id.get_vfd_handle())
     elapsed = time.perf_counter() - start
+    cpu = cpu_s() - cpu
     path.unlink()
-    return time_points * bank.shape[1] / elapsed
+    return time_points * bank.shape[1] / elapsed, cpu
 
 
 def pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
                  ) -> tuple[float, Any, Path]:
     """The full pipeline on the bank; returns frames/s (start to file closed), summary, path."""
+    fps, summary, path, _cpu = measured_pipeline_run(bank, time_points, folder, fsync)
+    return fps, summary, path
+
+
+def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
+                          ) -> tuple[float, Any, Path, float]:
+    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
+    path, and CPU seconds from the first time point on (this process + the worker)."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": LASER_NM, "reconstruction": "passthrough"}],
@@ -208,10 +243,20 @@ def pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
     session = RunSession(BankSource(bank), None, protocol, (bank.shape[2], bank.shape[3]),
                          62.6, options=SessionOptions(fsync=fsync),
                          endpoints=Endpoints.ipc(folder / "ep"))
-    summary = session.run()
+    at_start: list[float] = []
+    children = cpu_s(resource.RUSAGE_CHILDREN)
+
+    def first_time_point(_progress: Any) -> None:
+        if not at_start and session.supervisor and session.supervisor.process:
+            # the worker's start-up (imports, model) is not part of the pipeline's cost
+            at_start.extend([cpu_s(), process_cpu_s(session.supervisor.process.pid)])
+
+    summary = session.run(progress=first_time_point)
     if summary.error:
         raise RuntimeError(f"pipeline run failed: {summary.error}")
-    return summary.raw_frames / summary.recorded_s, summary, output
+    worker = cpu_s(resource.RUSAGE_CHILDREN) - children - at_start[1]
+    cpu = cpu_s() - at_start[0] + worker
+    return summary.raw_frames / summary.recorded_s, summary, output, cpu
 
 
 def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int, int]:
@@ -233,17 +278,23 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
     scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-", dir=folder))
     try:
         bank = frame_bank(size_px)
-        zmq_fps = bare_zmq_fps(bank, time_points, scratch)
-        h5_fps = bare_h5py_fps(bank, time_points, scratch, fsync)
-        h5_same_fps = bare_h5py_fps(bank, time_points, scratch, fsync, same_bytes=True)
-        pipe_fps, summary, path = pipeline_run(bank, time_points, scratch, fsync)
+        frames = time_points * bank.shape[1]
+        zmq_fps, zmq_cpu = bare_zmq_fps(bank, time_points, scratch)
+        h5_fps, h5_cpu = bare_h5py_fps(bank, time_points, scratch, fsync)
+        h5_same_fps, h5_same_cpu = bare_h5py_fps(bank, time_points, scratch, fsync,
+                                                 same_bytes=True)
+        pipe_fps, summary, path, pipe_cpu = measured_pipeline_run(bank, time_points, scratch,
+                                                                  fsync)
         lost, mismatched = check_lossless(path, bank, time_points)
+        cpu_ms = {"pipeline": pipe_cpu, "bare zmq": zmq_cpu, "bare h5py raw": h5_cpu,
+                  "bare h5py same bytes": h5_same_cpu}
         return PipelineBenchResult(
             time_points=time_points, size_px=size_px, fsync=fsync, pipeline_fps=pipe_fps,
             zmq_fps=zmq_fps, h5py_fps=h5_fps, h5py_same_bytes_fps=h5_same_fps,
             latency_p50_ms=summary.latency_percentile_ms(50),
             latency_p99_ms=summary.latency_percentile_ms(99), raw_lost=lost,
             raw_mismatched=mismatched, sr_frames=summary.sr_frames,
-            sr_skips=summary.events.get("sr_skip", 0))
+            sr_skips=summary.events.get("sr_skip", 0),
+            cpu_ms_per_frame={k: v * 1e3 / frames for k, v in cpu_ms.items()})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

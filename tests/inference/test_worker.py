@@ -207,3 +207,16 @@ def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
     finally:
         state.stop.set()
         thread.join(5)
+
+
+def test_uint16_sr_encoding_is_within_half_a_step() -> None:
+    from inference.worker import SR_UINT16_SCALE, encode_sr
+
+    image = np.random.default_rng(4).uniform(-0.2, 1.2, (64, 48)).astype(np.float32)
+    stored, info = encode_sr(image, "uint16")
+    assert stored.dtype == np.uint16 and info == {"sr_scale": SR_UINT16_SCALE}
+    error = stored * SR_UINT16_SCALE - np.clip(image, 0, 1)
+    assert np.abs(error).max() <= 0.5 * SR_UINT16_SCALE + 1e-7
+    assert encode_sr(image, "float32")[0] is image
+    with pytest.raises(ValueError, match="sr_encoding"):
+        encode_sr(image, "float16")
