@@ -54,6 +54,7 @@ class PatternPanel(QtWidgets.QWidget):
         self.view.addItem(self.peaks)
         self.trend = self.graphics.addPlot(row=1, col=1, title="modulation depth")
         self.trend.setLabel("bottom", "check #")
+        self.trend.getAxis("bottom").setTickSpacing(major=10, minor=5)
         self.trend.setYRange(0.0, 1.05)
         self.trend.showGrid(y=True, alpha=0.2)
         self.trend.addLegend(offset=(-5, -5))
