@@ -88,6 +88,7 @@ def run_gui(options: GuiOptions) -> int:
                     logger.error("could not write the screenshot %s", options.screenshot)
                 else:
                     logger.info("screenshot saved to %s", options.screenshot)
+            window.close_without_asking = True
             window.close()
 
         QtCore.QTimer.singleShot(int(max(options.run_seconds, 0.1) * 1000), finish)

@@ -31,6 +31,8 @@ DISPLAY_PERIOD_MS = 15
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
+CLOSE_RECORDING_TIMEOUT_S = 120.0  # the acquisition process drains and closes the run file
+RECORD_START_GRACE_S = 5.0  # status may still say 'live' this long after Record is pressed
 ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
 HISTORY_CHECKS = 200
 RAW_SATURATION_ADU = 65_535  # 16-bit camera clipping
@@ -127,6 +129,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._last_photon_s = 0.0
         self._camera: dict[str, Any] = {}
         self._last_state = ""
+        self._record_requested_s = 0.0
+        self.close_without_asking = False  # screenshots, benchmarks and tests
         self.pattern_checker = PatternChecker()
         self._views_linked = False
         self._raw_scale = 0.0
@@ -250,6 +254,7 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.record_button.setChecked(False)
             return False
         self.link.command("record", protocol=data, display_channel=self.display_channel.value())
+        self._record_requested_s = time.monotonic()
         self.record_button.setChecked(True)
         self.editor.set_editable_while_recording(True)
         self.events.add("info", f"recording to {data['output']}")
@@ -448,11 +453,14 @@ class LiveWindow(QtWidgets.QMainWindow):
         if isinstance(names, list):
             self.composite.set_channel_names([str(n) for n in names])
         state = str(status.get("state", ""))
-        if self._last_state == "recording" and state != "recording":
-            self.record_button.setChecked(False)
-            self.editor.set_editable_while_recording(False)
-        if state in ("recording", "starting"):
+        recording = state in ("recording", "starting")
+        if recording:
+            self._record_requested_s = 0.0
             self.record_button.setChecked(True)
+        elif self.record_button.isChecked() and not status.get("busy") and (
+                time.monotonic() - self._record_requested_s > RECORD_START_GRACE_S):
+            self.record_button.setChecked(False)  # finished, stopped or failed
+            self.editor.set_editable_while_recording(False)
         self._last_state = state
 
     def _on_host_event(self, level: str, text: str) -> None:
@@ -494,11 +502,24 @@ class LiveWindow(QtWidgets.QMainWindow):
         except (ValueError, KeyError, TypeError, ProtocolError) as exc:
             self.events.add("warning", f"stored settings ignored: {exc}")
 
+    @property
+    def recording(self) -> bool:
+        """True while the acquisition process records (or starts to)."""
+        return self._last_state in ("recording", "starting")
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
-        """Save settings and stop the acquisition process (bounded)."""
+        """Save settings and stop the acquisition process (a recording is finished first)."""
+        if self.recording and self.isVisible() and not self.close_without_asking:
+            answer = QtWidgets.QMessageBox.question(
+                self, "Recording in progress",
+                "A recording is running. Stop it after the current time point, close the run "
+                "file and quit?")
+            if answer != QtWidgets.QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
         self.timer.stop()
         self.save_settings()
-        self.link.close()
+        self.link.close(timeout_s=CLOSE_RECORDING_TIMEOUT_S if self.recording else 15.0)
         super().closeEvent(event)
 
 

@@ -47,6 +47,7 @@ def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactor
     win.show()
     assert win.start_live()
     yield win
+    win.close_without_asking = True
     win.close()
     assert link.process is not None
     assert link.process.poll() is not None, "acquisition process still running after close"
