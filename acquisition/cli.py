@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "inference.training_commands",
     "acquisition.commands",
     "gui.commands",
+    "acquisition.soak",
+    "acquisition.bench_all",
 )
 
 
