@@ -366,7 +366,8 @@ class RecordingThread(threading.Thread):
         if summary is not None:
             level = "error" if summary.error else "info"
             self.host.events.add(level, (
-                f"recording done: {summary.engine.time_points} time points, "
+                f"recording done: {summary.engine.time_points} time points "
+                f"({summary.engine.stopped_reason}), "
                 f"{summary.raw_frames} raw / {summary.sr_frames} SR frames -> {summary.path}"
                 f"; events {summary.events or 'none'}"
                 + (f"; error: {summary.error}" if summary.error else "")))

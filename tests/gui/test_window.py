@@ -132,7 +132,7 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
     before = set(Path(window.editor.folder.text()).glob("*.h5"))
     assert window.start_record()
     assert not window.editor.isEnabled()  # no protocol edits while recording
-    done = "recording done: 4 time points"
+    done = "recording done: 4 time points (completed)"
     qtbot.waitUntil(lambda: any(done in t for t in _texts(window)), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.link.state.status.get("state") == "live", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not window.record_button.isChecked(), timeout=5_000)
@@ -142,8 +142,29 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
     with h5py.File(files.pop(), "r") as h5:
         raw = h5["raw"]
         assert raw.shape == (4, 1, 9, SIZE_PX, SIZE_PX) and raw.dtype == np.uint16
-        assert raw[3, 0, 8].max() > 100  # the last frame was written, not left empty
+        assert raw[()].reshape(36, -1).max(axis=1).min() > 100  # every frame written
         assert len(h5["sr"]) == 1
+
+
+def test_record_stop_closes_a_valid_file(window: LiveWindow, qtbot: QtBot) -> None:
+    window.editor.timepoints.setValue(100_000)
+    before = set(Path(window.editor.folder.text()).glob("*.h5"))
+    assert window.start_record()
+    qtbot.waitUntil(lambda: window.link.state.status.get("frames_written", 0) >= 27,
+                    timeout=WAIT_MS)
+    window.record_button.click()  # stop
+    qtbot.waitUntil(lambda: any("recording done" in t and "(stopped)" in t
+                                for t in _texts(window)), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.record_button.isChecked(), timeout=WAIT_MS)
+    line = next(t for t in _texts(window) if "(stopped)" in t)
+    n = int(line.split("recording done: ")[1].split(" time points")[0])
+    assert 3 <= n < 100_000
+    files = set(Path(window.editor.folder.text()).glob("*.h5")) - before
+    with h5py.File(files.pop(), "r") as h5:  # closed cleanly: opens without recovery
+        raw = h5["raw"]
+        assert raw.shape[0] == n
+        assert raw[()].reshape(n * 9, -1).max(axis=1).min() > 100
+    window.editor.timepoints.setValue(100)
 
 
 def _texts(window: LiveWindow) -> list[str]:
