@@ -67,10 +67,10 @@ def test_repeated_failures_stop_the_run_with_a_reason() -> None:
 
 def test_interval_schedule_is_kept_and_drift_measured() -> None:
     source = ScriptedSource()
-    engine, points = collect(source, 4, interval_s=0.05)
+    engine, points = collect(source, 4, interval_s=0.2)  # generous: the machine is shared
     starts = [p.started_s - points[0].started_s for p in points]
-    np.testing.assert_allclose(starts, [0, 0.05, 0.10, 0.15], atol=0.03)
-    assert 0 <= engine.report.max_drift_s < 0.03
+    np.testing.assert_allclose(starts, [0, 0.2, 0.4, 0.6], atol=0.08)
+    assert 0 <= engine.report.max_drift_s < 0.08
 
 
 def test_sequence_checker_reports_out_of_order() -> None:
