@@ -152,6 +152,12 @@ def test_record_stop_closes_a_valid_file(window: LiveWindow, qtbot: QtBot) -> No
     assert window.start_record()
     qtbot.waitUntil(lambda: window.link.state.status.get("frames_written", 0) >= 27,
                     timeout=WAIT_MS)
+    # while recording the views keep showing the run: raw sets and SR images
+    raw_updates, sr_updates = window.raw_panel.updates, window.sr_panel.updates
+    qtbot.waitUntil(lambda: window.raw_panel.updates > raw_updates + 2
+                    and window.sr_panel.updates > sr_updates + 2, timeout=WAIT_MS)
+    assert window.link.state.status["state"] == "recording"
+    assert window.link.state.status["file_path"].endswith(".h5")
     window.record_button.click()  # stop
     qtbot.waitUntil(lambda: any("recording done" in t and "(stopped)" in t
                                 for t in _texts(window)), timeout=WAIT_MS)
