@@ -296,6 +296,9 @@ def plot_assessment(result: AssessmentResult, path: Path) -> None:
                     label=method,
                 )
             ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(result.config.photons)
+            ax.set_xticklabels([f"{p:g}" for p in result.config.photons], fontsize=7)
             ax.set_xlabel("average photon count")
             ax.set_ylabel(metric.upper().replace("_", "-"))
             ax.set_title(structure, fontsize=9)
