@@ -11,7 +11,7 @@ import math
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -66,12 +66,15 @@ class Header:
 
     def pack(self) -> bytes:
         """The msgpack bytes of this header."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in _HEADER_FIELDS}  # asdict deep-copies
         data["kind"] = str(self.kind)
         data["shape"] = list(self.shape)
         data["frame_sequences"] = list(self.frame_sequences)
         data["timestamps_s"] = list(self.timestamps_s)
         return msgpack.packb(data, use_bin_type=True)
+
+
+_HEADER_FIELDS = fields(Header)
 
 
 @dataclass(frozen=True)
