@@ -264,3 +264,41 @@ def test_train_cli_takes_a_toml_config_and_command_line_overrides(tmp_path: Path
     toml.write_text('arch = "dfcan"\nbogus_field = 3\n')
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 2 and "bogus_field" in result.output
+
+
+def test_run_file_from_livesim_emulate_is_a_training_source(tmp_path: Path) -> None:
+    run = tmp_path / "run.h5"
+    result = CliRunner().invoke(
+        build_app(),
+        ["emulate", "--output", str(run), "--structure", "er", "--size", "32", "-t", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    source = open_source(str(run), "sim")
+    assert source.description.endswith("(3 time points, channel 0)")
+    held_out = source.validation(5)
+    assert len(held_out) == 1 and held_out[0].label == "t=2"
+    example = source.example(0, np.random.default_rng(0))
+    assert example.raw.shape == (9, 32, 32) and example.sr_gt.shape == (64, 64)
+    assert example.label in ("t=0", "t=1")
+    x, y = PatchSampler(source, "sim", 16, 2, seed=0).batch(0)
+    assert x.shape == (2, 9, 16, 16) and y.shape == (2, 1, 32, 32)
+    with pytest.raises(DataSourceError, match="needs 25"):
+        open_source(str(run), "nlsim")
+
+
+def test_nlsim_and_cmgan_train_to_loadable_models(tmp_path: Path) -> None:
+    nl = tiny_config(mode="nlsim", steps=1, patch_px=16, emulator_size_px=20, validation_count=1)
+    Trainer(nl, tmp_path / "nl.pt").run(plot=False)
+    model = load_model(tmp_path / "nl.pt")
+    assert model.info.mode == "nlsim" and model.info.options["scale"] == 3
+    with torch.no_grad():
+        assert model.module(torch.rand(1, 25, 16, 16)).shape == (1, 1, 48, 48)
+    cm = tiny_config(
+        arch="cmgan",
+        steps=1,
+        validation_count=1,
+        model_options={"base_width": 4, "depth": 2},
+        discriminator_options={"stem_width": 4, "block_widths": [4], "dense_width": 4},
+    )
+    Trainer(cm, tmp_path / "cm.pt").run(plot=False)
+    assert load_model(tmp_path / "cm.pt").info.architecture == "cross-modality-unet"
