@@ -231,7 +231,8 @@ class BiosrSource:
 class RunFileSource:
     """A livesim `.h5` run file with ground truth (/raw + /gt/sr, as `livesim emulate` writes).
 
-    The last time point (or last 10% of them) is held out for validation.
+    Frames are read per example (the file may be larger than memory). The last time point (or
+    the last 10% of them) is held out for validation.
     """
 
     def __init__(self, path: Path, mode: str, channel: int = 0) -> None:
@@ -241,40 +242,55 @@ class RunFileSource:
 
         if not path.is_file():
             raise DataSourceError(f"run file {path} does not exist")
-        with h5py.File(path, "r") as f:
-            if RAW not in f or f"{GT_GROUP}/sr" not in f:
-                raise DataSourceError(f"{path}: needs /{RAW} and /{GT_GROUP}/sr (ground truth)")
-            raw = np.asarray(f[RAW])
-            gt = np.asarray(f[f"{GT_GROUP}/sr"])
-        if raw.ndim != 5:
-            raise DataSourceError(f"{path}: /raw must be (T, C, P, Y, X), got {raw.shape}")
-        if gt.ndim == 3:
-            gt = gt[:, None]
-        if gt.ndim != 4 or gt.shape[:2] != raw.shape[:2]:
+        self.path = path
+        self.channel = channel
+        self.raw_name, self.gt_name = RAW, f"{GT_GROUP}/sr"
+        try:
+            with h5py.File(path, "r") as f:
+                if RAW not in f or self.gt_name not in f:
+                    raise DataSourceError(
+                        f"{path}: needs /{RAW} and /{self.gt_name} (ground truth)"
+                    )
+                raw_shape, gt_shape = f[RAW].shape, f[self.gt_name].shape
+        except OSError as exc:
+            raise DataSourceError(f"{path}: cannot read as HDF5: {exc}") from exc
+        if len(raw_shape) != 5:
+            raise DataSourceError(f"{path}: /raw must be (T, C, P, Y, X), got {raw_shape}")
+        self.gt_has_channel = len(gt_shape) == 4
+        if len(gt_shape) not in (3, 4) or gt_shape[0] != raw_shape[0] or (
+            self.gt_has_channel and gt_shape[1] != raw_shape[1]
+        ):
             raise DataSourceError(
-                f"{path}: /gt/sr {gt.shape} does not match /raw {raw.shape} in (T, C)"
+                f"{path}: /gt/sr {gt_shape} does not match /raw {raw_shape} in (T, C)"
             )
-        if not 0 <= channel < raw.shape[1]:
-            raise DataSourceError(f"{path}: channel {channel} not in 0..{raw.shape[1] - 1}")
+        if not 0 <= channel < raw_shape[1]:
+            raise DataSourceError(f"{path}: channel {channel} not in 0..{raw_shape[1] - 1}")
         expected = FRAMES_PER_MODE[mode]
-        if mode != "sisr" and raw.shape[2] != expected:
+        if mode != "sisr" and raw_shape[2] != expected:
             raise DataSourceError(
-                f"{path}: {raw.shape[2]} patterns per set, a {mode} model needs {expected}"
+                f"{path}: {raw_shape[2]} patterns per set, a {mode} model needs {expected}"
             )
-        self.raw = raw[:, channel]
-        self.gt = gt[:, channel]
-        n = raw.shape[0]
+        n = raw_shape[0]
         n_held = max(1, n // 10) if n > 1 else 0
         self.train_t = list(range(n - n_held)) or list(range(n))
         self.validation_t = list(range(n - n_held, n)) or list(range(n))
         self.description = f"{path} ({n} time points, channel {channel})"
 
+    def load(self, t: int) -> Example:
+        """The raw set and ground truth of time point `t`."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            raw = np.asarray(f[self.raw_name][t, self.channel])
+            gt_dataset = f[self.gt_name]
+            gt = np.asarray(gt_dataset[t, self.channel] if self.gt_has_channel else gt_dataset[t])
+        return Example(raw, gt, f"t={t}")
+
     def example(self, index: int, rng: np.random.Generator) -> Example:
-        t = self.train_t[int(rng.integers(len(self.train_t)))]
-        return Example(self.raw[t], self.gt[t], f"t={t}")
+        return self.load(self.train_t[int(rng.integers(len(self.train_t)))])
 
     def validation(self, count: int) -> list[Example]:
-        return [Example(self.raw[t], self.gt[t], f"t={t}") for t in self.validation_t[:count]]
+        return [self.load(t) for t in self.validation_t[:count]]
 
 
 def open_source(spec: str, mode: str, emulator_size_px: int = 96) -> DataSource:
