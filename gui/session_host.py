@@ -253,7 +253,8 @@ class SessionHost:
     def _same_pipeline(old: Protocol, new: Protocol) -> bool:
         """True when only powers/exposures differ (no restart of camera or worker needed)."""
         def key(p: Protocol) -> tuple[Any, ...]:
-            return (p.mode, p.roi, tuple((c.laser_nm, c.reconstruction) for c in p.channels))
+            return (p.mode, p.roi, p.imc, p.imc_model, p.calibration,
+                    tuple((c.laser_nm, c.reconstruction) for c in p.channels))
         return key(old) == key(new)
 
     def stop_live(self) -> None:
