@@ -48,7 +48,8 @@ def model_card(
     for index, summary in enumerate(summaries, start=1):
         config = summary.get("config", {})
         lines += [
-            f"Stage {index}: {summary.get('data', config.get('data'))}; "
+            (f"Stage {index}: " if len(summaries) > 1 else "")
+            + f"{summary.get('data', config.get('data'))}; "
             f"{summary.get('steps')} steps of batch {config.get('batch_size')} x "
             f"{config.get('patch_px')} px crops, lr {config.get('learning_rate')}, "
             f"seed {config.get('seed')}; best validation NRMSE "
