@@ -28,7 +28,7 @@ class TrainingConfig(BaseModel):
     emulator_size_px: int = Field(default=80, ge=8, description="emulator field size (raw px)")
     learning_rate: float = Field(default=1e-4, gt=0)
     discriminator_learning_rate: float = Field(default=2e-5, gt=0)
-    generator_steps: int = Field(default=3, ge=1, description="DFGAN G steps per D step")
+    generator_steps: int = Field(default=3, ge=1, le=7, description="DFGAN G steps per D step")
     validation_every: int = Field(default=100, ge=1, description="steps between validations")
     validation_count: int = Field(default=8, ge=1, description="held-out examples")
     patience: int = Field(default=10, ge=1, description="validations without gain -> lr / 2")

@@ -36,6 +36,7 @@ from inference.training.training_log import LogRow, log_paths, write_log
 log = logging.getLogger(__name__)
 
 GAN_ARCHS = ("dfgan", "cmgan")
+BATCHES_PER_ITERATION = 8  # batch draws reserved per iteration: 1 D + up to 7 G steps
 # a DFGAN generator is a DFCAN network, so a trained DFCAN can start (pre-train) a DFGAN
 INIT_COMPATIBLE = {"dfgan": ("dfcan",)}
 DEFAULT_DISCRIMINATOR = {"stem_width": 16, "block_widths": (16, 32, 64, 64), "dense_width": 64}
@@ -115,7 +116,9 @@ class Trainer:
             self.d_optimizer = torch.optim.Adam(
                 self.discriminator.parameters(), lr=config.discriminator_learning_rate
             )
+        # one loss scaler per optimizer (mixed precision on CUDA only)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.d_scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
         self.lr_scale = 1.0
         self.bad_validations = 0
@@ -163,7 +166,8 @@ class Trainer:
     # --- one step -------------------------------------------------------------------------
 
     def _tensors(self, step: int, part: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.sampler.batch(step * 8 + part)
+        """Batch `part` (0: discriminator / DFCAN, 1..: generator steps) of iteration `step`."""
+        x, y = self.sampler.batch(step * BATCHES_PER_ITERATION + part)
         return (
             torch.from_numpy(x).to(self.device, non_blocking=True),
             torch.from_numpy(y).to(self.device, non_blocking=True),
@@ -197,9 +201,9 @@ class Trainer:
                 self.discriminator(fake.detach()), real=False
             )
         self.d_optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.d_optimizer)
-        self.scaler.update()
+        self.d_scaler.scale(loss).backward()
+        self.d_scaler.step(self.d_optimizer)
+        self.d_scaler.update()
         return float(loss.detach())
 
     def train_step(self) -> LogRow:
@@ -351,6 +355,7 @@ class Trainer:
             "generator": self.generator.state_dict(),
             "generator_optimizer": self.g_optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "d_scaler": self.d_scaler.state_dict(),
             "lr_scale": self.lr_scale,
             "elapsed_s": self.elapsed_s,
             "bad_validations": self.bad_validations,
@@ -398,6 +403,8 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: state does not fit the model: {exc}") from exc
         trainer.scaler.load_state_dict(state["scaler"])
+        if "d_scaler" in state:
+            trainer.d_scaler.load_state_dict(state["d_scaler"])
         trainer.init_source = str(state["init_source"])
         trainer.step = int(state["step"])
         trainer.lr_scale = float(state["lr_scale"])
