@@ -149,13 +149,13 @@ def test_default_method_falls_back_explicitly() -> None:
 
 
 def test_missing_imc_model_is_a_clear_error(tmp_path: Path) -> None:
-    from inference.model_file import BUNDLED_DIR
     from inference.worker import ImcStage
 
-    if (BUNDLED_DIR / "imcsr.pt").is_file():
-        pytest.skip("the bundled IMC-SR model is installed")
-    with pytest.raises(RuntimeError, match=r"'imcsr' cannot be loaded.*not installed"):
-        ImcStage("imcsr", channel=0)
+    # a bundled name that is not installed (as 'imcsr' was before it landed), and a bad path
+    with pytest.raises(RuntimeError, match=r"'imcsr-x' cannot be loaded.*neither a bundled name"):
+        ImcStage("imcsr-x", channel=0)
+    with pytest.raises(RuntimeError, match="cannot be loaded"):
+        ImcStage(str(tmp_path / "absent.pt"), channel=0)
 
 
 def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
