@@ -23,7 +23,8 @@ from inference.model_file import ModelFileError, load_model, save_model
 from inference.models import Dfcan, DfcanOptions
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
-TINY = {"width": 8, "groups": 1, "blocks": 1, "reduction": 4, "spectrum_size": 16}
+TINY: dict[str, Any] = {"width": 8, "groups": 1, "blocks": 1, "reduction": 4,
+                        "spectrum_size": 16}
 
 
 class CountingSource:

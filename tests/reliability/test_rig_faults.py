@@ -107,14 +107,8 @@ def mislabelled(raw: np.ndarray, sequence: np.ndarray, shown: dict[str, Any]
     return wrong
 
 
-@pytest.mark.parametrize("name", ["dropped_frame", "camera_timeout",
-    pytest.param("missed_trigger", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine keeps the frames of a time point whose SequenceMismatch says sync was lost: "
-        "patterns 3-7 are stored holding patterns 4-8"))),
-    pytest.param("pattern_out_of_sync", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine keeps the frames of a time point whose SequenceMismatch says sync was lost: "
-        "patterns 4-7 are stored holding patterns 5-8"))),
-])
+@pytest.mark.parametrize("name", ["dropped_frame", "camera_timeout", "missed_trigger",
+                                  "pattern_out_of_sync"])
 def test_no_stored_frame_is_mislabelled(fault_run: Callable[[str], FaultRun],
                                         shown: dict[str, Any], name: str) -> None:
     run = fault_run(name)
@@ -155,10 +149,6 @@ def test_hung_camera_stops_the_run_with_a_clear_error(fault_run: Callable[[str],
     assert run_end and "failed in a row" in run_end[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the rig error (its SequenceMismatch/AcquisitionTimeout message) stays in the engine "
-    "report: /events only gets 'missing_frame' rows, and time points with no frame at all "
-    "get nothing"))
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_rig_error_cause_is_written_to_events(fault_run: Callable[[str], FaultRun], name: str
                                               ) -> None:
