@@ -116,7 +116,7 @@ def test_receiving_sockets_cap_the_message_size(context: zmq.Context, tmp_path: 
     socket = open_socket(context, zmq.PULL, Endpoints.ipc(tmp_path).results, bind=True,
                          RCVHWM=64)
     try:
-        limit = socket.getsockopt(zmq.MAXMSGSIZE)
+        limit = int(socket.getsockopt(zmq.MAXMSGSIZE))
         assert 0 < limit <= MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES
     finally:
         socket.close(0)
