@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from psygnal import Signal
 
-from hardware.errors import RigError
+from hardware.errors import RigError, SequenceMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -219,28 +219,25 @@ class AcquisitionEngine:
             if self.interval_s == 0:
                 scheduled = started  # continuous: no schedule, so no drift
             frames, failure = self._acquire(t)
+            failure_gaps: list[Gap] = []
             if failure is not None:
                 failures_in_row += 1
                 report.failures.append(f"time point {t}: {failure}")
                 logger.error("time point %d failed after %d frame(s): %s", t, len(frames),
                              failure)
-                gap = Gap(t, -1, len(self.channel_lasers) * self.n_patterns - len(frames),
-                          f"rig error: {failure}", "rig_error")
-                report.gaps.append(gap)
-                self.gap_detected.emit(gap)
+                frames, gap = self._failure_gap(t, frames, failure)
+                failure_gaps.append(gap)
                 if failures_in_row >= self.max_consecutive_failures:
                     report.stopped_reason = (
                         f"{failures_in_row} time points failed in a row: {failure}")
-                if not frames:
-                    if failures_in_row >= self.max_consecutive_failures:
-                        break
-                    t += 1
-                    continue
             else:
                 failures_in_row = 0
-            sets, problems = group_sets(t, frames, self.channel_lasers, self.n_patterns)
+            if frames:
+                sets, problems = group_sets(t, frames, self.channel_lasers, self.n_patterns)
+            else:
+                sets, problems = [], []
             arrived = [int(s) for raw in sets for s in raw.sequences if s >= 0]
-            gaps = problems + self._checker.check(t, arrived)
+            gaps = failure_gaps + problems + self._checker.check(t, arrived)
             for gap in gaps:
                 logger.warning("time point %d: %s", t, gap.detail)
                 self.gap_detected.emit(gap)
@@ -260,6 +257,23 @@ class AcquisitionEngine:
         self._close_stream()
         report.elapsed_s = self._clock() - start
         return report
+
+    def _failure_gap(self, t: int, frames: list[Any], failure: RigError
+                     ) -> tuple[list[Any], Gap]:
+        """The frames of a failed time point that can be trusted, and the rig-error gap.
+
+        A :class:`SequenceMismatch` means the devices lost step somewhere in this time point:
+        frames that already arrived may show another pattern than their tag says, so none of
+        them is stored (the event says how many were discarded); after a timeout the frames
+        that did arrive were checked one by one and are kept.
+        """
+        trusted = [] if isinstance(failure, SequenceMismatch) else frames
+        expected = len(self.channel_lasers) * self.n_patterns
+        detail = f"rig error: {failure}"
+        if len(trusted) < len(frames):
+            detail += (f"; {len(frames)} frame(s) of this time point discarded: the sequence "
+                       "lost sync, so their pattern labels cannot be trusted")
+        return trusted, Gap(t, -1, expected - len(trusted), detail, "rig_error")
 
     def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
         """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hardware.errors import AcquisitionTimeout
+from hardware.errors import AcquisitionTimeout, SequenceMismatch
 from hardware.frames import FrameTag, TaggedFrame
 
 
@@ -30,6 +30,7 @@ class ScriptedSource:
     shape: tuple[int, int] = (16, 16)
     drop: set[tuple[int, int, int]] = field(default_factory=set)  # (t, c, p) never delivered
     fail_at: dict[int, int] = field(default_factory=dict)  # t -> frames delivered, then timeout
+    sync_lost: bool = False  # the failure is a SequenceMismatch instead of a timeout
     frame_delay_s: float = 0.0
     sequence: int = 0
 
@@ -39,6 +40,8 @@ class ScriptedSource:
         for c, laser in enumerate(self.channel_lasers):
             for p in range(self.n_patterns):
                 if time_point in self.fail_at and delivered >= self.fail_at[time_point]:
+                    if self.sync_lost:
+                        raise SequenceMismatch(f"time point {time_point}: scripted lost sync")
                     raise AcquisitionTimeout(f"time point {time_point}: scripted camera stall")
                 seq = self.sequence
                 self.sequence += 1

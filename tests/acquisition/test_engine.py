@@ -62,7 +62,21 @@ def test_rig_error_keeps_frames_that_arrived_and_continues() -> None:
 def test_repeated_failures_stop_the_run_with_a_reason() -> None:
     source = ScriptedSource(fail_at={t: 0 for t in range(10)})
     engine, points = collect(source, 10)
-    assert points == [] and "3 time points failed in a row" in engine.report.stopped_reason
+    assert "3 time points failed in a row" in engine.report.stopped_reason
+    # each failed time point is still reported (so its cause reaches /events), with no frames
+    assert [p.index for p in points] == [0, 1, 2]
+    assert all(p.sets == () and [g.kind for g in p.gaps] == ["rig_error"] for p in points)
+    assert "scripted camera stall" in points[0].gaps[0].detail
+
+
+def test_lost_sync_discards_the_time_point_rather_than_mislabel_it() -> None:
+    source = ScriptedSource(fail_at={1: 5}, sync_lost=True)
+    _engine, points = collect(source, 3)
+    assert [p.index for p in points] == [0, 1, 2]
+    assert points[1].sets == ()
+    (error,) = [g for g in points[1].gaps if g.kind == "rig_error"]
+    assert error.count == 9 and "5 frame(s) of this time point discarded" in error.detail
+    assert points[2].sets[0].complete  # the next time point re-synchronises
 
 
 def test_interval_schedule_is_kept_and_drift_measured() -> None:
