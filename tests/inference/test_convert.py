@@ -174,6 +174,7 @@ def test_converted_parameter_counts(dlsr_assets: Path, key: str) -> None:
     "key",
     ["sisr", "sim", pytest.param("dfgan", marks=pytest.mark.slow)],  # DFGAN: ~15 s
 )
+@pytest.mark.timeout(1800)  # ~5-15 s alone; minutes on the shared, overloaded 2-core machine
 def test_forward_matches_keras_graph_on_crop(dlsr_assets: Path, key: str, tmp_path: Path) -> None:
     """Converted weights -> model file -> forward on a 32x32 crop == NumPy Keras graph (3e-5)."""
     name, arch, channels, _, gamma, groups, blocks = FILES[key]
