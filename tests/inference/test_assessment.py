@@ -114,3 +114,20 @@ def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
     assert by[(400, "wiener")].nrmse < by[(20, "wiener")].nrmse
     # the same field is used at every level (only the noise differs)
     assert {m.seed for m in result.measurements} == {result.measurements[0].seed}
+
+
+def test_bundled_dfcan_sim_beats_widefield_and_wiener_at_low_light() -> None:
+    result = run_assessment(
+        AssessmentConfig(
+            structures=["microtubules", "ccps"],
+            photons=[30],
+            methods=["wf", "wiener", "dfcan-sim"],
+            samples=1,
+            size_px=96,
+            decorrelation=False,
+        )
+    )
+    for structure in ("microtubules", "ccps"):
+        network = result.mean(structure, 30, "dfcan-sim")
+        assert network < 0.9 * result.mean(structure, 30, "wf")
+        assert network < result.mean(structure, 30, "wiener")

@@ -302,3 +302,19 @@ def test_nlsim_and_cmgan_train_to_loadable_models(tmp_path: Path) -> None:
     )
     Trainer(cm, tmp_path / "cm.pt").run(plot=False)
     assert load_model(tmp_path / "cm.pt").info.architecture == "cross-modality-unet"
+
+
+def test_models_command_lists_the_bundled_models_with_their_cards() -> None:
+    from inference.model_file import BUNDLED_DIR, bundled_models, read_model_file
+
+    result = CliRunner().invoke(build_app(), ["models"])
+    assert result.exit_code == 0, result.output
+    assert {"dfcan-sim", "dfcan-sisr", "dfgan-sim"} <= set(bundled_models())
+    for name in ("dfcan-sim", "dfcan-sisr", "dfgan-sim"):
+        info, state = read_model_file(BUNDLED_DIR / f"{name}.pt")
+        line = next(row for row in result.output.splitlines() if row.startswith(name + " "))
+        count = sum(int(t.numel()) for t in state.values())
+        assert info.weights_sha256[:16] in line and f"{count:,}" in line
+        assert line.endswith(f"{name}.md") and info.mode in line.split()
+        card = (BUNDLED_DIR / f"{name}.md").read_text()
+        assert info.weights_sha256 in card and "livesim train" in card
