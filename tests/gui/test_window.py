@@ -146,6 +146,7 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
         assert len(h5["sr"]) == 1
 
 
+@pytest.mark.slow  # a second recording (its own worker start-up): opt in with --runslow
 def test_record_stop_closes_a_valid_file(window: LiveWindow, qtbot: QtBot) -> None:
     window.editor.timepoints.setValue(100_000)
     before = set(Path(window.editor.folder.text()).glob("*.h5"))
@@ -227,6 +228,7 @@ def test_protocol_save_and_load_round_trip(window: LiveWindow, tmp_path: Path) -
     window.editor.powers[0].setValue(20.0)
 
 
+@pytest.mark.slow  # restarts the worker with the IMC-SR stage: opt in with --runslow
 def test_imc_sr_composite_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
     from inference.worker import BUNDLED_DIR
 
