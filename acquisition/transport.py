@@ -20,6 +20,8 @@ import numpy as np
 import zmq
 
 from acquisition.wire import (
+    MAX_HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
     Header,
     Message,
     WireError,
@@ -115,10 +117,15 @@ def check_endpoint(endpoint: str, keys: CurveKeys | None) -> None:
 
 def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
                 keys: CurveKeys | None = None, **options: int) -> zmq.Socket:
-    """A socket with LINGER 0 and the given options, bound or connected after the checks."""
+    """A socket with LINGER 0 and the given options, bound or connected after the checks.
+
+    Inbound frames are capped at the wire's limits (ZMQ_MAXMSGSIZE): a peer sending a larger
+    one is disconnected by libzmq before the frame is buffered, so it cannot exhaust memory.
+    """
     check_endpoint(endpoint, keys)
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES)
     for name, value in options.items():
         socket.setsockopt(getattr(zmq, name), value)
     if keys is not None:

@@ -109,9 +109,6 @@ def test_worker_refuses_an_exposed_endpoint_without_keys() -> None:
     assert "CurveZMQ" in done.stderr and "10.1.2.3" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "receiving sockets set no ZMQ_MAXMSGSIZE: an oversized frame is buffered whole before "
-    "acquisition.wire.decode rejects it"))
 def test_receiving_sockets_cap_the_message_size(context: zmq.Context, tmp_path: Path) -> None:
     socket = open_socket(context, zmq.PULL, Endpoints.ipc(tmp_path).results, bind=True,
                          RCVHWM=64)
