@@ -103,3 +103,41 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
     assert np.all(np.abs(photons / injected - 1) < 0.10), (photons, injected)
     ratio = photons[:, 1] / photons[:, 0]
     assert np.all((ratio > 1.8) & (ratio < 2.2)), photons
+
+
+def test_display_stream_carries_imc_splits(tmp_path: Path) -> None:
+    import threading
+
+    import zmq
+
+    from acquisition.transport import DisplaySubscriber
+
+    from .conftest import ScriptedSource
+
+    model = tiny_imc_model(tmp_path / "imc1.pt", frames=1)
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "reconstruction": "passthrough"}], "timepoints": 12,
+        "imc": True, "imc_model": str(model), "output": str(tmp_path / "run.h5")})
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, protocol, (16, 16), 62.6,
+                         options=FAST)
+    context = zmq.Context()
+    subscriber = DisplaySubscriber(context, session.endpoints.display, "imc")
+    seen: list[tuple[int, tuple[int, ...], str]] = []
+
+    def watch() -> None:
+        while len(seen) < 1:
+            message = subscriber.latest(timeout_ms=100)
+            if message is not None:
+                seen.append((message.header.time_point, message.array.shape,
+                             str(message.array.dtype)))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        summary = session.run()
+        watcher.join(10)
+    finally:
+        subscriber.close()
+        context.term()
+    assert summary.error == "" and summary.imc_frames == 12
+    assert seen and seen[0][1:] == ((3, 32, 32), "float32") and 0 <= seen[0][0] < 12
