@@ -38,6 +38,7 @@ class GuiOptions:
     autostart: bool = False
     imc: bool = False
     model: str | None = None  # reconstruction method name (protocol value), None: as saved
+    attach: str | None = None  # display endpoint of someone else's run: watch it read-only
 
 
 def apply_dark_theme(app: object) -> None:
@@ -64,8 +65,11 @@ def run_gui(options: GuiOptions) -> int:
     else:
         settings = QtCore.QSettings("livesim", "livesim-gui")
     size = options.size_px or 128
-    link = HostLink.start(HostOptions(rig=options.rig, size_px=(size, size),
-                                      structure=options.structure))
+    if options.attach is not None:
+        link = HostLink(None, options.attach)
+    else:
+        link = HostLink.start(HostOptions(rig=options.rig, size_px=(size, size),
+                                          structure=options.structure))
     window = LiveWindow(link, settings)
     if options.size_px is not None:
         window.editor.roi_width.setValue(options.size_px)
@@ -78,7 +82,10 @@ def run_gui(options: GuiOptions) -> int:
         window.editor.set_reconstruction(options.model)
     window.resize(1600, 1000)
     window.show()
-    if options.autostart or options.screenshot is not None:
+    if options.attach is not None:
+        window.events.add("info", f"watching {options.attach} (read-only: the run's own "
+                                  "process controls acquisition)")
+    elif options.autostart or options.screenshot is not None:
         window.start_live()
     if options.run_seconds > 0 or options.screenshot is not None:
         def finish() -> None:

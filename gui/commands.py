@@ -26,6 +26,8 @@ def gui_command(
     screenshot: Path | None = typer.Option(None, "--screenshot", help="Save a PNG and exit."),
     run_seconds: float = typer.Option(0.0, "--run-seconds", help="Quit after this long."),
     settings_file: Path | None = typer.Option(None, "--settings", help="Settings .ini file."),
+    attach: Path | None = typer.Option(
+        None, "--attach", help="Watch a running `livesim run` (its .h5 file), read-only."),
 ) -> None:
     """The live-session window (pyqtgraph): live raw/SR/IMC views, pattern check, recording."""
     from gui.app import GuiOptions, offscreen_if_headless, run_gui
@@ -40,13 +42,21 @@ def gui_command(
     if model is not None and model not in RECONSTRUCTIONS.values():
         raise typer.BadParameter(f"--model {model!r}: choose one of "
                                  f"{', '.join(RECONSTRUCTIONS.values())}")
+    endpoint = None
+    if attach is not None:
+        from gui.host_link import display_endpoint_of_run
+
+        try:
+            endpoint = display_endpoint_of_run(attach)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--attach: {exc}") from exc
     if screenshot is not None:
         offscreen_if_headless()
     code = run_gui(GuiOptions(rig=str(config) if config else "emulator",
                               protocol_file=protocol_file, size_px=size_px, structure=structure,
                               screenshot=screenshot, run_seconds=run_seconds,
                               settings_file=settings_file, autostart=live, imc=imc,
-                              model=model))
+                              model=model, attach=endpoint))
     if screenshot is not None:
         typer.echo(f"screenshot: {screenshot}")
     raise typer.Exit(code)

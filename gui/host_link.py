@@ -32,6 +32,25 @@ REPLY_TIMEOUT_S = 10.0  # a command unanswered this long means the acquisition p
 START_TIMEOUT_S = 60.0
 
 
+def display_endpoint_of_run(path: Path) -> str:
+    """The display endpoint a running `livesim run` recorded in its run file's metadata."""
+    import h5py
+
+    from acquisition import run_file
+
+    try:
+        with h5py.File(path, "r", swmr=True) as h5:
+            metadata = run_file.read_metadata(h5)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the run file: {exc}") from exc
+    endpoints = metadata.get("endpoints")
+    endpoint = endpoints.get("display") if isinstance(endpoints, dict) else None
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ValueError(f"{path}: the run file names no display endpoint (metadata "
+                         "'endpoints.display')")
+    return endpoint
+
+
 def last_error_line(log_file: Path, max_bytes: int = 16_384) -> str:
     """The last line of a process log that names an exception or error (the cause of death)."""
     try:

@@ -405,8 +405,8 @@ class LiveWindow(QtWidgets.QMainWindow):
                      else frames.mean(axis=0, dtype=np.float32))
         else:
             image = frames
-        self.raw_panel.set_image(image, f"t = {message.header.time_point}  "
-                                        f"{message.header.laser_nm} nm")
+        laser = f"  {message.header.laser_nm} nm" if message.header.laser_nm > 0 else ""
+        self.raw_panel.set_image(image, f"t = {message.header.time_point}{laser}")
         camera = self._camera
         now = time.monotonic()
         if camera and now - self._last_photon_s >= PHOTON_PERIOD_S:
@@ -444,6 +444,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         free = status.get("free_disk_bytes")
         if free is None:
             free = free_disk_bytes(Path(self.editor.folder.text()))
+        if self.link.control is None:
+            status = {**status, "state": "watching (read-only)"}
         if not self.link.state.alive:
             status = {**status, "state": f"acquisition process exited "
                                          f"({self.link.state.exit_code})"}
