@@ -2,9 +2,11 @@
 MS-SSIM and decorrelation resolution per structure x photon level x method, and the
 "priority region" where each network beats Wiener SIM.
 
-Every method goes through the same protocol (`inference.evaluation.score`: normalise, register,
-linear fit onto the ground truth) against the emulator's SR ground truth; wide-field is
-upsampled 2x (cubic) so it lives on the same grid. Fields use seeds from
+Every method reconstructs the whole field, then the same interior (`border_px` raw pixels off
+every edge, by default Wiener's 16 px edge taper, which would otherwise dominate the error of
+small fields) goes through the same protocol (`inference.evaluation.score`: normalise,
+register, linear fit onto the ground truth) against the emulator's SR ground truth;
+wide-field is upsampled 2x (cubic) so it lives on the same grid. Fields use seeds from
 `EmulatorSource.ASSESSMENT_SEED_BASE` on, which training never draws.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import ndimage
 
 from inference.evaluation import decorrelation_resolution, score
@@ -43,6 +45,11 @@ class AssessmentConfig(BaseModel):
     size_px: int = Field(default=128, ge=32, le=2048)
     pixel_size_nm: float = Field(default=62.6, gt=0)
     decorrelation: bool = True
+    border_px: int = Field(
+        default=16,
+        ge=0,
+        description="raw pixels left out at every edge before scoring (Wiener's edge taper)",
+    )
     threads: int = Field(default=0, ge=0)
 
     @field_validator("structures")
@@ -57,6 +64,14 @@ class AssessmentConfig(BaseModel):
         if not value:
             raise ValueError("structures must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _border_fits(self) -> AssessmentConfig:
+        if self.size_px - 2 * self.border_px < 32:
+            raise ValueError(
+                f"border_px={self.border_px} leaves less than 32 px of a {self.size_px} px field"
+            )
+        return self
 
     @field_validator("photons")
     @classmethod
@@ -147,6 +162,13 @@ def upsample_widefield(image: np.ndarray, factor: int) -> np.ndarray:
     ).astype(np.float32)
 
 
+def interior(image: np.ndarray, border_px: int) -> np.ndarray:
+    """The image without `border_px` pixels at every edge (reconstructed full-field first)."""
+    if border_px == 0:
+        return image
+    return np.ascontiguousarray(image[..., border_px:-border_px, border_px:-border_px])
+
+
 def _reconstruct(method: str, raw: np.ndarray, cache: dict[str, object]) -> np.ndarray:
     """The SR image of `method` for one raw set (wf, wiener, bundled name or model path)."""
     from inference.reconstruction import WideFieldReconstructor, make_reconstructor
@@ -190,16 +212,16 @@ def run_assessment(
                     size_px=config.size_px,
                     seed=seed,
                 )
+                gt = interior(pair.sr_gt, 2 * config.border_px)
                 if p_index == 0 and config.decorrelation:
-                    gt_resolutions.append(
-                        float(decorrelation_resolution(pair.sr_gt, sr_pixel_nm))
-                    )
+                    gt_resolutions.append(float(decorrelation_resolution(gt, sr_pixel_nm)))
                 for method in config.methods:
                     try:
                         image = _reconstruct(method, pair.raw, cache)
                     except (ValueError, RuntimeError) as exc:
                         raise ValueError(f"method {method!r}: {exc}") from exc
-                    scores = score(image, pair.sr_gt)
+                    image = interior(image, 2 * config.border_px)
+                    scores = score(image, gt)
                     resolution = (
                         float(decorrelation_resolution(image, sr_pixel_nm))
                         if config.decorrelation

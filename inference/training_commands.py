@@ -253,6 +253,9 @@ def evaluate(
     samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
     size_px: int = typer.Option(128, "--size", help="raw field size in pixels"),
     decorrelation: bool = typer.Option(True, "--decorrelation/--no-decorrelation"),
+    border_px: int = typer.Option(
+        16, "--border", help="raw px left out at each edge before scoring (Wiener's taper)"
+    ),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)"),
 ) -> None:
     """The assessment matrix on held-out emulator seeds: NRMSE, MS-SSIM and decorrelation
@@ -267,6 +270,7 @@ def evaluate(
             samples=samples,
             size_px=size_px,
             decorrelation=decorrelation,
+            border_px=border_px,
             threads=threads,
         )
         result = run_assessment(config, progress=lambda text: typer.echo(text, err=True))
