@@ -214,3 +214,23 @@ def test_acquisition_process_failure_shows_its_cause(qtbot: QtBot, tmp_path: Pat
         assert "NoSuchLibrary" in errors[0] or "rig.cfg" in errors[0], errors[0]
     finally:
         link.close()
+
+
+def test_attach_reads_the_display_endpoint_from_a_run_file(tmp_path: Path) -> None:
+    import h5py
+
+    from acquisition import run_file
+    from gui.host_link import display_endpoint_of_run
+
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as h5:
+        run_file.write_metadata(h5, {"endpoints": {"raw": "ipc:///x/raw",
+                                                   "display": "ipc:///x/display"}})
+    assert display_endpoint_of_run(path) == "ipc:///x/display"
+    bare = tmp_path / "bare.h5"
+    with h5py.File(bare, "w") as h5:
+        run_file.write_metadata(h5, {"protocol": {}})
+    with pytest.raises(ValueError, match="no display endpoint"):
+        display_endpoint_of_run(bare)
+    with pytest.raises(ValueError, match="cannot read"):
+        display_endpoint_of_run(tmp_path / "missing.h5")
