@@ -141,3 +141,31 @@ def test_display_stream_carries_imc_splits(tmp_path: Path) -> None:
         context.term()
     assert summary.error == "" and summary.imc_frames == 12
     assert seen and seen[0][1:] == ((3, 32, 32), "float32") and 0 <= seen[0][0] < 12
+
+
+def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path) -> None:
+    """A real rig's path: `livesim calibrate camera` maps in the protocol -> /calibration and
+    photon counts in photo-electrons (the emulator's photons x QE 0.8)."""
+    from calibration.camera_calibration import calibrate_camera
+
+    config = EmulatorConfig(size_px=48, seed=3, dynamics=STILL)
+    rig = Rig.emulator(config)
+    try:
+        exposures_ms = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+        calibrate_camera(rig, 488, n_frames=30, flat_exposures_ms=exposures_ms).save(
+            tmp_path / "camera.h5")
+        protocol = Protocol.parse_checked({
+            "channels": [{"laser_nm": 488, "reconstruction": "wiener"}], "timepoints": 2,
+            "calibration": str(tmp_path / "camera.h5"), "output": str(tmp_path / "cal.h5")})
+        plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0,
+                                                  exposure_ms=10.0),), mode="sim")
+        summary = RunSession(rig, plan, protocol, (48, 48), 62.6, options=FAST).run()
+    finally:
+        rig.close()
+    assert summary.error == "" and summary.sr_frames == 2
+    with h5py.File(protocol.output, "r") as h5:
+        assert set(h5["calibration"]) == {"offset_adu", "gain_adu_per_e", "read_noise_e",
+                                          "defect_mask"}
+        electrons = h5["photon_count"][:, 0]
+    expected_e = config.photons * 0.20 * config.sensor.qe
+    assert np.all(np.abs(electrons / expected_e - 1) < 0.10), (electrons, expected_e)
