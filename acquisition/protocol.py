@@ -11,7 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Mode = Literal["wf", "sim", "nlsim"]
 PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
@@ -89,10 +97,16 @@ class Protocol(BaseModel):
     @classmethod
     def _imc_model_known(cls, value: str) -> str:
         text = value.strip()
-        looks_like_path = "/" in text or Path(text).suffix == ".pt"
-        if not text or (looks_like_path and not Path(text).expanduser().is_file()):
+        if not text or (_looks_like_path(text) and not Path(text).expanduser().is_file()):
             raise ValueError(f"IMC-SR model {value!r}: give a bundled name or an existing .pt file")
-        return str(Path(text).expanduser().absolute()) if looks_like_path else text
+        return str(Path(text).expanduser().absolute()) if _looks_like_path(text) else text
+
+    @model_validator(mode="after")
+    def _imc_needs_sr(self) -> Protocol:
+        if self.imc and all(c.reconstruction == "none" for c in self.channels):
+            raise ValueError("imc = true needs SR images, but every channel has "
+                             "reconstruction = 'none'")
+        return self
 
     @field_validator("rig")
     @classmethod
@@ -140,8 +154,10 @@ class Protocol(BaseModel):
         except tomllib.TOMLDecodeError as exc:
             raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("output", "calibration"):
+        for key in ("output", "calibration", "imc_model"):
             value = data.get(key)
+            if key == "imc_model" and not (isinstance(value, str) and _looks_like_path(value)):
+                continue  # a bundled model name, not a file
             if isinstance(value, str) and not Path(value).is_absolute() and key not in overrides:
                 data[key] = str(path.parent / value)
         return cls.parse_checked(data, source=str(path))
@@ -153,6 +169,11 @@ class Protocol(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ProtocolError(describe_validation_error(exc, source)) from exc
+
+
+def _looks_like_path(text: str) -> bool:
+    """A model given as a file (has a folder or a .pt suffix) rather than a bundled name."""
+    return "/" in text or Path(text).suffix == ".pt"
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:

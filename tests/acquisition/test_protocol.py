@@ -92,3 +92,22 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         Protocol.from_toml(tmp_path / "missing.toml")
     with pytest.raises(ProtocolError, match="not valid TOML"):
         Protocol.from_toml(write(tmp_path, "mode = "))
+
+
+def test_imc_model_path_is_relative_to_the_protocol_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "imc.pt").write_bytes(b"x")
+    protocol_file = tmp_path / "p.toml"
+    protocol_file.write_text('output = "o.h5"\nimc = true\nimc_model = "models/imc.pt"\n'
+                             "[[channels]]\nlaser_nm = 488\n")
+    assert Protocol.from_toml(protocol_file).imc_model == str(tmp_path / "models" / "imc.pt")
+    protocol_file.write_text('output = "o.h5"\nimc = true\n[[channels]]\nlaser_nm = 488\n')
+    assert Protocol.from_toml(protocol_file).imc_model == "imcsr"  # bundled name kept
+    protocol_file.write_text('output = "o.h5"\nimc_model = "gone.pt"\n'
+                             "[[channels]]\nlaser_nm = 488\n")
+    with pytest.raises(ProtocolError, match=r"imc_model.*gone\.pt"):
+        Protocol.from_toml(protocol_file)
+    protocol_file.write_text('output = "o.h5"\nimc = true\n[[channels]]\nlaser_nm = 488\n'
+                             'reconstruction = "none"\n')
+    with pytest.raises(ProtocolError, match="imc = true needs SR images"):
+        Protocol.from_toml(protocol_file)
