@@ -157,12 +157,13 @@ class ImcStage:
     Wraps `inference.imc.live.ImcStream` (window bookkeeping, restarts on skipped time points).
     """
 
-    def __init__(self, model: str, channel: int, device: str = "cpu") -> None:
+    def __init__(self, model: str, channel: int, device: str = "auto") -> None:
+        from inference.engines import resolve_device
         from inference.imc.live import ImcSeparator, ImcStream
         from inference.model_file import ModelFileError
 
         try:
-            separator = ImcSeparator(model, device=device)
+            separator = ImcSeparator(model, device=resolve_device(device))
         except (ModelFileError, FileNotFoundError) as exc:
             raise RuntimeError(f"IMC-SR model {model!r} cannot be loaded: {exc} (train one with "
                                "`livesim imc-train`, or give a model path)") from exc
