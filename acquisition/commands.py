@@ -285,6 +285,8 @@ def _print_summary(summary: RunSummary) -> None:
     typer.echo(f"time points     {engine.time_points} ({engine.stopped_reason})")
     typer.echo(f"raw frames      {summary.raw_frames}")
     typer.echo(f"SR frames       {summary.sr_frames}")
+    if summary.imc_frames:
+        typer.echo(f"IMC-SR frames   {summary.imc_frames}")
     for channel, model in summary.models.items():
         typer.echo(f"  channel {channel}: {model.get('model_name')} "
                    f"sha256 {str(model.get('model_sha256'))[:16] or '-'} {model.get('note', '')}")
