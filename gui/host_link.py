@@ -77,6 +77,7 @@ class HostOptions:
     structure: str = "microtubules"
     live_interval_s: float = 0.05
     log_file: Path | None = None
+    faults_json: str = ""  # emulator FaultPlan as JSON: injected rig faults (tests)
 
 
 @dataclass
@@ -126,6 +127,8 @@ class HostLink:
                 "--seed", str(options.seed), "--structure", options.structure,
                 "--live-interval-s", str(options.live_interval_s),
                 "--parent-pid", str(os.getpid())]
+        if options.faults_json:
+            argv += ["--faults", options.faults_json]
         log = (options.log_file or folder / "acquisition.log").open("ab")
         try:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

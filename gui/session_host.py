@@ -100,15 +100,21 @@ def scratch_folder(parent: Path, name: str) -> Path:
     return folder
 
 
-def open_rig(rig_spec: str, size_px: tuple[int, int], seed: int, structure: str) -> Any:
-    """The emulated rig (``rig_spec == 'emulator'``) or a Micro-Manager config's rig."""
+def open_rig(rig_spec: str, size_px: tuple[int, int], seed: int, structure: str,
+             faults_json: str = "") -> Any:
+    """The emulated rig (``rig_spec == 'emulator'``, optionally with injected faults as
+    FaultPlan JSON) or a Micro-Manager config's rig."""
     from hardware.rig import Rig
 
     if rig_spec == "emulator":
+        from sim_emulator.devices_faults import FaultPlan
         from sim_emulator.microscope import EmulatorConfig
 
         config = EmulatorConfig(size_px=size_px, seed=seed, structure=structure)  # type: ignore[arg-type]
-        return Rig.emulator(config)
+        faults = FaultPlan.model_validate_json(faults_json) if faults_json else None
+        return Rig.emulator(config, faults)
+    if faults_json:
+        raise ValueError("faults can only be injected into the emulator")
     return Rig.from_config(rig_spec)
 
 
@@ -134,9 +140,10 @@ class SessionHost:
 
     def __init__(self, rig_spec: str, folder: Path, size_px: tuple[int, int] = (128, 128),
                  seed: int = 0, structure: str = "microtubules", live_interval_s: float = 0.05,
-                 context: zmq.Context | None = None, display_endpoint: str | None = None
-                 ) -> None:
+                 context: zmq.Context | None = None, display_endpoint: str | None = None,
+                 faults_json: str = "") -> None:
         self.rig_spec = rig_spec
+        self.faults_json = faults_json
         self.folder = folder
         self.size_px = size_px
         self.seed = seed
@@ -146,7 +153,7 @@ class SessionHost:
         self.events = EventLog()
         self.display_endpoint = display_endpoint or f"ipc://{folder}/display"
         self.outlet = DisplayOutlet(DisplayPublisher(self.context, self.display_endpoint))
-        self.rig = open_rig(rig_spec, size_px, seed, structure)
+        self.rig = open_rig(rig_spec, size_px, seed, structure, faults_json)
         self.camera = camera_constants(self.rig, rig_spec, size_px, seed, structure)
         self.live: LivePipeline | None = None
         self.live_protocol: Protocol | None = None
@@ -215,7 +222,8 @@ class SessionHost:
         if self.rig_spec == "emulator":
             self.rig.close()
             self.size_px = shape
-            self.rig = open_rig(self.rig_spec, shape, self.seed, self.structure)
+            self.rig = open_rig(self.rig_spec, shape, self.seed, self.structure,
+                                self.faults_json)
             self.camera = camera_constants(self.rig, self.rig_spec, shape, self.seed,
                                            self.structure)
         else:
@@ -494,12 +502,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--structure", default="microtubules")
     parser.add_argument("--live-interval-s", type=float, default=0.05)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--faults", default="", help="emulator FaultPlan as JSON (tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ny, nx = (int(n) for n in args.size_px.split(","))
     host = SessionHost(args.rig, args.folder, (ny, nx), args.seed, args.structure,
-                       args.live_interval_s, display_endpoint=args.display)
+                       args.live_interval_s, display_endpoint=args.display,
+                       faults_json=args.faults)
     logging.getLogger().addHandler(LogRecordRelay(host.events))
     free = shutil.disk_usage(args.folder).free
     logger.info("acquisition process ready (camera %s, %.1f GB free)", host.camera["shape"],

@@ -234,3 +234,34 @@ def test_attach_reads_the_display_endpoint_from_a_run_file(tmp_path: Path) -> No
         display_endpoint_of_run(bare)
     with pytest.raises(ValueError, match="cannot read"):
         display_endpoint_of_run(tmp_path / "missing.h5")
+
+
+def test_rig_fault_shows_in_the_window_and_live_goes_on(qtbot: QtBot, tmp_path: Path) -> None:
+    from pyqtgraph.Qt import QtCore
+
+    from gui.host_link import HostLink, HostOptions
+    from gui.main_window import LiveWindow
+
+    link = HostLink.start(HostOptions(size_px=(32, 32), faults_json='{"drop_frame_every": 40}'),
+                          folder=tmp_path / "host")
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    window = LiveWindow(link, settings)
+    try:
+        window.editor.roi_width.setValue(32)
+        window.editor.roi_height.setValue(32)
+        window.editor.set_reconstruction("none")  # no worker: the rig alone
+        window.editor.folder.setText(str(tmp_path / "runs"))
+        assert window.start_live()
+        qtbot.waitUntil(lambda: any(e.startswith("rig:") for e in window.events.errors),
+                        timeout=60_000)
+        error = next(e for e in window.events.errors if e.startswith("rig:"))
+        assert "frame" in error  # the dropped camera frame is named
+        assert window.events.banner.isVisibleTo(window)
+        seen = window.raw_message.header.time_point if window.raw_message else -1
+        ticks = window.ticks
+        qtbot.waitUntil(lambda: window.raw_message is not None
+                        and window.raw_message.header.time_point > seen + 3, timeout=60_000)
+        assert window.ticks > ticks  # the window kept drawing; live view went on
+    finally:
+        window.close_without_asking = True
+        window.close()
