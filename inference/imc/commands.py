@@ -114,13 +114,15 @@ def imc_assess(
             separate = module_separator([s.model.module for s in separators])
             scores = assess_fields(separate, held_out_fields(config, fields), noise_std, frames)
             lapse = config.model_copy(update={"time_points": time_points})
-            report[entry] = {
+            entry_report: dict[str, object] = {
                 "sha256": [s.sha256 for s in separators],
                 "held_out": scores_dict(scores, names),
-                "time_lapse": time_lapse_flicker(
-                    separate, held_out_fields(lapse, time_lapse_fields), noise_std, frames
-                ),
             }
+            if time_lapse_fields > 0:
+                entry_report["time_lapse"] = time_lapse_flicker(
+                    separate, held_out_fields(lapse, time_lapse_fields), noise_std, frames
+                )
+            report[entry] = entry_report
     except (ModelFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
