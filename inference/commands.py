@@ -12,7 +12,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     app.command("convert-weights")(convert_weights)
     app.command("predict")(predict)
-    app.command("models")(list_models)
     bench.command("inference")(bench_inference)
 
 
@@ -87,17 +86,6 @@ def predict(
         f"{output}: {out.shape} float32 from {loaded.name} ({loaded.info.mode}), "
         f"sha256 {loaded.sha256[:12]}, {flagged} flagged time point(s)"
     )
-
-
-def list_models() -> None:
-    """List bundled models and registered architectures."""
-    from inference.model_file import BUNDLED_NAMES, bundled_models
-    from inference.models import ARCHITECTURES
-
-    present = set(bundled_models())
-    for name in BUNDLED_NAMES:
-        typer.echo(f"{name:12s} {'installed' if name in present else 'missing'}")
-    typer.echo("architectures: " + ", ".join(ARCHITECTURES.names()))
 
 
 def bench_inference(
