@@ -8,10 +8,12 @@ this module.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +31,8 @@ from pymmcore_plus.experimental.unicore import (
 from pymmcore_plus.experimental.unicore.core._sequence_buffer import SequenceBuffer
 
 from hardware.errors import CapabilityError, ConfigError
+
+_SIGNALS_BACKEND_VARIABLE = "PYMM_SIGNALS_BACKEND"  # pymmcore-plus: 'qt' | 'psygnal' | 'auto'
 
 __all__ = [
     "CameraDevice",
@@ -151,6 +155,24 @@ class _NotifyingBuffer(SequenceBuffer):
             self.arrived.notify_all()
 
 
+@contextmanager
+def _psygnal_core_events() -> Iterator[None]:
+    """Make a core built here emit psygnal (thread-direct) events, even in a Qt process.
+
+    pymmcore-plus picks Qt signals whenever a QApplication exists; the rig's waits run on
+    plain threads with no Qt event loop, so queued Qt signals would never be delivered.
+    """
+    previous = os.environ.get(_SIGNALS_BACKEND_VARIABLE)
+    os.environ[_SIGNALS_BACKEND_VARIABLE] = "psygnal"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_SIGNALS_BACKEND_VARIABLE, None)
+        else:
+            os.environ[_SIGNALS_BACKEND_VARIABLE] = previous
+
+
 class UniCoreBackend:
     """A `UniMMCore` (Python and C++ devices through one core) behind our small typed API."""
 
@@ -158,7 +180,8 @@ class UniCoreBackend:
         """Wrap `core`, or a new UniMMCore (find_adapters=False: Python devices only, no
         search for a Micro-Manager installation)."""
         if core is None:
-            core = UniMMCore() if find_adapters else UniMMCore(mm_path=str(_NO_ADAPTERS_DIR))
+            with _psygnal_core_events():
+                core = UniMMCore() if find_adapters else UniMMCore(mm_path=str(_NO_ADAPTERS_DIR))
         self.core = core
         self._buffer = _NotifyingBuffer(_BUFFER_MB)
         # Upstream keeps the buffer in a private attribute; replacing it is the price of
