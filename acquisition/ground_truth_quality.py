@@ -33,7 +33,8 @@ class QualityRow:
 
 
 def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]:
-    """The last recorded SR frame and the upsampled wide-field vs the emulator's ground truth.
+    """The last recorded SR frame, Wiener SIM of the same raw set (when the run used another
+    reconstruction) and the upsampled wide-field, all vs the emulator's ground truth.
 
     Valid for runs of a static emulated sample (the demo holds it still). Empty when the file
     has no SR frame or was not emulated.
@@ -53,14 +54,42 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
         t = int(written[-1])
         sr = sr_all[t].astype(np.float32)
         wf = h5[run_file.WIDEFIELD][t, channel].astype(np.float32)
+        raw = h5[run_file.RAW][t, channel]
+        calibration = h5.get(run_file.CALIBRATION_GROUP)
+        offset_adu = None if calibration is None or "offset_adu" not in calibration else (
+            np.asarray(calibration["offset_adu"][()], np.float32))
+        photons_per_count = None if calibration is None or (
+            "photons_per_count" not in calibration) else calibration["photons_per_count"][()]
+    config = EmulatorConfig.model_validate(meta["emulator"])
     laser_nm = float(meta["protocol"]["channels"][channel]["laser_nm"])
-    truth = Microscope(EmulatorConfig.model_validate(meta["emulator"])).ground_truth(
-        0.0, laser_nm).sr
+    truth = Microscope(config).ground_truth(0.0, laser_nm).sr
     factor = truth.shape[0] // wf.shape[0]
     wf_up = np.kron(wf, np.ones((factor, factor), np.float32))
+    images = [(name, sr)]
+    if name != "wiener" and raw.shape[0] == 9 and offset_adu is not None:
+        images.append(("wiener (same raw set)", _wiener(raw, offset_adu, photons_per_count,
+                                                        config)))
+    images.append(("wide-field (upsampled)", wf_up))
     rows = []
-    for label, image in ((name, sr), ("wide-field (upsampled)", wf_up)):
+    for label, image in images:
         scores = score(image[None], truth[None])
         rows.append(QualityRow(label, float(scores.nrmse[0]), float(scores.ssim[0]),
                                float(scores.pearson[0])))
     return rows
+
+
+def _wiener(raw: np.ndarray, offset_adu: np.ndarray, photons_per_count: object,
+            config: object) -> np.ndarray:
+    """Wiener SIM of one raw set with the run's camera calibration and the emulator's optics,
+    as the live worker would compute it."""
+    from inference.reconstruction import make_reconstructor
+    from inference.worker import PhotonCalibration
+
+    per_count = float(np.median(np.asarray(photons_per_count, np.float32)))
+    gain = np.full(offset_adu.shape, 1.0 / per_count, np.float32)
+    optics = config.optics  # type: ignore[attr-defined]
+    wiener = make_reconstructor("wiener", mode="sim",
+                                calibration=PhotonCalibration(offset_adu, gain),
+                                pixel_size_nm=optics.pixel_size_nm, na=optics.na,
+                                emission_nm=optics.emission_nm)
+    return wiener.reconstruct(np.asarray(raw)).image.astype(np.float32)

@@ -28,11 +28,17 @@ FLAG_WRONG_FRAME_COUNT = "wrong_frame_count"
 
 
 class CalibrationMaps(Protocol):
-    """What preprocessing needs from `calibration.camera_calibration.CameraCalibration`."""
+    """What preprocessing needs from `calibration.camera_calibration.CameraCalibration`
+    (read-only: frozen calibration records satisfy it too)."""
 
-    offset_adu: Any
-    gain_adu_per_e: Any
-    defect_mask: Any
+    @property
+    def offset_adu(self) -> Any: ...
+
+    @property
+    def gain_adu_per_e(self) -> Any: ...
+
+    @property
+    def defect_mask(self) -> Any: ...
 
 
 class PreprocessOptions(BaseModel):
