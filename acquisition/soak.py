@@ -115,7 +115,7 @@ class SoakReport:
             f"RSS growth after warm-up: acquisition {self.rss_growth_pct('acquisition'):+.1f} %,"
             f" worker {self.rss_growth_pct('worker'):+.1f} % (limit {RSS_GROWTH_LIMIT_PCT} %)",
             f"file {self.file_bytes / 1e6:.1f} MB on disk vs {self.dataset_bytes / 1e6:.1f} MB "
-            f"in its datasets (ratio {self.file_ratio:.3f})",
+            f"stored in its datasets (ratio {self.file_ratio:.3f}: HDF5 overhead)",
             f"events: {self.events}",
         ]
         if self.rss:
@@ -181,7 +181,7 @@ def count_lost_frames(path: Path) -> tuple[int, int]:
 
 
 def dataset_bytes(path: Path) -> int:
-    """Bytes held by every dataset in the file (shape x itemsize)."""
+    """Bytes of storage the file's datasets hold (unwritten chunks, e.g. skipped SR, excluded)."""
     import h5py
 
     total = 0
@@ -189,7 +189,7 @@ def dataset_bytes(path: Path) -> int:
     def visit(_name: str, obj: Any) -> None:
         nonlocal total
         if isinstance(obj, h5py.Dataset):
-            total += int(obj.size) * obj.dtype.itemsize
+            total += int(obj.id.get_storage_size())
 
     with h5py.File(path, "r") as h5:
         h5.visititems(visit)
