@@ -37,7 +37,7 @@ class BenchSettings:
 
     quick: bool = True
     size_px: int = 256  # raw frame size for emulator, camera, transport, recorder, pipeline
-    time_points: int = 40
+    time_points: int = 200  # fewer and start-up/close dominate the pipeline figure
     model_sizes: tuple[int, ...] = (128,)
     engines: tuple[str, ...] = ("torch", "onnxruntime")
     gui_seconds: float = 5.0
@@ -490,6 +490,11 @@ def markdown_section(report: BenchReport, command: str) -> str:
                      f"{f.bare_what or '-'} | {_number(f.bare_value)} | {ratio} | {f.note} |")
     for name, error in report.failures.items():
         lines.append(f"| {name} | failed: {error[:150]} | - | - | - | - | |")
+    lines += ["", "Reading the ratios: below 1 is the stage's overhead over the bare operation; "
+              "above 1 means the bare operation as measured is a baseline rather than a ceiling "
+              "(e.g. the recorder writes chunks directly and fsyncs on its own thread, which "
+              "the plain h5py loop does not). "
+              "Pipeline and GUI rows come from separate processes started in this run."]
     if m.get("gpu") == "none":
         lines += ["", "GPU figures: none (no GPU was lent to this run; TensorRT/CUDA rows "
                   "are absent or marked unavailable)."]
