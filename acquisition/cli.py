@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "calibration.commands",
     "inference.commands",
     "inference.training_commands",
+    "inference.imc.commands",
     "acquisition.commands",
     "gui.commands",
     "acquisition.soak",

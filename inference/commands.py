@@ -107,8 +107,12 @@ def bench_inference(
     budget_s: float = typer.Option(60.0, "--budget-s", help="stop timing a case after this"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
+    imc_model: str = typer.Option(
+        "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
+    ),
 ) -> None:
-    """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024)."""
+    """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
+    and the IMC-SR separation of the SR images those sizes give."""
     import json
 
     from rich.console import Console
@@ -138,6 +142,22 @@ def bench_inference(
             f"{row.frames_per_s:.3g}" if row.frames_per_s is not None else "-",
             row.note,
         )
+    imc: dict[str, object] = {}
+    if imc_model:
+        from inference.engines import resolve_device
+        from inference.imc.bench import bench_imcsr
+
+        imc = bench_imcsr([2 * int(s) for s in sizes.split(",") if s], imc_model,
+                          resolve_device(device),
+                          iterations, budget_s, threads)
+        for imc_row in imc["rows"]:  # type: ignore[attr-defined]
+            table.add_row(
+                f"{imc['model']} (IMC-SR)", str(imc["device"]),
+                f"SR {imc_row['sr_size']}x{imc_row['sr_size']}", f"{imc_row['setup_s']:.1f}",
+                f"{imc_row['latency_ms']:.0f}", f"{imc_row['frames_per_s']:.3g}",
+                "temporal" if imc["temporal"] else "single-frame",
+            )
     Console(width=160).print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+        json_out.write_text(json.dumps({"sr": [r.__dict__ for r in rows], "imc": imc},
+                                       indent=2, default=str))

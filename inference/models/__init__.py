@@ -1,4 +1,5 @@
-"""Networks: DFCAN, the DFGAN generator and discriminator, the cross-modality U-net baseline.
+"""Networks: DFCAN, the DFGAN generator and discriminator, the cross-modality U-net baseline,
+IMC-SR.
 
 Architectures are looked up by name through `inference.models.registry`.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from inference.models.cross_modality_unet import CrossModalityUnet, CrossModalityUnetOptions
 from inference.models.dfcan import Dfcan, DfcanOptions, dfgan_generator_options
 from inference.models.dfgan import DfganDiscriminator, DiscriminatorOptions
+from inference.models.imcsr import Imcsr, ImcsrOptions  # registers 'imcsr' on import
 from inference.models.registry import (
     ARCHITECTURES,
     build_model,
@@ -45,6 +47,8 @@ __all__ = [
     "DfganDiscriminator",
     "DfganGeneratorOptions",
     "DiscriminatorOptions",
+    "Imcsr",
+    "ImcsrOptions",
     "build_model",
     "dfgan_generator_options",
     "register_architecture",
