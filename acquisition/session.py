@@ -534,6 +534,10 @@ class RunSession:
         latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
         timings = head.info.get("timings_ms", {})
         inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
+        flags = head.info.get("flags") or []
+        if flags:  # saturated / all-zero input, non-finite output: never stored silently
+            recorder.record_event("sr_flagged", head.time_point, -1,
+                                  f"channel {head.channel}: " + ", ".join(map(str, flags)))
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
                           image, float(head.info.get("photon_count", float("nan"))),
                           latency_ms, inference_ms)

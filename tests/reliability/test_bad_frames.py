@@ -128,9 +128,6 @@ class BadFrameSource:
         return list(self.stream_time_point(plan, time_point, timeout_s))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RunSession._on_result drops the SR result's info['flags']: a saturated or all-zero set "
-    "and a NaN-producing model (its NaN replaced by 0) leave no trace in the run file"))
 def test_flags_reach_the_run_file(tmp_path: Path) -> None:
     model = nan_model(tmp_path / "nan.pt")
     protocol = Protocol.parse_checked({
