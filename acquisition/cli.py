@@ -43,10 +43,18 @@ def build_app() -> typer.Typer:
     def _main(
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     ) -> None:
+        level = logging.DEBUG if verbose else logging.INFO
+        # The level sits on the handler too: importing pymmcore-plus lowers the root logger
+        # to DEBUG, which would otherwise flood the console.
+        console = logging.StreamHandler()
+        console.setLevel(level)
         logging.basicConfig(
-            level=logging.DEBUG if verbose else logging.INFO,
+            level=level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            handlers=[console],
         )
+        if not verbose:  # pymmcore-plus also logs at DEBUG through its own handler
+            logging.getLogger("pymmcore-plus").setLevel(logging.INFO)
 
     return root
 
