@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,43 @@ class CurveKeys:
             if self.server_public_key is None:
                 raise TransportSecurityError("a Curve client needs the server's public key")
             socket.curve_serverkey = self.server_public_key
+
+
+class ClientAllowList:
+    """ZAP handler for one context: its Curve server sockets accept only the listed clients.
+
+    Without one, a Curve server accepts any client that knows the server's public key; with
+    one, a client must also hold a key pair whose public key (z85) is listed here. Stop it
+    (or use it as a context manager) before the context is terminated.
+    """
+
+    def __init__(self, context: zmq.Context, client_public_keys: Iterable[bytes]) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self.allowed = frozenset(bytes(k) for k in client_public_keys)
+        if not self.allowed:
+            raise TransportSecurityError("a client allow-list needs at least one public key")
+        self._authenticator = ThreadAuthenticator(context)
+        self._authenticator.start()
+        self._authenticator.configure_curve_callback(domain="*", credentials_provider=self)
+
+    def callback(self, domain: str, client_public_key: bytes) -> bool:
+        """ZAP verdict for a client's z85 public key (called by the authenticator thread)."""
+        allowed = client_public_key in self.allowed
+        if not allowed:
+            logger.warning("Curve client %s refused: not in the allow-list",
+                           client_public_key[:8].decode("ascii", "replace"))
+        return allowed
+
+    def stop(self) -> None:
+        """Stop the authenticator thread."""
+        self._authenticator.stop()
+
+    def __enter__(self) -> ClientAllowList:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def endpoint_is_local(endpoint: str) -> bool:

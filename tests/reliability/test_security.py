@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from acquisition.transport import (
+    ClientAllowList,
     CurveKeys,
     Endpoints,
     TransportSecurityError,
@@ -87,18 +88,27 @@ def test_curve_server_refuses_plaintext_and_wrong_key_clients(context: zmq.Conte
             s.close(0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CurveKeys has no client allow-list (no ZAP handler): any client that knows the server's "
-    "public key and makes up its own key pair is accepted"))
 def test_curve_server_refuses_a_client_key_it_does_not_know(context: zmq.Context) -> None:
-    pull, endpoint, server_public = curve_server(context)
-    stranger = open_socket(context, zmq.PUSH, endpoint, bind=False,
-                           keys=CurveKeys(*zmq.curve_keypair(), server_public_key=server_public))
-    try:
-        assert not delivered(pull, stranger)
-    finally:
-        stranger.close(0)
-        pull.close(0)
+    known_public, known_secret = zmq.curve_keypair()
+    with ClientAllowList(context, [known_public]):
+        pull, endpoint, server_public = curve_server(context)
+        stranger = open_socket(context, zmq.PUSH, endpoint, bind=False,
+                               keys=CurveKeys(*zmq.curve_keypair(),
+                                              server_public_key=server_public))
+        known = open_socket(context, zmq.PUSH, endpoint, bind=False,
+                            keys=CurveKeys(known_public, known_secret,
+                                           server_public_key=server_public))
+        try:
+            assert not delivered(pull, stranger), "a client outside the allow-list got through"
+            assert delivered(pull, known, 5000) and pull.recv() == b"frame"
+        finally:
+            for s in (stranger, known, pull):
+                s.close(0)
+
+
+def test_an_empty_allow_list_is_refused(context: zmq.Context) -> None:
+    with pytest.raises(TransportSecurityError, match="at least one"):
+        ClientAllowList(context, [])
 
 
 def test_worker_refuses_an_exposed_endpoint_without_keys() -> None:
