@@ -110,7 +110,8 @@ class RunRecorder:
         if self.path.exists() and not overwrite:
             raise RecorderError(f"{self.path}: exists; refusing to overwrite a run file")
         try:
-            self._h5 = h5py.File(self.path, "w", libver="latest")
+            self._h5 = h5py.File(self.path, "w", libver="latest",
+                                 rdcc_nbytes=run_file.WRITER_CHUNK_CACHE_BYTES)
             self._datasets = self._create_layout(metadata, calibration or {})
             self._h5.swmr_mode = True
             self._h5.flush()

@@ -31,6 +31,11 @@ GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
 PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
 COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
 
+# Chunk cache per dataset for the writer. Frames go in by direct chunk writes and each table
+# chunk is filled once, so a small cache loses nothing; HDF5 2.0's larger default let a long run's
+# caches fill for hours (+13.6 % RSS in the 30-minute soak).
+WRITER_CHUNK_CACHE_BYTES = 1024 * 1024
+
 EVENT_DTYPE = np.dtype(
     [
         ("time_s", "f8"),
