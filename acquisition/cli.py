@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "hardware.commands",
     "calibration.commands",
     "inference.commands",
+    "inference.wiener_commands",
     "inference.training_commands",
     "inference.imc.commands",
     "acquisition.commands",
