@@ -332,12 +332,39 @@ def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def target_window(
+    transform: int, patch_px: int, scale: int, corner: tuple[int, int], gt_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices into the SR ground truth giving the target of the raw crop at
+    `corner` (patch_px square) after `dihedral(..., transform)`.
+
+    Raw pixel i and SR pixel scale * i sample the same point (the emulator's grids, like any
+    Fourier-upsampled SIM grid, start at the origin). Flipping the SR crop on its own would
+    move it by scale - 1 SR pixels against the flipped raw crop, so the indices are built from
+    the raw crop's coordinate map instead; they wrap at the field edge (exact for the
+    emulator's periodic fields).
+    """
+    iy, ix = np.meshgrid(np.arange(patch_px), np.arange(patch_px), indexing="ij")
+    src_y, src_x = dihedral(iy, transform), dihedral(ix, transform)
+    # raw source = A @ (row, col) + t for the transformed crop's (row, col)
+    t = np.array([src_y[0, 0], src_x[0, 0]])
+    a = np.array(
+        [[src_y[1, 0] - t[0], src_y[0, 1] - t[0]], [src_x[1, 0] - t[1], src_x[0, 1] - t[1]]]
+    )
+    sr = np.arange(patch_px * scale)
+    rows_out, cols_out = np.meshgrid(sr, sr, indexing="ij")
+    rows = a[0, 0] * rows_out + a[0, 1] * cols_out + scale * (t[0] + corner[0])
+    cols = a[1, 0] * rows_out + a[1, 1] * cols_out + scale * (t[1] + corner[1])
+    return rows % gt_shape[-2], cols % gt_shape[-1]
+
+
 class PatchSampler:
     """Batches of (input (N, C, p, p), target (N, 1, s*p, s*p)) drawn from a source.
 
     Random crop (same place in raw and GT), then one of 8 flips/rotations applied to every raw
-    frame and the GT alike: the illumination patterns rotate with the image, so the frames stay
-    a valid SIM set for the network (the frame order, orientation-major, is unchanged).
+    frame and the GT alike (`target_window` keeps SR pixel scale * i on raw pixel i): the
+    illumination patterns rotate with the image, so the frames stay a valid SIM set, though
+    with stripe orientations (and phase-step direction) the rig never produces.
     """
 
     def __init__(
@@ -373,10 +400,9 @@ class PatchSampler:
                 raise DataSourceError(f"{example.label}: raw {ny}x{nx} smaller than patch {p}")
             y0, x0 = int(rng.integers(ny - p + 1)), int(rng.integers(nx - p + 1))
             raw = raw[..., y0 : y0 + p, x0 : x0 + p]
-            gt = gt[y0 * scale : (y0 + p) * scale, x0 * scale : (x0 + p) * scale]
-            if self.augment:
-                transform = int(rng.integers(8))
-                raw, gt = dihedral(raw, transform), dihedral(gt, transform)
+            transform = int(rng.integers(8)) if self.augment else 0
+            raw = dihedral(raw, transform)
+            gt = gt[target_window(transform, p, scale, (y0, x0), gt.shape)]
         return model_input(raw, self.mode, self.normalisation), min_max(gt)[None]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:

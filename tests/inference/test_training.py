@@ -126,20 +126,55 @@ def test_plateau_halves_learning_rate_down_to_the_floor(tmp_path: Path) -> None:
 
 
 def test_augmentation_moves_raw_and_ground_truth_together() -> None:
+    # raw pixel i and SR pixel 2 i sample the same point (the emulator's grid convention)
     raw = np.zeros((9, 16, 16), np.uint16)
-    raw[:, 2, 5] = 1000
+    raw[:, 3, 5] = 1000
     gt = np.zeros((32, 32), np.float32)
-    gt[4:6, 10:12] = 1.0
+    gt[6, 10] = 1.0
     sampler = PatchSampler(FixedSource(), "sim", patch_px=12, batch_size=1, seed=0)
-    for seed in range(20):
-        x, y = sampler.prepare(Example(raw, gt), np.random.default_rng(seed))
+    seen = set()
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        x, y = sampler.prepare(Example(raw, gt), rng)
         assert x.shape == (9, 12, 12) and y.shape == (1, 24, 24)
         if x.max() == 0:  # the bright pixel was cropped away: so was its GT
-            assert y.max() == y.min() or not np.any(y == 1.0)
+            assert y.max() == y.min()
             continue
         iy, ix = np.argwhere(x[0] == x[0].max())[0]
-        assert y[0, 2 * iy : 2 * iy + 2, 2 * ix : 2 * ix + 2].min() == 1.0
+        assert np.argwhere(y[0] == 1.0).tolist() == [[2 * iy, 2 * ix]]
+        seen.add((iy, ix))
+    assert len(seen) > 8  # many crops and orientations were exercised
     assert np.array_equal(dihedral(dihedral(gt, 5), 5), gt)
+
+
+def test_every_augmentation_keeps_emulator_ground_truth_registered() -> None:
+    """A flip must not shift the SR target against the raw frames (it did by one SR pixel)."""
+    from inference.training.data import target_window
+    from sim_emulator.training_pairs import make_training_pair
+
+    pair = make_training_pair("microtubules", "sim", photons=5000.0, size_px=48, seed=3)
+    n = 36
+    corner = (5, 7)
+    wf = pair.wf_gt[corner[0] : corner[0] + n, corner[1] : corner[1] + n].astype(np.float64)
+
+    def upsampled(image: np.ndarray) -> np.ndarray:  # zero-padded spectrum: grid from 0
+        spectrum = np.fft.fftshift(np.fft.fft2(image))
+        padded = np.zeros((2 * n, 2 * n), complex)
+        padded[n // 2 : n // 2 + n, n // 2 : n // 2 + n] = spectrum
+        return np.real(np.fft.ifft2(np.fft.ifftshift(padded)))
+
+    def offset(a: np.ndarray, b: np.ndarray) -> list[int]:
+        corr = np.real(np.fft.ifft2(np.fft.fft2(a) * np.conj(np.fft.fft2(b))))
+        peak = np.unravel_index(np.argmax(corr), corr.shape)
+        return [int((v + n) % (2 * n) - n) for v in peak]
+
+    for transform in range(8):
+        target = pair.sr_gt[target_window(transform, n, 2, corner, pair.sr_gt.shape)]
+        assert offset(upsampled(dihedral(wf, transform)), target) == [0, 0], transform
+        if transform in (1, 2, 4):  # the old flip of the SR crop alone was one pixel off
+            y0, x0 = 2 * corner[0], 2 * corner[1]
+            sr = pair.sr_gt[y0 : y0 + 2 * n, x0 : x0 + 2 * n]
+            assert offset(upsampled(dihedral(wf, transform)), dihedral(sr, transform)) != [0, 0]
 
 
 def test_sisr_input_is_the_normalised_frame_mean() -> None:
