@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from psygnal import Signal
 
+from acquisition.timing_summary import RunningStats
 from hardware.errors import RigError, SequenceMismatch
 
 logger = logging.getLogger(__name__)
@@ -84,19 +85,19 @@ class EngineReport:
     frames: int = 0
     gaps: list[Gap] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    drifts_s: list[float] = field(default_factory=list)
+    drift_s: RunningStats = field(default_factory=RunningStats)  # constant memory: runs of days
     stopped_reason: str = "completed"
     elapsed_s: float = 0.0
 
     @property
     def max_drift_s(self) -> float:
         """Worst lateness of a time point start."""
-        return max(self.drifts_s, default=0.0)
+        return self.drift_s.maximum if self.drift_s.count else 0.0
 
     @property
     def mean_drift_s(self) -> float:
         """Mean lateness of time point starts."""
-        return float(np.mean(self.drifts_s)) if self.drifts_s else 0.0
+        return self.drift_s.mean if self.drift_s.count else 0.0
 
 
 class SequenceChecker:
@@ -243,7 +244,7 @@ class AcquisitionEngine:
                 self.gap_detected.emit(gap)
             point = TimePoint(t, scheduled, started, tuple(sets), tuple(gaps))
             report.gaps.extend(gaps)
-            report.drifts_s.append(point.drift_s)
+            report.drift_s.add(point.drift_s)
             report.time_points += 1
             report.frames += len(arrived)
             if self.interval_s > 0 and point.drift_s > self.interval_s:

@@ -263,7 +263,7 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
     report.events = dict(summary.events)
     report.error = summary.error
     report.latency_ms = {f"p{q}": summary.latency_percentile_ms(q) for q in (50, 90, 99)}
-    report.latency_ms["max"] = max(summary.sr_latency_ms, default=float("nan"))
+    report.latency_ms["max"] = summary.sr_latency.max_ms
     recorded, lost = count_lost_frames(output)
     report.raw_frames = recorded
     # every time point the engine reported should hold all its frames
