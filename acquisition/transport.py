@@ -35,7 +35,9 @@ from acquisition.wire import (
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-DISPLAY_TOPICS = ("raw", "wf", "sr", "imc")
+# raw: one 2-D frame (or wide-field) per update; set: the full raw set at a low rate (pattern
+# check, photon count); sr: SR image (uint16 x info["sr_scale"], or float32); imc: splits
+DISPLAY_TOPICS = ("raw", "wf", "set", "sr", "imc")
 
 
 class TransportSecurityError(ValueError):
@@ -247,8 +249,8 @@ class DisplayPublisher:
         """Offer the newest image under ``topic``; dropped silently if nobody keeps up."""
         if topic not in DISPLAY_TOPICS:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
-        try:
-            self.socket.send(pack_display(topic, header, array), flags=zmq.NOBLOCK)
+        try:  # the joined bytes are handed to ZMQ as they are (no second copy)
+            self.socket.send(pack_display(topic, header, array), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             logger.debug("display %s dropped", topic)
 
@@ -276,13 +278,14 @@ class DisplaySubscriber:
         """The newest message of this topic, or None after ``timeout_ms``."""
         if not self._poller.poll(timeout_ms):
             return None
-        data = self.socket.recv()
+        frame = self.socket.recv(copy=False)  # the array views ZMQ's buffer: no copy
         try:
-            _, message = unpack_display(data)
+            _, message = unpack_display(frame.buffer)
         except WireError as exc:
             self.rejected += 1
             logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
             return None
+        message.array.setflags(write=False)  # a view of the received frame, as documented
         return message
 
     def close(self) -> None:

@@ -190,20 +190,24 @@ def pack_display(topic: str, header: Header, array: np.ndarray) -> bytes:
     return b"".join((topic.encode("ascii"), b"\x00", DISPLAY_LENGTH.pack(len(head)), head, payload))
 
 
-def unpack_display(data: bytes) -> tuple[str, Message]:
-    """Inverse of :func:`pack_display`, with the same validation as :func:`decode`."""
-    cut = data.find(b"\x00", 0, 64)
+def unpack_display(data: bytes | memoryview) -> tuple[str, Message]:
+    """Inverse of :func:`pack_display`, with the same validation as :func:`decode`.
+
+    ``data`` may be a received ZMQ frame's buffer: the array then views it without a copy.
+    """
+    view = memoryview(data).cast("B")
+    cut = bytes(view[:64]).find(b"\x00")
     if cut <= 0:
         raise WireError("display message lacks a topic")
     start = cut + 1 + DISPLAY_LENGTH.size
-    if len(data) < start:
+    if view.nbytes < start:
         raise WireError("display message truncated before its header")
-    (length,) = DISPLAY_LENGTH.unpack_from(data, cut + 1)
-    if len(data) < start + length:
+    (length,) = DISPLAY_LENGTH.unpack_from(view, cut + 1)
+    if view.nbytes < start + length:
         raise WireError("display message truncated inside its header")
-    header = parse_header(bytes(data[start : start + length]))
-    array = _payload_array(header, memoryview(data)[start + length :])
-    return data[:cut].decode("ascii", errors="replace"), Message(header, array)
+    header = parse_header(bytes(view[start : start + length]))
+    array = _payload_array(header, view[start + length :])
+    return bytes(view[:cut]).decode("ascii", errors="replace"), Message(header, array)
 
 
 def _payload_array(header: Header, payload: memoryview) -> np.ndarray:

@@ -42,6 +42,37 @@ def percentile_levels(image: np.ndarray, ignore_pct: float = 0.1,
     return float(low), float(high)
 
 
+def lut_indices(values: np.ndarray, levels: tuple[float, float], lut_size: int = LUT_SIZE
+                ) -> np.ndarray:
+    """LUT entry of each value: ``levels`` map to the first and last entry, rounded, clipped.
+
+    One formula for the screen (:func:`colour_table_rgb32`) and for snapshots, so they agree.
+    """
+    low, high = levels
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
+    return np.round(scaled * (lut_size - 1)).astype(np.intp)
+
+
+def colour_table_rgb32(n_values: int, lut: np.ndarray, levels: tuple[float, float],
+                       value_scale: float = 1.0, saturation_value: float | None = None
+                       ) -> np.ndarray:
+    """uint32 0xFFRRGGBB colour of every stored value 0 .. n_values - 1 (Qt's RGB32).
+
+    A stored value v shows ``v * value_scale`` (e.g. uint16 SR x 1/65535) through ``levels``
+    and ``lut``; values at or above ``saturation_value`` are painted in SATURATION_RGB. Drawing
+    a uint16 frame is then one table lookup per pixel.
+    """
+    values = np.arange(n_values, dtype=np.float32)
+    if value_scale != 1.0:
+        values *= np.float32(value_scale)
+    rgb = np.asarray(lut, dtype=np.uint8)[lut_indices(values, levels, len(lut))]
+    if saturation_value is not None:
+        rgb[values >= saturation_value] = SATURATION_RGB
+    rgb32 = rgb.astype(np.uint32)
+    return np.ascontiguousarray(np.uint32(0xFF000000) | (rgb32[:, 0] << 16)
+                                | (rgb32[:, 1] << 8) | rgb32[:, 2])
+
+
 def make_lut(colour_rgb: tuple[int, int, int] = (255, 255, 255), gamma: float = 1.0,
              saturation: bool = False, stops: np.ndarray | None = None) -> np.ndarray:
     """A (256, 3) uint8 table: black -> ``colour_rgb`` (or ``stops`` (256, 3)) with gamma.

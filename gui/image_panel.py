@@ -1,8 +1,11 @@
-"""One live image view: pyqtgraph fast path, histogram, levels, gamma, percentile auto-contrast.
+"""One live image view: fast drawing, histogram, levels, gamma, percentile auto-contrast.
 
-The image goes to ImageItem as a C-contiguous array with explicit levels and a 256-entry uint8
-LUT (no per-frame auto-levels). The histogram and continuous auto-contrast are refreshed at
-most every HISTOGRAM_PERIOD_S, not per frame.
+uint16 / uint8 frames (camera ADU, SR stored as uint16 x scale) are drawn through one 32-bit
+colour table per (levels, LUT, saturation): one lookup per drawn pixel into an RGB32 QImage,
+which Qt scales without converting (pyqtgraph's Indexed8 path costs Qt a conversion per paint).
+Other dtypes take pyqtgraph's own path with explicit levels and the 256-entry uint8 LUT. No
+per-frame auto-levels: the histogram and continuous auto-contrast are refreshed at most every
+HISTOGRAM_PERIOD_S.
 """
 
 from __future__ import annotations
@@ -12,13 +15,73 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph import functions as pg_functions
 from pyqtgraph.Qt import QtGui, QtWidgets
 
-from gui.contrast import COLOURMAPS, SATURATION_RGB, lut_for, percentile_levels
+from gui.contrast import (
+    COLOURMAPS,
+    SATURATION_RGB,
+    colour_table_rgb32,
+    lut_for,
+    lut_indices,
+    percentile_levels,
+)
 
 logger = logging.getLogger(__name__)
 
 HISTOGRAM_PERIOD_S = 0.3
+# decimate when zoomed out as long as the drawn image keeps >= 1 / 1.1 of the screen's pixels
+DECIMATION_SLACK = 1.1
+
+
+class TableImageItem(pg.ImageItem):
+    """ImageItem that draws 2-D uint8/uint16 data through a cached RGB32 colour table.
+
+    ``display_levels`` (in shown units: stored x ``value_scale``), the LUT and
+    ``saturation_value`` define the table; it is rebuilt only when one of them changes.
+    Anything else (float images) is drawn by pyqtgraph's own path.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(axisOrder="row-major")
+        self.value_scale = 1.0
+        self.display_levels: tuple[float, float] | None = None
+        self.saturation_value: float | None = None
+        self._table: np.ndarray | None = None
+        self._table_key: tuple[object, ...] = ()
+        self._rgb32: np.ndarray | None = None
+
+    def colour_table(self, dtype: np.dtype) -> np.ndarray | None:
+        """The current table for ``dtype`` data (None when the item has no levels or LUT)."""
+        lut = self.lut
+        levels = self.display_levels
+        if (levels is None or not isinstance(lut, np.ndarray) or lut.dtype != np.uint8
+                or lut.ndim != 2 or lut.shape[1] != 3 or not levels[1] > levels[0]):
+            return None
+        n_values = 1 << (8 * np.dtype(dtype).itemsize)
+        key = (n_values, levels, self.value_scale, self.saturation_value, lut.tobytes())
+        if self._table is None or key != self._table_key:
+            self._table = colour_table_rgb32(n_values, lut, levels, self.value_scale,
+                                             self.saturation_value)
+            self._table_key = key
+        return self._table
+
+    def render(self) -> None:
+        """Colour the image into a reused RGB32 buffer (falls back to pyqtgraph's render)."""
+        image = self.image
+        table = None
+        if image is not None and image.ndim == 2 and image.dtype in (np.uint8, np.uint16):
+            table = self.colour_table(image.dtype)
+        if image is None or table is None or image.size == 0:
+            super().render()
+            return
+        if self._rgb32 is None or self._rgb32.shape != image.shape:
+            self._rgb32 = np.empty(image.shape, np.uint32)
+        np.take(table, image, out=self._rgb32, mode="clip")
+        self.qimage = pg_functions.ndarray_to_qimage(self._rgb32,
+                                                     QtGui.QImage.Format.Format_RGB32)
+        self._renderRequired = False
+        self._unrenderable = False
 
 
 class ImagePanel(QtWidgets.QWidget):
@@ -30,8 +93,9 @@ class ImagePanel(QtWidgets.QWidget):
         self.title = title
         self.saturation_value = saturation_value  # detector / model maximum; None: no overlay
         self.saturated_px = 0
-        self.image: np.ndarray | None = None
-        self.levels: tuple[float, float] = (0.0, 1.0)
+        self.image: np.ndarray | None = None  # as received (e.g. uint16 SR)
+        self.value_scale = 1.0  # shown value per stored unit (uint16 SR: 1 / 65535)
+        self.levels: tuple[float, float] = (0.0, 1.0)  # in shown units
         self.updates = 0
         self._last_histogram_s = 0.0
         self._need_auto = True
@@ -41,7 +105,8 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=2, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item = TableImageItem()
+        self.item.saturation_value = saturation_value
         self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
         self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)
         self.view.addItem(self.item)
@@ -105,17 +170,28 @@ class ImagePanel(QtWidgets.QWidget):
 
     # --- image updates ------------------------------------------------------------------------
 
-    def set_image(self, image: np.ndarray, caption: str = "") -> None:
-        """Show a new frame (fast path); levels follow auto-contrast only when it is due."""
+    def set_image(self, image: np.ndarray, caption: str = "", value_scale: float = 1.0) -> None:
+        """Show a new frame (fast path); levels follow auto-contrast only when it is due.
+
+        ``value_scale``: shown value per stored unit, e.g. uint16 SR images carry 1 / 65535.
+        """
+        if not value_scale > 0.0:
+            raise ValueError(f"value_scale must be positive, got {value_scale}")
         data = np.ascontiguousarray(image)
         self.image = data
+        if value_scale != self.value_scale:
+            self.value_scale = float(value_scale)
+            self.item.value_scale = self.value_scale
+            self.histogram.axis.setScale(self.value_scale)  # histogram reads in shown units
         now = time.monotonic()
         due = now - self._last_histogram_s >= HISTOGRAM_PERIOD_S
         if self._need_auto or (due and self.continuous.isChecked()):
-            self.levels = percentile_levels(data, self.ignore_pct.value())
+            self.levels = self._shown(percentile_levels(data, self.ignore_pct.value()))
             self._need_auto = False
-        self.item.setImage(self._decimated(data), autoLevels=False, levels=self.levels,
-                           lut=self.lut)
+        self.item.display_levels = self.levels
+        self.item.saturation_value = self._saturation_shown()
+        self.item.setImage(self._decimated(data), autoLevels=False,
+                           levels=self._stored(self.levels), lut=self.lut)
         self._mark_saturation(data)
         if due:
             self._last_histogram_s = now
@@ -124,18 +200,34 @@ class ImagePanel(QtWidgets.QWidget):
             self.label.setText(f"{self.title}  <span style='color:#9ab'>{caption}</span>")
         self.updates += 1
 
+    def values(self) -> np.ndarray | None:
+        """The current image in shown units (float32 when it arrived scaled): snapshots."""
+        if self.image is None or self.value_scale == 1.0:
+            return self.image
+        return self.image.astype(np.float32) * np.float32(self.value_scale)
+
+    def _shown(self, stored: tuple[float, float]) -> tuple[float, float]:
+        return stored[0] * self.value_scale, stored[1] * self.value_scale
+
+    def _stored(self, shown: tuple[float, float]) -> tuple[float, float]:
+        return shown[0] / self.value_scale, shown[1] / self.value_scale
+
+    def _saturation_shown(self) -> float | None:
+        return self.saturation_value if self.saturation.isChecked() else None
+
     def _mark_saturation(self, data: np.ndarray) -> None:
-        """Overlay the pixels at the saturation value (cleared when there are none)."""
-        if self.saturation_value is None or not self.saturation.isChecked():
-            if self.saturated_px:
-                self.overlay.clear()
-                self.saturated_px = 0
-            return
-        mask = data >= self.saturation_value
-        count = int(np.count_nonzero(mask))
-        if count:
-            self.overlay.setImage(mask.view(np.uint8), autoLevels=False, levels=(0, 1))
-        elif self.saturated_px:
+        """Count the pixels at the saturation value; the colour table paints integer frames,
+        an overlay float ones (cleared when there are none)."""
+        threshold = self._saturation_shown()
+        count = 0
+        if threshold is not None:
+            stored = threshold / self.value_scale
+            if data.size and float(data.max()) >= stored:  # one pass when nothing saturates
+                mask = data >= stored
+                count = int(np.count_nonzero(mask))
+                if data.dtype.kind == "f":
+                    self.overlay.setImage(mask.view(np.uint8), autoLevels=False, levels=(0, 1))
+        if (not count or data.dtype.kind != "f") and self.overlay.image is not None:
             self.overlay.clear()
         self.saturated_px = count
 
@@ -144,9 +236,8 @@ class ImagePanel(QtWidgets.QWidget):
         if self.image is None:
             self._need_auto = True
             return
-        self.levels = percentile_levels(self.image, self.ignore_pct.value())
-        self.item.setLevels(self.levels)
-        self._refresh_histogram()
+        self.levels = self._shown(percentile_levels(self.image, self.ignore_pct.value()))
+        self._apply_levels()
 
     def set_levels(self, low: float, high: float) -> None:
         """Fixed levels (turns continuous auto-contrast off)."""
@@ -154,14 +245,19 @@ class ImagePanel(QtWidgets.QWidget):
             raise ValueError(f"upper level {high} must exceed lower level {low}")
         self.continuous.setChecked(False)
         self.levels = (float(low), float(high))
-        self.item.setLevels(self.levels)
+        self._need_auto = False  # fixed before the first frame: keep them
+        self._apply_levels()
+
+    def _apply_levels(self) -> None:
+        self.item.display_levels = self.levels
+        self.item.setLevels(self._stored(self.levels))
         self._refresh_histogram()
 
     def _refresh_histogram(self) -> None:
         self.histogram.blockSignals(True)
         try:
             self.histogram.imageChanged(autoLevel=False)
-            self.histogram.setLevels(*self.levels)
+            self.histogram.setLevels(*self._stored(self.levels))
         finally:
             self.histogram.blockSignals(False)
 
@@ -169,7 +265,9 @@ class ImagePanel(QtWidgets.QWidget):
         low, high = histogram.getLevels()
         if high > low:
             self.continuous.setChecked(False)
-            self.levels = (float(low), float(high))
+            self.levels = self._shown((float(low), float(high)))
+            self.item.display_levels = self.levels
+            self.item.update()
 
     def _rebuild_lut(self) -> None:
         self.lut = lut_for(self.colourmap.currentText(), self.gamma.value())
@@ -178,17 +276,21 @@ class ImagePanel(QtWidgets.QWidget):
     def _decimated(self, data: np.ndarray) -> np.ndarray:
         """Every k-th pixel when k image pixels fall on one screen pixel (as Fiji zoomed out).
 
-        A 1024 x 1024 SR image shown 500 px wide then costs a quarter of the colouring; the
-        levels, histogram, saturation overlay and snapshots still use every pixel.
+        A 1024 x 1024 SR image shown 500 px wide then costs a quarter of the colouring (Qt
+        draws unsmoothed, so it would skip those pixels anyway); the levels, saturation count
+        and snapshots still use every pixel.
         """
         units_per_screen_px = self.view.viewPixelSize()[0]
-        k = max(1, int(units_per_screen_px / self.pixel_scale)) if units_per_screen_px else 1
+        k = (max(1, int(DECIMATION_SLACK * units_per_screen_px / self.pixel_scale))
+             if units_per_screen_px else 1)
         if k != self.decimation:
             self.decimation = k
             self.item.setTransform(QtGui.QTransform.fromScale(self.pixel_scale * k,
                                                               self.pixel_scale * k))
         if k == 1:
             return data
+        if data.dtype in (np.uint8, np.uint16):  # the colour table reads the strided view
+            return data[::k, ::k]
         return np.ascontiguousarray(data[::k, ::k])
 
     def set_pixel_scale(self, scale: float) -> None:
@@ -200,14 +302,14 @@ class ImagePanel(QtWidgets.QWidget):
 
     def rendered_rgb(self) -> np.ndarray | None:
         """The displayed frame as (Y, X, 3) uint8 (levels, gamma, LUT, saturation): snapshots."""
-        if self.image is None:
+        values = self.values()
+        if values is None:
             return None
-        low, high = self.levels
-        scaled = np.clip((self.image.astype(np.float32) - low) / (high - low), 0.0, 1.0)
-        index = np.round(scaled * (len(self.lut) - 1)).astype(np.intp)
-        rgb = self.lut[index]
-        if self.saturation_value is not None and self.saturation.isChecked():
-            rgb[self.image >= self.saturation_value] = SATURATION_RGB
+        rgb = self.lut[lut_indices(values.astype(np.float32, copy=False), self.levels,
+                                   len(self.lut))]
+        threshold = self._saturation_shown()
+        if threshold is not None:
+            rgb[values >= threshold] = SATURATION_RGB
         return np.ascontiguousarray(rgb)
 
     def settings(self) -> dict[str, object]:

@@ -57,13 +57,80 @@ def test_image_panel_fast_path_levels_and_saturation(qtbot: object) -> None:
     assert tuple(rgb[40, 40]) == (255, 0, 0)  # saturated: highlighted
     assert tuple(rgb[41, 41]) == (255, 255, 255)  # clipped by the display only: white
     assert tuple(rgb[0, 0]) == (0, 0, 0)
-    overlay = panel.overlay.image
-    assert overlay is not None and int(overlay.sum()) == 1 and overlay[40, 40] == 1
+    drawn = drawn_rgb(panel)  # what Qt paints: the colour table, saturation included
+    assert np.array_equal(drawn, rgb)
+    assert panel.overlay.image is None  # integer frames need no overlay
     panel.saturation.setChecked(False)
     panel.set_image(image)
     assert panel.saturated_px == 0
     assert tuple(panel.rendered_rgb()[40, 40]) == (255, 255, 255)  # type: ignore[index]
+    assert tuple(drawn_rgb(panel)[40, 40]) == (255, 255, 255)
     panel.deleteLater()
+
+
+def drawn_rgb(panel: ImagePanel) -> np.ndarray:
+    """The (Y, X, 3) pixels of the QImage the panel's image item paints."""
+    from pyqtgraph import functions as pg_functions
+    from pyqtgraph.Qt import QtGui
+
+    panel.item.render()
+    qimage = panel.item.qimage.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    return pg_functions.ndarray_from_qimage(qimage)[..., :3].copy()
+
+
+def test_float_frames_keep_the_saturation_overlay(qtbot: object) -> None:
+    panel = ImagePanel("SR", saturation_value=1.0)
+    image = np.full((32, 32), 0.25, np.float32)
+    image[5, 6] = 1.0
+    panel.set_levels(0.0, 0.5)
+    panel.set_image(image)
+    assert panel.saturated_px == 1
+    overlay = panel.overlay.image
+    assert overlay is not None and int(overlay.sum()) == 1 and overlay[5, 6] == 1
+    image[5, 6] = 0.9
+    panel.set_image(image)
+    assert panel.saturated_px == 0 and panel.overlay.image is None
+    panel.deleteLater()
+
+
+def test_uint16_sr_with_scale_shows_what_float_sr_showed(qtbot: object) -> None:
+    """The display stream's uint16 SR (value x 1/65535 in header info) draws as float SR did."""
+    from acquisition import run_file
+    from acquisition.wire import Kind, header_for, pack_display, unpack_display
+
+    rng = np.random.default_rng(3)
+    sr = rng.random((128, 128), dtype=np.float32) * 0.8
+    sr[7, 9] = 1.0  # at the model's maximum: saturated
+    stored = run_file.sr_to_stored(sr)
+    header = header_for(Kind.SR_RESULT, "r", 1, stored, time_point=1,
+                        info={"sr_scale": run_file.SR_SCALE})
+    _, message = unpack_display(pack_display("sr", header, stored))
+    assert message.array.dtype == np.uint16
+    assert message.header.info["sr_scale"] == run_file.SR_SCALE
+    as_float = ImagePanel("float", "hot", saturation_value=1.0)
+    as_uint16 = ImagePanel("uint16", "hot", saturation_value=1.0)
+    for panel in (as_float, as_uint16):
+        panel.set_levels(0.1, 0.7)
+    as_float.set_image(sr)
+    as_uint16.set_image(message.array, value_scale=message.header.info["sr_scale"])
+    assert as_uint16.levels == as_float.levels == (0.1, 0.7)
+    assert as_uint16.saturated_px == as_float.saturated_px == 1
+    shown_float, shown_uint16 = as_float.rendered_rgb(), as_uint16.rendered_rgb()
+    assert shown_float is not None and shown_uint16 is not None
+    # uint16 rounding (1.5e-5) may move a pixel across a LUT step boundary, never further
+    index_step = np.abs(shown_float.astype(int) - shown_uint16.astype(int)).max(axis=2)
+    assert np.mean(index_step == 0) > 0.99 and index_step.max() <= 12
+    assert tuple(shown_uint16[7, 9]) == (255, 0, 0)
+    assert np.array_equal(drawn_rgb(as_uint16), shown_uint16)  # screen == snapshot
+    values = as_uint16.values()
+    assert values is not None and values.dtype == np.float32
+    assert np.abs(values - sr).max() <= 0.5 * run_file.SR_SCALE + 1e-7
+    # auto-contrast on uint16 data gives levels in shown units
+    as_uint16.auto_contrast()
+    low, high = as_uint16.levels
+    assert 0.0 <= low < high <= 1.0
+    for panel in (as_float, as_uint16):
+        panel.deleteLater()
 
 
 def test_auto_levels_leave_out_the_tapered_edge() -> None:
