@@ -1,7 +1,8 @@
 """Held-out assessment of IMC-SR models on emulator mixtures (fidelity, false positives, flicker).
 
 Held-out fields use emulator seeds from `HELD_OUT_FIRST_SEED`, disjoint from the training seeds
-(`TRAINING_FIRST_SEED` + 1000 * training seed). A separator here is any function mapping an
+(`TRAINING_FIRST_SEED` + 1000 * training seed + i) and from the validation seeds that pick a
+run's best checkpoint (`VALIDATION_FIRST_SEED` + i). A separator here is any function mapping an
 input batch (N, F, Y, X) in [0, 1] to channels (N, C, Y, X).
 """
 
@@ -14,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.imc.metrics import ChannelScores, channel_scores, flicker
+from inference.imc.metrics import ChannelScores, channel_scores, cross_talk_fraction, flicker
 from inference.imc.mixtures import MixtureConfig, RenderedField, add_noise, render_field
 
 HELD_OUT_FIRST_SEED = 1
+VALIDATION_FIRST_SEED = 50_000
 TRAINING_FIRST_SEED = 100_000
 
 BatchSeparator = Callable[[np.ndarray], np.ndarray]
@@ -63,6 +65,26 @@ def assess_fields(
         predictions.append(separate(noisy[None])[0])
         truths.append(field.targets[centre])
     return channel_scores(np.stack(predictions), np.stack(truths))
+
+
+def cross_talk_per_field(
+    separate: BatchSeparator,
+    fields: Sequence[RenderedField],
+    noise_std: float,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cross-talk fraction (N fields, C) of a single-frame separator on each field's middle
+    frame; the same `seed` gives every model the same noisy inputs (paired comparisons)."""
+    rng = np.random.default_rng([seed, 0xC7A1])
+    values = []
+    for field in fields:
+        centre = field.targets.shape[0] // 2
+        noisy = add_noise(field.mixture[[centre]], noise_std, rng)
+        prediction = separate(noisy[None])[0]
+        values.append(
+            cross_talk_fraction(prediction, field.targets[centre], field.mixture[centre])
+        )
+    return np.stack(values)
 
 
 def separate_time_lapse(

@@ -17,6 +17,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
     app.command("imc-train")(imc_train)
     app.command("imc-assess")(imc_assess)
+    app.command("imc-cross-talk")(imc_cross_talk)
     bench.command("imcsr")(bench_imcsr_command)
 
 
@@ -36,7 +37,19 @@ def imc_train(
     structures: str = typer.Option("ccps,microtubules,f-actin", "--structures"),
     time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
     threads: int = typer.Option(1, "--threads"),
-    init_from: str | None = typer.Option(None, "--init-from", help="fine-tune this model file"),
+    init_from: str | None = typer.Option(
+        None, "--init-from", help="fine-tune this model file (fewer --groups: deepened)"
+    ),
+    training_fields: int = typer.Option(48, "--training-fields"),
+    field_refresh_every: int = typer.Option(
+        0, "--field-refresh-every", help="steps between new training fields (0: fixed pool)"
+    ),
+    validation_fields: int = typer.Option(
+        0, "--validation-fields", help="keep the best checkpoint by these fields' Pearson"
+    ),
+    validate_every: int = typer.Option(250, "--validate-every"),
+    held_out_fields: int = typer.Option(8, "--held-out-fields"),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", help="wall-time limit"),
 ) -> None:
     """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
     from pydantic import ValidationError
@@ -61,6 +74,12 @@ def imc_train(
                 "blocks": blocks,
                 "threads": threads,
                 "init_from": init_from,
+                "training_fields": training_fields,
+                "field_refresh_every": field_refresh_every,
+                "validation_fields": validation_fields,
+                "validate_every": validate_every,
+                "held_out_fields": held_out_fields,
+                "max_seconds": max_seconds,
                 "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
                 "mixtures": MixtureConfig.model_validate(
                     {"structures": tuple(structures.split(",")), "time_points": time_points}
@@ -130,6 +149,59 @@ def imc_assess(
     typer.echo(text)
     if json_out is not None:
         json_out.write_text(text)
+
+
+def imc_cross_talk(
+    model_a: str = typer.Argument(..., help="model file or bundled name (e.g. with summation)"),
+    model_b: str = typer.Argument(..., help="the model it is paired with (e.g. without)"),
+    fields: int = typer.Option(32, "--fields", help="held-out mixtures (seeds 1..N)"),
+    noise_std: float = typer.Option(0.02, "--noise-std"),
+    threads: int = typer.Option(1, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Paired false-positive comparison: cross-talk fraction per channel of two single-frame
+    models on the same held-out noisy mixtures (mean +- standard error, and A - B)."""
+    import numpy as np
+    import torch
+
+    from inference.imc.assessment import cross_talk_per_field, held_out_fields, module_separator
+    from inference.imc.live import ImcSeparator
+    from inference.imc.mixtures import MixtureConfig
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    try:
+        separators = [ImcSeparator(model_a), ImcSeparator(model_b)]
+        names = separators[0].channel_names
+        if separators[1].channel_names != names or any(s.temporal for s in separators):
+            raise ValueError("both models must be single-frame with the same channel names")
+        config = MixtureConfig.model_validate({"structures": names, "noise_std": noise_std})
+        test = held_out_fields(config, fields)
+        a, b = (
+            cross_talk_per_field(module_separator([s.model.module]), test, noise_std)
+            for s in separators
+        )
+    except (ModelFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    def summary(values: np.ndarray) -> dict[str, float]:
+        error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        return {"mean": float(values.mean()), "standard_error": error}
+
+    report: dict[str, object] = {"fields": fields, "a": model_a, "b": model_b}
+    columns = {**{n: i for i, n in enumerate(names)}, "mean of channels": None}
+    for name, index in columns.items():
+        va, vb = (v.mean(axis=1) if index is None else v[:, index] for v in (a, b))
+        row = {"a": summary(va), "b": summary(vb), "a_minus_b": summary(va - vb)}
+        report[name] = row
+        typer.echo(
+            f"{name}: A {row['a']['mean']:.4f} +- {row['a']['standard_error']:.4f}  "
+            f"B {row['b']['mean']:.4f} +- {row['b']['standard_error']:.4f}  A-B "
+            f"{row['a_minus_b']['mean']:+.4f} +- {row['a_minus_b']['standard_error']:.4f}"
+        )
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
 
 
 def bench_imcsr_command(

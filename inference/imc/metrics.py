@@ -7,6 +7,12 @@ Definitions (used in docs/imc-sr.md and the model card):
   ground truth's flat background, its minimum) that lies where the structure is absent (ground
   truth within `dark_fraction` = 2 % of its 99.9th percentile above that background). Signal
   there belongs to another structure or to nothing.
+- cross-talk fraction of a channel k (the false-positive measure of the summation-loss
+  comparison): the predicted signal of k (above its ground truth's background) inside pixels
+  where k is absent (as above) but the input has signal (noiseless mixture above its background
+  by more than `SIGNAL_FRACTION` = 10 % of its 99.9th percentile, i.e. another structure is
+  there), as a fraction of channel k's total predicted signal. It counts intensity put into the
+  wrong channel, not noise or blur in empty regions.
 - flicker: mean over "static signal" pixels of sum_c |y_t,c - y_{t-1},c|, divided by the mean
   mixture there. Static signal pixels have noiseless mixture > `signal_level` (0.1) in both
   frames and change by less than `static_level` (0.01) between them, so any change of the
@@ -22,6 +28,7 @@ import numpy as np
 from inference.evaluation import nrmse, pearson, ssim
 
 DARK_FRACTION = 0.02
+SIGNAL_FRACTION = 0.1
 SIGNAL_LEVEL = 0.1
 STATIC_LEVEL = 0.01
 
@@ -57,6 +64,32 @@ def false_positive_fraction(
     if prediction.shape != ground_truth.shape:
         raise ValueError(f"prediction {prediction.shape} vs ground truth {ground_truth.shape}")
     mask = dark_mask(ground_truth, dark_fraction)
+    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    inside = (signal * mask).sum(axis=(-2, -1))
+    return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)
+
+
+def cross_talk_fraction(
+    prediction: np.ndarray,
+    ground_truth: np.ndarray,
+    clean_mixture: np.ndarray,
+    dark_fraction: float = DARK_FRACTION,
+    signal_fraction: float = SIGNAL_FRACTION,
+) -> np.ndarray:
+    """Share of each channel's predicted signal lying where its structure is absent but another
+    one is present; prediction/ground_truth (..., C, Y, X), clean_mixture (..., Y, X) -> (..., C).
+    """
+    if prediction.shape != ground_truth.shape or clean_mixture.shape != prediction.shape[:-3] + (
+        prediction.shape[-2:]
+    ):
+        raise ValueError(
+            f"prediction {prediction.shape}, ground truth {ground_truth.shape} and mixture "
+            f"{clean_mixture.shape} do not match"
+        )
+    floor = np.min(clean_mixture, axis=(-2, -1), keepdims=True)
+    level = np.percentile(clean_mixture, 99.9, axis=(-2, -1), keepdims=True) - floor
+    occupied = (clean_mixture - floor > signal_fraction * level)[..., None, :, :]
+    mask = dark_mask(ground_truth, dark_fraction) & occupied
     signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
     inside = (signal * mask).sum(axis=(-2, -1))
     return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)

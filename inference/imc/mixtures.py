@@ -132,6 +132,11 @@ class MixturePool:
             n_fields, first_seed, first_seed + n_fields - 1, config.time_points,
         )
 
+    def replace(self, index: int, seed: int) -> None:
+        """Swap field `index` for a freshly rendered field of `seed` (an endless supply of fields
+        keeps a long run from memorising a fixed pool)."""
+        self.fields[index] = render_field(self.config, seed)
+
     @property
     def sr_shape(self) -> tuple[int, int]:
         """(sY, sX) of a field."""

@@ -19,13 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inference.imc.assessment import (
     TRAINING_FIRST_SEED,
+    VALIDATION_FIRST_SEED,
     assess_fields,
     held_out_fields,
     module_separator,
     scores_dict,
 )
 from inference.imc.loss import ImcLossWeights, imc_loss
-from inference.imc.mixtures import MixtureConfig, MixturePool
+from inference.imc.metrics import channel_scores
+from inference.imc.mixtures import (
+    MixtureConfig,
+    MixturePool,
+    RenderedField,
+    add_noise,
+    render_field,
+)
 from inference.model_file import read_model_file, save_model
 from inference.models.imcsr import Imcsr, ImcsrOptions
 
@@ -55,6 +63,18 @@ class ImcTrainingConfig(BaseModel):
     mixtures: MixtureConfig = Field(default_factory=MixtureConfig)
     training_fields: int = Field(default=48, ge=1, le=100_000)
     held_out_fields: int = Field(default=8, ge=0, le=10_000)
+    field_refresh_every: int = Field(
+        default=0, ge=0, description="steps between swapping one training field for a new seed "
+        "(0: the fixed pool of training_fields)"
+    )
+    validation_fields: int = Field(
+        default=0, ge=0, le=10_000, description="fields scored every validate_every steps (mean "
+        "Pearson); the best checkpoint is saved (0: the last one)"
+    )
+    validate_every: int = Field(default=250, ge=1)
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="stop training after this wall time (s)"
+    )
     threads: int = Field(default=1, ge=0, le=256, description="torch threads (0: leave as is)")
     init_from: str | None = Field(
         default=None, description="model file to start from (fine-tuning; 'all' variant only)"
@@ -103,6 +123,9 @@ class ImcTrainingResult(BaseModel):
     loss_history: list[tuple[int, float]]
     held_out: dict[str, dict[str, float]]
     parameters: int
+    validation_history: list[tuple[int, float]] = Field(default_factory=list)
+    best_step: int | None = None
+    steps_done: int | None = None
 
 
 def train_imcsr(
@@ -164,12 +187,19 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
             for i, name in enumerate(names)
         ]
         weights = config.loss.model_copy(update={"summation_weight": 0.0})
+    validation = [
+        render_field(config.mixtures, VALIDATION_FIRST_SEED + i)
+        for i in range(config.validation_fields)
+    ]
     modules, paths, hashes, history = [], [], [], []
+    fit = _Fit()
     for path, channel_names, channels in plans:
         module = Imcsr(config.network(tuple(channel_names)))
         if config.init_from is not None:
             _load_start(module, config.init_from)
-        history += _fit(module, pool, config, weights, channels, rng, label=path.stem)
+        fit = _fit(module, pool, config, weights, channels, rng, label=path.stem,
+                   validation=validation, deadline=start + (config.max_seconds or float("inf")))
+        history += fit.loss_history
         module.eval()
         info = save_model(
             path,
@@ -198,6 +228,9 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
         loss_history=history,
         held_out=held_out,
         parameters=sum(p.numel() for m in modules for p in m.parameters()),
+        validation_history=fit.validation_history,
+        best_step=fit.best_step,
+        steps_done=fit.steps_done,
     )
     report = output.with_suffix(".json")
     report.write_text(json.dumps(result.model_dump(mode="json"), indent=1))
@@ -206,16 +239,76 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
 
 
 def _load_start(module: Imcsr, init_from: str) -> None:
-    """Start from another model file's weights (same architecture options required)."""
+    """Start from another model file's weights: the same architecture options, or the same
+    but fewer residual groups (the model is deepened by function-preserving new groups)."""
     info, state = read_model_file(init_from)
     wanted = module.options.model_dump(mode="json")
-    if info.architecture != "imcsr" or info.options != wanted:
+    have = dict(info.options)
+    extra = wanted["groups"] - int(have.get("groups", 0))
+    if info.architecture != "imcsr" or {**have, "groups": wanted["groups"]} != wanted or extra < 0:
         raise ValueError(
             f"init_from={init_from}: {info.architecture} {info.options} does not match the "
             f"configured imcsr {wanted}"
         )
+    if extra:
+        state = _deepened(module, state, extra)
     module.load_state_dict(state, strict=True)
-    logger.info("starting from %s (sha256 %s)", init_from, info.weights_sha256)
+    logger.info(
+        "starting from %s (sha256 %s)%s", init_from, info.weights_sha256,
+        f", {extra} residual groups added" if extra else "",
+    )
+
+
+def _deepened(
+    module: Imcsr, state: dict[str, torch.Tensor], extra: int
+) -> dict[str, torch.Tensor]:
+    """`state` of a shallower model extended by `extra` residual groups that start as x -> 2x
+    (each RCAB's last conv zeroed, so every block is the identity); the tail conv's weights are
+    divided by 2**extra, so the deeper model computes exactly what the shallower one did."""
+    grown = {k: v.clone() for k, v in module.state_dict().items()}
+    first_new = module.options.groups - extra
+    for key, value in state.items():
+        grown[key] = value.clone()
+    for key in grown:
+        parts = key.split(".")
+        if parts[0] == "groups" and int(parts[1]) >= first_new and parts[4] == "conv2":
+            grown[key] = torch.zeros_like(grown[key])
+    grown["tail.weight"] = state["tail.weight"] / 2.0**extra
+    return grown
+
+
+class _Fit:
+    """What one module's training loop produced."""
+
+    def __init__(self) -> None:
+        self.loss_history: list[tuple[int, float]] = []
+        self.validation_history: list[tuple[int, float]] = []
+        self.best_step: int | None = None
+        self.steps_done = 0
+
+
+def validation_pearson(
+    module: torch.nn.Module,
+    fields: list[RenderedField],
+    channels: list[int],
+    noise_std: float,
+    input_frames: int,
+) -> float:
+    """Mean Pearson over `fields` and `channels` of the module's separation of the middle
+    frame (fixed noise, so successive checkpoints are scored on the same inputs)."""
+    rng = np.random.default_rng([0, 0x7A1])
+    was_training = module.training
+    module.eval()
+    predictions, truths = [], []
+    with torch.inference_mode():
+        for field in fields:
+            centre = field.targets.shape[0] // 2
+            times = [centre - 1, centre, centre + 1] if input_frames == 3 else [centre]
+            noisy = add_noise(field.mixture[times], noise_std, rng)
+            predictions.append(module(torch.from_numpy(noisy[None])).numpy()[0])
+            truths.append(field.targets[centre][channels])
+    module.train(was_training)
+    return float(np.mean(channel_scores(np.stack(predictions), np.stack(truths)).pearson))
 
 
 def _fit(
@@ -226,16 +319,40 @@ def _fit(
     channels: list[int],
     rng: np.random.Generator,
     label: str,
-) -> list[tuple[int, float]]:
-    """Adam with cosine decay to 10 % of the learning rate; returns (step, mean loss) points."""
+    validation: list[RenderedField],
+    deadline: float,
+) -> _Fit:
+    """Adam with cosine decay to 10 % of the learning rate; with validation fields, the module
+    ends holding its best-scoring weights (checked every `validate_every` steps and at the end).
+    """
     module.train()
     optimiser = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=config.steps, eta_min=config.learning_rate * 0.1
     )
-    history: list[tuple[int, float]] = []
+    fit = _Fit()
+    best_score = -np.inf
+    best_state: dict[str, torch.Tensor] | None = None
     running: list[float] = []
+    next_seed = pool.fields[-1].seed + 1
+
+    def check(step: int) -> None:
+        nonlocal best_score, best_state
+        score = validation_pearson(
+            module, validation, channels, config.mixtures.noise_std, config.input_frames
+        )
+        fit.validation_history.append((step, score))
+        logger.info("%s step %d validation mean Pearson %.4f", label, step, score)
+        if score > best_score:
+            best_score, fit.best_step = score, step
+            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    if validation:
+        check(0)
     for step in range(1, config.steps + 1):
+        if config.field_refresh_every and step % config.field_refresh_every == 0:
+            pool.replace(step // config.field_refresh_every % len(pool.fields), next_seed)
+            next_seed += 1
         batch = pool.batch(rng, config.batch_size, config.crop_px, config.input_frames)
         inputs = torch.from_numpy(batch.inputs)
         targets = torch.from_numpy(batch.targets[:, channels])
@@ -247,9 +364,20 @@ def _fit(
         optimiser.step()
         schedule.step()
         running.append(float(loss.detach()))
-        if step % config.log_every == 0 or step == config.steps:
+        fit.steps_done = step
+        out_of_time = time.perf_counter() > deadline
+        last = step == config.steps or out_of_time
+        if step % config.log_every == 0 or last:
             mean = float(np.mean(running))
-            history.append((step, mean))
+            fit.loss_history.append((step, mean))
             running.clear()
             logger.info("%s step %d/%d loss %.5f", label, step, config.steps, mean)
-    return history
+        if validation and (step % config.validate_every == 0 or last):
+            check(step)
+        if out_of_time:
+            logger.warning("%s: max_seconds reached after %d steps", label, step)
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+        logger.info("%s keeps step %d (validation %.4f)", label, fit.best_step, best_score)
+    return fit

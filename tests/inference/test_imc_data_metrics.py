@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.imc.metrics import false_positive_fraction, flicker, static_signal_mask
+from inference.imc.metrics import (
+    cross_talk_fraction,
+    false_positive_fraction,
+    flicker,
+    static_signal_mask,
+)
 from inference.imc.mixtures import MixtureConfig, MixturePool, render_field
 
 
@@ -49,6 +54,34 @@ def test_false_positive_fraction_counts_signal_where_the_truth_is_dark() -> None
         expected
     )
     assert false_positive_fraction(truth + 0.02, truth + 0.02)[0, 1] == pytest.approx(0.0)
+
+
+def test_cross_talk_counts_only_signal_put_on_another_structure() -> None:
+    truth = np.full((2, 10, 10), 0.02)  # label background
+    truth[0, :4] += 1.0  # structure 0 in rows 0-3, structure 1 in rows 4-6, rows 7-9 empty
+    truth[1, 4:7] += 1.0
+    mixture = truth.sum(axis=0)
+    prediction = truth.copy()
+    assert cross_talk_fraction(prediction, truth, mixture) == pytest.approx(np.zeros(2))
+    prediction[0, 4:7] += 0.5  # channel 0 copies structure 1 at half strength: cross-talk
+    prediction[0, 7:] += 0.3  # and invents signal where nothing is: not cross-talk
+    expected = (0.5 * 30) / (40 + 0.5 * 30 + 0.3 * 30)
+    values = cross_talk_fraction(prediction, truth, mixture)
+    assert values[0] == pytest.approx(expected) and values[1] == pytest.approx(0.0)
+    # the older false-positive fraction counts both
+    assert false_positive_fraction(prediction, truth)[0] == pytest.approx(24 / 64)
+    batch = cross_talk_fraction(prediction[None], truth[None], mixture[None])
+    assert batch.shape == (1, 2) and batch[0, 0] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="do not match"):
+        cross_talk_fraction(prediction, truth, mixture[:5])
+
+
+def test_pool_replace_renders_the_new_seed() -> None:
+    config = MixtureConfig(field_px=16)
+    pool = MixturePool(config, n_fields=2, first_seed=3)
+    pool.replace(0, 11)
+    assert [f.seed for f in pool.fields] == [11, 4]
+    np.testing.assert_array_equal(pool.fields[0].targets, render_field(config, 11).targets)
 
 
 def test_flicker_measures_output_change_on_static_signal_only() -> None:

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from inference.imc.live import ImcSeparator
-from inference.imc.mixtures import MixtureConfig
-from inference.imc.training import ImcTrainingConfig, train_imcsr
+from inference.imc.mixtures import MixtureConfig, render_field
+from inference.imc.training import ImcTrainingConfig, train_imcsr, validation_pearson
+from inference.models.imcsr import Imcsr
 
 
 def _config(**changes: object) -> ImcTrainingConfig:
@@ -68,3 +69,40 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
             tmp_path / "c.pt",
             config=_config(held_out_fields=0, init_from=first.model_paths[0], width=8),
         )
+
+
+def test_deepening_a_model_keeps_its_output(tmp_path: Path) -> None:
+    from inference.model_file import load_model
+
+    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0))
+    deeper = train_imcsr(
+        tmp_path / "b.pt",
+        config=_config(
+            held_out_fields=0, init_from=first.model_paths[0], groups=3, learning_rate=1e-9
+        ),
+    )
+    shallow, deep = (load_model(p).module for p in (first.model_paths[0], deeper.model_paths[0]))
+    assert isinstance(deep, Imcsr) and isinstance(shallow, Imcsr)
+    assert len(deep.groups) == 3 and len(shallow.groups) == 1
+    x = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), shallow(x), atol=1e-5, rtol=0)
+
+
+def test_validation_keeps_the_best_checkpoint_and_time_limit_stops(tmp_path: Path) -> None:
+    config = _config(
+        steps=4, held_out_fields=0, validation_fields=1, validate_every=1, learning_rate=0.05,
+        field_refresh_every=1,
+    )
+    result = train_imcsr(tmp_path / "v.pt", config=config)
+    steps = [step for step, _ in result.validation_history]
+    scores = [score for _, score in result.validation_history]
+    assert steps == [0, 1, 2, 3, 4] and result.steps_done == 4
+    assert result.best_step == steps[int(np.argmax(scores))]
+    module = ImcSeparator(result.model_paths[0]).model.module
+    field = render_field(config.mixtures, 50_000)  # the first validation seed
+    assert validation_pearson(module, [field], [0, 1, 2], 0.02, 1) == pytest.approx(max(scores))
+    quick = train_imcsr(
+        tmp_path / "q.pt", config=_config(steps=50, held_out_fields=0, max_seconds=1e-6)
+    )
+    assert quick.steps_done == 1 and quick.loss_history == [(1, quick.loss_history[0][1])]
