@@ -9,13 +9,16 @@ the bytes its datasets hold, and SR latency percentiles.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +58,7 @@ class RssSample:
     time_points: int
     acquisition_mb: float
     worker_mb: float
+    python_blocks: int = 0  # sys.getallocatedblocks(): flat while RSS grows = a C-level leak
 
 
 @dataclass
@@ -78,6 +82,7 @@ class SoakReport:
     events: dict[str, int] = field(default_factory=dict)
     error: str = ""
     path: str = ""
+    object_growth: dict[str, int] = field(default_factory=dict)  # GC objects, warm-up -> end
 
     def rss_growth_pct(self, which: str = "acquisition") -> float:
         """Growth from the end of warm-up to the end (medians of the first/last quarter after)."""
@@ -126,6 +131,9 @@ class SoakReport:
                              f"{s.worker_mb:8.1f}")
         if self.error:
             lines.append(f"error: {self.error}")
+        if self.object_growth:
+            lines.append("Python objects grown after warm-up (type: count): " + ", ".join(
+                f"{k}: {v:+d}" for k, v in self.object_growth.items()))
         lines.append("PASS" if self.passed else "FAIL")
         return lines
 
@@ -147,6 +155,7 @@ class SoakReport:
             "dataset_bytes": self.dataset_bytes, "events": self.events, "error": self.error,
             "passed": self.passed, "size_px": self.options.size_px,
             "reconstruction": self.options.reconstruction,
+            "object_growth": self.object_growth,
         }
 
 
@@ -162,6 +171,18 @@ def rss_mb(pid: int | None) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def object_counts() -> Counter[str]:
+    """Live GC-tracked Python objects by type name (a leak of Python objects shows here)."""
+    return Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def largest_growth(before: Counter[str], after: Counter[str], n: int = 8) -> dict[str, int]:
+    """The ``n`` types whose object counts grew most from ``before`` to ``after``."""
+    grown = after.copy()
+    grown.subtract(before)
+    return {k: v for k, v in grown.most_common(n) if v > 0}
 
 
 def count_lost_frames(path: Path) -> tuple[int, int]:
@@ -224,11 +245,15 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
                          worker_log=folder / "soak.worker.log")
     done = threading.Event()
     start = time.monotonic()
+    warm_objects: Counter[str] = Counter()
 
     def watch() -> None:
         """Sample memory until the time is up, then stop the run after its time point."""
         end = start + options.minutes * 60.0
+        warm_end = start + options.warmup_fraction * options.minutes * 60.0
         while not done.wait(options.sample_every_s):
+            if not warm_objects and time.monotonic() >= warm_end:
+                warm_objects.update(object_counts())
             if options.trim_display_log:
                 # the emulator's ground-truth log (one record per trigger, bounded at 200k) is
                 # test instrumentation a real rig does not have: keep it out of the figures
@@ -237,11 +262,14 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
             process = supervisor.process if supervisor is not None else None
             sample = RssSample(time.monotonic() - start, session.progress().time_points_done,
                                rss_mb(os.getpid()),
-                               rss_mb(process.pid if process is not None else None))
+                               rss_mb(process.pid if process is not None else None),
+                               sys.getallocatedblocks())
             report.rss.append(sample)
             if on_sample is not None:
                 on_sample(sample)
             if time.monotonic() >= end:
+                if warm_objects:
+                    report.object_growth = largest_growth(warm_objects, object_counts())
                 session.stop()
                 return
 

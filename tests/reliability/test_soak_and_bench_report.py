@@ -19,7 +19,15 @@ from acquisition.bench_all import (
     write_docs,
 )
 from acquisition.cli import build_app
-from acquisition.soak import RssSample, SoakOptions, SoakReport, count_lost_frames, run_soak
+from acquisition.soak import (
+    RssSample,
+    SoakOptions,
+    SoakReport,
+    count_lost_frames,
+    largest_growth,
+    object_counts,
+    run_soak,
+)
 
 
 def sequence_file(path: Path, sequence: np.ndarray) -> Path:
@@ -90,3 +98,15 @@ def test_commands_are_registered() -> None:
     runner = CliRunner()
     assert "--minutes" in runner.invoke(build_app(), ["soak", "--help"]).output
     assert "--json" in runner.invoke(build_app(), ["bench", "all", "--help"]).output
+
+
+def test_object_growth_names_the_types_that_grew() -> None:
+    class Leaked:
+        pass
+
+    before = object_counts()
+    kept = [Leaked() for _ in range(500)]
+    grown = largest_growth(before, object_counts())
+    assert grown.get("Leaked") == 500 and all(v > 0 for v in grown.values())
+    assert largest_growth(object_counts(), before).get("Leaked") is None
+    del kept
