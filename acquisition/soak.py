@@ -124,11 +124,12 @@ class SoakReport:
             f"events: {self.events}",
         ]
         if self.rss:
-            lines.append("RSS over time (s, time points, acquisition MB, worker MB):")
+            lines.append("RSS over time (s, time points, acquisition MB, worker MB, "
+                         "Python blocks):")
             step = max(1, len(self.rss) // 12)
             for s in [*self.rss[::step], self.rss[-1]][: 14]:
                 lines.append(f"  {s.elapsed_s:7.0f} {s.time_points:8d} {s.acquisition_mb:8.1f} "
-                             f"{s.worker_mb:8.1f}")
+                             f"{s.worker_mb:8.1f} {s.python_blocks:9d}")
         if self.error:
             lines.append(f"error: {self.error}")
         if self.object_growth:
