@@ -448,18 +448,27 @@ class RunSession:
         return self._out_sequence
 
     def _publish(self, topic: str, time_point: int, channel: int, image: np.ndarray) -> None:
+        """Offer an image to the display stream, at most display_max_hz per topic on average.
+
+        The limit is a schedule, not a minimum gap: a 36 Hz source gives 30 images/s, not the
+        18/s of "skip anything closer than 1/30 s". uint16 SR goes out as stored (2 bytes a
+        pixel, info["sr_scale"] = value per unit), never converted here.
+        """
         if self.display is None:
             return
+        period_s = 1.0 / self.options.display_max_hz
         now = time.monotonic()
-        if now - self._last_display.get(topic, -1e9) < 1.0 / self.options.display_max_hz:
+        due_s = self._last_display.get(topic, -1e9)  # when this topic may publish next
+        if now < due_s:
             return
-        self._last_display[topic] = now
-        if topic == "sr" and image.dtype == np.uint16:  # viewers get float32 in [0, 1]
-            image = image.astype(np.float32) * np.float32(run_file.SR_SCALE)
+        self._last_display[topic] = max(due_s, now - period_s) + period_s  # <= 1 period credit
+        info: dict[str, Any] = {}
+        if topic == "sr" and image.dtype == np.uint16:
+            info["sr_scale"] = run_file.SR_SCALE
         kind = {"wf": Kind.WIDEFIELD, "sr": Kind.SR_RESULT, "imc": Kind.IMC_RESULT}.get(
             topic, Kind.RAW_SET)
         header = header_for(kind, self.run_id, time_point, image, time_point=time_point,
-                            channel=channel)
+                            channel=channel, info=info)
         with self._display_lock:
             self.display.publish(topic, header, image)
 

@@ -105,7 +105,7 @@ class HostLink:
         self.process = process
         self.on_event = on_event or (lambda level, text: None)
         self.subscribers = {topic: DisplaySubscriber(self.context, display_endpoint, topic)
-                            for topic in ("raw", "sr", "imc")}
+                            for topic in ("raw", "set", "sr", "imc")}
         self.state = HostState(last_reply_s=time.monotonic())
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._in_flight: tuple[str, float] | None = None

@@ -57,38 +57,92 @@ class LiveCounters:
     sr: RateMeter = field(default_factory=RateMeter)
 
 
+RAW_VIEWS = ("frame", "wide-field")
+SET_MAX_HZ = 2.0  # full raw sets for the pattern check (<= 1/10 s of CPU) and photon count (1 Hz)
+
+
+class RateLimit:
+    """At most ``max_hz`` events per second on average, with one period of credit.
+
+    A schedule, not a minimum gap: a 36 Hz source passes 30/s through a 30 Hz limit (a "skip
+    anything closer than 1/30 s" rule passes 18/s).
+    """
+
+    def __init__(self, max_hz: float) -> None:
+        if not max_hz > 0:
+            raise ValueError(f"max_hz must be positive, got {max_hz}")
+        self.period_s = 1.0 / max_hz
+        self._due_s = -1e9
+
+    def ready(self, now_s: float) -> bool:
+        """True (and the event counted) when an event may go out at ``now_s``."""
+        if now_s < self._due_s:
+            return False
+        self._due_s = max(self._due_s, now_s - self.period_s) + self.period_s
+        return True
+
+
+def wide_field_uint16(frames: np.ndarray) -> np.ndarray:
+    """The rounded mean of a (P, Y, X) uint16 set as uint16 (display: 2 bytes a pixel)."""
+    total = np.add.reduce(frames, axis=0, dtype=np.uint32)
+    n = np.uint32(frames.shape[0])
+    total += n // np.uint32(2)
+    total //= n
+    return total.astype(np.uint16)
+
+
 class DisplayOutlet:
     """The acquisition process's display PUB, shared by threads (a ZMQ socket is not).
 
-    Full raw sets (P, Y, X) of the display channel go out under 'raw', throttled to ``max_hz``
-    so the copy never weighs on a fast camera path; SR and IMC images under 'sr' / 'imc'.
+    What the window draws, no more: under 'raw' one 2-D image of the display channel per time
+    point (pattern 0, or the wide-field mean when ``raw_view`` is "wide-field"), at most
+    ``max_hz``; under 'set' the full (P, Y, X) set at most SET_MAX_HZ (pattern check, photon
+    count); SR and IMC images under 'sr' / 'imc'.
     """
 
-    def __init__(self, publisher: DisplayPublisher, max_hz: float = 30.0) -> None:
+    def __init__(self, publisher: DisplayPublisher, max_hz: float = 30.0,
+                 set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
-        self.min_period_s = 1.0 / max_hz
         self.display_channel = 0
+        self.raw_view = "frame"
         self.run_id = uuid.uuid4().hex
-        self._last_s = 0.0
+        self._raw_limit = RateLimit(max_hz)
+        self._set_limit = RateLimit(set_max_hz)
         self._sequence = 0
         self._lock = threading.Lock()
 
+    def set_raw_view(self, view: str) -> None:
+        """Publish pattern 0 ("frame") or the wide-field mean ("wide-field") under 'raw'."""
+        if view not in RAW_VIEWS:
+            raise ValueError(f"raw_view must be one of {RAW_VIEWS}, got {view!r}")
+        self.raw_view = view
+
     def offer_raw(self, point: TimePoint, acquired_s: float) -> None:
-        """Publish this time point's display-channel set unless one went out too recently."""
+        """Publish this time point's display-channel image (and set) unless one went out
+        too recently."""
         now = time.monotonic()
-        if now - self._last_s < self.min_period_s:
-            return
         for raw in point.sets:
             if raw.channel != self.display_channel:
                 continue
-            self._last_s = now
-            with self._lock:
-                self._sequence += 1
-                header = header_for(Kind.RAW_SET, self.run_id, self._sequence, raw.frames,
-                                    time_point=point.index, channel=raw.channel,
-                                    laser_nm=raw.laser_nm, exposure_ms=raw.exposure_ms,
-                                    info={"acquired_s": acquired_s})
-                self.publisher.publish("raw", header, raw.frames)
+            send_raw = self._raw_limit.ready(now)
+            send_set = raw.frames.ndim == 3 and self._set_limit.ready(now)
+            fields = {"time_point": point.index, "channel": raw.channel,
+                      "laser_nm": raw.laser_nm, "exposure_ms": raw.exposure_ms,
+                      "info": {"acquired_s": acquired_s}}
+            if send_raw:
+                wide = self.raw_view == "wide-field" and raw.frames.ndim == 3
+                image = (wide_field_uint16(raw.frames) if wide
+                         else raw.frames[0] if raw.frames.ndim == 3 else raw.frames)
+                self._send("raw", Kind.WIDEFIELD if wide else Kind.RAW_SET, image, fields)
+            if send_set:
+                self._send("set", Kind.RAW_SET, raw.frames, fields)
+            return
+
+    def _send(self, topic: str, kind: Kind, array: np.ndarray, fields: dict[str, Any]) -> None:
+        with self._lock:
+            self._sequence += 1
+            header = header_for(kind, self.run_id, self._sequence, array, **fields)
+            self.publisher.publish(topic, header, array)
 
     def publish(self, topic: str, header: Any, array: np.ndarray) -> None:
         """Publish an SR or IMC image (any thread)."""
@@ -154,7 +208,8 @@ class LivePipeline:
                                     mode=self.protocol.mode,
                                     calibration=self._worker_calibration(),
                                     imc_model=(self.protocol.imc_model if self.protocol.imc
-                                               else None))
+                                               else None),
+                                    sr_encoding="uint16")  # half the bytes to the display
             self.supervisor = WorkerSupervisor(
                 command, self._on_worker_event, heartbeat_timeout_s=self._heartbeat_timeout_s,
                 startup_timeout_s=self._hello_timeout_s, max_restarts=5)
@@ -328,6 +383,8 @@ class LivePipeline:
         info = {"photon_count": float(head.info.get("photon_count", float("nan"))),
                 "model_name": str(head.info.get("model_name", "")),
                 "acquired_s": acquired_s or 0.0}
+        if "sr_scale" in head.info:  # uint16 SR: shown value = stored x sr_scale
+            info["sr_scale"] = float(head.info["sr_scale"])
         if head.kind is Kind.SR_RESULT:
             self.counters.sr_frames += 1
             self.counters.sr.add(1)

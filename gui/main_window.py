@@ -17,9 +17,11 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from acquisition.protocol import ProtocolError
+from acquisition.wire import Kind
 from gui.composite_panel import CompositePanel
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
+from gui.live_pipeline import wide_field_uint16
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
 from gui.rate_meter import RateMeter
@@ -124,6 +126,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.display_rate = RateMeter()
         self.photon_count = float("nan")
         self.raw_message: Any = None
+        self.set_message: Any = None  # the newest full raw set (pattern check, photon count)
         self.sr_message: Any = None
         self._last_status_s = 0.0
         self._last_photon_s = 0.0
@@ -166,6 +169,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.load_button.clicked.connect(self._load_clicked)
         self.save_button.clicked.connect(self._save_clicked)
         self.link_box.toggled.connect(self._link_toggled)
+        self.raw_source.currentIndexChanged.connect(lambda _index: self._send_raw_view())
         self.editor.imc.toggled.connect(self._imc_toggled)
         self._plan_timer = QtCore.QTimer(self)
         self._plan_timer.setSingleShot(True)
@@ -176,6 +180,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.restore_settings()
         self._link_toggled(self.link_box.isChecked())
         self._imc_toggled(self.editor.imc.isChecked())
+        self._send_raw_view()
 
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(display_period_ms)
@@ -295,6 +300,12 @@ class LiveWindow(QtWidgets.QMainWindow):
         if self._views_linked:
             self.sr_panel.view.autoRange(padding=0.0)
 
+    def _send_raw_view(self) -> None:
+        """Tell the acquisition process what the raw view shows (it publishes only that)."""
+        if self.link.control is not None:
+            view = "frame" if self.raw_source.currentIndex() == 0 else "wide-field"
+            self.link.command("display", raw_view=view)
+
     def _imc_toggled(self, on: bool) -> None:
         """The composite pane is shown only while IMC-SR is on (the pattern check widens)."""
         self.composite.set_message("waiting for IMC-SR results")
@@ -345,7 +356,7 @@ class LiveWindow(QtWidgets.QMainWindow):
                 if panel.image is None:
                     continue
                 tif = folder / f"snapshot_{stamp}_{name}.tif"
-                tifffile.imwrite(tif, panel.image)
+                tifffile.imwrite(tif, panel.values())  # SR in [0, 1] float32, raw in ADU
                 rgb = panel.rendered_rgb()
                 png = folder / f"snapshot_{stamp}_{name}.png"
                 if rgb is not None:
@@ -373,10 +384,15 @@ class LiveWindow(QtWidgets.QMainWindow):
         if raw is not None:
             self._show_raw(raw)
             updated = True
+        full = self.link.latest("set")
+        if full is not None:
+            self._take_set(full)
         sr = self.link.latest("sr")
         if sr is not None:
             self.sr_message = sr
-            self.sr_panel.set_image(sr.array, f"t = {sr.header.time_point}")
+            scale = (float(sr.header.info.get("sr_scale", 1.0))
+                     if sr.array.dtype == np.uint16 else 1.0)
+            self.sr_panel.set_image(sr.array, f"t = {sr.header.time_point}", value_scale=scale)
             self._match_raw_scale()
             updated = True
         imc = self.link.latest("imc")
@@ -398,15 +414,25 @@ class LiveWindow(QtWidgets.QMainWindow):
             self._show_status()
 
     def _show_raw(self, message: Any) -> None:
+        """Draw a 'raw' image: one frame or the wide-field mean (a full set from an older
+        publisher is reduced here and also serves as the pattern check's set)."""
         self.raw_message = message
         frames = message.array
+        wide = message.header.kind is Kind.WIDEFIELD
         if frames.ndim == 3:
-            image = (frames[0] if self.raw_source.currentIndex() == 0
-                     else frames.mean(axis=0, dtype=np.float32))
+            wide = self.raw_source.currentIndex() == 1
+            image = wide_field_uint16(frames) if wide else frames[0]
+            self._take_set(message)
         else:
             image = frames
         laser = f"  {message.header.laser_nm} nm" if message.header.laser_nm > 0 else ""
-        self.raw_panel.set_image(image, f"t = {message.header.time_point}{laser}")
+        view = "  wide-field" if wide else ""
+        self.raw_panel.set_image(image, f"t = {message.header.time_point}{laser}{view}")
+
+    def _take_set(self, message: Any) -> None:
+        """A full raw set: photon count (once a second) and the pattern check (own thread)."""
+        frames = message.array
+        self.set_message = message
         camera = self._camera
         now = time.monotonic()
         if camera and now - self._last_photon_s >= PHOTON_PERIOD_S:

@@ -3,8 +3,9 @@
 Run as ``python -m gui.session_host`` by the GUI (a separate process, so drawing never takes
 CPU time or the GIL from acquisition). Live view is :class:`gui.live_pipeline.LivePipeline`;
 recording is acquisition's :class:`RunSession`. Both feed one display PUB (endpoint ``display``):
-the display channel's full raw sets ('raw'), SR images ('sr') and IMC splits ('imc'). A REP
-socket answers the GUI's commands (status, live, stop_live, record, stop_record, quit); errors
+the display channel's raw frame or wide-field ('raw'), its full sets at 2 Hz ('set'), SR images
+('sr', uint16 x sr_scale) and IMC splits ('imc'). A REP socket answers the GUI's commands
+(status, live, stop_live, record, stop_record, display, quit); errors
 from the rig, the worker and the recorder are kept as events that the GUI shows.
 """
 
@@ -174,6 +175,9 @@ class SessionHost:
                 protocol = self._protocol(request["protocol"])
                 channel = int(request.get("display_channel", 0))
                 return self._later("live", lambda: self.start_live(protocol, channel))
+            if cmd == "display":  # what the window's raw view shows: "frame" / "wide-field"
+                self.outlet.set_raw_view(str(request.get("raw_view", "frame")))
+                return {"ok": True}
             if cmd == "stop_live":
                 return self._later("stop_live", self.stop_live)
             if cmd == "record":
@@ -435,9 +439,11 @@ class RecordingThread(threading.Thread):
                 self.latency_ms = (time.time() - acquired) * 1e3
             self.sr_rate.add(1)
         kind = Kind.SR_RESULT if topic == "sr" else Kind.IMC_RESULT
+        info: dict[str, Any] = {"acquired_s": acquired or 0.0}
+        if "sr_scale" in head.info:  # uint16 SR as the run stores it
+            info["sr_scale"] = float(head.info["sr_scale"])
         header = header_for(kind, head.run_id, head.sequence, message.array,
-                            time_point=head.time_point, channel=head.channel,
-                            info={"acquired_s": acquired or 0.0})
+                            time_point=head.time_point, channel=head.channel, info=info)
         self.host.outlet.publish(topic, header, message.array)
 
     def status(self) -> dict[str, Any]:
@@ -507,9 +513,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ny, nx = (int(n) for n in args.size_px.split(","))
-    host = SessionHost(args.rig, args.folder, (ny, nx), args.seed, args.structure,
-                       args.live_interval_s, display_endpoint=args.display,
-                       faults_json=args.faults)
+    try:
+        host = SessionHost(args.rig, args.folder, (ny, nx), args.seed, args.structure,
+                           args.live_interval_s, display_endpoint=args.display,
+                           faults_json=args.faults)
+    except (RuntimeError, OSError, ValueError, zmq.ZMQError) as exc:
+        # the cause is the log's last error line (the GUI shows it); _exit skips the teardown
+        # of the rig's half-started C++ threads, which aborted the process now and then
+        logger.error("cannot start the acquisition process: %s.%s: %s",
+                     type(exc).__module__, type(exc).__name__, exc)
+        logging.shutdown()
+        os._exit(1)
     logging.getLogger().addHandler(LogRecordRelay(host.events))
     free = shutil.disk_usage(args.folder).free
     logger.info("acquisition process ready (camera %s, %.1f GB free)", host.camera["shape"],

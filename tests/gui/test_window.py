@@ -56,7 +56,11 @@ def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactor
 def test_raw_and_sr_images_appear_and_change(window: LiveWindow, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: window.sr_message is not None, timeout=WAIT_MS)
     first_raw, first_sr = window.raw_message, window.sr_message
-    assert first_raw.array.shape == (9, SIZE_PX, SIZE_PX)
+    assert first_raw.array.shape == (SIZE_PX, SIZE_PX)  # the raw view gets one frame
+    qtbot.waitUntil(lambda: window.set_message is not None, timeout=WAIT_MS)
+    assert window.set_message.array.shape == (9, SIZE_PX, SIZE_PX)  # full sets at 2 Hz
+    assert window.sr_message.array.dtype == np.uint16  # SR as stored, with its scale
+    assert window.sr_message.header.info["sr_scale"] == pytest.approx(1 / 65535)
     assert window.sr_panel.image is not None
     assert window.sr_panel.image.shape == (2 * SIZE_PX, 2 * SIZE_PX)
     qtbot.waitUntil(lambda: window.sr_message.header.time_point > first_sr.header.time_point
@@ -90,8 +94,10 @@ def _photon_count(window: LiveWindow, qtbot: QtBot, power_pct: float, exposure_m
     window.editor.exposures[0].setValue(exposure_ms)
     changed_wall_s = time.time()
 
-    def fresh() -> bool:
-        head = window.raw_message.header
+    def fresh() -> bool:  # photon counts come from the full sets
+        if window.set_message is None:
+            return False
+        head = window.set_message.header
         return (head.info.get("acquired_s", 0.0) > changed_wall_s + 1.0
                 and abs(head.exposure_ms - exposure_ms) < 1e-6)
 
@@ -125,6 +131,17 @@ def test_snapshot_writes_tiff_data_and_png(window: LiveWindow, tmp_path: Path,
     assert len(pngs) == 2 and all(p.stat().st_size > 100 for p in pngs)
     sr = tifffile.imread(next(p for p in tifs if p.name.endswith("sr.tif")))
     assert sr.shape == (2 * SIZE_PX, 2 * SIZE_PX) and sr.dtype == np.float32
+
+
+def test_wide_field_raw_view_is_published_on_request(window: LiveWindow, qtbot: QtBot) -> None:
+    from acquisition.wire import Kind
+
+    qtbot.waitUntil(lambda: window.raw_message is not None, timeout=WAIT_MS)
+    window.raw_source.setCurrentIndex(1)  # the acquisition process now sends the mean
+    qtbot.waitUntil(lambda: window.raw_message.header.kind is Kind.WIDEFIELD, timeout=WAIT_MS)
+    assert window.raw_message.array.shape == (SIZE_PX, SIZE_PX)
+    window.raw_source.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: window.raw_message.header.kind is Kind.RAW_SET, timeout=WAIT_MS)
 
 
 def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:

@@ -1,0 +1,105 @@
+"""The display stream's rate limit and wire format (no Qt, no acquisition process)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from acquisition import run_file
+from acquisition.session import RunSession, SessionOptions
+from acquisition.wire import Header
+
+
+class RecordingPublisher:
+    """Stands in for DisplayPublisher: keeps what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Header, np.ndarray]] = []
+
+    def publish(self, topic: str, header: Header, array: np.ndarray) -> None:
+        self.sent.append((topic, header, array))
+
+
+def published_per_s(monkeypatch: pytest.MonkeyPatch, source_hz: float, seconds: float = 10.0,
+                    topic: str = "raw") -> float:
+    """Images/s that RunSession._publish lets through from a source at ``source_hz``."""
+    clock = {"now": 100.0}
+    monkeypatch.setattr("acquisition.session.time.monotonic", lambda: clock["now"])
+    session: Any = SimpleNamespace(display=RecordingPublisher(), options=SessionOptions(),
+                                   _last_display={}, _display_lock=threading.Lock(),
+                                   run_id="r")
+    image = np.zeros((4, 4), np.uint16)
+    n = int(seconds * source_hz)
+    for i in range(n):
+        clock["now"] = 100.0 + i / source_hz
+        RunSession._publish(session, topic, i, 0, image)
+    return len(session.display.sent) / seconds
+
+
+def test_display_rate_is_a_schedule_not_a_minimum_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert SessionOptions().display_max_hz == 30.0
+    # a 36 Hz source: the old "skip anything within 1/30 s" rule let 18/s through
+    assert 29.0 <= published_per_s(monkeypatch, 36.0) <= 30.5
+    assert 29.0 <= published_per_s(monkeypatch, 100.0) <= 30.5
+    assert published_per_s(monkeypatch, 20.0) == 20.0  # slower sources: every image
+
+
+def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    publisher = RecordingPublisher()
+    session: Any = SimpleNamespace(display=publisher, options=SessionOptions(),
+                                   _last_display={}, _display_lock=threading.Lock(),
+                                   run_id="r")
+    stored = np.array([[0, 65535], [32768, 7]], np.uint16)
+    RunSession._publish(session, "sr", 5, 0, stored)
+    topic, header, array = publisher.sent[0]
+    assert topic == "sr" and array is stored  # no float32 copy on the acquisition side
+    assert header.dtype == "uint16" and header.info["sr_scale"] == run_file.SR_SCALE
+    assert header.time_point == 5
+
+
+def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live view: one 2-D raw image per update, the full set only at 2 Hz."""
+    from acquisition.engine import RawSet, TimePoint
+    from acquisition.wire import Kind
+    from gui.live_pipeline import DisplayOutlet, wide_field_uint16
+
+    clock = {"now": 50.0}
+    monkeypatch.setattr("gui.live_pipeline.time.monotonic", lambda: clock["now"])
+    publisher = RecordingPublisher()
+    outlet = DisplayOutlet(publisher, max_hz=30.0)  # type: ignore[arg-type]
+    rng = np.random.default_rng(2)
+    frames = rng.integers(100, 60_000, size=(9, 8, 6), dtype=np.uint16)
+
+    def point(index: int, channel: int = 0) -> TimePoint:
+        raw = RawSet(index, channel, 488, 10.0, frames, np.zeros(9), np.arange(9))
+        return TimePoint(index, 0.0, 0.0, (raw,))
+
+    for i in range(40):  # 20 Hz for 2 s
+        clock["now"] = 50.0 + i * 0.05
+        outlet.offer_raw(point(i), acquired_s=float(i))
+    raws = [(h, a) for t, h, a in publisher.sent if t == "raw"]
+    sets = [(h, a) for t, h, a in publisher.sent if t == "set"]
+    assert len(raws) == 40 and all(a.shape == (8, 6) for _, a in raws)
+    assert np.array_equal(raws[0][1], frames[0]) and raws[0][0].kind is Kind.RAW_SET
+    assert 4 <= len(sets) <= 5 and sets[0][1].shape == (9, 8, 6)  # 2 Hz
+    assert sets[0][0].time_point == 0 and sets[0][0].info["acquired_s"] == 0.0
+
+    publisher.sent.clear()
+    outlet.set_raw_view("wide-field")
+    clock["now"] += 1.0
+    outlet.offer_raw(point(99), acquired_s=99.0)
+    topic, header, image = publisher.sent[0]
+    assert topic == "raw" and header.kind is Kind.WIDEFIELD and image.dtype == np.uint16
+    mean = frames.astype(np.float64).mean(axis=0)
+    assert np.abs(image - mean).max() <= 0.5 + 1e-9
+    assert np.array_equal(wide_field_uint16(frames), image)
+    publisher.sent.clear()
+    clock["now"] += 1.0
+    outlet.offer_raw(point(100, channel=1), acquired_s=100.0)  # not the display channel
+    assert publisher.sent == []
+    with pytest.raises(ValueError, match="raw_view"):
+        outlet.set_raw_view("max")
