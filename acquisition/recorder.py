@@ -13,10 +13,13 @@ from :mod:`acquisition.run_file`.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,6 +36,7 @@ from acquisition import run_file
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMC_CHANNELS = ("CCPs", "MTs", "F-actin")
+FAULT_SEAL_TIMEOUT_S = 60.0  # the child process adding the fault row after a write failure
 
 
 class RecorderError(RuntimeError):
@@ -113,6 +117,7 @@ class RunRecorder:
             self._h5 = h5py.File(self.path, "w", libver="latest",
                                  rdcc_nbytes=run_file.WRITER_CHUNK_CACHE_BYTES)
             self._datasets = self._create_layout(metadata, calibration or {})
+            run_file.create_fault_reserve(self._h5)  # room for the fault row on a full disk
             self._h5.swmr_mode = True
             self._h5.flush()
         except OSError as exc:
@@ -213,18 +218,58 @@ class RunRecorder:
                     break
                 getattr(self, f"_do_{item.op}")(*item.args)
         except Exception as exc:  # thread boundary: any failure must stop the run cleanly
-            self.error = RecorderError(f"{self.path}: writing stopped: {exc}")
+            self.error = RecorderError(f"{self.path}: writing stopped: {_os_error_text(exc)}")
             logger.error("%s", self.error)
-            self._record_failure(str(exc))
-        finally:
+            self._seal_after_failure(exc)
+        else:
             self._finish()
+        finally:
+            self._discard_queue()
 
-    def _record_failure(self, detail: str) -> None:
+    def _seal_after_failure(self, exc: BaseException) -> None:
+        """After a failed write: nothing more through this HDF5 handle, then seal the file.
+
+        The handle's cache may hold metadata it can no longer write (HDF5 2.0 then crashes at
+        exit closing it), so its descriptor is pointed at /dev/null and its objects closed;
+        what is on disk is the last flush, as after a kill. The SWMR flags are cleared in
+        place and a fresh process appends the "fault" row in the space of the fault reserve.
+        """
+        from acquisition.recovery import RecoveryError, clear_consistency_flags
+
+        self._stop_sync()
+        self._abandon_handle()
+        detail = f"recorder I/O error: {_os_error_text(exc)}"
         try:
-            self._do_event(time.time(), "fault", -1, -1, f"recorder I/O error: {detail}")
-            self._h5.flush()
+            clear_consistency_flags(self.path)
+            _append_fault_event_in_child(self.path, detail)
+        except (OSError, RecoveryError, RecorderError) as err:
+            logger.error("could not seal %s after the failure: %s", self.path, err)
+            self.error = RecorderError(f"{self.error}; the file could not be sealed ({err}): "
+                                       f"run `livesim recover {self.path}`")
+            return
+        self.stats.events["fault"] += 1
+        logger.info("%s: closed with a fault event; every flushed time point is kept",
+                    self.path)
+
+    def _abandon_handle(self) -> None:
+        """Close the HDF5 handle without letting it write anything more to the run file."""
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            try:
+                os.dup2(null, self._fd)  # later writes fail (EBADF); the flock is released
+            finally:
+                os.close(null)
+        except OSError as exc:
+            logger.error("could not detach %s from its HDF5 handle: %s", self.path, exc)
+        for dataset in self._datasets.values():
+            try:
+                dataset.id.close()
+            except (OSError, RuntimeError, ValueError) as exc:
+                logger.debug("closing %s after the failure: %s", dataset.name, exc)
+        try:
+            self._h5.close()
         except (OSError, RuntimeError, ValueError) as exc:
-            logger.error("could not log the failure in the file either: %s", exc)
+            logger.debug("closing %s after the failure: %s", self.path, exc)
 
     def _sync_loop(self) -> None:
         """fsync after each flushed time point (coalesced), off the writer thread."""
@@ -252,15 +297,23 @@ class RunRecorder:
 
     def _finish(self) -> None:
         self._stop_sync()
+        if self._sync_error is not None:
+            self.error = RecorderError(f"{self.path}: fsync failed: "
+                                       f"{_os_error_text(self._sync_error)}")
+            self._seal_after_failure(self._sync_error)
+            return
         try:
+            run_file.release_fault_reserve(self._h5)
             self._h5.flush()
-            if self._fsync and self.error is None:
+            if self._fsync:
                 os.fsync(self._fd)
             self._h5.close()
         except (OSError, RuntimeError, ValueError) as exc:
-            if self.error is None:
-                self.error = RecorderError(f"{self.path}: closing failed: {exc}")
-            logger.error("closing %s failed: %s", self.path, exc)
+            self.error = RecorderError(f"{self.path}: closing failed: {_os_error_text(exc)}")
+            logger.error("%s", self.error)
+            self._seal_after_failure(exc)
+
+    def _discard_queue(self) -> None:
         while True:  # unblock producers; nothing more can be written
             try:
                 self._queue.get_nowait()
@@ -271,8 +324,8 @@ class RunRecorder:
         if time_point < self._n_time_points:
             return
         n = time_point + 1
-        for dataset in self._time_datasets:
-            dataset.resize(n, axis=0)
+        for dataset_id, row_shape in self._extents:  # low level: resize() costs 8x in Python
+            dataset_id.set_extent((n, *row_shape))
         self._n_time_points = n
 
     def _do_raw(self, t: int, c: int, frames: np.ndarray, stamps: np.ndarray,
@@ -284,8 +337,9 @@ class RunRecorder:
         for p in range(frames.shape[0]):
             write_chunk((t, c, p, 0, 0), frames[p])
         d["wf"].id.write_direct_chunk((t, c, 0, 0), frames.mean(axis=0, dtype="<f4"))
-        d["camera_s"][t, c] = stamps
-        d["sequence"][t, c] = sequences
+        tables = self._tables
+        tables["camera_s"].write((t, c), stamps)
+        tables["sequence"].write((t, c), sequences)
         self.stats.raw_frames += frames.shape[0]
         self.stats.bytes_written += frames.nbytes
 
@@ -299,10 +353,11 @@ class RunRecorder:
         stored = image if image.dtype == np.uint16 else run_file.sr_to_stored(image)
         d[f"sr/{model}"].id.write_direct_chunk((t, c, 0, 0),
                                                np.ascontiguousarray(stored, dtype="<u2"))
-        d["sr_written"][t, c] = 1
-        d["photon_count"][t, c] = photon_count
-        d["sr_latency_ms"][t, c] = latency_ms
-        d["inference_ms"][t, c] = inference_ms
+        tables = self._tables
+        tables["sr_written"].write((t, c), 1)
+        tables["photon_count"].write((t, c), photon_count)
+        tables["sr_latency_ms"].write((t, c), latency_ms)
+        tables["inference_ms"].write((t, c), inference_ms)
         self.stats.sr_frames += 1
         self.stats.bytes_written += stored.nbytes
 
@@ -321,7 +376,7 @@ class RunRecorder:
 
     def _do_end(self, t: int) -> None:
         self._grow_to(t)
-        self._datasets["complete"][t] = 1
+        self._tables["complete"].write((t,), 1)
         self._h5.flush()
         if self._sync_error is not None:
             raise self._sync_error
@@ -374,4 +429,60 @@ class RunRecorder:
         h5.attrs["channel_names"] = list(lay.channel_names)
         run_file.write_metadata(h5, metadata)
         self._time_datasets = [v for k, v in d.items() if k != "events"]
+        self._extents = [(v.id, v.shape[1:]) for v in self._time_datasets]
+        self._tables = {k: _TableRows(d[k]) for k in (
+            "camera_s", "sequence", "sr_latency_ms", "inference_ms", "complete", "sr_written",
+            "photon_count")}
         return d
+
+
+class _TableRows:
+    """Row writes into a per-time-point table through h5py's low-level API: the writer makes
+    7 of them per time point, and ``Dataset.__setitem__`` spends 4x the write on selections."""
+
+    def __init__(self, dataset: h5py.Dataset) -> None:
+        self._id = dataset.id
+        self._dtype = dataset.dtype
+        self._row_shape = dataset.shape[1:]
+
+    def write(self, index: tuple[int, ...], values: Any) -> None:
+        """``dataset[index] = values``; ``index`` picks whole rows of the trailing axes."""
+        rest = self._row_shape[len(index) - 1:]
+        data = np.ascontiguousarray(np.broadcast_to(values, rest), dtype=self._dtype)
+        data = data.reshape((1,) * len(index) + rest)
+        file_space = self._id.get_space()
+        file_space.select_hyperslab((*index, *(0,) * len(rest)), data.shape)
+        self._id.write(h5py.h5s.create_simple(data.shape), file_space, data)
+
+
+def _os_error_text(exc: BaseException) -> str:
+    """The exception's text, led by the OS error's name when it carries one (errno)."""
+    text = " ".join(str(exc).split())  # HDF5's messages span lines
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int) and number > 0:
+        name = errno.errorcode.get(number, str(number))
+        return f"{name} ({os.strerror(number)}): {text}"
+    return text
+
+
+def _append_fault_event_in_child(path: Path, detail: str) -> None:
+    """Append the "fault" row from a fresh process: this one's HDF5 still counts the failed
+    handle as open, so it cannot reopen the file; a crash there cannot take the run down."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    code = ("import sys; from acquisition.run_file import append_fault_event; "
+            "append_fault_event(sys.argv[1], sys.argv[2], float(sys.argv[3]))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(path), detail, str(time.time())],
+                              capture_output=True, text=True, timeout=FAULT_SEAL_TIMEOUT_S,
+                              env=env)
+    except subprocess.TimeoutExpired as exc:
+        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s"
+                            ) from exc
+    if done.returncode != 0:
+        from acquisition.recovery import clear_consistency_flags
+
+        clear_consistency_flags(path)  # the failed attempt may have set them again
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise RecorderError(f"adding the fault row failed: {last}")

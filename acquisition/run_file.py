@@ -36,6 +36,13 @@ COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time p
 # caches fill for hours (+13.6 % RSS in the 30-minute soak).
 WRITER_CHUNK_CACHE_BYTES = 1024 * 1024
 
+# Space set aside while recording so that the "fault" row can still be written after the disk
+# (or the file-size limit) is full: a contiguous dataset allocated when the file is created,
+# deleted to make room for that row after a write failure, and at a normal close.
+FAULT_RESERVE = "fault_reserve"
+FAULT_RESERVE_BYTES = 64 * 1024
+FAULT_DETAIL_MAX_CHARS = 2000  # the row's text must fit the reserve with the rest
+
 EVENT_DTYPE = np.dtype(
     [
         ("time_s", "f8"),
@@ -147,3 +154,31 @@ def _json_default(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def create_fault_reserve(h5: h5py.File) -> None:
+    """Allocate the fault reserve now (contiguous, written at creation), before SWMR mode."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    space = h5py.h5s.create_simple((FAULT_RESERVE_BYTES,))
+    h5py.h5d.create(h5.id, FAULT_RESERVE.encode(), h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+
+
+def release_fault_reserve(h5: h5py.File) -> None:
+    """Delete the fault reserve (its space becomes free for what is written next), if present."""
+    if FAULT_RESERVE in h5:
+        del h5[FAULT_RESERVE]
+
+
+def append_fault_event(path: Path | str, detail: str, when_s: float) -> int:
+    """Open a run file whose writer failed, release the reserve and append one "fault" row.
+
+    Returns the row's index. The file must be closed everywhere else (SWMR flags cleared).
+    """
+    with h5py.File(path, "r+") as h5:
+        release_fault_reserve(h5)
+        events = h5[EVENTS]
+        n = events.shape[0]
+        events.resize(n + 1, axis=0)
+        events[n] = (when_s, "fault", -1, -1, detail[:FAULT_DETAIL_MAX_CHARS])
+    return n
