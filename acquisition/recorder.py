@@ -123,6 +123,7 @@ class RunRecorder:
         except OSError as exc:
             raise RecorderError(f"{self.path}: cannot create run file: {exc}") from exc
         self._fd = self._h5.id.get_vfd_handle()
+        self._file_identity = _identity(os.fstat(self._fd))  # to never detach another file
         self._sync_thread = threading.Thread(target=self._sync_loop, name="run-fsync",
                                              daemon=True)
         if fsync:
@@ -254,13 +255,14 @@ class RunRecorder:
     def _abandon_handle(self) -> None:
         """Close the HDF5 handle without letting it write anything more to the run file."""
         try:
-            null = os.open(os.devnull, os.O_RDONLY)
-            try:
-                os.dup2(null, self._fd)  # later writes fail (EBADF); the flock is released
-            finally:
-                os.close(null)
-        except OSError as exc:
-            logger.error("could not detach %s from its HDF5 handle: %s", self.path, exc)
+            if _identity(os.fstat(self._fd)) == self._file_identity:
+                null = os.open(os.devnull, os.O_RDONLY)
+                try:
+                    os.dup2(null, self._fd)  # later writes fail (EBADF); the flock is released
+                finally:
+                    os.close(null)
+        except OSError as exc:  # already closed by HDF5: nothing left to detach
+            logger.debug("could not detach %s from its HDF5 handle: %s", self.path, exc)
         for dataset in self._datasets.values():
             try:
                 dataset.id.close()
@@ -453,6 +455,11 @@ class _TableRows:
         file_space = self._id.get_space()
         file_space.select_hyperslab((*index, *(0,) * len(rest)), data.shape)
         self._id.write(h5py.h5s.create_simple(data.shape), file_space, data)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    """(device, inode): which file a descriptor refers to."""
+    return stat.st_dev, stat.st_ino
 
 
 def _os_error_text(exc: BaseException) -> str:
