@@ -2,9 +2,11 @@
 
 The pipeline is acquisition's own benchmark pipeline (pre-rendered emulator frames -> engine ->
 ZeroMQ -> passthrough worker -> HDF5 recorder) in a separate process: 512 x 512 raw frames,
-1024 x 1024 SR images on the display stream. It runs twice: headless, then with the real
-window (offscreen) attached to its display stream. Reported: the window's raw and SR view
-updates per second, and the pipeline's raw frames/s in both runs.
+1024 x 1024 uint16 SR images on the display stream (<= 30/s per topic). It runs twice:
+headless, then with the real window (offscreen, Qt's own event loop) attached to its display
+stream. An update is a new image received and painted, never a redraw of the same one.
+Reported: raw and SR images drawn/s, the SR images/s the pipeline made meanwhile, the
+pipeline's raw frames/s in both runs, and where the window's CPU goes (thread CPU per stage).
 """
 
 from __future__ import annotations
@@ -18,14 +20,81 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gui.display_cost import DisplayCost
+
 logger = logging.getLogger(__name__)
 
 SETTLE_S = 1.0  # the window's subscribers connect before the pipeline starts
-FEED_HZ = 60.0  # synthetic display feed: what the window can draw when nothing else runs
+FEED_HZ = 30.0  # synthetic display feed at the display stream's cap (RunOptions.display_max_hz)
+WATCH_PERIOD_MS = 5  # the bench's own check of the pipeline process and SR updates
+FEED_SET_HZ = 2.0  # full raw sets in the feed, as the live GUI's acquisition process sends
+PROBE_TIME_POINTS = 60  # sizes the pipeline run (a shorter probe is dominated by start/close)
+MIN_TIME_POINTS = 200  # the probe's rate includes start-up and close: never size below this
+# emulator camera constants, so the feed run also pays for the pattern check and photon count
+FEED_CAMERA = {"pixel_size_nm": 62.6, "offset_adu": 100.0, "photons_per_count": 1.0}
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """What the window did over one measured span (first to last new SR image)."""
+
+    span_s: float
+    raw_updates: int  # new raw images received and set
+    sr_updates: int
+    raw_painted: int  # distinct raw images that reached the screen
+    sr_painted: int
+    process_cpu_s: float  # the window process, all threads
+    gui_thread_cpu_s: float
+    cost: DisplayCost  # GUI-thread CPU per display stage
+    raw_paint_s: float  # GUI-thread CPU painting the raw image (colour + Qt draw)
+    sr_paint_s: float
+    pattern_cpu_s: float  # the pattern check's own thread
+    sr_time_points: int = 0  # time points the SR images spanned (the pipeline's SR output)
+
+    @property
+    def sr_made_per_s(self) -> float:
+        """SR images the pipeline made per second over the span (time point numbers)."""
+        return self.sr_time_points / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def raw_per_s(self) -> float:
+        """New raw images drawn per second."""
+        return self.raw_painted / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def sr_per_s(self) -> float:
+        """New SR images drawn per second."""
+        return self.sr_painted / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def pairs(self) -> int:
+        """Raw + SR update pairs (the smaller count)."""
+        return max(1, min(self.raw_updates, self.sr_updates))
+
+    @property
+    def cpu_ms_per_pair(self) -> float:
+        """Window process CPU per raw + SR update pair (all threads)."""
+        return 1e3 * self.process_cpu_s / self.pairs
+
+    def split_ms(self) -> dict[str, float]:
+        """CPU ms per raw + SR update pair, by stage."""
+        c = self.cost
+        staged = c.receive_s + c.raw_set_s + c.sr_set_s + c.full_set_s
+        parts = {"receive": c.receive_s, "raw set_image": c.raw_set_s,
+                 "SR set_image": c.sr_set_s, "full set (photons, pattern hand-off)": c.full_set_s,
+                 "rest of tick (status, captions)": c.tick_s - staged,
+                 "raw paint": self.raw_paint_s, "SR paint": self.sr_paint_s,
+                 "Qt rest (scene, histograms, event loop)":
+                     self.gui_thread_cpu_s - c.tick_s - self.raw_paint_s - self.sr_paint_s,
+                 "pattern check thread": self.pattern_cpu_s,
+                 "other threads (ZMQ I/O)":
+                     self.process_cpu_s - self.gui_thread_cpu_s - self.pattern_cpu_s}
+        return {name: 1e3 * value / self.pairs for name, value in parts.items()}
 
 
 @dataclass(frozen=True)
@@ -36,15 +105,10 @@ class DisplayBenchResult:
     time_points: int
     headless_fps: float
     with_display_fps: float
-    raw_updates_per_s: float
-    sr_updates_per_s: float
-    display_updates_per_s: float
     sr_shape: tuple[int, ...]
-    window_s: float
-    capacity_raw_per_s: float = float("nan")
-    capacity_sr_per_s: float = float("nan")
-    feed_hz: float = 0.0
-    cpu_ms_per_update: float = float("nan")  # window process CPU per (raw + SR) update pair
+    during: WindowFigures  # the window while the pipeline runs
+    alone: WindowFigures  # the window alone, fed FEED_HZ per topic
+    feed_hz: float
     render_sr_cpu_ms: float = float("nan")  # CPU ms to set + paint one SR image in the window
     render_raw_cpu_ms: float = float("nan")  # the same for one raw frame
     load_average: float = float("nan")
@@ -56,29 +120,46 @@ class DisplayBenchResult:
         """How much slower the pipeline ran with the window drawing (negative: faster)."""
         return 100.0 * (1.0 - self.with_display_fps / self.headless_fps)
 
+    @property
+    def sr_updates_per_s(self) -> float:
+        """New SR images drawn per second while the pipeline ran."""
+        return self.during.sr_per_s
+
+    @property
+    def raw_updates_per_s(self) -> float:
+        """New raw images drawn per second while the pipeline ran."""
+        return self.during.raw_per_s
+
     def lines(self) -> list[str]:
         """Human-readable report."""
-        return [
+        d, a = self.during, self.alone
+        out = [
             f"pipeline: {self.time_points} SIM sets of 9 x {self.size_px}x{self.size_px}, "
-            f"passthrough SR {self.sr_shape}",
+            f"passthrough SR {self.sr_shape} (uint16 on the display stream)",
             f"raw frames/s headless        {self.headless_fps:8.0f}",
             f"raw frames/s with the window {self.with_display_fps:8.0f}  "
             f"({self.slowdown_pct:+.1f} % slower; target within 5 %)",
             f"pipeline CPU per raw frame: headless {self.headless_cpu_ms_per_frame:.2f} ms, "
             f"with the window {self.with_display_cpu_ms_per_frame:.2f} ms",
-            f"window: SR view {self.sr_updates_per_s:.1f} updates/s, raw view "
-            f"{self.raw_updates_per_s:.1f} updates/s, any view {self.display_updates_per_s:.1f}"
-            f"/s over {self.window_s:.1f} s (target >= 30)",
-            f"window alone, fed {self.feed_hz:.0f} Hz per topic (raw set 9x{self.size_px}^2 + "
-            f"SR {self.sr_shape}): SR view {self.capacity_sr_per_s:.1f} updates/s, raw view "
-            f"{self.capacity_raw_per_s:.1f} updates/s; window CPU {self.cpu_ms_per_update:.1f} ms "
-            f"per raw+SR update pair (one free core: ~{1000 / self.cpu_ms_per_update:.0f}/s)",
-            f"render cost in the window (CPU, set + paint): SR {self.render_sr_cpu_ms:.1f} ms, "
-            f"raw {self.render_raw_cpu_ms:.1f} ms -> ~"
-            f"{1000 / (self.render_sr_cpu_ms + self.render_raw_cpu_ms):.0f} raw+SR updates/s "
-            "on one free core",
+            f"window during the run: SR view {d.sr_per_s:.1f}, raw view {d.raw_per_s:.1f} new "
+            f"images drawn/s over {d.span_s:.1f} s (target >= 30); the pipeline made "
+            f"{d.sr_made_per_s:.1f} SR images/s then, the display stream offers <= 30/s per "
+            f"view; window CPU {d.cpu_ms_per_pair:.1f} ms per raw+SR pair",
+            f"window alone, fed {self.feed_hz:.0f} Hz per topic (raw {self.size_px}^2 + SR "
+            f"{self.sr_shape} uint16, full sets {FEED_SET_HZ:.0f} Hz, pattern check and photon "
+            f"count on): SR view {a.sr_per_s:.1f}, raw view {a.raw_per_s:.1f} drawn/s; "
+            f"CPU {a.cpu_ms_per_pair:.1f} ms per pair (one free core: "
+            f"~{1000 / a.cpu_ms_per_pair:.0f} pairs/s)",
+            "  CPU ms per raw+SR pair, window alone / during the run:",
+        ]
+        split_a, split_d = a.split_ms(), d.split_ms()
+        out += [f"    {name:42s} {split_a[name]:6.2f} / {split_d[name]:6.2f}" for name in split_a]
+        out += [
+            f"render cost in the window (CPU, set + paint): SR {self.render_sr_cpu_ms:.2f} ms, "
+            f"raw {self.render_raw_cpu_ms:.2f} ms",
             f"1-minute load average at the end: {self.load_average:.1f}",
         ]
+        return out
 
 
 def _pipeline_argv(folder: Path, size_px: int, time_points: int) -> list[str]:
@@ -86,13 +167,42 @@ def _pipeline_argv(folder: Path, size_px: int, time_points: int) -> list[str]:
             "--size-px", str(size_px), "--time-points", str(time_points)]
 
 
-def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> tuple[float, float]:
-    """(raw frames/s, CPU ms per raw frame) reported by a pipeline process."""
+def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> dict[str, float]:
+    """raw_fps and cpu_ms_per_frame reported by a pipeline process."""
     out, _ = process.communicate(timeout=timeout_s)
     if process.returncode != 0:
         raise RuntimeError(f"bench pipeline exited with code {process.returncode}")
     report = json.loads(out.strip().splitlines()[-1])
-    return float(report["raw_fps"]), float(report["cpu_ms_per_frame"])
+    return {key: float(report[key]) for key in ("raw_fps", "cpu_ms_per_frame")}
+
+
+class _Meter:
+    """Snapshots of the window's counters, to difference over a span."""
+
+    def __init__(self, window: Any) -> None:
+        self.window = window
+        self.taken_s = time.monotonic()
+        self.raw_updates = window.raw_panel.updates
+        self.sr_updates = window.sr_panel.updates
+        self.raw_painted = window.raw_panel.item.images_painted
+        self.sr_painted = window.sr_panel.item.images_painted
+        self.process_cpu_s = time.process_time()
+        self.gui_thread_cpu_s = time.thread_time()
+        self.cost = window.cost.snapshot()
+        self.raw_paint_s = window.raw_panel.item.paint_cpu_s
+        self.sr_paint_s = window.sr_panel.item.paint_cpu_s
+        self.pattern_cpu_s = window.pattern_checker.cpu_s
+        message = window.sr_message
+        self.sr_time_point = message.header.time_point if message is not None else 0
+
+    def since(self, start: _Meter) -> WindowFigures:
+        return WindowFigures(
+            self.taken_s - start.taken_s, self.raw_updates - start.raw_updates,
+            self.sr_updates - start.sr_updates, self.raw_painted - start.raw_painted,
+            self.sr_painted - start.sr_painted, self.process_cpu_s - start.process_cpu_s,
+            self.gui_thread_cpu_s - start.gui_thread_cpu_s, self.cost.minus(start.cost),
+            self.raw_paint_s - start.raw_paint_s, self.sr_paint_s - start.sr_paint_s,
+            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point)
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
@@ -112,14 +222,15 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
     try:
         (scratch / "headless").mkdir()
         (scratch / "window").mkdir()
-        if time_points <= 0:  # size the run to about `seconds` from a short headless probe
-            probe = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, 20),
+        if time_points <= 0:  # size the run to about `seconds` from a headless probe
+            probe = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px,
+                                                    PROBE_TIME_POINTS),
                                      stdout=subprocess.PIPE, text=True)
-            fps, _ = _pipeline_figures(probe, timeout_s)
-            time_points = max(20, int(seconds * fps / 9))
+            fps = _pipeline_figures(probe, timeout_s)["raw_fps"]
+            time_points = max(MIN_TIME_POINTS, int(seconds * fps / 9))
         headless = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, time_points),
                                     stdout=subprocess.PIPE, text=True)
-        headless_fps, headless_cpu = _pipeline_figures(headless, timeout_s)
+        head = _pipeline_figures(headless, timeout_s)
 
         app = pg.mkQApp("livesim-bench")
         apply_dark_theme(app)
@@ -130,70 +241,78 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         window = LiveWindow(link, settings)
         window.resize(1600, 1000)
         window.show()
-        settle_until = time.monotonic() + SETTLE_S
-        while time.monotonic() < settle_until:
-            app.processEvents()
-            time.sleep(0.005)
+        _spin(SETTLE_S)
         process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points),
                                    stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + timeout_s
-        first_s = last_s = 0.0
-        raw0 = sr0 = any0 = 0
-        while process.poll() is None and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.001)
-            if window.sr_panel.updates and not first_s:
-                first_s = time.monotonic()
-                raw0, sr0 = window.raw_panel.updates, window.sr_panel.updates
-                any0 = window.display_updates
-            if first_s:
-                last_s = time.monotonic()
-        span = max(last_s - first_s, 1e-9)
-        raw_rate = (window.raw_panel.updates - raw0) / span
-        sr_rate = (window.sr_panel.updates - sr0) / span
-        display_rate = (window.display_updates - any0) / span
+        first: _Meter | None = None
+        last: _Meter | None = None
+        seen = window.sr_panel.updates
+
+        def watch() -> bool:  # a new SR image: the measured span runs first..last
+            nonlocal first, last, seen
+            if window.sr_panel.updates != seen:
+                seen = window.sr_panel.updates
+                if first is None:
+                    first = _Meter(window)
+                else:
+                    last = _Meter(window)
+            return process.poll() is not None
+
+        _spin(timeout_s, until=watch)
+        if first is None or last is None:
+            raise RuntimeError("the window received fewer than two SR images from the pipeline")
+        during = last.since(first)
         sr_shape = tuple(window.sr_panel.image.shape) if window.sr_panel.image is not None else ()
-        with_display_fps, with_display_cpu = _pipeline_figures(process, timeout_s)
-        capacity = _window_capacity(app, window, scratch, size_px, seconds, FEED_HZ)
+        with_window = _pipeline_figures(process, timeout_s)
+        alone = _window_alone(app, window, scratch, size_px, seconds, FEED_HZ)
         render = _render_cost_ms(app, window, size_px)
         window.close()
-        return DisplayBenchResult(size_px, time_points, headless_fps, with_display_fps,
-                                  raw_rate, sr_rate, display_rate, sr_shape, span,
-                                  capacity[0], capacity[1], FEED_HZ, capacity[2],
-                                  render[0], render[1], os.getloadavg()[0], headless_cpu,
-                                  with_display_cpu)
+        return DisplayBenchResult(
+            size_px, time_points, head["raw_fps"], with_window["raw_fps"], sr_shape, during,
+            alone, FEED_HZ, render[0], render[1],
+            os.getloadavg()[0], head["cpu_ms_per_frame"], with_window["cpu_ms_per_frame"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _window_capacity(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
-                     feed_hz: float) -> tuple[float, float, float]:
-    """Raw and SR view updates/s with a feed process publishing at ``feed_hz`` per topic, and
-    the window process's CPU ms per update pair (includes the pattern check thread)."""
+def _spin(seconds: float, until: Callable[[], bool] | None = None) -> None:
+    """Run Qt's event loop (idle between timers, as the real application) for ``seconds``
+    or until ``until()`` is true (checked every WATCH_PERIOD_MS)."""
+    from pyqtgraph.Qt import QtCore
+
+    loop = QtCore.QEventLoop()
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() >= deadline or (until is not None and until()):
+            loop.quit()
+
+    timer = QtCore.QTimer()
+    timer.setInterval(WATCH_PERIOD_MS)
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+
+
+def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
+                  feed_hz: float) -> WindowFigures:
+    """The window drawing a feed process's images at ``feed_hz`` per topic (nothing else
+    running in this bench): how many it can draw and what each costs."""
     from gui.host_link import HostLink
 
     endpoint = f"ipc://{scratch}/feed"
     window.link.close()
     window.link = HostLink(None, endpoint)
+    window._camera = dict(FEED_CAMERA)  # the photon count and pattern check run, as live
     feed = subprocess.Popen([sys.executable, "-m", "gui.display_bench", "--feed",
                              "--endpoint", endpoint, "--size-px", str(size_px),
                              "--seconds", str(seconds + SETTLE_S), "--hz", str(feed_hz)])
     try:
-        start = time.monotonic() + SETTLE_S
-        while time.monotonic() < start:
-            app.processEvents()
-            time.sleep(0.001)
-        raw0, sr0 = window.raw_panel.updates, window.sr_panel.updates
-        cpu0 = time.process_time()
-        end = start + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.001)
-        span = time.monotonic() - start
-        cpu_s = time.process_time() - cpu0
-        pairs = max(1, min(window.raw_panel.updates - raw0, window.sr_panel.updates - sr0))
-        return ((window.raw_panel.updates - raw0) / span,
-                (window.sr_panel.updates - sr0) / span, 1e3 * cpu_s / pairs)
+        _spin(SETTLE_S)
+        start = _Meter(window)
+        _spin(seconds)
+        return _Meter(window).since(start)
     finally:
         feed.wait(seconds + 30.0)
 
@@ -202,47 +321,59 @@ def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[f
     """CPU ms per image set and painted in the window's SR and raw views (levels as live)."""
     import numpy as np
 
+    from acquisition import run_file
+
     rng = np.random.default_rng(1)
-    srs = [rng.random((2 * size_px, 2 * size_px), dtype=np.float32) for _ in range(4)]
+    srs = [run_file.sr_to_stored(rng.random((2 * size_px, 2 * size_px), dtype=np.float32))
+           for _ in range(4)]
     raws = [(100 + rng.poisson(50, size=(size_px, size_px))).astype(np.uint16)
             for _ in range(4)]
     costs = []
-    for panel, images in ((window.sr_panel, srs), (window.raw_panel, raws)):
+    for panel, images, scale in ((window.sr_panel, srs, run_file.SR_SCALE),
+                                 (window.raw_panel, raws, 1.0)):
         for image in images:  # warm-up: levels, histogram, decimation settle
-            panel.set_image(image)
+            panel.set_image(image, value_scale=scale)
             app.processEvents()
         start = time.process_time()
         for i in range(n):
-            panel.set_image(images[i % len(images)])
+            panel.set_image(images[i % len(images)], value_scale=scale)
             panel.graphics.repaint()
         costs.append(1e3 * (time.process_time() - start) / n)
     return costs[0], costs[1]
 
 
 def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
-    """Publish emulator-like raw sets and 2x SR images on a display PUB at ``hz`` per topic."""
+    """Publish what the window is sent at ``hz`` per topic: a raw frame, a uint16 SR image
+    with its scale; full raw sets at FEED_SET_HZ."""
     import numpy as np
     import zmq
 
+    from acquisition import run_file
     from acquisition.transport import DisplayPublisher
     from acquisition.wire import Kind, header_for
 
     rng = np.random.default_rng(0)
-    raws = [(100 + rng.poisson(50, size=(9, size_px, size_px))).astype(np.uint16)
+    sets = [(100 + rng.poisson(50, size=(9, size_px, size_px))).astype(np.uint16)
             for _ in range(4)]
-    srs = [rng.random((2 * size_px, 2 * size_px), dtype=np.float32) for _ in range(4)]
+    srs = [run_file.sr_to_stored(rng.random((2 * size_px, 2 * size_px), dtype=np.float32))
+           for _ in range(4)]
     publisher = DisplayPublisher(zmq.Context.instance(), endpoint)
     try:
         period = 1.0 / hz
+        every = max(1, round(hz / FEED_SET_HZ))
         start = time.monotonic()
         n = 0
         while time.monotonic() - start < seconds:
-            raw, sr = raws[n % 4], srs[n % 4]
-            publisher.publish("raw", header_for(Kind.RAW_SET, "feed", n, raw, time_point=n,
-                                                channel=0, info={"acquired_s": time.time()}),
-                              raw)
+            frames, sr = sets[n % 4], srs[n % 4]
+            info = {"acquired_s": time.time()}
+            publisher.publish("raw", header_for(Kind.RAW_SET, "feed", n, frames[0],
+                                                time_point=n, channel=0, info=info), frames[0])
+            if n % every == 0:
+                publisher.publish("set", header_for(Kind.RAW_SET, "feed", n, frames,
+                                                    time_point=n, channel=0, info=info), frames)
             publisher.publish("sr", header_for(Kind.SR_RESULT, "feed", n, sr, time_point=n,
-                                               channel=0), sr)
+                                               channel=0,
+                                               info={"sr_scale": run_file.SR_SCALE}), sr)
             n += 1
             time.sleep(max(0.0, start + n * period - time.monotonic()))
     finally:

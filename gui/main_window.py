@@ -19,6 +19,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 from acquisition.protocol import ProtocolError
 from acquisition.wire import Kind
 from gui.composite_panel import CompositePanel
+from gui.display_cost import DisplayCost, thread_cpu_s
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
 from gui.live_pipeline import wide_field_uint16
@@ -135,6 +136,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._record_requested_s = 0.0
         self.close_without_asking = False  # screenshots, benchmarks and tests
         self.pattern_checker = PatternChecker()
+        self.cost = DisplayCost()  # GUI-thread CPU per display stage (bench figures)
         self._views_linked = False
         self._raw_scale = 0.0
 
@@ -377,23 +379,31 @@ class LiveWindow(QtWidgets.QMainWindow):
     # --- the display loop ---------------------------------------------------------------------
 
     def _tick(self) -> None:
+        cost = self.cost
+        tick_start = thread_cpu_s()
         self.ticks += 1
         self.link.tick()
         updated = False
-        raw = self.link.latest("raw")
+        start = thread_cpu_s()
+        raw, full, sr = self.link.latest("raw"), self.link.latest("set"), self.link.latest("sr")
+        cost.receive_s += thread_cpu_s() - start
         if raw is not None:
+            start = thread_cpu_s()
             self._show_raw(raw)
+            cost.raw_set_s += thread_cpu_s() - start
             updated = True
-        full = self.link.latest("set")
         if full is not None:
+            start = thread_cpu_s()
             self._take_set(full)
-        sr = self.link.latest("sr")
+            cost.full_set_s += thread_cpu_s() - start
         if sr is not None:
+            start = thread_cpu_s()
             self.sr_message = sr
             scale = (float(sr.header.info.get("sr_scale", 1.0))
                      if sr.array.dtype == np.uint16 else 1.0)
             self.sr_panel.set_image(sr.array, f"t = {sr.header.time_point}", value_scale=scale)
             self._match_raw_scale()
+            cost.sr_set_s += thread_cpu_s() - start
             updated = True
         imc = self.link.latest("imc")
         if imc is not None and imc.array.ndim == 3 and imc.array.shape[0] == 3:
@@ -412,6 +422,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         if now - self._last_status_s >= STATUS_PERIOD_S:
             self._last_status_s = now
             self._show_status()
+        cost.tick_s += thread_cpu_s() - tick_start
 
     def _show_raw(self, message: Any) -> None:
         """Draw a 'raw' image: one frame or the wide-field mean (a full set from an older

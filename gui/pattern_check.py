@@ -89,6 +89,7 @@ class PatternChecker:
         self._busy = False
         self._last_start_s = -1e9
         self._last_cost_s = 0.0
+        self.cpu_s = 0.0  # CPU seconds of all checks so far (bench figures)
 
     def offer(self, raw: np.ndarray, pixel_size_nm: float, offset_adu: float,
               n_phases: int = 3) -> bool:
@@ -126,3 +127,4 @@ class PatternChecker:
             self.results += 1
             self._busy = False
             self._last_cost_s = time.thread_time() - started
+            self.cpu_s += self._last_cost_s
