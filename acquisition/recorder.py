@@ -141,7 +141,8 @@ class RunRecorder:
         if frames.shape != expected or frames.dtype != np.uint16:
             raise RecorderError(f"raw set {frames.dtype}{frames.shape} does not match the run "
                                 f"layout uint16{expected}")
-        self._put(_Item("raw", (time_point, channel, frames,
+        widefield = frames.mean(axis=0, dtype="<f4")  # here, off the writer's critical path
+        self._put(_Item("raw", (time_point, channel, frames, widefield,
                                 np.asarray(timestamps_s, np.float64),
                                 np.asarray(sequences, np.int64))))
 
@@ -330,15 +331,15 @@ class RunRecorder:
             dataset_id.set_extent((n, *row_shape))
         self._n_time_points = n
 
-    def _do_raw(self, t: int, c: int, frames: np.ndarray, stamps: np.ndarray,
-                sequences: np.ndarray) -> None:
+    def _do_raw(self, t: int, c: int, frames: np.ndarray, widefield: np.ndarray,
+                stamps: np.ndarray, sequences: np.ndarray) -> None:
         self._grow_to(t)
         d = self._datasets
         frames = np.ascontiguousarray(frames, dtype="<u2")
         write_chunk = d["raw"].id.write_direct_chunk
         for p in range(frames.shape[0]):
             write_chunk((t, c, p, 0, 0), frames[p])
-        d["wf"].id.write_direct_chunk((t, c, 0, 0), frames.mean(axis=0, dtype="<f4"))
+        d["wf"].id.write_direct_chunk((t, c, 0, 0), widefield)
         tables = self._tables
         tables["camera_s"].write((t, c), stamps)
         tables["sequence"].write((t, c), sequences)

@@ -341,6 +341,11 @@ class RunSession:
             report = self.engine.run(self.protocol.timepoints)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
+            self._results_stop.set()
+            results_thread.join(5.0)
+            # every result is in: close the file before the worker exits (its interpreter's
+            # teardown takes 1-3 s, which the run file need not wait for)
+            summary = self._finish(summary)
         finally:
             self._results_stop.set()
             if results_thread is not None:
@@ -350,7 +355,7 @@ class RunSession:
             self._close_sockets()
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
-        return self._finish(summary)
+        return summary
 
     def _finish(self, summary: RunSummary) -> RunSummary:
         assert self.recorder is not None
