@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph import functions as pg_functions
-from pyqtgraph.Qt import QtGui, QtWidgets
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from gui.contrast import (
     COLOURMAPS,
@@ -106,7 +106,7 @@ class ImagePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.title = title
         self.saturation_value = saturation_value  # detector / model maximum; None: no overlay
-        self.saturated_px = 0
+        self.saturated_px = 0  # pixels at the saturation value (integer frames: <= 0.3 s old)
         self.image: np.ndarray | None = None  # as received (e.g. uint16 SR)
         self.value_scale = 1.0  # shown value per stored unit (uint16 SR: 1 / 65535)
         self.levels: tuple[float, float] = (0.0, 1.0)  # in shown units
@@ -116,6 +116,10 @@ class ImagePanel(QtWidgets.QWidget):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumSize(160, 160)
+        # the view fills every pixel with its background: Qt need not repaint the widgets
+        # behind it on each new image (-0.3 to 0.6 ms per raw + SR update pair)
+        for widget in (self.graphics, self.graphics.viewport()):
+            widget.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=2, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
                                              enableMenu=False)
@@ -206,7 +210,7 @@ class ImagePanel(QtWidgets.QWidget):
         self.item.saturation_value = self._saturation_shown()
         self.item.setImage(self._decimated(data), autoLevels=False,
                            levels=self._stored(self.levels), lut=self.lut)
-        self._mark_saturation(data)
+        self._mark_saturation(data, due)
         if due:
             self._last_histogram_s = now
             self._refresh_histogram()
@@ -229,11 +233,13 @@ class ImagePanel(QtWidgets.QWidget):
     def _saturation_shown(self) -> float | None:
         return self.saturation_value if self.saturation.isChecked() else None
 
-    def _mark_saturation(self, data: np.ndarray) -> None:
-        """Count the pixels at the saturation value; the colour table paints integer frames,
-        an overlay float ones (cleared when there are none)."""
+    def _mark_saturation(self, data: np.ndarray, due: bool = True) -> None:
+        """Count the pixels at the saturation value; the colour table paints integer frames
+        (their count is refreshed when ``due``, with the histogram), an overlay float ones."""
         threshold = self._saturation_shown()
         count = 0
+        if threshold is not None and not due and data.dtype.kind != "f":
+            return  # painted by the colour table; the count is at most HISTOGRAM_PERIOD_S old
         if threshold is not None:
             stored = threshold / self.value_scale
             if data.size and float(data.max()) >= stored:  # one pass when nothing saturates
