@@ -100,7 +100,7 @@ class DisplayOutlet:
     count); SR and IMC images under 'sr' / 'imc'.
     """
 
-    def __init__(self, publisher: DisplayPublisher, max_hz: float = 30.0,
+    def __init__(self, publisher: DisplayPublisher, max_hz: float = 40.0,
                  set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
         self.display_channel = 0

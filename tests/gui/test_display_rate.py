@@ -41,11 +41,11 @@ def published_per_s(monkeypatch: pytest.MonkeyPatch, source_hz: float, seconds: 
 
 
 def test_display_rate_is_a_schedule_not_a_minimum_gap(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert SessionOptions().display_max_hz == 30.0
-    # a 36 Hz source: the old "skip anything within 1/30 s" rule let 18/s through
-    assert 29.0 <= published_per_s(monkeypatch, 36.0) <= 30.5
-    assert 29.0 <= published_per_s(monkeypatch, 100.0) <= 30.5
-    assert published_per_s(monkeypatch, 20.0) == 20.0  # slower sources: every image
+    assert SessionOptions().display_max_hz == 40.0
+    # a 50 Hz source: the old "skip anything within 1/40 s" rule let 25/s through
+    assert 39.0 <= published_per_s(monkeypatch, 50.0) <= 40.5
+    assert 39.0 <= published_per_s(monkeypatch, 100.0) <= 40.5
+    assert published_per_s(monkeypatch, 36.0) == 36.0  # slower sources: every image
 
 
 def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyPatch) -> None:
