@@ -16,8 +16,9 @@ import zmq
 
 from acquisition import run_file
 from acquisition.protocol import Protocol
-from acquisition.recorder import RunRecorder
+from acquisition.recorder import RecorderError, RunRecorder
 from acquisition.session import RunSession, SessionError, SessionOptions
+from acquisition.supervisor import WorkerSupervisor
 from acquisition.wire import Kind, encode, header_for
 
 from .conftest import ScriptedSource, expected_frame
@@ -36,11 +37,27 @@ def events(h5: h5py.File) -> list[tuple[str, int, str]]:
             for e in h5[run_file.EVENTS][()]]
 
 
-def test_twenty_time_points_all_raw_all_sr_no_gaps(tmp_path: Path) -> None:
+def test_twenty_time_points_all_raw_all_sr_no_gaps(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     proto = protocol(tmp_path, 20)
     session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
                          options=FAST)
+    at_worker_stop: list[tuple[bool, str]] = []
+    original_stop = WorkerSupervisor.stop
+
+    def stop(self: WorkerSupervisor, timeout_s: float = 10.0) -> None:
+        # the run file is complete and closed before the worker's exit is awaited
+        assert session.recorder is not None
+        try:
+            session.recorder.record_event("probe")
+        except RecorderError as exc:
+            at_worker_stop.append((self.alive, str(exc)))
+        original_stop(self, timeout_s)
+
+    monkeypatch.setattr(WorkerSupervisor, "stop", stop)
     summary = session.run()
+    assert len(at_worker_stop) == 1 and at_worker_stop[0][0]  # the worker was still running
+    assert "recorder is closed" in at_worker_stop[0][1]
     assert summary.error == "" and summary.engine.time_points == 20
     assert summary.raw_frames == 180 and summary.sr_frames == 20
     with h5py.File(proto.output, "r") as h5:
