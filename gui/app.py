@@ -50,6 +50,22 @@ def apply_dark_theme(app: object) -> None:
     app.setStyleSheet(DARK_STYLE)  # type: ignore[attr-defined]
 
 
+WINDOW_NICENESS = 5  # the window's priority below acquisition's (Linux CFS: ~1/3 the weight)
+
+
+def yield_cpu_to_acquisition(niceness: int = WINDOW_NICENESS) -> None:
+    """Lower the calling thread's CPU priority, so that under contention acquisition and
+    inference win and the display drops frames instead.
+
+    Call after starting the acquisition process (children inherit the niceness). On Linux
+    the niceness is per thread: threads started later inherit it, earlier ones keep theirs.
+    """
+    try:
+        os.nice(niceness)
+    except OSError as exc:
+        logger.warning("could not lower the window's CPU priority: %s", exc)
+
+
 def run_gui(options: GuiOptions) -> int:
     """Open the window (starting the acquisition process); return the Qt exit code."""
     import pyqtgraph as pg
@@ -70,6 +86,7 @@ def run_gui(options: GuiOptions) -> int:
     else:
         link = HostLink.start(HostOptions(rig=options.rig, size_px=(size, size),
                                           structure=options.structure))
+    yield_cpu_to_acquisition()  # the acquisition process keeps its normal priority
     window = LiveWindow(link, settings)
     if options.size_px is not None:
         window.editor.roi_width.setValue(options.size_px)

@@ -112,6 +112,8 @@ class DisplayBenchResult:
     feed_hz: float
     render_sr_cpu_ms: float = float("nan")  # CPU ms to set + paint one SR image in the window
     render_raw_cpu_ms: float = float("nan")  # the same for one raw frame
+    sr_view_px: tuple[int, int] = (0, 0)  # the SR view's size on screen
+    sr_decimation: int = 1  # image pixels per drawn pixel in the SR view
     load_average: float = float("nan")
     headless_cpu_ms_per_frame: float = float("nan")  # pipeline + worker CPU per raw frame
     with_display_cpu_ms_per_frame: float = float("nan")
@@ -157,7 +159,8 @@ class DisplayBenchResult:
         out += [f"    {name:42s} {split_a[name]:6.2f} / {split_d[name]:6.2f}" for name in split_a]
         out += [
             f"render cost in the window (CPU, set + paint): SR {self.render_sr_cpu_ms:.2f} ms, "
-            f"raw {self.render_raw_cpu_ms:.2f} ms",
+            f"raw {self.render_raw_cpu_ms:.2f} ms; SR view {self.sr_view_px[0]}x"
+            f"{self.sr_view_px[1]} px on screen, drawing every {self.sr_decimation}. pixel",
             f"1-minute load average at the end: {self.load_average:.1f}",
         ]
         return out
@@ -212,7 +215,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
     import pyqtgraph as pg
     from pyqtgraph.Qt import QtCore
 
-    from gui.app import apply_dark_theme
+    from gui.app import apply_dark_theme, yield_cpu_to_acquisition
     from gui.host_link import HostLink
     from gui.main_window import LiveWindow
 
@@ -245,6 +248,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         _spin(SETTLE_S)
         process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points),
                                    stdout=subprocess.PIPE, text=True)
+        yield_cpu_to_acquisition()  # as `livesim gui` does once its acquisition process runs
         first: _Meter | None = None
         last: _Meter | None = None
         seen = window.sr_panel.updates
@@ -267,11 +271,15 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         with_window = _pipeline_figures(process, timeout_s)
         alone = _window_alone(app, window, scratch, size_px, seconds, FEED_HZ)
         render = _render_cost_ms(app, window, size_px)
+        view = window.sr_panel.view
+        view_px = (int(view.width()), int(view.height()))
+        decimation = window.sr_panel.decimation
         window.close()
         return DisplayBenchResult(
             size_px, time_points, head["raw_fps"], with_window["raw_fps"], sr_shape, during,
             alone, FEED_HZ, render[0], render[1],
-            os.getloadavg()[0], head["cpu_ms_per_frame"], with_window["cpu_ms_per_frame"])
+            os.getloadavg()[0], head["cpu_ms_per_frame"], with_window["cpu_ms_per_frame"],
+            view_px, decimation)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
