@@ -277,9 +277,10 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         window.close()
         return DisplayBenchResult(
             size_px, time_points, head["raw_fps"], with_window["raw_fps"], sr_shape, during,
-            alone, FEED_HZ, render[0], render[1],
-            os.getloadavg()[0], head["cpu_ms_per_frame"], with_window["cpu_ms_per_frame"],
-            view_px, decimation)
+            alone, FEED_HZ, render_sr_cpu_ms=render[0], render_raw_cpu_ms=render[1],
+            sr_view_px=view_px, sr_decimation=decimation, load_average=os.getloadavg()[0],
+            headless_cpu_ms_per_frame=head["cpu_ms_per_frame"],
+            with_display_cpu_ms_per_frame=with_window["cpu_ms_per_frame"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
