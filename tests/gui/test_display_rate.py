@@ -103,3 +103,22 @@ def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatc
     assert publisher.sent == []
     with pytest.raises(ValueError, match="raw_view"):
         outlet.set_raw_view("max")
+
+
+def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
+    from gui.display_bench import WindowFigures
+    from gui.display_cost import DisplayCost
+
+    cost = DisplayCost(receive_s=0.01, raw_set_s=0.02, sr_set_s=0.03, full_set_s=0.005,
+                       tick_s=0.08)
+    figures = WindowFigures(span_s=2.0, raw_updates=60, sr_updates=50, raw_painted=58,
+                            sr_painted=50, process_cpu_s=0.5, gui_thread_cpu_s=0.35, cost=cost,
+                            raw_paint_s=0.04, sr_paint_s=0.06, pattern_cpu_s=0.05,
+                            sr_time_points=72)
+    assert figures.pairs == 50 and figures.cpu_ms_per_pair == pytest.approx(10.0)
+    split = figures.split_ms()
+    assert sum(split.values()) == pytest.approx(figures.cpu_ms_per_pair)
+    assert split["rest of tick (status, captions)"] == pytest.approx(0.3)  # 80 - 65 ms / 50
+    assert split["other threads (ZMQ I/O, pattern check FFTs)"] == pytest.approx(2.0)
+    assert figures.sr_per_s == 25.0 and figures.raw_per_s == 29.0  # painted, not received
+    assert figures.sr_made_per_s == 36.0
