@@ -35,6 +35,7 @@ import zmq
 
 from acquisition import run_file
 from acquisition.protocol import Protocol
+from acquisition.recorder import widefield_mean
 from acquisition.session import RunSession, SessionOptions
 from acquisition.transport import Endpoints
 from acquisition.wire import Kind, encode, header_for
@@ -275,7 +276,7 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
             if same_bytes:
                 wf.resize(t + 1, axis=0)
                 sr.resize(t + 1, axis=0)
-                wf.id.write_direct_chunk((t, 0, 0, 0), frames.mean(axis=0, dtype="<f4"))
+                wf.id.write_direct_chunk((t, 0, 0, 0), widefield_mean(frames))
                 sr.id.write_direct_chunk((t, 0, 0, 0), sr_image)
             h5.flush()
             if behind is not None:

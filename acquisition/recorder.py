@@ -141,7 +141,7 @@ class RunRecorder:
         if frames.shape != expected or frames.dtype != np.uint16:
             raise RecorderError(f"raw set {frames.dtype}{frames.shape} does not match the run "
                                 f"layout uint16{expected}")
-        widefield = _widefield_mean(frames)  # here, off the writer's critical path
+        widefield = widefield_mean(frames)  # here, off the writer's critical path
         self._put(_Item("raw", (time_point, channel, frames, widefield,
                                 np.asarray(timestamps_s, np.float64),
                                 np.asarray(sequences, np.int64))))
@@ -439,7 +439,7 @@ class RunRecorder:
         return d
 
 
-def _widefield_mean(frames: np.ndarray) -> np.ndarray:
+def widefield_mean(frames: np.ndarray) -> np.ndarray:
     """The (P, Y, X) uint16 set's mean as float32 (Y, X), bit-identical to ``frames.mean(axis=0,
     dtype="<f4")`` (the sum is exact in uint32 and in float32 up to 256 frames) at ~75 % of its
     cost."""

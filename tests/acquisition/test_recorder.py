@@ -220,13 +220,13 @@ def test_writer_chunk_cache_is_bounded(tmp_path: Path) -> None:
         recorder.close()
 
 
-def test_widefield_mean_is_bit_identical_to_the_float32_mean() -> None:
-    from acquisition.recorder import _widefield_mean
+def testwidefield_mean_is_bit_identical_to_the_float32_mean() -> None:
+    from acquisition.recorder import widefield_mean
 
     rng = np.random.default_rng(3)
     for shape in [(9, 32, 32), (25, 7, 11)]:  # linear and nonlinear SIM sets
         frames = rng.integers(0, 65536, shape, dtype=np.uint16)
         frames[:, 0, 0] = 65535  # saturated pixels: the largest sum
-        wf = _widefield_mean(frames)
+        wf = widefield_mean(frames)
         assert wf.dtype == np.float32
         np.testing.assert_array_equal(wf, frames.mean(axis=0, dtype="<f4"))
