@@ -114,6 +114,8 @@ class DisplayBenchResult:
     render_raw_cpu_ms: float = float("nan")  # the same for one raw frame
     sr_view_px: tuple[int, int] = (0, 0)  # the SR view's size on screen
     sr_decimation: int = 1  # image pixels per drawn pixel in the SR view
+    publish_uint16_ms: float = float("nan")  # acquisition-side CPU to publish one SR image
+    publish_float32_ms: float = float("nan")  # the same, converted to float32 (before #8 work)
     load_average: float = float("nan")
     headless_cpu_ms_per_frame: float = float("nan")  # pipeline + worker CPU per raw frame
     with_display_cpu_ms_per_frame: float = float("nan")
@@ -161,6 +163,9 @@ class DisplayBenchResult:
             f"render cost in the window (CPU, set + paint): SR {self.render_sr_cpu_ms:.2f} ms, "
             f"raw {self.render_raw_cpu_ms:.2f} ms; SR view {self.sr_view_px[0]}x"
             f"{self.sr_view_px[1]} px on screen, drawing every {self.sr_decimation}. pixel",
+            f"acquisition side, CPU to publish one 1024^2 SR image: uint16 as stored "
+            f"{self.publish_uint16_ms:.2f} ms, converted to float32 {self.publish_float32_ms:.2f}"
+            " ms",
             f"1-minute load average at the end: {self.load_average:.1f}",
         ]
         return out
@@ -271,6 +276,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         with_window = _pipeline_figures(process, timeout_s)
         alone = _window_alone(app, window, scratch, size_px, seconds, FEED_HZ)
         render = _render_cost_ms(app, window, size_px)
+        publish = _publish_cost_ms(scratch, sr_px)
         view = window.sr_panel.view
         view_px = (int(view.width()), int(view.height()))
         decimation = window.sr_panel.decimation
@@ -278,7 +284,8 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         return DisplayBenchResult(
             size_px, time_points, head["raw_fps"], with_window["raw_fps"], sr_shape, during,
             alone, FEED_HZ, render_sr_cpu_ms=render[0], render_raw_cpu_ms=render[1],
-            sr_view_px=view_px, sr_decimation=decimation, load_average=os.getloadavg()[0],
+            sr_view_px=view_px, sr_decimation=decimation, publish_uint16_ms=publish[0],
+            publish_float32_ms=publish[1], load_average=os.getloadavg()[0],
             headless_cpu_ms_per_frame=head["cpu_ms_per_frame"],
             with_display_cpu_ms_per_frame=with_window["cpu_ms_per_frame"])
     finally:
@@ -350,6 +357,48 @@ def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[f
             panel.graphics.viewport().repaint()  # the view paints now (it is opaque)
         costs.append(1e3 * (time.process_time() - start) / n)
     return costs[0], costs[1]
+
+
+def _publish_cost_ms(scratch: Path, sr_px: int, n: int = 40) -> tuple[float, float]:
+    """Publishing thread CPU ms per SR image (a subscriber attached): uint16 with its scale as
+    sent now, and the float32 conversion the stream used before."""
+    import numpy as np
+    import zmq
+
+    from acquisition import run_file
+    from acquisition.transport import DisplayPublisher, DisplaySubscriber
+    from acquisition.wire import Kind, header_for
+
+    context: zmq.Context = zmq.Context.instance()
+    endpoint = f"ipc://{scratch}/publish"
+    publisher = DisplayPublisher(context, endpoint)
+    subscriber = DisplaySubscriber(context, endpoint, "sr")
+    stored = run_file.sr_to_stored(
+        np.random.default_rng(2).random((sr_px, sr_px), dtype=np.float32))
+
+    def as_stored() -> None:
+        publisher.publish("sr", header_for(Kind.SR_RESULT, "bench", 0, stored,
+                                           info={"sr_scale": run_file.SR_SCALE}), stored)
+
+    def as_float32() -> None:
+        image = stored.astype(np.float32) * np.float32(run_file.SR_SCALE)
+        publisher.publish("sr", header_for(Kind.SR_RESULT, "bench", 0, image), image)
+
+    try:
+        time.sleep(0.3)  # slow joiner
+        costs = []
+        for publish in (as_stored, as_float32):
+            total_s = 0.0
+            for _ in range(n):
+                start = time.thread_time()
+                publish()
+                total_s += time.thread_time() - start
+                subscriber.latest(timeout_ms=1000)
+            costs.append(1e3 * total_s / n)
+        return costs[0], costs[1]
+    finally:
+        subscriber.close()
+        publisher.close()
 
 
 def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
