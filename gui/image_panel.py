@@ -4,8 +4,9 @@ uint16 / uint8 frames (camera ADU, SR stored as uint16 x scale) are drawn throug
 colour table per (levels, LUT, saturation): one lookup per drawn pixel into an RGB32 QImage,
 which Qt scales without converting (pyqtgraph's Indexed8 path costs Qt a conversion per paint).
 Other dtypes take pyqtgraph's own path with explicit levels and the 256-entry uint8 LUT. No
-per-frame auto-levels: the histogram and continuous auto-contrast are refreshed at most every
-HISTOGRAM_PERIOD_S.
+per-frame auto-levels: continuous auto-contrast is evaluated every LEVELS_PERIOD_S and applied
+only when the levels move by more than LEVELS_HYSTERESIS of their span; the histogram plot is
+refreshed every HISTOGRAM_PERIOD_S (each histogram repaint costs ~5 ms of CPU).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from gui.display_cost import thread_cpu_s
 
 logger = logging.getLogger(__name__)
 
-HISTOGRAM_PERIOD_S = 0.3
+LEVELS_PERIOD_S = 0.3  # continuous auto-contrast, captions, saturation count
+LEVELS_HYSTERESIS = 0.02  # fraction of the level span a new auto level must move
+HISTOGRAM_PERIOD_S = 1.0  # the histogram plot
 # decimate when zoomed out as long as the drawn image keeps >= 1 / 1.1 of the screen's pixels
 DECIMATION_SLACK = 1.1
 
@@ -111,7 +114,8 @@ class ImagePanel(QtWidgets.QWidget):
         self.value_scale = 1.0  # shown value per stored unit (uint16 SR: 1 / 65535)
         self.levels: tuple[float, float] = (0.0, 1.0)  # in shown units
         self.updates = 0
-        self._last_histogram_s = 0.0
+        self._last_histogram_s = -1e9
+        self._last_levels_s = -1e9
         self._need_auto = True
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -202,9 +206,13 @@ class ImagePanel(QtWidgets.QWidget):
             self.item.value_scale = self.value_scale
             self.histogram.axis.setScale(self.value_scale)  # histogram reads in shown units
         now = time.monotonic()
-        due = now - self._last_histogram_s >= HISTOGRAM_PERIOD_S
+        due = now - self._last_levels_s >= LEVELS_PERIOD_S
+        moved = False
         if self._need_auto or (due and self.continuous.isChecked()):
-            self.levels = self._shown(percentile_levels(data, self.ignore_pct.value()))
+            levels = self._shown(percentile_levels(data, self.ignore_pct.value()))
+            moved = self._need_auto or self._levels_moved(levels)
+            if moved:
+                self.levels = levels
             self._need_auto = False
         self.item.display_levels = self.levels
         self.item.saturation_value = self._saturation_shown()
@@ -212,11 +220,22 @@ class ImagePanel(QtWidgets.QWidget):
                            levels=self._stored(self.levels), lut=self.lut)
         self._mark_saturation(data, due)
         if due:
+            self._last_levels_s = now
+            if caption:  # a label re-layout per frame costs more than the image
+                self.label.setText(f"{self.title}  <span style='color:#9ab'>{caption}</span>")
+        if now - self._last_histogram_s >= HISTOGRAM_PERIOD_S:
             self._last_histogram_s = now
             self._refresh_histogram()
-        if caption and due:  # a label re-layout per frame costs more than the image
-            self.label.setText(f"{self.title}  <span style='color:#9ab'>{caption}</span>")
+        elif moved:
+            self._show_levels_on_histogram()
         self.updates += 1
+
+    def _levels_moved(self, levels: tuple[float, float]) -> bool:
+        """True when auto levels differ from the current ones by more than the hysteresis
+        (percentiles jitter from frame to frame; each change recolours and repaints)."""
+        tolerance = LEVELS_HYSTERESIS * (self.levels[1] - self.levels[0])
+        return (abs(levels[0] - self.levels[0]) > tolerance
+                or abs(levels[1] - self.levels[1]) > tolerance)
 
     def values(self) -> np.ndarray | None:
         """The current image in shown units (float32 when it arrived scaled): snapshots."""
@@ -239,7 +258,7 @@ class ImagePanel(QtWidgets.QWidget):
         threshold = self._saturation_shown()
         count = 0
         if threshold is not None and not due and data.dtype.kind != "f":
-            return  # painted by the colour table; the count is at most HISTOGRAM_PERIOD_S old
+            return  # painted by the colour table; the count is at most LEVELS_PERIOD_S old
         if threshold is not None:
             stored = threshold / self.value_scale
             if data.size and float(data.max()) >= stored:  # one pass when nothing saturates
@@ -274,10 +293,13 @@ class ImagePanel(QtWidgets.QWidget):
         self._refresh_histogram()
 
     def _refresh_histogram(self) -> None:
+        if self.image is not None:
+            self.histogram.plot.setData(*histogram_counts(self.image))
+        self._show_levels_on_histogram()
+
+    def _show_levels_on_histogram(self) -> None:
         self.histogram.blockSignals(True)
         try:
-            if self.image is not None:
-                self.histogram.plot.setData(*histogram_counts(self.image))
             self.histogram.setLevels(*self._stored(self.levels))
         finally:
             self.histogram.blockSignals(False)

@@ -332,3 +332,25 @@ def test_rig_fault_shows_in_the_window_and_live_goes_on(qtbot: QtBot, tmp_path: 
     finally:
         window.close_without_asking = True
         window.close()
+
+
+def test_continuous_auto_levels_ignore_jitter(qtbot: object,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto-contrast follows a real change of the image, not frame-to-frame percentile jitter
+    (each change recolours the frame and repaints the histogram)."""
+    import gui.image_panel as image_panel
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(image_panel.time, "monotonic", lambda: clock["now"])
+    panel = ImagePanel("Raw")
+    ramp = np.linspace(100, 1100, 64 * 64).reshape(64, 64)
+    panel.set_image(ramp.astype(np.uint16))
+    first = panel.levels
+    clock["now"] += 0.5  # auto-contrast due again
+    panel.set_image((ramp * 1.01).astype(np.uint16))  # 1 % brighter: jitter
+    assert panel.levels == first
+    clock["now"] += 0.5
+    panel.set_image((ramp * 1.5).astype(np.uint16))  # 50 % brighter: follow it
+    assert panel.levels[1] == pytest.approx(1.5 * first[1], rel=0.01)
+    assert panel.item.display_levels == panel.levels
+    panel.deleteLater()
