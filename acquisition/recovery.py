@@ -123,6 +123,7 @@ def recover_run_file(path: Path) -> RecoveryReport:
     cleared = clear_consistency_flags(path)
     try:
         with h5py.File(path, "r+") as h5:  # reopen and close cleanly: EOF, flags consistent
+            run_file.release_fault_reserve(h5)  # only a clean close or a fault row uses it
             return _describe(h5, path, cleared)
     except OSError as exc:
         raise RecoveryError(f"{path}: still not readable after clearing flags: {exc}") from exc

@@ -186,6 +186,7 @@ def test_sigkill_leaves_every_flushed_time_point_intact(tmp_path: Path) -> None:
     assert report.flags_cleared and report.complete_time_points == len(flushed)
     with h5py.File(path, "r") as h5:  # any reader now
         np.testing.assert_array_equal(h5["raw"][int(flushed[-1]), 1], raw(int(flushed[-1]), 1))
+        assert run_file.FAULT_RESERVE not in h5  # the killed writer's reserve is released
 
 
 def test_lookup3_matches_hdf5s_own_superblock_checksum(tmp_path: Path) -> None:
