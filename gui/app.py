@@ -60,6 +60,8 @@ def yield_cpu_to_acquisition(niceness: int = WINDOW_NICENESS) -> None:
     Call after starting the acquisition process (children inherit the niceness). On Linux
     the niceness is per thread: threads started later inherit it, earlier ones keep theirs.
     """
+    if niceness == 0:
+        return
     try:
         os.nice(niceness)
     except OSError as exc:

@@ -65,12 +65,14 @@ def gui_command(
 def bench_gui_command(
     seconds: float = typer.Option(10.0, "--seconds", help="How long to measure."),
     sr_px: int = typer.Option(1024, "--sr-px", help="SR view size (square)."),
+    niceness: int | None = typer.Option(
+        None, "--niceness", help="Window CPU priority below the pipeline (default: as the GUI)."),
 ) -> None:
     """Offscreen display updates/s of a 1024x1024 SR view plus the raw view."""
     from gui.app import offscreen_if_headless
     from gui.display_bench import run_display_bench
 
     offscreen_if_headless()
-    result = run_display_bench(seconds, sr_px)
+    result = run_display_bench(seconds, sr_px, niceness=niceness)
     for line in result.lines():
         typer.echo(line)

@@ -117,6 +117,7 @@ class DisplayBenchResult:
     publish_uint16_ms: float = float("nan")  # acquisition-side CPU to publish one SR image
     publish_float32_ms: float = float("nan")  # the same, converted to float32 (before #8 work)
     load_average: float = float("nan")
+    window_niceness: int = 0
     headless_cpu_ms_per_frame: float = float("nan")  # pipeline + worker CPU per raw frame
     with_display_cpu_ms_per_frame: float = float("nan")
 
@@ -166,7 +167,8 @@ class DisplayBenchResult:
             f"acquisition side, CPU to publish one 1024^2 SR image: uint16 as stored "
             f"{self.publish_uint16_ms:.2f} ms, converted to float32 {self.publish_float32_ms:.2f}"
             " ms",
-            f"1-minute load average at the end: {self.load_average:.1f}",
+            f"window niceness {self.window_niceness} (the pipeline's: 0); 1-minute load "
+            f"average at the end: {self.load_average:.1f}",
         ]
         return out
 
@@ -215,12 +217,16 @@ class _Meter:
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
-                      timeout_s: float = 600.0) -> DisplayBenchResult:
-    """Headless pipeline run, then the same with the window drawing its display stream."""
+                      timeout_s: float = 600.0, niceness: int | None = None
+                      ) -> DisplayBenchResult:
+    """Headless pipeline run, then the same with the window drawing its display stream.
+
+    ``niceness``: the window's CPU priority below the pipeline's (None: as `livesim gui`).
+    """
     import pyqtgraph as pg
     from pyqtgraph.Qt import QtCore
 
-    from gui.app import apply_dark_theme, yield_cpu_to_acquisition
+    from gui.app import WINDOW_NICENESS, apply_dark_theme, yield_cpu_to_acquisition
     from gui.host_link import HostLink
     from gui.main_window import LiveWindow
 
@@ -253,7 +259,8 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         _spin(SETTLE_S)
         process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points),
                                    stdout=subprocess.PIPE, text=True)
-        yield_cpu_to_acquisition()  # as `livesim gui` does once its acquisition process runs
+        # as `livesim gui` does once its acquisition process runs
+        yield_cpu_to_acquisition(WINDOW_NICENESS if niceness is None else niceness)
         first: _Meter | None = None
         last: _Meter | None = None
         seen = window.sr_panel.updates
@@ -284,7 +291,8 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         return DisplayBenchResult(
             size_px, time_points, head["raw_fps"], with_window["raw_fps"], sr_shape, during,
             alone, FEED_HZ, render_sr_cpu_ms=render[0], render_raw_cpu_ms=render[1],
-            sr_view_px=view_px, sr_decimation=decimation, publish_uint16_ms=publish[0],
+            window_niceness=os.nice(0), sr_view_px=view_px, sr_decimation=decimation,
+            publish_uint16_ms=publish[0],
             publish_float32_ms=publish[1], load_average=os.getloadavg()[0],
             headless_cpu_ms_per_frame=head["cpu_ms_per_frame"],
             with_display_cpu_ms_per_frame=with_window["cpu_ms_per_frame"])
