@@ -211,8 +211,8 @@ def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
     qtbot.waitUntil(lambda: window.ticks > ticks_before + 10, timeout=5_000)
     # the supervisor restarts the worker and SR resumes
     restarted = window.sr_message.header.time_point if window.sr_message else -1
-    qtbot.waitUntil(lambda: window.sr_message.header.time_point > restarted + 2,
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.sr_message is not None
+                    and window.sr_message.header.time_point > restarted + 2, timeout=WAIT_MS)
 
 
 def test_settings_persist(window: LiveWindow) -> None:
