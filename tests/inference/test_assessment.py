@@ -117,18 +117,24 @@ def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
 
 
 def test_bundled_dfcan_sim_beats_widefield_at_low_light() -> None:
+    # measured (held-out 96 px field, interior): microtubules wf 0.066, wiener 0.0145,
+    # dfcan-sim 0.0147; ccps 0.031 / 0.0071 / 0.0092. The first-session model (39k params,
+    # shifted augmentation targets) scored 0.038 and 0.022: it fails both bounds below.
     result = run_assessment(
         AssessmentConfig(
             structures=["microtubules", "ccps"],
             photons=[30],
-            methods=["wf", "dfcan-sim"],
+            methods=["wf", "wiener", "dfcan-sim"],
             samples=1,
             size_px=96,
+            border_px=16,
             decorrelation=False,
         )
     )
     for structure in ("microtubules", "ccps"):
-        assert result.mean(structure, 30, "dfcan-sim") < 0.9 * result.mean(structure, 30, "wf")
+        network = result.mean(structure, 30, "dfcan-sim")
+        assert network < 0.4 * result.mean(structure, 30, "wf")
+        assert network < 1.5 * result.mean(structure, 30, "wiener")  # a SIM reconstructor
 
 
 def test_border_is_left_out_before_scoring() -> None:
