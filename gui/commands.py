@@ -28,6 +28,9 @@ def gui_command(
     settings_file: Path | None = typer.Option(None, "--settings", help="Settings .ini file."),
     attach: Path | None = typer.Option(
         None, "--attach", help="Watch a running `livesim run` (its .h5 file), read-only."),
+    niceness: int = typer.Option(
+        0, "--niceness", min=0, max=19,
+        help="Lower the window's CPU priority (acquisition wins; the display drops frames)."),
 ) -> None:
     """The live-session window (pyqtgraph): live raw/SR/IMC views, pattern check, recording."""
     from gui.app import GuiOptions, offscreen_if_headless, run_gui
@@ -56,7 +59,7 @@ def gui_command(
                               protocol_file=protocol_file, size_px=size_px, structure=structure,
                               screenshot=screenshot, run_seconds=run_seconds,
                               settings_file=settings_file, autostart=live, imc=imc,
-                              model=model, attach=endpoint))
+                              model=model, attach=endpoint, niceness=niceness))
     if screenshot is not None:
         typer.echo(f"screenshot: {screenshot}")
     raise typer.Exit(code)
@@ -66,7 +69,8 @@ def bench_gui_command(
     seconds: float = typer.Option(10.0, "--seconds", help="How long to measure."),
     sr_px: int = typer.Option(1024, "--sr-px", help="SR view size (square)."),
     niceness: int | None = typer.Option(
-        None, "--niceness", help="Window CPU priority below the pipeline (default: as the GUI)."),
+        None, "--niceness", min=0, max=19,
+        help="Window CPU priority below the pipeline (default: as `livesim gui`, 0)."),
 ) -> None:
     """Offscreen display updates/s of a 1024x1024 SR view plus the raw view."""
     from gui.app import offscreen_if_headless
