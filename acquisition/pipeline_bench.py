@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
+from acquisition.fsync_behind import FsyncBehind
 from acquisition.protocol import Protocol
 from acquisition.recorder import widefield_mean
 from acquisition.session import RunSession, SessionOptions
@@ -202,43 +202,6 @@ def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> tuple[floa
     return (time_points - 1) * bank.shape[1] / (end - start), own + sink_cpu
 
 
-class _FsyncBehind:
-    """fsync of a file after each flushed time point on a second thread, coalesced: what
-    RunRecorder does, so that the bare limit has the recorder's durability and overlap."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._wanted = threading.Condition()
-        self._requested = self._done = -1
-        self._stop = False
-        self._thread = threading.Thread(target=self._loop, name="bare-fsync", daemon=True)
-        self._thread.start()
-
-    def request(self, time_point: int) -> None:
-        """Ask for an fsync covering ``time_point``."""
-        with self._wanted:
-            self._requested = time_point
-            self._wanted.notify()
-
-    def close(self) -> None:
-        """Finish the pending fsync and stop the thread."""
-        with self._wanted:
-            self._stop = True
-            self._wanted.notify()
-        self._thread.join(60.0)
-
-    def _loop(self) -> None:
-        while True:
-            with self._wanted:
-                while self._requested <= self._done and not self._stop:
-                    self._wanted.wait(1.0)
-                if self._requested <= self._done:
-                    return
-                target = self._requested
-            os.fsync(self._fd)
-            self._done = target
-
-
 def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
                   same_bytes: bool = False, plain: bool = False) -> tuple[float, float]:
     """Plain h5py writing (T, 1, 9, Y, X) frames, chunk per frame: (frames/s, CPU s).
@@ -264,7 +227,7 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
         fd = h5.id.get_vfd_handle()
         start = time.perf_counter()
         cpu = cpu_s()
-        behind = _FsyncBehind(fd) if fsync and not plain else None
+        behind = FsyncBehind(fd, str(path)) if fsync and not plain else None
         for t in range(time_points):
             frames = bank[t % len(bank)]
             raw.resize(t + 1, axis=0)
@@ -285,6 +248,8 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
                 os.fsync(fd)
         if behind is not None:
             behind.close()
+            if behind.error is not None:
+                raise behind.error
         h5.flush()
         if fsync:
             os.fsync(fd)

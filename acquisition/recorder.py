@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from acquisition import run_file
+from acquisition.fsync_behind import FsyncBehind
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +102,10 @@ class RunRecorder:
         self.stats = RecorderStats()
         self.error: RecorderError | None = None
         self._put_timeout_s = put_timeout_s
-        self._fsync = fsync
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         self._n_time_points = 0
         self._closed = False
         self._lock = threading.Lock()
-        self.durable_time_point = -1  # every time point up to this one is fsynced
-        self._sync_wanted = threading.Condition()
-        self._sync_request = -1  # newest flushed time point waiting for fsync
-        self._sync_error: OSError | None = None
-        self._sync_stop = False
         if self.path.exists() and not overwrite:
             raise RecorderError(f"{self.path}: exists; refusing to overwrite a run file")
         try:
@@ -124,10 +119,7 @@ class RunRecorder:
             raise RecorderError(f"{self.path}: cannot create run file: {exc}") from exc
         self._fd = self._h5.id.get_vfd_handle()
         self._file_identity = _identity(os.fstat(self._fd))  # to never detach another file
-        self._sync_thread = threading.Thread(target=self._sync_loop, name="run-fsync",
-                                             daemon=True)
-        if fsync:
-            self._sync_thread.start()
+        self._sync = FsyncBehind(self._fd, str(self.path)) if fsync else None
         self._thread = threading.Thread(target=self._write_loop, name="run-recorder", daemon=True)
         self._thread.start()
 
@@ -274,41 +266,26 @@ class RunRecorder:
         except (OSError, RuntimeError, ValueError) as exc:
             logger.debug("closing %s after the failure: %s", self.path, exc)
 
-    def _sync_loop(self) -> None:
-        """fsync after each flushed time point (coalesced), off the writer thread."""
-        while True:
-            with self._sync_wanted:
-                while self._sync_request <= self.durable_time_point and not self._sync_stop:
-                    self._sync_wanted.wait(1.0)
-                if self._sync_request <= self.durable_time_point:
-                    return
-                target = self._sync_request
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                self._sync_error = exc
-                logger.error("fsync of %s failed: %s", self.path, exc)
-                return
-            self.durable_time_point = target
+    @property
+    def durable_time_point(self) -> int:
+        """Every time point up to this one is fsynced (-1: none yet, or fsync off)."""
+        return self._sync.durable_time_point if self._sync is not None else -1
 
     def _stop_sync(self) -> None:
-        with self._sync_wanted:
-            self._sync_stop = True
-            self._sync_wanted.notify()
-        if self._sync_thread.is_alive():
-            self._sync_thread.join(60.0)
+        if self._sync is not None:
+            self._sync.close()
 
     def _finish(self) -> None:
         self._stop_sync()
-        if self._sync_error is not None:
+        if self._sync is not None and self._sync.error is not None:
             self.error = RecorderError(f"{self.path}: fsync failed: "
-                                       f"{_os_error_text(self._sync_error)}")
-            self._seal_after_failure(self._sync_error)
+                                       f"{_os_error_text(self._sync.error)}")
+            self._seal_after_failure(self._sync.error)
             return
         try:
             run_file.release_fault_reserve(self._h5)
             self._h5.flush()
-            if self._fsync:
+            if self._sync is not None:
                 os.fsync(self._fd)
             self._h5.close()
         except (OSError, RuntimeError, ValueError) as exc:
@@ -381,12 +358,10 @@ class RunRecorder:
         self._grow_to(t)
         self._tables["complete"].write((t,), 1)
         self._h5.flush()
-        if self._sync_error is not None:
-            raise self._sync_error
-        if self._fsync:
-            with self._sync_wanted:
-                self._sync_request = max(self._sync_request, t)
-                self._sync_wanted.notify()
+        if self._sync is not None:
+            if self._sync.error is not None:
+                raise self._sync.error
+            self._sync.request(t)
         self.stats.time_points = max(self.stats.time_points, t + 1)
 
     # --- layout -----------------------------------------------------------------------------

@@ -38,19 +38,6 @@ def test_bare_h5py_fsyncs_behind_the_writer_or_inline(tmp_path: Path,
     assert calls == []
 
 
-def test_fsync_behind_covers_the_last_request(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[int] = []
-    behind_fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
-    behind = pipeline_bench._FsyncBehind(behind_fd)
-    for t in range(50):
-        behind.request(t)
-    behind.close()
-    os.close(behind_fd)
-    assert synced and behind._done == 49  # the last time point asked for was synced
-
-
 @pytest.mark.slow
 def test_small_pipeline_bench_is_lossless(tmp_path: Path) -> None:
     result = pipeline_bench.run_pipeline_bench(6, 32, tmp_path)
