@@ -7,7 +7,6 @@ the field and the offending value.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,11 +14,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from settings_file import read_toml, validate_settings
 
 Mode = Literal["wf", "sim", "nlsim"]
 PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
@@ -146,13 +146,7 @@ class Protocol(BaseModel):
     def from_toml(cls, path: str | Path, **overrides: Any) -> Protocol:
         """Load and validate a TOML protocol; ``overrides`` (from the CLI) win over the file."""
         path = Path(path)
-        try:
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError as exc:
-            raise ProtocolError(f"{path}: protocol file not found") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_toml(path, "protocol", ProtocolError)
         data.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("output", "calibration", "imc_model"):
             value = data.get(key)
@@ -165,26 +159,12 @@ class Protocol(BaseModel):
     @classmethod
     def parse_checked(cls, data: dict[str, Any], source: str = "<protocol>") -> Protocol:
         """Validate a mapping, turning pydantic's report into one naming source, field and value."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ProtocolError(describe_validation_error(exc, source)) from exc
+        return validate_settings(cls, data, source, ProtocolError)
 
 
 def _looks_like_path(text: str) -> bool:
     """A model given as a file (has a folder or a .pt suffix) rather than a bundled name."""
     return "/" in text or Path(text).suffix == ".pt"
-
-
-def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: ``source: field.path = value: reason``."""
-    lines = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "<root>"
-        value = error.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
-        lines.append(f"{source}: field '{field}' = {shown}: {error['msg']}")
-    return "\n".join(lines)
 
 
 def validate_output_path(path: Path, overwrite: bool) -> Path:

@@ -7,15 +7,15 @@ Which Micro-Manager device/property plays which role is a `RoleMap` (TOML-loadab
 
 from __future__ import annotations
 
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from hardware.core_adapter import CoreBackend
 from hardware.errors import CapabilityError, ConfigError, InvalidSettingError
 from hardware.pattern_layout import SLM_N_PATTERNS, slm_index
+from settings_file import load_settings
 
 
 class RoleMap(BaseModel):
@@ -48,13 +48,7 @@ class RoleMap(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> RoleMap:
         """Load a role map; errors name the file, field and value."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-            return cls.model_validate(data.get("roles", data))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{path}: {e}") from e
-        except ValidationError as e:
-            raise ConfigError(f"{path}: {e}") from e
+        return load_settings(cls, path, "role map", table="roles", error=ConfigError)
 
 
 class TriggerMode(StrEnum):

@@ -7,14 +7,14 @@ AOTF line, rotator state and exposure.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hardware.errors import ConfigError
 from hardware.pattern_layout import GRID, SimMode, rotator_state, slm_index
+from settings_file import load_settings
 
 
 class ChannelSpec(BaseModel):
@@ -38,10 +38,7 @@ class SequencePlan(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> SequencePlan:
         """Load a plan from TOML (`mode = "sim"`, `[[channels]]` tables); errors name the field."""
-        try:
-            return cls.model_validate(tomllib.loads(Path(path).read_text()))
-        except (OSError, tomllib.TOMLDecodeError, ValidationError) as e:
-            raise ConfigError(f"{path}: {e}") from e
+        return load_settings(cls, path, "sequence plan", error=ConfigError)
 
     @property
     def n_orientations(self) -> int:

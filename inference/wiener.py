@@ -14,17 +14,17 @@ band is its conjugate mirror, so the fine image is 2 Re(IFFT(Z)) of a half-assem
 from __future__ import annotations
 
 import logging
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfModel, pupil_otf
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
+from settings_file import load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,7 @@ class WienerConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> WienerConfig:
         """Settings from a TOML file (top level or a [wiener] table); errors name the field."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"{path}: cannot read Wiener settings ({error})") from error
-        table = data.get("wiener", data)
-        try:
-            return cls.model_validate(table)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise ValueError(f"{path}: invalid Wiener settings: {problems}") from error
+        return load_settings(cls, path, "Wiener settings", table="wiener")
 
 
 class WienerSim:

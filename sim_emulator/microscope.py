@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.photon_count import average_photon_count
+from settings_file import load_settings
 from sim_emulator.illumination import SimPatterns
 from sim_emulator.image_formation import ImageFormation, SampleSpectra
 from sim_emulator.optics import Optics
@@ -83,19 +83,7 @@ class EmulatorConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> EmulatorConfig:
         """Load from a TOML file; errors name the file, the field and the value."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"{path}: cannot read emulator config: {error}") from error
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise ValueError(f"{path}: {details}") from error
+        return load_settings(cls, path, "emulator config")
 
     @property
     def sensor_shape(self) -> tuple[int, int]:

@@ -13,17 +13,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("calibration", "hardware", "sim_emulator", "inference", "acquisition", "gui")
+PACKAGES = (
+    "settings_file", "calibration", "hardware", "sim_emulator", "inference", "acquisition", "gui"
+)
 
 # package -> project modules (prefixes) its library modules may import at run time
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "calibration": (),
-    "hardware": (),
-    "sim_emulator": ("hardware", "calibration", "acquisition.run_file"),
-    "inference": ("calibration", "sim_emulator", "acquisition.wire", "acquisition.transport",
-                  "acquisition.run_file"),
-    "acquisition": ("hardware", "calibration", "sim_emulator", "inference"),
-    "gui": ("acquisition", "hardware", "calibration", "sim_emulator", "inference"),
+    "settings_file": (),
+    "calibration": ("settings_file",),
+    "hardware": ("settings_file",),
+    "sim_emulator": ("settings_file", "hardware", "calibration", "acquisition.run_file"),
+    "inference": ("settings_file", "calibration", "sim_emulator", "acquisition.wire",
+                  "acquisition.transport", "acquisition.run_file"),
+    "acquisition": ("settings_file", "hardware", "calibration", "sim_emulator", "inference"),
+    "gui": ("settings_file", "acquisition", "hardware", "calibration", "sim_emulator", "inference"),
 }
 # leaf modules other packages import: they must stay free of higher-layer imports
 LEAVES = ("acquisition.wire", "acquisition.transport", "acquisition.run_file")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from settings_file import load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan"]
 TrainingMode = Literal["sisr", "sim", "nlsim"]
@@ -78,12 +79,4 @@ class TrainingConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainingConfig:
         """Load from a TOML file; errors name the file, the field and the value."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read training config: {exc}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ValueError(f"{path}: invalid training config: {exc}") from exc
+        return load_settings(cls, path, "training config")

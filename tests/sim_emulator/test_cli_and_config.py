@@ -63,7 +63,7 @@ def test_config_from_toml_and_errors_name_field_and_value(tmp_path: Path) -> Non
     assert config.patterns.period_nm == pytest.approx(525 / (0.9 * 2 * 1.2))
     bad = tmp_path / "bad.toml"
     bad.write_text("[sensor]\nqe = 1.5\n")
-    with pytest.raises(ValueError, match=r"bad.toml.*sensor.qe=1.5"):
+    with pytest.raises(ValueError, match=r"bad\.toml.*'sensor\.qe' = 1\.5"):
         EmulatorConfig.from_toml(bad)
 
 
