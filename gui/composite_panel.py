@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtWidgets
 
 from gui.contrast import composite_rgb, percentile_levels
+from inference.imc import DEFAULT_STRUCTURES
 
-CHANNEL_NAMES = ("CCPs", "microtubules", "F-actin")  # the IMC-SR output order (Wang et al.)
+# captions until the stream reports the running model's `channel_names`: the default IMC-SR
+# model's structures, in its output order
+CHANNEL_NAMES: tuple[str, ...] = DEFAULT_STRUCTURES
 COLOURS: dict[str, tuple[int, int, int]] = {
     "magenta": (255, 0, 255), "green": (0, 255, 0), "cyan": (0, 200, 255),
     "red": (255, 40, 40), "yellow": (255, 230, 0), "blue": (60, 90, 255), "grey": (200, 200, 200),
@@ -20,10 +24,18 @@ AUTO_PERIOD_S = 0.3
 
 
 class CompositePanel(QtWidgets.QWidget):
-    """Additive RGB composite of a (3, Y, X) IMC-SR result."""
+    """Additive RGB composite of a (3, Y, X) IMC-SR result; the channel captions are the
+    model's structure names (`channel_names`, later `set_channel_names` from the stream)."""
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QtWidgets.QWidget | None = None,
+        channel_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(parent)
+        names = tuple(CHANNEL_NAMES if channel_names is None else channel_names)
+        if len(names) != len(DEFAULT_COLOURS):
+            raise ValueError(f"channel_names={list(names)}: the composite shows 3 channels")
         self.channels: np.ndarray | None = None
         self.levels: list[tuple[float, float]] = [(0.0, 1.0)] * 3
         self.updates = 0
@@ -43,7 +55,7 @@ class CompositePanel(QtWidgets.QWidget):
         self.highs: list[QtWidgets.QDoubleSpinBox] = []
         rows = QtWidgets.QGridLayout()
         rows.setContentsMargins(2, 0, 2, 0)
-        for i, name in enumerate(CHANNEL_NAMES):
+        for i, name in enumerate(names):
             show = QtWidgets.QCheckBox(name)
             show.setChecked(True)
             colour = QtWidgets.QComboBox()
@@ -110,12 +122,18 @@ class CompositePanel(QtWidgets.QWidget):
         self.levels[index] = (low, max(value, low + 1e-6))
         self._redraw()
 
-    def set_channel_names(self, names: list[str]) -> None:
-        """Label the three checkboxes with the IMC-SR model's structure names."""
+    def set_channel_names(self, names: Sequence[str]) -> None:
+        """Label the three checkboxes with the IMC-SR model's structure names (the names the
+        stream carries; a list of another length is ignored)."""
         if len(names) == len(self.visible):
             for box, name in zip(self.visible, names, strict=True):
                 if box.text() != name:
                     box.setText(name)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The captions shown, in channel order."""
+        return tuple(box.text() for box in self.visible)
 
     def set_message(self, text: str) -> None:
         """Text shown while there is no composite (e.g. 'IMC-SR off')."""

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.imc.metrics import ChannelScores, channel_scores, cross_talk_fraction, flicker
+from inference.imc.metrics import (
+    ChannelScores,
+    channel_scores,
+    cross_talk_fraction,
+    flicker,
+    hallucination_fraction,
+)
 from inference.imc.mixtures import MixtureConfig, RenderedField, add_noise, render_field
 
 HELD_OUT_FIRST_SEED = 1
@@ -75,16 +81,27 @@ def cross_talk_per_field(
 ) -> np.ndarray:
     """Cross-talk fraction (N fields, C) of a single-frame separator on each field's middle
     frame; the same `seed` gives every model the same noisy inputs (paired comparisons)."""
+    return false_positives_per_field(separate, fields, noise_std, seed)[0]
+
+
+def false_positives_per_field(
+    separate: BatchSeparator,
+    fields: Sequence[RenderedField],
+    noise_std: float,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-talk fraction (N, C) and hallucination fraction (N,) of a single-frame separator
+    on each field's middle frame; the same `seed` gives every model the same noisy inputs."""
     rng = np.random.default_rng([seed, 0xC7A1])
-    values = []
+    cross_talk, hallucination = [], []
     for field in fields:
         centre = field.targets.shape[0] // 2
         noisy = add_noise(field.mixture[[centre]], noise_std, rng)
         prediction = separate(noisy[None])[0]
-        values.append(
-            cross_talk_fraction(prediction, field.targets[centre], field.mixture[centre])
-        )
-    return np.stack(values)
+        truth, clean = field.targets[centre], field.mixture[centre]
+        cross_talk.append(cross_talk_fraction(prediction, truth, clean))
+        hallucination.append(hallucination_fraction(prediction, truth, clean))
+    return np.stack(cross_talk), np.asarray(hallucination, dtype=np.float64)
 
 
 def separate_time_lapse(

@@ -34,7 +34,9 @@ def imc_train(
     width: int = typer.Option(16, "--width"),
     groups: int = typer.Option(3, "--groups"),
     blocks: int = typer.Option(4, "--blocks"),
-    structures: str = typer.Option("ccps,microtubules,f-actin", "--structures"),
+    structures: str = typer.Option(
+        "microtubules,er,lysosomes", "--structures", help="three emulator structures, in order"
+    ),
     time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
     threads: int = typer.Option(1, "--threads"),
     init_from: str | None = typer.Option(
@@ -159,13 +161,19 @@ def imc_cross_talk(
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
-    """Paired false-positive comparison: cross-talk fraction per channel of two single-frame
-    models on the same held-out noisy mixtures (mean +- standard error, and A - B)."""
+    """Paired false-positive comparison of two single-frame models on the same held-out noisy
+    mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
+    input is background); mean +- standard error over fields, and the paired A - B."""
     import numpy as np
     import torch
 
-    from inference.imc.assessment import cross_talk_per_field, held_out_fields, module_separator
+    from inference.imc.assessment import (
+        false_positives_per_field,
+        held_out_fields,
+        module_separator,
+    )
     from inference.imc.live import ImcSeparator
+    from inference.imc.metrics import hallucination_fraction
     from inference.imc.mixtures import MixtureConfig
     from inference.model_file import ModelFileError
 
@@ -177,8 +185,8 @@ def imc_cross_talk(
             raise ValueError("both models must be single-frame with the same channel names")
         config = MixtureConfig.model_validate({"structures": names, "noise_std": noise_std})
         test = held_out_fields(config, fields)
-        a, b = (
-            cross_talk_per_field(module_separator([s.model.module]), test, noise_std)
+        (cross_a, hall_a), (cross_b, hall_b) = (
+            false_positives_per_field(module_separator([s.model.module]), test, noise_std)
             for s in separators
         )
     except (ModelFileError, ValueError) as exc:
@@ -190,16 +198,27 @@ def imc_cross_talk(
         return {"mean": float(values.mean()), "standard_error": error}
 
     report: dict[str, object] = {"fields": fields, "a": model_a, "b": model_b}
-    columns = {**{n: i for i, n in enumerate(names)}, "mean of channels": None}
-    for name, index in columns.items():
-        va, vb = (v.mean(axis=1) if index is None else v[:, index] for v in (a, b))
-        row = {"a": summary(va), "b": summary(vb), "a_minus_b": summary(va - vb)}
-        report[name] = row
+    rows: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        **{f"cross-talk {n}": (cross_a[:, i], cross_b[:, i]) for i, n in enumerate(names)},
+        "cross-talk mean of channels": (cross_a.mean(axis=1), cross_b.mean(axis=1)),
+        "hallucination": (hall_a, hall_b),
+    }
+    for name, (va, vb) in rows.items():
+        a, b, diff = summary(va), summary(vb), summary(va - vb)
+        lower = int((va < vb).sum())
+        report[name] = {"a": a, "b": b, "a_minus_b": diff, "a_lower_in_fields": lower}
         typer.echo(
-            f"{name}: A {row['a']['mean']:.4f} +- {row['a']['standard_error']:.4f}  "
-            f"B {row['b']['mean']:.4f} +- {row['b']['standard_error']:.4f}  A-B "
-            f"{row['a_minus_b']['mean']:+.4f} +- {row['a_minus_b']['standard_error']:.4f}"
+            f"{name}: A {a['mean']:.5f} +- {a['standard_error']:.5f}  "
+            f"B {b['mean']:.5f} +- {b['standard_error']:.5f}  A-B "
+            f"{diff['mean']:+.5f} +- {diff['standard_error']:.5f}  "
+            f"(A lower in {lower}/{len(va)} fields)"
         )
+    floor = np.array([  # blur tails of the true structures below the background threshold
+        hallucination_fraction(f.targets[c], f.targets[c], f.mixture[c])
+        for f in test for c in [f.targets.shape[0] // 2]
+    ])
+    report["hallucination of the ground truth"] = summary(floor)
+    typer.echo(f"hallucination of the ground truth itself: {floor.mean():.5f}")
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=1))
 

@@ -13,6 +13,12 @@ Definitions (used in docs/imc-sr.md and the model card):
   by more than `SIGNAL_FRACTION` = 10 % of its 99.9th percentile, i.e. another structure is
   there), as a fraction of channel k's total predicted signal. It counts intensity put into the
   wrong channel, not noise or blur in empty regions.
+- hallucination fraction (the false positive the summation term constrains directly, since
+  the channels must add up to the input): the predicted signal summed over channels (each
+  channel's intensity above its ground truth's flat background) inside background pixels of
+  the input (noiseless mixture below `BACKGROUND_FACTOR` = 2 x its flat background, the sum of
+  the labels' diffuse backgrounds: no structure there), as a fraction of the total predicted
+  signal. It counts signal invented where the input has none.
 - flicker: mean over "static signal" pixels of sum_c |y_t,c - y_{t-1},c|, divided by the mean
   mixture there. Static signal pixels have noiseless mixture > `signal_level` (0.1) in both
   frames and change by less than `static_level` (0.01) between them, so any change of the
@@ -29,6 +35,7 @@ from inference.evaluation import nrmse, pearson, ssim
 
 DARK_FRACTION = 0.02
 SIGNAL_FRACTION = 0.1
+BACKGROUND_FACTOR = 2.0
 SIGNAL_LEVEL = 0.1
 STATIC_LEVEL = 0.01
 
@@ -93,6 +100,30 @@ def cross_talk_fraction(
     signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
     inside = (signal * mask).sum(axis=(-2, -1))
     return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)
+
+
+def hallucination_fraction(
+    prediction: np.ndarray,
+    ground_truth: np.ndarray,
+    clean_mixture: np.ndarray,
+    background_factor: float = BACKGROUND_FACTOR,
+) -> np.ndarray:
+    """Share of the predicted signal (all channels) lying where the input is background
+    (noiseless mixture < `background_factor` x its minimum); prediction/ground_truth
+    (..., C, Y, X), clean_mixture (..., Y, X) -> (...)."""
+    if prediction.shape != ground_truth.shape or clean_mixture.shape != prediction.shape[:-3] + (
+        prediction.shape[-2:]
+    ):
+        raise ValueError(
+            f"prediction {prediction.shape}, ground truth {ground_truth.shape} and mixture "
+            f"{clean_mixture.shape} do not match"
+        )
+    floor = np.min(clean_mixture, axis=(-2, -1), keepdims=True)
+    background = clean_mixture < background_factor * floor
+    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    total = signal.sum(axis=-3)
+    inside = (total * background).sum(axis=(-2, -1))
+    return inside / np.maximum(total.sum(axis=(-2, -1)), 1e-12)
 
 
 def channel_scores(prediction: np.ndarray, ground_truth: np.ndarray) -> ChannelScores:

@@ -18,12 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from inference.imc import DEFAULT_STRUCTURES
 from sim_emulator.microscope import EmulatorConfig, Microscope
 from sim_emulator.samples import STRUCTURES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRUCTURES = ("ccps", "microtubules", "f-actin")
+__all__ = [  # DEFAULT_STRUCTURES re-exported: acquisition imports it from here
+    "DEFAULT_STRUCTURES", "Batch", "MixtureConfig", "MixturePool", "RenderedField", "add_noise",
+    "render_field",
+]
+
 
 
 class MixtureConfig(BaseModel):

@@ -240,16 +240,21 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
 
 def _load_start(module: Imcsr, init_from: str) -> None:
     """Start from another model file's weights: the same architecture options, or the same
-    but fewer residual groups (the model is deepened by function-preserving new groups)."""
+    but fewer residual groups (the model is deepened by function-preserving new groups), or
+    other output structures (the features carry over; see `_renamed_outputs`)."""
     info, state = read_model_file(init_from)
     wanted = module.options.model_dump(mode="json")
     have = dict(info.options)
     extra = wanted["groups"] - int(have.get("groups", 0))
-    if info.architecture != "imcsr" or {**have, "groups": wanted["groups"]} != wanted or extra < 0:
+    outputs = {k: wanted[k] for k in ("groups", "channel_names", "output_channels")}
+    if info.architecture != "imcsr" or {**have, **outputs} != wanted or extra < 0:
         raise ValueError(
             f"init_from={init_from}: {info.architecture} {info.options} does not match the "
             f"configured imcsr {wanted}"
         )
+    old_names = tuple(have.get("channel_names", ()))
+    if old_names != module.options.channel_names:
+        state = _renamed_outputs(module, state, old_names)
     if extra:
         state = _deepened(module, state, extra)
     module.load_state_dict(state, strict=True)
@@ -257,6 +262,27 @@ def _load_start(module: Imcsr, init_from: str) -> None:
         "starting from %s (sha256 %s)%s", init_from, info.weights_sha256,
         f", {extra} residual groups added" if extra else "",
     )
+
+
+def _renamed_outputs(
+    module: Imcsr, state: dict[str, torch.Tensor], old_names: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """`state` with the output conv re-mapped to the module's channel names: a structure the
+    old model also produced keeps its output filter; a new structure gets the fresh
+    initialisation (its channel is learnt anew on the transferred features)."""
+    fresh = module.state_dict()
+    weight, bias = fresh["output.weight"].clone(), fresh["output.bias"].clone()
+    kept = []
+    for index, name in enumerate(module.options.channel_names):
+        if name in old_names:
+            weight[index] = state["output.weight"][old_names.index(name)]
+            bias[index] = state["output.bias"][old_names.index(name)]
+            kept.append(name)
+    logger.info(
+        "output channels %s (was %s): kept %s, new %s", module.options.channel_names,
+        old_names, kept, [n for n in module.options.channel_names if n not in kept],
+    )
+    return {**state, "output.weight": weight, "output.bias": bias}
 
 
 def _deepened(

@@ -9,6 +9,7 @@ from inference.imc.metrics import (
     cross_talk_fraction,
     false_positive_fraction,
     flicker,
+    hallucination_fraction,
     static_signal_mask,
 )
 from inference.imc.mixtures import MixtureConfig, MixturePool, render_field
@@ -74,6 +75,27 @@ def test_cross_talk_counts_only_signal_put_on_another_structure() -> None:
     assert batch.shape == (1, 2) and batch[0, 0] == pytest.approx(expected)
     with pytest.raises(ValueError, match="do not match"):
         cross_talk_fraction(prediction, truth, mixture[:5])
+
+
+def test_hallucination_counts_signal_where_the_input_is_background() -> None:
+    truth = np.full((2, 10, 10), 0.02)  # each label's flat background: mixture floor 0.04
+    truth[0, :4] += 1.0  # structure 0 in rows 0-3, structure 1 in rows 4-6, rows 7-9 empty
+    truth[1, 4:7] += 1.0
+    mixture = truth.sum(axis=0)
+    assert hallucination_fraction(truth, truth, mixture) == pytest.approx(0.0)
+    prediction = truth.copy()
+    prediction[1, 7:] += 0.2  # invented in the empty rows: counted
+    prediction[0, 4:7] += 0.5  # put on the other structure: cross-talk, not hallucination
+    expected = (0.2 * 30) / (40 + 30 + 0.2 * 30 + 0.5 * 30)
+    assert hallucination_fraction(prediction, truth, mixture) == pytest.approx(expected)
+    # faint signal in the input (above 2 x the mixture's floor of 0.04) is not background
+    faint = mixture.copy()
+    faint[7:, :5] += 0.05
+    assert hallucination_fraction(prediction, truth, faint) == pytest.approx(expected / 2)
+    batch = hallucination_fraction(prediction[None], truth[None], mixture[None])
+    assert batch.shape == (1,) and batch[0] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="do not match"):
+        hallucination_fraction(prediction, truth, mixture[:5])
 
 
 def test_pool_replace_renders_the_new_seed() -> None:

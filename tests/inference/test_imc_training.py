@@ -13,7 +13,7 @@ import torch
 from inference.imc.live import ImcSeparator
 from inference.imc.mixtures import MixtureConfig, render_field
 from inference.imc.training import ImcTrainingConfig, train_imcsr, validation_pearson
-from inference.models.imcsr import Imcsr
+from inference.models.imcsr import OUTPUT_BIAS_INIT, Imcsr
 
 
 def _config(**changes: object) -> ImcTrainingConfig:
@@ -32,7 +32,7 @@ def test_temporal_all_model_round_trips_through_the_separator(tmp_path: Path) ->
     assert result.config.mixtures.time_points >= 3
     assert result.model_paths == [str(output)] and len(result.loss_history) == 2
     report = json.loads(output.with_suffix(".json").read_text())
-    assert set(report["held_out"]) == {"ccps", "microtubules", "f-actin"}
+    assert list(report["held_out"]) == ["microtubules", "er", "lysosomes"]  # the default trio
     assert report["weights_sha256"][0] == ImcSeparator(output).sha256
     separator = ImcSeparator(output)
     assert separator.temporal
@@ -42,8 +42,8 @@ def test_temporal_all_model_round_trips_through_the_separator(tmp_path: Path) ->
 def test_single_variant_writes_one_model_per_structure(tmp_path: Path) -> None:
     result = train_imcsr(tmp_path / "one.pt", config=_config(variant="single"))
     names = [Path(p).name for p in result.model_paths]
-    assert names == ["one-ccps.pt", "one-microtubules.pt", "one-f-actin.pt"]
-    assert ImcSeparator(result.model_paths[1]).channel_names == ("microtubules",)
+    assert names == ["one-microtubules.pt", "one-er.pt", "one-lysosomes.pt"]
+    assert ImcSeparator(result.model_paths[1]).channel_names == ("er",)
 
 
 def test_bad_configuration_names_the_field(tmp_path: Path) -> None:
@@ -69,6 +69,34 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
             tmp_path / "c.pt",
             config=_config(held_out_fields=0, init_from=first.model_paths[0], width=8),
         )
+
+
+def test_starting_from_a_model_of_other_structures_keeps_features_and_shared_channels(
+    tmp_path: Path,
+) -> None:
+    from inference.model_file import read_model_file
+
+    old_trio = MixtureConfig(field_px=16, structures=("ccps", "microtubules", "f-actin"))
+    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0, mixtures=old_trio))
+    moved = train_imcsr(
+        tmp_path / "b.pt",
+        config=_config(held_out_fields=0, init_from=first.model_paths[0], learning_rate=1e-9),
+    )
+    assert ImcSeparator(moved.model_paths[0]).channel_names == ("microtubules", "er", "lysosomes")
+    _, start = read_model_file(first.model_paths[0])
+    _, end = read_model_file(moved.model_paths[0])
+    for key in start:
+        if not key.startswith("output."):
+            torch.testing.assert_close(end[key], start[key], atol=1e-6, rtol=0)
+    # microtubules (old output 1) keep their filter as new output 0; ER and lysosomes start
+    # fresh: small weights and the sigmoid bias of an untrained model
+    torch.testing.assert_close(end["output.weight"][0], start["output.weight"][1], atol=1e-6,
+                               rtol=0)
+    torch.testing.assert_close(end["output.bias"][0], start["output.bias"][1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(end["output.bias"][1:], torch.full((2,), OUTPUT_BIAS_INIT),
+                               atol=1e-6, rtol=0)
+    assert not torch.allclose(start["output.bias"][[0, 2]], torch.full((2,), OUTPUT_BIAS_INIT),
+                              atol=1e-6)  # the old model's own outputs had moved off the init
 
 
 def test_deepening_a_model_keeps_its_output(tmp_path: Path) -> None:
