@@ -135,11 +135,14 @@ def bench_pipeline_command(
     size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
+    repeats: int = typer.Option(3, "--repeats", min=1,
+                                help="Interleaved repeats of bare zmq, bare h5py raw, bare "
+                                     "h5py same bytes and the pipeline (medians reported)."),
 ) -> None:
     """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
     from acquisition.pipeline_bench import run_pipeline_bench
 
-    result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync)
+    result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats)
     for line in result.lines():
         typer.echo(line)
     if result.raw_lost:

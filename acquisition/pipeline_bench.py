@@ -18,13 +18,15 @@ import logging
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +48,36 @@ BANK_SETS = 4
 LASER_NM = 488
 
 
+MEMBERS = ("bare zmq", "bare h5py raw", "bare h5py same bytes", "pipeline")
+
+
+@dataclass
+class RepeatFigures:
+    """One interleaved repeat: each member's raw frames/s, CPU ms per raw frame, and the
+    seconds the ``os.sync()`` before it took (not counted in its figures)."""
+
+    order: tuple[str, ...]
+    fps: dict[str, float]
+    cpu_ms_per_frame: dict[str, float]
+    sync_s: dict[str, float]
+    latency_p50_ms: float = float("nan")
+    latency_p99_ms: float = float("nan")
+    raw_lost: int = 0
+    raw_mismatched: int = 0
+    sr_frames: int = 0
+    sr_skips: int = 0
+    thread_cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Pipeline over bare h5py raw of this repeat (adjacent in time, same page-cache state)."""
+        return self.fps["pipeline"] / self.fps["bare h5py raw"]
+
+
 @dataclass
 class PipelineBenchResult:
-    """Figures of one bench run (frames/s are raw camera frames)."""
+    """Figures of one bench run (frames/s are raw camera frames); fps fields are medians over
+    the interleaved repeats, counts are totals."""
 
     time_points: int
     size_px: int
@@ -64,40 +93,73 @@ class PipelineBenchResult:
     sr_frames: int
     sr_skips: int
     cpu_ms_per_frame: dict[str, float]
-    h5py_plain_fps: float = float("nan")  # raw only, slicing writes, fsync inline (reference)
+    repeats: list[RepeatFigures] = field(default_factory=list)
+
+    @property
+    def slower_limit(self) -> str:
+        """Which bare limit is slower (by the medians): the ratio's denominator."""
+        return "bare zmq" if self.zmq_fps < self.h5py_fps else "bare h5py raw"
 
     @property
     def ratio(self) -> float:
-        """Pipeline throughput over the slower bare limit."""
+        """Median pipeline throughput over the slower median bare limit."""
         return self.pipeline_fps / min(self.zmq_fps, self.h5py_fps)
 
     @property
     def same_bytes_ratio(self) -> float:
-        """Pipeline throughput over bare h5py writing the run file's bytes."""
+        """Median pipeline throughput over median bare h5py writing the run file's bytes."""
         return self.pipeline_fps / self.h5py_same_bytes_fps
 
+    @property
+    def repeat_ratios(self) -> list[float]:
+        """Per repeat: pipeline / bare h5py raw of the same repeat."""
+        return [r.ratio for r in self.repeats]
+
     def lines(self) -> list[str]:
-        """The report printed by the command."""
+        """The report printed by the command: every repeat, then the medians and ratios."""
         n = self.time_points * 9
-        return [
-            f"frames: {n} raw ({self.time_points} SIM sets of 9 x {self.size_px}x{self.size_px} "
-            f"uint16), fsync per time point: {self.fsync}",
-            f"bare pyzmq PUSH/PULL (ipc, other process):    {self.zmq_fps:8.0f} frames/s",
-            f"bare h5py raw, as the recorder writes:        {self.h5py_fps:8.0f} frames/s",
-            f"bare h5py, same bytes as the run (raw+wf+SR): {self.h5py_same_bytes_fps:8.0f} "
+        short = {"bare zmq": "zmq", "bare h5py raw": "h5 raw", "bare h5py same bytes": "h5 same",
+                 "pipeline": "pipeline"}
+        out = [f"frames: {n} raw per member ({self.time_points} SIM sets of 9 x {self.size_px}x"
+               f"{self.size_px} uint16), fsync per time point: {self.fsync}, "
+               f"{len(self.repeats)} interleaved repeat(s), os.sync() before each member",
+               "members: zmq = bare pyzmq PUSH/PULL (ipc, other process); h5 raw = bare h5py "
+               "raw as the recorder writes; h5 same = bare h5py, the run file's bytes "
+               "(raw+wf+SR); pipeline = engine->zmq->worker->recorder",
+               "repeat | order | frames/s zmq / h5 raw / h5 same / pipeline | pipeline/h5 raw | "
+               "os.sync s before each"]
+        for i, r in enumerate(self.repeats, 1):
+            fps = " / ".join(f"{r.fps[m]:.0f}" for m in MEMBERS)
+            sync = " ".join(f"{r.sync_s[m]:.2f}" for m in r.order)
+            out.append(f"{i} | {' > '.join(short[m] for m in r.order)} | {fps} | "
+                       f"{r.ratio:.2f} | {sync}")
+        ratios = self.repeat_ratios
+        out += [
+            f"median bare pyzmq PUSH/PULL (ipc, other process):    {self.zmq_fps:8.0f} frames/s",
+            f"median bare h5py raw, as the recorder writes:        {self.h5py_fps:8.0f} frames/s",
+            f"median bare h5py, same bytes as the run (raw+wf+SR): {self.h5py_same_bytes_fps:8.0f}"
+            " frames/s",
+            f"median pipeline (engine->zmq->worker->recorder):     {self.pipeline_fps:8.0f} "
             "frames/s",
-            f"plain h5py loop, raw (slicing, fsync inline): {self.h5py_plain_fps:8.0f} frames/s",
-            f"pipeline (engine->zmq->worker->recorder):     {self.pipeline_fps:8.0f} frames/s",
-            f"ratio to the slower bare limit: {self.ratio:.2f} (target >= 0.8)",
-            f"ratio to bare h5py writing the same bytes: {self.same_bytes_ratio:.2f}",
-            f"ratio to the plain h5py loop: {self.pipeline_fps / self.h5py_plain_fps:.2f}",
-            f"raw lost: {self.raw_lost}, raw differing from source: {self.raw_mismatched}",
-            f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips}",
-            f"SR latency (raw sent -> SR received): p50 {self.latency_p50_ms:.1f} ms, "
-            f"p99 {self.latency_p99_ms:.1f} ms",
-            "CPU ms per raw frame (all processes): " + ", ".join(
+            f"slower bare limit (medians): {self.slower_limit}",
+            f"ratio of medians, pipeline / slower bare limit: {self.ratio:.2f} (target >= 0.8)",
+            "per-repeat ratio pipeline / bare h5py raw (same repeat): "
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + (f"; median {statistics.median(ratios):.2f}" if ratios else ""),
+            f"ratio of medians, pipeline / bare h5py same bytes: {self.same_bytes_ratio:.2f}",
+            f"raw lost: {self.raw_lost}, raw differing from source: {self.raw_mismatched} "
+            "(all repeats)",
+            f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips} (all repeats)",
+            f"SR latency (raw sent -> SR received), median of repeats: p50 "
+            f"{self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms",
+            "CPU ms per raw frame, medians (all processes): " + ", ".join(
                 f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_frame.items()),
         ]
+        threads = _median_dicts([r.thread_cpu_ms_per_frame for r in self.repeats])
+        if threads:
+            out.append("pipeline CPU ms per raw frame by thread, first to last time point, "
+                       "medians: " + ", ".join(f"{k} {v:.2f}" for k, v in threads.items()))
+        return out
 
 
 def frame_bank(size_px: int, seed: int = 0) -> np.ndarray:
@@ -164,6 +226,41 @@ def process_cpu_s(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(pid: int | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds (ns resolution, /proc schedstat) of each live thread of ``pid`` (this
+    process when None), by thread id, with the thread's name (Python's name for this
+    process's Python threads, else the kernel's, e.g. ZeroMQ's ``ZMQbg/IO/0``)."""
+    own = pid is None
+    pid = os.getpid() if pid is None else pid
+    names = {t.native_id: t.name for t in threading.enumerate()} if own else {}
+    out: dict[int, tuple[str, float]] = {}
+    folder = Path(f"/proc/{pid}/task")
+    try:
+        tids = [int(entry.name) for entry in folder.iterdir()]
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            ns = int((folder / str(tid) / "schedstat").read_text().split()[0])
+            comm = (folder / str(tid) / "comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+        name = names.get(tid) or ("main" if tid == pid else comm)
+        out[tid] = (name, ns / 1e9)
+    return out
+
+
+def thread_cpu_delta_s(before: dict[int, tuple[str, float]],
+                       after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per thread name between two samples (threads alive in both; same names
+    summed)."""
+    out: dict[str, float] = {}
+    for tid, (name, end) in after.items():
+        if tid in before:
+            out[name] = out.get(name, 0.0) + end - before[tid][1]
+    return out
 
 
 def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> tuple[float, float]:
@@ -261,33 +358,42 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
     return time_points * bank.shape[1] / elapsed, cpu
 
 
-def pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
-                 ) -> tuple[float, Any, Path]:
-    """The full pipeline on the bank; returns frames/s (start to file closed), summary, path."""
-    fps, summary, path, _cpu = measured_pipeline_run(bank, time_points, folder, fsync)
-    return fps, summary, path
-
-
-def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
-                          ) -> tuple[float, Any, Path, float]:
-    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
-    path, and CPU seconds from the first time point to the file closed (this process + the
-    worker)."""
-    fps, summary, path, acquisition_cpu, worker_cpu = split_pipeline_run(bank, time_points,
-                                                                         folder, fsync)
-    return fps, summary, path, acquisition_cpu + worker_cpu
-
-
 class _MeasuredSession(RunSession):
-    """A RunSession that notes the worker's CPU seconds when the run file has been closed."""
+    """A RunSession that samples the worker's CPU (process, threads) when the run file has
+    been closed, before the worker is stopped."""
 
-    worker_cpu_at_close_s = float("nan")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_cpu_at_close_s = float("nan")
+        self.worker_threads_at_close: dict[int, tuple[str, float]] = {}
 
     def _finish(self, summary: Any) -> Any:
         summary = super()._finish(summary)
         if self.supervisor is not None and self.supervisor.process is not None:
-            self.worker_cpu_at_close_s = process_cpu_s(self.supervisor.process.pid)
+            pid = self.supervisor.process.pid
+            self.worker_threads_at_close = thread_cpu_s(pid)
+            self.worker_cpu_at_close_s = _live_cpu_s(pid, self.worker_threads_at_close)
         return summary
+
+
+def _live_cpu_s(pid: int, threads: dict[int, tuple[str, float]]) -> float:
+    """A running process's CPU seconds: its threads' schedstat sum (ns), else /proc stat."""
+    return sum(cpu for _, cpu in threads.values()) if threads else process_cpu_s(pid)
+
+
+@dataclass
+class PipelineMeasurement:
+    """One pipeline run: frames/s (first time point to run file closed), the summary, the run
+    file, CPU seconds of the acquisition process and of the worker over that span (worker
+    start-up and exit not counted), and CPU seconds per thread from the first to the last
+    time point (``acq <thread>`` / ``worker <thread>``; drain and close not included)."""
+
+    fps: float
+    summary: Any
+    path: Path
+    acquisition_cpu_s: float
+    worker_cpu_s: float
+    thread_cpu_s: dict[str, float]
 
 
 def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
@@ -295,6 +401,13 @@ def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: 
     """The full pipeline on the bank: frames/s (first time point to file closed), summary,
     path, and the CPU seconds of the acquisition process and of the worker over that time
     (worker start-up and its exit after the file is closed are not counted)."""
+    m = measure_pipeline(bank, time_points, folder, fsync)
+    return m.fps, m.summary, m.path, m.acquisition_cpu_s, m.worker_cpu_s
+
+
+def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
+                     ) -> PipelineMeasurement:
+    """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": LASER_NM, "reconstruction": "passthrough"}],
@@ -304,18 +417,38 @@ def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: 
                                62.6, options=SessionOptions(fsync=fsync),
                                endpoints=Endpoints.ipc(folder / "ep"))
     at_start: list[float] = []
+    threads: dict[str, dict[int, tuple[str, float]]] = {}
 
-    def first_time_point(_progress: Any) -> None:
+    def on_progress(progress: Any) -> None:
         if not at_start and session.supervisor and session.supervisor.process:
             # the worker's start-up (imports, model) is not part of the pipeline's cost
-            at_start.extend([cpu_s(), process_cpu_s(session.supervisor.process.pid)])
+            pid = session.supervisor.process.pid
+            threads["acq start"] = thread_cpu_s()
+            threads["worker start"] = thread_cpu_s(pid)
+            at_start.extend([cpu_s(), _live_cpu_s(pid, threads["worker start"])])
+        if progress.time_points_done == time_points:
+            threads["acq end"] = thread_cpu_s()
 
-    summary = session.run(progress=first_time_point)
+    summary = session.run(progress=on_progress)
     acquisition_cpu = cpu_s() - at_start[0]  # after the close: only the worker's stop waited
     if summary.error:
         raise RuntimeError(f"pipeline run failed: {summary.error}")
     worker_cpu = session.worker_cpu_at_close_s - at_start[1]
-    return summary.raw_frames / summary.recorded_s, summary, output, acquisition_cpu, worker_cpu
+    by_thread = {f"acq {k}": v for k, v in thread_cpu_delta_s(
+        threads["acq start"], threads.get("acq end", {})).items()}
+    by_thread.update({f"worker {k}": v for k, v in thread_cpu_delta_s(
+        threads["worker start"], session.worker_threads_at_close).items()})
+    return PipelineMeasurement(summary.raw_frames / summary.recorded_s, summary, output,
+                               acquisition_cpu, worker_cpu, by_thread)
+
+
+def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
+                          ) -> tuple[float, Any, Path, float]:
+    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
+    path, and CPU seconds from the first time point to the file closed (this process + the
+    worker)."""
+    m = measure_pipeline(bank, time_points, folder, fsync)
+    return m.fps, m.summary, m.path, m.acquisition_cpu_s + m.worker_cpu_s
 
 
 def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int, int]:
@@ -331,32 +464,131 @@ def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int,
     return lost, mismatched
 
 
+def member_orders(n_members: int, repeats: int) -> list[tuple[int, ...]]:
+    """Member orders for ``repeats`` interleaved repeats: the rows of a balanced Latin square
+    (Williams design), so over n repeats (2n for odd n) every member runs in every position
+    once and directly follows every other member equally often."""
+    base = [0]
+    for k in range(1, n_members):
+        base.append((k + 1) // 2 if k % 2 else n_members - k // 2)
+    rows = [tuple((b + r) % n_members for b in base) for r in range(n_members)]
+    if n_members % 2:
+        rows += [tuple(reversed(row)) for row in rows]
+    return [rows[i % len(rows)] for i in range(repeats)]
+
+
+@dataclass
+class MemberOutcome:
+    """What one member measured: raw frames/s, CPU seconds, and member-specific figures."""
+
+    fps: float
+    cpu_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RepeatRun:
+    """One interleaved repeat as run: order, outcomes, seconds of the sync before each."""
+
+    order: tuple[str, ...]
+    outcomes: dict[str, MemberOutcome]
+    sync_s: dict[str, float]
+
+
+def run_interleaved(members: Mapping[str, Callable[[Path], MemberOutcome]], repeats: int,
+                    scratch: Path, sync: Callable[[], None] = os.sync) -> list[RepeatRun]:
+    """Run every member ``repeats`` times, interleaved in balanced orders; each run gets a
+    fresh folder, deleted after it, and ``sync()`` (timed, not counted) first so no member
+    pays for the write-back of the one before."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    names = list(members)
+    runs = []
+    for i, order in enumerate(member_orders(len(names), repeats)):
+        outcomes: dict[str, MemberOutcome] = {}
+        sync_s: dict[str, float] = {}
+        for name in (names[k] for k in order):
+            folder = scratch / f"{i}-{name.replace(' ', '_')}"
+            folder.mkdir()
+            try:
+                start = time.perf_counter()
+                sync()
+                sync_s[name] = time.perf_counter() - start
+                outcomes[name] = members[name](folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            logger.info("repeat %d %s: %.0f frames/s (sync %.2f s)", i + 1, name,
+                        outcomes[name].fps, sync_s[name])
+        runs.append(RepeatRun(tuple(names[k] for k in order), outcomes, sync_s))
+    return runs
+
+
+def _median_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over the dicts that have it (keys in first-seen order)."""
+    keys = list(dict.fromkeys(k for d in dicts for k in d))
+    return {k: statistics.median(d[k] for d in dicts if k in d) for k in keys}
+
+
 def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
-                       fsync: bool = True) -> PipelineBenchResult:
-    """Run all three measurements on the same frames; scratch files are removed after."""
+                       fsync: bool = True, repeats: int = 1) -> PipelineBenchResult:
+    """Bare zmq, bare h5py raw, bare h5py same bytes and the pipeline, ``repeats`` times
+    interleaved on the same frames; medians and per-repeat figures. Scratch files removed."""
     scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-", dir=folder))
     try:
         bank = frame_bank(size_px)
         frames = time_points * bank.shape[1]
-        zmq_fps, zmq_cpu = bare_zmq_fps(bank, time_points, scratch)
-        h5_fps, h5_cpu = bare_h5py_fps(bank, time_points, scratch, fsync)
-        h5_same_fps, h5_same_cpu = bare_h5py_fps(bank, time_points, scratch, fsync,
-                                                 same_bytes=True)
-        plain_fps, plain_cpu = bare_h5py_fps(bank, time_points, scratch, fsync, plain=True)
-        pipe_fps, summary, path, acq_cpu, worker_cpu = split_pipeline_run(
-            bank, time_points, scratch, fsync)
-        lost, mismatched = check_lossless(path, bank, time_points)
-        cpu_ms = {"pipeline": acq_cpu + worker_cpu, "pipeline acquisition process": acq_cpu,
-                  "pipeline worker": worker_cpu, "bare zmq": zmq_cpu, "bare h5py raw": h5_cpu,
-                  "bare h5py same bytes": h5_same_cpu, "plain h5py loop": plain_cpu}
-        return PipelineBenchResult(
-            time_points=time_points, size_px=size_px, fsync=fsync, pipeline_fps=pipe_fps,
-            zmq_fps=zmq_fps, h5py_fps=h5_fps, h5py_same_bytes_fps=h5_same_fps,
-            h5py_plain_fps=plain_fps,
-            latency_p50_ms=summary.latency_percentile_ms(50),
-            latency_p99_ms=summary.latency_percentile_ms(99), raw_lost=lost,
-            raw_mismatched=mismatched, sr_frames=summary.sr_frames,
-            sr_skips=summary.events.get("sr_skip", 0),
-            cpu_ms_per_frame={k: v * 1e3 / frames for k, v in cpu_ms.items()})
+
+        def pipeline(where: Path) -> MemberOutcome:
+            m = measure_pipeline(bank, time_points, where, fsync)
+            lost, mismatched = check_lossless(m.path, bank, time_points)
+            s = m.summary
+            return MemberOutcome(m.fps, m.acquisition_cpu_s + m.worker_cpu_s, {
+                "acquisition_cpu_s": m.acquisition_cpu_s, "worker_cpu_s": m.worker_cpu_s,
+                "threads": m.thread_cpu_s, "lost": lost, "mismatched": mismatched,
+                "p50": s.latency_percentile_ms(50), "p99": s.latency_percentile_ms(99),
+                "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
+
+        def bare(run: Callable[[], tuple[float, float]]) -> MemberOutcome:
+            fps, cpu = run()
+            return MemberOutcome(fps, cpu)
+
+        members: dict[str, Callable[[Path], MemberOutcome]] = {
+            "bare zmq": lambda where: bare(lambda: bare_zmq_fps(bank, time_points, where)),
+            "bare h5py raw": lambda where: bare(
+                lambda: bare_h5py_fps(bank, time_points, where, fsync)),
+            "bare h5py same bytes": lambda where: bare(
+                lambda: bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
+            "pipeline": pipeline,
+        }
+        runs = run_interleaved(members, repeats, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    figures = [_repeat_figures(run, frames) for run in runs]
+    median = {m: statistics.median(f.fps[m] for f in figures) for m in MEMBERS}
+    return PipelineBenchResult(
+        time_points=time_points, size_px=size_px, fsync=fsync,
+        pipeline_fps=median["pipeline"], zmq_fps=median["bare zmq"],
+        h5py_fps=median["bare h5py raw"], h5py_same_bytes_fps=median["bare h5py same bytes"],
+        latency_p50_ms=statistics.median(f.latency_p50_ms for f in figures),
+        latency_p99_ms=statistics.median(f.latency_p99_ms for f in figures),
+        raw_lost=sum(f.raw_lost for f in figures),
+        raw_mismatched=sum(f.raw_mismatched for f in figures),
+        sr_frames=sum(f.sr_frames for f in figures), sr_skips=sum(f.sr_skips for f in figures),
+        cpu_ms_per_frame=_median_dicts([f.cpu_ms_per_frame for f in figures]),
+        repeats=figures)
+
+
+def _repeat_figures(run: RepeatRun, frames: int) -> RepeatFigures:
+    """A repeat's outcomes as figures per raw frame."""
+    pipe = run.outcomes["pipeline"].extra
+    cpu = {"pipeline": run.outcomes["pipeline"].cpu_s,
+           "pipeline acquisition process": pipe["acquisition_cpu_s"],
+           "pipeline worker": pipe["worker_cpu_s"]}
+    cpu.update({m: run.outcomes[m].cpu_s for m in MEMBERS if m != "pipeline"})
+    return RepeatFigures(
+        order=run.order, fps={m: run.outcomes[m].fps for m in MEMBERS},
+        cpu_ms_per_frame={k: v * 1e3 / frames for k, v in cpu.items()}, sync_s=run.sync_s,
+        latency_p50_ms=pipe["p50"], latency_p99_ms=pipe["p99"], raw_lost=pipe["lost"],
+        raw_mismatched=pipe["mismatched"], sr_frames=pipe["sr_frames"],
+        sr_skips=pipe["sr_skips"],
+        thread_cpu_ms_per_frame={k: v * 1e3 / frames for k, v in pipe["threads"].items()})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +41,96 @@ def test_bare_h5py_fsyncs_behind_the_writer_or_inline(tmp_path: Path,
     assert calls == []
 
 
+def test_member_orders_are_a_balanced_latin_square() -> None:
+    for n in (2, 3, 4, 5):
+        rows = pipeline_bench.member_orders(n, 2 * n)
+        full = rows[: n if n % 2 == 0 else 2 * n]
+        assert all(sorted(row) == list(range(n)) for row in rows)
+        # every member in every position, and each ordered pair adjacent equally often
+        for position in range(n):
+            assert Counter(row[position] for row in full) == {m: len(full) // n
+                                                              for m in range(n)}
+        pairs = Counter((row[i], row[i + 1]) for row in full for i in range(n - 1))
+        assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1
+    assert pipeline_bench.member_orders(4, 5)[4] == pipeline_bench.member_orders(4, 1)[0]
+
+
+def test_run_interleaved_syncs_before_each_member_in_a_fresh_folder(tmp_path: Path) -> None:
+    calls: list[str] = []
+    seen: list[Path] = []
+
+    def member(name: str) -> Callable[[Path], pipeline_bench.MemberOutcome]:
+        def run(folder: Path) -> pipeline_bench.MemberOutcome:
+            assert folder.is_dir() and not any(folder.iterdir())  # fresh
+            assert folder not in seen
+            seen.append(folder)
+            (folder / "run.h5").write_bytes(b"x" * 10)
+            calls.append(name)
+            return pipeline_bench.MemberOutcome(fps=float(len(seen)), cpu_s=0.0)
+        return run
+
+    members = {name: member(name) for name in ("a", "b", "c", "d")}
+    runs = pipeline_bench.run_interleaved(members, 3, tmp_path,
+                                          sync=lambda: calls.append("sync"))
+    assert calls[0::2] == ["sync"] * 12  # a sync before every member
+    order = [c for c in calls if c != "sync"]
+    assert [r.order for r in runs] == [tuple(order[4 * i:4 * i + 4]) for i in range(3)]
+    assert len({r.order for r in runs}) == 3  # rotated
+    for name in members:  # no member always follows the same one
+        followers = {r.order[r.order.index(name) + 1] for r in runs if r.order[-1] != name}
+        assert len(followers) >= 2
+    assert all(set(r.outcomes) == set(members) and set(r.sync_s) == set(members) for r in runs)
+    assert runs[1].outcomes[runs[1].order[0]].fps == 5.0  # outcomes kept per member
+    assert not any(tmp_path.iterdir())  # every member's folder deleted
+    with pytest.raises(ValueError, match="repeats"):
+        pipeline_bench.run_interleaved(members, 0, tmp_path)
+
+
+def _repeat(h5_raw: float, pipe: float, order: tuple[str, ...]) -> pipeline_bench.RepeatFigures:
+    fps = {"bare zmq": 4000.0, "bare h5py raw": h5_raw, "bare h5py same bytes": 1500.0,
+           "pipeline": pipe}
+    return pipeline_bench.RepeatFigures(order=order, fps=fps,
+                                        cpu_ms_per_frame={"pipeline": 1.5},
+                                        sync_s={m: 0.01 for m in order})
+
+
+def test_report_gives_every_repeat_the_medians_and_the_slower_limit() -> None:
+    members = pipeline_bench.MEMBERS
+    repeats = [_repeat(3000.0, 600.0, members), _repeat(900.0, 900.0, members[::-1]),
+               _repeat(3400.0, 700.0, members)]
+    result = pipeline_bench.PipelineBenchResult(
+        time_points=10, size_px=32, fsync=True, pipeline_fps=700.0, zmq_fps=4000.0,
+        h5py_fps=3000.0, h5py_same_bytes_fps=1500.0, latency_p50_ms=1.0, latency_p99_ms=2.0,
+        raw_lost=0, raw_mismatched=0, sr_frames=30, sr_skips=0,
+        cpu_ms_per_frame={"pipeline": 1.5}, repeats=repeats)
+    assert result.repeat_ratios == pytest.approx([0.2, 1.0, 700 / 3400])
+    assert result.slower_limit == "bare h5py raw"
+    assert result.ratio == pytest.approx(700 / 3000)
+    text = "\n".join(result.lines())
+    assert "ratio of medians, pipeline / slower bare limit: 0.23" in text
+    assert "0.20, 1.00, 0.21; median 0.21" in text
+    assert "slower bare limit (medians): bare h5py raw" in text
+    assert "pipeline > h5 same > h5 raw > zmq" in text  # each repeat's order
+
+
 @pytest.mark.slow
 def test_small_pipeline_bench_is_lossless(tmp_path: Path) -> None:
-    result = pipeline_bench.run_pipeline_bench(6, 32, tmp_path)
+    result = pipeline_bench.run_pipeline_bench(6, 32, tmp_path, repeats=2)
     assert result.raw_lost == 0 and result.raw_mismatched == 0
-    assert result.sr_frames == 6 and result.sr_skips == 0
+    assert result.sr_frames == 12 and result.sr_skips == 0
+    assert len(result.repeats) == 2 and result.repeats[0].order != result.repeats[1].order
     assert result.ratio == pytest.approx(
         result.pipeline_fps / min(result.zmq_fps, result.h5py_fps))
-    cpu = result.cpu_ms_per_frame
-    assert cpu["pipeline"] == pytest.approx(cpu["pipeline acquisition process"]
-                                            + cpu["pipeline worker"])
-    assert cpu["pipeline worker"] > 0
+    assert result.pipeline_fps == pytest.approx(
+        statistics.median(r.fps["pipeline"] for r in result.repeats))
+    for r in result.repeats:
+        cpu = r.cpu_ms_per_frame
+        assert cpu["pipeline"] == pytest.approx(cpu["pipeline acquisition process"]
+                                                + cpu["pipeline worker"])
+        assert cpu["pipeline worker"] > 0  # schedstat: ns, not 10 ms ticks
+        assert all(s >= 0 for s in r.sync_s.values()) and len(r.sync_s) == 4
+        assert any(k.startswith("acq ") for k in r.thread_cpu_ms_per_frame)
+        assert any(k.startswith("worker ") for k in r.thread_cpu_ms_per_frame)
     text = "\n".join(result.lines())
-    assert "ratio to the slower bare limit" in text and "same bytes" in text
+    assert "ratio of medians" in text and "same bytes" in text
     assert not any(tmp_path.iterdir())  # scratch files removed
