@@ -288,6 +288,27 @@ class DisplaySubscriber:
         message.array.setflags(write=False)  # a view of the received frame, as documented
         return message
 
+    @property
+    def fd(self) -> int:
+        """A file descriptor that turns readable when this socket may have news (ZMQ_FD):
+        watch it (e.g. QSocketNotifier), then call :meth:`newest` until it returns None."""
+        return int(self.socket.getsockopt(zmq.FD))
+
+    def newest(self) -> Message | None:
+        """The newest message without waiting (None: nothing new), leaving the socket drained,
+        so that its :attr:`fd` signals the next arrival. No poller: one ZMQ_EVENTS check."""
+        message = None
+        while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
+            try:
+                _, message = unpack_display(frame.buffer)
+            except WireError as exc:
+                self.rejected += 1
+                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
+                continue
+            message.array.setflags(write=False)
+        return message
+
     def close(self) -> None:
         """Close the socket without waiting."""
         self.socket.close(linger=0)
