@@ -298,7 +298,7 @@ class DisplaySubscriber:
         """The newest message without waiting (None: nothing new), leaving the socket drained,
         so that its :attr:`fd` signals the next arrival. No poller: one ZMQ_EVENTS check."""
         message = None
-        while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
             try:
                 _, message = unpack_display(frame.buffer)
