@@ -416,9 +416,13 @@ class RunRecorder:
 
 def widefield_mean(frames: np.ndarray) -> np.ndarray:
     """The (P, Y, X) uint16 set's mean as float32 (Y, X), bit-identical to ``frames.mean(axis=0,
-    dtype="<f4")`` (the sum is exact in uint32 and in float32 up to 256 frames) at ~75 % of its
-    cost."""
-    widefield = np.add.reduce(frames, axis=0, dtype=np.uint32).astype("<f4")
+    dtype="<f4")``: up to 256 uint16 frames the float32 sum is exact whatever the order, so
+    frames are added one by one into the result (no uint32 pass, ~20 % less CPU)."""
+    if frames.shape[0] > 256 or frames.dtype != np.uint16:
+        return np.asarray(frames.mean(axis=0, dtype="<f4"))
+    widefield = frames[0].astype("<f4")
+    for frame in frames[1:]:
+        np.add(widefield, frame, out=widefield)
     widefield /= np.float32(frames.shape[0])
     return widefield
 

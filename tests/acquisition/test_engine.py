@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
-from acquisition.engine import AcquisitionEngine, SequenceChecker, TimePoint
+from acquisition.engine import AcquisitionEngine, SequenceChecker, SetBufferPool, TimePoint
 
 from .conftest import ScriptedSource, StreamingSource, expected_frame
 
@@ -117,3 +118,73 @@ def test_run_long_stream_is_armed_once_and_reopened_after_an_error() -> None:
     assert points[2].sets[0].sequences[:3].tolist() == [18, 19, 20]
     assert all(p.sets[0].complete for p in points if p.index != 2)
     assert [g.kind for g in engine.report.gaps].count("rig_error") == 1
+
+
+def test_set_buffer_pool_reuses_only_buffers_nobody_holds() -> None:
+    pool = SetBufferPool()
+    first = pool.take((1, 9, 8, 8))
+    first_id = id(first)
+    view = first[0]  # a RawSet's frames are views of the buffer
+    del first
+    second = pool.take((1, 9, 8, 8))
+    assert id(second) != first_id and pool.made == 2  # the view still holds the first
+    del view
+    third = pool.take((1, 9, 8, 8))
+    assert id(third) == first_id and pool.made == 2 and pool.reused == 1
+    assert pool.take((1, 9, 4, 4)).shape == (1, 9, 4, 4)  # a new ROI: fresh buffers
+    small = SetBufferPool(max_bytes=2 * 9 * 64 * 2)  # room for two 8x8 sets
+    held = [small.take((1, 9, 8, 8)) for _ in range(4)]
+    kept = [id(b) for b in held[:2]]
+    del held
+    assert id(small.take((1, 9, 8, 8))) in kept and small.made == 4 and small.reused == 1
+
+
+def test_set_buffer_is_not_reused_while_zeromq_holds_it_for_sending() -> None:
+    import zmq
+
+    context = zmq.Context()
+    push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    shape = (1, 9, 64, 64)  # a 72 KiB frame: above pyzmq's copy threshold (zero-copy)
+    try:
+        pull.bind("inproc://pool")
+        push.connect("inproc://pool")
+        pool = SetBufferPool()
+        buffer = pool.take(shape)
+        buffer[:] = 7
+        buffer_id = id(buffer)
+        push.send(buffer[0], copy=False)  # queued, not yet received
+        del buffer
+        other = pool.take(shape)
+        assert id(other) != buffer_id  # ZeroMQ still holds the frames
+        other[:] = 9
+        del other
+        assert pull.poll(5000)
+        message = pull.recv()
+        assert (np.frombuffer(message, np.uint16) == 7).all()  # not overwritten by the 9s
+        deadline = time.monotonic() + 5.0  # pyzmq lets go of it on its own thread
+        while id(pool.take(shape)) != buffer_id:
+            assert time.monotonic() < deadline, "the sent buffer never came back"
+            time.sleep(0.01)
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()
+
+
+def test_reused_buffers_never_show_an_earlier_set() -> None:
+    source = ScriptedSource(drop={(3, 0, 4)})
+    seen: list[tuple[int, np.ndarray]] = []
+
+    def check_and_drop(point: TimePoint) -> None:  # keeps nothing: buffers get reused
+        raw = point.sets[0]
+        for p in range(9):
+            expected = (np.zeros((16, 16), np.uint16) if raw.sequences[p] < 0
+                        else expected_frame(point.index, 0, p, (16, 16)))
+            np.testing.assert_array_equal(raw.frames[p], expected)
+        seen.append((point.index, raw.frames.copy()))
+
+    engine = AcquisitionEngine(source, None, source.channel_lasers, source.n_patterns,
+                               on_time_point=check_and_drop)
+    engine.run(6)
+    assert [t for t, _ in seen] == list(range(6))
+    assert engine._pool.reused >= 3  # the buffers did come back

@@ -225,7 +225,7 @@ def testwidefield_mean_is_bit_identical_to_the_float32_mean() -> None:
     from acquisition.recorder import widefield_mean
 
     rng = np.random.default_rng(3)
-    for shape in [(9, 32, 32), (25, 7, 11)]:  # linear and nonlinear SIM sets
+    for shape in [(9, 32, 32), (25, 7, 11), (256, 3, 3), (300, 2, 2)]:  # SIM sets; limits
         frames = rng.integers(0, 65536, shape, dtype=np.uint16)
         frames[:, 0, 0] = 65535  # saturated pixels: the largest sum
         wf = widefield_mean(frames)
