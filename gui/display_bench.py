@@ -327,8 +327,7 @@ def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: f
     from gui.host_link import HostLink
 
     endpoint = f"ipc://{scratch}/feed"
-    window.link.close()
-    window.link = HostLink(None, endpoint)
+    window.set_link(HostLink(None, endpoint))
     window._camera = dict(FEED_CAMERA)  # the photon count and pattern check run, as live
     feed = subprocess.Popen([sys.executable, "-m", "gui.display_bench", "--feed",
                              "--endpoint", endpoint, "--size-px", str(size_px),

@@ -21,6 +21,7 @@ import zmq
 
 from acquisition.engine import AcquisitionEngine, Gap, TimePoint
 from acquisition.protocol import Protocol
+from acquisition.session import SessionOptions
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
 from acquisition.transport import DisplayPublisher, Endpoints, MessageReceiver, RawSetSender
 from acquisition.transport import open_socket as open_zmq_socket
@@ -58,6 +59,7 @@ class LiveCounters:
 
 
 RAW_VIEWS = ("frame", "wide-field")
+DISPLAY_MAX_HZ = SessionOptions().display_max_hz  # raw and SR images per second, as recording
 SET_MAX_HZ = 2.0  # full raw sets for the pattern check (<= 1/10 s of CPU) and photon count (1 Hz)
 
 
@@ -97,10 +99,10 @@ class DisplayOutlet:
     What the window draws, no more: under 'raw' one 2-D image of the display channel per time
     point (pattern 0, or the wide-field mean when ``raw_view`` is "wide-field"), at most
     ``max_hz``; under 'set' the full (P, Y, X) set at most SET_MAX_HZ (pattern check, photon
-    count); SR and IMC images under 'sr' / 'imc'.
+    count); SR images under 'sr' (at most ``max_hz``) and IMC splits under 'imc'.
     """
 
-    def __init__(self, publisher: DisplayPublisher, max_hz: float = 40.0,
+    def __init__(self, publisher: DisplayPublisher, max_hz: float = DISPLAY_MAX_HZ,
                  set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
         self.display_channel = 0
@@ -108,6 +110,7 @@ class DisplayOutlet:
         self.run_id = uuid.uuid4().hex
         self._raw_limit = RateLimit(max_hz)
         self._set_limit = RateLimit(set_max_hz)
+        self._sr_limit = RateLimit(max_hz)
         self._sequence = 0
         self._lock = threading.Lock()
 
@@ -145,8 +148,10 @@ class DisplayOutlet:
             self.publisher.publish(topic, header, array)
 
     def publish(self, topic: str, header: Any, array: np.ndarray) -> None:
-        """Publish an SR or IMC image (any thread)."""
+        """Publish an SR image (at most ``max_hz``) or an IMC split (any thread)."""
         with self._lock:
+            if topic == "sr" and not self._sr_limit.ready(time.monotonic()):
+                return
             self.publisher.publish(topic, header, array)
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """The live-session window: raw / wide-field, SR, IMC composite, pattern check, status, controls.
 
-A QTimer pulls the newest image of each display topic (non-blocking) and ticks the link to the
-acquisition process; nothing in the window ever waits on acquisition or inference.
+Images are drawn as they arrive: a QSocketNotifier per display topic wakes the window, which
+takes the newest image without waiting. A slower QTimer ticks the link to the acquisition
+process (replies, status). Nothing in the window ever waits on acquisition or inference.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from gui.status_panel import EventPane, StatusPanel, format_status, free_disk_by
 
 logger = logging.getLogger(__name__)
 
-# 40 ticks/s: >= the 30 updates/s target; raw and SR images that arrive apart are drawn in
-# one paint pass (each pass has a fixed cost of a few ms)
-DISPLAY_PERIOD_MS = 25
+# control replies, status polls and pattern-check results; it also drains the display topics
+# in case a notification was missed. Images do not wait for it: a 25 ms polling tick (40
+# wake-ups/s) lost images of a 32/s stream whenever two arrived within one tick
+CONTROL_PERIOD_MS = 100
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
@@ -118,15 +120,16 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def __init__(self, link: HostLink, settings: QtCore.QSettings,
                  lines_nm: tuple[int, ...] = DEFAULT_LINES_NM,
-                 display_period_ms: int = DISPLAY_PERIOD_MS) -> None:
+                 control_period_ms: int = CONTROL_PERIOD_MS) -> None:
         super().__init__()
         self.link = link
         link.on_event = self._on_host_event
         self.settings = settings
         self.setWindowTitle("livesim — live SIM session")
         self.ticks = 0
-        self.display_updates = 0
-        self.display_rate = RateMeter()
+        self.display_updates = 0  # new raw, SR or IMC images shown
+        self.display_rate = RateMeter()  # new SR images/s (raw images/s: raw_rate)
+        self.raw_rate = RateMeter()
         self.photon_count = float("nan")
         self.raw_message: Any = None
         self.set_message: Any = None  # the newest full raw set (pattern check, photon count)
@@ -186,10 +189,34 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._imc_toggled(self.editor.imc.isChecked())
         self._send_raw_view()
 
+        self._notifiers: list[QtCore.QSocketNotifier] = []
+        self._watch_display()
         self.timer = QtCore.QTimer(self)
-        self.timer.setInterval(display_period_ms)
+        self.timer.setInterval(control_period_ms)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+
+    def set_link(self, link: HostLink) -> None:
+        """Watch another acquisition process or display stream (the current link is closed)."""
+        self._unwatch_display()
+        self.link.close()
+        self.link = link
+        link.on_event = self._on_host_event
+        self._watch_display()
+
+    def _watch_display(self) -> None:
+        """One notifier per display topic: an image is drawn when it arrives, not on a tick."""
+        for topic, subscriber in self.link.subscribers.items():
+            notifier = QtCore.QSocketNotifier(subscriber.fd, QtCore.QSocketNotifier.Type.Read,
+                                              self)
+            notifier.activated.connect(lambda *_args, t=topic: self._display_ready(t))
+            self._notifiers.append(notifier)
+
+    def _unwatch_display(self) -> None:
+        for notifier in self._notifiers:
+            notifier.setEnabled(False)
+            notifier.deleteLater()
+        self._notifiers.clear()
 
     def _build_layout(self) -> None:
         views = QtWidgets.QGridLayout()
@@ -381,42 +408,14 @@ class LiveWindow(QtWidgets.QMainWindow):
     # --- the display loop ---------------------------------------------------------------------
 
     def _tick(self) -> None:
+        """Control tick: replies and status, pattern-check results; drains missed images."""
         cost = self.cost
         tick_start = thread_cpu_s()
         self.ticks += 1
         self.link.tick()
-        updated = False
-        start = thread_cpu_s()
-        raw, full, sr = self.link.latest("raw"), self.link.latest("set"), self.link.latest("sr")
-        cost.receive_s += thread_cpu_s() - start
-        if raw is not None:
-            start = thread_cpu_s()
-            self._show_raw(raw)
-            cost.raw_set_s += thread_cpu_s() - start
-            updated = True
-        if full is not None:
-            start = thread_cpu_s()
-            self._take_set(full)
-            cost.full_set_s += thread_cpu_s() - start
-        if sr is not None:
-            start = thread_cpu_s()
-            self.sr_message = sr
-            scale = (float(sr.header.info.get("sr_scale", 1.0))
-                     if sr.array.dtype == np.uint16 else 1.0)
-            self.sr_panel.set_image(sr.array, f"t = {sr.header.time_point}", value_scale=scale)
-            self._match_raw_scale()
-            cost.sr_set_s += thread_cpu_s() - start
-            updated = True
-        imc = self.link.latest("imc")
-        if imc is not None and imc.array.ndim == 3 and imc.array.shape[0] == 3:
-            first = self.composite.channels is None
-            self.composite.set_channels(imc.array, f"t = {imc.header.time_point}")
-            if first and self.link_box.isChecked():
-                self._link_toggled(True)
-            updated = True
-        if updated:
-            self.display_rate.add(1)
-            self.display_updates += 1
+        drained_s = 0.0
+        for topic in self.link.subscribers:  # a safety net: notifications normally do this
+            drained_s += self._display_ready(topic)
         result = self.pattern_checker.take()
         if result is not None:
             self.pattern.show_result(result)
@@ -424,7 +423,51 @@ class LiveWindow(QtWidgets.QMainWindow):
         if now - self._last_status_s >= STATUS_PERIOD_S:
             self._last_status_s = now
             self._show_status()
-        cost.tick_s += thread_cpu_s() - tick_start
+        cost.tick_s += thread_cpu_s() - tick_start - drained_s
+
+    def _display_ready(self, topic: str) -> float:
+        """Take the newest image of ``topic`` (if any) and show it; returns the CPU s spent."""
+        cost = self.cost
+        start = thread_cpu_s()
+        message = self.link.subscribers[topic].newest()
+        received = thread_cpu_s()
+        cost.receive_s += received - start
+        if message is not None:
+            self._show_message(topic, message)
+        spent = thread_cpu_s() - start
+        cost.tick_s += spent
+        return spent
+
+    def _show_message(self, topic: str, message: Any) -> None:
+        cost = self.cost
+        start = thread_cpu_s()
+        if topic == "raw":
+            self._show_raw(message)
+            self.raw_rate.add(1)
+            cost.raw_set_s += thread_cpu_s() - start
+        elif topic == "set":
+            self._take_set(message)
+            cost.full_set_s += thread_cpu_s() - start
+            return
+        elif topic == "sr":
+            self.sr_message = message
+            scale = (float(message.header.info.get("sr_scale", 1.0))
+                     if message.array.dtype == np.uint16 else 1.0)
+            self.sr_panel.set_image(message.array, f"t = {message.header.time_point}",
+                                    value_scale=scale)
+            self._match_raw_scale()
+            self.display_rate.add(1)
+            cost.sr_set_s += thread_cpu_s() - start
+        elif topic == "imc":
+            if not (message.array.ndim == 3 and message.array.shape[0] == 3):
+                return
+            first = self.composite.channels is None
+            self.composite.set_channels(message.array, f"t = {message.header.time_point}")
+            if first and self.link_box.isChecked():
+                self._link_toggled(True)
+        else:
+            return
+        self.display_updates += 1
 
     def _show_raw(self, message: Any) -> None:
         """Draw a 'raw' image: one frame or the wide-field mean (a full set from an older
@@ -488,8 +531,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         if not self.link.state.alive:
             status = {**status, "state": f"acquisition process exited "
                                          f"({self.link.state.exit_code})"}
-        self.status.show_values(format_status(status, self.photon_count,
-                                              self.display_rate.rate_per_s(), free))
+        drawn_per_s = max(self.display_rate.rate_per_s(), self.raw_rate.rate_per_s())
+        self.status.show_values(format_status(status, self.photon_count, drawn_per_s, free))
         names = status.get("imc_channel_names")
         if isinstance(names, list):
             self.composite.set_channel_names([str(n) for n in names])
@@ -559,6 +602,7 @@ class LiveWindow(QtWidgets.QMainWindow):
                 event.ignore()
                 return
         self.timer.stop()
+        self._unwatch_display()
         self.save_settings()
         self.link.close(timeout_s=CLOSE_RECORDING_TIMEOUT_S if self.recording else 15.0)
         super().closeEvent(event)

@@ -41,11 +41,12 @@ def published_per_s(monkeypatch: pytest.MonkeyPatch, source_hz: float, seconds: 
 
 
 def test_display_rate_is_a_schedule_not_a_minimum_gap(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert SessionOptions().display_max_hz == 40.0
-    # a 50 Hz source: the old "skip anything within 1/40 s" rule let 25/s through
-    assert 39.0 <= published_per_s(monkeypatch, 50.0) <= 40.5
-    assert 39.0 <= published_per_s(monkeypatch, 100.0) <= 40.5
-    assert published_per_s(monkeypatch, 36.0) == 36.0  # slower sources: every image
+    assert SessionOptions().display_max_hz == 32.0  # the GUI's 30 updates/s target + slack
+    # a 50 Hz source: a "skip anything within 1/32 s" rule would let 25/s through
+    assert 31.0 <= published_per_s(monkeypatch, 50.0) <= 32.5
+    assert 31.0 <= published_per_s(monkeypatch, 100.0) <= 32.5
+    assert 31.0 <= published_per_s(monkeypatch, 36.0) <= 32.5
+    assert published_per_s(monkeypatch, 30.0) == 30.0  # slower sources: every image
 
 
 def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,3 +123,22 @@ def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
     assert split["other threads (ZMQ I/O, pattern check FFTs)"] == pytest.approx(2.0)
     assert figures.sr_per_s == 25.0 and figures.raw_per_s == 29.0  # painted, not received
     assert figures.sr_made_per_s == 36.0
+
+
+def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acquisition.wire import Kind, header_for
+    from gui.live_pipeline import DisplayOutlet
+
+    clock = {"now": 10.0}
+    monkeypatch.setattr("gui.live_pipeline.time.monotonic", lambda: clock["now"])
+    publisher = RecordingPublisher()
+    outlet = DisplayOutlet(publisher)  # type: ignore[arg-type]
+    image = np.zeros((4, 4), np.uint16)
+    for i in range(200):  # SR at 100 Hz for 2 s, an IMC split every 10th
+        clock["now"] = 10.0 + i * 0.01
+        outlet.publish("sr", header_for(Kind.SR_RESULT, "r", i, image), image)
+        if i % 10 == 0:
+            outlet.publish("imc", header_for(Kind.IMC_RESULT, "r", i, image), image)
+    sr = [h for t, h, _ in publisher.sent if t == "sr"]
+    assert 62 <= len(sr) <= 65  # 32/s, as the recording session's stream
+    assert sum(t == "imc" for t, _, _ in publisher.sent) == 20  # IMC is not limited

@@ -354,3 +354,44 @@ def test_continuous_auto_levels_ignore_jitter(qtbot: object,
     assert panel.levels[1] == pytest.approx(1.5 * first[1], rel=0.01)
     assert panel.item.display_levels == panel.levels
     panel.deleteLater()
+
+
+def test_window_draws_images_as_they_arrive_without_its_timer(qtbot: QtBot,
+                                                               tmp_path: Path) -> None:
+    """Display images are drawn on arrival (socket notifier), not on a polling tick."""
+    import time
+
+    import zmq
+    from pyqtgraph.Qt import QtCore
+
+    from acquisition import run_file
+    from acquisition.transport import DisplayPublisher
+    from acquisition.wire import Kind, header_for
+    from gui.host_link import HostLink
+    from gui.main_window import LiveWindow
+
+    endpoint = f"ipc://{tmp_path}/display"
+    publisher = DisplayPublisher(zmq.Context.instance(), endpoint)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    window = LiveWindow(HostLink(None, endpoint), settings)
+    try:
+        window.timer.stop()  # no control tick: only the notifiers can draw
+        qtbot.wait(300)  # the subscribers connect
+        sr = run_file.sr_to_stored(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+        raw = np.full((32, 32), 500, np.uint16)
+        for n in range(3):
+            publisher.publish("raw", header_for(Kind.RAW_SET, "r", n, raw, time_point=n), raw)
+            publisher.publish("sr", header_for(Kind.SR_RESULT, "r", n, sr, time_point=n,
+                                               info={"sr_scale": run_file.SR_SCALE}), sr)
+            def drawn(count: int = n + 1) -> bool:
+                return window.sr_panel.updates == count and window.raw_panel.updates == count
+
+            qtbot.waitUntil(drawn, timeout=5_000)
+            time.sleep(0.05)
+        assert window.ticks == 0
+        assert window.sr_message.header.time_point == 2
+        assert window.sr_panel.value_scale == run_file.SR_SCALE
+    finally:
+        window.close_without_asking = True
+        window.close()
+        publisher.close()
