@@ -133,24 +133,41 @@ class SetBufferPool:
     A buffer is handed out again only once nothing else references it (no view of it is
     queued for the recorder, held by ZeroMQ until sent, or kept by a consumer), so reuse never
     overwrites frames in use. A fresh 4.7 MB array per 512 px SIM set cost ~1 ms of page
-    faults and zeroing; when every pooled buffer is busy a new one is made (kept while the
-    pool holds less than ``max_bytes``).
+    faults and zeroing. When every pooled buffer is busy a new one is made (kept while the
+    pool holds less than ``max_bytes``); beyond ``max_idle`` free buffers (after a burst)
+    the extra ones are let go, so memory follows the number of sets in flight.
     """
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_idle: int = 4) -> None:
         self.max_bytes = max_bytes
+        self.max_idle = max_idle
         self._buffers: list[np.ndarray] = []
         self.reused = 0
         self.made = 0
+
+    def __len__(self) -> int:
+        return len(self._buffers)
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised uint16 array of ``shape`` that nothing else references."""
         if self._buffers and self._buffers[0].shape != shape:
             self._buffers = []  # a new frame shape (ROI): the old buffers die with their users
+        chosen: np.ndarray | None = None
+        kept: list[np.ndarray] = []
+        idle = 0
         for buffer in self._buffers:  # no enumerate: its reused tuple would hold a reference
             if sys.getrefcount(buffer) <= _FREE_REFERENCES:
-                self.reused += 1
-                return buffer
+                if chosen is None:
+                    chosen = buffer
+                else:
+                    idle += 1
+                    if idle > self.max_idle:
+                        continue  # let go
+            kept.append(buffer)
+        self._buffers = kept
+        if chosen is not None:
+            self.reused += 1
+            return chosen
         buffer = np.empty(shape, dtype=np.uint16)
         self.made += 1
         if (len(self._buffers) + 1) * buffer.nbytes <= self.max_bytes:

@@ -137,6 +137,11 @@ def test_set_buffer_pool_reuses_only_buffers_nobody_holds() -> None:
     kept = [id(b) for b in held[:2]]
     del held
     assert id(small.take((1, 9, 8, 8))) in kept and small.made == 4 and small.reused == 1
+    trimmed = SetBufferPool(max_idle=2)
+    burst = [trimmed.take((1, 9, 8, 8)) for _ in range(10)]  # ten sets in flight at once
+    assert len(trimmed) == 10
+    del burst
+    assert trimmed.take((1, 9, 8, 8)).shape == (1, 9, 8, 8) and len(trimmed) == 3  # 1 + 2 idle
 
 
 def test_set_buffer_is_not_reused_while_zeromq_holds_it_for_sending() -> None:
