@@ -67,6 +67,7 @@ class RepeatFigures:
     sr_frames: int = 0
     sr_skips: int = 0
     thread_cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    dirty_mb: dict[str, float] = field(default_factory=dict)  # after the sync, before it ran
 
     @property
     def ratio(self) -> float:
@@ -127,12 +128,13 @@ class PipelineBenchResult:
                "raw as the recorder writes; h5 same = bare h5py, the run file's bytes "
                "(raw+wf+SR); pipeline = engine->zmq->worker->recorder",
                "repeat | order | frames/s zmq / h5 raw / h5 same / pipeline | pipeline/h5 raw | "
-               "os.sync s before each"]
+               "os.sync s before each | dirty MB after it"]
         for i, r in enumerate(self.repeats, 1):
             fps = " / ".join(f"{r.fps[m]:.0f}" for m in MEMBERS)
             sync = " ".join(f"{r.sync_s[m]:.2f}" for m in r.order)
+            dirty = " ".join(f"{r.dirty_mb.get(m, float('nan')):.0f}" for m in r.order)
             out.append(f"{i} | {' > '.join(short[m] for m in r.order)} | {fps} | "
-                       f"{r.ratio:.2f} | {sync}")
+                       f"{r.ratio:.2f} | {sync} | {dirty}")
         ratios = self.repeat_ratios
         out += [
             f"median bare pyzmq PUSH/PULL (ipc, other process):    {self.zmq_fps:8.0f} frames/s",
@@ -493,13 +495,28 @@ class RepeatRun:
     order: tuple[str, ...]
     outcomes: dict[str, MemberOutcome]
     sync_s: dict[str, float]
+    dirty_mb: dict[str, float] = field(default_factory=dict)
+
+
+def dirty_page_cache_mb() -> float:
+    """Dirty + under-writeback page cache of the machine (MB, /proc/meminfo); NaN if unknown."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    try:
+        return sum(int(fields[k].split()[0]) for k in ("Dirty", "Writeback")) / 1024
+    except (KeyError, ValueError, IndexError):
+        return float("nan")
 
 
 def run_interleaved(members: Mapping[str, Callable[[Path], MemberOutcome]], repeats: int,
                     scratch: Path, sync: Callable[[], None] = os.sync) -> list[RepeatRun]:
     """Run every member ``repeats`` times, interleaved in balanced orders; each run gets a
     fresh folder, deleted after it, and ``sync()`` (timed, not counted) first so no member
-    pays for the write-back of the one before."""
+    pays for the write-back of the one before; the dirty page cache left after the sync is
+    noted too."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     names = list(members)
@@ -507,6 +524,7 @@ def run_interleaved(members: Mapping[str, Callable[[Path], MemberOutcome]], repe
     for i, order in enumerate(member_orders(len(names), repeats)):
         outcomes: dict[str, MemberOutcome] = {}
         sync_s: dict[str, float] = {}
+        dirty_mb: dict[str, float] = {}
         for name in (names[k] for k in order):
             folder = scratch / f"{i}-{name.replace(' ', '_')}"
             folder.mkdir()
@@ -514,12 +532,13 @@ def run_interleaved(members: Mapping[str, Callable[[Path], MemberOutcome]], repe
                 start = time.perf_counter()
                 sync()
                 sync_s[name] = time.perf_counter() - start
+                dirty_mb[name] = dirty_page_cache_mb()
                 outcomes[name] = members[name](folder)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             logger.info("repeat %d %s: %.0f frames/s (sync %.2f s)", i + 1, name,
                         outcomes[name].fps, sync_s[name])
-        runs.append(RepeatRun(tuple(names[k] for k in order), outcomes, sync_s))
+        runs.append(RepeatRun(tuple(names[k] for k in order), outcomes, sync_s, dirty_mb))
     return runs
 
 
@@ -588,6 +607,7 @@ def _repeat_figures(run: RepeatRun, frames: int) -> RepeatFigures:
     return RepeatFigures(
         order=run.order, fps={m: run.outcomes[m].fps for m in MEMBERS},
         cpu_ms_per_frame={k: v * 1e3 / frames for k, v in cpu.items()}, sync_s=run.sync_s,
+        dirty_mb=run.dirty_mb,
         latency_p50_ms=pipe["p50"], latency_p99_ms=pipe["p99"], raw_lost=pipe["lost"],
         raw_mismatched=pipe["mismatched"], sr_frames=pipe["sr_frames"],
         sr_skips=pipe["sr_skips"],

@@ -79,7 +79,9 @@ def test_run_interleaved_syncs_before_each_member_in_a_fresh_folder(tmp_path: Pa
     for name in members:  # no member always follows the same one
         followers = {r.order[r.order.index(name) + 1] for r in runs if r.order[-1] != name}
         assert len(followers) >= 2
-    assert all(set(r.outcomes) == set(members) and set(r.sync_s) == set(members) for r in runs)
+    assert all(set(r.outcomes) == set(members) == set(r.sync_s) == set(r.dirty_mb)
+               for r in runs)
+    assert all(mb >= 0 for r in runs for mb in r.dirty_mb.values())  # /proc/meminfo read
     assert runs[1].outcomes[runs[1].order[0]].fps == 5.0  # outcomes kept per member
     assert not any(tmp_path.iterdir())  # every member's folder deleted
     with pytest.raises(ValueError, match="repeats"):
