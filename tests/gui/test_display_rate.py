@@ -142,3 +142,40 @@ def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPat
     sr = [h for t, h, _ in publisher.sent if t == "sr"]
     assert 62 <= len(sr) <= 65  # 32/s, as the recording session's stream
     assert sum(t == "imc" for t, _, _ in publisher.sent) == 20  # IMC is not limited
+
+
+def test_paced_frames_come_at_the_camera_rate() -> None:
+    import time
+
+    from gui.display_bench import PacedFrames
+
+    class Source:
+        def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
+            yield from range(time_point * 9, time_point * 9 + 9)
+
+    paced = PacedFrames(Source(), frames_per_s=300.0)
+    start = time.monotonic()
+    frames = [f for t in range(3) for f in paced.stream_time_point(None, t, 1.0)]
+    elapsed = time.monotonic() - start
+    assert frames == list(range(27))  # every frame, in order
+    assert 26 / 300.0 <= elapsed < 26 / 300.0 + 0.5  # not faster than the camera
+    with pytest.raises(ValueError, match="frames_per_s"):
+        PacedFrames(Source(), 0.0)
+
+
+def test_display_path_cost_adds_the_pipeline_extra_per_pair() -> None:
+    from gui.display_bench import DisplayBenchResult, WindowFigures
+    from gui.display_cost import DisplayCost
+
+    during = WindowFigures(span_s=10.0, raw_updates=320, sr_updates=310, raw_painted=320,
+                           sr_painted=300, process_cpu_s=1.55, gui_thread_cpu_s=1.2,
+                           cost=DisplayCost(), raw_paint_s=0.1, sr_paint_s=0.1,
+                           pattern_cpu_s=0.0)
+    result = DisplayBenchResult(512, 1000, headless_fps=900.0, with_display_fps=800.0,
+                                sr_shape=(1024, 1024), during=during, alone=during,
+                                feed_hz=30.0, headless_cpu_ms_per_frame=1.6,
+                                with_display_cpu_ms_per_frame=1.7)
+    assert result.slowdown_pct == pytest.approx(100.0 / 9.0)
+    # 0.1 ms more per frame x 800 frames/s = 80 ms/s over 30 pairs/s (the slower view)
+    assert result.acquisition_ms_per_pair == pytest.approx(80.0 / 30.0)
+    assert result.display_path_ms_per_pair == pytest.approx(5.0 + 80.0 / 30.0)
