@@ -207,7 +207,7 @@ def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
                     timeout=WAIT_MS)
     assert window.events.banner.isVisibleTo(window)
     assert "worker" in window.events.banner.text()
-    # the display timer keeps firing (40 ticks/s): not frozen
+    # the control timer keeps firing (10 ticks/s): not frozen
     qtbot.waitUntil(lambda: window.ticks > ticks_before + 10, timeout=5_000)
     # the supervisor restarts the worker and SR resumes
     restarted = window.sr_message.header.time_point if window.sr_message else -1
