@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +88,35 @@ def test_run_interleaved_syncs_before_each_member_in_a_fresh_folder(tmp_path: Pa
     assert not any(tmp_path.iterdir())  # every member's folder deleted
     with pytest.raises(ValueError, match="repeats"):
         pipeline_bench.run_interleaved(members, 0, tmp_path)
+
+
+def test_thread_cpu_names_python_threads_and_counts_their_own_cpu() -> None:
+    done = threading.Event()
+
+    def spin() -> None:
+        deadline = time.monotonic() + 10.0
+        while not done.is_set() and time.monotonic() < deadline:
+            pass
+
+    worker = threading.Thread(target=spin, name="spinner")
+    before = pipeline_bench.thread_cpu_s()
+    worker.start()
+    try:
+        mid = pipeline_bench.thread_cpu_s()
+        deadline = time.monotonic() + 10.0
+        while pipeline_bench.thread_cpu_delta_s(
+                mid, pipeline_bench.thread_cpu_s()).get("spinner", 0.0) < 0.03:
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.01)
+        after = pipeline_bench.thread_cpu_s()
+    finally:
+        done.set()
+        worker.join()
+    assert "spinner" in {name for name, _ in mid.values()}
+    assert "spinner" not in {name for name, _ in before.values()}
+    spent = pipeline_bench.thread_cpu_delta_s(mid, after)
+    assert 0.02 < spent["spinner"] < 1.0  # its own CPU, not the process's
+    assert pipeline_bench.thread_cpu_s(2**22 + 12345) == {}  # no such process
 
 
 def _repeat(h5_raw: float, pipe: float, order: tuple[str, ...]) -> pipeline_bench.RepeatFigures:
