@@ -157,6 +157,12 @@ class PipelineBenchResult:
             "CPU ms per raw frame, medians (all processes): " + ", ".join(
                 f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_frame.items()),
         ]
+        cores = os.cpu_count() or 1
+        cpu_ms = self.cpu_ms_per_frame.get("pipeline", float("nan"))
+        ceiling = cores * 1e3 / cpu_ms
+        out.append(f"CPU ceiling on {cores} core(s) at {cpu_ms:.2f} ms per raw frame: "
+                   f"{ceiling:.0f} frames/s = {ceiling / min(self.zmq_fps, self.h5py_fps):.2f} "
+                   "of the slower bare limit")
         threads = _median_dicts([r.thread_cpu_ms_per_frame for r in self.repeats])
         if threads:
             out.append("pipeline CPU ms per raw frame by thread, first to last time point, "

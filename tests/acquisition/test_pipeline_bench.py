@@ -144,6 +144,9 @@ def test_report_gives_every_repeat_the_medians_and_the_slower_limit() -> None:
     assert "0.20, 1.00, 0.21; median 0.21" in text
     assert "slower bare limit (medians): bare h5py raw" in text
     assert "pipeline > h5 same > h5 raw > zmq" in text  # each repeat's order
+    cores = os.cpu_count() or 1
+    assert (f"CPU ceiling on {cores} core(s) at 1.50 ms per raw frame: {cores * 1e3 / 1.5:.0f} "
+            f"frames/s = {cores * 1e3 / 1.5 / 3000:.2f} of the slower bare limit") in text
 
 
 @pytest.mark.slow
