@@ -43,6 +43,10 @@ def imc_train(
         None, "--init-from", help="fine-tune this model file (fewer --groups: deepened)"
     ),
     training_fields: int = typer.Option(48, "--training-fields"),
+    training_brightness: str | None = typer.Option(
+        None, "--training-brightness", help="LOW,HIGH relative brightness of training fields "
+        "only (default: the mixtures' 0.4,1; validation/held-out fields keep it)"
+    ),
     field_refresh_every: int = typer.Option(
         0, "--field-refresh-every", help="steps between new training fields (0: fixed pool)"
     ),
@@ -77,6 +81,10 @@ def imc_train(
                 "threads": threads,
                 "init_from": init_from,
                 "training_fields": training_fields,
+                "training_brightness_range": (
+                    None if training_brightness is None
+                    else tuple(float(v) for v in training_brightness.split(","))
+                ),
                 "field_refresh_every": field_refresh_every,
                 "validation_fields": validation_fields,
                 "validate_every": validate_every,

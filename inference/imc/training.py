@@ -61,6 +61,11 @@ class ImcTrainingConfig(BaseModel):
     reduction: int = Field(default=4, ge=1)
     loss: ImcLossWeights = Field(default_factory=ImcLossWeights)
     mixtures: MixtureConfig = Field(default_factory=MixtureConfig)
+    training_brightness_range: tuple[float, float] | None = Field(
+        default=None, description="relative brightness range of the training fields only "
+        "(None: mixtures.brightness_range); validation and held-out fields keep the mixtures'. "
+        "A wider range makes brightness a weaker cue, so the network must separate by shape"
+    )
     training_fields: int = Field(default=48, ge=1, le=100_000)
     held_out_fields: int = Field(default=8, ge=0, le=10_000)
     field_refresh_every: int = Field(
@@ -86,12 +91,22 @@ class ImcTrainingConfig(BaseModel):
         if self.temporal and self.mixtures.time_points < 3:
             mixtures = self.mixtures.model_copy(update={"time_points": 4})
             object.__setattr__(self, "mixtures", mixtures)
+        self.training_mixtures  # noqa: B018 (validates training_brightness_range)
         if self.crop_px > 2 * self.mixtures.field_px:
             raise ValueError(
                 f"crop_px={self.crop_px} exceeds the SR field of 2 x field_px="
                 f"{self.mixtures.field_px}"
             )
         return self
+
+    @property
+    def training_mixtures(self) -> MixtureConfig:
+        """The mixtures the training fields are drawn from."""
+        if self.training_brightness_range is None:
+            return self.mixtures
+        return MixtureConfig.model_validate(
+            {**self.mixtures.model_dump(), "brightness_range": self.training_brightness_range}
+        )
 
     @property
     def input_frames(self) -> Literal[1, 3]:
@@ -172,7 +187,7 @@ def run_training(output: Path, config: ImcTrainingConfig) -> ImcTrainingResult:
     rng = np.random.default_rng([config.seed, 0x7EA1])
     start = time.perf_counter()
     pool = MixturePool(
-        config.mixtures,
+        config.training_mixtures,
         config.training_fields,
         first_seed=TRAINING_FIRST_SEED + 1000 * config.seed,
     )

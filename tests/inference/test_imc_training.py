@@ -99,6 +99,21 @@ def test_starting_from_a_model_of_other_structures_keeps_features_and_shared_cha
                               atol=1e-6)  # the old model's own outputs had moved off the init
 
 
+def test_training_brightness_widens_only_the_training_fields() -> None:
+    config = _config(training_brightness_range=(0.1, 1.0))
+    assert config.training_mixtures.brightness_range == (0.1, 1.0)
+    assert config.mixtures.brightness_range == (0.4, 1.0)  # validation and held-out fields
+    plain_config = _config()
+    assert plain_config.training_mixtures == plain_config.mixtures
+    # the same seed, the wider range: the components' relative weights differ
+    wide = render_field(config.training_mixtures, 5).targets[0]
+    plain = render_field(config.mixtures, 5).targets[0]
+    assert not np.allclose(wide.max(axis=(1, 2)) / wide.max(), plain.max(axis=(1, 2)) /
+                           plain.max(), atol=1e-3)
+    with pytest.raises(ValueError, match="brightness_range"):
+        _config(training_brightness_range=(0.0, 1.0))
+
+
 def test_deepening_a_model_keeps_its_output(tmp_path: Path) -> None:
     from inference.model_file import load_model
 
