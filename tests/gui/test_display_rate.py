@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -123,6 +124,13 @@ def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
     assert split["other threads (ZMQ I/O, pattern check FFTs)"] == pytest.approx(2.0)
     assert figures.sr_per_s == 25.0 and figures.raw_per_s == 29.0  # painted, not received
     assert figures.sr_made_per_s == 36.0
+    assert "Qt rest (scene, histograms, event loop)" in split  # views' paint not measured
+    # with the views' paint events measured, Qt's part splits into paint and event loop
+    timed = dataclasses.replace(figures, view_paint_s=0.15)
+    split = timed.split_ms()
+    assert sum(split.values()) == pytest.approx(timed.cpu_ms_per_pair)
+    assert split["views' paint around the images (scene, histograms)"] == pytest.approx(1.0)
+    assert split["event loop, other widgets"] == pytest.approx(2.4)  # 350 - 80 - 150 ms / 50
 
 
 def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,9 +87,11 @@ def test_float_frames_keep_the_saturation_overlay(qtbot: object) -> None:
     assert panel.saturated_px == 1
     overlay = panel.overlay.image
     assert overlay is not None and int(overlay.sum()) == 1 and overlay[5, 6] == 1
+    assert panel.overlay.isVisible()
     image[5, 6] = 0.9
     panel.set_image(image)
     assert panel.saturated_px == 0 and panel.overlay.image is None
+    assert not panel.overlay.isVisible()  # an empty overlay costs Qt nothing per paint
     panel.deleteLater()
 
 
