@@ -5,11 +5,13 @@ camera delivers frames for free) -> AcquisitionEngine -> ZeroMQ -> passthrough w
 -> results back -> RunRecorder (SWMR, flushed per time point). In the same run and on the same
 frames: bare pyzmq PUSH/PULL to another process, and bare h5py writing the raw frames the way
 the recorder does (same file options and chunking, direct chunk writes, flush per time point,
-fsync per time point on a second thread), raw only and with the same bytes as the run file;
-a plain h5py loop (slicing writes, fsync inline) is shown for reference. Reports sustained
-lossless raw frames/s, SR latency p50/p99 and the ratio of the pipeline to the slower bare
-limit, plus CPU time per raw frame of each (all threads and processes involved, from the first
-frame to the file closed: it depends far less than frames/s on how loaded the machine is).
+fsync per time point on a second thread), raw only and with the same bytes as the run file.
+The four are run ``repeats`` times interleaved (balanced orders, ``os.sync()`` before each),
+because one run of each moved ~4x with the disk's write-back state. Reports sustained lossless
+raw frames/s, SR latency p50/p99, every repeat and the medians, the ratio of the pipeline to the
+slower bare limit, plus CPU time per raw frame of each (all threads and processes involved,
+from the first frame to the file closed: it depends far less than frames/s on how loaded the
+machine is) and of each pipeline thread.
 """
 
 from __future__ import annotations
@@ -394,7 +396,8 @@ class PipelineMeasurement:
     """One pipeline run: frames/s (first time point to run file closed), the summary, the run
     file, CPU seconds of the acquisition process and of the worker over that span (worker
     start-up and exit not counted), and CPU seconds per thread from the first to the last
-    time point (``acq <thread>`` / ``worker <thread>``; drain and close not included)."""
+    time point (``acq <thread>`` / ``worker <thread>``; drain and close not included), which
+    spans ``thread_sets`` sets."""
 
     fps: float
     summary: Any
@@ -402,6 +405,7 @@ class PipelineMeasurement:
     acquisition_cpu_s: float
     worker_cpu_s: float
     thread_cpu_s: dict[str, float]
+    thread_sets: int = 1
 
 
 def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
@@ -447,7 +451,7 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
     by_thread.update({f"worker {k}": v for k, v in thread_cpu_delta_s(
         threads["worker start"], session.worker_threads_at_close).items()})
     return PipelineMeasurement(summary.raw_frames / summary.recorded_s, summary, output,
-                               acquisition_cpu, worker_cpu, by_thread)
+                               acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1))
 
 
 def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
@@ -569,7 +573,9 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
             s = m.summary
             return MemberOutcome(m.fps, m.acquisition_cpu_s + m.worker_cpu_s, {
                 "acquisition_cpu_s": m.acquisition_cpu_s, "worker_cpu_s": m.worker_cpu_s,
-                "threads": m.thread_cpu_s, "lost": lost, "mismatched": mismatched,
+                "threads": {k: v * time_points / m.thread_sets  # per set, as the rest
+                            for k, v in m.thread_cpu_s.items()},
+                "lost": lost, "mismatched": mismatched,
                 "p50": s.latency_percentile_ms(50), "p99": s.latency_percentile_ms(99),
                 "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
 
