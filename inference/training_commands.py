@@ -3,12 +3,45 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import typer
 
+
+class StopRequest:
+    """SIGINT / SIGTERM during training: finish the step, checkpoint, stop (a second one aborts)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt  # asked twice: stop now, without a checkpoint
+        self.signal_name = signal.Signals(number).name
+
+    def __enter__(self) -> StopRequest:
+        for number in self.SIGNALS:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
@@ -150,17 +183,29 @@ def train(
             figures = f"loss {row['loss']:.4f} val NRMSE {state['val']:.4f} lr {row['lr']:.2g}"
             progress.update(task, completed=int(row["step"]) + 1, figures=figures)
 
-        while True:
-            chunk = cfg.steps if deadline is None else min(cfg.steps, trainer.step + 50)
-            result = trainer.run(
-                until_step=chunk, on_row=on_row, checkpoint=checkpoint, plot=False
-            )
-            if trainer.step >= cfg.steps:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                trainer.save_checkpoint(checkpoint)
-                typer.echo(f"--max-minutes reached at step {trainer.step}", err=True)
-                break
+        with StopRequest() as stop:
+            while True:
+                chunk = cfg.steps if deadline is None else min(cfg.steps, trainer.step + 50)
+                result = trainer.run(
+                    until_step=chunk,
+                    on_row=on_row,
+                    checkpoint=checkpoint,
+                    plot=False,
+                    should_stop=stop.requested,
+                )
+                if stop.signal_name is not None:
+                    typer.echo(
+                        f"{stop.signal_name}: stopped at step {trainer.step}, checkpoint "
+                        f"{checkpoint} (continue with --resume {checkpoint})",
+                        err=True,
+                    )
+                    break
+                if trainer.step >= cfg.steps:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    trainer.save_checkpoint(checkpoint)
+                    typer.echo(f"--max-minutes reached at step {trainer.step}", err=True)
+                    break
     if trainer.best_state is None or not output.is_file():
         trainer.save_model()
     trainer.write_log(plot=True)
@@ -171,6 +216,8 @@ def train(
         f"{result.best_step}; {trainer.step} steps; checkpoint {checkpoint}; "
         f"log {result.log_files['csv']}, {result.log_files['png']}; card {card}"
     )
+    if stop.signal_name is not None:
+        raise typer.Exit(130)
 
 
 def _command_line() -> str:

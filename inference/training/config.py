@@ -34,7 +34,7 @@ class TrainingConfig(BaseModel):
     validation_count: int = Field(default=8, ge=1, description="held-out examples")
     patience: int = Field(default=10, ge=1, description="validations without gain -> lr / 2")
     lr_floor_fraction: float = Field(default=0.1, gt=0, le=1)
-    checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = only at the end")
+    checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = at every validation")
     augment: bool = True
     seed: int = 0
     model_options: dict[str, Any] = Field(

@@ -268,12 +268,15 @@ class Trainer:
         on_row: Callable[[LogRow], None] | None = None,
         checkpoint: Path | None = None,
         plot: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> TrainingResult:
         """Train up to `until_step` (default config.steps), validating, saving the best model,
-        writing the log (and its PNG when `plot`); checkpoints go to `checkpoint` every
-        `checkpoint_every` steps and at the end."""
+        writing the log (and its PNG when `plot`). Checkpoints (with the log so far) go to
+        `checkpoint` every `checkpoint_every` steps (0: at every validation), at the end, and
+        when `should_stop()` turns true between steps (Ctrl-C: the run can be resumed)."""
         target = self.config.steps if until_step is None else min(until_step, self.config.steps)
         start = time.perf_counter() - self.elapsed_s
+        every = self.config.checkpoint_every or self.config.validation_every
         while self.step < target:
             row = self.train_step()
             last = self.step == target
@@ -286,9 +289,14 @@ class Trainer:
             self.rows.append(row)
             if on_row is not None:
                 on_row(row)
-            every = self.config.checkpoint_every
-            if checkpoint is not None and (last or (every and self.step % every == 0)):
+            stopping = should_stop is not None and should_stop()
+            if checkpoint is not None and (last or stopping or self.step % every == 0):
+                self.elapsed_s = time.perf_counter() - start
                 self.save_checkpoint(checkpoint)
+                if not last:
+                    self.write_log(plot=False)  # a killed run keeps its curve up to here
+            if stopping:
+                break
         self.elapsed_s = time.perf_counter() - start
         paths = self.write_log(plot)
         return TrainingResult(

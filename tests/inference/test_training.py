@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +86,35 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> 
     assert [r.get("val_nrmse") for r in straight.rows] == [r.get("val_nrmse") for r in result.rows]
     a, b = load_model(tmp_path / "a.pt"), load_model(tmp_path / "b.pt")
     assert a.sha256 == b.sha256
+
+
+def test_checkpoint_at_every_validation_with_the_log_so_far(tmp_path: Path) -> None:
+    config = tiny_config(steps=6, validation_every=2)
+    trainer = Trainer(config, tmp_path / "m.pt")
+    seen: list[tuple[int, int | None, bool]] = []
+
+    def on_row(row: dict[str, float]) -> None:
+        # called before the step's checkpoint: what a kill at this point would leave behind
+        ckpt = tmp_path / "m.ckpt"
+        step = Trainer.resume(ckpt, tmp_path / "m.pt").step if ckpt.is_file() else None
+        seen.append((int(row["step"]) + 1, step, (tmp_path / "m.log.csv").is_file()))
+
+    trainer.run(checkpoint=tmp_path / "m.ckpt", plot=False, on_row=on_row)
+    assert seen == [(1, None, False), (2, None, False), (3, 2, True), (4, 2, True),
+                    (5, 4, True), (6, 4, True)]
+    assert Trainer.resume(tmp_path / "m.ckpt", tmp_path / "m.pt").step == 6
+
+
+def test_a_stop_request_checkpoints_between_steps_and_resumes_exactly(tmp_path: Path) -> None:
+    config = tiny_config(steps=5, validation_every=2)
+    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
+    first = Trainer(config, tmp_path / "b.pt")
+    first.run(checkpoint=tmp_path / "b.ckpt", plot=False, should_stop=lambda: first.step >= 3)
+    assert first.step == 3
+    resumed = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt")
+    assert resumed.step == 3
+    result = resumed.run(plot=False)
+    assert [r["loss"] for r in result.rows] == [r["loss"] for r in straight.rows]
 
 
 def test_dfgan_resume_is_exact_too(tmp_path: Path) -> None:
@@ -246,6 +279,33 @@ def test_train_cli_writes_a_loadable_model_and_log(tmp_path: Path) -> None:
     assert (tmp_path / "cli.ckpt").is_file()
     card = (tmp_path / "cli.md").read_text()
     assert model.sha256 in card and "## Reproduce" in card
+
+
+def test_train_cli_stops_on_ctrl_c_with_a_resumable_checkpoint(tmp_path: Path) -> None:
+    output = tmp_path / "m.pt"
+    command = [sys.executable, "-m", "acquisition.cli", "train", "--arch", "dfcan", "--mode",
+               "sisr", "--data", "emulator:er", "--tiny", "--steps", "100000",
+               "--validation-every", "2", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "m.ckpt").is_file() and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 130, stderr
+    assert "SIGINT: stopped at step" in stderr and f"--resume {tmp_path / 'm.ckpt'}" in stderr
+    resumed = Trainer.resume(tmp_path / "m.ckpt", output)
+    assert 2 <= resumed.step < 100000
+    rows = (tmp_path / "m.log.csv").read_text().splitlines()
+    assert len(rows) == resumed.step + 1  # header + one row per step done
+    assert load_model(output).info.mode == "sisr"
 
 
 def test_train_cli_reports_bad_arguments(tmp_path: Path) -> None:
