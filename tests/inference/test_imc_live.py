@@ -88,16 +88,21 @@ def test_bundled_model_returns_three_distinct_channels_matching_their_structures
     config = MixtureConfig.model_validate(
         {"structures": separator.channel_names, "field_px": 48}
     )
-    field = render_field(config, seed=987_654)  # far from the training seeds
-    out = separator.separate(field.mixture[0])
-    assert out.shape == (3, 96, 96)
-    flat = out.reshape(3, -1)
-    truth = field.targets[0].reshape(3, -1)
-    correlation = np.corrcoef(np.concatenate([flat, truth]))[:3, 3:]
-    # each channel matches its own structure better than any other structure
-    assert (np.argmax(correlation, axis=1) == np.arange(3)).all(), correlation
-    assert np.corrcoef(flat).max(where=~np.eye(3, dtype=bool), initial=-1) < 0.9
-    np.testing.assert_allclose(out.sum(axis=0).mean(), field.mixture[0].mean(), rtol=0.3)
+    correlations = []
+    for seed in range(987_654, 987_662):  # far from the training seeds
+        field = render_field(config, seed)
+        out = separator.separate(field.mixture[0])
+        assert out.shape == (3, 96, 96)
+        flat = out.reshape(3, -1)
+        truth = field.targets[0].reshape(3, -1)
+        correlations.append(np.corrcoef(np.concatenate([flat, truth]))[:3, 3:])
+        assert np.corrcoef(flat).max(where=~np.eye(3, dtype=bool), initial=-1) < 0.9
+        np.testing.assert_allclose(out.sum(axis=0).mean(), field.mixture[0].mean(), rtol=0.3)
+    # on average each channel matches its own structure better than any other structure (single
+    # fields where the microtubules are dim next to the ER can swap the two: docs/imc-sr.md)
+    mean = np.mean(correlations, axis=0)
+    assert (np.argmax(mean, axis=1) == np.arange(3)).all(), mean
+    assert np.diag(mean).min() > 0.5 and mean[2, 2] > 0.9, mean  # lysosomes: distinct shapes
 
 
 def test_stream_sends_each_result_under_its_own_time_point(tmp_path: Path) -> None:
