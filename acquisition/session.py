@@ -61,11 +61,11 @@ class SessionOptions:
     busy_timeout_s: float = 120.0
     max_restarts: int = 5
     display: bool = True
-    # per topic: just above the GUI's 30 updates/s target (the window draws each image as it
-    # arrives, so ~2 dropped images/s of slack suffice), half a 60 Hz monitor's rate; each
-    # publish copies the image once (~0.4 ms per 1024^2 SR) and a viewer's ZMQ I/O another,
-    # so every image above what the eye needs costs the acquisition process CPU
-    display_max_hz: float = 32.0
+    # per topic: above the GUI's 30 updates/s target with room for what a window loses while
+    # the CPU is saturated (~12 % on 2 cores beside the flat-out pipeline: 32/s gave 28 drawn),
+    # below a 60 Hz monitor; each publish copies the image once (~0.4 ms per 1024^2 SR) and a
+    # viewer's ZMQ I/O another, so every image above what the eye needs costs CPU
+    display_max_hz: float = 36.0
     fsync: bool = True
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0

@@ -2,7 +2,7 @@
 
 The pipeline is acquisition's own benchmark pipeline (pre-rendered emulator frames -> engine ->
 ZeroMQ -> passthrough worker -> HDF5 recorder) in a separate process: 512 x 512 raw frames,
-1024 x 1024 uint16 SR images on the display stream (<= 32/s per topic). It runs twice:
+1024 x 1024 uint16 SR images on the display stream (<= 36/s per topic). It runs twice:
 headless, then with the real window (offscreen, Qt's own event loop) attached to its display
 stream. An update is a new image received and painted, never a redraw of the same one.
 Reported: raw and SR images drawn/s, the SR images/s the pipeline made meanwhile, the

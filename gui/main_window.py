@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # control replies, status polls and pattern-check results; it also drains the display topics
 # in case a notification was missed. Images do not wait for it: a 25 ms polling tick (40
-# wake-ups/s) lost images of a 32/s stream whenever two arrived within one tick
+# wake-ups/s) lost images of a 32-36/s stream whenever two arrived within one tick
 CONTROL_PERIOD_MS = 100
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
