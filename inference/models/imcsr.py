@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from inference.imc import DEFAULT_STRUCTURES
 from inference.models.registry import register_architecture
 
 
@@ -32,7 +33,7 @@ class ImcsrOptions(BaseModel):
     blocks: int = Field(default=10, ge=1, description="RCABs per residual group")
     reduction: int = Field(default=16, ge=1, description="channel reduction in the attention")
     channel_names: tuple[str, ...] = Field(
-        default=("ccps", "microtubules", "f-actin"), description="structure of each output"
+        default=DEFAULT_STRUCTURES, description="structure of each output"
     )
 
     @model_validator(mode="after")

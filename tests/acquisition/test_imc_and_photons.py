@@ -56,7 +56,7 @@ def test_run_with_imc_writes_three_channels_for_every_time_point(tmp_path: Path)
     # every time point, the last one included (temporal model: flushed at the end of the run)
     assert np.isfinite(imc).all(), "IMC missing for time points " + str(
         np.flatnonzero(~np.isfinite(imc).all(axis=(1, 2, 3))))
-    assert names == ["ccps", "microtubules", "f-actin"] and "imc_failed" not in kinds
+    assert names == ["microtubules", "er", "lysosomes"] and "imc_failed" not in kinds
     assert pixel_um[1] == pytest.approx(0.0626 / 2, rel=1e-3)
     assert meta["emulator"]["structure"] == "mix"
     assert meta["models"]["imc"]["model_name"] == "imc3" and meta["models"]["imc"]["temporal"]

@@ -67,7 +67,7 @@ def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
         assert np.isnan(run_file.read_sr(h5, "dfcan-sim", 2, 1)).all()
         assert h5["photon_count"][0, 0] == 55.0
         assert np.isnan(h5["imc"][0]).all() and (h5["imc"][1] == 1).all()
-        assert list(h5["imc"].attrs["channel_names"]) == ["CCPs", "MTs", "F-actin"]
+        assert list(h5["imc"].attrs["channel_names"]) == ["microtubules", "er", "lysosomes"]
         np.testing.assert_allclose(h5["raw"].attrs["element_size_um"], [1, 0.0626, 0.0626],
                                    rtol=1e-6)
         np.testing.assert_allclose(sr.attrs["element_size_um"], [1, 0.0313, 0.0313], rtol=1e-6)

@@ -64,7 +64,7 @@ def test_single_frame_model_has_no_latency(tmp_path: Path) -> None:
     np.testing.assert_allclose(out, _expected(module, [image]), rtol=1e-5)
     np.testing.assert_allclose(pushed[1], out, rtol=1e-6)
     assert separator.flush() is None
-    assert separator.channel_names == ("ccps", "microtubules", "f-actin")
+    assert separator.channel_names == ("microtubules", "er", "lysosomes")
     with pytest.raises(ValueError, match=r"\(sY, sX\)"):
         separator.separate(np.zeros((2, 8, 8), np.float32))
 
