@@ -63,6 +63,24 @@ def dark_mask(ground_truth: np.ndarray, dark_fraction: float = DARK_FRACTION) ->
     return ground_truth - floor < dark_fraction * level
 
 
+def predicted_signal(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """Prediction above its channel's label background (float64, >= 0); (..., C, Y, X)."""
+    return np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+
+
+def _check_mixture_shapes(
+    prediction: np.ndarray, ground_truth: np.ndarray, clean_mixture: np.ndarray
+) -> None:
+    """prediction/ground_truth (..., C, Y, X) and clean_mixture (..., Y, X) must belong together."""
+    if prediction.shape != ground_truth.shape or clean_mixture.shape != prediction.shape[:-3] + (
+        prediction.shape[-2:]
+    ):
+        raise ValueError(
+            f"prediction {prediction.shape}, ground truth {ground_truth.shape} and mixture "
+            f"{clean_mixture.shape} do not match"
+        )
+
+
 def false_positive_fraction(
     prediction: np.ndarray, ground_truth: np.ndarray, dark_fraction: float = DARK_FRACTION
 ) -> np.ndarray:
@@ -71,7 +89,7 @@ def false_positive_fraction(
     if prediction.shape != ground_truth.shape:
         raise ValueError(f"prediction {prediction.shape} vs ground truth {ground_truth.shape}")
     mask = dark_mask(ground_truth, dark_fraction)
-    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    signal = predicted_signal(prediction, ground_truth)
     inside = (signal * mask).sum(axis=(-2, -1))
     return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)
 
@@ -86,18 +104,12 @@ def cross_talk_fraction(
     """Share of each channel's predicted signal lying where its structure is absent but another
     one is present; prediction/ground_truth (..., C, Y, X), clean_mixture (..., Y, X) -> (..., C).
     """
-    if prediction.shape != ground_truth.shape or clean_mixture.shape != prediction.shape[:-3] + (
-        prediction.shape[-2:]
-    ):
-        raise ValueError(
-            f"prediction {prediction.shape}, ground truth {ground_truth.shape} and mixture "
-            f"{clean_mixture.shape} do not match"
-        )
+    _check_mixture_shapes(prediction, ground_truth, clean_mixture)
     floor = np.min(clean_mixture, axis=(-2, -1), keepdims=True)
     level = np.percentile(clean_mixture, 99.9, axis=(-2, -1), keepdims=True) - floor
     occupied = (clean_mixture - floor > signal_fraction * level)[..., None, :, :]
     mask = dark_mask(ground_truth, dark_fraction) & occupied
-    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    signal = predicted_signal(prediction, ground_truth)
     inside = (signal * mask).sum(axis=(-2, -1))
     return inside / np.maximum(signal.sum(axis=(-2, -1)), 1e-12)
 
@@ -111,16 +123,10 @@ def hallucination_fraction(
     """Share of the predicted signal (all channels) lying where the input is background
     (noiseless mixture < `background_factor` x its minimum); prediction/ground_truth
     (..., C, Y, X), clean_mixture (..., Y, X) -> (...)."""
-    if prediction.shape != ground_truth.shape or clean_mixture.shape != prediction.shape[:-3] + (
-        prediction.shape[-2:]
-    ):
-        raise ValueError(
-            f"prediction {prediction.shape}, ground truth {ground_truth.shape} and mixture "
-            f"{clean_mixture.shape} do not match"
-        )
+    _check_mixture_shapes(prediction, ground_truth, clean_mixture)
     floor = np.min(clean_mixture, axis=(-2, -1), keepdims=True)
     background = clean_mixture < background_factor * floor
-    signal = np.clip(prediction.astype(np.float64) - background_level(ground_truth), 0.0, None)
+    signal = predicted_signal(prediction, ground_truth)
     total = signal.sum(axis=-3)
     inside = (total * background).sum(axis=(-2, -1))
     return inside / np.maximum(total.sum(axis=(-2, -1)), 1e-12)
