@@ -417,15 +417,17 @@ def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: 
     return m.fps, m.summary, m.path, m.acquisition_cpu_s, m.worker_cpu_s
 
 
-def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
-                     ) -> PipelineMeasurement:
-    """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it."""
+def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                     source: Any | None = None) -> PipelineMeasurement:
+    """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it;
+    ``source`` replaces the bank's own frame source (e.g. one paced like a camera)."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": LASER_NM, "reconstruction": "passthrough"}],
         "timepoints": time_points, "output": str(output), "overwrite": True})
     (folder / "ep").mkdir(exist_ok=True)
-    session = _MeasuredSession(BankSource(bank), None, protocol, (bank.shape[2], bank.shape[3]),
+    session = _MeasuredSession(source if source is not None else BankSource(bank), None,
+                               protocol, (bank.shape[2], bank.shape[3]),
                                62.6, options=SessionOptions(fsync=fsync),
                                endpoints=Endpoints.ipc(folder / "ep"))
     at_start: list[float] = []
@@ -454,12 +456,12 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
                                acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1))
 
 
-def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
-                          ) -> tuple[float, Any, Path, float]:
+def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                          source: Any | None = None) -> tuple[float, Any, Path, float]:
     """The full pipeline on the bank: frames/s (first time point to file closed), summary,
     path, and CPU seconds from the first time point to the file closed (this process + the
-    worker)."""
-    m = measure_pipeline(bank, time_points, folder, fsync)
+    worker); ``source`` as for :func:`measure_pipeline`."""
+    m = measure_pipeline(bank, time_points, folder, fsync, source)
     return m.fps, m.summary, m.path, m.acquisition_cpu_s + m.worker_cpu_s
 
 

@@ -583,16 +583,10 @@ def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float
 
     (folder / "ep").mkdir(parents=True, exist_ok=True)
     bank = pipeline_bench.frame_bank(size_px)
-    if paced_fps > 0:
-        # the measured run builds its own BankSource: hand it a paced one (this process only)
-        bank_source = pipeline_bench.BankSource
-
-        def paced_source(frames: Any) -> Any:
-            return PacedFrames(bank_source(frames), paced_fps)
-
-        pipeline_bench.BankSource = paced_source  # type: ignore[assignment,misc]
+    source = (PacedFrames(pipeline_bench.BankSource(bank), paced_fps) if paced_fps > 0
+              else None)
     fps, summary, path, cpu = pipeline_bench.measured_pipeline_run(bank, time_points, folder,
-                                                                   fsync=False)
+                                                                   fsync=False, source=source)
     path.unlink(missing_ok=True)
     sys.stdout.write(json.dumps({"raw_fps": fps, "sr_frames": summary.sr_frames,
                                  "cpu_ms_per_frame": 1e3 * cpu / max(summary.raw_frames, 1)})
