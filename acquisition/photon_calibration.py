@@ -1,8 +1,9 @@
-"""Photon calibration of a run's camera: offset map and photons per count, for photon counts.
+"""Photon calibration of a run's camera: offset map and electrons per ADU, for photon counts.
 
 An emulated camera's calibration is known exactly (its sensor model), so every emulator run
 records it in ``/calibration`` and hands it to the inference worker, which then reports the
-average photon count (DFCAN definition) of every raw set in incident photons. Real rigs use
+average photon count (DFCAN definition, calibration.photon_count) of every raw set in
+photo-electrons. Real rigs use
 the protocol's camera calibration file (`livesim calibrate camera`) instead.
 """
 
@@ -23,16 +24,16 @@ PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 
 @dataclass(frozen=True)
 class PhotonCalibration:
-    """Offset map (ADU), incident photons per offset-subtracted ADU and defective pixels."""
+    """Offset map (ADU), photo-electrons per offset-subtracted ADU and defective pixels."""
 
     offset_adu: np.ndarray
-    photons_per_count: float
+    electrons_per_adu: float
     defect_mask: np.ndarray | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
-        if not self.photons_per_count > 0:
-            raise ValueError(f"photons_per_count={self.photons_per_count} must be > 0")
+        if not self.electrons_per_adu > 0:
+            raise ValueError(f"electrons_per_adu={self.electrons_per_adu} must be > 0")
         if self.defect_mask is not None and self.defect_mask.shape != self.offset_adu.shape:
             raise ValueError(f"defect_mask {self.defect_mask.shape} and offset_adu "
                              f"{self.offset_adu.shape} differ in shape")
@@ -45,7 +46,7 @@ class PhotonCalibration:
     def maps(self) -> dict[str, np.ndarray]:
         """What the run file records under ``/calibration``."""
         out: dict[str, np.ndarray] = {"offset_adu": np.asarray(self.offset_adu, np.float32),
-               "photons_per_count": np.asarray(self.photons_per_count, np.float64)}
+               "electrons_per_adu": np.asarray(self.electrons_per_adu, np.float64)}
         if self.defect_mask is not None:
             out["defect_mask"] = np.asarray(self.defect_mask, np.uint8)
         return out
@@ -88,5 +89,5 @@ def emulator_photon_calibration(source: Any, frame_shape: tuple[int, int]
         logger.info("emulated camera reads %s of a %s sensor: using its mean offset",
                     frame_shape, offset.shape)
         offset = np.full(frame_shape, model.offset_adu * model.binning**2, np.float32)
-    return PhotonCalibration(offset, float(model.photons_per_count), defects,
+    return PhotonCalibration(offset, float(model.electrons_per_adu), defects,
                              source="emulator sensor model")

@@ -121,18 +121,18 @@ def open_rig(rig_spec: str, size_px: tuple[int, int], seed: int, structure: str,
 
 def camera_constants(rig: Any, rig_spec: str, size_px: tuple[int, int], seed: int,
                      structure: str) -> dict[str, Any]:
-    """What the GUI needs to turn ADU into photons: offset and photons per count."""
-    offset_adu, photons_per_count = 100.0, 1.0
+    """What the GUI needs for the photon count (e-): offset and electrons per ADU."""
+    offset_adu, electrons_per_adu = 100.0, 1.0
     if rig_spec == "emulator":
         from sim_emulator.microscope import EmulatorConfig
 
         sensor = EmulatorConfig(size_px=size_px, seed=seed,
                                 structure=structure).sensor  # type: ignore[arg-type]
-        offset_adu, photons_per_count = sensor.offset_adu, sensor.photons_per_count
+        offset_adu, electrons_per_adu = sensor.offset_adu, sensor.electrons_per_adu
     return {"shape": [int(n) for n in rig.camera.shape],
             "pixel_size_nm": float(rig.camera.pixel_size_nm),
             "lines_nm": [int(n) for n in rig.aotf.lines_nm],
-            "offset_adu": float(offset_adu), "photons_per_count": float(photons_per_count),
+            "offset_adu": float(offset_adu), "electrons_per_adu": float(electrons_per_adu),
             "rig": rig_spec}
 
 

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def test_reconstruct_wiener_writes_normalised_sr(tmp_path: Path) -> None:
-    raw = Microscope(EmulatorConfig(size_px=64, photons=200.0, seed=2)).render_set(0.0)
+    raw = Microscope(EmulatorConfig(size_px=64, photon_count_e=200.0, seed=2)).render_set(0.0)
     stack = tmp_path / "raw.npy"
     np.save(stack, np.stack([raw, raw]))  # two time points
     out = tmp_path / "sr.npy"
