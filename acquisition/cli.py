@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "inference.training_commands",
     "inference.imc.commands",
     "acquisition.commands",
+    "acquisition.export_commands",
     "gui.commands",
     "acquisition.soak",
     "acquisition.bench_all",
