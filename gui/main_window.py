@@ -23,7 +23,7 @@ from gui.composite_panel import CompositePanel
 from gui.display_cost import DisplayCost, thread_cpu_s
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
-from gui.live_pipeline import wide_field_uint16
+from acquisition.live_pipeline import wide_field_uint16
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
 from gui.rate_meter import RateMeter

@@ -21,7 +21,7 @@ from hardware.core_adapter import (
     ShutterDevice,
 )
 from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
-from sim_emulator.devices_bench import DisplayRecord, OpticalBench
+from sim_emulator.optical_bench import DisplayRecord, OpticalBench
 from sim_emulator.devices_faults import FaultPlan
 
 logger = logging.getLogger(__name__)

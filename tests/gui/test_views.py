@@ -17,7 +17,7 @@ from gui.image_panel import ImagePanel
 from gui.pattern_check import check_patterns
 from gui.protocol_editor import protocol_to_toml
 from gui.rate_meter import RateMeter
-from gui.session_host import EventLog, LogRecordRelay
+from acquisition.session_host import EventLog, LogRecordRelay
 
 
 def test_percentile_levels_ignore_hot_pixels() -> None:
