@@ -27,12 +27,12 @@ from typing import Any
 import zmq
 
 from acquisition.engine import TimePoint
-from acquisition.protocol import Protocol, ProtocolError
-from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
-from acquisition.wire import Kind, header_for
 from acquisition.host_wire import pack, unpack
 from acquisition.live_pipeline import DisplayOutlet, LivePipeline, plan_for
-from gui.rate_meter import RateMeter
+from acquisition.protocol import Protocol, ProtocolError
+from acquisition.rate_meter import RateMeter
+from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
+from acquisition.wire import Kind, header_for
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import zmq
 
+from acquisition.host_wire import ControlClient
 from acquisition.transport import DisplaySubscriber
 from acquisition.wire import Message
-from acquisition.host_wire import ControlClient
 
 logger = logging.getLogger(__name__)
 

@@ -144,8 +144,8 @@ def bench_inference(
         )
     imc: dict[str, object] = {}
     if imc_model:
-        from inference.engines import resolve_device
         from acquisition.cli.bench.imcsr import bench_imcsr
+        from inference.engines import resolve_device
 
         imc = bench_imcsr([2 * int(s) for s in sizes.split(",") if s], imc_model,
                           resolve_device(device),

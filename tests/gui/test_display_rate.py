@@ -66,8 +66,8 @@ def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyP
 def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Live view: one 2-D raw image per update, the full set only at 2 Hz."""
     from acquisition.engine import RawSet, TimePoint
-    from acquisition.wire import Kind
     from acquisition.live_pipeline import DisplayOutlet, wide_field_uint16
+    from acquisition.wire import Kind
 
     clock = {"now": 50.0}
     monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])
@@ -134,8 +134,8 @@ def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
 
 
 def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from acquisition.wire import Kind, header_for
     from acquisition.live_pipeline import DisplayOutlet
+    from acquisition.wire import Kind, header_for
 
     clock = {"now": 10.0}
     monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])

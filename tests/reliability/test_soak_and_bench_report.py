@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from acquisition.cli import build_app
 from acquisition.cli.bench.all_benchmarks import (
     SECTION_END,
     SECTION_START,
@@ -18,7 +19,6 @@ from acquisition.cli.bench.all_benchmarks import (
     Figure,
     write_docs,
 )
-from acquisition.cli import build_app
 from acquisition.cli.bench.soak import (
     RssSample,
     SoakOptions,

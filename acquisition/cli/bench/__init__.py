@@ -1,1 +1,1 @@
-"""Benchmarks (`livesim bench ...`): every one lives in this folder, beside the CLI that runs them."""
+"""Benchmarks (`livesim bench ...`): all of them live in this folder, beside the CLI."""

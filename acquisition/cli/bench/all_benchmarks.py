@@ -406,8 +406,8 @@ def bench_pipeline(s: BenchSettings) -> tuple[list[Figure], Any]:
 
 def bench_gui(s: BenchSettings) -> list[Figure]:
     """The pipeline with the window drawing its display stream vs headless."""
-    from gui.app import offscreen_if_headless
     from acquisition.cli.bench.display import run_display_bench
+    from gui.app import offscreen_if_headless
 
     offscreen_if_headless()
     r = run_display_bench(s.gui_seconds, 2 * s.size_px)

@@ -237,7 +237,8 @@ class PacedFigures:
 
 def _pipeline_argv(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0
                    ) -> list[str]:
-    return [sys.executable, "-m", "acquisition.cli.bench.display", "--pipeline", "--folder", str(folder),
+    return [sys.executable, "-m", "acquisition.cli.bench.display", "--pipeline",
+            "--folder", str(folder),
             "--size-px", str(size_px), "--time-points", str(time_points),
             "--paced-fps", str(paced_fps)]
 
@@ -594,7 +595,7 @@ def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m acquisition.cli.bench.display --pipeline|--feed``: the bench's helper processes."""
+    """``python -m acquisition.cli.bench.display --pipeline|--feed``: the helper processes."""
     parser = argparse.ArgumentParser(description="livesim GUI bench pipeline process")
     parser.add_argument("--pipeline", action="store_true")
     parser.add_argument("--feed", action="store_true")
