@@ -145,7 +145,9 @@ class WideFieldReconstructor(Reconstructor):
             image = _check_output(np.asarray(item.inputs)[0], flags)
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
-                SrResult(image, _as_float(item.photon_count_e), "none", "", {"total": elapsed}, flags)
+                SrResult(
+                    image, _as_float(item.photon_count_e), "none", "", {"total": elapsed}, flags
+                )
             )
         return results
 

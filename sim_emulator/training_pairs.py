@@ -94,8 +94,8 @@ def training_pairs(
     seed: int = 0,
     base: EmulatorConfig | None = None,
 ) -> Iterator[TrainingPair]:
-    """``count`` pairs with seeds seed, seed+1, ...; a (low, high) ``photon_count_e`` range is sampled
-    log-uniformly per pair (seeded), as for training across noise levels."""
+    """``count`` pairs with seeds seed, seed+1, ...; a (low, high) ``photon_count_e`` range is
+    sampled log-uniformly per pair (seeded), as for training across noise levels."""
     if count < 0:
         raise ValueError(f"count={count} must be >= 0")
     rng = np.random.default_rng([seed, 0x7A1])
