@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "inference.wiener_commands",
     "inference.training_commands",
     "inference.imc.commands",
+    "inference.reprocess_commands",
     "acquisition.commands",
     "gui.commands",
     "acquisition.soak",
