@@ -2,7 +2,9 @@
 
 Every writer (the live recorder, `livesim emulate`) goes through these functions so the layout
 described in design.md exists in exactly one place. Image datasets carry ``element_size_um``
-(z, y, x in micrometres) so Fiji's HDF5 plugin opens them at the right scale.
+(one entry per axis, micrometres on y and x, 1 elsewhere) so Fiji's HDF5 plugin opens them at
+the right scale, HDF5 dimension labels (``t, c, p, y, x``) and y/x dimension scales in
+micrometres.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
 PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
 COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
+SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the image datasets
+# multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set
+MDA_GROUP = "mda"  # attributes sizes_tpz, z_step_um, positions_um, sequence (useq JSON)
+MDA_INDEX = "mda/index"  # int64 (N, 3): t, position, z of each row; -1 = row not acquired
+MDA_STAGE = "mda/stage_um"  # float64 (N, 3): x, y, z the stage reported for each row
+
+# dimension labels of the image datasets by their number of leading axes
+DIMENSION_LABELS: dict[int, tuple[str, ...]] = {1: ("t",), 2: ("t", "c"), 3: ("t", "c", "p")}
 
 # Chunk cache per dataset for the writer. Frames go in by direct chunk writes and each table
 # chunk is filled once, so a small cache loses nothing; HDF5 2.0's larger default let a long run's
@@ -54,10 +64,35 @@ EVENT_DTYPE = np.dtype(
 )
 
 
-def element_size_um(pixel_size_nm: float, ndim_spatial: int = 2) -> np.ndarray:
-    """Fiji's (z, y, x) voxel size in micrometres for a dataset with the given pixel size."""
+def element_size_um(pixel_size_nm: float, ndim: int = 3) -> np.ndarray:
+    """Element size per axis of an ``ndim`` image dataset: micrometres on y and x, 1 elsewhere."""
+    if ndim < 2:
+        raise ValueError(f"an image dataset has at least 2 axes, got ndim={ndim}")
     size_um = pixel_size_nm / 1000.0
-    return np.array([1.0] * (3 - ndim_spatial) + [size_um] * ndim_spatial, dtype=np.float32)
+    return np.array([1.0] * (ndim - 2) + [size_um] * 2, dtype=np.float32)
+
+
+def attach_dimension_scales(dataset: h5py.Dataset, pixel_size_nm: float,
+                            leading_labels: Sequence[str]) -> None:
+    """Label every axis and attach y/x scales (pixel centres in micrometres) to the frame axes.
+
+    The scales live in ``/scales`` (one pair per pixel size and frame shape) and are shared by
+    every dataset on that grid. Call before SWMR mode starts (it adds attributes).
+    """
+    root = dataset.file
+    group = root.require_group(SCALES_GROUP)
+    for axis, label in enumerate(leading_labels):
+        dataset.dims[axis].label = label
+    for axis, label in ((-2, "y"), (-1, "x")):
+        index = dataset.ndim + axis
+        size = int(dataset.shape[index])
+        name = f"{label}_um_{pixel_size_nm:g}nm_{size}"
+        if name not in group:
+            scale = group.create_dataset(
+                name, data=(np.arange(size) + 0.5) * pixel_size_nm / 1000.0)
+            scale.make_scale(f"{label} (µm)")
+        dataset.dims[index].label = label
+        dataset.dims[index].attach_scale(group[name])
 
 
 def create_image_dataset(
@@ -80,8 +115,11 @@ def create_image_dataset(
     dataset = group.create_dataset(
         name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks, fillvalue=fillvalue
     )
-    dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm)
+    dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm, dataset.ndim)
     dataset.attrs["pixel_size_nm"] = float(pixel_size_nm)
+    n_leading = len(leading_shape)
+    labels = DIMENSION_LABELS.get(n_leading, tuple(f"d{i}" for i in range(n_leading)))
+    attach_dimension_scales(dataset, pixel_size_nm, labels)
     return dataset
 
 

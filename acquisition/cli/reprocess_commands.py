@@ -1,8 +1,8 @@
 """`livesim reprocess`: re-reconstruct a recorded run with another model, on a Dask cluster.
 
-A composition module: it wires the reprocessing job (:mod:`inference.reprocess`) to the CLI and
-to the run-file recovery of `acquisition` (a killed reprocess leaves its output's SWMR flags
-set; they are cleared before the resume). Heavy imports live inside the command function.
+Part of the CLI root: it wires the reprocessing job (:mod:`inference.reprocess`) to the
+run-file recovery of `acquisition` (a killed reprocess leaves its output's SWMR flags set; they
+are cleared before the resume). Heavy imports live inside the command function.
 """
 
 from __future__ import annotations
