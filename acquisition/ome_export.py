@@ -75,6 +75,7 @@ class ExportPlan:
     delta_t_s: np.ndarray  # (positions, T, C, Z) seconds since the first frame, NaN = unknown
     stage_um: np.ndarray  # (positions, 3) x, y, z of each position (NaN = unknown)
     patterns: int = 1  # raw: patterns folded into each colour's OME channels
+    colour_names: tuple[str, ...] = ()  # the run's colours (raw: before folding the patterns)
 
     @property
     def n_planes(self) -> int:
@@ -103,7 +104,7 @@ def _plan(h5: h5py.File, path: Path, dataset: str, sr_model: str | None) -> Expo
     data = h5[name]
     n_rows = int(data.shape[0])
     pixel_nm = _pixel_size_nm(data, meta, path, name)
-    rows, z_step_um, stage_um = mda_rows(h5, n_rows)
+    rows, z_step_um, stage_um = run_file.mda_rows(h5, n_rows)
     n_positions, size_t, size_z = rows.shape
     lasers = _channel_lasers(meta, h5)
     colour_names = _colour_names(meta, h5, len(lasers))
@@ -137,34 +138,8 @@ def _plan(h5: h5py.File, path: Path, dataset: str, sr_model: str | None) -> Expo
         channel_names=tuple(names), excitation_nm=tuple(excitation),
         emission_nm=tuple(emissions[:size_c]), colours=tuple(colours), rows=rows,
         delta_t_s=delta_t, stage_um=stage_um, patterns=patterns,
+        colour_names=tuple(colour_names),
     )
-
-
-def mda_rows(h5: h5py.File | h5py.Group, n_rows: int
-             ) -> tuple[np.ndarray, float | None, np.ndarray]:
-    """Where each (position, time, z) of a run sits among the file's time-point rows.
-
-    Returns ``rows`` (positions, T, Z) with -1 for combinations never recorded, the z step in
-    micrometres (None for a single plane) and each position's stage (x, y, z) in micrometres.
-    A run without ``/mda`` is one position, one plane: row t is time t.
-    """
-    if run_file.MDA_INDEX not in h5:
-        rows = np.arange(n_rows, dtype=np.int64)[None, :, None]
-        return rows, None, np.full((1, 3), np.nan)
-    index = np.asarray(h5[run_file.MDA_INDEX][()], dtype=np.int64)  # (N, 3): t, p, z
-    index = index[:n_rows]
-    group = h5[run_file.MDA_GROUP]
-    sizes = {k: int(v) for k, v in zip("tpz", group.attrs["sizes_tpz"], strict=True)}
-    recorded = index[:, 0] >= 0
-    size_t = int(index[recorded, 0].max()) + 1 if recorded.any() else 0
-    rows = np.full((sizes["p"], size_t, sizes["z"]), -1, dtype=np.int64)
-    for n in np.flatnonzero(recorded):
-        t, p, z = index[n]
-        rows[p, t, z] = n
-    z_step = float(group.attrs.get("z_step_um", 0.0)) or None
-    stage = np.asarray(group.attrs.get("positions_um", np.full((sizes["p"], 3), np.nan)),
-                       dtype=np.float64).reshape(sizes["p"], 3)
-    return rows, z_step, stage
 
 
 def _dataset_name(h5: h5py.File, path: Path, dataset: str, sr_model: str | None) -> str:

@@ -25,6 +25,9 @@ SR_GROUP = "sr"  # /sr/<model> uint16 (T, C, sY, sX): value = stored x attribute
 SR_SCALE = 1.0 / 65535.0  # SR images in [0, 1] stored as round(value / SR_SCALE)
 SR_WRITTEN = "timestamps/sr_written"  # uint8 (T, C): 1 where an SR image was written
 IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
+# /imc channel names when the worker reports none: the bundled IMC-SR model's outputs, in order
+# (a filament, a tubular network, filled puncta); inference.imc.DEFAULT_STRUCTURES is this
+IMC_DEFAULT_CHANNEL_NAMES: tuple[str, str, str] = ("microtubules", "er", "lysosomes")
 TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
 SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>
@@ -36,7 +39,6 @@ SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the 
 # multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set
 MDA_GROUP = "mda"  # attributes sizes_tpz, z_step_um, positions_um, sequence (useq JSON)
 MDA_INDEX = "mda/index"  # int64 (N, 3): t, position, z of each row; -1 = row not acquired
-MDA_STAGE = "mda/stage_um"  # float64 (N, 3): x, y, z the stage reported for each row
 
 # dimension labels of the image datasets by their number of leading axes
 DIMENSION_LABELS: dict[int, tuple[str, ...]] = {1: ("t",), 2: ("t", "c"), 3: ("t", "c", "p")}
@@ -137,6 +139,33 @@ def create_table(
         name, shape=shape, maxshape=(None, *row_shape), dtype=dtype, chunks=chunks,
         fillvalue=fillvalue,
     )
+
+
+def mda_rows(h5: h5py.File | h5py.Group, n_rows: int
+             ) -> tuple[np.ndarray, float | None, np.ndarray]:
+    """Where each (position, time, z) of a run sits among the file's time-point rows.
+
+    Returns ``rows`` (positions, T, Z) with -1 for combinations never recorded, the z step in
+    micrometres (None for a single plane) and each position's stage (x, y, z) in micrometres.
+    A run without ``/mda`` is one position, one plane: row t is time t.
+    """
+    if MDA_INDEX not in h5:
+        rows = np.arange(n_rows, dtype=np.int64)[None, :, None]
+        return rows, None, np.full((1, 3), np.nan)
+    index = np.asarray(h5[MDA_INDEX][()], dtype=np.int64)  # (N, 3): t, p, z
+    index = index[:n_rows]
+    group = h5[MDA_GROUP]
+    sizes = {k: int(v) for k, v in zip("tpz", group.attrs["sizes_tpz"], strict=True)}
+    recorded = index[:, 0] >= 0
+    size_t = int(index[recorded, 0].max()) + 1 if recorded.any() else 0
+    rows = np.full((sizes["p"], size_t, sizes["z"]), -1, dtype=np.int64)
+    for n in np.flatnonzero(recorded):
+        t, p, z = index[n]
+        rows[p, t, z] = n
+    z_step = float(group.attrs.get("z_step_um", 0.0)) or None
+    stage = np.asarray(group.attrs.get("positions_um", np.full((sizes["p"], 3), np.nan)),
+                       dtype=np.float64).reshape(sizes["p"], 3)
+    return rows, z_step, stage
 
 
 def sr_to_stored(image: np.ndarray) -> np.ndarray:

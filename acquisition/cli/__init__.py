@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "acquisition.cli.wiener_commands",
     "acquisition.cli.training_commands",
     "acquisition.cli.imc_commands",
+    "acquisition.cli.reprocess_commands",
     "acquisition.cli.run_commands",
     "acquisition.cli.export_commands",
     "acquisition.cli.gui_commands",
