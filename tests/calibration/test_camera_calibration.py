@@ -22,8 +22,10 @@ from sim_emulator.rig import emulated_rig
 from sim_emulator.samples import Dynamics
 from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
+# a photostable slide: no motion, no bleaching (the laser still flickers and drifts)
 STATIC = Dynamics(
-    drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0, bleach_rate_per_s=0.0
+    drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0, bleach_rate_per_s=0.0,
+    bleach_per_dose=0.0,
 )
 
 
