@@ -1,10 +1,12 @@
-"""RunSession: one recorded run, wiring engine -> recorder, worker (ZeroMQ) and display.
+"""RunSession: the one live path, engine -> recorder, worker (ZeroMQ) and display.
 
-The acquisition thread writes every raw set to the recorder and offers it to the worker over a
-bounded, non-blocking PUSH; when the worker is behind, dead or restarting, SR for that set is
-skipped and the skip is recorded. A results thread receives SR images, heartbeats and worker
-events, writes the results, and lets the supervisor restart a dead or hung worker. The raw path
-never waits on inference.
+`livesim run` records with :meth:`RunSession.run`; the GUI's acquisition process runs the same
+session for its recordings and, without a file, for live view (:meth:`RunSession.start_live`).
+The acquisition thread writes every raw set to the recorder (when recording) and offers it to
+the worker over a bounded, non-blocking PUSH; when the worker is behind, dead or restarting, SR
+for that set is skipped and the skip is counted (and recorded). A results thread receives SR
+images, heartbeats and worker events, writes the results, publishes them to the display outlet,
+and lets the supervisor restart a dead or hung worker. The raw path never waits on inference.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
-from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
+from acquisition.display_outlet import DISPLAY_MAX_HZ, DisplayOutlet
+from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, Gap, TimePoint
 from acquisition.protocol import Protocol
+from acquisition.rate_meter import RateMeter
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
@@ -42,6 +46,8 @@ from acquisition.wire import Kind, Message, header_for
 from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str], None]  # (level: info | warning | error, text)
 
 
 class SessionError(RuntimeError):
@@ -61,11 +67,7 @@ class SessionOptions:
     busy_timeout_s: float = 120.0
     max_restarts: int = 5
     display: bool = True
-    # per topic: above the GUI's 30 updates/s target with room for what a window loses while
-    # the CPU is saturated (~12 % on 2 cores beside the flat-out pipeline: 32/s gave 28 drawn),
-    # below a 60 Hz monitor; each publish copies the image once (~0.4 ms per 1024^2 SR) and a
-    # viewer's ZMQ I/O another, so every image above what the eye needs costs CPU
-    display_max_hz: float = 36.0
+    display_max_hz: float = DISPLAY_MAX_HZ  # per topic (see acquisition.display_outlet)
     fsync: bool = True
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0
@@ -106,6 +108,21 @@ class Progress:
 
 
 @dataclass
+class SessionCounters:
+    """Live counters for a status display (both modes); rates over a sliding window."""
+
+    time_point: int = -1
+    raw_frames: int = 0
+    sr_frames: int = 0
+    sr_skips: int = 0
+    lost_frames: int = 0
+    rig_errors: int = 0
+    latency_ms: float = float("nan")
+    camera: RateMeter = field(default_factory=RateMeter)
+    sr: RateMeter = field(default_factory=RateMeter)
+
+
+@dataclass
 class RunSummary:
     """What a finished run did."""
 
@@ -134,7 +151,8 @@ def sr_label(model_name: str) -> str:
 
 
 class RunSession:
-    """Runs a protocol on a frame source and records it; optionally with a supervised worker."""
+    """Runs a protocol on a frame source, with a supervised worker when any channel
+    reconstructs: recorded (:meth:`run`) or live without a file (:meth:`start_live`)."""
 
     def __init__(self, source: FrameSource, plan: Any, protocol: Protocol,
                  frame_shape: tuple[int, int], pixel_size_nm: float,
@@ -142,7 +160,9 @@ class RunSession:
                  options: SessionOptions | None = None, context: zmq.Context | None = None,
                  worker_log: Path | None = None,
                  calibration: Mapping[str, np.ndarray] | None = None,
-                 photon_calibration: PhotonCalibration | None = None) -> None:
+                 photon_calibration: PhotonCalibration | None = None,
+                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None
+                 ) -> None:
         self.source = source
         self.plan = plan
         self.protocol = protocol
@@ -155,6 +175,13 @@ class RunSession:
         self.worker_log = worker_log
         self.calibration = calibration
         self.photon_calibration = photon_calibration
+        self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
+        self.on_event: EventSink = on_event or (lambda level, text: None)
+        self.counters = SessionCounters()
+        self.display: DisplayOutlet | None = None
+        self.imc_channel_names: list[str] = []
+        self._live_thread_period_s = 0.0
+        self._results_thread: threading.Thread | None = None
         self._worker_calibration: Path | None = protocol.calibration
         self._scratch: Path | None = None
         self.run_id = uuid.uuid4().hex
@@ -167,7 +194,6 @@ class RunSession:
         self._labels: dict[int, str] = {}
         self._pending: dict[tuple[int, int], float] = {}
         self._lock = threading.Lock()
-        self._display_lock = threading.Lock()
         self._results_stop = threading.Event()
         self._summary: RunSummary | None = None
         self._latest_sr_time_point = -1
@@ -177,7 +203,6 @@ class RunSession:
         self._start_s = 0.0
         self._out_sequence = 0
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
-        self._last_display: dict[str, float] = {}
         self._imc_flushed = threading.Event()
 
     # --- setup ------------------------------------------------------------------------------
@@ -189,9 +214,38 @@ class RunSession:
         self.raw_sender = RawSetSender(self.context, ep.raw, self.max_pending)
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
-        self.display = DisplayPublisher(self.context, ep.display) if opts.display else None
+        if self.outlet is not None:
+            self.display = self.outlet
+        elif opts.display:
+            self.display = DisplayOutlet(DisplayPublisher(self.context, ep.display),
+                                         max_hz=opts.display_max_hz)
 
     def _start_worker(self) -> None:
+        """Start the worker and wait (bounded) for its hello: a recording's layout needs it."""
+        self._launch_worker()
+        assert self.supervisor is not None
+        deadline = time.monotonic() + self.options.hello_timeout_s
+        while time.monotonic() < deadline:
+            message = self.results.receive(timeout_ms=200)
+            if message is not None and message.header.kind is Kind.HEARTBEAT:
+                fatal = message.header.info.get("fatal")
+                if fatal:
+                    self.supervisor.stop()
+                    raise SessionError(f"inference worker cannot start: {fatal}")
+                hello = message.header.info.get("hello")
+                if isinstance(hello, dict):
+                    self._on_hello(hello)
+                    self.supervisor.heartbeat(hello=True)
+                    return
+            if not self.supervisor.alive:
+                code = self.supervisor.process.returncode if self.supervisor.process else None
+                where = f"; see {self.worker_log}" if self.worker_log else ""
+                raise SessionError(f"inference worker exited with code {code} before it was "
+                                   f"ready{where}")
+        self.supervisor.stop()
+        raise SessionError(f"inference worker not ready within {self.options.hello_timeout_s} s")
+
+    def _launch_worker(self) -> None:
         raw_shape = (self.protocol.n_patterns, *self.frame_shape)
         command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
                                 raw_shape, mode=self.protocol.mode,
@@ -204,26 +258,22 @@ class RunSession:
             startup_timeout_s=self.options.hello_timeout_s,
             busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
         self.supervisor.start()
-        deadline = time.monotonic() + self.options.hello_timeout_s
-        while time.monotonic() < deadline:
-            message = self.results.receive(timeout_ms=200)
-            if message is not None and message.header.kind is Kind.HEARTBEAT:
-                fatal = message.header.info.get("fatal")
-                if fatal:
-                    self.supervisor.stop()
-                    raise SessionError(f"inference worker cannot start: {fatal}")
-                hello = message.header.info.get("hello")
-                if isinstance(hello, dict):
-                    self.hello = hello
-                    self.supervisor.heartbeat(hello=True)
-                    return
-            if not self.supervisor.alive:
-                code = self.supervisor.process.returncode if self.supervisor.process else None
-                where = f"; see {self.worker_log}" if self.worker_log else ""
-                raise SessionError(f"inference worker exited with code {code} before it was "
-                                   f"ready{where}")
-        self.supervisor.stop()
-        raise SessionError(f"inference worker not ready within {self.options.hello_timeout_s} s")
+
+    def _on_hello(self, hello: Mapping[str, Any]) -> None:
+        """The worker's first hello: its models (and their notes) for the layout and the log."""
+        self.hello = dict(hello)
+        for c in sorted(self.sr_channels):
+            entry = hello.get("channels", {}).get(str(c))
+            if entry is not None:
+                self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
+        names = {c: e.get("model_name") for c, e in hello.get("channels", {}).items()}
+        imc = hello.get("imc") or {}
+        self.imc_channel_names = [str(n) for n in imc.get("channel_names", [])]
+        extra = f", IMC-SR {imc.get('model_name')}" if imc else ""
+        self.on_event("info", f"inference worker ready: {names}{extra}")
+        for entry in hello.get("channels", {}).values():
+            if entry.get("note"):
+                self.on_event("warning", str(entry["note"]))
 
     def _layout(self) -> RunLayout:
         channels = self.hello.get("channels", {})
@@ -232,7 +282,6 @@ class RunSession:
             entry = channels.get(str(c))
             if entry is None:
                 raise SessionError(f"worker has no reconstruction for channel {c}")
-            self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
             shapes.add(tuple(entry["sr_shape"]))
         if len(shapes) > 1:
             raise SessionError(f"channels reconstruct to different SR shapes {sorted(shapes)}")
@@ -332,11 +381,8 @@ class RunSession:
                 self.recorder.record_event("uncalibrated", detail=(
                     "no camera calibration: photon counts are NaN and the camera offset is not "
                     "subtracted before reconstruction (Wiener SR degrades); set calibration"))
-            self.engine = AcquisitionEngine(
-                self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
-                self.protocol.n_patterns, interval_s=self.protocol.interval_s,
-                timeout_s=self.acquire_timeout_s(),
-                on_time_point=lambda point: self._on_time_point(point, progress))
+            self.engine = self._engine(self.protocol.interval_s,
+                                       lambda point: self._on_time_point(point, progress))
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
@@ -394,26 +440,134 @@ class RunSession:
         if self.engine is not None:
             self.engine.stop()
 
+    def _engine(self, interval_s: float, on_time_point: Callable[[TimePoint], None]
+                ) -> AcquisitionEngine:
+        return AcquisitionEngine(
+            self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
+            self.protocol.n_patterns, interval_s=interval_s, timeout_s=self.acquire_timeout_s(),
+            on_time_point=on_time_point)
+
+    # --- live view (no file) --------------------------------------------------------------------
+
+    def start_live(self, period_s: float = 0.05) -> None:
+        """Acquire continuously on a thread, at most one time point per ``period_s``, offering
+        sets to the worker and images to the display; nothing is written. The worker starts
+        in the background (raw images show at once); :meth:`stop_live` ends it all."""
+        self._load_calibration()
+        if self.protocol.calibration is None and self.photon_calibration is None:
+            self.on_event("warning", "no camera calibration: SR from raw ADU, photon counts "
+                                     "uncalibrated")
+        self._open_sockets()
+        if self.sr_channels:
+            self._launch_worker()
+        self._live_thread_period_s = period_s
+        self.engine = self._engine(0.0, self._on_live_time_point)  # paced, not scheduled
+        self._results_thread = threading.Thread(target=self._results_loop, name="live-results",
+                                                daemon=True)
+        self._results_thread.start()
+        self._start_s = time.monotonic()
+        self.engine.start_live()
+
+    def stop_live(self, timeout_s: float = 10.0) -> None:
+        """Stop live view: the loop, the results thread and the worker (bounded waits)."""
+        self._results_stop.set()
+        try:
+            if self.engine is not None:
+                self.engine.stop_live(timeout_s)
+        finally:
+            if self._results_thread is not None:
+                self._results_thread.join(timeout_s)
+            if self.supervisor is not None:
+                self.supervisor.stop(timeout_s)
+            self._close_sockets()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+
+    @property
+    def live(self) -> bool:
+        """True while live view acquires."""
+        return self.engine is not None and self.engine.is_live
+
+    def set_plan(self, plan: Any, protocol: Protocol) -> None:
+        """Apply new powers/exposures from the next time point on (same channels and mode)."""
+        if [c.laser_nm for c in protocol.channels] != [c.laser_nm for c in self.protocol.channels]:
+            raise ValueError("changing laser lines needs a restart of live mode")
+        if protocol.mode != self.protocol.mode:
+            raise ValueError("changing the SIM mode needs a restart of live mode")
+        self.plan = plan
+        if self.engine is not None:
+            self.engine.plan = plan
+        self.protocol = protocol
+
+    @property
+    def worker_ready(self) -> bool:
+        """True while a worker that said hello runs."""
+        return bool(self.supervisor is not None and self.supervisor.ready)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the current inference worker, if one runs."""
+        process = self.supervisor.process if self.supervisor is not None else None
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def queue_depth(self) -> int:
+        """Raw sets sent to the worker and not yet answered."""
+        with self._lock:
+            return len(self._pending)
+
+    def _on_live_time_point(self, point: TimePoint) -> None:
+        self._count_and_show(point)
+        for raw in point.sets:
+            if raw.channel in self.sr_channels:
+                self._offer_to_worker(raw)
+        self._latest_raw_time_point = point.index
+        rest_s = self._live_thread_period_s - (time.monotonic() - point.started_s)
+        if rest_s > 0:
+            self._results_stop.wait(rest_s)
+
+    # --- both modes ------------------------------------------------------------------------------
+
     def _close_sockets(self) -> None:
         self.raw_sender.close()
         self.results.socket.close(linger=0)
-        if self.display is not None:
+        if self.display is not None and self.display is not self.outlet:
             self.display.close()
+
+    def _count_and_show(self, point: TimePoint) -> None:
+        """Counters, gap events and the display's raw image of a time point."""
+        counters = self.counters
+        counters.time_point = point.index
+        frames = sum(int(np.count_nonzero(raw.sequences >= 0)) for raw in point.sets)
+        counters.raw_frames += frames
+        counters.camera.add(frames)
+        for gap in point.gaps:
+            self._on_gap(gap)
+        if self.display is not None:
+            self.display.offer_raw(point, time.time())
+
+    def _on_gap(self, gap: Gap) -> None:
+        self._gaps += 1
+        if gap.kind == "rig_error":
+            self.counters.rig_errors += 1
+            self.on_event("error", f"rig: {gap.detail}")
+        else:
+            self.counters.lost_frames += max(gap.count, 1)
+            self.on_event("warning", f"time point {gap.time_point}: {gap.detail}")
 
     def _on_time_point(self, point: TimePoint, progress: Callable[[Progress], None] | None
                        ) -> None:
         recorder = self.recorder
         assert recorder is not None and self.engine is not None
+        self._count_and_show(point)
         try:
             for gap in point.gaps:
-                self._gaps += 1
                 recorder.record_event(gap.kind, point.index, gap.first_sequence, gap.detail)
             for raw in point.sets:
                 recorder.write_raw_set(point.index, raw.channel, raw.frames, raw.timestamps_s,
                                        raw.sequences)
-                self._publish("raw", point.index, raw.channel, raw.frames[0])
                 if raw.channel in self.sr_channels:
-                    self._offer_to_worker(raw, recorder)
+                    self._offer_to_worker(raw)
             recorder.end_time_point(point.index)
         except RecorderError as exc:
             logger.error("stopping the run: %s", exc)
@@ -423,7 +577,7 @@ class RunSession:
         if progress is not None:
             progress(self.progress())
 
-    def _offer_to_worker(self, raw: Any, recorder: RunRecorder) -> None:
+    def _offer_to_worker(self, raw: Any) -> None:
         reason = ""
         supervisor = self.supervisor
         if not raw.complete:
@@ -447,38 +601,19 @@ class RunSession:
                     else:
                         reason = "worker queue full"
         if reason:
-            self._skips += 1
-            recorder.record_event("sr_skip", raw.time_point, int(raw.sequences[0]),
-                                  f"channel {raw.channel}: {reason}")
+            self._skip(raw.time_point, raw.channel, reason, int(raw.sequences[0]))
+
+    def _skip(self, time_point: int, channel: int, reason: str, sequence: int = -1) -> None:
+        """Count a set that gets no SR (and record it when recording)."""
+        self._skips += 1
+        self.counters.sr_skips += 1
+        if self.recorder is not None:
+            self.recorder.record_event("sr_skip", time_point, sequence,
+                                       f"channel {channel}: {reason}")
 
     def _next_sequence(self) -> int:
         self._out_sequence += 1
         return self._out_sequence
-
-    def _publish(self, topic: str, time_point: int, channel: int, image: np.ndarray) -> None:
-        """Offer an image to the display stream, at most display_max_hz per topic on average.
-
-        The limit is a schedule, not a minimum gap: a 50 Hz source through a 40 Hz limit gives
-        40 images/s, not the 25/s of "skip anything within one period". uint16 SR goes out as
-        stored (2 bytes a pixel, info["sr_scale"] = value per unit), never converted here.
-        """
-        if self.display is None:
-            return
-        period_s = 1.0 / self.options.display_max_hz
-        now = time.monotonic()
-        due_s = self._last_display.get(topic, -1e9)  # when this topic may publish next
-        if now < due_s:
-            return
-        self._last_display[topic] = max(due_s, now - period_s) + period_s  # <= 1 period credit
-        info: dict[str, Any] = {}
-        if topic == "sr" and image.dtype == np.uint16:
-            info["sr_scale"] = run_file.SR_SCALE
-        kind = {"wf": Kind.WIDEFIELD, "sr": Kind.SR_RESULT, "imc": Kind.IMC_RESULT}.get(
-            topic, Kind.RAW_SET)
-        header = header_for(kind, self.run_id, time_point, image, time_point=time_point,
-                            channel=channel, info=info)
-        with self._display_lock:
-            self.display.publish(topic, header, image)
 
     # --- results thread ---------------------------------------------------------------------
 
@@ -495,17 +630,28 @@ class RunSession:
             if self.supervisor is not None and self.supervisor.check() is not None:
                 self._forget_pending("worker died before returning it")
 
+    def _on_heartbeat(self, message: Message) -> None:
+        head = message.header
+        if self.supervisor is None:
+            return
+        fatal = head.info.get("fatal")
+        if fatal:
+            self.on_event("error", f"inference worker cannot start: {fatal}")
+            return
+        hello = head.info.get("hello")
+        self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
+                                  hello=isinstance(hello, dict))
+        if isinstance(hello, dict):
+            if not self.hello:  # live view: the worker started in the background
+                self._on_hello(hello)
+            elif self.recorder is not None:
+                self._check_restarted_models(hello, self.recorder)
+
     def _on_result(self, message: Message) -> None:
         head = message.header
         recorder = self.recorder
-        assert recorder is not None
         if head.kind is Kind.HEARTBEAT:
-            if self.supervisor is not None:
-                hello = head.info.get("hello")
-                self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
-                                          hello=isinstance(hello, dict))
-                if isinstance(hello, dict):
-                    self._check_restarted_models(hello, recorder)
+            self._on_heartbeat(message)
             return
         if head.run_id != self.run_id:
             self.results.rejected += 1
@@ -518,7 +664,7 @@ class RunSession:
                            head.kind, head.time_point, head.channel)
             return
         if head.kind is Kind.IMC_RESULT:
-            self._on_imc(message, recorder)
+            self._on_imc(message)
             return
         if head.kind is Kind.EVENT and "flushed" in head.info:
             self._imc_flushed.set()
@@ -527,29 +673,46 @@ class RunSession:
         with self._lock:
             sent_s = self._pending.pop(key, None)
         if head.kind is Kind.EVENT:
-            kind = "imc_failed" if head.info.get("imc") else "sr_failed"
-            recorder.record_event(kind, head.time_point, -1,
-                                  str(head.info.get("error", "worker error")))
+            error = str(head.info.get("error", "worker error"))
+            self.on_event("error", f"{'IMC-SR' if head.info.get('imc') else 'worker'}: {error}")
+            if recorder is not None:
+                kind = "imc_failed" if head.info.get("imc") else "sr_failed"
+                recorder.record_event(kind, head.time_point, -1, error)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
             self.results.rejected += 1
             logger.warning("unexpected %s for channel %d", head.kind, head.channel)
             return
+        latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
+        if recorder is not None and not self._write_sr(message, recorder, sent_s, latency_ms):
+            return
+        counters = self.counters
+        counters.sr_frames += 1
+        counters.sr.add(1)
+        counters.latency_ms = latency_ms
+        self._latencies.add(latency_ms)
+        self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
+        if self.display is not None:
+            self.display.offer_result(message)
+
+    def _write_sr(self, message: Message, recorder: RunRecorder, sent_s: float | None,
+                  latency_ms: float) -> bool:
+        """Write an SR image to the run file; False (and the failure recorded) if it is bad."""
+        head = message.header
         image = message.array
         if image.dtype == np.uint16 and head.info.get("sr_scale") != run_file.SR_SCALE:
             recorder.record_event("sr_failed", head.time_point, -1,
                                   f"channel {head.channel}: uint16 SR with scale "
                                   f"{head.info.get('sr_scale')!r}, not the file's")
-            return
+            return False
         if image.shape != recorder.layout.sr_shape:
             recorder.record_event("sr_failed", head.time_point, -1,
                                   f"channel {head.channel}: SR shape {message.array.shape} is not "
                                   f"the run's {recorder.layout.sr_shape}")
-            return
+            return False
         if sent_s is None:
             recorder.record_event("sr_late", head.time_point, -1,
                                   f"channel {head.channel}: result after its skip was recorded")
-        latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
         timings = head.info.get("timings_ms", {})
         inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
         flags = head.info.get("flags") or []
@@ -559,22 +722,23 @@ class RunSession:
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
                           image, float(head.info.get("photon_count", float("nan"))),
                           latency_ms, inference_ms)
-        self._latencies.add(latency_ms)
-        self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
-        self._publish("sr", head.time_point, head.channel, image)
+        return True
 
-    def _on_imc(self, message: Message, recorder: RunRecorder) -> None:
-        """Write an IMC-SR split (3, sY, sX) and offer it to the display."""
+    def _on_imc(self, message: Message) -> None:
+        """Write an IMC-SR split (3, sY, sX) when recording and offer it to the display."""
         head = message.header
-        expected = (3, *recorder.layout.sr_shape)
-        if not self.protocol.imc or message.array.shape != expected:
+        recorder = self.recorder
+        expected = (3, *recorder.layout.sr_shape) if recorder is not None else None
+        if not self.protocol.imc or (expected is not None and message.array.shape != expected):
             self.results.rejected += 1
             logger.warning("IMC result %s for t=%d rejected (IMC %s, expected %s)",
                            message.array.shape, head.time_point,
                            "on" if self.protocol.imc else "off", expected)
             return
-        recorder.write_imc(head.time_point, message.array)
-        self._publish("imc", head.time_point, head.channel, message.array)
+        if recorder is not None:
+            recorder.write_imc(head.time_point, message.array)
+        if self.display is not None:
+            self.display.offer_result(message)
 
     def _flush_imc(self) -> None:
         """Ask the worker for the temporal IMC model's last frame and wait (bounded) for it."""
@@ -603,9 +767,7 @@ class RunSession:
             lost = sorted(self._pending)
             self._pending.clear()
         for t, c in lost:
-            self._skips += 1
-            if self.recorder is not None:
-                self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {reason}")
+            self._skip(t, c, reason)
 
     def _drain(self) -> None:
         """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
