@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gui.commands",
     "acquisition.soak",
     "acquisition.bench_all",
+    "acquisition.gpu_bench",
 )
 
 
