@@ -32,9 +32,9 @@ from hardware.roles import (
 from hardware.sequencing import SequencePlan, SequenceStep
 
 if TYPE_CHECKING:
-    from sim_emulator.devices_bench import OpticalBench
     from sim_emulator.devices_faults import FaultPlan
     from sim_emulator.microscope import EmulatorConfig
+    from sim_emulator.optical_bench import OpticalBench
 
 logger = logging.getLogger(__name__)
 

@@ -33,9 +33,8 @@ LEAVES = ("acquisition.wire", "acquisition.transport", "acquisition.run_file")
 
 
 def is_composition(path: Path) -> bool:
-    """CLI and benchmark modules, which assemble packages and may import any of them."""
-    name = path.name
-    return name in {"cli.py", "bench_all.py"} or name.endswith("commands.py") or "bench" in name
+    """The CLI root (commands and benchmarks), which assembles packages and may import any."""
+    return path.relative_to(ROOT).parts[:2] == ("acquisition", "cli")
 
 
 def runtime_imports(path: Path) -> list[tuple[int, str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 
 from acquisition import run_file
-from acquisition.ground_truth_quality import score_against_ground_truth
+from acquisition.cli.ground_truth_quality import score_against_ground_truth
 from acquisition.protocol import Protocol
 from acquisition.session import RunSession, SessionOptions
 from hardware.rig import Rig

@@ -1,4 +1,4 @@
-"""`livesim reconstruct --method wiener` (inference/wiener_commands.py) through the real CLI."""
+"""`livesim reconstruct --method wiener` (acquisition/cli/wiener_commands.py), real CLI."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (its tests/ folder)
 
 # What the device machine's Python already holds (its image, 'cuda'; see the device notes):
 # distributions the check must not carry. Normalised names (PEP 503).
@@ -250,7 +250,7 @@ DFCAN_VARIANTS: tuple[tuple[str, str, bool, str | None], ...] = (
 def dfcan_under_test(dry_run: bool) -> Any:
     """Full-size DFCAN-SIM with random weights; in a dry run a tiny DFCAN of the same code
     (width 8, one group of two blocks, 16^2 spectrum) so the rehearsal takes seconds."""
-    from inference.engines.benchmark import benchmark_model
+    from acquisition.cli.bench.engines import benchmark_model
 
     if not dry_run:
         return benchmark_model("dfcan-sim-full")
@@ -432,8 +432,8 @@ def stage_pipeline_gpu_worker(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
     """The pipeline (bank source -> engine -> ZeroMQ -> SR worker -> recorder) with a
     full-size DFCAN-SIM worker on the device (the bundled CPU model in a dry run): raw
     frames/s, SR frames and skips, SR latency, raw lost."""
-    from acquisition.pipeline_bench import check_lossless, frame_bank, measure_pipeline
-    from inference.engines.benchmark import benchmark_model
+    from acquisition.cli.bench.pipeline import check_lossless, frame_bank, measure_pipeline
+    from acquisition.cli.bench.engines import benchmark_model
     from inference.model_file import save_model
 
     if plan.dry_run:
@@ -464,7 +464,7 @@ def stage_pipeline_gpu_worker(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
 
 def stage_pipeline_limits(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
     """``bench pipeline`` (passthrough worker) at the large sizes: pipeline vs bare limits."""
-    from acquisition.pipeline_bench import run_pipeline_bench
+    from acquisition.cli.bench.pipeline import run_pipeline_bench
 
     rows = []
     for size in plan.limit_sizes:

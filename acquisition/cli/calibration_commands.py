@@ -1,7 +1,7 @@
 """`livesim` sub-commands contributed by the `calibration` package.
 
 `livesim calibrate camera`. (`livesim reconstruct` and `livesim bench wiener` live in
-`inference/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
+`acquisition/cli/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
 command functions so `livesim --help` stays fast.
 """
 

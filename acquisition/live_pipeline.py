@@ -21,12 +21,12 @@ import zmq
 
 from acquisition.engine import AcquisitionEngine, Gap, TimePoint
 from acquisition.protocol import Protocol
+from acquisition.rate_meter import RateMeter
 from acquisition.session import SessionOptions
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
 from acquisition.transport import DisplayPublisher, Endpoints, MessageReceiver, RawSetSender
 from acquisition.transport import open_socket as open_zmq_socket
 from acquisition.wire import Kind, Message, header_for
-from gui.rate_meter import RateMeter
 
 logger = logging.getLogger(__name__)
 

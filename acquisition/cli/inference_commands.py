@@ -118,7 +118,7 @@ def bench_inference(
     from rich.console import Console
     from rich.table import Table
 
-    from inference.engines.benchmark import run_inference_benchmark
+    from acquisition.cli.bench.engines import run_inference_benchmark
 
     rows = run_inference_benchmark(
         sizes=[int(s) for s in sizes.split(",") if s],
@@ -144,8 +144,8 @@ def bench_inference(
         )
     imc: dict[str, object] = {}
     if imc_model:
+        from acquisition.cli.bench.imcsr import bench_imcsr
         from inference.engines import resolve_device
-        from inference.imc.bench import bench_imcsr
 
         imc = bench_imcsr([2 * int(s) for s in sizes.split(",") if s], imc_model,
                           resolve_device(device),

@@ -140,7 +140,7 @@ def bench_pipeline_command(
                                      "h5py same bytes and the pipeline (medians reported)."),
 ) -> None:
     """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
-    from acquisition.pipeline_bench import run_pipeline_bench
+    from acquisition.cli.bench.pipeline import run_pipeline_bench
 
     result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats)
     for line in result.lines():
@@ -306,7 +306,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 def _demo_quality(path: Path) -> str:
     """SR and wide-field of the last time point scored against the emulator's ground truth."""
-    from acquisition.ground_truth_quality import score_against_ground_truth
+    from acquisition.cli.ground_truth_quality import score_against_ground_truth
 
     rows = score_against_ground_truth(path)
     if not rows:

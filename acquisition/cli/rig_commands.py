@@ -55,7 +55,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
     ) -> None:
         """Emulated raw frames/s through the pymmcore-plus core, triggered and tagged."""
-        from hardware.camera_benchmark import measure_camera_throughput
+        from acquisition.cli.bench.camera import measure_camera_throughput
 
         result = measure_camera_throughput(frames, size, render)
         typer.echo(

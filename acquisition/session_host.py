@@ -1,7 +1,7 @@
 """The GUI's acquisition process: owns the rig, runs live view and recordings, answers the GUI.
 
-Run as ``python -m gui.session_host`` by the GUI (a separate process, so drawing never takes
-CPU time or the GIL from acquisition). Live view is :class:`gui.live_pipeline.LivePipeline`;
+Run as ``python -m acquisition.session_host`` by the GUI (a separate process, so drawing never takes
+CPU time or the GIL from acquisition). Live view is :class:`acquisition.live_pipeline.LivePipeline`;
 recording is acquisition's :class:`RunSession`. Both feed one display PUB (endpoint ``display``):
 the display channel's raw frame or wide-field ('raw'), its full sets at 2 Hz ('set'), SR images
 ('sr', uint16 x sr_scale) and IMC splits ('imc'). A REP socket answers the GUI's commands
@@ -27,12 +27,12 @@ from typing import Any
 import zmq
 
 from acquisition.engine import TimePoint
+from acquisition.host_wire import pack, unpack
+from acquisition.live_pipeline import DisplayOutlet, LivePipeline, plan_for
 from acquisition.protocol import Protocol, ProtocolError
+from acquisition.rate_meter import RateMeter
 from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
 from acquisition.wire import Kind, header_for
-from gui.host_wire import pack, unpack
-from gui.live_pipeline import DisplayOutlet, LivePipeline, plan_for
-from gui.rate_meter import RateMeter
 
 logger = logging.getLogger(__name__)
 
@@ -497,7 +497,7 @@ def serve(host: SessionHost, control_endpoint: str, parent_pid: int = 0) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m gui.session_host``."""
+    """Entry point of ``python -m acquisition.session_host``."""
     parser = argparse.ArgumentParser(description="livesim GUI acquisition process")
     parser.add_argument("--control", required=True, help="REP endpoint to bind")
     parser.add_argument("--display", required=True, help="display PUB endpoint to bind")
