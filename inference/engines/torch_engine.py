@@ -52,8 +52,9 @@ class TorchEngine(Engine):
         self.compile_mode = compile_mode
         self._forward_module: Any = self.module
         if compile_mode is not None:
+            mode = compile_mode if compile_backend == "inductor" else None  # others take none
             self._forward_module = torch.compile(
-                self.module, mode=compile_mode, backend=compile_backend, dynamic=False
+                self.module, mode=mode, backend=compile_backend, dynamic=False
             )
             cuda_graphs = cuda_graphs and compile_mode != "reduce-overhead"
         self.cuda_graphs = cuda_graphs and self.torch_device.type == "cuda"
@@ -92,10 +93,12 @@ class TorchEngine(Engine):
         graph.replay()
         return static_out
 
-    @torch.inference_mode()
     def run(self, batch: Any) -> np.ndarray:
-        x = as_torch(batch, self.torch_device)
-        if self.torch_device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = self._graph_run(x) if self.cuda_graphs else self._forward(x)
-        return as_numpy(y.float()[:, 0])
+        # torch.compile's guards fail on tensors made under inference_mode: no_grad there
+        no_autograd = torch.no_grad() if self.compile_mode is not None else torch.inference_mode()
+        with no_autograd:
+            x = as_torch(batch, self.torch_device)
+            if self.torch_device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self._graph_run(x) if self.cuda_graphs else self._forward(x)
+            return as_numpy(y.float()[:, 0])
