@@ -33,11 +33,10 @@ import numpy as np
 
 from acquisition import run_file
 from acquisition.fsync_behind import FsyncBehind
-from inference.imc import DEFAULT_STRUCTURES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMC_CHANNELS = DEFAULT_STRUCTURES  # the bundled IMC-SR model's outputs, in order
+DEFAULT_IMC_CHANNELS = run_file.IMC_DEFAULT_CHANNEL_NAMES
 FAULT_SEAL_TIMEOUT_S = 60.0  # the child process adding the fault row after a write failure
 
 

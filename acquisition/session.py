@@ -27,7 +27,6 @@ import zmq
 
 from acquisition import run_file
 from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
-from acquisition.photon_calibration import PhotonCalibration, emulator_photon_calibration
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
@@ -40,6 +39,7 @@ from acquisition.transport import (
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
+from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -285,13 +285,12 @@ class RunSession:
                    + 2.0)
 
     def _load_calibration(self) -> None:
-        """The camera calibration: the protocol's file, or the emulated camera's own model.
+        """The camera calibration: the protocol's file, or the photon calibration passed in.
 
         Its maps go to /calibration; the worker gets a file to compute photon counts with.
         """
         if self.protocol.calibration is None:
-            photons = self.photon_calibration or emulator_photon_calibration(
-                self.source, self.frame_shape)
+            photons = self.photon_calibration
             if photons is None:
                 return
             if photons.shape != self.frame_shape:

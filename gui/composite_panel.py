@@ -9,12 +9,12 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
+from acquisition.run_file import IMC_DEFAULT_CHANNEL_NAMES
 from gui.contrast import composite_rgb, percentile_levels
-from inference.imc import DEFAULT_STRUCTURES
 
 # captions until the stream reports the running model's `channel_names`: the default IMC-SR
 # model's structures, in its output order
-CHANNEL_NAMES: tuple[str, ...] = DEFAULT_STRUCTURES
+CHANNEL_NAMES: tuple[str, ...] = IMC_DEFAULT_CHANNEL_NAMES
 COLOURS: dict[str, tuple[int, int, int]] = {
     "magenta": (255, 0, 255), "green": (0, 255, 0), "cyan": (0, 200, 255),
     "red": (255, 40, 40), "yellow": (255, 230, 0), "blue": (60, 90, 255), "grey": (200, 200, 200),

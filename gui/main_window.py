@@ -17,16 +17,16 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from acquisition.live_pipeline import wide_field_uint16
 from acquisition.protocol import ProtocolError
+from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
 from gui.composite_panel import CompositePanel
 from gui.display_cost import DisplayCost, thread_cpu_s
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
-from gui.live_pipeline import wide_field_uint16
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
-from gui.rate_meter import RateMeter
 from gui.status_panel import EventPane, StatusPanel, format_status, free_disk_bytes
 
 logger = logging.getLogger(__name__)

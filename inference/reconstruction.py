@@ -176,7 +176,9 @@ class PassthroughReconstructor(Reconstructor):
 
 class WienerReconstructor(Reconstructor):
     """'wiener': conventional SIM (inference.wiener.WienerSim); SIM parameters are estimated on
-    the first set and reused for the following ones. Output min-max normalised to [0, 1]."""
+    the first set and reused for the following ones, or given (``parameters``: a
+    ``SimParameters``, as batch reprocessing ships one estimate to every task). Output min-max
+    normalised to [0, 1]."""
 
     model_name = "wiener"
     mode = "sim"
@@ -188,6 +190,7 @@ class WienerReconstructor(Reconstructor):
         na: float = 1.35,
         emission_nm: float = 525.0,
         wiener_config: Any = None,
+        parameters: Any = None,
     ) -> None:
         try:
             wiener = importlib.import_module("inference.wiener")
@@ -199,7 +202,13 @@ class WienerReconstructor(Reconstructor):
         self.pixel_size_nm = pixel_size_nm
         self.wiener_config = wiener_config
         self._engine: Any = None
+        self._parameters = parameters  # SimParameters to use instead of estimating them
         self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
+
+    @property
+    def parameters(self) -> Any:
+        """The pattern parameters in use (given, or estimated on the first set; None before)."""
+        return self._engine.parameters if self._engine is not None else self._parameters
 
     def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
         results = []
@@ -207,7 +216,11 @@ class WienerReconstructor(Reconstructor):
             start = time.perf_counter()
             item = self.preprocessor.prepare(raw)
             frames = np.asarray(item.inputs, dtype=np.float32)
-            if self._engine is None:
+            if self._engine is None and self._parameters is not None:
+                self._engine = self._wiener_sim(
+                    frames.shape[-2:], self._parameters, self.otf, self.wiener_config
+                )
+            elif self._engine is None:
                 self._engine = self._wiener_sim.from_raw(
                     frames, self.pixel_size_nm, self.otf, self.wiener_config
                 )

@@ -16,9 +16,9 @@ from calibration.camera_calibration import (
     plot_photon_transfer,
     series_moments,
 )
-from hardware.rig import Rig
 from sim_emulator.microscope import EmulatorConfig
 from sim_emulator.optics import Optics
+from sim_emulator.rig import emulated_rig
 from sim_emulator.samples import Dynamics
 from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
@@ -42,7 +42,7 @@ def _config(sensor: SensorModel | None = None) -> EmulatorConfig:
 @pytest.fixture(scope="module")
 def emulated_calibration() -> tuple[CameraCalibration, Sensor]:
     config = _config()
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     try:
         calibration = calibrate_camera(rig, laser_nm=488, n_frames=150)
         assert rig.camera.exposure_ms == pytest.approx(10.0)  # settings restored
@@ -78,7 +78,7 @@ def test_recovers_offset_gain_and_noise(
 
 def test_hot_pixels_are_flagged() -> None:
     config = _config(SensorModel(hot_pixel_fraction=0.01))
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     try:
         calibration = calibrate_camera(rig, laser_nm=488, n_frames=40)
     finally:

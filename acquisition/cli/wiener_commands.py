@@ -74,7 +74,7 @@ def reconstruct_command(
     out = np.stack(images) if len(images) > 1 else images[0]
     peak = float(out.max())
     out = (out / peak if peak > 0 else out).astype(np.float32)
-    save_image(output, out)
+    save_image(output, out, pixel_size_nm=sim.output_pixel_size_nm)
     if parameters_out is not None:
         parameters_out.write_text(sim.parameters.model_dump_json(indent=2))
     periods = [

@@ -1,21 +1,17 @@
 """Photon calibration of a run's camera: offset map and photons per count, for photon counts.
 
-An emulated camera's calibration is known exactly (its sensor model), so every emulator run
-records it in ``/calibration`` and hands it to the inference worker, which then reports the
-average photon count (DFCAN definition) of every raw set in incident photons. Real rigs use
-the protocol's camera calibration file (`livesim calibrate camera`) instead.
+A run records it in ``/calibration`` and hands it to the inference worker, which then reports
+the average photon count (DFCAN definition) of every raw set in incident photons. A real rig's
+comes from the protocol's camera calibration file (`livesim calibrate camera`); an emulated
+camera's is known exactly (`sim_emulator.rig.photon_calibration`).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 # the file format the inference worker reads (inference.worker.load_calibration)
 PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
@@ -61,32 +57,3 @@ class PhotonCalibration:
                 h5.create_dataset(name, data=array)
         return path
 
-
-def emulator_photon_calibration(source: Any, frame_shape: tuple[int, int]
-                                ) -> PhotonCalibration | None:
-    """The emulated camera's exact calibration, or None when ``source`` is not the emulator.
-
-    Maps come from the sensor model (offset map, hot pixels); if the camera reads out a
-    different shape than the modelled sensor (a device ROI), the model's mean offset is used.
-    """
-    from hardware.errors import CapabilityError
-
-    hub_of = getattr(source, "emulator_hub", None)
-    if hub_of is None:
-        return None
-    try:
-        microscope = hub_of().bench.microscope("sim")
-    except CapabilityError:
-        return None
-    sensor = microscope.sensor
-    model = sensor.model
-    offset = sensor.offset_map_out_adu()
-    defects = sensor.crop(sensor.hot_pixel_mask)
-    if model.binning > 1 or defects.shape != tuple(frame_shape):
-        defects = None
-    if offset.shape != tuple(frame_shape):
-        logger.info("emulated camera reads %s of a %s sensor: using its mean offset",
-                    frame_shape, offset.shape)
-        offset = np.full(frame_shape, model.offset_adu * model.binning**2, np.float32)
-    return PhotonCalibration(offset, float(model.photons_per_count), defects,
-                             source="emulator sensor model")

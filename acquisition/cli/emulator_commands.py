@@ -111,7 +111,7 @@ def bench_emulator_command(
     mode: Mode = typer.Option(Mode.sim, "--mode"),
 ) -> None:
     """Full-physics 9-frame sets/s and fast-path raw frames/s (targets: 10 and 2,000 at 512)."""
-    from sim_emulator.throughput import measure_throughput
+    from acquisition.cli.bench.emulator import measure_throughput
 
     result = measure_throughput(size, structure.value, sets, frames, mode.value)
     typer.echo(
