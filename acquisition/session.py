@@ -584,7 +584,7 @@ class RunSession:
             recorder.record_event("sr_flagged", head.time_point, -1,
                                   f"channel {head.channel}: " + ", ".join(map(str, flags)))
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
-                          image, float(head.info.get("photon_count", float("nan"))),
+                          image, float(head.info.get("photon_count_e", float("nan"))),
                           latency_ms, inference_ms)
         self._latencies.add(latency_ms)
         self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)

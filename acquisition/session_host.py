@@ -108,7 +108,7 @@ class OpenedRig:
     photon calibration when it is known without a calibration file (the emulator's)."""
 
     rig: Rig
-    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, photons_per_count, rig
+    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, electrons_per_adu, rig
     photons: PhotonCalibration | None = None
 
 

@@ -669,7 +669,7 @@ class LiveWindow(QtWidgets.QMainWindow):
 
         image = frames[0] if frames.ndim == 3 else frames
         return float(average_photon_count(image, float(camera["offset_adu"]),
-                                          float(camera["photons_per_count"])))
+                                          float(camera["electrons_per_adu"])))
 
     def _match_raw_scale(self) -> None:
         """Draw raw pixels at the SR grid's scale so linked views show the same field."""

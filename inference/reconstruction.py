@@ -37,7 +37,7 @@ class SrResult:
     provenance; `flags` names anything that makes the image untrustworthy."""
 
     image: np.ndarray
-    photon_count: float
+    photon_count_e: float
     model_name: str
     model_sha256: str
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -108,7 +108,7 @@ class ModelReconstructor(Reconstructor):
             results.append(
                 SrResult(
                     image=_check_output(image, flags),
-                    photon_count=_as_float(item.photon_count),
+                    photon_count_e=_as_float(item.photon_count_e),
                     model_name=self.model_name,
                     model_sha256=self.model_sha256,
                     timings_ms={
@@ -145,7 +145,9 @@ class WideFieldReconstructor(Reconstructor):
             image = _check_output(np.asarray(item.inputs)[0], flags)
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
-                SrResult(image, _as_float(item.photon_count), "none", "", {"total": elapsed}, flags)
+                SrResult(
+                    image, _as_float(item.photon_count_e), "none", "", {"total": elapsed}, flags
+                )
             )
         return results
 
@@ -233,7 +235,7 @@ class WienerReconstructor(Reconstructor):
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
                 SrResult(
-                    image, _as_float(item.photon_count), "wiener", "", {"total": elapsed}, flags
+                    image, _as_float(item.photon_count_e), "wiener", "", {"total": elapsed}, flags
                 )
             )
         return results
