@@ -81,7 +81,12 @@ def predict(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     out = images[0] if len(images) == 1 else np.stack(images)
-    save_image(output, out.astype(np.float32, copy=False))
+    # the output grid's pixel: the input's, shrunk by the model's upsampling
+    pixel_nm = (None if stack.pixel_size_nm is None
+                else stack.pixel_size_nm * stack.frames.shape[-1] / out.shape[-1])
+    if pixel_nm is None:
+        typer.echo(f"note: {input_path} states no pixel size; {output} carries none", err=True)
+    save_image(output, out.astype(np.float32, copy=False), pixel_size_nm=pixel_nm)
     typer.echo(
         f"{output}: {out.shape} float32 from {loaded.name} ({loaded.info.mode}), "
         f"sha256 {loaded.sha256[:12]}, {flagged} flagged time point(s)"

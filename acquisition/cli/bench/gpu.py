@@ -398,7 +398,7 @@ def stage_wiener(plan: CheckPlan) -> dict[str, Any]:
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
-    config = EmulatorConfig(size_px=plan.wiener_size, photons=300.0, seed=1)
+    config = EmulatorConfig(size_px=plan.wiener_size, photon_count_e=300.0, seed=1)
     raw = Microscope(config).render_set(0.0)
     otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm,
                    pixel_integration=True)
