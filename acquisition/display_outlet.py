@@ -128,7 +128,7 @@ class DisplayOutlet:
         else:
             return
         info: dict[str, Any] = {
-            "photon_count": float(head.info.get("photon_count", float("nan"))),
+            "photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
             "model_name": str(head.info.get("model_name", "")),
             "acquired_s": self._acquired_s.get(head.time_point, 0.0)}
         if message.array.dtype == np.uint16:  # as the run stores it: value = stored x scale

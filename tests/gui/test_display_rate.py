@@ -27,7 +27,7 @@ class RecordingPublisher:
 def sr_message(time_point: int, image: np.ndarray, channel: int = 0,
                kind: Kind = Kind.SR_RESULT) -> Message:
     """A worker's result as the session's results thread receives it."""
-    info = {"sr_scale": run_file.SR_SCALE, "photon_count": 12.5, "model_name": "m"}
+    info = {"sr_scale": run_file.SR_SCALE, "photon_count_e": 12.5, "model_name": "m"}
     header = header_for(kind, "r", time_point, image, time_point=time_point, channel=channel,
                         info=info)
     return Message(header, image)
@@ -67,7 +67,7 @@ def test_uint16_sr_goes_out_as_stored_with_its_scale() -> None:
     topic, header, array = publisher.sent[0]
     assert topic == "sr" and array is stored  # no float32 copy on the acquisition side
     assert header.dtype == "uint16" and header.info["sr_scale"] == run_file.SR_SCALE
-    assert header.time_point == 5 and header.info["photon_count"] == 12.5
+    assert header.time_point == 5 and header.info["photon_count_e"] == 12.5
 
 
 def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatch) -> None:
