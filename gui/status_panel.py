@@ -122,7 +122,7 @@ class EventPane(QtWidgets.QWidget):
         stamp = time.strftime("%H:%M:%S")
         colour = LEVEL_COLOURS.get(level, "#ccc")
         safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        self.log.appendHtml(f"<span style='color:#667'>{stamp}</span> "
+        self.log.appendHtml(f"<span style='color:#8a9bb0'>{stamp}</span> "
                             f"<span style='color:{colour}'>{safe}</span>")
         if level == "error":
             self.errors.append(text)
