@@ -128,6 +128,17 @@ def yield_cpu_to_acquisition(niceness: int = WINDOW_NICENESS) -> None:
         logger.warning("could not lower the window's CPU priority: %s", exc)
 
 
+def default_window_size(app: object) -> object:
+    """1600 x 1000, or 90 % of a smaller screen's available area (e.g. a 1280 x 720 one)."""
+    from pyqtgraph.Qt import QtCore
+
+    screen = app.primaryScreen()  # type: ignore[attr-defined]
+    if screen is None:
+        return QtCore.QSize(1600, 1000)
+    area = screen.availableGeometry()
+    return QtCore.QSize(min(1600, int(area.width() * 0.9)), min(1000, int(area.height() * 0.9)))
+
+
 def run_gui(options: GuiOptions) -> int:
     """Open the window (starting the acquisition process); return the Qt exit code."""
     import pyqtgraph as pg
@@ -159,7 +170,8 @@ def run_gui(options: GuiOptions) -> int:
         window.editor.imc.setChecked(True)
     if options.model is not None:
         window.editor.set_reconstruction(options.model)
-    window.resize(1600, 1000)
+    if settings.value("geometry") is None:  # otherwise restore_settings placed it
+        window.resize(default_window_size(app))
     window.show()
     if options.attach is not None:
         window.events.add("info", f"watching {options.attach} (read-only: the run's own "

@@ -29,7 +29,7 @@ def _pixels(widget: QtWidgets.QWidget) -> np.ndarray:
 
 
 def _best_contrast(pixels: np.ndarray, background: str) -> float:
-    colours = {"#%02x%02x%02x" % tuple(int(v) for v in p) for p in pixels.reshape(-1, 3)}
+    colours = {"#{:02x}{:02x}{:02x}".format(*(int(v) for v in p)) for p in pixels.reshape(-1, 3)}
     return max(contrast_ratio(c, background) for c in colours)
 
 
