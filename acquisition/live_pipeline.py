@@ -386,7 +386,7 @@ class LivePipeline:
             return
         acquired_s = self._acquired_s.get(head.time_point)
         latency_ms = (time.time() - acquired_s) * 1e3 if acquired_s is not None else float("nan")
-        info = {"photon_count": float(head.info.get("photon_count", float("nan"))),
+        info = {"photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
                 "model_name": str(head.info.get("model_name", "")),
                 "acquired_s": acquired_s or 0.0}
         if "sr_scale" in head.info:  # uint16 SR: shown value = stored x sr_scale

@@ -396,6 +396,7 @@ class RunRecorder:
         d["sr_written"] = run_file.create_table(stamps, "sr_written", (c,), np.uint8, 0)
         d["photon_count"] = run_file.create_table(h5, run_file.PHOTON_COUNT, (c,), np.float32,
                                                   np.nan)
+        d["photon_count"].attrs["unit"] = "e-"  # calibration.photon_count: detected photons
         d["sim_params"] = run_file.create_table(h5, run_file.SIM_PARAMS,
                                                 (c, lay.n_orientations, 4), np.float64, np.nan)
         d["sim_params"].attrs["columns"] = ["kx_cycles_per_px", "ky_cycles_per_px",

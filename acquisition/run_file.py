@@ -34,7 +34,7 @@ SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>
 EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
-PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
+PHOTON_COUNT = "photon_count"  # float32 (T, C): average photon count (e-) of each raw set
 COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
 SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the image datasets
 # multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set

@@ -37,6 +37,7 @@ from hardware.rig import Rig
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 500
+FINISH_WITHIN_S = 45.0  # default limit for outstanding SR when a recording is stopped to quit
 EVENT_LOG_PERIOD_S = 1.0  # at most one event per second per logger and level from log records
 
 
@@ -107,7 +108,7 @@ class OpenedRig:
     photon calibration when it is known without a calibration file (the emulator's)."""
 
     rig: Rig
-    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, photons_per_count, rig
+    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, electrons_per_adu, rig
     photons: PhotonCalibration | None = None
 
 
@@ -136,6 +137,7 @@ class SessionHost:
         self.live: LivePipeline | None = None
         self.live_protocol: Protocol | None = None
         self.recording: RecordingThread | None = None
+        self.last_run: dict[str, Any] = {}  # outcome of the newest finished recording
         self._n_live = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-command")
         self.busy: Future[None] | None = None
@@ -164,9 +166,11 @@ class SessionHost:
                 protocol = self._protocol(request["protocol"])
                 channel = int(request.get("display_channel", 0))
                 return self._later("record", lambda: self.start_record(protocol, channel))
-            if cmd == "stop_record":
+            if cmd == "stop_record":  # optional: finish_within_s (drain limit), resume (live)
                 if self.recording is not None:
-                    self.recording.stop()
+                    within = request.get("finish_within_s")
+                    self.recording.stop(None if within is None else float(within),
+                                        resume=bool(request.get("resume", True)))
                 return {"ok": True}
             if cmd == "quit":
                 return {"ok": True, "quit": True}
@@ -280,6 +284,7 @@ class SessionHost:
         busy = self.busy is not None and not self.busy.done()
         base: dict[str, Any] = {"ok": True, "camera": self.camera, "busy": busy,
                                 "display_endpoint": self.display_endpoint,
+                                "last_run": self.last_run,
                                 "events": self.events.since(since), "pid": os.getpid()}
         recording = self.recording
         if recording is not None and recording.is_alive():
@@ -303,8 +308,8 @@ class SessionHost:
         """Stop everything and release the rig."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self.recording is not None:
-            self.recording.stop()
-            self.recording.join(60.0)
+            self.recording.stop(FINISH_WITHIN_S, resume=False)
+            self.recording.join(FINISH_WITHIN_S + 30.0)  # drain limit + file close, worker stop
         self.stop_live()
         self.outlet.close()
         self.rig.close()
@@ -339,6 +344,7 @@ class RecordingThread(threading.Thread):
         self._restarts_seen = 0
         self._last_raw = 0
         self._last_bytes = 0
+        self.stopping = False
 
     def run(self) -> None:
         """Record; afterwards report the outcome and resume live view if it was on."""
@@ -354,23 +360,35 @@ class RecordingThread(threading.Thread):
         finally:
             self._stop_relay.set()
             relay.join(5.0)
+        sealed, why = run_file_sealed(self.protocol.output)
+        self.host.last_run = {"path": str(self.protocol.output), "sealed": sealed,
+                              "problem": why, "error": summary.error if summary else "failed",
+                              "time_points": summary.engine.time_points if summary else 0,
+                              "sr_frames": summary.sr_frames if summary else 0}
         if summary is not None:
             level = "error" if summary.error else "info"
             self.host.events.add(level, (
                 f"recording done: {summary.engine.time_points} time points "
                 f"({summary.engine.stopped_reason}), "
                 f"{summary.raw_frames} raw / {summary.sr_frames} SR frames -> {summary.path}"
-                f"; events {summary.events or 'none'}"
+                f"; events: {readable_counts(summary.events)}"
                 + (f"; error: {summary.error}" if summary.error else "")))
+        if not sealed and self.protocol.output.exists():
+            self.host.events.add("error", f"run file not sealed ({why}): run `livesim recover "
+                                          f"{self.protocol.output}`")
         if self.resume is not None:
             try:
                 self.host.start_live(self.resume, self.host.outlet.display_channel)
             except (ProtocolError, ValueError, RuntimeError) as exc:
                 self.host.events.add("error", f"could not resume live view: {exc}")
 
-    def stop(self) -> None:
-        """Stop after the time point in progress."""
-        self.session.stop()
+    def stop(self, finish_within_s: float | None = None, resume: bool = True) -> None:
+        """Stop after the time point in progress; outstanding SR is waited for at most
+        ``finish_within_s`` (None: the session's idle limit); ``resume``: live view after."""
+        self.stopping = True
+        if not resume:
+            self.resume = None
+        self.session.stop(finish_within_s)
 
     def _on_progress(self, progress: Any) -> None:
         """Acquisition thread, after each time point: rates, and hook the raw display once."""
@@ -434,7 +452,9 @@ class RecordingThread(threading.Thread):
                                           f"({supervisor.restarts} restart(s))")
         process = supervisor.process if supervisor is not None else None
         free = shutil.disk_usage(self.protocol.output.parent).free
-        return {"state": "recording" if p is not None else "starting",
+        state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
+        return {"state": state, "sr_pending": self.session.pending_sr(),
+                "finish_left_s": self.session.finish_left_s(),
                 "camera_fps": self.camera_rate.rate_per_s(), "sr_fps": self.sr_rate.rate_per_s(),
                 "latency_ms": self.latency_ms,
                 "queue_depth": p.sr_lag_time_points if p else 0,
@@ -447,6 +467,34 @@ class RecordingThread(threading.Thread):
                 "worker_pid": process.pid if process is not None and process.poll() is None
                 else None, "worker_ready": bool(supervisor and supervisor.ready),
                 "raw_frames": p.raw_frames if p else 0, "sr_frames": p.sr_frames if p else 0}
+
+
+def readable_counts(counts: dict[str, int]) -> str:
+    """'run_end 1, sr_skip 3' for the event pane ('none' when empty), not a Python dict."""
+    return ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(counts.items())) \
+        or "none"
+
+
+def run_file_sealed(path: Path) -> tuple[bool, str]:
+    """(True, "") when a run file was closed cleanly: a ``run_end`` event and no fault reserve
+    left; otherwise (False, what is wrong)."""
+    import h5py
+
+    from acquisition import run_file
+
+    if not path.exists():
+        return False, "no file"
+    try:
+        with h5py.File(path, "r") as h5:
+            if run_file.FAULT_RESERVE in h5:
+                return False, "fault reserve still allocated"
+            kinds = h5[run_file.EVENTS]["kind"][()] if run_file.EVENTS in h5 else []
+            if not any((k.decode() if isinstance(k, bytes) else str(k)) == "run_end"
+                       for k in kinds):
+                return False, "no run_end event"
+    except OSError as exc:
+        return False, f"cannot open: {exc}"
+    return True, ""
 
 
 def serve(host: SessionHost, control_endpoint: str, parent_pid: int = 0) -> None:

@@ -1,8 +1,8 @@
-"""Photon calibration of a run's camera: offset map and photons per count, for photon counts.
+"""Photon calibration of a run's camera: offset map and electrons per ADU, for photon counts.
 
 A run records it in ``/calibration`` and hands it to the inference worker, which then reports
-the average photon count (DFCAN definition) of every raw set in incident photons. A real rig's
-comes from the protocol's camera calibration file (`livesim calibrate camera`); an emulated
+the average photon count (calibration.photon_count) of every raw set in photo-electrons (e-).
+A real rig's comes from the protocol's camera calibration file (`livesim calibrate camera`); an emulated
 camera's is known exactly (`sim_emulator.rig.photon_calibration`).
 """
 
@@ -19,16 +19,16 @@ PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 
 @dataclass(frozen=True)
 class PhotonCalibration:
-    """Offset map (ADU), incident photons per offset-subtracted ADU and defective pixels."""
+    """Offset map (ADU), photo-electrons per offset-subtracted ADU and defective pixels."""
 
     offset_adu: np.ndarray
-    photons_per_count: float
+    electrons_per_adu: float
     defect_mask: np.ndarray | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
-        if not self.photons_per_count > 0:
-            raise ValueError(f"photons_per_count={self.photons_per_count} must be > 0")
+        if not self.electrons_per_adu > 0:
+            raise ValueError(f"electrons_per_adu={self.electrons_per_adu} must be > 0")
         if self.defect_mask is not None and self.defect_mask.shape != self.offset_adu.shape:
             raise ValueError(f"defect_mask {self.defect_mask.shape} and offset_adu "
                              f"{self.offset_adu.shape} differ in shape")
@@ -41,7 +41,7 @@ class PhotonCalibration:
     def maps(self) -> dict[str, np.ndarray]:
         """What the run file records under ``/calibration``."""
         out: dict[str, np.ndarray] = {"offset_adu": np.asarray(self.offset_adu, np.float32),
-               "photons_per_count": np.asarray(self.photons_per_count, np.float64)}
+               "electrons_per_adu": np.asarray(self.electrons_per_adu, np.float64)}
         if self.defect_mask is not None:
             out["defect_mask"] = np.asarray(self.defect_mask, np.uint8)
         return out

@@ -187,10 +187,10 @@ def calibration_maps(calibration: dict[str, np.ndarray]) -> Any:
     mask = None if defects is None else np.asarray(defects).astype(bool)
     if "gain_adu_per_e" in calibration:
         gain = np.asarray(calibration["gain_adu_per_e"], np.float32)
-    elif "photons_per_count" in calibration:
-        per_count = np.asarray(calibration["photons_per_count"], dtype=np.float32)
+    elif "electrons_per_adu" in calibration:
+        per_count = np.asarray(calibration["electrons_per_adu"], dtype=np.float32)
         if np.any(per_count <= 0):
-            raise ReprocessError(f"/calibration/photons_per_count {per_count} must be > 0")
+            raise ReprocessError(f"/calibration/electrons_per_adu {per_count} must be > 0")
         gain = np.broadcast_to(1.0 / per_count, offset.shape).astype(np.float32)
     else:
         return None

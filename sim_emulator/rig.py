@@ -61,7 +61,7 @@ def is_emulated(rig: Rig) -> bool:
 
 
 def photon_calibration(rig: Rig, frame_shape: tuple[int, int]) -> PhotonCalibration:
-    """The emulated camera's exact calibration (offset map, photons per count, hot pixels).
+    """The emulated camera's exact calibration (offset map, electrons per ADU, hot pixels).
 
     Maps come from the sensor model; if the camera reads out a different shape than the
     modelled sensor (a device ROI), the model's mean offset is used.
@@ -76,5 +76,5 @@ def photon_calibration(rig: Rig, frame_shape: tuple[int, int]) -> PhotonCalibrat
         logger.info("emulated camera reads %s of a %s sensor: using its mean offset",
                     frame_shape, offset.shape)
         offset = np.full(frame_shape, model.offset_adu * model.binning**2, np.float32)
-    return PhotonCalibration(offset, float(model.photons_per_count), defects,
+    return PhotonCalibration(offset, float(model.electrons_per_adu), defects,
                              source="emulator sensor model")

@@ -44,22 +44,22 @@ def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
         rig = emulated_rig(config, faults)
         sensor = config.sensor
         return OpenedRig(rig, camera_constants(rig, rig_spec, sensor.offset_adu,
-                                               sensor.photons_per_count),
+                                               sensor.electrons_per_adu),
                          photon_calibration(rig, (int(rig.camera.shape[0]),
                                                   int(rig.camera.shape[1]))))
     return open_emulator
 
 
-def camera_constants(rig: object, rig_spec: str, offset_adu: float, photons_per_count: float
+def camera_constants(rig: object, rig_spec: str, offset_adu: float, electrons_per_adu: float
                      ) -> dict[str, object]:
-    """What the GUI needs to turn ADU into photons: offset and photons per count."""
+    """What the GUI needs for the photon count (e-): offset and electrons per ADU."""
     from hardware.rig import Rig
 
     assert isinstance(rig, Rig)
     return {"shape": [int(n) for n in rig.camera.shape],
             "pixel_size_nm": float(rig.camera.pixel_size_nm),
             "lines_nm": [int(n) for n in rig.aotf.lines_nm],
-            "offset_adu": float(offset_adu), "photons_per_count": float(photons_per_count),
+            "offset_adu": float(offset_adu), "electrons_per_adu": float(electrons_per_adu),
             "rig": rig_spec}
 
 

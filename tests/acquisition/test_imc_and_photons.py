@@ -99,7 +99,7 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
         photons = h5["photon_count"][()]  # (T, C)
     assert offset.shape == (48, 48) and abs(float(offset.mean()) - 100) < 1
     # the emulator scales each colour's wide-field photon count to `photons` at 100 %, 10 ms
-    injected = np.array([config.photons * 0.20 * e / config.reference_exposure_ms
+    injected = np.array([config.photon_count_e * 0.20 * e / config.reference_exposure_ms
                          for e in exposures_ms])
     assert np.all(np.abs(photons / injected - 1) < 0.10), (photons, injected)
     ratio = photons[:, 1] / photons[:, 0]
@@ -146,7 +146,7 @@ def test_display_stream_carries_imc_splits(tmp_path: Path) -> None:
 
 def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path) -> None:
     """A real rig's path: `livesim calibrate camera` maps in the protocol -> /calibration and
-    photon counts in photo-electrons (the emulator's photons x QE 0.8)."""
+    photon counts in photo-electrons, the emulator's own unit: one definition on both paths."""
     from calibration.camera_calibration import calibrate_camera
 
     config = EmulatorConfig(size_px=48, seed=3, dynamics=STILL)
@@ -168,5 +168,5 @@ def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path)
         assert set(h5["calibration"]) == {"offset_adu", "gain_adu_per_e", "read_noise_e",
                                           "defect_mask"}
         electrons = h5["photon_count"][:, 0]
-    expected_e = config.photons * 0.20 * config.sensor.qe
+    expected_e = config.photon_count_e * 0.20
     assert np.all(np.abs(electrons / expected_e - 1) < 0.10), (electrons, expected_e)
