@@ -360,13 +360,9 @@ class RunSession:
                                               daemon=True)
             results_thread.start()
             self._start_s = time.monotonic()
-<<<<<<< HEAD
-            report = self.engine.run(self.protocol.n_events)
-=======
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
-            report = self.engine.run(self.protocol.timepoints)
->>>>>>> main
+            report = self.engine.run(self.protocol.n_events)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
             self._results_stop.set()

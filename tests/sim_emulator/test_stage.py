@@ -14,7 +14,7 @@ PIXEL_UM = 0.0626
 
 
 def test_stage_moves_the_sample_and_focus_blurs_it() -> None:
-    rig = emulated_rig(EmulatorConfig(size_px=128, photons=2000.0, seed=3))
+    rig = emulated_rig(EmulatorConfig(size_px=128, photon_count_e=2000.0, seed=3))
     try:
         rig.aotf.set_line(488)
         home = np.mean(rig.snap(4), axis=0)
