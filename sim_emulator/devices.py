@@ -20,6 +20,8 @@ from hardware.core_adapter import (
     GenericDevice,
     HubDevice,
     ShutterDevice,
+    StageDevice,
+    XYStageDevice,
 )
 from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
 from sim_emulator.devices_faults import FaultPlan
@@ -141,6 +143,8 @@ class EmulatorHub(HubDevice):
             ("EmulatedSlm", "ferroelectric SLM with per-colour SIM grating sets"),
             ("EmulatedRotator", "liquid-crystal polarization rotator"),
             ("EmulatedShutter", "excitation shutter"),
+            ("EmulatedXYStage", "motorised XY stage (moves the emulated sample)"),
+            ("EmulatedZStage", "focus drive (defocuses the emulated sample)"),
         )
 
     def connect_peripheral(self, device: object) -> None:
@@ -323,15 +327,27 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         contrast (pattern blended with uniform light of the same mean)."""
         microscope = self.bench.microscope(record.mode)
         contrast = self.bench.polarization_contrast(record)
+        stage = self._stage_um()
         if contrast > 1.0 - 1e-6:
             return microscope.render_frame(
-                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms
+                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms, stage
             )
         patterned, uniform = microscope.expected_photons(
-            record.time_s, [record.pattern, None], record.laser_nm, power, record.exposure_ms
+            record.time_s, [record.pattern, None], record.laser_nm, power, record.exposure_ms,
+            stage,
         )
         photons = contrast * patterned + (1.0 - contrast) * uniform
         return microscope.sensor.expose(photons, record.exposure_ms, microscope.noise)
+
+    def _stage_um(self) -> tuple[float, float, float]:
+        """Where the emulated stages hold the sample (x, y, z in µm; 0 without stages)."""
+        shown: dict[str, Any] = {}
+        for name in ("EmulatedXYStage", "EmulatedZStage"):
+            source = self.bench.sources.get(name)
+            if source is not None:
+                shown.update(source.displayed())
+        return (float(shown.get("stage_x_um", 0.0)), float(shown.get("stage_y_um", 0.0)),
+                float(shown.get("stage_z_um", 0.0)))
 
     def _render(self, record: DisplayRecord, saturate: bool) -> np.ndarray:
         """The camera image of what the light path showed for `record`."""
@@ -452,3 +468,78 @@ class EmulatedShutter(_BenchDevice, ShutterDevice):
 
     def displayed(self) -> dict[str, Any]:
         return {"shutter_open": self._open}
+
+
+STAGE_XY_LIMIT_UM = 50_000.0  # travel of the emulated XY stage, either way from the origin
+STAGE_Z_LIMIT_UM = 200.0  # travel of the emulated focus drive
+
+
+class EmulatedXYStage(_BenchDevice, XYStageDevice):
+    """Motorised XY stage: moving it moves the emulated sample in the image (physics render).
+
+    Moves are immediate (never busy); positions outside the travel raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_um = 0.0
+        self._y_um = 0.0
+
+    def set_position_um(self, x: float, y: float) -> None:
+        for axis, value in (("x", x), ("y", y)):
+            if not abs(float(value)) <= STAGE_XY_LIMIT_UM:
+                raise ValueError(f"XY stage: {axis}={value} µm is outside the travel "
+                                 f"(±{STAGE_XY_LIMIT_UM:g} µm)")
+        self._x_um, self._y_um = float(x), float(y)
+
+    def get_position_um(self) -> tuple[float, float]:
+        return self._x_um, self._y_um
+
+    def set_origin_x(self) -> None:
+        self._x_um = 0.0
+
+    def set_origin_y(self) -> None:
+        self._y_um = 0.0
+
+    def home(self) -> None:
+        self._x_um = self._y_um = 0.0
+
+    def stop(self) -> None:
+        """Moves are immediate: nothing to stop."""
+
+    def busy(self) -> bool:
+        return False
+
+    def displayed(self) -> dict[str, Any]:
+        return {"stage_x_um": self._x_um, "stage_y_um": self._y_um}
+
+
+class EmulatedZStage(_BenchDevice, StageDevice):
+    """Focus drive: the emulated sample is in focus at z = 0; elsewhere it is defocused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._z_um = 0.0
+
+    def set_position_um(self, val: float) -> None:
+        if not abs(float(val)) <= STAGE_Z_LIMIT_UM:
+            raise ValueError(f"Z stage: z={val} µm is outside the travel "
+                             f"(±{STAGE_Z_LIMIT_UM:g} µm)")
+        self._z_um = float(val)
+
+    def get_position_um(self) -> float:
+        return self._z_um
+
+    def set_origin(self) -> None:
+        self._z_um = 0.0
+
+    def home(self) -> None:
+        self._z_um = 0.0
+
+    def stop(self) -> None:
+        """Moves are immediate: nothing to stop."""
+
+    def busy(self) -> bool:
+        return False
+
+    def displayed(self) -> dict[str, Any]:
+        return {"stage_z_um": self._z_um}
