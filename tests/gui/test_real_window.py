@@ -76,6 +76,10 @@ def test_launch_live_and_layout_at_1280x720(window: LiveWindow, qtbot: QtBot) ->
     qtbot.waitUntil(lambda: window.sr_panel.image is not None
                     and window.raw_panel.image is not None, timeout=WAIT_MS)
     qtbot.wait(500)  # a few more frames and a status round
+    # the emulated camera is held to its 10 ms exposure: at most 100 frames/s, as shown
+    qtbot.waitUntil(lambda: (window.link.state.status.get("camera_fps") or 0) > 0,
+                    timeout=WAIT_MS)
+    assert window.link.state.status["camera_fps"] <= 1000.0 / 10.0 * 1.1
     # views are usable, not thumbnails: each image view gets a real share of the screen
     for panel in (window.raw_panel, window.sr_panel):
         view = panel.graphics
