@@ -25,12 +25,15 @@ SR_GROUP = "sr"  # /sr/<model> uint16 (T, C, sY, sX): value = stored x attribute
 SR_SCALE = 1.0 / 65535.0  # SR images in [0, 1] stored as round(value / SR_SCALE)
 SR_WRITTEN = "timestamps/sr_written"  # uint8 (T, C): 1 where an SR image was written
 IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
+# /imc channel names when the worker reports none: the bundled IMC-SR model's outputs, in order
+# (a filament, a tubular network, filled puncta); inference.imc.DEFAULT_STRUCTURES is this
+IMC_DEFAULT_CHANNEL_NAMES: tuple[str, str, str] = ("microtubules", "er", "lysosomes")
 TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
 SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>
 EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
-PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
+PHOTON_COUNT = "photon_count"  # float32 (T, C): average photon count (e-) of each raw set
 COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
 SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the image datasets
 # multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set

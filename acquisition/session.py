@@ -28,7 +28,6 @@ import zmq
 
 from acquisition import run_file
 from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
-from acquisition.photon_calibration import PhotonCalibration, emulator_photon_calibration
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
@@ -42,6 +41,7 @@ from acquisition.transport import (
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
+from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,8 @@ class RunSession:
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
         self._last_display: dict[str, float] = {}
         self._imc_flushed = threading.Event()
+        self._stop_requested = threading.Event()
+        self._finish_by_s: float | None = None  # monotonic deadline for the drain (stop())
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -261,6 +263,9 @@ class RunSession:
         deadline = time.monotonic() + self.options.hello_timeout_s
         try:
             while time.monotonic() < deadline and len(hellos) < n:
+                if self._stop_requested.is_set():
+                    raise SessionError("stopped before the inference workers were ready "
+                                       "(no run file was created)")
                 message = self.results.receive(timeout_ms=200)
                 supervisor = pool.current(message.header.worker_id) if message else None
                 if message is not None and message.header.kind is Kind.HEARTBEAT:
@@ -345,13 +350,12 @@ class RunSession:
                    + 2.0)
 
     def _load_calibration(self) -> None:
-        """The camera calibration: the protocol's file, or the emulated camera's own model.
+        """The camera calibration: the protocol's file, or the photon calibration passed in.
 
         Its maps go to /calibration; the worker gets a file to compute photon counts with.
         """
         if self.protocol.calibration is None:
-            photons = self.photon_calibration or emulator_photon_calibration(
-                self.source, self.frame_shape)
+            photons = self.photon_calibration
             if photons is None:
                 return
             if photons.shape != self.frame_shape:
@@ -408,6 +412,8 @@ class RunSession:
                                               daemon=True)
             results_thread.start()
             self._start_s = time.monotonic()
+            if self._stop_requested.is_set():
+                self.engine.stop()  # stopped while the worker started: record nothing more
             report = self.engine.run(self.protocol.timepoints)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
@@ -457,10 +463,29 @@ class RunSession:
         summary.events = dict(recorder.stats.events)
         return summary
 
-    def stop(self) -> None:
-        """Stop after the time point in progress (Ctrl-C, GUI stop button)."""
+    def stop(self, finish_within_s: float | None = None) -> None:
+        """Stop after the time point in progress (Ctrl-C, GUI stop button).
+
+        ``finish_within_s``: the drain waits for outstanding SR at most this long from now
+        (results still missing then are recorded as ``sr_skip``), so the run file is sealed
+        within a known time even when SR lags far behind acquisition.
+        """
+        if finish_within_s is not None:
+            self._finish_by_s = time.monotonic() + max(0.0, finish_within_s)
+        self._stop_requested.set()
         if self.engine is not None:
             self.engine.stop()
+
+    def finish_left_s(self) -> float | None:
+        """Seconds left of the drain limit set by :meth:`stop` (None: no limit)."""
+        if self._finish_by_s is None:
+            return None
+        return max(0.0, self._finish_by_s - time.monotonic())
+
+    def pending_sr(self) -> int:
+        """SR results still expected from the worker (sets sent, not yet answered)."""
+        with self._lock:
+            return len(self._pending)
 
     def _close_sockets(self) -> None:
         for sender in self.raw_senders:
@@ -639,7 +664,7 @@ class RunSession:
         if slot is not None:
             self._sr_per_worker[slot] += 1
         self._in_order.hold(key, _SrToWrite(
-            image, float(head.info.get("photon_count", float("nan"))), latency_ms, inference_ms,
+            image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
             tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None))
         self._write_in_order(recorder)
 
@@ -688,7 +713,10 @@ class RunSession:
         if not self.raw_sender.send_event(header):
             logger.warning("could not ask the worker to flush IMC-SR")
             return
-        if not self._imc_flushed.wait(self.options.drain_idle_s):
+        left_s = self.finish_left_s()
+        wait_s = self.options.drain_idle_s if left_s is None else min(left_s + 1.0,
+                                                                      self.options.drain_idle_s)
+        if not self._imc_flushed.wait(wait_s):
             logger.warning("worker did not confirm the IMC-SR flush within %.0f s",
                            self.options.drain_idle_s)
 
@@ -716,10 +744,14 @@ class RunSession:
     def _drain(self) -> None:
         """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
         last_count, last_change = -1, time.monotonic()
+        reason = f"no result within {self.options.drain_idle_s:.0f} s at the end"
         while True:
             with self._lock:
                 pending = len(self._pending)
             if pending == 0 or self.pool is None or self.pool.given_up:
+                break
+            if self._finish_by_s is not None and time.monotonic() >= self._finish_by_s:
+                reason = "not reconstructed within the stop's time limit"
                 break
             if pending != last_count:
                 last_count, last_change = pending, time.monotonic()
@@ -728,7 +760,7 @@ class RunSession:
             time.sleep(0.02)
         self._flush_imc()
         self._results_stop.set()
-        self._forget_pending(f"no result within {self.options.drain_idle_s:.0f} s at the end")
+        self._forget_pending(reason)
         if self._summary is not None:
             self._summary.sr_latency = self._latencies
 

@@ -43,8 +43,9 @@ def emulate_command(
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     mode: Mode = typer.Option(Mode.sim, "--mode"),
     size: int = typer.Option(256, "--size", help="Camera frame size in pixels (square)."),
-    photons: float = typer.Option(
-        300.0, "--photons", help="Average photon count of a wide-field frame (DFCAN definition)."
+    photon_count_e: float = typer.Option(
+        300.0, "--photon-count-e",
+        help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md).",
     ),
     timepoints: int = typer.Option(1, "--timepoints", "-t", min=1),
     seed: int = typer.Option(0, "--seed"),
@@ -86,7 +87,7 @@ def emulate_command(
         patterns["period_nm"] = pattern_period_nm
     data.update(
         optics=optics, patterns=patterns, structure=structure.value, size_px=size,
-        photons=photons, seed=seed,
+        photon_count_e=photon_count_e, seed=seed,
     )
     try:
         config = EmulatorConfig.model_validate(data)

@@ -25,10 +25,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from hardware.errors import ConfigError
         from hardware.rig import Rig
         from hardware.roles import RoleMap
+        from sim_emulator.rig import emulated_rig
 
         try:
             role_map = RoleMap.from_toml(roles) if roles else None
-            rig = Rig.from_config(config, role_map) if config else Rig.emulator(roles=role_map)
+            rig = Rig.from_config(config, role_map) if config else emulated_rig(roles=role_map)
         except ConfigError as e:
             typer.echo(f"configuration error: {e}")
             raise typer.Exit(2) from e

@@ -103,7 +103,7 @@ def bench_wiener_command(
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
-    config = EmulatorConfig(size_px=size_px, photons=300.0, seed=1)
+    config = EmulatorConfig(size_px=size_px, photon_count_e=300.0, seed=1)
     raw = Microscope(config).render_set(0.0)
     otf = OtfModel(
         na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True

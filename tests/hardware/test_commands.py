@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from acquisition.cli.bench.camera import measure_camera_throughput
 from acquisition.cli.rig_commands import register
-from hardware.rig import EMULATOR_CFG
+from sim_emulator.rig import EMULATOR_CFG
 
 
 def _app() -> typer.Typer:

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def test_reconstruct_wiener_writes_normalised_sr(tmp_path: Path) -> None:
-    raw = Microscope(EmulatorConfig(size_px=64, photons=200.0, seed=2)).render_set(0.0)
+    raw = Microscope(EmulatorConfig(size_px=64, photon_count_e=200.0, seed=2)).render_set(0.0)
     stack = tmp_path / "raw.npy"
     np.save(stack, np.stack([raw, raw]))  # two time points
     out = tmp_path / "sr.npy"
@@ -59,7 +59,7 @@ def test_reconstruct_tiff_carries_the_sr_pixel_size(tmp_path: Path) -> None:
 
     from inference.stack_io import tiff_pixel_size_nm
 
-    raw = Microscope(EmulatorConfig(size_px=64, photons=200.0, seed=2)).render_set(0.0)
+    raw = Microscope(EmulatorConfig(size_px=64, photon_count_e=200.0, seed=2)).render_set(0.0)
     np.save(tmp_path / "raw.npy", np.stack([raw, raw]))
     out = tmp_path / "sr.tif"
     result = runner.invoke(build_app(), ["reconstruct", str(tmp_path / "raw.npy"), "--output",

@@ -45,7 +45,7 @@ MIN_TIME_POINTS = 200  # the probe's rate includes start-up and close: never siz
 PACED_EXPOSURE_MS = 10.0
 PACED_MIN_TIME_POINTS = 60
 # emulator camera constants, so the feed run also pays for the pattern check and photon count
-FEED_CAMERA = {"pixel_size_nm": 62.6, "offset_adu": 100.0, "photons_per_count": 1.0}
+FEED_CAMERA = {"pixel_size_nm": 62.6, "offset_adu": 100.0, "electrons_per_adu": 1.0}
 
 
 @dataclass(frozen=True)
