@@ -27,7 +27,13 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
-from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
+from acquisition.engine import (
+    AcquisitionEngine,
+    EngineReport,
+    FrameSource,
+    StageMover,
+    TimePoint,
+)
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
@@ -323,6 +329,7 @@ class RunSession:
             sr_shape=(int(sr_shape[0]), int(sr_shape[1])), pixel_size_nm=self.pixel_size_nm,
             sr_models=tuple(sorted(set(self._labels.values()))), imc=self.protocol.imc,
             channel_names=tuple(f"{c.laser_nm}nm" for c in self.protocol.channels),
+            mda=self.protocol.mda_layout(),
             **({"imc_channel_names": imc_names} if imc_names else {}))
 
     def _run_metadata(self) -> dict[str, Any]:
@@ -382,6 +389,11 @@ class RunSession:
 
     def run(self, progress: Callable[[Progress], None] | None = None) -> RunSummary:
         """Start the worker, create the file, acquire every time point, drain, close."""
+        rows = self.protocol.acquisition_rows()
+        stage = self.source if isinstance(self.source, StageMover) else None
+        if rows is not None and stage is None:
+            raise SessionError("the protocol has stage positions / z planes (mda), but this "
+                               "frame source cannot move a stage")
         self._load_calibration()
         self._open_sockets()
         results_thread = None
@@ -407,14 +419,15 @@ class RunSession:
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,
                 timeout_s=self.acquire_timeout_s(),
-                on_time_point=lambda point: self._on_time_point(point, progress))
+                on_time_point=lambda point: self._on_time_point(point, progress),
+                rows=rows, stage=stage)
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
-            report = self.engine.run(self.protocol.timepoints)
+            report = self.engine.run(self.protocol.n_events)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
             self._results_stop.set()
@@ -780,7 +793,7 @@ class RunSession:
         stats = recorder.stats if recorder is not None else None
         return Progress(
             time_points_done=self._latest_raw_time_point + 1,
-            time_points_total=self.protocol.timepoints,
+            time_points_total=self.protocol.n_events,
             elapsed_s=time.monotonic() - self._start_s,
             raw_frames=stats.raw_frames if stats else 0,
             sr_frames=stats.sr_frames if stats else 0,

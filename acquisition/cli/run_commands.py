@@ -275,7 +275,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     signal.signal(signal.SIGINT, on_interrupt)
     try:
         with RichProgress(*columns, transient=False) as bar:
-            task = bar.add_task("time points", total=protocol.timepoints, stats="starting")
+            task = bar.add_task("SIM sets", total=protocol.n_events, stats="starting")
 
             def show(p: Progress) -> None:
                 bar.update(task, completed=p.time_points_done, stats=(
