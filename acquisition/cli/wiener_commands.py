@@ -88,7 +88,7 @@ def reconstruct_command(
 
 
 def bench_wiener_command(
-    size_px: int = typer.Option(512, "--size", help="raw frame size (square, px)"),
+    size_px: int = typer.Option(512, "--size-px", help="raw frame size (square, px)"),
     repeats: int = typer.Option(50, "--repeats", help="timed reconstructions"),
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:
