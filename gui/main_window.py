@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from acquisition.live_pipeline import wide_field_uint16
+from acquisition.display_outlet import wide_field_uint16
 from acquisition.protocol import ProtocolError
 from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind

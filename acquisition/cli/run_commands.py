@@ -243,14 +243,11 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     )
     from rich.progress import Progress as RichProgress
 
+    from acquisition.protocol import sequence_plan
     from acquisition.session import RunSession, SessionError, SessionOptions
     from hardware.errors import RigError
-    from hardware.sequencing import ChannelSpec, SequencePlan
 
-    plan = SequencePlan(
-        channels=tuple(ChannelSpec(laser_nm=c.laser_nm, power_pct=c.power_pct,
-                                   exposure_ms=c.exposure_ms) for c in protocol.channels),
-        mode=protocol.mode)
+    plan = sequence_plan(protocol)
     try:
         rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
