@@ -16,10 +16,9 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -467,22 +466,20 @@ def _os_error_text(exc: BaseException) -> str:
 
 def _append_fault_event_in_child(path: Path, detail: str) -> None:
     """Append the "fault" row from a fresh process: this one's HDF5 still counts the failed
-    handle as open, so it cannot reopen the file; a crash there cannot take the run down."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    code = ("import sys; from acquisition.run_file import append_fault_event; "
-            "append_fault_event(sys.argv[1], sys.argv[2], float(sys.argv[3]))")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(path), detail, str(time.time())],
-                              capture_output=True, text=True, timeout=FAULT_SEAL_TIMEOUT_S,
-                              env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s"
-                            ) from exc
-    if done.returncode != 0:
+    handle as open, so it cannot reopen the file; a crash there cannot take the run down.
+    A spawned child imports livesim the way this process did (its sys.path), installed or not."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_file.append_fault_event, args=(str(path), detail, time.time()),
+        name="livesim-fault-row", daemon=True)
+    child.start()
+    child.join(FAULT_SEAL_TIMEOUT_S)
+    if child.is_alive():
+        child.kill()
+        child.join(5.0)
+        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s")
+    if child.exitcode != 0:
         from acquisition.recovery import clear_consistency_flags
 
         clear_consistency_flags(path)  # the failed attempt may have set them again
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise RecorderError(f"adding the fault row failed: {last}")
+        raise RecorderError(f"adding the fault row failed: child exit status {child.exitcode}"
+                            " (its traceback is on stderr)")

@@ -63,6 +63,7 @@ class WorkerOptions:
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
+    worker_id: str = ""  # this process, as the supervisor named it: on every message sent
 
 
 @dataclass
@@ -261,7 +262,7 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     def send(header_fields: dict[str, Any], kind: Kind, array: np.ndarray | None) -> bool:
         with send_lock:
             header = header_for(kind, str(header_fields.pop("run_id", "")), next(sequence),
-                                array, **header_fields)
+                                array, worker_id=options.worker_id, **header_fields)
             try:
                 results.send_multipart(encode(header, array), copy=False)
             except zmq.Again:
@@ -378,7 +379,8 @@ def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) ->
     context: zmq.Context = zmq.Context.instance()
     socket = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                          keys=options.curve, SNDTIMEO=int(timeout_s * 1000))
-    header = header_for(Kind.HEARTBEAT, "", 0, None, info={"fatal": reason, "pid": os.getpid()})
+    header = header_for(Kind.HEARTBEAT, "", 0, None, worker_id=options.worker_id,
+                        info={"fatal": reason, "pid": os.getpid()})
     try:
         socket.send_multipart(encode(header), copy=False)
     except zmq.Again:

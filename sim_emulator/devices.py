@@ -9,6 +9,7 @@ visible in the data, and the hub's bench keeps the display log.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -171,6 +172,10 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         # (time-lapse intervals); the rig's own deadlines detect failures much sooner
         self._trigger_timeout_ms = 3_600_000.0
         self._roi: tuple[int, int, int, int] | None = None
+        # a real camera delivers a frame no sooner than its exposure time after the exposure
+        # started: without this the emulator's frame rate (and every rate shown from it) is
+        # the forward model's speed (175-640 frames/s at 10 ms), not the camera's
+        self._hold_exposure = True
         self._exposure_seq = _Sequencer(self._apply_exposure)
         self.set_property_allowed_values("Binning", ("1", "2", "4"))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
@@ -185,6 +190,11 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
                   self._set_trigger_timeout, limits=(1.0, 86_400_000.0))
         _register(self, "PixelSizeNm", float, self._pixel_size_nm)
+        _register(self, "HoldExposure", str, lambda: "Yes" if self._hold_exposure else "No",
+                  self._set_hold_exposure, allowed=("Yes", "No"))
+
+    def _set_hold_exposure(self, value: str) -> None:
+        self._hold_exposure = str(value) == "Yes"
 
     def _set_trigger_mode(self, value: str) -> None:
         self._trigger_mode = str(value)
@@ -287,6 +297,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
                     bench.snapshot(trigger, None, False, self._exposure_ms)
                     bench.trailing_edge(trigger)
                     continue
+            exposure_start_s = time.monotonic()
             exposure = bench.exposures
             bench.exposures += 1
             dropped = faults.drops(exposure)
@@ -298,6 +309,10 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
             if dropped:
                 continue
             frame = self._render(record, faults.saturates(exposure))
+            if self._hold_exposure:  # read out no sooner than the exposure ends
+                wait_s = exposure_start_s + record.exposure_ms / 1000.0 - time.monotonic()
+                if wait_s > 0.0:
+                    time.sleep(wait_s)
             buffer = get_buffer(frame.shape, np.uint16)
             buffer[:] = frame
             delivered += 1

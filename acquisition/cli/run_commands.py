@@ -51,11 +51,13 @@ def run_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
     no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Inference worker processes, each supervised on its own."),
 ) -> None:
-    """Record a SIM time-lapse: raw to HDF5, SR by a supervised inference worker."""
+    """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model)
-    summary = _record(protocol, size_px, fsync=not no_fsync)
+    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)
@@ -80,6 +82,7 @@ def infer_command(
     ),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
+    worker_id: str = typer.Option("", "--worker-id", help="Id stamped on every message sent."),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
     from acquisition.transport import CurveKeys
@@ -95,7 +98,7 @@ def infer_command(
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
-                            imc_model=imc_model, sr_encoding=sr_encoding)
+                            imc_model=imc_model, sr_encoding=sr_encoding, worker_id=worker_id)
     state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 
@@ -228,8 +231,8 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
     return rig, metadata, photons
 
 
-def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False
-            ) -> RunSummary:
+def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
+            workers: int = 1) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -240,14 +243,11 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     )
     from rich.progress import Progress as RichProgress
 
+    from acquisition.protocol import sequence_plan
     from acquisition.session import RunSession, SessionError, SessionOptions
     from hardware.errors import RigError
-    from hardware.sequencing import ChannelSpec, SequencePlan
 
-    plan = SequencePlan(
-        channels=tuple(ChannelSpec(laser_nm=c.laser_nm, power_pct=c.power_pct,
-                                   exposure_ms=c.exposure_ms) for c in protocol.channels),
-        mode=protocol.mode)
+    plan = sequence_plan(protocol)
     try:
         rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
@@ -258,8 +258,8 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
                          float(rig.camera.pixel_size_nm), metadata=metadata,
-                         options=SessionOptions(fsync=fsync), worker_log=worker_log,
-                         photon_calibration=photons)
+                         options=SessionOptions(fsync=fsync, workers=workers),
+                         worker_log=worker_log, photon_calibration=photons)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
     previous = signal.getsignal(signal.SIGINT)
@@ -307,6 +307,9 @@ def _print_summary(summary: RunSummary) -> None:
                f"p99 {summary.latency_percentile_ms(99):.1f} ms")
     typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
                f"{summary.rejected_messages}")
+    if len(summary.sr_per_worker) > 1:
+        typer.echo("SR per worker   " + ", ".join(
+            f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))
     if summary.error:
         typer.echo(f"error: {summary.error}", err=True)
 

@@ -54,7 +54,8 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         photon_count = h5["photon_count"][:, 0]
     # Emulator runs record the sensor's own calibration, and every SR frame its photon count.
     assert set(calibration) == {"offset_adu", "electrons_per_adu", "defect_mask"}
-    assert float(calibration["electrons_per_adu"]) == pytest.approx(1 / 2.0)  # e- per ADU: QE plays no part
+    # e- per ADU: QE plays no part
+    assert float(calibration["electrons_per_adu"]) == pytest.approx(1 / 2.0)
     assert np.isfinite(photon_count).all() and (photon_count > 0).all()
     # The SR frames in the file are exactly what the reconstruction makes of the raw in the file
     # with the calibration in the file.

@@ -18,8 +18,9 @@ def test_emulate_writes_documented_layout(tmp_path: Path) -> None:
     output = tmp_path / "run.h5"
     result = CliRunner().invoke(
         build_app(),
-        ["emulate", "--structure", "mix", "--mode", "sim", "--size", "48", "--photon-count-e", "150",
-         "--timepoints", "2", "--seed", "4", "--na", "1.3", "--wavelength-nm", "520",
+        ["emulate", "--structure", "mix", "--mode", "sim", "--size", "48",
+         "--photon-count-e", "150", "--timepoints", "2", "--seed", "4", "--na", "1.3",
+         "--wavelength-nm", "520",
          "--pixel-size-nm", "65", "--pattern-period-nm", "230", "--output", str(output)],
     )
     assert result.exit_code == 0, result.output
