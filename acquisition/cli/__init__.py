@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "acquisition.cli.bench.all_benchmarks",
     "acquisition.cli.bench.gpu",
     "acquisition.cli.bench.workers",
+    "acquisition.cli.bench.autopilot",
 )
 
 
