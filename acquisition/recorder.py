@@ -16,10 +16,9 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -33,11 +32,10 @@ import numpy as np
 
 from acquisition import run_file
 from acquisition.fsync_behind import FsyncBehind
-from inference.imc import DEFAULT_STRUCTURES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMC_CHANNELS = DEFAULT_STRUCTURES  # the bundled IMC-SR model's outputs, in order
+DEFAULT_IMC_CHANNELS = run_file.IMC_DEFAULT_CHANNEL_NAMES
 FAULT_SEAL_TIMEOUT_S = 60.0  # the child process adding the fault row after a write failure
 
 
@@ -59,6 +57,7 @@ class RunLayout:
     imc: bool = False
     channel_names: tuple[str, ...] = ()
     imc_channel_names: tuple[str, ...] = DEFAULT_IMC_CHANNELS
+    mda: run_file.MdaLayout | None = None  # multi-D runs: which (t, p, z) each row holds
 
     @property
     def n_patterns(self) -> int:
@@ -396,6 +395,7 @@ class RunRecorder:
         d["sr_written"] = run_file.create_table(stamps, "sr_written", (c,), np.uint8, 0)
         d["photon_count"] = run_file.create_table(h5, run_file.PHOTON_COUNT, (c,), np.float32,
                                                   np.nan)
+        d["photon_count"].attrs["unit"] = "e-"  # calibration.photon_count: detected photons
         d["sim_params"] = run_file.create_table(h5, run_file.SIM_PARAMS,
                                                 (c, lay.n_orientations, 4), np.float64, np.nan)
         d["sim_params"].attrs["columns"] = ["kx_cycles_per_px", "ky_cycles_per_px",
@@ -405,6 +405,8 @@ class RunRecorder:
             cal.create_dataset(name, data=np.asarray(array))
         d["events"] = h5.create_dataset(run_file.EVENTS, shape=(0,), maxshape=(None,),
                                         dtype=run_file.EVENT_DTYPE, chunks=(256,))
+        if lay.mda is not None:
+            run_file.create_mda(h5, lay.mda)
         h5.attrs["channel_names"] = list(lay.channel_names)
         run_file.write_metadata(h5, metadata)
         self._time_datasets = [v for k, v in d.items() if k != "events"]
@@ -464,22 +466,20 @@ def _os_error_text(exc: BaseException) -> str:
 
 def _append_fault_event_in_child(path: Path, detail: str) -> None:
     """Append the "fault" row from a fresh process: this one's HDF5 still counts the failed
-    handle as open, so it cannot reopen the file; a crash there cannot take the run down."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    code = ("import sys; from acquisition.run_file import append_fault_event; "
-            "append_fault_event(sys.argv[1], sys.argv[2], float(sys.argv[3]))")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(path), detail, str(time.time())],
-                              capture_output=True, text=True, timeout=FAULT_SEAL_TIMEOUT_S,
-                              env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s"
-                            ) from exc
-    if done.returncode != 0:
+    handle as open, so it cannot reopen the file; a crash there cannot take the run down.
+    A spawned child imports livesim the way this process did (its sys.path), installed or not."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_file.append_fault_event, args=(str(path), detail, time.time()),
+        name="livesim-fault-row", daemon=True)
+    child.start()
+    child.join(FAULT_SEAL_TIMEOUT_S)
+    if child.is_alive():
+        child.kill()
+        child.join(5.0)
+        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s")
+    if child.exitcode != 0:
         from acquisition.recovery import clear_consistency_flags
 
         clear_consistency_flags(path)  # the failed attempt may have set them again
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise RecorderError(f"adding the fault row failed: {last}")
+        raise RecorderError(f"adding the fault row failed: child exit status {child.exitcode}"
+                            " (its traceback is on stderr)")

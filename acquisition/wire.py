@@ -45,7 +45,11 @@ class WireError(ValueError):
 
 @dataclass(frozen=True)
 class Header:
-    """Metadata of one message; ``sequence`` counts messages per sender (gap detection)."""
+    """Metadata of one message; ``sequence`` counts messages per sender (gap detection).
+
+    ``worker_id`` names the worker process (one id per start) that sent a result or heartbeat:
+    with several workers, heartbeats are judged per worker and results counted per worker.
+    """
 
     kind: Kind
     run_id: str
@@ -62,6 +66,7 @@ class Header:
     timestamps_s: tuple[float, ...] = ()
     sent_s: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
+    worker_id: str = ""
     version: int = WIRE_VERSION
 
     def pack(self) -> bytes:
@@ -90,6 +95,7 @@ _INT_FIELDS = ("sequence", "time_point", "channel", "n_orientations", "n_phases"
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,),
     "run_id": (str,),
+    "worker_id": (str,),
     "shape": (list,),
     "dtype": (str,),
     "exposure_ms": (int, float),

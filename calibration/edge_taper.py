@@ -49,7 +49,7 @@ def smooth_component(image: np.ndarray) -> np.ndarray:
     spectrum[..., 0, 0] = 0.0
     smooth = np.fft.ifft2(spectrum)
     if not np.iscomplexobj(u):
-        smooth = smooth.real
+        return smooth.real.astype(boundary.dtype, copy=False)
     return smooth.astype(boundary.dtype, copy=False)
 
 

@@ -55,9 +55,12 @@ def protocol_to_toml(data: dict[str, Any]) -> str:
 
 
 class ProtocolEditor(QtWidgets.QGroupBox):
-    """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits."""
+    """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits (live
+    view applies them without a restart), ``pipeline_changed`` on edits that restart live view
+    (channels, laser lines, mode, reconstruction, IMC-SR, ROI)."""
 
     plan_changed = QtCore.Signal()
+    pipeline_changed = QtCore.Signal()
 
     def __init__(self, lines_nm: tuple[int, ...] = DEFAULT_LINES_NM,
                  parent: QtWidgets.QWidget | None = None) -> None:
@@ -91,6 +94,9 @@ class ProtocolEditor(QtWidgets.QGroupBox):
                 grid.addWidget(widget, row + 1, col)
             power.valueChanged.connect(lambda _value: self.plan_changed.emit())
             exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
+            on.toggled.connect(lambda _on: self.pipeline_changed.emit())
+            laser.currentIndexChanged.connect(lambda _index: self.pipeline_changed.emit())
+            on.setToolTip(f"channel {row + 1} on")
             self.enabled.append(on)
             self.lasers.append(laser)
             self.powers.append(power)
@@ -109,6 +115,13 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.timepoints = QtWidgets.QSpinBox()
         self.timepoints.setRange(1, 10_000_000)
         self.timepoints.setValue(100)
+        self.roi_x = QtWidgets.QSpinBox()
+        self.roi_y = QtWidgets.QSpinBox()
+        for box, name in ((self.roi_x, "x "), (self.roi_y, "y ")):
+            box.setRange(0, 8192)
+            box.setPrefix(name)
+            box.setSuffix(" px")
+            box.setToolTip("ROI offset on the sensor")
         self.roi_width = QtWidgets.QSpinBox()
         self.roi_height = QtWidgets.QSpinBox()
         for box in (self.roi_width, self.roi_height):
@@ -117,9 +130,20 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             box.setValue(128)
             box.setSuffix(" px")
         self.folder = QtWidgets.QLineEdit(str(Path.home() / "livesim"))
+        self.folder_button = QtWidgets.QPushButton("…")
+        self.folder_button.setToolTip("choose the folder for run files")
+        self.folder_button.setMaximumWidth(32)
+        self.folder_button.clicked.connect(self.choose_folder)
         self.stem = QtWidgets.QLineEdit("run")
         self.reconstruction.currentTextChanged.connect(self._match_mode)
+        for signal in (self.mode.currentIndexChanged, self.reconstruction.currentIndexChanged,
+                       self.imc.toggled, self.roi_width.valueChanged,
+                       self.roi_height.valueChanged, self.roi_x.valueChanged,
+                       self.roi_y.valueChanged):
+            signal.connect(lambda *_args: self.pipeline_changed.emit())
         form = QtWidgets.QFormLayout()
+        form.setHorizontalSpacing(10)  # labels never touch their fields
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("mode", self.mode)
         form.addRow("reconstruction", self.reconstruction)
         form.addRow("", self.imc)
@@ -130,9 +154,29 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         roi.addWidget(QtWidgets.QLabel("×"))
         roi.addWidget(self.roi_height)
         form.addRow("ROI", roi)
-        form.addRow("folder", self.folder)
+        offset = QtWidgets.QHBoxLayout()
+        offset.addWidget(self.roi_x)
+        offset.addWidget(self.roi_y)
+        form.addRow("ROI offset", offset)
+        folder = QtWidgets.QHBoxLayout()
+        folder.addWidget(self.folder, 1)
+        folder.addWidget(self.folder_button)
+        form.addRow("folder", folder)
         form.addRow("file name", self.stem)
         grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
+
+    def choose_folder(self) -> str:
+        """Pick the run-file folder with the desktop's folder dialog ('' when cancelled)."""
+        name = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for run files",
+                                                         self.folder.text())
+        if name:
+            self.folder.setText(name)
+        return str(name)
+
+    def channel_names(self) -> list[str]:
+        """The enabled channels by laser line, e.g. ['488 nm', '560 nm'] (display order)."""
+        return [self.lasers[i].currentText() for i in range(MAX_CHANNELS)
+                if self.enabled[i].isChecked()] or [self.lasers[0].currentText()]
 
     def set_reconstruction(self, method: str) -> None:
         """Select a reconstruction by its protocol value (e.g. 'wiener', 'dfcan-sim')."""
@@ -162,7 +206,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         folder = Path(self.folder.text()).expanduser()
         return {"channels": channels, "mode": MODES[self.mode.currentText()],
                 "timepoints": self.timepoints.value(), "interval_s": self.interval_s.value(),
-                "roi": {"x": 0, "y": 0, "width": self.roi_width.value(),
+                "roi": {"x": self.roi_x.value(), "y": self.roi_y.value(),
+                        "width": self.roi_width.value(),
                         "height": self.roi_height.value()},
                 "imc": self.imc.isChecked(),
                 "output": str(output or unique_output(folder, self.stem.text() or "run"))}
@@ -203,6 +248,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.imc.setChecked(bool(data.get("imc", False)))
         roi = data.get("roi")
         if isinstance(roi, dict):
+            self.roi_x.setValue(int(roi.get("x", 0)))
+            self.roi_y.setValue(int(roi.get("y", 0)))
             self.roi_width.setValue(int(roi["width"]))
             self.roi_height.setValue(int(roi["height"]))
         output = data.get("output")

@@ -42,7 +42,7 @@ class Reconstructor(Protocol):
     """What the worker needs: (P, Y, X) uint16 -> result with image, photon count, identity."""
 
     def reconstruct(self, raw: np.ndarray) -> Any:
-        """An ``SrResult`` (image, photon_count, model_name, model_sha256, timings_ms, flags)."""
+        """An ``SrResult`` (image, photon_count_e, model_name, model_sha256, timings_ms, flags)."""
         ...
 
 
@@ -63,6 +63,7 @@ class WorkerOptions:
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
+    worker_id: str = ""  # this process, as the supervisor named it: on every message sent
 
 
 @dataclass
@@ -110,19 +111,19 @@ def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, f
 
 @dataclass(frozen=True)
 class PhotonCalibration:
-    """Offset map and ADU per incident photon (QE x gain) of a camera with a known model.
+    """Offset map and gain (ADU per photo-electron) of a camera with a known model.
 
-    Satisfies the preprocessing's calibration interface with photons in place of electrons,
-    so photon counts are incident photons (the emulator's definition of ``photons``).
+    Satisfies the preprocessing's calibration interface, so photon counts are in
+    photo-electrons, as with a measured camera calibration (calibration.photon_count).
     """
 
     offset_adu: np.ndarray
-    gain_adu_per_e: np.ndarray  # ADU per incident photon (= 1 / photons_per_count)
+    gain_adu_per_e: np.ndarray  # ADU per photo-electron (= 1 / electrons_per_adu)
     defect_mask: np.ndarray | None = None
 
     @property
-    def photons_per_count(self) -> float:
-        """Median incident photons per offset-subtracted ADU."""
+    def electrons_per_adu(self) -> float:
+        """Median photo-electrons per offset-subtracted ADU."""
         return float(1.0 / np.median(self.gain_adu_per_e))
 
 
@@ -138,10 +139,10 @@ def load_calibration(path: Path) -> Any:
                 kind = kind.decode()
             if kind == PHOTON_CALIBRATION_FORMAT:
                 offset = np.asarray(h5["offset_adu"][()], dtype=np.float32)
-                per_count = np.asarray(h5["photons_per_count"][()], dtype=np.float32)
+                per_count = np.asarray(h5["electrons_per_adu"][()], dtype=np.float32)
                 defects = h5["defect_mask"][()].astype(bool) if "defect_mask" in h5 else None
                 if np.any(per_count <= 0):
-                    raise ValueError(f"{path}: photons_per_count must be > 0")
+                    raise ValueError(f"{path}: electrons_per_adu must be > 0")
                 gain = np.broadcast_to(1.0 / per_count, offset.shape).astype(np.float32)
                 return PhotonCalibration(offset, gain, defects)
     except (OSError, KeyError) as exc:
@@ -210,7 +211,7 @@ def result_info(result: Any) -> dict[str, Any]:
     if isinstance(flags, Mapping):
         flags = [f"{k}={v}" for k, v in flags.items()]
     return {
-        "photon_count": float(getattr(result, "photon_count", float("nan"))),
+        "photon_count_e": float(getattr(result, "photon_count_e", float("nan"))),
         "timings_ms": {str(k): float(v) for k, v in timings.items()},
         "model_name": str(getattr(result, "model_name", "")),
         "model_sha256": str(getattr(result, "model_sha256", "")),
@@ -261,7 +262,7 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     def send(header_fields: dict[str, Any], kind: Kind, array: np.ndarray | None) -> bool:
         with send_lock:
             header = header_for(kind, str(header_fields.pop("run_id", "")), next(sequence),
-                                array, **header_fields)
+                                array, worker_id=options.worker_id, **header_fields)
             try:
                 results.send_multipart(encode(header, array), copy=False)
             except zmq.Again:
@@ -378,7 +379,8 @@ def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) ->
     context: zmq.Context = zmq.Context.instance()
     socket = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                          keys=options.curve, SNDTIMEO=int(timeout_s * 1000))
-    header = header_for(Kind.HEARTBEAT, "", 0, None, info={"fatal": reason, "pid": os.getpid()})
+    header = header_for(Kind.HEARTBEAT, "", 0, None, worker_id=options.worker_id,
+                        info={"fatal": reason, "pid": os.getpid()})
     try:
         socket.send_multipart(encode(header), copy=False)
     except zmq.Again:

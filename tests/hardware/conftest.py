@@ -9,6 +9,7 @@ import pytest
 
 from hardware.rig import Rig
 from hardware.roles import RoleMap
+from sim_emulator.rig import emulated_rig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,7 +33,7 @@ def small_emulator_config(size_px: int = 64, **overrides: object) -> object:
         "size_px": size_px,
         "structure": "mix",
         "labels_nm": {"microtubules": 488, "f-actin": 560, "ccps": 640},
-        "photons": 2000.0,
+        "photon_count_e": 1600.0,
         **overrides,
     }
     return EmulatorConfig.model_validate(settings)
@@ -48,7 +49,7 @@ def make_emulator() -> Iterator[object]:
         **overrides: object,
     ) -> Rig:
         config = small_emulator_config(size_px, **overrides)
-        the_rig = Rig.emulator(config=config, faults=faults, roles=roles)  # type: ignore[arg-type]
+        the_rig = emulated_rig(config=config, faults=faults, roles=roles)  # type: ignore[arg-type]
         made.append(the_rig)
         return the_rig
 
@@ -66,7 +67,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     if cfg:
         the_rig = Rig.from_config(Path(cfg), roles)
     else:
-        the_rig = Rig.emulator(config=small_emulator_config())  # type: ignore[arg-type]
+        the_rig = emulated_rig(config=small_emulator_config())  # type: ignore[arg-type]
     try:
         yield the_rig
     finally:

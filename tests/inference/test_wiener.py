@@ -11,13 +11,11 @@ from scipy import ndimage
 
 from calibration.edge_taper import edge_taper
 from calibration.otf import MeasuredOtf, OtfModel
-from inference.evaluation import decorrelation_resolution, score
-from inference.evaluation import low_pass_pearson
+from inference.evaluation import decorrelation_resolution, low_pass_pearson, score
 from inference.filament_width import filament_fwhm_nm, find_filament_profiles
 from inference.stack_io import load_raw_stack
 from inference.wiener import WienerConfig, WienerSim
 from sim_emulator.microscope import EmulatorConfig, Microscope
-
 
 REAL_SIM = Path(__file__).resolve().parents[2].parent / "shared" / "real_sim"
 
@@ -32,7 +30,7 @@ def real_sim() -> Path:
 
 @pytest.fixture(scope="module")
 def emulated() -> tuple[np.ndarray, np.ndarray, OtfModel]:
-    config = EmulatorConfig(size_px=128, photons=100.0, seed=5, structure="microtubules")
+    config = EmulatorConfig(size_px=128, photon_count_e=100.0, seed=5, structure="microtubules")
     microscope = Microscope(config)
     otf = OtfModel(
         na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True

@@ -1,0 +1,70 @@
+"""The `livesim` command line: the composition root that gathers every package's commands.
+
+Each package contributes its sub-commands through a ``register(app, bench)`` function in the
+modules of ``COMMAND_MODULES``; the imports happen here, inside ``build_app``, so the layering
+of the packages stays one-way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+COMMAND_MODULES = (
+    "acquisition.cli.emulator_commands",
+    "acquisition.cli.rig_commands",
+    "acquisition.cli.calibration_commands",
+    "acquisition.cli.inference_commands",
+    "acquisition.cli.wiener_commands",
+    "acquisition.cli.training_commands",
+    "acquisition.cli.imc_commands",
+    "acquisition.cli.reprocess_commands",
+    "acquisition.cli.run_commands",
+    "acquisition.cli.export_commands",
+    "acquisition.cli.gui_commands",
+    "acquisition.cli.bench.soak",
+    "acquisition.cli.bench.all_benchmarks",
+    "acquisition.cli.bench.gpu",
+)
+
+
+def build_app() -> typer.Typer:
+    """Build the CLI with every package's commands and the `bench` group."""
+    root = typer.Typer(
+        name="livesim",
+        help="Live structured-illumination microscopy: acquisition, DL super-resolution, GUI.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    bench = typer.Typer(help="Benchmarks; figures go to docs/benchmarks.md.", no_args_is_help=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(root, bench)
+    root.add_typer(bench, name="bench")
+
+    @root.callback()
+    def _main(
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    ) -> None:
+        level = logging.DEBUG if verbose else logging.INFO
+        # The level sits on the handler too: importing pymmcore-plus lowers the root logger
+        # to DEBUG, which would otherwise flood the console.
+        console = logging.StreamHandler()
+        console.setLevel(level)
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            handlers=[console],
+        )
+        if not verbose:  # pymmcore-plus also logs at DEBUG through its own handler
+            logging.getLogger("pymmcore-plus").setLevel(logging.INFO)
+
+    return root
+
+
+def app() -> None:
+    """Console-script entry point."""
+    build_app()()
+
+

@@ -1,0 +1,630 @@
+"""`livesim bench pipeline`: the whole raw path against the bare limits of its two links.
+
+Emulator fast path (frames pre-rendered into a bank, so rendering cost is not counted: a real
+camera delivers frames for free) -> AcquisitionEngine -> ZeroMQ -> passthrough worker process
+-> results back -> RunRecorder (SWMR, flushed per time point). In the same run and on the same
+frames: bare pyzmq PUSH/PULL to another process, and bare h5py writing the raw frames the way
+the recorder does (same file options and chunking, direct chunk writes, flush per time point,
+fsync per time point on a second thread), raw only and with the same bytes as the run file.
+The four are run ``repeats`` times interleaved (balanced orders, ``os.sync()`` before each),
+because one run of each moved ~4x with the disk's write-back state. Reports sustained lossless
+raw frames/s, SR latency p50/p99, every repeat and the medians, the ratio of the pipeline to the
+slower bare limit, plus CPU time per raw frame of each (all threads and processes involved,
+from the first frame to the file closed: it depends far less than frames/s on how loaded the
+machine is) and of each pipeline thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zmq
+
+from acquisition import run_file
+from acquisition.fsync_behind import FsyncBehind
+from acquisition.protocol import Protocol
+from acquisition.recorder import widefield_mean
+from acquisition.session import RunSession, SessionOptions
+from acquisition.transport import Endpoints
+from acquisition.wire import Kind, encode, header_for
+
+logger = logging.getLogger(__name__)
+
+BANK_SETS = 4
+LASER_NM = 488
+
+
+MEMBERS = ("bare zmq", "bare h5py raw", "bare h5py same bytes", "pipeline")
+
+
+@dataclass
+class RepeatFigures:
+    """One interleaved repeat: each member's raw frames/s, CPU ms per raw frame, and the
+    seconds the ``os.sync()`` before it took (not counted in its figures)."""
+
+    order: tuple[str, ...]
+    fps: dict[str, float]
+    cpu_ms_per_frame: dict[str, float]
+    sync_s: dict[str, float]
+    latency_p50_ms: float = float("nan")
+    latency_p99_ms: float = float("nan")
+    raw_lost: int = 0
+    raw_mismatched: int = 0
+    sr_frames: int = 0
+    sr_skips: int = 0
+    thread_cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    dirty_mb: dict[str, float] = field(default_factory=dict)  # after the sync, before it ran
+
+    @property
+    def ratio(self) -> float:
+        """Pipeline over bare h5py raw of this repeat (adjacent in time, same page-cache state)."""
+        return self.fps["pipeline"] / self.fps["bare h5py raw"]
+
+
+@dataclass
+class PipelineBenchResult:
+    """Figures of one bench run (frames/s are raw camera frames); fps fields are medians over
+    the interleaved repeats, counts are totals."""
+
+    time_points: int
+    size_px: int
+    fsync: bool
+    pipeline_fps: float
+    zmq_fps: float
+    h5py_fps: float  # raw only, written as the recorder writes (the limit of the ratio)
+    h5py_same_bytes_fps: float  # raw + wide-field + SR, written as the recorder writes
+    latency_p50_ms: float
+    latency_p99_ms: float
+    raw_lost: int
+    raw_mismatched: int
+    sr_frames: int
+    sr_skips: int
+    cpu_ms_per_frame: dict[str, float]
+    repeats: list[RepeatFigures] = field(default_factory=list)
+
+    @property
+    def slower_limit(self) -> str:
+        """Which bare limit is slower (by the medians): the ratio's denominator."""
+        return "bare zmq" if self.zmq_fps < self.h5py_fps else "bare h5py raw"
+
+    @property
+    def ratio(self) -> float:
+        """Median pipeline throughput over the slower median bare limit."""
+        return self.pipeline_fps / min(self.zmq_fps, self.h5py_fps)
+
+    @property
+    def same_bytes_ratio(self) -> float:
+        """Median pipeline throughput over median bare h5py writing the run file's bytes."""
+        return self.pipeline_fps / self.h5py_same_bytes_fps
+
+    @property
+    def repeat_ratios(self) -> list[float]:
+        """Per repeat: pipeline / bare h5py raw of the same repeat."""
+        return [r.ratio for r in self.repeats]
+
+    def lines(self) -> list[str]:
+        """The report printed by the command: every repeat, then the medians and ratios."""
+        n = self.time_points * 9
+        short = {"bare zmq": "zmq", "bare h5py raw": "h5 raw", "bare h5py same bytes": "h5 same",
+                 "pipeline": "pipeline"}
+        out = [f"frames: {n} raw per member ({self.time_points} SIM sets of 9 x {self.size_px}x"
+               f"{self.size_px} uint16), fsync per time point: {self.fsync}, "
+               f"{len(self.repeats)} interleaved repeat(s), os.sync() before each member",
+               "members: zmq = bare pyzmq PUSH/PULL (ipc, other process); h5 raw = bare h5py "
+               "raw as the recorder writes; h5 same = bare h5py, the run file's bytes "
+               "(raw+wf+SR); pipeline = engine->zmq->worker->recorder",
+               "repeat | order | frames/s zmq / h5 raw / h5 same / pipeline | pipeline/h5 raw | "
+               "os.sync s before each | dirty MB after it"]
+        for i, r in enumerate(self.repeats, 1):
+            fps = " / ".join(f"{r.fps[m]:.0f}" for m in MEMBERS)
+            sync = " ".join(f"{r.sync_s[m]:.2f}" for m in r.order)
+            dirty = " ".join(f"{r.dirty_mb.get(m, float('nan')):.0f}" for m in r.order)
+            out.append(f"{i} | {' > '.join(short[m] for m in r.order)} | {fps} | "
+                       f"{r.ratio:.2f} | {sync} | {dirty}")
+        ratios = self.repeat_ratios
+        out += [
+            f"median bare pyzmq PUSH/PULL (ipc, other process):    {self.zmq_fps:8.0f} frames/s",
+            f"median bare h5py raw, as the recorder writes:        {self.h5py_fps:8.0f} frames/s",
+            f"median bare h5py, same bytes as the run (raw+wf+SR): {self.h5py_same_bytes_fps:8.0f}"
+            " frames/s",
+            f"median pipeline (engine->zmq->worker->recorder):     {self.pipeline_fps:8.0f} "
+            "frames/s",
+            f"slower bare limit (medians): {self.slower_limit}",
+            f"ratio of medians, pipeline / slower bare limit: {self.ratio:.2f} (target >= 0.8)",
+            "per-repeat ratio pipeline / bare h5py raw (same repeat): "
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + (f"; median {statistics.median(ratios):.2f}" if ratios else ""),
+            f"ratio of medians, pipeline / bare h5py same bytes: {self.same_bytes_ratio:.2f}",
+            f"raw lost: {self.raw_lost}, raw differing from source: {self.raw_mismatched} "
+            "(all repeats)",
+            f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips} (all repeats)",
+            f"SR latency (raw sent -> SR received), median of repeats: p50 "
+            f"{self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms",
+            "CPU ms per raw frame, medians (all processes): " + ", ".join(
+                f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_frame.items()),
+        ]
+        cores = os.cpu_count() or 1
+        cpu_ms = self.cpu_ms_per_frame.get("pipeline", float("nan"))
+        ceiling = cores * 1e3 / cpu_ms
+        out.append(f"CPU ceiling on {cores} core(s) at {cpu_ms:.2f} ms per raw frame: "
+                   f"{ceiling:.0f} frames/s = {ceiling / min(self.zmq_fps, self.h5py_fps):.2f} "
+                   "of the slower bare limit")
+        threads = _median_dicts([r.thread_cpu_ms_per_frame for r in self.repeats])
+        if threads:
+            out.append("pipeline CPU ms per raw frame by thread, first to last time point, "
+                       "medians: " + ", ".join(f"{k} {v:.2f}" for k, v in threads.items()))
+        return out
+
+
+def frame_bank(size_px: int, seed: int = 0) -> np.ndarray:
+    """BANK_SETS emulated SIM sets (BANK_SETS, 9, Y, X) uint16 from the fast path."""
+    from sim_emulator.fast_path import FastFrameSource
+    from sim_emulator.microscope import EmulatorConfig, Microscope
+
+    microscope = Microscope(EmulatorConfig(size_px=size_px, seed=seed))
+    source = FastFrameSource(microscope, seed=seed)
+    return np.stack([source.set_frames(0.25 * i, LASER_NM, 20.0, 10.0)
+                     for i in range(BANK_SETS)])
+
+
+class BankSource:
+    """A frame source with the rig's streaming form, cycling through a bank of sets."""
+
+    def __init__(self, bank: np.ndarray) -> None:
+        from hardware.frames import FrameTag, TaggedFrame
+
+        self._tag, self._frame = FrameTag, TaggedFrame
+        self.bank = bank
+        self.sequence = 0
+
+    def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Iterator[Any]:
+        """The next set's frames, tagged like the rig tags them."""
+        frames = self.bank[time_point % len(self.bank)]
+        for p in range(frames.shape[0]):
+            tag = self._tag(time_point=time_point, channel=0, laser_nm=LASER_NM,
+                            orientation=p // 3, phase=p % 3, pattern_index=p,
+                            sequence=self.sequence, timestamp_s=time.monotonic(),
+                            exposure_ms=10.0)
+            self.sequence += 1
+            yield self._frame(frames[p], tag)
+
+    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+        """All frames of one time point."""
+        return list(self.stream_time_point(plan, time_point, timeout_s))
+
+
+_SINK = textwrap.dedent("""
+    import sys, time, zmq
+    endpoint, n = sys.argv[1], int(sys.argv[2])
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.connect(endpoint)
+    for _ in range(n):
+        if not pull.poll(30000):
+            sys.exit("bare zmq sink: no message within 30 s")
+        pull.recv_multipart(copy=False)
+    print(time.time(), flush=True)
+""")
+
+
+def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (all threads) or of its reaped children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc); NaN if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(pid: int | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds (ns resolution, /proc schedstat) of each live thread of ``pid`` (this
+    process when None), by thread id, with the thread's name (Python's name for this
+    process's Python threads, else the kernel's, e.g. ZeroMQ's ``ZMQbg/IO/0``)."""
+    own = pid is None
+    pid = os.getpid() if pid is None else pid
+    names = {t.native_id: t.name for t in threading.enumerate()} if own else {}
+    out: dict[int, tuple[str, float]] = {}
+    folder = Path(f"/proc/{pid}/task")
+    try:
+        tids = [int(entry.name) for entry in folder.iterdir()]
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            ns = int((folder / str(tid) / "schedstat").read_text().split()[0])
+            comm = (folder / str(tid) / "comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+        name = names.get(tid) or ("main" if tid == pid else comm)
+        out[tid] = (name, ns / 1e9)
+    return out
+
+
+def thread_cpu_delta_s(before: dict[int, tuple[str, float]],
+                       after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per thread name between two samples (threads alive in both; same names
+    summed)."""
+    out: dict[str, float] = {}
+    for tid, (name, end) in after.items():
+        if tid in before:
+            out[name] = out.get(name, 0.0) + end - before[tid][1]
+    return out
+
+
+def bare_zmq_fps(bank: np.ndarray, time_points: int, folder: Path) -> tuple[float, float]:
+    """Lossless PUSH/PULL of the same sets to another process over ipc: (frames/s, CPU s)."""
+    context = zmq.Context()
+    endpoint = Endpoints.ipc(folder).raw
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 5000)
+    push.setsockopt(zmq.SNDHWM, 8)
+    push.setsockopt(zmq.SNDTIMEO, 30000)
+    push.bind(endpoint)
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, endpoint, str(time_points)],
+                            stdout=subprocess.PIPE, text=True)
+    children = cpu_s(resource.RUSAGE_CHILDREN)
+    sink_cpu = float("nan")
+    try:
+        first = bank[0]
+        push.send_multipart(encode(header_for(Kind.RAW_SET, "warm", 0, first), first),
+                            copy=False)  # the first send waits for the sink to connect
+        sink_cpu = process_cpu_s(sink.pid)  # its start-up (interpreter, imports) is not counted
+        own = cpu_s()
+        start = time.time()
+        for t in range(1, time_points):
+            frames = bank[t % len(bank)]
+            push.send_multipart(encode(header_for(Kind.RAW_SET, "bench", t, frames), frames),
+                                copy=False)
+        own = cpu_s() - own
+        out, _ = sink.communicate(timeout=120)
+        end = float(out.strip().splitlines()[-1])
+        sink_cpu = cpu_s(resource.RUSAGE_CHILDREN) - children - sink_cpu
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+        push.close()
+        context.term()
+    return (time_points - 1) * bank.shape[1] / (end - start), own + sink_cpu
+
+
+def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                  same_bytes: bool = False, plain: bool = False) -> tuple[float, float]:
+    """Plain h5py writing (T, 1, 9, Y, X) frames, chunk per frame: (frames/s, CPU s).
+
+    As the recorder writes: its file options (latest format, SWMR, chunk cache), one
+    ``write_direct_chunk`` per frame, flush per time point and an fsync per time point on a
+    second thread. ``same_bytes`` adds what the run file holds per set besides raw (the float32
+    wide-field mean and a uint16 2x SR image). ``plain`` is the simplest loop instead: slicing
+    writes and the fsync inline. Timed from the first write to the file closed.
+    """
+    path = folder / "bare.h5"
+    frame = bank.shape[2:]
+    sr_image = np.zeros((2 * frame[0], 2 * frame[1]), np.uint16)
+    h5 = h5py.File(path, "w", libver="latest", rdcc_nbytes=run_file.WRITER_CHUNK_CACHE_BYTES)
+    try:
+        raw = run_file.create_image_dataset(h5, run_file.RAW, frame, (0, 1, 9), np.uint16, 62.6)
+        wf = run_file.create_image_dataset(h5, run_file.WIDEFIELD, frame, (0, 1), np.float32,
+                                           62.6)
+        sr = run_file.create_image_dataset(h5, "sr", sr_image.shape, (0, 1), np.uint16, 31.3,
+                                           fillvalue=0)
+        h5.swmr_mode = True
+        h5.flush()
+        fd = h5.id.get_vfd_handle()
+        start = time.perf_counter()
+        cpu = cpu_s()
+        behind = FsyncBehind(fd, str(path)) if fsync and not plain else None
+        for t in range(time_points):
+            frames = bank[t % len(bank)]
+            raw.resize(t + 1, axis=0)
+            if plain:
+                raw[t, 0] = frames
+            else:
+                for p in range(frames.shape[0]):
+                    raw.id.write_direct_chunk((t, 0, p, 0, 0), frames[p])
+            if same_bytes:
+                wf.resize(t + 1, axis=0)
+                sr.resize(t + 1, axis=0)
+                wf.id.write_direct_chunk((t, 0, 0, 0), widefield_mean(frames))
+                sr.id.write_direct_chunk((t, 0, 0, 0), sr_image)
+            h5.flush()
+            if behind is not None:
+                behind.request(t)
+            elif fsync:
+                os.fsync(fd)
+        if behind is not None:
+            behind.close()
+            if behind.error is not None:
+                raise behind.error
+        h5.flush()
+        if fsync:
+            os.fsync(fd)
+    finally:
+        h5.close()
+    elapsed = time.perf_counter() - start
+    cpu = cpu_s() - cpu
+    path.unlink()
+    return time_points * bank.shape[1] / elapsed, cpu
+
+
+class _MeasuredSession(RunSession):
+    """A RunSession that samples the worker's CPU (process, threads) when the run file has
+    been closed, before the worker is stopped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_cpu_at_close_s = float("nan")
+        self.worker_threads_at_close: dict[int, tuple[str, float]] = {}
+
+    def _finish(self, summary: Any) -> Any:
+        summary = super()._finish(summary)
+        if self.supervisor is not None and self.supervisor.process is not None:
+            pid = self.supervisor.process.pid
+            self.worker_threads_at_close = thread_cpu_s(pid)
+            self.worker_cpu_at_close_s = _live_cpu_s(pid, self.worker_threads_at_close)
+        return summary
+
+
+def _live_cpu_s(pid: int, threads: dict[int, tuple[str, float]]) -> float:
+    """A running process's CPU seconds: its threads' schedstat sum (ns), else /proc stat."""
+    return sum(cpu for _, cpu in threads.values()) if threads else process_cpu_s(pid)
+
+
+@dataclass
+class PipelineMeasurement:
+    """One pipeline run: frames/s (first time point to run file closed), the summary, the run
+    file, CPU seconds of the acquisition process and of the worker over that span (worker
+    start-up and exit not counted), and CPU seconds per thread from the first to the last
+    time point (``acq <thread>`` / ``worker <thread>``; drain and close not included), which
+    spans ``thread_sets`` sets."""
+
+    fps: float
+    summary: Any
+    path: Path
+    acquisition_cpu_s: float
+    worker_cpu_s: float
+    thread_cpu_s: dict[str, float]
+    thread_sets: int = 1
+
+
+def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
+                       ) -> tuple[float, Any, Path, float, float]:
+    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
+    path, and the CPU seconds of the acquisition process and of the worker over that time
+    (worker start-up and its exit after the file is closed are not counted)."""
+    m = measure_pipeline(bank, time_points, folder, fsync)
+    return m.fps, m.summary, m.path, m.acquisition_cpu_s, m.worker_cpu_s
+
+
+def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                     source: Any | None = None, reconstruction: str = "passthrough"
+                     ) -> PipelineMeasurement:
+    """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it;
+    ``source`` replaces the bank's own frame source (e.g. one paced like a camera);
+    ``reconstruction`` is the worker's method (a model name or file for a real SR worker)."""
+    output = folder / "pipeline.h5"
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": LASER_NM, "reconstruction": reconstruction}],
+        "timepoints": time_points, "output": str(output), "overwrite": True})
+    (folder / "ep").mkdir(exist_ok=True)
+    session = _MeasuredSession(source if source is not None else BankSource(bank), None,
+                               protocol, (bank.shape[2], bank.shape[3]),
+                               62.6, options=SessionOptions(fsync=fsync),
+                               endpoints=Endpoints.ipc(folder / "ep"))
+    at_start: list[float] = []
+    threads: dict[str, dict[int, tuple[str, float]]] = {}
+
+    def on_progress(progress: Any) -> None:
+        if not at_start and session.supervisor and session.supervisor.process:
+            # the worker's start-up (imports, model) is not part of the pipeline's cost
+            pid = session.supervisor.process.pid
+            threads["acq start"] = thread_cpu_s()
+            threads["worker start"] = thread_cpu_s(pid)
+            at_start.extend([cpu_s(), _live_cpu_s(pid, threads["worker start"])])
+        if progress.time_points_done == time_points:
+            threads["acq end"] = thread_cpu_s()
+
+    summary = session.run(progress=on_progress)
+    acquisition_cpu = cpu_s() - at_start[0]  # after the close: only the worker's stop waited
+    if summary.error:
+        raise RuntimeError(f"pipeline run failed: {summary.error}")
+    worker_cpu = session.worker_cpu_at_close_s - at_start[1]
+    by_thread = {f"acq {k}": v for k, v in thread_cpu_delta_s(
+        threads["acq start"], threads.get("acq end", {})).items()}
+    by_thread.update({f"worker {k}": v for k, v in thread_cpu_delta_s(
+        threads["worker start"], session.worker_threads_at_close).items()})
+    return PipelineMeasurement(summary.raw_frames / summary.recorded_s, summary, output,
+                               acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1))
+
+
+def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
+                          source: Any | None = None) -> tuple[float, Any, Path, float]:
+    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
+    path, and CPU seconds from the first time point to the file closed (this process + the
+    worker); ``source`` as for :func:`measure_pipeline`."""
+    m = measure_pipeline(bank, time_points, folder, fsync, source)
+    return m.fps, m.summary, m.path, m.acquisition_cpu_s + m.worker_cpu_s
+
+
+def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int, int]:
+    """(raw frames missing, raw frames differing from the source) in the pipeline's file."""
+    with h5py.File(path, "r") as h5:
+        sequence = h5["timestamps/sequence"][()].ravel()
+        expected = np.arange(time_points * bank.shape[1])
+        lost = int(len(expected) - np.isin(expected, sequence).sum())
+        mismatched = 0
+        for t in range(time_points):
+            stored = h5[run_file.RAW][t, 0]
+            mismatched += int(np.any(stored != bank[t % len(bank)], axis=(1, 2)).sum())
+    return lost, mismatched
+
+
+def member_orders(n_members: int, repeats: int) -> list[tuple[int, ...]]:
+    """Member orders for ``repeats`` interleaved repeats: the rows of a balanced Latin square
+    (Williams design), so over n repeats (2n for odd n) every member runs in every position
+    once and directly follows every other member equally often."""
+    base = [0]
+    for k in range(1, n_members):
+        base.append((k + 1) // 2 if k % 2 else n_members - k // 2)
+    rows = [tuple((b + r) % n_members for b in base) for r in range(n_members)]
+    if n_members % 2:
+        rows += [tuple(reversed(row)) for row in rows]
+    return [rows[i % len(rows)] for i in range(repeats)]
+
+
+@dataclass
+class MemberOutcome:
+    """What one member measured: raw frames/s, CPU seconds, and member-specific figures."""
+
+    fps: float
+    cpu_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RepeatRun:
+    """One interleaved repeat as run: order, outcomes, seconds of the sync before each."""
+
+    order: tuple[str, ...]
+    outcomes: dict[str, MemberOutcome]
+    sync_s: dict[str, float]
+    dirty_mb: dict[str, float] = field(default_factory=dict)
+
+
+def dirty_page_cache_mb() -> float:
+    """Dirty + under-writeback page cache of the machine (MB, /proc/meminfo); NaN if unknown."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    try:
+        return sum(int(fields[k].split()[0]) for k in ("Dirty", "Writeback")) / 1024
+    except (KeyError, ValueError, IndexError):
+        return float("nan")
+
+
+def run_interleaved(members: Mapping[str, Callable[[Path], MemberOutcome]], repeats: int,
+                    scratch: Path, sync: Callable[[], None] = os.sync) -> list[RepeatRun]:
+    """Run every member ``repeats`` times, interleaved in balanced orders; each run gets a
+    fresh folder, deleted after it, and ``sync()`` (timed, not counted) first so no member
+    pays for the write-back of the one before; the dirty page cache left after the sync is
+    noted too."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    names = list(members)
+    runs = []
+    for i, order in enumerate(member_orders(len(names), repeats)):
+        outcomes: dict[str, MemberOutcome] = {}
+        sync_s: dict[str, float] = {}
+        dirty_mb: dict[str, float] = {}
+        for name in (names[k] for k in order):
+            folder = scratch / f"{i}-{name.replace(' ', '_')}"
+            folder.mkdir()
+            try:
+                start = time.perf_counter()
+                sync()
+                sync_s[name] = time.perf_counter() - start
+                dirty_mb[name] = dirty_page_cache_mb()
+                outcomes[name] = members[name](folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            logger.info("repeat %d %s: %.0f frames/s (sync %.2f s)", i + 1, name,
+                        outcomes[name].fps, sync_s[name])
+        runs.append(RepeatRun(tuple(names[k] for k in order), outcomes, sync_s, dirty_mb))
+    return runs
+
+
+def _median_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over the dicts that have it (keys in first-seen order)."""
+    keys = list(dict.fromkeys(k for d in dicts for k in d))
+    return {k: statistics.median(d[k] for d in dicts if k in d) for k in keys}
+
+
+def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
+                       fsync: bool = True, repeats: int = 1) -> PipelineBenchResult:
+    """Bare zmq, bare h5py raw, bare h5py same bytes and the pipeline, ``repeats`` times
+    interleaved on the same frames; medians and per-repeat figures. Scratch files removed."""
+    scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-", dir=folder))
+    try:
+        bank = frame_bank(size_px)
+        frames = time_points * bank.shape[1]
+
+        def pipeline(where: Path) -> MemberOutcome:
+            m = measure_pipeline(bank, time_points, where, fsync)
+            lost, mismatched = check_lossless(m.path, bank, time_points)
+            s = m.summary
+            return MemberOutcome(m.fps, m.acquisition_cpu_s + m.worker_cpu_s, {
+                "acquisition_cpu_s": m.acquisition_cpu_s, "worker_cpu_s": m.worker_cpu_s,
+                "threads": {k: v * time_points / m.thread_sets  # per set, as the rest
+                            for k, v in m.thread_cpu_s.items()},
+                "lost": lost, "mismatched": mismatched,
+                "p50": s.latency_percentile_ms(50), "p99": s.latency_percentile_ms(99),
+                "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
+
+        def bare(run: Callable[[], tuple[float, float]]) -> MemberOutcome:
+            fps, cpu = run()
+            return MemberOutcome(fps, cpu)
+
+        members: dict[str, Callable[[Path], MemberOutcome]] = {
+            "bare zmq": lambda where: bare(lambda: bare_zmq_fps(bank, time_points, where)),
+            "bare h5py raw": lambda where: bare(
+                lambda: bare_h5py_fps(bank, time_points, where, fsync)),
+            "bare h5py same bytes": lambda where: bare(
+                lambda: bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
+            "pipeline": pipeline,
+        }
+        runs = run_interleaved(members, repeats, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    figures = [_repeat_figures(run, frames) for run in runs]
+    median = {m: statistics.median(f.fps[m] for f in figures) for m in MEMBERS}
+    return PipelineBenchResult(
+        time_points=time_points, size_px=size_px, fsync=fsync,
+        pipeline_fps=median["pipeline"], zmq_fps=median["bare zmq"],
+        h5py_fps=median["bare h5py raw"], h5py_same_bytes_fps=median["bare h5py same bytes"],
+        latency_p50_ms=statistics.median(f.latency_p50_ms for f in figures),
+        latency_p99_ms=statistics.median(f.latency_p99_ms for f in figures),
+        raw_lost=sum(f.raw_lost for f in figures),
+        raw_mismatched=sum(f.raw_mismatched for f in figures),
+        sr_frames=sum(f.sr_frames for f in figures), sr_skips=sum(f.sr_skips for f in figures),
+        cpu_ms_per_frame=_median_dicts([f.cpu_ms_per_frame for f in figures]),
+        repeats=figures)
+
+
+def _repeat_figures(run: RepeatRun, frames: int) -> RepeatFigures:
+    """A repeat's outcomes as figures per raw frame."""
+    pipe = run.outcomes["pipeline"].extra
+    cpu = {"pipeline": run.outcomes["pipeline"].cpu_s,
+           "pipeline acquisition process": pipe["acquisition_cpu_s"],
+           "pipeline worker": pipe["worker_cpu_s"]}
+    cpu.update({m: run.outcomes[m].cpu_s for m in MEMBERS if m != "pipeline"})
+    return RepeatFigures(
+        order=run.order, fps={m: run.outcomes[m].fps for m in MEMBERS},
+        cpu_ms_per_frame={k: v * 1e3 / frames for k, v in cpu.items()}, sync_s=run.sync_s,
+        dirty_mb=run.dirty_mb,
+        latency_p50_ms=pipe["p50"], latency_p99_ms=pipe["p99"], raw_lost=pipe["lost"],
+        raw_mismatched=pipe["mismatched"], sr_frames=pipe["sr_frames"],
+        sr_skips=pipe["sr_skips"],
+        thread_cpu_ms_per_frame={k: v * 1e3 / frames for k, v in pipe["threads"].items()})

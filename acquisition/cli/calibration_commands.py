@@ -1,0 +1,92 @@
+"""`livesim` sub-commands contributed by the `calibration` package.
+
+`livesim calibrate camera`. (`livesim calibrate pattern`, `livesim reconstruct` and `livesim bench
+wiener` live in `acquisition/cli/wiener_commands.py`, beside the stack readers and Wiener SIM
+they use.) Heavy imports live inside the command functions so `livesim --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
+    calibrate_app = typer.Typer(
+        help="Calibrations: camera photon transfer (offset, gain, noise maps); SIM pattern.",
+        no_args_is_help=True,
+    )
+    calibrate_app.command("camera")(calibrate_camera_command)
+    app.add_typer(calibrate_app, name="calibrate")
+
+
+def calibrate_camera_command(
+    output: Path = typer.Option(..., "--output", "-o", help="calibration file (.h5)"),
+    emulator: bool = typer.Option(False, "--emulator", help="use the emulated rig"),
+    config: Path = typer.Option(None, "--config", "-c", help="Micro-Manager .cfg of the rig"),
+    laser_nm: int = typer.Option(488, "--laser-nm", help="laser line for the flat series"),
+    power_pct: float = typer.Option(100.0, "--power-pct", help="laser power for the flat series"),
+    frames: int = typer.Option(200, "--frames", help="frames per exposure level"),
+    size_px: int = typer.Option(64, "--size", help="emulated sensor size (px, --emulator only)"),
+    plot: Path = typer.Option(
+        None, "--plot", help="photon-transfer PNG (default: next to the output)"
+    ),
+) -> None:
+    """EMVA-style photon-transfer calibration: dark + flat series, per-pixel maps, PTC plot.
+
+    On a real rig the flat series needs a still, bright specimen (a fluorescent slide).
+    """
+    import logging
+
+    from calibration.camera_calibration import calibrate_camera, plot_photon_transfer
+    from hardware.errors import RigError
+    from hardware.rig import Rig
+    from sim_emulator.rig import emulated_rig
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+    if emulator == (config is not None):
+        typer.echo("error: give exactly one of --emulator or --config RIG.cfg", err=True)
+        raise typer.Exit(2)
+    if frames < 2:
+        typer.echo(f"error: --frames {frames} must be >= 2", err=True)
+        raise typer.Exit(2)
+    try:
+        if emulator:
+            from sim_emulator.microscope import EmulatorConfig
+            from sim_emulator.optics import Optics
+            from sim_emulator.samples import Dynamics
+
+            still = Dynamics(
+                drift_nm_per_s=(0.0, 0.0),
+                diffusion_nm2_per_s=0.0,
+                growth_nm_per_s=0.0,
+                bleach_rate_per_s=0.0,
+            )
+            emulated = EmulatorConfig(
+                size_px=size_px,
+                structure="er",  # a still, hazy ER network lights every pixel
+                optics=Optics(background_fraction=1.0),
+                dynamics=still,
+            )
+            rig = emulated_rig(emulated)
+        else:
+            rig = Rig.from_config(config)
+        with rig:
+            calibration = calibrate_camera(rig, laser_nm, power_pct, n_frames=frames)
+    except (RigError, ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    calibration.save(output)
+    png = plot_photon_transfer(calibration, plot or output.with_suffix(".png"))
+    typer.echo(
+        f"{output}: {calibration.shape[1]}x{calibration.shape[0]} px, "
+        f"gain {calibration.median_gain_adu_per_e:.4f} ADU/e, "
+        f"read noise {calibration.median_read_noise_e:.2f} e, "
+        f"dark current {calibration.median_dark_current_e_per_s:.3f} e/s, "
+        f"full well {calibration.full_well_e:.0f} e, "
+        f"linearity {calibration.linearity_error_pct:.2f} %, "
+        f"{int(calibration.defect_mask.sum())} defect pixels; plot {png}"
+    )

@@ -1,0 +1,267 @@
+"""`livesim` sub-commands for IMC-SR: imc-train, imc-assess, and `bench imcsr`.
+
+Wire with `register(app, bench)` (add "acquisition.cli.imc_commands" to acquisition.cli's
+COMMAND_MODULES); also runnable alone: `python -m acquisition.cli.imc_commands --help`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
+    app.command("imc-train")(imc_train)
+    app.command("imc-assess")(imc_assess)
+    app.command("imc-cross-talk")(imc_cross_talk)
+    bench.command("imcsr")(bench_imcsr_command)
+
+
+def imc_train(
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    steps: int = typer.Option(1500, "--steps"),
+    variant: str = typer.Option("all", "--variant", help="all (one 3-channel model) or single"),
+    temporal: bool = typer.Option(False, "--temporal/--single-frame"),
+    summation_loss: bool = typer.Option(True, "--summation-loss/--no-summation-loss"),
+    seed: int = typer.Option(0, "--seed"),
+    crop_px: int = typer.Option(64, "--crop-px"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate"),
+    width: int = typer.Option(16, "--width"),
+    groups: int = typer.Option(3, "--groups"),
+    blocks: int = typer.Option(4, "--blocks"),
+    structures: str = typer.Option(
+        "microtubules,er,lysosomes", "--structures", help="three emulator structures, in order"
+    ),
+    time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
+    threads: int = typer.Option(1, "--threads"),
+    init_from: str | None = typer.Option(
+        None, "--init-from", help="fine-tune this model file (fewer --groups: deepened)"
+    ),
+    training_fields: int = typer.Option(48, "--training-fields"),
+    training_brightness: str | None = typer.Option(
+        None, "--training-brightness", help="LOW,HIGH relative brightness of training fields "
+        "only (default: the mixtures' 0.4,1; validation/held-out fields keep it)"
+    ),
+    field_refresh_every: int = typer.Option(
+        0, "--field-refresh-every", help="steps between new training fields (0: fixed pool)"
+    ),
+    validation_fields: int = typer.Option(
+        0, "--validation-fields", help="keep the best checkpoint by these fields' Pearson"
+    ),
+    validate_every: int = typer.Option(250, "--validate-every"),
+    held_out_fields: int = typer.Option(8, "--held-out-fields"),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", help="wall-time limit"),
+) -> None:
+    """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
+    from pydantic import ValidationError
+
+    from inference.imc.loss import ImcLossWeights
+    from inference.imc.mixtures import MixtureConfig
+    from inference.imc.training import ImcTrainingConfig, run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = ImcTrainingConfig.model_validate(
+            {
+                "variant": variant,
+                "temporal": temporal,
+                "steps": steps,
+                "seed": seed,
+                "crop_px": crop_px,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "width": width,
+                "groups": groups,
+                "blocks": blocks,
+                "threads": threads,
+                "init_from": init_from,
+                "training_fields": training_fields,
+                "training_brightness_range": (
+                    None if training_brightness is None
+                    else tuple(float(v) for v in training_brightness.split(","))
+                ),
+                "field_refresh_every": field_refresh_every,
+                "validation_fields": validation_fields,
+                "validate_every": validate_every,
+                "held_out_fields": held_out_fields,
+                "max_seconds": max_seconds,
+                "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
+                "mixtures": MixtureConfig.model_validate(
+                    {"structures": tuple(structures.split(",")), "time_points": time_points}
+                ),
+            }
+        )
+        result = run_training(output, config)
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for path, sha in zip(result.model_paths, result.weights_sha256, strict=True):
+        typer.echo(f"{path}: sha256 {sha}")
+    typer.echo(json.dumps(result.held_out, indent=1))
+
+
+def imc_assess(
+    models: list[str] = typer.Argument(
+        ..., help="model files or bundled names; join IMC-SR-Single files with commas"
+    ),
+    fields: int = typer.Option(8, "--fields", help="held-out mixtures for fidelity"),
+    time_lapse_fields: int = typer.Option(4, "--time-lapse-fields"),
+    time_points: int = typer.Option(8, "--time-points", help="frames per held-out time-lapse"),
+    noise_std: float = typer.Option(0.02, "--noise-std"),
+    threads: int = typer.Option(1, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
+    import torch
+
+    from inference.imc.assessment import (
+        assess_fields,
+        held_out_fields,
+        module_separator,
+        scores_dict,
+        time_lapse_flicker,
+    )
+    from inference.imc.live import ImcSeparator
+    from inference.imc.mixtures import MixtureConfig
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    report: dict[str, object] = {}
+    try:
+        for entry in models:
+            separators = [ImcSeparator(part) for part in entry.split(",")]
+            names = tuple(n for s in separators for n in s.channel_names)
+            frames = separators[0].input_frames
+            config = MixtureConfig.model_validate(
+                {"structures": names, "time_points": 3, "noise_std": noise_std}
+            )
+            separate = module_separator([s.model.module for s in separators])
+            scores = assess_fields(separate, held_out_fields(config, fields), noise_std, frames)
+            lapse = config.model_copy(update={"time_points": time_points})
+            entry_report: dict[str, object] = {
+                "sha256": [s.sha256 for s in separators],
+                "held_out": scores_dict(scores, names),
+            }
+            if time_lapse_fields > 0:
+                entry_report["time_lapse"] = time_lapse_flicker(
+                    separate, held_out_fields(lapse, time_lapse_fields), noise_std, frames
+                )
+            report[entry] = entry_report
+    except (ModelFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    text = json.dumps(report, indent=1)
+    typer.echo(text)
+    if json_out is not None:
+        json_out.write_text(text)
+
+
+def imc_cross_talk(
+    model_a: str = typer.Argument(..., help="model file or bundled name (e.g. with summation)"),
+    model_b: str = typer.Argument(..., help="the model it is paired with (e.g. without)"),
+    fields: int = typer.Option(32, "--fields", help="held-out mixtures (seeds 1..N)"),
+    noise_std: float = typer.Option(0.02, "--noise-std"),
+    threads: int = typer.Option(1, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Paired false-positive comparison of two single-frame models on the same held-out noisy
+    mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
+    input is background); mean +- standard error over fields, and the paired A - B."""
+    import numpy as np
+    import torch
+
+    from inference.imc.assessment import (
+        false_positives_per_field,
+        held_out_fields,
+        module_separator,
+    )
+    from inference.imc.live import ImcSeparator
+    from inference.imc.metrics import hallucination_fraction
+    from inference.imc.mixtures import MixtureConfig
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    try:
+        separators = [ImcSeparator(model_a), ImcSeparator(model_b)]
+        names = separators[0].channel_names
+        if separators[1].channel_names != names or any(s.temporal for s in separators):
+            raise ValueError("both models must be single-frame with the same channel names")
+        config = MixtureConfig.model_validate({"structures": names, "noise_std": noise_std})
+        test = held_out_fields(config, fields)
+        (cross_a, hall_a), (cross_b, hall_b) = (
+            false_positives_per_field(module_separator([s.model.module]), test, noise_std)
+            for s in separators
+        )
+    except (ModelFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    def summary(values: np.ndarray) -> dict[str, float]:
+        error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        return {"mean": float(values.mean()), "standard_error": error}
+
+    report: dict[str, object] = {"fields": fields, "a": model_a, "b": model_b}
+    rows: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        **{f"cross-talk {n}": (cross_a[:, i], cross_b[:, i]) for i, n in enumerate(names)},
+        "cross-talk mean of channels": (cross_a.mean(axis=1), cross_b.mean(axis=1)),
+        "hallucination": (hall_a, hall_b),
+    }
+    for name, (va, vb) in rows.items():
+        a, b, diff = summary(va), summary(vb), summary(va - vb)
+        lower = int((va < vb).sum())
+        report[name] = {"a": a, "b": b, "a_minus_b": diff, "a_lower_in_fields": lower}
+        typer.echo(
+            f"{name}: A {a['mean']:.5f} +- {a['standard_error']:.5f}  "
+            f"B {b['mean']:.5f} +- {b['standard_error']:.5f}  A-B "
+            f"{diff['mean']:+.5f} +- {diff['standard_error']:.5f}  "
+            f"(A lower in {lower}/{len(va)} fields)"
+        )
+    floor = np.array([  # blur tails of the true structures below the background threshold
+        hallucination_fraction(f.targets[c], f.targets[c], f.mixture[c])
+        for f in test for c in [f.targets.shape[0] // 2]
+    ])
+    report["hallucination of the ground truth"] = summary(floor)
+    typer.echo(f"hallucination of the ground truth itself: {floor.mean():.5f}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
+
+
+def bench_imcsr_command(
+    sizes: str = typer.Option("256,512,1024", "--sizes", help="square SR sizes"),
+    model: str = typer.Option("imcsr", "--model"),
+    device: str = typer.Option("cpu", "--device"),
+    iterations: int = typer.Option(3, "--iterations"),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: as is)"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """IMC-SR separation latency and frames/s per SR image size."""
+    from acquisition.cli.bench.imcsr import bench_imcsr
+
+    result = bench_imcsr(
+        [int(s) for s in sizes.split(",") if s], model, device, iterations, threads=threads
+    )
+    for row in result["rows"]:
+        typer.echo(
+            f"{result['model']} ({'temporal' if result['temporal'] else 'single-frame'}, "
+            f"{result['device']}, {result['threads']} threads) {row['sr_size']}x{row['sr_size']}:"
+            f" {row['latency_ms']:.0f} ms, {row['frames_per_s']:.2f} frames/s"
+        )
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=1))
+
+
+def _standalone() -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, add_completion=False)
+    bench = typer.Typer(no_args_is_help=True)
+    register(app, bench)
+    app.add_typer(bench, name="bench")
+    return app
+
+
+if __name__ == "__main__":
+    _standalone()()

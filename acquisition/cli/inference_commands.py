@@ -1,0 +1,168 @@
+"""`livesim` sub-commands contributed by the `inference` package: convert-weights, predict,
+models, and the `bench inference` benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
+    app.command("convert-weights")(convert_weights)
+    app.command("predict")(predict)
+    bench.command("inference")(bench_inference)
+
+
+def convert_weights(
+    keras_h5: Path = typer.Argument(..., help="the authors' Keras HDF5 weights file"),
+    arch: str = typer.Option(..., "--arch", help="dfcan or dfgan (generator)"),
+    input_channels: int = typer.Option(..., "--input-channels", help="1 (SISR), 9 (SIM), 25"),
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    name: str | None = typer.Option(None, "--name", help="model name (default: file stem)"),
+) -> None:
+    """Convert DFCAN / DFGAN Keras weights into a livesim model file."""
+    from inference.keras_weights import (
+        MODE_BY_CHANNELS,
+        WeightConversionError,
+        convert_keras_weights,
+    )
+    from inference.model_file import save_model
+
+    try:
+        model = convert_keras_weights(keras_h5, arch, input_channels)
+    except (WeightConversionError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    info = save_model(
+        output,
+        model,
+        architecture=arch,
+        mode=MODE_BY_CHANNELS[input_channels],  # type: ignore[arg-type]
+        name=name,
+        source=f"converted from {keras_h5.name}",
+    )
+    count = sum(p.numel() for p in model.parameters())
+    typer.echo(f"{output}: {arch} {info.mode}, {count:,} parameters, sha256 {info.weights_sha256}")
+
+
+def predict(
+    input_path: Path = typer.Argument(..., help="raw stack: .mrc, .tif, .npy or livesim .h5"),
+    model: str = typer.Option(..., "--model", "-m", help="bundled name or model file"),
+    output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime, tensorrt, auto"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+) -> None:
+    """Run a model on a raw stack; writes the float32 model output (2H x 2W, or T x 2H x 2W)."""
+    import numpy as np
+
+    from inference.model_file import ModelFileError, load_model
+    from inference.reconstruction import ModelReconstructor
+    from inference.stack_io import StackFormatError, load_raw_stack, save_image
+
+    try:
+        loaded = load_model(model)
+        n_patterns = None if loaded.info.mode == "sisr" else loaded.info.input_frames
+        stack = load_raw_stack(input_path, n_patterns=n_patterns, channel=channel)
+        reconstructor = ModelReconstructor(
+            loaded, None, device=device, backend=backend, precision="fp32"
+        )
+        images = []
+        flagged = 0
+        for t in range(stack.n_time_points):
+            result = reconstructor.reconstruct(np.asarray(stack.time_point(t)))
+            images.append(result.image)
+            if result.flags:
+                flagged += 1
+                typer.echo(f"time point {t}: flags {', '.join(result.flags)}", err=True)
+    except (ModelFileError, StackFormatError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    out = images[0] if len(images) == 1 else np.stack(images)
+    # the output grid's pixel: the input's, shrunk by the model's upsampling
+    pixel_nm = (None if stack.pixel_size_nm is None
+                else stack.pixel_size_nm * stack.frames.shape[-1] / out.shape[-1])
+    if pixel_nm is None:
+        typer.echo(f"note: {input_path} states no pixel size; {output} carries none", err=True)
+    save_image(output, out.astype(np.float32, copy=False), pixel_size_nm=pixel_nm)
+    typer.echo(
+        f"{output}: {out.shape} float32 from {loaded.name} ({loaded.info.mode}), "
+        f"sha256 {loaded.sha256[:12]}, {flagged} flagged time point(s)"
+    )
+
+
+def bench_inference(
+    sizes: str = typer.Option("256,512,1024", "--sizes", help="square raw sizes, comma separated"),
+    engines: str = typer.Option(
+        "torch,onnxruntime,tensorrt",
+        "--engines",
+        help="backends to try, '+matmul' for the DFT-as-matmul attention "
+        "(e.g. onnxruntime+matmul); unavailable ones are reported",
+    ),
+    models: str = typer.Option(
+        "dfcan-sim",
+        "--models",
+        help="bundled names, model files, or dfcan-sim-full / dfcan-sisr-full / "
+        "dfgan-sim-full (the authors' full-size architectures, random weights)",
+    ),
+    device: str = typer.Option("auto", "--device"),
+    iterations: int = typer.Option(3, "--iterations", help="timed runs per case (max)"),
+    budget_s: float = typer.Option(60.0, "--budget-s", help="stop timing a case after this"),
+    threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
+    imc_model: str = typer.Option(
+        "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
+    ),
+) -> None:
+    """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
+    and the IMC-SR separation of the SR images those sizes give."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from acquisition.cli.bench.engines import run_inference_benchmark
+
+    rows = run_inference_benchmark(
+        sizes=[int(s) for s in sizes.split(",") if s],
+        backends=[e for e in engines.split(",") if e],
+        models=[m for m in models.split(",") if m],
+        device=device,
+        iterations=iterations,
+        budget_s=budget_s,
+        threads=threads,
+    )
+    table = Table(title="livesim bench inference (reference: authors' DFCAN < 1 s per 1024x1024)")
+    for column in ("model", "engine", "size", "setup s", "latency ms", "SR frames/s", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.model,
+            row.engine,
+            f"{row.size}x{row.size}",
+            f"{row.setup_s:.1f}" if row.setup_s is not None else "-",
+            f"{row.latency_ms:.0f}" if row.latency_ms is not None else "-",
+            f"{row.frames_per_s:.3g}" if row.frames_per_s is not None else "-",
+            row.note,
+        )
+    imc: dict[str, object] = {}
+    if imc_model:
+        from acquisition.cli.bench.imcsr import bench_imcsr
+        from inference.engines import resolve_device
+
+        imc = bench_imcsr([2 * int(s) for s in sizes.split(",") if s], imc_model,
+                          resolve_device(device),
+                          iterations, budget_s, threads)
+        for imc_row in imc["rows"]:  # type: ignore[attr-defined]
+            table.add_row(
+                f"{imc['model']} (IMC-SR)", str(imc["device"]),
+                f"SR {imc_row['sr_size']}x{imc_row['sr_size']}", f"{imc_row['setup_s']:.1f}",
+                f"{imc_row['latency_ms']:.0f}", f"{imc_row['frames_per_s']:.3g}",
+                "temporal" if imc["temporal"] else "single-frame",
+            )
+    Console(width=160).print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"sr": [r.__dict__ for r in rows], "imc": imc},
+                                       indent=2, default=str))

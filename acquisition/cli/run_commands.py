@@ -1,0 +1,325 @@
+"""`livesim` sub-commands contributed by the `acquisition` package.
+
+run (headless time-lapse), infer (the inference worker), demo, recover, and `bench pipeline`.
+Heavy imports stay inside the command functions so `livesim --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from acquisition.protocol import Protocol
+    from acquisition.session import Progress, RunSummary
+    from calibration.photon_calibration import PhotonCalibration
+    from hardware.rig import Rig
+
+logger = logging.getLogger(__name__)
+
+EMULATOR_DEFAULT_SIZE_PX = 128  # default emulator ROI: small enough for CPU reconstruction
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
+    app.command("run")(run_command)
+    app.command("infer")(infer_command)
+    app.command("demo")(demo_command)
+    app.command("recover")(recover_command)
+    bench.command("pipeline")(bench_pipeline_command)
+
+
+def run_command(
+    protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
+    emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
+    timepoints: int | None = typer.Option(None, "--timepoints", "-t", help="Time points."),
+    model: str | None = typer.Option(
+        None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
+    ),
+    imc: bool | None = typer.Option(None, "--imc/--no-imc", help="IMC-SR three-colour split."),
+    imc_model: str | None = typer.Option(
+        None, "--imc-model", help="IMC-SR model: bundled name or .pt path (default: imcsr)."
+    ),
+    interval_s: float | None = typer.Option(None, "--interval-s", help="Seconds between starts."),
+    size_px: int = typer.Option(
+        EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
+    no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Inference worker processes, each supervised on its own."),
+) -> None:
+    """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
+    protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
+                              interval_s, overwrite, imc_model)
+    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers)
+    _print_summary(summary)
+    if summary.error:
+        raise typer.Exit(1)
+
+
+def infer_command(
+    raw_endpoint: str = typer.Option(..., "--raw-endpoint", help="Raw-set PUSH to connect to."),
+    results_endpoint: str = typer.Option(..., "--results-endpoint", help="Results PULL."),
+    method: list[str] = typer.Option(
+        ["default"], "--method", help="Per channel, in order: model name/path, wiener, passthrough."
+    ),
+    mode: str = typer.Option("sim", "--mode", help="wf | sim | nlsim"),
+    raw_shape: str = typer.Option("9,128,128", "--raw-shape", help="P,Y,X of one raw set."),
+    heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", help="Heartbeat period."),
+    parent_pid: int = typer.Option(0, "--parent-pid", help="Exit when this process is gone."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Camera calibration."),
+    imc_model: str | None = typer.Option(
+        None, "--imc-model", help="IMC-SR model (bundled name or path) for the first SR channel."
+    ),
+    sr_encoding: str = typer.Option(
+        "float32", "--sr-encoding", help="SR payload: float32 in [0, 1] or uint16 (x 1/65535)."
+    ),
+    curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
+    curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
+    worker_id: str = typer.Option("", "--worker-id", help="Id stamped on every message sent."),
+) -> None:
+    """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
+    from acquisition.transport import CurveKeys
+    from inference.worker import WorkerOptions, run_worker
+
+    try:
+        shape = tuple(int(n) for n in raw_shape.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--raw-shape {raw_shape!r}: expected P,Y,X") from exc
+    if len(shape) != 3 or min(shape) <= 0:
+        raise typer.BadParameter(f"--raw-shape {raw_shape!r}: expected three positive numbers")
+    keys = CurveKeys.from_files(curve_secret, curve_server) if curve_secret else None
+    options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
+                            (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
+                            parent_pid=parent_pid, calibration=calibration, curve=keys,
+                            imc_model=imc_model, sr_encoding=sr_encoding, worker_id=worker_id)
+    state = run_worker(options)
+    logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
+
+
+def demo_command(
+    output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
+    timepoints: int = typer.Option(10, "--timepoints", "-t", help="Time points."),
+    size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
+    model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
+) -> None:
+    """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
+    protocol = _load_protocol(None, True, output, timepoints, model, None, None, True)
+    summary = _record(protocol, size_px, fsync=False, static_sample=True)
+    _print_summary(summary)
+    quality = _demo_quality(protocol.output)
+    if quality:
+        typer.echo(quality)
+    if summary.error:
+        raise typer.Exit(1)
+
+
+def recover_command(
+    path: Path = typer.Argument(..., help="Run file left by a killed or crashed recording."),
+) -> None:
+    """Clear a killed writer's SWMR state so any HDF5 reader opens the file; report content."""
+    from acquisition.recovery import RecoveryError, recover_run_file
+
+    try:
+        report = recover_run_file(path)
+    except RecoveryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for line in report.lines():
+        typer.echo(line)
+
+
+def bench_pipeline_command(
+    timepoints: int = typer.Option(100, "--timepoints", "-t", help="SIM sets to push through."),
+    size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
+    folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
+    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
+    repeats: int = typer.Option(3, "--repeats", min=1,
+                                help="Interleaved repeats of bare zmq, bare h5py raw, bare "
+                                     "h5py same bytes and the pipeline (medians reported)."),
+) -> None:
+    """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
+    from acquisition.cli.bench.pipeline import run_pipeline_bench
+
+    result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats)
+    for line in result.lines():
+        typer.echo(line)
+    if result.raw_lost:
+        raise typer.Exit(1)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | None,
+                   timepoints: int | None, model: str | None, imc: bool | None,
+                   interval_s: float | None, overwrite: bool, imc_model: str | None = None
+                   ) -> Protocol:
+    from acquisition.protocol import Protocol, ProtocolError
+
+    if (protocol_file is None) == (not emulator):
+        raise typer.BadParameter("give a protocol TOML file or --emulator (not both)")
+    overrides: dict[str, Any] = {"timepoints": timepoints, "imc": imc, "interval_s": interval_s,
+                                 "overwrite": overwrite or None, "imc_model": imc_model}
+    if output is not None:
+        overrides["output"] = str(output)
+    try:
+        if protocol_file is not None:
+            protocol = Protocol.from_toml(protocol_file, **overrides)
+        else:
+            if output is None:
+                raise typer.BadParameter("--output FILE.h5 is required")
+            data = {"channels": [{"laser_nm": 488, "power_pct": 20.0, "exposure_ms": 10.0}],
+                    **{k: v for k, v in overrides.items() if v is not None}}
+            protocol = Protocol.parse_checked(data, source="--emulator defaults")
+        if model is not None:
+            data = protocol.model_dump()
+            for channel in data["channels"]:
+                channel["reconstruction"] = model
+            protocol = Protocol.parse_checked(data, source="--model")
+    except ProtocolError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return protocol
+
+
+def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
+              ) -> tuple[Rig, dict[str, Any], PhotonCalibration | None]:
+    """The rig for a protocol, the metadata describing it (optics, camera, lasers, seed) and,
+    for the emulator, its camera's exact photon calibration."""
+    from hardware.rig import Rig
+    from sim_emulator.rig import emulated_rig, photon_calibration
+
+    metadata: dict[str, Any] = {}
+    if protocol.rig == "emulator":
+        from sim_emulator.microscope import EmulatorConfig
+        from sim_emulator.samples import Dynamics
+
+        roi = protocol.roi
+        size = (roi.height, roi.width) if roi else (size_px, size_px)
+        config = EmulatorConfig(size_px=size, seed=protocol.emulator_seed)
+        if protocol.imc:  # the three-structure mix the IMC-SR model was trained to separate
+            from inference.imc.mixtures import DEFAULT_STRUCTURES
+
+            config = config.model_copy(update={"structure": "mix",
+                                               "mix_structures": DEFAULT_STRUCTURES})
+        if static_sample:  # the demo compares SR with one ground truth: hold the sample still
+            config = config.model_copy(update={"dynamics": Dynamics(
+                drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
+                bleach_rate_per_s=0.0)})
+        rig = emulated_rig(config)
+        photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
+        metadata["emulator"] = config.model_dump(mode="json")
+        metadata["emulator_seed"] = protocol.emulator_seed
+        metadata["optics"] = config.optics.model_dump(mode="json")
+    else:
+        photons = None
+        rig = Rig.from_config(protocol.rig)
+        if protocol.roi is not None:
+            r = protocol.roi
+            rig.camera.set_roi(r.x, r.y, r.width, r.height)
+    metadata["camera"] = {"label": rig.camera.label, "shape": list(rig.camera.shape),
+                          "pixel_size_nm": rig.camera.pixel_size_nm}
+    metadata["lasers"] = {"aotf": rig.aotf.label, "lines_nm": list(rig.aotf.lines_nm),
+                          "channels": [c.model_dump() for c in protocol.channels]}
+    return rig, metadata, photons
+
+
+def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
+            workers: int = 1) -> RunSummary:
+    """Open the rig, check the plan, run the session with a progress display."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    from acquisition.protocol import sequence_plan
+    from acquisition.session import RunSession, SessionError, SessionOptions
+    from hardware.errors import RigError
+
+    plan = sequence_plan(protocol)
+    try:
+        rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
+        rig.check_plan(plan)
+    except (RigError, ValueError) as exc:
+        typer.echo(f"error: rig cannot run this protocol: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    frame_shape = tuple(rig.camera.shape)
+    worker_log = protocol.output.with_suffix(".worker.log")
+    session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
+                         float(rig.camera.pixel_size_nm), metadata=metadata,
+                         options=SessionOptions(fsync=fsync, workers=workers),
+                         worker_log=worker_log, photon_calibration=photons)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(_signum: int, _frame: object) -> None:
+        typer.echo("\nstopping after this time point (Ctrl-C again to abort)", err=True)
+        signal.signal(signal.SIGINT, previous)
+        session.stop()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with RichProgress(*columns, transient=False) as bar:
+            task = bar.add_task("SIM sets", total=protocol.n_events, stats="starting")
+
+            def show(p: Progress) -> None:
+                bar.update(task, completed=p.time_points_done, stats=(
+                    f"{p.raw_fps:7.1f} raw fps  SR lag {p.sr_lag_time_points}  "
+                    f"{p.mb_per_s:6.1f} MB/s  skips {p.skips}  gaps {p.gaps}"))
+
+            summary = session.run(progress=show)
+    except SessionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        rig.close()
+    return summary
+
+
+def _print_summary(summary: RunSummary) -> None:
+    engine = summary.engine
+    typer.echo(f"run file        {summary.path}")
+    typer.echo(f"time points     {engine.time_points} ({engine.stopped_reason})")
+    typer.echo(f"raw frames      {summary.raw_frames}")
+    typer.echo(f"SR frames       {summary.sr_frames}")
+    if summary.imc_frames:
+        typer.echo(f"IMC-SR frames   {summary.imc_frames}")
+    for channel, model in summary.models.items():
+        typer.echo(f"  channel {channel}: {model.get('model_name')} "
+                   f"sha256 {str(model.get('model_sha256'))[:16] or '-'} {model.get('note', '')}")
+    typer.echo(f"events          {summary.events or 'none'}")
+    typer.echo(f"drift           mean {engine.mean_drift_s * 1e3:.1f} ms, "
+               f"max {engine.max_drift_s * 1e3:.1f} ms")
+    typer.echo(f"SR latency      p50 {summary.latency_percentile_ms(50):.1f} ms, "
+               f"p99 {summary.latency_percentile_ms(99):.1f} ms")
+    typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
+               f"{summary.rejected_messages}")
+    if len(summary.sr_per_worker) > 1:
+        typer.echo("SR per worker   " + ", ".join(
+            f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))
+    if summary.error:
+        typer.echo(f"error: {summary.error}", err=True)
+
+
+def _demo_quality(path: Path) -> str:
+    """SR and wide-field of the last time point scored against the emulator's ground truth."""
+    from acquisition.cli.ground_truth_quality import score_against_ground_truth
+
+    rows = score_against_ground_truth(path)
+    if not rows:
+        return ""
+    return ("quality vs emulator ground truth (last time point):\n"
+            + "\n".join(row.line() for row in rows))
