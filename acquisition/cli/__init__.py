@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "acquisition.cli.bench.soak",
     "acquisition.cli.bench.all_benchmarks",
     "acquisition.cli.bench.gpu",
+    "acquisition.cli.bench.workers",
+    "acquisition.cli.bench.autopilot",
 )
 
 

@@ -1,8 +1,8 @@
 """`livesim` sub-commands contributed by the `calibration` package.
 
-`livesim calibrate camera`. (`livesim reconstruct` and `livesim bench wiener` live in
-`acquisition/cli/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
-command functions so `livesim --help` stays fast.
+`livesim calibrate camera`. (`livesim calibrate pattern`, `livesim reconstruct` and `livesim bench
+wiener` live in `acquisition/cli/wiener_commands.py`, beside the stack readers and Wiener SIM
+they use.) Heavy imports live inside the command functions so `livesim --help` stays fast.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typer
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     calibrate_app = typer.Typer(
-        help="Calibrations: camera photon transfer (offset, gain, noise maps).",
+        help="Calibrations: camera photon transfer (offset, gain, noise maps); SIM pattern.",
         no_args_is_help=True, rich_markup_mode=None,
     )
     calibrate_app.command("camera")(calibrate_camera_command)

@@ -173,3 +173,14 @@ def test_imc_with_several_workers_is_refused_before_any_frame(tmp_path: Path) ->
     with pytest.raises(SessionError, match="IMC-SR needs every SR frame"):
         session.run()
     assert not proto.output.exists()
+
+
+def test_bench_workers_measures_every_worker_serving(tmp_path: Path) -> None:
+    from acquisition.cli.bench.workers import measure_workers
+
+    figure = measure_workers(2, "passthrough", 32, seconds=1.0, interval_s=0.05,
+                             folder=tmp_path, threads=1)
+    assert figure.workers == 2 and figure.time_points == 20
+    assert figure.sr_frames + figure.skips == 20 and figure.worker_restarts == 0
+    assert sorted(figure.sr_per_worker) == [0, 1]
+    assert figure.sr_sets_per_s == pytest.approx(figure.sr_frames / figure.recorded_s)
