@@ -66,7 +66,7 @@ def gui_command(
 
 
 def bench_gui_command(
-    seconds: float = typer.Option(10.0, "--seconds", help="How long to measure."),
+    seconds: float = typer.Option(10.0, "--time-limit-s", help="How long to measure."),
     sr_px: int = typer.Option(1024, "--sr-px", help="SR view size (square)."),
     niceness: int | None = typer.Option(
         None, "--niceness", min=0, max=19,
