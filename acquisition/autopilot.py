@@ -6,7 +6,8 @@ count the chosen reconstruction needs to stay within the target error, and moves
 (first) and exposure (second, within limits) towards it:
 
 - **required photon count**: the lowest count whose predicted error (``ErrorModel``, from the
-  assessment matrix of the realistic emulator) is within ``target_error``, raised by
+  assessment matrix of the realistic emulator) is within ``target_error``, times
+  ``photon_margin`` (one set's error scatters around the model's value), and times
   ``trust_margin`` while the live trust check fails (the reconstruction then needs more light
   than the assessment predicts for this sample);
 - **dead band (hysteresis)**: nothing changes while the measured count lies within
@@ -36,7 +37,12 @@ class AutopilotSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target_error: float = Field(gt=0.0, le=1.0, description="predicted NRMSE to stay within")
+    target_error: float = Field(
+        gt=0.0,
+        le=100.0,
+        description="predicted error to stay within, in the error model's unit (NRMSE, or NRMSE "
+        "relative to the reconstruction's own floor)",
+    )
     min_power_pct: float = Field(default=0.5, ge=0.0, le=100.0)
     max_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
     min_exposure_ms: float | None = Field(
@@ -45,6 +51,13 @@ class AutopilotSettings(BaseModel):
     max_exposure_ms: float | None = Field(default=None, gt=0.0)
     max_step: float = Field(default=1.5, gt=1.0, le=10.0, description="largest scale per change")
     dead_band: float = Field(default=0.3, ge=0.0, le=5.0, description="relative hysteresis")
+    photon_margin: float = Field(
+        default=1.25,
+        ge=1.0,
+        le=10.0,
+        description="light above the error model's required count: one set's error scatters "
+        "around the model's value at a given photon count",
+    )
     trust_margin: float = Field(
         default=1.5, ge=1.0, le=10.0, description="extra light while the trust check fails"
     )
@@ -171,7 +184,7 @@ class AutopilotController:
                 f"no photon count reaches error {s.target_error:g} in the error model: "
                 "maximum allowed light",
             )
-        required = base * (1.0 if trusted else s.trust_margin)
+        required = base * s.photon_margin * (1.0 if trusted else s.trust_margin)
         if photon_count_e is None or not math.isfinite(photon_count_e) or photon_count_e <= 0:
             return self._record(self.setting, required, True, "no photon count: unchanged")
         upper = required * (1.0 + s.dead_band)
