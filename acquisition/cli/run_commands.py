@@ -37,7 +37,7 @@ def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
-    timepoints: int | None = typer.Option(None, "--timepoints", "-t", help="Time points."),
+    timepoints: int | None = typer.Option(None, "--time-points", "-t", help="Time points."),
     model: str | None = typer.Option(
         None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
     ),
@@ -105,7 +105,7 @@ def infer_command(
 
 def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
-    timepoints: int = typer.Option(10, "--timepoints", "-t", help="Time points."),
+    timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
     model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
 ) -> None:
@@ -136,7 +136,7 @@ def recover_command(
 
 
 def bench_pipeline_command(
-    timepoints: int = typer.Option(100, "--timepoints", "-t", help="SIM sets to push through."),
+    timepoints: int = typer.Option(100, "--time-points", "-t", help="SIM sets to push through."),
     size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
