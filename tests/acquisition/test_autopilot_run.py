@@ -3,6 +3,7 @@ never inside a SIM set, and records every decision with its reason in /events.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def test_autopilot_lowers_light_between_sets_only(tmp_path: Path) -> None:
     powers = [40.0] + [d["power_pct"] for _, d in decisions]
     # ~120 e- at 40 %: far above what Wiener needs for 1.15x its floor, so it steps down by 1.5x
     assert powers[1] == pytest.approx(40.0 / 1.5)
-    assert all(b < a for a, b in zip(powers[:5], powers[1:6], strict=True))
+    assert all(b < a for a, b in itertools.pairwise(powers[:6]))
     assert all("less light" in d["reason"] for _, d in decisions[:3])
     # the light changes between sets only: inside a set every frame has the set's power
     set_means = raw.mean(axis=(2, 3))  # (T, P)
