@@ -30,6 +30,7 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
+from acquisition.autopilot import RunAutopilot
 from acquisition.display_outlet import DISPLAY_MAX_HZ, DisplayOutlet
 from acquisition.engine import (
     AcquisitionEngine,
@@ -230,6 +231,7 @@ class RunSession:
         self.worker_log = worker_log
         self.calibration = calibration
         self.photon_calibration = photon_calibration
+        self.autopilot: RunAutopilot | None = None
         self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
         self.on_event: EventSink = on_event or (lambda level, text: None)
         self.counters = SessionCounters()
@@ -513,6 +515,7 @@ class RunSession:
                 self.recorder.record_event("uncalibrated", detail=(
                     "no camera calibration: photon counts are NaN and the camera offset is not "
                     "subtracted before reconstruction (Wiener SR degrades); set calibration"))
+            self.autopilot = self._make_autopilot()
             self.engine = self._engine(self.protocol.interval_s,
                                        lambda point: self._on_time_point(point, progress),
                                        rows=rows, stage=stage)
@@ -723,6 +726,8 @@ class RunSession:
                 if raw.channel in self.sr_channels:
                     self._offer_to_worker(raw)
             recorder.end_time_point(point.index)
+            if self.autopilot is not None:
+                self._steer_light(point)
         except RecorderError as exc:
             logger.error("stopping the run: %s", exc)
             self.engine.stop()
@@ -730,6 +735,41 @@ class RunSession:
         self._latest_raw_time_point = point.index
         if progress is not None:
             progress(self.progress())
+
+    def _make_autopilot(self) -> RunAutopilot | None:
+        """The photon-budget autopilot of the channels that ask for one (needs photon counts,
+        so a camera or photon calibration)."""
+        settings = [c.autopilot for c in self.protocol.channels]
+        if not any(s is not None for s in settings):
+            return None
+        maps = self.calibration
+        if maps is None:
+            raise SessionError("the autopilot needs photon counts: give the protocol a camera "
+                               "calibration (livesim calibrate camera)")
+        if "electrons_per_adu" in maps:
+            per_adu = np.asarray(maps["electrons_per_adu"], dtype=np.float64)
+        else:
+            per_adu = 1.0 / np.asarray(maps["gain_adu_per_e"], dtype=np.float64)
+        return RunAutopilot(settings, self.plan, np.asarray(maps["offset_adu"]), per_adu)
+
+    def _steer_light(self, point: TimePoint) -> None:
+        """Between time points: the autopilots set the next time point's light (an event per
+        change, with its reason; one 'autopilot' row per channel and time point)."""
+        assert self.autopilot is not None and self.recorder is not None
+        assert self.engine is not None
+        plan, decisions = self.autopilot.after_time_point(
+            [(raw.channel, raw.frames) for raw in point.sets if raw.complete])
+        for channel, count, decision in decisions:
+            self.recorder.record_event("autopilot", point.index, detail={
+                "channel": channel, "photon_count_e": round(count, 3),
+                "power_pct": decision.setting.power_pct,
+                "exposure_ms": decision.setting.exposure_ms, "changed": decision.changed,
+                "target_reachable": decision.target_reachable, "reason": decision.reason})
+            if not decision.target_reachable:
+                self.on_event("warning", f"channel {channel}: {decision.reason}")
+        if plan is not None:
+            self.plan = plan
+            self.engine.change_plan(plan)
 
     def _offer_to_worker(self, raw: Any) -> None:
         """Send a raw set to the ready worker with the fewest sets in flight, or record why
