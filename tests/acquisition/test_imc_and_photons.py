@@ -42,7 +42,7 @@ def test_run_with_imc_writes_three_channels_for_every_time_point(tmp_path: Path)
     model = tiny_imc_model(tmp_path / "imc3.pt", frames=3)
     output = tmp_path / "run.h5"
     done = subprocess.run([*LIVESIM, "run", "--emulator", "--imc", "--imc-model", str(model),
-                           "--timepoints", "10", "--size-px", "64", "--no-fsync",
+                           "--time-points", "10", "--size-px", "64", "--no-fsync",
                            "--output", str(output)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     with h5py.File(output, "r") as h5:
