@@ -309,7 +309,7 @@ def resolve_optics(
 
 
 def bench_wiener_command(
-    size_px: int = typer.Option(512, "--size", help="raw frame size (square, px)"),
+    size_px: int = typer.Option(512, "--size-px", help="raw frame size (square, px)"),
     repeats: int = typer.Option(50, "--repeats", help="timed reconstructions"),
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:

@@ -88,7 +88,7 @@ def bench_workers_command(
     workers: list[int] = typer.Option([1, 2, 4], "--workers", help="Worker counts to measure."),
     model: str = typer.Option("dfcan-sim", "--model", help="Reconstruction of every worker."),
     size_px: int = typer.Option(128, "--size-px", help="Raw frame size (square)."),
-    seconds: float = typer.Option(40.0, "--seconds", help="Acquisition length per count."),
+    seconds: float = typer.Option(40.0, "--time-limit-s", help="Acquisition length per count."),
     interval_s: float = typer.Option(
         0.05, "--interval-s", help="Seconds between raw sets (above what the workers manage)."),
     threads: int = typer.Option(
