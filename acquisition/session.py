@@ -176,6 +176,15 @@ class _SrToWrite:
     inference_ms: float
     flags: tuple[str, ...]
     late: bool
+    sim_params: np.ndarray | None = None  # Wiener's pattern parameters (n_orientations, 4)
+
+
+def _sim_params(value: object) -> np.ndarray | None:
+    """The wire's ``sim_params`` (a list of [kx, ky, phase, modulation] rows) as an array."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    return array if array.ndim == 2 and array.shape[1] == 4 else None
 
 
 def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
@@ -932,7 +941,8 @@ class RunSession:
             self._sr_per_worker[slot] += 1
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
-            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None))
+            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
+            sim_params=_sim_params(head.info.get("sim_params"))))
         self._write_in_order(recorder)
         return True
 
@@ -952,7 +962,7 @@ class RunSession:
             if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
                 recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
-                              sr.inference_ms)
+                              sr.inference_ms, sim_params=sr.sim_params)
             self._latencies.add(sr.latency_ms)
             self._latest_sr_time_point = max(self._latest_sr_time_point, t)
 

@@ -50,7 +50,7 @@ def run_command(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
-    no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     workers: int = typer.Option(
         1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
     worker_endpoint: list[str] = typer.Option(
@@ -67,7 +67,7 @@ def run_command(
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model)
     remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
-    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers, remote=remote)
+    summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)

@@ -168,5 +168,8 @@ def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path)
         assert set(h5["calibration"]) == {"offset_adu", "gain_adu_per_e", "read_noise_e",
                                           "defect_mask"}
         electrons = h5["photon_count"][:, 0]
+        sim_params = h5["sim_params"][:, 0]  # the pattern Wiener used, every time point
+    assert sim_params.shape == (2, 3, 4) and np.isfinite(sim_params).all()
+    assert np.all((sim_params[:, :, 3] > 0) & (sim_params[:, :, 3] <= 1))
     expected_e = config.photon_count_e * 0.20
     assert np.all(np.abs(electrons / expected_e - 1) < 0.10), (electrons, expected_e)
