@@ -2,8 +2,9 @@
 
 Frames come back tagged; the engine groups them into per-channel pattern sets, checks every
 frame's sequence number (gaps are reported, never hidden), keeps the interval schedule and
-measures its drift, and hands each time point to a consumer (the run session or the GUI).
-A continuous live mode runs the same loop on a thread until stopped.
+measures its drift, and hands each time point (with its gaps) to one consumer,
+``on_time_point`` (the run session). A continuous live mode runs the same loop on a thread
+until stopped.
 """
 
 from __future__ import annotations
@@ -14,22 +15,38 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from psygnal import Signal
 
+from acquisition.protocol import AcquisitionRow
 from acquisition.timing_summary import RunningStats
 from hardware.errors import RigError, SequenceMismatch
+from hardware.frames import TaggedFrame
+from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
 
 
-class FrameSource(Protocol):
-    """What the engine needs from a rig: one tagged, hardware-sequenced time point."""
+@runtime_checkable
+class StageMover(Protocol):
+    """What the engine needs to move between the positions / planes of a multi-D protocol."""
 
-    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
-        """Frames (``TaggedFrame``: ``image``, ``tag``) of every channel x pattern."""
+    def move_stage(self, x_um: float | None = None, y_um: float | None = None,
+                   z_um: float | None = None, tolerance_um: float = 0.1
+                   ) -> tuple[float, float, float]:
+        """Move, wait for the stages, return where they report (x, y, z µm)."""
+        ...
+
+
+class FrameSource(Protocol):
+    """What the engine needs from a rig (`hardware.rig.Rig`, a test's scripted source): one
+    tagged, hardware-sequenced time point. A source may also offer ``stream(plan, time_points,
+    timeout_s)`` (armed once for a run) or ``stream_time_point(plan, t, timeout_s)``."""
+
+    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                           ) -> Sequence[TaggedFrame]:
+        """Frames of every channel x pattern, in sequence order."""
         ...
 
 
@@ -227,14 +244,15 @@ def group_sets(time_point: int, frames: Sequence[Any], channel_lasers: Sequence[
 class AcquisitionEngine:
     """Drives a :class:`FrameSource` through time points on an interval schedule."""
 
-    time_point_acquired = Signal(object)  # TimePoint, emitted from the acquisition thread
-    gap_detected = Signal(object)  # Gap
-
-    def __init__(self, source: FrameSource, plan: Any, channel_lasers: Sequence[int],
+    def __init__(self, source: FrameSource, plan: SequencePlan, channel_lasers: Sequence[int],
                  n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
                  on_time_point: Callable[[TimePoint], None] | None = None,
-                 max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic
+                 max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
+                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None
                  ) -> None:
+        """``rows`` (multi-D): row n is taken at ``rows[n]``'s stage target after ``stage``
+        moved there, on the schedule of its time index (every row of a time index starts as
+        soon as the one before it ends)."""
         self.source = source
         self.plan = plan
         self.channel_lasers = tuple(int(x) for x in channel_lasers)
@@ -252,6 +270,13 @@ class AcquisitionEngine:
         self._end_time_point: int | None = None
         self._pool = SetBufferPool()
         self.report = EngineReport()
+        if rows is not None and stage is None and any(
+                (r.x_um, r.y_um, r.z_um, r.z_offset_um) != (None,) * 4 for r in rows):
+            raise ValueError("rows with stage targets need a stage to move")
+        self.rows = list(rows) if rows is not None else None
+        self.stage = stage
+        self._stage_at: tuple[float | None, float | None, float | None] | None = None
+        self._focus_start_um: float | None = None
 
     def stop(self) -> None:
         """Ask the loop to stop after the time point in progress."""
@@ -269,15 +294,21 @@ class AcquisitionEngine:
         start = self._clock()
         failures_in_row = 0
         t = first_time_point
+        first_index = self._time_index(first_time_point)
         while n_time_points is None or t < first_time_point + n_time_points:
-            scheduled = start + (t - first_time_point) * self.interval_s
+            scheduled = start + (self._time_index(t) - first_index) * self.interval_s
             if self._stop.wait(max(0.0, scheduled - self._clock())):
                 report.stopped_reason = "stopped"
                 break
             started = self._clock()
-            if self.interval_s == 0:
-                scheduled = started  # continuous: no schedule, so no drift
-            frames, failure = self._acquire(t)
+            later_row = (self.rows is not None and t > first_time_point
+                         and self._time_index(t) == self._time_index(t - 1))
+            if self.interval_s == 0 or later_row:
+                scheduled = started  # continuous, or a later row of its time point: no drift
+            failure = self._move_stage(t)
+            frames: list[Any] = []
+            if failure is None:
+                frames, failure = self._acquire(t)
             failure_gaps: list[Gap] = []
             if failure is not None:
                 failures_in_row += 1
@@ -300,7 +331,6 @@ class AcquisitionEngine:
             gaps = failure_gaps + problems + self._checker.check(t, arrived)
             for gap in gaps:
                 logger.warning("time point %d: %s", t, gap.detail)
-                self.gap_detected.emit(gap)
             point = TimePoint(t, scheduled, started, tuple(sets), tuple(gaps))
             report.gaps.extend(gaps)
             report.drift_s.add(point.drift_s)
@@ -310,13 +340,40 @@ class AcquisitionEngine:
                 logger.warning("time point %d started %.3f s late", t, point.drift_s)
             if self.on_time_point is not None:
                 self.on_time_point(point)
-            self.time_point_acquired.emit(point)
             if failures_in_row >= self.max_consecutive_failures:
                 break
             t += 1
         self._close_stream()
         report.elapsed_s = self._clock() - start
         return report
+
+    def _time_index(self, row: int) -> int:
+        """The time index a row belongs to (the row itself without multi-D rows)."""
+        if self.rows is None:
+            return row
+        return self.rows[min(row, len(self.rows) - 1)].t
+
+    def _move_stage(self, t: int) -> RigError | None:
+        """Move to row ``t``'s stage target (if it differs from the last); the error if any."""
+        if self.rows is None or self.stage is None or t >= len(self.rows):
+            return None
+        row = self.rows[t]
+        try:
+            if row.z_offset_um is not None and self._focus_start_um is None:
+                self._focus_start_um = self.stage.move_stage()[2]  # where the run started
+            z_um = row.z_um
+            if row.z_offset_um is not None and self._focus_start_um is not None:
+                z_um = self._focus_start_um + row.z_offset_um
+            target = (row.x_um, row.y_um, z_um)
+            if target != self._stage_at:
+                reached = self.stage.move_stage(*target)
+                self._stage_at = target
+                logger.debug("row %d: stage at x=%.3f y=%.3f z=%.3f µm", t, *reached)
+        except RigError as exc:
+            self._stage_at = None
+            self._close_stream()
+            return exc
+        return None
 
     def _failure_gap(self, t: int, frames: list[Any], failure: RigError
                      ) -> tuple[list[Any], Gap]:
@@ -334,6 +391,12 @@ class AcquisitionEngine:
             detail += (f"; {len(frames)} frame(s) of this time point discarded: the sequence "
                        "lost sync, so their pattern labels cannot be trusted")
         return trusted, Gap(t, -1, expected - len(trusted), detail, "rig_error")
+
+    def change_plan(self, plan: Any) -> None:
+        """Acquire with ``plan`` from the next time point on (devices armed for the rest of the
+        run are re-armed with it). Call between time points, i.e. from ``on_time_point``."""
+        self.plan = plan
+        self._close_stream()
 
     def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
         """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.

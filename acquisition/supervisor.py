@@ -1,4 +1,7 @@
-"""WorkerSupervisor: starts the inference worker as a subprocess, watches it, restarts it.
+"""WorkerSupervisor: starts an inference worker as a subprocess, watches it, restarts it.
+
+:class:`WorkerPool` runs several of them for one run, each on its own: one worker dying or
+hanging is restarted alone while the others go on.
 
 The worker is judged by its heartbeats (relayed by the run session from the results socket):
 no heartbeat for ``heartbeat_timeout_s`` means hung or dead, one set running longer than
@@ -14,8 +17,10 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -38,10 +43,11 @@ class WorkerCommand:
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
 
-    def argv(self) -> list[str]:
+    def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
         args = [sys.executable, "-m", "acquisition.cli", "infer",
                 "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
+                "--worker-id", worker_id,
                 "--raw-shape", ",".join(str(n) for n in self.raw_shape),
                 "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s),
                 "--parent-pid", str(os.getpid())]
@@ -62,7 +68,7 @@ class WorkerSupervisor:
     def __init__(self, command: WorkerCommand, on_event: EventSink,
                  heartbeat_timeout_s: float = 5.0, startup_timeout_s: float = 120.0,
                  busy_timeout_s: float = 60.0, max_restarts: int = 5,
-                 argv_factory: Callable[[], Sequence[str]] | None = None) -> None:
+                 argv_factory: Callable[[str], Sequence[str]] | None = None) -> None:
         self.command = command
         self.on_event = on_event
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -77,6 +83,11 @@ class WorkerSupervisor:
         self._busy_since_s = 0.0
         self._ready = False
         self._given_up = False
+        self.worker_id = ""  # fresh for every start: a killed worker's heartbeats do not count
+
+    def owns(self, worker_id: str) -> bool:
+        """True if a message with this worker id comes from the worker running now."""
+        return bool(self.worker_id) and worker_id == self.worker_id
 
     @property
     def alive(self) -> bool:
@@ -98,8 +109,10 @@ class WorkerSupervisor:
         stdout = None
         if self.command.log_file is not None:
             stdout = self.command.log_file.open("ab")
+        self.worker_id = uuid.uuid4().hex[:16]
         try:
-            self.process = subprocess.Popen(list(self._argv_factory()), stdout=stdout,
+            self.process = subprocess.Popen(list(self._argv_factory(self.worker_id)),
+                                            stdout=stdout,
                                             stderr=subprocess.STDOUT if stdout else None)
         finally:
             if stdout is not None:
@@ -166,3 +179,142 @@ class WorkerSupervisor:
             self.process.wait(10.0)
         except subprocess.TimeoutExpired:
             logger.error("worker pid %d did not die after SIGKILL", self.process.pid)
+
+
+class RemoteWorker(WorkerSupervisor):
+    """A worker on another machine, connected to this run's ``endpoint``: not started or
+    killed here, judged by its heartbeats alone. When they stop (or one set runs too long) it
+    counts as dead; a worker saying hello on the same endpoint later takes the slot again."""
+
+    def __init__(self, endpoint: str, on_event: EventSink, heartbeat_timeout_s: float = 5.0,
+                 busy_timeout_s: float = 60.0) -> None:
+        command = WorkerCommand(endpoint, "", (), (0, 0, 0))
+        super().__init__(command, on_event, heartbeat_timeout_s=heartbeat_timeout_s,
+                         busy_timeout_s=busy_timeout_s, max_restarts=0)
+        self.endpoint = endpoint
+
+    @property
+    def alive(self) -> bool:
+        """Unknown from here: a remote worker is judged by its heartbeats (see ``ready``)."""
+        return True
+
+    def start(self) -> None:
+        """Nothing to launch: the remote worker connects by itself."""
+        self._ready = False
+        logger.info("waiting for a remote worker on %s", self.endpoint)
+
+    def adopt(self, worker_id: str) -> None:
+        """A worker said hello on this slot's endpoint: it is this slot's worker from now."""
+        if self.worker_id and worker_id != self.worker_id:
+            self.on_event("worker_restarted", f"remote worker {worker_id} on {self.endpoint}")
+        self.worker_id = worker_id
+        self._started_s = time.monotonic()
+
+    def check(self) -> str | None:
+        """Detect silence or a hung set; the slot then waits for a new hello."""
+        if not self._ready:
+            return None
+        now = time.monotonic()
+        problem = None
+        if now - self._last_heartbeat_s > self.heartbeat_timeout_s:
+            problem = f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
+        elif self._busy_since_s and time.time() - self._busy_since_s > self.busy_timeout_s:
+            problem = f"one set running for more than {self.busy_timeout_s:.0f} s"
+        if problem is None:
+            return None
+        logger.error("remote worker %s on %s: %s", self.worker_id, self.endpoint, problem)
+        self._ready = False
+        self.on_event("worker_died", f"remote worker on {self.endpoint}: {problem}")
+        return problem
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Nothing to stop here: the remote worker runs until its owner stops it."""
+        self._ready = False
+
+
+class WorkerPool:
+    """Several supervised workers of one run; worker ``i`` is started by ``commands[i]``, then
+    come the remote workers (``remote_endpoints``: one slot each, see :class:`RemoteWorker`).
+
+    Every start gets a fresh worker id (the wire's ``worker_id``): heartbeats count only for
+    the worker running now, results are attributed to the slot whatever start sent them.
+    """
+
+    def __init__(self, commands: Sequence[WorkerCommand],
+                 on_event: Callable[[int, str, str], None], heartbeat_timeout_s: float = 5.0,
+                 startup_timeout_s: float = 120.0, busy_timeout_s: float = 60.0,
+                 max_restarts: int = 5, remote_endpoints: Sequence[str] = ()) -> None:
+        if not commands and not remote_endpoints:
+            raise ValueError("a worker pool needs at least one worker")
+        self.supervisors: list[WorkerSupervisor] = [
+            WorkerSupervisor(command, partial(on_event, index),
+                             heartbeat_timeout_s=heartbeat_timeout_s,
+                             startup_timeout_s=startup_timeout_s, busy_timeout_s=busy_timeout_s,
+                             max_restarts=max_restarts)
+            for index, command in enumerate(commands)]
+        self.supervisors += [
+            RemoteWorker(endpoint, partial(on_event, len(commands) + i),
+                         heartbeat_timeout_s=heartbeat_timeout_s, busy_timeout_s=busy_timeout_s)
+            for i, endpoint in enumerate(remote_endpoints)]
+        self._slot_of_id: dict[str, int] = {}  # every id ever started -> its slot
+
+    def adopt(self, slot: int, worker_id: str) -> None:
+        """A remote worker introduced itself on ``slot``'s endpoint with this id."""
+        remote = self.supervisors[slot]
+        if isinstance(remote, RemoteWorker) and worker_id:
+            remote.adopt(worker_id)
+            self._slot_of_id[worker_id] = slot
+
+    def __len__(self) -> int:
+        return len(self.supervisors)
+
+    def start(self) -> None:
+        """Launch every local worker (remote ones connect by themselves)."""
+        for index, supervisor in enumerate(self.supervisors):
+            supervisor.start()
+            if supervisor.worker_id:
+                self._slot_of_id[supervisor.worker_id] = index
+
+    def slot_of(self, worker_id: str) -> int | None:
+        """The slot a worker id was started in (any start of this pool), else None."""
+        return self._slot_of_id.get(worker_id)
+
+    def current(self, worker_id: str) -> WorkerSupervisor | None:
+        """The supervisor whose running worker has this id (None for stale or foreign ids)."""
+        index = self._slot_of_id.get(worker_id)
+        if index is None or not self.supervisors[index].owns(worker_id):
+            return None
+        return self.supervisors[index]
+
+    def ready_slots(self) -> list[int]:
+        """Slots whose worker runs and has said hello."""
+        return [i for i, s in enumerate(self.supervisors) if s.ready]
+
+    def check(self) -> list[tuple[int, str]]:
+        """Check every worker (restarting dead or hung ones): (slot, problem) for each found."""
+        found = []
+        for index, supervisor in enumerate(self.supervisors):
+            problem = supervisor.check()
+            if problem is not None:
+                found.append((index, problem))
+                self._slot_of_id[supervisor.worker_id] = index
+        return found
+
+    @property
+    def given_up(self) -> bool:
+        """True once every local worker has used up its restarts and no remote one is ready."""
+        return all(s.given_up or (isinstance(s, RemoteWorker) and not s.ready)
+                   for s in self.supervisors)
+
+    @property
+    def restarts(self) -> int:
+        """Restarts of all workers together."""
+        return sum(s.restarts for s in self.supervisors)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask every worker to finish (SIGTERM) at once, then wait for each (bounded)."""
+        for supervisor in self.supervisors:
+            if supervisor.process is not None and supervisor.process.poll() is None:  # local
+                supervisor.process.terminate()
+        for supervisor in self.supervisors:
+            supervisor.stop(timeout_s)

@@ -45,7 +45,11 @@ class WireError(ValueError):
 
 @dataclass(frozen=True)
 class Header:
-    """Metadata of one message; ``sequence`` counts messages per sender (gap detection)."""
+    """Metadata of one message; ``sequence`` counts messages per sender (gap detection).
+
+    ``worker_id`` names the worker process (one id per start) that sent a result or heartbeat:
+    with several workers, heartbeats are judged per worker and results counted per worker.
+    """
 
     kind: Kind
     run_id: str
@@ -62,6 +66,7 @@ class Header:
     timestamps_s: tuple[float, ...] = ()
     sent_s: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
+    worker_id: str = ""
     version: int = WIRE_VERSION
 
     def pack(self) -> bytes:
@@ -90,6 +95,7 @@ _INT_FIELDS = ("sequence", "time_point", "channel", "n_orientations", "n_phases"
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,),
     "run_id": (str,),
+    "worker_id": (str,),
     "shape": (list,),
     "dtype": (str,),
     "exposure_ms": (int, float),
@@ -131,17 +137,24 @@ def decode(frames: Sequence[Any]) -> Message:
     return Message(header, _payload_array(header, _as_buffer(frames[1])))
 
 
-def parse_header(raw: bytes) -> Header:
-    """Decode and check a msgpack header: types, version, kind, shape and dtype limits."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise WireError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+def unpack_map(raw: bytes, max_bytes: int, what: str = "header") -> dict[str, Any]:
+    """Decode msgpack bytes that must hold a map (a header, a control message); a bad one
+    raises WireError (a ValueError) naming ``what`` is wrong."""
+    if len(raw) > max_bytes:
+        raise WireError(f"{what} of {len(raw)} bytes exceeds {max_bytes}")
     try:
         data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
             TypeError) as exc:
-        raise WireError(f"header is not valid msgpack: {exc}") from exc
+        raise WireError(f"{what} is not valid msgpack: {exc}") from exc
     if not isinstance(data, dict):
-        raise WireError(f"header must be a map, got {type(data).__name__}")
+        raise WireError(f"{what} must be a map, got {type(data).__name__}")
+    return data
+
+
+def parse_header(raw: bytes) -> Header:
+    """Decode and check a msgpack header: types, version, kind, shape and dtype limits."""
+    data = unpack_map(raw, MAX_HEADER_BYTES)
     unknown = set(data) - set(_FIELD_TYPES)
     if unknown:
         raise WireError(f"header has unknown fields {sorted(map(str, unknown))}")

@@ -63,6 +63,7 @@ class WorkerOptions:
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
+    worker_id: str = ""  # this process, as the supervisor named it: on every message sent
 
 
 @dataclass
@@ -209,13 +210,17 @@ def result_info(result: Any) -> dict[str, Any]:
     timings = dict(getattr(result, "timings_ms", {}))
     if isinstance(flags, Mapping):
         flags = [f"{k}={v}" for k, v in flags.items()]
-    return {
+    info: dict[str, Any] = {
         "photon_count_e": float(getattr(result, "photon_count_e", float("nan"))),
         "timings_ms": {str(k): float(v) for k, v in timings.items()},
         "model_name": str(getattr(result, "model_name", "")),
         "model_sha256": str(getattr(result, "model_sha256", "")),
         "flags": [str(f) for f in flags],
     }
+    sim_parameters = getattr(result, "sim_parameters", None)
+    if sim_parameters is not None:  # Wiener: the pattern it used, for /sim_params
+        info["sim_params"] = np.asarray(sim_parameters, dtype=float).tolist()
+    return info
 
 
 def describe_models(reconstructors: Mapping[int, Reconstructor], raw_shape: tuple[int, int, int],
@@ -261,7 +266,7 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     def send(header_fields: dict[str, Any], kind: Kind, array: np.ndarray | None) -> bool:
         with send_lock:
             header = header_for(kind, str(header_fields.pop("run_id", "")), next(sequence),
-                                array, **header_fields)
+                                array, worker_id=options.worker_id, **header_fields)
             try:
                 results.send_multipart(encode(header, array), copy=False)
             except zmq.Again:
@@ -378,7 +383,8 @@ def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) ->
     context: zmq.Context = zmq.Context.instance()
     socket = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                          keys=options.curve, SNDTIMEO=int(timeout_s * 1000))
-    header = header_for(Kind.HEARTBEAT, "", 0, None, info={"fatal": reason, "pid": os.getpid()})
+    header = header_for(Kind.HEARTBEAT, "", 0, None, worker_id=options.worker_id,
+                        info={"fatal": reason, "pid": os.getpid()})
     try:
         socket.send_multipart(encode(header), copy=False)
     except zmq.Again:
