@@ -293,7 +293,7 @@ def test_live_view_is_the_same_session_without_a_file(tmp_path: Path) -> None:
             pass
 
     sink = Sink()
-    outlet = DisplayOutlet(sink, max_hz=1000.0)  # type: ignore[arg-type]
+    outlet = DisplayOutlet(sink, max_hz=1000.0)
     proto = protocol(tmp_path, 1)
     messages: list[tuple[str, str]] = []
     session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
