@@ -45,7 +45,7 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
                     interval_s: float, folder: Path, threads: int = 0) -> WorkersFigure:
     """One live run with ``n_workers`` workers of ``model``; SR sets/s over the run."""
     from acquisition.cli.bench.pipeline import BankSource, frame_bank
-    from acquisition.protocol import Protocol
+    from acquisition.protocol import Protocol, sequence_plan
     from acquisition.session import RunSession, SessionOptions
 
     cores = os.cpu_count() or 1
@@ -61,7 +61,8 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
     previous = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     try:  # the worker subprocesses inherit the thread count
-        session = RunSession(BankSource(bank), None, protocol, (size_px, size_px), 62.6,
+        session = RunSession(BankSource(bank), sequence_plan(protocol), protocol,
+                             (size_px, size_px), 62.6,
                              options=options)
         summary = session.run()
     finally:
