@@ -54,6 +54,7 @@ from acquisition.transport import (
     Endpoints,
     MessageReceiver,
     RawSetSender,
+    WorkerLink,
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
@@ -305,8 +306,9 @@ class RunSession:
         self._raw_endpoints = [worker_raw_endpoint(ep.raw, i, n) for i in range(n)]
         self._allow_list = (ClientAllowList(self.context, opts.curve_clients)
                             if opts.remote_workers and opts.curve_clients else None)
-        self.raw_senders = [RawSetSender(self.context, endpoint, self.max_pending_per_worker)
-                            for endpoint in self._raw_endpoints]
+        self.raw_senders: list[WorkerLink] = [
+            RawSetSender(self.context, endpoint, self.max_pending_per_worker)
+            for endpoint in self._raw_endpoints]
         self.raw_senders += [RawSetSender(self.context, endpoint, self.max_pending_per_worker,
                                           keys=opts.curve) for endpoint in opts.remote_workers]
         self.raw_sender = self.raw_senders[0]
