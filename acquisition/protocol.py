@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from acquisition import run_file
+from acquisition.autopilot import AutopilotSettings
 from settings_file import read_toml, validate_settings
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class ChannelProtocol(BaseModel):
     power_pct: float = Field(default=20.0, ge=0.0, le=100.0)
     exposure_ms: float = Field(default=10.0, gt=0.0, le=10_000.0)
     reconstruction: str = DEFAULT_RECONSTRUCTION
+    autopilot: AutopilotSettings | None = Field(
+        default=None,
+        description="photon-budget autopilot: the least light that keeps the SR error within "
+        "autopilot.target_error (power first, then exposure within limits, between time points)",
+    )
 
     @field_validator("reconstruction")
     @classmethod

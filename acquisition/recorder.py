@@ -139,16 +139,18 @@ class RunRecorder:
                                 np.asarray(sequences, np.int64))))
 
     def write_sr(self, time_point: int, channel: int, model: str, image: np.ndarray,
-                 photon_count: float, latency_ms: float, inference_ms: float) -> None:
+                 photon_count: float, latency_ms: float, inference_ms: float,
+                 sim_params: np.ndarray | None = None) -> None:
         """Queue one SR image (sY, sX) of ``model`` with its photon count and timings.
 
-        ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``).
+        ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``);
+        ``sim_params`` (n_orientations, 4): the pattern a Wiener reconstruction used.
         """
         if model not in self.layout.sr_models:
             raise RecorderError(f"SR model {model!r} was not declared for this run "
                                 f"({list(self.layout.sr_models)})")
         self._put(_Item("sr", (time_point, channel, model, image, photon_count, latency_ms,
-                               inference_ms)))
+                               inference_ms, sim_params)))
 
     def write_imc(self, time_point: int, image: np.ndarray) -> None:
         """Queue one IMC-SR three-structure image (3, sY, sX)."""
@@ -324,7 +326,8 @@ class RunRecorder:
         self.stats.bytes_written += frames.nbytes
 
     def _do_sr(self, t: int, c: int, model: str, image: np.ndarray, photon_count: float,
-               latency_ms: float, inference_ms: float) -> None:
+               latency_ms: float, inference_ms: float,
+               sim_params: np.ndarray | None = None) -> None:
         if image.shape != self.layout.sr_shape:
             raise ValueError(f"SR image shape {image.shape} is not the layout's "
                              f"{self.layout.sr_shape}")
@@ -338,6 +341,12 @@ class RunRecorder:
         tables["photon_count"].write((t, c), photon_count)
         tables["sr_latency_ms"].write((t, c), latency_ms)
         tables["inference_ms"].write((t, c), inference_ms)
+        if sim_params is not None:
+            if sim_params.shape == (self.layout.n_orientations, 4):
+                tables["sim_params"].write((t, c), sim_params)
+            else:
+                logger.warning("sim_params %s for t=%d not the layout's (%d, 4); not recorded",
+                               sim_params.shape, t, self.layout.n_orientations)
         self.stats.sr_frames += 1
         self.stats.bytes_written += stored.nbytes
 
@@ -413,7 +422,7 @@ class RunRecorder:
         self._extents = [(v.id, v.shape[1:]) for v in self._time_datasets]
         self._tables = {k: _TableRows(d[k]) for k in (
             "camera_s", "sequence", "sr_latency_ms", "inference_ms", "complete", "sr_written",
-            "photon_count")}
+            "photon_count", "sim_params")}
         return d
 
 

@@ -30,12 +30,14 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
+from acquisition.autopilot import RunAutopilot
 from acquisition.display_outlet import DISPLAY_MAX_HZ, DisplayOutlet
 from acquisition.engine import (
     AcquisitionEngine,
     EngineReport,
     FrameSource,
     Gap,
+    RawSet,
     StageMover,
     TimePoint,
 )
@@ -46,14 +48,18 @@ from acquisition.result_order import InOrderRelease
 from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
 from acquisition.transport import (
+    ClientAllowList,
+    CurveKeys,
     DisplayPublisher,
     Endpoints,
     MessageReceiver,
     RawSetSender,
+    WorkerLink,
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
 from calibration.photon_calibration import PhotonCalibration
+from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +88,12 @@ class SessionOptions:
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0
     workers: int = 1  # inference worker processes; each has its own raw PUSH and supervisor
+    # workers on other machines: per endpoint tcp://HOST:PORT, raw sets at PORT and results at
+    # PORT + 1, both CurveZMQ servers with ``curve`` (required); ``curve_clients``: the client
+    # public keys (z85) let in (empty: any client that knows the server key)
+    remote_workers: tuple[str, ...] = ()
+    curve: CurveKeys | None = None
+    curve_clients: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,15 @@ class _SrToWrite:
     inference_ms: float
     flags: tuple[str, ...]
     late: bool
+    sim_params: np.ndarray | None = None  # Wiener's pattern parameters (n_orientations, 4)
+
+
+def _sim_params(value: object) -> np.ndarray | None:
+    """The wire's ``sim_params`` (a list of [kx, ky, phase, modulation] rows) as an array."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    return array if array.ndim == 2 and array.shape[1] == 4 else None
 
 
 def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
@@ -183,6 +204,15 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
                        "a fixed port")
 
 
+def remote_results_endpoint(raw_endpoint: str) -> str:
+    """Where a remote worker sends its results: the raw endpoint's TCP port plus one."""
+    head, _, port = raw_endpoint.rpartition(":")
+    if not raw_endpoint.startswith("tcp://") or not port.isdigit() or int(port) <= 0:
+        raise SessionError(f"worker endpoint {raw_endpoint!r}: expected tcp://HOST:PORT with a "
+                           "fixed port (results go to PORT + 1)")
+    return f"{head}:{int(port) + 1}"
+
+
 def sr_label(model_name: str) -> str:
     """An HDF5-safe dataset name for a model."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
@@ -192,15 +222,15 @@ class RunSession:
     """Runs a protocol on a frame source, with supervised workers when any channel
     reconstructs: recorded (:meth:`run`) or live without a file (:meth:`start_live`)."""
 
-    def __init__(self, source: FrameSource, plan: Any, protocol: Protocol,
+    def __init__(self, source: FrameSource, plan: SequencePlan, protocol: Protocol,
                  frame_shape: tuple[int, int], pixel_size_nm: float,
                  metadata: Mapping[str, Any] | None = None, endpoints: Endpoints | None = None,
                  options: SessionOptions | None = None, context: zmq.Context | None = None,
                  worker_log: Path | None = None,
                  calibration: Mapping[str, np.ndarray] | None = None,
                  photon_calibration: PhotonCalibration | None = None,
-                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None
-                 ) -> None:
+                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None,
+                 on_file_closed: Callable[[], None] | None = None) -> None:
         self.source = source
         self.plan = plan
         self.protocol = protocol
@@ -213,8 +243,10 @@ class RunSession:
         self.worker_log = worker_log
         self.calibration = calibration
         self.photon_calibration = photon_calibration
+        self.autopilot: RunAutopilot | None = None
         self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
         self.on_event: EventSink = on_event or (lambda level, text: None)
+        self.on_file_closed = on_file_closed  # after the run file closed, before workers stop
         self.counters = SessionCounters()
         self.display: DisplayOutlet | None = None
         self.imc_channel_names: list[str] = []
@@ -232,6 +264,8 @@ class RunSession:
         self._labels: dict[int, str] = {}
         self._pending: dict[tuple[int, int], tuple[float, int]] = {}  # -> (sent_s, slot)
         self._in_flight: list[int] = []  # per worker slot: raw sets sent, not yet answered
+        self.remote_results: list[MessageReceiver] = []
+        self._allow_list: ClientAllowList | None = None
         self._next_slot = 0
         self._in_order: InOrderRelease[_SrToWrite] = InOrderRelease()
         self._sr_per_worker: Counter[int] = Counter()
@@ -259,18 +293,32 @@ class RunSession:
     def _open_sockets(self) -> None:
         ep, opts = self.endpoints, self.options
         n = opts.workers
-        if n < 1:
-            raise SessionError(f"workers must be >= 1, got {n}")
+        if n < 0 or n + len(opts.remote_workers) < 1:
+            raise SessionError(f"workers must be >= 1 (local + remote), got {n} local and "
+                               f"{len(opts.remote_workers)} remote")
+        if opts.remote_workers and opts.curve is None:
+            raise SessionError("remote workers (--worker-endpoint) need CurveZMQ server keys "
+                               "(--curve-secret)")
+        total = n + len(opts.remote_workers)
         set_bytes = 2 * self.protocol.n_patterns * self.frame_shape[0] * self.frame_shape[1]
         self.max_pending = opts.max_pending_sets or max(2, opts.max_pending_bytes // set_bytes)
-        self.max_pending_per_worker = max(1, self.max_pending // n)
+        self.max_pending_per_worker = max(1, self.max_pending // total)
         self._raw_endpoints = [worker_raw_endpoint(ep.raw, i, n) for i in range(n)]
-        self.raw_senders = [RawSetSender(self.context, endpoint, self.max_pending_per_worker)
-                            for endpoint in self._raw_endpoints]
+        self._allow_list = (ClientAllowList(self.context, opts.curve_clients)
+                            if opts.remote_workers and opts.curve_clients else None)
+        self.raw_senders: list[WorkerLink] = [
+            RawSetSender(self.context, endpoint, self.max_pending_per_worker)
+            for endpoint in self._raw_endpoints]
+        self.raw_senders += [RawSetSender(self.context, endpoint, self.max_pending_per_worker,
+                                          keys=opts.curve) for endpoint in opts.remote_workers]
         self.raw_sender = self.raw_senders[0]
-        self._in_flight = [0] * n
+        self._in_flight = [0] * total
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
+        self.remote_results = [  # one per remote worker: the socket tells the slot
+            MessageReceiver(open_socket(self.context, zmq.PULL, remote_results_endpoint(e),
+                                        bind=True, keys=opts.curve, RCVHWM=64), f"results {e}")
+            for e in opts.remote_workers]
         if self.outlet is not None:
             self.display = self.outlet
         elif opts.display:
@@ -279,7 +327,7 @@ class RunSession:
 
     def _launch_workers(self) -> WorkerPool:
         """Start the worker processes (their hellos come later, on the results socket)."""
-        n = self.options.workers
+        n = self.options.workers + len(self.options.remote_workers)
         if n > 1 and self.protocol.imc:
             raise SessionError(f"IMC-SR needs every SR frame of its channel in one worker (its "
                                f"temporal window); run it with one worker, not {n}")
@@ -294,13 +342,26 @@ class RunSession:
         pool = self.pool = WorkerPool(
             commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
-            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
+            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts,
+            remote_endpoints=self.options.remote_workers)
         pool.start()
         return pool
 
+    def _receive(self, timeout_ms: int) -> Message | None:
+        """The next result from any worker; a remote worker's hello binds its id to its slot
+        (its results socket says which slot it is)."""
+        for index, receiver in enumerate(self.remote_results):
+            message = receiver.receive(timeout_ms=0)
+            if message is not None:
+                if (self.pool is not None and message.header.kind is Kind.HEARTBEAT
+                        and isinstance(message.header.info.get("hello"), dict)):
+                    self.pool.adopt(self.options.workers + index, message.header.worker_id)
+                return message
+        return self.results.receive(timeout_ms=timeout_ms)
+
     def _start_worker(self) -> None:
         """Start the workers and wait until each has said hello (same models everywhere)."""
-        n = self.options.workers
+        n = self.options.workers + len(self.options.remote_workers)
         pool = self._launch_workers()
         hellos: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + self.options.hello_timeout_s
@@ -309,7 +370,7 @@ class RunSession:
                 if self._stop_requested.is_set():
                     raise SessionError("stopped before the inference workers were ready "
                                        "(no run file was created)")
-                message = self.results.receive(timeout_ms=200)
+                message = self._receive(timeout_ms=200)
                 supervisor = pool.current(message.header.worker_id) if message else None
                 if message is not None and message.header.kind is Kind.HEARTBEAT:
                     slot = pool.slot_of(message.header.worker_id)
@@ -468,6 +529,7 @@ class RunSession:
                 self.recorder.record_event("uncalibrated", detail=(
                     "no camera calibration: photon counts are NaN and the camera offset is not "
                     "subtracted before reconstruction (Wiener SR degrades); set calibration"))
+            self.autopilot = self._make_autopilot()
             self.engine = self._engine(self.protocol.interval_s,
                                        lambda point: self._on_time_point(point, progress),
                                        rows=rows, stage=stage)
@@ -485,6 +547,8 @@ class RunSession:
             # every result is in: close the file before the worker exits (its interpreter's
             # teardown takes 1-3 s, which the run file need not wait for)
             summary = self._finish(summary)
+            if self.on_file_closed is not None:
+                self.on_file_closed()
         finally:
             self._results_stop.set()
             if results_thread is not None:
@@ -598,7 +662,7 @@ class RunSession:
         """True while live view acquires."""
         return self.engine is not None and self.engine.is_live
 
-    def set_plan(self, plan: Any, protocol: Protocol) -> None:
+    def set_plan(self, plan: SequencePlan, protocol: Protocol) -> None:
         """Apply new powers/exposures from the next time point on (same channels and mode)."""
         if [c.laser_nm for c in protocol.channels] != [c.laser_nm for c in self.protocol.channels]:
             raise ValueError("changing laser lines needs a restart of live mode")
@@ -636,6 +700,10 @@ class RunSession:
         for sender in self.raw_senders:
             sender.close()
         self.results.socket.close(linger=0)
+        for receiver in self.remote_results:
+            receiver.socket.close(linger=0)
+        if self._allow_list is not None:
+            self._allow_list.stop()
         if self.display is not None and self.display is not self.outlet:
             self.display.close()
 
@@ -674,6 +742,8 @@ class RunSession:
                 if raw.channel in self.sr_channels:
                     self._offer_to_worker(raw)
             recorder.end_time_point(point.index)
+            if self.autopilot is not None:
+                self._steer_light(point)
         except RecorderError as exc:
             logger.error("stopping the run: %s", exc)
             self.engine.stop()
@@ -682,7 +752,42 @@ class RunSession:
         if progress is not None:
             progress(self.progress())
 
-    def _offer_to_worker(self, raw: Any) -> None:
+    def _make_autopilot(self) -> RunAutopilot | None:
+        """The photon-budget autopilot of the channels that ask for one (needs photon counts,
+        so a camera or photon calibration)."""
+        settings = [c.autopilot for c in self.protocol.channels]
+        if not any(s is not None for s in settings):
+            return None
+        maps = self.calibration
+        if maps is None:
+            raise SessionError("the autopilot needs photon counts: give the protocol a camera "
+                               "calibration (livesim calibrate camera)")
+        if "electrons_per_adu" in maps:
+            per_adu = np.asarray(maps["electrons_per_adu"], dtype=np.float64)
+        else:
+            per_adu = 1.0 / np.asarray(maps["gain_adu_per_e"], dtype=np.float64)
+        return RunAutopilot(settings, self.plan, np.asarray(maps["offset_adu"]), per_adu)
+
+    def _steer_light(self, point: TimePoint) -> None:
+        """Between time points: the autopilots set the next time point's light (an event per
+        change, with its reason; one 'autopilot' row per channel and time point)."""
+        assert self.autopilot is not None and self.recorder is not None
+        assert self.engine is not None
+        plan, decisions = self.autopilot.after_time_point(
+            [(raw.channel, raw.frames) for raw in point.sets if raw.complete])
+        for channel, count, decision in decisions:
+            self.recorder.record_event("autopilot", point.index, detail={
+                "channel": channel, "photon_count_e": round(count, 3),
+                "power_pct": decision.setting.power_pct,
+                "exposure_ms": decision.setting.exposure_ms, "changed": decision.changed,
+                "target_reachable": decision.target_reachable, "reason": decision.reason})
+            if not decision.target_reachable:
+                self.on_event("warning", f"channel {channel}: {decision.reason}")
+        if plan is not None:
+            self.plan = plan
+            self.engine.change_plan(plan)
+
+    def _offer_to_worker(self, raw: RawSet) -> None:
         """Send a raw set to the ready worker with the fewest sets in flight, or record why
         its SR is skipped (incomplete set, no worker ready, every worker behind)."""
         reason = ""
@@ -698,9 +803,8 @@ class RunSession:
                     reason = f"worker behind ({len(self._pending)} sets in flight)"
                 else:
                     n = len(self._in_flight)  # fewest in flight; ties: round robin
-                    slot = min(open_slots, key=lambda i: (self._in_flight[i],
-                                                          (i - self._next_slot) % n))
-                    self._next_slot = slot + 1
+                    order = sorted(open_slots, key=lambda i: (self._in_flight[i],
+                                                              (i - self._next_slot) % n))
                     header = header_for(
                         Kind.RAW_SET, self.run_id, self._next_sequence(), raw.frames,
                         time_point=raw.time_point, channel=raw.channel, laser_nm=raw.laser_nm,
@@ -708,11 +812,14 @@ class RunSession:
                         n_phases=self.protocol.n_phases,
                         frame_sequences=tuple(int(s) for s in raw.sequences),
                         timestamps_s=tuple(float(s) for s in raw.timestamps_s))
-                    if self.raw_senders[slot].send(header, raw.frames):
-                        self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
-                        self._in_flight[slot] += 1
-                    else:
-                        reason = "worker queue full"
+                    reason = "worker queue full"
+                    for slot in order:  # a socket that refuses (peer gone): the next worker
+                        if self.raw_senders[slot].send(header, raw.frames):
+                            self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
+                            self._in_flight[slot] += 1
+                            self._next_slot = slot + 1
+                            reason = ""
+                            break
         if reason:
             self._skip(raw.time_point, raw.channel, reason, int(raw.sequences[0]))
 
@@ -732,7 +839,7 @@ class RunSession:
 
     def _results_loop(self) -> None:
         while not self._results_stop.is_set():
-            message = self.results.receive(timeout_ms=25)  # stop is seen within 25 ms
+            message = self._receive(timeout_ms=25)  # stop is seen within 25 ms
             if message is not None:
                 try:
                     self._on_result(message)
@@ -841,7 +948,8 @@ class RunSession:
             self._sr_per_worker[slot] += 1
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
-            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None))
+            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
+            sim_params=_sim_params(head.info.get("sim_params"))))
         self._write_in_order(recorder)
         return True
 
@@ -861,7 +969,7 @@ class RunSession:
             if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
                 recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
-                              sr.inference_ms)
+                              sr.inference_ms, sim_params=sr.sim_params)
             self._latencies.add(sr.latency_ms)
             self._latest_sr_time_point = max(self._latest_sr_time_point, t)
 
@@ -942,7 +1050,7 @@ class RunSession:
             self._summary.sr_latency = self._latencies
 
     def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
-        if self.options.workers > 1:
+        if self.options.workers + len(self.options.remote_workers) > 1:
             detail = f"worker {slot}: {detail}"
         self.on_event("info" if kind == "worker_restarted" else "error",
                       f"{kind.replace('_', ' ')}: {detail}")

@@ -137,17 +137,24 @@ def decode(frames: Sequence[Any]) -> Message:
     return Message(header, _payload_array(header, _as_buffer(frames[1])))
 
 
-def parse_header(raw: bytes) -> Header:
-    """Decode and check a msgpack header: types, version, kind, shape and dtype limits."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise WireError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+def unpack_map(raw: bytes, max_bytes: int, what: str = "header") -> dict[str, Any]:
+    """Decode msgpack bytes that must hold a map (a header, a control message); a bad one
+    raises WireError (a ValueError) naming ``what`` is wrong."""
+    if len(raw) > max_bytes:
+        raise WireError(f"{what} of {len(raw)} bytes exceeds {max_bytes}")
     try:
         data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
             TypeError) as exc:
-        raise WireError(f"header is not valid msgpack: {exc}") from exc
+        raise WireError(f"{what} is not valid msgpack: {exc}") from exc
     if not isinstance(data, dict):
-        raise WireError(f"header must be a map, got {type(data).__name__}")
+        raise WireError(f"{what} must be a map, got {type(data).__name__}")
+    return data
+
+
+def parse_header(raw: bytes) -> Header:
+    """Decode and check a msgpack header: types, version, kind, shape and dtype limits."""
+    data = unpack_map(raw, MAX_HEADER_BYTES)
     unknown = set(data) - set(_FIELD_TYPES)
     if unknown:
         raise WireError(f"header has unknown fields {sorted(map(str, unknown))}")

@@ -48,7 +48,7 @@ def emulate_command(
     ),
     mode: Mode | None = typer.Option(None, "--mode", help="Illumination (default sim)."),
     size: int | None = typer.Option(
-        None, "--size", help="Camera frame size in pixels, square (default 256)."
+        None, "--size-px", help="Camera frame size in pixels, square (default 256)."
     ),
     photon_count_e: float | None = typer.Option(
         None, "--photon-count-e",
@@ -59,7 +59,7 @@ def emulate_command(
         None, "--preset", help="Named configuration matching a real instrument "
         "(tirf-microtubules); the other options override it."
     ),
-    timepoints: int = typer.Option(1, "--timepoints", "-t", min=1),
+    timepoints: int = typer.Option(1, "--time-points", "-t", min=1),
     seed: int = typer.Option(0, "--seed"),
     interval_s: float = typer.Option(1.0, "--interval-s", help="Seconds between time points."),
     na: float | None = typer.Option(None, "--na", help="Numerical aperture (default 1.35)."),
@@ -133,7 +133,7 @@ def emulate_command(
 
 
 def bench_emulator_command(
-    size: int = typer.Option(512, "--size", help="Frame size in pixels (square)."),
+    size: int = typer.Option(512, "--size-px", help="Frame size in pixels (square)."),
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     sets: int = typer.Option(20, "--sets", min=1, help="Full-physics SIM sets to time."),
     frames: int = typer.Option(4000, "--frames", min=1, help="Fast-path frames to time."),

@@ -37,7 +37,7 @@ def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
-    timepoints: int | None = typer.Option(None, "--timepoints", "-t", help="Time points."),
+    timepoints: int | None = typer.Option(None, "--time-points", "-t", help="Time points."),
     model: str | None = typer.Option(
         None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
     ),
@@ -50,14 +50,24 @@ def run_command(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
-    no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Inference worker processes, each supervised on its own."),
+        1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
+    worker_endpoint: list[str] = typer.Option(
+        [], "--worker-endpoint",
+        help="tcp://HOST:PORT for a worker on another machine (raw at PORT, results at PORT+1; "
+             "repeatable); needs --curve-secret."),
+    curve_secret: Path | None = typer.Option(
+        None, "--curve-secret", help="This run's CurveZMQ secret key file (server side)."),
+    curve_clients: Path | None = typer.Option(
+        None, "--curve-clients", help="Folder of the remote workers' public key files: only "
+                                      "they may connect."),
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model)
-    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers)
+    remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
+    summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)
@@ -105,7 +115,7 @@ def infer_command(
 
 def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
-    timepoints: int = typer.Option(10, "--timepoints", "-t", help="Time points."),
+    timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
     model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
 ) -> None:
@@ -136,7 +146,7 @@ def recover_command(
 
 
 def bench_pipeline_command(
-    timepoints: int = typer.Option(100, "--timepoints", "-t", help="SIM sets to push through."),
+    timepoints: int = typer.Option(100, "--time-points", "-t", help="SIM sets to push through."),
     size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
@@ -231,8 +241,30 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
     return rig, metadata, photons
 
 
+def _remote_options(endpoints: list[str], secret: Path | None, clients: Path | None
+                    ) -> dict[str, Any]:
+    """SessionOptions fields for remote workers; errors name the option."""
+    if not endpoints:
+        return {}
+    if secret is None:
+        raise typer.BadParameter("remote workers need CurveZMQ keys: give --curve-secret",
+                                 param_hint="--worker-endpoint")
+    import zmq.auth
+
+    from acquisition.transport import CurveKeys
+
+    try:
+        keys = CurveKeys.from_files(secret)
+        allowed = tuple(zmq.auth.load_certificates(str(clients)).keys()) if clients else ()
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--curve-secret/--curve-clients") from exc
+    if clients is not None and not allowed:
+        raise typer.BadParameter(f"{clients}: no public key files", param_hint="--curve-clients")
+    return {"remote_workers": tuple(endpoints), "curve": keys, "curve_clients": allowed}
+
+
 def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
-            workers: int = 1) -> RunSummary:
+            workers: int = 1, remote: dict[str, Any] | None = None) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -258,7 +290,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
                          float(rig.camera.pixel_size_nm), metadata=metadata,
-                         options=SessionOptions(fsync=fsync, workers=workers),
+                         options=SessionOptions(fsync=fsync, workers=workers, **(remote or {})),
                          worker_log=worker_log, photon_calibration=photons)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
