@@ -78,6 +78,8 @@ def infer_command(
     ),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
+    run_id: str = typer.Option("", "--run-id", help="Serve only this run (set by the session)."),
+    worker_id: str = typer.Option("", "--worker-id", help="This worker's id (set by the session)."),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
     from acquisition.transport import CurveKeys
@@ -93,7 +95,8 @@ def infer_command(
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
-                            imc_model=imc_model, sr_encoding=sr_encoding)
+                            imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
+                            worker_id=worker_id)
     state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 

@@ -144,12 +144,37 @@ def _describe(h5: h5py.File, path: Path, cleared: bool) -> RecoveryReport:
     if run_file.COMPLETE in h5:
         report.complete_time_points = int(np.sum(h5[run_file.COMPLETE][()]))
     if run_file.SR_GROUP in h5:
-        for name, dataset in h5[run_file.SR_GROUP].items():
-            # An SR frame exists where it is not the NaN fill value.
-            corner = dataset[:, :, 0, 0] if dataset.shape[0] else np.empty(0)
-            report.sr_frames[name] = int(np.count_nonzero(np.isfinite(corner)))
+        report.sr_frames = _count_sr_frames(h5)
     if run_file.EVENTS in h5:
         kinds = h5[run_file.EVENTS]["kind"]
         report.events = dict(Counter(k.decode() if isinstance(k, bytes) else str(k)
                                      for k in kinds))
     return report
+
+
+def _count_sr_frames(h5: h5py.File) -> dict[str, int]:
+    """SR frames per model: the /timestamps/sr_written flags of the channels each model serves.
+
+    uint16 SR has no "missing" value (0 is a valid pixel), so the flags, not the pixels, say
+    which frames exist; a float dataset without flags falls back to its NaN fill value.
+    """
+    datasets = dict(h5[run_file.SR_GROUP].items())
+    written = h5[run_file.SR_WRITTEN][()] if run_file.SR_WRITTEN in h5 else None
+    try:
+        models = run_file.read_metadata(h5).get("models", {})
+    except (KeyError, ValueError, TypeError):
+        models = {}
+    counts: dict[str, int] = {}
+    for name, dataset in datasets.items():
+        if written is not None and written.ndim == 2:
+            channels = [int(c) for c, entry in models.items() if c.isdigit()
+                        and isinstance(entry, dict) and entry.get("dataset") == f"sr/{name}"]
+            if not channels and len(datasets) == 1:
+                channels = list(range(written.shape[1]))
+            channels = [c for c in channels if c < written.shape[1]]
+            counts[name] = int(np.count_nonzero(written[:, channels] == 1))
+        elif dataset.dtype.kind == "f" and dataset.shape[0]:
+            counts[name] = int(np.count_nonzero(np.isfinite(dataset[:, :, 0, 0])))
+        else:
+            counts[name] = 0
+    return counts

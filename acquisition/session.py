@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ class RunSummary:
     imc_frames: int = 0
     events: dict[str, int] = field(default_factory=dict)
     rejected_messages: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     worker_restarts: int = 0
     sr_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # constant memory
     error: str = ""
@@ -179,6 +181,10 @@ class RunSession:
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
         self._last_display: dict[str, float] = {}
         self._imc_flushed = threading.Event()
+        self._rejected: Counter[str] = Counter()  # messages dropped after decoding, by reason
+        self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
+        self._worker_ids: set[str] = set()  # every worker this run started (results count)
+        self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -198,15 +204,20 @@ class RunSession:
                                 heartbeat_s=self.options.heartbeat_s,
                                 log_file=self.worker_log, calibration=self._worker_calibration,
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
-                                sr_encoding="uint16")
+                                sr_encoding="uint16", run_id=self.run_id)
         self.supervisor = WorkerSupervisor(
             command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
             busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
         self.supervisor.start()
+        self._worker_ids.add(self.supervisor.worker_id)
         deadline = time.monotonic() + self.options.hello_timeout_s
         while time.monotonic() < deadline:
             message = self.results.receive(timeout_ms=200)
+            if message is not None and not self.supervisor.owns(message.header.run_id,
+                                                                message.header.worker_id):
+                self._reject("not from this run's worker", message)
+                continue
             if message is not None and message.header.kind is Kind.HEARTBEAT:
                 fatal = message.header.info.get("fatal")
                 if fatal:
@@ -368,7 +379,10 @@ class RunSession:
             summary.error = str(recorder.error)
         elif summary.engine.stopped_reason not in ("completed", "stopped"):
             summary.error = summary.engine.stopped_reason
-        summary.rejected_messages = self.results.rejected
+        if self.thread_failure and not summary.error:
+            summary.error = self.thread_failure
+        summary.rejected_by_reason = self.rejections()
+        summary.rejected_messages = sum(summary.rejected_by_reason.values())
         summary.worker_restarts = self.supervisor.restarts if self.supervisor else 0
         summary.models = self.hello.get("channels", {})
         try:
@@ -379,6 +393,7 @@ class RunSession:
                     "max_drift_s": summary.engine.max_drift_s,
                     "mean_drift_s": summary.engine.mean_drift_s,
                     "rejected_messages": summary.rejected_messages,
+                    "rejected_by_reason": summary.rejected_by_reason,
                     "worker_restarts": summary.worker_restarts})
             recorder.close()
         except RecorderError as exc:
@@ -484,45 +499,92 @@ class RunSession:
     # --- results thread ---------------------------------------------------------------------
 
     def _results_loop(self) -> None:
-        while not self._results_stop.is_set():
-            message = self.results.receive(timeout_ms=25)  # stop is seen within 25 ms
-            if message is not None:
-                try:
-                    self._on_result(message)
-                except RecorderError as exc:
-                    logger.error("results: %s", exc)
-                    if self.engine is not None:
-                        self.engine.stop()
-            if self.supervisor is not None and self.supervisor.check() is not None:
-                self._forget_pending("worker died before returning it")
+        """The results thread; if it dies, the run stops and fails loudly (never silently)."""
+        try:
+            while not self._results_stop.is_set():
+                message = self.results.receive(timeout_ms=25)  # stop is seen within 25 ms
+                if message is not None:
+                    try:
+                        self._on_result(message)
+                    except RecorderError as exc:
+                        logger.error("results: %s", exc)
+                        if self.engine is not None:
+                            self.engine.stop()
+                supervisor = self.supervisor
+                if supervisor is not None and supervisor.check() is not None:
+                    self._worker_ids.add(supervisor.worker_id)
+                    self._forget_pending("worker died before returning it")
+        except Exception as exc:  # thread edge: a bug here must stop the run, not SR silently
+            self._thread_died("results", exc)
+
+    def _thread_died(self, name: str, exc: BaseException) -> None:
+        """Record a dead thread in /events, stop acquisition, make the run's exit non-zero."""
+        logger.exception("the %s thread died", name)
+        self.thread_failure = f"{name} thread died: {type(exc).__name__}: {exc}"
+        if self.recorder is not None:
+            try:
+                self.recorder.record_event("fault", max(self._latest_raw_time_point, -1), -1,
+                                           self.thread_failure)
+            except RecorderError as record_exc:
+                logger.error("could not record the %s thread's death: %s", name, record_exc)
+        if self.engine is not None:
+            self.engine.stop()
+
+    def rejections(self) -> dict[str, int]:
+        """Messages rejected so far, by reason (malformed ones counted by the receiver)."""
+        counts = dict(self._rejected)
+        if self.results.rejected:
+            counts["malformed"] = self.results.rejected
+        return counts
+
+    def _reject(self, reason: str, message: Message | None = None) -> None:
+        """Count (and, for the first of each reason and every power of two, log) a drop."""
+        self._rejected[reason] += 1
+        n = self._rejected[reason]
+        if n & (n - 1) == 0:
+            head = message.header if message is not None else None
+            logger.warning("results: rejected %s (#%d): %s t=%s channel=%s run %.16s worker "
+                           "%.16s", reason, n, head.kind if head else "-",
+                           head.time_point if head else "-", head.channel if head else "-",
+                           head.run_id if head else "-", head.worker_id if head else "-")
 
     def _on_result(self, message: Message) -> None:
+        """Act on one validated message, after checking it belongs to this run and worker."""
         head = message.header
         recorder = self.recorder
         assert recorder is not None
-        if head.kind is Kind.HEARTBEAT:
-            if self.supervisor is not None:
-                hello = head.info.get("hello")
-                self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
-                                          hello=isinstance(hello, dict))
-                if isinstance(hello, dict):
-                    self._check_restarted_models(hello, recorder)
-            return
+        supervisor = self.supervisor
         if head.run_id != self.run_id:
-            self.results.rejected += 1
-            logger.warning("result for run %s ignored (this run is %s)", head.run_id, self.run_id)
+            self._reject("foreign run id", message)
+            return
+        if head.kind is Kind.HEARTBEAT:
+            if supervisor is None or not supervisor.owns(head.run_id, head.worker_id):
+                self._reject("heartbeat not from the current worker", message)
+                return
+            hello_info = head.info.get("hello")
+            supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
+                                 hello=isinstance(hello_info, dict))
+            if isinstance(hello_info, dict):
+                self._check_restarted_models(hello_info, recorder)
+            return
+        if head.worker_id not in self._worker_ids:
+            self._reject("result not from a worker of this run", message)
             return
         if not 0 <= head.time_point <= self._latest_raw_time_point + 1 or (
                 head.channel not in self._labels and head.kind is not Kind.EVENT):
-            self.results.rejected += 1
-            logger.warning("%s for time point %d channel %d does not match any raw set sent",
-                           head.kind, head.time_point, head.channel)
+            self._reject("no matching raw set", message)
             return
         if head.kind is Kind.IMC_RESULT:
             self._on_imc(message, recorder)
             return
         if head.kind is Kind.EVENT and "flushed" in head.info:
             self._imc_flushed.set()
+            return
+        if head.kind is Kind.SR_RESULT and self._sr_stored(head.time_point, head.channel):
+            self._reject("duplicate result", message)
+            recorder.record_event("sr_duplicate", head.time_point, -1,
+                                  f"channel {head.channel}: a second SR result arrived; the "
+                                  "first one is kept")
             return
         key = (head.time_point, head.channel)
         with self._lock:
@@ -533,8 +595,7 @@ class RunSession:
                                   str(head.info.get("error", "worker error")))
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
-            self.results.rejected += 1
-            logger.warning("unexpected %s for channel %d", head.kind, head.channel)
+            self._reject("unexpected kind", message)
             return
         image = message.array
         if image.dtype == np.uint16 and head.info.get("sr_scale") != run_file.SR_SCALE:
@@ -550,13 +611,15 @@ class RunSession:
         if sent_s is None:
             recorder.record_event("sr_late", head.time_point, -1,
                                   f"channel {head.channel}: result after its skip was recorded")
+        # every info value below was type-checked by the wire schema (finite where it matters)
         latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
         timings = head.info.get("timings_ms", {})
-        inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
+        inference_ms = float(sum(timings.values())) if timings else float("nan")
         flags = head.info.get("flags") or []
         if flags:  # saturated / all-zero input, non-finite output: never stored silently
             recorder.record_event("sr_flagged", head.time_point, -1,
-                                  f"channel {head.channel}: " + ", ".join(map(str, flags)))
+                                  f"channel {head.channel}: " + ", ".join(flags))
+        self._mark_sr_stored(head.time_point, head.channel)
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
                           image, float(head.info.get("photon_count", float("nan"))),
                           latency_ms, inference_ms)
@@ -564,12 +627,22 @@ class RunSession:
         self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
         self._publish("sr", head.time_point, head.channel, image)
 
+    def _sr_stored(self, time_point: int, channel: int) -> bool:
+        done = self._sr_done.get(channel)
+        return done is not None and time_point < len(done) and bool(done[time_point])
+
+    def _mark_sr_stored(self, time_point: int, channel: int) -> None:
+        done = self._sr_done.setdefault(channel, bytearray())
+        if time_point >= len(done):  # amortised growth: one byte a time point and channel
+            done.extend(bytes(max(time_point + 1 - len(done), len(done))))
+        done[time_point] = 1
+
     def _on_imc(self, message: Message, recorder: RunRecorder) -> None:
         """Write an IMC-SR split (3, sY, sX) and offer it to the display."""
         head = message.header
         expected = (3, *recorder.layout.sr_shape)
         if not self.protocol.imc or message.array.shape != expected:
-            self.results.rejected += 1
+            self._reject("IMC result does not fit", message)
             logger.warning("IMC result %s for t=%d rejected (IMC %s, expected %s)",
                            message.array.shape, head.time_point,
                            "on" if self.protocol.imc else "off", expected)
@@ -614,7 +687,8 @@ class RunSession:
         while True:
             with self._lock:
                 pending = len(self._pending)
-            if pending == 0 or self.supervisor is None or self.supervisor.given_up:
+            if (pending == 0 or self.supervisor is None or self.supervisor.given_up
+                    or self.thread_failure):
                 break
             if pending != last_count:
                 last_count, last_change = pending, time.monotonic()

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,13 @@ class WorkerCommand:
     calibration: Path | None = None
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
+    run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
 
-    def argv(self) -> list[str]:
+    def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
         args = [sys.executable, "-m", "acquisition.cli", "infer",
                 "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
+                "--run-id", self.run_id, "--worker-id", worker_id,
                 "--raw-shape", ",".join(str(n) for n in self.raw_shape),
                 "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s),
                 "--parent-pid", str(os.getpid())]
@@ -62,7 +65,7 @@ class WorkerSupervisor:
     def __init__(self, command: WorkerCommand, on_event: EventSink,
                  heartbeat_timeout_s: float = 5.0, startup_timeout_s: float = 120.0,
                  busy_timeout_s: float = 60.0, max_restarts: int = 5,
-                 argv_factory: Callable[[], Sequence[str]] | None = None) -> None:
+                 argv_factory: Callable[[str], Sequence[str]] | None = None) -> None:
         self.command = command
         self.on_event = on_event
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -77,6 +80,12 @@ class WorkerSupervisor:
         self._busy_since_s = 0.0
         self._ready = False
         self._given_up = False
+        self.worker_id = ""  # fresh for every start: messages of a killed worker do not count
+
+    def owns(self, run_id: str, worker_id: str) -> bool:
+        """True if a message with these ids comes from the worker this supervisor runs now."""
+        return bool(self.worker_id) and worker_id == self.worker_id and (
+            run_id == self.command.run_id)
 
     @property
     def alive(self) -> bool:
@@ -98,8 +107,10 @@ class WorkerSupervisor:
         stdout = None
         if self.command.log_file is not None:
             stdout = self.command.log_file.open("ab")
+        self.worker_id = uuid.uuid4().hex[:16]
         try:
-            self.process = subprocess.Popen(list(self._argv_factory()), stdout=stdout,
+            self.process = subprocess.Popen(list(self._argv_factory(self.worker_id)),
+                                            stdout=stdout,
                                             stderr=subprocess.STDOUT if stdout else None)
         finally:
             if stdout is not None:

@@ -13,6 +13,7 @@ import msgpack
 import zmq
 
 from acquisition.transport import open_socket
+from acquisition.wire import unpack_map
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +31,7 @@ def pack(message: dict[str, Any]) -> bytes:
 
 def unpack(data: bytes) -> dict[str, Any]:
     """Decode a control message; a malformed one raises ValueError naming what is wrong."""
-    if len(data) > MAX_REPLY_BYTES:
-        raise ValueError(f"control message of {len(data)} bytes exceeds {MAX_REPLY_BYTES}")
-    try:
-        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
-            TypeError) as exc:
-        raise ValueError(f"control message is not valid msgpack: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValueError(f"control message must be a map, got {type(value).__name__}")
-    return value
+    return unpack_map(data, MAX_REPLY_BYTES, "control message")
 
 
 class ControlClient:
