@@ -11,12 +11,13 @@ export QT_QPA_PLATFORM ?= offscreen
 venv: $(STAMP)
 
 # Re-install only when the dependency list changes; torch is pinned to the local CPU wheel
-# first so that no package can pull the CUDA build.
+# first so that no package can pull the CUDA build. The napari extra is installed so that the
+# plugin's tests (npe2 discovery, a run file opened headless) run in CI.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev,gui,onnx]" "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[dev,gui,onnx,napari]" "$(TORCH_PIN)"
 	touch $(STAMP)
 
 lint: venv

@@ -33,11 +33,10 @@ import numpy as np
 
 from acquisition import run_file
 from acquisition.fsync_behind import FsyncBehind
-from inference.imc import DEFAULT_STRUCTURES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMC_CHANNELS = DEFAULT_STRUCTURES  # the bundled IMC-SR model's outputs, in order
+DEFAULT_IMC_CHANNELS = run_file.IMC_DEFAULT_CHANNEL_NAMES
 FAULT_SEAL_TIMEOUT_S = 60.0  # the child process adding the fault row after a write failure
 
 
@@ -396,6 +395,7 @@ class RunRecorder:
         d["sr_written"] = run_file.create_table(stamps, "sr_written", (c,), np.uint8, 0)
         d["photon_count"] = run_file.create_table(h5, run_file.PHOTON_COUNT, (c,), np.float32,
                                                   np.nan)
+        d["photon_count"].attrs["unit"] = "e-"  # calibration.photon_count: detected photons
         d["sim_params"] = run_file.create_table(h5, run_file.SIM_PARAMS,
                                                 (c, lay.n_orientations, 4), np.float64, np.nan)
         d["sim_params"].attrs["columns"] = ["kx_cycles_per_px", "ky_cycles_per_px",

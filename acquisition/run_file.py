@@ -2,7 +2,9 @@
 
 Every writer (the live recorder, `livesim emulate`) goes through these functions so the layout
 described in design.md exists in exactly one place. Image datasets carry ``element_size_um``
-(z, y, x in micrometres) so Fiji's HDF5 plugin opens them at the right scale.
+(one entry per axis, micrometres on y and x, 1 elsewhere) so Fiji's HDF5 plugin opens them at
+the right scale, HDF5 dimension labels (``t, c, p, y, x``) and y/x dimension scales in
+micrometres.
 """
 
 from __future__ import annotations
@@ -23,13 +25,23 @@ SR_GROUP = "sr"  # /sr/<model> uint16 (T, C, sY, sX): value = stored x attribute
 SR_SCALE = 1.0 / 65535.0  # SR images in [0, 1] stored as round(value / SR_SCALE)
 SR_WRITTEN = "timestamps/sr_written"  # uint8 (T, C): 1 where an SR image was written
 IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
+# /imc channel names when the worker reports none: the bundled IMC-SR model's outputs, in order
+# (a filament, a tubular network, filled puncta); inference.imc.DEFAULT_STRUCTURES is this
+IMC_DEFAULT_CHANNEL_NAMES: tuple[str, str, str] = ("microtubules", "er", "lysosomes")
 TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
 SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>
 EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
-PHOTON_COUNT = "photon_count"  # float32 (T, C): mean photons per pixel of each raw set
+PHOTON_COUNT = "photon_count"  # float32 (T, C): average photon count (e-) of each raw set
 COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
+SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the image datasets
+# multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set
+MDA_GROUP = "mda"  # attributes sizes_tpz, z_step_um, positions_um, sequence (useq JSON)
+MDA_INDEX = "mda/index"  # int64 (N, 3): t, position, z of each row; -1 = row not acquired
+
+# dimension labels of the image datasets by their number of leading axes
+DIMENSION_LABELS: dict[int, tuple[str, ...]] = {1: ("t",), 2: ("t", "c"), 3: ("t", "c", "p")}
 
 # Chunk cache per dataset for the writer. Frames go in by direct chunk writes and each table
 # chunk is filled once, so a small cache loses nothing; HDF5 2.0's larger default let a long run's
@@ -54,10 +66,35 @@ EVENT_DTYPE = np.dtype(
 )
 
 
-def element_size_um(pixel_size_nm: float, ndim_spatial: int = 2) -> np.ndarray:
-    """Fiji's (z, y, x) voxel size in micrometres for a dataset with the given pixel size."""
+def element_size_um(pixel_size_nm: float, ndim: int = 3) -> np.ndarray:
+    """Element size per axis of an ``ndim`` image dataset: micrometres on y and x, 1 elsewhere."""
+    if ndim < 2:
+        raise ValueError(f"an image dataset has at least 2 axes, got ndim={ndim}")
     size_um = pixel_size_nm / 1000.0
-    return np.array([1.0] * (3 - ndim_spatial) + [size_um] * ndim_spatial, dtype=np.float32)
+    return np.array([1.0] * (ndim - 2) + [size_um] * 2, dtype=np.float32)
+
+
+def attach_dimension_scales(dataset: h5py.Dataset, pixel_size_nm: float,
+                            leading_labels: Sequence[str]) -> None:
+    """Label every axis and attach y/x scales (pixel centres in micrometres) to the frame axes.
+
+    The scales live in ``/scales`` (one pair per pixel size and frame shape) and are shared by
+    every dataset on that grid. Call before SWMR mode starts (it adds attributes).
+    """
+    root = dataset.file
+    group = root.require_group(SCALES_GROUP)
+    for axis, label in enumerate(leading_labels):
+        dataset.dims[axis].label = label
+    for axis, label in ((-2, "y"), (-1, "x")):
+        index = dataset.ndim + axis
+        size = int(dataset.shape[index])
+        name = f"{label}_um_{pixel_size_nm:g}nm_{size}"
+        if name not in group:
+            scale = group.create_dataset(
+                name, data=(np.arange(size) + 0.5) * pixel_size_nm / 1000.0)
+            scale.make_scale(f"{label} (µm)")
+        dataset.dims[index].label = label
+        dataset.dims[index].attach_scale(group[name])
 
 
 def create_image_dataset(
@@ -80,8 +117,11 @@ def create_image_dataset(
     dataset = group.create_dataset(
         name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks, fillvalue=fillvalue
     )
-    dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm)
+    dataset.attrs["element_size_um"] = element_size_um(pixel_size_nm, dataset.ndim)
     dataset.attrs["pixel_size_nm"] = float(pixel_size_nm)
+    n_leading = len(leading_shape)
+    labels = DIMENSION_LABELS.get(n_leading, tuple(f"d{i}" for i in range(n_leading)))
+    attach_dimension_scales(dataset, pixel_size_nm, labels)
     return dataset
 
 
@@ -99,6 +139,33 @@ def create_table(
         name, shape=shape, maxshape=(None, *row_shape), dtype=dtype, chunks=chunks,
         fillvalue=fillvalue,
     )
+
+
+def mda_rows(h5: h5py.File | h5py.Group, n_rows: int
+             ) -> tuple[np.ndarray, float | None, np.ndarray]:
+    """Where each (position, time, z) of a run sits among the file's time-point rows.
+
+    Returns ``rows`` (positions, T, Z) with -1 for combinations never recorded, the z step in
+    micrometres (None for a single plane) and each position's stage (x, y, z) in micrometres.
+    A run without ``/mda`` is one position, one plane: row t is time t.
+    """
+    if MDA_INDEX not in h5:
+        rows = np.arange(n_rows, dtype=np.int64)[None, :, None]
+        return rows, None, np.full((1, 3), np.nan)
+    index = np.asarray(h5[MDA_INDEX][()], dtype=np.int64)  # (N, 3): t, p, z
+    index = index[:n_rows]
+    group = h5[MDA_GROUP]
+    sizes = {k: int(v) for k, v in zip("tpz", group.attrs["sizes_tpz"], strict=True)}
+    recorded = index[:, 0] >= 0
+    size_t = int(index[recorded, 0].max()) + 1 if recorded.any() else 0
+    rows = np.full((sizes["p"], size_t, sizes["z"]), -1, dtype=np.int64)
+    for n in np.flatnonzero(recorded):
+        t, p, z = index[n]
+        rows[p, t, z] = n
+    z_step = float(group.attrs.get("z_step_um", 0.0)) or None
+    stage = np.asarray(group.attrs.get("positions_um", np.full((sizes["p"], 3), np.nan)),
+                       dtype=np.float64).reshape(sizes["p"], 3)
+    return rows, z_step, stage
 
 
 def sr_to_stored(image: np.ndarray) -> np.ndarray:

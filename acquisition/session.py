@@ -28,7 +28,6 @@ import zmq
 
 from acquisition import run_file
 from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
-from acquisition.photon_calibration import PhotonCalibration, emulator_photon_calibration
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
@@ -41,6 +40,7 @@ from acquisition.transport import (
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
+from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,8 @@ class RunSession:
         self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
         self._worker_ids: set[str] = set()  # every worker this run started (results count)
         self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
+        self._stop_requested = threading.Event()
+        self._finish_by_s: float | None = None  # monotonic deadline for the drain (stop())
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -213,6 +215,10 @@ class RunSession:
         self._worker_ids.add(self.supervisor.worker_id)
         deadline = time.monotonic() + self.options.hello_timeout_s
         while time.monotonic() < deadline:
+            if self._stop_requested.is_set():
+                self.supervisor.stop()
+                raise SessionError("stopped before the inference worker was ready "
+                                   "(no run file was created)")
             message = self.results.receive(timeout_ms=200)
             if message is not None and not self.supervisor.owns(message.header.run_id,
                                                                 message.header.worker_id):
@@ -290,13 +296,12 @@ class RunSession:
                    + 2.0)
 
     def _load_calibration(self) -> None:
-        """The camera calibration: the protocol's file, or the emulated camera's own model.
+        """The camera calibration: the protocol's file, or the photon calibration passed in.
 
         Its maps go to /calibration; the worker gets a file to compute photon counts with.
         """
         if self.protocol.calibration is None:
-            photons = self.photon_calibration or emulator_photon_calibration(
-                self.source, self.frame_shape)
+            photons = self.photon_calibration
             if photons is None:
                 return
             if photons.shape != self.frame_shape:
@@ -353,6 +358,8 @@ class RunSession:
                                               daemon=True)
             results_thread.start()
             self._start_s = time.monotonic()
+            if self._stop_requested.is_set():
+                self.engine.stop()  # stopped while the worker started: record nothing more
             report = self.engine.run(self.protocol.timepoints)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
@@ -405,10 +412,29 @@ class RunSession:
         summary.events = dict(recorder.stats.events)
         return summary
 
-    def stop(self) -> None:
-        """Stop after the time point in progress (Ctrl-C, GUI stop button)."""
+    def stop(self, finish_within_s: float | None = None) -> None:
+        """Stop after the time point in progress (Ctrl-C, GUI stop button).
+
+        ``finish_within_s``: the drain waits for outstanding SR at most this long from now
+        (results still missing then are recorded as ``sr_skip``), so the run file is sealed
+        within a known time even when SR lags far behind acquisition.
+        """
+        if finish_within_s is not None:
+            self._finish_by_s = time.monotonic() + max(0.0, finish_within_s)
+        self._stop_requested.set()
         if self.engine is not None:
             self.engine.stop()
+
+    def finish_left_s(self) -> float | None:
+        """Seconds left of the drain limit set by :meth:`stop` (None: no limit)."""
+        if self._finish_by_s is None:
+            return None
+        return max(0.0, self._finish_by_s - time.monotonic())
+
+    def pending_sr(self) -> int:
+        """SR results still expected from the worker (sets sent, not yet answered)."""
+        with self._lock:
+            return len(self._pending)
 
     def _close_sockets(self) -> None:
         self.raw_sender.close()
@@ -621,7 +647,7 @@ class RunSession:
                                   f"channel {head.channel}: " + ", ".join(flags))
         self._mark_sr_stored(head.time_point, head.channel)
         recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
-                          image, float(head.info.get("photon_count", float("nan"))),
+                          image, float(head.info.get("photon_count_e", float("nan"))),
                           latency_ms, inference_ms)
         self._latencies.add(latency_ms)
         self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
@@ -661,7 +687,10 @@ class RunSession:
         if not self.raw_sender.send_event(header):
             logger.warning("could not ask the worker to flush IMC-SR")
             return
-        if not self._imc_flushed.wait(self.options.drain_idle_s):
+        left_s = self.finish_left_s()
+        wait_s = self.options.drain_idle_s if left_s is None else min(left_s + 1.0,
+                                                                      self.options.drain_idle_s)
+        if not self._imc_flushed.wait(wait_s):
             logger.warning("worker did not confirm the IMC-SR flush within %.0f s",
                            self.options.drain_idle_s)
 
@@ -684,11 +713,15 @@ class RunSession:
     def _drain(self) -> None:
         """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
         last_count, last_change = -1, time.monotonic()
+        reason = f"no result within {self.options.drain_idle_s:.0f} s at the end"
         while True:
             with self._lock:
                 pending = len(self._pending)
             if (pending == 0 or self.supervisor is None or self.supervisor.given_up
                     or self.thread_failure):
+                break
+            if self._finish_by_s is not None and time.monotonic() >= self._finish_by_s:
+                reason = "not reconstructed within the stop's time limit"
                 break
             if pending != last_count:
                 last_count, last_change = pending, time.monotonic()
@@ -697,7 +730,7 @@ class RunSession:
             time.sleep(0.02)
         self._flush_imc()
         self._results_stop.set()
-        self._forget_pending(f"no result within {self.options.drain_idle_s:.0f} s at the end")
+        self._forget_pending(reason)
         if self._summary is not None:
             self._summary.sr_latency = self._latencies
 

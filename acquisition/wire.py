@@ -4,7 +4,7 @@ The header is msgpack (no pickle anywhere), the payload the raw image buffer, se
 Every received header is validated field by field against one typed schema (pydantic, strict:
 no type coercion) before anything uses it: the envelope (version, kind, run and worker id,
 shape x dtype == payload size, sane limits) and the ``info`` map of its kind (a heartbeat's
-``busy_since_s`` must be a finite number, an SR result's ``photon_count`` a number, ...). A
+``busy_since_s`` must be a finite number, an SR result's ``photon_count_e`` a number, ...). A
 malformed message raises :class:`WireError`; receivers count and log it, never act on it.
 The display stream and the GUI's control channel decode through the same functions.
 """
@@ -158,7 +158,7 @@ class HeartbeatInfo(_Strict):
 class ResultInfo(_Strict):
     """An SR or IMC-SR result (and its display copy): photons, timings, model, encoding."""
 
-    photon_count: float = math.nan  # NaN when uncalibrated
+    photon_count_e: float = math.nan  # NaN when uncalibrated
     timings_ms: Annotated[dict[Name, NonNegative], Field(max_length=64)] = {}
     model_name: Name = ""
     model_sha256: Name = ""
@@ -182,7 +182,7 @@ class EventInfo(_Strict):
 class ImageInfo(_Strict):
     """Raw and wide-field images on the display stream."""
 
-    photon_count: float = math.nan
+    photon_count_e: float = math.nan
     sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
     acquired_s: NonNegative = 0.0
 

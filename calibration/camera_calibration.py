@@ -4,7 +4,13 @@ Dark series (laser off) at increasing exposure give offset, read noise and dark 
 series (a static, bright specimen or a uniform slide) at increasing exposure give, for every
 pixel, the photon-transfer line variance = g * (mean - offset) + g^2 sigma_read^2, whose slope
 is the gain g (ADU per electron). Illumination need not be uniform: each pixel is fitted on its
-own, so it must only stay still while the series is taken.
+own.
+
+Temporal variance is measured EMVA 1288 style, from differences of consecutive frames, not from
+the spread about the series mean: a specimen that bleaches or a laser that drifts during the
+series moves the mean, which the plain variance counts as noise (biasing the gain high), while
+a frame difference cancels it. Each flat frame is first rescaled to the series' mean signal
+(its own spatial mean above the dark level), which also removes frame-to-frame laser flicker.
 """
 
 from __future__ import annotations
@@ -173,6 +179,11 @@ class CameraCalibration:
         )
 
 
+# degrees of freedom of the mean squared successive difference per frame (von Neumann):
+# its variance is (3N - 4) / (N - 1)^2 x sigma^4, i.e. about 2/3 of the plain variance's dof
+_SUCCESSIVE_DIFFERENCE_EFFICIENCY = 2.0 / 3.0
+
+
 @dataclass
 class SeriesMoments:
     """Per-pixel temporal mean and variance of one series at one exposure (float64 maps)."""
@@ -182,20 +193,50 @@ class SeriesMoments:
     variance_adu2: np.ndarray
     clipped: np.ndarray  # True where any frame reached the ADC maximum
     n_frames: int
+    variance_dof: float = 0.0  # degrees of freedom of variance_adu2 (0: n_frames - 1)
+
+    @property
+    def degrees_of_freedom(self) -> float:
+        """Degrees of freedom of the per-pixel variance estimate."""
+        return self.variance_dof if self.variance_dof > 0 else float(self.n_frames - 1)
 
 
-def series_moments(frames: np.ndarray, exposure_ms: float, saturation_adu: float) -> SeriesMoments:
-    """Mean and unbiased temporal variance per pixel of (N, Y, X) frames (N >= 2)."""
+def series_moments(
+    frames: np.ndarray,
+    exposure_ms: float,
+    saturation_adu: float,
+    dark_level_adu: float | np.ndarray | None = None,
+) -> SeriesMoments:
+    """Per-pixel mean and temporal variance of (N, Y, X) frames (N >= 2), EMVA 1288 style.
+
+    The variance is half the mean squared difference of consecutive frames, which cancels a
+    mean that drifts slowly during the series (bleaching, laser drift). With ``dark_level_adu``
+    (the offset, scalar or map) each frame is first rescaled so its spatial-mean signal above
+    the dark level equals the series' mean, which removes frame-to-frame laser flicker; dark
+    series are taken without it.
+    """
     stack = np.asarray(frames)
     if stack.ndim != 3 or stack.shape[0] < 2:
         raise ValueError(f"a series needs (N >= 2, Y, X) frames, got shape {stack.shape}")
     data = stack.astype(np.float64)
+    if dark_level_adu is not None:
+        dark = np.asarray(dark_level_adu, dtype=np.float64)
+        signal = data - dark
+        per_frame = signal.mean(axis=(1, 2))
+        level = float(per_frame.mean())
+        if level > 0 and np.all(per_frame > 0.01 * level):
+            data = signal * (level / per_frame)[:, None, None] + dark
+    n = data.shape[0]
+    differences = np.diff(data, axis=0)
+    variance = 0.5 * np.mean(differences * differences, axis=0)
+    dof = max(_SUCCESSIVE_DIFFERENCE_EFFICIENCY * (n - 1), 1.0) if n > 2 else 1.0
     return SeriesMoments(
         exposure_ms=float(exposure_ms),
         mean_adu=data.mean(axis=0),
-        variance_adu2=data.var(axis=0, ddof=1),
+        variance_adu2=variance,
         clipped=np.asarray((stack >= saturation_adu).any(axis=0)),
-        n_frames=int(stack.shape[0]),
+        n_frames=int(n),
+        variance_dof=float(dof),
     )
 
 
@@ -232,14 +273,14 @@ def fit_calibration(
     variances = np.stack([s.variance_adu2 for s in flat])
     usable = ~np.stack([s.clipped for s in flat])
     usable &= means < 0.9 * saturation_adu
-    counts = np.array([s.n_frames for s in flat], dtype=float)[:, None, None]
-    # weights 1/Var(variance estimate) = (N - 1) / (2 variance^2), with the variance taken
+    dof = np.array([s.degrees_of_freedom for s in flat], dtype=float)[:, None, None]
+    # weights 1/Var(variance estimate) = dof / (2 variance^2), with the variance taken
     # from the model (a first fit), not the noisy measurement, which would bias g low
     weights = np.where(usable, 1.0, 0.0)
     for _ in range(2):
         gain, intercept, gain_variance = _weighted_line_fit(means, variances, weights)
         model = np.maximum(intercept + gain * means, 1e-6)
-        weights = np.where(usable, (counts - 1.0) / (2.0 * model**2), 0.0)
+        weights = np.where(usable, dof / (2.0 * model**2), 0.0)
     gain, _, gain_variance = _weighted_line_fit(means, variances, weights)
     n_levels = usable.sum(axis=0)
     span = np.where(usable, means, np.nan)
@@ -437,15 +478,19 @@ def calibrate_camera(
     saved_powers = {line: aotf.power_pct(line) for line in aotf.lines_nm}
     n_dark = n_dark_frames or n_frames
 
+    dark_level: list[np.ndarray] = []  # the offset map, once the dark series are in
+
     def series(exposure_ms: float, count: int) -> SeriesMoments:
         camera.set_exposure_ms(float(exposure_ms))
         frames = np.stack(rig.snap(count, timeout_s=timeout_s + count * exposure_ms / 1000.0))
-        return series_moments(frames, exposure_ms, saturation_adu)
+        level = dark_level[0] if dark_level else None
+        return series_moments(frames, exposure_ms, saturation_adu, dark_level_adu=level)
 
     try:
         for line in aotf.lines_nm:
             aotf.set_power(line, 0.0)
         dark = [series(t, n_dark) for t in dark_exposures_ms]
+        dark_level.append(dark[0].mean_adu)
         aotf.set_line(laser_nm)
         aotf.set_power(laser_nm, power_pct)
         if flat_exposures_ms is None:

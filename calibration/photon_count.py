@@ -1,8 +1,14 @@
-"""Average photon count of an image, as defined in the DFCAN paper (Qiao et al. 2021).
+"""Average photon count of an image: the DFCAN paper's definition (Qiao et al. 2021), in
+detected photons, i.e. photo-electrons (e-).
 
-Subtract the camera offset, low-pass (Gaussian, sigma 5 px), percentile-normalise (0.1 / 99.9),
-keep the pixels above 0.2 (the structure, not the background), average the offset-subtracted
-counts of those pixels and convert ADU to photons. The low-pass only chooses the pixels.
+Definition (the one photon-count definition of livesim): subtract the camera offset from the
+image (ADU), convert to photo-electrons with the camera's conversion factor (e- per ADU =
+1 / gain), low-pass the offset-subtracted image with a Gaussian of sigma 5 px, percentile-
+normalise the low-pass (0.1 % -> 0, 99.9 % -> 1), keep the pixels whose normalised low-pass is
+above 0.2 (the structure, not the background), and average the unfiltered photo-electrons of
+those pixels. The low-pass only chooses the pixels. A camera's conversion factor is what a
+photon-transfer calibration measures; quantum efficiency never enters (photons that were not
+detected are not counted), so the emulator, the live path and a recorded run agree.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 LOWPASS_SIGMA_PX = 5.0
 PERCENTILES = (0.1, 99.9)
 FOREGROUND_THRESHOLD = 0.2
+PHOTON_COUNT_UNIT = "e-"  # detected photons per pixel (photo-electrons)
 
 
 def foreground_mask(counts: np.ndarray) -> np.ndarray:
@@ -31,23 +38,23 @@ def foreground_mask(counts: np.ndarray) -> np.ndarray:
 def average_photon_count(
     image_adu: np.ndarray,
     offset_adu: float | np.ndarray,
-    photons_per_count: float | np.ndarray,
+    electrons_per_adu: float | np.ndarray,
 ) -> float | np.ndarray:
-    """Average photon count of a (Y, X) image (float) or of each image of a (..., Y, X) batch.
+    """Average photon count (e-) of a (Y, X) image (float) or of each image of a batch.
 
-    ``offset_adu`` is a scalar or a map broadcastable to the image; ``photons_per_count`` a
-    scalar (or a map, for per-pixel gain) converting offset-subtracted ADU to photons.
+    ``offset_adu`` is a scalar or a map broadcastable to the image; ``electrons_per_adu`` the
+    camera's conversion factor 1 / gain, a scalar or a per-pixel map.
     """
     image = np.asarray(image_adu)
     if image.ndim < 2 or min(image.shape[-2:]) < 2:
         raise ValueError(f"image_adu must be (..., Y, X) with Y, X >= 2, got shape {image.shape}")
-    factor = np.asarray(photons_per_count, dtype=np.float32)
-    if np.any(factor <= 0):
-        raise ValueError(f"photons_per_count must be > 0, got {photons_per_count}")
+    factor = np.asarray(electrons_per_adu, dtype=np.float32)
+    if np.any(~(factor > 0)):
+        raise ValueError(f"electrons_per_adu must be > 0, got {electrons_per_adu}")
     counts = image.astype(np.float32) - np.asarray(offset_adu, dtype=np.float32)
     mask = foreground_mask(counts)
-    photons = counts * factor
-    summed = np.where(mask, photons, 0.0).sum(axis=(-2, -1))
+    electrons = counts * factor
+    summed = np.where(mask, electrons, 0.0).sum(axis=(-2, -1))
     number = np.maximum(mask.sum(axis=(-2, -1)), 1)
     result = summed / number
     if np.ndim(result) == 0:

@@ -2,7 +2,8 @@
 
 Public API: ``gui.app.run_gui(GuiOptions)`` (what `livesim gui` runs),
 ``gui.main_window.LiveWindow`` (the window, given a ``gui.host_link.HostLink`` and a QSettings),
-``HostLink.start(HostOptions)`` (starts the acquisition process ``python -m gui.session_host``)
+``HostLink.start(HostOptions)`` (starts the acquisition process
+``python -m acquisition.cli.gui_host``)
 or ``HostLink(None, endpoint)`` (read-only on any display stream), and
-``gui.display_bench.run_display_bench`` (`livesim bench gui`).
+``acquisition.cli.bench.display.run_display_bench`` (`livesim bench gui`).
 """

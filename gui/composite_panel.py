@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from pyqtgraph.Qt import QtWidgets
+from pyqtgraph.Qt import QtCore, QtWidgets
 
+from acquisition.run_file import IMC_DEFAULT_CHANNEL_NAMES
 from gui.contrast import composite_rgb, percentile_levels
-from inference.imc import DEFAULT_STRUCTURES
 
 # captions until the stream reports the running model's `channel_names`: the default IMC-SR
 # model's structures, in its output order
-CHANNEL_NAMES: tuple[str, ...] = DEFAULT_STRUCTURES
+CHANNEL_NAMES: tuple[str, ...] = IMC_DEFAULT_CHANNEL_NAMES
 COLOURS: dict[str, tuple[int, int, int]] = {
     "magenta": (255, 0, 255), "green": (0, 255, 0), "cyan": (0, 200, 255),
     "red": (255, 40, 40), "yellow": (255, 230, 0), "blue": (60, 90, 255), "grey": (200, 200, 200),
@@ -47,8 +47,14 @@ class CompositePanel(QtWidgets.QWidget):
                                              enableMenu=False)
         self.item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.item)
-        self.placeholder = pg.TextItem("IMC-SR off", color="#888", anchor=(0.5, 0.5))
-        self.view.addItem(self.placeholder)
+        # what stands in for the composite (e.g. 'IMC-SR starting'): a label above the view,
+        # so it is never drawn outside the view's range
+        self.placeholder = QtWidgets.QLabel("IMC-SR off")
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setObjectName("note")
+        self.view.sigRangeChangedManually.connect(self._user_moved)
+        self.view.sigResized.connect(self._resized)
+        self.auto_fit = True
         self.visible: list[QtWidgets.QCheckBox] = []
         self.colours: list[QtWidgets.QComboBox] = []
         self.auto: list[QtWidgets.QCheckBox] = []
@@ -80,6 +86,7 @@ class CompositePanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
+        layout.addWidget(self.placeholder)
         layout.addWidget(self.graphics, 1)
         layout.addLayout(rows)
 
@@ -139,3 +146,23 @@ class CompositePanel(QtWidgets.QWidget):
         """Text shown while there is no composite (e.g. 'IMC-SR off')."""
         self.placeholder.setText(text)
         self.placeholder.setVisible(self.channels is None)
+
+    def clear(self) -> None:
+        """Forget the current composite (IMC-SR turned off or restarting)."""
+        self.channels = None
+        self.updates = 0
+        self.item.clear()
+        self.placeholder.setVisible(True)
+
+    def fit(self) -> None:
+        """Show the whole composite, and keep doing so on resize (until panned/zoomed)."""
+        self.auto_fit = True
+        if self.channels is not None:
+            self.view.autoRange(padding=0.0)
+
+    def _user_moved(self, *_args: object) -> None:
+        self.auto_fit = False
+
+    def _resized(self, *_args: object) -> None:
+        if self.auto_fit and self.channels is not None:
+            QtCore.QTimer.singleShot(0, self.fit)

@@ -21,9 +21,9 @@ from typing import Any
 
 import zmq
 
+from acquisition.host_wire import ControlClient
 from acquisition.transport import DisplaySubscriber
 from acquisition.wire import Message
-from gui.host_wire import ControlClient
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +117,11 @@ class HostLink:
     @classmethod
     def start(cls, options: HostOptions, on_event: Callable[[str, str], None] | None = None,
               folder: Path | None = None) -> HostLink:
-        """Launch ``python -m gui.session_host`` as a child process and connect to it."""
+        """Launch ``python -m acquisition.cli.gui_host`` as a child process and connect to it."""
         folder = Path(folder or tempfile.mkdtemp(prefix="livesim-gui-"))
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         control, display = f"ipc://{folder}/control", f"ipc://{folder}/display"
-        argv = [sys.executable, "-m", "gui.session_host", "--control", control,
+        argv = [sys.executable, "-m", "acquisition.cli.gui_host", "--control", control,
                 "--display", display, "--folder", str(folder), "--rig", options.rig,
                 "--size-px", f"{options.size_px[0]},{options.size_px[1]}",
                 "--seed", str(options.seed), "--structure", options.structure,

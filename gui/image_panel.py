@@ -149,6 +149,9 @@ class ImagePanel(QtWidgets.QWidget):
         self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
         self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)
         self.view.addItem(self.item)
+        self.auto_fit = True  # re-fit the whole image on resize until the user pans or zooms
+        self.view.sigRangeChangedManually.connect(self._user_moved)
+        self.view.sigResized.connect(self._resized)
         # saturated pixels (at the detector's or model's maximum) painted red over the image
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(np.array([[0, 0, 0, 0], [255, 0, 0, 255]], np.uint8))
@@ -355,6 +358,19 @@ class ImagePanel(QtWidgets.QWidget):
         if data.dtype in (np.uint8, np.uint16):  # the colour table reads the strided view
             return data[::k, ::k]
         return np.ascontiguousarray(data[::k, ::k])
+
+    def fit(self) -> None:
+        """Show the whole image, and keep doing so on resize (until the user pans/zooms)."""
+        self.auto_fit = True
+        if self.image is not None:
+            self.view.autoRange(padding=0.0)
+
+    def _user_moved(self, *_args: object) -> None:
+        self.auto_fit = False
+
+    def _resized(self, *_args: object) -> None:
+        if self.auto_fit and self.image is not None:
+            QtCore.QTimer.singleShot(0, self.fit)
 
     def set_pixel_scale(self, scale: float) -> None:
         """Draw each image pixel ``scale`` units wide, so a raw view lines up with a 2x SR view."""

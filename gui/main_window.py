@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from pyqtgraph.Qt import QtCore, QtWidgets
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from acquisition.live_pipeline import wide_field_uint16
 from acquisition.protocol import ProtocolError
+from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
 from gui.composite_panel import CompositePanel
 from gui.display_cost import DisplayCost, thread_cpu_s
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
-from gui.live_pipeline import wide_field_uint16
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
-from gui.rate_meter import RateMeter
 from gui.status_panel import EventPane, StatusPanel, format_status, free_disk_bytes
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,16 @@ CONTROL_PERIOD_MS = 100
 STATUS_PERIOD_S = 0.25
 PHOTON_PERIOD_S = 1.0  # the DFCAN photon count costs ~30 ms on a 512 x 512 frame
 PLAN_DEBOUNCE_MS = 200
-CLOSE_RECORDING_TIMEOUT_S = 120.0  # the acquisition process drains and closes the run file
+# closing during a recording: the acquisition process waits for outstanding SR at most
+# FINISH_LIMIT_S (what is still missing is recorded as skipped), then seals the run file; the
+# window waits that long plus FINISH_GRACE_S (file close, worker stop) for its confirmation
+FINISH_LIMIT_S = 45.0
+FINISH_GRACE_S = 25.0
+FINISH_TICK_MS = 100
 RECORD_START_GRACE_S = 5.0  # status may still say 'live' this long after Record is pressed
+RECORDING_STATES = ("starting", "recording", "stopping")
+MIN_WINDOW_SIZE = (960, 560)
+CONTROLS_WIDTH_PX = 370
 ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
 HISTORY_CHECKS = 200
 RAW_SATURATION_ADU = 65_535  # 16-bit camera clipping
@@ -139,7 +147,19 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._camera: dict[str, Any] = {}
         self._last_state = ""
         self._record_requested_s = 0.0
+        self._record_path = ""  # the run file the newest Record asked for
+        self._last_run_key = ""  # last_run reported by the acquisition process, once shown
         self.close_without_asking = False  # screenshots, benchmarks and tests
+        self.finish_limit_s = FINISH_LIMIT_S
+        self.finishing = False  # closing: the acquisition process finishes the recording
+        self.finish_outcome: dict[str, Any] = {}  # its last_run once confirmed (or 'problem')
+        self._finish_started_s = 0.0
+        self._stop_sent_s = 0.0
+        self._closing_done = False
+        self._finish_dialog: QtWidgets.QProgressDialog | None = None
+        self._finish_timer = QtCore.QTimer(self)
+        self._finish_timer.setInterval(FINISH_TICK_MS)
+        self._finish_timer.timeout.connect(self._finish_tick)
         self.pattern_checker = PatternChecker()
         self.cost = DisplayCost()  # GUI-thread CPU per display stage (bench figures)
         self._views_linked = False
@@ -163,15 +183,37 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.save_button = QtWidgets.QPushButton("Save…")
         self.raw_source = QtWidgets.QComboBox()
         self.raw_source.addItems(["raw frame", "wide-field"])
-        self.display_channel = QtWidgets.QSpinBox()
-        self.display_channel.setRange(0, 3)
-        self.display_channel.setPrefix("channel ")
+        self.raw_source.setToolTip("what the raw view shows")
+        self.display_channel = QtWidgets.QComboBox()  # the enabled channels, by laser line
+        self.display_channel.setToolTip("the channel the views show")
         self.link_box = QtWidgets.QCheckBox("link views")
         self.link_box.setChecked(True)
+        self.record_state = QtWidgets.QLabel("not recording")
+        self.record_state.setWordWrap(True)
+        self.record_state.setTextInteractionFlags(
+            QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_folder_button = QtWidgets.QPushButton("Open folder")
+        self.open_folder_button.setToolTip("open the folder of the last run file")
+        self.open_folder_button.setEnabled(False)
+        self.last_file = ""  # the newest finished run file
+        self.lag_warning = QtWidgets.QLabel()
+        self.lag_warning.setWordWrap(True)
+        self.lag_warning.setObjectName("warning")
+        self.skip_sr_button = QtWidgets.QPushButton("SR off")
+        self.skip_sr_button.setToolTip("live view without reconstruction (raw only)")
+        self.imc_off_button = QtWidgets.QPushButton("IMC-SR off")
+        self.imc_off_button.setToolTip("live view without the IMC-SR split")
+        self.lag_box = QtWidgets.QWidget()
+        self.actions: dict[str, QtGui.QAction] = {}
 
+        self._update_display_channels()
         self._build_layout()
+        self._build_menus()
         self.live_button.clicked.connect(self._live_clicked)
         self.record_button.clicked.connect(self._record_clicked)
+        self.open_folder_button.clicked.connect(self.open_last_folder)
+        self.skip_sr_button.clicked.connect(lambda: self.editor.set_reconstruction("none"))
+        self.imc_off_button.clicked.connect(lambda: self.editor.imc.setChecked(False))
         self.snapshot_button.clicked.connect(lambda: self.snapshot())
         self.load_button.clicked.connect(self._load_clicked)
         self.save_button.clicked.connect(self._save_clicked)
@@ -183,7 +225,9 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._plan_timer.setInterval(PLAN_DEBOUNCE_MS)
         self._plan_timer.timeout.connect(self._apply_plan)
         self.editor.plan_changed.connect(self._plan_edited)
-        self.display_channel.valueChanged.connect(lambda _value: self._plan_edited())
+        self.editor.pipeline_changed.connect(self._pipeline_edited)
+        self.editor.pipeline_changed.connect(self._update_display_channels)
+        self.display_channel.currentIndexChanged.connect(lambda _index: self._plan_edited())
         self.restore_settings()
         self._link_toggled(self.link_box.isChecked())
         self._imc_toggled(self.editor.imc.isChecked())
@@ -219,19 +263,23 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._notifiers.clear()
 
     def _build_layout(self) -> None:
-        views = QtWidgets.QGridLayout()
-        views.setSpacing(6)
-        views.addWidget(self.raw_panel, 0, 0)
-        views.addWidget(self.sr_panel, 0, 1)
-        bottom = QtWidgets.QHBoxLayout()
-        bottom.setSpacing(6)
-        bottom.addWidget(self.composite, 1)
-        bottom.addWidget(self.pattern, 1)
-        views.addLayout(bottom, 1, 0, 1, 2)
-        views.setRowStretch(0, 3)
-        views.setRowStretch(1, 2)
-        centre = QtWidgets.QWidget()
-        centre.setLayout(views)
+        """Controls in a scroll area beside the views (splitters), events in a dock below:
+        usable from 1280 x 720 up, every part resizable, nothing drawn over anything else."""
+        self.setMinimumSize(*MIN_WINDOW_SIZE)
+        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        top.addWidget(self.raw_panel)
+        top.addWidget(self.sr_panel)
+        bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        bottom.addWidget(self.composite)
+        bottom.addWidget(self.pattern)
+        self.views_splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.views_splitter.addWidget(top)
+        self.views_splitter.addWidget(bottom)
+        self.views_splitter.setStretchFactor(0, 3)
+        self.views_splitter.setStretchFactor(1, 2)
+        for splitter in (top, bottom, self.views_splitter):
+            splitter.setChildrenCollapsible(False)
+            splitter.setHandleWidth(6)
 
         buttons = QtWidgets.QGridLayout()
         buttons.addWidget(self.live_button, 0, 0)
@@ -242,22 +290,119 @@ class LiveWindow(QtWidgets.QMainWindow):
         buttons.addWidget(self.save_button, 2, 1)
         buttons.addWidget(self.raw_source, 3, 0)
         buttons.addWidget(self.display_channel, 3, 1)
+        record_box = QtWidgets.QGroupBox("Recording")
+        record_layout = QtWidgets.QVBoxLayout(record_box)
+        record_layout.addWidget(self.record_state)
+        record_layout.addWidget(self.open_folder_button)
+        lag_layout = QtWidgets.QVBoxLayout(self.lag_box)
+        lag_layout.setContentsMargins(0, 0, 0, 0)
+        lag_layout.addWidget(self.lag_warning)
+        lag_buttons = QtWidgets.QHBoxLayout()
+        lag_buttons.addWidget(self.skip_sr_button)
+        lag_buttons.addWidget(self.imc_off_button)
+        lag_layout.addLayout(lag_buttons)
+        self.lag_box.hide()
         side = QtWidgets.QVBoxLayout()
+        side.setContentsMargins(4, 4, 4, 4)
         side.addLayout(buttons)
+        side.addWidget(self.lag_box)
+        side.addWidget(record_box)
         side.addWidget(self.editor)
         side.addWidget(self.status)
-        side.addWidget(self.events, 1)
+        side.addStretch(1)
         panel = QtWidgets.QWidget()
         panel.setLayout(side)
-        panel.setFixedWidth(380)
+        self.controls_scroll = QtWidgets.QScrollArea()
+        self.controls_scroll.setWidget(panel)
+        self.controls_scroll.setWidgetResizable(True)
+        self.controls_scroll.setHorizontalScrollBarPolicy(
+            QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.controls_scroll.setMinimumWidth(CONTROLS_WIDTH_PX)
+        self.controls_scroll.setMaximumWidth(2 * CONTROLS_WIDTH_PX)
 
-        root = QtWidgets.QHBoxLayout()
-        root.setContentsMargins(6, 6, 6, 6)
-        root.addWidget(panel)
-        root.addWidget(centre, 1)
-        holder = QtWidgets.QWidget()
-        holder.setLayout(root)
-        self.setCentralWidget(holder)
+        self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.main_splitter.addWidget(self.controls_scroll)
+        self.main_splitter.addWidget(self.views_splitter)
+        self.main_splitter.setStretchFactor(0, 0)
+        self.main_splitter.setStretchFactor(1, 1)
+        self.main_splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.main_splitter)
+
+        self.events_dock = QtWidgets.QDockWidget("Events", self)
+        self.events_dock.setObjectName("events")
+        self.events_dock.setWidget(self.events)
+        self.events_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                     | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.events_dock)
+        self.resizeDocks([self.events_dock], [110], QtCore.Qt.Orientation.Vertical)
+
+    def _build_menus(self) -> None:
+        """Menu bar with the keyboard shortcuts (Live, Record, Snapshot, Fit views, Quit)."""
+        keys = QtGui.QKeySequence
+        bar = self.menuBar()
+
+        def action(menu: QtWidgets.QMenu, name: str, text: str, shortcut: Any,
+                   slot: Any, checkable: bool = False) -> QtGui.QAction:
+            act = QtGui.QAction(text, self)
+            act.setShortcut(keys(shortcut))
+            act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+            act.setCheckable(checkable)
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            self.actions[name] = act
+            return act
+
+        file_menu = bar.addMenu("&File")
+        action(file_menu, "load", "&Load protocol…", keys.StandardKey.Open, self._load_clicked)
+        action(file_menu, "save", "&Save protocol…", keys.StandardKey.Save, self._save_clicked)
+        action(file_menu, "folder", "Choose run &folder…", "Ctrl+Shift+O",
+               self.editor.choose_folder)
+        action(file_menu, "open_folder", "Open last run's folder", "Ctrl+Shift+F",
+               self.open_last_folder)
+        file_menu.addSeparator()
+        action(file_menu, "quit", "&Quit", "Ctrl+Q", self.close)
+        run_menu = bar.addMenu("&Acquisition")
+        action(run_menu, "live", "&Live", "Ctrl+L",
+               lambda: self.live_button.click())
+        action(run_menu, "record", "&Record / stop", "Ctrl+R",
+               lambda: self.record_button.click())
+        action(run_menu, "snapshot", "&Snapshot", "Ctrl+Shift+S", lambda: self.snapshot())
+        view_menu = bar.addMenu("&View")
+        action(view_menu, "fit", "&Fit views", "Ctrl+0", self.fit_views)
+        view_menu.addAction(self.events_dock.toggleViewAction())
+        self.live_button.setToolTip("live view (Ctrl+L)")
+        self.record_button.setToolTip("record to a new run file / stop (Ctrl+R)")
+        self.snapshot_button.setToolTip("save the views as TIFF and PNG (Ctrl+Shift+S)")
+
+    def fit_views(self) -> None:
+        """Show every view's whole image, and keep re-fitting it on resize until panned."""
+        for panel in (self.raw_panel, self.sr_panel):
+            panel.fit()
+        self.composite.fit()
+        self.pattern.view.autoRange(padding=0.0)
+
+    def _update_display_channels(self) -> None:
+        """The channel chooser lists the enabled channels by laser line (e.g. '488 nm')."""
+        names = self.editor.channel_names()
+        current = self.display_channel.currentIndex()
+        if [self.display_channel.itemText(i) for i in range(self.display_channel.count())] \
+                == names:
+            return
+        self.display_channel.blockSignals(True)
+        self.display_channel.clear()
+        self.display_channel.addItems(names)
+        self.display_channel.setCurrentIndex(min(max(current, 0), len(names) - 1))
+        self.display_channel.blockSignals(False)
+
+    def _display_channel_index(self) -> int:
+        return max(0, self.display_channel.currentIndex())
+
+    def open_last_folder(self) -> bool:
+        """Open the folder of the newest finished run file in the desktop's file manager."""
+        if not self.last_file:
+            return False
+        folder = Path(self.last_file).parent
+        return bool(QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(folder))))
 
     # --- controls -----------------------------------------------------------------------------
 
@@ -274,7 +419,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         if data is None:
             self.live_button.setChecked(False)
             return False
-        self.link.command("live", protocol=data, display_channel=self.display_channel.value())
+        self.link.command("live", protocol=data, display_channel=self._display_channel_index())
         self.live_button.setChecked(True)
         return True
 
@@ -289,16 +434,25 @@ class LiveWindow(QtWidgets.QMainWindow):
         if data is None:
             self.record_button.setChecked(False)
             return False
-        self.link.command("record", protocol=data, display_channel=self.display_channel.value())
+        self.link.command("record", protocol=data, display_channel=self._display_channel_index())
         self._record_requested_s = time.monotonic()
+        self._record_path = str(data["output"])
         self.record_button.setChecked(True)
         self.editor.set_editable_while_recording(True)
+        self.record_state.setText(f"starting… (inference worker loading)\n{data['output']}")
         self.events.add("info", f"recording to {data['output']}")
         return True
 
-    def stop_record(self) -> None:
-        """Stop the recording after the time point in progress."""
-        self.link.command("stop_record")
+    def stop_record(self, finish_within_s: float | None = None, resume: bool = True) -> None:
+        """Stop the recording after the time point in progress; outstanding SR is waited for
+        at most ``finish_within_s`` (None: while it keeps arriving)."""
+        args: dict[str, Any] = {"resume": resume}
+        if finish_within_s is not None:
+            args["finish_within_s"] = finish_within_s
+        self.link.command("stop_record", **args)
+        self.record_button.setText("Stopping…")
+        self.record_button.setEnabled(False)
+        self.record_state.setText("stopping: finishing the time point, then outstanding SR")
 
     def _live_clicked(self, checked: bool) -> None:
         if checked:
@@ -314,6 +468,13 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def _plan_edited(self) -> None:
         if self.live_button.isChecked():
+            self._plan_timer.start()
+
+    def _pipeline_edited(self) -> None:
+        """Mode, reconstruction, IMC-SR, channels or ROI changed: live view restarts."""
+        if self.live_button.isChecked() and not self.recording:
+            self.events.add("info", "applying the new settings: live view restarts "
+                                    "(camera and SR worker)")
             self._plan_timer.start()
 
     def _apply_plan(self) -> None:
@@ -338,8 +499,12 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.link.command("display", raw_view=view)
 
     def _imc_toggled(self, on: bool) -> None:
-        """The composite pane is shown only while IMC-SR is on (the pattern check widens)."""
-        self.composite.set_message("waiting for IMC-SR results")
+        """The composite pane is shown only while IMC-SR is on (the pattern check widens);
+        turned on during Live, the pipeline restarts with IMC-SR (see _pipeline_edited)."""
+        self.composite.clear()
+        self.composite.set_message("IMC-SR starting: waiting for its first result"
+                                   if self.live_button.isChecked() else
+                                   "IMC-SR on: start Live to see the composite")
         self.composite.setVisible(on)
 
     def load_protocol(self, path: Path) -> bool:
@@ -504,7 +669,7 @@ class LiveWindow(QtWidgets.QMainWindow):
 
         image = frames[0] if frames.ndim == 3 else frames
         return float(average_photon_count(image, float(camera["offset_adu"]),
-                                          float(camera["photons_per_count"])))
+                                          float(camera["electrons_per_adu"])))
 
     def _match_raw_scale(self) -> None:
         """Draw raw pixels at the SR grid's scale so linked views show the same field."""
@@ -537,15 +702,62 @@ class LiveWindow(QtWidgets.QMainWindow):
         if isinstance(names, list):
             self.composite.set_channel_names([str(n) for n in names])
         state = str(status.get("state", ""))
-        recording = state in ("recording", "starting")
+        recording = state in RECORDING_STATES
         if recording:
             self._record_requested_s = 0.0
             self.record_button.setChecked(True)
+            self._show_recording_state(status)
         elif self.record_button.isChecked() and not status.get("busy") and (
                 time.monotonic() - self._record_requested_s > RECORD_START_GRACE_S):
             self.record_button.setChecked(False)  # finished, stopped or failed
+            self.record_button.setText("● Record")
+            self.record_button.setEnabled(True)
             self.editor.set_editable_while_recording(False)
+        self._take_last_run(status.get("last_run"))
         self._last_state = state
+
+    def _show_recording_state(self, status: dict[str, Any]) -> None:
+        """starting / recording t of N / stopping (SR outstanding) in the Recording box."""
+        state = str(status.get("state"))
+        path = str(status.get("file_path") or self._record_path)
+        if state == "starting":
+            text = "starting… (inference worker loading)"
+        elif state == "stopping":
+            pending = int(status.get("sr_pending") or 0)
+            left = status.get("finish_left_s")
+            text = (f"stopping: SR for {pending} raw set(s) outstanding"
+                    + (f", at most {float(left):.0f} s more" if left is not None else ""))
+            self.record_button.setText("Stopping…")
+            self.record_button.setEnabled(False)
+        else:
+            total = status.get("time_points_total")
+            t = int(status.get("time_point", -1)) + 1
+            text = f"recording: time point {t}" + (f" of {total}" if total else "")
+        self.record_state.setText(f"{text}\n{path}")
+
+    def _take_last_run(self, last_run: Any) -> None:
+        """A recording finished: show 'done' with its file (open-folder) or what went wrong."""
+        if not isinstance(last_run, dict) or not last_run.get("path"):
+            return
+        key = json.dumps(last_run, sort_keys=True)
+        if key == self._last_run_key:
+            return
+        self._last_run_key = key
+        path = str(last_run["path"])
+        if last_run.get("sealed"):
+            self.last_file = path
+            self.open_folder_button.setEnabled(True)
+            self.record_state.setText(
+                f"done: {last_run.get('time_points', 0)} time point(s), "
+                f"{last_run.get('sr_frames', 0)} SR image(s), file sealed\n{path}")
+        elif last_run.get("problem") == "no file":
+            self.record_state.setText(f"stopped before the first time point: no run file\n"
+                                      f"({last_run.get('error') or 'no error'})")
+        else:
+            self.last_file = path
+            self.open_folder_button.setEnabled(True)
+            self.record_state.setText(f"NOT sealed ({last_run.get('problem')}): run "
+                                      f"`livesim recover {path}`")
 
     def _on_host_event(self, level: str, text: str) -> None:
         self.events.add(level, text)
@@ -561,6 +773,9 @@ class LiveWindow(QtWidgets.QMainWindow):
         s.setValue("views/link", self.link_box.isChecked())
         s.setValue("views/raw_source", self.raw_source.currentIndex())
         s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+        s.setValue("splitters", json.dumps([
+            self.main_splitter.sizes(), self.views_splitter.sizes()]))
         s.sync()
 
     def restore_settings(self) -> None:
@@ -583,29 +798,143 @@ class LiveWindow(QtWidgets.QMainWindow):
             geometry = s.value("geometry")
             if geometry is not None:
                 self.restoreGeometry(geometry)
+            state = s.value("window_state")
+            if state is not None:
+                self.restoreState(state)
+            text = s.value("splitters")
+            if text:
+                main, views = json.loads(str(text))
+                self.main_splitter.setSizes([int(n) for n in main])
+                self.views_splitter.setSizes([int(n) for n in views])
         except (ValueError, KeyError, TypeError, ProtocolError) as exc:
             self.events.add("warning", f"stored settings ignored: {exc}")
 
     @property
     def recording(self) -> bool:
-        """True while the acquisition process records (or starts to)."""
-        return self._last_state in ("recording", "starting")
+        """True while the acquisition process records, starts to or finishes (or Record was
+        pressed moments ago and its status has not come back yet)."""
+        return self._last_state in RECORDING_STATES or (
+            self._record_requested_s > 0.0
+            and time.monotonic() - self._record_requested_s < RECORD_START_GRACE_S)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
-        """Save settings and stop the acquisition process (a recording is finished first)."""
-        if self.recording and self.isVisible() and not self.close_without_asking:
+        """Save settings and stop the acquisition process. During a recording the window
+        first shows 'finishing the recording' until the run file is sealed (bounded)."""
+        if self.finishing and not self._closing_done:
+            event.ignore()  # a second Ctrl+Q while finishing: keep waiting (bounded)
+            return
+        if self._closing_done or not self.recording:
+            self._shutdown()
+            super().closeEvent(event)
+            return
+        event.ignore()
+        if self.isVisible() and not self.close_without_asking:
             answer = QtWidgets.QMessageBox.question(
                 self, "Recording in progress",
-                "A recording is running. Stop it after the current time point, close the run "
-                "file and quit?")
+                "A recording is running. Stop it after the current time point, seal the run "
+                f"file (waiting at most {self.finish_limit_s:.0f} s for outstanding SR) and "
+                "quit?")
             if answer != QtWidgets.QMessageBox.StandardButton.Yes:
-                event.ignore()
                 return
+        self._begin_finishing()
+
+    def _begin_finishing(self) -> None:
+        """Ask for the recording to stop with the shared time limit; show progress."""
+        self.finishing = True
+        self._finish_started_s = time.monotonic()
+        self._send_finish()
+        self.live_button.setChecked(False)
+        self.main_splitter.setEnabled(False)
+        for act in self.actions.values():
+            act.setEnabled(False)
+        self.events.add("info", f"finishing the recording before quitting (at most "
+                                f"{self.finish_limit_s + FINISH_GRACE_S:.0f} s)")
+        dialog = QtWidgets.QProgressDialog("Finishing the recording…", "", 0, 1000, self)
+        dialog.setWindowTitle("livesim — finishing the recording")
+        dialog.setCancelButton(None)  # type: ignore[arg-type]
+        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setMinimumWidth(440)
+        dialog.setValue(0)
+        dialog.show()
+        self._finish_dialog = dialog
+        self._finish_timer.start()
+
+    def _send_finish(self) -> None:
+        left_s = self.finish_limit_s - (time.monotonic() - self._finish_started_s)
+        self.stop_record(finish_within_s=max(1.0, left_s), resume=False)
+        self._stop_sent_s = time.monotonic()
+
+    def _finish_tick(self) -> None:
+        """Progress of the finishing recording; close once the run file's fate is known."""
+        status = self.link.state.status
+        state = str(status.get("state", ""))
+        elapsed_s = time.monotonic() - self._finish_started_s
+        limit_s = self.finish_limit_s + FINISH_GRACE_S
+        last_run = status.get("last_run") or {}
+        done = (state not in RECORDING_STATES and not status.get("busy")
+                and isinstance(last_run, dict)
+                and (last_run.get("path") == self._record_path or not self._record_path)
+                and elapsed_s > 2 * STATUS_PERIOD_S)
+        if (not done and state not in RECORDING_STATES and not status.get("busy")
+                and elapsed_s > RECORD_START_GRACE_S):
+            done = True  # the recording had already ended (or never started)
+            if not (isinstance(last_run, dict) and last_run.get("path") == self._record_path):
+                last_run = {"path": self._record_path, "sealed": False,
+                            "problem": "no file" if not Path(self._record_path).exists()
+                            else "no report from the acquisition process"}
+        if state in ("starting", "recording") and time.monotonic() - self._stop_sent_s > 1.0:
+            self._send_finish()  # the stop crossed the start of the recording: say it again
+        if done:
+            self.finish_outcome = dict(last_run)
+        elif not self.link.state.alive:
+            self.finish_outcome = {"path": self._record_path, "sealed": False,
+                                   "problem": "the acquisition process exited"}
+        elif elapsed_s > limit_s:
+            self.finish_outcome = {"path": self._record_path, "sealed": False,
+                                   "problem": f"no confirmation within {limit_s:.0f} s"}
+        else:
+            pending = int(status.get("sr_pending") or 0)
+            text = (f"Finishing the recording: SR for {pending} raw set(s) outstanding "
+                    f"({elapsed_s:.0f} s of at most {limit_s:.0f} s).\n"
+                    "The run file is sealed before the window closes; SR not done by the "
+                    "limit is recorded as skipped.")
+            if self._finish_dialog is not None:
+                self._finish_dialog.setLabelText(text)
+                self._finish_dialog.setValue(min(999, int(1000 * elapsed_s / limit_s)))
+            return
+        self._finish_timer.stop()
+        if self._finish_dialog is not None:
+            self._finish_dialog.close()
+            self._finish_dialog = None
+        self._report_finish(self.finish_outcome)
+        self._closing_done = True
+        self.close()
+
+    def _report_finish(self, outcome: dict[str, Any]) -> None:
+        path = outcome.get("path") or "the run file"
+        if outcome.get("sealed"):
+            logger.info("run file sealed: %s", path)
+            return
+        if outcome.get("problem") == "no file":
+            logger.info("the recording stopped before its run file was created")
+            return
+        text = (f"{path} was not confirmed sealed ({outcome.get('problem')}). Nothing is "
+                f"deleted: run `livesim recover {path}` to make it readable (it keeps every "
+                "time point written).")
+        logger.error(text)
+        self.events.add("error", text)
+        if not self.close_without_asking:
+            QtWidgets.QMessageBox.warning(self, "Run file not sealed", text)
+
+    def _shutdown(self) -> None:
         self.timer.stop()
+        self._finish_timer.stop()
         self._unwatch_display()
         self.save_settings()
-        self.link.close(timeout_s=CLOSE_RECORDING_TIMEOUT_S if self.recording else 15.0)
-        super().closeEvent(event)
+        self.link.close(timeout_s=15.0 + (self.finish_limit_s if self.recording else 0.0))
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:

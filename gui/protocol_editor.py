@@ -55,9 +55,12 @@ def protocol_to_toml(data: dict[str, Any]) -> str:
 
 
 class ProtocolEditor(QtWidgets.QGroupBox):
-    """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits."""
+    """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits (live
+    view applies them without a restart), ``pipeline_changed`` on edits that restart live view
+    (channels, laser lines, mode, reconstruction, IMC-SR, ROI)."""
 
     plan_changed = QtCore.Signal()
+    pipeline_changed = QtCore.Signal()
 
     def __init__(self, lines_nm: tuple[int, ...] = DEFAULT_LINES_NM,
                  parent: QtWidgets.QWidget | None = None) -> None:
@@ -91,6 +94,9 @@ class ProtocolEditor(QtWidgets.QGroupBox):
                 grid.addWidget(widget, row + 1, col)
             power.valueChanged.connect(lambda _value: self.plan_changed.emit())
             exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
+            on.toggled.connect(lambda _on: self.pipeline_changed.emit())
+            laser.currentIndexChanged.connect(lambda _index: self.pipeline_changed.emit())
+            on.setToolTip(f"channel {row + 1} on")
             self.enabled.append(on)
             self.lasers.append(laser)
             self.powers.append(power)
@@ -117,8 +123,16 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             box.setValue(128)
             box.setSuffix(" px")
         self.folder = QtWidgets.QLineEdit(str(Path.home() / "livesim"))
+        self.folder_button = QtWidgets.QPushButton("…")
+        self.folder_button.setToolTip("choose the folder for run files")
+        self.folder_button.setMaximumWidth(32)
+        self.folder_button.clicked.connect(self.choose_folder)
         self.stem = QtWidgets.QLineEdit("run")
         self.reconstruction.currentTextChanged.connect(self._match_mode)
+        for signal in (self.mode.currentIndexChanged, self.reconstruction.currentIndexChanged,
+                       self.imc.toggled, self.roi_width.valueChanged,
+                       self.roi_height.valueChanged):
+            signal.connect(lambda *_args: self.pipeline_changed.emit())
         form = QtWidgets.QFormLayout()
         form.addRow("mode", self.mode)
         form.addRow("reconstruction", self.reconstruction)
@@ -130,9 +144,25 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         roi.addWidget(QtWidgets.QLabel("×"))
         roi.addWidget(self.roi_height)
         form.addRow("ROI", roi)
-        form.addRow("folder", self.folder)
+        folder = QtWidgets.QHBoxLayout()
+        folder.addWidget(self.folder, 1)
+        folder.addWidget(self.folder_button)
+        form.addRow("folder", folder)
         form.addRow("file name", self.stem)
         grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
+
+    def choose_folder(self) -> str:
+        """Pick the run-file folder with the desktop's folder dialog ('' when cancelled)."""
+        name = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for run files",
+                                                         self.folder.text())
+        if name:
+            self.folder.setText(name)
+        return str(name)
+
+    def channel_names(self) -> list[str]:
+        """The enabled channels by laser line, e.g. ['488 nm', '560 nm'] (display order)."""
+        return [self.lasers[i].currentText() for i in range(MAX_CHANNELS)
+                if self.enabled[i].isChecked()] or [self.lasers[0].currentText()]
 
     def set_reconstruction(self, method: str) -> None:
         """Select a reconstruction by its protocol value (e.g. 'wiener', 'dfcan-sim')."""

@@ -40,7 +40,7 @@ def format_status(status: dict[str, Any], photon_count: float, display_fps: floa
         "queue": str(status.get("queue_depth", "–")),
         "skips": str(status.get("sr_skips", "–")),
         "lost": str(status.get("lost_frames", "–")),
-        "photons": _number(photon_count, ".0f", " photons"),
+        "photons": _number(photon_count, ".0f", " e-"),
         "progress": f"{t} of {total}" if total else (f"{t} (live)" if t > 0 else "–"),
         "written": str(status.get("frames_written", 0)),
         "disk_rate": _number(status.get("mb_per_s"), ".1f", " MB/s"),

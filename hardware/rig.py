@@ -1,7 +1,7 @@
 """The rig: one Micro-Manager core, its device roles, and hardware-sequenced SIM time points.
 
-A real rig loads Micro-Manager C++ adapters from its .cfg; the emulator loads Python devices
-from `hardware/configs/emulator.cfg`. Same code path for both.
+A real rig loads Micro-Manager C++ adapters from its .cfg; the emulator's .cfg loads Python
+devices (`sim_emulator.rig`). Same code path for both; nothing here imports the emulator.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,14 +31,8 @@ from hardware.roles import (
 )
 from hardware.sequencing import SequencePlan, SequenceStep
 
-if TYPE_CHECKING:
-    from sim_emulator.devices_bench import OpticalBench
-    from sim_emulator.devices_faults import FaultPlan
-    from sim_emulator.microscope import EmulatorConfig
-
 logger = logging.getLogger(__name__)
 
-EMULATOR_CFG = Path(__file__).resolve().parent / "configs" / "emulator.cfg"
 _ADU_MAX = 65535
 
 
@@ -73,19 +67,6 @@ class Rig:
         return cls(backend, roles)
 
     @classmethod
-    def emulator(
-        cls,
-        config: EmulatorConfig | None = None,
-        faults: FaultPlan | None = None,
-        roles: RoleMap | None = None,
-    ) -> Rig:
-        """The emulated rig (hardware/configs/emulator.cfg) with a forward model and faults."""
-        rig = cls.from_config(EMULATOR_CFG, roles, find_adapters=False)
-        hub = rig.emulator_hub()
-        hub.configure(config, faults)
-        return rig
-
-    @classmethod
     def from_studio(cls, core: Any = None, roles: RoleMap | None = None) -> Rig:
         """Wrap the core of a running Micro-Manager Studio (pycromanager bridge, livesim[mm]).
 
@@ -95,21 +76,6 @@ class Rig:
         from hardware.bridge_backend import BridgeCoreBackend, connect_studio_core
 
         return cls(BridgeCoreBackend(core if core is not None else connect_studio_core()), roles)
-
-    def emulator_hub(self) -> Any:
-        """The emulator's hub device (CapabilityError on a real rig)."""
-        if not isinstance(self.backend, UniCoreBackend):
-            raise CapabilityError("this rig is not the emulator (no Python devices)")
-        hub = self.backend.python_device(self.roles.trigger)
-        if not hasattr(hub, "bench"):
-            raise CapabilityError(f"device {self.roles.trigger!r} is not an emulator hub")
-        return hub
-
-    @property
-    def bench(self) -> OpticalBench:
-        """The emulator's optical bench (display log, faults); emulator only."""
-        bench: OpticalBench = self.emulator_hub().bench
-        return bench
 
     def close(self) -> None:
         """Stop acquisition and release the devices."""

@@ -208,7 +208,7 @@ def run_assessment(
                 pair = make_training_pair(
                     structure,  # type: ignore[arg-type]
                     "sim",
-                    photons=photons,
+                    photon_count_e=photons,
                     size_px=config.size_px,
                     seed=seed,
                 )

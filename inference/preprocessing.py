@@ -1,4 +1,4 @@
-"""Raw SIM sets -> model inputs: ADU -> photo-electrons, hot-pixel repair, photon count,
+"""Raw SIM sets -> model inputs: ADU -> photo-electrons, hot-pixel repair, photon count (e-),
 the model's normalisation, batching; and SR output -> the recorded dtype.
 
 One implementation over an array module: CuPy arrays on a GPU (when CuPy is installed),
@@ -65,10 +65,11 @@ def array_module(device: str = "cpu") -> ModuleType:
 
 @dataclass
 class PreparedSet:
-    """One SIM set ready for the network: (C, Y, X) float32 in [0, 1], photon count, flags."""
+    """One SIM set ready for the network: (C, Y, X) float32 in [0, 1], photon count (e-),
+    flags."""
 
     inputs: Any
-    photon_count: float | None
+    photon_count_e: float | None
     flags: list[str] = field(default_factory=list)
 
 
@@ -159,16 +160,17 @@ class Preprocessor:
             frames = repair_defects(frames, defects, xp)
         return frames
 
-    def photon_count(self, raw: np.ndarray) -> float | None:
-        """Mean over frames of the DFCAN-paper photon count; None without calibration."""
+    def photon_count_e(self, raw: np.ndarray) -> float | None:
+        """Mean over frames of the average photon count (e-, calibration.photon_count);
+        None without calibration."""
         if self.calibration is None:
             return None
         from calibration.photon_count import average_photon_count
 
         raw_np = np.asarray(raw)
         offset = np.asarray(self.calibration.offset_adu, dtype=np.float64)
-        photons_per_count = 1.0 / np.asarray(self.calibration.gain_adu_per_e, dtype=np.float64)
-        per_frame = average_photon_count(raw_np, offset, photons_per_count)
+        electrons_per_adu = 1.0 / np.asarray(self.calibration.gain_adu_per_e, dtype=np.float64)
+        per_frame = average_photon_count(raw_np, offset, electrons_per_adu)
         return float(np.mean(per_frame))
 
     def flags_for(self, raw: np.ndarray) -> list[str]:
@@ -206,7 +208,7 @@ class Preprocessor:
             flags.append(FLAG_CONSTANT)
         if flags:
             log.warning("raw set flagged: %s", ", ".join(flags))
-        return PreparedSet(inputs=inputs, photon_count=self.photon_count(raw), flags=flags)
+        return PreparedSet(inputs=inputs, photon_count_e=self.photon_count_e(raw), flags=flags)
 
     def prepare_batch(self, raw_sets: list[np.ndarray]) -> tuple[Any, list[PreparedSet]]:
         """Several raw sets -> (N, C, Y, X) float32 batch (each set normalised on its own)."""

@@ -37,7 +37,7 @@ class SrResult:
     provenance; `flags` names anything that makes the image untrustworthy."""
 
     image: np.ndarray
-    photon_count: float
+    photon_count_e: float
     model_name: str
     model_sha256: str
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -108,7 +108,7 @@ class ModelReconstructor(Reconstructor):
             results.append(
                 SrResult(
                     image=_check_output(image, flags),
-                    photon_count=_as_float(item.photon_count),
+                    photon_count_e=_as_float(item.photon_count_e),
                     model_name=self.model_name,
                     model_sha256=self.model_sha256,
                     timings_ms={
@@ -145,7 +145,9 @@ class WideFieldReconstructor(Reconstructor):
             image = _check_output(np.asarray(item.inputs)[0], flags)
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
-                SrResult(image, _as_float(item.photon_count), "none", "", {"total": elapsed}, flags)
+                SrResult(
+                    image, _as_float(item.photon_count_e), "none", "", {"total": elapsed}, flags
+                )
             )
         return results
 
@@ -176,7 +178,9 @@ class PassthroughReconstructor(Reconstructor):
 
 class WienerReconstructor(Reconstructor):
     """'wiener': conventional SIM (inference.wiener.WienerSim); SIM parameters are estimated on
-    the first set and reused for the following ones. Output min-max normalised to [0, 1]."""
+    the first set and reused for the following ones, or given (``parameters``: a
+    ``SimParameters``, as batch reprocessing ships one estimate to every task). Output min-max
+    normalised to [0, 1]."""
 
     model_name = "wiener"
     mode = "sim"
@@ -188,6 +192,7 @@ class WienerReconstructor(Reconstructor):
         na: float = 1.35,
         emission_nm: float = 525.0,
         wiener_config: Any = None,
+        parameters: Any = None,
     ) -> None:
         try:
             wiener = importlib.import_module("inference.wiener")
@@ -199,7 +204,13 @@ class WienerReconstructor(Reconstructor):
         self.pixel_size_nm = pixel_size_nm
         self.wiener_config = wiener_config
         self._engine: Any = None
+        self._parameters = parameters  # SimParameters to use instead of estimating them
         self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
+
+    @property
+    def parameters(self) -> Any:
+        """The pattern parameters in use (given, or estimated on the first set; None before)."""
+        return self._engine.parameters if self._engine is not None else self._parameters
 
     def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
         results = []
@@ -207,7 +218,11 @@ class WienerReconstructor(Reconstructor):
             start = time.perf_counter()
             item = self.preprocessor.prepare(raw)
             frames = np.asarray(item.inputs, dtype=np.float32)
-            if self._engine is None:
+            if self._engine is None and self._parameters is not None:
+                self._engine = self._wiener_sim(
+                    frames.shape[-2:], self._parameters, self.otf, self.wiener_config
+                )
+            elif self._engine is None:
                 self._engine = self._wiener_sim.from_raw(
                     frames, self.pixel_size_nm, self.otf, self.wiener_config
                 )
@@ -220,7 +235,7 @@ class WienerReconstructor(Reconstructor):
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
                 SrResult(
-                    image, _as_float(item.photon_count), "wiener", "", {"total": elapsed}, flags
+                    image, _as_float(item.photon_count_e), "wiener", "", {"total": elapsed}, flags
                 )
             )
         return results

@@ -82,8 +82,15 @@ def load_raw_stack(
     return _load_run_file(path, channel)
 
 
-def save_image(path: str | Path, array: np.ndarray) -> Path:
-    """Write an image or image stack to .npy or .tif/.tiff (dtype kept); returns the path."""
+def save_image(path: str | Path, array: np.ndarray, pixel_size_nm: float | None = None,
+               time_increment_s: float | None = None) -> Path:
+    """Write an image or image stack to .npy or .tif/.tiff (dtype kept); returns the path.
+
+    A TIFF is an ImageJ hyperstack (axes YX, or TYX for a stack) when its dtype allows
+    (uint8, uint16, float32), else an OME-TIFF; with ``pixel_size_nm`` it carries the pixel size
+    in micrometres (ImageJ: resolution + unit; OME: PhysicalSizeX/Y), and ``time_increment_s``
+    the frame interval of a stack.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -93,15 +100,60 @@ def save_image(path: str | Path, array: np.ndarray) -> Path:
     array = np.ascontiguousarray(array)
     if array.ndim < 2:
         raise StackFormatError(f"{path}: an image needs at least 2 dimensions, got {array.shape}")
+    if pixel_size_nm is not None and not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise StackFormatError(f"{path}: pixel_size_nm={pixel_size_nm} is not a positive size")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         np.save(path, array, allow_pickle=False)
     else:
-        import tifffile
-
-        tifffile.imwrite(path, array)
-    logger.info("wrote %s %s %s", path, array.shape, array.dtype)
+        _write_tiff(path, array, pixel_size_nm, time_increment_s)
+    logger.info("wrote %s %s %s (pixel %s nm)", path, array.shape, array.dtype, pixel_size_nm)
     return path
+
+
+TIFF_AXES = {2: "YX", 3: "TYX", 4: "TCYX", 5: "TZCYX"}
+IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def _write_tiff(path: Path, array: np.ndarray, pixel_size_nm: float | None,
+                time_increment_s: float | None) -> None:
+    import tifffile
+
+    axes = TIFF_AXES.get(array.ndim)
+    if axes is None:
+        raise StackFormatError(f"{path}: cannot write a {array.ndim}-D array as TIFF")
+    pixel_um = None if pixel_size_nm is None else pixel_size_nm / 1000.0
+    if array.dtype in IMAGEJ_DTYPES and array.ndim <= 5:
+        meta: dict[str, Any] = {"axes": axes}
+        if pixel_um is not None:
+            meta["unit"] = "um"
+        if time_increment_s is not None and "T" in axes:
+            meta.update(finterval=float(time_increment_s), fintervalunit="s")
+        resolution = None if pixel_um is None else (1.0 / pixel_um, 1.0 / pixel_um)
+        tifffile.imwrite(path, array, imagej=True, resolution=resolution, metadata=meta)
+        return
+    ome: dict[str, Any] = {"axes": axes}
+    if pixel_um is not None:
+        ome.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um,
+                   PhysicalSizeYUnit="µm")
+    if time_increment_s is not None and "T" in axes:
+        ome.update(TimeIncrement=float(time_increment_s), TimeIncrementUnit="s")
+    tifffile.imwrite(path, array, ome=True, metadata=ome)
+
+
+def tiff_pixel_size_nm(path: str | Path) -> float | None:
+    """The pixel size a TIFF states (ImageJ resolution in microns, or OME PhysicalSizeX)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+            size = pixels.get("PhysicalSizeX")
+            unit = pixels.get("PhysicalSizeXUnit", "µm")
+            if size is not None and unit in ("µm", "um"):
+                return float(size) * 1000.0
+        return _tiff_pixel_size_nm(tif)
 
 
 def _as_tpyx(data: np.ndarray, path: Path, n_patterns: int | None) -> np.ndarray:

@@ -42,7 +42,7 @@ class Reconstructor(Protocol):
     """What the worker needs: (P, Y, X) uint16 -> result with image, photon count, identity."""
 
     def reconstruct(self, raw: np.ndarray) -> Any:
-        """An ``SrResult`` (image, photon_count, model_name, model_sha256, timings_ms, flags)."""
+        """An ``SrResult`` (image, photon_count_e, model_name, model_sha256, timings_ms, flags)."""
         ...
 
 
@@ -112,19 +112,19 @@ def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, f
 
 @dataclass(frozen=True)
 class PhotonCalibration:
-    """Offset map and ADU per incident photon (QE x gain) of a camera with a known model.
+    """Offset map and gain (ADU per photo-electron) of a camera with a known model.
 
-    Satisfies the preprocessing's calibration interface with photons in place of electrons,
-    so photon counts are incident photons (the emulator's definition of ``photons``).
+    Satisfies the preprocessing's calibration interface, so photon counts are in
+    photo-electrons, as with a measured camera calibration (calibration.photon_count).
     """
 
     offset_adu: np.ndarray
-    gain_adu_per_e: np.ndarray  # ADU per incident photon (= 1 / photons_per_count)
+    gain_adu_per_e: np.ndarray  # ADU per photo-electron (= 1 / electrons_per_adu)
     defect_mask: np.ndarray | None = None
 
     @property
-    def photons_per_count(self) -> float:
-        """Median incident photons per offset-subtracted ADU."""
+    def electrons_per_adu(self) -> float:
+        """Median photo-electrons per offset-subtracted ADU."""
         return float(1.0 / np.median(self.gain_adu_per_e))
 
 
@@ -140,10 +140,10 @@ def load_calibration(path: Path) -> Any:
                 kind = kind.decode()
             if kind == PHOTON_CALIBRATION_FORMAT:
                 offset = np.asarray(h5["offset_adu"][()], dtype=np.float32)
-                per_count = np.asarray(h5["photons_per_count"][()], dtype=np.float32)
+                per_count = np.asarray(h5["electrons_per_adu"][()], dtype=np.float32)
                 defects = h5["defect_mask"][()].astype(bool) if "defect_mask" in h5 else None
                 if np.any(per_count <= 0):
-                    raise ValueError(f"{path}: photons_per_count must be > 0")
+                    raise ValueError(f"{path}: electrons_per_adu must be > 0")
                 gain = np.broadcast_to(1.0 / per_count, offset.shape).astype(np.float32)
                 return PhotonCalibration(offset, gain, defects)
     except (OSError, KeyError) as exc:
@@ -212,7 +212,7 @@ def result_info(result: Any) -> dict[str, Any]:
     if isinstance(flags, Mapping):
         flags = [f"{k}={v}" for k, v in flags.items()]
     return {
-        "photon_count": float(getattr(result, "photon_count", float("nan"))),
+        "photon_count_e": float(getattr(result, "photon_count_e", float("nan"))),
         "timings_ms": {str(k): float(v) for k, v in timings.items()},
         "model_name": str(getattr(result, "model_name", "")),
         "model_sha256": str(getattr(result, "model_sha256", "")),

@@ -21,8 +21,8 @@ from hardware.core_adapter import (
     ShutterDevice,
 )
 from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
-from sim_emulator.devices_bench import DisplayRecord, OpticalBench
 from sim_emulator.devices_faults import FaultPlan
+from sim_emulator.optical_bench import DisplayRecord, OpticalBench
 
 logger = logging.getLogger(__name__)
 

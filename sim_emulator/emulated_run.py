@@ -2,7 +2,8 @@
 
 Layout (acquisition.run_file): /raw uint16 (T, C, P, Y, X); /wf float32 (T, C, Y, X) mean of
 the raw patterns in ADU; /gt/wf and /gt/sr float32 (T, C, ...) noiseless references in
-expected photons per pixel; /gt/components (T, n, sY, sX) for a mix; /photon_count (T, C);
+expected photo-electrons per pixel; /gt/components (T, n, sY, sX) for a mix; /photon_count
+(T, C) average photon count in e- (calibration.photon_count);
 /calibration/* the camera's true maps; optics, camera, patterns, emulator metadata as JSON
 attributes of the file.
 """
@@ -32,7 +33,7 @@ def run_metadata(microscope: Microscope, timepoints: int, interval_s: float) -> 
         "optics": {**c.optics.model_dump(), "cutoff_cycles_per_nm": c.optics.cutoff_cycles_per_nm},
         "camera": {
             **c.sensor.model_dump(),
-            "photons_per_count": c.sensor.photons_per_count,
+            "electrons_per_adu": c.sensor.electrons_per_adu,
             "sensor_shape": list(c.sensor_shape),
         },
         "patterns": {
@@ -48,7 +49,7 @@ def run_metadata(microscope: Microscope, timepoints: int, interval_s: float) -> 
             "structure": c.structure,
             "components": microscope.component_names,
             "labels_nm": {n: c.laser_for(n) for n in microscope.component_names},
-            "photons": c.photons,
+            "photon_count_e": c.photon_count_e,
             "seed": c.seed,
             "dynamics": c.dynamics.model_dump(),
             "reference_power_pct": c.reference_power_pct,
@@ -56,7 +57,7 @@ def run_metadata(microscope: Microscope, timepoints: int, interval_s: float) -> 
             "sr_factor": microscope.sr_factor,
             "timepoints": timepoints,
             "interval_s": interval_s,
-            "gt_units": "expected photons per pixel at the reference power and exposure",
+            "gt_units": "expected photo-electrons per pixel at the reference power and exposure",
         },
         "channels": [{"laser_nm": line} for line in microscope.laser_lines_nm],
     }
@@ -88,7 +89,7 @@ def write_emulated_run(
     truth = microscope.ground_truth(0.0, laser_nm=lines[0])
     n_channels, n_patterns = len(lines), first.shape[0]
     offset = microscope.sensor.offset_map_out_adu()
-    ppc = config.sensor.photons_per_count
+    electrons_per_adu = config.sensor.electrons_per_adu
     output.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(output, "w", libver="latest") as h5:
         raw = run_file.create_image_dataset(
@@ -116,6 +117,7 @@ def write_emulated_run(
         photon_count = h5.create_dataset(
             run_file.PHOTON_COUNT, shape=(timepoints, n_channels), dtype=np.float32
         )
+        photon_count.attrs["unit"] = "e-"  # calibration.photon_count: detected photons
         calibration = h5.create_group(run_file.CALIBRATION_GROUP)
         calibration.create_dataset("offset_adu", data=offset)
         calibration.create_dataset(
@@ -133,7 +135,7 @@ def write_emulated_run(
                 raw[t, c] = frames
                 mean = frames.astype(np.float32).mean(axis=0)
                 wf[t, c] = mean
-                photon_count[t, c] = average_photon_count(mean, offset, ppc)
+                photon_count[t, c] = average_photon_count(mean, offset, electrons_per_adu)
                 reference = microscope.ground_truth(time_s, laser_nm=line)
                 gt_wf[t, c] = reference.wf
                 gt_sr[t, c] = reference.sr

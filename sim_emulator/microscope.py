@@ -38,8 +38,9 @@ _CACHE_STATES = 4  # sample states (time, laser line) kept in Fourier form
 class EmulatorConfig(BaseModel):
     """Everything the forward model needs; loadable from TOML (``EmulatorConfig.from_toml``).
 
-    ``photons`` is the DFCAN average photon count of a wide-field frame at the reference
-    power and exposure; frames scale linearly with power_pct and exposure_ms. ``labels_nm``
+    ``photon_count_e`` is the average photon count (calibration.photon_count: DFCAN definition,
+    detected photons = photo-electrons) of a wide-field frame at the reference power and
+    exposure; frames scale linearly with power_pct and exposure_ms. ``labels_nm``
     assigns a structure to a laser line (default: every structure to optics.excitation_nm).
     Unless ``patterns.period_nm`` is given, the period is 0.9 of the detection cutoff.
     """
@@ -54,7 +55,10 @@ class EmulatorConfig(BaseModel):
     mix_structures: tuple[str, str, str] = ("ccps", "microtubules", "f-actin")
     labels_nm: dict[str, float] = Field(default_factory=dict)
     size_px: int | tuple[int, int] = 512
-    photons: float = Field(default=300.0, gt=0.0, le=1e6)
+    photon_count_e: float = Field(
+        default=300.0, gt=0.0, le=1e6,
+        description="average photon count (DFCAN definition) of a wide-field frame, in e-",
+    )
     reference_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
     reference_exposure_ms: float = Field(default=10.0, gt=0.0, le=1e5)
     time_resolution_s: float = Field(
@@ -106,7 +110,7 @@ class EmulatorConfig(BaseModel):
 class GroundTruth:
     """Noiseless references: wide-field (camera grid) and SR target (2x or 3x grid).
 
-    Both in expected photons per pixel at the reference power and exposure.
+    Both in expected photo-electrons per pixel at the reference power and exposure.
     """
 
     wf: np.ndarray  # float32 (Y, X)
@@ -181,14 +185,15 @@ class Microscope:
         return spectra
 
     def _scale(self, components: list[int]) -> float:
-        """Expected photons per emitter unit at reference power/exposure for these labels."""
+        """Expected photo-electrons per emitter unit at reference power/exposure for these
+        labels (divide by QE for incident photons)."""
         key = sum(1 << i for i in components)
         if key not in self._photon_scale:
             wf = self.formation.frames(self._spectra(0.0, components), [None])[0]
             measured = average_photon_count(wf, 0.0, 1.0)
             if not measured > 0:
                 raise ValueError(f"structure={self.config.structure}: the sample is empty")
-            self._photon_scale[key] = self.config.photons / float(measured)
+            self._photon_scale[key] = self.config.photon_count_e / float(measured)
         return self._photon_scale[key]
 
     def expected_photons(
@@ -199,7 +204,8 @@ class Microscope:
         power_pct: float,
         exposure_ms: float,
     ) -> np.ndarray:
-        """Noiseless photon images (len(patterns), Y, X) on the full sensor, float32."""
+        """Noiseless images in incident photons (len(patterns), Y, X) on the full sensor,
+        float32 (the camera's QE turns them into photo-electrons)."""
         c = self.config
         if power_pct < 0 or exposure_ms < 0:
             raise ValueError(f"power_pct={power_pct} and exposure_ms={exposure_ms} must be >= 0")
@@ -213,7 +219,7 @@ class Microscope:
         dose = (power_pct / c.reference_power_pct) * (exposure_ms / c.reference_exposure_ms)
         with self._lock:
             images = self.formation.frames(self._spectra(time_s, components), patterns)
-            images *= np.float32(self._scale(components) * dose)
+            images *= np.float32(self._scale(components) * dose / c.sensor.qe)
         return images
 
     # ----------------------------------------------------------------- public API

@@ -59,9 +59,9 @@ class SensorModel(BaseModel):
         return self
 
     @property
-    def photons_per_count(self) -> float:
-        """Incident photons per offset-subtracted ADU: 1 / (QE * gain)."""
-        return 1.0 / (self.qe * self.gain_adu_per_e)
+    def electrons_per_adu(self) -> float:
+        """Photo-electrons (detected photons) per offset-subtracted ADU: 1 / gain."""
+        return 1.0 / self.gain_adu_per_e
 
     @property
     def max_adu(self) -> int:

@@ -21,24 +21,24 @@ class TrainingPair:
 
     raw: np.ndarray  # uint16 (P, Y, X) camera frames
     wf: np.ndarray  # float32 (Y, X) mean of the raw frames minus the offset, in ADU
-    wf_gt: np.ndarray  # float32 (Y, X) noiseless wide-field, expected photons per pixel
-    sr_gt: np.ndarray  # float32 (sY, sX) noiseless SR target, expected photons per SR pixel
+    wf_gt: np.ndarray  # float32 (Y, X) noiseless wide-field, expected e- per pixel
+    sr_gt: np.ndarray  # float32 (sY, sX) noiseless SR target, expected e- per SR pixel
     offset_adu: np.ndarray  # float32 (Y, X) camera offset map
-    photons_per_count: float
-    photons: float  # requested average photon count of the wide-field image
+    electrons_per_adu: float
+    photon_count_e: float  # requested average photon count (e-) of the wide-field image
     seed: int
 
-    def raw_photons(self) -> np.ndarray:
-        """Raw frames converted to photons (offset removed): float32 (P, Y, X)."""
+    def raw_electrons(self) -> np.ndarray:
+        """Raw frames converted to photo-electrons (offset removed): float32 (P, Y, X)."""
         return (self.raw.astype(np.float32) - self.offset_adu) * np.float32(
-            self.photons_per_count
+            self.electrons_per_adu
         )
 
 
 def training_config(
     structure: StructureChoice,
     mode: SimMode = "sim",
-    photons: float = 300.0,
+    photon_count_e: float = 300.0,
     size_px: int = 128,
     seed: int = 0,
     base: EmulatorConfig | None = None,
@@ -46,7 +46,7 @@ def training_config(
     """The emulator configuration of one training field of view (``base`` supplies the rest)."""
     base = base or EmulatorConfig()
     data = base.model_dump(exclude_unset=True)
-    data.update(structure=structure, photons=photons, size_px=size_px, seed=seed)
+    data.update(structure=structure, photon_count_e=photon_count_e, size_px=size_px, seed=seed)
     patterns = dict(data.get("patterns", {}))
     patterns.update(mode=mode)
     if "n_orientations" not in base.patterns.model_fields_set:
@@ -59,14 +59,16 @@ def training_config(
 def make_training_pair(
     structure: StructureChoice,
     mode: SimMode = "sim",
-    photons: float = 300.0,
+    photon_count_e: float = 300.0,
     size_px: int = 128,
     seed: int = 0,
     time_s: float = 0.0,
     base: EmulatorConfig | None = None,
 ) -> TrainingPair:
-    """One (raw, wf, sr) example of ``structure`` at ``photons`` on a ``size_px`` crop."""
-    microscope = Microscope(training_config(structure, mode, photons, size_px, seed, base))
+    """One (raw, wf, sr) example of ``structure`` at ``photon_count_e`` on a ``size_px`` crop."""
+    microscope = Microscope(
+        training_config(structure, mode, photon_count_e, size_px, seed, base)
+    )
     raw = microscope.render_set(time_s)
     truth = microscope.ground_truth(time_s)
     offset = microscope.sensor.offset_map_out_adu()
@@ -77,8 +79,8 @@ def make_training_pair(
         wf_gt=truth.wf,
         sr_gt=truth.sr,
         offset_adu=offset,
-        photons_per_count=microscope.config.sensor.photons_per_count,
-        photons=photons,
+        electrons_per_adu=microscope.config.sensor.electrons_per_adu,
+        photon_count_e=photon_count_e,
         seed=seed,
     )
 
@@ -87,22 +89,22 @@ def training_pairs(
     structure: StructureChoice,
     count: int,
     mode: SimMode = "sim",
-    photons: float | tuple[float, float] = 300.0,
+    photon_count_e: float | tuple[float, float] = 300.0,
     size_px: int = 128,
     seed: int = 0,
     base: EmulatorConfig | None = None,
 ) -> Iterator[TrainingPair]:
-    """``count`` pairs with seeds seed, seed+1, ...; a (low, high) ``photons`` range is sampled
-    log-uniformly per pair (seeded), as for training across noise levels."""
+    """``count`` pairs with seeds seed, seed+1, ...; a (low, high) ``photon_count_e`` range is
+    sampled log-uniformly per pair (seeded), as for training across noise levels."""
     if count < 0:
         raise ValueError(f"count={count} must be >= 0")
     rng = np.random.default_rng([seed, 0x7A1])
     for i in range(count):
-        if isinstance(photons, tuple):
-            low, high = photons
+        if isinstance(photon_count_e, tuple):
+            low, high = photon_count_e
             if not 0 < low <= high:
-                raise ValueError(f"photons range {photons} needs 0 < low <= high")
+                raise ValueError(f"photon_count_e range {photon_count_e} needs 0 < low <= high")
             level = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         else:
-            level = float(photons)
+            level = float(photon_count_e)
         yield make_training_pair(structure, mode, level, size_px, seed + i, base=base)

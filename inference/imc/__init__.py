@@ -3,9 +3,9 @@ structures it contains. Network in `inference.models.imcsr`; emulator data in `m
 loss, training, held-out assessment, metrics, the live separator and its benchmark here.
 """
 
-# The structures of the default mixture and of the bundled model's outputs, in output order:
-# the issue's example trio (Wang et al. 2021), a filament, a tubular network and filled puncta.
-# Session 3 replaced CCPs, microtubules, F-actin: the emulator's two filament types differ in
-# little but brightness, so a small CPU model swapped them (microtubule Pearson 0.74).
-# Kept here, free of heavy imports, so the GUI can label its composite before a model reports.
-DEFAULT_STRUCTURES: tuple[str, str, str] = ("microtubules", "er", "lysosomes")
+# The structures of the default mixture and of the bundled model's outputs, in output order
+# (Wang et al. 2021's example trio: a filament, a tubular network and filled puncta). Defined by
+# the run file's /imc layout, so the recorder and the GUI label /imc without importing inference.
+from acquisition.run_file import IMC_DEFAULT_CHANNEL_NAMES as DEFAULT_STRUCTURES
+
+__all__ = ["DEFAULT_STRUCTURES"]

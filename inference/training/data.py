@@ -95,7 +95,7 @@ class EmulatorSource:
         self.photon_range = (float(low), float(high))
         self.description = (
             f"emulator:{','.join(self.structures)} ({self.mode} raw, {size_px} px fields, "
-            f"photons {low:g}-{high:g} log-uniform)"
+            f"photon count {low:g}-{high:g} e- log-uniform)"
         )
 
     def _pair(self, structure: str, photons: float, seed: int) -> Example:
@@ -104,11 +104,11 @@ class EmulatorSource:
         pair = make_training_pair(
             structure,  # type: ignore[arg-type]
             self.mode,  # type: ignore[arg-type]
-            photons=photons,
+            photon_count_e=photons,
             size_px=self.size_px,
             seed=seed,
         )
-        return Example(pair.raw, pair.sr_gt, f"{structure} {photons:.0f} photons seed {seed}")
+        return Example(pair.raw, pair.sr_gt, f"{structure} {photons:.0f} e- seed {seed}")
 
     def example(self, index: int, rng: np.random.Generator) -> Example:
         structure = self.structures[int(rng.integers(len(self.structures)))]

@@ -53,13 +53,13 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         calibration = {name: h5["calibration"][name][()] for name in h5["calibration"]}
         photon_count = h5["photon_count"][:, 0]
     # Emulator runs record the sensor's own calibration, and every SR frame its photon count.
-    assert set(calibration) == {"offset_adu", "photons_per_count", "defect_mask"}
-    assert float(calibration["photons_per_count"]) == pytest.approx(1 / (0.8 * 2.0))
+    assert set(calibration) == {"offset_adu", "electrons_per_adu", "defect_mask"}
+    assert float(calibration["electrons_per_adu"]) == pytest.approx(1 / 2.0)  # e- per ADU: QE plays no part
     assert np.isfinite(photon_count).all() and (photon_count > 0).all()
     # The SR frames in the file are exactly what the reconstruction makes of the raw in the file
     # with the calibration in the file.
     maps = PhotonCalibration(calibration["offset_adu"],
-                             np.full((64, 64), 1 / calibration["photons_per_count"], np.float32),
+                             np.full((64, 64), 1 / calibration["electrons_per_adu"], np.float32),
                              calibration["defect_mask"].astype(bool))
     reconstructor = make_reconstructor(sr_name, mode="sim", calibration=maps)
     for t in range(20):

@@ -14,12 +14,12 @@ import torch
 from acquisition import run_file
 from acquisition.protocol import Protocol
 from acquisition.session import RunSession, SessionOptions
-from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from inference.imc.live import ImcSeparator
 from inference.model_file import save_model
 from inference.models.imcsr import Imcsr, ImcsrOptions
 from sim_emulator.microscope import EmulatorConfig
+from sim_emulator.rig import emulated_rig, photon_calibration
 from sim_emulator.samples import Dynamics
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
@@ -79,7 +79,7 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
                             labels_nm={"microtubules": 488, "ccps": 560, "f-actin": 560},
                             dynamics=STILL)  # a moving sample changes its own photon count
     exposures_ms = (10.0, 20.0)
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     try:
         protocol = Protocol.parse_checked({
             "channels": [{"laser_nm": laser, "power_pct": 20.0, "exposure_ms": exposure,
@@ -89,7 +89,8 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
         plan = SequencePlan(channels=tuple(
             ChannelSpec(laser_nm=c.laser_nm, power_pct=c.power_pct, exposure_ms=c.exposure_ms)
             for c in protocol.channels), mode="sim")
-        summary = RunSession(rig, plan, protocol, (48, 48), 62.6, options=FAST).run()
+        summary = RunSession(rig, plan, protocol, (48, 48), 62.6, options=FAST,
+                             photon_calibration=photon_calibration(rig, (48, 48))).run()
     finally:
         rig.close()
     assert summary.error == "" and summary.sr_frames == 4, summary
@@ -98,7 +99,7 @@ def test_photon_count_matches_the_emulator_and_scales_with_exposure(tmp_path: Pa
         photons = h5["photon_count"][()]  # (T, C)
     assert offset.shape == (48, 48) and abs(float(offset.mean()) - 100) < 1
     # the emulator scales each colour's wide-field photon count to `photons` at 100 %, 10 ms
-    injected = np.array([config.photons * 0.20 * e / config.reference_exposure_ms
+    injected = np.array([config.photon_count_e * 0.20 * e / config.reference_exposure_ms
                          for e in exposures_ms])
     assert np.all(np.abs(photons / injected - 1) < 0.10), (photons, injected)
     ratio = photons[:, 1] / photons[:, 0]
@@ -145,11 +146,11 @@ def test_display_stream_carries_imc_splits(tmp_path: Path) -> None:
 
 def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path) -> None:
     """A real rig's path: `livesim calibrate camera` maps in the protocol -> /calibration and
-    photon counts in photo-electrons (the emulator's photons x QE 0.8)."""
+    photon counts in photo-electrons, the emulator's own unit: one definition on both paths."""
     from calibration.camera_calibration import calibrate_camera
 
     config = EmulatorConfig(size_px=48, seed=3, dynamics=STILL)
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     try:
         exposures_ms = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
         calibrate_camera(rig, 488, n_frames=30, flat_exposures_ms=exposures_ms).save(
@@ -167,5 +168,5 @@ def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path)
         assert set(h5["calibration"]) == {"offset_adu", "gain_adu_per_e", "read_noise_e",
                                           "defect_mask"}
         electrons = h5["photon_count"][:, 0]
-    expected_e = config.photons * 0.20 * config.sensor.qe
+    expected_e = config.photon_count_e * 0.20
     assert np.all(np.abs(electrons / expected_e - 1) < 0.10), (electrons, expected_e)

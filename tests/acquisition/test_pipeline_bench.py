@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition import pipeline_bench
+from acquisition.cli.bench import pipeline as pipeline_bench
 
 
 def _bank() -> np.ndarray:

@@ -68,9 +68,9 @@ def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
         assert h5["photon_count"][0, 0] == 55.0
         assert np.isnan(h5["imc"][0]).all() and (h5["imc"][1] == 1).all()
         assert list(h5["imc"].attrs["channel_names"]) == ["microtubules", "er", "lysosomes"]
-        np.testing.assert_allclose(h5["raw"].attrs["element_size_um"], [1, 0.0626, 0.0626],
+        np.testing.assert_allclose(h5["raw"].attrs["element_size_um"], [1, 1, 1, 0.0626, 0.0626],
                                    rtol=1e-6)
-        np.testing.assert_allclose(sr.attrs["element_size_um"], [1, 0.0313, 0.0313], rtol=1e-6)
+        np.testing.assert_allclose(sr.attrs["element_size_um"], [1, 1, 0.0313, 0.0313], rtol=1e-6)
         events = h5["events"][()]
         assert [e["kind"].decode() for e in events] == ["sr_skip"]
         assert events[0]["time_point"] == 2 and events[0]["sequence"] == 44

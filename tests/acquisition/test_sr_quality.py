@@ -12,12 +12,12 @@ from pathlib import Path
 import h5py
 
 from acquisition import run_file
-from acquisition.ground_truth_quality import score_against_ground_truth
+from acquisition.cli.ground_truth_quality import score_against_ground_truth
 from acquisition.protocol import Protocol
 from acquisition.session import RunSession, SessionOptions
-from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.microscope import EmulatorConfig
+from sim_emulator.rig import emulated_rig, photon_calibration
 from sim_emulator.samples import Dynamics
 
 
@@ -25,7 +25,7 @@ def test_wiener_sr_in_the_run_file_beats_upsampled_widefield(tmp_path: Path) -> 
     still = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
                      bleach_rate_per_s=0.0)
     config = EmulatorConfig(size_px=128, seed=0, dynamics=still)
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": 488, "reconstruction": "wiener"}], "timepoints": 1,
         "output": str(tmp_path / "q.h5")})
@@ -34,7 +34,8 @@ def test_wiener_sr_in_the_run_file_beats_upsampled_widefield(tmp_path: Path) -> 
     try:
         summary = RunSession(rig, plan, protocol, (128, 128), 62.6, metadata={
             "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0)).run()
+            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0),
+            photon_calibration=photon_calibration(rig, (128, 128))).run()
     finally:
         rig.close()
     assert summary.error == "" and summary.sr_frames == 1

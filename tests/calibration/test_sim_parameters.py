@@ -14,7 +14,7 @@ from sim_emulator.microscope import EmulatorConfig, Microscope
 def _emulated_set(structure: str, photons: float, seed: int, size_px: int = 256):
     patterns = SimPatterns(phase_error_rad=0.1, angle_error_rad=0.01, error_seed=seed)
     config = EmulatorConfig(
-        size_px=size_px, photons=photons, seed=seed, structure=structure, patterns=patterns
+        size_px=size_px, photon_count_e=photons, seed=seed, structure=structure, patterns=patterns
     )
     microscope = Microscope(config)
     otf = OtfModel(
@@ -56,7 +56,7 @@ def test_recovers_emulator_patterns(structure: str, photons: float, seed: int) -
 def test_modulation_follows_the_pattern_contrast() -> None:
     raw_high, _, pixel_size_nm, otf = _emulated_set("microtubules", 200.0, 3, size_px=128)
     low = SimPatterns(modulation=0.5, phase_error_rad=0.1, angle_error_rad=0.01, error_seed=3)
-    config = EmulatorConfig(size_px=128, photons=200.0, seed=3, patterns=low)
+    config = EmulatorConfig(size_px=128, photon_count_e=200.0, seed=3, patterns=low)
     raw_low = Microscope(config).render_set(0.0)
     high = estimate_sim_parameters(raw_high, pixel_size_nm, otf=otf).modulations()
     weak = estimate_sim_parameters(raw_low, pixel_size_nm, otf=otf).modulations()

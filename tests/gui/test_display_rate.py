@@ -66,11 +66,11 @@ def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyP
 def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Live view: one 2-D raw image per update, the full set only at 2 Hz."""
     from acquisition.engine import RawSet, TimePoint
+    from acquisition.live_pipeline import DisplayOutlet, wide_field_uint16
     from acquisition.wire import Kind
-    from gui.live_pipeline import DisplayOutlet, wide_field_uint16
 
     clock = {"now": 50.0}
-    monkeypatch.setattr("gui.live_pipeline.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])
     publisher = RecordingPublisher()
     outlet = DisplayOutlet(publisher, max_hz=30.0)  # type: ignore[arg-type]
     rng = np.random.default_rng(2)
@@ -108,7 +108,7 @@ def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatc
 
 
 def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
-    from gui.display_bench import WindowFigures
+    from acquisition.cli.bench.display import WindowFigures
     from gui.display_cost import DisplayCost
 
     cost = DisplayCost(receive_s=0.01, raw_set_s=0.02, sr_set_s=0.03, full_set_s=0.005,
@@ -134,11 +134,11 @@ def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
 
 
 def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acquisition.live_pipeline import DisplayOutlet
     from acquisition.wire import Kind, header_for
-    from gui.live_pipeline import DisplayOutlet
 
     clock = {"now": 10.0}
-    monkeypatch.setattr("gui.live_pipeline.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])
     publisher = RecordingPublisher()
     outlet = DisplayOutlet(publisher)  # type: ignore[arg-type]
     image = np.zeros((4, 4), np.uint16)
@@ -155,7 +155,7 @@ def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPat
 def test_paced_frames_come_at_the_camera_rate() -> None:
     import time
 
-    from gui.display_bench import PacedFrames
+    from acquisition.cli.bench.display import PacedFrames
 
     class Source:
         def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
@@ -172,7 +172,7 @@ def test_paced_frames_come_at_the_camera_rate() -> None:
 
 
 def test_display_path_cost_adds_the_pipeline_extra_per_pair() -> None:
-    from gui.display_bench import DisplayBenchResult, WindowFigures
+    from acquisition.cli.bench.display import DisplayBenchResult, WindowFigures
     from gui.display_cost import DisplayCost
 
     during = WindowFigures(span_s=10.0, raw_updates=320, sr_updates=310, raw_painted=320,

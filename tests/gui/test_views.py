@@ -11,13 +11,13 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from acquisition.protocol import Protocol
+from acquisition.rate_meter import RateMeter
+from acquisition.session_host import EventLog, LogRecordRelay
 from gui.composite_panel import CompositePanel
 from gui.contrast import composite_rgb, make_lut, percentile_levels
 from gui.image_panel import ImagePanel
 from gui.pattern_check import check_patterns
 from gui.protocol_editor import protocol_to_toml
-from gui.rate_meter import RateMeter
-from gui.session_host import EventLog, LogRecordRelay
 
 
 def test_percentile_levels_ignore_hot_pixels() -> None:

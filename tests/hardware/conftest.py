@@ -9,6 +9,7 @@ import pytest
 
 from hardware.rig import Rig
 from hardware.roles import RoleMap
+from sim_emulator.rig import emulated_rig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,7 +49,7 @@ def make_emulator() -> Iterator[object]:
         **overrides: object,
     ) -> Rig:
         config = small_emulator_config(size_px, **overrides)
-        the_rig = Rig.emulator(config=config, faults=faults, roles=roles)  # type: ignore[arg-type]
+        the_rig = emulated_rig(config=config, faults=faults, roles=roles)  # type: ignore[arg-type]
         made.append(the_rig)
         return the_rig
 
@@ -66,7 +67,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     if cfg:
         the_rig = Rig.from_config(Path(cfg), roles)
     else:
-        the_rig = Rig.emulator(config=small_emulator_config())  # type: ignore[arg-type]
+        the_rig = emulated_rig(config=small_emulator_config())  # type: ignore[arg-type]
     try:
         yield the_rig
     finally:

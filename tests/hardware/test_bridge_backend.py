@@ -21,6 +21,7 @@ from hardware.errors import AcquisitionTimeout, CapabilityError
 from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.devices_faults import FaultPlan
+from sim_emulator.rig import emulator_hub, optical_bench
 
 
 class StrVector:
@@ -192,12 +193,12 @@ def test_bridge_rig_two_colour_time_point(studio_rig: tuple[Rig, Rig]) -> None:
     )
     frames = rig.acquire_time_point(plan, 0, timeout_s=20.0)
     assert len(frames) == 18
-    log = emulated.bench.display_log
+    log = optical_bench(emulated).display_log
     assert [(f.tag.laser_nm, f.tag.pattern_index) for f in frames] == [
         (r.laser_nm, r.pattern) for r in log
     ]
     assert all(f.image.dtype == np.uint16 and f.image.shape == (64, 64) for f in frames)
-    assert float(frames[0].image.mean()) > emulated.bench.config.sensor.offset_adu + 20
+    assert float(frames[0].image.mean()) > optical_bench(emulated).config.sensor.offset_adu + 20
 
 
 def test_bridge_rig_camera_hang_times_out(make_emulator: Callable[..., Rig]) -> None:
@@ -212,4 +213,4 @@ def test_bridge_rig_camera_hang_times_out(make_emulator: Callable[..., Rig]) -> 
 def test_bridge_rig_is_not_an_emulator(studio_rig: tuple[Rig, Rig]) -> None:
     rig, _ = studio_rig
     with pytest.raises(CapabilityError, match="not the emulator"):
-        rig.emulator_hub()
+        emulator_hub(rig)

@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hardware.camera_benchmark import measure_camera_throughput
-from hardware.commands import register
-from hardware.rig import EMULATOR_CFG
+from acquisition.cli.bench.camera import measure_camera_throughput
+from acquisition.cli.rig_commands import register
+from sim_emulator.rig import EMULATOR_CFG
 
 
 def _app() -> typer.Typer:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from hardware.errors import ConfigError
-from hardware.rig import EMULATOR_CFG, Rig
+from hardware.rig import Rig
 from hardware.roles import RoleMap
 from hardware.sequencing import SequencePlan
+from sim_emulator.rig import EMULATOR_CFG
 
 
 def _cfg_with(tmp_path: Path, bad_line: str, at: int) -> Path:

@@ -11,6 +11,7 @@ from hardware.errors import AcquisitionTimeout, SequenceMismatch
 from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.devices_faults import FaultPlan
+from sim_emulator.rig import emulator_hub, optical_bench
 
 PLAN = SequencePlan(
     channels=(
@@ -40,7 +41,7 @@ def test_dropped_frame_is_named_at_once(make_emulator: Callable[..., Rig]) -> No
     with pytest.raises(SequenceMismatch, match=dropped):
         _run(rig)
     assert time.monotonic() - start < TIMEOUT_S  # detected from the frame counter, no wait
-    log = rig.bench.display_log
+    log = optical_bench(rig).display_log
     assert [r.delivered for r in log[:5]] == [True, True, True, True, False]
 
 
@@ -50,10 +51,10 @@ def test_missed_trigger_names_triggers_and_frames(make_emulator: Callable[..., R
     with pytest.raises(SequenceMismatch, match=r"18 triggers fired but only 17 of 18 frames"):
         _run(rig)
     assert time.monotonic() - start < TIMEOUT_S + 1.0
-    missed = [r for r in rig.bench.display_log if r.exposure is None]
+    missed = [r for r in optical_bench(rig).display_log if r.exposure is None]
     assert [r.trigger for r in missed] == [3]
     # the frame after the missed trigger shows the pattern of the next position
-    delivered = [r for r in rig.bench.display_log if r.delivered]
+    delivered = [r for r in optical_bench(rig).display_log if r.delivered]
     assert delivered[3].pattern == 4
 
 
@@ -72,7 +73,7 @@ def test_pattern_out_of_sync_is_detected_at_end_of_time_point(
     rig = make_emulator(faults=FaultPlan(pattern_out_of_sync_at=2))
     with pytest.raises(SequenceMismatch, match=r"advanced 18 patterns, it reports 19"):
         _run(rig)
-    shown = [r.pattern for r in rig.bench.display_log]
+    shown = [r.pattern for r in optical_bench(rig).display_log]
     assert shown[:4] == [0, 1, 2, 4]  # the data really shows the skipped pattern
 
 
@@ -88,7 +89,7 @@ def test_rig_recovers_after_a_fault(make_emulator: Callable[..., Rig]) -> None:
     rig = make_emulator(faults=FaultPlan(camera_timeout_at=3))
     with pytest.raises(AcquisitionTimeout):
         _run(rig)
-    rig.emulator_hub().configure(rig.bench.config, None)
+    emulator_hub(rig).configure(optical_bench(rig).config, None)
     frames = rig.acquire_time_point(PLAN, 1, timeout_s=20.0)
     assert len(frames) == 18
 
@@ -103,7 +104,7 @@ def test_stream_names_the_time_point_where_sync_was_lost(
         for frame in rig.stream(PLAN, [10, 11, 12, 13], timeout_s=5.0):
             seen.append(frame.tag.time_point)
     assert seen == [10] * 18 + [11] * 17  # the mislabelled time point fails at its end
-    assert rig.bench.triggers_fired == 36  # nothing fired for time points 12, 13
+    assert optical_bench(rig).triggers_fired == 36  # nothing fired for time points 12, 13
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -115,7 +116,7 @@ def test_camera_error_is_reported_as_an_early_end(
     def broken_model(mode: str) -> None:
         raise RuntimeError("sensor overheated")
 
-    monkeypatch.setattr(rig.bench, "microscope", broken_model)
+    monkeypatch.setattr(optical_bench(rig), "microscope", broken_model)
     with pytest.raises(AcquisitionTimeout, match=r"0 arrived .*ended its sequence early"):
         rig.acquire_time_point(PLAN, 0, timeout_s=TIMEOUT_S)
 

@@ -12,6 +12,7 @@ from hardware.rig import Rig
 from hardware.roles import TriggerActivation, TriggerMode
 from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.devices import EmulatedCamera
+from sim_emulator.rig import optical_bench
 
 
 @pytest.fixture
@@ -72,12 +73,13 @@ def test_binning_sums_pixels_and_dark_frames_sit_at_offset(
     rig.aotf.set_line(488)
     rig.aotf.set_power(488, 0.0)
     dark = rig.snap(2, timeout_s=10.0)
-    offset = rig.bench.config.sensor.offset_adu
+    offset = optical_bench(rig).config.sensor.offset_adu
     assert all(abs(float(f.mean()) - offset) < 5.0 for f in dark)
     rig.aotf.set_power(488, 100.0)
     full = np.mean([f.mean() for f in rig.snap(2, timeout_s=10.0)])
     rig.camera.set_binning(2)
-    assert rig.camera.pixel_size_nm == pytest.approx(2 * rig.bench.config.optics.pixel_size_nm)
+    raw_px_nm = optical_bench(rig).config.optics.pixel_size_nm
+    assert rig.camera.pixel_size_nm == pytest.approx(2 * raw_px_nm)
     binned = rig.snap(2, timeout_s=10.0)
     assert binned[0].shape == (32, 32)
     assert float(np.mean([f.mean() for f in binned])) == pytest.approx(4 * full, rel=0.05)
@@ -90,8 +92,9 @@ def test_slm_keeps_showing_a_grating_until_blanked(make_emulator: Callable[..., 
     rig.aotf.set_line(488)
     rig.snap(1, timeout_s=10.0)
     # the running order stepped past its end and wrapped to its first grating
-    assert (rig.bench.display_log[-1].mode, rig.bench.display_log[-1].pattern) == ("sim", 0)
+    last = optical_bench(rig).display_log[-1]
+    assert (last.mode, last.pattern) == ("sim", 0)
     rig.slm.show_blank(488)
     rig.snap(1, timeout_s=10.0)
-    shown = rig.bench.display_log[-1]
+    shown = optical_bench(rig).display_log[-1]
     assert (shown.mode, shown.grating_nm, shown.trigger) == ("blank", 488, -1)

@@ -12,6 +12,7 @@ from hardware.pattern_layout import rotator_state, slm_index
 from hardware.rig import Rig
 from hardware.roles import RoleMap
 from hardware.sequencing import ChannelSpec, SequencePlan
+from sim_emulator.rig import optical_bench
 
 TWO_COLOUR = SequencePlan(
     channels=(
@@ -64,7 +65,7 @@ def test_two_colour_sim_time_point_matches_display_log_and_spectrum(
     assert all(b.tag.timestamp_s >= a.tag.timestamp_s for a, b in pairwise(frames))
 
     # the emulator's display log: what SLM / AOTF / rotator really showed per exposure
-    log = [r for r in rig.bench.display_log if r.delivered]
+    log = [r for r in optical_bench(rig).display_log if r.delivered]
     assert len(log) == 18
     for frame, shown in zip(frames, log, strict=True):
         t = frame.tag
@@ -78,7 +79,7 @@ def test_two_colour_sim_time_point_matches_display_log_and_spectrum(
         assert shown.shutter_open
 
     # and the pattern visible in each frame: carrier angle per orientation, phase steps of 2pi/3
-    patterns = rig.bench.microscope("sim").patterns
+    patterns = optical_bench(rig).microscope("sim").patterns
     k = patterns.wave_vectors_cycles_per_nm()
     pixel_nm = rig.camera.pixel_size_nm
     k_px = float(np.hypot(*k[0])) * pixel_nm
@@ -108,8 +109,8 @@ def test_time_points_continue_the_sequence_and_log(make_emulator: Callable[..., 
     streamed = list(rig.stream(plan, range(3), timeout_s=20.0))
     assert [f.tag.sequence for f in streamed] == list(range(27))
     assert [f.tag.time_point for f in streamed] == [t for t in range(3) for _ in range(9)]
-    assert rig.bench.triggers_fired == 27
-    assert [r.pattern for r in rig.bench.display_log] == list(range(9)) * 3
+    assert optical_bench(rig).triggers_fired == 27
+    assert [r.pattern for r in optical_bench(rig).display_log] == list(range(9)) * 3
 
 
 def test_wide_field_plan_uses_blank_slm_and_no_rotator_sequence(
@@ -125,7 +126,7 @@ def test_wide_field_plan_uses_blank_slm_and_no_rotator_sequence(
     )
     frames = rig.acquire_time_point(plan, 0, timeout_s=20.0)
     assert [(f.tag.channel, f.tag.laser_nm) for f in frames] == [(0, 488), (1, 560)]
-    assert [(r.mode, r.laser_nm, r.rotator_state) for r in rig.bench.display_log] == [
+    assert [(r.mode, r.laser_nm, r.rotator_state) for r in optical_bench(rig).display_log] == [
         ("blank", 488, 0), ("blank", 560, 0)
     ]
 
@@ -139,7 +140,7 @@ def test_frame_brightness_follows_laser_power(
         channels=(ChannelSpec(laser_nm=488, power_pct=power_pct, exposure_ms=10),), mode="wf"
     )
     frame = rig.acquire_time_point(plan, 0, timeout_s=20.0)[0]
-    offset = rig.bench.config.sensor.offset_adu
+    offset = optical_bench(rig).config.sensor.offset_adu
     signal = float(frame.image.mean()) - offset
     if power_pct == 0:
         assert abs(signal) < 5.0
@@ -155,7 +156,7 @@ def test_fast_render_modes_show_the_same_patterns(
     rig.backend.set_property(rig.camera.label, "RenderMode", render_mode)
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=100, exposure_ms=10),))
     frames = rig.acquire_time_point(plan, 0, timeout_s=30.0)
-    k = rig.bench.microscope("sim").patterns.wave_vectors_cycles_per_nm()
+    k = optical_bench(rig).microscope("sim").patterns.wave_vectors_cycles_per_nm()
     pixel_nm = rig.camera.pixel_size_nm
     k_px = float(np.hypot(*k[0])) * pixel_nm
     expected_deg = np.degrees(np.arctan2(k[:, 1], k[:, 0])) % 180.0
@@ -175,11 +176,11 @@ def test_nonlinear_sim_time_point_shows_five_orientations(
     )
     frames = rig.acquire_time_point(plan, 0, timeout_s=60.0)
     assert len(frames) == 25
-    log = rig.bench.display_log
+    log = optical_bench(rig).display_log
     assert [(r.mode, r.pattern, r.rotator_state) for r in log] == [
         ("nlsim", 5 * o + p, 4 + o) for o in range(5) for p in range(5)
     ]
-    patterns = rig.bench.microscope("nlsim").patterns
+    patterns = optical_bench(rig).microscope("nlsim").patterns
     assert patterns.n_patterns == 25
     k = patterns.wave_vectors_cycles_per_nm()
     k_px = float(np.hypot(*k[0])) * rig.camera.pixel_size_nm
@@ -210,10 +211,10 @@ def test_unsequenced_rotator_shows_as_lost_fringe_contrast(
     wrong = make_emulator(size_px=96, roles=RoleMap(rotator=None))  # rotator left at state 0
     good = right.acquire_time_point(plan, 0, timeout_s=30.0)
     bad = wrong.acquire_time_point(plan, 0, timeout_s=30.0)
-    assert {r.rotator_state for r in wrong.bench.display_log} == {0}
-    patterns = right.bench.microscope("sim").patterns
+    assert {r.rotator_state for r in optical_bench(wrong).display_log} == {0}
+    patterns = optical_bench(right).microscope("sim").patterns
     k = patterns.wave_vectors_cycles_per_nm() * right.camera.pixel_size_nm
-    offset = right.bench.config.sensor.offset_adu
+    offset = optical_bench(right).config.sensor.offset_adu
     ratios = [
         _modulation(bad[3 * o : 3 * o + 3], k[o], offset)
         / _modulation(good[3 * o : 3 * o + 3], k[o], offset)

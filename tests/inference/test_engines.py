@@ -115,7 +115,7 @@ def test_tensorrt_matches_torch(tmp_path: Path) -> None:
 
 
 def test_benchmark_rows_for_available_and_missing_backends(tmp_path: Path) -> None:
-    from inference.engines.benchmark import run_inference_benchmark
+    from acquisition.cli.bench.engines import run_inference_benchmark
     from inference.model_file import save_model
 
     model = _tiny_model()

@@ -104,10 +104,10 @@ def test_wrong_frame_count_is_an_error() -> None:
 
 def test_photon_count_uses_calibration_and_is_none_without() -> None:
     raw = _raw(2, (9, 32, 32))
-    assert Preprocessor("sim").prepare(raw).photon_count is None
+    assert Preprocessor("sim").prepare(raw).photon_count_e is None
     offset = np.full((32, 32), 100.0, dtype=np.float32)
     gain = np.full((32, 32), 2.0, dtype=np.float32)
-    count = Preprocessor("sim", calibration=Calibration(offset, gain)).prepare(raw).photon_count
+    count = Preprocessor("sim", calibration=Calibration(offset, gain)).prepare(raw).photon_count_e
     assert count is not None
     assert 0.5 * 200 * 0.8 < count < 0.5 * 200 * 1.2  # ~200 ADU above offset at 2 ADU/e
 

@@ -49,7 +49,7 @@ def test_model_reconstructor_result_and_provenance(tmp_path: Path) -> None:
     assert result.image.shape == (32, 40) and result.image.dtype == np.float32
     assert result.model_name == "tiny_sim" and len(result.model_sha256) == 64
     assert set(result.timings_ms) == {"preprocess", "inference", "total"}
-    assert math.isnan(result.photon_count) and result.flags == []
+    assert math.isnan(result.photon_count_e) and result.flags == []
     x = (raw - raw.min()) / (raw.max() - raw.min() + 1e-7)
     torch.manual_seed(0)
     module = Dfcan(DfcanOptions(**TINY)).eval()
@@ -78,7 +78,7 @@ def test_calibrated_photon_count_reaches_the_result(tmp_path: Path) -> None:
     cal = Calibration(np.full(shape[1:], 100.0), np.full(shape[1:], 2.0))
     recon = make_reconstructor(str(_model_file(tmp_path)), calibration=cal, device="cpu")
     result = recon.reconstruct(_raw(3, shape))
-    assert 30 < result.photon_count < 50  # ~80 ADU above offset at 2 ADU/e
+    assert 30 < result.photon_count_e < 50  # ~80 ADU above offset at 2 ADU/e
 
 
 def test_mode_checks_and_missing_models(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from inference.stack_io import (
     load_raw_stack,
     parse_acquisition_label,
     save_image,
+    tiff_pixel_size_nm,
 )
 
 
@@ -138,3 +139,22 @@ def test_save_image_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(back, image)
     with pytest.raises(StackFormatError, match=r"sr\.jpg"):
         save_image(tmp_path / "sr.jpg", image)
+
+
+def test_saved_tiffs_state_pixel_size_and_read_back(tmp_path: Path) -> None:
+    stack = np.linspace(0, 1, 3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    out = save_image(tmp_path / "sr.tif", stack, pixel_size_nm=31.3, time_increment_s=0.5)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_imagej and tif.series[0].axes == "TYX"
+        assert tif.imagej_metadata["finterval"] == 0.5
+    assert tiff_pixel_size_nm(out) == pytest.approx(31.3, rel=1e-5)
+    assert load_raw_stack(out, n_patterns=1).pixel_size_nm == pytest.approx(31.3, rel=1e-5)
+    # a dtype ImageJ cannot hold goes out as OME-TIFF with PhysicalSizeX
+    wide = save_image(tmp_path / "wide.tif", stack.astype(np.float64), pixel_size_nm=62.6)
+    with tifffile.TiffFile(wide) as tif:
+        assert tif.is_ome and not tif.is_imagej
+        assert 'PhysicalSizeX="0.0626"' in tif.ome_metadata
+    assert tiff_pixel_size_nm(wide) == pytest.approx(62.6)
+    assert tiff_pixel_size_nm(save_image(tmp_path / "bare.tif", stack)) is None
+    with pytest.raises(StackFormatError, match=r"pixel_size_nm=-1"):
+        save_image(tmp_path / "bad.tif", stack, pixel_size_nm=-1.0)

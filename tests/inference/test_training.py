@@ -185,7 +185,7 @@ def test_every_augmentation_keeps_emulator_ground_truth_registered() -> None:
     from inference.training.data import target_window
     from sim_emulator.training_pairs import make_training_pair
 
-    pair = make_training_pair("microtubules", "sim", photons=5000.0, size_px=48, seed=3)
+    pair = make_training_pair("microtubules", "sim", photon_count_e=5000.0, size_px=48, seed=3)
     n = 36
     corner = (5, 7)
     wf = pair.wf_gt[corner[0] : corner[0] + n, corner[1] : corner[1] + n].astype(np.float64)

@@ -19,7 +19,7 @@ from sim_emulator.microscope import EmulatorConfig, Microscope
 
 @pytest.fixture(scope="module")
 def emulated() -> tuple[np.ndarray, np.ndarray, OtfModel]:
-    config = EmulatorConfig(size_px=128, photons=100.0, seed=5, structure="microtubules")
+    config = EmulatorConfig(size_px=128, photon_count_e=100.0, seed=5, structure="microtubules")
     microscope = Microscope(config)
     otf = OtfModel(
         na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True

@@ -85,7 +85,7 @@ def test_results_carry_image_photons_timings_and_model_identity(rig_side) -> Non
         np.testing.assert_allclose(result.array[::2, ::2], raw.mean(axis=0) / 1000, rtol=1e-5)
         info = head.info
         assert info["model_name"] == "half-mean" and info["model_sha256"] == "ab" * 32
-        assert info["photon_count"] == pytest.approx(float(raw.mean()))
+        assert info["photon_count_e"] == pytest.approx(float(raw.mean()))
         assert info["timings_ms"] == {"total": 1.5} and info["flags"] == ["low_photons"]
         assert info["raw_sent_s"] == pytest.approx(header.sent_s)
         beat = next_of(results, Kind.HEARTBEAT)

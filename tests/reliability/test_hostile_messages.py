@@ -63,7 +63,7 @@ def _hostile(session: RunSession, sent: dict[str, int], stop: threading.Event) -
                 ([_raw_header("heartbeat", run_id, worker_id, -1,
                               {"busy_since_s": "soon"}, [0], "uint8"), b""], "bad type"),
                 ([_raw_header("sr_result", run_id, worker_id, t,
-                              {"photon_count": "many", "sr_scale": run_file.SR_SCALE},
+                              {"photon_count_e": "many", "sr_scale": run_file.SR_SCALE},
                               [32, 32], "uint16"), forged.tobytes()], "bad type"),
                 ([_raw_header("sr_result", run_id, worker_id, t,
                               {"timings_ms": {"net": "1"}}, [32, 32], "uint16"),

@@ -19,10 +19,10 @@ import pytest
 from acquisition import run_file
 from acquisition.protocol import Protocol
 from acquisition.session import RunSession, RunSummary, SessionOptions
-from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from sim_emulator.devices_faults import FaultPlan
 from sim_emulator.microscope import EmulatorConfig
+from sim_emulator.rig import emulated_rig
 
 from .conftest import image_key
 
@@ -47,7 +47,7 @@ def record_run(tmp_path: Path, faults: FaultPlan) -> tuple[RunSummary, float, Pa
         "output": str(tmp_path / "fault.h5")})
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0,
                                               exposure_ms=EXPOSURE_MS),))
-    rig = Rig.emulator(EmulatorConfig(size_px=32, seed=1), faults=faults)
+    rig = emulated_rig(EmulatorConfig(size_px=32, seed=1), faults=faults)
     rig.backend.set_property(rig.camera.label, "RenderMode", "fast")
     session = RunSession(rig, plan, protocol, (32, 32), float(rig.camera.pixel_size_nm),
                          options=OPTIONS)

@@ -60,7 +60,7 @@ INFO_FIELDS: dict[str, st.SearchStrategy[Any]] = {
         st.sampled_from(["0", "1"]), st.fixed_dictionaries({
             "model_name": st.text(max_size=8), "model_sha256": st.text(max_size=8),
             "sr_shape": st.lists(st.integers(1, 64), min_size=2, max_size=2)}), max_size=2)}),
-    "photon_count": st.floats(allow_nan=True), "raw_sent_s": FINITE,
+    "photon_count_e": st.floats(allow_nan=True), "raw_sent_s": FINITE,
     "sr_scale": st.floats(1e-6, 10.0), "timings_ms": st.dictionaries(
         st.text(max_size=5), FINITE, max_size=3),
     "flags": st.lists(st.text(max_size=8), max_size=3), "model_name": st.text(max_size=8),
@@ -132,8 +132,8 @@ def decoded_or_none(fields: dict[str, Any], payload: bytes) -> Message | None:
     for key in ("busy_since_s", "raw_sent_s", "acquired_s"):
         if key in h.info:
             assert isinstance(h.info[key], float) and math.isfinite(h.info[key])
-    if "photon_count" in h.info:
-        assert isinstance(h.info["photon_count"], float)
+    if "photon_count_e" in h.info:
+        assert isinstance(h.info["photon_count_e"], float)
     if "timings_ms" in h.info:
         assert all(isinstance(v, float) for v in h.info["timings_ms"].values())
     return message
@@ -181,7 +181,7 @@ class _Recon:
     def reconstruct(self, raw: np.ndarray) -> Any:
         class Result:
             image = np.zeros((2 * raw.shape[1], 2 * raw.shape[2]), np.float32)
-            photon_count = 1.0
+            photon_count_e = 1.0
             flags: tuple[str, ...] = ()
         return Result()
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from acquisition.bench_all import (
+from acquisition.cli import build_app
+from acquisition.cli.bench.all_benchmarks import (
     SECTION_END,
     SECTION_START,
     BenchReport,
@@ -18,8 +19,7 @@ from acquisition.bench_all import (
     Figure,
     write_docs,
 )
-from acquisition.cli import build_app
-from acquisition.soak import (
+from acquisition.cli.bench.soak import (
     RssSample,
     SoakOptions,
     SoakReport,

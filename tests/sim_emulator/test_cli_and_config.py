@@ -18,7 +18,7 @@ def test_emulate_writes_documented_layout(tmp_path: Path) -> None:
     output = tmp_path / "run.h5"
     result = CliRunner().invoke(
         build_app(),
-        ["emulate", "--structure", "mix", "--mode", "sim", "--size", "48", "--photons", "150",
+        ["emulate", "--structure", "mix", "--mode", "sim", "--size", "48", "--photon-count-e", "150",
          "--timepoints", "2", "--seed", "4", "--na", "1.3", "--wavelength-nm", "520",
          "--pixel-size-nm", "65", "--pattern-period-nm", "230", "--output", str(output)],
     )
@@ -33,7 +33,7 @@ def test_emulate_writes_documented_layout(tmp_path: Path) -> None:
         meta = read_metadata(h5)
         assert meta["optics"]["na"] == 1.3 and meta["optics"]["emission_nm"] == 520
         assert meta["patterns"]["period_nm"] == 230 and meta["patterns"]["n_patterns"] == 9
-        assert meta["camera"]["photons_per_count"] > 0
+        assert meta["camera"]["electrons_per_adu"] > 0
         assert meta["emulator"]["seed"] == 4
         assert meta["emulator"]["components"] == ["ccps", "microtubules", "f-actin"]
         assert h5["photon_count"][0, 0] == pytest.approx(150.0, rel=0.1)
@@ -55,7 +55,7 @@ def test_emulate_refuses_to_overwrite_and_names_bad_values(tmp_path: Path) -> No
 def test_config_from_toml_and_errors_name_field_and_value(tmp_path: Path) -> None:
     good = tmp_path / "emulator.toml"
     good.write_text(
-        'structure = "er"\nsize_px = 64\nphotons = 120.0\n'
+        'structure = "er"\nsize_px = 64\nphoton_count_e = 120.0\n'
         '[optics]\nna = 1.2\n[patterns]\nmode = "nlsim"\n[sensor]\nbinning = 2\n'
     )
     config = EmulatorConfig.from_toml(good)

@@ -12,7 +12,7 @@ from sim_emulator.training_pairs import make_training_pair, training_pairs
 
 
 def test_fast_frames_match_full_physics_statistics() -> None:
-    microscope = Microscope(EmulatorConfig(structure="er", size_px=64, photons=200.0))
+    microscope = Microscope(EmulatorConfig(structure="er", size_px=64, photon_count_e=200.0))
     source = FastFrameSource(microscope, jitter_px=0.0)
     full = np.stack([microscope.render_frame(0.0, 2, 488.0, 100.0, 10.0) for _ in range(12)])
     fast = np.stack([source.frame(0.0, 2, 488.0, 100.0, 10.0) for _ in range(12)])
@@ -25,10 +25,10 @@ def test_fast_frames_match_full_physics_statistics() -> None:
 
 
 def test_fast_path_follows_power_exposure_and_laser() -> None:
-    microscope = Microscope(EmulatorConfig(size_px=64, photons=100.0))
+    microscope = Microscope(EmulatorConfig(size_px=64, photon_count_e=100.0))
     source = FastFrameSource(microscope)
     offset = microscope.sensor.offset_map_adu
-    ppc = microscope.config.sensor.photons_per_count
+    ppc = microscope.config.sensor.electrons_per_adu
     reference = average_photon_count(source.frame(0.0, None, 488.0, 100.0, 10.0), offset, ppc)
     doubled = average_photon_count(source.frame(0.0, None, 488.0, 100.0, 20.0), offset, ppc)
     assert reference == pytest.approx(100.0, rel=0.1)
@@ -38,7 +38,7 @@ def test_fast_path_follows_power_exposure_and_laser() -> None:
 
 
 def test_fast_path_jitters_sub_pixel() -> None:
-    microscope = Microscope(EmulatorConfig(structure="ccps", size_px=64, photons=5000.0))
+    microscope = Microscope(EmulatorConfig(structure="ccps", size_px=64, photon_count_e=5000.0))
     source = FastFrameSource(microscope, n_offsets=4, jitter_px=0.5, jitter_period_s=1.0)
     bank = source._bank(488)[0]  # wide-field at the four offsets
     shift = np.fft.ifft2(np.fft.fft2(bank[0]) * np.conj(np.fft.fft2(bank[2]))).real
@@ -49,20 +49,20 @@ def test_fast_path_jitters_sub_pixel() -> None:
 
 @pytest.mark.parametrize("mode", ["wf", "sim", "nlsim"])
 def test_training_pair_shapes_and_photons(mode: str) -> None:
-    pair = make_training_pair("microtubules", mode=mode, photons=150.0, size_px=64, seed=3)
+    pair = make_training_pair("microtubules", mode=mode, photon_count_e=150.0, size_px=64, seed=3)
     patterns, factor = {"wf": (1, 2), "sim": (9, 2), "nlsim": (25, 3)}[mode]
     assert pair.raw.shape == (patterns, 64, 64) and pair.raw.dtype == np.uint16
     assert pair.sr_gt.shape == (64 * factor, 64 * factor) and pair.sr_gt.dtype == np.float32
     assert pair.wf_gt.shape == (64, 64)
-    measured = average_photon_count(pair.wf, 0.0, pair.photons_per_count)
+    measured = average_photon_count(pair.wf, 0.0, pair.electrons_per_adu)
     assert measured == pytest.approx(150.0, rel=0.1)
-    assert pair.raw_photons().mean() == pytest.approx(pair.wf_gt.mean(), rel=0.05)
+    assert pair.raw_electrons().mean() == pytest.approx(pair.wf_gt.mean(), rel=0.05)
 
 
 def test_training_pairs_are_seeded_and_span_photon_range() -> None:
-    first = list(training_pairs("ccps", 3, photons=(20.0, 2000.0), size_px=64, seed=10))
-    again = list(training_pairs("ccps", 3, photons=(20.0, 2000.0), size_px=64, seed=10))
+    first = list(training_pairs("ccps", 3, photon_count_e=(20.0, 2000.0), size_px=64, seed=10))
+    again = list(training_pairs("ccps", 3, photon_count_e=(20.0, 2000.0), size_px=64, seed=10))
     assert all(np.array_equal(a.raw, b.raw) for a, b in zip(first, again, strict=True))
-    assert len({p.photons for p in first}) == 3
-    assert all(20.0 <= p.photons <= 2000.0 for p in first)
+    assert len({p.photon_count_e for p in first}) == 3
+    assert all(20.0 <= p.photon_count_e <= 2000.0 for p in first)
     assert not np.array_equal(first[0].sr_gt, first[1].sr_gt)  # a new field of view each

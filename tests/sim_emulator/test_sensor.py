@@ -37,8 +37,8 @@ def test_mean_variance_recovers_gain_offset_read_noise() -> None:
     read_e = read_adu / slope
     rms_read_e = np.sqrt(np.mean(sensor.read_noise_map_e**2))
     assert read_e == pytest.approx(rms_read_e, rel=0.05)
-    # photons per count converts offset-subtracted ADU back to photons
-    assert means[-1] * model.photons_per_count == pytest.approx(5000.0, rel=0.02)
+    # electrons per ADU converts offset-subtracted ADU back to photo-electrons (photons x QE)
+    assert means[-1] * model.electrons_per_adu == pytest.approx(5000.0 * model.qe, rel=0.02)
 
 
 def test_clipping_hot_pixels_roi_and_binning() -> None:

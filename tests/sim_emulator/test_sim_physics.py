@@ -22,7 +22,7 @@ PHASE_SIZE = 256  # dense f-actin on 256 px: sample spectrum at 2k is < 1 % of t
 def _bright_set(**patterns: float) -> tuple[Microscope, np.ndarray]:
     """Nine SIM frames followed by one wide-field frame of the same sample state."""
     config = EmulatorConfig(
-        structure="f-actin", size_px=PHASE_SIZE, photons=3000.0, seed=3, patterns=patterns
+        structure="f-actin", size_px=PHASE_SIZE, photon_count_e=3000.0, seed=3, patterns=patterns
     )
     microscope = Microscope(config)
     raw = microscope.render_set(0.0).astype(np.float64)
@@ -132,7 +132,7 @@ def test_injected_phase_errors_and_lower_modulation_show_in_the_data() -> None:
 
 
 def test_widefield_has_no_power_above_the_cutoff_beyond_noise() -> None:
-    microscope = Microscope(EmulatorConfig(structure="er", size_px=SIZE, photons=2000.0))
+    microscope = Microscope(EmulatorConfig(structure="er", size_px=SIZE, photon_count_e=2000.0))
     offset = microscope.sensor.offset_map_adu
     gain = microscope.sensor.gain_map_adu_per_e  # flat-field the gain map, as a calibrated rig
     a = (microscope.render_frame(0.0, None, 488, 100.0, 10.0) - offset) / gain
@@ -178,19 +178,19 @@ def test_fourier_route_equals_direct_rendering() -> None:
 
 @pytest.mark.parametrize("photons", [30.0, 300.0])
 def test_average_photon_count_matches_injected(photons: float) -> None:
-    microscope = Microscope(EmulatorConfig(structure="f-actin", size_px=SIZE, photons=photons))
+    microscope = Microscope(EmulatorConfig(structure="f-actin", size_px=SIZE, photon_count_e=photons))
     raw = microscope.render_set(0.0)
     measured = average_photon_count(
         raw.astype(np.float32).mean(axis=0),
         microscope.sensor.offset_map_adu,
-        microscope.config.sensor.photons_per_count,
+        microscope.config.sensor.electrons_per_adu,
     )
     assert measured == pytest.approx(photons, rel=0.10)
 
 
 def test_photon_count_scales_with_exposure_and_power() -> None:
-    microscope = Microscope(EmulatorConfig(structure="er", size_px=96, photons=100.0))
-    ppc = microscope.config.sensor.photons_per_count
+    microscope = Microscope(EmulatorConfig(structure="er", size_px=96, photon_count_e=100.0))
+    ppc = microscope.config.sensor.electrons_per_adu
     offset = microscope.sensor.offset_map_adu
 
     def measure(power_pct: float, exposure_ms: float) -> float:
@@ -219,7 +219,7 @@ def test_wrong_laser_line_renders_offset_and_noise_only() -> None:
         mix_structures=("ccps", "microtubules", "er"),
         labels_nm={"ccps": 560.0},
         size_px=64,
-        photons=500.0,
+        photon_count_e=500.0,
     )
     microscope = Microscope(config)
     offset = microscope.sensor.offset_map_adu

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim_emulator.throughput import measure_throughput
+from acquisition.cli.bench.emulator import measure_throughput
 
 
 @pytest.mark.slow

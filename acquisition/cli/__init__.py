@@ -13,17 +13,19 @@ import logging
 import typer
 
 COMMAND_MODULES = (
-    "sim_emulator.commands",
-    "hardware.commands",
-    "calibration.commands",
-    "inference.commands",
-    "inference.wiener_commands",
-    "inference.training_commands",
-    "inference.imc.commands",
-    "acquisition.commands",
-    "gui.commands",
-    "acquisition.soak",
-    "acquisition.bench_all",
+    "acquisition.cli.emulator_commands",
+    "acquisition.cli.rig_commands",
+    "acquisition.cli.calibration_commands",
+    "acquisition.cli.inference_commands",
+    "acquisition.cli.wiener_commands",
+    "acquisition.cli.training_commands",
+    "acquisition.cli.imc_commands",
+    "acquisition.cli.reprocess_commands",
+    "acquisition.cli.run_commands",
+    "acquisition.cli.export_commands",
+    "acquisition.cli.gui_commands",
+    "acquisition.cli.bench.soak",
+    "acquisition.cli.bench.all_benchmarks",
 )
 
 
@@ -65,5 +67,3 @@ def app() -> None:
     build_app()()
 
 
-if __name__ == "__main__":
-    app()

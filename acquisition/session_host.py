@@ -1,17 +1,15 @@
 """The GUI's acquisition process: owns the rig, runs live view and recordings, answers the GUI.
 
-Run as ``python -m gui.session_host`` by the GUI (a separate process, so drawing never takes
-CPU time or the GIL from acquisition). Live view is :class:`gui.live_pipeline.LivePipeline`;
-recording is acquisition's :class:`RunSession`. Both feed one display PUB (endpoint ``display``):
-the display channel's raw frame or wide-field ('raw'), its full sets at 2 Hz ('set'), SR images
-('sr', uint16 x sr_scale) and IMC splits ('imc'). A REP socket answers the GUI's commands
-(status, live, stop_live, record, stop_record, display, quit); errors
-from the rig, the worker and the recorder are kept as events that the GUI shows.
+Started as ``python -m acquisition.cli.gui_host`` by the GUI (a separate process, so drawing
+never takes CPU time or the GIL from acquisition). Live view and recording both feed one display
+PUB (endpoint ``display``): the display channel's raw frame or wide-field ('raw'), its full sets
+at 2 Hz ('set'), SR images ('sr', uint16 x sr_scale) and IMC splits ('imc'). A REP socket
+answers the GUI's commands (status, live, stop_live, record, stop_record, display, quit);
+errors from the rig, the worker and the recorder are kept as events that the GUI shows.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -27,16 +25,19 @@ from typing import Any
 import zmq
 
 from acquisition.engine import TimePoint
+from acquisition.host_wire import pack, unpack
+from acquisition.live_pipeline import DisplayOutlet, LivePipeline, plan_for
 from acquisition.protocol import Protocol, ProtocolError
+from acquisition.rate_meter import RateMeter
 from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
 from acquisition.wire import Kind, header_for
-from gui.host_wire import pack, unpack
-from gui.live_pipeline import DisplayOutlet, LivePipeline, plan_for
-from gui.rate_meter import RateMeter
+from calibration.photon_calibration import PhotonCalibration
+from hardware.rig import Rig
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 500
+FINISH_WITHIN_S = 45.0  # default limit for outstanding SR when a recording is stopped to quit
 EVENT_LOG_PERIOD_S = 1.0  # at most one event per second per logger and level from log records
 
 
@@ -101,67 +102,48 @@ def scratch_folder(parent: Path, name: str) -> Path:
     return folder
 
 
-def open_rig(rig_spec: str, size_px: tuple[int, int], seed: int, structure: str,
-             faults_json: str = "") -> Any:
-    """The emulated rig (``rig_spec == 'emulator'``, optionally with injected faults as
-    FaultPlan JSON) or a Micro-Manager config's rig."""
-    from hardware.rig import Rig
+@dataclass(frozen=True)
+class OpenedRig:
+    """A rig opened for the GUI, what the GUI needs to turn ADU into photons, and the camera's
+    photon calibration when it is known without a calibration file (the emulator's)."""
 
-    if rig_spec == "emulator":
-        from sim_emulator.devices_faults import FaultPlan
-        from sim_emulator.microscope import EmulatorConfig
-
-        config = EmulatorConfig(size_px=size_px, seed=seed, structure=structure)  # type: ignore[arg-type]
-        faults = FaultPlan.model_validate_json(faults_json) if faults_json else None
-        return Rig.emulator(config, faults)
-    if faults_json:
-        raise ValueError("faults can only be injected into the emulator")
-    return Rig.from_config(rig_spec)
+    rig: Rig
+    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, electrons_per_adu, rig
+    photons: PhotonCalibration | None = None
 
 
-def camera_constants(rig: Any, rig_spec: str, size_px: tuple[int, int], seed: int,
-                     structure: str) -> dict[str, Any]:
-    """What the GUI needs to turn ADU into photons: offset and photons per count."""
-    offset_adu, photons_per_count = 100.0, 1.0
-    if rig_spec == "emulator":
-        from sim_emulator.microscope import EmulatorConfig
-
-        sensor = EmulatorConfig(size_px=size_px, seed=seed,
-                                structure=structure).sensor  # type: ignore[arg-type]
-        offset_adu, photons_per_count = sensor.offset_adu, sensor.photons_per_count
-    return {"shape": [int(n) for n in rig.camera.shape],
-            "pixel_size_nm": float(rig.camera.pixel_size_nm),
-            "lines_nm": [int(n) for n in rig.aotf.lines_nm],
-            "offset_adu": float(offset_adu), "photons_per_count": float(photons_per_count),
-            "rig": rig_spec}
+# opens the rig at a frame size (Y, X); the CLI root builds it (emulator or Micro-Manager .cfg)
+RigOpener = Callable[[tuple[int, int]], OpenedRig]
 
 
 class SessionHost:
     """The acquisition process's state: rig, live pipeline or recording, events, counters."""
 
-    def __init__(self, rig_spec: str, folder: Path, size_px: tuple[int, int] = (128, 128),
-                 seed: int = 0, structure: str = "microtubules", live_interval_s: float = 0.05,
+    def __init__(self, open_rig: RigOpener, folder: Path, size_px: tuple[int, int] = (128, 128),
+                 resizable: bool = False, live_interval_s: float = 0.05,
                  context: zmq.Context | None = None, display_endpoint: str | None = None,
-                 faults_json: str = "") -> None:
-        self.rig_spec = rig_spec
-        self.faults_json = faults_json
+                 metadata: dict[str, Any] | None = None) -> None:
+        self.open_rig = open_rig
+        self.resizable = resizable  # an emulator reopens at a protocol's ROI; a rig sets its ROI
+        self.metadata = dict(metadata or {})
         self.folder = folder
         self.size_px = size_px
-        self.seed = seed
-        self.structure = structure
         self.live_interval_s = live_interval_s
         self.context = context or zmq.Context.instance()
         self.events = EventLog()
         self.display_endpoint = display_endpoint or f"ipc://{folder}/display"
         self.outlet = DisplayOutlet(DisplayPublisher(self.context, self.display_endpoint))
-        self.rig = open_rig(rig_spec, size_px, seed, structure, faults_json)
-        self.camera = camera_constants(self.rig, rig_spec, size_px, seed, structure)
+        self._use(open_rig(size_px))
         self.live: LivePipeline | None = None
         self.live_protocol: Protocol | None = None
         self.recording: RecordingThread | None = None
+        self.last_run: dict[str, Any] = {}  # outcome of the newest finished recording
         self._n_live = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-command")
         self.busy: Future[None] | None = None
+
+    def _use(self, opened: OpenedRig) -> None:
+        self.rig, self.camera, self.photons = opened.rig, opened.camera, opened.photons
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -184,9 +166,11 @@ class SessionHost:
                 protocol = self._protocol(request["protocol"])
                 channel = int(request.get("display_channel", 0))
                 return self._later("record", lambda: self.start_record(protocol, channel))
-            if cmd == "stop_record":
+            if cmd == "stop_record":  # optional: finish_within_s (drain limit), resume (live)
                 if self.recording is not None:
-                    self.recording.stop()
+                    within = request.get("finish_within_s")
+                    self.recording.stop(None if within is None else float(within),
+                                        resume=bool(request.get("resume", True)))
                 return {"ok": True}
             if cmd == "quit":
                 return {"ok": True, "quit": True}
@@ -223,13 +207,10 @@ class SessionHost:
         shape = (roi.height, roi.width)
         if tuple(self.rig.camera.shape) == shape:
             return
-        if self.rig_spec == "emulator":
+        if self.resizable:
             self.rig.close()
             self.size_px = shape
-            self.rig = open_rig(self.rig_spec, shape, self.seed, self.structure,
-                                self.faults_json)
-            self.camera = camera_constants(self.rig, self.rig_spec, shape, self.seed,
-                                           self.structure)
+            self._use(self.open_rig(shape))
         else:
             self.rig.camera.set_roi(roi.x, roi.y, roi.width, roi.height)
             self.camera["shape"] = [int(n) for n in self.rig.camera.shape]
@@ -254,7 +235,8 @@ class SessionHost:
         self._n_live += 1
         endpoints = Endpoints.ipc(scratch_folder(self.folder, f"live{self._n_live}"))
         self.live = LivePipeline(self.rig, protocol, self._frame_shape(), endpoints, self.outlet,
-                                 self.events.add, self.context, interval_s=self.live_interval_s)
+                                 self.events.add, self.context, interval_s=self.live_interval_s,
+                                 photons=self.photons)
         self.live.start()
         self.live_protocol = protocol
         self.events.add("info", f"live: {len(protocol.channels)} channel(s), {protocol.mode}, "
@@ -302,6 +284,7 @@ class SessionHost:
         busy = self.busy is not None and not self.busy.done()
         base: dict[str, Any] = {"ok": True, "camera": self.camera, "busy": busy,
                                 "display_endpoint": self.display_endpoint,
+                                "last_run": self.last_run,
                                 "events": self.events.since(since), "pid": os.getpid()}
         recording = self.recording
         if recording is not None and recording.is_alive():
@@ -325,8 +308,8 @@ class SessionHost:
         """Stop everything and release the rig."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self.recording is not None:
-            self.recording.stop()
-            self.recording.join(60.0)
+            self.recording.stop(FINISH_WITHIN_S, resume=False)
+            self.recording.join(FINISH_WITHIN_S + 30.0)  # drain limit + file close, worker stop
         self.stop_live()
         self.outlet.close()
         self.rig.close()
@@ -343,13 +326,13 @@ class RecordingThread(threading.Thread):
         self.protocol = protocol
         self.resume = resume
         self.endpoints = Endpoints.ipc(scratch_folder(host.folder, f"run{id(self):x}"))
-        metadata = {"camera": host.camera, "source": "livesim gui",
-                    "emulator_seed": host.seed if host.rig_spec == "emulator" else None}
+        metadata = {"camera": host.camera, "source": "livesim gui", **host.metadata}
         self.session = RunSession(host.rig, plan_for(protocol), protocol, host._frame_shape(),
                                   float(host.rig.camera.pixel_size_nm), metadata=metadata,
                                   endpoints=self.endpoints, options=SessionOptions(),
                                   context=host.context,
-                                  worker_log=protocol.output.with_suffix(".worker.log"))
+                                  worker_log=protocol.output.with_suffix(".worker.log"),
+                                  photon_calibration=host.photons)
         self.camera_rate = RateMeter()
         self.sr_rate = RateMeter()
         self.bytes_rate = RateMeter()
@@ -361,6 +344,7 @@ class RecordingThread(threading.Thread):
         self._restarts_seen = 0
         self._last_raw = 0
         self._last_bytes = 0
+        self.stopping = False
 
     def run(self) -> None:
         """Record; afterwards report the outcome and resume live view if it was on."""
@@ -376,23 +360,35 @@ class RecordingThread(threading.Thread):
         finally:
             self._stop_relay.set()
             relay.join(5.0)
+        sealed, why = run_file_sealed(self.protocol.output)
+        self.host.last_run = {"path": str(self.protocol.output), "sealed": sealed,
+                              "problem": why, "error": summary.error if summary else "failed",
+                              "time_points": summary.engine.time_points if summary else 0,
+                              "sr_frames": summary.sr_frames if summary else 0}
         if summary is not None:
             level = "error" if summary.error else "info"
             self.host.events.add(level, (
                 f"recording done: {summary.engine.time_points} time points "
                 f"({summary.engine.stopped_reason}), "
                 f"{summary.raw_frames} raw / {summary.sr_frames} SR frames -> {summary.path}"
-                f"; events {summary.events or 'none'}"
+                f"; events: {readable_counts(summary.events)}"
                 + (f"; error: {summary.error}" if summary.error else "")))
+        if not sealed and self.protocol.output.exists():
+            self.host.events.add("error", f"run file not sealed ({why}): run `livesim recover "
+                                          f"{self.protocol.output}`")
         if self.resume is not None:
             try:
                 self.host.start_live(self.resume, self.host.outlet.display_channel)
             except (ProtocolError, ValueError, RuntimeError) as exc:
                 self.host.events.add("error", f"could not resume live view: {exc}")
 
-    def stop(self) -> None:
-        """Stop after the time point in progress."""
-        self.session.stop()
+    def stop(self, finish_within_s: float | None = None, resume: bool = True) -> None:
+        """Stop after the time point in progress; outstanding SR is waited for at most
+        ``finish_within_s`` (None: the session's idle limit); ``resume``: live view after."""
+        self.stopping = True
+        if not resume:
+            self.resume = None
+        self.session.stop(finish_within_s)
 
     def _on_progress(self, progress: Any) -> None:
         """Acquisition thread, after each time point: rates, and hook the raw display once."""
@@ -456,7 +452,9 @@ class RecordingThread(threading.Thread):
                                           f"({supervisor.restarts} restart(s))")
         process = supervisor.process if supervisor is not None else None
         free = shutil.disk_usage(self.protocol.output.parent).free
-        return {"state": "recording" if p is not None else "starting",
+        state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
+        return {"state": state, "sr_pending": self.session.pending_sr(),
+                "finish_left_s": self.session.finish_left_s(),
                 "camera_fps": self.camera_rate.rate_per_s(), "sr_fps": self.sr_rate.rate_per_s(),
                 "latency_ms": self.latency_ms,
                 "queue_depth": p.sr_lag_time_points if p else 0,
@@ -469,6 +467,34 @@ class RecordingThread(threading.Thread):
                 "worker_pid": process.pid if process is not None and process.poll() is None
                 else None, "worker_ready": bool(supervisor and supervisor.ready),
                 "raw_frames": p.raw_frames if p else 0, "sr_frames": p.sr_frames if p else 0}
+
+
+def readable_counts(counts: dict[str, int]) -> str:
+    """'run_end 1, sr_skip 3' for the event pane ('none' when empty), not a Python dict."""
+    return ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(counts.items())) \
+        or "none"
+
+
+def run_file_sealed(path: Path) -> tuple[bool, str]:
+    """(True, "") when a run file was closed cleanly: a ``run_end`` event and no fault reserve
+    left; otherwise (False, what is wrong)."""
+    import h5py
+
+    from acquisition import run_file
+
+    if not path.exists():
+        return False, "no file"
+    try:
+        with h5py.File(path, "r") as h5:
+            if run_file.FAULT_RESERVE in h5:
+                return False, "fault reserve still allocated"
+            kinds = h5[run_file.EVENTS]["kind"][()] if run_file.EVENTS in h5 else []
+            if not any((k.decode() if isinstance(k, bytes) else str(k)) == "run_end"
+                       for k in kinds):
+                return False, "no run_end event"
+    except OSError as exc:
+        return False, f"cannot open: {exc}"
+    return True, ""
 
 
 def serve(host: SessionHost, control_endpoint: str, parent_pid: int = 0) -> None:
@@ -494,42 +520,3 @@ def serve(host: SessionHost, control_endpoint: str, parent_pid: int = 0) -> None
     finally:
         socket.close(linger=0)
         host.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m gui.session_host``."""
-    parser = argparse.ArgumentParser(description="livesim GUI acquisition process")
-    parser.add_argument("--control", required=True, help="REP endpoint to bind")
-    parser.add_argument("--display", required=True, help="display PUB endpoint to bind")
-    parser.add_argument("--folder", required=True, type=Path, help="scratch folder (ipc)")
-    parser.add_argument("--rig", default="emulator", help="'emulator' or a Micro-Manager .cfg")
-    parser.add_argument("--size-px", default="128,128", help="emulator frame Y,X")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--structure", default="microtubules")
-    parser.add_argument("--live-interval-s", type=float, default=0.05)
-    parser.add_argument("--parent-pid", type=int, default=0)
-    parser.add_argument("--faults", default="", help="emulator FaultPlan as JSON (tests)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ny, nx = (int(n) for n in args.size_px.split(","))
-    try:
-        host = SessionHost(args.rig, args.folder, (ny, nx), args.seed, args.structure,
-                           args.live_interval_s, display_endpoint=args.display,
-                           faults_json=args.faults)
-    except (RuntimeError, OSError, ValueError, zmq.ZMQError) as exc:
-        # the cause is the log's last error line (the GUI shows it); _exit skips the teardown
-        # of the rig's half-started C++ threads, which aborted the process now and then
-        logger.error("cannot start the acquisition process: %s.%s: %s",
-                     type(exc).__module__, type(exc).__name__, exc)
-        logging.shutdown()
-        os._exit(1)
-    logging.getLogger().addHandler(LogRecordRelay(host.events))
-    free = shutil.disk_usage(args.folder).free
-    logger.info("acquisition process ready (camera %s, %.1f GB free)", host.camera["shape"],
-                free / 1e9)
-    serve(host, args.control, args.parent_pid)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """`livesim` sub-commands for IMC-SR: imc-train, imc-assess, and `bench imcsr`.
 
-Wire with `register(app, bench)` (add "inference.imc.commands" to acquisition.cli's
-COMMAND_MODULES); also runnable alone: `python -m inference.imc.commands --help`.
+Wire with `register(app, bench)` (add "acquisition.cli.imc_commands" to acquisition.cli's
+COMMAND_MODULES); also runnable alone: `python -m acquisition.cli.imc_commands --help`.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def bench_imcsr_command(
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
     """IMC-SR separation latency and frames/s per SR image size."""
-    from inference.imc.bench import bench_imcsr
+    from acquisition.cli.bench.imcsr import bench_imcsr
 
     result = bench_imcsr(
         [int(s) for s in sizes.split(",") if s], model, device, iterations, threads=threads

@@ -58,8 +58,8 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
         calibration = h5.get(run_file.CALIBRATION_GROUP)
         offset_adu = None if calibration is None or "offset_adu" not in calibration else (
             np.asarray(calibration["offset_adu"][()], np.float32))
-        photons_per_count = None if calibration is None or (
-            "photons_per_count" not in calibration) else calibration["photons_per_count"][()]
+        electrons_per_adu = None if calibration is None or (
+            "electrons_per_adu" not in calibration) else calibration["electrons_per_adu"][()]
     config = EmulatorConfig.model_validate(meta["emulator"])
     laser_nm = float(meta["protocol"]["channels"][channel]["laser_nm"])
     truth = Microscope(config).ground_truth(0.0, laser_nm).sr
@@ -67,7 +67,7 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
     wf_up = np.kron(wf, np.ones((factor, factor), np.float32))
     images = [(name, sr)]
     if name != "wiener" and raw.shape[0] == 9 and offset_adu is not None:
-        images.append(("wiener (same raw set)", _wiener(raw, offset_adu, photons_per_count,
+        images.append(("wiener (same raw set)", _wiener(raw, offset_adu, electrons_per_adu,
                                                         config)))
     images.append(("wide-field (upsampled)", wf_up))
     rows = []
@@ -78,14 +78,14 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
     return rows
 
 
-def _wiener(raw: np.ndarray, offset_adu: np.ndarray, photons_per_count: object,
+def _wiener(raw: np.ndarray, offset_adu: np.ndarray, electrons_per_adu: object,
             config: object) -> np.ndarray:
     """Wiener SIM of one raw set with the run's camera calibration and the emulator's optics,
     as the live worker would compute it."""
     from inference.reconstruction import make_reconstructor
     from inference.worker import PhotonCalibration
 
-    per_count = float(np.median(np.asarray(photons_per_count, np.float32)))
+    per_count = float(np.median(np.asarray(electrons_per_adu, np.float32)))
     gain = np.full(offset_adu.shape, 1.0 / per_count, np.float32)
     optics = config.optics  # type: ignore[attr-defined]
     wiener = make_reconstructor("wiener", mode="sim",

@@ -21,12 +21,13 @@ import zmq
 
 from acquisition.engine import AcquisitionEngine, Gap, TimePoint
 from acquisition.protocol import Protocol
+from acquisition.rate_meter import RateMeter
 from acquisition.session import SessionOptions
 from acquisition.supervisor import WorkerCommand, WorkerSupervisor
 from acquisition.transport import DisplayPublisher, Endpoints, MessageReceiver, RawSetSender
 from acquisition.transport import open_socket as open_zmq_socket
 from acquisition.wire import Kind, Message, header_for
-from gui.rate_meter import RateMeter
+from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,9 @@ class LivePipeline:
     def __init__(self, source: Any, protocol: Protocol, frame_shape: tuple[int, int],
                  endpoints: Endpoints, outlet: DisplayOutlet, on_event: EventSink,
                  context: zmq.Context, interval_s: float = 0.05, max_pending_sets: int = 2,
-                 heartbeat_timeout_s: float = 5.0, hello_timeout_s: float = 180.0) -> None:
+                 heartbeat_timeout_s: float = 5.0, hello_timeout_s: float = 180.0,
+                 photons: PhotonCalibration | None = None) -> None:
+        self.photons = photons
         self.protocol = protocol
         self.source = source
         self.frame_shape = frame_shape
@@ -232,9 +235,7 @@ class LivePipeline:
         """
         if self.protocol.calibration is not None:
             return Path(self.protocol.calibration)
-        from acquisition.photon_calibration import emulator_photon_calibration
-
-        photons = emulator_photon_calibration(self.source, self.frame_shape)
+        photons = self.photons
         if photons is None:
             self.on_event("warning", "no camera calibration: SR from raw ADU, photon counts "
                                      "uncalibrated")
@@ -385,7 +386,7 @@ class LivePipeline:
             return
         acquired_s = self._acquired_s.get(head.time_point)
         latency_ms = (time.time() - acquired_s) * 1e3 if acquired_s is not None else float("nan")
-        info = {"photon_count": float(head.info.get("photon_count", float("nan"))),
+        info = {"photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
                 "model_name": str(head.info.get("model_name", "")),
                 "acquired_s": acquired_s or 0.0}
         if "sr_scale" in head.info:  # uint16 SR: shown value = stored x sr_scale

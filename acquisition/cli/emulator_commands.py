@@ -43,8 +43,9 @@ def emulate_command(
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     mode: Mode = typer.Option(Mode.sim, "--mode"),
     size: int = typer.Option(256, "--size", help="Camera frame size in pixels (square)."),
-    photons: float = typer.Option(
-        300.0, "--photons", help="Average photon count of a wide-field frame (DFCAN definition)."
+    photon_count_e: float = typer.Option(
+        300.0, "--photon-count-e",
+        help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md).",
     ),
     timepoints: int = typer.Option(1, "--timepoints", "-t", min=1),
     seed: int = typer.Option(0, "--seed"),
@@ -86,7 +87,7 @@ def emulate_command(
         patterns["period_nm"] = pattern_period_nm
     data.update(
         optics=optics, patterns=patterns, structure=structure.value, size_px=size,
-        photons=photons, seed=seed,
+        photon_count_e=photon_count_e, seed=seed,
     )
     try:
         config = EmulatorConfig.model_validate(data)
@@ -111,7 +112,7 @@ def bench_emulator_command(
     mode: Mode = typer.Option(Mode.sim, "--mode"),
 ) -> None:
     """Full-physics 9-frame sets/s and fast-path raw frames/s (targets: 10 and 2,000 at 512)."""
-    from sim_emulator.throughput import measure_throughput
+    from acquisition.cli.bench.emulator import measure_throughput
 
     result = measure_throughput(size, structure.value, sets, frames, mode.value)
     typer.echo(

@@ -73,8 +73,8 @@ def bench_gui_command(
         help="Window CPU priority below the pipeline (default: as `livesim gui`, 0)."),
 ) -> None:
     """Offscreen display updates/s of a 1024x1024 SR view plus the raw view."""
+    from acquisition.cli.bench.display import run_display_bench
     from gui.app import offscreen_if_headless
-    from gui.display_bench import run_display_bench
 
     offscreen_if_headless()
     result = run_display_bench(seconds, sr_px, niceness=niceness)

@@ -40,12 +40,12 @@ WATCH_PERIOD_MS = 250  # the bench's own check of the pipeline and SR updates: i
 FEED_SET_HZ = 2.0  # full raw sets in the feed, as the live GUI's acquisition process sends
 PROBE_TIME_POINTS = 60  # sizes the pipeline run (a shorter probe is dominated by start/close)
 MIN_TIME_POINTS = 200  # the probe's rate includes start-up and close: never size below this
-# the frame bank's exposure (acquisition.pipeline_bench.frame_bank): an exposure-limited camera
+# the frame bank's exposure (acquisition.cli.bench.pipeline.frame_bank): an exposure-limited camera
 # (readout overlapped, as an sCMOS in overlap mode) delivers one frame per exposure, 100/s
 PACED_EXPOSURE_MS = 10.0
 PACED_MIN_TIME_POINTS = 60
 # emulator camera constants, so the feed run also pays for the pattern check and photon count
-FEED_CAMERA = {"pixel_size_nm": 62.6, "offset_adu": 100.0, "photons_per_count": 1.0}
+FEED_CAMERA = {"pixel_size_nm": 62.6, "offset_adu": 100.0, "electrons_per_adu": 1.0}
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,8 @@ class PacedFigures:
 
 def _pipeline_argv(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0
                    ) -> list[str]:
-    return [sys.executable, "-m", "gui.display_bench", "--pipeline", "--folder", str(folder),
+    return [sys.executable, "-m", "acquisition.cli.bench.display", "--pipeline",
+            "--folder", str(folder),
             "--size-px", str(size_px), "--time-points", str(time_points),
             "--paced-fps", str(paced_fps)]
 
@@ -430,7 +431,7 @@ def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: f
     endpoint = f"ipc://{scratch}/feed"
     window.set_link(HostLink(None, endpoint))
     window._camera = dict(FEED_CAMERA)  # the photon count and pattern check run, as live
-    feed = subprocess.Popen([sys.executable, "-m", "gui.display_bench", "--feed",
+    feed = subprocess.Popen([sys.executable, "-m", "acquisition.cli.bench.display", "--feed",
                              "--endpoint", endpoint, "--size-px", str(size_px),
                              "--seconds", str(seconds + 2 * SETTLE_S), "--hz", str(feed_hz)])
     try:
@@ -579,7 +580,7 @@ class PacedFrames:
 def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0) -> None:
     """The pipeline process: print its raw frames/s as JSON (start to run file closed);
     ``paced_fps`` > 0 paces the frame source at that rate."""
-    from acquisition import pipeline_bench
+    from acquisition.cli.bench import pipeline as pipeline_bench
 
     (folder / "ep").mkdir(parents=True, exist_ok=True)
     bank = pipeline_bench.frame_bank(size_px)
@@ -594,7 +595,7 @@ def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gui.display_bench --pipeline|--feed``: the bench's helper processes."""
+    """``python -m acquisition.cli.bench.display --pipeline|--feed``: the helper processes."""
     parser = argparse.ArgumentParser(description="livesim GUI bench pipeline process")
     parser.add_argument("--pipeline", action="store_true")
     parser.add_argument("--feed", action="store_true")

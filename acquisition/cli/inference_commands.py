@@ -81,7 +81,12 @@ def predict(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     out = images[0] if len(images) == 1 else np.stack(images)
-    save_image(output, out.astype(np.float32, copy=False))
+    # the output grid's pixel: the input's, shrunk by the model's upsampling
+    pixel_nm = (None if stack.pixel_size_nm is None
+                else stack.pixel_size_nm * stack.frames.shape[-1] / out.shape[-1])
+    if pixel_nm is None:
+        typer.echo(f"note: {input_path} states no pixel size; {output} carries none", err=True)
+    save_image(output, out.astype(np.float32, copy=False), pixel_size_nm=pixel_nm)
     typer.echo(
         f"{output}: {out.shape} float32 from {loaded.name} ({loaded.info.mode}), "
         f"sha256 {loaded.sha256[:12]}, {flagged} flagged time point(s)"
@@ -118,7 +123,7 @@ def bench_inference(
     from rich.console import Console
     from rich.table import Table
 
-    from inference.engines.benchmark import run_inference_benchmark
+    from acquisition.cli.bench.engines import run_inference_benchmark
 
     rows = run_inference_benchmark(
         sizes=[int(s) for s in sizes.split(",") if s],
@@ -144,8 +149,8 @@ def bench_inference(
         )
     imc: dict[str, object] = {}
     if imc_model:
+        from acquisition.cli.bench.imcsr import bench_imcsr
         from inference.engines import resolve_device
-        from inference.imc.bench import bench_imcsr
 
         imc = bench_imcsr([2 * int(s) for s in sizes.split(",") if s], imc_model,
                           resolve_device(device),

@@ -223,9 +223,9 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
     """Run the soak for ``options.minutes`` and return its report."""
     from acquisition.protocol import Protocol
     from acquisition.session import RunSession, SessionOptions
-    from hardware.rig import Rig
     from hardware.sequencing import ChannelSpec, SequencePlan
     from sim_emulator.microscope import EmulatorConfig
+    from sim_emulator.rig import emulated_rig, optical_bench, photon_calibration
 
     folder = Path(tempfile.mkdtemp(prefix="livesim-soak-", dir=options.folder))
     output = folder / "soak.h5"
@@ -237,13 +237,15 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
         "output": str(output)}, source="soak")
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0,
                                               exposure_ms=options.exposure_ms),), mode="sim")
-    rig = Rig.emulator(EmulatorConfig(size_px=options.size_px, seed=0))
+    rig = emulated_rig(EmulatorConfig(size_px=options.size_px, seed=0))
     rig.backend.set_property(rig.camera.label, "RenderMode", options.render_mode)
     session = RunSession(rig, plan, protocol, tuple(rig.camera.shape),  # type: ignore[arg-type]
                          float(rig.camera.pixel_size_nm),
                          options=SessionOptions(fsync=options.fsync,
                                                 max_pending_sets=options.max_pending_sets),
-                         worker_log=folder / "soak.worker.log")
+                         worker_log=folder / "soak.worker.log",
+                         photon_calibration=photon_calibration(
+                             rig, (options.size_px, options.size_px)))
     done = threading.Event()
     start = time.monotonic()
     warm_objects: Counter[str] = Counter()
@@ -258,7 +260,7 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
             if options.trim_display_log:
                 # the emulator's ground-truth log (one record per trigger, bounded at 200k) is
                 # test instrumentation a real rig does not have: keep it out of the figures
-                rig.bench.display_log.clear()
+                optical_bench(rig).display_log.clear()
             supervisor = session.supervisor
             process = supervisor.process if supervisor is not None else None
             sample = RssSample(time.monotonic() - start, session.progress().time_points_done,

@@ -74,7 +74,7 @@ def reconstruct_command(
     out = np.stack(images) if len(images) > 1 else images[0]
     peak = float(out.max())
     out = (out / peak if peak > 0 else out).astype(np.float32)
-    save_image(output, out)
+    save_image(output, out, pixel_size_nm=sim.output_pixel_size_nm)
     if parameters_out is not None:
         parameters_out.write_text(sim.parameters.model_dump_json(indent=2))
     periods = [
@@ -103,7 +103,7 @@ def bench_wiener_command(
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
-    config = EmulatorConfig(size_px=size_px, photons=300.0, seed=1)
+    config = EmulatorConfig(size_px=size_px, photon_count_e=300.0, seed=1)
     raw = Microscope(config).render_set(0.0)
     otf = OtfModel(
         na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True

@@ -1,7 +1,7 @@
 """`livesim` sub-commands contributed by the `calibration` package.
 
 `livesim calibrate camera`. (`livesim reconstruct` and `livesim bench wiener` live in
-`inference/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
+`acquisition/cli/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
 command functions so `livesim --help` stays fast.
 """
 
@@ -43,6 +43,7 @@ def calibrate_camera_command(
     from calibration.camera_calibration import calibrate_camera, plot_photon_transfer
     from hardware.errors import RigError
     from hardware.rig import Rig
+    from sim_emulator.rig import emulated_rig
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
@@ -70,7 +71,7 @@ def calibrate_camera_command(
                 optics=Optics(background_fraction=1.0),
                 dynamics=still,
             )
-            rig = Rig.emulator(emulated)
+            rig = emulated_rig(emulated)
         else:
             rig = Rig.from_config(config)
         with rig:

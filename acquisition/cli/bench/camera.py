@@ -6,8 +6,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
+from sim_emulator.rig import emulated_rig
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def measure_camera_throughput(
 
     config = EmulatorConfig(size_px=size_px)
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=50.0, exposure_ms=10.0),))
-    with Rig.emulator(config=config) as rig:
+    with emulated_rig(config=config) as rig:
         rig.backend.set_property(rig.camera.label, "RenderMode", render_mode)
         rig.acquire_time_point(plan, 0, timeout_s)  # warm-up: pre-renders the fast path
         n_time_points = max(1, n_frames // plan.n_frames)

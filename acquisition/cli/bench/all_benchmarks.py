@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 SECTION_START = "<!-- bench-all:start (written by `livesim bench all`; edit outside it) -->"
 SECTION_END = "<!-- bench-all:end -->"
-DOCS_FILE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+DOCS_FILE = Path(__file__).resolve().parents[3] / "docs" / "benchmarks.md"
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def bench_emulator(s: BenchSettings) -> list[Figure]:
     """Fast-path frames/s vs copying a finished frame (the least any frame source does)."""
     import numpy as np
 
-    from sim_emulator.throughput import measure_throughput
+    from acquisition.cli.bench.emulator import measure_throughput
 
     result = measure_throughput(s.size_px, sets=5 if s.quick else 20,
                                 fast_frames=1000 if s.quick else 4000)
@@ -149,7 +149,7 @@ def bench_emulator(s: BenchSettings) -> list[Figure]:
 
 def bench_camera(s: BenchSettings, fast_path_fps: float) -> list[Figure]:
     """Frames through pymmcore-plus (triggered, tagged) vs the emulator alone."""
-    from hardware.camera_benchmark import measure_camera_throughput
+    from acquisition.cli.bench.camera import measure_camera_throughput
 
     n = 900 if s.quick else 3000
     fast = measure_camera_throughput(n, s.size_px, "fast")
@@ -240,7 +240,7 @@ def bench_recorder(s: BenchSettings, bank: Any) -> list[Figure]:
     """RunRecorder (writer thread, SWMR, events, timestamps) raw-only vs bare h5py, same bytes."""
     import numpy as np
 
-    from acquisition.pipeline_bench import bare_h5py_fps
+    from acquisition.cli.bench.pipeline import bare_h5py_fps
     from acquisition.recorder import RunLayout, RunRecorder
 
     folder = Path(tempfile.mkdtemp(prefix="livesim-bench-rec-"))
@@ -289,7 +289,7 @@ def bench_inference(s: BenchSettings) -> list[Figure]:
     import numpy as np
     import torch
 
-    from inference.engines.benchmark import benchmark_model, run_inference_benchmark
+    from acquisition.cli.bench.engines import benchmark_model, run_inference_benchmark
 
     loaded = benchmark_model("dfcan-sim")
     figures = []
@@ -326,7 +326,7 @@ def bench_wiener(s: BenchSettings) -> list[Figure]:
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
-    config = EmulatorConfig(size_px=s.size_px, photons=300.0, seed=1)
+    config = EmulatorConfig(size_px=s.size_px, photon_count_e=300.0, seed=1)
     raw = Microscope(config).render_set(0.0)
     otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm,
                    pixel_integration=True)
@@ -348,7 +348,7 @@ def bench_imcsr(s: BenchSettings) -> list[Figure]:
     import numpy as np
     import torch
 
-    from inference.imc.bench import bench_imcsr as run_imcsr
+    from acquisition.cli.bench.imcsr import bench_imcsr as run_imcsr
     from inference.imc.live import ImcSeparator
     from inference.model_file import bundled_models, save_model
     from inference.models.imcsr import Imcsr, ImcsrOptions
@@ -384,7 +384,7 @@ def bench_imcsr(s: BenchSettings) -> list[Figure]:
 
 def bench_pipeline(s: BenchSettings) -> tuple[list[Figure], Any]:
     """The whole raw path vs its slower bare link; also gives transport and h5py limits."""
-    from acquisition.pipeline_bench import run_pipeline_bench
+    from acquisition.cli.bench.pipeline import run_pipeline_bench
 
     repeats = 3  # interleaved: one run of each moved 4x with the disk's write-back state
     r = run_pipeline_bench(s.time_points, s.size_px, None, fsync=s.fsync, repeats=repeats)
@@ -406,8 +406,8 @@ def bench_pipeline(s: BenchSettings) -> tuple[list[Figure], Any]:
 
 def bench_gui(s: BenchSettings) -> list[Figure]:
     """The pipeline with the window drawing its display stream vs headless."""
+    from acquisition.cli.bench.display import run_display_bench
     from gui.app import offscreen_if_headless
-    from gui.display_bench import run_display_bench
 
     offscreen_if_headless()
     r = run_display_bench(s.gui_seconds, 2 * s.size_px)
@@ -422,7 +422,7 @@ def bench_gui(s: BenchSettings) -> list[Figure]:
 
 def run_all(settings: BenchSettings, only: tuple[str, ...] = ()) -> BenchReport:
     """Run every stage (or ``only`` those named); a failing stage is recorded, not fatal."""
-    from acquisition.pipeline_bench import frame_bank
+    from acquisition.cli.bench.pipeline import frame_bank
 
     report = BenchReport(settings, machine=machine_description(),
                          started_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))

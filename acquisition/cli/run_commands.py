@@ -16,6 +16,8 @@ import typer
 if TYPE_CHECKING:
     from acquisition.protocol import Protocol
     from acquisition.session import Progress, RunSummary
+    from calibration.photon_calibration import PhotonCalibration
+    from hardware.rig import Rig
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ def bench_pipeline_command(
                                      "h5py same bytes and the pipeline (medians reported)."),
 ) -> None:
     """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
-    from acquisition.pipeline_bench import run_pipeline_bench
+    from acquisition.cli.bench.pipeline import run_pipeline_bench
 
     result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats)
     for line in result.lines():
@@ -188,9 +190,11 @@ def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | No
 
 
 def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
-              ) -> tuple[Any, dict[str, Any]]:
-    """The rig for a protocol and the metadata describing it (optics, camera, lasers, seed)."""
+              ) -> tuple[Rig, dict[str, Any], PhotonCalibration | None]:
+    """The rig for a protocol, the metadata describing it (optics, camera, lasers, seed) and,
+    for the emulator, its camera's exact photon calibration."""
     from hardware.rig import Rig
+    from sim_emulator.rig import emulated_rig, photon_calibration
 
     metadata: dict[str, Any] = {}
     if protocol.rig == "emulator":
@@ -209,11 +213,13 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
                 bleach_rate_per_s=0.0)})
-        rig = Rig.emulator(config)
+        rig = emulated_rig(config)
+        photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
         metadata["emulator"] = config.model_dump(mode="json")
         metadata["emulator_seed"] = protocol.emulator_seed
         metadata["optics"] = config.optics.model_dump(mode="json")
     else:
+        photons = None
         rig = Rig.from_config(protocol.rig)
         if protocol.roi is not None:
             r = protocol.roi
@@ -222,7 +228,7 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
                           "pixel_size_nm": rig.camera.pixel_size_nm}
     metadata["lasers"] = {"aotf": rig.aotf.label, "lines_nm": list(rig.aotf.lines_nm),
                           "channels": [c.model_dump() for c in protocol.channels]}
-    return rig, metadata
+    return rig, metadata, photons
 
 
 def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False
@@ -246,7 +252,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
                                    exposure_ms=c.exposure_ms) for c in protocol.channels),
         mode=protocol.mode)
     try:
-        rig, metadata = _open_rig(protocol, size_px, static_sample)
+        rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
     except (RigError, ValueError) as exc:
         typer.echo(f"error: rig cannot run this protocol: {exc}", err=True)
@@ -255,7 +261,8 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
                          float(rig.camera.pixel_size_nm), metadata=metadata,
-                         options=SessionOptions(fsync=fsync), worker_log=worker_log)
+                         options=SessionOptions(fsync=fsync), worker_log=worker_log,
+                         photon_calibration=photons)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
     previous = signal.getsignal(signal.SIGINT)
@@ -309,7 +316,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 def _demo_quality(path: Path) -> str:
     """SR and wide-field of the last time point scored against the emulator's ground truth."""
-    from acquisition.ground_truth_quality import score_against_ground_truth
+    from acquisition.cli.ground_truth_quality import score_against_ground_truth
 
     rows = score_against_ground_truth(path)
     if not rows:

@@ -25,10 +25,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from hardware.errors import ConfigError
         from hardware.rig import Rig
         from hardware.roles import RoleMap
+        from sim_emulator.rig import emulated_rig
 
         try:
             role_map = RoleMap.from_toml(roles) if roles else None
-            rig = Rig.from_config(config, role_map) if config else Rig.emulator(roles=role_map)
+            rig = Rig.from_config(config, role_map) if config else emulated_rig(roles=role_map)
         except ConfigError as e:
             typer.echo(f"configuration error: {e}")
             raise typer.Exit(2) from e
@@ -55,7 +56,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
     ) -> None:
         """Emulated raw frames/s through the pymmcore-plus core, triggered and tagged."""
-        from hardware.camera_benchmark import measure_camera_throughput
+        from acquisition.cli.bench.camera import measure_camera_throughput
 
         result = measure_camera_throughput(frames, size, render)
         typer.echo(
