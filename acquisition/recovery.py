@@ -8,6 +8,7 @@ recompute the superblock checksum, then reopen and close the file cleanly and re
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from acquisition import run_file
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
-SUPERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+SIGNATURE = run_file.HDF5_SIGNATURE
+SUPERBLOCK_OFFSETS = run_file.SUPERBLOCK_OFFSETS
 FLAGS_OFFSET = 11  # within a version 2/3 superblock
 
 
@@ -120,13 +121,24 @@ def recover_run_file(path: Path) -> RecoveryReport:
     path = Path(path)
     if not path.is_file():
         raise RecoveryError(f"{path}: no such file")
-    cleared = clear_consistency_flags(path)
     try:
-        with h5py.File(path, "r+") as h5:  # reopen and close cleanly: EOF, flags consistent
-            run_file.release_fault_reserve(h5)  # only a clean close or a fault row uses it
-            return _describe(h5, path, cleared)
+        lock = run_file.take_exclusive_lock(path)
     except OSError as exc:
-        raise RecoveryError(f"{path}: still not readable after clearing flags: {exc}") from exc
+        raise RecoveryError(f"{path}: cannot open for repair: {exc.strerror}") from exc
+    if lock is None:
+        raise RecoveryError(f"{path}: is being recorded right now (its writer holds the file); "
+                            "recover only a file whose recording process has ended")
+    try:
+        cleared = clear_consistency_flags(path)
+        try:
+            with h5py.File(path, "r+") as h5:  # reopen and close cleanly: EOF, flags consistent
+                run_file.release_fault_reserve(h5)  # only a clean close or a fault row uses it
+                return _describe(h5, path, cleared)
+        except OSError as exc:
+            raise RecoveryError(f"{path}: still not readable after clearing flags: {exc}"
+                                ) from exc
+    finally:
+        os.close(lock)
 
 
 def describe_run_file(path: Path) -> RecoveryReport:

@@ -130,6 +130,54 @@ class RunSummary:
         return self.sr_latency.percentile_ms(q)
 
 
+EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
+
+
+def memory_needed_bytes(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
+                        options: SessionOptions, emulator: bool = False) -> int:
+    """Memory a run needs at its peak: the recorder queue and the sets in flight to the worker
+    (raw uint16 + wide-field float32 each), SR images, and the emulator's working set."""
+    pixels = frame_shape[0] * frame_shape[1]
+    raw_set = n_patterns * pixels * 2 + pixels * 4
+    in_flight = options.max_pending_bytes if options.max_pending_sets is None else (
+        options.max_pending_sets * raw_set)
+    buffers = raw_set * (options.recorder_queue + 2 * n_channels + 4) + in_flight
+    sr = 4 * pixels * 4 * 8  # float32 SR and its stored/displayed copies
+    return buffers + sr + (EMULATOR_BYTES_PER_PX * pixels if emulator else 0)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: MemAvailable, capped by RLIMIT_AS (None: unknown)."""
+    import resource
+
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        available = soft if available is None else min(available, soft)
+    return available
+
+
+def check_memory(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
+                 options: SessionOptions, emulator: bool = False) -> None:
+    """Refuse (SessionError) a plan whose buffers do not fit in memory, before anything is
+    allocated or written (a MemoryError mid-run would lose the file's accounting)."""
+    needed = memory_needed_bytes(frame_shape, n_patterns, n_channels, options, emulator)
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise SessionError(
+            f"a {frame_shape[1]} x {frame_shape[0]} px ROI with {n_channels} channel(s) of "
+            f"{n_patterns} patterns needs about {needed / 2**30:.1f} GiB of memory"
+            f"{' (with the emulator)' if emulator else ''}; {available / 2**30:.1f} GiB is "
+            "available: choose a smaller ROI")
+
+
 def sr_label(model_name: str) -> str:
     """An HDF5-safe dataset name for a model."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
@@ -152,6 +200,7 @@ class RunSession:
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
         self.endpoints = endpoints or Endpoints.ipc()
+        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -335,11 +384,14 @@ class RunSession:
             if self.sr_channels:
                 self._start_worker()
             layout = self._layout()
-            self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
-                                        calibration=self.calibration,
-                                        queue_size=self.options.recorder_queue,
-                                        fsync=self.options.fsync,
-                                        overwrite=self.protocol.overwrite)
+            try:
+                self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
+                                            calibration=self.calibration,
+                                            queue_size=self.options.recorder_queue,
+                                            fsync=self.options.fsync,
+                                            overwrite=self.protocol.overwrite)
+            except RecorderError as exc:  # disk full, no permission...: nothing recorded yet
+                raise SessionError(str(exc)) from exc
             for c in sorted(self.sr_channels):
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
@@ -377,6 +429,8 @@ class RunSession:
             self._close_sockets()
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
+            if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
+                self.endpoints.remove_temporary_folder()
         return summary
 
     def _finish(self, summary: RunSummary) -> RunSummary:

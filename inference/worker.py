@@ -403,6 +403,8 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {options.sr_encoding!r}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
+        if options.parent_pid:  # a session's worker: its Ctrl-C is the session's to handle
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         maps = None
         if options.calibration is not None:

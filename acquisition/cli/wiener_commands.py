@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add `reconstruct` to the root CLI and `wiener` to `livesim bench`."""
@@ -33,6 +35,7 @@ def reconstruct_command(
     parameters_out: Path = typer.Option(
         None, "--parameters", help="also write the estimated pattern parameters (JSON)"
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
@@ -41,8 +44,14 @@ def reconstruct_command(
     import numpy as np
 
     from calibration.otf import OtfModel, default_emission_nm
-    from inference.stack_io import StackFormatError, load_raw_stack, save_image
+    from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
     from inference.wiener import WienerConfig, WienerSim
+
+    check_output(output, overwrite, inputs=[input_path, parameters_out],
+                 suffixes=IMAGE_SUFFIXES)
+    if parameters_out is not None:
+        check_output(parameters_out, overwrite, inputs=[input_path, output],
+                     suffixes=(".json",))
 
     if method != "wiener":
         typer.echo(

@@ -154,3 +154,56 @@ def test_a_dying_results_thread_fails_the_run_loudly(tmp_path: Path,
         faults = [e["detail"].decode() for e in h5[run_file.EVENTS][()]
                   if e["kind"] == b"fault"]
     assert any("results thread died" in f for f in faults)
+
+
+def test_two_ctrl_c_still_seal_the_run_file_with_its_accounting(tmp_path: Path) -> None:
+    """Before, the second Ctrl-C raised KeyboardInterrupt out of the run: no run_end row, the
+    SWMR flags left set, time points with neither SR nor a skip row."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    output = tmp_path / "run.h5"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acquisition.cli", "run", "--emulator", "-t", "100000",
+         "--size-px", "32", "--model", "passthrough", "--no-fsync", "-o", str(output)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not output.exists():
+            time.sleep(0.1)
+        time.sleep(3.0)  # some time points recorded, SR on its way
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    assert "sealing the run file" in stderr and "Traceback" not in stderr
+    with h5py.File(output, "r") as h5:  # sealed: opens without SWMR or `livesim recover`
+        events = h5[run_file.EVENTS][()]
+        kinds = [e["kind"].decode() for e in events]
+        complete = h5[run_file.COMPLETE][()] == 1
+        has_sr = h5[run_file.SR_WRITTEN][:, 0] == 1
+    assert "run_end" in kinds and "worker_died" not in kinds
+    skipped = {int(e["time_point"]) for e in events if e["kind"] == b"sr_skip"}
+    assert complete.sum() > 3
+    for t in np.flatnonzero(complete):
+        assert has_sr[t] or t in skipped, f"time point {t}: neither SR nor a skip row"
+
+
+def test_a_run_leaves_no_socket_folder_in_tmp(tmp_path: Path) -> None:
+    """Each run made a /tmp/livesim-* folder for its ipc sockets and left it behind."""
+    proto = Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "reconstruction": "passthrough"}],
+        "timepoints": 3, "output": str(tmp_path / "run.h5")})
+    session = RunSession(ScriptedSource(), None, proto, (16, 16), 62.6, options=OPTIONS)
+    folder = session.endpoints.temporary_folder
+    assert folder is not None and folder.is_dir() and folder.name.startswith("livesim-")
+    summary = session.run()
+    assert summary.sr_frames == 3
+    assert not folder.exists()
