@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo clean gpu-check gpu-wheels
 
 venv: $(STAMP)
 
@@ -32,3 +32,32 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The prepared GPU check (docs/benchmarks.md, "GPU check"): GPU tests, DFCAN-SIM 9x512x512,
+# CuPy preprocessing, Wiener, the pipeline with a GPU worker; JSON to $(GPU_JSON).
+# On the GPU machine (its python3 has torch with CUDA; no network):  make gpu-check
+#   the wheels its image lacks come from $(GPU_WHEELS), filled here beforehand by `make gpu-wheels`.
+# Rehearsal on the CPU (what CI runs):  make gpu-check ARGS=--dry-run
+DRY_RUN := $(findstring --dry-run,$(ARGS))
+GPU_PY ?= $(if $(DRY_RUN),$(BIN)/python,python3)
+GPU_WHEELS ?= .whl
+GPU_SITE ?= /tmp/livesim-gpu-site
+GPU_JSON ?= $(if $(OUT),$(OUT)/gpu_check.json,gpu_check.json)
+GPU_WHEEL_PLATFORMS := $(foreach n,28 27 17,--platform manylinux_2_$(n)_x86_64) \
+	--platform manylinux2014_x86_64 --platform manylinux1_x86_64
+
+gpu-check: $(if $(DRY_RUN),venv)
+	@if [ -z "$(DRY_RUN)" ] && ls $(GPU_WHEELS)/*.whl >/dev/null 2>&1; then \
+		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+			--upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl; fi
+	PYTHONPATH=$(CURDIR):$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m acquisition.cli \
+		bench gpu --json $(GPU_JSON) $(if $(wildcard $(GPU_WHEELS)/*.whl),--wheels $(GPU_WHEELS)) $(ARGS)
+
+# Wheels (CPython 3.12, x86-64 Linux) of every run-time dependency the GPU image lacks.
+gpu-wheels: venv
+	mkdir -p $(GPU_WHEELS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m acquisition.cli bench gpu --list-wheels \
+		> $(GPU_WHEELS)/requirements.txt
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(GPU_WHEEL_PLATFORMS) -d $(GPU_WHEELS) \
+		-r $(GPU_WHEELS)/requirements.txt

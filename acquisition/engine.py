@@ -14,15 +14,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from psygnal import Signal
 
+from acquisition.protocol import AcquisitionRow
 from acquisition.timing_summary import RunningStats
 from hardware.errors import RigError, SequenceMismatch
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class StageMover(Protocol):
+    """What the engine needs to move between the positions / planes of a multi-D protocol."""
+
+    def move_stage(self, x_um: float | None = None, y_um: float | None = None,
+                   z_um: float | None = None, tolerance_um: float = 0.1
+                   ) -> tuple[float, float, float]:
+        """Move, wait for the stages, return where they report (x, y, z µm)."""
+        ...
 
 
 class FrameSource(Protocol):
@@ -233,8 +245,12 @@ class AcquisitionEngine:
     def __init__(self, source: FrameSource, plan: Any, channel_lasers: Sequence[int],
                  n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
                  on_time_point: Callable[[TimePoint], None] | None = None,
-                 max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic
+                 max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
+                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None
                  ) -> None:
+        """``rows`` (multi-D): row n is taken at ``rows[n]``'s stage target after ``stage``
+        moved there, on the schedule of its time index (every row of a time index starts as
+        soon as the one before it ends)."""
         self.source = source
         self.plan = plan
         self.channel_lasers = tuple(int(x) for x in channel_lasers)
@@ -252,6 +268,13 @@ class AcquisitionEngine:
         self._end_time_point: int | None = None
         self._pool = SetBufferPool()
         self.report = EngineReport()
+        if rows is not None and stage is None and any(
+                (r.x_um, r.y_um, r.z_um, r.z_offset_um) != (None,) * 4 for r in rows):
+            raise ValueError("rows with stage targets need a stage to move")
+        self.rows = list(rows) if rows is not None else None
+        self.stage = stage
+        self._stage_at: tuple[float | None, float | None, float | None] | None = None
+        self._focus_start_um: float | None = None
 
     def stop(self) -> None:
         """Ask the loop to stop after the time point in progress."""
@@ -269,15 +292,21 @@ class AcquisitionEngine:
         start = self._clock()
         failures_in_row = 0
         t = first_time_point
+        first_index = self._time_index(first_time_point)
         while n_time_points is None or t < first_time_point + n_time_points:
-            scheduled = start + (t - first_time_point) * self.interval_s
+            scheduled = start + (self._time_index(t) - first_index) * self.interval_s
             if self._stop.wait(max(0.0, scheduled - self._clock())):
                 report.stopped_reason = "stopped"
                 break
             started = self._clock()
-            if self.interval_s == 0:
-                scheduled = started  # continuous: no schedule, so no drift
-            frames, failure = self._acquire(t)
+            later_row = (self.rows is not None and t > first_time_point
+                         and self._time_index(t) == self._time_index(t - 1))
+            if self.interval_s == 0 or later_row:
+                scheduled = started  # continuous, or a later row of its time point: no drift
+            failure = self._move_stage(t)
+            frames: list[Any] = []
+            if failure is None:
+                frames, failure = self._acquire(t)
             failure_gaps: list[Gap] = []
             if failure is not None:
                 failures_in_row += 1
@@ -317,6 +346,34 @@ class AcquisitionEngine:
         self._close_stream()
         report.elapsed_s = self._clock() - start
         return report
+
+    def _time_index(self, row: int) -> int:
+        """The time index a row belongs to (the row itself without multi-D rows)."""
+        if self.rows is None:
+            return row
+        return self.rows[min(row, len(self.rows) - 1)].t
+
+    def _move_stage(self, t: int) -> RigError | None:
+        """Move to row ``t``'s stage target (if it differs from the last); the error if any."""
+        if self.rows is None or self.stage is None or t >= len(self.rows):
+            return None
+        row = self.rows[t]
+        try:
+            if row.z_offset_um is not None and self._focus_start_um is None:
+                self._focus_start_um = self.stage.move_stage()[2]  # where the run started
+            z_um = row.z_um
+            if row.z_offset_um is not None and self._focus_start_um is not None:
+                z_um = self._focus_start_um + row.z_offset_um
+            target = (row.x_um, row.y_um, z_um)
+            if target != self._stage_at:
+                reached = self.stage.move_stage(*target)
+                self._stage_at = target
+                logger.debug("row %d: stage at x=%.3f y=%.3f z=%.3f µm", t, *reached)
+        except RigError as exc:
+            self._stage_at = None
+            self._close_stream()
+            return exc
+        return None
 
     def _failure_gap(self, t: int, frames: list[Any], failure: RigError
                      ) -> tuple[list[Any], Gap]:

@@ -362,7 +362,8 @@ class LivePipeline:
                                       hello=isinstance(hello, dict))
             if isinstance(hello, dict) and not self.worker_ready:
                 self.worker_ready = True
-                names = {c: e.get("model_name") for c, e in hello.get("channels", {}).items()}
+                names = ", ".join(f"channel {int(c) + 1}: {e.get('model_name')}"
+                                  for c, e in hello.get("channels", {}).items()) or "no SR"
                 imc = hello.get("imc") or {}
                 self.imc_channel_names = [str(n) for n in imc.get("channel_names", [])]
                 extra = f", IMC-SR {imc.get('model_name')}" if imc else ""

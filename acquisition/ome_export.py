@@ -316,12 +316,8 @@ def ome_tiff_metadata(plan: ExportPlan, position: int) -> dict[str, object]:
         plane.update(DeltaT=[float(v) for v in delta_t], DeltaTUnit=["s"] * planes)
     stage = plan.stage_um[position]
     if np.isfinite(stage[:2]).all():
-        z_um = stage[2] if np.isfinite(stage[2]) else 0.0
-        zs = [z_um + z * (plan.z_step_um or 0.0) for _ in range(plan.size_t)
-              for _ in range(plan.size_c) for z in range(plan.size_z)]
         plane.update(PositionX=[float(stage[0])] * planes, PositionXUnit=["µm"] * planes,
-                     PositionY=[float(stage[1])] * planes, PositionYUnit=["µm"] * planes,
-                     PositionZ=[float(v) for v in zs], PositionZUnit=["µm"] * planes)
+                     PositionY=[float(stage[1])] * planes, PositionYUnit=["µm"] * planes)
     if plane:
         meta["Plane"] = plane
     return meta

@@ -6,10 +6,14 @@ the field and the offending value.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import useq
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from acquisition import run_file
 from settings_file import read_toml, validate_settings
 
 Mode = Literal["wf", "sim", "nlsim"]
@@ -67,8 +72,29 @@ class Roi(BaseModel):
     height: int = Field(ge=8, le=8192)
 
 
+@dataclass(frozen=True)
+class AcquisitionRow:
+    """One event of a multi-D protocol: a hardware-sequenced SIM set (every channel) at
+    time index ``t``, stage position ``p`` and z plane ``z``; stage target in micrometres
+    (None = leave that axis where it is). A position without z takes its planes at
+    ``z_offset_um`` from the focus the run started at. Row n of the run file holds event n."""
+
+    t: int
+    p: int
+    z: int
+    x_um: float | None
+    y_um: float | None
+    z_um: float | None
+    z_offset_um: float | None = None
+
+
 class Protocol(BaseModel):
-    """A time-lapse protocol: channels, SIM mode, time points, interval, ROI, IMC, output, rig."""
+    """A time-lapse protocol: channels, SIM mode, time points, interval, ROI, IMC, output, rig.
+
+    ``mda`` (a useq-schema ``MDASequence``) adds stage positions and z planes: every event
+    (t, p, z) is one hardware-sequenced SIM set of all channels, taken after the stage moved.
+    Time comes from ``timepoints`` / ``interval_s`` or from ``mda.time_plan`` (not both).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +110,7 @@ class Protocol(BaseModel):
     rig: str = "emulator"
     emulator_seed: int = Field(default=0, ge=0)
     calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
+    mda: useq.MDASequence | None = None  # positions, z planes (and optionally time): useq
 
     @field_validator("channels")
     @classmethod
@@ -106,6 +133,47 @@ class Protocol(BaseModel):
         if self.imc and all(c.reconstruction == "none" for c in self.channels):
             raise ValueError("imc = true needs SR images, but every channel has "
                              "reconstruction = 'none'")
+        return self
+
+    @model_validator(mode="after")
+    def _mda_fits(self) -> Protocol:
+        if self.mda is None:
+            return self
+        seq = self.mda
+        if seq.channels:
+            raise ValueError("mda.channels: channels come from [[channels]] (each event is one "
+                             "hardware-sequenced SIM set of every channel)")
+        if seq.grid_plan is not None:
+            raise ValueError("mda.grid_plan is not supported; list the positions in "
+                             "mda.stage_positions")
+        if any(p.sequence is not None for p in seq.stage_positions):
+            raise ValueError("mda.stage_positions: sub-sequences per position are not supported")
+        if seq.z_plan is not None:
+            if not seq.z_plan.is_relative:
+                raise ValueError("mda.z_plan must be relative to each position's z (e.g. "
+                                 "{relative = [-0.5, 0.0, 0.5]} or {range = 1.0, step = 0.5})")
+            offsets = np.asarray(list(seq.z_plan), dtype=float)
+            steps = np.diff(offsets)
+            if offsets.size > 1 and (steps.min() <= 0 or np.ptp(steps) > 1e-6):
+                raise ValueError(f"mda.z_plan planes {offsets.tolist()} must be increasing and "
+                                 "evenly spaced")
+        used = [a for a in seq.used_axes if a in "tpz"]
+        if "t" in used and used[0] != "t":
+            raise ValueError(f"mda.axis_order {''.join(seq.axis_order)!r}: time must be the "
+                             "outer axis (positions and planes are taken within a time point)")
+        if seq.time_plan is not None:
+            if {"timepoints", "interval_s"} & self.model_fields_set:
+                raise ValueError("give time either as timepoints / interval_s or as "
+                                 "mda.time_plan, not both")
+            plan = seq.time_plan
+            if not isinstance(plan, useq.TIntervalLoops):
+                raise ValueError(f"mda.time_plan {type(plan).__name__}: use "
+                                 "{interval = SECONDS, loops = N}")
+            self.timepoints = int(plan.loops)
+            self.interval_s = float(plan.interval.total_seconds())
+            # time now lives in timepoints / interval_s only (one place; dumps re-validate)
+            self.mda = useq.MDASequence(**{**seq.model_dump(exclude_unset=True),
+                                           "time_plan": None})
         return self
 
     @field_validator("rig")
@@ -141,6 +209,63 @@ class Protocol(BaseModel):
     def n_patterns(self) -> int:
         """Raw frames per channel per time point (1, 9 or 25)."""
         return self.n_orientations * self.n_phases
+
+    def mda_sequence(self) -> useq.MDASequence:
+        """The whole protocol as a useq ``MDASequence`` (time from timepoints / interval_s)."""
+        data = self.mda.model_dump(exclude_unset=True) if self.mda is not None else {}
+        data["time_plan"] = {"interval": self.interval_s, "loops": self.timepoints}
+        data.setdefault("axis_order", "tpz")
+        return useq.MDASequence(**data)
+
+    @property
+    def is_multi_d(self) -> bool:
+        """True with stage positions or z planes (the run file gets /mda)."""
+        return self.mda is not None and bool(self.mda.stage_positions or self.mda.z_plan)
+
+    @property
+    def n_events(self) -> int:
+        """SIM sets to acquire (run-file rows): time points x positions x z planes."""
+        if not self.is_multi_d:
+            return self.timepoints
+        sizes = self.mda_sequence().sizes
+        return int(np.prod([sizes.get(a, 1) or 1 for a in "tpz"]))
+
+    def acquisition_rows(self) -> list[AcquisitionRow] | None:
+        """Every event of a multi-D protocol in acquisition order (None for a plain one)."""
+        if not self.is_multi_d:
+            return None
+        seq = self.mda_sequence()
+        rows = []
+        for event in seq:
+            index = event.index
+            p = int(index.get("p", 0))
+            position = seq.stage_positions[p] if seq.stage_positions else None
+            relative = seq.z_plan is not None and (position is None or position.z is None)
+            rows.append(AcquisitionRow(
+                int(index.get("t", 0)), p, int(index.get("z", 0)), event.x_pos, event.y_pos,
+                None if relative else event.z_pos, event.z_pos if relative else None))
+        return rows
+
+    def mda_layout(self) -> run_file.MdaLayout | None:
+        """What the run file's /mda group records for this protocol (None for a plain one)."""
+        rows = self.acquisition_rows()
+        if rows is None:
+            return None
+        sizes = self.mda_sequence().sizes
+        size_p, size_z = sizes.get("p", 1) or 1, sizes.get("z", 1) or 1
+        positions = np.full((size_p, 3), np.nan)
+        for k, position in enumerate(self.mda_sequence().stage_positions):
+            positions[k] = [np.nan if v is None else v for v in (position.x, position.y,
+                                                                  position.z)]
+        z_step = 0.0
+        if self.mda is not None and self.mda.z_plan is not None and size_z > 1:
+            z_step = float(np.diff(list(self.mda.z_plan)).mean())
+        return run_file.MdaLayout(
+            index=tuple((r.t, r.p, r.z) for r in rows), sizes_tpz=(self.timepoints, size_p,
+                                                                    size_z),
+            positions_um=tuple(tuple(float(v) for v in p) for p in positions),
+            z_step_um=z_step, sequence_json=json.dumps(
+                self.mda_sequence().model_dump(mode="json", exclude_unset=True)))
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> Protocol:

@@ -59,6 +59,7 @@ class RunLayout:
     imc: bool = False
     channel_names: tuple[str, ...] = ()
     imc_channel_names: tuple[str, ...] = DEFAULT_IMC_CHANNELS
+    mda: run_file.MdaLayout | None = None  # multi-D runs: which (t, p, z) each row holds
 
     @property
     def n_patterns(self) -> int:
@@ -427,6 +428,8 @@ class RunRecorder:
             cal.create_dataset(name, data=np.asarray(array))
         d["events"] = h5.create_dataset(run_file.EVENTS, shape=(0,), maxshape=(None,),
                                         dtype=run_file.EVENT_DTYPE, chunks=(256,))
+        if lay.mda is not None:
+            run_file.create_mda(h5, lay.mda)
         h5.attrs["channel_names"] = list(lay.channel_names)
         run_file.write_metadata(h5, metadata)
         self._time_datasets = [v for k, v in d.items() if k != "events"]

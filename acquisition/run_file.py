@@ -15,6 +15,7 @@ import json
 import os
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,29 @@ def create_table(
         name, shape=shape, maxshape=(None, *row_shape), dtype=dtype, chunks=chunks,
         fillvalue=fillvalue,
     )
+
+
+@dataclass(frozen=True)
+class MdaLayout:
+    """The /mda group of a multi-D run: row n of /raw is event ``index[n]`` = (t, p, z)."""
+
+    index: tuple[tuple[int, int, int], ...]
+    sizes_tpz: tuple[int, int, int]
+    positions_um: tuple[tuple[float, ...], ...]  # (x, y, z) of each position; NaN = unchanged
+    z_step_um: float  # 0 for a single plane
+    sequence_json: str  # the useq MDASequence
+
+
+def create_mda(h5: h5py.File, layout: MdaLayout) -> None:
+    """Write the /mda group (before SWMR mode: it is complete from the start)."""
+    group = h5.create_group(MDA_GROUP)
+    index = np.asarray(layout.index, dtype=np.int64).reshape(-1, 3)
+    dataset = group.create_dataset("index", data=index)
+    dataset.attrs["columns"] = ["t", "p", "z"]
+    group.attrs["sizes_tpz"] = np.asarray(layout.sizes_tpz, dtype=np.int64)
+    group.attrs["positions_um"] = np.asarray(layout.positions_um, dtype=np.float64)
+    group.attrs["z_step_um"] = float(layout.z_step_um)
+    group.attrs["sequence"] = layout.sequence_json
 
 
 def mda_rows(h5: h5py.File | h5py.Group, n_rows: int

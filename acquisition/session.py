@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,17 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
-from acquisition.engine import AcquisitionEngine, EngineReport, FrameSource, TimePoint
+from acquisition.engine import (
+    AcquisitionEngine,
+    EngineReport,
+    FrameSource,
+    StageMover,
+    TimePoint,
+)
 from acquisition.protocol import Protocol
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
-from acquisition.supervisor import WorkerCommand, WorkerSupervisor
+from acquisition.result_order import InOrderRelease
+from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
 from acquisition.transport import (
     DisplayPublisher,
@@ -70,6 +77,7 @@ class SessionOptions:
     fsync: bool = True
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0
+    workers: int = 1  # inference worker processes; each has its own raw PUSH and supervisor
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class RunSummary:
     rejected_messages: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     worker_restarts: int = 0
+    sr_per_worker: dict[int, int] = field(default_factory=dict)  # SR images stored, by slot
     sr_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # constant memory
     error: str = ""
     models: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +137,32 @@ class RunSummary:
     def latency_percentile_ms(self, q: float) -> float:
         """A percentile of raw-sent -> SR-received latency (within 1.2 %; NaN without SR)."""
         return self.sr_latency.percentile_ms(q)
+
+
+@dataclass(frozen=True)
+class _SrToWrite:
+    """An SR result checked and waiting for its turn to be written (time-point order)."""
+
+    image: np.ndarray
+    photon_count: float
+    latency_ms: float
+    inference_ms: float
+    flags: tuple[str, ...]
+    late: bool
+
+
+def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
+    """The raw endpoint of worker ``slot``: the run's own for one worker; with several, an ipc
+    path with ``-<slot>`` appended, or a TCP port plus ``slot``."""
+    if n_workers == 1:
+        return endpoint
+    if endpoint.startswith("ipc://"):
+        return f"{endpoint}-{slot}"
+    head, _, port = endpoint.rpartition(":")
+    if endpoint.startswith("tcp://") and port.isdigit() and int(port) > 0:
+        return f"{head}:{int(port) + slot}"
+    raise SessionError(f"raw endpoint {endpoint!r}: several workers need ipc:// or tcp:// with "
+                       "a fixed port")
 
 
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
@@ -213,10 +248,17 @@ class RunSession:
         self.sr_channels = {i for i, m in enumerate(self.methods) if m != "none"}
         self.engine: AcquisitionEngine | None = None
         self.recorder: RunRecorder | None = None
-        self.supervisor: WorkerSupervisor | None = None
+        self.pool: WorkerPool | None = None
         self.hello: dict[str, Any] = {}
         self._labels: dict[int, str] = {}
-        self._pending: dict[tuple[int, int], float] = {}
+        self._pending: dict[tuple[int, int], tuple[float, int]] = {}  # -> (sent_s, slot)
+        self._in_flight: list[int] = []  # per worker slot: raw sets sent, not yet answered
+        self._next_slot = 0
+        self._in_order: InOrderRelease[_SrToWrite] = InOrderRelease()
+        self._sr_per_worker: Counter[int] = Counter()
+        self._rejected: Counter[str] = Counter()  # messages dropped after decoding, by reason
+        self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
+        self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
         self._display_lock = threading.Lock()
         self._results_stop = threading.Event()
@@ -230,25 +272,39 @@ class RunSession:
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
         self._last_display: dict[str, float] = {}
         self._imc_flushed = threading.Event()
-        self._rejected: Counter[str] = Counter()  # messages dropped after decoding, by reason
-        self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
-        self._worker_ids: set[str] = set()  # every worker this run started (results count)
-        self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._stop_requested = threading.Event()
         self._finish_by_s: float | None = None  # monotonic deadline for the drain (stop())
 
     # --- setup ------------------------------------------------------------------------------
 
+    @property
+    def supervisor(self) -> WorkerSupervisor | None:
+        """The first worker's supervisor (the only one unless ``options.workers`` > 1)."""
+        return self.pool.supervisors[0] if self.pool is not None else None
+
     def _open_sockets(self) -> None:
         ep, opts = self.endpoints, self.options
+        n = opts.workers
+        if n < 1:
+            raise SessionError(f"workers must be >= 1, got {n}")
         set_bytes = 2 * self.protocol.n_patterns * self.frame_shape[0] * self.frame_shape[1]
         self.max_pending = opts.max_pending_sets or max(2, opts.max_pending_bytes // set_bytes)
-        self.raw_sender = RawSetSender(self.context, ep.raw, self.max_pending)
+        self.max_pending_per_worker = max(1, self.max_pending // n)
+        self._raw_endpoints = [worker_raw_endpoint(ep.raw, i, n) for i in range(n)]
+        self.raw_senders = [RawSetSender(self.context, endpoint, self.max_pending_per_worker)
+                            for endpoint in self._raw_endpoints]
+        self.raw_sender = self.raw_senders[0]
+        self._in_flight = [0] * n
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
         self.display = DisplayPublisher(self.context, ep.display) if opts.display else None
 
     def _start_worker(self) -> None:
+        """Start the workers and wait until each has said hello (same models everywhere)."""
+        n = self.options.workers
+        if n > 1 and self.protocol.imc:
+            raise SessionError(f"IMC-SR needs every SR frame of its channel in one worker (its "
+                               f"temporal window); run it with one worker, not {n}")
         raw_shape = (self.protocol.n_patterns, *self.frame_shape)
         command = WorkerCommand(self.endpoints.raw, self.endpoints.results, self.methods,
                                 raw_shape, mode=self.protocol.mode,
@@ -256,40 +312,52 @@ class RunSession:
                                 log_file=self.worker_log, calibration=self._worker_calibration,
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
                                 sr_encoding="uint16", run_id=self.run_id)
-        self.supervisor = WorkerSupervisor(
-            command, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
+        commands = [replace(command, raw_endpoint=endpoint) for endpoint in self._raw_endpoints]
+        pool = self.pool = WorkerPool(
+            commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
             busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
-        self.supervisor.start()
-        self._worker_ids.add(self.supervisor.worker_id)
+        pool.start()
+        hellos: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + self.options.hello_timeout_s
-        while time.monotonic() < deadline:
-            if self._stop_requested.is_set():
-                self.supervisor.stop()
-                raise SessionError("stopped before the inference worker was ready "
-                                   "(no run file was created)")
-            message = self.results.receive(timeout_ms=200)
-            if message is not None and not self.supervisor.owns(message.header.run_id,
-                                                                message.header.worker_id):
-                self._reject("not from this run's worker", message)
-                continue
-            if message is not None and message.header.kind is Kind.HEARTBEAT:
-                fatal = message.header.info.get("fatal")
-                if fatal:
-                    self.supervisor.stop()
-                    raise SessionError(f"inference worker cannot start: {fatal}")
-                hello = message.header.info.get("hello")
-                if isinstance(hello, dict):
-                    self.hello = hello
-                    self.supervisor.heartbeat(hello=True)
-                    return
-            if not self.supervisor.alive:
-                code = self.supervisor.process.returncode if self.supervisor.process else None
-                where = f"; see {self.worker_log}" if self.worker_log else ""
-                raise SessionError(f"inference worker exited with code {code} before it was "
-                                   f"ready{where}")
-        self.supervisor.stop()
-        raise SessionError(f"inference worker not ready within {self.options.hello_timeout_s} s")
+        try:
+            while time.monotonic() < deadline and len(hellos) < n:
+                if self._stop_requested.is_set():
+                    raise SessionError("stopped before the inference workers were ready "
+                                       "(no run file was created)")
+                message = self.results.receive(timeout_ms=200)
+                if message is not None and (message.header.run_id != self.run_id
+                                            or pool.slot_of(message.header.worker_id) is None):
+                    self._reject("not from this run's workers", message)
+                    continue
+                supervisor = pool.current(message.header.worker_id) if message else None
+                if message is not None and message.header.kind is Kind.HEARTBEAT:
+                    slot = pool.slot_of(message.header.worker_id)
+                    fatal = message.header.info.get("fatal")
+                    if fatal:
+                        raise SessionError(f"inference worker {slot} cannot start: {fatal}")
+                    hello = message.header.info.get("hello")
+                    if isinstance(hello, dict) and supervisor is not None and slot is not None:
+                        hellos[slot] = hello
+                        supervisor.heartbeat(hello=True)
+                for slot, supervisor in enumerate(pool.supervisors):
+                    if not supervisor.alive:
+                        code = supervisor.process.returncode if supervisor.process else None
+                        where = f"; see {self.worker_log}" if self.worker_log else ""
+                        raise SessionError(f"inference worker {slot} exited with code {code} "
+                                           f"before it was ready{where}")
+            if len(hellos) < n:
+                raise SessionError(f"{n - len(hellos)} of {n} inference workers not ready "
+                                   f"within {self.options.hello_timeout_s} s")
+        except SessionError:
+            pool.stop()
+            raise
+        self.hello = hellos[0]
+        models = {slot: {c: e.get("model_sha256") for c, e in h.get("channels", {}).items()}
+                  for slot, h in hellos.items()}
+        if any(m != models[0] for m in models.values()):
+            pool.stop()
+            raise SessionError(f"the workers loaded different models: {models}")
 
     def _layout(self) -> RunLayout:
         channels = self.hello.get("channels", {})
@@ -318,6 +386,7 @@ class RunSession:
             sr_shape=(int(sr_shape[0]), int(sr_shape[1])), pixel_size_nm=self.pixel_size_nm,
             sr_models=tuple(sorted(set(self._labels.values()))), imc=self.protocol.imc,
             channel_names=tuple(f"{c.laser_nm}nm" for c in self.protocol.channels),
+            mda=self.protocol.mda_layout(),
             **({"imc_channel_names": imc_names} if imc_names else {}))
 
     def _run_metadata(self) -> dict[str, Any]:
@@ -377,6 +446,11 @@ class RunSession:
 
     def run(self, progress: Callable[[Progress], None] | None = None) -> RunSummary:
         """Start the worker, create the file, acquire every time point, drain, close."""
+        rows = self.protocol.acquisition_rows()
+        stage = self.source if isinstance(self.source, StageMover) else None
+        if rows is not None and stage is None:
+            raise SessionError("the protocol has stage positions / z planes (mda), but this "
+                               "frame source cannot move a stage")
         self._load_calibration()
         self._open_sockets()
         results_thread = None
@@ -405,14 +479,15 @@ class RunSession:
                 self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
                 self.protocol.n_patterns, interval_s=self.protocol.interval_s,
                 timeout_s=self.acquire_timeout_s(),
-                on_time_point=lambda point: self._on_time_point(point, progress))
+                on_time_point=lambda point: self._on_time_point(point, progress),
+                rows=rows, stage=stage)
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
-            report = self.engine.run(self.protocol.timepoints)
+            report = self.engine.run(self.protocol.n_events)
             summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
             self._drain()
             self._results_stop.set()
@@ -424,8 +499,8 @@ class RunSession:
             self._results_stop.set()
             if results_thread is not None:
                 results_thread.join(5.0)
-            if self.supervisor is not None:
-                self.supervisor.stop()
+            if self.pool is not None:
+                self.pool.stop()
             self._close_sockets()
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
@@ -444,7 +519,8 @@ class RunSession:
             summary.error = self.thread_failure
         summary.rejected_by_reason = self.rejections()
         summary.rejected_messages = sum(summary.rejected_by_reason.values())
-        summary.worker_restarts = self.supervisor.restarts if self.supervisor else 0
+        summary.worker_restarts = self.pool.restarts if self.pool else 0
+        summary.sr_per_worker = dict(self._sr_per_worker)
         summary.models = self.hello.get("channels", {})
         try:
             if recorder.error is None:
@@ -491,7 +567,8 @@ class RunSession:
             return len(self._pending)
 
     def _close_sockets(self) -> None:
-        self.raw_sender.close()
+        for sender in self.raw_senders:
+            sender.close()
         self.results.socket.close(linger=0)
         if self.display is not None:
             self.display.close()
@@ -520,17 +597,24 @@ class RunSession:
             progress(self.progress())
 
     def _offer_to_worker(self, raw: Any, recorder: RunRecorder) -> None:
+        """Send a raw set to the ready worker with the fewest sets in flight, or record why
+        its SR is skipped (incomplete set, no worker ready, every worker behind)."""
         reason = ""
-        supervisor = self.supervisor
+        ready = self.pool.ready_slots() if self.pool is not None else []
         if not raw.complete:
             reason = "incomplete raw set"
-        elif supervisor is None or not supervisor.ready:
+        elif not ready:
             reason = "worker not running (restarting or given up)"
         else:
             with self._lock:
-                if len(self._pending) >= self.max_pending:
+                open_slots = [i for i in ready if self._in_flight[i] < self.max_pending_per_worker]
+                if len(self._pending) >= self.max_pending or not open_slots:
                     reason = f"worker behind ({len(self._pending)} sets in flight)"
                 else:
+                    n = len(self._in_flight)  # fewest in flight; ties: round robin
+                    slot = min(open_slots, key=lambda i: (self._in_flight[i],
+                                                          (i - self._next_slot) % n))
+                    self._next_slot = slot + 1
                     header = header_for(
                         Kind.RAW_SET, self.run_id, self._next_sequence(), raw.frames,
                         time_point=raw.time_point, channel=raw.channel, laser_nm=raw.laser_nm,
@@ -538,8 +622,9 @@ class RunSession:
                         n_phases=self.protocol.n_phases,
                         frame_sequences=tuple(int(s) for s in raw.sequences),
                         timestamps_s=tuple(float(s) for s in raw.timestamps_s))
-                    if self.raw_sender.send(header, raw.frames):
-                        self._pending[(raw.time_point, raw.channel)] = header.sent_s
+                    if self.raw_senders[slot].send(header, raw.frames):
+                        self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
+                        self._in_flight[slot] += 1
                     else:
                         reason = "worker queue full"
         if reason:
@@ -590,10 +675,9 @@ class RunSession:
                         logger.error("results: %s", exc)
                         if self.engine is not None:
                             self.engine.stop()
-                supervisor = self.supervisor
-                if supervisor is not None and supervisor.check() is not None:
-                    self._worker_ids.add(supervisor.worker_id)
-                    self._forget_pending("worker died before returning it")
+                if self.pool is not None:
+                    for slot, _problem in self.pool.check():
+                        self._forget_pending("worker died before returning it", slot)
         except Exception as exc:  # thread edge: a bug here must stop the run, not SR silently
             self._thread_died("results", exc)
 
@@ -633,21 +717,21 @@ class RunSession:
         head = message.header
         recorder = self.recorder
         assert recorder is not None
-        supervisor = self.supervisor
         if head.run_id != self.run_id:
             self._reject("foreign run id", message)
             return
         if head.kind is Kind.HEARTBEAT:
-            if supervisor is None or not supervisor.owns(head.run_id, head.worker_id):
-                self._reject("heartbeat not from the current worker", message)
+            supervisor = self.pool.current(head.worker_id) if self.pool is not None else None
+            if supervisor is None:  # a killed worker's last words, or not ours
+                self._reject("heartbeat not from a current worker", message)
                 return
-            hello_info = head.info.get("hello")
+            hello = head.info.get("hello")
             supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
-                                 hello=isinstance(hello_info, dict))
-            if isinstance(hello_info, dict):
-                self._check_restarted_models(hello_info, recorder)
+                                 hello=isinstance(hello, dict))
+            if isinstance(hello, dict):
+                self._check_restarted_models(hello, recorder)
             return
-        if head.worker_id not in self._worker_ids:
+        if self.pool is None or self.pool.slot_of(head.worker_id) is None:
             self._reject("result not from a worker of this run", message)
             return
         if not 0 <= head.time_point <= self._latest_raw_time_point + 1 or (
@@ -668,44 +752,63 @@ class RunSession:
             return
         key = (head.time_point, head.channel)
         with self._lock:
-            sent_s = self._pending.pop(key, None)
+            sent = self._pending.pop(key, None)
+            if sent is not None:
+                self._in_flight[sent[1]] -= 1
+        sent_s = sent[0] if sent is not None else None
         if head.kind is Kind.EVENT:
             kind = "imc_failed" if head.info.get("imc") else "sr_failed"
             recorder.record_event(kind, head.time_point, -1,
                                   str(head.info.get("error", "worker error")))
+            self._write_in_order(recorder)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
             self._reject("unexpected kind", message)
             return
         image = message.array
+        problem = ""
         if image.dtype == np.uint16 and head.info.get("sr_scale") != run_file.SR_SCALE:
-            recorder.record_event("sr_failed", head.time_point, -1,
-                                  f"channel {head.channel}: uint16 SR with scale "
-                                  f"{head.info.get('sr_scale')!r}, not the file's")
+            problem = (f"channel {head.channel}: uint16 SR with scale "
+                       f"{head.info.get('sr_scale')!r}, not the file's")
+        elif image.shape != recorder.layout.sr_shape:
+            problem = (f"channel {head.channel}: SR shape {message.array.shape} is not the "
+                       f"run's {recorder.layout.sr_shape}")
+        if problem:
+            recorder.record_event("sr_failed", head.time_point, -1, problem)
+            self._write_in_order(recorder)
             return
-        if image.shape != recorder.layout.sr_shape:
-            recorder.record_event("sr_failed", head.time_point, -1,
-                                  f"channel {head.channel}: SR shape {message.array.shape} is not "
-                                  f"the run's {recorder.layout.sr_shape}")
-            return
-        if sent_s is None:
-            recorder.record_event("sr_late", head.time_point, -1,
-                                  f"channel {head.channel}: result after its skip was recorded")
-        # every info value below was type-checked by the wire schema (finite where it matters)
         latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
         timings = head.info.get("timings_ms", {})
         inference_ms = float(sum(timings.values())) if timings else float("nan")
-        flags = head.info.get("flags") or []
-        if flags:  # saturated / all-zero input, non-finite output: never stored silently
-            recorder.record_event("sr_flagged", head.time_point, -1,
-                                  f"channel {head.channel}: " + ", ".join(flags))
-        self._mark_sr_stored(head.time_point, head.channel)
-        recorder.write_sr(head.time_point, head.channel, self._labels[head.channel],
-                          image, float(head.info.get("photon_count_e", float("nan"))),
-                          latency_ms, inference_ms)
-        self._latencies.add(latency_ms)
-        self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
-        self._publish("sr", head.time_point, head.channel, image)
+        slot = self.pool.slot_of(head.worker_id) if self.pool is not None else None
+        if slot is not None:
+            self._sr_per_worker[slot] += 1
+        self._mark_sr_stored(head.time_point, head.channel)  # held now: a later one is a duplicate
+        self._in_order.hold(key, _SrToWrite(
+            image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
+            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None))
+        self._write_in_order(recorder)
+
+    def _write_in_order(self, recorder: RunRecorder, everything: bool = False) -> None:
+        """Write the held SR results that nothing sent earlier is still owed before, in
+        time-point order (several workers answer out of order); ``everything`` at the end."""
+        if everything:
+            ready = self._in_order.release_all()
+        else:
+            with self._lock:
+                outstanding = list(self._pending)
+            ready = self._in_order.release(outstanding)
+        for (t, c), sr in ready:
+            if sr.late:
+                recorder.record_event("sr_late", t, -1,
+                                      f"channel {c}: result after its skip was recorded")
+            if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
+                recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
+            recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
+                              sr.inference_ms)
+            self._latencies.add(sr.latency_ms)
+            self._latest_sr_time_point = max(self._latest_sr_time_point, t)
+            self._publish("sr", t, c, sr.image)
 
     def _sr_stored(self, time_point: int, channel: int) -> bool:
         done = self._sr_done.get(channel)
@@ -732,7 +835,7 @@ class RunSession:
 
     def _flush_imc(self) -> None:
         """Ask the worker for the temporal IMC model's last frame and wait (bounded) for it."""
-        supervisor = self.supervisor
+        supervisor = self.supervisor  # IMC-SR runs with one worker
         if not self.protocol.imc or supervisor is None or not supervisor.ready:
             return
         header = header_for(Kind.EVENT, self.run_id, self._next_sequence(), None,
@@ -755,14 +858,19 @@ class RunSession:
                 recorder.record_event("fault", detail=f"restarted worker runs a different model "
                                       f"on channel {c}: {entry.get('model_sha256')}")
 
-    def _forget_pending(self, reason: str) -> None:
+    def _forget_pending(self, reason: str, slot: int | None = None) -> None:
+        """Record as skipped the sets in flight (of worker ``slot``, or of every worker)."""
         with self._lock:
-            lost = sorted(self._pending)
-            self._pending.clear()
+            lost = sorted(k for k, (_, s) in self._pending.items() if slot is None or s == slot)
+            for key in lost:
+                self._in_flight[self._pending.pop(key)[1]] -= 1
+        who = f"worker {slot}: " if slot is not None and len(self._in_flight) > 1 else ""
         for t, c in lost:
             self._skips += 1
             if self.recorder is not None:
-                self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {reason}")
+                self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {who}{reason}")
+        if self.recorder is not None:
+            self._write_in_order(self.recorder, everything=slot is None)
 
     def _drain(self) -> None:
         """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
@@ -771,7 +879,7 @@ class RunSession:
         while True:
             with self._lock:
                 pending = len(self._pending)
-            if (pending == 0 or self.supervisor is None or self.supervisor.given_up
+            if (pending == 0 or self.pool is None or self.pool.given_up
                     or self.thread_failure):
                 break
             if self._finish_by_s is not None and time.monotonic() >= self._finish_by_s:
@@ -788,7 +896,9 @@ class RunSession:
         if self._summary is not None:
             self._summary.sr_latency = self._latencies
 
-    def _on_worker_event(self, kind: str, detail: str) -> None:
+    def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
+        if self.options.workers > 1:
+            detail = f"worker {slot}: {detail}"
         if self.recorder is not None:
             try:
                 self.recorder.record_event(kind, max(self._latest_raw_time_point, -1), -1,
@@ -802,11 +912,11 @@ class RunSession:
         stats = recorder.stats if recorder is not None else None
         return Progress(
             time_points_done=self._latest_raw_time_point + 1,
-            time_points_total=self.protocol.timepoints,
+            time_points_total=self.protocol.n_events,
             elapsed_s=time.monotonic() - self._start_s,
             raw_frames=stats.raw_frames if stats else 0,
             sr_frames=stats.sr_frames if stats else 0,
             sr_lag_time_points=max(0, self._latest_raw_time_point - self._latest_sr_time_point),
             bytes_written=stats.bytes_written if stats else 0,
             skips=self._skips, gaps=self._gaps,
-            worker_restarts=self.supervisor.restarts if self.supervisor else 0)
+            worker_restarts=self.pool.restarts if self.pool else 0)

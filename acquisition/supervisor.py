@@ -1,4 +1,7 @@
-"""WorkerSupervisor: starts the inference worker as a subprocess, watches it, restarts it.
+"""WorkerSupervisor: starts an inference worker as a subprocess, watches it, restarts it.
+
+:class:`WorkerPool` runs several of them for one run, each on its own: one worker dying or
+hanging is restarted alone while the others go on.
 
 The worker is judged by its heartbeats (relayed by the run session from the results socket):
 no heartbeat for ``heartbeat_timeout_s`` means hung or dead, one set running longer than
@@ -17,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -80,12 +84,11 @@ class WorkerSupervisor:
         self._busy_since_s = 0.0
         self._ready = False
         self._given_up = False
-        self.worker_id = ""  # fresh for every start: messages of a killed worker do not count
+        self.worker_id = ""  # fresh for every start: a killed worker's heartbeats do not count
 
-    def owns(self, run_id: str, worker_id: str) -> bool:
-        """True if a message with these ids comes from the worker this supervisor runs now."""
-        return bool(self.worker_id) and worker_id == self.worker_id and (
-            run_id == self.command.run_id)
+    def owns(self, worker_id: str) -> bool:
+        """True if a message with this worker id comes from the worker running now."""
+        return bool(self.worker_id) and worker_id == self.worker_id
 
     @property
     def alive(self) -> bool:
@@ -177,3 +180,77 @@ class WorkerSupervisor:
             self.process.wait(10.0)
         except subprocess.TimeoutExpired:
             logger.error("worker pid %d did not die after SIGKILL", self.process.pid)
+
+
+class WorkerPool:
+    """Several supervised workers of one run; worker ``i`` is started by ``commands[i]``.
+
+    Every start gets a fresh worker id (the wire's ``worker_id``): heartbeats count only for
+    the worker running now, results are attributed to the slot whatever start sent them.
+    """
+
+    def __init__(self, commands: Sequence[WorkerCommand],
+                 on_event: Callable[[int, str, str], None], heartbeat_timeout_s: float = 5.0,
+                 startup_timeout_s: float = 120.0, busy_timeout_s: float = 60.0,
+                 max_restarts: int = 5) -> None:
+        if not commands:
+            raise ValueError("a worker pool needs at least one worker command")
+        self.supervisors = [
+            WorkerSupervisor(command, partial(on_event, index),
+                             heartbeat_timeout_s=heartbeat_timeout_s,
+                             startup_timeout_s=startup_timeout_s, busy_timeout_s=busy_timeout_s,
+                             max_restarts=max_restarts)
+            for index, command in enumerate(commands)]
+        self._slot_of_id: dict[str, int] = {}  # every id ever started -> its slot
+
+    def __len__(self) -> int:
+        return len(self.supervisors)
+
+    def start(self) -> None:
+        """Launch every worker."""
+        for index, supervisor in enumerate(self.supervisors):
+            supervisor.start()
+            self._slot_of_id[supervisor.worker_id] = index
+
+    def slot_of(self, worker_id: str) -> int | None:
+        """The slot a worker id was started in (any start of this pool), else None."""
+        return self._slot_of_id.get(worker_id)
+
+    def current(self, worker_id: str) -> WorkerSupervisor | None:
+        """The supervisor whose running worker has this id (None for stale or foreign ids)."""
+        index = self._slot_of_id.get(worker_id)
+        if index is None or not self.supervisors[index].owns(worker_id):
+            return None
+        return self.supervisors[index]
+
+    def ready_slots(self) -> list[int]:
+        """Slots whose worker runs and has said hello."""
+        return [i for i, s in enumerate(self.supervisors) if s.ready]
+
+    def check(self) -> list[tuple[int, str]]:
+        """Check every worker (restarting dead or hung ones): (slot, problem) for each found."""
+        found = []
+        for index, supervisor in enumerate(self.supervisors):
+            problem = supervisor.check()
+            if problem is not None:
+                found.append((index, problem))
+                self._slot_of_id[supervisor.worker_id] = index
+        return found
+
+    @property
+    def given_up(self) -> bool:
+        """True once every worker has used up its restarts."""
+        return all(s.given_up for s in self.supervisors)
+
+    @property
+    def restarts(self) -> int:
+        """Restarts of all workers together."""
+        return sum(s.restarts for s in self.supervisors)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask every worker to finish (SIGTERM) at once, then wait for each (bounded)."""
+        for supervisor in self.supervisors:
+            if supervisor.process is not None and supervisor.process.poll() is None:
+                supervisor.process.terminate()
+        for supervisor in self.supervisors:
+            supervisor.stop(timeout_s)

@@ -9,19 +9,51 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+# the dark theme's colours; every text / background pair below passes WCAG 2.1 AA (4.5:1 for
+# text, 3:1 for the outlines that show a control's extent and state: tests/gui/test_theme.py)
+THEME = {
+    "window": "#15181d", "base": "#0f1115", "text": "#d8dee6", "muted": "#8a9bb0",
+    "button": "#252b34", "outline": "#7d8da1", "title": "#8fb4d9", "accent": "#58a6ff",
+    "on": "#1f6f43", "on_outline": "#2ea36a", "record": "#9b2226", "record_outline": "#e04f5f",
+    "warning": "#f0c060", "disabled": "#8a9bb0", "highlight": "#2f5f9e",
+}
+# (foreground, background, minimum contrast ratio): what the theme draws on what
+THEME_PAIRS = (
+    ("text", "window", 4.5), ("text", "base", 4.5), ("text", "button", 4.5),
+    ("muted", "window", 4.5), ("title", "window", 4.5), ("warning", "window", 4.5),
+    ("disabled", "window", 4.5), ("text", "on", 4.5), ("text", "record", 4.5),
+    ("text", "highlight", 4.5), ("outline", "window", 3.0), ("outline", "base", 3.0),
+    ("accent", "window", 3.0), ("on_outline", "window", 3.0), ("record_outline", "window", 3.0),
+)
+
 DARK_STYLE = """
-QWidget { background: #15181d; color: #d8dee6; font-size: 12px; }
-QGroupBox { border: 1px solid #2c333d; border-radius: 4px; margin-top: 14px; padding: 4px; }
-QGroupBox::title { subcontrol-origin: margin; left: 8px; color: #8fb4d9; font-weight: bold; }
-QPushButton { background: #252b34; border: 1px solid #3a4350; border-radius: 3px;
-              padding: 4px 10px; }
-QPushButton:checked { background: #1f6f43; border-color: #2ea36a; }
-QPushButton#record:checked { background: #9b2226; border-color: #e04f5f; }
-QPushButton:hover { border-color: #5c8ac2; }
-QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QPlainTextEdit {
-    background: #0f1115; border: 1px solid #2c333d; border-radius: 2px; padding: 1px 3px; }
-QCheckBox::indicator { width: 13px; height: 13px; }
-"""
+QWidget {{ font-size: 12px; }}
+QGroupBox {{ border: 1px solid {outline}; border-radius: 4px; margin-top: 14px; padding: 4px; }}
+QGroupBox::title {{ subcontrol-origin: margin; left: 8px; color: {title}; font-weight: bold; }}
+QPushButton {{ background: {button}; color: {text}; border: 1px solid {outline};
+              border-radius: 3px; padding: 4px 10px; }}
+QPushButton:checked {{ background: {on}; border-color: {on_outline}; }}
+QPushButton#record:checked {{ background: {record}; border-color: {record_outline}; }}
+QPushButton:hover {{ border-color: {accent}; }}
+QPushButton:disabled {{ color: {disabled}; }}
+QCheckBox::indicator {{ width: 13px; height: 13px; border: 1px solid {outline};
+                        border-radius: 2px; background: {base}; }}
+QCheckBox::indicator:checked {{ background: {accent}; border-color: {accent}; }}
+QCheckBox::indicator:disabled {{ border-color: {muted}; }}
+QLabel#warning {{ color: {warning}; font-weight: bold; }}
+QLabel#note {{ color: {muted}; }}
+""".format(**THEME)
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2.1 contrast ratio of two '#rrggbb' colours (1 to 21)."""
+    def luminance(colour: str) -> float:
+        rgb = [int(colour.lstrip("#")[i:i + 2], 16) / 255.0 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 # the window's CPU priority below acquisition's; 0 by default: on this 2-core machine niceness
@@ -48,12 +80,36 @@ class GuiOptions:
     attach: str | None = None  # display endpoint of someone else's run: watch it read-only
 
 
+def dark_palette() -> object:
+    """Qt's Fusion style draws every control (spin-box arrows, combo arrows, check marks) in
+    these colours; the style sheet only adds outlines and the button states."""
+    from pyqtgraph.Qt import QtGui
+
+    role = QtGui.QPalette.ColorRole
+    group = QtGui.QPalette.ColorGroup
+    palette = QtGui.QPalette()
+    colours = {role.Window: "window", role.WindowText: "text", role.Base: "base",
+               role.AlternateBase: "button", role.Text: "text", role.Button: "button",
+               role.ButtonText: "text", role.ToolTipBase: "base", role.ToolTipText: "text",
+               role.Highlight: "highlight", role.HighlightedText: "text",
+               role.PlaceholderText: "muted", role.Link: "accent", role.BrightText: "warning",
+               role.Light: "outline", role.Midlight: "outline", role.Mid: "outline",
+               role.Dark: "base", role.Shadow: "base"}
+    for r, name in colours.items():
+        palette.setColor(r, QtGui.QColor(THEME[name]))
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        palette.setColor(group.Disabled, r, QtGui.QColor(THEME["disabled"]))
+    return palette
+
+
 def apply_dark_theme(app: object) -> None:
-    """Dark palette for Qt widgets and pyqtgraph."""
+    """Dark Fusion palette and outlines for Qt widgets; dark pyqtgraph views."""
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="#0b0d10", foreground="#c8d0da", antialias=False,
                         imageAxisOrder="row-major")
+    app.setStyle("Fusion")  # type: ignore[attr-defined]
+    app.setPalette(dark_palette())  # type: ignore[attr-defined]
     app.setStyleSheet(DARK_STYLE)  # type: ignore[attr-defined]
 
 
@@ -70,6 +126,17 @@ def yield_cpu_to_acquisition(niceness: int = WINDOW_NICENESS) -> None:
         os.nice(niceness)
     except OSError as exc:
         logger.warning("could not lower the window's CPU priority: %s", exc)
+
+
+def default_window_size(app: object) -> object:
+    """1600 x 1000, or 90 % of a smaller screen's available area (e.g. a 1280 x 720 one)."""
+    from pyqtgraph.Qt import QtCore
+
+    screen = app.primaryScreen()  # type: ignore[attr-defined]
+    if screen is None:
+        return QtCore.QSize(1600, 1000)
+    area = screen.availableGeometry()
+    return QtCore.QSize(min(1600, int(area.width() * 0.9)), min(1000, int(area.height() * 0.9)))
 
 
 def run_gui(options: GuiOptions) -> int:
@@ -103,7 +170,8 @@ def run_gui(options: GuiOptions) -> int:
         window.editor.imc.setChecked(True)
     if options.model is not None:
         window.editor.set_reconstruction(options.model)
-    window.resize(1600, 1000)
+    if settings.value("geometry") is None:  # otherwise restore_settings placed it
+        window.resize(default_window_size(app))
     window.show()
     if options.attach is not None:
         window.events.add("info", f"watching {options.attach} (read-only: the run's own "

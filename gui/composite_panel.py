@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from acquisition.run_file import IMC_DEFAULT_CHANNEL_NAMES
-from gui.contrast import composite_rgb, percentile_levels
+from gui.contrast import composite_levels, composite_rgb
 
 # captions until the stream reports the running model's `channel_names`: the default IMC-SR
 # model's structures, in its output order
@@ -37,6 +37,8 @@ class CompositePanel(QtWidgets.QWidget):
         if len(names) != len(DEFAULT_COLOURS):
             raise ValueError(f"channel_names={list(names)}: the composite shows 3 channels")
         self.channels: np.ndarray | None = None
+        self.names = list(names)
+        self.carries_signal = [True, True, True]  # auto-contrast stretches only these
         self.levels: list[tuple[float, float]] = [(0.0, 1.0)] * 3
         self.updates = 0
         self._last_auto_s = 0.0
@@ -99,9 +101,14 @@ class CompositePanel(QtWidgets.QWidget):
         now = time.monotonic()
         if now - self._last_auto_s >= AUTO_PERIOD_S or self.updates == 0:
             self._last_auto_s = now
+            levels, carries = composite_levels(data, 0.1)
+            self.carries_signal = carries
             for i in range(3):
+                self.visible[i].setToolTip("" if carries[i] else
+                                           "no signal: shown on the brightest channel's scale")
+                self._caption(i)
                 if self.auto[i].isChecked():
-                    self.levels[i] = percentile_levels(data[i], 0.1)
+                    self.levels[i] = levels[i]
                     self.highs[i].blockSignals(True)
                     self.highs[i].setValue(self.levels[i][1])
                     self.highs[i].blockSignals(False)
@@ -133,14 +140,19 @@ class CompositePanel(QtWidgets.QWidget):
         """Label the three checkboxes with the IMC-SR model's structure names (the names the
         stream carries; a list of another length is ignored)."""
         if len(names) == len(self.visible):
-            for box, name in zip(self.visible, names, strict=True):
-                if box.text() != name:
-                    box.setText(name)
+            self.names = [str(n) for n in names]
+            for i in range(len(self.visible)):
+                self._caption(i)
+
+    def _caption(self, index: int) -> None:
+        text = self.names[index] + ("" if self.carries_signal[index] else " (no signal)")
+        if self.visible[index].text() != text:
+            self.visible[index].setText(text)
 
     @property
     def channel_names(self) -> tuple[str, ...]:
-        """The captions shown, in channel order."""
-        return tuple(box.text() for box in self.visible)
+        """The structure names shown, in channel order."""
+        return tuple(self.names)
 
     def set_message(self, text: str) -> None:
         """Text shown while there is no composite (e.g. 'IMC-SR off')."""

@@ -169,3 +169,44 @@ def composite_rgb(channels: np.ndarray, colours: list[tuple[int, int, int]],
             scaled **= gamma
         out += scaled[..., None] * (np.asarray(colour, dtype=np.float32) / 255.0)
     return np.ascontiguousarray(np.clip(out * 255.0, 0, 255).astype(np.uint8))
+
+
+SIGNAL_FRACTION = 0.1  # an IMC channel whose top level is below this share of the brightest's
+
+
+def composite_levels(channels: np.ndarray, ignore_pct: float = 0.1,
+                     signal_fraction: float = SIGNAL_FRACTION
+                     ) -> tuple[list[tuple[float, float]], list[bool]]:
+    """Per-channel levels for an IMC composite, and whether each channel carries signal.
+
+    A channel whose upper percentile is below ``signal_fraction`` of the brightest channel's
+    is not stretched on its own (an empty lysosome channel at max 0.011 would otherwise fill
+    the frame with noise in its colour): it is shown on the brightest channel's scale.
+    """
+    data = np.asarray(channels)
+    levels = [percentile_levels(image, ignore_pct) for image in data]
+    brightest = max(high for _, high in levels)
+    carries = [high >= signal_fraction * brightest for _, high in levels]
+    shown = [level if signal else (level[0], max(brightest, level[0] + 1e-6))
+             for level, signal in zip(levels, carries, strict=True)]
+    return shown, carries
+
+
+def log_power_spectrum(image: np.ndarray) -> np.ndarray:
+    """log10(1 + |FFT|^2) of an image, zero frequency in the centre (float32): the SR view's
+    spectrum shows the resolution reached and reconstruction artefacts (peaks, rings)."""
+    data = np.asarray(image, dtype=np.float32)
+    spectrum = np.fft.fftshift(np.fft.fft2(data - np.float32(data.mean())))
+    return np.log10(1.0 + np.abs(spectrum) ** 2).astype(np.float32)
+
+
+def nice_length(span: float, fraction: float = 0.2) -> float:
+    """A 1, 2 or 5 x 10^k length close to ``fraction`` of ``span`` (scale bars)."""
+    if not span > 0:
+        raise ValueError(f"span must be positive, got {span}")
+    target = span * fraction
+    power = 10.0 ** np.floor(np.log10(target))
+    for step in (5.0, 2.0, 1.0):
+        if step * power <= target:
+            return float(step * power)
+    return float(power)

@@ -24,8 +24,10 @@ from gui.contrast import (
     SATURATION_RGB,
     colour_table_rgb32,
     histogram_counts,
+    log_power_spectrum,
     lut_for,
     lut_indices,
+    nice_length,
     percentile_levels,
 )
 from gui.display_cost import thread_cpu_s
@@ -37,6 +39,7 @@ LEVELS_HYSTERESIS = 0.02  # fraction of the level span a new auto level must mov
 HISTOGRAM_PERIOD_S = 1.0  # the histogram plot
 # decimate when zoomed out as long as the drawn image keeps >= 1 / 1.1 of the screen's pixels
 DECIMATION_SLACK = 1.1
+FFT_PERIOD_S = 0.3  # the spectrum view is recomputed at most this often
 
 
 class TableImageItem(pg.ImageItem):
@@ -122,9 +125,14 @@ class ImagePanel(QtWidgets.QWidget):
     """A titled image view with its histogram/levels and a row of contrast controls."""
 
     def __init__(self, title: str, colourmap: str = "grey", saturation_value: float | None = None,
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, value_unit: str = "",
+                 spectrum: bool = False) -> None:
         super().__init__(parent)
         self.title = title
+        self.value_unit = value_unit  # the cursor readout's unit ('ADU'; '' for SR)
+        self.um_per_unit = 0.0  # µm per view unit (0: unknown; axes then read in pixels)
+        self._last_fft_s = -1e9
+        self._scale_key: tuple[float, float] = (0.0, 0.0)
         self.saturation_value = saturation_value  # detector / model maximum; None: no overlay
         self.saturated_px = 0  # pixels at the saturation value (integer frames: <= 0.3 s old)
         self.image: np.ndarray | None = None  # as received (e.g. uint16 SR)
@@ -141,9 +149,16 @@ class ImagePanel(QtWidgets.QWidget):
         # behind it on each new image (-0.3 to 0.6 ms per raw + SR update pair)
         for widget in (self.graphics, self.graphics.viewport()):
             widget.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
-        self.label = self.graphics.addLabel(title, row=0, col=0, colspan=2, justify="left")
-        self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
+        self.label = self.graphics.addLabel(title, row=0, col=0, colspan=3, justify="left")
+        self.view = self.graphics.addViewBox(row=1, col=1, lockAspect=True, invertY=True,
                                              enableMenu=False)
+        # µm axes: drawn again only when the view's range changes, not per image
+        self.axes = {side: pg.AxisItem(side) for side in ("left", "bottom")}
+        for side, axis in self.axes.items():
+            axis.linkToView(self.view)
+            axis.setLabel("µm" if side == "bottom" else "")
+            self.graphics.addItem(axis, row=1 if side == "left" else 2,
+                                  col=0 if side == "left" else 1)
         self.item = TableImageItem()
         self.item.saturation_value = saturation_value
         self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
@@ -164,7 +179,21 @@ class ImagePanel(QtWidgets.QWidget):
         self.histogram.gradient.sigGradientChanged.disconnect(self.histogram.gradientChanged)
         self.histogram.gradient.hide()
         self.histogram.setMaximumWidth(90)
-        self.graphics.addItem(self.histogram, row=1, col=1)
+        self.graphics.addItem(self.histogram, row=1, col=2)
+        self.scale_bar: pg.ScaleBar | None = None
+        # the spectrum (FFT) of the image instead of the image, at most every FFT_PERIOD_S
+        self.fft_item = pg.ImageItem(axisOrder="row-major")
+        self.fft_item.setVisible(False)
+        self.view.addItem(self.fft_item)
+        self.fft_lut = lut_for("grey")
+        self.fft = QtWidgets.QCheckBox("FFT")
+        self.fft.setToolTip("show the image's power spectrum (log scale)")
+        self.fft.setVisible(spectrum)
+        self.fft.toggled.connect(self._fft_toggled)
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName("note")
+        self.readout.setToolTip("cursor position and pixel value")
+        self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         # the histogram is recomputed on our schedule, not on every setImage
         self.item.sigImageChanged.disconnect(self.histogram.imageChanged)
         self.histogram.sigLevelsChanged.connect(self._levels_dragged)
@@ -196,13 +225,14 @@ class ImagePanel(QtWidgets.QWidget):
         bar = QtWidgets.QHBoxLayout()
         bar.setContentsMargins(2, 0, 2, 0)
         for widget in (self.colourmap, self.gamma, self.ignore_pct, self.auto_button,
-                       self.continuous, self.saturation):
+                       self.continuous, self.saturation, self.fft):
             bar.addWidget(widget)
         bar.addStretch(1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.readout)
         layout.addLayout(bar)
 
         self.lut = lut_for(colourmap)
@@ -239,6 +269,9 @@ class ImagePanel(QtWidgets.QWidget):
         self.item.saturation_value = self._saturation_shown()
         self.item.setImage(self._decimated(data), autoLevels=False,
                            levels=self._stored(self.levels), lut=self.lut)
+        if self.fft.isChecked() and now - self._last_fft_s >= FFT_PERIOD_S:
+            self._last_fft_s = now
+            self._show_spectrum()
         self._mark_saturation(data, due)
         if due:
             self._last_levels_s = now
@@ -358,6 +391,78 @@ class ImagePanel(QtWidgets.QWidget):
         if data.dtype in (np.uint8, np.uint16):  # the colour table reads the strided view
             return data[::k, ::k]
         return np.ascontiguousarray(data[::k, ::k])
+
+    # --- spectrum, scale, cursor --------------------------------------------------------------
+
+    def _fft_toggled(self, on: bool) -> None:
+        self.item.setVisible(not on)
+        self.fft_item.setVisible(on)
+        if on:
+            self._show_spectrum()
+
+    def _show_spectrum(self) -> None:
+        if self.image is None:
+            return
+        power = log_power_spectrum(self.image)
+        low, high = np.percentile(power[:: max(1, power.shape[0] // 128),
+                                        :: max(1, power.shape[1] // 128)], (50.0, 99.9))
+        self.fft_item.setImage(power, autoLevels=False,
+                               levels=(float(low), float(max(high, low + 1e-3))),
+                               lut=self.fft_lut)
+        self.fft_item.setTransform(QtGui.QTransform.fromScale(self.pixel_scale,
+                                                              self.pixel_scale))
+
+    def set_saturation_value(self, value: float | None) -> None:
+        """The detector's (or model's) maximum, e.g. 2**bit_depth - 1 ADU for the camera."""
+        if value != self.saturation_value:
+            self.saturation_value = value
+            self.item.saturation_value = self._saturation_shown()
+            if self.image is not None:
+                self._mark_saturation(self.image)
+                self.item.update()
+
+    def set_um_per_unit(self, um_per_unit: float) -> None:
+        """µm per view unit: the axes read in µm and a scale bar shows a round length."""
+        if self.image is None or not um_per_unit > 0:
+            return
+        width_um = self.image.shape[1] * self.pixel_scale * um_per_unit
+        key = (um_per_unit, width_um)
+        if key == self._scale_key:
+            return
+        self._scale_key = key
+        self.um_per_unit = um_per_unit
+        for axis in self.axes.values():
+            axis.setScale(um_per_unit)
+        length_um = nice_length(width_um)
+        if self.scale_bar is None:
+            self.scale_bar = pg.ScaleBar(length_um / um_per_unit, offset=(-12, -12))
+            self.scale_bar.setParentItem(self.view)
+        self.scale_bar.size = length_um / um_per_unit
+        self.scale_bar.text.setText(f"{length_um:g} µm")
+        self.scale_bar.updateBar()
+
+    def cursor_text(self, x_unit: float, y_unit: float) -> str:
+        """'x 1.23 µm  y 4.56 µm  [row, col]  value' at a view position ('' outside)."""
+        image = self.image
+        if image is None:
+            return ""
+        col, row = int(x_unit // self.pixel_scale), int(y_unit // self.pixel_scale)
+        if not (0 <= row < image.shape[0] and 0 <= col < image.shape[1]):
+            return ""
+        value = float(image[row, col]) * self.value_scale
+        shown = f"{value:.0f}" if self.value_scale == 1.0 and image.dtype.kind in "ui" \
+            else f"{value:.4g}"
+        where = (f"x {x_unit * self.um_per_unit:.2f} µm  y {y_unit * self.um_per_unit:.2f} µm"
+                 if self.um_per_unit > 0 else f"x {x_unit:.1f}  y {y_unit:.1f}")
+        unit = f" {self.value_unit}" if self.value_unit else ""
+        return f"{where}  [{row}, {col}]  value {shown}{unit}"
+
+    def _mouse_moved(self, scene_pos: QtCore.QPointF) -> None:
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            return
+        point = self.view.mapSceneToView(scene_pos)
+        text = self.cursor_text(point.x(), point.y())
+        self.readout.setText(text or " ")
 
     def fit(self) -> None:
         """Show the whole image, and keep doing so on resize (until the user pans/zooms)."""

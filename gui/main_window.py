@@ -27,7 +27,13 @@ from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
-from gui.status_panel import EventPane, StatusPanel, format_status, free_disk_bytes
+from gui.status_panel import (
+    EventPane,
+    StatusPanel,
+    format_status,
+    free_disk_bytes,
+    sr_lag_s,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,8 @@ MIN_WINDOW_SIZE = (960, 560)
 CONTROLS_WIDTH_PX = 370
 ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
 HISTORY_CHECKS = 200
-RAW_SATURATION_ADU = 65_535  # 16-bit camera clipping
+RAW_SATURATION_ADU = 65_535  # until the camera's bit depth is known: 16-bit clipping
+SR_LAG_WARN_S = 3.0  # SR trailing the camera by more than this raises the lag warning
 SR_SATURATION = 1.0  # top of the models' output range
 
 
@@ -165,8 +172,10 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._views_linked = False
         self._raw_scale = 0.0
 
-        self.raw_panel = ImagePanel("Raw", "grey", saturation_value=RAW_SATURATION_ADU)
-        self.sr_panel = ImagePanel("Super-resolved", "hot", saturation_value=SR_SATURATION)
+        self.raw_panel = ImagePanel("Raw", "grey", saturation_value=RAW_SATURATION_ADU,
+                                    value_unit="ADU")
+        self.sr_panel = ImagePanel("Super-resolved", "hot", saturation_value=SR_SATURATION,
+                                   spectrum=True)
         self.composite = CompositePanel()
         self.pattern = PatternPanel()
         self.editor = ProtocolEditor(lines_nm)
@@ -204,6 +213,14 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.imc_off_button = QtWidgets.QPushButton("IMC-SR off")
         self.imc_off_button.setToolTip("live view without the IMC-SR split")
         self.lag_box = QtWidgets.QWidget()
+        self.sr_lag_s = 0.0
+        self.roi_button = QtWidgets.QPushButton("Draw ROI")
+        self.roi_button.setCheckable(True)
+        self.roi_button.setToolTip("drag a rectangle on the raw view; press again to apply it "
+                                   "as the camera ROI")
+        self.fit_button = QtWidgets.QPushButton("Fit views")
+        self.fit_button.setToolTip("show the whole image in every view (Ctrl+0)")
+        self.roi_item: pg.RectROI | None = None
         self.actions: dict[str, QtGui.QAction] = {}
 
         self._update_display_channels()
@@ -212,6 +229,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.live_button.clicked.connect(self._live_clicked)
         self.record_button.clicked.connect(self._record_clicked)
         self.open_folder_button.clicked.connect(self.open_last_folder)
+        self.roi_button.toggled.connect(self._roi_toggled)
+        self.fit_button.clicked.connect(self.fit_views)
         self.skip_sr_button.clicked.connect(lambda: self.editor.set_reconstruction("none"))
         self.imc_off_button.clicked.connect(lambda: self.editor.imc.setChecked(False))
         self.snapshot_button.clicked.connect(lambda: self.snapshot())
@@ -230,6 +249,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.display_channel.currentIndexChanged.connect(lambda _index: self._plan_edited())
         self.restore_settings()
         self._link_toggled(self.link_box.isChecked())
+        for panel in (self.raw_panel, self.sr_panel):
+            panel.view.sigRangeChangedManually.connect(self._view_moved)
         self._imc_toggled(self.editor.imc.isChecked())
         self._send_raw_view()
 
@@ -290,6 +311,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         buttons.addWidget(self.save_button, 2, 1)
         buttons.addWidget(self.raw_source, 3, 0)
         buttons.addWidget(self.display_channel, 3, 1)
+        buttons.addWidget(self.roi_button, 4, 0)
+        buttons.addWidget(self.fit_button, 4, 1)
         record_box = QtWidgets.QGroupBox("Recording")
         record_layout = QtWidgets.QVBoxLayout(record_box)
         record_layout.addWidget(self.record_state)
@@ -317,7 +340,9 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.controls_scroll.setWidgetResizable(True)
         self.controls_scroll.setHorizontalScrollBarPolicy(
             QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.controls_scroll.setMinimumWidth(CONTROLS_WIDTH_PX)
+        scrollbar_px = self.controls_scroll.verticalScrollBar().sizeHint().width()
+        self.controls_scroll.setMinimumWidth(max(CONTROLS_WIDTH_PX, panel.minimumSizeHint().width()
+                                                 + scrollbar_px + 4))
         self.controls_scroll.setMaximumWidth(2 * CONTROLS_WIDTH_PX)
 
         self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -369,10 +394,18 @@ class LiveWindow(QtWidgets.QMainWindow):
         action(run_menu, "snapshot", "&Snapshot", "Ctrl+Shift+S", lambda: self.snapshot())
         view_menu = bar.addMenu("&View")
         action(view_menu, "fit", "&Fit views", "Ctrl+0", self.fit_views)
+        action(view_menu, "fft", "SR &spectrum (FFT)", "Ctrl+F", self.sr_panel.fft.toggle)
         view_menu.addAction(self.events_dock.toggleViewAction())
         self.live_button.setToolTip("live view (Ctrl+L)")
         self.record_button.setToolTip("record to a new run file / stop (Ctrl+R)")
         self.snapshot_button.setToolTip("save the views as TIFF and PNG (Ctrl+Shift+S)")
+
+    def _view_moved(self, *_args: object) -> None:
+        """A pan/zoom by the user holds for every linked view (no re-fit on resize)."""
+        if self._views_linked:
+            for panel in (self.raw_panel, self.sr_panel):
+                panel.auto_fit = False
+            self.composite.auto_fit = False
 
     def fit_views(self) -> None:
         """Show every view's whole image, and keep re-fitting it on resize until panned."""
@@ -685,9 +718,86 @@ class LiveWindow(QtWidgets.QMainWindow):
         if self.link_box.isChecked() and not self._views_linked:
             self._link_toggled(True)
 
+    def _update_scale(self) -> None:
+        """µm axes and scale bars from the camera's pixel size; saturation from its bit depth."""
+        camera = self._camera
+        bits = camera.get("bit_depth")
+        if isinstance(bits, int) and 8 <= bits <= 16:
+            self.raw_panel.set_saturation_value(float(2**bits - 1))
+        pixel_nm = camera.get("pixel_size_nm")
+        if not isinstance(pixel_nm, int | float) or not pixel_nm > 0:
+            return
+        raw, sr = self.raw_panel.image, self.sr_panel.image
+        raw_um_per_unit = pixel_nm / 1000.0 / (self._raw_scale or 1.0)
+        if raw is not None:
+            self.raw_panel.set_um_per_unit(raw_um_per_unit)
+        if sr is not None and raw is not None and sr.shape[0]:
+            self.sr_panel.set_um_per_unit(pixel_nm / 1000.0 * raw.shape[0] / sr.shape[0])
+
+    def _show_lag(self, status: dict[str, Any]) -> None:
+        """A warning when SR trails the camera by more than SR_LAG_WARN_S, with the choices."""
+        channels = max(1, len(self.editor.channel_names()))
+        patterns = 1 if self.editor.mode.currentText() == "WF" else 9
+        self.sr_lag_s = sr_lag_s(status, channels * patterns)
+        lagging = self.sr_lag_s > SR_LAG_WARN_S and status.get("state") in (
+            "live", *RECORDING_STATES)
+        if lagging:
+            behind = status.get("queue_depth") or 0
+            recording = status.get("state") in RECORDING_STATES
+            self.lag_warning.setText(
+                f"SR is {self.sr_lag_s:.0f} s behind the camera"
+                + (f" ({behind} time points)" if recording else "")
+                + (". The recording keeps every raw frame; the choices below apply to live "
+                   "view after it." if recording else
+                   ". Turn SR or IMC-SR off for live view, or lower the frame rate."))
+            self.imc_off_button.setVisible(self.editor.imc.isChecked())
+            self.skip_sr_button.setEnabled(not recording)
+            self.imc_off_button.setEnabled(not recording)
+        if lagging != self.lag_box.isVisible():
+            self.lag_box.setVisible(lagging)
+
+    def _roi_toggled(self, on: bool) -> None:
+        """Draw a rectangle on the raw view; pressed again it becomes the protocol's ROI."""
+        image = self.raw_panel.image
+        scale = self.raw_panel.pixel_scale
+        if on:
+            if image is None:
+                self.events.add("warning", "start Live first: the ROI is drawn on the raw view")
+                self.roi_button.setChecked(False)
+                return
+            height, width = image.shape[0] * scale, image.shape[1] * scale
+            self.roi_item = pg.RectROI([width / 4, height / 4], [width / 2, height / 2],
+                                       pen=pg.mkPen("#58a6ff", width=2),
+                                       maxBounds=QtCore.QRectF(0, 0, width, height))
+            self.raw_panel.view.addItem(self.roi_item)
+            self.roi_button.setText("Apply ROI")
+            return
+        self.roi_button.setText("Draw ROI")
+        item, self.roi_item = self.roi_item, None
+        if item is None:
+            return
+        self.raw_panel.view.removeItem(item)
+        x, y = item.pos().x() / scale, item.pos().y() / scale
+        width, height = item.size().x() / scale, item.size().y() / scale
+        self.apply_roi(round(x), round(y), round(width), round(height))
+
+    def apply_roi(self, x_px: int, y_px: int, width_px: int, height_px: int) -> None:
+        """A camera ROI relative to the current frame (multiples of 4 px, at least 16)."""
+        editor = self.editor
+        width = max(16, width_px // 4 * 4)
+        height = max(16, height_px // 4 * 4)
+        editor.roi_x.setValue(editor.roi_x.value() + max(0, x_px))
+        editor.roi_y.setValue(editor.roi_y.value() + max(0, y_px))
+        editor.roi_width.setValue(width)
+        editor.roi_height.setValue(height)
+        self.events.add("info", f"ROI {width} x {height} px at ({editor.roi_x.value()}, "
+                                f"{editor.roi_y.value()})")
+
     def _show_status(self) -> None:
         status = self.link.state.status
         self._camera = status.get("camera", self._camera) or {}
+        self._update_scale()
+        self._show_lag(status)
         free = status.get("free_disk_bytes")
         if free is None:
             free = free_disk_bytes(Path(self.editor.folder.text()))

@@ -115,6 +115,13 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.timepoints = QtWidgets.QSpinBox()
         self.timepoints.setRange(1, 10_000_000)
         self.timepoints.setValue(100)
+        self.roi_x = QtWidgets.QSpinBox()
+        self.roi_y = QtWidgets.QSpinBox()
+        for box, name in ((self.roi_x, "x "), (self.roi_y, "y ")):
+            box.setRange(0, 8192)
+            box.setPrefix(name)
+            box.setSuffix(" px")
+            box.setToolTip("ROI offset on the sensor")
         self.roi_width = QtWidgets.QSpinBox()
         self.roi_height = QtWidgets.QSpinBox()
         for box in (self.roi_width, self.roi_height):
@@ -131,9 +138,12 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.reconstruction.currentTextChanged.connect(self._match_mode)
         for signal in (self.mode.currentIndexChanged, self.reconstruction.currentIndexChanged,
                        self.imc.toggled, self.roi_width.valueChanged,
-                       self.roi_height.valueChanged):
+                       self.roi_height.valueChanged, self.roi_x.valueChanged,
+                       self.roi_y.valueChanged):
             signal.connect(lambda *_args: self.pipeline_changed.emit())
         form = QtWidgets.QFormLayout()
+        form.setHorizontalSpacing(10)  # labels never touch their fields
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("mode", self.mode)
         form.addRow("reconstruction", self.reconstruction)
         form.addRow("", self.imc)
@@ -144,6 +154,10 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         roi.addWidget(QtWidgets.QLabel("×"))
         roi.addWidget(self.roi_height)
         form.addRow("ROI", roi)
+        offset = QtWidgets.QHBoxLayout()
+        offset.addWidget(self.roi_x)
+        offset.addWidget(self.roi_y)
+        form.addRow("ROI offset", offset)
         folder = QtWidgets.QHBoxLayout()
         folder.addWidget(self.folder, 1)
         folder.addWidget(self.folder_button)
@@ -192,7 +206,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         folder = Path(self.folder.text()).expanduser()
         return {"channels": channels, "mode": MODES[self.mode.currentText()],
                 "timepoints": self.timepoints.value(), "interval_s": self.interval_s.value(),
-                "roi": {"x": 0, "y": 0, "width": self.roi_width.value(),
+                "roi": {"x": self.roi_x.value(), "y": self.roi_y.value(),
+                        "width": self.roi_width.value(),
                         "height": self.roi_height.value()},
                 "imc": self.imc.isChecked(),
                 "output": str(output or unique_output(folder, self.stem.text() or "run"))}
@@ -233,6 +248,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.imc.setChecked(bool(data.get("imc", False)))
         roi = data.get("roi")
         if isinstance(roi, dict):
+            self.roi_x.setValue(int(roi.get("x", 0)))
+            self.roi_y.setValue(int(roi.get("y", 0)))
             self.roi_width.setValue(int(roi["width"]))
             self.roi_height.setValue(int(roi["height"]))
         output = data.get("output")

@@ -50,6 +50,23 @@ def format_status(status: dict[str, Any], photon_count: float, display_fps: floa
     }
 
 
+RECORDING_STATES = ("starting", "recording", "stopping")
+
+
+def sr_lag_s(status: dict[str, Any], frames_per_time_point: int) -> float:
+    """How far SR trails the camera, in seconds: the newest SR image's latency, or (while
+    recording) the SR lag in time points at the camera's frame rate, whichever is larger."""
+    latency_ms = status.get("latency_ms")
+    lag_s = (float(latency_ms) / 1000.0 if isinstance(latency_ms, int | float)
+             and math.isfinite(latency_ms) else 0.0)
+    if status.get("state") in RECORDING_STATES:
+        behind = status.get("queue_depth") or 0
+        fps = status.get("camera_fps") or 0.0
+        if isinstance(fps, int | float) and fps > 0 and frames_per_time_point > 0:
+            lag_s = max(lag_s, float(behind) * frames_per_time_point / float(fps))
+    return lag_s
+
+
 def free_disk_bytes(folder: Path) -> int | None:
     """Free bytes on the file system that holds ``folder`` (its nearest existing parent)."""
     path = folder.expanduser().absolute()
@@ -122,7 +139,7 @@ class EventPane(QtWidgets.QWidget):
         stamp = time.strftime("%H:%M:%S")
         colour = LEVEL_COLOURS.get(level, "#ccc")
         safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        self.log.appendHtml(f"<span style='color:#667'>{stamp}</span> "
+        self.log.appendHtml(f"<span style='color:#8a9bb0'>{stamp}</span> "
                             f"<span style='color:{colour}'>{safe}</span>")
         if level == "error":
             self.errors.append(text)

@@ -121,6 +121,24 @@ class BridgeCoreBackend:
     def set_roi(self, x: int, y: int, width: int, height: int) -> None:
         self.core.set_roi(int(x), int(y), int(width), int(height))
 
+    def stage_labels(self) -> tuple[str, str]:
+        return str(self.core.get_xy_stage_device()), str(self.core.get_focus_device())
+
+    def set_xy_position_um(self, x_um: float, y_um: float) -> None:
+        self.core.set_xy_position(float(x_um), float(y_um))
+
+    def xy_position_um(self) -> tuple[float, float]:
+        return float(self.core.get_x_position()), float(self.core.get_y_position())
+
+    def set_z_position_um(self, z_um: float) -> None:
+        self.core.set_position(float(z_um))
+
+    def z_position_um(self) -> float:
+        return float(self.core.get_position())
+
+    def wait_for_device(self, label: str) -> None:
+        self.core.wait_for_device(label)
+
     def clear_roi(self) -> None:
         self.core.clear_roi()
 

@@ -25,7 +25,9 @@ from pymmcore_plus.experimental.unicore import (
     GenericDevice,
     HubDevice,
     ShutterDevice,
+    StageDevice,
     UniMMCore,
+    XYStageDevice,
     pymm_property,
 )
 from pymmcore_plus.experimental.unicore.core._sequence_buffer import SequenceBuffer
@@ -41,7 +43,9 @@ __all__ = [
     "GenericDevice",
     "HubDevice",
     "ShutterDevice",
+    "StageDevice",
     "UniCoreBackend",
+    "XYStageDevice",
     "pymm_property",
 ]
 
@@ -135,6 +139,25 @@ class CoreBackend(Protocol):
 
     def shutter_open(self, label: str) -> bool:
         """True if shutter `label` is open."""
+
+    def stage_labels(self) -> tuple[str, str]:
+        """The core's current XY stage and focus (Z) device labels ('' where none)."""
+
+    def set_xy_position_um(self, x_um: float, y_um: float) -> None:
+        """Start moving the XY stage to (x, y) micrometres."""
+
+    def xy_position_um(self) -> tuple[float, float]:
+        """Where the XY stage reports it is (micrometres)."""
+
+    def set_z_position_um(self, z_um: float) -> None:
+        """Start moving the focus drive to z micrometres."""
+
+    def z_position_um(self) -> float:
+        """Where the focus drive reports it is (micrometres)."""
+
+    def wait_for_device(self, label: str) -> None:
+        """Block until `label` is no longer busy (the core's own bounded wait: it raises after
+        the core's timeout, 5 s by default)."""
 
 
 class _NotifyingBuffer(SequenceBuffer):
@@ -331,6 +354,25 @@ class UniCoreBackend:
 
     def shutter_open(self, label: str) -> bool:
         return bool(self.core.getShutterOpen(label))
+
+    # -------------------------------------------------------------- stages
+    def stage_labels(self) -> tuple[str, str]:
+        return str(self.core.getXYStageDevice()), str(self.core.getFocusDevice())
+
+    def set_xy_position_um(self, x_um: float, y_um: float) -> None:
+        self.core.setXYPosition(float(x_um), float(y_um))
+
+    def xy_position_um(self) -> tuple[float, float]:
+        return float(self.core.getXPosition()), float(self.core.getYPosition())
+
+    def set_z_position_um(self, z_um: float) -> None:
+        self.core.setPosition(float(z_um))
+
+    def z_position_um(self) -> float:
+        return float(self.core.getPosition())
+
+    def wait_for_device(self, label: str) -> None:
+        self.core.waitForDevice(label)
 
     def close(self) -> None:
         """Stop acquisition and unload the Python devices (C++ ones go with the core)."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hardware.core_adapter import CoreBackend, UniCoreBackend
-from hardware.errors import AcquisitionTimeout, CapabilityError, SequenceMismatch
+from hardware.errors import AcquisitionTimeout, CapabilityError, RigError, SequenceMismatch
 from hardware.frames import FrameTag, TaggedFrame
 from hardware.pattern_layout import LASER_LINES_NM
 from hardware.roles import (
@@ -125,6 +125,43 @@ class Rig:
             if self.shutter is not None:
                 self.shutter.set_open(False)
         return frames
+
+    def move_stage(self, x_um: float | None = None, y_um: float | None = None,
+                   z_um: float | None = None, tolerance_um: float = 0.1
+                   ) -> tuple[float, float, float]:
+        """Move the XY stage and/or focus drive, wait for them, return where they report.
+
+        CapabilityError when the rig has no such stage; RigError when a stage refuses the
+        target or settles farther than ``tolerance_um`` from it (the core's own bounded wait).
+        """
+        xy_label, z_label = self.backend.stage_labels()
+        wants_xy = x_um is not None or y_um is not None
+        if wants_xy and not xy_label:
+            raise CapabilityError("this rig has no XY stage (set Core,XYStage in its .cfg)")
+        if z_um is not None and not z_label:
+            raise CapabilityError("this rig has no focus drive (set Core,Focus in its .cfg)")
+        try:
+            if wants_xy:
+                x_now, y_now = self.backend.xy_position_um()
+                target_xy = (x_now if x_um is None else x_um, y_now if y_um is None else y_um)
+                self.backend.set_xy_position_um(*target_xy)
+            if z_um is not None:
+                self.backend.set_z_position_um(z_um)
+            for label, moved in ((xy_label, wants_xy), (z_label, z_um is not None)):
+                if moved:
+                    self.backend.wait_for_device(label)
+            x, y = self.backend.xy_position_um() if xy_label else (float("nan"),) * 2
+            z = self.backend.z_position_um() if z_label else float("nan")
+        except CapabilityError:
+            raise
+        except (RuntimeError, ValueError, OSError) as exc:  # the adapter refused or timed out
+            raise RigError(f"stage move to x={x_um}, y={y_um}, z={z_um} µm failed: "
+                           f"{exc}") from exc
+        for axis, target, got in (("x", x_um, x), ("y", y_um, y), ("z", z_um, z)):
+            if target is not None and not abs(got - target) <= tolerance_um:
+                raise RigError(f"stage {axis} settled at {got:.3f} µm, target {target:.3f} µm "
+                               f"(tolerance {tolerance_um} µm)")
+        return x, y, z
 
     def check_plan(self, plan: SequencePlan) -> None:
         """Raise CapabilityError if this rig cannot run `plan` as one triggered sequence."""

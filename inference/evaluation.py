@@ -39,39 +39,28 @@ def percentile_normalize(
     return np.clip(out, 0.0, 1.0) if clip else out.astype(np.float32)
 
 
+REGISTRATION_UPSAMPLE = 10  # 1/10 px: 0.05 px worst error vs 0.10 px for the parabola fit it
+# replaced (16 noisy 256 px SR images), at about 2x its time (~0.1 s per image)
+
+
 def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Shift (dy, dx) in pixels that aligns ``moving`` onto ``reference`` (..., 2), sub-pixel.
 
-    Peak of the FFT cross-correlation, refined by a parabola through its neighbours.
+    scikit-image's cross-correlation registration (``phase_cross_correlation`` without the
+    phase normalisation, upsampled to 1/10 px), per image over the leading axes.
     """
+    from skimage.registration import phase_cross_correlation
+
     moving = np.asarray(moving, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     _same_shape(moving, reference)
-    ny, nx = moving.shape[-2:]
-    spectrum = sfft.fft2(reference - reference.mean(axis=(-2, -1), keepdims=True)) * np.conj(
-        sfft.fft2(moving - moving.mean(axis=(-2, -1), keepdims=True))
-    )
-    correlation = sfft.ifft2(spectrum).real
-    flat = correlation.reshape(*correlation.shape[:-2], -1)
-    peak = np.argmax(flat, axis=-1)
-    iy, ix = np.unravel_index(peak, (ny, nx))
-    lead = np.indices(correlation.shape[:-2])
-
-    def neighbours(dy: int, dx: int) -> np.ndarray:
-        return correlation[(*lead, (iy + dy) % ny, (ix + dx) % nx)]
-
-    centre = neighbours(0, 0)
-    sub_y = _parabola(neighbours(-1, 0), centre, neighbours(1, 0))
-    sub_x = _parabola(neighbours(0, -1), centre, neighbours(0, 1))
-    shift_y = np.where(iy > ny // 2, iy - ny, iy) + sub_y
-    shift_x = np.where(ix > nx // 2, ix - nx, ix) + sub_x
-    return np.stack([shift_y, shift_x], axis=-1)
-
-
-def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
-    denominator = left - 2.0 * centre + right
-    safe = np.where(np.abs(denominator) > 1e-12, denominator, 1.0)
-    return np.where(np.abs(denominator) > 1e-12, 0.5 * (left - right) / safe, 0.0)
+    lead = moving.shape[:-2]
+    shifts = np.empty((int(np.prod(lead)), 2))
+    for k, (ref, mov) in enumerate(zip(reference.reshape(-1, *reference.shape[-2:]),
+                                       moving.reshape(-1, *moving.shape[-2:]), strict=True)):
+        shifts[k] = phase_cross_correlation(ref, mov, upsample_factor=REGISTRATION_UPSAMPLE,
+                                            normalization=None)[0]
+    return shifts.reshape(*lead, 2)
 
 
 def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
@@ -107,13 +96,25 @@ def linear_fit(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
 
 
 def nrmse(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
-    """Root-mean-square error divided by the ground truth's range (max - min), per image."""
+    """Root-mean-square error divided by the ground truth's range (max - min), per image
+    (scikit-image ``normalized_root_mse``, min-max normalisation)."""
+    from skimage.metrics import normalized_root_mse
+
     prediction = np.asarray(prediction, dtype=np.float64)
     ground_truth = np.asarray(ground_truth, dtype=np.float64)
     _same_shape(prediction, ground_truth)
-    rmse = np.sqrt(np.mean((prediction - ground_truth) ** 2, axis=(-2, -1)))
-    span = ground_truth.max(axis=(-2, -1)) - ground_truth.min(axis=(-2, -1))
-    return rmse / np.maximum(span, 1e-30)
+    return _per_image(lambda pred, gt: normalized_root_mse(gt, pred, normalization="min-max"),
+                      prediction, ground_truth)
+
+
+def _per_image(metric: Any, prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """``metric(pred, gt)`` of every (Y, X) image over the leading axes."""
+    lead = prediction.shape[:-2]
+    frame = prediction.shape[-2:]
+    values = [float(metric(p, g)) for p, g in zip(prediction.reshape(-1, *frame),
+                                                   ground_truth.reshape(-1, *frame),
+                                                   strict=True)]
+    return np.asarray(values, dtype=np.float64).reshape(lead)
 
 
 def pearson(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
@@ -161,12 +162,19 @@ def _ssim_terms(x: np.ndarray, y: np.ndarray, data_range: float) -> tuple[np.nda
 
 
 def ssim(prediction: np.ndarray, ground_truth: np.ndarray, data_range: float = 1.0) -> np.ndarray:
-    """Structural similarity (Wang et al. 2004): 11 px Gaussian window, sigma 1.5, per image."""
+    """Structural similarity (Wang et al. 2004): 11 px Gaussian window, sigma 1.5, per image
+    (scikit-image ``structural_similarity``; ``ms_ssim`` keeps its own SSIM terms because it
+    needs the contrast-structure map, which scikit-image does not return; both agree to 1e-16)."""
+    from skimage.metrics import structural_similarity
+
     x = np.asarray(prediction, dtype=np.float64)
     y = np.asarray(ground_truth, dtype=np.float64)
     _same_shape(x, y)
-    ssim_map, _ = _ssim_terms(x, y, data_range)
-    return ssim_map.mean(axis=(-2, -1))
+    if min(x.shape[-2:]) < SSIM_WINDOW_PX:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW_PX} px, got {x.shape[-2:]}")
+    return _per_image(lambda pred, gt: structural_similarity(
+        gt, pred, data_range=data_range, gaussian_weights=True, sigma=SSIM_SIGMA_PX,
+        win_size=SSIM_WINDOW_PX, use_sample_covariance=False, K1=SSIM_K1, K2=SSIM_K2), x, y)
 
 
 def ms_ssim(

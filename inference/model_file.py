@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from inference.domain import ModelDomain
 from inference.models import build_model, validate_options
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ModelInfo(BaseModel):
     normalisation: Normalisation = Normalisation()
     weights_sha256: str
     source: str = ""
+    domain: ModelDomain | None = None
 
     @property
     def input_frames(self) -> int:
@@ -116,6 +118,7 @@ def save_model(
     options: BaseModel | dict[str, Any] | None = None,
     normalisation: Normalisation | None = None,
     source: str = "",
+    domain: ModelDomain | None = None,
 ) -> ModelInfo:
     """Write `module`'s weights with its description to `path`; return the description."""
     path = Path(path)
@@ -130,6 +133,7 @@ def save_model(
         normalisation=normalisation or Normalisation(),
         weights_sha256=weights_sha256(state),
         source=source,
+        domain=domain,
     )
     payload = {
         "format": FORMAT_NAME,

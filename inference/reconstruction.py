@@ -28,7 +28,9 @@ from inference.preprocessing import (
 
 log = logging.getLogger(__name__)
 
-SPECIAL_METHODS = ("wiener", "none", "passthrough")
+SPECIAL_METHODS = ("wiener", "none", "passthrough", "auto")
+# the network 'auto' uses when no 'auto:NAME' is given
+DEFAULT_AUTO_NETWORK = "dfcan-sim"
 
 
 @dataclass
@@ -265,6 +267,17 @@ def make_reconstructor(
         return PassthroughReconstructor(3 if mode == "nlsim" else 2, mode or "sim")
     if method == "wiener":
         return WienerReconstructor(calibration, pixel_size_nm, na, emission_nm, wiener_config)
+    if method == "auto" or method.startswith("auto:"):
+        from inference.auto import AutoReconstructor
+
+        network_name = method.partition(":")[2] or DEFAULT_AUTO_NETWORK
+        network = make_reconstructor(
+            network_name, mode="sim", calibration=calibration, device=device, backend=backend,
+            precision=precision,
+        )
+        assert isinstance(network, ModelReconstructor)
+        wiener = WienerReconstructor(calibration, pixel_size_nm, na, emission_nm, wiener_config)
+        return AutoReconstructor(network, wiener, na, emission_nm, pixel_size_nm)
     model = load_model(method)
     if mode is not None and model.info.mode != mode:
         raise ValueError(

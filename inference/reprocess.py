@@ -65,7 +65,7 @@ class ReprocessOptions:
 
     source: Path
     output: Path
-    model: str = AUTO  # bundled name | model path | wiener | auto
+    model: str = AUTO  # bundled name | model path | wiener | auto | auto:NAME | default
     chunk_time_points: int = DEFAULT_CHUNK_TIME_POINTS
     chunk_timeout_s: float = 600.0  # no chunk finishing for this long: the job stops
     in_flight_per_worker: int = 2
@@ -198,8 +198,9 @@ def calibration_maps(calibration: dict[str, np.ndarray]) -> Any:
 
 
 def resolve_model(model: str) -> str:
-    """``auto``: the bundled DFCAN-SIM model when installed, else Wiener (as the live default)."""
-    if model != AUTO:
+    """``default``: the bundled DFCAN-SIM model when installed, else Wiener (the live default);
+    anything else as given (``auto`` / ``auto:NAME`` is the domain-guarded network)."""
+    if model != "default":
         return model
     from inference.worker import resolve_method
 
@@ -229,7 +230,8 @@ def _reconstructor(task: ChunkTask, channel: int) -> Any:
             from inference.reconstruction import make_reconstructor
 
             cache[key] = make_reconstructor(task.method, mode=_model_mode(task.mode),
-                                            calibration=calibration)
+                                            calibration=calibration,
+                                            pixel_size_nm=task.pixel_size_nm)
     return cache[key]
 
 
@@ -272,7 +274,7 @@ def reconstruct_chunk(task: ChunkTask) -> list[SetResult]:
                 total_ms = float(timings.get("total", sum(timings.values()) if timings else
                                              math.nan))
                 out.append(SetResult(t, c, run_file.sr_to_stored(np.asarray(result.image)),
-                                     float(result.photon_count), total_ms,
+                                     float(result.photon_count_e), total_ms,
                                      tuple(str(f) for f in result.flags)))
     return out
 
@@ -335,16 +337,20 @@ def _model_identity(method: str, source: SourceRun) -> tuple[str, str, int]:
                                  f"{source.mode!r} run")
         return WIENER, "", 2
     from inference.model_file import ModelFileError, read_model_file, resolve_model_path
+    from inference.reconstruction import DEFAULT_AUTO_NETWORK
 
+    auto = method == AUTO or method.startswith(AUTO + ":")
+    network = (method.partition(":")[2] or DEFAULT_AUTO_NETWORK) if auto else method
     try:
-        info, _state = read_model_file(resolve_model_path(method))
+        info, _state = read_model_file(resolve_model_path(network))
     except (ModelFileError, FileNotFoundError, OSError) as exc:
         raise ReprocessError(f"model {method!r} cannot be loaded: {exc}") from exc
     wanted = _model_mode(source.mode)
     if info.mode != wanted:
         raise ReprocessError(f"model {method!r} is a {info.mode} model; {source.path} needs "
                              f"{wanted}")
-    return info.name, info.weights_sha256, int(info.options.get("scale", 2))
+    # auto: the dataset is "auto" (per set, the network or Wiener, named in the set's flags)
+    return (AUTO if auto else info.name), info.weights_sha256, int(info.options.get("scale", 2))
 
 
 def _estimate_wiener(source: SourceRun) -> dict[str, Any]:

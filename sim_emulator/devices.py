@@ -9,6 +9,7 @@ visible in the data, and the hub's bench keeps the display log.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from hardware.core_adapter import (
     GenericDevice,
     HubDevice,
     ShutterDevice,
+    StageDevice,
+    XYStageDevice,
 )
 from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
 from sim_emulator.devices_faults import FaultPlan
@@ -140,6 +143,8 @@ class EmulatorHub(HubDevice):
             ("EmulatedSlm", "ferroelectric SLM with per-colour SIM grating sets"),
             ("EmulatedRotator", "liquid-crystal polarization rotator"),
             ("EmulatedShutter", "excitation shutter"),
+            ("EmulatedXYStage", "motorised XY stage (moves the emulated sample)"),
+            ("EmulatedZStage", "focus drive (defocuses the emulated sample)"),
         )
 
     def connect_peripheral(self, device: object) -> None:
@@ -167,6 +172,10 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         # (time-lapse intervals); the rig's own deadlines detect failures much sooner
         self._trigger_timeout_ms = 3_600_000.0
         self._roi: tuple[int, int, int, int] | None = None
+        # a real camera delivers a frame no sooner than its exposure time after the exposure
+        # started: without this the emulator's frame rate (and every rate shown from it) is
+        # the forward model's speed (175-640 frames/s at 10 ms), not the camera's
+        self._hold_exposure = True
         self._exposure_seq = _Sequencer(self._apply_exposure)
         self.set_property_allowed_values("Binning", ("1", "2", "4"))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
@@ -181,6 +190,11 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
                   self._set_trigger_timeout, limits=(1.0, 86_400_000.0))
         _register(self, "PixelSizeNm", float, self._pixel_size_nm)
+        _register(self, "HoldExposure", str, lambda: "Yes" if self._hold_exposure else "No",
+                  self._set_hold_exposure, allowed=("Yes", "No"))
+
+    def _set_hold_exposure(self, value: str) -> None:
+        self._hold_exposure = str(value) == "Yes"
 
     def _set_trigger_mode(self, value: str) -> None:
         self._trigger_mode = str(value)
@@ -283,6 +297,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
                     bench.snapshot(trigger, None, False, self._exposure_ms)
                     bench.trailing_edge(trigger)
                     continue
+            exposure_start_s = time.monotonic()
             exposure = bench.exposures
             bench.exposures += 1
             dropped = faults.drops(exposure)
@@ -294,6 +309,10 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
             if dropped:
                 continue
             frame = self._render(record, faults.saturates(exposure))
+            if self._hold_exposure:  # read out no sooner than the exposure ends
+                wait_s = exposure_start_s + record.exposure_ms / 1000.0 - time.monotonic()
+                if wait_s > 0.0:
+                    time.sleep(wait_s)
             buffer = get_buffer(frame.shape, np.uint16)
             buffer[:] = frame
             delivered += 1
@@ -308,15 +327,27 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         contrast (pattern blended with uniform light of the same mean)."""
         microscope = self.bench.microscope(record.mode)
         contrast = self.bench.polarization_contrast(record)
+        stage = self._stage_um()
         if contrast > 1.0 - 1e-6:
             return microscope.render_frame(
-                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms
+                record.time_s, record.pattern, record.laser_nm, power, record.exposure_ms, stage
             )
         patterned, uniform = microscope.expected_photons(
-            record.time_s, [record.pattern, None], record.laser_nm, power, record.exposure_ms
+            record.time_s, [record.pattern, None], record.laser_nm, power, record.exposure_ms,
+            stage,
         )
         photons = contrast * patterned + (1.0 - contrast) * uniform
         return microscope.sensor.expose(photons, record.exposure_ms, microscope.noise)
+
+    def _stage_um(self) -> tuple[float, float, float]:
+        """Where the emulated stages hold the sample (x, y, z in µm; 0 without stages)."""
+        shown: dict[str, Any] = {}
+        for name in ("EmulatedXYStage", "EmulatedZStage"):
+            source = self.bench.sources.get(name)
+            if source is not None:
+                shown.update(source.displayed())
+        return (float(shown.get("stage_x_um", 0.0)), float(shown.get("stage_y_um", 0.0)),
+                float(shown.get("stage_z_um", 0.0)))
 
     def _render(self, record: DisplayRecord, saturate: bool) -> np.ndarray:
         """The camera image of what the light path showed for `record`."""
@@ -437,3 +468,78 @@ class EmulatedShutter(_BenchDevice, ShutterDevice):
 
     def displayed(self) -> dict[str, Any]:
         return {"shutter_open": self._open}
+
+
+STAGE_XY_LIMIT_UM = 50_000.0  # travel of the emulated XY stage, either way from the origin
+STAGE_Z_LIMIT_UM = 200.0  # travel of the emulated focus drive
+
+
+class EmulatedXYStage(_BenchDevice, XYStageDevice):
+    """Motorised XY stage: moving it moves the emulated sample in the image (physics render).
+
+    Moves are immediate (never busy); positions outside the travel raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_um = 0.0
+        self._y_um = 0.0
+
+    def set_position_um(self, x: float, y: float) -> None:
+        for axis, value in (("x", x), ("y", y)):
+            if not abs(float(value)) <= STAGE_XY_LIMIT_UM:
+                raise ValueError(f"XY stage: {axis}={value} µm is outside the travel "
+                                 f"(±{STAGE_XY_LIMIT_UM:g} µm)")
+        self._x_um, self._y_um = float(x), float(y)
+
+    def get_position_um(self) -> tuple[float, float]:
+        return self._x_um, self._y_um
+
+    def set_origin_x(self) -> None:
+        self._x_um = 0.0
+
+    def set_origin_y(self) -> None:
+        self._y_um = 0.0
+
+    def home(self) -> None:
+        self._x_um = self._y_um = 0.0
+
+    def stop(self) -> None:
+        """Moves are immediate: nothing to stop."""
+
+    def busy(self) -> bool:
+        return False
+
+    def displayed(self) -> dict[str, Any]:
+        return {"stage_x_um": self._x_um, "stage_y_um": self._y_um}
+
+
+class EmulatedZStage(_BenchDevice, StageDevice):
+    """Focus drive: the emulated sample is in focus at z = 0; elsewhere it is defocused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._z_um = 0.0
+
+    def set_position_um(self, val: float) -> None:
+        if not abs(float(val)) <= STAGE_Z_LIMIT_UM:
+            raise ValueError(f"Z stage: z={val} µm is outside the travel "
+                             f"(±{STAGE_Z_LIMIT_UM:g} µm)")
+        self._z_um = float(val)
+
+    def get_position_um(self) -> float:
+        return self._z_um
+
+    def set_origin(self) -> None:
+        self._z_um = 0.0
+
+    def home(self) -> None:
+        self._z_um = 0.0
+
+    def stop(self) -> None:
+        """Moves are immediate: nothing to stop."""
+
+    def busy(self) -> bool:
+        return False
+
+    def displayed(self) -> dict[str, Any]:
+        return {"stage_z_um": self._z_um}

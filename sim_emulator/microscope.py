@@ -117,6 +117,9 @@ class GroundTruth:
     sr: np.ndarray  # float32 (sY, sX)
 
 
+STAGE_WRAP_MARGIN_NM = 500.0  # the sample's margin around the field (samples.py)
+
+
 class Microscope:
     """Seeded forward model of the whole instrument; see the module docstring."""
 
@@ -130,7 +133,7 @@ class Microscope:
         self.sample = Sample(c.structures, field_nm, c.dynamics, seed=c.seed)
         self.lasers = [c.laser_for(name) for name in c.structures]
         self.noise = NoiseSource(np.random.default_rng([c.seed, 0x51A]))
-        self._cache: OrderedDict[tuple[float, int], SampleSpectra] = OrderedDict()
+        self._cache: OrderedDict[tuple[float, int, float, float], SampleSpectra] = OrderedDict()
         self._photon_scale: dict[int, float] = {}
         self._lock = threading.RLock()  # the emulated camera renders from its own thread
 
@@ -171,18 +174,41 @@ class Microscope:
             return list(range(len(self.lasers)))
         return [i for i, line in enumerate(self.lasers) if abs(line - laser_nm) <= LASER_MATCH_NM]
 
-    def _spectra(self, time_s: float, components: list[int]) -> SampleSpectra:
-        key = (self.sample_time_s(time_s), sum(1 << i for i in components))
+    def _spectra(self, time_s: float, components: list[int],
+                 stage_xy_um: tuple[float, float] = (0.0, 0.0)) -> SampleSpectra:
+        key = (self.sample_time_s(time_s), sum(1 << i for i in components),
+               round(stage_xy_um[0], 4), round(stage_xy_um[1], 4))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         clouds = self.sample.component_points(key[0])
         cloud = PointCloud.concatenate([clouds[i] for i in components])
+        if stage_xy_um != (0.0, 0.0):
+            cloud = self._moved(cloud, stage_xy_um)
         spectra = self.formation.spectra(cloud)
         self._cache[key] = spectra
         while len(self._cache) > _CACHE_STATES:
             self._cache.popitem(last=False)
         return spectra
+
+    def _moved(self, cloud: PointCloud, stage_xy_um: tuple[float, float]) -> PointCloud:
+        """The sample as seen with the stage at ``stage_xy_um``: moving the stage by +d moves
+        the sample by -d in the image. The emulated sample repeats with the period of its
+        field plus margins, so every stage position shows structure."""
+        height, width = self.config.sensor_shape
+        pixel_nm = self.config.optics.pixel_size_nm
+        margin = STAGE_WRAP_MARGIN_NM
+        period_y, period_x = height * pixel_nm + 2 * margin, width * pixel_nm + 2 * margin
+        y = np.mod(cloud.y_nm - 1000.0 * stage_xy_um[1] + margin, period_y) - margin
+        x = np.mod(cloud.x_nm - 1000.0 * stage_xy_um[0] + margin, period_x) - margin
+        return PointCloud(y, x, cloud.weight)
+
+    def defocus_sigma_px(self, defocus_um: float) -> float:
+        """Blur (Gaussian sigma, camera pixels) of a thin sample ``defocus_um`` from focus:
+        half the geometric blur radius |dz| tan(asin(NA / n))."""
+        optics = self.config.optics
+        tan_theta = np.tan(np.arcsin(optics.na / optics.immersion_index))
+        return float(abs(defocus_um) * 1000.0 * tan_theta / 2.0 / optics.pixel_size_nm)
 
     def _scale(self, components: list[int]) -> float:
         """Expected photo-electrons per emitter unit at reference power/exposure for these
@@ -203,9 +229,14 @@ class Microscope:
         laser_nm: float | None,
         power_pct: float,
         exposure_ms: float,
+        stage_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> np.ndarray:
         """Noiseless images in incident photons (len(patterns), Y, X) on the full sensor,
-        float32 (the camera's QE turns them into photo-electrons)."""
+        float32 (the camera's QE turns them into photo-electrons).
+
+        ``stage_um`` (x, y, z) is where the emulated stage holds the sample: x/y move it in the
+        image, z defocuses it (the focal plane is at z = 0; see :meth:`defocus_sigma_px`).
+        """
         c = self.config
         if power_pct < 0 or exposure_ms < 0:
             raise ValueError(f"power_pct={power_pct} and exposure_ms={exposure_ms} must be >= 0")
@@ -218,8 +249,14 @@ class Microscope:
             return np.zeros(shape, dtype=np.float32)
         dose = (power_pct / c.reference_power_pct) * (exposure_ms / c.reference_exposure_ms)
         with self._lock:
-            images = self.formation.frames(self._spectra(time_s, components), patterns)
+            spectra = self._spectra(time_s, components, (stage_um[0], stage_um[1]))
+            images = self.formation.frames(spectra, patterns)
             images *= np.float32(self._scale(components) * dose / c.sensor.qe)
+        sigma_px = self.defocus_sigma_px(stage_um[2])
+        if sigma_px > 0.05:
+            from scipy.ndimage import gaussian_filter
+
+            images = gaussian_filter(images, sigma=(0, sigma_px, sigma_px), mode="reflect")
         return images
 
     # ----------------------------------------------------------------- public API
@@ -230,9 +267,11 @@ class Microscope:
         laser_nm: float | None,
         power_pct: float,
         exposure_ms: float,
+        stage_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> np.ndarray:
         """One camera exposure of what the SLM/AOTF show: uint16 (Y, X), full physics."""
-        photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms)[0]
+        photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms,
+                                        stage_um)[0]
         with self._lock:
             return self.sensor.expose(photons, exposure_ms, self.noise)
 

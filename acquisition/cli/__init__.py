@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "acquisition.cli.gui_commands",
     "acquisition.cli.bench.soak",
     "acquisition.cli.bench.all_benchmarks",
+    "acquisition.cli.bench.gpu",
 )
 
 

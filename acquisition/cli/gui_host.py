@@ -31,7 +31,8 @@ def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
             from hardware.rig import Rig
 
             rig = Rig.from_config(rig_spec)
-            return OpenedRig(rig, camera_constants(rig, rig_spec, 100.0, 1.0))
+            return OpenedRig(rig, camera_constants(rig, rig_spec, 100.0, 1.0,
+                                                   _core_bit_depth(rig)))
         return open_config
 
     def open_emulator(size_px: tuple[int, int]) -> OpenedRig:
@@ -44,15 +45,25 @@ def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
         rig = emulated_rig(config, faults)
         sensor = config.sensor
         return OpenedRig(rig, camera_constants(rig, rig_spec, sensor.offset_adu,
-                                               sensor.electrons_per_adu),
+                                               sensor.electrons_per_adu, sensor.bit_depth),
                          photon_calibration(rig, (int(rig.camera.shape[0]),
                                                   int(rig.camera.shape[1]))))
     return open_emulator
 
 
-def camera_constants(rig: object, rig_spec: str, offset_adu: float, electrons_per_adu: float
-                     ) -> dict[str, object]:
-    """What the GUI needs for the photon count (e-): offset and electrons per ADU."""
+def _core_bit_depth(rig: object) -> int:
+    """The camera's ADC bit depth as Micro-Manager reports it (16 when it cannot say)."""
+    core = getattr(getattr(rig, "backend", None), "core", None)
+    try:
+        return int(core.getImageBitDepth()) if core is not None else 16
+    except (RuntimeError, ValueError, TypeError):
+        return 16
+
+
+def camera_constants(rig: object, rig_spec: str, offset_adu: float, electrons_per_adu: float,
+                     bit_depth: int = 16) -> dict[str, object]:
+    """What the GUI needs for the photon count (e-): offset and electrons per ADU; and the
+    camera's bit depth (its saturation value is 2**bit_depth - 1 ADU)."""
     from hardware.rig import Rig
 
     assert isinstance(rig, Rig)
@@ -60,7 +71,7 @@ def camera_constants(rig: object, rig_spec: str, offset_adu: float, electrons_pe
             "pixel_size_nm": float(rig.camera.pixel_size_nm),
             "lines_nm": [int(n) for n in rig.aotf.lines_nm],
             "offset_adu": float(offset_adu), "electrons_per_adu": float(electrons_per_adu),
-            "rig": rig_spec}
+            "bit_depth": int(bit_depth), "rig": rig_spec}
 
 
 def main(argv: list[str] | None = None) -> None:

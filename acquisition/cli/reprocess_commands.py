@@ -24,7 +24,8 @@ def reprocess_command(
                                      "model is resumed (done time points skipped)."),
     model: str = typer.Option(
         "auto", "--model",
-        help="Bundled model name, model path, wiener, or auto (bundled DFCAN-SIM, else wiener)."),
+        help="Bundled model name, model path, wiener, auto or auto:NAME (the network inside its "
+             "training domain, Wiener elsewhere), or default (bundled DFCAN-SIM, else wiener)."),
     workers: int | None = typer.Option(
         None, "--workers", min=1,
         help="LocalCluster worker processes (default 1); with --scheduler: workers to wait for."),
@@ -59,7 +60,10 @@ def reprocess_command(
         except (RecoveryError, OSError) as exc:
             typer.echo(f"error: {output}: cannot resume: {exc}", err=True)
             raise typer.Exit(2) from exc
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO is per worker event
+    import distributed  # noqa: F401  (its loggers exist from here on)
+
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+        logging.getLogger(name).setLevel(logging.WARNING)  # its INFO is one line per worker event
     options = ReprocessOptions(source=run, output=output, model=model, chunk_time_points=chunk,
                                chunk_timeout_s=chunk_timeout_s)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -53,13 +53,15 @@ def run_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
     no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Inference worker processes, each supervised on its own."),
 ) -> None:
-    """Record a SIM time-lapse: raw to HDF5, SR by a supervised inference worker."""
+    """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model)
     check_output(protocol.output, protocol.overwrite, inputs=[protocol_file],
                  suffixes=(".h5", ".hdf5"))
-    summary = _record(protocol, size_px, fsync=not no_fsync)
+    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)
@@ -241,8 +243,8 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
     return rig, metadata, photons
 
 
-def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False
-            ) -> RunSummary:
+def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
+            workers: int = 1) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -257,7 +259,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     from hardware.errors import RigError
     from hardware.sequencing import ChannelSpec, SequencePlan
 
-    options = SessionOptions(fsync=fsync)
+    options = SessionOptions(fsync=fsync, workers=workers)
     roi = protocol.roi
     planned = (roi.height, roi.width) if roi else (size_px, size_px)
     try:  # before the rig allocates anything: a too-large ROI is refused, not a MemoryError
@@ -306,7 +308,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     signal.signal(signal.SIGINT, on_interrupt)
     try:
         with RichProgress(*columns, transient=False) as bar:
-            task = bar.add_task("time points", total=protocol.timepoints, stats="starting")
+            task = bar.add_task("SIM sets", total=protocol.n_events, stats="starting")
 
             def show(p: Progress) -> None:
                 bar.update(task, completed=p.time_points_done, stats=(
@@ -341,6 +343,9 @@ def _print_summary(summary: RunSummary) -> None:
                f"p99 {summary.latency_percentile_ms(99):.1f} ms")
     typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
                f"{summary.rejected_messages}")
+    if len(summary.sr_per_worker) > 1:
+        typer.echo("SR per worker   " + ", ".join(
+            f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))
     if summary.error:
         typer.echo(f"error: {summary.error}", err=True)
 

@@ -7,9 +7,12 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from inference.domain import ModelDomain
 
 
 class StopRequest:
@@ -290,6 +293,25 @@ def models() -> None:
             f"{name:11s} {info.architecture:20s} {info.mode:5s} {count:8,d}  "
             f"{info.weights_sha256[:16]} {card_text}"
         )
+        typer.echo(f"{'':11s} domain: {_domain_summary(info.domain)}")
+
+
+def _domain_summary(domain: ModelDomain | None) -> str:
+    """One line: the training domain a model card records (what --model auto checks)."""
+    if domain is None:
+        return "not recorded (--model auto never uses this network)"
+    parts = [f"NA {domain.na}", f"emission {domain.emission_nm} nm",
+             f"pixel {domain.pixel_size_nm} nm"]
+    if domain.pattern_period_nm is not None:
+        parts.append(f"period {domain.pattern_period_nm} nm")
+    if domain.orientations_deg is not None:
+        angles = "/".join(f"{a:g}" for a in domain.orientations_deg)
+        parts.append(f"orientations {angles} deg +-{domain.orientation_tolerance_deg:g}")
+    parts += [f"photon count {domain.photon_count_e} e-",
+              f"background fraction {domain.background_fraction}"]
+    if domain.better_than_wiener_below_e is not None:
+        parts.append(f"beats Wiener below {domain.better_than_wiener_below_e:g} e-")
+    return ", ".join(parts)
 
 
 def evaluate(

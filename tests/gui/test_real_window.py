@@ -110,8 +110,10 @@ def test_resize_refits_the_views(window: LiveWindow, qtbot: QtBot) -> None:
     assert _image_fill(window.raw_panel) > 0.9
     # a zoom by the user is kept; Fit views (Ctrl+0) brings the whole image back
     window.sr_panel.view.scaleBy((0.25, 0.25))
-    window.sr_panel.auto_fit = False
-    qtbot.wait(100)
+    window.sr_panel.view.sigRangeChangedManually.emit([True, True])  # as a wheel zoom does
+    window.resize(1300, 740)  # a resize (and new images) keep the user's zoom
+    qtbot.wait(500)
+    assert not window.raw_panel.auto_fit
     assert _image_fill(window.sr_panel) > 2.0
     window.actions["fit"].trigger()
     qtbot.wait(100)
@@ -135,6 +137,25 @@ def test_imc_sr_toggled_during_live_shows_the_composite(window: LiveWindow,
     assert rgb is not None and int(rgb.max()) > 0
     window.editor.imc.setChecked(False)
     assert not window.composite.isVisible()
+
+
+def test_geometry_and_splitters_are_restored(window: LiveWindow, qtbot: QtBot,
+                                             tmp_path: Path) -> None:
+    window.resize(1400, 800)
+    qtbot.waitUntil(lambda: window.width() == 1400, timeout=5_000)
+    window.main_splitter.setSizes([420, 980])
+    qtbot.wait(100)
+    window.save_settings()
+    other = LiveWindow(HostLink(None, f"ipc://{tmp_path}/display"), window.settings)
+    try:
+        other.show()
+        qtbot.waitExposed(other)
+        assert other.size() == QtCore.QSize(1400, 800)
+        assert abs(other.main_splitter.sizes()[0] - window.main_splitter.sizes()[0]) <= 2
+    finally:
+        other.close_without_asking = True
+        other.close()
+    window.resize(*SMALL_SCREEN)
 
 
 def test_ctrl_q_quits(window: LiveWindow, qtbot: QtBot) -> None:

@@ -155,3 +155,14 @@ def test_decorrelation_of_blurred_points_tracks_the_otf_cutoff(cutoff: float) ->
     image += 0.05 * image.max() * rng.standard_normal(image.shape) + 1.0
     found = decorrelation_analysis(image).cutoff
     assert 0.75 * cutoff < found < 1.05 * cutoff
+
+
+def test_ms_ssim_terms_match_scikit_image_ssim() -> None:
+    """ms_ssim keeps its own SSIM terms (it needs the contrast-structure map); at one scale
+    they must give scikit-image's SSIM, which `ssim` returns."""
+    from inference.evaluation import _ssim_terms
+
+    image = _blobs((2, 40, 40), seed=7)
+    noisy = image + 0.2 * np.random.default_rng(8).standard_normal(image.shape)
+    ssim_map, _ = _ssim_terms(noisy, image, 1.0)
+    np.testing.assert_allclose(ssim_map.mean(axis=(-2, -1)), ssim(noisy, image), atol=1e-12)

@@ -25,7 +25,6 @@ from acquisition import run_file
 from acquisition.cli import build_app
 from acquisition.protocol import Protocol
 from acquisition.session import RunSession, SessionOptions
-from hardware.rig import Rig
 from hardware.sequencing import ChannelSpec, SequencePlan
 from inference.reprocess import (
     ReprocessError,
@@ -41,6 +40,7 @@ from inference.reprocess_file import (
     ReprocessWriter,
 )
 from sim_emulator.microscope import EmulatorConfig
+from sim_emulator.rig import emulated_rig, photon_calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_POINTS = 4
@@ -52,7 +52,7 @@ def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A live emulator run with Wiener SR by the supervised worker (the reference SR)."""
     out = tmp_path_factory.mktemp("live") / "live.h5"
     config = EmulatorConfig(size_px=SIZE_PX, seed=3)
-    rig = Rig.emulator(config)
+    rig = emulated_rig(config)
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
         "timepoints": TIME_POINTS, "output": str(out)})
@@ -61,7 +61,8 @@ def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         summary = RunSession(rig, plan, protocol, (SIZE_PX, SIZE_PX), 62.6, metadata={
             "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0, display=False)).run()
+            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0, display=False),
+            photon_calibration=photon_calibration(rig, (SIZE_PX, SIZE_PX))).run()
     finally:
         rig.close()
     assert summary.error == "" and summary.sr_frames == TIME_POINTS

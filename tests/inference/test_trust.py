@@ -23,8 +23,8 @@ OTF = OtfModel(na=1.35, emission_nm=525.0)
 
 @pytest.fixture(scope="module")
 def field() -> tuple[np.ndarray, np.ndarray, object]:
-    pair = make_training_pair("microtubules", photons=300.0, size_px=128, seed=3)
-    raw = pair.raw_photons().astype(np.float64)
+    pair = make_training_pair("microtubules", photon_count_e=300.0, size_px=128, seed=3)
+    raw = pair.raw_electrons().astype(np.float64)
     parameters = estimate_sim_parameters(raw, 62.6, otf=OTF, offset_adu=0.0)
     return raw, pair.sr_gt.astype(np.float64), parameters
 

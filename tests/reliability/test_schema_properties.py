@@ -20,7 +20,7 @@ from acquisition import run_file
 from acquisition.protocol import Protocol
 from acquisition.recorder import RunLayout, RunRecorder
 from acquisition.session import RunSession, SessionOptions
-from acquisition.supervisor import WorkerCommand, WorkerSupervisor
+from acquisition.supervisor import WorkerCommand, WorkerPool
 from acquisition.transport import MessageReceiver
 from acquisition.wire import (
     INFO_SCHEMAS,
@@ -151,9 +151,10 @@ def session(tmp_path: Path) -> Any:
                        sr_shape=(16, 16), pixel_size_nm=62.6, sr_models=("passthrough",))
     run.recorder = RunRecorder(proto.output, layout, {"run_id": RUN_ID}, fsync=False)
     command = WorkerCommand("ipc://x", "ipc://y", ("passthrough",), (9, 8, 8), run_id=RUN_ID)
-    run.supervisor = WorkerSupervisor(command, lambda kind, detail: None)
-    run.supervisor.worker_id = WORKER_ID
-    run._worker_ids.add(WORKER_ID)
+    run.pool = WorkerPool([command], lambda slot, kind, detail: None)
+    run.pool.supervisors[0].worker_id = WORKER_ID  # as if started: the ids it would own
+    run.pool._slot_of_id[WORKER_ID] = 0
+    run._in_flight = [0]
     run._labels = {0: "passthrough"}
     run._latest_raw_time_point = 10
     run.display = None

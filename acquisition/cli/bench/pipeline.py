@@ -418,12 +418,14 @@ def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: 
 
 
 def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
-                     source: Any | None = None) -> PipelineMeasurement:
+                     source: Any | None = None, reconstruction: str = "passthrough"
+                     ) -> PipelineMeasurement:
     """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it;
-    ``source`` replaces the bank's own frame source (e.g. one paced like a camera)."""
+    ``source`` replaces the bank's own frame source (e.g. one paced like a camera);
+    ``reconstruction`` is the worker's method (a model name or file for a real SR worker)."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
-        "channels": [{"laser_nm": LASER_NM, "reconstruction": "passthrough"}],
+        "channels": [{"laser_nm": LASER_NM, "reconstruction": reconstruction}],
         "timepoints": time_points, "output": str(output), "overwrite": True})
     (folder / "ep").mkdir(exist_ok=True)
     session = _MeasuredSession(source if source is not None else BankSource(bank), None,

@@ -1,0 +1,225 @@
+"""Photon-budget autopilot: the least light that keeps the super-resolution within its target.
+
+Per channel, between time points (never inside a SIM set), the controller looks at the photon
+count the last set delivered and the trust of its SR image, asks the error model which photon
+count the chosen reconstruction needs to stay within the target error, and moves laser power
+(first) and exposure (second, within limits) towards it:
+
+- **required photon count**: the lowest count whose predicted error (``ErrorModel``, from the
+  assessment matrix of the realistic emulator) is within ``target_error``, raised by
+  ``trust_margin`` while the live trust check fails (the reconstruction then needs more light
+  than the assessment predicts for this sample);
+- **dead band (hysteresis)**: nothing changes while the measured count lies within
+  [required, required x (1 + dead_band)]; outside it the light is scaled towards
+  required x (1 + dead_band / 2);
+- **bounded steps**: one change scales the light by at most ``max_step`` (up or down);
+- **hard limits**: power and exposure stay within the protocol's min/max; when the required
+  count cannot be reached at the maximum allowed light, the decision says so
+  (``target_reachable`` False) and the light stays at the maximum.
+
+Photon count scales with power x exposure (the dose of one frame); bleaching changes the
+ratio over time, which the loop follows because it measures every set. Every decision that
+changes a setting carries a reason for ``/events``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AutopilotSettings(BaseModel):
+    """A channel's autopilot (``autopilot = { target_error = 0.02, ... }`` in the protocol)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_error: float = Field(gt=0.0, le=1.0, description="predicted NRMSE to stay within")
+    min_power_pct: float = Field(default=0.5, ge=0.0, le=100.0)
+    max_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
+    min_exposure_ms: float | None = Field(
+        default=None, gt=0.0, description="None: exposure stays at the protocol's value"
+    )
+    max_exposure_ms: float | None = Field(default=None, gt=0.0)
+    max_step: float = Field(default=1.5, gt=1.0, le=10.0, description="largest scale per change")
+    dead_band: float = Field(default=0.3, ge=0.0, le=5.0, description="relative hysteresis")
+    trust_margin: float = Field(
+        default=1.5, ge=1.0, le=10.0, description="extra light while the trust check fails"
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> AutopilotSettings:
+        if self.min_power_pct > self.max_power_pct:
+            raise ValueError(
+                f"min_power_pct={self.min_power_pct} exceeds max_power_pct={self.max_power_pct}"
+            )
+        if (self.min_exposure_ms is None) != (self.max_exposure_ms is None):
+            raise ValueError("give both min_exposure_ms and max_exposure_ms, or neither")
+        if (
+            self.min_exposure_ms is not None
+            and self.max_exposure_ms is not None
+            and self.min_exposure_ms > self.max_exposure_ms
+        ):
+            raise ValueError(
+                f"min_exposure_ms={self.min_exposure_ms} exceeds "
+                f"max_exposure_ms={self.max_exposure_ms}"
+            )
+        return self
+
+
+class ErrorModel(BaseModel):
+    """Predicted error of a reconstruction vs photon count: log-log interpolation of measured
+    (photon_count_e, error) points, e.g. one method's column of the assessment matrix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    photon_count_e: tuple[float, ...]
+    error: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _points(self) -> ErrorModel:
+        counts, errors = self.photon_count_e, self.error
+        if len(counts) < 2 or len(counts) != len(errors):
+            raise ValueError("an error model needs >= 2 (photon_count_e, error) pairs")
+        if any(c <= 0 for c in counts) or any(e <= 0 for e in errors):
+            raise ValueError("photon counts and errors must be > 0")
+        if list(counts) != sorted(set(counts)):
+            raise ValueError(f"photon counts must increase: {list(counts)}")
+        return self
+
+    @classmethod
+    def from_points(cls, points: Sequence[tuple[float, float]]) -> ErrorModel:
+        """From (photon_count_e, error) pairs in any order."""
+        ordered = sorted(points)
+        return cls(
+            photon_count_e=tuple(p[0] for p in ordered), error=tuple(p[1] for p in ordered)
+        )
+
+    def predicted_error(self, photon_count_e: float) -> float:
+        """Error at ``photon_count_e`` (log-log linear; extrapolated from the end segments)."""
+        x = math.log(max(photon_count_e, 1e-9))
+        xs = [math.log(c) for c in self.photon_count_e]
+        ys = [math.log(e) for e in self.error]
+        index = 1
+        while index < len(xs) - 1 and x > xs[index]:
+            index += 1
+        x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
+        return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+    def required_photon_count_e(self, target_error: float) -> float | None:
+        """Lowest photon count whose predicted error is within ``target_error`` (errors fall
+        with light); None when even the brightest measured point misses the target."""
+        counts, errors = self.photon_count_e, self.error
+        if errors[0] <= target_error:
+            return counts[0]
+        for i in range(1, len(counts)):
+            if errors[i] <= target_error:
+                x0, x1 = math.log(counts[i - 1]), math.log(counts[i])
+                y0, y1 = math.log(errors[i - 1]), math.log(errors[i])
+                x = x0 + (math.log(target_error) - y0) * (x1 - x0) / (y1 - y0)
+                return math.exp(x)
+        return None
+
+
+@dataclass(frozen=True)
+class LightSetting:
+    """What the channel's laser and camera are set to for the next SIM set."""
+
+    power_pct: float
+    exposure_ms: float
+
+    @property
+    def dose(self) -> float:
+        """Power x exposure (%.ms): photon count per set is proportional to it."""
+        return self.power_pct * self.exposure_ms
+
+
+@dataclass(frozen=True)
+class AutopilotDecision:
+    """The controller's answer after one SIM set."""
+
+    setting: LightSetting
+    changed: bool
+    reason: str
+    required_photon_count_e: float | None
+    target_reachable: bool
+
+
+class AutopilotController:
+    """One channel's autopilot. Call :meth:`after_set` once per completed SIM set, between
+    sets; apply the returned setting before the next set starts."""
+
+    def __init__(
+        self, settings: AutopilotSettings, error_model: ErrorModel, start: LightSetting
+    ) -> None:
+        self.settings = settings
+        self.error_model = error_model
+        self.setting = self._clamped(start.power_pct, start.exposure_ms)
+        self.nominal_exposure_ms = self.setting.exposure_ms
+        self.decisions: list[AutopilotDecision] = []
+
+    def after_set(self, photon_count_e: float | None, trusted: bool = True) -> AutopilotDecision:
+        """Decide the setting for the next set from the photon count of the one just taken
+        and whether its SR image passed the live trust check."""
+        s = self.settings
+        base = self.error_model.required_photon_count_e(s.target_error)
+        if base is None:
+            return self._record(
+                self._setting_for(math.inf), None, False,
+                f"no photon count reaches error {s.target_error:g} in the error model: "
+                "maximum allowed light",
+            )
+        required = base * (1.0 if trusted else s.trust_margin)
+        if photon_count_e is None or not math.isfinite(photon_count_e) or photon_count_e <= 0:
+            return self._record(self.setting, required, True, "no photon count: unchanged")
+        upper = required * (1.0 + s.dead_band)
+        if required <= photon_count_e <= upper:
+            return self._record(self.setting, required, True, "within the dead band")
+        goal = required * (1.0 + s.dead_band / 2.0)
+        scale = min(max(goal / photon_count_e, 1.0 / s.max_step), s.max_step)
+        proposed = self._setting_for(self.setting.dose * scale)
+        expected = photon_count_e * proposed.dose / self.setting.dose
+        at_max = proposed == self._setting_for(math.inf)
+        reachable = not (at_max and expected < required)
+        reason = (
+            f"{'trust check failed, ' if not trusted else ''}photon count "
+            f"{photon_count_e:.4g} e- vs required {required:.4g} e- (error target "
+            f"{s.target_error:g}): {'more' if scale > 1.0 else 'less'} light"
+        )
+        if not reachable:
+            reason += "; the target cannot be met at the maximum allowed light"
+        return self._record(proposed, required, reachable, reason)
+
+    def _record(
+        self, setting: LightSetting, required: float | None, reachable: bool, reason: str
+    ) -> AutopilotDecision:
+        changed = setting != self.setting
+        decision = AutopilotDecision(setting, changed, reason, required, reachable)
+        self.setting = setting
+        self.decisions.append(decision)
+        return decision
+
+    def _clamped(self, power_pct: float, exposure_ms: float) -> LightSetting:
+        s = self.settings
+        if s.min_exposure_ms is not None and s.max_exposure_ms is not None:
+            exposure_ms = min(max(exposure_ms, s.min_exposure_ms), s.max_exposure_ms)
+        return LightSetting(min(max(power_pct, s.min_power_pct), s.max_power_pct), exposure_ms)
+
+    def _setting_for(self, dose: float) -> LightSetting:
+        """The setting nearest to ``dose``: at the nominal exposure when the power allows (the
+        exposure sets the frame rate, the power only the light); the exposure moves only while
+        the power is at one of its limits, and only within its own."""
+        s = self.settings
+        nominal = self.nominal_exposure_ms
+        low = s.min_exposure_ms if s.min_exposure_ms is not None else nominal
+        high = s.max_exposure_ms if s.max_exposure_ms is not None else nominal
+        exposure, power = nominal, dose / nominal
+        if power > s.max_power_pct:
+            exposure = min(dose / s.max_power_pct, high)
+            power = min(dose / exposure, s.max_power_pct)
+        elif power < s.min_power_pct:
+            exposure = max(dose / max(s.min_power_pct, 1e-9), low)
+            power = max(dose / exposure, s.min_power_pct)
+        return LightSetting(round(power, 6), round(exposure, 6))
