@@ -217,7 +217,8 @@ class LivePipeline:
                                     calibration=self._worker_calibration(),
                                     imc_model=(self.protocol.imc_model if self.protocol.imc
                                                else None),
-                                    sr_encoding="uint16")  # half the bytes to the display
+                                    sr_encoding="uint16",  # half the bytes to the display
+                                    run_id=self.run_id)
             self.supervisor = WorkerSupervisor(
                 command, self._on_worker_event, heartbeat_timeout_s=self._heartbeat_timeout_s,
                 startup_timeout_s=self._hello_timeout_s, max_restarts=5)
@@ -352,13 +353,17 @@ class LivePipeline:
     def _on_result(self, message: Message) -> None:
         assert self.supervisor is not None
         head = message.header
+        if head.run_id != self.run_id or not self.supervisor.owns(head.worker_id):
+            if self.results is not None:  # another run's or a replaced worker's: no effect
+                self.results.rejected += 1
+            return
         if head.kind is Kind.HEARTBEAT:
             fatal = head.info.get("fatal")
             if fatal:
                 self.on_event("error", f"inference worker cannot start: {fatal}")
                 return
             hello = head.info.get("hello")
-            self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
+            self.supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
                                       hello=isinstance(hello, dict))
             if isinstance(hello, dict) and not self.worker_ready:
                 self.worker_ready = True
