@@ -6,7 +6,8 @@ count the chosen reconstruction needs to stay within the target error, and moves
 (first) and exposure (second, within limits) towards it:
 
 - **required photon count**: the lowest count whose predicted error (``ErrorModel``, from the
-  assessment matrix of the realistic emulator) is within ``target_error``, raised by
+  assessment matrix of the realistic emulator) is within ``target_error``, times
+  ``photon_margin`` (one set's error scatters around the model's value), and times
   ``trust_margin`` while the live trust check fails (the reconstruction then needs more light
   than the assessment predicts for this sample);
 - **dead band (hysteresis)**: nothing changes while the measured count lies within
@@ -28,45 +29,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class AutopilotSettings(BaseModel):
-    """A channel's autopilot (``autopilot = { target_error = 0.02, ... }`` in the protocol)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    target_error: float = Field(gt=0.0, le=1.0, description="predicted NRMSE to stay within")
-    min_power_pct: float = Field(default=0.5, ge=0.0, le=100.0)
-    max_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
-    min_exposure_ms: float | None = Field(
-        default=None, gt=0.0, description="None: exposure stays at the protocol's value"
-    )
-    max_exposure_ms: float | None = Field(default=None, gt=0.0)
-    max_step: float = Field(default=1.5, gt=1.0, le=10.0, description="largest scale per change")
-    dead_band: float = Field(default=0.3, ge=0.0, le=5.0, description="relative hysteresis")
-    trust_margin: float = Field(
-        default=1.5, ge=1.0, le=10.0, description="extra light while the trust check fails"
-    )
-
-    @model_validator(mode="after")
-    def _limits_ordered(self) -> AutopilotSettings:
-        if self.min_power_pct > self.max_power_pct:
-            raise ValueError(
-                f"min_power_pct={self.min_power_pct} exceeds max_power_pct={self.max_power_pct}"
-            )
-        if (self.min_exposure_ms is None) != (self.max_exposure_ms is None):
-            raise ValueError("give both min_exposure_ms and max_exposure_ms, or neither")
-        if (
-            self.min_exposure_ms is not None
-            and self.max_exposure_ms is not None
-            and self.min_exposure_ms > self.max_exposure_ms
-        ):
-            raise ValueError(
-                f"min_exposure_ms={self.min_exposure_ms} exceeds "
-                f"max_exposure_ms={self.max_exposure_ms}"
-            )
-        return self
+from calibration.photon_count import average_photon_count
+from hardware.sequencing import SequencePlan
 
 
 class ErrorModel(BaseModel):
@@ -123,6 +90,68 @@ class ErrorModel(BaseModel):
         return None
 
 
+# Wiener SIM's SR error relative to its own noiseless floor vs photon count (e-), the worst of
+# three 96 px emulated microtubule fields per level (`livesim bench autopilot`)
+WIENER_RELATIVE_ERROR = ErrorModel(
+    photon_count_e=(1.9, 4.0, 8.1, 16.2, 32.5, 64.9, 130.0),
+    error=(8.009, 5.340, 3.567, 2.524, 1.910, 1.510, 1.311),
+)
+
+
+class AutopilotSettings(BaseModel):
+    """A channel's autopilot (``autopilot = { target_error = 0.02, ... }`` in the protocol)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_error: float = Field(
+        gt=0.0,
+        le=100.0,
+        description="predicted error to stay within, in the error model's unit (NRMSE, or NRMSE "
+        "relative to the reconstruction's own floor)",
+    )
+    min_power_pct: float = Field(default=0.5, ge=0.0, le=100.0)
+    max_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
+    min_exposure_ms: float | None = Field(
+        default=None, gt=0.0, description="None: exposure stays at the protocol's value"
+    )
+    max_exposure_ms: float | None = Field(default=None, gt=0.0)
+    max_step: float = Field(default=1.5, gt=1.0, le=10.0, description="largest scale per change")
+    dead_band: float = Field(default=0.3, ge=0.0, le=5.0, description="relative hysteresis")
+    photon_margin: float = Field(
+        default=1.25,
+        ge=1.0,
+        le=10.0,
+        description="light above the error model's required count: one set's error scatters "
+        "around the model's value at a given photon count",
+    )
+    trust_margin: float = Field(
+        default=1.5, ge=1.0, le=10.0, description="extra light while the trust check fails"
+    )
+    error_model: ErrorModel = Field(
+        default=WIENER_RELATIVE_ERROR,
+        description="predicted error vs photon count; default: Wiener SIM relative to its floor",
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> AutopilotSettings:
+        if self.min_power_pct > self.max_power_pct:
+            raise ValueError(
+                f"min_power_pct={self.min_power_pct} exceeds max_power_pct={self.max_power_pct}"
+            )
+        if (self.min_exposure_ms is None) != (self.max_exposure_ms is None):
+            raise ValueError("give both min_exposure_ms and max_exposure_ms, or neither")
+        if (
+            self.min_exposure_ms is not None
+            and self.max_exposure_ms is not None
+            and self.min_exposure_ms > self.max_exposure_ms
+        ):
+            raise ValueError(
+                f"min_exposure_ms={self.min_exposure_ms} exceeds "
+                f"max_exposure_ms={self.max_exposure_ms}"
+            )
+        return self
+
+
 @dataclass(frozen=True)
 class LightSetting:
     """What the channel's laser and camera are set to for the next SIM set."""
@@ -152,10 +181,13 @@ class AutopilotController:
     sets; apply the returned setting before the next set starts."""
 
     def __init__(
-        self, settings: AutopilotSettings, error_model: ErrorModel, start: LightSetting
+        self,
+        settings: AutopilotSettings,
+        error_model: ErrorModel | None,
+        start: LightSetting,
     ) -> None:
         self.settings = settings
-        self.error_model = error_model
+        self.error_model = error_model or settings.error_model
         self.setting = self._clamped(start.power_pct, start.exposure_ms)
         self.nominal_exposure_ms = self.setting.exposure_ms
         self.decisions: list[AutopilotDecision] = []
@@ -171,7 +203,7 @@ class AutopilotController:
                 f"no photon count reaches error {s.target_error:g} in the error model: "
                 "maximum allowed light",
             )
-        required = base * (1.0 if trusted else s.trust_margin)
+        required = base * s.photon_margin * (1.0 if trusted else s.trust_margin)
         if photon_count_e is None or not math.isfinite(photon_count_e) or photon_count_e <= 0:
             return self._record(self.setting, required, True, "no photon count: unchanged")
         upper = required * (1.0 + s.dead_band)
@@ -223,3 +255,57 @@ class AutopilotController:
             exposure = max(dose / max(s.min_power_pct, 1e-9), low)
             power = max(dose / exposure, s.min_power_pct)
         return LightSetting(round(power, 6), round(exposure, 6))
+
+
+class RunAutopilot:
+    """The autopilots of a run's channels, between time points: photon counts from the raw
+    sets just taken, new light settings for the next time point's plan (never inside one)."""
+
+    def __init__(
+        self,
+        settings: Sequence[AutopilotSettings | None],
+        plan: SequencePlan,
+        offset_adu: np.ndarray,
+        electrons_per_adu: float | np.ndarray,
+    ) -> None:
+        if len(settings) != len(plan.channels):
+            raise ValueError(
+                f"{len(settings)} autopilot settings for {len(plan.channels)} channels"
+            )
+        self.plan = plan
+        self.offset_adu = np.asarray(offset_adu, dtype=np.float32)
+        self.electrons_per_adu = electrons_per_adu
+        self.controllers: dict[int, AutopilotController] = {
+            c: AutopilotController(s, None, LightSetting(ch.power_pct, ch.exposure_ms))
+            for c, (s, ch) in enumerate(zip(settings, plan.channels, strict=True))
+            if s is not None
+        }
+
+    def photon_count_e(self, frames: np.ndarray) -> float:
+        """Average photon count (e-) of a raw set's wide-field image."""
+        wide_field = np.asarray(frames, dtype=np.float32).mean(axis=0)
+        return float(average_photon_count(wide_field, self.offset_adu, self.electrons_per_adu))
+
+    def after_time_point(
+        self, sets: Sequence[tuple[int, np.ndarray]]
+    ) -> tuple[SequencePlan | None, list[tuple[int, float, AutopilotDecision]]]:
+        """(the plan for the next time point, or None when nothing changed; per channel with an
+        autopilot: (channel, photon count e-, decision)). ``sets``: (channel, frames)."""
+        decisions = []
+        channels = list(self.plan.channels)
+        for channel, frames in sets:
+            controller = self.controllers.get(channel)
+            if controller is None:
+                continue
+            count = self.photon_count_e(frames)
+            decision = controller.after_set(count)
+            decisions.append((channel, count, decision))
+            if decision.changed:
+                channels[channel] = channels[channel].model_copy(
+                    update={"power_pct": decision.setting.power_pct,
+                            "exposure_ms": decision.setting.exposure_ms}
+                )
+        if not any(d.changed for _, _, d in decisions):
+            return None, decisions
+        self.plan = self.plan.model_copy(update={"channels": tuple(channels)})
+        return self.plan, decisions

@@ -392,6 +392,12 @@ class AcquisitionEngine:
                        "lost sync, so their pattern labels cannot be trusted")
         return trusted, Gap(t, -1, expected - len(trusted), detail, "rig_error")
 
+    def change_plan(self, plan: Any) -> None:
+        """Acquire with ``plan`` from the next time point on (devices armed for the rest of the
+        run are re-armed with it). Call between time points, i.e. from ``on_time_point``."""
+        self.plan = plan
+        self._close_stream()
+
     def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
         """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.
 

@@ -419,11 +419,31 @@ def _write_ome_zarr(h5: h5py.File, plan: ExportPlan, output: Path, tick: Callabl
                         for p in range(plan.n_positions)]
     for position, levels in enumerate(per_position):
         planes = iter_planes(h5, plan, position, tick)
+        pending: list[object] = []
         for t in range(plan.size_t):
+            # one (C, Z, Y, X) block per level and time point, written asynchronously while
+            # the next time point is read (at most one time point in flight)
+            blocks = [np.empty((plan.size_c, plan.size_z, *s), dtype=plan.dtype) for s in shapes]
             for c in range(plan.size_c):
                 for z in range(plan.size_z):
                     plane = next(planes)
-                    levels["0"][t, c, z] = plane
+                    blocks[0][c, z] = plane
                     for level, (y, x) in enumerate(shapes[1:], start=1):
                         plane = downscale_local_mean(plane[: 2 * y, : 2 * x], (2, 2))
-                        levels[str(level)][t, c, z] = plane.astype(plan.dtype)
+                        blocks[level][c, z] = _cast(plane, plan.dtype)
+            _wait(pending)
+            pending = [levels[str(level)][t].write(block) for level, block in enumerate(blocks)]
+        _wait(pending)
+
+
+def _cast(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A downsampled (float) plane in the export's dtype (integers rounded, not truncated)."""
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(image), info.min, info.max).astype(dtype)
+    return image.astype(dtype)
+
+
+def _wait(futures: list[object]) -> None:
+    for future in futures:
+        future.result()  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import useq
@@ -24,7 +24,11 @@ from pydantic import (
 )
 
 from acquisition import run_file
+from acquisition.autopilot import AutopilotSettings
 from settings_file import read_toml, validate_settings
+
+if TYPE_CHECKING:
+    from hardware.sequencing import SequencePlan
 
 Mode = Literal["wf", "sim", "nlsim"]
 PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
@@ -47,6 +51,11 @@ class ChannelProtocol(BaseModel):
     power_pct: float = Field(default=20.0, ge=0.0, le=100.0)
     exposure_ms: float = Field(default=10.0, gt=0.0, le=10_000.0)
     reconstruction: str = DEFAULT_RECONSTRUCTION
+    autopilot: AutopilotSettings | None = Field(
+        default=None,
+        description="photon-budget autopilot: the least light that keeps the SR error within "
+        "autopilot.target_error (power first, then exposure within limits, between time points)",
+    )
 
     @field_validator("reconstruction")
     @classmethod
@@ -309,3 +318,13 @@ def validate_output_path(path: Path, overwrite: bool) -> Path:
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
         raise ValueError(f"output {str(path)!r}: folder {str(ancestor)!r} is not writable")
     return path.absolute()
+
+
+def sequence_plan(protocol: Protocol) -> SequencePlan:
+    """The hardware sequence of a protocol: its channels x the patterns of its mode."""
+    from hardware.sequencing import ChannelSpec, SequencePlan
+
+    return SequencePlan(
+        channels=tuple(ChannelSpec(laser_nm=c.laser_nm, power_pct=c.power_pct,
+                                   exposure_ms=c.exposure_ms) for c in protocol.channels),
+        mode=protocol.mode)

@@ -17,10 +17,9 @@ import errno
 import json
 import logging
 import math
+import multiprocessing
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -152,16 +151,18 @@ class RunRecorder:
                                 np.asarray(sequences, np.int64))))
 
     def write_sr(self, time_point: int, channel: int, model: str, image: np.ndarray,
-                 photon_count: float, latency_ms: float, inference_ms: float) -> None:
+                 photon_count: float, latency_ms: float, inference_ms: float,
+                 sim_params: np.ndarray | None = None) -> None:
         """Queue one SR image (sY, sX) of ``model`` with its photon count and timings.
 
-        ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``).
+        ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``);
+        ``sim_params`` (n_orientations, 4): the pattern a Wiener reconstruction used.
         """
         if model not in self.layout.sr_models:
             raise RecorderError(f"SR model {model!r} was not declared for this run "
                                 f"({list(self.layout.sr_models)})")
         self._put(_Item("sr", (time_point, channel, model, image, photon_count, latency_ms,
-                               inference_ms)))
+                               inference_ms, sim_params)))
 
     def write_imc(self, time_point: int, image: np.ndarray) -> None:
         """Queue one IMC-SR three-structure image (3, sY, sX)."""
@@ -347,7 +348,8 @@ class RunRecorder:
         self.stats.bytes_written += frames.nbytes
 
     def _do_sr(self, t: int, c: int, model: str, image: np.ndarray, photon_count: float,
-               latency_ms: float, inference_ms: float) -> None:
+               latency_ms: float, inference_ms: float,
+               sim_params: np.ndarray | None = None) -> None:
         if image.shape != self.layout.sr_shape:
             raise ValueError(f"SR image shape {image.shape} is not the layout's "
                              f"{self.layout.sr_shape}")
@@ -361,6 +363,12 @@ class RunRecorder:
         tables["photon_count"].write((t, c), photon_count)
         tables["sr_latency_ms"].write((t, c), latency_ms)
         tables["inference_ms"].write((t, c), inference_ms)
+        if sim_params is not None:
+            if sim_params.shape == (self.layout.n_orientations, 4):
+                tables["sim_params"].write((t, c), sim_params)
+            else:
+                logger.warning("sim_params %s for t=%d not the layout's (%d, 4); not recorded",
+                               sim_params.shape, t, self.layout.n_orientations)
         self.stats.sr_frames += 1
         self.stats.bytes_written += stored.nbytes
 
@@ -436,7 +444,7 @@ class RunRecorder:
         self._extents = [(v.id, v.shape[1:]) for v in self._time_datasets]
         self._tables = {k: _TableRows(d[k]) for k in (
             "camera_s", "sequence", "sr_latency_ms", "inference_ms", "complete", "sr_written",
-            "photon_count")}
+            "photon_count", "sim_params")}
         return d
 
 
@@ -522,22 +530,20 @@ def _os_error_text(exc: BaseException) -> str:
 
 def _append_fault_event_in_child(path: Path, detail: str) -> None:
     """Append the "fault" row from a fresh process: this one's HDF5 still counts the failed
-    handle as open, so it cannot reopen the file; a crash there cannot take the run down."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    code = ("import sys; from acquisition.run_file import append_fault_event; "
-            "append_fault_event(sys.argv[1], sys.argv[2], float(sys.argv[3]))")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(path), detail, str(time.time())],
-                              capture_output=True, text=True, timeout=FAULT_SEAL_TIMEOUT_S,
-                              env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s"
-                            ) from exc
-    if done.returncode != 0:
+    handle as open, so it cannot reopen the file; a crash there cannot take the run down.
+    A spawned child imports livesim the way this process did (its sys.path), installed or not."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_file.append_fault_event, args=(str(path), detail, time.time()),
+        name="livesim-fault-row", daemon=True)
+    child.start()
+    child.join(FAULT_SEAL_TIMEOUT_S)
+    if child.is_alive():
+        child.kill()
+        child.join(5.0)
+        raise RecorderError(f"adding the fault row took over {FAULT_SEAL_TIMEOUT_S:.0f} s")
+    if child.exitcode != 0:
         from acquisition.recovery import clear_consistency_flags
 
         clear_consistency_flags(path)  # the failed attempt may have set them again
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise RecorderError(f"adding the fault row failed: {last}")
+        raise RecorderError(f"adding the fault row failed: child exit status {child.exitcode}"
+                            " (its traceback is on stderr)")

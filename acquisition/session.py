@@ -1,10 +1,13 @@
-"""RunSession: one recorded run, wiring engine -> recorder, worker (ZeroMQ) and display.
+"""RunSession: the one live path, engine -> recorder, workers (ZeroMQ) and display.
 
-The acquisition thread writes every raw set to the recorder and offers it to the worker over a
-bounded, non-blocking PUSH; when the worker is behind, dead or restarting, SR for that set is
-skipped and the skip is recorded. A results thread receives SR images, heartbeats and worker
-events, writes the results, and lets the supervisor restart a dead or hung worker. The raw path
-never waits on inference.
+`livesim run` records with :meth:`RunSession.run`; the GUI's acquisition process runs the same
+session for its recordings and, without a file, for live view (:meth:`RunSession.start_live`).
+The acquisition thread writes every raw set to the recorder (when recording) and offers it to a
+worker over a bounded, non-blocking PUSH; when the workers are behind, dead or restarting, SR
+for that set is skipped and the skip is counted (and recorded). A results thread receives SR
+images, heartbeats and worker events, writes the results in time-point order, publishes them to
+the display outlet, and lets the supervisors restart a dead or hung worker. The raw path never
+waits on inference.
 """
 
 from __future__ import annotations
@@ -27,19 +30,25 @@ import numpy as np
 import zmq
 
 from acquisition import run_file
+from acquisition.autopilot import RunAutopilot
+from acquisition.display_outlet import DISPLAY_MAX_HZ, DisplayOutlet
 from acquisition.engine import (
     AcquisitionEngine,
     EngineReport,
     FrameSource,
+    Gap,
     StageMover,
     TimePoint,
 )
 from acquisition.protocol import Protocol
+from acquisition.rate_meter import RateMeter
 from acquisition.recorder import RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
 from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
 from acquisition.transport import (
+    ClientAllowList,
+    CurveKeys,
     DisplayPublisher,
     Endpoints,
     MessageReceiver,
@@ -50,6 +59,8 @@ from acquisition.wire import Kind, Message, header_for
 from calibration.photon_calibration import PhotonCalibration
 
 logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str], None]  # (level: info | warning | error, text)
 
 
 class SessionError(RuntimeError):
@@ -69,15 +80,17 @@ class SessionOptions:
     busy_timeout_s: float = 120.0
     max_restarts: int = 5
     display: bool = True
-    # per topic: above the GUI's 30 updates/s target with room for what a window loses while
-    # the CPU is saturated (~12 % on 2 cores beside the flat-out pipeline: 32/s gave 28 drawn),
-    # below a 60 Hz monitor; each publish copies the image once (~0.4 ms per 1024^2 SR) and a
-    # viewer's ZMQ I/O another, so every image above what the eye needs costs CPU
-    display_max_hz: float = 36.0
+    display_max_hz: float = DISPLAY_MAX_HZ  # per topic (see acquisition.display_outlet)
     fsync: bool = True
     recorder_queue: int = 64
     acquire_timeout_s: float = 10.0
     workers: int = 1  # inference worker processes; each has its own raw PUSH and supervisor
+    # workers on other machines: per endpoint tcp://HOST:PORT, raw sets at PORT and results at
+    # PORT + 1, both CurveZMQ servers with ``curve`` (required); ``curve_clients``: the client
+    # public keys (z85) let in (empty: any client that knows the server key)
+    remote_workers: tuple[str, ...] = ()
+    curve: CurveKeys | None = None
+    curve_clients: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,21 @@ class Progress:
 
 
 @dataclass
+class SessionCounters:
+    """Live counters for a status display (both modes); rates over a sliding window."""
+
+    time_point: int = -1
+    raw_frames: int = 0
+    sr_frames: int = 0
+    sr_skips: int = 0
+    lost_frames: int = 0
+    rig_errors: int = 0
+    latency_ms: float = float("nan")
+    camera: RateMeter = field(default_factory=RateMeter)
+    sr: RateMeter = field(default_factory=RateMeter)
+
+
+@dataclass
 class RunSummary:
     """What a finished run did."""
 
@@ -149,6 +177,15 @@ class _SrToWrite:
     inference_ms: float
     flags: tuple[str, ...]
     late: bool
+    sim_params: np.ndarray | None = None  # Wiener's pattern parameters (n_orientations, 4)
+
+
+def _sim_params(value: object) -> np.ndarray | None:
+    """The wire's ``sim_params`` (a list of [kx, ky, phase, modulation] rows) as an array."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    return array if array.ndim == 2 and array.shape[1] == 4 else None
 
 
 def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
@@ -211,6 +248,13 @@ def check_memory(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
             f"{n_patterns} patterns needs about {needed / 2**30:.1f} GiB of memory"
             f"{' (with the emulator)' if emulator else ''}; {available / 2**30:.1f} GiB is "
             "available: choose a smaller ROI")
+def remote_results_endpoint(raw_endpoint: str) -> str:
+    """Where a remote worker sends its results: the raw endpoint's TCP port plus one."""
+    head, _, port = raw_endpoint.rpartition(":")
+    if not raw_endpoint.startswith("tcp://") or not port.isdigit() or int(port) <= 0:
+        raise SessionError(f"worker endpoint {raw_endpoint!r}: expected tcp://HOST:PORT with a "
+                           "fixed port (results go to PORT + 1)")
+    return f"{head}:{int(port) + 1}"
 
 
 def sr_label(model_name: str) -> str:
@@ -219,7 +263,8 @@ def sr_label(model_name: str) -> str:
 
 
 class RunSession:
-    """Runs a protocol on a frame source and records it; optionally with a supervised worker."""
+    """Runs a protocol on a frame source, with supervised workers when any channel
+    reconstructs: recorded (:meth:`run`) or live without a file (:meth:`start_live`)."""
 
     def __init__(self, source: FrameSource, plan: Any, protocol: Protocol,
                  frame_shape: tuple[int, int], pixel_size_nm: float,
@@ -227,7 +272,9 @@ class RunSession:
                  options: SessionOptions | None = None, context: zmq.Context | None = None,
                  worker_log: Path | None = None,
                  calibration: Mapping[str, np.ndarray] | None = None,
-                 photon_calibration: PhotonCalibration | None = None) -> None:
+                 photon_calibration: PhotonCalibration | None = None,
+                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None
+                 ) -> None:
         self.source = source
         self.plan = plan
         self.protocol = protocol
@@ -241,6 +288,14 @@ class RunSession:
         self.worker_log = worker_log
         self.calibration = calibration
         self.photon_calibration = photon_calibration
+        self.autopilot: RunAutopilot | None = None
+        self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
+        self.on_event: EventSink = on_event or (lambda level, text: None)
+        self.counters = SessionCounters()
+        self.display: DisplayOutlet | None = None
+        self.imc_channel_names: list[str] = []
+        self._live_period_s = 0.0
+        self._results_thread: threading.Thread | None = None
         self._worker_calibration: Path | None = protocol.calibration
         self._scratch: Path | None = None
         self.run_id = uuid.uuid4().hex
@@ -253,6 +308,8 @@ class RunSession:
         self._labels: dict[int, str] = {}
         self._pending: dict[tuple[int, int], tuple[float, int]] = {}  # -> (sent_s, slot)
         self._in_flight: list[int] = []  # per worker slot: raw sets sent, not yet answered
+        self.remote_results: list[MessageReceiver] = []
+        self._allow_list: ClientAllowList | None = None
         self._next_slot = 0
         self._in_order: InOrderRelease[_SrToWrite] = InOrderRelease()
         self._sr_per_worker: Counter[int] = Counter()
@@ -260,7 +317,6 @@ class RunSession:
         self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
         self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
-        self._display_lock = threading.Lock()
         self._results_stop = threading.Event()
         self._summary: RunSummary | None = None
         self._latest_sr_time_point = -1
@@ -270,7 +326,6 @@ class RunSession:
         self._start_s = 0.0
         self._out_sequence = 0
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
-        self._last_display: dict[str, float] = {}
         self._imc_flushed = threading.Event()
         self._stop_requested = threading.Event()
         self._finish_by_s: float | None = None  # monotonic deadline for the drain (stop())
@@ -285,23 +340,40 @@ class RunSession:
     def _open_sockets(self) -> None:
         ep, opts = self.endpoints, self.options
         n = opts.workers
-        if n < 1:
-            raise SessionError(f"workers must be >= 1, got {n}")
+        if n < 0 or n + len(opts.remote_workers) < 1:
+            raise SessionError(f"workers must be >= 1 (local + remote), got {n} local and "
+                               f"{len(opts.remote_workers)} remote")
+        if opts.remote_workers and opts.curve is None:
+            raise SessionError("remote workers (--worker-endpoint) need CurveZMQ server keys "
+                               "(--curve-secret)")
+        total = n + len(opts.remote_workers)
         set_bytes = 2 * self.protocol.n_patterns * self.frame_shape[0] * self.frame_shape[1]
         self.max_pending = opts.max_pending_sets or max(2, opts.max_pending_bytes // set_bytes)
-        self.max_pending_per_worker = max(1, self.max_pending // n)
+        self.max_pending_per_worker = max(1, self.max_pending // total)
         self._raw_endpoints = [worker_raw_endpoint(ep.raw, i, n) for i in range(n)]
+        self._allow_list = (ClientAllowList(self.context, opts.curve_clients)
+                            if opts.remote_workers and opts.curve_clients else None)
         self.raw_senders = [RawSetSender(self.context, endpoint, self.max_pending_per_worker)
                             for endpoint in self._raw_endpoints]
+        self.raw_senders += [RawSetSender(self.context, endpoint, self.max_pending_per_worker,
+                                          keys=opts.curve) for endpoint in opts.remote_workers]
         self.raw_sender = self.raw_senders[0]
-        self._in_flight = [0] * n
+        self._in_flight = [0] * total
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
-        self.display = DisplayPublisher(self.context, ep.display) if opts.display else None
+        self.remote_results = [  # one per remote worker: the socket tells the slot
+            MessageReceiver(open_socket(self.context, zmq.PULL, remote_results_endpoint(e),
+                                        bind=True, keys=opts.curve, RCVHWM=64), f"results {e}")
+            for e in opts.remote_workers]
+        if self.outlet is not None:
+            self.display = self.outlet
+        elif opts.display:
+            self.display = DisplayOutlet(DisplayPublisher(self.context, ep.display),
+                                         max_hz=opts.display_max_hz)
 
-    def _start_worker(self) -> None:
-        """Start the workers and wait until each has said hello (same models everywhere)."""
-        n = self.options.workers
+    def _launch_workers(self) -> WorkerPool:
+        """Start the worker processes (their hellos come later, on the results socket)."""
+        n = self.options.workers + len(self.options.remote_workers)
         if n > 1 and self.protocol.imc:
             raise SessionError(f"IMC-SR needs every SR frame of its channel in one worker (its "
                                f"temporal window); run it with one worker, not {n}")
@@ -316,8 +388,27 @@ class RunSession:
         pool = self.pool = WorkerPool(
             commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
-            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts)
+            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts,
+            remote_endpoints=self.options.remote_workers)
         pool.start()
+        return pool
+
+    def _receive(self, timeout_ms: int) -> Message | None:
+        """The next result from any worker; a remote worker's hello binds its id to its slot
+        (its results socket says which slot it is)."""
+        for index, receiver in enumerate(self.remote_results):
+            message = receiver.receive(timeout_ms=0)
+            if message is not None:
+                if (self.pool is not None and message.header.kind is Kind.HEARTBEAT
+                        and isinstance(message.header.info.get("hello"), dict)):
+                    self.pool.adopt(self.options.workers + index, message.header.worker_id)
+                return message
+        return self.results.receive(timeout_ms=timeout_ms)
+
+    def _start_worker(self) -> None:
+        """Start the workers and wait until each has said hello (same models everywhere)."""
+        n = self.options.workers + len(self.options.remote_workers)
+        pool = self._launch_workers()
         hellos: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + self.options.hello_timeout_s
         try:
@@ -325,11 +416,12 @@ class RunSession:
                 if self._stop_requested.is_set():
                     raise SessionError("stopped before the inference workers were ready "
                                        "(no run file was created)")
-                message = self.results.receive(timeout_ms=200)
-                if message is not None and (message.header.run_id != self.run_id
-                                            or pool.slot_of(message.header.worker_id) is None):
-                    self._reject("not from this run's workers", message)
-                    continue
+                message = self._receive(timeout_ms=200)
+                if message is not None:
+                    reason = self._foreign(message)
+                    if reason:
+                        self._reject(reason, message)
+                        continue
                 supervisor = pool.current(message.header.worker_id) if message else None
                 if message is not None and message.header.kind is Kind.HEARTBEAT:
                     slot = pool.slot_of(message.header.worker_id)
@@ -352,12 +444,29 @@ class RunSession:
         except SessionError:
             pool.stop()
             raise
-        self.hello = hellos[0]
+        self._on_hello(hellos[0])
         models = {slot: {c: e.get("model_sha256") for c, e in h.get("channels", {}).items()}
                   for slot, h in hellos.items()}
         if any(m != models[0] for m in models.values()):
             pool.stop()
             raise SessionError(f"the workers loaded different models: {models}")
+
+    def _on_hello(self, hello: Mapping[str, Any]) -> None:
+        """The first hello: the models (and their notes) for the layout, labels and events."""
+        self.hello = dict(hello)
+        for c in sorted(self.sr_channels):
+            entry = hello.get("channels", {}).get(str(c))
+            if entry is not None:
+                self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
+        names = ", ".join(f"channel {int(c) + 1}: {e.get('model_name')}"
+                          for c, e in hello.get("channels", {}).items()) or "no SR"
+        imc = hello.get("imc") or {}
+        self.imc_channel_names = [str(n) for n in imc.get("channel_names", [])]
+        extra = f", IMC-SR {imc.get('model_name')}" if imc else ""
+        self.on_event("info", f"inference worker ready: {names}{extra}")
+        for entry in hello.get("channels", {}).values():
+            if entry.get("note"):
+                self.on_event("warning", str(entry["note"]))
 
     def _layout(self) -> RunLayout:
         channels = self.hello.get("channels", {})
@@ -366,7 +475,6 @@ class RunSession:
             entry = channels.get(str(c))
             if entry is None:
                 raise SessionError(f"worker has no reconstruction for channel {c}")
-            self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
             shapes.add(tuple(entry["sr_shape"]))
         if len(shapes) > 1:
             raise SessionError(f"channels reconstruct to different SR shapes {sorted(shapes)}")
@@ -475,12 +583,10 @@ class RunSession:
                 self.recorder.record_event("uncalibrated", detail=(
                     "no camera calibration: photon counts are NaN and the camera offset is not "
                     "subtracted before reconstruction (Wiener SR degrades); set calibration"))
-            self.engine = AcquisitionEngine(
-                self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
-                self.protocol.n_patterns, interval_s=self.protocol.interval_s,
-                timeout_s=self.acquire_timeout_s(),
-                on_time_point=lambda point: self._on_time_point(point, progress),
-                rows=rows, stage=stage)
+            self.autopilot = self._make_autopilot()
+            self.engine = self._engine(self.protocol.interval_s,
+                                       lambda point: self._on_time_point(point, progress),
+                                       rows=rows, stage=stage)
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
@@ -566,28 +672,136 @@ class RunSession:
         with self._lock:
             return len(self._pending)
 
+    def _engine(self, interval_s: float, on_time_point: Callable[[TimePoint], None],
+                **where: Any) -> AcquisitionEngine:
+        return AcquisitionEngine(
+            self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
+            self.protocol.n_patterns, interval_s=interval_s, timeout_s=self.acquire_timeout_s(),
+            on_time_point=on_time_point, **where)
+
+    # --- live view (no file) --------------------------------------------------------------------
+
+    def start_live(self, period_s: float = 0.05) -> None:
+        """Acquire continuously on a thread, at most one time point per ``period_s``, offering
+        sets to the workers and images to the display; nothing is written. The workers start
+        in the background (raw images show at once); :meth:`stop_live` ends it all."""
+        self._load_calibration()
+        if self.protocol.calibration is None and self.photon_calibration is None:
+            self.on_event("warning", "no camera calibration: SR from raw ADU, photon counts "
+                                     "uncalibrated")
+        self._open_sockets()
+        if self.sr_channels:
+            self._launch_workers()
+        self._live_period_s = period_s
+        self.engine = self._engine(0.0, self._on_live_time_point)  # paced, not scheduled
+        self._results_thread = threading.Thread(target=self._results_loop, name="live-results",
+                                                daemon=True)
+        self._results_thread.start()
+        self._start_s = time.monotonic()
+        self.engine.start_live()
+
+    def stop_live(self, timeout_s: float = 10.0) -> None:
+        """Stop live view: the loop, the results thread and the workers (bounded waits)."""
+        self._results_stop.set()
+        try:
+            if self.engine is not None:
+                self.engine.stop_live(timeout_s)
+        finally:
+            if self._results_thread is not None:
+                self._results_thread.join(timeout_s)
+            if self.pool is not None:
+                self.pool.stop(timeout_s)
+            self._close_sockets()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+
+    @property
+    def live(self) -> bool:
+        """True while live view acquires."""
+        return self.engine is not None and self.engine.is_live
+
+    def set_plan(self, plan: Any, protocol: Protocol) -> None:
+        """Apply new powers/exposures from the next time point on (same channels and mode)."""
+        if [c.laser_nm for c in protocol.channels] != [c.laser_nm for c in self.protocol.channels]:
+            raise ValueError("changing laser lines needs a restart of live mode")
+        if protocol.mode != self.protocol.mode:
+            raise ValueError("changing the SIM mode needs a restart of live mode")
+        self.plan = plan
+        if self.engine is not None:
+            self.engine.plan = plan
+        self.protocol = protocol
+
+    @property
+    def worker_ready(self) -> bool:
+        """True while a worker that said hello runs."""
+        return bool(self.pool is not None and self.pool.ready_slots())
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the (first) inference worker, if one runs."""
+        process = self.supervisor.process if self.supervisor is not None else None
+        return process.pid if process is not None and process.poll() is None else None
+
+    def _on_live_time_point(self, point: TimePoint) -> None:
+        self._count_and_show(point)
+        for raw in point.sets:
+            if raw.channel in self.sr_channels:
+                self._offer_to_worker(raw)
+        self._latest_raw_time_point = point.index
+        rest_s = self._live_period_s - (time.monotonic() - point.started_s)
+        if rest_s > 0:
+            self._results_stop.wait(rest_s)
+
+    # --- both modes ------------------------------------------------------------------------------
+
     def _close_sockets(self) -> None:
         for sender in self.raw_senders:
             sender.close()
         self.results.socket.close(linger=0)
-        if self.display is not None:
+        for receiver in self.remote_results:
+            receiver.socket.close(linger=0)
+        if self._allow_list is not None:
+            self._allow_list.stop()
+        if self.display is not None and self.display is not self.outlet:
             self.display.close()
+
+    def _count_and_show(self, point: TimePoint) -> None:
+        """Counters, gap events and the display's raw image of a time point."""
+        counters = self.counters
+        counters.time_point = point.index
+        frames = sum(int(np.count_nonzero(raw.sequences >= 0)) for raw in point.sets)
+        counters.raw_frames += frames
+        counters.camera.add(frames)
+        for gap in point.gaps:
+            self._on_gap(gap)
+        if self.display is not None:
+            self.display.offer_raw(point, time.time())
+
+    def _on_gap(self, gap: Gap) -> None:
+        self._gaps += 1
+        if gap.kind == "rig_error":
+            self.counters.rig_errors += 1
+            self.on_event("error", f"rig: {gap.detail}")
+        else:
+            self.counters.lost_frames += max(gap.count, 1)
+            self.on_event("warning", f"time point {gap.time_point}: {gap.detail}")
 
     def _on_time_point(self, point: TimePoint, progress: Callable[[Progress], None] | None
                        ) -> None:
         recorder = self.recorder
         assert recorder is not None and self.engine is not None
+        self._count_and_show(point)
         try:
             for gap in point.gaps:
-                self._gaps += 1
                 recorder.record_event(gap.kind, point.index, gap.first_sequence, gap.detail)
             for raw in point.sets:
                 recorder.write_raw_set(point.index, raw.channel, raw.frames, raw.timestamps_s,
                                        raw.sequences)
-                self._publish("raw", point.index, raw.channel, raw.frames[0])
                 if raw.channel in self.sr_channels:
-                    self._offer_to_worker(raw, recorder)
+                    self._offer_to_worker(raw)
             recorder.end_time_point(point.index)
+            if self.autopilot is not None:
+                self._steer_light(point)
         except RecorderError as exc:
             logger.error("stopping the run: %s", exc)
             self.engine.stop()
@@ -596,7 +810,42 @@ class RunSession:
         if progress is not None:
             progress(self.progress())
 
-    def _offer_to_worker(self, raw: Any, recorder: RunRecorder) -> None:
+    def _make_autopilot(self) -> RunAutopilot | None:
+        """The photon-budget autopilot of the channels that ask for one (needs photon counts,
+        so a camera or photon calibration)."""
+        settings = [c.autopilot for c in self.protocol.channels]
+        if not any(s is not None for s in settings):
+            return None
+        maps = self.calibration
+        if maps is None:
+            raise SessionError("the autopilot needs photon counts: give the protocol a camera "
+                               "calibration (livesim calibrate camera)")
+        if "electrons_per_adu" in maps:
+            per_adu = np.asarray(maps["electrons_per_adu"], dtype=np.float64)
+        else:
+            per_adu = 1.0 / np.asarray(maps["gain_adu_per_e"], dtype=np.float64)
+        return RunAutopilot(settings, self.plan, np.asarray(maps["offset_adu"]), per_adu)
+
+    def _steer_light(self, point: TimePoint) -> None:
+        """Between time points: the autopilots set the next time point's light (an event per
+        change, with its reason; one 'autopilot' row per channel and time point)."""
+        assert self.autopilot is not None and self.recorder is not None
+        assert self.engine is not None
+        plan, decisions = self.autopilot.after_time_point(
+            [(raw.channel, raw.frames) for raw in point.sets if raw.complete])
+        for channel, count, decision in decisions:
+            self.recorder.record_event("autopilot", point.index, detail={
+                "channel": channel, "photon_count_e": round(count, 3),
+                "power_pct": decision.setting.power_pct,
+                "exposure_ms": decision.setting.exposure_ms, "changed": decision.changed,
+                "target_reachable": decision.target_reachable, "reason": decision.reason})
+            if not decision.target_reachable:
+                self.on_event("warning", f"channel {channel}: {decision.reason}")
+        if plan is not None:
+            self.plan = plan
+            self.engine.change_plan(plan)
+
+    def _offer_to_worker(self, raw: Any) -> None:
         """Send a raw set to the ready worker with the fewest sets in flight, or record why
         its SR is skipped (incomplete set, no worker ready, every worker behind)."""
         reason = ""
@@ -612,9 +861,8 @@ class RunSession:
                     reason = f"worker behind ({len(self._pending)} sets in flight)"
                 else:
                     n = len(self._in_flight)  # fewest in flight; ties: round robin
-                    slot = min(open_slots, key=lambda i: (self._in_flight[i],
-                                                          (i - self._next_slot) % n))
-                    self._next_slot = slot + 1
+                    order = sorted(open_slots, key=lambda i: (self._in_flight[i],
+                                                              (i - self._next_slot) % n))
                     header = header_for(
                         Kind.RAW_SET, self.run_id, self._next_sequence(), raw.frames,
                         time_point=raw.time_point, channel=raw.channel, laser_nm=raw.laser_nm,
@@ -622,44 +870,28 @@ class RunSession:
                         n_phases=self.protocol.n_phases,
                         frame_sequences=tuple(int(s) for s in raw.sequences),
                         timestamps_s=tuple(float(s) for s in raw.timestamps_s))
-                    if self.raw_senders[slot].send(header, raw.frames):
-                        self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
-                        self._in_flight[slot] += 1
-                    else:
-                        reason = "worker queue full"
+                    reason = "worker queue full"
+                    for slot in order:  # a socket that refuses (peer gone): the next worker
+                        if self.raw_senders[slot].send(header, raw.frames):
+                            self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
+                            self._in_flight[slot] += 1
+                            self._next_slot = slot + 1
+                            reason = ""
+                            break
         if reason:
-            self._skips += 1
-            recorder.record_event("sr_skip", raw.time_point, int(raw.sequences[0]),
-                                  f"channel {raw.channel}: {reason}")
+            self._skip(raw.time_point, raw.channel, reason, int(raw.sequences[0]))
+
+    def _skip(self, time_point: int, channel: int, reason: str, sequence: int = -1) -> None:
+        """Count a set that gets no SR (and record it when recording)."""
+        self._skips += 1
+        self.counters.sr_skips += 1
+        if self.recorder is not None:
+            self.recorder.record_event("sr_skip", time_point, sequence,
+                                       f"channel {channel}: {reason}")
 
     def _next_sequence(self) -> int:
         self._out_sequence += 1
         return self._out_sequence
-
-    def _publish(self, topic: str, time_point: int, channel: int, image: np.ndarray) -> None:
-        """Offer an image to the display stream, at most display_max_hz per topic on average.
-
-        The limit is a schedule, not a minimum gap: a 50 Hz source through a 40 Hz limit gives
-        40 images/s, not the 25/s of "skip anything within one period". uint16 SR goes out as
-        stored (2 bytes a pixel, info["sr_scale"] = value per unit), never converted here.
-        """
-        if self.display is None:
-            return
-        period_s = 1.0 / self.options.display_max_hz
-        now = time.monotonic()
-        due_s = self._last_display.get(topic, -1e9)  # when this topic may publish next
-        if now < due_s:
-            return
-        self._last_display[topic] = max(due_s, now - period_s) + period_s  # <= 1 period credit
-        info: dict[str, Any] = {}
-        if topic == "sr" and image.dtype == np.uint16:
-            info["sr_scale"] = run_file.SR_SCALE
-        kind = {"wf": Kind.WIDEFIELD, "sr": Kind.SR_RESULT, "imc": Kind.IMC_RESULT}.get(
-            topic, Kind.RAW_SET)
-        header = header_for(kind, self.run_id, time_point, image, time_point=time_point,
-                            channel=channel, info=info)
-        with self._display_lock:
-            self.display.publish(topic, header, image)
 
     # --- results thread ---------------------------------------------------------------------
 
@@ -667,7 +899,7 @@ class RunSession:
         """The results thread; if it dies, the run stops and fails loudly (never silently)."""
         try:
             while not self._results_stop.is_set():
-                message = self.results.receive(timeout_ms=25)  # stop is seen within 25 ms
+                message = self._receive(timeout_ms=25)  # stop is seen within 25 ms
                 if message is not None:
                     try:
                         self._on_result(message)
@@ -712,43 +944,66 @@ class RunSession:
                            head.time_point if head else "-", head.channel if head else "-",
                            head.run_id if head else "-", head.worker_id if head else "-")
 
+    def _on_heartbeat(self, message: Message) -> None:
+        head = message.header
+        supervisor = self.pool.current(head.worker_id) if self.pool is not None else None
+        if supervisor is None:  # a killed worker's last words, or not ours
+            self._reject("heartbeat not from a current worker", message)
+            return
+        fatal = head.info.get("fatal")
+        if fatal:
+            self.on_event("error", f"inference worker cannot start: {fatal}")
+            return
+        hello = head.info.get("hello")
+        supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
+                             hello=isinstance(hello, dict))
+        if isinstance(hello, dict):
+            if not self.hello:  # live view: the workers started in the background
+                self._on_hello(hello)
+            elif self.recorder is not None:
+                self._check_restarted_models(hello, self.recorder)
+
+    def _foreign(self, message: Message) -> str:
+        """Why a message is not this run's ('' when it is): every kind must carry the run id
+        (a remote worker, started on its own, learns it only from its first raw set: its
+        heartbeats may carry none), and come from a worker id this run started or adopted."""
+        head = message.header
+        slot = self.pool.slot_of(head.worker_id) if self.pool is not None else None
+        remote = slot is not None and slot >= self.options.workers
+        if head.run_id != self.run_id and not (remote and head.kind is Kind.HEARTBEAT
+                                               and head.run_id == ""):
+            return "foreign run id"
+        if slot is None:
+            return "not from a worker of this run"
+        return ""
+
     def _on_result(self, message: Message) -> None:
         """Act on one validated message, after checking it belongs to this run and worker."""
         head = message.header
         recorder = self.recorder
-        assert recorder is not None
-        if head.run_id != self.run_id:
-            self._reject("foreign run id", message)
+        reason = self._foreign(message)
+        if reason:
+            self._reject(reason, message)
             return
         if head.kind is Kind.HEARTBEAT:
-            supervisor = self.pool.current(head.worker_id) if self.pool is not None else None
-            if supervisor is None:  # a killed worker's last words, or not ours
-                self._reject("heartbeat not from a current worker", message)
-                return
-            hello = head.info.get("hello")
-            supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
-                                 hello=isinstance(hello, dict))
-            if isinstance(hello, dict):
-                self._check_restarted_models(hello, recorder)
-            return
-        if self.pool is None or self.pool.slot_of(head.worker_id) is None:
-            self._reject("result not from a worker of this run", message)
+            self._on_heartbeat(message)
             return
         if not 0 <= head.time_point <= self._latest_raw_time_point + 1 or (
                 head.channel not in self._labels and head.kind is not Kind.EVENT):
             self._reject("no matching raw set", message)
             return
         if head.kind is Kind.IMC_RESULT:
-            self._on_imc(message, recorder)
+            self._on_imc(message)
             return
         if head.kind is Kind.EVENT and "flushed" in head.info:
             self._imc_flushed.set()
             return
         if head.kind is Kind.SR_RESULT and self._sr_stored(head.time_point, head.channel):
             self._reject("duplicate result", message)
-            recorder.record_event("sr_duplicate", head.time_point, -1,
-                                  f"channel {head.channel}: a second SR result arrived; the "
-                                  "first one is kept")
+            if recorder is not None:
+                recorder.record_event("sr_duplicate", head.time_point, -1,
+                                      f"channel {head.channel}: a second SR result arrived; "
+                                      "the first one is kept")
             return
         key = (head.time_point, head.channel)
         with self._lock:
@@ -757,14 +1012,35 @@ class RunSession:
                 self._in_flight[sent[1]] -= 1
         sent_s = sent[0] if sent is not None else None
         if head.kind is Kind.EVENT:
-            kind = "imc_failed" if head.info.get("imc") else "sr_failed"
-            recorder.record_event(kind, head.time_point, -1,
-                                  str(head.info.get("error", "worker error")))
-            self._write_in_order(recorder)
+            error = str(head.info.get("error", "worker error"))
+            self.on_event("error", f"{'IMC-SR' if head.info.get('imc') else 'worker'}: {error}")
+            if recorder is not None:
+                kind = "imc_failed" if head.info.get("imc") else "sr_failed"
+                recorder.record_event(kind, head.time_point, -1, error)
+                self._write_in_order(recorder)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
             self._reject("unexpected kind", message)
             return
+        latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
+        if recorder is not None and not self._hold_sr(message, recorder, sent_s, latency_ms):
+            return
+        counters = self.counters
+        counters.sr_frames += 1
+        counters.sr.add(1)
+        counters.latency_ms = latency_ms
+        if recorder is None:
+            self._latencies.add(latency_ms)
+            self._latest_sr_time_point = max(self._latest_sr_time_point, head.time_point)
+        if self.display is not None:
+            self.display.offer_result(message)
+
+    def _hold_sr(self, message: Message, recorder: RunRecorder, sent_s: float | None,
+                 latency_ms: float) -> bool:
+        """Check an SR result and hold it for writing in time-point order; False (and the
+        failure recorded) when it cannot go into this run's file."""
+        head = message.header
+        key = (head.time_point, head.channel)
         image = message.array
         problem = ""
         if image.dtype == np.uint16 and head.info.get("sr_scale") != run_file.SR_SCALE:
@@ -776,8 +1052,7 @@ class RunSession:
         if problem:
             recorder.record_event("sr_failed", head.time_point, -1, problem)
             self._write_in_order(recorder)
-            return
-        latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
+            return False
         timings = head.info.get("timings_ms", {})
         inference_ms = float(sum(timings.values())) if timings else float("nan")
         slot = self.pool.slot_of(head.worker_id) if self.pool is not None else None
@@ -786,8 +1061,10 @@ class RunSession:
         self._mark_sr_stored(head.time_point, head.channel)  # held now: a later one is a duplicate
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
-            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None))
+            tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
+            sim_params=_sim_params(head.info.get("sim_params"))))
         self._write_in_order(recorder)
+        return True
 
     def _write_in_order(self, recorder: RunRecorder, everything: bool = False) -> None:
         """Write the held SR results that nothing sent earlier is still owed before, in
@@ -805,10 +1082,9 @@ class RunSession:
             if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
                 recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
-                              sr.inference_ms)
+                              sr.inference_ms, sim_params=sr.sim_params)
             self._latencies.add(sr.latency_ms)
             self._latest_sr_time_point = max(self._latest_sr_time_point, t)
-            self._publish("sr", t, c, sr.image)
 
     def _sr_stored(self, time_point: int, channel: int) -> bool:
         done = self._sr_done.get(channel)
@@ -820,18 +1096,21 @@ class RunSession:
             done.extend(bytes(max(time_point + 1 - len(done), len(done))))
         done[time_point] = 1
 
-    def _on_imc(self, message: Message, recorder: RunRecorder) -> None:
-        """Write an IMC-SR split (3, sY, sX) and offer it to the display."""
+    def _on_imc(self, message: Message) -> None:
+        """Write an IMC-SR split (3, sY, sX) when recording and offer it to the display."""
         head = message.header
-        expected = (3, *recorder.layout.sr_shape)
-        if not self.protocol.imc or message.array.shape != expected:
+        recorder = self.recorder
+        expected = (3, *recorder.layout.sr_shape) if recorder is not None else None
+        if not self.protocol.imc or (expected is not None and message.array.shape != expected):
             self._reject("IMC result does not fit", message)
             logger.warning("IMC result %s for t=%d rejected (IMC %s, expected %s)",
                            message.array.shape, head.time_point,
                            "on" if self.protocol.imc else "off", expected)
             return
-        recorder.write_imc(head.time_point, message.array)
-        self._publish("imc", head.time_point, head.channel, message.array)
+        if recorder is not None:
+            recorder.write_imc(head.time_point, message.array)
+        if self.display is not None:
+            self.display.offer_result(message)
 
     def _flush_imc(self) -> None:
         """Ask the worker for the temporal IMC model's last frame and wait (bounded) for it."""
@@ -866,9 +1145,7 @@ class RunSession:
                 self._in_flight[self._pending.pop(key)[1]] -= 1
         who = f"worker {slot}: " if slot is not None and len(self._in_flight) > 1 else ""
         for t, c in lost:
-            self._skips += 1
-            if self.recorder is not None:
-                self.recorder.record_event("sr_skip", t, -1, f"channel {c}: {who}{reason}")
+            self._skip(t, c, f"{who}{reason}")
         if self.recorder is not None:
             self._write_in_order(self.recorder, everything=slot is None)
 
@@ -897,8 +1174,10 @@ class RunSession:
             self._summary.sr_latency = self._latencies
 
     def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
-        if self.options.workers > 1:
+        if self.options.workers + len(self.options.remote_workers) > 1:
             detail = f"worker {slot}: {detail}"
+        self.on_event("info" if kind == "worker_restarted" else "error",
+                      f"{kind.replace('_', ' ')}: {detail}")
         if self.recorder is not None:
             try:
                 self.recorder.record_event(kind, max(self._latest_raw_time_point, -1), -1,

@@ -24,13 +24,12 @@ from typing import Any
 
 import zmq
 
-from acquisition.engine import TimePoint
+from acquisition.display_outlet import DisplayOutlet
 from acquisition.host_wire import pack, unpack
-from acquisition.live_pipeline import DisplayOutlet, LivePipeline, plan_for
-from acquisition.protocol import Protocol, ProtocolError
+from acquisition.protocol import Protocol, ProtocolError, sequence_plan
 from acquisition.rate_meter import RateMeter
-from acquisition.transport import DisplayPublisher, DisplaySubscriber, Endpoints, open_socket
-from acquisition.wire import Kind, header_for
+from acquisition.session import Progress, RunSession, SessionError, SessionOptions
+from acquisition.transport import DisplayPublisher, Endpoints, open_socket
 from calibration.photon_calibration import PhotonCalibration
 from hardware.rig import Rig
 
@@ -117,7 +116,8 @@ RigOpener = Callable[[tuple[int, int]], OpenedRig]
 
 
 class SessionHost:
-    """The acquisition process's state: rig, live pipeline or recording, events, counters."""
+    """The acquisition process's state: rig, live view or recording (each a RunSession on the
+    one display outlet), events, counters."""
 
     def __init__(self, open_rig: RigOpener, folder: Path, size_px: tuple[int, int] = (128, 128),
                  resizable: bool = False, live_interval_s: float = 0.05,
@@ -134,7 +134,7 @@ class SessionHost:
         self.display_endpoint = display_endpoint or f"ipc://{folder}/display"
         self.outlet = DisplayOutlet(DisplayPublisher(self.context, self.display_endpoint))
         self._use(open_rig(size_px))
-        self.live: LivePipeline | None = None
+        self.live: RunSession | None = None
         self.live_protocol: Protocol | None = None
         self.recording: RecordingThread | None = None
         self.last_run: dict[str, Any] = {}  # outcome of the newest finished recording
@@ -223,21 +223,21 @@ class SessionHost:
                 and recording is not threading.current_thread()):
             raise RuntimeError("a recording is running; stop it before changing live view")
         protocol = self._protocol(data)
-        self.rig.check_plan(plan_for(protocol))
+        plan = sequence_plan(protocol)
+        self.rig.check_plan(plan)
         self.outlet.display_channel = display_channel
         live = self.live
-        if live is not None and live.running and self._same_pipeline(live.protocol, protocol):
-            live.set_plan(protocol)
+        if live is not None and live.live and self._same_pipeline(live.protocol, protocol):
+            live.set_plan(plan, protocol)
             self.live_protocol = protocol
             return {"ok": True, "applied": "plan"}
         self.stop_live()
         self._ensure_roi(protocol)
         self._n_live += 1
         endpoints = Endpoints.ipc(scratch_folder(self.folder, f"live{self._n_live}"))
-        self.live = LivePipeline(self.rig, protocol, self._frame_shape(), endpoints, self.outlet,
-                                 self.events.add, self.context, interval_s=self.live_interval_s,
-                                 photons=self.photons)
-        self.live.start()
+        self.live = self.session(protocol, endpoints, SessionOptions(
+            max_pending_sets=2, heartbeat_timeout_s=5.0))
+        self.live.start_live(self.live_interval_s)
         self.live_protocol = protocol
         self.events.add("info", f"live: {len(protocol.channels)} channel(s), {protocol.mode}, "
                                 f"{'/'.join(c.reconstruction for c in protocol.channels)}")
@@ -255,7 +255,15 @@ class SessionHost:
         """Stop live view (bounded wait)."""
         if self.live is not None:
             live, self.live = self.live, None
-            live.stop()
+            live.stop_live()
+
+    def session(self, protocol: Protocol, endpoints: Endpoints, options: SessionOptions,
+                **extra: Any) -> RunSession:
+        """A RunSession on this process's rig and display outlet (live view or recording)."""
+        return RunSession(self.rig, sequence_plan(protocol), protocol, self._frame_shape(),
+                          float(self.rig.camera.pixel_size_nm), endpoints=endpoints,
+                          options=options, context=self.context, photon_calibration=self.photons,
+                          outlet=self.outlet, on_event=self.events.add, **extra)
 
     def start_record(self, data: Protocol | dict[str, Any], display_channel: int = 0
                      ) -> dict[str, Any]:
@@ -263,7 +271,7 @@ class SessionHost:
         if self.recording is not None and self.recording.is_alive():
             raise RuntimeError("a recording is already running")
         protocol = self._protocol(data)
-        self.rig.check_plan(plan_for(protocol))
+        self.rig.check_plan(sequence_plan(protocol))
         resume = self.live_protocol if self.live is not None else None
         self.stop_live()
         self._ensure_roi(protocol)
@@ -292,10 +300,10 @@ class SessionHost:
         live = self.live
         if live is not None:
             c = live.counters
-            state = "live" if live.running else "stopped"
+            state = "live" if live.live else "stopped"
             return {**base, "state": state, "camera_fps": c.camera.rate_per_s(),
                     "sr_fps": c.sr.rate_per_s(), "latency_ms": c.latency_ms,
-                    "queue_depth": live.queue_depth, "sr_skips": c.sr_skips,
+                    "queue_depth": live.pending_sr(), "sr_skips": c.sr_skips,
                     "lost_frames": c.lost_frames, "time_point": c.time_point,
                     "time_points_total": None, "frames_written": 0, "mb_per_s": 0.0,
                     "file_path": "", "worker_pid": live.worker_pid,
@@ -316,50 +324,30 @@ class SessionHost:
 
 
 class RecordingThread(threading.Thread):
-    """One RunSession on its own thread; relays its SR display to the GUI's display endpoint."""
+    """One recording RunSession on its own thread, on the host's display outlet."""
 
     def __init__(self, host: SessionHost, protocol: Protocol, resume: Protocol | None) -> None:
         super().__init__(name="recording", daemon=True)
-        from acquisition.session import RunSession, SessionOptions
-
         self.host = host
         self.protocol = protocol
         self.resume = resume
-        self.endpoints = Endpoints.ipc(scratch_folder(host.folder, f"run{id(self):x}"))
+        endpoints = Endpoints.ipc(scratch_folder(host.folder, f"run{id(self):x}"))
         metadata = {"camera": host.camera, "source": "livesim gui", **host.metadata}
-        self.session = RunSession(host.rig, plan_for(protocol), protocol, host._frame_shape(),
-                                  float(host.rig.camera.pixel_size_nm), metadata=metadata,
-                                  endpoints=self.endpoints, options=SessionOptions(),
-                                  context=host.context,
-                                  worker_log=protocol.output.with_suffix(".worker.log"),
-                                  photon_calibration=host.photons)
-        self.camera_rate = RateMeter()
-        self.sr_rate = RateMeter()
+        self.session = host.session(protocol, endpoints, SessionOptions(), metadata=metadata,
+                                    worker_log=protocol.output.with_suffix(".worker.log"))
         self.bytes_rate = RateMeter()
-        self.latency_ms = float("nan")
-        self.progress: Any = None
-        self._acquired_s: dict[int, float] = {}
-        self._connected = False
-        self._stop_relay = threading.Event()
+        self.progress: Progress | None = None
         self._restarts_seen = 0
-        self._last_raw = 0
         self._last_bytes = 0
         self.stopping = False
 
     def run(self) -> None:
         """Record; afterwards report the outcome and resume live view if it was on."""
-        from acquisition.session import SessionError
-
-        relay = threading.Thread(target=self._relay_sr, name="sr-relay", daemon=True)
-        relay.start()
         try:
             summary = self.session.run(progress=self._on_progress)
         except (SessionError, OSError, RuntimeError, ValueError) as exc:
             self.host.events.add("error", f"recording failed: {exc}")
             summary = None
-        finally:
-            self._stop_relay.set()
-            relay.join(5.0)
         sealed, why = run_file_sealed(self.protocol.output)
         self.host.last_run = {"path": str(self.protocol.output), "sealed": sealed,
                               "problem": why, "error": summary.error if summary else "failed",
@@ -390,73 +378,27 @@ class RecordingThread(threading.Thread):
             self.resume = None
         self.session.stop(finish_within_s)
 
-    def _on_progress(self, progress: Any) -> None:
-        """Acquisition thread, after each time point: rates, and hook the raw display once."""
-        if not self._connected and self.session.engine is not None:
-            self.session.engine.time_point_acquired.connect(self._on_time_point)
-            self._connected = True
-        self.camera_rate.add(progress.raw_frames - self._last_raw)
+    def _on_progress(self, progress: Progress) -> None:
         self.bytes_rate.add(progress.bytes_written - self._last_bytes)
-        self._last_raw, self._last_bytes = progress.raw_frames, progress.bytes_written
+        self._last_bytes = progress.bytes_written
         self.progress = progress
-
-    def _on_time_point(self, point: TimePoint) -> None:
-        now = time.time()
-        self._acquired_s[point.index] = now
-        self._acquired_s.pop(point.index - 256, None)
-        self.host.outlet.offer_raw(point, now)
-
-    def _relay_sr(self) -> None:
-        """Forward the session's SR and IMC display images to the GUI's endpoint (latency)."""
-        subscribers = {topic: DisplaySubscriber(self.host.context, self.endpoints.display, topic)
-                       for topic in ("sr", "imc")}
-        poller = zmq.Poller()
-        for subscriber in subscribers.values():
-            poller.register(subscriber.socket, zmq.POLLIN)
-        try:
-            while not self._stop_relay.is_set():
-                if not poller.poll(100):
-                    continue
-                for topic, subscriber in subscribers.items():
-                    message = subscriber.latest(timeout_ms=0)
-                    if message is not None:
-                        self._forward(topic, message)
-        finally:
-            for subscriber in subscribers.values():
-                subscriber.close()
-
-    def _forward(self, topic: str, message: Any) -> None:
-        head = message.header
-        if topic == "sr" and head.channel != self.host.outlet.display_channel:
-            return
-        acquired = self._acquired_s.get(head.time_point)
-        if topic == "sr":
-            if acquired is not None:
-                self.latency_ms = (time.time() - acquired) * 1e3
-            self.sr_rate.add(1)
-        kind = Kind.SR_RESULT if topic == "sr" else Kind.IMC_RESULT
-        info: dict[str, Any] = {"acquired_s": acquired or 0.0}
-        if "sr_scale" in head.info:  # uint16 SR as the run stores it
-            info["sr_scale"] = float(head.info["sr_scale"])
-        header = header_for(kind, head.run_id, head.sequence, message.array,
-                            time_point=head.time_point, channel=head.channel, info=info)
-        self.host.outlet.publish(topic, header, message.array)
 
     def status(self) -> dict[str, Any]:
         """Counters of the recording for the GUI."""
         p = self.progress
-        supervisor = self.session.supervisor
+        session = self.session
+        c = session.counters
+        supervisor = session.supervisor
         if supervisor is not None and supervisor.restarts > self._restarts_seen:
             self._restarts_seen = supervisor.restarts
             self.host.events.add("error", f"inference worker died and was restarted "
                                           f"({supervisor.restarts} restart(s))")
-        process = supervisor.process if supervisor is not None else None
         free = shutil.disk_usage(self.protocol.output.parent).free
         state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
-        return {"state": state, "sr_pending": self.session.pending_sr(),
-                "finish_left_s": self.session.finish_left_s(),
-                "camera_fps": self.camera_rate.rate_per_s(), "sr_fps": self.sr_rate.rate_per_s(),
-                "latency_ms": self.latency_ms,
+        return {"state": state, "sr_pending": session.pending_sr(),
+                "finish_left_s": session.finish_left_s(),
+                "camera_fps": c.camera.rate_per_s(), "sr_fps": c.sr.rate_per_s(),
+                "latency_ms": c.latency_ms,
                 "queue_depth": p.sr_lag_time_points if p else 0,
                 "sr_skips": p.skips if p else 0, "lost_frames": p.gaps if p else 0,
                 "time_point": (p.time_points_done - 1) if p else -1,
@@ -464,8 +406,7 @@ class RecordingThread(threading.Thread):
                 "frames_written": p.raw_frames if p else 0,
                 "mb_per_s": self.bytes_rate.rate_per_s() / 1e6,
                 "file_path": str(self.protocol.output), "free_disk_bytes": free,
-                "worker_pid": process.pid if process is not None and process.poll() is None
-                else None, "worker_ready": bool(supervisor and supervisor.ready),
+                "worker_pid": session.worker_pid, "worker_ready": session.worker_ready,
                 "raw_frames": p.raw_frames if p else 0, "sr_frames": p.sr_frames if p else 0}
 
 

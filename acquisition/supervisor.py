@@ -182,8 +182,60 @@ class WorkerSupervisor:
             logger.error("worker pid %d did not die after SIGKILL", self.process.pid)
 
 
+class RemoteWorker(WorkerSupervisor):
+    """A worker on another machine, connected to this run's ``endpoint``: not started or
+    killed here, judged by its heartbeats alone. When they stop (or one set runs too long) it
+    counts as dead; a worker saying hello on the same endpoint later takes the slot again."""
+
+    def __init__(self, endpoint: str, on_event: EventSink, heartbeat_timeout_s: float = 5.0,
+                 busy_timeout_s: float = 60.0) -> None:
+        command = WorkerCommand(endpoint, "", (), (0, 0, 0))
+        super().__init__(command, on_event, heartbeat_timeout_s=heartbeat_timeout_s,
+                         busy_timeout_s=busy_timeout_s, max_restarts=0)
+        self.endpoint = endpoint
+
+    @property
+    def alive(self) -> bool:
+        """Unknown from here: a remote worker is judged by its heartbeats (see ``ready``)."""
+        return True
+
+    def start(self) -> None:
+        """Nothing to launch: the remote worker connects by itself."""
+        self._ready = False
+        logger.info("waiting for a remote worker on %s", self.endpoint)
+
+    def adopt(self, worker_id: str) -> None:
+        """A worker said hello on this slot's endpoint: it is this slot's worker from now."""
+        if self.worker_id and worker_id != self.worker_id:
+            self.on_event("worker_restarted", f"remote worker {worker_id} on {self.endpoint}")
+        self.worker_id = worker_id
+        self._started_s = time.monotonic()
+
+    def check(self) -> str | None:
+        """Detect silence or a hung set; the slot then waits for a new hello."""
+        if not self._ready:
+            return None
+        now = time.monotonic()
+        problem = None
+        if now - self._last_heartbeat_s > self.heartbeat_timeout_s:
+            problem = f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
+        elif self._busy_since_s and time.time() - self._busy_since_s > self.busy_timeout_s:
+            problem = f"one set running for more than {self.busy_timeout_s:.0f} s"
+        if problem is None:
+            return None
+        logger.error("remote worker %s on %s: %s", self.worker_id, self.endpoint, problem)
+        self._ready = False
+        self.on_event("worker_died", f"remote worker on {self.endpoint}: {problem}")
+        return problem
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Nothing to stop here: the remote worker runs until its owner stops it."""
+        self._ready = False
+
+
 class WorkerPool:
-    """Several supervised workers of one run; worker ``i`` is started by ``commands[i]``.
+    """Several supervised workers of one run; worker ``i`` is started by ``commands[i]``, then
+    come the remote workers (``remote_endpoints``: one slot each, see :class:`RemoteWorker`).
 
     Every start gets a fresh worker id (the wire's ``worker_id``): heartbeats count only for
     the worker running now, results are attributed to the slot whatever start sent them.
@@ -192,25 +244,37 @@ class WorkerPool:
     def __init__(self, commands: Sequence[WorkerCommand],
                  on_event: Callable[[int, str, str], None], heartbeat_timeout_s: float = 5.0,
                  startup_timeout_s: float = 120.0, busy_timeout_s: float = 60.0,
-                 max_restarts: int = 5) -> None:
-        if not commands:
-            raise ValueError("a worker pool needs at least one worker command")
-        self.supervisors = [
+                 max_restarts: int = 5, remote_endpoints: Sequence[str] = ()) -> None:
+        if not commands and not remote_endpoints:
+            raise ValueError("a worker pool needs at least one worker")
+        self.supervisors: list[WorkerSupervisor] = [
             WorkerSupervisor(command, partial(on_event, index),
                              heartbeat_timeout_s=heartbeat_timeout_s,
                              startup_timeout_s=startup_timeout_s, busy_timeout_s=busy_timeout_s,
                              max_restarts=max_restarts)
             for index, command in enumerate(commands)]
+        self.supervisors += [
+            RemoteWorker(endpoint, partial(on_event, len(commands) + i),
+                         heartbeat_timeout_s=heartbeat_timeout_s, busy_timeout_s=busy_timeout_s)
+            for i, endpoint in enumerate(remote_endpoints)]
         self._slot_of_id: dict[str, int] = {}  # every id ever started -> its slot
+
+    def adopt(self, slot: int, worker_id: str) -> None:
+        """A remote worker introduced itself on ``slot``'s endpoint with this id."""
+        remote = self.supervisors[slot]
+        if isinstance(remote, RemoteWorker) and worker_id:
+            remote.adopt(worker_id)
+            self._slot_of_id[worker_id] = slot
 
     def __len__(self) -> int:
         return len(self.supervisors)
 
     def start(self) -> None:
-        """Launch every worker."""
+        """Launch every local worker (remote ones connect by themselves)."""
         for index, supervisor in enumerate(self.supervisors):
             supervisor.start()
-            self._slot_of_id[supervisor.worker_id] = index
+            if supervisor.worker_id:
+                self._slot_of_id[supervisor.worker_id] = index
 
     def slot_of(self, worker_id: str) -> int | None:
         """The slot a worker id was started in (any start of this pool), else None."""
@@ -239,8 +303,9 @@ class WorkerPool:
 
     @property
     def given_up(self) -> bool:
-        """True once every worker has used up its restarts."""
-        return all(s.given_up for s in self.supervisors)
+        """True once every local worker has used up its restarts and no remote one is ready."""
+        return all(s.given_up or (isinstance(s, RemoteWorker) and not s.ready)
+                   for s in self.supervisors)
 
     @property
     def restarts(self) -> int:
@@ -250,7 +315,7 @@ class WorkerPool:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask every worker to finish (SIGTERM) at once, then wait for each (bounded)."""
         for supervisor in self.supervisors:
-            if supervisor.process is not None and supervisor.process.poll() is None:
+            if supervisor.process is not None and supervisor.process.poll() is None:  # local
                 supervisor.process.terminate()
         for supervisor in self.supervisors:
             supervisor.stop(timeout_s)

@@ -2,8 +2,8 @@
 
 A run records it in ``/calibration`` and hands it to the inference worker, which then reports
 the average photon count (calibration.photon_count) of every raw set in photo-electrons (e-).
-A real rig's comes from the protocol's camera calibration file (`livesim calibrate camera`); an emulated
-camera's is known exactly (`sim_emulator.rig.photon_calibration`).
+A real rig's comes from the protocol's camera calibration file (`livesim calibrate camera`);
+an emulated camera's is known exactly (`sim_emulator.rig.photon_calibration`).
 """
 
 from __future__ import annotations

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calibration.edge_taper import edge_taper
-from calibration.otf import OtfModel
+from calibration.otf import OtfLike, OtfModel
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class SimParameters(BaseModel):
 def estimate_sim_parameters(
     raw: np.ndarray,
     pixel_size_nm: float,
-    otf: OtfModel | None = None,
+    otf: OtfLike | None = None,
     n_phases: int = 3,
     search_band: tuple[float, float] = (0.4, 1.3),
     offset_adu: float | None = None,
@@ -187,7 +189,7 @@ def _moved_origin(parameters: SimParameters, x0: int, y0: int) -> SimParameters:
 class _Grid:
     """Frequency coordinates (cycles/px) of the raw FFT grid and the OTF evaluated on it."""
 
-    def __init__(self, ny: int, nx: int, pixel_size_nm: float, otf: OtfModel) -> None:
+    def __init__(self, ny: int, nx: int, pixel_size_nm: float, otf: OtfLike) -> None:
         self.shape = (ny, nx)
         self.ky = np.fft.fftfreq(ny)[:, None]
         self.kx = np.fft.fftfreq(nx)[None, :]
@@ -422,3 +424,244 @@ def _modulation(
         )
         return 0.0
     return float(2.0 * numerator / denominator)
+
+
+# --- checks, rig calibration and per-time-point phase refinement ------------------------------
+
+MIN_MODULATION = 0.1
+MAX_MODULATION = 1.0
+# a refined phase offset counts when the three frames agree this well (circular resultant)
+MIN_PHASE_AGREEMENT = 0.9
+
+
+def check_sim_parameters(
+    parameters: SimParameters, expected_period_nm: float | None = None
+) -> list[str]:
+    """Reasons not to trust a pattern fit (empty when it looks physical).
+
+    Flags modulation outside [0.1, 1] (> 1 is impossible and means the OTF model is wrong;
+    < 0.1 means no pattern was found), periods that differ between orientations by more than
+    3 %, orientations not evenly spaced over 180 degrees (+-5 degrees) and, when given, a
+    period more than 5 % from ``expected_period_nm`` (e.g. excitation / (2 illumination NA)).
+    """
+    problems = []
+    periods = parameters.pixel_size_nm / np.hypot(*parameters.wave_vectors_cycles_per_px().T)
+    for index, modulation in enumerate(parameters.modulations()):
+        if modulation > MAX_MODULATION:
+            problems.append(
+                f"orientation {index}: modulation {modulation:.2f} > 1 is impossible "
+                "(the OTF model: detection NA, emission or measured OTF, does not fit the data)"
+            )
+        elif modulation < MIN_MODULATION:
+            problems.append(
+                f"orientation {index}: modulation {modulation:.2f} < {MIN_MODULATION}: "
+                "no usable pattern found (too dim, or the pattern is outside the search band)"
+            )
+    if len(periods) > 1 and (periods.max() - periods.min()) > 0.03 * np.median(periods):
+        problems.append(
+            "pattern periods differ between orientations: "
+            + ", ".join(f"{p:.1f}" for p in periods)
+            + " nm"
+        )
+    n_o = parameters.n_orientations
+    if n_o > 1:
+        waves = parameters.wave_vectors_cycles_per_px()
+        angles = np.sort(np.degrees(np.arctan2(waves[:, 1], waves[:, 0])) % 180.0)
+        steps = np.diff(np.concatenate([angles, angles[:1] + 180.0]))
+        if np.any(np.abs(steps - 180.0 / n_o) > 5.0):
+            problems.append(
+                "orientations not evenly spaced: "
+                + ", ".join(f"{a:.1f}" for a in angles)
+                + " degrees"
+            )
+    if expected_period_nm is not None:
+        off = np.abs(periods / expected_period_nm - 1.0)
+        if np.any(off > 0.05):
+            problems.append(
+                f"pattern periods {', '.join(f'{p:.1f}' for p in periods)} nm differ from the "
+                f"expected {expected_period_nm:.1f} nm by more than 5 %"
+            )
+    return problems
+
+
+def usable_parameters(parameters: SimParameters) -> tuple[SimParameters, list[str]]:
+    """Parameters a reconstruction can use, and what was changed (empty: used as fitted).
+
+    Modulation above 1 is clipped to 1; an orientation whose modulation is below 0.1 (fit
+    failed) takes the median of the others that are usable (the SLM writes one pattern
+    contrast for all orientations); with none usable the fit is left as it is (the caller
+    must warn: the reconstruction is then close to wide-field).
+    """
+    modulations = parameters.modulations()
+    good = modulations[modulations >= MIN_MODULATION]
+    changes = []
+    updated = []
+    for index, orientation in enumerate(parameters.orientations):
+        m = orientation.modulation
+        new = m
+        if m > MAX_MODULATION:
+            new = MAX_MODULATION
+        elif m < MIN_MODULATION and good.size:
+            new = float(min(np.median(good), MAX_MODULATION))
+        if new != m:
+            changes.append(f"orientation {index}: modulation {m:.2f} used as {new:.2f}")
+        updated.append(orientation.model_copy(update={"modulation": float(new)}))
+    return parameters.model_copy(update={"orientations": updated}), changes
+
+
+class PatternCalibration(BaseModel):
+    """Rig calibration of the illumination pattern: period, angle and modulation are fixed by
+    the SLM / grating, so they are fitted once on a bright specimen and reused; only the
+    phases are refined per time point (``refine_phases``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = "livesim-pattern-calibration"
+    version: int = 1
+    parameters: SimParameters
+    otf: str = Field(description="the OTF the fit used (NA + emission, or a measured file)")
+    source: str = Field(default="", description="the stack it was fitted on")
+    n_time_points: int = Field(default=1, ge=1)
+    problems: list[str] = Field(default_factory=list, description="check_sim_parameters")
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PatternCalibration:
+        """Read a saved calibration; errors name the file and the bad field."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such pattern calibration file")
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as error:
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"{path}: not a valid pattern calibration ({fields})") from error
+
+
+def calibrate_pattern(
+    raw_sets: Sequence[np.ndarray],
+    pixel_size_nm: float,
+    otf: OtfLike,
+    offset_adu: float | None = None,
+    otf_description: str = "",
+    source: str = "",
+) -> PatternCalibration:
+    """Fit the pattern on each raw set (P, Y, X) and combine: median wave vector and
+    modulation per orientation (sign-aligned), phases of the first set."""
+    if not len(raw_sets):
+        raise ValueError("calibrate_pattern needs at least one raw set")
+    fits = [
+        estimate_sim_parameters(np.asarray(raw), pixel_size_nm, otf=otf, offset_adu=offset_adu)
+        for raw in raw_sets
+    ]
+    first = fits[0]
+    orientations = []
+    for index, reference in enumerate(first.orientations):
+        ref = np.array(reference.wave_vector_cycles_per_px)
+        waves, modulations, correlations = [], [], []
+        for fit in fits:
+            wave = np.array(fit.orientations[index].wave_vector_cycles_per_px)
+            waves.append(wave if np.dot(wave, ref) >= 0 else -wave)
+            modulations.append(fit.orientations[index].modulation)
+            correlations.append(fit.orientations[index].correlation)
+        wave = np.median(np.array(waves), axis=0)
+        orientations.append(
+            reference.model_copy(
+                update={
+                    "wave_vector_cycles_per_px": (float(wave[0]), float(wave[1])),
+                    "modulation": float(np.median(modulations)),
+                    "correlation": float(np.median(correlations)),
+                }
+            )
+        )
+    parameters = first.model_copy(update={"orientations": orientations})
+    problems = check_sim_parameters(parameters)
+    for problem in problems:
+        logger.warning("pattern calibration: %s", problem)
+    return PatternCalibration(
+        parameters=parameters,
+        otf=otf_description,
+        source=source,
+        n_time_points=len(fits),
+        problems=problems,
+    )
+
+
+@dataclass(frozen=True)
+class PhaseFit:
+    """Phases refined on one raw set: the parameters to use and how well the frames agreed."""
+
+    parameters: SimParameters
+    agreement: np.ndarray  # (n_orientations,) circular resultant of per-frame offsets, 0..1
+    offsets_rad: np.ndarray  # (n_orientations,) common phase shift from the reference
+
+    @property
+    def reliable(self) -> bool:
+        """True when every orientation's frames agree on one phase offset."""
+        return bool(np.all(self.agreement >= MIN_PHASE_AGREEMENT))
+
+
+def refine_phases(
+    raw: np.ndarray,
+    reference: SimParameters,
+    otf: OtfLike,
+    offset_adu: float | None = None,
+    dc_exclusion: float = 0.1,
+    max_size_px: int | None = 256,
+) -> PhaseFit:
+    """Phases of one raw set (P, Y, X) with the reference's wave vectors and phase steps.
+
+    Each frame's phase is measured with the reference wave vector (real-space beat, as in
+    ``estimate_sim_parameters``); the per-orientation common offset from the reference
+    phases is their circular mean. Orientations whose frames disagree (agreement below
+    ``MIN_PHASE_AGREEMENT``: noise, or the pattern drifted) keep the reference phases.
+    """
+    raw = np.asarray(raw)
+    n_patterns, ny, nx = raw.shape
+    if n_patterns != reference.n_orientations * reference.n_phases:
+        raise ValueError(
+            f"raw set has {n_patterns} frames; the reference pattern has "
+            f"{reference.n_orientations} x {reference.n_phases}"
+        )
+    x0 = y0 = 0
+    frames = raw.astype(np.float64)
+    if max_size_px is not None and max(ny, nx) > max_size_px:
+        y0 = max((ny - max_size_px) // 2, 0)
+        x0 = max((nx - max_size_px) // 2, 0)
+        frames = frames[:, y0 : y0 + max_size_px, x0 : x0 + max_size_px]
+    offset = float(np.percentile(frames, 0.5)) if offset_adu is None else float(offset_adu)
+    plain = frames - offset
+    cy, cx = plain.shape[1:]
+    grid = _Grid(cy, cx, reference.pixel_size_nm, otf)
+    plain_wide_field = sfft.fft2(plain, workers=-1).mean(axis=0)
+    margin_y, margin_x = max(4, cy // 10), max(4, cx // 10)
+    interior = (slice(margin_y, cy - margin_y), slice(margin_x, cx - margin_x))
+    beat = _Beat(grid, plain_wide_field, interior, dc_exclusion)
+    n_p = reference.n_phases
+    orientations, agreements, offsets = [], [], []
+    for index, orientation in enumerate(reference.orientations):
+        wave = np.array(orientation.wave_vector_cycles_per_px)
+        # reference phases referred to the analysed crop's pixel (0, 0)
+        shift = 2.0 * np.pi * (wave[0] * x0 + wave[1] * y0)
+        expected = np.array(orientation.phases_rad) + shift
+        measured = beat.phases(plain[index * n_p : (index + 1) * n_p], wave)
+        resultant = np.mean(np.exp(1j * (measured - expected)))
+        agreement = float(np.abs(resultant))
+        delta = float(np.angle(resultant)) if agreement >= MIN_PHASE_AGREEMENT else 0.0
+        agreements.append(agreement)
+        offsets.append(delta)
+        phases = [_wrap(p + delta) for p in orientation.phases_rad]
+        orientations.append(orientation.model_copy(update={"phases_rad": phases}))
+    return PhaseFit(
+        reference.model_copy(update={"orientations": orientations}),
+        np.array(agreements),
+        np.array(offsets),
+    )

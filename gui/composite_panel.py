@@ -57,6 +57,7 @@ class CompositePanel(QtWidgets.QWidget):
         self.view.sigRangeChangedManually.connect(self._user_moved)
         self.view.sigResized.connect(self._resized)
         self.auto_fit = True
+        self.fit_follower = False  # linked to the SR view, which fits both
         self.visible: list[QtWidgets.QCheckBox] = []
         self.colours: list[QtWidgets.QComboBox] = []
         self.auto: list[QtWidgets.QCheckBox] = []
@@ -169,7 +170,7 @@ class CompositePanel(QtWidgets.QWidget):
     def fit(self) -> None:
         """Show the whole composite, and keep doing so on resize (until panned/zoomed)."""
         self.auto_fit = True
-        if self.channels is not None:
+        if self.channels is not None and not self.fit_follower:
             self.view.autoRange(padding=0.0)
 
     def _user_moved(self, *_args: object) -> None:

@@ -165,6 +165,7 @@ class ImagePanel(QtWidgets.QWidget):
         self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)
         self.view.addItem(self.item)
         self.auto_fit = True  # re-fit the whole image on resize until the user pans or zooms
+        self.fit_follower = False  # linked to a view that does the fitting for both
         self.view.sigRangeChangedManually.connect(self._user_moved)
         self.view.sigResized.connect(self._resized)
         # saturated pixels (at the detector's or model's maximum) painted red over the image
@@ -467,7 +468,7 @@ class ImagePanel(QtWidgets.QWidget):
     def fit(self) -> None:
         """Show the whole image, and keep doing so on resize (until the user pans/zooms)."""
         self.auto_fit = True
-        if self.image is not None:
+        if self.image is not None and not self.fit_follower:
             self.view.autoRange(padding=0.0)
 
     def _user_moved(self, *_args: object) -> None:

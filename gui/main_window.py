@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from acquisition.live_pipeline import wide_field_uint16
+from acquisition.display_outlet import wide_field_uint16
 from acquisition.protocol import ProtocolError
 from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
@@ -409,9 +409,9 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def fit_views(self) -> None:
         """Show every view's whole image, and keep re-fitting it on resize until panned."""
-        for panel in (self.raw_panel, self.sr_panel):
+        for panel in (self.raw_panel, self.sr_panel):  # raw follows SR while linked
             panel.fit()
-        self.composite.fit()
+        self.composite.fit()  # follows SR too while linked
         self.pattern.view.autoRange(padding=0.0)
 
     def _update_display_channels(self) -> None:
@@ -519,9 +519,11 @@ class LiveWindow(QtWidgets.QMainWindow):
         ready = self.sr_panel.image is not None and self.raw_panel.image is not None
         self._views_linked = linked and ready
         link_views([self.sr_panel, self.raw_panel], self._views_linked)
+        self.raw_panel.fit_follower = self._views_linked  # the SR view fits both
         composite_ready = self._views_linked and self.composite.channels is not None
         self.composite.view.setXLink(self.sr_panel.view if composite_ready else None)
         self.composite.view.setYLink(self.sr_panel.view if composite_ready else None)
+        self.composite.fit_follower = composite_ready
         if self._views_linked:
             self.sr_panel.view.autoRange(padding=0.0)
 

@@ -56,7 +56,7 @@ _LINE_ERROR = re.compile(r"at line (\d+): (.*?)\n(.*)", re.DOTALL)
 # them is a bounded wait on this interval (Python cameras notify and never poll).
 _CPP_CAMERA_WAIT_S = 0.001
 _BUFFER_MB = 512
-_NO_ADAPTERS_DIR = Path(__file__).resolve().parent / "configs"
+_NO_ADAPTERS_DIR = Path(__file__).resolve().parent  # a folder without Micro-Manager adapters
 
 
 class CoreBackend(Protocol):

@@ -24,12 +24,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import ndimage
 
-from inference.evaluation import decorrelation_resolution, score
+from inference.evaluation import Scores, decorrelation_resolution, score
 from inference.training.data import EmulatorSource
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("wf", "wiener")
+# raw pixels left out at every edge before scoring, by the assessment and `make demo` alike
+SCORING_BORDER_PX = 16
 METRICS = ("nrmse", "ms_ssim", "resolution_nm")
 
 
@@ -46,7 +48,7 @@ class AssessmentConfig(BaseModel):
     pixel_size_nm: float = Field(default=62.6, gt=0)
     decorrelation: bool = True
     border_px: int = Field(
-        default=16,
+        default=SCORING_BORDER_PX,
         ge=0,
         description="raw pixels left out at every edge before scoring (Wiener's edge taper)",
     )
@@ -169,6 +171,13 @@ def interior(image: np.ndarray, border_px: int) -> np.ndarray:
     return np.ascontiguousarray(image[..., border_px:-border_px, border_px:-border_px])
 
 
+def score_interior(image: np.ndarray, ground_truth: np.ndarray, border_px: int) -> Scores:
+    """The assessment's scoring of one SR-grid image (2Y, 2X) against the SR ground truth:
+    the interior (``border_px`` raw pixels, i.e. 2 x that on the SR grid, off every edge)
+    through `inference.evaluation.score`. `make demo`'s quality summary uses it too."""
+    return score(interior(image, 2 * border_px), interior(ground_truth, 2 * border_px))
+
+
 def _reconstruct(method: str, raw: np.ndarray, cache: dict[str, object]) -> np.ndarray:
     """The SR image of `method` for one raw set (wf, wiener, bundled name or model path)."""
     from inference.reconstruction import WideFieldReconstructor, make_reconstructor
@@ -220,8 +229,8 @@ def run_assessment(
                         image = _reconstruct(method, pair.raw, cache)
                     except (ValueError, RuntimeError) as exc:
                         raise ValueError(f"method {method!r}: {exc}") from exc
+                    scores = score_interior(image, pair.sr_gt, config.border_px)
                     image = interior(image, 2 * config.border_px)
-                    scores = score(image, gt)
                     resolution = (
                         float(decorrelation_resolution(image, sr_pixel_nm))
                         if config.decorrelation

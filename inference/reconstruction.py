@@ -44,6 +44,8 @@ class SrResult:
     model_sha256: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    # Wiener only: (n_orientations, 4) kx, ky (cycles/px), phase (rad), modulation used
+    sim_parameters: np.ndarray | None = None
 
 
 class Reconstructor(abc.ABC):
@@ -178,11 +180,16 @@ class PassthroughReconstructor(Reconstructor):
         return results
 
 
+FLAG_PATTERN_FIT_UNRELIABLE = "pattern_fit_unreliable"
+
+
 class WienerReconstructor(Reconstructor):
-    """'wiener': conventional SIM (inference.wiener.WienerSim); SIM parameters are estimated on
-    the first set and reused for the following ones, or given (``parameters``: a
-    ``SimParameters``, as batch reprocessing ships one estimate to every task). Output min-max
-    normalised to [0, 1]."""
+    """'wiener': conventional SIM (inference.wiener.WienerSeries). The pattern geometry is
+    estimated on the first set, or given (``parameters``: a ``SimParameters`` from a rig
+    pattern calibration, or one estimate shipped to every batch-reprocessing task); phases are
+    refined on every set, with re-estimation when they stop fitting. Each result carries the
+    parameters it used (``sim_parameters``, for /sim_params) and the flag
+    ``pattern_fit_unreliable`` when the fit was flagged. Output min-max normalised to [0, 1]."""
 
     model_name = "wiener"
     mode = "sim"
@@ -201,13 +208,19 @@ class WienerReconstructor(Reconstructor):
             otf_module = importlib.import_module("calibration.otf")
         except ImportError as exc:
             raise RuntimeError(f"Wiener SIM is not available: {exc}") from exc
-        self._wiener_sim = wiener.WienerSim
+        self._wiener_series = wiener.WienerSeries
         self.otf = otf_module.OtfModel(na=na, emission_nm=emission_nm)
         self.pixel_size_nm = pixel_size_nm
         self.wiener_config = wiener_config
-        self._engine: Any = None
-        self._parameters = parameters  # SimParameters to use instead of estimating them
+        self._series: Any = None
+        self._parameters = parameters  # SimParameters to start from instead of estimating
+        self.last_fit: Any = None
         self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
+
+    @property
+    def _engine(self) -> Any:
+        """The current WienerSim (None before the first set)."""
+        return self._series.sim if self._series is not None else None
 
     @property
     def parameters(self) -> Any:
@@ -220,16 +233,17 @@ class WienerReconstructor(Reconstructor):
             start = time.perf_counter()
             item = self.preprocessor.prepare(raw)
             frames = np.asarray(item.inputs, dtype=np.float32)
-            if self._engine is None and self._parameters is not None:
-                self._engine = self._wiener_sim(
-                    frames.shape[-2:], self._parameters, self.otf, self.wiener_config
+            if self._series is None:
+                self._series = self._wiener_series(
+                    frames.shape[-2:], self.pixel_size_nm, self.otf, self.wiener_config,
+                    self._parameters,
                 )
-            elif self._engine is None:
-                self._engine = self._wiener_sim.from_raw(
-                    frames, self.pixel_size_nm, self.otf, self.wiener_config
-                )
-            sr = np.asarray(self._engine.reconstruct(frames), dtype=np.float32)
+            sr, fit = self._series.reconstruct(frames)
+            self.last_fit = fit
+            sr = np.asarray(sr, dtype=np.float32)
             flags = list(item.flags)
+            if not fit.reliable:
+                flags.append(FLAG_PATTERN_FIT_UNRELIABLE)
             finite = sr[np.isfinite(sr)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             image = np.clip((sr - lo) / (hi - lo + 1e-7), 0.0, 1.0)
@@ -237,7 +251,8 @@ class WienerReconstructor(Reconstructor):
             elapsed = (time.perf_counter() - start) * 1e3
             results.append(
                 SrResult(
-                    image, _as_float(item.photon_count_e), "wiener", "", {"total": elapsed}, flags
+                    image, _as_float(item.photon_count_e), "wiener", "", {"total": elapsed}, flags,
+                    sim_parameters=fit.table_row(),
                 )
             )
         return results

@@ -29,12 +29,17 @@ class StackFormatError(ValueError):
 
 @dataclass(frozen=True)
 class RawStack:
-    """Raw frames (T, P, Y, X) in the stored dtype plus the optics the file states (else None)."""
+    """Raw frames (T, P, Y, X) in the stored dtype plus the optics the file states (else None).
+
+    ``na`` is the detection NA; ``illumination_na`` the NA of the illumination pattern that
+    DL-SR / rDL-SIM MRC labels state (pattern period = excitation / (2 illumination NA)).
+    """
 
     frames: np.ndarray
     path: Path
     pixel_size_nm: float | None = None
     na: float | None = None
+    illumination_na: float | None = None
     excitation_nm: float | None = None
     emission_nm: float | None = None
     exposure_ms: float | None = None
@@ -200,7 +205,11 @@ _EXPOSURE = re.compile(r"^(\d+(?:\.\d+)?)ms$")
 
 
 def parse_acquisition_label(label: str) -> dict[str, float]:
-    """Optics from a DL-SR style MRC label such as 'c18-488-0.3W-1.35-2ms' (488 nm, NA 1.35)."""
+    """Optics from a DL-SR style MRC label such as 'c18-488-0.3W-1.35-2ms' (488 nm, NA 1.35).
+
+    The NA in these labels is the illumination NA of the SIM pattern (the lab's own code uses
+    it as ``excNA``: period = 488 / (2 x 1.35) = 180.7 nm), not the detection NA.
+    """
     found: dict[str, float] = {}
     for token in re.split(r"[-_\s]+", label.strip()):
         if (match := _WAVELENGTH.match(token)) and 300 <= int(match.group(1)) <= 900:
@@ -242,7 +251,7 @@ def _load_mrc(path: Path, n_patterns: int | None) -> RawStack:
         frames=_as_tpyx(data, path, n_patterns),
         path=path,
         pixel_size_nm=pixel_size_nm,
-        na=optics.get("na"),
+        illumination_na=optics.get("na"),
         excitation_nm=optics.get("excitation_nm"),
         exposure_ms=optics.get("exposure_ms"),
     )

@@ -14,16 +14,23 @@ band is its conjugate mirror, so the fine image is 2 Re(IFFT(Z)) of a half-assem
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.edge_taper import edge_taper
-from calibration.otf import OtfModel, pupil_otf
-from calibration.sim_parameters import SimParameters, estimate_sim_parameters
+from calibration.edge_taper import edge_taper, smooth_component
+from calibration.otf import OtfLike, pupil_otf
+from calibration.sim_parameters import (
+    SimParameters,
+    check_sim_parameters,
+    estimate_sim_parameters,
+    refine_phases,
+    usable_parameters,
+)
 from settings_file import load_settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +52,14 @@ class WienerConfig(BaseModel):
     notch_fwhm_fraction: float = Field(
         default=0.2, gt=0.0, le=2.0, description="notch width as a fraction of k_c"
     )
-    edge_taper_px: int = Field(default=16, ge=0, le=4096)
+    edge_mode: Literal["periodic", "taper"] = Field(
+        default="periodic",
+        description=(
+            "periodic: periodic + smooth decomposition of every band (whole field kept, the "
+            "smooth part added back unfiltered); taper: cosine fade of edge_taper_px (dark rim)"
+        ),
+    )
+    edge_taper_px: int = Field(default=16, ge=0, le=4096, description="taper mode only")
     background_adu: float = Field(default=0.0, ge=0.0, le=65535.0)
     clip_negative: bool = True
 
@@ -62,7 +76,7 @@ class WienerSim:
         self,
         shape: tuple[int, int],
         parameters: SimParameters,
-        otf: OtfModel,
+        otf: OtfLike,
         config: WienerConfig | None = None,
     ) -> None:
         ny, nx = int(shape[0]), int(shape[1])
@@ -78,19 +92,13 @@ class WienerSim:
         self.n_patterns = parameters.n_orientations * parameters.n_phases
         pixel_nm = parameters.pixel_size_nm
         self.output_pixel_size_nm = pixel_nm / 2.0
-        self._window = edge_taper(self.shape, self.config.edge_taper_px).astype(np.float32)
-        self._mixing = self._unmixing_rows()
+        self._periodic = self.config.edge_mode == "periodic"
+        taper_px = 0 if self._periodic else self.config.edge_taper_px
+        self._window = edge_taper(self.shape, taper_px).astype(np.float32)
         self._offsets, self._ramps = self._band_shifts()
-        # per-frame complex weights: unmixing coefficient x sub-bin ramp x taper x (-1)^(x+y)
-        n_p = parameters.n_phases
-        weights = np.empty((self.n_orientations, n_p, ny, nx), dtype=np.complex64)
-        for orientation in range(self.n_orientations):
-            for phase in range(n_p):
-                row = self._mixing[:, orientation * n_p + phase]
-                coefficient = complex(row[2 * orientation], row[2 * orientation + 1])
-                weights[orientation, phase] = coefficient * self._ramps[orientation]
-        self._frame_weights = weights
-        self._side_filters, self._zero_filter = self._band_filters()
+        self._set_unmixing()
+        self.fit_problems: list[str] = []
+        self._side_filters, self._zero_filter, self._smooth_filter = self._band_filters()
         self._placements = [
             self._placement(orientation) for orientation in range(self.n_orientations)
         ]
@@ -104,17 +112,60 @@ class WienerSim:
         cls,
         raw: np.ndarray,
         pixel_size_nm: float,
-        otf: OtfModel,
+        otf: OtfLike,
         config: WienerConfig | None = None,
     ) -> WienerSim:
         """Estimate the pattern parameters on one raw set (P, Y, X), then build the filters."""
         config = config or WienerConfig()
-        parameters = estimate_sim_parameters(
+        fitted = estimate_sim_parameters(
             raw, pixel_size_nm, otf=otf, offset_adu=config.background_adu or None
         )
-        return cls((raw.shape[-2], raw.shape[-1]), parameters, otf, config)
+        problems = check_sim_parameters(fitted)
+        parameters, changes = usable_parameters(fitted)
+        for problem in problems + changes:
+            logger.warning("pattern fit: %s", problem)
+        sim = cls((raw.shape[-2], raw.shape[-1]), parameters, otf, config)
+        sim.fit_problems = problems + changes
+        return sim
 
     # --- precomputation -------------------------------------------------------------------
+
+    def _set_unmixing(self) -> None:
+        """Unmixing rows and per-frame weights from the current parameters' phases."""
+        self._mixing = self._unmixing_rows()
+        # per-frame complex unmixing coefficients; taper mode folds in the sub-bin ramp, the
+        # taper and (-1)^(x+y) (periodic mode applies them after the border decomposition)
+        n_p = self.parameters.n_phases
+        coefficients = np.empty((self.n_orientations, n_p), dtype=np.complex64)
+        for orientation in range(self.n_orientations):
+            for phase in range(n_p):
+                row = self._mixing[:, orientation * n_p + phase]
+                coefficients[orientation, phase] = complex(
+                    row[2 * orientation], row[2 * orientation + 1]
+                )
+        self._coefficients = coefficients
+        if self._periodic:
+            self._frame_weights = coefficients[:, :, None, None].astype(np.complex64)
+        else:
+            self._frame_weights = (coefficients[:, :, None, None] * self._ramps[:, None]).astype(
+                np.complex64
+            )
+
+    def set_phases(self, parameters: SimParameters) -> None:
+        """Use new phases (same wave vectors and modulations): only the unmixing is rebuilt."""
+        old = self.parameters
+        if parameters.n_orientations != old.n_orientations or parameters.n_phases != old.n_phases:
+            raise ValueError("set_phases: the pattern layout (orientations x phases) changed")
+        if not (
+            np.allclose(parameters.wave_vectors_cycles_per_px(), old.wave_vectors_cycles_per_px())
+            and np.allclose(parameters.modulations(), old.modulations())
+        ):
+            raise ValueError(
+                "set_phases: wave vectors or modulations changed; build a new WienerSim"
+            )
+        self.parameters = parameters
+        self._set_unmixing()
+        self._torch_plans.clear()
 
     def _unmixing_rows(self) -> np.ndarray:
         """(2 n_o + 1, P) real matrix: Re/Im of each side band, then the mean zero band."""
@@ -167,8 +218,9 @@ class WienerSim:
         mirror_first_col = max(nx // 2 + n_x - 1, 0)  # flipped-box column whose k_x is 0
         return box_top, box_first_col, mirror_top, mirror_first_col, n_x
 
-    def _band_filters(self) -> tuple[np.ndarray, np.ndarray]:
-        """Real filters: side bands in their own centred raw-sized box; zero band, rfft layout."""
+    def _band_filters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Real filters: side bands in their own centred raw-sized box; zero band and the
+        smooth border part (apodisation only), rfft layout."""
         ny, nx = self.shape
         pixel_nm = self.parameters.pixel_size_nm
         waves = self.parameters.wave_vectors_cycles_per_px()
@@ -210,7 +262,10 @@ class WienerSim:
             sides[orientation] = (modulation / 2.0) * band_otf(kx, ky, wave) * wiener_weight(kx, ky)
         qx_half = np.arange(nx // 2 + 1)[None, :] / nx
         zero = self.n_orientations * band_otf(qx_half, qy, np.zeros(2)) * wiener_weight(qx_half, qy)
-        return sides, zero.astype(np.float32)
+        smooth = (
+            pupil_otf(np.hypot(qx_half, qy) / apodization_radius) ** self.config.apodization_bend
+        )
+        return sides, zero.astype(np.float32), smooth.astype(np.float32)
 
     # --- reconstruction ---------------------------------------------------------------------
 
@@ -238,6 +293,10 @@ class WienerSim:
                     self._frame_weights[orientation, phase], frames[first + phase], out=term
                 )
                 side += term
+        if self._periodic:
+            # border jumps removed before the sub-bin ramp, which is not periodic either
+            sides -= smooth_component(sides)
+            sides *= self._ramps
         # side-band rows sum to zero, so the background only enters the zero band
         # explicit multiply-adds: BLAS on a 1 x P by P x N product is slower here
         zero_image = np.multiply(frames[0], self._mixing[-1, 0], dtype=np.float32)
@@ -245,11 +304,18 @@ class WienerSim:
             zero_image += frames[index] * self._mixing[-1, index]
         if self.config.background_adu:
             zero_image -= np.float32(self.config.background_adu)
+        smooth_spectrum = None
+        if self._periodic:
+            smooth = smooth_component(zero_image)
+            zero_image -= smooth
+            smooth_spectrum = sfft.rfft2(smooth * self._zero_window, workers=2)
         zero = sfft.rfft2(zero_image * self._zero_window, workers=2)
         spectra = sfft.fft2(sides, workers=2, overwrite_x=True)
         spectra *= self._side_filters
         half = np.zeros((2 * ny, nx + 1), dtype=np.complex64)
         half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] = zero * self._zero_filter
+        if smooth_spectrum is not None:
+            half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] += smooth_spectrum * self._smooth_filter
         for spectrum, placement in zip(spectra, self._placements, strict=True):
             box_top, box_col, mirror_top, mirror_col, _ = placement
             box = spectrum[:, box_col:]
@@ -286,9 +352,105 @@ class WienerSim:
             "side_filters": self._side_filters,
             "zero_filter": self._zero_filter,
             "zero_window": self._zero_window,
+            "smooth_filter": self._smooth_filter,
             "offsets": self._offsets,
             "output_scale": self._output_scale,
         }
+
+
+@dataclass
+class TimePointFit:
+    """The pattern parameters one time point was reconstructed with, and how they were got."""
+
+    parameters: SimParameters
+    source: str  # "estimated", "calibration", "refined", "kept", "re-estimated"
+    phase_agreement: np.ndarray | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def reliable(self) -> bool:
+        """False when the fit was flagged (warnings were logged)."""
+        return not self.problems
+
+    def table_row(self) -> np.ndarray:
+        """(n_orientations, 4): kx, ky (cycles/px), first phase (rad), modulation: /sim_params."""
+        waves = self.parameters.wave_vectors_cycles_per_px()
+        phases = self.parameters.phases_rad()[:, 0]
+        return np.column_stack([waves, phases, self.parameters.modulations()])
+
+
+class WienerSeries:
+    """Wiener SIM of a time series: pattern geometry (period, angle, modulation) fixed, from a
+    rig calibration or fitted on the first set; phases refined on every set; a full
+    re-estimation after ``max_unreliable`` consecutive sets whose phases did not fit, adopted
+    only when it passes ``check_sim_parameters``."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        pixel_size_nm: float,
+        otf: OtfLike,
+        config: WienerConfig | None = None,
+        calibration: SimParameters | None = None,
+        max_unreliable: int = 2,
+    ) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.pixel_size_nm = float(pixel_size_nm)
+        self.otf = otf
+        self.config = config or WienerConfig()
+        self.max_unreliable = max_unreliable
+        self._unreliable = 0
+        self.sim: WienerSim | None = None
+        if calibration is not None:
+            if abs(calibration.pixel_size_nm - self.pixel_size_nm) > 1e-3 * self.pixel_size_nm:
+                raise ValueError(
+                    f"pattern calibration is for {calibration.pixel_size_nm} nm pixels, "
+                    f"the data has {self.pixel_size_nm} nm"
+                )
+            self.sim = WienerSim(self.shape, calibration, otf, self.config)
+
+    def reconstruct(self, raw: np.ndarray) -> tuple[np.ndarray, TimePointFit]:
+        """(2Y, 2X) image of one raw set (P, Y, X) and the parameters it used."""
+        raw = np.asarray(raw)
+        offset = self.config.background_adu or None
+        if self.sim is None:
+            self.sim = WienerSim.from_raw(raw, self.pixel_size_nm, self.otf, self.config)
+            fit = TimePointFit(self.sim.parameters, "estimated", None, list(self.sim.fit_problems))
+            return self.sim.reconstruct(raw), fit
+        phase_fit = refine_phases(raw, self.sim.parameters, self.otf, offset_adu=offset)
+        if phase_fit.reliable:
+            self._unreliable = 0
+            self.sim.set_phases(phase_fit.parameters)
+            fit = TimePointFit(self.sim.parameters, "refined", phase_fit.agreement)
+        else:
+            self._unreliable += 1
+            problem = (
+                "phase refinement unreliable (frame agreement "
+                + ", ".join(f"{a:.2f}" for a in phase_fit.agreement)
+                + f" < 0.9); phases of the last good fit kept ({self._unreliable} in a row)"
+            )
+            logger.warning("pattern fit: %s", problem)
+            fit = TimePointFit(self.sim.parameters, "kept", phase_fit.agreement, [problem])
+            if self._unreliable >= self.max_unreliable:
+                fit = self._re_estimate(raw, fit)
+        return self.sim.reconstruct(raw), fit
+
+    def _re_estimate(self, raw: np.ndarray, kept: TimePointFit) -> TimePointFit:
+        offset = self.config.background_adu or None
+        candidate = estimate_sim_parameters(
+            raw, self.pixel_size_nm, otf=self.otf, offset_adu=offset
+        )
+        problems = check_sim_parameters(candidate)
+        if problems:
+            message = "re-estimation rejected: " + "; ".join(problems)
+            logger.warning("pattern fit: %s", message)
+            return TimePointFit(
+                kept.parameters, "kept", kept.phase_agreement, [*kept.problems, message]
+            )
+        self.sim = WienerSim(self.shape, candidate, self.otf, self.config)
+        self._unreliable = 0
+        logger.info("pattern re-estimated after %d unreliable phase fits", self.max_unreliable)
+        return TimePointFit(candidate, "re-estimated")
 
 
 class _TorchPlan:
@@ -304,6 +466,15 @@ class _TorchPlan:
         self.ramps = torch.from_numpy(sim._ramps).to(device)
         self.side_filters = torch.from_numpy(sim._side_filters).to(device)
         self.zero_filter = torch.from_numpy(sim._zero_filter).to(device)
+        self.smooth_filter = torch.from_numpy(sim._smooth_filter).to(device)
+        ny, nx = sim.shape
+        denominator = (
+            2.0 * np.cos(2.0 * np.pi * np.arange(ny) / ny)[:, None]
+            + 2.0 * np.cos(2.0 * np.pi * np.arange(nx) / nx)[None, :]
+            - 4.0
+        )
+        denominator[0, 0] = np.inf  # the smooth part has zero mean
+        self.inverse_laplacian = torch.from_numpy((1.0 / denominator).astype(np.float32)).to(device)
         self.output_scale = torch.from_numpy(sim._output_scale).to(device)
         self.background = float(sim.config.background_adu)
 
@@ -321,11 +492,21 @@ class _TorchPlan:
             frames = frames - self.background
         mixed = (self.mixing @ frames).reshape(-1, ny, nx)
         n_o = sim.n_orientations
-        sides = torch.complex(mixed[0 : 2 * n_o : 2], mixed[1 : 2 * n_o : 2]) * self.ramps
-        spectra = torch.fft.fft2(sides) * self.side_filters
-        zero = torch.fft.rfft2(mixed[-1] * self.zero_window) * self.zero_filter
+        sides = torch.complex(mixed[0 : 2 * n_o : 2], mixed[1 : 2 * n_o : 2])
+        zero_image = mixed[-1]
+        smooth = None
+        if sim._periodic:
+            sides = sides - self._smooth(sides)
+            smooth = self._smooth(zero_image)
+            zero_image = zero_image - smooth
+        spectra = torch.fft.fft2(sides * self.ramps) * self.side_filters
+        zero = torch.fft.rfft2(zero_image * self.zero_window) * self.zero_filter
         half = torch.zeros((2 * ny, nx + 1), dtype=torch.complex64, device=raw.device)
         half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] = zero
+        if smooth is not None:
+            half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] += (
+                torch.fft.rfft2(smooth * self.zero_window) * self.smooth_filter
+            )
         flipped = torch.conj(torch.flip(spectra, dims=(-2, -1)))
         for orientation, placement in enumerate(sim._placements):
             box_top, box_col, mirror_top, mirror_col, _ = placement
@@ -337,3 +518,18 @@ class _TorchPlan:
         if sim.config.clip_negative:
             image = image.clamp_min(0.0)
         return image
+
+    def _smooth(self, image: Any) -> Any:
+        """calibration.edge_taper.smooth_component on (..., Y, X) tensors."""
+        torch = self.torch
+        rows = image[..., -1, :] - image[..., 0, :]
+        cols = image[..., :, -1] - image[..., :, 0]
+        boundary = torch.zeros_like(image)
+        boundary[..., 0, :] += rows
+        boundary[..., -1, :] -= rows
+        boundary[..., :, 0] += cols
+        boundary[..., :, -1] -= cols
+        if torch.is_complex(image):
+            return torch.fft.ifft2(torch.fft.fft2(boundary) * self.inverse_laplacian)
+        spectrum = torch.fft.rfft2(boundary) * self.inverse_laplacian[:, : image.shape[-1] // 2 + 1]
+        return torch.fft.irfft2(spectrum, s=image.shape[-2:])

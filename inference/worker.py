@@ -211,13 +211,17 @@ def result_info(result: Any) -> dict[str, Any]:
     timings = dict(getattr(result, "timings_ms", {}))
     if isinstance(flags, Mapping):
         flags = [f"{k}={v}" for k, v in flags.items()]
-    return {
+    info: dict[str, Any] = {
         "photon_count_e": float(getattr(result, "photon_count_e", float("nan"))),
         "timings_ms": {str(k): float(v) for k, v in timings.items()},
         "model_name": str(getattr(result, "model_name", "")),
         "model_sha256": str(getattr(result, "model_sha256", "")),
         "flags": [str(f) for f in flags],
     }
+    sim_parameters = getattr(result, "sim_parameters", None)
+    if sim_parameters is not None:  # Wiener: the pattern it used, for /sim_params
+        info["sim_params"] = np.asarray(sim_parameters, dtype=float).tolist()
+    return info
 
 
 def describe_models(reconstructors: Mapping[int, Reconstructor], raw_shape: tuple[int, int, int],

@@ -8,6 +8,7 @@ of the packages stays one-way.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 
 import typer
@@ -27,6 +28,8 @@ COMMAND_MODULES = (
     "acquisition.cli.bench.soak",
     "acquisition.cli.bench.all_benchmarks",
     "acquisition.cli.bench.gpu",
+    "acquisition.cli.bench.workers",
+    "acquisition.cli.bench.autopilot",
 )
 
 
@@ -37,8 +40,10 @@ def build_app() -> typer.Typer:
         help="Live structured-illumination microscopy: acquisition, DL super-resolution, GUI.",
         no_args_is_help=True,
         add_completion=False,
+        rich_markup_mode=None,  # plain help: flags without a value placeholder, [required] shown
     )
-    bench = typer.Typer(help="Benchmarks; figures go to docs/benchmarks.md.", no_args_is_help=True)
+    bench = typer.Typer(help="Benchmarks: each times a stage beside its bare limit.",
+                        no_args_is_help=True, rich_markup_mode=None)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(root, bench)
     root.add_typer(bench, name="bench")
@@ -46,6 +51,8 @@ def build_app() -> typer.Typer:
     @root.callback()
     def _main(
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+        _version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                      help="Print the livesim version and exit."),
     ) -> None:
         level = logging.DEBUG if verbose else logging.INFO
         # The level sits on the handler too: importing pymmcore-plus lowers the root logger
@@ -61,6 +68,16 @@ def build_app() -> typer.Typer:
             logging.getLogger("pymmcore-plus").setLevel(logging.INFO)
 
     return root
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            version = importlib.metadata.version("livesim")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"livesim {version}")
+        raise typer.Exit()
 
 
 def app() -> None:

@@ -1,8 +1,8 @@
 """`livesim` sub-commands contributed by the `calibration` package.
 
-`livesim calibrate camera`. (`livesim reconstruct` and `livesim bench wiener` live in
-`acquisition/cli/wiener_commands.py`, beside the Wiener SIM they run.) Heavy imports live inside the
-command functions so `livesim --help` stays fast.
+`livesim calibrate camera`. (`livesim calibrate pattern`, `livesim reconstruct` and `livesim bench
+wiener` live in `acquisition/cli/wiener_commands.py`, beside the stack readers and Wiener SIM
+they use.) Heavy imports live inside the command functions so `livesim --help` stays fast.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from acquisition.cli.output_files import OVERWRITE_HELP, check_output
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     calibrate_app = typer.Typer(
-        help="Calibrations: camera photon transfer (offset, gain, noise maps).",
-        no_args_is_help=True,
+        help="Calibrations: camera photon transfer (offset, gain, noise maps); SIM pattern.",
+        no_args_is_help=True, rich_markup_mode=None,
     )
     calibrate_app.command("camera")(calibrate_camera_command)
     app.add_typer(calibrate_app, name="calibrate")
@@ -31,7 +31,7 @@ def calibrate_camera_command(
     laser_nm: int = typer.Option(488, "--laser-nm", help="laser line for the flat series"),
     power_pct: float = typer.Option(100.0, "--power-pct", help="laser power for the flat series"),
     frames: int = typer.Option(200, "--frames", help="frames per exposure level"),
-    size_px: int = typer.Option(64, "--size", help="emulated sensor size (px, --emulator only)"),
+    size_px: int = typer.Option(64, "--size-px", help="emulated sensor size (px, --emulator only)"),
     plot: Path = typer.Option(
         None, "--plot", help="photon-transfer PNG (default: next to the output)"
     ),

@@ -42,12 +42,12 @@ def emulate_command(
     output: Path = typer.Option(..., "--output", "-o", help="Run file (.h5) to write."),
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     mode: Mode = typer.Option(Mode.sim, "--mode"),
-    size: int = typer.Option(256, "--size", help="Camera frame size in pixels (square)."),
+    size: int = typer.Option(256, "--size-px", help="Camera frame size in pixels (square)."),
     photon_count_e: float = typer.Option(
         300.0, "--photon-count-e",
         help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md).",
     ),
-    timepoints: int = typer.Option(1, "--timepoints", "-t", min=1),
+    timepoints: int = typer.Option(1, "--time-points", "-t", min=1),
     seed: int = typer.Option(0, "--seed"),
     interval_s: float = typer.Option(1.0, "--interval-s", help="Seconds between time points."),
     na: float | None = typer.Option(None, "--na", help="Numerical aperture (default 1.35)."),
@@ -105,7 +105,7 @@ def emulate_command(
 
 
 def bench_emulator_command(
-    size: int = typer.Option(512, "--size", help="Frame size in pixels (square)."),
+    size: int = typer.Option(512, "--size-px", help="Frame size in pixels (square)."),
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     sets: int = typer.Option(20, "--sets", min=1, help="Full-physics SIM sets to time."),
     frames: int = typer.Option(4000, "--frames", min=1, help="Fast-path frames to time."),

@@ -1,9 +1,10 @@
 """SR quality of an emulated run against the emulator's ground truth (the demo's quality line).
 
-Scoring follows `inference.evaluation.score` (the DFCAN paper's protocol: percentile
-normalisation, registration, least-squares linear fit onto the ground truth, NRMSE / SSIM /
-Pearson on the SR grid). The recorded SR image and the wide-field image upsampled to the SR grid
-are scored the same way, so the comparison is fair to both.
+Scored exactly as `livesim evaluate` (the assessment) scores: `inference.assessment.score_interior`
+(the interior, `SCORING_BORDER_PX` raw pixels off every edge, through the DFCAN paper's protocol:
+percentile normalisation, registration, least-squares linear fit onto the ground truth, then
+NRMSE / MS-SSIM / Pearson on the SR grid), wide-field upsampled 2x by the same cubic
+interpolation. So the demo's summary and the assessment matrix rank methods the same way.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ class QualityRow:
 
     label: str
     nrmse: float
-    ssim: float
+    ms_ssim: float
     pearson: float
 
     def line(self) -> str:
         """One line of the demo's quality report."""
-        return (f"  {self.label:24s} NRMSE {self.nrmse:.3f}  SSIM {self.ssim:.3f}  "
+        return (f"  {self.label:24s} NRMSE {self.nrmse:.4f}  MS-SSIM {self.ms_ssim:.3f}  "
                 f"Pearson {self.pearson:.3f}")
 
 
@@ -39,7 +40,7 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
     Valid for runs of a static emulated sample (the demo holds it still). Empty when the file
     has no SR frame or was not emulated.
     """
-    from inference.evaluation import score
+    from inference.assessment import SCORING_BORDER_PX, score_interior, upsample_widefield
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
     with h5py.File(path, "r") as h5:
@@ -64,7 +65,7 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
     laser_nm = float(meta["protocol"]["channels"][channel]["laser_nm"])
     truth = Microscope(config).ground_truth(0.0, laser_nm).sr
     factor = truth.shape[0] // wf.shape[0]
-    wf_up = np.kron(wf, np.ones((factor, factor), np.float32))
+    wf_up = upsample_widefield(wf, factor)
     images = [(name, sr)]
     if name != "wiener" and raw.shape[0] == 9 and offset_adu is not None:
         images.append(("wiener (same raw set)", _wiener(raw, offset_adu, electrons_per_adu,
@@ -72,9 +73,9 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
     images.append(("wide-field (upsampled)", wf_up))
     rows = []
     for label, image in images:
-        scores = score(image[None], truth[None])
-        rows.append(QualityRow(label, float(scores.nrmse[0]), float(scores.ssim[0]),
-                               float(scores.pearson[0])))
+        scores = score_interior(image, truth, SCORING_BORDER_PX)
+        rows.append(QualityRow(label, float(scores.nrmse), float(scores.ms_ssim),
+                               float(scores.pearson)))
     return rows
 
 

@@ -24,7 +24,7 @@ def gui_command(
     imc: bool = typer.Option(False, "--imc", help="Turn IMC-SR on at start."),
     live: bool = typer.Option(False, "--live", help="Start live view at once."),
     screenshot: Path | None = typer.Option(None, "--screenshot", help="Save a PNG and exit."),
-    run_seconds: float = typer.Option(0.0, "--run-seconds", help="Quit after this long."),
+    time_limit_s: float = typer.Option(0.0, "--time-limit-s", help="Quit after this long."),
     settings_file: Path | None = typer.Option(None, "--settings", help="Settings .ini file."),
     attach: Path | None = typer.Option(
         None, "--attach", help="Watch a running `livesim run` (its .h5 file), read-only."),
@@ -57,7 +57,7 @@ def gui_command(
         offscreen_if_headless()
     code = run_gui(GuiOptions(rig=str(config) if config else "emulator",
                               protocol_file=protocol_file, size_px=size_px, structure=structure,
-                              screenshot=screenshot, run_seconds=run_seconds,
+                              screenshot=screenshot, run_seconds=time_limit_s,
                               settings_file=settings_file, autostart=live, imc=imc,
                               model=model, attach=endpoint, niceness=niceness))
     if screenshot is not None:
@@ -66,7 +66,7 @@ def gui_command(
 
 
 def bench_gui_command(
-    seconds: float = typer.Option(10.0, "--seconds", help="How long to measure."),
+    seconds: float = typer.Option(10.0, "--time-limit-s", help="How long to measure."),
     sr_px: int = typer.Option(1024, "--sr-px", help="SR view size (square)."),
     niceness: int | None = typer.Option(
         None, "--niceness", min=0, max=19,

@@ -42,7 +42,7 @@ def imc_train(
     time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
     threads: int = typer.Option(1, "--threads"),
     init_from: str | None = typer.Option(
-        None, "--init-from", help="fine-tune this model file (fewer --groups: deepened)"
+        None, "--init", help="fine-tune this model file (fewer --groups: deepened)"
     ),
     training_fields: int = typer.Option(48, "--training-fields"),
     training_brightness: str | None = typer.Option(
@@ -57,7 +57,7 @@ def imc_train(
     ),
     validate_every: int = typer.Option(250, "--validate-every"),
     held_out_fields: int = typer.Option(8, "--held-out-fields"),
-    max_seconds: float | None = typer.Option(None, "--max-seconds", help="wall-time limit"),
+    time_limit_s: float | None = typer.Option(None, "--time-limit-s", help="wall-time limit"),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
@@ -94,7 +94,7 @@ def imc_train(
                 "validation_fields": validation_fields,
                 "validate_every": validate_every,
                 "held_out_fields": held_out_fields,
-                "max_seconds": max_seconds,
+                "max_seconds": time_limit_s,
                 "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
                 "mixtures": MixtureConfig.model_validate(
                     {"structures": tuple(structures.split(",")), "time_points": time_points}

@@ -116,7 +116,7 @@ def bench_inference(
     ),
     device: str = typer.Option("auto", "--device"),
     iterations: int = typer.Option(3, "--iterations", help="timed runs per case (max)"),
-    budget_s: float = typer.Option(60.0, "--budget-s", help="stop timing a case after this"),
+    budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
     imc_model: str = typer.Option(

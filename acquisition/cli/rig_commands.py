@@ -9,7 +9,8 @@ import typer
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    rig_app = typer.Typer(help="The rig: conformance checks of its devices.", no_args_is_help=True)
+    rig_app = typer.Typer(help="The rig: conformance checks of its devices.", no_args_is_help=True,
+                          rich_markup_mode=None)
 
     @rig_app.command("check")
     def rig_check(
@@ -50,7 +51,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("camera")
     def bench_camera(
         frames: int = typer.Option(3000, help="frames to stream (after a warm-up time point)"),
-        size: int = typer.Option(512, help="frame edge in pixels"),
+        size: int = typer.Option(512, "--size-px", help="frame edge in pixels"),
         render: str = typer.Option(
             "fast", help="emulated camera: fast (fresh noise) | physics | replay (noise repeats)"
         ),

@@ -39,7 +39,7 @@ def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
-    timepoints: int | None = typer.Option(None, "--timepoints", "-t", help="Time points."),
+    timepoints: int | None = typer.Option(None, "--time-points", "-t", help="Time points."),
     model: str | None = typer.Option(
         None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
     ),
@@ -52,16 +52,26 @@ def run_command(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
-    no_fsync: bool = typer.Option(False, "--no-fsync", help="Flush but do not fsync."),
+    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Inference worker processes, each supervised on its own."),
+        1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
+    worker_endpoint: list[str] = typer.Option(
+        [], "--worker-endpoint",
+        help="tcp://HOST:PORT for a worker on another machine (raw at PORT, results at PORT+1; "
+             "repeatable); needs --curve-secret."),
+    curve_secret: Path | None = typer.Option(
+        None, "--curve-secret", help="This run's CurveZMQ secret key file (server side)."),
+    curve_clients: Path | None = typer.Option(
+        None, "--curve-clients", help="Folder of the remote workers' public key files: only "
+                                      "they may connect."),
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model)
     check_output(protocol.output, protocol.overwrite, inputs=[protocol_file],
                  suffixes=(".h5", ".hdf5"))
-    summary = _record(protocol, size_px, fsync=not no_fsync, workers=workers)
+    remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
+    summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)
@@ -115,7 +125,7 @@ def infer_command(
 
 def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
-    timepoints: int = typer.Option(10, "--timepoints", "-t", help="Time points."),
+    timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
     model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
@@ -148,7 +158,7 @@ def recover_command(
 
 
 def bench_pipeline_command(
-    timepoints: int = typer.Option(100, "--timepoints", "-t", help="SIM sets to push through."),
+    timepoints: int = typer.Option(100, "--time-points", "-t", help="SIM sets to push through."),
     size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
@@ -243,8 +253,30 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
     return rig, metadata, photons
 
 
+def _remote_options(endpoints: list[str], secret: Path | None, clients: Path | None
+                    ) -> dict[str, Any]:
+    """SessionOptions fields for remote workers; errors name the option."""
+    if not endpoints:
+        return {}
+    if secret is None:
+        raise typer.BadParameter("remote workers need CurveZMQ keys: give --curve-secret",
+                                 param_hint="--worker-endpoint")
+    import zmq.auth
+
+    from acquisition.transport import CurveKeys
+
+    try:
+        keys = CurveKeys.from_files(secret)
+        allowed = tuple(zmq.auth.load_certificates(str(clients)).keys()) if clients else ()
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--curve-secret/--curve-clients") from exc
+    if clients is not None and not allowed:
+        raise typer.BadParameter(f"{clients}: no public key files", param_hint="--curve-clients")
+    return {"remote_workers": tuple(endpoints), "curve": keys, "curve_clients": allowed}
+
+
 def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
-            workers: int = 1) -> RunSummary:
+            workers: int = 1, remote: dict[str, Any] | None = None) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -255,11 +287,11 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     )
     from rich.progress import Progress as RichProgress
 
+    from acquisition.protocol import sequence_plan
     from acquisition.session import RunSession, SessionError, SessionOptions, check_memory
     from hardware.errors import RigError
-    from hardware.sequencing import ChannelSpec, SequencePlan
 
-    options = SessionOptions(fsync=fsync, workers=workers)
+    options = SessionOptions(fsync=fsync, workers=workers, **(remote or {}))
     roi = protocol.roi
     planned = (roi.height, roi.width) if roi else (size_px, size_px)
     try:  # before the rig allocates anything: a too-large ROI is refused, not a MemoryError
@@ -269,10 +301,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
-    plan = SequencePlan(
-        channels=tuple(ChannelSpec(laser_nm=c.laser_nm, power_pct=c.power_pct,
-                                   exposure_ms=c.exposure_ms) for c in protocol.channels),
-        mode=protocol.mode)
+    plan = sequence_plan(protocol)
     try:
         rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
@@ -283,8 +312,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
                          float(rig.camera.pixel_size_nm), metadata=metadata,
-                         options=options, worker_log=worker_log,
-                         photon_calibration=photons)
+                         options=options, worker_log=worker_log, photon_calibration=photons)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
     previous = signal.getsignal(signal.SIGINT)

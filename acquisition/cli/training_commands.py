@@ -75,7 +75,7 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
-    emulator_size_px: int | None = typer.Option(None, "--emulator-size", help="field size px"),
+    emulator_size_px: int | None = typer.Option(None, "--size-px", help="emulator field size px"),
     width: int | None = typer.Option(None, "--width", help="DFCAN/DFGAN feature channels"),
     groups: int | None = typer.Option(None, "--groups", help="DFCAN/DFGAN residual groups"),
     blocks: int | None = typer.Option(None, "--blocks", help="FCABs per residual group"),
@@ -95,8 +95,8 @@ def train(
     seed: int | None = typer.Option(None, "--seed"),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
-    max_minutes: float | None = typer.Option(
-        None, "--max-minutes", help="stop (checkpointed, best model kept) after this long"
+    time_limit_s: float | None = typer.Option(
+        None, "--time-limit-s", help="stop (checkpointed, best model kept) after this long"
     ),
 ) -> None:
     """Train or fine-tune a network; writes the best model, a checkpoint, a CSV/JSON log and
@@ -170,7 +170,7 @@ def train(
     cfg = trainer.config
     typer.echo(f"training {cfg.arch} ({cfg.mode}) on {trainer.source.description}")
     typer.echo(f"options {trainer.options}; device {trainer.device}; amp {trainer.use_amp}")
-    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -207,7 +207,7 @@ def train(
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     trainer.save_checkpoint(checkpoint)
-                    typer.echo(f"--max-minutes reached at step {trainer.step}", err=True)
+                    typer.echo(f"--time-limit-s reached at step {trainer.step}", err=True)
                     break
     if trainer.best_state is None or not output.is_file():
         trainer.save_model()
@@ -320,7 +320,7 @@ def evaluate(
     methods: str = typer.Option("wf,wiener,dfcan-sisr,dfcan-sim,dfgan-sim", "--methods"),
     output: Path = typer.Option(..., "--output", "-o", help="folder for CSV, markdown and PNG"),
     samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
-    size_px: int = typer.Option(128, "--size", help="raw field size in pixels"),
+    size_px: int = typer.Option(128, "--size-px", help="raw field size in pixels"),
     decorrelation: bool = typer.Option(True, "--decorrelation/--no-decorrelation"),
     border_px: int = typer.Option(
         16, "--border", help="raw px left out at each edge before scoring (Wiener's taper)"

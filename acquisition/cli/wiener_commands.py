@@ -7,45 +7,140 @@ They sit in `inference` beside `inference.wiener`, which `calibration` must not 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from acquisition.cli.output_files import OVERWRITE_HELP, check_output
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from calibration.otf import OtfLike
+    from inference.stack_io import RawStack
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `reconstruct` to the root CLI and `wiener` to `livesim bench`."""
+    """Add `reconstruct` to the root CLI, `pattern` to `livesim calibrate` (it reads stacks,
+    which `calibration` must not import) and `wiener` to `livesim bench`."""
     app.command("reconstruct")(reconstruct_command)
     bench.command("wiener")(bench_wiener_command)
+    for group in app.registered_groups:
+        if group.name == "calibrate" and group.typer_instance is not None:
+            group.typer_instance.command("pattern")(calibrate_pattern_command)
+
+
+def calibrate_pattern_command(
+    input_path: Path = typer.Argument(..., help="bright raw SIM stack of the rig"),
+    output: Path = typer.Option(..., "--output", "-o", help="pattern calibration file (.json)"),
+    na: float = typer.Option(None, "--na", help="detection NA (default: from the file)"),
+    otf_path: Path = typer.Option(None, "--otf", help="measured radial OTF (.mrc) instead of NA"),
+    wavelength_nm: float = typer.Option(None, "--wavelength-nm", help="emission wavelength"),
+    pixel_size_nm: float = typer.Option(None, "--pixel-size-nm", help="raw pixel size"),
+    time_points: int = typer.Option(5, "--time-points", help="fit on up to this many sets"),
+    channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+) -> None:
+    """Fit the illumination pattern (period, angle, modulation, phases) on a bright stack and
+    save it for `livesim reconstruct --pattern-parameters` and the live Wiener path.
+
+    Period and angle are fixed by the SLM, so a fit on a bright specimen serves dim ones.
+    Refuses to save a fit that fails `check_sim_parameters` (after clipping modulation > 1).
+    """
+    import numpy as np
+
+    from calibration.sim_parameters import (
+        calibrate_pattern,
+        check_sim_parameters,
+        usable_parameters,
+    )
+    from inference.stack_io import StackFormatError, load_raw_stack
+
+    if time_points < 1:
+        typer.echo(f"error: --time-points {time_points} must be >= 1", err=True)
+        raise typer.Exit(2)
+    try:
+        stack = load_raw_stack(input_path, n_patterns=9, channel=channel)
+        first = np.asarray(stack.time_point(0))
+        optics = resolve_optics(
+            stack,
+            first.astype(np.float32).mean(axis=0),
+            na,
+            otf_path,
+            wavelength_nm,
+            pixel_size_nm,
+        )
+        sets = [
+            np.asarray(stack.time_point(t)) for t in range(min(time_points, stack.n_time_points))
+        ]
+        calibration = calibrate_pattern(
+            sets,
+            optics.pixel_size_nm,
+            optics.otf,
+            otf_description=optics.description,
+            source=str(input_path),
+        )
+    except (StackFormatError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    usable, changes = usable_parameters(calibration.parameters)
+    problems = check_sim_parameters(usable, optics.expected_period_nm)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"error: {input_path}: pattern fit not trusted; nothing saved", err=True)
+        raise typer.Exit(2)
+    calibration = calibration.model_copy(update={"parameters": usable, "problems": changes})
+    calibration.save(output)
+    periods = optics.pixel_size_nm / np.hypot(*usable.wave_vectors_cycles_per_px().T)
+    typer.echo(
+        f"{output}: {len(sets)} time point(s) of {input_path.name}, {optics.description}; "
+        f"periods {', '.join(f'{p:.1f}' for p in periods)} nm, modulation "
+        f"{', '.join(f'{m:.2f}' for m in usable.modulations())}"
+        + (f"; adjusted: {'; '.join(changes)}" if changes else "")
+    )
 
 
 def reconstruct_command(
     input_path: Path = typer.Argument(..., help="raw stack: .mrc, .tif, .npy or livesim .h5"),
     output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
     method: str = typer.Option("wiener", "--method", help="reconstruction method: wiener"),
-    na: float = typer.Option(None, "--na", help="detection NA (default: from the file, 1.35)"),
+    na: float = typer.Option(
+        None, "--na", help="detection NA (default: from the file; an error when it has none)"
+    ),
+    otf_path: Path = typer.Option(
+        None, "--otf", help="measured radial OTF (.mrc, e.g. the rig's *_OTF2d.mrc) instead of NA"
+    ),
     wavelength_nm: float = typer.Option(
         None, "--wavelength-nm", help="emission wavelength (default: from the file's laser line)"
     ),
     pixel_size_nm: float = typer.Option(
-        None, "--pixel-size-nm", help="raw pixel size (default: from the file, else 62.6)"
+        None, "--pixel-size-nm", help="raw pixel size (default: from the file)"
     ),
     wiener_parameter: float = typer.Option(0.1, "--wiener", help="Wiener parameter w"),
     channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    pattern_parameters: Path = typer.Option(
+        None,
+        "--pattern-parameters",
+        help="rig pattern calibration (`livesim calibrate pattern`); default: fit on the data",
+    ),
     parameters_out: Path = typer.Option(
-        None, "--parameters", help="also write the estimated pattern parameters (JSON)"
+        None, "--parameters", help="also write the pattern parameters used, per time point (JSON)"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
-    Pattern parameters are estimated on the first time point and reused for the others.
+    Pattern geometry comes from --pattern-parameters or is fitted on the first time point;
+    phases are refined on every time point. The whole field is reconstructed (periodic +
+    smooth border decomposition, no dark rim).
     """
+    import json
+
     import numpy as np
 
-    from calibration.otf import OtfModel, default_emission_nm
+    from calibration.sim_parameters import PatternCalibration, check_sim_parameters
     from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
-    from inference.wiener import WienerConfig, WienerSim
+    from inference.wiener import WienerConfig, WienerSeries
 
     check_output(output, overwrite, inputs=[input_path, parameters_out],
                  suffixes=IMAGE_SUFFIXES)
@@ -64,40 +159,166 @@ def reconstruct_command(
         stack = load_raw_stack(input_path, n_patterns=9, channel=channel)
         if stack.n_patterns != 9:
             raise StackFormatError(f"{input_path}: Wiener SIM needs 9 patterns per time point")
-        pixel = pixel_size_nm or stack.pixel_size_nm or 62.6
-        aperture = na or stack.na or 1.35
-        emission = wavelength_nm or stack.emission_nm
-        if emission is None:
-            emission = default_emission_nm(stack.excitation_nm or 488.0)
-        otf = OtfModel(na=aperture, emission_nm=emission)
         first = np.asarray(stack.time_point(0))
+        optics = resolve_optics(
+            stack,
+            first.astype(np.float32).mean(axis=0),
+            na,
+            otf_path,
+            wavelength_nm,
+            pixel_size_nm,
+        )
+        calibration = None
+        if pattern_parameters is not None:
+            calibration = PatternCalibration.load(pattern_parameters).parameters
         background = float(np.percentile(first, 0.5))
         config = WienerConfig(wiener_parameter=wiener_parameter, background_adu=background)
-        sim = WienerSim.from_raw(first, pixel, otf, config)
-        images = [
-            sim.reconstruct(np.asarray(stack.time_point(t))) for t in range(stack.n_time_points)
-        ]
+        series = WienerSeries(
+            first.shape[-2:], optics.pixel_size_nm, optics.otf, config, calibration
+        )
+        images, fits = [], []
+        for t in range(stack.n_time_points):
+            image, fit = series.reconstruct(np.asarray(stack.time_point(t)))
+            images.append(image)
+            fits.append(fit)
     except (StackFormatError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     out = np.stack(images) if len(images) > 1 else images[0]
     peak = float(out.max())
     out = (out / peak if peak > 0 else out).astype(np.float32)
-    save_image(output, out, pixel_size_nm=sim.output_pixel_size_nm)
+    save_image(output, out, pixel_size_nm=optics.pixel_size_nm / 2.0)
+    used = fits[0].parameters
     if parameters_out is not None:
-        parameters_out.write_text(sim.parameters.model_dump_json(indent=2))
+        parameters_out.write_text(
+            json.dumps(
+                [
+                    {
+                        "time_point": t,
+                        "source": f.source,
+                        "problems": f.problems,
+                        "parameters": f.parameters.model_dump(),
+                    }
+                    for t, f in enumerate(fits)
+                ],
+                indent=2,
+            )
+        )
+    flagged = sum(not f.reliable for f in fits)
+    if optics.expected_period_nm is not None:
+        for problem in check_sim_parameters(used, optics.expected_period_nm):
+            if "expected" in problem:
+                flagged += 1
+                typer.echo(f"warning: pattern: {problem}", err=True)
     periods = [
-        f"{pixel / np.hypot(*k):.1f} nm" for k in sim.parameters.wave_vectors_cycles_per_px()
+        f"{optics.pixel_size_nm / np.hypot(*k):.1f} nm" for k in used.wave_vectors_cycles_per_px()
     ]
     typer.echo(
-        f"{output}: {out.shape} float32, pixel {sim.output_pixel_size_nm:.2f} nm; "
-        f"NA {aperture}, emission {emission:.0f} nm; pattern periods {', '.join(periods)}, "
-        f"modulation {', '.join(f'{m:.2f}' for m in sim.parameters.modulations())}"
+        f"{output}: {out.shape} float32, pixel {optics.pixel_size_nm / 2:.2f} nm; "
+        f"{optics.description}; pattern periods {', '.join(periods)}, "
+        f"modulation {', '.join(f'{m:.2f}' for m in used.modulations())} "
+        f"({'calibration' if calibration is not None else 'fitted'}; phases refined on "
+        f"{sum(f.source == 'refined' for f in fits)} of {len(fits) - (calibration is None)} "
+        "later time points)"
     )
+    if flagged:
+        typer.echo(
+            f"warning: the pattern fit was flagged on {flagged} of {len(fits)} time points "
+            "(messages above): check the optics, or use --pattern-parameters from a bright "
+            "calibration stack",
+            err=True,
+        )
+
+
+class ResolvedOptics:
+    """The OTF, pixel size and pattern expectation a reconstruction uses, and where from."""
+
+    def __init__(
+        self,
+        otf: OtfLike,
+        pixel_size_nm: float,
+        description: str,
+        expected_period_nm: float | None,
+    ) -> None:
+        self.otf = otf
+        self.pixel_size_nm = pixel_size_nm
+        self.description = description
+        self.expected_period_nm = expected_period_nm
+
+
+def resolve_optics(
+    stack: RawStack,
+    wide_field: np.ndarray,
+    na: float | None = None,
+    otf_path: Path | None = None,
+    emission_nm: float | None = None,
+    pixel_size_nm: float | None = None,
+) -> ResolvedOptics:
+    """Optics from the command line, else from the file; a ValueError naming what is missing.
+
+    Cross-check: the OTF support measured on the wide-field image (a lower bound of the true
+    cutoff) must not exceed the stated cutoff by more than 5 %.
+    """
+    from calibration.otf import (
+        MeasuredOtf,
+        OtfModel,
+        default_emission_nm,
+        estimate_otf_support_cycles_per_px,
+    )
+
+    name = stack.path.name
+    pixel = pixel_size_nm or stack.pixel_size_nm
+    if pixel is None:
+        raise ValueError(f"{name}: the pixel size is not in the file; pass --pixel-size-nm")
+    support_px = estimate_otf_support_cycles_per_px(wide_field)
+    otf: OtfLike
+    if otf_path is not None:
+        otf = MeasuredOtf.from_mrc(otf_path)
+        description = f"measured OTF {otf_path.name}"
+    else:
+        aperture = na or stack.na
+        if aperture is None:
+            hint = ""
+            if stack.illumination_na is not None:
+                hint = (
+                    f" (the label's NA {stack.illumination_na} is the illumination NA of the "
+                    "pattern, not the detection NA)"
+                )
+            seen = ""
+            if support_px:
+                seen = (
+                    f"; the data has signal up to {support_px / pixel * 1e3:.2f} cycles/um, so "
+                    "the detection cutoff is at least that"
+                )
+            raise ValueError(
+                f"{name}: the detection NA is not in the file{hint}; pass --na (objective NA) "
+                f"or --otf (the rig's measured OTF .mrc){seen}"
+            )
+        emission = emission_nm or stack.emission_nm
+        if emission is None:
+            if stack.excitation_nm is None:
+                raise ValueError(
+                    f"{name}: neither emission nor excitation wavelength is in the file; "
+                    "pass --wavelength-nm (emission)"
+                )
+            emission = default_emission_nm(stack.excitation_nm)
+        otf = OtfModel(na=aperture, emission_nm=emission)
+        description = f"NA {aperture}, emission {emission:.0f} nm"
+    cutoff_px = otf.cutoff_cycles_per_nm * pixel
+    if support_px is not None and support_px > 1.05 * cutoff_px:
+        raise ValueError(
+            f"{name}: the data has signal up to {support_px:.3f} cycles/px but the stated optics "
+            f"({description}, {pixel:.1f} nm pixels) cut off at {cutoff_px:.3f}: the NA, "
+            "wavelength or pixel size is wrong"
+        )
+    expected = None
+    if stack.illumination_na is not None and stack.excitation_nm is not None:
+        expected = stack.excitation_nm / (2.0 * stack.illumination_na)
+    return ResolvedOptics(otf, pixel, description, expected)
 
 
 def bench_wiener_command(
-    size_px: int = typer.Option(512, "--size", help="raw frame size (square, px)"),
+    size_px: int = typer.Option(512, "--size-px", help="raw frame size (square, px)"),
     repeats: int = typer.Option(50, "--repeats", help="timed reconstructions"),
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:

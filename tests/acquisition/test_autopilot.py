@@ -45,6 +45,7 @@ def test_settings_reject_crossed_limits() -> None:
 
 
 def controller(**overrides: float) -> AutopilotController:
+    overrides.setdefault("photon_margin", 1.0)
     settings = AutopilotSettings(target_error=0.020, **overrides)  # requires 48 e-
     return AutopilotController(settings, MODEL, LightSetting(power_pct=20.0, exposure_ms=10.0))
 
@@ -105,6 +106,12 @@ def test_failed_trust_check_asks_for_more_light() -> None:
     distrusted = controller(trust_margin=1.5).after_set(photon_count_e=55.0, trusted=False)
     assert distrusted.changed and distrusted.required_photon_count_e == pytest.approx(72.0)
     assert distrusted.reason.startswith("trust check failed")
+
+
+def test_photon_margin_raises_the_required_count() -> None:
+    decision = controller(photon_margin=1.25).after_set(photon_count_e=55.0)
+    assert decision.required_photon_count_e == pytest.approx(60.0)
+    assert decision.changed and "more light" in decision.reason
 
 
 def test_no_photon_count_leaves_the_setting() -> None:

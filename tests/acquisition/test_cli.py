@@ -25,7 +25,7 @@ LIVESIM = [sys.executable, "-m", "acquisition.cli"]
 
 def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> None:
     output = tmp_path / "run.h5"
-    done = subprocess.run([*LIVESIM, "run", "--emulator", "--timepoints", "20", "--size-px",
+    done = subprocess.run([*LIVESIM, "run", "--emulator", "--time-points", "20", "--size-px",
                            "64", "--no-fsync", "--output", str(output)],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -54,7 +54,8 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         photon_count = h5["photon_count"][:, 0]
     # Emulator runs record the sensor's own calibration, and every SR frame its photon count.
     assert set(calibration) == {"offset_adu", "electrons_per_adu", "defect_mask"}
-    assert float(calibration["electrons_per_adu"]) == pytest.approx(1 / 2.0)  # e- per ADU: QE plays no part
+    # e- per ADU: QE plays no part
+    assert float(calibration["electrons_per_adu"]) == pytest.approx(1 / 2.0)
     assert np.isfinite(photon_count).all() and (photon_count > 0).all()
     # The SR frames in the file are exactly what the reconstruction makes of the raw in the file
     # with the calibration in the file.
@@ -79,7 +80,7 @@ def test_bad_protocol_exits_2_naming_field_and_value(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkilled_run_keeps_flushed_time_points_and_recovers(tmp_path: Path) -> None:
     output = tmp_path / "killed.h5"
-    process = subprocess.Popen([*LIVESIM, "run", "--emulator", "--timepoints", "10000",
+    process = subprocess.Popen([*LIVESIM, "run", "--emulator", "--time-points", "10000",
                                 "--size-px", "64", "--model", "passthrough", "--output",
                                 str(output)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

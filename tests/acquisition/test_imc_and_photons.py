@@ -42,7 +42,7 @@ def test_run_with_imc_writes_three_channels_for_every_time_point(tmp_path: Path)
     model = tiny_imc_model(tmp_path / "imc3.pt", frames=3)
     output = tmp_path / "run.h5"
     done = subprocess.run([*LIVESIM, "run", "--emulator", "--imc", "--imc-model", str(model),
-                           "--timepoints", "10", "--size-px", "64", "--no-fsync",
+                           "--time-points", "10", "--size-px", "64", "--no-fsync",
                            "--output", str(output)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     with h5py.File(output, "r") as h5:
@@ -168,5 +168,8 @@ def test_protocol_camera_calibration_gives_photo_electron_counts(tmp_path: Path)
         assert set(h5["calibration"]) == {"offset_adu", "gain_adu_per_e", "read_noise_e",
                                           "defect_mask"}
         electrons = h5["photon_count"][:, 0]
+        sim_params = h5["sim_params"][:, 0]  # the pattern Wiener used, every time point
+    assert sim_params.shape == (2, 3, 4) and np.isfinite(sim_params).all()
+    assert np.all((sim_params[:, :, 3] > 0) & (sim_params[:, :, 3] <= 1))
     expected_e = config.photon_count_e * 0.20
     assert np.all(np.abs(electrons / expected_e - 1) < 0.10), (electrons, expected_e)

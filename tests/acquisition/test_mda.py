@@ -10,9 +10,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import ome_types
 import pytest
 import tifffile
 import useq
+import yaozarrs
 
 from acquisition import run_file
 from acquisition.engine import AcquisitionEngine
@@ -196,6 +198,8 @@ def test_two_positions_three_planes_time_lapse_on_the_emulator(tmp_path: Path) -
     assert pixels["Plane"][0]["PositionX"] == 1.5
     zarr = export_run(path, tmp_path / "sr.ome.zarr", "ome-zarr", "sr")
     assert (zarr / "0" / "zarr.json").exists() and (zarr / "1" / "zarr.json").exists()
+    yaozarrs.validate_zarr_store(zarr)  # bioformats2raw layout, one image per position
+    assert len(ome_types.from_tiff(tiff).images) == 2
     series = json.loads((zarr / "1" / "zarr.json").read_text())["attributes"]["ome"]
     scale = series["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == pytest.approx([0.5, 1.0, 0.5, 0.0313, 0.0313])

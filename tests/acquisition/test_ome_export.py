@@ -7,8 +7,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import ome_types
 import pytest
 import tifffile
+import yaozarrs
 from typer.testing import CliRunner
 
 from acquisition import run_file
@@ -75,6 +77,9 @@ def test_ome_tiff_of_sr_states_sr_pixel_time_and_channels(run_path: Path, tmp_pa
     planes = pixels["Plane"]  # T, C order; each plane's first frame against the run's first
     assert [p["DeltaT"] for p in planes] == pytest.approx(
         [INTERVAL_S * t + 0.05 * c for t in range(T) for c in range(2)], abs=1e-6)
+    ome = ome_types.from_tiff(out)  # parses against the OME schema
+    assert ome.images[0].pixels.physical_size_x == pytest.approx(0.0313)
+    assert ome.images[0].pixels.physical_size_x_unit.value == "µm"
     stored = tifffile.imread(out)
     with h5py.File(run_path, "r") as h5:
         np.testing.assert_array_equal(stored, h5["sr/wiener"][()])
@@ -98,6 +103,7 @@ def test_ome_zarr_pyramid_carries_the_same_scale(run_path: Path, tmp_path: Path)
     out = export_run(run_path, tmp_path / "sr.ome.zarr", "ome-zarr", "sr",
                      progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (T * 2, T * 2) and len(seen) == T * 2
+    yaozarrs.validate_zarr_store(out)  # NGFF 0.5 metadata and arrays agree
     attrs = json.loads((out / "zarr.json").read_text())["attributes"]["ome"]
     multiscale = attrs["multiscales"][0]
     assert [a["name"] for a in multiscale["axes"]] == ["t", "c", "z", "y", "x"]

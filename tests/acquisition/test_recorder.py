@@ -231,3 +231,22 @@ def testwidefield_mean_is_bit_identical_to_the_float32_mean() -> None:
         wf = widefield_mean(frames)
         assert wf.dtype == np.float32
         np.testing.assert_array_equal(wf, frames.mean(axis=0, dtype="<f4"))
+
+
+def test_sim_params_recorded_per_time_point(tmp_path: Path) -> None:
+    """/sim_params holds what the Wiener reconstruction used; NaN where nothing was given."""
+    path = tmp_path / "run.h5"
+    recorder = RunRecorder(path, LAYOUT, {})
+    used = np.array([[0.3, 0.01, 1.0, 0.8], [-0.14, 0.26, 2.0, 0.7], [-0.15, -0.25, 3.0, 0.9]])
+    for t in range(2):
+        write_time_point(recorder, t)
+        recorder.write_sr(t, 0, "dfcan-sim", np.zeros((32, 32), np.float32), 1.0, 1.0, 1.0,
+                          sim_params=used + t if t == 1 else None)
+    recorder.write_sr(0, 1, "dfcan-sim", np.zeros((32, 32), np.float32), 1.0, 1.0, 1.0,
+                      sim_params=np.zeros((2, 4)))  # wrong orientation count: not recorded
+    recorder.close()
+    with h5py.File(path, "r") as h5:
+        table = h5[run_file.SIM_PARAMS][()]
+    assert table.shape == (2, 2, 3, 4)
+    np.testing.assert_array_equal(table[1, 0], used + 1)
+    assert np.isnan(table[0]).all() and np.isnan(table[1, 1]).all()

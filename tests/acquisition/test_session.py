@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -213,3 +214,61 @@ def test_hung_worker_is_detected_by_heartbeat_and_replaced(tmp_path: Path) -> No
     assert record and summary.worker_restarts == 1
     assert summary.raw_frames == summary.engine.time_points * 9
     check_gap_recorded_and_resumed(proto.output, "no heartbeat")
+
+
+def test_stop_with_a_time_limit_seals_the_file_while_sr_is_outstanding(tmp_path: Path) -> None:
+    """Quitting the window: SR far behind (here: a frozen worker) must not hold the file open
+    past the stop's limit; what is missing is recorded as skipped and the file is sealed."""
+    proto = protocol(tmp_path, 100_000)
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                         options=FAST)
+    marks: dict[str, float] = {}
+    frozen: list[int] = []
+    finish = session._finish
+
+    def timed_finish(summary: object) -> object:
+        marks["sealing"] = time.monotonic()
+        for pid in frozen:  # let the worker take its SIGTERM afterwards
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        return finish(summary)  # type: ignore[arg-type]
+
+    session._finish = timed_finish  # type: ignore[method-assign]
+
+    def freeze_then_stop() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            recorder, supervisor = session.recorder, session.supervisor
+            if (recorder is not None and recorder.stats.sr_frames >= 3 and supervisor is not None
+                    and supervisor.process is not None):
+                frozen.append(supervisor.process.pid)
+                os.kill(supervisor.process.pid, signal.SIGSTOP)
+                break
+            time.sleep(0.01)
+        while time.monotonic() < deadline and session.pending_sr() < 3:
+            time.sleep(0.01)
+        marks["stop"] = time.monotonic()
+        session.stop(finish_within_s=0.5)
+
+    controller = threading.Thread(target=freeze_then_stop)
+    controller.start()
+    try:
+        summary = session.run()
+    finally:
+        controller.join()
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert frozen, "SR never flowed"
+    # sealed within the limit plus a time point, not after drain_idle_s (10 s) of waiting
+    assert marks["sealing"] - marks["stop"] < 0.5 + 2.0
+    assert summary.error == ""
+    with h5py.File(proto.output, "r") as h5:
+        assert run_file.FAULT_RESERVE not in h5
+        log = events(h5)
+        assert log[-1][0] == "run_end"
+        limited = [t for k, t, d in log if k == "sr_skip" and "time limit" in d]
+        assert len(limited) >= 3
+        has_sr = h5["timestamps/sr_written"][:, 0] == 1
+        skipped = {t for k, t, _ in log if k == "sr_skip"}
+        assert all(has_sr[t] or t in skipped for t in range(len(has_sr)))

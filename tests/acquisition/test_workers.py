@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -173,3 +175,127 @@ def test_imc_with_several_workers_is_refused_before_any_frame(tmp_path: Path) ->
     with pytest.raises(SessionError, match="IMC-SR needs every SR frame"):
         session.run()
     assert not proto.output.exists()
+
+
+def test_bench_workers_measures_every_worker_serving(tmp_path: Path) -> None:
+    from acquisition.cli.bench.workers import measure_workers
+
+    figure = measure_workers(2, "passthrough", 32, seconds=1.0, interval_s=0.05,
+                             folder=tmp_path, threads=1)
+    assert figure.workers == 2 and figure.time_points == 20
+    assert figure.sr_frames + figure.skips == 20 and figure.worker_restarts == 0
+    assert sorted(figure.sr_per_worker) == [0, 1]
+    assert figure.sr_sets_per_s == pytest.approx(figure.sr_frames / figure.recorded_s)
+
+
+def free_port_pair() -> int:
+    """A TCP port P on 127.0.0.1 with P + 1 free too (remote raw and results endpoints)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return int(port)
+    raise AssertionError("no free port pair")
+
+
+def start_remote_worker(port: int, keys: Path, worker_id: str, log: Path
+                        ) -> subprocess.Popen[bytes]:
+    """`livesim infer` as an operator starts it on another machine (Curve client keys)."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "acquisition.cli", "infer",
+             "--raw-endpoint", f"tcp://127.0.0.1:{port}",
+             "--results-endpoint", f"tcp://127.0.0.1:{port + 1}",
+             "--curve-secret", str(keys / "worker.key_secret"),
+             "--curve-server", str(keys / "server.key"), "--method", "passthrough",
+             "--raw-shape", "9,16,16", "--sr-encoding", "uint16", "--heartbeat-s", "0.2",
+             "--worker-id", worker_id], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_remote_worker_over_curve_serves_dies_and_is_replaced(tmp_path: Path) -> None:
+    import zmq.auth
+
+    from acquisition.transport import CurveKeys
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    zmq.auth.create_certificates(str(keys), "server")
+    zmq.auth.create_certificates(str(keys), "worker")
+    client_public, _ = zmq.auth.load_certificate(str(keys / "worker.key"))
+    port = free_port_pair()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    options = replace(TWO, workers=1, remote_workers=(endpoint,),
+                      curve=CurveKeys.from_files(keys / "server.key_secret"),
+                      curve_clients=(client_public,))
+    proto = protocol(tmp_path, 100_000)
+    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                         options=options)
+    log = tmp_path / "remote.log"
+    remotes = [start_remote_worker(port, keys, "remote-a", log)]
+    seen: list[int] = []
+
+    def kill_remote_then_replace() -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and session._sr_per_worker[1] < 5:
+                time.sleep(0.01)
+            remotes[0].kill()
+            seen.append(session._sr_per_worker[1])
+            pool = session.pool
+            assert pool is not None
+            while time.monotonic() < deadline and pool.supervisors[1].ready:
+                time.sleep(0.01)  # the heartbeat timeout (2 s) notices the silence
+            remotes.append(start_remote_worker(port, keys, "remote-b", log))
+            while (time.monotonic() < deadline
+                   and session._sr_per_worker[1] < seen[0] + 5):
+                time.sleep(0.01)
+        finally:
+            session.stop()
+
+    controller = threading.Thread(target=kill_remote_then_replace)
+    try:
+        controller.start()
+        summary = session.run()
+        controller.join()
+    finally:
+        for remote in remotes:
+            remote.kill()
+            remote.wait(10)
+    assert summary.error == "", log.read_text()[-2000:]
+    assert summary.sr_per_worker[0] > 0 and summary.sr_per_worker[1] >= seen[0] + 5
+    log_rows = events(proto.output)
+    died = [d for k, _, d in log_rows if k == "worker_died"]
+    assert died == [f"worker 1: remote worker on {endpoint}: " + died[0].split(": ", 2)[2]]
+    assert "no heartbeat" in died[0]
+    assert [d for k, _, d in log_rows if k == "worker_restarted"] == [
+        f"worker 1: remote worker remote-b on {endpoint}"]
+    skips = [d for k, _, d in log_rows if k == "sr_skip"]
+    assert all(d.startswith("channel 0: worker 1: ") for d in skips), skips
+    with h5py.File(proto.output, "r") as h5:
+        has_sr = h5[run_file.SR_WRITTEN][:, 0] == 1
+    assert int(has_sr.sum()) + len(skips) == summary.engine.time_points
+
+
+def test_worker_endpoint_without_curve_keys_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    result = CliRunner().invoke(build_app(), [
+        "run", "--emulator", "-t", "1", "--output", str(tmp_path / "r.h5"),
+        "--worker-endpoint", "tcp://127.0.0.1:5599"])
+    assert result.exit_code == 2
+    assert "remote workers need CurveZMQ keys" in result.output
+    assert not (tmp_path / "r.h5").exists()

@@ -22,7 +22,7 @@ def test_calibrate_camera_on_the_emulator(tmp_path: Path) -> None:
             "--emulator",
             "--output",
             str(out),
-            "--size",
+            "--size-px",
             "16",
             "--frames",
             "30",

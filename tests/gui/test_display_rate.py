@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from acquisition import run_file
-from acquisition.session import RunSession, SessionOptions
-from acquisition.wire import Header
+from acquisition.display_outlet import DisplayOutlet, wide_field_uint16
+from acquisition.session import SessionOptions
+from acquisition.wire import Header, Kind, Message, header_for
 
 
 class RecordingPublisher:
@@ -25,20 +24,28 @@ class RecordingPublisher:
         self.sent.append((topic, header, array))
 
 
-def published_per_s(monkeypatch: pytest.MonkeyPatch, source_hz: float, seconds: float = 10.0,
-                    topic: str = "raw") -> float:
-    """Images/s that RunSession._publish lets through from a source at ``source_hz``."""
+def sr_message(time_point: int, image: np.ndarray, channel: int = 0,
+               kind: Kind = Kind.SR_RESULT) -> Message:
+    """A worker's result as the session's results thread receives it."""
+    info = {"sr_scale": run_file.SR_SCALE, "photon_count_e": 12.5, "model_name": "m"}
+    header = header_for(kind, "r", time_point, image, time_point=time_point, channel=channel,
+                        info=info)
+    return Message(header, image)
+
+
+def published_per_s(monkeypatch: pytest.MonkeyPatch, source_hz: float, seconds: float = 10.0
+                    ) -> float:
+    """SR images/s that the display outlet lets through from a source at ``source_hz``."""
     clock = {"now": 100.0}
-    monkeypatch.setattr("acquisition.session.time.monotonic", lambda: clock["now"])
-    session: Any = SimpleNamespace(display=RecordingPublisher(), options=SessionOptions(),
-                                   _last_display={}, _display_lock=threading.Lock(),
-                                   run_id="r")
+    monkeypatch.setattr("acquisition.display_outlet.time.monotonic", lambda: clock["now"])
+    publisher = RecordingPublisher()
+    outlet = DisplayOutlet(publisher, max_hz=SessionOptions().display_max_hz)  # type: ignore[arg-type]
     image = np.zeros((4, 4), np.uint16)
     n = int(seconds * source_hz)
     for i in range(n):
         clock["now"] = 100.0 + i / source_hz
-        RunSession._publish(session, topic, i, 0, image)
-    return len(session.display.sent) / seconds
+        outlet.offer_result(sr_message(i, image))
+    return len(publisher.sent) / seconds
 
 
 def test_display_rate_is_a_schedule_not_a_minimum_gap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,27 +57,25 @@ def test_display_rate_is_a_schedule_not_a_minimum_gap(monkeypatch: pytest.Monkey
     assert published_per_s(monkeypatch, 30.0) == 30.0  # slower sources: every image
 
 
-def test_uint16_sr_goes_out_as_stored_with_its_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uint16_sr_goes_out_as_stored_with_its_scale() -> None:
     publisher = RecordingPublisher()
-    session: Any = SimpleNamespace(display=publisher, options=SessionOptions(),
-                                   _last_display={}, _display_lock=threading.Lock(),
-                                   run_id="r")
+    outlet = DisplayOutlet(publisher)  # type: ignore[arg-type]
     stored = np.array([[0, 65535], [32768, 7]], np.uint16)
-    RunSession._publish(session, "sr", 5, 0, stored)
+    outlet.offer_result(sr_message(5, stored))
+    outlet.offer_result(sr_message(6, stored, channel=1))  # not the display channel
+    assert len(publisher.sent) == 1
     topic, header, array = publisher.sent[0]
     assert topic == "sr" and array is stored  # no float32 copy on the acquisition side
     assert header.dtype == "uint16" and header.info["sr_scale"] == run_file.SR_SCALE
-    assert header.time_point == 5
+    assert header.time_point == 5 and header.info["photon_count_e"] == 12.5
 
 
 def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Live view: one 2-D raw image per update, the full set only at 2 Hz."""
     from acquisition.engine import RawSet, TimePoint
-    from acquisition.live_pipeline import DisplayOutlet, wide_field_uint16
-    from acquisition.wire import Kind
 
     clock = {"now": 50.0}
-    monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("acquisition.display_outlet.time.monotonic", lambda: clock["now"])
     publisher = RecordingPublisher()
     outlet = DisplayOutlet(publisher, max_hz=30.0)  # type: ignore[arg-type]
     rng = np.random.default_rng(2)
@@ -134,19 +139,16 @@ def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
 
 
 def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from acquisition.live_pipeline import DisplayOutlet
-    from acquisition.wire import Kind, header_for
-
     clock = {"now": 10.0}
-    monkeypatch.setattr("acquisition.live_pipeline.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("acquisition.display_outlet.time.monotonic", lambda: clock["now"])
     publisher = RecordingPublisher()
     outlet = DisplayOutlet(publisher)  # type: ignore[arg-type]
     image = np.zeros((4, 4), np.uint16)
     for i in range(200):  # SR at 100 Hz for 2 s, an IMC split every 10th
         clock["now"] = 10.0 + i * 0.01
-        outlet.publish("sr", header_for(Kind.SR_RESULT, "r", i, image), image)
+        outlet.offer_result(sr_message(i, image))
         if i % 10 == 0:
-            outlet.publish("imc", header_for(Kind.IMC_RESULT, "r", i, image), image)
+            outlet.offer_result(sr_message(i, image, kind=Kind.IMC_RESULT))
     sr = [h for t, h, _ in publisher.sent if t == "sr"]
     assert 70 <= len(sr) <= 73  # 36/s, as the recording session's stream
     assert sum(t == "imc" for t, _, _ in publisher.sent) == 20  # IMC is not limited

@@ -60,6 +60,19 @@ def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactor
         win.close()
 
 
+def _activate(qtbot: QtBot, window: QtWidgets.QWidget) -> None:
+    """Make ``window`` the active window (keyboard shortcuts need one; Xvfb has no window
+    manager to give focus on show)."""
+    def active() -> bool:
+        if QtWidgets.QApplication.activeWindow() is not window:
+            window.raise_()
+            window.activateWindow()
+            return False
+        return True
+
+    qtbot.waitUntil(active, timeout=10_000)
+
+
 def _image_fill(panel: object) -> float:
     """Fraction of the view's limiting side that the whole image covers on screen."""
     view = panel.view  # type: ignore[attr-defined]
@@ -72,10 +85,16 @@ def test_launch_live_and_layout_at_1280x720(window: LiveWindow, qtbot: QtBot) ->
     assert QtGui.QGuiApplication.platformName() == "xcb"
     qtbot.waitExposed(window)
     assert (window.width(), window.height()) == SMALL_SCREEN
-    assert window.start_live()
+    _activate(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_L, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert window.live_button.isChecked()  # Ctrl+L: Live
     qtbot.waitUntil(lambda: window.sr_panel.image is not None
                     and window.raw_panel.image is not None, timeout=WAIT_MS)
     qtbot.wait(500)  # a few more frames and a status round
+    # the emulated camera is held to its 10 ms exposure: at most 100 frames/s, as shown
+    qtbot.waitUntil(lambda: (window.link.state.status.get("camera_fps") or 0) > 0,
+                    timeout=WAIT_MS)
+    assert window.link.state.status["camera_fps"] <= 1000.0 / 10.0 * 1.1
     # views are usable, not thumbnails: each image view gets a real share of the screen
     for panel in (window.raw_panel, window.sr_panel):
         view = panel.graphics
@@ -161,8 +180,7 @@ def test_geometry_and_splitters_are_restored(window: LiveWindow, qtbot: QtBot,
 def test_ctrl_q_quits(window: LiveWindow, qtbot: QtBot) -> None:
     process = window.link.process
     assert process is not None
-    window.activateWindow()
-    qtbot.waitActive(window)
+    _activate(qtbot, window)
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=20_000)
     assert process.poll() is not None, "acquisition process still running after Ctrl+Q"
@@ -173,14 +191,15 @@ def test_close_during_recording_leaves_a_sealed_file(qapp: QtWidgets.QApplicatio
     win = _open_window(qapp, tmp_path)
     qtbot.waitExposed(win)
     win.editor.timepoints.setValue(100_000)
-    assert win.start_record()
+    _activate(qtbot, win)
+    qtbot.keyClick(win, QtCore.Qt.Key.Key_R, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert win.record_button.isChecked()  # Ctrl+R: Record
     qtbot.waitUntil(lambda: win.link.state.status.get("frames_written", 0) >= 27,
                     timeout=WAIT_MS)
     assert win.link.state.status["state"] == "recording"
     qtbot.waitUntil(lambda: "recording: time point" in win.record_state.text(), timeout=5_000)
     path = Path(win.link.state.status["file_path"])
-    win.activateWindow()
-    qtbot.waitActive(win)
+    _activate(qtbot, win)
     qtbot.keyClick(win, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     # the window stays up, saying what it does, until the file is sealed
     assert win.finishing and win.isVisible()
@@ -202,3 +221,57 @@ def test_close_during_recording_leaves_a_sealed_file(qapp: QtWidgets.QApplicatio
         sr_written = sum(h5["sr"][name].shape[0] for name in h5["sr"])
         skipped = kinds.count("sr_skip")
         assert sr_written + skipped >= n  # every time point: SR image or a recorded skip
+
+
+def test_close_while_sr_lags_seals_within_the_limit(qapp: QtWidgets.QApplication,
+                                                    qtbot: QtBot, tmp_path: Path) -> None:
+    """IMC-SR on (SR trails acquisition on 2 cores) and a short limit: the file is still
+    sealed, SR missing at the limit recorded as skipped, within the limit plus the grace."""
+    from inference.worker import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "imcsr.pt").is_file():
+        pytest.skip("the bundled IMC-SR model (imcsr) is not installed")
+    win = _open_window(qapp, tmp_path)
+    qtbot.waitExposed(win)
+    win.finish_limit_s = 2.0
+    win.editor.imc.setChecked(True)
+    win.editor.timepoints.setValue(100_000)
+    assert win.start_record()
+    qtbot.waitUntil(lambda: win.link.state.status.get("frames_written", 0) >= 9 * 8,
+                    timeout=WAIT_MS)
+    path = Path(win.link.state.status["file_path"])
+    win.close()  # the window's close button
+    assert win.finishing
+    qtbot.waitUntil(lambda: not win.isVisible(),
+                    timeout=int((win.finish_limit_s + FINISH_GRACE_S + 10) * 1000))
+    assert win.finish_outcome.get("sealed") is True, (win.finish_outcome,
+                                                      win.events.log.toPlainText())
+    with h5py.File(path, "r") as h5:
+        assert run_file.FAULT_RESERVE not in h5
+        log = [(k.decode() if isinstance(k, bytes) else str(k), int(t))
+               for k, t in zip(h5[run_file.EVENTS]["kind"][()],
+                               h5[run_file.EVENTS]["time_point"][()], strict=True)]
+        assert log[-1][0] == "run_end"
+        has_sr = h5["timestamps/sr_written"][:, 0] == 1
+        skipped = {t for k, t in log if k == "sr_skip"}
+        assert all(has_sr[t] or t in skipped for t in range(len(has_sr)))
+
+
+def test_close_while_the_recording_starts(qapp: QtWidgets.QApplication, qtbot: QtBot,
+                                          tmp_path: Path) -> None:
+    """Quit right after Record (worker still loading): no run file, the window closes."""
+    win = _open_window(qapp, tmp_path)
+    qtbot.waitExposed(win)
+    win.editor.timepoints.setValue(100_000)
+    assert win.start_record()
+    win.close()
+    assert win.finishing
+    qtbot.waitUntil(lambda: not win.isVisible(),
+                    timeout=int((win.finish_limit_s + FINISH_GRACE_S + 10) * 1000))
+    outcome = win.finish_outcome
+    path = Path(win._record_path)
+    if path.exists():  # the first time point won the race: then it must be sealed
+        assert outcome.get("sealed") is True, outcome
+    else:
+        assert outcome.get("problem") == "no file", outcome
+    assert win.link.process is not None and win.link.process.poll() is not None

@@ -156,6 +156,14 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
     assert window.editor.isEnabled()
     files = set(Path(window.editor.folder.text()).glob("*.h5")) - before
     assert len(files) == 1
+    path = next(iter(files))
+    # done: the file, sealed, with Open folder; the outcome in words, not a dict
+    qtbot.waitUntil(lambda: window.record_state.text().startswith("done: 4 time point(s)"),
+                    timeout=5_000)
+    assert "file sealed" in window.record_state.text() and str(path) in window.record_state.text()
+    assert window.last_file == str(path) and window.open_folder_button.isEnabled()
+    line = next(t for t in _texts(window) if done in t)
+    assert "events: run end 1" in line and "{" not in line
     with h5py.File(files.pop(), "r") as h5:
         raw = h5["raw"]
         assert raw.shape == (4, 1, 9, SIZE_PX, SIZE_PX) and raw.dtype == np.uint16

@@ -33,7 +33,7 @@ def small_emulator_config(size_px: int = 64, **overrides: object) -> object:
         "size_px": size_px,
         "structure": "mix",
         "labels_nm": {"microtubules": 488, "f-actin": 560, "ccps": 640},
-        "photons": 2000.0,
+        "photon_count_e": 1600.0,
         **overrides,
     }
     return EmulatorConfig.model_validate(settings)

@@ -114,3 +114,25 @@ def test_wiener_estimates_once_and_reuses_parameters() -> None:
     assert recon._engine is engine  # type: ignore[attr-defined]
     assert first.image.shape == second.image.shape == (128, 128)
     assert first.model_name == "wiener" and first.image.max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_wiener_results_carry_the_pattern_they_used() -> None:
+    """Every Wiener result has its (n_orientations, 4) sim parameters (for /sim_params) and
+    travels on the wire with them; an unreliable fit is flagged."""
+    from inference.reconstruction import FLAG_PATTERN_FIT_UNRELIABLE, make_reconstructor
+    from inference.worker import result_info
+    from sim_emulator.microscope import EmulatorConfig, Microscope
+
+    scope = Microscope(EmulatorConfig(size_px=64, photon_count_e=300.0, seed=3))
+    wiener = make_reconstructor("wiener")
+    first, second = wiener.reconstruct_batch([scope.render_set(0.0), scope.render_set(0.1)])
+    for result in (first, second):
+        assert result.sim_parameters is not None and result.sim_parameters.shape == (3, 4)
+        assert np.isfinite(result.sim_parameters).all()
+    # geometry fixed after the first set, phases refined on the second
+    np.testing.assert_array_equal(first.sim_parameters[:, [0, 1, 3]],
+                                  second.sim_parameters[:, [0, 1, 3]])
+    info = result_info(second)
+    np.testing.assert_allclose(info["sim_params"], second.sim_parameters)
+    dark = make_reconstructor("wiener").reconstruct(np.full((9, 64, 64), 100, np.uint16))
+    assert FLAG_PATTERN_FIT_UNRELIABLE in dark.flags

@@ -115,8 +115,12 @@ def test_cli_two_local_workers_reprocess_every_time_point_like_live(live_run: Pa
     assert len(recorded) == 3 and all(o["modulation"] > 0 for o in recorded)
     np.testing.assert_allclose(params[:, 3], [o["modulation"] for o in recorded])
     assert meta["models"]["0"]["dataset"] == "sr/wiener"
-    kinds = [k for k, _, _ in event_rows(new)]
-    assert kinds == ["reprocess_start", "reprocess_end"]
+    rows = event_rows(new)
+    # the 64 px emulated field is too small for a trustworthy pattern fit: Wiener flags it
+    # (as the live run did); nothing else may happen
+    flagged = [d for k, _, d in rows if k == "sr_flagged"]
+    assert all("pattern_fit_unreliable" in d for d in flagged), flagged
+    assert [k for k, _, _ in rows if k != "sr_flagged"] == ["reprocess_start", "reprocess_end"]
 
 
 CRASH_SCRIPT = """

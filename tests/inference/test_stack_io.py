@@ -29,7 +29,9 @@ def test_shared_mrc_stack_reads_frames_and_optics(dlsr_assets: Path) -> None:
     assert stack.frames.shape == (1, 9, 256, 256)
     assert stack.frames.dtype == np.uint16
     assert stack.pixel_size_nm == pytest.approx(62.6, abs=1e-3)
-    assert stack.na == pytest.approx(1.35)
+    # the label's 1.35 is the illumination NA (180.7 nm pattern), not the detection NA
+    assert stack.illumination_na == pytest.approx(1.35)
+    assert stack.na is None
     assert stack.excitation_nm == pytest.approx(488.0)
     assert stack.exposure_ms == pytest.approx(2.0)
     # frames differ from each other: the stack is 9 distinct patterns, not one repeated frame

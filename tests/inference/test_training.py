@@ -365,7 +365,7 @@ def test_run_file_from_livesim_emulate_is_a_training_source(tmp_path: Path) -> N
     run = tmp_path / "run.h5"
     result = CliRunner().invoke(
         build_app(),
-        ["emulate", "--output", str(run), "--structure", "er", "--size", "32", "-t", "3"],
+        ["emulate", "--output", str(run), "--structure", "er", "--size-px", "32", "-t", "3"],
     )
     assert result.exit_code == 0, result.output
     source = open_source(str(run), "sim")

@@ -32,7 +32,7 @@ def _limit_file_size() -> None:
 def full_disk_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess,
                                                                       Path]:
     output = tmp_path_factory.mktemp("full") / "run.h5"
-    done = subprocess.run([*LIVESIM, "run", "--emulator", "--timepoints", "2000", "--size-px",
+    done = subprocess.run([*LIVESIM, "run", "--emulator", "--time-points", "2000", "--size-px",
                            "32", "--model", "none", "--no-fsync", "--output", str(output)],
                           preexec_fn=_limit_file_size, capture_output=True, text=True,
                           timeout=240)

@@ -43,7 +43,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def _run(output: Path, timepoints: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LIVESIM, "run", "--emulator", "--timepoints", str(timepoints),
+    return subprocess.run([*LIVESIM, "run", "--emulator", "--time-points", str(timepoints),
                            "--size-px", "32", "--model", "none", "--no-fsync", "--output",
                            str(output)], capture_output=True, text=True, timeout=240)
 

@@ -96,7 +96,7 @@ def test_bench_report_replaces_only_its_own_section(tmp_path: Path) -> None:
 
 def test_commands_are_registered() -> None:
     runner = CliRunner()
-    assert "--minutes" in runner.invoke(build_app(), ["soak", "--help"]).output
+    assert "--time-limit-s" in runner.invoke(build_app(), ["soak", "--help"]).output
     assert "--json" in runner.invoke(build_app(), ["bench", "all", "--help"]).output
 
 

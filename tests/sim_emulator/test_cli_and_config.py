@@ -18,8 +18,9 @@ def test_emulate_writes_documented_layout(tmp_path: Path) -> None:
     output = tmp_path / "run.h5"
     result = CliRunner().invoke(
         build_app(),
-        ["emulate", "--structure", "mix", "--mode", "sim", "--size", "48", "--photon-count-e", "150",
-         "--timepoints", "2", "--seed", "4", "--na", "1.3", "--wavelength-nm", "520",
+        ["emulate", "--structure", "mix", "--mode", "sim", "--size-px", "48",
+         "--photon-count-e", "150", "--time-points", "2", "--seed", "4", "--na", "1.3",
+         "--wavelength-nm", "520",
          "--pixel-size-nm", "65", "--pattern-period-nm", "230", "--output", str(output)],
     )
     assert result.exit_code == 0, result.output
@@ -44,10 +45,11 @@ def test_emulate_refuses_to_overwrite_and_names_bad_values(tmp_path: Path) -> No
     output = tmp_path / "run.h5"
     output.write_bytes(b"")
     runner = CliRunner()
-    result = runner.invoke(build_app(), ["emulate", "--size", "32", "--output", str(output)])
+    result = runner.invoke(build_app(), ["emulate", "--size-px", "32", "--output", str(output)])
     assert result.exit_code != 0 and "exists" in result.output
     result = runner.invoke(
-        build_app(), ["emulate", "--size", "32", "--na", "1.7", "--output", str(tmp_path / "x.h5")]
+        build_app(),
+        ["emulate", "--size-px", "32", "--na", "1.7", "--output", str(tmp_path / "x.h5")]
     )
     assert result.exit_code != 0 and "na" in result.output
 

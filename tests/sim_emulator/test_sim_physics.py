@@ -178,7 +178,8 @@ def test_fourier_route_equals_direct_rendering() -> None:
 
 @pytest.mark.parametrize("photons", [30.0, 300.0])
 def test_average_photon_count_matches_injected(photons: float) -> None:
-    microscope = Microscope(EmulatorConfig(structure="f-actin", size_px=SIZE, photon_count_e=photons))
+    microscope = Microscope(EmulatorConfig(structure="f-actin", size_px=SIZE,
+                                           photon_count_e=photons))
     raw = microscope.render_set(0.0)
     measured = average_photon_count(
         raw.astype(np.float32).mean(axis=0),

@@ -3,8 +3,8 @@
 Each stage of the pipeline is timed with the package's own benchmark function and, in the
 same run and on the same data, against the bare operation it cannot beat (the library call
 underneath: pyzmq, h5py, numpy noise, an FFT, a plain torch forward, the headless pipeline).
-The figures go to a JSON file and to one section of docs/benchmarks.md (between markers);
-every other section of that file is left as it is.
+The figures go to a JSON file; with ``--docs FILE`` also to one section of that Markdown
+report (between markers), every other section of it left as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 SECTION_START = "<!-- bench-all:start (written by `livesim bench all`; edit outside it) -->"
 SECTION_END = "<!-- bench-all:end -->"
-DOCS_FILE = Path(__file__).resolve().parents[3] / "docs" / "benchmarks.md"
 
 
 @dataclass(frozen=True)
@@ -509,7 +508,7 @@ def markdown_section(report: BenchReport, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_docs(report: BenchReport, command: str, path: Path = DOCS_FILE) -> Path:
+def write_docs(report: BenchReport, command: str, path: Path) -> Path:
     """Replace (or append) the bench-all section; every other section stays as it is."""
     section = markdown_section(report, command)
     text = path.read_text() if path.exists() else "# livesim benchmarks\n\n"
@@ -529,13 +528,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 
 def bench_all_command(
-    json_out: Path = typer.Option(..., "--json", help="Write every figure here."),
+    json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
     full: bool = typer.Option(False, "--full", help="Full sizes (slow on 2 cores)."),
     only: str = typer.Option("", "--only", help="Comma-separated stages (default: all)."),
-    docs: bool = typer.Option(True, "--docs/--no-docs", help="Rewrite docs/benchmarks.md."),
-    docs_file: Path = typer.Option(DOCS_FILE, "--docs-file", help="Report to rewrite."),
+    docs_file: Path | None = typer.Option(
+        None, "--docs", help="Also replace the bench-all section of this Markdown report "
+        "(e.g. docs/benchmarks.md); nothing else is written unless asked."),
 ) -> None:
-    """Every benchmark with its bare limit in the same run; JSON plus docs/benchmarks.md."""
+    """Every benchmark with its bare limit in the same run, written as JSON."""
     settings = BenchSettings.make(quick=not full)
     stages = tuple(x.strip() for x in only.split(",") if x.strip())
     report = run_all(settings, stages)
@@ -546,7 +546,7 @@ def bench_all_command(
                    f"{'  vs ' + _number(f.bare_value) if f.bare_what else ''}{ratio}")
     for name, error in report.failures.items():
         typer.echo(f"{name}: FAILED {error}", err=True)
-    if docs:
+    if docs_file is not None:
         command = "livesim bench all --json OUT.json" + (" --full" if full else "") + (
             f" --only {only}" if only else "")
         typer.echo(f"wrote {write_docs(report, command, docs_file)}")

@@ -596,7 +596,7 @@ def register(app: Any, bench: Any) -> None:
                                       help="report file (rewritten after every stage)"),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="rehearse on the CPU at tiny sizes"),
-        budget_s: float = typer.Option(420.0, "--budget-s",
+        budget_s: float = typer.Option(420.0, "--time-limit-s",
                                        help="whole-check time limit; late stages are skipped"),
         skip: str = typer.Option("", "--skip", help=f"stages to skip: {', '.join(STAGES)}"),
         wheels: Path | None = typer.Option(None, "--wheels",

@@ -313,7 +313,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 
 def soak_command(
-    minutes: float = typer.Option(30.0, "--minutes", "-m", help="Wall-clock length of the run."),
+    time_limit_s: float = typer.Option(1800.0, "--time-limit-s",
+                                       help="Wall-clock length of the run."),
     size_px: int = typer.Option(64, "--size-px", help="Emulated camera ROI (square)."),
     model: str = typer.Option("wiener", "--model", help="Reconstruction: name, path, wiener."),
     exposure_ms: float = typer.Option(2.0, "--exposure-ms", help="Exposure per frame."),
@@ -327,10 +328,10 @@ def soak_command(
     """Emulated time-lapse at the fastest sustainable rate: frames lost, memory, latency."""
     import json
 
-    if minutes <= 0 or size_px < 16 or sample_s <= 0:
-        raise typer.BadParameter(f"--minutes {minutes}, --size-px {size_px}, --sample-s "
-                                 f"{sample_s}: need minutes > 0, size >= 16, sample > 0")
-    options = SoakOptions(minutes=minutes, size_px=size_px, reconstruction=model,
+    if time_limit_s <= 0 or size_px < 16 or sample_s <= 0:
+        raise typer.BadParameter(f"--time-limit-s {time_limit_s}, --size-px {size_px}, "
+                                 f"--sample-s {sample_s}: need time > 0, size >= 16, sample > 0")
+    options = SoakOptions(minutes=time_limit_s / 60.0, size_px=size_px, reconstruction=model,
                           exposure_ms=exposure_ms, folder=folder, keep_file=keep,
                           sample_every_s=sample_s, fsync=fsync,
                           max_pending_sets=max_pending)
