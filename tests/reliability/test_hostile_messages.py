@@ -126,7 +126,7 @@ def test_run_under_hostile_messages_keeps_sr_and_its_worker(tmp_path: Path) -> N
     reasons = summary.rejected_by_reason
     assert reasons.get("malformed", 0) >= sent["bad type"] - 2
     assert reasons.get("foreign run id", 0) + reasons.get(
-        "heartbeat not from a current worker", 0) >= sent["foreign"] - 2
+        "not from a worker of this run", 0) >= sent["foreign"] - 2
     assert summary.rejected_messages == sum(reasons.values())
 
 
