@@ -37,6 +37,7 @@ from acquisition.engine import (
     EngineReport,
     FrameSource,
     Gap,
+    RawSet,
     StageMover,
     TimePoint,
 )
@@ -53,10 +54,12 @@ from acquisition.transport import (
     Endpoints,
     MessageReceiver,
     RawSetSender,
+    WorkerLink,
     open_socket,
 )
 from acquisition.wire import Kind, Message, header_for
 from calibration.photon_calibration import PhotonCalibration
+from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
 
@@ -266,15 +269,15 @@ class RunSession:
     """Runs a protocol on a frame source, with supervised workers when any channel
     reconstructs: recorded (:meth:`run`) or live without a file (:meth:`start_live`)."""
 
-    def __init__(self, source: FrameSource, plan: Any, protocol: Protocol,
+    def __init__(self, source: FrameSource, plan: SequencePlan, protocol: Protocol,
                  frame_shape: tuple[int, int], pixel_size_nm: float,
                  metadata: Mapping[str, Any] | None = None, endpoints: Endpoints | None = None,
                  options: SessionOptions | None = None, context: zmq.Context | None = None,
                  worker_log: Path | None = None,
                  calibration: Mapping[str, np.ndarray] | None = None,
                  photon_calibration: PhotonCalibration | None = None,
-                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None
-                 ) -> None:
+                 outlet: DisplayOutlet | None = None, on_event: EventSink | None = None,
+                 on_file_closed: Callable[[], None] | None = None) -> None:
         self.source = source
         self.plan = plan
         self.protocol = protocol
@@ -291,6 +294,7 @@ class RunSession:
         self.autopilot: RunAutopilot | None = None
         self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
         self.on_event: EventSink = on_event or (lambda level, text: None)
+        self.on_file_closed = on_file_closed  # after the run file closed, before workers stop
         self.counters = SessionCounters()
         self.display: DisplayOutlet | None = None
         self.imc_channel_names: list[str] = []
@@ -353,8 +357,9 @@ class RunSession:
         self._raw_endpoints = [worker_raw_endpoint(ep.raw, i, n) for i in range(n)]
         self._allow_list = (ClientAllowList(self.context, opts.curve_clients)
                             if opts.remote_workers and opts.curve_clients else None)
-        self.raw_senders = [RawSetSender(self.context, endpoint, self.max_pending_per_worker)
-                            for endpoint in self._raw_endpoints]
+        self.raw_senders: list[WorkerLink] = [
+            RawSetSender(self.context, endpoint, self.max_pending_per_worker)
+            for endpoint in self._raw_endpoints]
         self.raw_senders += [RawSetSender(self.context, endpoint, self.max_pending_per_worker,
                                           keys=opts.curve) for endpoint in opts.remote_workers]
         self.raw_sender = self.raw_senders[0]
@@ -601,6 +606,8 @@ class RunSession:
             # every result is in: close the file before the worker exits (its interpreter's
             # teardown takes 1-3 s, which the run file need not wait for)
             summary = self._finish(summary)
+            if self.on_file_closed is not None:
+                self.on_file_closed()
         finally:
             self._results_stop.set()
             if results_thread is not None:
@@ -720,7 +727,7 @@ class RunSession:
         """True while live view acquires."""
         return self.engine is not None and self.engine.is_live
 
-    def set_plan(self, plan: Any, protocol: Protocol) -> None:
+    def set_plan(self, plan: SequencePlan, protocol: Protocol) -> None:
         """Apply new powers/exposures from the next time point on (same channels and mode)."""
         if [c.laser_nm for c in protocol.channels] != [c.laser_nm for c in self.protocol.channels]:
             raise ValueError("changing laser lines needs a restart of live mode")
@@ -845,7 +852,7 @@ class RunSession:
             self.plan = plan
             self.engine.change_plan(plan)
 
-    def _offer_to_worker(self, raw: Any) -> None:
+    def _offer_to_worker(self, raw: RawSet) -> None:
         """Send a raw set to the ready worker with the fewest sets in flight, or record why
         its SR is skipped (incomplete set, no worker ready, every worker behind)."""
         reason = ""

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zmq
@@ -212,6 +212,25 @@ class MessageReceiver:
             return None
         self.received += 1
         return message
+
+
+class WorkerLink(Protocol):
+    """What a run needs to reach one worker: raw sets and commands, never blocking (False:
+    the worker is behind, the set's SR is skipped). `RawSetSender` is the ZeroMQ one."""
+
+    def send(self, header: Header, array: np.ndarray) -> bool: ...
+
+    def send_event(self, header: Header) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class DisplaySink(Protocol):
+    """Where display images go (lossy by design). `DisplayPublisher` is the ZeroMQ one."""
+
+    def publish(self, topic: str, header: Header, array: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RawSetSender:

@@ -122,6 +122,24 @@ def bench_inference(
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),
+    reference_tf: Path | None = typer.Option(
+        None, "--reference-tf",
+        help="a checkout of github qc17-THU/DL-SR: instead of the table, time the authors' "
+        "DFCAN (TensorFlow) against livesim's engines, interleaved, on --reference-stack",
+    ),
+    reference_python: Path = typer.Option(
+        Path("python3"), "--reference-python",
+        help="a Python with tensorflow and tf_keras, for --reference-tf",
+    ),
+    reference_weights: Path = typer.Option(
+        Path("../shared/dlsr_assets/dfcan_sim_random_weights.h5"), "--reference-weights",
+        help="Keras DFCAN weights both sides load (livesim converts them)",
+    ),
+    reference_stack: Path = typer.Option(
+        Path("../shared/dlsr_assets/rDL-SIM_Microtubules_MT_raw9.mrc"), "--reference-stack",
+        help="raw SIM stack; its first set is the input",
+    ),
+    repeats: int = typer.Option(5, "--repeats", help="interleaved repeats for --reference-tf"),
 ) -> None:
     """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
     and the IMC-SR separation of the SR images those sizes give."""
@@ -131,6 +149,25 @@ def bench_inference(
     from rich.table import Table
 
     from acquisition.cli.bench.engines import run_inference_benchmark
+
+    if reference_tf is not None:
+        from acquisition.cli.bench.tf_reference import ReferenceError, compare_with_reference
+
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        try:
+            comparison = compare_with_reference(reference_tf, reference_python,
+                                                reference_weights, reference_stack, repeats)
+        except (FileNotFoundError, ReferenceError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        for line in comparison.lines():
+            typer.echo(line)
+        if json_out is not None:
+            json_out.write_text(json.dumps(comparison.as_dict(), indent=2, default=str))
+        return
 
     rows = run_inference_benchmark(
         sizes=[int(s) for s in sizes.split(",") if s],

@@ -28,6 +28,7 @@ from inference.engines.base import (
     set_matmul_attention,
 )
 from inference.model_file import LoadedModel
+from inference.models.dfcan import set_cpu_fusion
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def export_onnx(
     """Export the model for one input shape with the dynamo exporter (opset 20)."""
     module = model.module.cpu().eval()
     set_matmul_attention(module, matmul_attention)
+    set_cpu_fusion(module, False)  # the exporter traces plain layers, not oneDNN calls
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     example = torch.zeros(shape, dtype=torch.float32)
