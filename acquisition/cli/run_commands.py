@@ -234,7 +234,7 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
         if static_sample:  # the demo compares SR with one ground truth: hold the sample still
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                bleach_rate_per_s=0.0)})
+                bleach_rate_per_s=0.0, bleach_per_dose=0.0)})
         rig = emulated_rig(config)
         photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
         metadata["emulator"] = config.model_dump(mode="json")
