@@ -369,8 +369,9 @@ def _print_summary(summary: RunSummary) -> None:
                f"max {engine.max_drift_s * 1e3:.1f} ms")
     typer.echo(f"SR latency      p50 {summary.latency_percentile_ms(50):.1f} ms, "
                f"p99 {summary.latency_percentile_ms(99):.1f} ms")
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(summary.rejected_by_reason.items()))
     typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
-               f"{summary.rejected_messages}")
+               f"{summary.rejected_messages}" + (f" ({reasons})" if reasons else ""))
     if len(summary.sr_per_worker) > 1:
         typer.echo("SR per worker   " + ", ".join(
             f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))
