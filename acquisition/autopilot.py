@@ -94,7 +94,7 @@ class ErrorModel(BaseModel):
 # three 96 px emulated microtubule fields per level (`livesim bench autopilot`)
 WIENER_RELATIVE_ERROR = ErrorModel(
     photon_count_e=(1.9, 4.0, 8.1, 16.2, 32.5, 64.9, 130.0),
-    error=(1.423, 1.216, 1.097, 1.044, 1.021, 1.011, 1.005),
+    error=(8.009, 5.340, 3.567, 2.524, 1.910, 1.510, 1.311),
 )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from acquisition import run_file
 from acquisition.engine import TimePoint
-from acquisition.transport import DisplayPublisher
+from acquisition.transport import DisplaySink
 from acquisition.wire import Kind, Message, header_for
 
 RAW_VIEWS = ("frame", "wide-field")
@@ -70,7 +70,7 @@ class DisplayOutlet:
     under 'imc'. Each image's info carries ``acquired_s`` (wall time its raw set was acquired).
     """
 
-    def __init__(self, publisher: DisplayPublisher, max_hz: float = DISPLAY_MAX_HZ,
+    def __init__(self, publisher: DisplaySink, max_hz: float = DISPLAY_MAX_HZ,
                  set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
         self.display_channel = 0

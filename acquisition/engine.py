@@ -2,8 +2,9 @@
 
 Frames come back tagged; the engine groups them into per-channel pattern sets, checks every
 frame's sequence number (gaps are reported, never hidden), keeps the interval schedule and
-measures its drift, and hands each time point to a consumer (the run session or the GUI).
-A continuous live mode runs the same loop on a thread until stopped.
+measures its drift, and hands each time point (with its gaps) to one consumer,
+``on_time_point`` (the run session). A continuous live mode runs the same loop on a thread
+until stopped.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from psygnal import Signal
 
 from acquisition.protocol import AcquisitionRow
 from acquisition.timing_summary import RunningStats
 from hardware.errors import RigError, SequenceMismatch
+from hardware.frames import TaggedFrame
+from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,13 @@ class StageMover(Protocol):
 
 
 class FrameSource(Protocol):
-    """What the engine needs from a rig: one tagged, hardware-sequenced time point."""
+    """What the engine needs from a rig (`hardware.rig.Rig`, a test's scripted source): one
+    tagged, hardware-sequenced time point. A source may also offer ``stream(plan, time_points,
+    timeout_s)`` (armed once for a run) or ``stream_time_point(plan, t, timeout_s)``."""
 
-    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
-        """Frames (``TaggedFrame``: ``image``, ``tag``) of every channel x pattern."""
+    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                           ) -> Sequence[TaggedFrame]:
+        """Frames of every channel x pattern, in sequence order."""
         ...
 
 
@@ -239,10 +244,7 @@ def group_sets(time_point: int, frames: Sequence[Any], channel_lasers: Sequence[
 class AcquisitionEngine:
     """Drives a :class:`FrameSource` through time points on an interval schedule."""
 
-    time_point_acquired = Signal(object)  # TimePoint, emitted from the acquisition thread
-    gap_detected = Signal(object)  # Gap
-
-    def __init__(self, source: FrameSource, plan: Any, channel_lasers: Sequence[int],
+    def __init__(self, source: FrameSource, plan: SequencePlan, channel_lasers: Sequence[int],
                  n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
                  on_time_point: Callable[[TimePoint], None] | None = None,
                  max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
@@ -329,7 +331,6 @@ class AcquisitionEngine:
             gaps = failure_gaps + problems + self._checker.check(t, arrived)
             for gap in gaps:
                 logger.warning("time point %d: %s", t, gap.detail)
-                self.gap_detected.emit(gap)
             point = TimePoint(t, scheduled, started, tuple(sets), tuple(gaps))
             report.gaps.extend(gaps)
             report.drift_s.add(point.drift_s)
@@ -339,7 +340,6 @@ class AcquisitionEngine:
                 logger.warning("time point %d started %.3f s late", t, point.drift_s)
             if self.on_time_point is not None:
                 self.on_time_point(point)
-            self.time_point_acquired.emit(point)
             if failures_in_row >= self.max_consecutive_failures:
                 break
             t += 1

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zmq
@@ -51,13 +52,21 @@ class Endpoints:
     raw: str
     results: str
     display: str
+    temporary_folder: Path | None = None  # made by ipc() for this run: remove it at the end
 
     @classmethod
     def ipc(cls, folder: Path | None = None) -> Endpoints:
-        """ipc endpoints in ``folder`` (a fresh private temporary folder when None)."""
-        folder = Path(folder or tempfile.mkdtemp(prefix="livesim-"))
-        return cls(raw=f"ipc://{folder}/raw", results=f"ipc://{folder}/results",
-                   display=f"ipc://{folder}/display")
+        """ipc endpoints in ``folder`` (a fresh private temporary folder when None, named in
+        :attr:`temporary_folder` so that its owner can :meth:`remove_temporary_folder`)."""
+        temporary = None if folder else Path(tempfile.mkdtemp(prefix="livesim-"))
+        where = Path(folder) if folder else temporary
+        return cls(raw=f"ipc://{where}/raw", results=f"ipc://{where}/results",
+                   display=f"ipc://{where}/display", temporary_folder=temporary)
+
+    def remove_temporary_folder(self) -> None:
+        """Delete the folder ipc() made (socket files and all); a given folder is kept."""
+        if self.temporary_folder is not None:
+            shutil.rmtree(self.temporary_folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -203,6 +212,25 @@ class MessageReceiver:
             return None
         self.received += 1
         return message
+
+
+class WorkerLink(Protocol):
+    """What a run needs to reach one worker: raw sets and commands, never blocking (False:
+    the worker is behind, the set's SR is skipped). `RawSetSender` is the ZeroMQ one."""
+
+    def send(self, header: Header, array: np.ndarray) -> bool: ...
+
+    def send_event(self, header: Header) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class DisplaySink(Protocol):
+    """Where display images go (lossy by design). `DisplayPublisher` is the ZeroMQ one."""
+
+    def publish(self, topic: str, header: Header, array: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RawSetSender:

@@ -39,6 +39,11 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, dict):  # an inline table (e.g. a channel's autopilot settings)
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
+                               if v is not None) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
@@ -48,9 +53,11 @@ def protocol_to_toml(data: dict[str, Any]) -> str:
     lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
              if key not in ("channels", "roi") and value is not None]
     if data.get("roi"):
-        lines += ["", "[roi]"] + [f"{k} = {_toml_value(v)}" for k, v in data["roi"].items()]
+        lines += ["", "[roi]"] + [f"{k} = {_toml_value(v)}" for k, v in data["roi"].items()
+                                  if v is not None]
     for channel in data.get("channels", []):
-        lines += ["", "[[channels]]"] + [f"{k} = {_toml_value(v)}" for k, v in channel.items()]
+        lines += ["", "[[channels]]"] + [f"{k} = {_toml_value(v)}" for k, v in channel.items()
+                                         if v is not None]
     return "\n".join(lines) + "\n"
 
 

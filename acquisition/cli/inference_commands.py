@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
@@ -21,8 +23,10 @@ def convert_weights(
     input_channels: int = typer.Option(..., "--input-channels", help="1 (SISR), 9 (SIM), 25"),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     name: str | None = typer.Option(None, "--name", help="model name (default: file stem)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Convert DFCAN / DFGAN Keras weights into a livesim model file."""
+    check_output(output, overwrite, inputs=[keras_h5], suffixes=(".pt",))
     from inference.keras_weights import (
         MODE_BY_CHANNELS,
         WeightConversionError,
@@ -54,13 +58,16 @@ def predict(
     backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime, tensorrt, auto"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Run a model on a raw stack; writes the float32 model output (2H x 2W, or T x 2H x 2W)."""
     import numpy as np
 
     from inference.model_file import ModelFileError, load_model
     from inference.reconstruction import ModelReconstructor
-    from inference.stack_io import StackFormatError, load_raw_stack, save_image
+    from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
+
+    check_output(output, overwrite, inputs=[input_path, Path(model)], suffixes=IMAGE_SUFFIXES)
 
     try:
         loaded = load_model(model)
@@ -115,6 +122,24 @@ def bench_inference(
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),
+    reference_tf: Path | None = typer.Option(
+        None, "--reference-tf",
+        help="a checkout of github qc17-THU/DL-SR: instead of the table, time the authors' "
+        "DFCAN (TensorFlow) against livesim's engines, interleaved, on --reference-stack",
+    ),
+    reference_python: Path = typer.Option(
+        Path("python3"), "--reference-python",
+        help="a Python with tensorflow and tf_keras, for --reference-tf",
+    ),
+    reference_weights: Path = typer.Option(
+        Path("../shared/dlsr_assets/dfcan_sim_random_weights.h5"), "--reference-weights",
+        help="Keras DFCAN weights both sides load (livesim converts them)",
+    ),
+    reference_stack: Path = typer.Option(
+        Path("../shared/dlsr_assets/rDL-SIM_Microtubules_MT_raw9.mrc"), "--reference-stack",
+        help="raw SIM stack; its first set is the input",
+    ),
+    repeats: int = typer.Option(5, "--repeats", help="interleaved repeats for --reference-tf"),
 ) -> None:
     """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
     and the IMC-SR separation of the SR images those sizes give."""
@@ -124,6 +149,25 @@ def bench_inference(
     from rich.table import Table
 
     from acquisition.cli.bench.engines import run_inference_benchmark
+
+    if reference_tf is not None:
+        from acquisition.cli.bench.tf_reference import ReferenceError, compare_with_reference
+
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        try:
+            comparison = compare_with_reference(reference_tf, reference_python,
+                                                reference_weights, reference_stack, repeats)
+        except (FileNotFoundError, ReferenceError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        for line in comparison.lines():
+            typer.echo(line)
+        if json_out is not None:
+            json_out.write_text(json.dumps(comparison.as_dict(), indent=2, default=str))
+        return
 
     rows = run_inference_benchmark(
         sizes=[int(s) for s in sizes.split(",") if s],

@@ -7,6 +7,7 @@ spectrum is shifted by a quadrant swap (roll by ceil(n/2) per axis) and resized 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -88,6 +89,83 @@ def power_spectrum_fft(u: torch.Tensor, gamma: float) -> torch.Tensor:
     """(|FFT2(u)| + 1e-8) ** gamma per channel, always in float32."""
     spectrum = torch.fft.fft2(u.float())
     return torch.pow(torch.abs(spectrum) + 1e-8, gamma)
+
+
+def fold_factor(in_size: int, out_size: int) -> int | None:
+    """k when the swap-then-TF1-resize of an in_size spectrum to out_size reads exactly the
+    frequencies that are multiples of k, in swapped order (in = k * out, ceil(in/2) a multiple
+    of k): then it equals the swapped spectrum of the signal folded k times. Else None."""
+    if out_size < 1 or in_size % out_size:
+        return None
+    k = in_size // out_size
+    if k < 2 or math.ceil(in_size / 2) % k:
+        return None
+    lower, _, lerp = tf1_resize_taps(in_size, out_size)
+    if lerp.any() or not np.array_equal(lower, np.arange(out_size) * k):
+        return None
+    return k
+
+
+def folded_power_spectrum(u: torch.Tensor, gamma: float, out_size: tuple[int, int]
+                          ) -> torch.Tensor | None:
+    """The quadrant-swapped, TF1-resized power spectrum computed on the folded signal.
+
+    For in = k * out (and the swap a multiple of k), DFT_in(u)[k m] = DFT_out(sum_j u[n + j out])
+    [m]: folding the image k times per axis and taking an out-size FFT gives exactly the
+    frequencies the resize reads, with 1/k^2 of the FFT and power work. The swap of the
+    decimated spectrum is the quadrant swap at the out size. None when the sizes do not allow it.
+    """
+    (out_h, out_w) = out_size
+    kh = fold_factor(int(u.shape[-2]), out_h)
+    kw = fold_factor(int(u.shape[-1]), out_w)
+    if kh is None or kw is None:
+        return None
+    rows = _fold_axis(u.float(), -2, kh, out_h)  # slice sums: views, any memory format
+    folded = _fold_axis(rows, -1, kw, out_w)
+    index = _swapped_full_index_tensor(out_h, out_w, u.device)
+    if folded.dim() == 4 and folded.is_contiguous(memory_format=torch.channels_last):
+        # channels-last stays channels-last: (N, h, w, C) transforms over axes 1, 2
+        half = torch.fft.rfft2(folded.permute(0, 2, 3, 1), dim=(1, 2))
+        power = torch.pow(half.abs() + 1e-8, gamma)
+        full = power.flatten(1, 2).index_select(1, index).unflatten(1, (out_h, out_w))
+        return full.permute(0, 3, 1, 2)
+    half = torch.fft.rfft2(folded.contiguous())  # real input: the other half is its mirror
+    power = torch.pow(half.abs() + 1e-8, gamma)
+    return power.flatten(-2).index_select(-1, index).unflatten(-1, (out_h, out_w))
+
+
+def _fold_axis(x: torch.Tensor, axis: int, k: int, size: int) -> torch.Tensor:
+    """sum over j < k of x's slices [j * size, (j + 1) * size) along ``axis``."""
+    total = x.narrow(axis, 0, size) + x.narrow(axis, size, size)
+    for j in range(2, k):
+        total += x.narrow(axis, j * size, size)
+    return total
+
+
+_INDEX_TENSORS: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def _swapped_full_index_tensor(height: int, width: int, device: torch.device) -> torch.Tensor:
+    key = (height, width, str(device))
+    index = _INDEX_TENSORS.get(key)
+    if index is None:
+        index = torch.as_tensor(_swapped_full_index(height, width), device=device)
+        _INDEX_TENSORS[key] = index
+    return index
+
+
+@functools.lru_cache(maxsize=16)
+def _swapped_full_index(height: int, width: int) -> np.ndarray:
+    """Flat indices into an rfft2 half spectrum (height, width//2+1) that give the full,
+    quadrant-swapped spectrum (height, width): |F[m, n]| = |F[-m mod h, -n mod w]|."""
+    half_w = width // 2 + 1
+    rows = (np.arange(height) - math.ceil(height / 2)) % height  # swapped row r: frequency
+    cols = (np.arange(width) - math.ceil(width / 2)) % width
+    m, n = np.meshgrid(rows, cols, indexing="ij")
+    mirrored = n >= half_w
+    m = np.where(mirrored, (-m) % height, m)
+    n = np.where(mirrored, (-n) % width, n)
+    return (m * half_w + n).reshape(-1).astype(np.int64)
 
 
 class MatmulSpectrum(nn.Module):

@@ -99,9 +99,8 @@ def test_live_mode_runs_until_stopped() -> None:
     source = ScriptedSource(frame_delay_s=0.001)
     seen = threading.Event()
     count = []
-    engine = AcquisitionEngine(source, None, (488,), 9)
-    engine.time_point_acquired.connect(lambda point: (count.append(point.index),
-                                                      len(count) >= 3 and seen.set()))
+    engine = AcquisitionEngine(source, None, (488,), 9, on_time_point=lambda point: (
+        count.append(point.index), len(count) >= 3 and seen.set()))
     engine.start_live()
     assert seen.wait(10) and engine.is_live
     engine.stop_live(timeout_s=5)

@@ -272,3 +272,53 @@ def test_stop_with_a_time_limit_seals_the_file_while_sr_is_outstanding(tmp_path:
         has_sr = h5["timestamps/sr_written"][:, 0] == 1
         skipped = {t for k, t, _ in log if k == "sr_skip"}
         assert all(has_sr[t] or t in skipped for t in range(len(has_sr)))
+
+
+def test_live_view_is_the_same_session_without_a_file(tmp_path: Path) -> None:
+    """The GUI's live view: the same RunSession, no file; the worker starts in the background,
+    raw images reach the outlet at once, SR follows, the counters count both, and a worker
+    that cannot keep up costs counted skips, never a blocked acquisition thread."""
+    from acquisition.display_outlet import DisplayOutlet
+
+    class Sink:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, int]] = []
+            self.lock = threading.Lock()
+
+        def publish(self, topic: str, header: object, array: np.ndarray) -> None:
+            with self.lock:
+                self.sent.append((topic, int(getattr(header, "time_point", -1))))
+
+        def close(self) -> None:
+            pass
+
+    sink = Sink()
+    outlet = DisplayOutlet(sink, max_hz=1000.0)
+    proto = protocol(tmp_path, 1)
+    messages: list[tuple[str, str]] = []
+    session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
+                         options=SessionOptions(max_pending_sets=2, heartbeat_s=0.2,
+                                                heartbeat_timeout_s=5.0),
+                         outlet=outlet, on_event=lambda level, text: messages.append(
+                             (level, text)), endpoints=None)
+    session.start_live(period_s=0.02)
+    try:
+        deadline = time.monotonic() + 120.0
+        while session.counters.sr_frames < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.live and session.worker_ready
+    finally:
+        session.stop_live()
+    assert not session.live and session.recorder is None
+    assert not (tmp_path / "run.h5").exists()  # live view writes nothing
+    counters = session.counters
+    assert counters.sr_frames >= 5 and counters.raw_frames >= 9 * counters.sr_frames
+    assert counters.raw_frames == 9 * (counters.time_point + 1)  # every frame of every point
+    topics = {topic for topic, _ in sink.sent}
+    assert {"raw", "set", "sr"} <= topics
+    first_sr = min(t for topic, t in sink.sent if topic == "sr")
+    assert any(topic == "raw" and t < first_sr for topic, t in sink.sent)  # raw did not wait
+    assert any("inference worker ready" in text for _, text in messages)
+    # every set was answered, is still in flight (at most 2) or was skipped and counted
+    assert session.pending_sr() <= 2
+    assert counters.sr_frames + session.pending_sr() + counters.sr_skips == counters.time_point + 1

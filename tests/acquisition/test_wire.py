@@ -70,8 +70,8 @@ def _header_dict(**changes: object) -> dict:
         ({"shape": [-1, 4]}, 0, "shape"),
         ({"sequence": "7"}, 2160, "sequence"),
         ({"sequence": True}, 2160, "sequence"),
-        ({"run_id": None}, 2160, "lacks"),
-        ({"evil": 1}, 2160, "unknown fields"),
+        ({"run_id": None}, 2160, "run_id: lacks"),
+        ({"evil": 1}, 2160, "evil: unknown field"),
         ({"timestamps_s": [float("nan")]}, 2160, "non-finite"),
     ],
 )

@@ -60,6 +60,19 @@ def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactor
         win.close()
 
 
+def _activate(qtbot: QtBot, window: QtWidgets.QWidget) -> None:
+    """Make ``window`` the active window (keyboard shortcuts need one; Xvfb has no window
+    manager to give focus on show)."""
+    def active() -> bool:
+        if QtWidgets.QApplication.activeWindow() is not window:
+            window.raise_()
+            window.activateWindow()
+            return False
+        return True
+
+    qtbot.waitUntil(active, timeout=10_000)
+
+
 def _image_fill(panel: object) -> float:
     """Fraction of the view's limiting side that the whole image covers on screen."""
     view = panel.view  # type: ignore[attr-defined]
@@ -72,7 +85,9 @@ def test_launch_live_and_layout_at_1280x720(window: LiveWindow, qtbot: QtBot) ->
     assert QtGui.QGuiApplication.platformName() == "xcb"
     qtbot.waitExposed(window)
     assert (window.width(), window.height()) == SMALL_SCREEN
-    assert window.start_live()
+    _activate(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_L, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert window.live_button.isChecked()  # Ctrl+L: Live
     qtbot.waitUntil(lambda: window.sr_panel.image is not None
                     and window.raw_panel.image is not None, timeout=WAIT_MS)
     qtbot.wait(500)  # a few more frames and a status round
@@ -165,8 +180,7 @@ def test_geometry_and_splitters_are_restored(window: LiveWindow, qtbot: QtBot,
 def test_ctrl_q_quits(window: LiveWindow, qtbot: QtBot) -> None:
     process = window.link.process
     assert process is not None
-    window.activateWindow()
-    qtbot.waitActive(window)
+    _activate(qtbot, window)
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=20_000)
     assert process.poll() is not None, "acquisition process still running after Ctrl+Q"
@@ -177,14 +191,15 @@ def test_close_during_recording_leaves_a_sealed_file(qapp: QtWidgets.QApplicatio
     win = _open_window(qapp, tmp_path)
     qtbot.waitExposed(win)
     win.editor.timepoints.setValue(100_000)
-    assert win.start_record()
+    _activate(qtbot, win)
+    qtbot.keyClick(win, QtCore.Qt.Key.Key_R, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert win.record_button.isChecked()  # Ctrl+R: Record
     qtbot.waitUntil(lambda: win.link.state.status.get("frames_written", 0) >= 27,
                     timeout=WAIT_MS)
     assert win.link.state.status["state"] == "recording"
     qtbot.waitUntil(lambda: "recording: time point" in win.record_state.text(), timeout=5_000)
     path = Path(win.link.state.status["file_path"])
-    win.activateWindow()
-    qtbot.waitActive(win)
+    _activate(qtbot, win)
     qtbot.keyClick(win, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     # the window stays up, saying what it does, until the file is sealed
     assert win.finishing and win.isVisible()

@@ -190,3 +190,23 @@ def test_pipeline_settings_restart_live_view(window: LiveWindow, qtbot: QtBot) -
                for line in window.events.log.toPlainText().splitlines())
     window.editor.set_reconstruction("wiener")
     qtbot.waitUntil(lambda: sent == ["live", "live"], timeout=2_000)
+
+
+def test_protocol_toml_keeps_nested_tables_and_drops_unset_fields(tmp_path: Path) -> None:
+    import tomllib
+
+    from acquisition.protocol import Protocol
+    from gui.protocol_editor import protocol_to_toml
+
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "reconstruction": "wiener",
+                      "autopilot": {"target_error": 0.05, "max_power_pct": 60.0}},
+                     {"laser_nm": 560, "reconstruction": "wiener"}],
+        "output": str(tmp_path / "run.h5")})
+    text = protocol_to_toml(protocol.model_dump(mode="json"))
+    assert "None" not in text
+    again = Protocol.parse_checked(tomllib.loads(text), source="round trip")
+    autopilot = again.channels[0].autopilot
+    assert autopilot is not None and autopilot.target_error == pytest.approx(0.05)
+    assert autopilot.max_power_pct == pytest.approx(60.0)
+    assert again.channels[1].autopilot is None

@@ -11,8 +11,10 @@ import torch
 
 from inference.engines import BackendUnavailableError, make_engine
 from inference.engines.tensorrt_engine import engine_cache_key
+from inference.engines.torch_engine import TorchEngine
 from inference.model_file import LoadedModel, ModelInfo, weights_sha256
 from inference.models import Dfcan, DfcanOptions
+from inference.models.dfcan import cpu_fusion_available, set_cpu_fusion
 
 TINY = {"width": 8, "groups": 1, "blocks": 2, "reduction": 4, "spectrum_size": 16}
 
@@ -40,10 +42,16 @@ def test_torch_cpu_engine_returns_float32_sr_batch() -> None:
     x = _batch(2)
     y = engine.run(x)
     assert y.shape == (2, 40, 48) and y.dtype == np.float32
+    set_cpu_fusion(model.module, False)
     with torch.no_grad():
         direct = model.module(torch.from_numpy(x))[:, 0].numpy()
-    np.testing.assert_array_equal(y, direct)
-    assert engine.description == "torch:cpu:fp32"
+    # channels-last, fused oneDNN convolutions: the same network to rounding
+    assert np.abs(y - direct).max() < 1e-5
+    fused = "+fused" if cpu_fusion_available() else ""
+    assert engine.description == f"torch:cpu:fp32{fused}"
+    plain = TorchEngine(model, "cpu", cpu_fusion=False)
+    np.testing.assert_array_equal(plain.run(x), direct)
+    assert plain.description == "torch:cpu:fp32"
 
 
 @pytest.mark.parametrize("matmul", [False, True])
@@ -83,7 +91,16 @@ def test_bad_backend_and_device_are_named() -> None:
         with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
             make_engine(_tiny_model(), backend="torch", device="cuda")
         with pytest.raises(BackendUnavailableError, match="only offered on CUDA"):
-            make_engine(_tiny_model(), backend="torch", device="cpu", precision="bf16")
+            make_engine(_tiny_model(), backend="torch", device="cpu", precision="fp16")
+
+
+def test_torch_cpu_bf16_is_close_to_fp32() -> None:
+    x = _batch(1)
+    reference = make_engine(_tiny_model(seed=5), backend="torch", device="cpu").run(x)
+    engine = make_engine(_tiny_model(seed=5), backend="torch", device="cpu", precision="bf16")
+    assert engine.description == "torch:cpu:bf16"
+    y = engine.run(x)
+    assert y.dtype == np.float32 and 0 < np.abs(y - reference).max() < 5e-2
 
 
 def test_engine_cache_key_separates_gpu_version_model_and_shape() -> None:

@@ -16,8 +16,12 @@ from inference.models import (
     DiscriminatorOptions,
     build_model,
 )
+from inference.models.dfcan import FourierChannelAttention, cpu_fusion_available, set_cpu_fusion
 from inference.models.spectrum import (
     MatmulSpectrum,
+    _swapped_full_index,
+    fold_factor,
+    folded_power_spectrum,
     power_spectrum_fft,
     quadrant_swap,
     tf1_resize_bilinear,
@@ -164,3 +168,56 @@ def test_registry_names_and_errors() -> None:
         build_model("dfcan", {"gamma": -1})
     with pytest.raises(ValueError, match="colour"):
         build_model("dfcan", {"colour": 3})
+
+
+@pytest.mark.parametrize(
+    ("shape", "out"), [((256, 256), 128), ((512, 384), 128), ((64, 48), 16), ((96, 96), 32)]
+)
+def test_folded_spectrum_equals_swap_then_tf1_resize(shape: tuple[int, int], out: int) -> None:
+    torch.manual_seed(1)
+    u = torch.randn(2, 3, *shape) * 2
+    reference = tf1_resize_bilinear(quadrant_swap(power_spectrum_fft(u, 0.8)), (out, out))
+    got = folded_power_spectrum(u, 0.8, (out, out))
+    assert got is not None and got.shape == reference.shape
+    assert ((got - reference).abs().max() / reference.abs().max()) < 2e-6
+    as_channels_last = folded_power_spectrum(u.contiguous(memory_format=torch.channels_last),
+                                             0.8, (out, out))
+    assert as_channels_last is not None
+    assert as_channels_last.is_contiguous(memory_format=torch.channels_last)
+    assert ((as_channels_last - reference).abs().max() / reference.abs().max()) < 2e-6
+
+
+@pytest.mark.parametrize(("size", "out"), [(250, 125), (30, 15), (45, 15), (100, 40), (64, 64)])
+def test_spectrum_is_not_folded_where_the_resize_is_no_exact_decimation(size: int,
+                                                                        out: int) -> None:
+    assert fold_factor(size, out) is None
+    assert folded_power_spectrum(torch.ones(1, 1, size, size), 0.8, (out, out)) is None
+
+
+@pytest.mark.parametrize(("h", "w"), [(6, 5), (7, 8), (9, 9)])
+def test_full_swapped_spectrum_from_the_rfft_half(h: int, w: int) -> None:
+    u = torch.randn(2, h, w, dtype=torch.float64)
+    half = torch.fft.rfft2(u).abs()
+    got = half.flatten(-2)[..., torch.as_tensor(_swapped_full_index(h, w))].reshape(2, h, w)
+    torch.testing.assert_close(got, quadrant_swap(torch.fft.fft2(u).abs()))
+
+
+def test_fused_cpu_inference_matches_the_plain_layers() -> None:
+    if not cpu_fusion_available():
+        pytest.skip("torch without oneDNN fused convolutions")
+    torch.manual_seed(0)
+    model = Dfcan(DfcanOptions(**{**TINY, "spectrum_size": 12})).eval()
+    x = torch.rand(1, 9, 24, 36)
+    for sub in model.modules():
+        if isinstance(sub, FourierChannelAttention):
+            sub.fold_spectrum = False  # the authors' spectrum path on both sides
+    with torch.no_grad():
+        plain = model(x)
+        set_cpu_fusion(model, True)
+        fused = model(x.contiguous(memory_format=torch.channels_last))
+    assert (fused - plain).abs().max() < 1e-5
+    assert not torch.equal(fused, plain)  # the fused path did run (rounding differs)
+    with torch.enable_grad():  # training never takes the fused (no autograd) path
+        y = model(x.requires_grad_())
+        y.sum().backward()
+    assert x.grad is not None

@@ -10,6 +10,7 @@ from calibration.otf import OtfModel
 from calibration.sim_parameters import estimate_sim_parameters
 from inference.trust import (
     beyond_support_fraction,
+    central_trust_record,
     fourier_downsample,
     raw_consistency,
     render_raw_frames,
@@ -107,3 +108,12 @@ def test_trust_record_and_shape_errors(field) -> None:
         raw_consistency(truth[:-2], raw, parameters, OTF)
     with pytest.raises(ValueError, match=r"raw must be \(9, Y, X\)"):
         raw_consistency(truth, raw[:8], parameters, OTF)
+
+
+def test_central_crop_keeps_the_pattern_phases(field) -> None:
+    raw, truth, parameters = field
+    record, chi2_map = central_trust_record(truth, raw, parameters, OTF, max_size_px=64)
+    assert record.raw_chi2 < 1.8
+    assert chi2_map.shape == (8, 8)
+    wrong, _ = central_trust_record(np.roll(truth, 1, axis=0), raw, parameters, OTF, 64)
+    assert wrong.shift_raw_px != (0.0, 0.0) or wrong.raw_chi2 > 2.0

@@ -38,7 +38,7 @@ import zmq
 
 from acquisition import run_file
 from acquisition.fsync_behind import FsyncBehind
-from acquisition.protocol import Protocol
+from acquisition.protocol import Protocol, sequence_plan
 from acquisition.recorder import widefield_mean
 from acquisition.session import RunSession, SessionOptions
 from acquisition.transport import Endpoints
@@ -109,6 +109,20 @@ class PipelineBenchResult:
         return self.pipeline_fps / min(self.zmq_fps, self.h5py_fps)
 
     @property
+    def composite_limit(self) -> float:
+        """The limit of the same work on this machine: min(bare zmq, bare h5py raw, cores x
+        1000 / (CPU ms per raw frame of bare zmq + bare h5py writing the same bytes))."""
+        cpu_ms = (self.cpu_ms_per_frame.get("bare zmq", float("nan"))
+                  + self.cpu_ms_per_frame.get("bare h5py same bytes", float("nan")))
+        cores = os.cpu_count() or 1
+        return min(self.zmq_fps, self.h5py_fps, cores * 1e3 / cpu_ms)
+
+    @property
+    def composite_ratio(self) -> float:
+        """Median pipeline throughput over the composite limit (target >= 0.8)."""
+        return self.pipeline_fps / self.composite_limit
+
+    @property
     def same_bytes_ratio(self) -> float:
         """Median pipeline throughput over median bare h5py writing the run file's bytes."""
         return self.pipeline_fps / self.h5py_same_bytes_fps
@@ -145,6 +159,9 @@ class PipelineBenchResult:
             " frames/s",
             f"median pipeline (engine->zmq->worker->recorder):     {self.pipeline_fps:8.0f} "
             "frames/s",
+            f"composite limit min(zmq, h5 raw, {os.cpu_count() or 1} cores x 1000 / CPU ms of "
+            f"zmq + h5 same bytes): {self.composite_limit:.0f} frames/s; pipeline / composite "
+            f"limit: {self.composite_ratio:.2f} (target >= 0.8)",
             f"slower bare limit (medians): {self.slower_limit}",
             f"ratio of medians, pipeline / slower bare limit: {self.ratio:.2f} (target >= 0.8)",
             "per-repeat ratio pipeline / bare h5py raw (same repeat): "
@@ -368,24 +385,6 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
     return time_points * bank.shape[1] / elapsed, cpu
 
 
-class _MeasuredSession(RunSession):
-    """A RunSession that samples the worker's CPU (process, threads) when the run file has
-    been closed, before the worker is stopped."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.worker_cpu_at_close_s = float("nan")
-        self.worker_threads_at_close: dict[int, tuple[str, float]] = {}
-
-    def _finish(self, summary: Any) -> Any:
-        summary = super()._finish(summary)
-        if self.supervisor is not None and self.supervisor.process is not None:
-            pid = self.supervisor.process.pid
-            self.worker_threads_at_close = thread_cpu_s(pid)
-            self.worker_cpu_at_close_s = _live_cpu_s(pid, self.worker_threads_at_close)
-        return summary
-
-
 def _live_cpu_s(pid: int, threads: dict[int, tuple[str, float]]) -> float:
     """A running process's CPU seconds: its threads' schedstat sum (ns), else /proc stat."""
     return sum(cpu for _, cpu in threads.values()) if threads else process_cpu_s(pid)
@@ -428,12 +427,20 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
         "channels": [{"laser_nm": LASER_NM, "reconstruction": reconstruction}],
         "timepoints": time_points, "output": str(output), "overwrite": True})
     (folder / "ep").mkdir(exist_ok=True)
-    session = _MeasuredSession(source if source is not None else BankSource(bank), None,
-                               protocol, (bank.shape[2], bank.shape[3]),
-                               62.6, options=SessionOptions(fsync=fsync),
-                               endpoints=Endpoints.ipc(folder / "ep"))
     at_start: list[float] = []
+    at_close: list[float] = []
     threads: dict[str, dict[int, tuple[str, float]]] = {}
+
+    def on_file_closed() -> None:  # sample the worker before it is stopped
+        if session.supervisor is not None and session.supervisor.process is not None:
+            pid = session.supervisor.process.pid
+            threads["worker close"] = thread_cpu_s(pid)
+            at_close.append(_live_cpu_s(pid, threads["worker close"]))
+
+    session = RunSession(source if source is not None else BankSource(bank),
+                         sequence_plan(protocol), protocol, (bank.shape[2], bank.shape[3]),
+                         62.6, options=SessionOptions(fsync=fsync),
+                         endpoints=Endpoints.ipc(folder / "ep"), on_file_closed=on_file_closed)
 
     def on_progress(progress: Any) -> None:
         if not at_start and session.supervisor and session.supervisor.process:
@@ -449,11 +456,11 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
     acquisition_cpu = cpu_s() - at_start[0]  # after the close: only the worker's stop waited
     if summary.error:
         raise RuntimeError(f"pipeline run failed: {summary.error}")
-    worker_cpu = session.worker_cpu_at_close_s - at_start[1]
+    worker_cpu = (at_close[0] if at_close else float("nan")) - at_start[1]
     by_thread = {f"acq {k}": v for k, v in thread_cpu_delta_s(
         threads["acq start"], threads.get("acq end", {})).items()}
     by_thread.update({f"worker {k}": v for k, v in thread_cpu_delta_s(
-        threads["worker start"], session.worker_threads_at_close).items()})
+        threads["worker start"], threads.get("worker close", {})).items()})
     return PipelineMeasurement(summary.raw_frames / summary.recorded_s, summary, output,
                                acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1))
 

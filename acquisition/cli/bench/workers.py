@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -44,7 +45,7 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
                     interval_s: float, folder: Path, threads: int = 0) -> WorkersFigure:
     """One live run with ``n_workers`` workers of ``model``; SR sets/s over the run."""
     from acquisition.cli.bench.pipeline import BankSource, frame_bank
-    from acquisition.protocol import Protocol
+    from acquisition.protocol import Protocol, sequence_plan
     from acquisition.session import RunSession, SessionOptions
 
     cores = os.cpu_count() or 1
@@ -60,7 +61,8 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
     previous = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     try:  # the worker subprocesses inherit the thread count
-        session = RunSession(BankSource(bank), None, protocol, (size_px, size_px), 62.6,
+        session = RunSession(BankSource(bank), sequence_plan(protocol), protocol,
+                             (size_px, size_px), 62.6,
                              options=options)
         summary = session.run()
     finally:
@@ -93,26 +95,36 @@ def bench_workers_command(
         0.05, "--interval-s", help="Seconds between raw sets (above what the workers manage)."),
     threads: int = typer.Option(
         0, "--threads", min=0, help="Torch threads per worker (0: cores // workers, at least 1)."),
+    repeats: int = typer.Option(
+        1, "--repeats", min=1, help="Rounds over the worker counts, order reversed every other "
+                                    "round (a loaded machine drifts); medians reported."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
 ) -> None:
     """SR sets/s of a live run with each worker count (same model, same cores)."""
-    figures = []
+    figures: list[WorkersFigure] = []
     with tempfile.TemporaryDirectory(prefix="livesim-bench-workers-") as folder:
-        for n in workers:
-            start = time.monotonic()
-            figure = measure_workers(n, model, size_px, seconds, interval_s, Path(folder),
-                                     threads)
-            figures.append(figure)
-            typer.echo(f"{n} workers ({figure.torch_threads_per_worker} torch threads each): "
-                       f"{figure.sr_sets_per_s:.2f} SR sets/s ({figure.sr_frames} SR of "
-                       f"{figure.time_points} sets, {figure.skips} skipped, per worker "
-                       f"{figure.sr_per_worker}); load {figure.load_average_1min:.1f}; "
-                       f"{time.monotonic() - start:.0f} s")
-    base = figures[0].sr_sets_per_s if figures else 0.0
-    for figure in figures:
-        speedup = figure.sr_sets_per_s / base if base else float("nan")
-        typer.echo(f"  {figure.workers} workers: {speedup:.2f}x of {figures[0].workers}")
+        for round_index in range(repeats):
+            order = workers if round_index % 2 == 0 else list(reversed(workers))
+            for n in order:
+                start = time.monotonic()
+                figure = measure_workers(n, model, size_px, seconds, interval_s, Path(folder),
+                                         threads)
+                figures.append(figure)
+                typer.echo(f"round {round_index + 1}, {n} workers "
+                           f"({figure.torch_threads_per_worker} torch threads each): "
+                           f"{figure.sr_sets_per_s:.2f} SR sets/s ({figure.sr_frames} SR of "
+                           f"{figure.time_points} sets, {figure.skips} skipped, per worker "
+                           f"{figure.sr_per_worker}); load {figure.load_average_1min:.1f}; "
+                           f"{time.monotonic() - start:.0f} s")
+    medians = {n: statistics.median(f.sr_sets_per_s for f in figures if f.workers == n)
+               for n in workers}
+    base = medians[workers[0]] if workers else 0.0
+    for n, median in medians.items():
+        speedup = median / base if base else float("nan")
+        typer.echo(f"  {n} workers: median {median:.2f} SR sets/s, {speedup:.2f}x of "
+                   f"{workers[0]}")
     if json_out is not None:
         json_out.write_text(json.dumps({"cores": os.cpu_count(), "model": model,
                                         "size_px": size_px, "interval_s": interval_s,
+                                        "medians": medians,
                                         "figures": [asdict(f) for f in figures]}, indent=2))
