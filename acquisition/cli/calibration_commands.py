@@ -68,6 +68,7 @@ def calibrate_camera_command(
                 diffusion_nm2_per_s=0.0,
                 growth_nm_per_s=0.0,
                 bleach_rate_per_s=0.0,
+                bleach_per_dose=0.0,  # a photostable slide
             )
             emulated = EmulatorConfig(
                 size_px=size_px,

@@ -234,7 +234,7 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
         if static_sample:  # the demo compares SR with one ground truth: hold the sample still
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                bleach_rate_per_s=0.0)})
+                bleach_rate_per_s=0.0, bleach_per_dose=0.0)})
         rig = emulated_rig(config)
         photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
         metadata["emulator"] = config.model_dump(mode="json")
@@ -369,8 +369,9 @@ def _print_summary(summary: RunSummary) -> None:
                f"max {engine.max_drift_s * 1e3:.1f} ms")
     typer.echo(f"SR latency      p50 {summary.latency_percentile_ms(50):.1f} ms, "
                f"p99 {summary.latency_percentile_ms(99):.1f} ms")
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(summary.rejected_by_reason.items()))
     typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
-               f"{summary.rejected_messages}")
+               f"{summary.rejected_messages}" + (f" ({reasons})" if reasons else ""))
     if len(summary.sr_per_worker) > 1:
         typer.echo("SR per worker   " + ", ".join(
             f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))
