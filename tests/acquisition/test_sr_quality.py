@@ -81,7 +81,7 @@ def test_live_wiener_uses_the_protocols_pattern_calibration(tmp_path: Path) -> N
     bright = Microscope(config).render_set(0.0)
     calibration = calibrate_pattern([bright], 62.6, otf, offset_adu=100.0)
     path = calibration.save(tmp_path / "pattern.json")
-    with pytest.raises(ValueError, match="missing.json"):
+    with pytest.raises(ValueError, match=r"missing\.json"):
         Protocol.parse_checked({"channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
                                 "output": str(tmp_path / "x.h5"),
                                 "pattern_calibration": str(tmp_path / "missing.json")})
