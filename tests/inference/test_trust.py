@@ -17,6 +17,7 @@ from inference.trust import (
     resolution_scaled_pearson,
     trust_record,
 )
+from sim_emulator.microscope import EmulatorConfig
 from sim_emulator.training_pairs import make_training_pair
 
 OTF = OtfModel(na=1.35, emission_nm=525.0)
@@ -24,7 +25,10 @@ OTF = OtfModel(na=1.35, emission_nm=525.0)
 
 @pytest.fixture(scope="module")
 def field() -> tuple[np.ndarray, np.ndarray, object]:
-    pair = make_training_pair("microtubules", photon_count_e=300.0, size_px=128, seed=3)
+    # the trust check's forward model is the ideal-pupil one: render with an emulator that
+    # matches it (no aberrations, haze, envelope or flicker), so chi2 measures the check itself
+    pair = make_training_pair("microtubules", photon_count_e=300.0, size_px=128, seed=3,
+                              base=EmulatorConfig().without_realism())
     raw = pair.raw_electrons().astype(np.float64)
     parameters = estimate_sim_parameters(raw, 62.6, otf=OTF, offset_adu=0.0)
     return raw, pair.sr_gt.astype(np.float64), parameters
