@@ -167,6 +167,10 @@ class ResultInfo(_Strict):
     sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
     channel_names: Annotated[list[Name], Field(max_length=16)] = []
     acquired_s: NonNegative = 0.0  # display copies: when the raw set was acquired
+    # Wiener SIM: the pattern it used, one [kx, ky, phase, modulation] row per orientation
+    sim_params: Annotated[
+        list[Annotated[list[Finite], Field(min_length=4, max_length=4)]], Field(max_length=16)
+    ] | None = None
 
 
 class EventInfo(_Strict):
