@@ -123,6 +123,8 @@ class Protocol(BaseModel):
     roles: str | None = None
     emulator_seed: int = Field(default=0, ge=0)
     calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
+    # Wiener SIM: rig pattern calibration (`livesim calibrate pattern`); phases refined live
+    pattern_calibration: Path | None = None
     mda: useq.MDASequence | None = None  # positions, z planes (and optionally time): useq
 
     @field_validator("channels")
@@ -218,6 +220,13 @@ class Protocol(BaseModel):
 
         return None if self.roles is None else RoleMap.load(self.roles.split("+"))
 
+    @field_validator("pattern_calibration")
+    @classmethod
+    def _pattern_calibration_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"pattern calibration file {str(value)!r} does not exist")
+        return None if value is None else Path(value).expanduser().absolute()
+
     @field_validator("calibration")
     @classmethod
     def _calibration_exists(cls, value: Path | None) -> Path | None:
@@ -308,7 +317,7 @@ class Protocol(BaseModel):
         path = Path(path)
         data = read_toml(path, "protocol", ProtocolError)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("output", "calibration", "imc_model"):
+        for key in ("output", "calibration", "pattern_calibration", "imc_model"):
             value = data.get(key)
             if key == "imc_model" and not (isinstance(value, str) and _looks_like_path(value)):
                 continue  # a bundled model name, not a file

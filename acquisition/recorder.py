@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -108,17 +109,28 @@ class RunRecorder:
         self._lock = threading.Lock()
         if self.path.exists() and not overwrite:
             raise RecorderError(f"{self.path}: exists; refusing to overwrite a run file")
+        _check_free_space(self.path, creation_bytes(layout, metadata, calibration or {}))
         try:
             self._h5 = h5py.File(self.path, "w", libver="latest",
                                  rdcc_nbytes=run_file.WRITER_CHUNK_CACHE_BYTES)
+        except OSError as exc:
+            raise RecorderError(f"{self.path}: cannot create run file: "
+                                f"{_os_error_text(exc)}") from exc
+        self._fd = self._h5.id.get_vfd_handle()
+        self._file_identity = _identity(os.fstat(self._fd))  # to never detach another file
+        self._lock_fd = run_file.hold_recording_lock(self.path)  # `recover` refuses the file
+        self._datasets: dict[str, h5py.Dataset] = {}
+        try:
             self._datasets = self._create_layout(metadata, calibration or {})
             run_file.create_fault_reserve(self._h5)  # room for the fault row on a full disk
             self._h5.swmr_mode = True
             self._h5.flush()
-        except OSError as exc:
-            raise RecorderError(f"{self.path}: cannot create run file: {exc}") from exc
-        self._fd = self._h5.id.get_vfd_handle()
-        self._file_identity = _identity(os.fstat(self._fd))  # to never detach another file
+        except (OSError, RuntimeError) as exc:  # disk full, quota, I/O error while creating
+            self._abandon_handle(sink_writes=True)  # HDF5 retrying at exit would crash
+            self._release_lock()
+            self.path.unlink(missing_ok=True)  # nothing was recorded: no half-made file left
+            raise RecorderError(f"{self.path}: cannot create run file: "
+                                f"{_os_error_text(exc)}") from exc
         self._sync = FsyncBehind(self._fd, str(self.path)) if fsync else None
         self._thread = threading.Thread(target=self._write_loop, name="run-recorder", daemon=True)
         self._thread.start()
@@ -220,6 +232,7 @@ class RunRecorder:
         else:
             self._finish()
         finally:
+            self._release_lock()
             self._discard_queue()
 
     def _seal_after_failure(self, exc: BaseException) -> None:
@@ -247,11 +260,15 @@ class RunRecorder:
         logger.info("%s: closed with a fault event; every flushed time point is kept",
                     self.path)
 
-    def _abandon_handle(self) -> None:
-        """Close the HDF5 handle without letting it write anything more to the run file."""
+    def _abandon_handle(self, sink_writes: bool = False) -> None:
+        """Close the HDF5 handle without letting it write anything more to the run file.
+
+        ``sink_writes``: HDF5's last writes succeed into /dev/null instead of failing (used
+        when creation failed: a handle that cannot flush at close crashes HDF5 at exit).
+        """
         try:
             if _identity(os.fstat(self._fd)) == self._file_identity:
-                null = os.open(os.devnull, os.O_RDONLY)
+                null = os.open(os.devnull, os.O_RDWR if sink_writes else os.O_RDONLY)
                 try:
                     os.dup2(null, self._fd)  # later writes fail (EBADF); the flock is released
                 finally:
@@ -267,6 +284,11 @@ class RunRecorder:
             self._h5.close()
         except (OSError, RuntimeError, ValueError) as exc:
             logger.debug("closing %s after the failure: %s", self.path, exc)
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     @property
     def durable_time_point(self) -> int:
@@ -461,6 +483,39 @@ class _TableRows:
 def _identity(stat: os.stat_result) -> tuple[int, int]:
     """(device, inode): which file a descriptor refers to."""
     return stat.st_dev, stat.st_ino
+
+
+CREATION_MARGIN_BYTES = 1024 * 1024  # HDF5's own structures, the first chunks, headroom
+
+
+def creation_bytes(layout: RunLayout, metadata: Mapping[str, Any],
+                   calibration: Mapping[str, np.ndarray]) -> int:
+    """What creating the run file and writing its first time point needs on disk (bytes).
+
+    An over-estimate on purpose: creation is refused up front rather than started on a disk
+    that fills up inside HDF5's first flush (HDF5 then cannot close the file cleanly).
+    """
+    meta = sum(len(json.dumps(v, default=str)) for v in metadata.values())
+    maps = sum(int(np.asarray(m).nbytes) for m in calibration.values())
+    frames = layout.n_channels * (layout.n_patterns * 2 + 4) * math.prod(layout.frame_shape)
+    sr = layout.n_channels * (2 * max(len(layout.sr_models), 1) + (12 if layout.imc else 0)
+                              ) * math.prod(layout.sr_shape)
+    return meta + maps + frames + sr + run_file.FAULT_RESERVE_BYTES + CREATION_MARGIN_BYTES
+
+
+def _check_free_space(path: Path, needed: int) -> None:
+    """Refuse (RecorderError) when the run file's file system has less than ``needed``."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        stat = os.statvfs(folder)
+    except OSError as exc:
+        raise RecorderError(f"{path}: cannot create run file: {_os_error_text(exc)}") from exc
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise RecorderError(
+            f"{path}: cannot create run file: only {free / 1e6:.2f} MB free on that file "
+            f"system, creating the file and its first time point needs {needed / 1e6:.2f} MB "
+            "(free some space or record elsewhere)")
 
 
 def _os_error_text(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ recompute the superblock checksum, then reopen and close the file cleanly and re
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from acquisition import run_file
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
-SUPERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+SIGNATURE = run_file.HDF5_SIGNATURE
+SUPERBLOCK_OFFSETS = run_file.SUPERBLOCK_OFFSETS
 FLAGS_OFFSET = 11  # within a version 2/3 superblock
 
 
@@ -120,13 +121,24 @@ def recover_run_file(path: Path) -> RecoveryReport:
     path = Path(path)
     if not path.is_file():
         raise RecoveryError(f"{path}: no such file")
-    cleared = clear_consistency_flags(path)
     try:
-        with h5py.File(path, "r+") as h5:  # reopen and close cleanly: EOF, flags consistent
-            run_file.release_fault_reserve(h5)  # only a clean close or a fault row uses it
-            return _describe(h5, path, cleared)
+        lock = run_file.take_exclusive_lock(path)
     except OSError as exc:
-        raise RecoveryError(f"{path}: still not readable after clearing flags: {exc}") from exc
+        raise RecoveryError(f"{path}: cannot open for repair: {exc.strerror}") from exc
+    if lock is None:
+        raise RecoveryError(f"{path}: is being recorded right now (its writer holds the file); "
+                            "recover only a file whose recording process has ended")
+    try:
+        cleared = clear_consistency_flags(path)
+        try:
+            with h5py.File(path, "r+") as h5:  # reopen and close cleanly: EOF, flags consistent
+                run_file.release_fault_reserve(h5)  # only a clean close or a fault row uses it
+                return _describe(h5, path, cleared)
+        except OSError as exc:
+            raise RecoveryError(f"{path}: still not readable after clearing flags: {exc}"
+                                ) from exc
+    finally:
+        os.close(lock)
 
 
 def describe_run_file(path: Path) -> RecoveryReport:
@@ -144,12 +156,37 @@ def _describe(h5: h5py.File, path: Path, cleared: bool) -> RecoveryReport:
     if run_file.COMPLETE in h5:
         report.complete_time_points = int(np.sum(h5[run_file.COMPLETE][()]))
     if run_file.SR_GROUP in h5:
-        for name, dataset in h5[run_file.SR_GROUP].items():
-            # An SR frame exists where it is not the NaN fill value.
-            corner = dataset[:, :, 0, 0] if dataset.shape[0] else np.empty(0)
-            report.sr_frames[name] = int(np.count_nonzero(np.isfinite(corner)))
+        report.sr_frames = _count_sr_frames(h5)
     if run_file.EVENTS in h5:
         kinds = h5[run_file.EVENTS]["kind"]
         report.events = dict(Counter(k.decode() if isinstance(k, bytes) else str(k)
                                      for k in kinds))
     return report
+
+
+def _count_sr_frames(h5: h5py.File) -> dict[str, int]:
+    """SR frames per model: the /timestamps/sr_written flags of the channels each model serves.
+
+    uint16 SR has no "missing" value (0 is a valid pixel), so the flags, not the pixels, say
+    which frames exist; a float dataset without flags falls back to its NaN fill value.
+    """
+    datasets = dict(h5[run_file.SR_GROUP].items())
+    written = h5[run_file.SR_WRITTEN][()] if run_file.SR_WRITTEN in h5 else None
+    try:
+        models = run_file.read_metadata(h5).get("models", {})
+    except (KeyError, ValueError, TypeError):
+        models = {}
+    counts: dict[str, int] = {}
+    for name, dataset in datasets.items():
+        if written is not None and written.ndim == 2:
+            channels = [int(c) for c, entry in models.items() if c.isdigit()
+                        and isinstance(entry, dict) and entry.get("dataset") == f"sr/{name}"]
+            if not channels and len(datasets) == 1:
+                channels = list(range(written.shape[1]))
+            channels = [c for c in channels if c < written.shape[1]]
+            counts[name] = int(np.count_nonzero(written[:, channels] == 1))
+        elif dataset.dtype.kind == "f" and dataset.shape[0]:
+            counts[name] = int(np.count_nonzero(np.isfinite(dataset[:, :, 0, 0])))
+        else:
+            counts[name] = 0
+    return counts

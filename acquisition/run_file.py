@@ -9,7 +9,11 @@ micrometres.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,11 +252,10 @@ def _json_default(value: object) -> object:
 
 
 def create_fault_reserve(h5: h5py.File) -> None:
-    """Allocate the fault reserve now (contiguous, written at creation), before SWMR mode."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    space = h5py.h5s.create_simple((FAULT_RESERVE_BYTES,))
-    h5py.h5d.create(h5.id, FAULT_RESERVE.encode(), h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+    """Write the fault reserve now, before SWMR mode: contiguous and written in full, so its
+    blocks are real. Space allocated but never written would be a sparse hole, which a full
+    disk cannot fill when the fault row needs it. A write error here raises (OSError)."""
+    h5.create_dataset(FAULT_RESERVE, data=np.full(FAULT_RESERVE_BYTES, 0xA5, np.uint8))
 
 
 def release_fault_reserve(h5: h5py.File) -> None:
@@ -273,3 +276,82 @@ def append_fault_event(path: Path | str, detail: str, when_s: float) -> int:
         events.resize(n + 1, axis=0)
         events[n] = (when_s, "fault", -1, -1, detail[:FAULT_DETAIL_MAX_CHARS])
     return n
+
+
+# --- "being recorded" lock --------------------------------------------------------------------
+# The writer holds an open-file-description lock (fcntl F_OFD_SETLK: per open file, released by
+# the kernel when the writer dies, and separate from the flock() locks HDF5 takes itself, so
+# SWMR readers are not affected). `livesim recover` takes the same lock exclusively first and
+# refuses a file whose writer is alive.
+_FLOCK = struct.Struct("hhxxxxqqixxxx")  # struct flock on 64-bit Linux
+_SETLK = getattr(fcntl, "F_OFD_SETLK", fcntl.F_SETLK)
+
+
+def _lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.fcntl(fd, _SETLK, _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def hold_recording_lock(path: Path | str) -> int:
+    """Mark a run file as being recorded; returns the descriptor to close when done."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if not _lock(fd, fcntl.F_RDLCK):
+            raise OSError(errno.EBUSY, f"{path} is being recorded by another process")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def take_exclusive_lock(path: Path | str) -> int | None:
+    """Lock a run file for repair; None if a live writer holds it. Close the fd when done."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    if _lock(fd, fcntl.F_WRLCK):
+        return fd
+    os.close(fd)
+    return None
+
+
+# --- truncation -----------------------------------------------------------------------------
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+SUPERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+def superblock_offset(head: bytes) -> int | None:
+    """Where the HDF5 superblock starts in the first bytes of a file (None: not HDF5)."""
+    for offset in SUPERBLOCK_OFFSETS:
+        if head[offset : offset + 8] == HDF5_SIGNATURE:
+            return offset
+    return None
+
+
+def hdf5_truncation(path: Path | str) -> int:
+    """How many bytes an HDF5 file lacks: its superblock's end-of-file address minus its size
+    (0 when whole, or when the superblock version does not say; HDF5 then checks itself).
+
+    A file cut short (a copy interrupted, a full disk on the way) opens in SWMR mode and reads
+    its missing chunks as zeros; this catches it before any frame is read.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(SUPERBLOCK_OFFSETS[-1] + 64)
+        size = os.fstat(handle.fileno()).st_size
+    offset = superblock_offset(head)
+    if offset is None or len(head) < offset + 12:
+        return 0
+    version, width = head[offset + 8], head[offset + 9]
+    if version in (2, 3) and width in (2, 4, 8):
+        # signature 8, version, offset size, length size, flags, then base address,
+        # extension address, end-of-file address (each ``width`` bytes)
+        start = offset + 12 + 2 * width
+        if len(head) < start + width:
+            return 0
+        base = int.from_bytes(head[offset + 12 : offset + 12 + width], "little")
+        end = base + int.from_bytes(head[start : start + width], "little")
+        return max(0, end - size)
+    return 0

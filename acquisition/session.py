@@ -157,6 +157,7 @@ class RunSummary:
     imc_frames: int = 0
     events: dict[str, int] = field(default_factory=dict)
     rejected_messages: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     worker_restarts: int = 0
     sr_per_worker: dict[int, int] = field(default_factory=dict)  # SR images stored, by slot
     sr_latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # constant memory
@@ -204,6 +205,52 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
                        "a fixed port")
 
 
+EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
+
+
+def memory_needed_bytes(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
+                        options: SessionOptions, emulator: bool = False) -> int:
+    """Memory a run needs at its peak: the recorder queue and the sets in flight to the worker
+    (raw uint16 + wide-field float32 each), SR images, and the emulator's working set."""
+    pixels = frame_shape[0] * frame_shape[1]
+    raw_set = n_patterns * pixels * 2 + pixels * 4
+    in_flight = options.max_pending_bytes if options.max_pending_sets is None else (
+        options.max_pending_sets * raw_set)
+    buffers = raw_set * (options.recorder_queue + 2 * n_channels + 4) + in_flight
+    sr = 4 * pixels * 4 * 8  # float32 SR and its stored/displayed copies
+    return buffers + sr + (EMULATOR_BYTES_PER_PX * pixels if emulator else 0)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: MemAvailable, capped by RLIMIT_AS (None: unknown)."""
+    import resource
+
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        available = soft if available is None else min(available, soft)
+    return available
+
+
+def check_memory(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
+                 options: SessionOptions, emulator: bool = False) -> None:
+    """Refuse (SessionError) a plan whose buffers do not fit in memory, before anything is
+    allocated or written (a MemoryError mid-run would lose the file's accounting)."""
+    needed = memory_needed_bytes(frame_shape, n_patterns, n_channels, options, emulator)
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise SessionError(
+            f"a {frame_shape[1]} x {frame_shape[0]} px ROI with {n_channels} channel(s) of "
+            f"{n_patterns} patterns needs about {needed / 2**30:.1f} GiB of memory"
+            f"{' (with the emulator)' if emulator else ''}; {available / 2**30:.1f} GiB is "
+            "available: choose a smaller ROI")
 def remote_results_endpoint(raw_endpoint: str) -> str:
     """Where a remote worker sends its results: the raw endpoint's TCP port plus one."""
     head, _, port = raw_endpoint.rpartition(":")
@@ -238,6 +285,7 @@ class RunSession:
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
         self.endpoints = endpoints or Endpoints.ipc()
+        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -269,6 +317,9 @@ class RunSession:
         self._next_slot = 0
         self._in_order: InOrderRelease[_SrToWrite] = InOrderRelease()
         self._sr_per_worker: Counter[int] = Counter()
+        self._rejected: Counter[str] = Counter()  # messages dropped after decoding, by reason
+        self._sr_done: dict[int, bytearray] = {}  # per channel, 1 per time point with SR stored
+        self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
         self._results_stop = threading.Event()
         self._summary: RunSummary | None = None
@@ -336,8 +387,9 @@ class RunSession:
                                 raw_shape, mode=self.protocol.mode,
                                 heartbeat_s=self.options.heartbeat_s,
                                 log_file=self.worker_log, calibration=self._worker_calibration,
+                                pattern_parameters=self.protocol.pattern_calibration,
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
-                                sr_encoding="uint16")
+                                sr_encoding="uint16", run_id=self.run_id)
         commands = [replace(command, raw_endpoint=endpoint) for endpoint in self._raw_endpoints]
         pool = self.pool = WorkerPool(
             commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
@@ -371,6 +423,11 @@ class RunSession:
                     raise SessionError("stopped before the inference workers were ready "
                                        "(no run file was created)")
                 message = self._receive(timeout_ms=200)
+                if message is not None:
+                    reason = self._foreign(message)
+                    if reason:
+                        self._reject(reason, message)
+                        continue
                 supervisor = pool.current(message.header.worker_id) if message else None
                 if message is not None and message.header.kind is Kind.HEARTBEAT:
                     slot = pool.slot_of(message.header.worker_id)
@@ -515,11 +572,14 @@ class RunSession:
             if self.sr_channels:
                 self._start_worker()
             layout = self._layout()
-            self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
-                                        calibration=self.calibration,
-                                        queue_size=self.options.recorder_queue,
-                                        fsync=self.options.fsync,
-                                        overwrite=self.protocol.overwrite)
+            try:
+                self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
+                                            calibration=self.calibration,
+                                            queue_size=self.options.recorder_queue,
+                                            fsync=self.options.fsync,
+                                            overwrite=self.protocol.overwrite)
+            except RecorderError as exc:  # disk full, no permission...: nothing recorded yet
+                raise SessionError(str(exc)) from exc
             for c in sorted(self.sr_channels):
                 note = self.hello.get("channels", {}).get(str(c), {}).get("note")
                 if note:
@@ -558,6 +618,8 @@ class RunSession:
             self._close_sockets()
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
+            if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
+                self.endpoints.remove_temporary_folder()
         return summary
 
     def _finish(self, summary: RunSummary) -> RunSummary:
@@ -567,7 +629,10 @@ class RunSession:
             summary.error = str(recorder.error)
         elif summary.engine.stopped_reason not in ("completed", "stopped"):
             summary.error = summary.engine.stopped_reason
-        summary.rejected_messages = self.results.rejected
+        if self.thread_failure and not summary.error:
+            summary.error = self.thread_failure
+        summary.rejected_by_reason = self.rejections()
+        summary.rejected_messages = sum(summary.rejected_by_reason.values())
         summary.worker_restarts = self.pool.restarts if self.pool else 0
         summary.sr_per_worker = dict(self._sr_per_worker)
         summary.models = self.hello.get("channels", {})
@@ -579,6 +644,7 @@ class RunSession:
                     "max_drift_s": summary.engine.max_drift_s,
                     "mean_drift_s": summary.engine.mean_drift_s,
                     "rejected_messages": summary.rejected_messages,
+                    "rejected_by_reason": summary.rejected_by_reason,
                     "worker_restarts": summary.worker_restarts})
             recorder.close()
         except RecorderError as exc:
@@ -838,31 +904,66 @@ class RunSession:
     # --- results thread ---------------------------------------------------------------------
 
     def _results_loop(self) -> None:
-        while not self._results_stop.is_set():
-            message = self._receive(timeout_ms=25)  # stop is seen within 25 ms
-            if message is not None:
-                try:
-                    self._on_result(message)
-                except RecorderError as exc:
-                    logger.error("results: %s", exc)
-                    if self.engine is not None:
-                        self.engine.stop()
-            if self.pool is not None:
-                for slot, _problem in self.pool.check():
-                    self._forget_pending("worker died before returning it", slot)
+        """The results thread; if it dies, the run stops and fails loudly (never silently)."""
+        try:
+            while not self._results_stop.is_set():
+                message = self._receive(timeout_ms=25)  # stop is seen within 25 ms
+                if message is not None:
+                    try:
+                        self._on_result(message)
+                    except RecorderError as exc:
+                        logger.error("results: %s", exc)
+                        if self.engine is not None:
+                            self.engine.stop()
+                if self.pool is not None:
+                    for slot, _problem in self.pool.check():
+                        self._forget_pending("worker died before returning it", slot)
+        except Exception as exc:  # thread edge: a bug here must stop the run, not SR silently
+            self._thread_died("results", exc)
+
+    def _thread_died(self, name: str, exc: BaseException) -> None:
+        """Record a dead thread in /events, stop acquisition, make the run's exit non-zero."""
+        logger.exception("the %s thread died", name)
+        self.thread_failure = f"{name} thread died: {type(exc).__name__}: {exc}"
+        if self.recorder is not None:
+            try:
+                self.recorder.record_event("fault", max(self._latest_raw_time_point, -1), -1,
+                                           self.thread_failure)
+            except RecorderError as record_exc:
+                logger.error("could not record the %s thread's death: %s", name, record_exc)
+        if self.engine is not None:
+            self.engine.stop()
+
+    def rejections(self) -> dict[str, int]:
+        """Messages rejected so far, by reason (malformed ones counted by the receiver)."""
+        counts = dict(self._rejected)
+        if self.results.rejected:
+            counts["malformed"] = self.results.rejected
+        return counts
+
+    def _reject(self, reason: str, message: Message | None = None) -> None:
+        """Count (and, for the first of each reason and every power of two, log) a drop."""
+        self._rejected[reason] += 1
+        n = self._rejected[reason]
+        if n & (n - 1) == 0:
+            head = message.header if message is not None else None
+            logger.warning("results: rejected %s (#%d): %s t=%s channel=%s run %.16s worker "
+                           "%.16s", reason, n, head.kind if head else "-",
+                           head.time_point if head else "-", head.channel if head else "-",
+                           head.run_id if head else "-", head.worker_id if head else "-")
 
     def _on_heartbeat(self, message: Message) -> None:
         head = message.header
         supervisor = self.pool.current(head.worker_id) if self.pool is not None else None
         if supervisor is None:  # a killed worker's last words, or not ours
-            self.results.rejected += 1
+            self._reject("heartbeat not from a current worker", message)
             return
         fatal = head.info.get("fatal")
         if fatal:
             self.on_event("error", f"inference worker cannot start: {fatal}")
             return
         hello = head.info.get("hello")
-        supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0) or 0.0),
+        supervisor.heartbeat(float(head.info.get("busy_since_s", 0.0)),
                              hello=isinstance(hello, dict))
         if isinstance(hello, dict):
             if not self.hello:  # live view: the workers started in the background
@@ -870,27 +971,47 @@ class RunSession:
             elif self.recorder is not None:
                 self._check_restarted_models(hello, self.recorder)
 
+    def _foreign(self, message: Message) -> str:
+        """Why a message is not this run's ('' when it is): every kind must carry the run id
+        (a remote worker, started on its own, learns it only from its first raw set: its
+        heartbeats may carry none), and come from a worker id this run started or adopted."""
+        head = message.header
+        slot = self.pool.slot_of(head.worker_id) if self.pool is not None else None
+        remote = slot is not None and slot >= self.options.workers
+        if head.run_id != self.run_id and not (remote and head.kind is Kind.HEARTBEAT
+                                               and head.run_id == ""):
+            return "foreign run id"
+        if slot is None:
+            return "not from a worker of this run"
+        return ""
+
     def _on_result(self, message: Message) -> None:
+        """Act on one validated message, after checking it belongs to this run and worker."""
         head = message.header
         recorder = self.recorder
+        reason = self._foreign(message)
+        if reason:
+            self._reject(reason, message)
+            return
         if head.kind is Kind.HEARTBEAT:
             self._on_heartbeat(message)
             return
-        if head.run_id != self.run_id:
-            self.results.rejected += 1
-            logger.warning("result for run %s ignored (this run is %s)", head.run_id, self.run_id)
-            return
         if not 0 <= head.time_point <= self._latest_raw_time_point + 1 or (
                 head.channel not in self._labels and head.kind is not Kind.EVENT):
-            self.results.rejected += 1
-            logger.warning("%s for time point %d channel %d does not match any raw set sent",
-                           head.kind, head.time_point, head.channel)
+            self._reject("no matching raw set", message)
             return
         if head.kind is Kind.IMC_RESULT:
             self._on_imc(message)
             return
         if head.kind is Kind.EVENT and "flushed" in head.info:
             self._imc_flushed.set()
+            return
+        if head.kind is Kind.SR_RESULT and self._sr_stored(head.time_point, head.channel):
+            self._reject("duplicate result", message)
+            if recorder is not None:
+                recorder.record_event("sr_duplicate", head.time_point, -1,
+                                      f"channel {head.channel}: a second SR result arrived; "
+                                      "the first one is kept")
             return
         key = (head.time_point, head.channel)
         with self._lock:
@@ -907,8 +1028,7 @@ class RunSession:
                 self._write_in_order(recorder)
             return
         if head.kind is not Kind.SR_RESULT or head.channel not in self._labels:
-            self.results.rejected += 1
-            logger.warning("unexpected %s for channel %d", head.kind, head.channel)
+            self._reject("unexpected kind", message)
             return
         latency_ms = (time.time() - float(head.info.get("raw_sent_s", head.sent_s))) * 1e3
         if recorder is not None and not self._hold_sr(message, recorder, sent_s, latency_ms):
@@ -942,10 +1062,11 @@ class RunSession:
             self._write_in_order(recorder)
             return False
         timings = head.info.get("timings_ms", {})
-        inference_ms = float(sum(float(v) for v in timings.values())) if timings else float("nan")
+        inference_ms = float(sum(timings.values())) if timings else float("nan")
         slot = self.pool.slot_of(head.worker_id) if self.pool is not None else None
         if slot is not None:
             self._sr_per_worker[slot] += 1
+        self._mark_sr_stored(head.time_point, head.channel)  # held now: a later one is a duplicate
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
             tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
@@ -973,13 +1094,23 @@ class RunSession:
             self._latencies.add(sr.latency_ms)
             self._latest_sr_time_point = max(self._latest_sr_time_point, t)
 
+    def _sr_stored(self, time_point: int, channel: int) -> bool:
+        done = self._sr_done.get(channel)
+        return done is not None and time_point < len(done) and bool(done[time_point])
+
+    def _mark_sr_stored(self, time_point: int, channel: int) -> None:
+        done = self._sr_done.setdefault(channel, bytearray())
+        if time_point >= len(done):  # amortised growth: one byte a time point and channel
+            done.extend(bytes(max(time_point + 1 - len(done), len(done))))
+        done[time_point] = 1
+
     def _on_imc(self, message: Message) -> None:
         """Write an IMC-SR split (3, sY, sX) when recording and offer it to the display."""
         head = message.header
         recorder = self.recorder
         expected = (3, *recorder.layout.sr_shape) if recorder is not None else None
         if not self.protocol.imc or (expected is not None and message.array.shape != expected):
-            self.results.rejected += 1
+            self._reject("IMC result does not fit", message)
             logger.warning("IMC result %s for t=%d rejected (IMC %s, expected %s)",
                            message.array.shape, head.time_point,
                            "on" if self.protocol.imc else "off", expected)
@@ -1033,7 +1164,8 @@ class RunSession:
         while True:
             with self._lock:
                 pending = len(self._pending)
-            if pending == 0 or self.pool is None or self.pool.given_up:
+            if (pending == 0 or self.pool is None or self.pool.given_up
+                    or self.thread_failure):
                 break
             if self._finish_by_s is not None and time.monotonic() >= self._finish_by_s:
                 reason = "not reconstructed within the stop's time limit"

@@ -40,14 +40,16 @@ class WorkerCommand:
     heartbeat_s: float = 0.5
     log_file: Path | None = None
     calibration: Path | None = None
+    pattern_parameters: Path | None = None  # Wiener: rig pattern calibration (JSON)
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
+    run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
 
     def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
         args = [sys.executable, "-m", "acquisition.cli", "infer",
                 "--raw-endpoint", self.raw_endpoint, "--results-endpoint", self.results_endpoint,
-                "--worker-id", worker_id,
+                "--run-id", self.run_id, "--worker-id", worker_id,
                 "--raw-shape", ",".join(str(n) for n in self.raw_shape),
                 "--mode", self.mode, "--heartbeat-s", str(self.heartbeat_s),
                 "--parent-pid", str(os.getpid())]
@@ -55,6 +57,8 @@ class WorkerCommand:
             args += ["--method", method]
         if self.calibration is not None:
             args += ["--calibration", str(self.calibration)]
+        if self.pattern_parameters is not None:
+            args += ["--pattern-parameters", str(self.pattern_parameters)]
         if self.imc_model is not None:
             args += ["--imc-model", self.imc_model]
         if self.sr_encoding != "float32":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,13 +52,21 @@ class Endpoints:
     raw: str
     results: str
     display: str
+    temporary_folder: Path | None = None  # made by ipc() for this run: remove it at the end
 
     @classmethod
     def ipc(cls, folder: Path | None = None) -> Endpoints:
-        """ipc endpoints in ``folder`` (a fresh private temporary folder when None)."""
-        folder = Path(folder or tempfile.mkdtemp(prefix="livesim-"))
-        return cls(raw=f"ipc://{folder}/raw", results=f"ipc://{folder}/results",
-                   display=f"ipc://{folder}/display")
+        """ipc endpoints in ``folder`` (a fresh private temporary folder when None, named in
+        :attr:`temporary_folder` so that its owner can :meth:`remove_temporary_folder`)."""
+        temporary = None if folder else Path(tempfile.mkdtemp(prefix="livesim-"))
+        where = Path(folder) if folder else temporary
+        return cls(raw=f"ipc://{where}/raw", results=f"ipc://{where}/results",
+                   display=f"ipc://{where}/display", temporary_folder=temporary)
+
+    def remove_temporary_folder(self) -> None:
+        """Delete the folder ipc() made (socket files and all); a given folder is kept."""
+        if self.temporary_folder is not None:
+            shutil.rmtree(self.temporary_folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)

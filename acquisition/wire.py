@@ -1,8 +1,12 @@
 """The wire protocol between acquisition, inference worker and viewers: [header, payload].
 
 The header is msgpack (no pickle anywhere), the payload the raw image buffer, sent zero-copy.
-Every received message is validated (version, kind, field types, shape x dtype == payload size,
-sane limits) before any array is built from it; a malformed message raises :class:`WireError`.
+Every received header is validated field by field against one typed schema (pydantic, strict:
+no type coercion) before anything uses it: the envelope (version, kind, run and worker id,
+shape x dtype == payload size, sane limits) and the ``info`` map of its kind (a heartbeat's
+``busy_since_s`` must be a finite number, an SR result's ``photon_count_e`` a number, ...). A
+malformed message raises :class:`WireError`; receivers count and log it, never act on it.
+The display stream and the GUI's control channel decode through the same functions.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 WIRE_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -24,6 +29,8 @@ MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
 MAX_NDIM = 4
 MAX_DIM = 16_384
 MAX_LIST_LEN = 4_096
+MAX_ID_LEN = 64
+MAX_TEXT_LEN = 4_096
 ALLOWED_DTYPES = frozenset({"uint8", "uint16", "float32"})
 DISPLAY_LENGTH = struct.Struct("<I")
 
@@ -47,8 +54,8 @@ class WireError(ValueError):
 class Header:
     """Metadata of one message; ``sequence`` counts messages per sender (gap detection).
 
-    ``worker_id`` names the worker process (one id per start) that sent a result or heartbeat:
-    with several workers, heartbeats are judged per worker and results counted per worker.
+    ``run_id`` names the run a message belongs to and ``worker_id`` the worker process (one
+    id per start) that sent it; receivers drop messages of other runs and workers.
     """
 
     kind: Kind
@@ -90,21 +97,207 @@ class Message:
     array: np.ndarray
 
 
-_INT_FIELDS = ("sequence", "time_point", "channel", "n_orientations", "n_phases", "laser_nm",
-               "version")
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "kind": (str,),
-    "run_id": (str,),
-    "worker_id": (str,),
-    "shape": (list,),
-    "dtype": (str,),
-    "exposure_ms": (int, float),
-    "frame_sequences": (list,),
-    "timestamps_s": (list,),
-    "sent_s": (int, float),
-    "info": (dict,),
-    **{name: (int,) for name in _INT_FIELDS},
+# --- the schema: one place, every field -----------------------------------------------------
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0.0)]
+Count = Annotated[int, Field(ge=0, le=2**62)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_LEN)]
+Ident = Annotated[str, Field(max_length=MAX_ID_LEN)]
+Name = Annotated[str, Field(max_length=256)]
+Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
+SrDim = Annotated[int, Field(ge=1, le=MAX_DIM)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ChannelHello(_Strict):
+    """One reconstructed channel as the worker announces it."""
+
+    model_name: Name = ""
+    model_sha256: Name = ""
+    sr_shape: Annotated[list[SrDim], Field(min_length=2, max_length=2)]
+    note: Text = ""
+
+
+class ImcHello(_Strict):
+    """The worker's IMC-SR model."""
+
+    model_name: Name = ""
+    model_sha256: Name = ""
+    channel_names: Annotated[list[Name], Field(max_length=16)] = []
+    temporal: bool = False
+    latency_frames: Annotated[int, Field(ge=0, le=1024)] = 0
+    channel: Annotated[int, Field(ge=0, le=255)] = 0
+
+
+class Hello(_Strict):
+    """What a worker loaded, sent once in its first heartbeat."""
+
+    channels: Annotated[dict[Annotated[str, Field(max_length=8)], ChannelHello],
+                        Field(max_length=256)] = {}
+    pid: Count = 0
+    calibrated: bool = False
+    imc: ImcHello | None = None
+
+
+class HeartbeatInfo(_Strict):
+    """A worker's heartbeat: alive, how long the current set has run (0 idle), counters."""
+
+    pid: Count = 0
+    processed: Count = 0
+    failed: Count = 0
+    rejected: Count = 0
+    busy_since_s: NonNegative = 0.0  # wall time the current set started; 0 when idle
+    hello: Hello | None = None
+    fatal: Text | None = None
+
+
+class ResultInfo(_Strict):
+    """An SR or IMC-SR result (and its display copy): photons, timings, model, encoding."""
+
+    photon_count_e: float = math.nan  # NaN when uncalibrated
+    timings_ms: Annotated[dict[Name, NonNegative], Field(max_length=64)] = {}
+    model_name: Name = ""
+    model_sha256: Name = ""
+    flags: Annotated[list[Text], Field(max_length=64)] = []
+    raw_sent_s: NonNegative = 0.0
+    sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
+    channel_names: Annotated[list[Name], Field(max_length=16)] = []
+    acquired_s: NonNegative = 0.0  # display copies: when the raw set was acquired
+    # Wiener SIM: the pattern it used, one [kx, ky, phase, modulation] row per orientation
+    sim_params: Annotated[
+        list[Annotated[list[Finite], Field(min_length=4, max_length=4)]], Field(max_length=16)
+    ] | None = None
+
+
+class EventInfo(_Strict):
+    """A worker fault or control message (the IMC flush request and its confirmation)."""
+
+    error: Text = ""
+    imc: bool = False
+    raw_sent_s: NonNegative = 0.0
+    command: Name = ""
+    flushed: Count | None = None
+
+
+class ImageInfo(_Strict):
+    """Raw and wide-field images on the display stream."""
+
+    photon_count_e: float = math.nan
+    sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
+    acquired_s: NonNegative = 0.0
+
+
+INFO_SCHEMAS: dict[Kind, type[_Strict]] = {
+    Kind.RAW_SET: ImageInfo, Kind.WIDEFIELD: ImageInfo, Kind.SR_RESULT: ResultInfo,
+    Kind.IMC_RESULT: ResultInfo, Kind.EVENT: EventInfo, Kind.HEARTBEAT: HeartbeatInfo,
 }
+
+
+class HeaderSchema(_Strict):
+    """The envelope of every message; ``info`` is checked by its kind's schema afterwards."""
+
+    version: int
+    kind: Kind
+    run_id: Ident
+    worker_id: Ident = ""
+    sequence: Count
+    time_point: Annotated[int, Field(ge=-1, le=2**40)] = -1
+    channel: Annotated[int, Field(ge=-1, le=255)] = -1
+    shape: Annotated[list[Dim], Field(min_length=1, max_length=MAX_NDIM)]
+    dtype: str
+    n_orientations: Annotated[int, Field(ge=1, le=64)] = 1
+    n_phases: Annotated[int, Field(ge=1, le=64)] = 1
+    laser_nm: Annotated[int, Field(ge=0, le=100_000)] = 0
+    exposure_ms: NonNegative = 0.0
+    frame_sequences: Annotated[list[Annotated[int, Field(ge=-(2**62), le=2**62)]],
+                               Field(max_length=MAX_LIST_LEN)] = []
+    timestamps_s: Annotated[list[Finite], Field(max_length=MAX_LIST_LEN)] = []
+    sent_s: NonNegative = 0.0
+    info: dict[str, Any] = {}
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_enum_values=False)
+
+
+def _coerce_kind(data: dict[str, Any]) -> None:
+    """Strict mode wants a Kind instance: map the wire string (or refuse it) first."""
+    kind = data.get("kind")
+    if not isinstance(kind, str):
+        raise WireError(f"header field 'kind' has type {type(kind).__name__}")
+    try:
+        data["kind"] = Kind(kind)
+    except ValueError as exc:
+        raise WireError(f"unknown message kind {kind!r}") from exc
+
+
+_PLAIN_ERRORS = {
+    "missing": "lacks this field",
+    "extra_forbidden": "unknown field",
+    "finite_number": "non-finite number",
+}
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """The first few failures of a validation as 'field.path: what' (no input echo)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:3]:
+        path = ".".join(str(p) for p in error["loc"]) or "(root)"
+        text = _PLAIN_ERRORS.get(error["type"], error["msg"])
+        parts.append(f"{where}{path}: {text}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def unpack_map(raw: bytes, max_bytes: int, what: str) -> dict[str, Any]:
+    """Decode msgpack bytes that must hold a map (a header or a control message)."""
+    if len(raw) > max_bytes:
+        raise WireError(f"{what} of {len(raw)} bytes exceeds {max_bytes}")
+    try:
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
+            TypeError) as exc:
+        raise WireError(f"{what} is not valid msgpack: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WireError(f"{what} must be a map, got {type(data).__name__}")
+    return data
+
+
+def validate_header(data: dict[str, Any]) -> Header:
+    """Check a decoded header map against the schema (envelope, then its kind's info)."""
+    data = dict(data)
+    if "version" in data and data["version"] != WIRE_VERSION:
+        raise WireError(f"wire version {data['version']!r} is not {WIRE_VERSION}")
+    _coerce_kind(data)
+    try:
+        envelope = HeaderSchema.model_validate(data)
+    except ValidationError as exc:
+        raise WireError(f"header {_describe(exc, '')}") from exc
+    if envelope.dtype not in ALLOWED_DTYPES:
+        raise WireError(f"dtype {envelope.dtype!r} not in {sorted(ALLOWED_DTYPES)}")
+    try:
+        info = INFO_SCHEMAS[envelope.kind].model_validate(envelope.info)
+    except ValidationError as exc:
+        raise WireError(f"{envelope.kind} header {_describe(exc, 'info.')}") from exc
+    return Header(
+        kind=envelope.kind, run_id=envelope.run_id, worker_id=envelope.worker_id,
+        sequence=envelope.sequence, time_point=envelope.time_point, channel=envelope.channel,
+        shape=tuple(envelope.shape), dtype=envelope.dtype,
+        n_orientations=envelope.n_orientations, n_phases=envelope.n_phases,
+        laser_nm=envelope.laser_nm, exposure_ms=envelope.exposure_ms,
+        frame_sequences=tuple(envelope.frame_sequences),
+        timestamps_s=tuple(envelope.timestamps_s), sent_s=envelope.sent_s,
+        info=info.model_dump(exclude_unset=True), version=envelope.version)
+
+
+def parse_header(raw: bytes) -> Header:
+    """Decode and validate a msgpack header (see :func:`validate_header`)."""
+    return validate_header(unpack_map(raw, MAX_HEADER_BYTES, "header"))
+
+
+# --- framing --------------------------------------------------------------------------------
 
 
 def encode(header: Header, array: np.ndarray | None = None) -> list[Any]:
@@ -135,62 +328,6 @@ def decode(frames: Sequence[Any]) -> Message:
         raise WireError(f"expected 2 frames [header, payload], got {len(frames)}")
     header = parse_header(_as_bytes(frames[0]))
     return Message(header, _payload_array(header, _as_buffer(frames[1])))
-
-
-def unpack_map(raw: bytes, max_bytes: int, what: str = "header") -> dict[str, Any]:
-    """Decode msgpack bytes that must hold a map (a header, a control message); a bad one
-    raises WireError (a ValueError) naming ``what`` is wrong."""
-    if len(raw) > max_bytes:
-        raise WireError(f"{what} of {len(raw)} bytes exceeds {max_bytes}")
-    try:
-        data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
-            TypeError) as exc:
-        raise WireError(f"{what} is not valid msgpack: {exc}") from exc
-    if not isinstance(data, dict):
-        raise WireError(f"{what} must be a map, got {type(data).__name__}")
-    return data
-
-
-def parse_header(raw: bytes) -> Header:
-    """Decode and check a msgpack header: types, version, kind, shape and dtype limits."""
-    data = unpack_map(raw, MAX_HEADER_BYTES)
-    unknown = set(data) - set(_FIELD_TYPES)
-    if unknown:
-        raise WireError(f"header has unknown fields {sorted(map(str, unknown))}")
-    missing = {"kind", "run_id", "sequence", "version", "shape", "dtype"} - set(data)
-    if missing:
-        raise WireError(f"header lacks fields {sorted(missing)}")
-    for name, value in data.items():
-        types = _FIELD_TYPES[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise WireError(f"header field {name!r} has type {type(value).__name__}")
-    if data["version"] != WIRE_VERSION:
-        raise WireError(f"wire version {data['version']} is not {WIRE_VERSION}")
-    try:
-        kind = Kind(data["kind"])
-    except ValueError as exc:
-        raise WireError(f"unknown message kind {data['kind']!r}") from exc
-    shape = data["shape"]
-    if not 1 <= len(shape) <= MAX_NDIM or not all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_DIM for n in shape
-    ):
-        raise WireError(f"shape {shape!r} outside limits (1..{MAX_NDIM} dims of 0..{MAX_DIM})")
-    if data["dtype"] not in ALLOWED_DTYPES:
-        raise WireError(f"dtype {data['dtype']!r} not in {sorted(ALLOWED_DTYPES)}")
-    for name in ("frame_sequences", "timestamps_s"):
-        values = data.get(name, [])
-        if len(values) > MAX_LIST_LEN or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in values
-        ):
-            raise WireError(f"header field {name!r} must be a list of numbers")
-        if not all(math.isfinite(v) for v in values):
-            raise WireError(f"header field {name!r} holds a non-finite number")
-    data["kind"] = kind
-    data["shape"] = tuple(shape)
-    data["frame_sequences"] = tuple(int(v) for v in data.get("frame_sequences", []))
-    data["timestamps_s"] = tuple(float(v) for v in data.get("timestamps_s", []))
-    return Header(**data)
 
 
 def pack_display(topic: str, header: Header, array: np.ndarray) -> bytes:

@@ -219,10 +219,12 @@ def series_moments(
     if stack.ndim != 3 or stack.shape[0] < 2:
         raise ValueError(f"a series needs (N >= 2, Y, X) frames, got shape {stack.shape}")
     data = stack.astype(np.float64)
-    if dark_level_adu is not None:
+    clipped = np.asarray((stack >= saturation_adu).any(axis=0))
+    if dark_level_adu is not None and not clipped.all():
         dark = np.asarray(dark_level_adu, dtype=np.float64)
         signal = data - dark
-        per_frame = signal.mean(axis=(1, 2))
+        # clipped pixels do not follow the laser: the frame's level is taken without them
+        per_frame = signal[:, ~clipped].mean(axis=1)
         level = float(per_frame.mean())
         if level > 0 and np.all(per_frame > 0.01 * level):
             data = signal * (level / per_frame)[:, None, None] + dark
@@ -234,7 +236,7 @@ def series_moments(
         exposure_ms=float(exposure_ms),
         mean_adu=data.mean(axis=0),
         variance_adu2=variance,
-        clipped=np.asarray((stack >= saturation_adu).any(axis=0)),
+        clipped=clipped,
         n_frames=int(n),
         variance_dof=float(dof),
     )
@@ -468,15 +470,18 @@ def calibrate_camera(
     """Acquire dark and flat series through a :class:`hardware.rig.Rig` and fit the maps.
 
     Dark: all AOTF lines at 0 % and the shutter closed. Flat: ``laser_nm`` at ``power_pct``
-    (default a safe 5 %) on a static specimen; without ``flat_exposures_ms`` a ladder up to
-    saturation is chosen from a probe frame.
-    The camera's exposure and the AOTF powers are restored afterwards.
+    (default a safe 5 %) with the SLM blank (uniform light: a grating drifting across the
+    specimen would change pixels between frames and count as noise); without
+    ``flat_exposures_ms`` a ladder up to saturation is chosen from a probe frame. The camera's
+    exposure, the AOTF powers and the SLM pattern are restored.
     """
     camera = rig.camera
     aotf = rig.aotf
     saturation_adu = 65535.0
     saved_exposure = camera.exposure_ms
     saved_powers = {line: aotf.power_pct(line) for line in aotf.lines_nm}
+    slm = getattr(rig, "slm", None)
+    saved_pattern = slm.pattern_index if slm is not None else None
     n_dark = n_dark_frames or n_frames
 
     dark_level: list[np.ndarray] = []  # the offset map, once the dark series are in
@@ -495,6 +500,8 @@ def calibrate_camera(
         dark_level.append(dark[0].mean_adu)
         aotf.set_line(laser_nm)
         aotf.set_power(laser_nm, power_pct)
+        if slm is not None:
+            slm.show_blank(laser_nm)
         if flat_exposures_ms is None:
             probe_ms = 10.0
             probe = series(probe_ms, 4)
@@ -507,6 +514,8 @@ def calibrate_camera(
         camera.set_exposure_ms(saved_exposure)
         for line, power in saved_powers.items():
             aotf.set_power(line, power)
+        if slm is not None and saved_pattern is not None:
+            slm.show(saved_pattern)
     metadata = {
         "camera": str(getattr(camera, "label", "camera")),
         "laser_nm": str(laser_nm),

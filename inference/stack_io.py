@@ -81,7 +81,7 @@ def load_raw_stack(
     if suffix == ".npy":
         try:
             data = np.load(path, allow_pickle=False)
-        except ValueError as error:
+        except (ValueError, OSError, EOFError) as error:
             raise StackFormatError(f"{path}: not a plain .npy array ({error})") from error
         return RawStack(frames=_as_tpyx(data, path, n_patterns), path=path)
     return _load_run_file(path, channel)
@@ -161,8 +161,20 @@ def tiff_pixel_size_nm(path: str | Path) -> float | None:
         return _tiff_pixel_size_nm(tif)
 
 
+def check_intensities(data: np.ndarray, path: Path) -> None:
+    """Refuse arrays that cannot be camera intensities: complex (its imaginary part would be
+    dropped silently), bool, strings, objects, structured records."""
+    kind = data.dtype.kind
+    if kind not in "uif" or data.dtype.names is not None:
+        what = {"c": "complex", "b": "bool", "U": "text", "S": "bytes", "O": "object",
+                "V": "structured", "M": "datetime", "m": "timedelta"}.get(kind, str(data.dtype))
+        raise StackFormatError(f"{path}: holds {what} values (dtype {data.dtype}); raw SIM "
+                               "frames must be real numbers (unsigned/signed integer or float)")
+
+
 def _as_tpyx(data: np.ndarray, path: Path, n_patterns: int | None) -> np.ndarray:
     """Bring a 2-, 3- or 4-D array to (T, P, Y, X) without copying."""
+    check_intensities(data, path)
     if data.ndim == 2:
         return data[None, None]
     if data.ndim == 3:
@@ -277,11 +289,21 @@ def _tiff_pixel_size_nm(tif: Any) -> float | None:
 def _load_run_file(path: Path, channel: int) -> RawStack:
     import h5py
 
+    from acquisition.run_file import hdf5_truncation
+
+    missing = hdf5_truncation(path)
+    if missing:
+        raise StackFormatError(f"{path}: truncated HDF5 file ({missing} bytes missing at its "
+                               "end): frames would read as zeros; copy it again from its source")
     try:
         with h5py.File(path, "r", swmr=True) as h5:
             if "raw" not in h5:
                 raise StackFormatError(f"{path}: run file has no /raw dataset")
             raw = h5["raw"]
+            if not isinstance(raw, h5py.Dataset):
+                raise StackFormatError(f"{path}: /raw is a {type(raw).__name__.lower()}, "
+                                       "not a (T, C, P, Y, X) dataset")
+            check_intensities(np.empty(0, raw.dtype), path)
             if raw.ndim != 5:
                 raise StackFormatError(
                     f"{path}: /raw must be (T, C, P, Y, X), got shape {raw.shape}"
@@ -291,6 +313,12 @@ def _load_run_file(path: Path, channel: int) -> RawStack:
                     f"{path}: channel {channel} out of range, /raw has {raw.shape[1]} channels"
                 )
             frames = np.asarray(raw[:, channel])
+            if (frames.shape[0] and "timestamps/complete" in h5
+                    and h5["timestamps/complete"].shape[0] == frames.shape[0]):
+                incomplete = np.flatnonzero(h5["timestamps/complete"][()] == 0)
+                if incomplete.size:
+                    logger.warning("%s: time points %s were not completely recorded",
+                                   path, incomplete[:10].tolist())
             pixel_size_nm = _attr_float(raw.attrs, "pixel_size_nm")
             optics = _run_file_optics(h5)
     except OSError as error:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import gaussian_filter
 from skimage.registration import phase_cross_correlation
 
+from calibration.edge_taper import edge_taper
 from calibration.otf import OtfModel, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters
 
@@ -45,6 +46,11 @@ RSF_SIGMAS_SR_PX = tuple(np.round(np.arange(0.5, 6.01, 0.25), 2))
 TRANSFER_BINS = 12
 # alternations between the ring gains and the haze
 HAZE_ITERATIONS = 3
+# the scalar leaves out this border (raw pixels): the rendering treats the field as periodic,
+# so a field whose edges do not meet leaves a residual there that says nothing about the image
+EDGE_MARGIN_PX = 6
+# the spectrum of the SR image is taken through a cosine edge taper this wide (SR pixels)
+SPECTRUM_TAPER_SR_PX = 16
 # the trust map is stored block-averaged: one value per block of this many raw pixels
 MAP_BLOCK_PX = 8
 
@@ -158,7 +164,8 @@ def raw_consistency(
     structure cannot be fitted away by a ring gain without losing the real structure in the
     same ring, so it stays in the residual. The residual of every frame is divided by the noise
     variance measured beyond the OTF support; the map is its mean over frames, block-averaged
-    by ``MAP_BLOCK_PX``. 1 means the raw data are explained to their noise.
+    by ``MAP_BLOCK_PX``; the scalar is its mean inside an ``EDGE_MARGIN_PX`` border. 1 means the
+    raw data are explained to their noise.
     """
     measured = np.asarray(raw, dtype=np.float64)
     n_patterns = parameters.n_orientations * parameters.n_phases
@@ -187,8 +194,10 @@ def raw_consistency(
     residual = measured - predicted - haze[None]
     variance = max(noise_variance(measured, otf, parameters.pixel_size_nm), 1e-12)
     per_pixel = np.mean(residual * residual, axis=0) / variance
+    margin = EDGE_MARGIN_PX if min(per_pixel.shape) > 4 * EDGE_MARGIN_PX else 0
+    inner = per_pixel[margin : per_pixel.shape[0] - margin, margin : per_pixel.shape[1] - margin]
     return RawConsistency(
-        chi2=float(per_pixel.mean()),
+        chi2=float(inner.mean()),
         chi2_map=block_mean(per_pixel, MAP_BLOCK_PX).astype(np.float32),
         ring_gains=[float(g) for g in gains],
         noise_variance=variance,
@@ -260,7 +269,8 @@ def beyond_support_fraction(
 ) -> float:
     """Fraction of the SR image's spectral energy (DC excluded) beyond k_c + |p| (x margin)."""
     sr = np.asarray(sr_image, dtype=np.float64)
-    spectrum = np.abs(sfft.fft2(sr - sr.mean(), workers=-1)) ** 2
+    window = edge_taper(sr.shape, min(SPECTRUM_TAPER_SR_PX, min(sr.shape) // 4))
+    spectrum = np.abs(sfft.fft2((sr - sr.mean()) * window, workers=-1)) ** 2
     fy, fx = sr.shape
     # fine-grid frequencies in cycles per raw pixel: the fine pixel is half a raw pixel
     ky, kx = frequency_grid_cycles_per_px((fy, fx))
@@ -327,3 +337,36 @@ def _pearson(first: np.ndarray, second: np.ndarray) -> float:
     b = second.ravel() - second.mean()
     denominator = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
     return float(np.sum(a * b) / denominator) if denominator > 0 else 0.0
+
+
+def central_trust_record(
+    sr_image: np.ndarray,
+    raw: np.ndarray,
+    parameters: SimParameters,
+    otf: OtfModel,
+    max_size_px: int = 128,
+) -> tuple[TrustRecord, np.ndarray]:
+    """:func:`trust_record` of the central ``max_size_px`` raw square (live cost bound), and
+    the raw-consistency map of that square. Pattern phases are moved to the crop's origin."""
+    frames = np.asarray(raw, dtype=np.float64)
+    ny, nx = frames.shape[-2:]
+    y0, x0 = max((ny - max_size_px) // 2, 0), max((nx - max_size_px) // 2, 0)
+    y0, x0 = y0 - y0 % 2, x0 - x0 % 2
+    height, width = min(max_size_px, ny), min(max_size_px, nx)
+    crop = frames[:, y0 : y0 + height, x0 : x0 + width]
+    sr_crop = np.asarray(sr_image)[2 * y0 : 2 * (y0 + height), 2 * x0 : 2 * (x0 + width)]
+    moved = parameters.model_copy(deep=True)
+    for orientation in moved.orientations:
+        kx, ky = orientation.wave_vector_cycles_per_px
+        shift = 2.0 * np.pi * (kx * x0 + ky * y0)
+        orientation.phases_rad = [float(p + shift) for p in orientation.phases_rad]
+    consistency = raw_consistency(sr_crop, crop, moved, otf)
+    rsp = resolution_scaled_pearson(sr_crop, crop.mean(axis=0))
+    record = TrustRecord(
+        raw_chi2=consistency.chi2,
+        resolution_scaled_pearson=rsp.pearson,
+        rsf_sigma_sr_px=rsp.rsf_sigma_sr_px,
+        beyond_support_fraction=beyond_support_fraction(sr_crop, moved, otf),
+        shift_raw_px=consistency.shift_raw_px,
+    )
+    return record, consistency.chi2_map

@@ -60,9 +60,11 @@ class WorkerOptions:
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
     parent_pid: int = 0  # exit when this process (the acquisition) is gone (0: do not watch)
     calibration: Path | None = None  # camera or photon calibration file: photon counts
+    pattern_parameters: Path | None = None  # Wiener: rig pattern calibration (JSON)
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
+    run_id: str = ""  # the run served: raw sets of other runs are refused ("" accepts any)
     worker_id: str = ""  # this process, as the supervisor named it: on every message sent
 
 
@@ -180,9 +182,10 @@ class ImcStage:
                 "latency_frames": s.latency_frames, "channel": self.channel}
 
 
-def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None
-                         ) -> tuple[dict[int, Reconstructor], dict[int, str]]:
-    """One reconstructor per channel (shared between channels with the same method)."""
+def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None,
+                         pattern: Any = None) -> tuple[dict[int, Reconstructor], dict[int, str]]:
+    """One reconstructor per channel (shared between channels with the same method);
+    ``pattern`` (SimParameters of a rig pattern calibration) starts Wiener's pattern."""
     from inference.reconstruction import make_reconstructor
 
     if mode not in MODEL_MODE:
@@ -197,7 +200,7 @@ def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration:
             continue
         if method not in cache:
             cache[method] = make_reconstructor(method, mode=MODEL_MODE[mode],
-                                               calibration=calibration)
+                                               calibration=calibration, pattern=pattern)
         out[channel] = cache[method]
         if note:
             notes[channel] = note
@@ -265,8 +268,9 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
 
     def send(header_fields: dict[str, Any], kind: Kind, array: np.ndarray | None) -> bool:
         with send_lock:
-            header = header_for(kind, str(header_fields.pop("run_id", "")), next(sequence),
-                                array, worker_id=options.worker_id, **header_fields)
+            run_id = str(header_fields.pop("run_id", options.run_id))
+            header = header_for(kind, run_id, next(sequence), array,
+                                worker_id=options.worker_id, **header_fields)
             try:
                 results.send_multipart(encode(header, array), copy=False)
             except zmq.Again:
@@ -297,6 +301,11 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                     break
                 continue
             last_work = time.monotonic()
+            if options.run_id and message.header.run_id != options.run_id:
+                receiver.rejected += 1
+                logger.warning("raw socket: message of run %r ignored (serving run %r)",
+                               message.header.run_id[:16], options.run_id)
+                continue
             _handle(message, reconstructors, state, send, imc, options.sr_encoding)
     finally:
         state.stop.set()
@@ -383,8 +392,8 @@ def report_fatal(options: WorkerOptions, reason: str, timeout_s: float = 2.0) ->
     context: zmq.Context = zmq.Context.instance()
     socket = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                          keys=options.curve, SNDTIMEO=int(timeout_s * 1000))
-    header = header_for(Kind.HEARTBEAT, "", 0, None, worker_id=options.worker_id,
-                        info={"fatal": reason, "pid": os.getpid()})
+    header = header_for(Kind.HEARTBEAT, options.run_id, 0, None, worker_id=options.worker_id,
+                        info={"fatal": reason[:4000], "pid": os.getpid()})
     try:
         socket.send_multipart(encode(header), copy=False)
     except zmq.Again:
@@ -400,11 +409,18 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {options.sr_encoding!r}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
+        if options.parent_pid:  # a session's worker: its Ctrl-C is the session's to handle
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         maps = None
         if options.calibration is not None:
             maps = load_calibration(options.calibration)
-        reconstructors, notes = build_reconstructors(options.methods, options.mode, maps)
+        pattern = None
+        if options.pattern_parameters is not None:
+            from calibration.sim_parameters import PatternCalibration
+
+            pattern = PatternCalibration.load(options.pattern_parameters).parameters
+        reconstructors, notes = build_reconstructors(options.methods, options.mode, maps, pattern)
         hello = describe_models(reconstructors, options.raw_shape, notes)
         hello["calibrated"] = maps is not None
         imc = None

@@ -29,6 +29,9 @@ def read_toml(path: str | Path, what: str, error: type[Exception] = ValueError) 
         raise error(f"{path}: cannot read {what} file: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: {what} file is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                    f"at offset {exc.start}); save it as UTF-8") from exc
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:

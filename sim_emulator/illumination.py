@@ -28,7 +28,11 @@ class SimPatterns(BaseModel):
 
     ``saturation`` (nonlinear SIM only) is the peak excitation in units of the saturation
     intensity: emission = 1 - exp(-saturation * I), which creates the 2nd and higher harmonics.
-    Phase and angle errors are random, fixed per pattern by ``error_seed`` (std in radians).
+    Phase and angle errors are random, fixed per pattern by ``error_seed`` (std in radians);
+    so is each orientation's modulation (``modulation`` x (1 + ``modulation_spread`` x N(0, 1)),
+    at most 1): polarisation and the SLM's diffraction efficiency differ per orientation.
+    ``drift_nm_per_s`` moves the whole pattern across the sample plane (thermal drift of the
+    SLM path), a slow phase drift of 2 pi k . d(t) per orientation.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,9 +42,18 @@ class SimPatterns(BaseModel):
     n_phases: int | None = Field(default=None, ge=1, le=16)
     period_nm: float = Field(default=216.0, gt=20.0, lt=100000.0)
     angle_offset_rad: float = 0.3
-    modulation: float = Field(default=0.9, ge=0.0, le=1.0)
-    phase_error_rad: float = Field(default=0.0, ge=0.0, le=3.2)
-    angle_error_rad: float = Field(default=0.0, ge=0.0, le=0.5)
+    modulation: float = Field(default=0.85, ge=0.0, le=1.0)
+    modulation_spread: float = Field(
+        default=0.08, ge=0.0, le=1.0, description="relative spread of modulation per orientation"
+    )
+    orientation_modulations: tuple[float, ...] | None = Field(
+        default=None, description="modulation of each orientation (overrides modulation/spread)"
+    )
+    phase_error_rad: float = Field(default=0.05, ge=0.0, le=3.2)
+    angle_error_rad: float = Field(default=0.002, ge=0.0, le=0.5)
+    drift_nm_per_s: tuple[float, float] = Field(
+        default=(0.3, -0.2), description="(x, y) pattern drift in the sample plane, nm/s"
+    )
     saturation: float = Field(default=3.0, gt=0.0, le=100.0)
     error_seed: int = 0
 
@@ -52,6 +65,14 @@ class SimPatterns(BaseModel):
             object.__setattr__(self, "n_orientations", orientations)
         if self.n_phases is None:
             object.__setattr__(self, "n_phases", phases)
+        if self.orientation_modulations is not None and (
+            len(self.orientation_modulations) != self.n_orientations
+            or not all(0.0 <= m <= 1.0 for m in self.orientation_modulations)
+        ):
+            raise ValueError(
+                f"orientation_modulations={self.orientation_modulations} needs "
+                f"{self.n_orientations} values in 0..1"
+            )
         if self.mode == "wf" and (self.n_orientations, self.n_phases) != (1, 1):
             raise ValueError(
                 f"mode='wf' needs n_orientations=1, n_phases=1, "
@@ -113,25 +134,41 @@ class SimPatterns(BaseModel):
         magnitude = 1.0 / self.period_nm
         return magnitude * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
-    def phases_rad(self) -> np.ndarray:
-        """(n_orientations, n_phases) pattern phases at the image origin, errors included."""
+    def phases_rad(self, time_s: float = 0.0) -> np.ndarray:
+        """(n_orientations, n_phases) pattern phases at the image origin at ``time_s``,
+        errors and drift included."""
         nominal = 2.0 * np.pi * np.arange(self.phases) / self.phases
         rng = np.random.default_rng([self.error_seed, 2])
         errors = self.phase_error_rad * rng.standard_normal((self.orientations, self.phases))
-        return nominal[None, :] + errors
+        return nominal[None, :] + errors + self.drift_phase_rad(time_s)[:, None]
 
-    def harmonic_coefficients(self) -> np.ndarray:
+    def drift_phase_rad(self, time_s: float) -> np.ndarray:
+        """(n_orientations,) phase added by the pattern's drift by ``time_s``: 2 pi k . d(t)."""
+        shift_nm = np.asarray(self.drift_nm_per_s, dtype=np.float64) * float(time_s)
+        return 2.0 * np.pi * (self.wave_vectors_cycles_per_nm() @ shift_nm)
+
+    def modulations(self) -> np.ndarray:
+        """(n_orientations,) modulation depth of each orientation (seeded spread, <= 1)."""
+        if self.orientation_modulations is not None:
+            return np.array(self.orientation_modulations, dtype=np.float64)
+        rng = np.random.default_rng([self.error_seed, 3])
+        spread = 1.0 + self.modulation_spread * rng.standard_normal(self.orientations)
+        return np.clip(self.modulation * spread, 0.0, 1.0)
+
+    def harmonic_coefficients(self, orientation: int | None = None) -> np.ndarray:
         """c_h for h = 0..H of the effective emission pattern, normalised so c_0 = 1.
 
         Linear: c_1 = m / 2. Saturated (nlsim): Fourier series of 1 - exp(-s (1 + m cos)).
-        c_{-h} = c_h (the pattern is even in its phase).
+        c_{-h} = c_h (the pattern is even in its phase). ``orientation`` uses that
+        orientation's modulation; None the nominal ``modulation``.
         """
+        m = self.modulation if orientation is None else float(self.modulations()[orientation])
         if self.mode == "wf":
             return np.array([1.0])
         if self.mode == "sim":
-            return np.array([1.0, self.modulation / 2.0])
+            return np.array([1.0, m / 2.0])
         theta = 2.0 * np.pi * np.arange(256) / 256
-        excitation = (1.0 + self.modulation * np.cos(theta)) / (1.0 + self.modulation)
+        excitation = (1.0 + m * np.cos(theta)) / (1.0 + m)
         emission = 1.0 - np.exp(-self.saturation * excitation)
         series = np.fft.rfft(emission).real / emission.size
         coefficients = series[: _MAX_HARMONIC + 1] / series[0]
@@ -139,7 +176,7 @@ class SimPatterns(BaseModel):
         return coefficients[: max(keep, self.max_harmonic) + 1]
 
     def intensity(
-        self, pattern: int | None, shape: Sequence[int], pixel_size_nm: float
+        self, pattern: int | None, shape: Sequence[int], pixel_size_nm: float, time_s: float = 0.0
     ) -> np.ndarray:
         """Effective pattern (mean 1) on a (Y, X) grid with pixel (0, 0) at the origin.
 
@@ -150,12 +187,12 @@ class SimPatterns(BaseModel):
             return np.ones((ny, nx), dtype=np.float32)
         orientation, phase = self.orientation_phase(pattern)
         kx, ky = self.wave_vectors_cycles_per_nm()[orientation]
-        phi = self.phases_rad()[orientation, phase]
+        phi = self.phases_rad(time_s)[orientation, phase]
         y = np.arange(ny)[:, None] * pixel_size_nm
         x = np.arange(nx)[None, :] * pixel_size_nm
         argument = 2.0 * np.pi * (kx * x + ky * y) + phi
         out = np.zeros((ny, nx), dtype=np.float64)
-        for order, coefficient in enumerate(self.harmonic_coefficients()):
+        for order, coefficient in enumerate(self.harmonic_coefficients(orientation)):
             weight = coefficient if order == 0 else 2.0 * coefficient
             out += weight * np.cos(order * argument)
         return out.astype(np.float32)

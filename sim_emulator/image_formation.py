@@ -23,7 +23,6 @@ from sim_emulator.illumination import SimPatterns
 from sim_emulator.optics import Optics, frequency_grid_cycles_per_nm, otf, otf_of_frequency
 from sim_emulator.samples import PointCloud
 
-BACKGROUND_BLUR_NM = 1200.0  # out-of-focus haze: Gaussian blur sigma in the focal plane
 _BAND_MARGIN = 1.1  # fine-grid Nyquist / highest sample frequency needed
 
 
@@ -64,9 +63,13 @@ class ImageFormation:
                 f"pixel_size_nm={self.pixel_size_nm} undersamples the OTF "
                 f"(cutoff {cutoff:.5f} >= Nyquist {nyquist:.5f} cycles/nm)"
             )
-        self.coefficients = patterns.harmonic_coefficients()
+        # per orientation: c_h (its own modulation), zero-padded to the longest series
+        series = [patterns.harmonic_coefficients(o) for o in range(patterns.orientations)]
+        longest = max(len(c) for c in series)
+        self.coefficients = np.zeros((patterns.orientations, longest))
+        for orientation, c in enumerate(series):
+            self.coefficients[orientation, : len(c)] = c
         self.wave_vectors = patterns.wave_vectors_cycles_per_nm()
-        self.phases = patterns.phases_rad()
         self.sr_factor = 3 if patterns.mode == "nlsim" else 2
         highest = max(
             cutoff + self.harmonics / patterns.period_nm, self.sr_cutoff_cycles_per_nm()
@@ -88,7 +91,7 @@ class ImageFormation:
         pixel = np.sinc(ky * self.pixel_size_nm) * np.sinc(kx * self.pixel_size_nm)
         transfer = otf(self.shape, self.pixel_size_nm, optics) * pixel
         self.transfer = transfer[:, : self._half].astype(np.float32)
-        sigma = BACKGROUND_BLUR_NM
+        sigma = optics.background_blur_nm
         haze = np.exp(-2.0 * np.pi**2 * sigma**2 * (ky**2 + kx**2)) * pixel
         self.base_transfer = (
             transfer + optics.background_fraction * haze
@@ -104,7 +107,7 @@ class ImageFormation:
     @property
     def harmonics(self) -> int:
         """Highest harmonic order rendered (saturation can produce more than the model uses)."""
-        return len(self.coefficients) - 1
+        return self.coefficients.shape[1] - 1
 
     @property
     def sr_shape(self) -> tuple[int, int]:
@@ -177,18 +180,25 @@ class ImageFormation:
             )
         return spectra.shifted[key]
 
-    def frames(self, spectra: SampleSpectra, patterns: Sequence[int | None]) -> np.ndarray:
-        """Noiseless images (len(patterns), Y, X) float32; None is uniform illumination."""
+    def frames(
+        self, spectra: SampleSpectra, patterns: Sequence[int | None], time_s: float = 0.0
+    ) -> np.ndarray:
+        """Noiseless images (len(patterns), Y, X) float32; None is uniform illumination.
+
+        Pattern phases are those at ``time_s`` (the pattern drifts slowly)."""
+        phases = self.patterns.phases_rad(time_s)
         stack = np.empty((len(patterns), self.shape[0], self._half), dtype=np.complex64)
         for i, pattern in enumerate(patterns):
             stack[i] = spectra.base
             if pattern is None or self.patterns.mode == "wf":
                 continue
             orientation, phase = self.patterns.orientation_phase(pattern)
-            phi = self.phases[orientation, phase]
+            phi = phases[orientation, phase]
             for order in range(1, self.harmonics + 1):
+                c = float(self.coefficients[orientation, order])
+                if c == 0.0:
+                    continue
                 plus, minus = self._shifted(spectra, orientation, order)
-                c = self.coefficients[order]
                 stack[i] += np.complex64(c * np.exp(1j * order * phi)) * plus
                 stack[i] += np.complex64(c * np.exp(-1j * order * phi)) * minus
         images = scipy.fft.irfft2(stack, s=self.shape, axes=(-2, -1), workers=self.workers)

@@ -4,6 +4,12 @@
 pattern, the laser line and its power selected by the AOTF, the exposure time. Only
 structures labelled for the active laser line light up; a wrong or missing line renders
 camera offset and noise only, as on a rig.
+
+Realism that real stacks show is on by default: a Gaussian illumination envelope, laser
+flicker and slow power drift, dose-driven bleaching per structure (the light delivered by
+``render_frame`` / ``render_set`` bleaches what it excites, more at the envelope's centre),
+pattern drift and per-orientation modulation (``SimPatterns``), out-of-focus haze and an
+aberrated rendering OTF (``Optics``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from settings_file import load_settings
 from sim_emulator.illumination import SimPatterns
 from sim_emulator.image_formation import ImageFormation, SampleSpectra
 from sim_emulator.optics import Optics
-from sim_emulator.samples import STRUCTURES, Dynamics, PointCloud, Sample
+from sim_emulator.samples import BLEACHING_BY_STRUCTURE, STRUCTURES, Dynamics, PointCloud, Sample
 from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
 logger = logging.getLogger(__name__)
@@ -33,6 +39,21 @@ StructureChoice = Literal[
 ]
 LASER_MATCH_NM = 1.0  # a laser line excites a label when within this distance
 _CACHE_STATES = 4  # sample states (time, laser line) kept in Fourier form
+_DOSE_DIGITS = 6  # doses equal to this many significant digits share a cached sample state
+
+
+class LaserModel(BaseModel):
+    """Laser power fluctuations: fast flicker (per exposure) and a slow sinusoidal drift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flicker_rms: float = Field(
+        default=0.01, ge=0.0, le=0.5, description="relative rms power change between exposures"
+    )
+    drift_fraction: float = Field(
+        default=0.02, ge=0.0, le=0.5, description="amplitude of the slow relative power drift"
+    )
+    drift_period_s: float = Field(default=600.0, gt=0.0, le=1e6)
 
 
 class EmulatorConfig(BaseModel):
@@ -59,6 +80,12 @@ class EmulatorConfig(BaseModel):
         default=300.0, gt=0.0, le=1e6,
         description="average photon count (DFCAN definition) of a wide-field frame, in e-",
     )
+    laser: LaserModel = Field(default_factory=LaserModel)
+    illumination_sigma_fraction: float = Field(
+        default=0.8, ge=0.0, le=100.0,
+        description="Gaussian illumination envelope: sigma as a fraction of the field's larger "
+        "side, centred on the field (0: uniform)",
+    )
     reference_power_pct: float = Field(default=100.0, gt=0.0, le=100.0)
     reference_exposure_ms: float = Field(default=10.0, gt=0.0, le=1e5)
     time_resolution_s: float = Field(
@@ -84,6 +111,19 @@ class EmulatorConfig(BaseModel):
             object.__setattr__(self, "patterns", patterns)
         return self
 
+    def without_realism(self) -> EmulatorConfig:
+        """A copy with every realism effect off that this config does not set explicitly:
+        ideal (unaberrated) OTF, no haze, no envelope, steady laser, no pattern errors, drift
+        or per-orientation spread, no bleaching. For tests of an algorithm against a forward
+        model that matches its own assumptions exactly; the default emulator is realistic."""
+        data = self.model_dump(exclude_unset=True)
+        for section, ideal in IDEAL_SETTINGS.items():
+            if isinstance(ideal, dict):
+                data[section] = {**ideal, **dict(data.get(section, {}))}
+            elif section not in data:
+                data[section] = ideal
+        return EmulatorConfig.model_validate(data)
+
     @classmethod
     def from_toml(cls, path: str | Path) -> EmulatorConfig:
         """Load from a TOML file; errors name the file, the field and the value."""
@@ -106,11 +146,23 @@ class EmulatorConfig(BaseModel):
         return float(self.labels_nm.get(structure, self.optics.excitation_nm))
 
 
+# what `EmulatorConfig.without_realism` switches off (per section, unless set explicitly)
+IDEAL_SETTINGS: dict[str, object] = {
+    "optics": {"defocus_waves_rms": 0.0, "spherical_waves_rms": 0.0, "background_fraction": 0.0},
+    "patterns": {"modulation_spread": 0.0, "phase_error_rad": 0.0, "angle_error_rad": 0.0,
+                 "drift_nm_per_s": (0.0, 0.0)},
+    "laser": {"flicker_rms": 0.0, "drift_fraction": 0.0},
+    "dynamics": {"bleach_per_dose": 0.0},
+    "illumination_sigma_fraction": 0.0,
+}
+
+
 @dataclass
 class GroundTruth:
     """Noiseless references: wide-field (camera grid) and SR target (2x or 3x grid).
 
-    Both in expected photo-electrons per pixel at the reference power and exposure.
+    Both in expected photo-electrons per pixel at the reference power and exposure, without
+    laser flicker; the sample (envelope, bleaching) is the one the camera sees at that time.
     """
 
     wf: np.ndarray  # float32 (Y, X)
@@ -133,8 +185,11 @@ class Microscope:
         self.sample = Sample(c.structures, field_nm, c.dynamics, seed=c.seed)
         self.lasers = [c.laser_for(name) for name in c.structures]
         self.noise = NoiseSource(np.random.default_rng([c.seed, 0x51A]))
-        self._cache: OrderedDict[tuple[float, int, float, float], SampleSpectra] = OrderedDict()
+        self._cache: OrderedDict[
+            tuple[float, int, tuple[float, ...], float, float], SampleSpectra
+        ] = OrderedDict()
         self._photon_scale: dict[int, float] = {}
+        self._doses: dict[float, list[tuple[float, float]]] = {}  # line -> (time_s, dose)
         self._lock = threading.RLock()  # the emulated camera renders from its own thread
 
     # ----------------------------------------------------------------- properties
@@ -174,18 +229,82 @@ class Microscope:
             return list(range(len(self.lasers)))
         return [i for i, line in enumerate(self.lasers) if abs(line - laser_nm) <= LASER_MATCH_NM]
 
+    def envelope(self, y_nm: np.ndarray, x_nm: np.ndarray) -> np.ndarray:
+        """Relative illumination intensity (1 at the field centre) at sample-plane positions."""
+        fraction = self.config.illumination_sigma_fraction
+        if fraction <= 0:
+            return np.ones(np.broadcast(y_nm, x_nm).shape)
+        height, width = self.sample.field_nm
+        sigma = fraction * max(height, width)
+        r2 = (np.asarray(y_nm) - height / 2.0) ** 2 + (np.asarray(x_nm) - width / 2.0) ** 2
+        return np.exp(-r2 / (2.0 * sigma * sigma))
+
+    def laser_factor(self, time_s: float, pattern: int | None, laser_nm: float) -> float:
+        """Relative laser power of one exposure: slow drift x flicker (seeded, reproducible)."""
+        laser = self.config.laser
+        phase = 2.0 * np.pi * ((laser_nm * 0.618034) % 1.0)  # each line drifts on its own
+        drift = 1.0 + laser.drift_fraction * np.sin(2.0 * np.pi * time_s / laser.drift_period_s
+                                                     + phase)
+        flicker = 1.0
+        if laser.flicker_rms > 0:
+            key = [abs(self.config.seed), 0xF11C, abs(round(laser_nm)),
+                   abs(round(time_s * 1e6)), 0 if pattern is None else int(pattern) + 1]
+            flicker += laser.flicker_rms * float(np.random.default_rng(key).standard_normal())
+        return float(max(drift * flicker, 0.0))
+
+    def dose_before(self, laser_nm: float, time_s: float) -> float:
+        """Dose (reference frames: power x exposure / reference) delivered by ``laser_nm``
+        before the sample state shown at ``time_s``."""
+        start = self.sample_time_s(time_s)
+        return float(sum(d for t, d in self._doses.get(float(laser_nm), []) if t < start - 1e-9))
+
+    def _record_dose(self, laser_nm: float | None, power_pct: float, exposure_ms: float,
+                     frames: int, time_s: float) -> None:
+        components = self._components_for(laser_nm)
+        if not components or laser_nm is None:
+            return
+        c = self.config
+        dose = frames * (power_pct / c.reference_power_pct) * (
+            exposure_ms / c.reference_exposure_ms
+        )
+        for line in {self.lasers[i] for i in components}:
+            self._doses.setdefault(float(line), []).append((float(time_s), float(dose)))
+
+    def _cloud(self, time_s: float, components: list[int], bleached: bool = True,
+               stage_xy_um: tuple[float, float] = (0.0, 0.0)) -> PointCloud:
+        """The emitters of ``components`` as lit: moved by the stage, envelope applied (it is
+        fixed to the camera), dose-bleached."""
+        clouds = self.sample.component_points(time_s)
+        per_dose = self.config.dynamics.bleach_per_dose
+        lit = []
+        for i in components:
+            cloud = clouds[i]
+            if stage_xy_um != (0.0, 0.0):
+                cloud = self._moved(cloud, stage_xy_um)
+            envelope = self.envelope(cloud.y_nm, cloud.x_nm)
+            weight = cloud.weight * envelope
+            dose = self.dose_before(self.lasers[i], time_s) if bleached else 0.0
+            if dose > 0 and per_dose > 0:
+                rate = per_dose * BLEACHING_BY_STRUCTURE.get(self.sample.names[i], 1.0)
+                weight = weight * np.exp(np.log1p(-min(rate, 0.999999)) * dose * envelope)
+            lit.append(PointCloud(cloud.y_nm, cloud.x_nm, weight))
+        return PointCloud.concatenate(lit)
+
     def _spectra(self, time_s: float, components: list[int],
                  stage_xy_um: tuple[float, float] = (0.0, 0.0)) -> SampleSpectra:
-        key = (self.sample_time_s(time_s), sum(1 << i for i in components),
+        state_s = self.sample_time_s(time_s)
+        doses = tuple(
+            float(f"{self.dose_before(self.lasers[i], state_s):.{_DOSE_DIGITS}g}")
+            for i in components
+        )
+        key = (state_s, sum(1 << i for i in components), doses,
                round(stage_xy_um[0], 4), round(stage_xy_um[1], 4))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        clouds = self.sample.component_points(key[0])
-        cloud = PointCloud.concatenate([clouds[i] for i in components])
-        if stage_xy_um != (0.0, 0.0):
-            cloud = self._moved(cloud, stage_xy_um)
-        spectra = self.formation.spectra(cloud)
+        spectra = self.formation.spectra(
+            self._cloud(state_s, components, stage_xy_um=stage_xy_um)
+        )
         self._cache[key] = spectra
         while len(self._cache) > _CACHE_STATES:
             self._cache.popitem(last=False)
@@ -215,7 +334,8 @@ class Microscope:
         labels (divide by QE for incident photons)."""
         key = sum(1 << i for i in components)
         if key not in self._photon_scale:
-            wf = self.formation.frames(self._spectra(0.0, components), [None])[0]
+            unbleached = self.formation.spectra(self._cloud(0.0, components, bleached=False))
+            wf = self.formation.frames(unbleached, [None])[0]
             measured = average_photon_count(wf, 0.0, 1.0)
             if not measured > 0:
                 raise ValueError(f"structure={self.config.structure}: the sample is empty")
@@ -248,10 +368,14 @@ class Microscope:
         if not components or power_pct == 0 or exposure_ms == 0:
             return np.zeros(shape, dtype=np.float32)
         dose = (power_pct / c.reference_power_pct) * (exposure_ms / c.reference_exposure_ms)
+        lines = {self.lasers[i] for i in components}
+        line = laser_nm if laser_nm is not None else min(lines)
         with self._lock:
             spectra = self._spectra(time_s, components, (stage_um[0], stage_um[1]))
-            images = self.formation.frames(spectra, patterns)
+            images = self.formation.frames(spectra, patterns, time_s)
             images *= np.float32(self._scale(components) * dose / c.sensor.qe)
+        for image, pattern in zip(images, patterns, strict=True):
+            image *= np.float32(self.laser_factor(time_s, pattern, line))
         sigma_px = self.defocus_sigma_px(stage_um[2])
         if sigma_px > 0.05:
             from scipy.ndimage import gaussian_filter
@@ -273,6 +397,7 @@ class Microscope:
         photons = self.expected_photons(time_s, [pattern], laser_nm, power_pct, exposure_ms,
                                         stage_um)[0]
         with self._lock:
+            self._record_dose(laser_nm, power_pct, exposure_ms, 1, time_s)
             return self.sensor.expose(photons, exposure_ms, self.noise)
 
     def render_set(
@@ -295,6 +420,7 @@ class Microscope:
             patterns = [None]
         photons = self.expected_photons(time_s, patterns, line, power, exposure)
         with self._lock:
+            self._record_dose(line, power, exposure, len(patterns), time_s)
             return np.stack([self.sensor.expose(p, exposure, self.noise) for p in photons])
 
     def ground_truth(self, time_s: float, laser_nm: float | None = None) -> GroundTruth:
@@ -305,7 +431,7 @@ class Microscope:
         with self._lock:
             spectra = self._spectra(time_s, components)
             scale = self._scale(components)
-            wf = self.formation.frames(spectra, [None])[0] * np.float32(scale)
+            wf = self.formation.frames(spectra, [None], time_s)[0] * np.float32(scale)
             sr = self.formation.super_resolved(spectra) * np.float32(scale)
         return GroundTruth(wf=self._to_output(wf, 1), sr=self._to_output(sr, self.sr_factor))
 

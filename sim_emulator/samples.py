@@ -4,8 +4,10 @@ Every structure is a list of point emitters (positions in nm, brightness weights
 sampled every ``spacing_nm``; filled shapes on a square lattice. The optical label size (a
 Gaussian) is applied later in Fourier space. Positions at a time point are a deterministic
 function of (seed, time): drift, Brownian motion, microtubule growth/shrinkage and
-photobleaching are evaluated analytically or from seeded pre-drawn random walks, so two
-queries of the same time give the same sample whatever their order.
+an optional time-driven bleaching are evaluated analytically or from seeded pre-drawn random
+walks, so two queries of the same time give the same sample whatever their order. Bleaching by
+the light actually delivered (dose-driven, per structure) is applied by the microscope, which
+knows the exposures (``Dynamics.bleach_per_dose``, ``BLEACHING_BY_STRUCTURE``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ STRUCTURES: tuple[str, ...] = (
 )
 SPACING_NM = 20.0  # emitter spacing along lines (below half the finest rendered pixel)
 AREA_SPACING_NM = 25.0  # emitter spacing inside filled shapes
+# relative photostability of the usual labels (bleaching per dose, microtubules = 1)
+BLEACHING_BY_STRUCTURE: dict[str, float] = {
+    "microtubules": 1.0,
+    "f-actin": 1.5,
+    "er": 1.2,
+    "ccps": 0.8,
+    "lysosomes": 0.6,
+    "mitochondria": 2.0,
+}
 _WALK_STEP_S = 0.05  # time step of the pre-drawn Brownian walks
 _WALK_CHUNK = 256  # walk steps drawn at a time (deterministic chunking)
 
@@ -40,7 +51,15 @@ class Dynamics(BaseModel):
     drift_nm_per_s: tuple[float, float] = (4.0, -2.5)  # (x, y) whole-cell drift
     diffusion_nm2_per_s: float = Field(default=2000.0, ge=0.0, le=1e7)  # puncta and organelles
     growth_nm_per_s: float = Field(default=80.0, ge=0.0, le=1e4)  # microtubule plus-end speed
-    bleach_rate_per_s: float = Field(default=0.005, ge=0.0, le=100.0)  # mean exponential rate
+    bleach_rate_per_s: float = Field(
+        default=0.0, ge=0.0, le=100.0, description="time-driven bleaching (exponential rate)"
+    )
+    bleach_per_dose: float = Field(
+        default=2e-4, ge=0.0, le=1.0,
+        description="dose-driven bleaching: fraction of a microtubule label's emitters bleached "
+        "per reference dose (one frame at the reference power and exposure, at the peak of the "
+        "illumination envelope); other labels scale by BLEACHING_BY_STRUCTURE",
+    )
 
 
 @dataclass

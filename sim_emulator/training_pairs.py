@@ -10,9 +10,69 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim_emulator.illumination import SimMode
 from sim_emulator.microscope import EmulatorConfig, Microscope, StructureChoice
+
+Range = tuple[float, float]
+
+
+class DomainRandomisation(BaseModel):
+    """Ranges each training field's instrument is drawn from (uniform; photon count and
+    background log-uniform), so a network does not learn one microscope's OTF, pattern and
+    background by heart. The defaults span common 2D-SIM/TIRF-SIM set-ups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    na: Range = (1.2, 1.49)
+    emission_nm: Range = (500.0, 680.0)
+    pixel_size_nm: Range = (55.0, 70.0)
+    period_fraction_of_cutoff: Range = Field(
+        default=(0.75, 1.0), description="|k| / (2 NA / lambda_em); TIRF-SIM reaches 1"
+    )
+    angle_offset_rad: Range = (0.0, 1.0471975511965976)  # any rotation of the 3 orientations
+    modulation: Range = (0.55, 0.95)
+    background_fraction: Range = Field(default=(0.2, 5.0), description="log-uniform")
+    spherical_waves_rms: Range = (0.0, 0.1)
+    photon_count_e: Range = Field(default=(12.0, 600.0), description="log-uniform")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DomainRandomisation:
+        for name in type(self).model_fields:
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"{name}={getattr(self, name)} needs low <= high")
+        for name in ("background_fraction", "photon_count_e"):
+            if getattr(self, name)[0] <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} is log-uniform: needs low > 0")
+        return self
+
+    def draw(self, base: EmulatorConfig, rng: np.random.Generator) -> EmulatorConfig:
+        """``base`` with one draw of every randomised quantity (its other fields kept)."""
+
+        def uniform(name: str) -> float:
+            low, high = getattr(self, name)
+            return float(rng.uniform(low, high))
+
+        def log_uniform(name: str) -> float:
+            low, high = getattr(self, name)
+            return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+        data = base.model_dump(exclude_unset=True)
+        optics = {**dict(data.get("optics", {})), "na": uniform("na"),
+                  "emission_nm": uniform("emission_nm"),
+                  "pixel_size_nm": uniform("pixel_size_nm"),
+                  "background_fraction": log_uniform("background_fraction"),
+                  "spherical_waves_rms": uniform("spherical_waves_rms")}
+        cutoff = 2.0 * optics["na"] / optics["emission_nm"]
+        patterns = {**dict(data.get("patterns", {})),
+                    "period_nm": 1.0 / (uniform("period_fraction_of_cutoff") * cutoff),
+                    "angle_offset_rad": uniform("angle_offset_rad"),
+                    "modulation": uniform("modulation"),
+                    "error_seed": int(rng.integers(0, 2**31 - 1))}
+        data.update(optics=optics, patterns=patterns, photon_count_e=log_uniform("photon_count_e"))
+        return EmulatorConfig.model_validate(data)
 
 
 @dataclass
@@ -93,13 +153,23 @@ def training_pairs(
     size_px: int = 128,
     seed: int = 0,
     base: EmulatorConfig | None = None,
+    randomisation: DomainRandomisation | None = None,
 ) -> Iterator[TrainingPair]:
     """``count`` pairs with seeds seed, seed+1, ...; a (low, high) ``photon_count_e`` range is
-    sampled log-uniformly per pair (seeded), as for training across noise levels."""
+    sampled log-uniformly per pair (seeded), as for training across noise levels.
+
+    With ``randomisation`` every pair's instrument (NA, emission, pixel size, pattern period
+    and orientation, modulation, background, aberration, photon count) is drawn from its
+    ranges instead (``photon_count_e`` is then ignored); ``pair.photon_count_e`` is the draw."""
     if count < 0:
         raise ValueError(f"count={count} must be >= 0")
     rng = np.random.default_rng([seed, 0x7A1])
     for i in range(count):
+        if randomisation is not None:
+            drawn = randomisation.draw(base or EmulatorConfig(), rng)
+            yield make_training_pair(structure, mode, drawn.photon_count_e, size_px, seed + i,
+                                     base=drawn)
+            continue
         if isinstance(photon_count_e, tuple):
             low, high = photon_count_e
             if not 0 < low <= high:

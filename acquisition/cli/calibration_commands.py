@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
@@ -44,11 +46,13 @@ def calibrate_camera_command(
     plot: Path = typer.Option(
         None, "--plot", help="photon-transfer PNG (default: next to the output)"
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """EMVA-style photon-transfer calibration: dark + flat series, per-pixel maps, PTC plot.
 
     On a real rig the flat series needs a still, bright specimen (a fluorescent slide).
     """
+    check_output(output, overwrite, inputs=[config], suffixes=(".h5", ".hdf5"))
     import logging
 
     from calibration.camera_calibration import calibrate_camera, plot_photon_transfer
@@ -83,6 +87,7 @@ def calibrate_camera_command(
                 diffusion_nm2_per_s=0.0,
                 growth_nm_per_s=0.0,
                 bleach_rate_per_s=0.0,
+                bleach_per_dose=0.0,  # a photostable slide
             )
             emulated = EmulatorConfig(
                 size_px=size_px,

@@ -1,6 +1,8 @@
 """`livesim` sub-commands contributed by the `sim_emulator` package.
 
-`livesim emulate` writes an emulated run file; `livesim bench emulator` measures throughput.
+`livesim emulate` writes an emulated run file; `livesim stack-statistics` measures a raw stack
+(real or emulated) the same way and compares it with an emulator preset; `livesim bench
+emulator` measures throughput.
 Heavy imports stay inside the functions so `livesim --help` stays fast.
 """
 
@@ -35,17 +37,27 @@ class Mode(StrEnum):
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     app.command("emulate")(emulate_command)
+    app.command("stack-statistics")(stack_statistics_command)
     bench.command("emulator")(bench_emulator_command)
 
 
 def emulate_command(
     output: Path = typer.Option(..., "--output", "-o", help="Run file (.h5) to write."),
-    structure: Structure = typer.Option(Structure.microtubules, "--structure"),
-    mode: Mode = typer.Option(Mode.sim, "--mode"),
-    size: int = typer.Option(256, "--size-px", help="Camera frame size in pixels (square)."),
-    photon_count_e: float = typer.Option(
-        300.0, "--photon-count-e",
-        help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md).",
+    structure: Structure | None = typer.Option(
+        None, "--structure", help="Sample (default microtubules)."
+    ),
+    mode: Mode | None = typer.Option(None, "--mode", help="Illumination (default sim)."),
+    size: int | None = typer.Option(
+        None, "--size-px", help="Camera frame size in pixels, square (default 256)."
+    ),
+    photon_count_e: float | None = typer.Option(
+        None, "--photon-count-e",
+        help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md;"
+        " default 300).",
+    ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Named configuration matching a real instrument "
+        "(tirf-microtubules); the other options override it."
     ),
     timepoints: int = typer.Option(1, "--time-points", "-t", min=1),
     seed: int = typer.Option(0, "--seed"),
@@ -70,25 +82,41 @@ def emulate_command(
 
     from sim_emulator.emulated_run import write_emulated_run
     from sim_emulator.microscope import EmulatorConfig
+    from sim_emulator.presets import preset_config
 
     data: dict = {}
+    if preset is not None and config_file is not None:
+        typer.echo("error: give --preset or --config, not both", err=True)
+        raise typer.Exit(code=2)
     if config_file is not None:
         data = EmulatorConfig.from_toml(config_file).model_dump(exclude_unset=True)
+    if preset is not None:
+        try:
+            data = preset_config(preset).model_dump(exclude_unset=True)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--preset") from error
     optics = dict(data.get("optics", {}))
     for key, value in (("na", na), ("emission_nm", wavelength_nm),
                        ("pixel_size_nm", pixel_size_nm)):
         if value is not None:
             optics[key] = value
     patterns = dict(data.get("patterns", {}))
-    patterns["mode"] = mode.value
-    patterns.pop("n_orientations", None)
-    patterns.pop("n_phases", None)
+    if mode is not None or "mode" not in patterns:
+        patterns["mode"] = (mode or Mode.sim).value
+        patterns.pop("n_orientations", None)
+        patterns.pop("n_phases", None)
     if pattern_period_nm is not None:
         patterns["period_nm"] = pattern_period_nm
-    data.update(
-        optics=optics, patterns=patterns, structure=structure.value, size_px=size,
-        photon_count_e=photon_count_e, seed=seed,
-    )
+    defaults: dict[str, object] = {"structure": Structure.microtubules.value, "size_px": 256,
+                                   "photon_count_e": 300.0}
+    given: dict[str, object] = {"structure": None if structure is None else structure.value,
+                                "size_px": size, "photon_count_e": photon_count_e}
+    for name, chosen in given.items():
+        if chosen is not None:
+            data[name] = chosen
+        elif name not in data:
+            data[name] = defaults[name]
+    data.update(optics=optics, patterns=patterns, seed=seed)
     try:
         config = EmulatorConfig.model_validate(data)
     except ValidationError as error:
@@ -124,3 +152,65 @@ def bench_emulator_command(
         f"fast path:    {result.fast_frames_per_s:.0f} frames/s wall, "
         f"{result.fast_frames_per_cpu_s:.0f} per CPU-s ({size}x{size} uint16)"
     )
+
+
+def stack_statistics_command(
+    stack: Path | None = typer.Argument(
+        None, help="Raw SIM stack (.mrc, .tif, .npy, run .h5); omit to measure only --preset."
+    ),
+    na: float = typer.Option(..., "--na", help="Detection numerical aperture."),
+    emission_nm: float = typer.Option(..., "--emission-nm", help="Emission wavelength (nm)."),
+    pixel_size_nm: float | None = typer.Option(
+        None, "--pixel-size-nm", help="Sample-plane pixel size (default: from the file)."
+    ),
+    time_point: int = typer.Option(0, "--time-point", help="Which raw set of the stack."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Also emulate this preset and measure it the same way."
+    ),
+    seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
+    output: Path | None = typer.Option(None, "--json", help="Write the statistics as JSON."),
+) -> None:
+    """Background and signal (e-), modulation and period per orientation, noise spectrum of a
+    raw SIM set, from the data alone (calibration.stack_statistics); side by side with an
+    emulator preset measured by the same code."""
+    import json
+
+    from calibration.stack_statistics import (
+        StackStatistics,
+        StackStatisticsError,
+        comparison_table,
+        measure_stack,
+    )
+    from inference.stack_io import StackFormatError, load_raw_stack
+    from sim_emulator.microscope import Microscope
+    from sim_emulator.presets import preset_config
+
+    if stack is None and preset is None:
+        typer.echo("error: give a STACK, a --preset, or both", err=True)
+        raise typer.Exit(code=2)
+    columns: dict[str, StackStatistics] = {}
+    try:
+        if stack is not None:
+            raw = load_raw_stack(stack)
+            if not 0 <= time_point < raw.n_time_points:
+                raise typer.BadParameter(
+                    f"{time_point} not in 0..{raw.n_time_points - 1}", param_hint="--time-point"
+                )
+            pixel = pixel_size_nm or raw.pixel_size_nm
+            if pixel is None:
+                raise typer.BadParameter(f"{stack} states no pixel size: give --pixel-size-nm")
+            columns[stack.name] = measure_stack(raw.time_point(time_point), pixel, na, emission_nm)
+        if preset is not None:
+            for seed in range(seeds):
+                config = preset_config(preset, seed=seed)
+                frames = Microscope(config).render_set(0.0)
+                columns[f"{preset} seed {seed}"] = measure_stack(
+                    frames, config.optics.pixel_size_nm, na, emission_nm
+                )
+    except (StackFormatError, StackStatisticsError, ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(comparison_table(columns))
+    if output is not None:
+        output.write_text(json.dumps({k: v.model_dump() for k, v in columns.items()}, indent=1))
+        typer.echo(f"wrote {output}")

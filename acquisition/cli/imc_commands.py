@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
@@ -56,8 +58,11 @@ def imc_train(
     validate_every: int = typer.Option(250, "--validate-every"),
     held_out_fields: int = typer.Option(8, "--held-out-fields"),
     time_limit_s: float | None = typer.Option(None, "--time-limit-s", help="wall-time limit"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
+    check_output(output, overwrite, inputs=[Path(init_from) if init_from else None],
+                 suffixes=(".pt",))
     from pydantic import ValidationError
 
     from inference.imc.loss import ImcLossWeights

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
@@ -21,8 +23,10 @@ def convert_weights(
     input_channels: int = typer.Option(..., "--input-channels", help="1 (SISR), 9 (SIM), 25"),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     name: str | None = typer.Option(None, "--name", help="model name (default: file stem)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Convert DFCAN / DFGAN Keras weights into a livesim model file."""
+    check_output(output, overwrite, inputs=[keras_h5], suffixes=(".pt",))
     from inference.keras_weights import (
         MODE_BY_CHANNELS,
         WeightConversionError,
@@ -54,13 +58,16 @@ def predict(
     backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime, tensorrt, auto"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Run a model on a raw stack; writes the float32 model output (2H x 2W, or T x 2H x 2W)."""
     import numpy as np
 
     from inference.model_file import ModelFileError, load_model
     from inference.reconstruction import ModelReconstructor
-    from inference.stack_io import StackFormatError, load_raw_stack, save_image
+    from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
+
+    check_output(output, overwrite, inputs=[input_path, Path(model)], suffixes=IMAGE_SUFFIXES)
 
     try:
         loaded = load_model(model)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from acquisition.cli.output_files import check_output
+
 if TYPE_CHECKING:
     from acquisition.protocol import Protocol
     from acquisition.session import Progress, RunSummary
@@ -69,6 +71,8 @@ def run_command(
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
                               interval_s, overwrite, imc_model, roles)
+    check_output(protocol.output, protocol.overwrite, inputs=[protocol_file],
+                 suffixes=(".h5", ".hdf5"))
     remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
     summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote)
     _print_summary(summary)
@@ -87,6 +91,9 @@ def infer_command(
     heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", help="Heartbeat period."),
     parent_pid: int = typer.Option(0, "--parent-pid", help="Exit when this process is gone."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Camera calibration."),
+    pattern_parameters: Path | None = typer.Option(
+        None, "--pattern-parameters", help="Wiener: rig pattern calibration (calibrate pattern)."
+    ),
     imc_model: str | None = typer.Option(
         None, "--imc-model", help="IMC-SR model (bundled name or path) for the first SR channel."
     ),
@@ -95,10 +102,11 @@ def infer_command(
     ),
     curve_secret: Path | None = typer.Option(None, "--curve-secret", help="Our Curve key file."),
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
-    worker_id: str = typer.Option("", "--worker-id", help="Id stamped on every message sent."),
+    run_id: str = typer.Option("", "--run-id", help="Serve only this run (set by the session)."),
+    worker_id: str = typer.Option("", "--worker-id", help="This worker's id (set by the session)."),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
-    from acquisition.transport import CurveKeys
+    from acquisition.transport import CurveKeys, TransportSecurityError
     from inference.worker import WorkerOptions, run_worker
 
     try:
@@ -111,8 +119,13 @@ def infer_command(
     options = WorkerOptions(raw_endpoint, results_endpoint, tuple(method),
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
-                            imc_model=imc_model, sr_encoding=sr_encoding, worker_id=worker_id)
-    state = run_worker(options)
+                            imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
+                            worker_id=worker_id, pattern_parameters=pattern_parameters)
+    try:
+        state = run_worker(options)
+    except TransportSecurityError as exc:  # a non-local endpoint without Curve keys
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 
 
@@ -121,9 +134,11 @@ def demo_command(
     timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
     model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
-    protocol = _load_protocol(None, True, output, timepoints, model, None, None, True)
+    check_output(output, overwrite, suffixes=(".h5",))
+    protocol = _load_protocol(None, True, output, timepoints, model, None, None, overwrite)
     summary = _record(protocol, size_px, fsync=False, static_sample=True)
     _print_summary(summary)
     quality = _demo_quality(protocol.output)
@@ -226,7 +241,7 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
         if static_sample:  # the demo compares SR with one ground truth: hold the sample still
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                bleach_rate_per_s=0.0)})
+                bleach_rate_per_s=0.0, bleach_per_dose=0.0)})
         rig = emulated_rig(config, roles=protocol.role_map())
         photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
         metadata["emulator"] = config.model_dump(mode="json")
@@ -280,8 +295,18 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     from rich.progress import Progress as RichProgress
 
     from acquisition.protocol import sequence_plan
-    from acquisition.session import RunSession, SessionError, SessionOptions
+    from acquisition.session import RunSession, SessionError, SessionOptions, check_memory
     from hardware.errors import RigError
+
+    options = SessionOptions(fsync=fsync, workers=workers, **(remote or {}))
+    roi = protocol.roi
+    planned = (roi.height, roi.width) if roi else (size_px, size_px)
+    try:  # before the rig allocates anything: a too-large ROI is refused, not a MemoryError
+        check_memory(planned, protocol.n_patterns, len(protocol.channels), options,
+                     emulator=protocol.rig == "emulator")
+    except SessionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
     plan = sequence_plan(protocol)
     try:
@@ -294,16 +319,26 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
                          float(rig.camera.pixel_size_nm), metadata=metadata,
-                         options=SessionOptions(fsync=fsync, workers=workers, **(remote or {})),
-                         worker_log=worker_log, photon_calibration=photons)
+                         options=options, worker_log=worker_log, photon_calibration=photons)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
     previous = signal.getsignal(signal.SIGINT)
 
+    interrupts = [0]
+
     def on_interrupt(_signum: int, _frame: object) -> None:
-        typer.echo("\nstopping after this time point (Ctrl-C again to abort)", err=True)
-        signal.signal(signal.SIGINT, previous)
-        session.stop()
+        interrupts[0] += 1
+        if interrupts[0] == 1:
+            typer.echo("\nstopping after this time point, then waiting for the SR still on "
+                       "its way (Ctrl-C again to stop waiting)", err=True)
+            session.stop()
+        elif interrupts[0] == 2:  # no more waiting, but the file is still sealed properly
+            typer.echo("\nnot waiting for SR: sealing the run file with what is recorded "
+                       "(Ctrl-C a third time to abandon it unsealed)", err=True)
+            session.stop(finish_within_s=0.0)
+        else:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
@@ -341,8 +376,9 @@ def _print_summary(summary: RunSummary) -> None:
                f"max {engine.max_drift_s * 1e3:.1f} ms")
     typer.echo(f"SR latency      p50 {summary.latency_percentile_ms(50):.1f} ms, "
                f"p99 {summary.latency_percentile_ms(99):.1f} ms")
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(summary.rejected_by_reason.items()))
     typer.echo(f"worker restarts {summary.worker_restarts}; rejected messages "
-               f"{summary.rejected_messages}")
+               f"{summary.rejected_messages}" + (f" ({reasons})" if reasons else ""))
     if len(summary.sr_per_worker) > 1:
         typer.echo("SR per worker   " + ", ".join(
             f"{w}: {n}" for w, n in sorted(summary.sr_per_worker.items())))

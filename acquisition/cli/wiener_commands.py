@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -37,6 +39,7 @@ def calibrate_pattern_command(
     pixel_size_nm: float = typer.Option(None, "--pixel-size-nm", help="raw pixel size"),
     time_points: int = typer.Option(5, "--time-points", help="fit on up to this many sets"),
     channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Fit the illumination pattern (period, angle, modulation, phases) on a bright stack and
     save it for `livesim reconstruct --pattern-parameters` and the live Wiener path.
@@ -53,6 +56,7 @@ def calibrate_pattern_command(
     )
     from inference.stack_io import StackFormatError, load_raw_stack
 
+    check_output(output, overwrite, inputs=[input_path], suffixes=(".json",))
     if time_points < 1:
         typer.echo(f"error: --time-points {time_points} must be >= 1", err=True)
         raise typer.Exit(2)
@@ -124,6 +128,7 @@ def reconstruct_command(
     parameters_out: Path = typer.Option(
         None, "--parameters", help="also write the pattern parameters used, per time point (JSON)"
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
@@ -136,8 +141,14 @@ def reconstruct_command(
     import numpy as np
 
     from calibration.sim_parameters import PatternCalibration, check_sim_parameters
-    from inference.stack_io import StackFormatError, load_raw_stack, save_image
+    from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
     from inference.wiener import WienerConfig, WienerSeries
+
+    check_output(output, overwrite, inputs=[input_path, parameters_out],
+                 suffixes=IMAGE_SUFFIXES)
+    if parameters_out is not None:
+        check_output(parameters_out, overwrite, inputs=[input_path, output],
+                     suffixes=(".json",))
 
     if method != "wiener":
         typer.echo(

@@ -1,12 +1,20 @@
 """ONNX export (dynamo exporter; DFT-as-matmul attention as the fallback) and ONNX Runtime.
 
 Exports are fixed-shape (the TF1 spectrum resize taps depend on the image size) and cached
-by model SHA-256, input shape and attention variant.
+by the model's full SHA-256, the exporter (torch, onnx, onnxscript versions and opset), input
+shape and attention variant. Beside each cached ``.onnx`` a ``.json`` manifest records that
+key and the export's own SHA-256; a cached file is used only when its manifest matches and
+its bytes hash to the recorded value, otherwise it is exported again (written to a temporary
+name and renamed, so an interrupted export never leaves a file that looks complete).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +35,67 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "livesim" / "onnx"
 
 
+OPSET = 20
+
+
+def exporter_version() -> str:
+    """The versions that decide what an export contains: torch, onnx, onnxscript, opset."""
+    parts = [f"torch-{torch.__version__}"]
+    for package in ("onnx", "onnxscript"):
+        try:
+            parts.append(f"{package}-{importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{package}-none")
+    return "_".join(parts) + f"_opset{OPSET}"
+
+
 def onnx_path_for(
     model: LoadedModel, shape: tuple[int, ...], matmul: bool, cache_dir: Path
 ) -> Path:
-    """Cache file name: model hash, input shape and attention variant."""
+    """Cache file name: full model hash, exporter version, input shape, attention variant."""
     dims = "x".join(str(d) for d in shape)
     variant = "matmul" if matmul else "fft"
-    return cache_dir / f"{model.sha256[:16]}_{dims}_{variant}.onnx"
+    exporter = hashlib.sha256(exporter_version().encode()).hexdigest()[:12]
+    return cache_dir / f"{model.sha256}_{exporter}_{dims}_{variant}.onnx"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(model: LoadedModel, shape: tuple[int, ...], matmul: bool) -> dict[str, Any]:
+    return {"model_sha256": model.sha256, "exporter": exporter_version(),
+            "shape": list(shape), "variant": "matmul" if matmul else "fft"}
+
+
+def verified_cached_export(
+    model: LoadedModel, shape: tuple[int, ...], matmul: bool, cache_dir: Path
+) -> Path | None:
+    """The cached export if its manifest matches this model and exporter and its bytes are
+    intact; None (after logging why) when it must be exported again."""
+    path = onnx_path_for(model, shape, matmul, cache_dir)
+    if not path.is_file():
+        return None
+    manifest_path = path.with_suffix(".json")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        recorded = manifest.pop("onnx_sha256")
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        log.warning("ONNX cache %s has no valid manifest (%s); exporting again", path, exc)
+        return None
+    if manifest != _manifest(model, shape, matmul):
+        log.warning("ONNX cache %s was made for %s; exporting again", path, manifest)
+        return None
+    actual = _file_sha256(path)
+    if actual != recorded:
+        log.warning("ONNX cache %s is corrupt (sha256 %s, manifest %s); exporting again",
+                    path, actual[:16], str(recorded)[:16])
+        return None
+    return path
 
 
 def export_onnx(
@@ -47,6 +109,7 @@ def export_onnx(
     set_matmul_attention(module, matmul_attention)
     set_cpu_fusion(module, False)  # the exporter traces plain layers, not oneDNN calls
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     example = torch.zeros(shape, dtype=torch.float32)
     for noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded initializer otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -54,15 +117,20 @@ def export_onnx(
         torch.onnx.export(
             module,
             (example,),
-            str(path),
+            str(partial),
             dynamo=True,
-            opset_version=20,
+            opset_version=OPSET,
             input_names=["raw"],
             output_names=["sr"],
             verbose=False,
         )
+        manifest = {**_manifest(model, shape, matmul_attention),
+                    "onnx_sha256": _file_sha256(partial)}
+        path.with_suffix(".json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        partial.replace(path)  # atomic: a reader sees the whole export or none
     finally:
         set_matmul_attention(module, False)
+        partial.unlink(missing_ok=True)
     log.info(
         "exported %s for input %s (%s attention) to %s",
         model.name,
@@ -80,9 +148,10 @@ def export_with_fallback(
     variants = [True] if prefer_matmul else [False, True]
     errors = []
     for matmul in variants:
+        cached = verified_cached_export(model, shape, matmul, cache_dir)
+        if cached is not None:
+            return cached, matmul
         path = onnx_path_for(model, shape, matmul, cache_dir)
-        if path.is_file():
-            return path, matmul
         try:
             return export_onnx(model, shape, path, matmul), matmul
         except Exception as exc:  # the exporter raises many types; all are reported

@@ -83,7 +83,7 @@ def render_field(config: MixtureConfig, seed: int) -> RenderedField:
             mix_structures=config.structures,
             size_px=config.field_px,
             seed=seed,
-        )
+        ).without_realism()  # the distribution the bundled imcsr was trained on (no envelope)
     )
     frames = np.stack(
         [

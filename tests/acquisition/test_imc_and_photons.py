@@ -23,8 +23,10 @@ from sim_emulator.rig import emulated_rig, photon_calibration
 from sim_emulator.samples import Dynamics
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
+# still and photostable: bleaching is dose-driven, and a camera calibration's long exposures
+# would otherwise bleach the specimen before the run counts its photons
 STILL = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                 bleach_rate_per_s=0.0)
+                 bleach_rate_per_s=0.0, bleach_per_dose=0.0)
 FAST = SessionOptions(heartbeat_s=0.2, heartbeat_timeout_s=5.0, fsync=False, drain_idle_s=20.0)
 
 

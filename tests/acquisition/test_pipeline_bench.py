@@ -170,3 +170,18 @@ def test_small_pipeline_bench_is_lossless(tmp_path: Path) -> None:
     text = "\n".join(result.lines())
     assert "ratio of medians" in text and "same bytes" in text
     assert not any(tmp_path.iterdir())  # scratch files removed
+
+
+def test_composite_limit_is_the_cpu_bound_of_both_bare_parts_together() -> None:
+    cores = os.cpu_count() or 1
+    result = pipeline_bench.PipelineBenchResult(
+        time_points=10, size_px=32, fsync=True, pipeline_fps=700.0, zmq_fps=1e6,
+        h5py_fps=1e6, h5py_same_bytes_fps=1e6, latency_p50_ms=1.0, latency_p99_ms=2.0,
+        raw_lost=0, raw_mismatched=0, sr_frames=30, sr_skips=0,
+        cpu_ms_per_frame={"pipeline": 1.5, "bare zmq": 0.4, "bare h5py same bytes": 0.6,
+                          "bare h5py raw": 0.3})
+    assert result.composite_limit == pytest.approx(cores * 1e3 / 1.0)  # 0.4 + 0.6 ms per frame
+    assert result.composite_ratio == pytest.approx(700.0 / (cores * 1e3))
+    result.h5py_fps = 500.0  # a slower bare part is the limit itself
+    assert result.composite_limit == 500.0
+    assert "pipeline / composite limit: 1.40 (target >= 0.8)" in "\n".join(result.lines())

@@ -70,8 +70,8 @@ def _header_dict(**changes: object) -> dict:
         ({"shape": [-1, 4]}, 0, "shape"),
         ({"sequence": "7"}, 2160, "sequence"),
         ({"sequence": True}, 2160, "sequence"),
-        ({"run_id": None}, 2160, "lacks"),
-        ({"evil": 1}, 2160, "unknown fields"),
+        ({"run_id": None}, 2160, "run_id: lacks"),
+        ({"evil": 1}, 2160, "evil: unknown field"),
         ({"timestamps_s": [float("nan")]}, 2160, "non-finite"),
     ],
 )
@@ -152,3 +152,20 @@ def test_receiver_counts_garbage_and_keeps_going() -> None:
 def test_header_kind_round_trips_as_enum() -> None:
     header = Header(kind=Kind.HEARTBEAT, run_id="", sequence=0)
     assert parse_header(header.pack()).kind is Kind.HEARTBEAT
+
+
+def test_wiener_result_with_its_pattern_parameters_passes_the_schema() -> None:
+    """The worker sends Wiener's pattern rows with every SR result; the schema must keep
+    them (a strict schema without the field rejected every Wiener result of a run)."""
+    from acquisition import wire
+
+    image = np.zeros((8, 8), dtype=np.float32)
+    rows = [[0.27, 0.08, -0.05, 0.88], [0.06, 0.28, 2.06, 0.87], [-0.21, 0.19, 1.1, 0.85]]
+    header = wire.header_for(wire.Kind.SR_RESULT, "run", 0, image, time_point=0, channel=0,
+                             info={"model_name": "wiener", "sim_params": rows})
+    message = wire.decode(wire.encode(header, image))
+    assert message.header.info["sim_params"] == rows
+    bad = wire.header_for(wire.Kind.SR_RESULT, "run", 1, image, time_point=0, channel=0,
+                          info={"sim_params": [[0.1, 0.2, float("nan"), 0.9]]})
+    with pytest.raises(wire.WireError):
+        wire.decode(wire.encode(bad, image))

@@ -64,9 +64,10 @@ class WriteSpy:
         self.written: list[tuple[int, int]] = []
         original = RunRecorder.write_sr
 
-        def write_sr(recorder: RunRecorder, t: int, c: int, *args: object) -> None:
+        def write_sr(recorder: RunRecorder, t: int, c: int, *args: object,
+                     **kwargs: object) -> None:
             self.written.append((t, c))
-            original(recorder, t, c, *args)  # type: ignore[arg-type]
+            original(recorder, t, c, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(RunRecorder, "write_sr", write_sr)
 

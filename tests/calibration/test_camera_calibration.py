@@ -22,9 +22,19 @@ from sim_emulator.rig import emulated_rig
 from sim_emulator.samples import Dynamics
 from sim_emulator.sensor import NoiseSource, Sensor, SensorModel
 
+# a photostable slide: no motion, no bleaching (the laser still flickers and drifts)
 STATIC = Dynamics(
-    drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0, bleach_rate_per_s=0.0
+    drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0, bleach_rate_per_s=0.0,
+    bleach_per_dose=0.0,
 )
+
+
+def _unpaced_rig(config: EmulatorConfig):
+    """The emulated rig with its camera reading out as soon as a frame is rendered: the flat
+    ladder's exposures add up to minutes of wall time when held (the physics is the same)."""
+    rig = emulated_rig(config)
+    rig.backend.set_property(rig.camera.label, "HoldExposure", "No")
+    return rig
 
 
 def _config(sensor: SensorModel | None = None) -> EmulatorConfig:
@@ -42,7 +52,7 @@ def _config(sensor: SensorModel | None = None) -> EmulatorConfig:
 @pytest.fixture(scope="module")
 def emulated_calibration() -> tuple[CameraCalibration, Sensor]:
     config = _config()
-    rig = emulated_rig(config)
+    rig = _unpaced_rig(config)
     try:
         calibration = calibrate_camera(rig, laser_nm=488, power_pct=100.0, n_frames=150)
         assert rig.camera.exposure_ms == pytest.approx(10.0)  # settings restored
@@ -78,7 +88,7 @@ def test_recovers_offset_gain_and_noise(
 
 def test_hot_pixels_are_flagged() -> None:
     config = _config(SensorModel(hot_pixel_fraction=0.01))
-    rig = emulated_rig(config)
+    rig = _unpaced_rig(config)
     try:
         # 60 frames: frame differencing keeps ~2/3 of the variance's degrees of freedom, so
         # this gives the per-pixel gain fit the precision 40 plain-variance frames had

@@ -91,7 +91,16 @@ def test_bad_backend_and_device_are_named() -> None:
         with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
             make_engine(_tiny_model(), backend="torch", device="cuda")
         with pytest.raises(BackendUnavailableError, match="only offered on CUDA"):
-            make_engine(_tiny_model(), backend="torch", device="cpu", precision="bf16")
+            make_engine(_tiny_model(), backend="torch", device="cpu", precision="fp16")
+
+
+def test_torch_cpu_bf16_is_close_to_fp32() -> None:
+    x = _batch(1)
+    reference = make_engine(_tiny_model(seed=5), backend="torch", device="cpu").run(x)
+    engine = make_engine(_tiny_model(seed=5), backend="torch", device="cpu", precision="bf16")
+    assert engine.description == "torch:cpu:bf16"
+    y = engine.run(x)
+    assert y.dtype == np.float32 and 0 < np.abs(y - reference).max() < 5e-2
 
 
 def test_engine_cache_key_separates_gpu_version_model_and_shape() -> None:

@@ -10,12 +10,14 @@ from calibration.otf import OtfModel
 from calibration.sim_parameters import estimate_sim_parameters
 from inference.trust import (
     beyond_support_fraction,
+    central_trust_record,
     fourier_downsample,
     raw_consistency,
     render_raw_frames,
     resolution_scaled_pearson,
     trust_record,
 )
+from sim_emulator.microscope import EmulatorConfig
 from sim_emulator.training_pairs import make_training_pair
 
 OTF = OtfModel(na=1.35, emission_nm=525.0)
@@ -23,7 +25,10 @@ OTF = OtfModel(na=1.35, emission_nm=525.0)
 
 @pytest.fixture(scope="module")
 def field() -> tuple[np.ndarray, np.ndarray, object]:
-    pair = make_training_pair("microtubules", photon_count_e=300.0, size_px=128, seed=3)
+    # the trust check's forward model is the ideal-pupil one: render with an emulator that
+    # matches it (no aberrations, haze, envelope or flicker), so chi2 measures the check itself
+    pair = make_training_pair("microtubules", photon_count_e=300.0, size_px=128, seed=3,
+                              base=EmulatorConfig().without_realism())
     raw = pair.raw_electrons().astype(np.float64)
     parameters = estimate_sim_parameters(raw, 62.6, otf=OTF, offset_adu=0.0)
     return raw, pair.sr_gt.astype(np.float64), parameters
@@ -107,3 +112,12 @@ def test_trust_record_and_shape_errors(field) -> None:
         raw_consistency(truth[:-2], raw, parameters, OTF)
     with pytest.raises(ValueError, match=r"raw must be \(9, Y, X\)"):
         raw_consistency(truth, raw[:8], parameters, OTF)
+
+
+def test_central_crop_keeps_the_pattern_phases(field) -> None:
+    raw, truth, parameters = field
+    record, chi2_map = central_trust_record(truth, raw, parameters, OTF, max_size_px=64)
+    assert record.raw_chi2 < 1.8
+    assert chi2_map.shape == (8, 8)
+    wrong, _ = central_trust_record(np.roll(truth, 1, axis=0), raw, parameters, OTF, 64)
+    assert wrong.shift_raw_px != (0.0, 0.0) or wrong.raw_chi2 > 2.0

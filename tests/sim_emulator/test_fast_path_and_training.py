@@ -66,3 +66,24 @@ def test_training_pairs_are_seeded_and_span_photon_range() -> None:
     assert len({p.photon_count_e for p in first}) == 3
     assert all(20.0 <= p.photon_count_e <= 2000.0 for p in first)
     assert not np.array_equal(first[0].sr_gt, first[1].sr_gt)  # a new field of view each
+
+
+def test_domain_randomisation_draws_instruments_within_their_ranges() -> None:
+    from sim_emulator.training_pairs import DomainRandomisation
+
+    ranges = DomainRandomisation()
+    rng = np.random.default_rng(3)
+    drawn = [ranges.draw(EmulatorConfig(size_px=32), rng) for _ in range(40)]
+    na = np.array([c.optics.na for c in drawn])
+    fraction = np.array([1 / (c.patterns.period_nm * c.optics.cutoff_cycles_per_nm)
+                         for c in drawn])
+    counts = np.array([c.photon_count_e for c in drawn])
+    assert np.all((na >= 1.2) & (na <= 1.49)) and np.ptp(na) > 0.15
+    assert np.all((fraction >= 0.75 - 1e-9) & (fraction <= 1.0 + 1e-9))
+    assert np.all((counts >= 12) & (counts <= 600)) and counts.max() / counts.min() > 10
+    assert len({round(c.patterns.angle_offset_rad, 6) for c in drawn}) == 40
+    pairs = list(training_pairs("microtubules", 2, size_px=48, seed=5, randomisation=ranges))
+    assert pairs[0].photon_count_e != pairs[1].photon_count_e
+    assert all(p.raw.shape == (9, 48, 48) for p in pairs)
+    with pytest.raises(ValueError, match="needs low <= high"):
+        DomainRandomisation(na=(1.4, 1.2))

@@ -49,7 +49,7 @@ def test_pattern_counts_and_order(mode: str, count: int) -> None:
 
 def test_orientations_are_evenly_spaced_and_period_follows_optics() -> None:
     optics = Optics()
-    patterns = SimPatterns.for_optics(optics, "sim")
+    patterns = SimPatterns.for_optics(optics, "sim", angle_error_rad=0.0)  # nominal geometry
     k = patterns.wave_vectors_cycles_per_nm()
     assert np.hypot(k[:, 0], k[:, 1]) == pytest.approx(0.9 * optics.cutoff_cycles_per_nm)
     angles = np.degrees(np.arctan2(k[:, 1], k[:, 0]))
@@ -57,7 +57,8 @@ def test_orientations_are_evenly_spaced_and_period_follows_optics() -> None:
 
 
 def test_linear_pattern_is_one_plus_m_cos() -> None:
-    patterns = SimPatterns(mode="sim", modulation=0.8, period_nm=250.0, angle_offset_rad=0.0)
+    patterns = SimPatterns(mode="sim", modulation=0.8, period_nm=250.0, angle_offset_rad=0.0,
+                           modulation_spread=0.0, phase_error_rad=0.0, angle_error_rad=0.0)
     line = patterns.intensity(1, (1, 200), 25.0)[0]
     x = np.arange(200) * 25.0
     expected = 1 + 0.8 * np.cos(2 * np.pi * x / 250.0 + 2 * np.pi / 3)

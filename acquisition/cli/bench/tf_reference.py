@@ -32,6 +32,7 @@ DRIVER = Path(__file__).with_name("tf_reference_driver.py")
 REFERENCE_ENGINES: dict[str, dict[str, Any]] = {
     "torch plain": {"cpu_fusion": False, "fold_spectrum": False},
     "torch fast": {"cpu_fusion": True, "fold_spectrum": True},
+    "torch bf16": {"precision": "bf16", "fold_spectrum": True},  # AMX; not a parity path
 }
 
 

@@ -1,0 +1,55 @@
+"""The one check every writing command makes on its output before any work is done.
+
+An existing output is replaced only with ``--overwrite``; a command never writes onto one of
+its own inputs, not even with ``--overwrite``; the output's folder must exist and its suffix
+must be one the command writes. Failures print ``error: ...`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import typer
+
+OVERWRITE_HELP = "Replace an existing output file."
+
+
+def output_problem(output: Path, overwrite: bool, inputs: Iterable[Path | None] = (),
+                   suffixes: Sequence[str] | None = None) -> str:
+    """What is wrong with writing ``output`` ('' when nothing is)."""
+    if suffixes is not None and output.suffix.lower() not in suffixes:
+        return (f"{output}: cannot write format {output.suffix or '(no suffix)'!r}; "
+                f"use one of {', '.join(suffixes)}")
+    for source in inputs:
+        if source is not None and _same_file(output, source):
+            return f"{output}: is this command's input {source}; write the result elsewhere"
+    if output.is_dir():
+        return f"{output}: is a folder; give a file name"
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        return f"{output}: folder {folder} does not exist (create it first)"
+    if not os.access(folder, os.W_OK):
+        return f"{output}: folder {folder} is not writable"
+    if output.exists() and not overwrite:
+        return f"{output}: exists; add --overwrite to replace it"
+    return ""
+
+
+def check_output(output: Path, overwrite: bool, inputs: Iterable[Path | None] = (),
+                 suffixes: Sequence[str] | None = None) -> None:
+    """Exit 2 with a clear message when ``output`` must not be written (see the module)."""
+    problem = output_problem(output, overwrite, inputs, suffixes)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
