@@ -28,6 +28,7 @@ from acquisition.autopilot import AutopilotSettings
 from settings_file import read_toml, validate_settings
 
 if TYPE_CHECKING:
+    from hardware.roles import RoleMap
     from hardware.sequencing import SequencePlan
 
 Mode = Literal["wf", "sim", "nlsim"]
@@ -117,8 +118,13 @@ class Protocol(BaseModel):
     overwrite: bool = False
     output: Path
     rig: str = "emulator"
+    # role map of the rig: shipped profile names and/or TOML files, "+"-joined, later ones
+    # winning (e.g. "hamamatsu-dcam+triggerscope+lab.toml"); None: the emulator's names
+    roles: str | None = None
     emulator_seed: int = Field(default=0, ge=0)
     calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
+    # Wiener SIM: rig pattern calibration (`livesim calibrate pattern`); phases refined live
+    pattern_calibration: Path | None = None
     mda: useq.MDASequence | None = None  # positions, z planes (and optionally time): useq
 
     @field_validator("channels")
@@ -191,6 +197,35 @@ class Protocol(BaseModel):
         if value != "emulator" and not Path(value).expanduser().is_file():
             raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
         return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_load(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from hardware.errors import ConfigError
+        from hardware.roles import RoleMap
+
+        parts = [p if "/" not in p and not p.endswith(".toml")
+                 else str(Path(p).expanduser().absolute()) for p in value.split("+")]
+        try:
+            RoleMap.load(parts)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return "+".join(parts)
+
+    def role_map(self) -> RoleMap | None:
+        """The rig's role map (None: the emulator's device names)."""
+        from hardware.roles import RoleMap
+
+        return None if self.roles is None else RoleMap.load(self.roles.split("+"))
+
+    @field_validator("pattern_calibration")
+    @classmethod
+    def _pattern_calibration_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"pattern calibration file {str(value)!r} does not exist")
+        return None if value is None else Path(value).expanduser().absolute()
 
     @field_validator("calibration")
     @classmethod
@@ -282,12 +317,17 @@ class Protocol(BaseModel):
         path = Path(path)
         data = read_toml(path, "protocol", ProtocolError)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("output", "calibration", "imc_model"):
+        for key in ("output", "calibration", "pattern_calibration", "imc_model"):
             value = data.get(key)
             if key == "imc_model" and not (isinstance(value, str) and _looks_like_path(value)):
                 continue  # a bundled model name, not a file
             if isinstance(value, str) and not Path(value).is_absolute() and key not in overrides:
                 data[key] = str(path.parent / value)
+        roles = data.get("roles")
+        if isinstance(roles, str) and "roles" not in overrides:  # files beside the protocol
+            data["roles"] = "+".join(
+                str(path.parent / p) if p.endswith(".toml") and not Path(p).is_absolute() else p
+                for p in roles.split("+"))
         return cls.parse_checked(data, source=str(path))
 
     @classmethod

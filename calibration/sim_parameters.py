@@ -493,7 +493,7 @@ def usable_parameters(parameters: SimParameters) -> tuple[SimParameters, list[st
     must warn: the reconstruction is then close to wide-field).
     """
     modulations = parameters.modulations()
-    good = modulations[modulations >= MIN_MODULATION]
+    good = np.minimum(modulations[modulations >= MIN_MODULATION], MAX_MODULATION)
     changes = []
     updated = []
     for index, orientation in enumerate(parameters.orientations):
@@ -502,7 +502,7 @@ def usable_parameters(parameters: SimParameters) -> tuple[SimParameters, list[st
         if m > MAX_MODULATION:
             new = MAX_MODULATION
         elif m < MIN_MODULATION and good.size:
-            new = float(min(np.median(good), MAX_MODULATION))
+            new = float(np.median(good))
         if new != m:
             changes.append(f"orientation {index}: modulation {m:.2f} used as {new:.2f}")
         updated.append(orientation.model_copy(update={"modulation": float(new)}))

@@ -39,6 +39,7 @@ def calibrate_pattern_command(
     pixel_size_nm: float = typer.Option(None, "--pixel-size-nm", help="raw pixel size"),
     time_points: int = typer.Option(5, "--time-points", help="fit on up to this many sets"),
     channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Fit the illumination pattern (period, angle, modulation, phases) on a bright stack and
     save it for `livesim reconstruct --pattern-parameters` and the live Wiener path.
@@ -55,6 +56,7 @@ def calibrate_pattern_command(
     )
     from inference.stack_io import StackFormatError, load_raw_stack
 
+    check_output(output, overwrite, inputs=[input_path], suffixes=(".json",))
     if time_points < 1:
         typer.echo(f"error: --time-points {time_points} must be >= 1", err=True)
         raise typer.Exit(2)

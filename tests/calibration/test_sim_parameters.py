@@ -101,3 +101,63 @@ def test_pure_noise_reports_no_modulation() -> None:
         noise = np.random.default_rng(seed).poisson(100.0, (9, 64, 64)).astype(np.uint16)
         estimate = estimate_sim_parameters(noise, 62.6)
         assert np.all(np.abs(estimate.modulations()) < 0.2), estimate.modulations()
+
+
+def test_refine_phases_follows_a_pattern_shift_and_keeps_geometry() -> None:
+    """Frames moved by 3 px: each pattern's phase changes by -2 pi k_x 3, which
+    refine_phases finds with the wave vectors and modulations kept."""
+    from calibration.sim_parameters import refine_phases
+
+    raw, _, pixel, otf = _emulated_set("microtubules", 300.0, 2, size_px=128)
+    reference = estimate_sim_parameters(raw, pixel, otf=otf)
+    shift_px = 3
+    moved = np.roll(raw, shift_px, axis=2)  # new(x) = old(x - 3)
+    fit = refine_phases(moved, reference, otf)
+    assert fit.reliable, fit.agreement
+    expected = -2 * np.pi * reference.wave_vectors_cycles_per_px()[:, 0] * shift_px
+    got = fit.parameters.phases_rad() - reference.phases_rad()
+    np.testing.assert_allclose(np.angle(np.exp(1j * (got - expected[:, None]))), 0.0, atol=0.15)
+    np.testing.assert_array_equal(fit.parameters.modulations(), reference.modulations())
+    np.testing.assert_array_equal(
+        fit.parameters.wave_vectors_cycles_per_px(), reference.wave_vectors_cycles_per_px()
+    )
+    # a dark set does not move the phases: the reference is kept and the fit is not reliable
+    dark = refine_phases(np.full_like(raw, 100), reference, otf)
+    assert not dark.reliable
+    kept = dark.parameters.phases_rad() - reference.phases_rad()
+    np.testing.assert_allclose(np.angle(np.exp(1j * kept)), 0.0, atol=1e-9)
+
+
+def test_checks_flag_impossible_and_missing_patterns() -> None:
+    from calibration.sim_parameters import check_sim_parameters, usable_parameters
+
+    raw, _, pixel, otf = _emulated_set("microtubules", 300.0, 3, size_px=128)
+    good = estimate_sim_parameters(raw, pixel, otf=otf)
+    assert check_sim_parameters(good) == []
+    orientations = [o.model_copy() for o in good.orientations]
+    orientations[0] = orientations[0].model_copy(update={"modulation": 1.12})
+    orientations[1] = orientations[1].model_copy(update={"modulation": 0.0})
+    bad = good.model_copy(update={"orientations": orientations})
+    problems = " ".join(check_sim_parameters(bad))
+    assert "1.12 > 1 is impossible" in problems and "0.00 < 0.1" in problems
+    used, changes = usable_parameters(bad)
+    assert used.modulations()[0] == 1.0
+    assert used.modulations()[1] == pytest.approx(np.median([1.0, min(good.modulations()[2], 1)]))
+    assert len(changes) == 2
+    period = pixel / np.hypot(*good.wave_vectors_cycles_per_px()[0])
+    assert check_sim_parameters(good, expected_period_nm=period * 1.2)
+
+
+def test_pattern_calibration_file_round_trip_and_errors(tmp_path) -> None:
+    from calibration.sim_parameters import PatternCalibration, calibrate_pattern
+
+    raw, _, pixel, otf = _emulated_set("microtubules", 300.0, 4, size_px=128)
+    calibration = calibrate_pattern([raw, raw], pixel, otf, otf_description="NA 1.35")
+    path = calibration.save(tmp_path / "pattern.json")
+    assert PatternCalibration.load(path) == calibration
+    assert calibration.n_time_points == 2
+    (tmp_path / "bad.json").write_text('{"parameters": {"pixel_size_nm": -1}}')
+    with pytest.raises(ValueError, match=r"bad\.json.*parameters"):
+        PatternCalibration.load(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match=r"missing\.json"):
+        PatternCalibration.load(tmp_path / "missing.json")

@@ -134,5 +134,12 @@ def test_wiener_results_carry_the_pattern_they_used() -> None:
                                   second.sim_parameters[:, [0, 1, 3]])
     info = result_info(second)
     np.testing.assert_allclose(info["sim_params"], second.sim_parameters)
+    from pydantic import ValidationError
+
+    from acquisition.wire import ResultInfo
+
+    ResultInfo.model_validate(info)  # the wire's strict schema accepts it
+    with pytest.raises(ValidationError):
+        ResultInfo.model_validate({**info, "sim_params": [[0.1, 0.2, 0.3]]})
     dark = make_reconstructor("wiener").reconstruct(np.full((9, 64, 64), 100, np.uint16))
     assert FLAG_PATTERN_FIT_UNRELIABLE in dark.flags

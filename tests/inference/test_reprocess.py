@@ -155,7 +155,9 @@ def test_killed_reprocess_resumes_skipping_what_was_written(live_run: Path,
     assert "cleared the SWMR flags" in result.output
     assert f"{TIME_POINTS - 2} time points written now, 2 already done" in result.output
     check_matches_live(live_run, new)
-    rows = event_rows(new)
+    # pattern-fit flags of the 64 px field (see the test above) aside
+    rows = [r for r in event_rows(new)
+            if not (r[0] == "sr_flagged" and "pattern_fit_unreliable" in r[2])]
     assert [k for k, _, _ in rows] == ["reprocess_start", "reprocess_resumed", "reprocess_end"]
     assert rows[1][2].startswith(f"{TIME_POINTS - 2} time points to do, 2 already done")
 
