@@ -17,8 +17,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         config: Path = typer.Option(
             None, "--config", "-c", help="Micro-Manager .cfg (default: the emulator)"
         ),
-        roles: Path = typer.Option(
-            None, "--roles", help="TOML role map: device labels/properties for each role"
+        roles: str = typer.Option(
+            None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
+                                  "(e.g. hamamatsu-dcam+triggerscope)"
         ),
     ) -> None:
         """Run the per-role conformance checks against a rig (emulated when no --config)."""
@@ -29,7 +30,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from sim_emulator.rig import emulated_rig
 
         try:
-            role_map = RoleMap.from_toml(roles) if roles else None
+            role_map = RoleMap.load(roles) if roles else None
             rig = Rig.from_config(config, role_map) if config else emulated_rig(roles=role_map)
         except ConfigError as e:
             typer.echo(f"configuration error: {e}")
