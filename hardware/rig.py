@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 _ADU_MAX = 65535
 _MIN_BUFFER_MB = 64
 _BUFFER_MARGIN = 1.5
+_PULSE_MARGIN_MS = 1.0
 
 
 class Rig:
@@ -233,6 +234,8 @@ class Rig:
         for role, prop, _ in sequences:
             role.start_sequence(prop)
             started.append((role, prop))
+        if self.roles.timing == "daq-master" and self.trigger is not None:
+            self.trigger.set_period_ms(self.pulse_period_ms(plan))
         if self.roles.timing == "camera-master":
             # the camera free-runs; its exposure output steps the sequenced devices
             self.camera.set_trigger(TriggerMode.INTERNAL)
@@ -240,6 +243,12 @@ class Rig:
             self.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
         if self.shutter is not None:
             self.shutter.set_open(True)
+        time.sleep(self.roles.device_settle_ms / 1000.0)  # the devices' first states settle
+
+    def pulse_period_ms(self, plan: SequencePlan) -> float:
+        """daq-master pulse period: longest exposure, then the devices' settle time."""
+        return (max(c.exposure_ms for c in plan.channels) + self.roles.device_settle_ms
+                + _PULSE_MARGIN_MS)
 
     def size_buffer(self, n_frames: int) -> int:
         """Make the camera's circular buffer hold `n_frames` frames of the current size (with
@@ -295,7 +304,15 @@ class Rig:
             counter = _FrameCounter(self.roles, self.camera.label)
             if not camera_master:
                 self.backend.start_camera_sequence(n * len(time_points))
+            # with no pulse count to read, an extra pulse shows only as an extra frame: wait
+            # two pulse periods after a burst's last frame for it before the next burst
+            blind = not camera_master and (self.trigger is None
+                                           or self.trigger.triggers_fired is None)
+            quiet_s = 2 * self.pulse_period_ms(plan) / 1000.0 if blind else 0.0
+            last_frame_s = time.monotonic()
             for k, time_point in enumerate(time_points):
+                if k > 0 and quiet_s > 0:
+                    time.sleep(max(0.0, last_frame_s + quiet_s - time.monotonic()))
                 if self.backend.pending_frames():
                     raise SequenceMismatch(
                         f"time point {time_point}: {self.backend.pending_frames()} frame(s) "
@@ -315,6 +332,7 @@ class Rig:
                         raise self._missing_frames(time_point, n, i, timeout_s, fired_before)
                     image, meta = item
                     counter.check(meta, time_point, step)
+                    last_frame_s = time.monotonic()
                     if i == n - 1:
                         self._check_triggers(time_point, n, fired_before)
                         # the SLM stepped on the last pulse, before this frame was read out: a

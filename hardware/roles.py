@@ -72,6 +72,10 @@ class RoleMap(BaseModel):
     trigger_fire_property: str | None = "FireTriggers"
     trigger_count_property: str | None = "TriggersFired"
     trigger_line_property: str | None = "TriggerLine"
+    # daq-master: property setting the pulse period (ms); the rig sets it to the longest
+    # exposure + device_settle_ms + a margin, so every device settles before the next exposure
+    trigger_period_property: str | None = None
+    device_settle_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -525,6 +529,15 @@ class TriggerSource(_Role):
             )
         prop = self._require(self.roles.trigger_fire_property, "firing pulses")
         self._do_set(prop, n_triggers)
+
+    def set_period_ms(self, period_ms: float) -> None:
+        """Set the pulse period where the role map names its property (else the device's)."""
+        prop = self.roles.trigger_period_property
+        if prop is None:
+            return
+        self._require(prop, "pulse period")
+        self._check_value(prop, period_ms)
+        self._do_set(prop, float(period_ms))
 
     def stop(self) -> None:
         """Stop the trigger line (pending pulses are dropped) if the device can."""

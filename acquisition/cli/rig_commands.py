@@ -21,6 +21,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
                                   "(e.g. hamamatsu-dcam+triggerscope)"
         ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Only read: names, values, limits; set nothing, move "
+                                     "nothing, no laser on"),
     ) -> None:
         """Run the per-role conformance checks against a rig (emulated when no --config)."""
         from hardware.conformance import run_checks
@@ -36,7 +39,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo(f"configuration error: {e}")
             raise typer.Exit(2) from e
         with rig:
-            results = run_checks(rig)
+            results = run_checks(rig, dry_run=dry_run)
         for check, verdict, message in results:
             detail = f": {message}" if message else ""
             typer.echo(f"{verdict:4s} {check.role:8s} {check.name}{detail}")
