@@ -91,10 +91,10 @@ class ErrorModel(BaseModel):
 
 
 # Wiener SIM's SR error relative to its own noiseless floor vs photon count (e-), the worst of
-# three 96 px emulated microtubule fields per level (`livesim bench autopilot`)
+# three 96 px fields of the realistic emulator (microtubules) per level (`livesim bench autopilot`)
 WIENER_RELATIVE_ERROR = ErrorModel(
-    photon_count_e=(1.9, 4.0, 8.1, 16.2, 32.5, 64.9, 130.0),
-    error=(8.009, 5.340, 3.567, 2.524, 1.910, 1.510, 1.311),
+    photon_count_e=(1.9, 3.9, 7.9, 15.8, 31.7, 63.4, 126.8),
+    error=(4.678, 3.410, 2.449, 1.841, 1.462, 1.248, 1.131),
 )
 
 

@@ -119,6 +119,8 @@ class Protocol(BaseModel):
     rig: str = "emulator"
     emulator_seed: int = Field(default=0, ge=0)
     calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
+    # Wiener SIM: rig pattern calibration (`livesim calibrate pattern`); phases refined live
+    pattern_calibration: Path | None = None
     mda: useq.MDASequence | None = None  # positions, z planes (and optionally time): useq
 
     @field_validator("channels")
@@ -191,6 +193,13 @@ class Protocol(BaseModel):
         if value != "emulator" and not Path(value).expanduser().is_file():
             raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
         return value
+
+    @field_validator("pattern_calibration")
+    @classmethod
+    def _pattern_calibration_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"pattern calibration file {str(value)!r} does not exist")
+        return None if value is None else Path(value).expanduser().absolute()
 
     @field_validator("calibration")
     @classmethod
@@ -282,7 +291,7 @@ class Protocol(BaseModel):
         path = Path(path)
         data = read_toml(path, "protocol", ProtocolError)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("output", "calibration", "imc_model"):
+        for key in ("output", "calibration", "pattern_calibration", "imc_model"):
             value = data.get(key)
             if key == "imc_model" and not (isinstance(value, str) and _looks_like_path(value)):
                 continue  # a bundled model name, not a file

@@ -402,6 +402,7 @@ class RunSession:
                                 raw_shape, mode=self.protocol.mode,
                                 heartbeat_s=self.options.heartbeat_s,
                                 log_file=self.worker_log, calibration=self._worker_calibration,
+                                pattern_parameters=self.protocol.pattern_calibration,
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
                                 sr_encoding="uint16", run_id=self.run_id,
                                 trust_every=self.options.trust_every)

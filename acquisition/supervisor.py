@@ -40,6 +40,7 @@ class WorkerCommand:
     heartbeat_s: float = 0.5
     log_file: Path | None = None
     calibration: Path | None = None
+    pattern_parameters: Path | None = None  # Wiener: rig pattern calibration (JSON)
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
     run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
@@ -57,6 +58,8 @@ class WorkerCommand:
             args += ["--method", method]
         if self.calibration is not None:
             args += ["--calibration", str(self.calibration)]
+        if self.pattern_parameters is not None:
+            args += ["--pattern-parameters", str(self.pattern_parameters)]
         if self.imc_model is not None:
             args += ["--imc-model", self.imc_model]
         if self.sr_encoding != "float32":

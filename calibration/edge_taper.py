@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import scipy.fft as sfft
 
 
 def edge_taper(shape: tuple[int, int], width_px: int) -> np.ndarray:
@@ -22,35 +25,54 @@ def _ramp(n: int, width_px: int) -> np.ndarray:
     return ramp
 
 
-def smooth_component(image: np.ndarray) -> np.ndarray:
-    """Smooth part s of Moisan's periodic + smooth decomposition u = p + s (last two axes).
+def smooth_spectrum(image: np.ndarray) -> np.ndarray:
+    """FFT of the smooth part s of Moisan's periodic + smooth decomposition u = p + s.
 
     p has the same content as u but no jump at the wrap-around border, so its FFT has no
     edge cross; s is the smooth (harmonic inside, zero mean) image that carries the border
-    jumps. Linear in ``image``; works on real and complex arrays (L. Moisan, "Periodic plus
-    smooth image decomposition", J. Math. Imaging Vis. 39, 2011).
+    jumps. The border image is non-zero on the four edges only, so its 2-D FFT is built from
+    two 1-D FFTs (no full-size FFT here). Linear in ``image``; real or complex; leading axes
+    are batch axes (L. Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging
+    Vis. 39, 2011).
     """
     u = np.asarray(image)
-    boundary = np.zeros_like(u, dtype=np.result_type(u.dtype, np.float32))
-    rows = u[..., -1, :] - u[..., 0, :]
-    cols = u[..., :, -1] - u[..., :, 0]
-    boundary[..., 0, :] += rows
-    boundary[..., -1, :] -= rows
-    boundary[..., :, 0] += cols
-    boundary[..., :, -1] -= cols
     ny, nx = u.shape[-2:]
+    single = u.dtype in (np.float32, np.complex64)
+    wy, wx, inverse = _smooth_weights(ny, nx, single)
+    rows = u[..., -1, :] - u[..., 0, :]  # jump across the top/bottom border, per column
+    cols = u[..., :, -1] - u[..., :, 0]  # jump across the left/right border, per row
+    spectrum = wy[:, None] * sfft.fft(rows, axis=-1)[..., None, :]
+    spectrum += sfft.fft(cols, axis=-1)[..., :, None] * wx[None, :]
+    spectrum *= inverse  # zero at (0, 0): s has zero mean
+    return spectrum
+
+
+@functools.lru_cache(maxsize=8)
+def _smooth_weights(ny: int, nx: int, single: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Border-image FFT factors (1 - e^{2 pi i k / n}) and the inverse discrete Laplacian."""
+    complex_type, real_type = (np.complex64, np.float32) if single else (np.complex128, np.float64)
+    wy = (1.0 - np.exp(2j * np.pi * np.arange(ny) / ny)).astype(complex_type)
+    wx = (1.0 - np.exp(2j * np.pi * np.arange(nx) / nx)).astype(complex_type)
     denominator = (
         2.0 * np.cos(2.0 * np.pi * np.arange(ny) / ny)[:, None]
         + 2.0 * np.cos(2.0 * np.pi * np.arange(nx) / nx)[None, :]
         - 4.0
     )
-    denominator[0, 0] = 1.0
-    spectrum = np.fft.fft2(boundary) / denominator
-    spectrum[..., 0, 0] = 0.0
-    smooth = np.fft.ifft2(spectrum)
+    denominator[0, 0] = np.inf
+    inverse = (1.0 / denominator).astype(real_type)
+    for array in (wy, wx, inverse):
+        array.flags.writeable = False
+    return wy, wx, inverse
+
+
+def smooth_component(image: np.ndarray) -> np.ndarray:
+    """The smooth part s itself (see :func:`smooth_spectrum`), same kind (real/complex)."""
+    u = np.asarray(image)
+    smooth = sfft.ifft2(smooth_spectrum(u), axes=(-2, -1))
+    real_dtype = np.float32 if u.dtype in (np.float32, np.complex64) else np.float64
     if not np.iscomplexobj(u):
-        return smooth.real.astype(boundary.dtype, copy=False)
-    return smooth.astype(boundary.dtype, copy=False)
+        return smooth.real.astype(real_dtype, copy=False)
+    return smooth
 
 
 def periodic_component(image: np.ndarray) -> np.ndarray:

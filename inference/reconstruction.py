@@ -270,6 +270,7 @@ def make_reconstructor(
     na: float = 1.35,
     emission_nm: float = 525.0,
     wiener_config: Any = None,
+    pattern: Any = None,
 ) -> Reconstructor:
     """Build the reconstructor for `method` (bundled name | model path | wiener | none |
     passthrough). `mode` checks a model's mode (sisr / sim / nlsim) when given; the optics
@@ -281,7 +282,9 @@ def make_reconstructor(
     if method == "passthrough":
         return PassthroughReconstructor(3 if mode == "nlsim" else 2, mode or "sim")
     if method == "wiener":
-        return WienerReconstructor(calibration, pixel_size_nm, na, emission_nm, wiener_config)
+        return WienerReconstructor(
+            calibration, pixel_size_nm, na, emission_nm, wiener_config, parameters=pattern
+        )
     if method == "auto" or method.startswith("auto:"):
         from inference.auto import AutoReconstructor
 
@@ -291,7 +294,9 @@ def make_reconstructor(
             precision=precision,
         )
         assert isinstance(network, ModelReconstructor)
-        wiener = WienerReconstructor(calibration, pixel_size_nm, na, emission_nm, wiener_config)
+        wiener = WienerReconstructor(
+            calibration, pixel_size_nm, na, emission_nm, wiener_config, parameters=pattern
+        )
         return AutoReconstructor(network, wiener, na, emission_nm, pixel_size_nm)
     model = load_model(method)
     if mode is not None and model.info.mode != mode:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft as sfft
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.edge_taper import edge_taper, smooth_component
+from calibration.edge_taper import edge_taper, smooth_spectrum
 from calibration.otf import OtfLike, pupil_otf
 from calibration.sim_parameters import (
     SimParameters,
@@ -295,7 +295,7 @@ class WienerSim:
                 side += term
         if self._periodic:
             # border jumps removed before the sub-bin ramp, which is not periodic either
-            sides -= smooth_component(sides)
+            sides -= sfft.ifft2(smooth_spectrum(sides), workers=2)
             sides *= self._ramps
         # side-band rows sum to zero, so the background only enters the zero band
         # explicit multiply-adds: BLAS on a 1 x P by P x N product is slower here
@@ -304,18 +304,18 @@ class WienerSim:
             zero_image += frames[index] * self._mixing[-1, index]
         if self.config.background_adu:
             zero_image -= np.float32(self.config.background_adu)
-        smooth_spectrum = None
-        if self._periodic:
-            smooth = smooth_component(zero_image)
-            zero_image -= smooth
-            smooth_spectrum = sfft.rfft2(smooth * self._zero_window, workers=2)
         zero = sfft.rfft2(zero_image * self._zero_window, workers=2)
+        smooth_half = None
+        if self._periodic:
+            # (-1)^y centres the rows: the smooth spectrum moves by ny/2 rows, no FFT needed
+            smooth_half = np.roll(smooth_spectrum(zero_image), ny // 2, axis=0)[:, : nx // 2 + 1]
+            zero -= smooth_half
         spectra = sfft.fft2(sides, workers=2, overwrite_x=True)
         spectra *= self._side_filters
         half = np.zeros((2 * ny, nx + 1), dtype=np.complex64)
         half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] = zero * self._zero_filter
-        if smooth_spectrum is not None:
-            half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] += smooth_spectrum * self._smooth_filter
+        if smooth_half is not None:
+            half[ny // 2 : ny // 2 + ny, : nx // 2 + 1] += smooth_half * self._smooth_filter
         for spectrum, placement in zip(spectra, self._placements, strict=True):
             box_top, box_col, mirror_top, mirror_col, _ = placement
             box = spectrum[:, box_col:]

@@ -61,6 +61,7 @@ class WorkerOptions:
     idle_exit_s: float = 0.0  # exit after this long without any raw set (0: never)
     parent_pid: int = 0  # exit when this process (the acquisition) is gone (0: do not watch)
     calibration: Path | None = None  # camera or photon calibration file: photon counts
+    pattern_parameters: Path | None = None  # Wiener: rig pattern calibration (JSON)
     curve: CurveKeys | None = None
     imc_model: str | None = None  # IMC-SR model (bundled name or path); None: IMC off
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
@@ -184,9 +185,10 @@ class ImcStage:
                 "latency_frames": s.latency_frames, "channel": self.channel}
 
 
-def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None
-                         ) -> tuple[dict[int, Reconstructor], dict[int, str]]:
-    """One reconstructor per channel (shared between channels with the same method)."""
+def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None,
+                         pattern: Any = None) -> tuple[dict[int, Reconstructor], dict[int, str]]:
+    """One reconstructor per channel (shared between channels with the same method);
+    ``pattern`` (SimParameters of a rig pattern calibration) starts Wiener's pattern."""
     from inference.reconstruction import make_reconstructor
 
     if mode not in MODEL_MODE:
@@ -201,7 +203,7 @@ def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration:
             continue
         if method not in cache:
             cache[method] = make_reconstructor(method, mode=MODEL_MODE[mode],
-                                               calibration=calibration)
+                                               calibration=calibration, pattern=pattern)
         out[channel] = cache[method]
         if note:
             notes[channel] = note
@@ -442,7 +444,12 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         maps = None
         if options.calibration is not None:
             maps = load_calibration(options.calibration)
-        reconstructors, notes = build_reconstructors(options.methods, options.mode, maps)
+        pattern = None
+        if options.pattern_parameters is not None:
+            from calibration.sim_parameters import PatternCalibration
+
+            pattern = PatternCalibration.load(options.pattern_parameters).parameters
+        reconstructors, notes = build_reconstructors(options.methods, options.mode, maps, pattern)
         hello = describe_models(reconstructors, options.raw_shape, notes)
         hello["calibrated"] = maps is not None
         if options.trust_every > 0 and options.mode == "sim":  # the checks model linear SIM

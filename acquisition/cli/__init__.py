@@ -10,8 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 
 import typer
+
+# OpenMP threads (torch's CPU kernels) sleep instead of spinning while they wait for each other.
+# On a loaded machine a spinning thread holds a core its descheduled partner needs: DFCAN on the
+# CPU took ~40 % more CPU per frame and 2-3x the time (docs/benchmarks.md). Read when torch loads,
+# so it is set here, before any command module imports torch; worker processes inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMAND_MODULES = (
     "acquisition.cli.emulator_commands",

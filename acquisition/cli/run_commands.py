@@ -92,6 +92,9 @@ def infer_command(
     heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", help="Heartbeat period."),
     parent_pid: int = typer.Option(0, "--parent-pid", help="Exit when this process is gone."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Camera calibration."),
+    pattern_parameters: Path | None = typer.Option(
+        None, "--pattern-parameters", help="Wiener: rig pattern calibration (calibrate pattern)."
+    ),
     imc_model: str | None = typer.Option(
         None, "--imc-model", help="IMC-SR model (bundled name or path) for the first SR channel."
     ),
@@ -121,7 +124,8 @@ def infer_command(
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
                             imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
-                            worker_id=worker_id, trust_every=trust_every)
+                            worker_id=worker_id, pattern_parameters=pattern_parameters,
+                            trust_every=trust_every)
     try:
         state = run_worker(options)
     except TransportSecurityError as exc:  # a non-local endpoint without Curve keys

@@ -27,7 +27,7 @@ def test_bench_autopilot_tiny_run(tmp_path: Path) -> None:
     assert fixed[0]["photon_count_e"] == pilot[0]["photon_count_e"]
     assert pilot[0]["power_pct"] == 40.0 and pilot[-1]["power_pct"] < 40.0
     assert report["summary"]["autopilot_total_dose"] < report["summary"]["fixed_total_dose"]
-    # the error model falls with light (relative error near 1 at the brightest level)
+    # the error model falls with light towards the noiseless floor (relative error 1)
     errors = [point[1] for point in report["error_model"]]
-    assert errors[0] > errors[-1] and errors[-1] < 1.1
+    assert errors[0] > 2.0 * errors[-1] and errors[-1] < 1.6
     assert png.stat().st_size > 10_000

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from packaging.requirements import Requirement
 
 from acquisition.cli.bench.gpu import (
+    GPU_IMAGE_PACKAGES,
     STAGES,
     gpu_test_files,
+    normalise_name,
+    project_requirements,
     run_gpu_check,
     wheel_folder_gaps,
     wheels_to_carry,
@@ -65,6 +69,8 @@ def test_wheels_cover_what_the_gpu_image_lacks(tmp_path: Path) -> None:
     needed = wheels_to_carry()
     assert {"pydantic", "pydantic-core", "pyzmq", "pymmcore-plus", "mrcfile"} <= set(needed)
     assert not {"numpy", "torch", "h5py", "msgpack", "typer", "rich"} & set(needed)
+    direct = {normalise_name(Requirement(r).name) for r in project_requirements()}
+    assert direct - GPU_IMAGE_PACKAGES <= set(needed)  # pyproject's own, not a stale install
     (tmp_path / "pydantic-" f"{needed['pydantic']}-py3-none-any.whl").touch()
     (tmp_path / "pyzmq-0.0.1-cp312-abi3-manylinux_2_28_x86_64.whl").touch()  # wrong version
     gaps = wheel_folder_gaps(tmp_path, needed)

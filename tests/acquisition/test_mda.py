@@ -172,7 +172,11 @@ def test_two_positions_three_planes_time_lapse_on_the_emulator(tmp_path: Path) -
     report = describe_run_file(path)
     assert report.time_points == 12 and report.complete_time_points == 12
     assert report.raw_frames == 12 * 9 and report.sr_frames == {"wiener": 12}
-    assert set(report.events) == {"run_end"}, report.events
+    # nothing lost, skipped or failed; sr_flagged may name defocused planes whose pattern
+    # fit the live Wiener judged unreliable (the SR is still written)
+    lost = {"gap", "missing_frame", "unexpected_frame", "rig_error", "sr_skip", "sr_failed",
+            "fault", "worker_died"}
+    assert "run_end" in report.events and not lost & set(report.events), report.events
     with h5py.File(path, "r") as h5:
         assert h5["timestamps/sequence"][()].ravel().tolist() == list(range(108))
         index = h5[run_file.MDA_INDEX][()]

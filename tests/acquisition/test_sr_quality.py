@@ -62,3 +62,46 @@ def test_demo_scores_like_the_assessment() -> None:
     inside = truth.copy()
     inside[60:68, 60:68] = 0.0
     assert float(score_interior(inside, truth, SCORING_BORDER_PX).nrmse) > 0.01
+
+
+def test_live_wiener_uses_the_protocols_pattern_calibration(tmp_path: Path) -> None:
+    """A run with `pattern_calibration` records that pattern's geometry in /sim_params every
+    time point; a missing calibration file is a protocol error naming it."""
+    import numpy as np
+    import pytest
+
+    from calibration.otf import OtfModel
+    from calibration.sim_parameters import calibrate_pattern
+    from sim_emulator.microscope import Microscope
+
+    still = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
+                     bleach_rate_per_s=0.0)
+    config = EmulatorConfig(size_px=128, seed=0, dynamics=still)
+    otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm)
+    bright = Microscope(config).render_set(0.0)
+    calibration = calibrate_pattern([bright], 62.6, otf, offset_adu=100.0)
+    path = calibration.save(tmp_path / "pattern.json")
+    with pytest.raises(ValueError, match=r"missing\.json"):
+        Protocol.parse_checked({"channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
+                                "output": str(tmp_path / "x.h5"),
+                                "pattern_calibration": str(tmp_path / "missing.json")})
+    rig = emulated_rig(config)
+    protocol = Protocol.parse_checked({
+        "channels": [{"laser_nm": 488, "reconstruction": "wiener"}], "timepoints": 2,
+        "output": str(tmp_path / "p.h5"), "pattern_calibration": str(path)})
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),),
+                        mode="sim")
+    try:
+        summary = RunSession(rig, plan, protocol, (128, 128), 62.6, metadata={
+            "emulator": config.model_dump(mode="json")},
+            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0),
+            photon_calibration=photon_calibration(rig, (128, 128))).run()
+    finally:
+        rig.close()
+    assert summary.error == "" and summary.sr_frames == 2
+    with h5py.File(protocol.output, "r") as h5:
+        used = h5[run_file.SIM_PARAMS][:, 0]
+    waves = calibration.parameters.wave_vectors_cycles_per_px()
+    for t in range(2):
+        np.testing.assert_allclose(used[t, :, :2], waves)
+    assert np.isfinite(used).all()

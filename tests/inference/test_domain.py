@@ -49,26 +49,41 @@ def domain() -> ModelDomain:
     return recorded
 
 
-def test_emulator_set_is_inside_the_bundled_domain(domain: ModelDomain) -> None:
+# the bundled networks were trained on the emulator without its realism (no haze, ideal OTF)
+CLEAN = EmulatorConfig().without_realism()
+
+
+def test_clean_emulator_set_is_inside_the_bundled_domain(domain: ModelDomain) -> None:
     observation, parameters = observation_of(
-        make_training_pair("microtubules", photon_count_e=60.0, size_px=96, seed=5)
+        make_training_pair("microtubules", photon_count_e=60.0, size_px=96, seed=5, base=CLEAN)
     )
     periods, _ = pattern_geometry(parameters)
     assert periods == pytest.approx([216.0] * 3, rel=0.01)
     assert check_domain(domain, observation) == []
 
 
+def test_realistic_emulator_haze_is_outside_the_bundled_domain(domain: ModelDomain) -> None:
+    observation, _ = observation_of(
+        make_training_pair("microtubules", photon_count_e=60.0, size_px=96, seed=5)
+    )
+    problems = check_domain(domain, observation)
+    assert any(p.startswith("background fraction") for p in problems), problems
+
+
 def test_other_pattern_geometry_is_named(domain: ModelDomain) -> None:
-    base = EmulatorConfig(patterns=SimPatterns(period_nm=180.0, angle_offset_rad=0.0))
+    base = EmulatorConfig(
+        patterns=SimPatterns(period_nm=180.0, angle_offset_rad=0.0)
+    ).without_realism()
     pair = make_training_pair("microtubules", photon_count_e=60.0, size_px=96, seed=5, base=base)
     problems = check_domain(domain, observation_of(pair)[0])
-    assert sum("pattern period" in p and "180" in p for p in problems) == 3
+    assert sum(p.startswith("pattern period") and "outside the trained [205, 227]" in p
+               for p in problems) == 3
     assert sum(p.startswith("orientation") for p in problems) == 3
 
 
 def test_photon_count_and_background_outside_are_named(domain: ModelDomain) -> None:
     observation, _ = observation_of(
-        make_training_pair("er", photon_count_e=60.0, size_px=96, seed=5)
+        make_training_pair("er", photon_count_e=60.0, size_px=96, seed=5, base=CLEAN)
     )
     dim = observation.model_copy(update={"photon_count_e": 3.0})
     assert "photon count 3 e- outside the trained [12, 480] e-" in check_domain(domain, dim)
@@ -112,9 +127,13 @@ def test_real_tirf_sim_stack_is_outside_the_bundled_domain(
 
 
 def test_auto_uses_the_network_only_where_it_beats_wiener() -> None:
-    dim = make_training_pair("microtubules", photon_count_e=20.0, size_px=64, seed=7)
-    bright = make_training_pair("microtubules", photon_count_e=200.0, size_px=64, seed=7)
-    too_dim = make_training_pair("microtubules", photon_count_e=6.0, size_px=64, seed=7)
+    dim = make_training_pair("microtubules", photon_count_e=20.0, size_px=64, seed=7, base=CLEAN)
+    bright = make_training_pair(
+        "microtubules", photon_count_e=200.0, size_px=64, seed=7, base=CLEAN
+    )
+    too_dim = make_training_pair(
+        "microtubules", photon_count_e=6.0, size_px=64, seed=7, base=CLEAN
+    )
     auto = make_reconstructor("auto", calibration=camera_of(dim), device="cpu")
     assert isinstance(auto, AutoReconstructor)
     # the bundled card's crossover (12 e-) is the bottom of its photon range: the network is
@@ -134,7 +153,7 @@ def test_auto_uses_the_network_only_where_it_beats_wiener() -> None:
 
 
 def test_auto_without_calibration_falls_back_to_wiener_and_says_why() -> None:
-    pair = make_training_pair("er", photon_count_e=10.0, size_px=64, seed=8)
+    pair = make_training_pair("er", photon_count_e=10.0, size_px=64, seed=8, base=CLEAN)
     result = make_reconstructor("auto", device="cpu").reconstruct(pair.raw)
     assert result.model_name == "wiener"
     assert "no photon calibration" in result.flags[-1]

@@ -164,3 +164,26 @@ def test_config_from_toml_names_bad_fields(tmp_path: Path) -> None:
     problems = r"bad\.toml[\s\S]*'wiener_parameter' = -1[\s\S]*sharpness"
     with pytest.raises(ValueError, match=problems):
         WienerConfig.from_toml(bad)
+
+
+def test_series_re_estimates_when_the_calibrated_pattern_stops_fitting(
+    emulated: tuple[np.ndarray, np.ndarray, OtfModel], wiener: WienerSim
+) -> None:
+    """A calibration whose pattern is rotated away from the data: phases do not fit, the
+    frames are flagged and after two sets the pattern is re-estimated and adopted."""
+    from inference.wiener import WienerSeries
+
+    raw, _, otf = emulated
+    truth = wiener.parameters
+    angle = np.radians(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    wrong = truth.model_copy(update={"orientations": [
+        o.model_copy(update={"wave_vector_cycles_per_px": tuple(
+            float(v) for v in rotation @ np.array(o.wave_vector_cycles_per_px))})
+        for o in truth.orientations]})
+    series = WienerSeries(raw.shape[1:], 62.6, otf, WienerConfig(background_adu=100.0), wrong)
+    fits = [series.reconstruct(raw)[1] for _ in range(3)]
+    assert [f.source for f in fits] == ["kept", "re-estimated", "refined"]
+    assert not fits[0].reliable and fits[1].reliable and fits[2].reliable
+    np.testing.assert_allclose(np.abs(fits[2].parameters.wave_vectors_cycles_per_px()),
+                               np.abs(truth.wave_vectors_cycles_per_px()), atol=1e-3)

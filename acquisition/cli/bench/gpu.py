@@ -84,15 +84,30 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def project_requirements(root: str = "livesim") -> list[str]:
+    """livesim's run-time requirements: from the checkout's pyproject.toml when there is one
+    (an editable install's metadata lags behind it), else from the installed metadata."""
+    import tomllib
+
+    pyproject = ROOT / "pyproject.toml"
+    if root == "livesim" and pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        return list(project.get("dependencies", []))
+    return list(importlib.metadata.distribution(root).requires or [])
+
+
 def dependency_closure(root: str = "livesim") -> dict[str, str]:
     """Every distribution ``root`` needs at run time on the device machine (its markers),
-    with the version installed here: normalised name -> version."""
+    with the version installed here ('?' where it is not installed): name -> version."""
     from packaging.requirements import Requirement
 
     found: dict[str, str] = {}
     todo = [root]
     while todo:
-        for text in importlib.metadata.distribution(todo.pop()).requires or []:
+        name_now = todo.pop()
+        texts = (project_requirements(root) if name_now == root
+                 else importlib.metadata.distribution(name_now).requires or [])
+        for text in texts:
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate(_GPU_MARKERS):
                 continue
