@@ -99,7 +99,10 @@ MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
 PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 FLUSH_COMMAND = "flush"
 SR_ENCODINGS = ("float32", "uint16")
-SR_UINT16_SCALE = 1.0 / 65535.0  # uint16 SR payload: value = stored x scale (as the run file)
+SR_UINT16_SCALE = 1.0 / 65535.0
+# no trust record: not a super-resolved image (the wide-field mean; a pipeline benchmark's
+# blank of the right shape)
+UNCHECKED_METHODS = ("none", "passthrough")  # uint16 SR payload: value = stored x scale (as the run file)
 
 
 def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, float]]:
@@ -454,7 +457,8 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         hello["calibrated"] = maps is not None
         if options.trust_every > 0 and options.mode == "sim":  # the checks model linear SIM
             state.trust = {channel: TrustMonitor(reconstructor, options.trust_every)
-                           for channel, reconstructor in reconstructors.items()}
+                           for channel, reconstructor in reconstructors.items()
+                           if getattr(reconstructor, "model_name", "") not in UNCHECKED_METHODS}
         imc = None
         if options.imc_model is not None:
             if not reconstructors:
