@@ -28,6 +28,7 @@ from acquisition.autopilot import AutopilotSettings
 from settings_file import read_toml, validate_settings
 
 if TYPE_CHECKING:
+    from hardware.roles import RoleMap
     from hardware.sequencing import SequencePlan
 
 Mode = Literal["wf", "sim", "nlsim"]
@@ -117,6 +118,9 @@ class Protocol(BaseModel):
     overwrite: bool = False
     output: Path
     rig: str = "emulator"
+    # role map of the rig: shipped profile names and/or TOML files, "+"-joined, later ones
+    # winning (e.g. "hamamatsu-dcam+triggerscope+lab.toml"); None: the emulator's names
+    roles: str | None = None
     emulator_seed: int = Field(default=0, ge=0)
     calibration: Path | None = None  # camera calibration file (`livesim calibrate` output)
     # Wiener SIM: rig pattern calibration (`livesim calibrate pattern`); phases refined live
@@ -193,6 +197,28 @@ class Protocol(BaseModel):
         if value != "emulator" and not Path(value).expanduser().is_file():
             raise ValueError(f"rig config {value!r} is neither 'emulator' nor an existing file")
         return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_load(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from hardware.errors import ConfigError
+        from hardware.roles import RoleMap
+
+        parts = [p if "/" not in p and not p.endswith(".toml")
+                 else str(Path(p).expanduser().absolute()) for p in value.split("+")]
+        try:
+            RoleMap.load(parts)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return "+".join(parts)
+
+    def role_map(self) -> RoleMap | None:
+        """The rig's role map (None: the emulator's device names)."""
+        from hardware.roles import RoleMap
+
+        return None if self.roles is None else RoleMap.load(self.roles.split("+"))
 
     @field_validator("pattern_calibration")
     @classmethod
@@ -297,6 +323,11 @@ class Protocol(BaseModel):
                 continue  # a bundled model name, not a file
             if isinstance(value, str) and not Path(value).is_absolute() and key not in overrides:
                 data[key] = str(path.parent / value)
+        roles = data.get("roles")
+        if isinstance(roles, str) and "roles" not in overrides:  # files beside the protocol
+            data["roles"] = "+".join(
+                str(path.parent / p) if p.endswith(".toml") and not Path(p).is_absolute() else p
+                for p in roles.split("+"))
         return cls.parse_checked(data, source=str(path))
 
     @classmethod

@@ -85,7 +85,8 @@ class SessionOptions:
     display: bool = True
     display_max_hz: float = DISPLAY_MAX_HZ  # per topic (see acquisition.display_outlet)
     fsync: bool = True
-    recorder_queue: int = 64
+    recorder_queue: int = 64  # raw sets waiting for the disk, at most (and see the next)
+    recorder_queue_bytes: int = 1024**3  # ... and at most this many bytes of them (memory)
     acquire_timeout_s: float = 10.0
     workers: int = 1  # inference worker processes; each has its own raw PUSH and supervisor
     # workers on other machines: per endpoint tcp://HOST:PORT, raw sets at PORT and results at
@@ -223,15 +224,24 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
 
 
+def recorder_queue_sets(frame_shape: tuple[int, int], n_patterns: int,
+                        options: SessionOptions) -> int:
+    """How many raw sets the recorder queue holds: its count limit, or fewer for big frames
+    (``recorder_queue_bytes``), never below 2."""
+    raw_set = n_patterns * frame_shape[0] * frame_shape[1] * 2 + frame_shape[0] * frame_shape[1] * 4
+    return max(2, min(options.recorder_queue, options.recorder_queue_bytes // raw_set))
+
+
 def memory_needed_bytes(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
                         options: SessionOptions, emulator: bool = False) -> int:
     """Memory a run needs at its peak: the recorder queue and the sets in flight to the worker
     (raw uint16 + wide-field float32 each), SR images, and the emulator's working set."""
     pixels = frame_shape[0] * frame_shape[1]
     raw_set = n_patterns * pixels * 2 + pixels * 4
-    in_flight = options.max_pending_bytes if options.max_pending_sets is None else (
-        options.max_pending_sets * raw_set)
-    buffers = raw_set * (options.recorder_queue + 2 * n_channels + 4) + in_flight
+    in_flight = max(2 * raw_set, options.max_pending_bytes) if (
+        options.max_pending_sets is None) else options.max_pending_sets * raw_set
+    queue = recorder_queue_sets(frame_shape, n_patterns, options)
+    buffers = raw_set * (queue + 2 * n_channels + 4) + in_flight
     sr = 4 * pixels * 4 * 8  # float32 SR and its stored/displayed copies
     return buffers + sr + (EMULATOR_BYTES_PER_PX * pixels if emulator else 0)
 
@@ -591,7 +601,9 @@ class RunSession:
             try:
                 self.recorder = RunRecorder(self.protocol.output, layout, self._run_metadata(),
                                             calibration=self.calibration,
-                                            queue_size=self.options.recorder_queue,
+                                            queue_size=recorder_queue_sets(
+                                                self.frame_shape, self.protocol.n_patterns,
+                                                self.options),
                                             fsync=self.options.fsync,
                                             overwrite=self.protocol.overwrite)
             except RecorderError as exc:  # disk full, no permission...: nothing recorded yet

@@ -460,7 +460,7 @@ def default_flat_exposures_ms(
 def calibrate_camera(
     rig: Any,
     laser_nm: int,
-    power_pct: float = 100.0,
+    power_pct: float = 5.0,
     n_frames: int = 200,
     flat_exposures_ms: Sequence[float] | None = None,
     dark_exposures_ms: Sequence[float] = (1.0, 100.0, 1000.0),
@@ -469,10 +469,11 @@ def calibrate_camera(
 ) -> CameraCalibration:
     """Acquire dark and flat series through a :class:`hardware.rig.Rig` and fit the maps.
 
-    Dark: all AOTF lines at 0 %. Flat: ``laser_nm`` at ``power_pct`` with the SLM blank
-    (uniform light: a grating drifting across the specimen would change pixels between frames
-    and count as noise); without ``flat_exposures_ms`` a ladder up to saturation is chosen from
-    a probe frame. The camera's exposure, the AOTF powers and the SLM pattern are restored.
+    Dark: all AOTF lines at 0 % and the shutter closed. Flat: ``laser_nm`` at ``power_pct``
+    (default a safe 5 %) with the SLM blank (uniform light: a grating drifting across the
+    specimen would change pixels between frames and count as noise); without
+    ``flat_exposures_ms`` a ladder up to saturation is chosen from a probe frame. The camera's
+    exposure, the AOTF powers and the SLM pattern are restored.
     """
     camera = rig.camera
     aotf = rig.aotf
@@ -485,16 +486,17 @@ def calibrate_camera(
 
     dark_level: list[np.ndarray] = []  # the offset map, once the dark series are in
 
-    def series(exposure_ms: float, count: int) -> SeriesMoments:
+    def series(exposure_ms: float, count: int, light: bool = True) -> SeriesMoments:
         camera.set_exposure_ms(float(exposure_ms))
-        frames = np.stack(rig.snap(count, timeout_s=timeout_s + count * exposure_ms / 1000.0))
+        frames = np.stack(rig.snap(count, timeout_s=timeout_s + count * exposure_ms / 1000.0,
+                                   shutter_open=light))
         level = dark_level[0] if dark_level else None
         return series_moments(frames, exposure_ms, saturation_adu, dark_level_adu=level)
 
     try:
         for line in aotf.lines_nm:
             aotf.set_power(line, 0.0)
-        dark = [series(t, n_dark) for t in dark_exposures_ms]
+        dark = [series(t, n_dark, light=False) for t in dark_exposures_ms]
         dark_level.append(dark[0].mean_adu)
         aotf.set_line(laser_nm)
         aotf.set_power(laser_nm, power_pct)

@@ -67,6 +67,7 @@ class GuiOptions:
     """What `livesim gui` was asked to do."""
 
     rig: str = "emulator"
+    roles: str | None = None  # role map: profile names / TOML files, "+"-joined (real rigs)
     protocol_file: Path | None = None
     size_px: int | None = None  # emulator frame size (sets the protocol's ROI); None: as saved
     structure: str = "microtubules"
@@ -157,7 +158,8 @@ def run_gui(options: GuiOptions) -> int:
     if options.attach is not None:
         link = HostLink(None, options.attach)
     else:
-        link = HostLink.start(HostOptions(rig=options.rig, size_px=(size, size),
+        link = HostLink.start(HostOptions(rig=options.rig, roles=options.roles,
+                                          size_px=(size, size),
                                           structure=options.structure))
     yield_cpu_to_acquisition(options.niceness)  # the acquisition process keeps its own
     window = LiveWindow(link, settings)

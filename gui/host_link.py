@@ -72,6 +72,7 @@ class HostOptions:
     """How to start the acquisition process."""
 
     rig: str = "emulator"  # 'emulator' or a Micro-Manager .cfg path
+    roles: str | None = None  # role map: profile names / TOML files, "+"-joined
     size_px: tuple[int, int] = (128, 128)
     seed: int = 0
     structure: str = "microtubules"
@@ -129,6 +130,8 @@ class HostLink:
                 "--parent-pid", str(os.getpid())]
         if options.faults_json:
             argv += ["--faults", options.faults_json]
+        if options.roles:
+            argv += ["--roles", options.roles]
         log = (options.log_file or folder / "acquisition.log").open("ab")
         try:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

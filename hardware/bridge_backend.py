@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware.errors import CapabilityError
+from hardware.errors import BufferOverflow, CapabilityError
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,20 @@ class BridgeCoreBackend:
     def camera_running(self) -> bool:
         return bool(self.core.is_sequence_running())
 
+    def set_buffer_mb(self, size_mb: int) -> None:
+        if int(self.core.get_circular_buffer_memory_footprint()) < size_mb:
+            self.core.set_circular_buffer_memory_footprint(int(size_mb))
+
+    def pending_frames(self) -> int:
+        return int(self.core.get_remaining_image_count())
+
     def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
         """The next TaggedImage as (uint16 (Y, X), tags), or None at `deadline` (monotonic)."""
         wake = threading.Event()
         while int(self.core.get_remaining_image_count()) == 0:
+            if self.core.is_buffer_overflowed():
+                raise BufferOverflow("Studio camera: circular buffer overflowed "
+                                     "(frames arrived faster than they were read)")
             if time.monotonic() >= deadline:
                 return None
             wake.wait(_BRIDGE_WAIT_S)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from hardware.errors import CapabilityError, InvalidSettingError, RigError
-from hardware.pattern_layout import LASER_LINES_NM, SLM_N_PATTERNS
+from hardware.pattern_layout import slm_n_patterns
 from hardware.rig import Rig
 from hardware.roles import TriggerActivation, TriggerMode
 from hardware.sequencing import ChannelSpec, SequencePlan
 
 _TIMEOUT_S = 20.0
+_CHECK_POWER_PCT = 1.0  # the power check's setting: low, whatever line comes first
 
 
 class ConformanceFailure(AssertionError):  # noqa: N818 (an assertion, read as "failure")
@@ -112,7 +114,8 @@ def camera_sequence(rig: Rig) -> None:
 # ------------------------------------------------------------------ AOTF
 def aotf_lines(rig: Rig) -> None:
     lines = rig.aotf.lines_nm
-    _expect(bool(set(lines) & set(LASER_LINES_NM)), f"AOTF lines {lines} miss {LASER_LINES_NM}")
+    wanted = rig.roles.laser_lines_nm
+    _expect(bool(set(lines) & set(wanted)), f"AOTF lines {lines} miss {wanted}")
     for nm in lines:
         rig.aotf.set_line(nm)
         _expect(rig.aotf.line_nm == nm, f"line reads {rig.aotf.line_nm} after setting {nm}")
@@ -125,10 +128,11 @@ def aotf_power(rig: Rig) -> None:
     nm = rig.aotf.lines_nm[0]
     before = rig.aotf.power_pct(nm)
     try:
-        rig.aotf.set_power(nm, 37.5)
-        _expect(math.isclose(rig.aotf.power_pct(nm), 37.5, abs_tol=0.01),
-                f"{nm} nm power reads {rig.aotf.power_pct(nm)} after 37.5")
+        rig.aotf.set_power(nm, _CHECK_POWER_PCT)
+        _expect(math.isclose(rig.aotf.power_pct(nm), _CHECK_POWER_PCT, abs_tol=0.01),
+                f"{nm} nm power reads {rig.aotf.power_pct(nm)} after {_CHECK_POWER_PCT}")
         _expect_raises(InvalidSettingError, lambda: rig.aotf.set_power(nm, 120.0), "120 % power")
+        rig.aotf.set_power(nm, 0.0)  # blanking off lets the light through: dark first
         rig.aotf.set_blanking(False)
         _expect(not rig.aotf.blanking, "blanking still on after switching it off")
         rig.aotf.set_blanking(True)
@@ -139,10 +143,11 @@ def aotf_power(rig: Rig) -> None:
 
 # ------------------------------------------------------------------ SLM
 def slm_patterns(rig: Rig) -> None:
-    for index in (0, 1, 10, SLM_N_PATTERNS - 1):
+    n_patterns = slm_n_patterns(rig.roles.laser_lines_nm)
+    for index in (0, 1, 10, n_patterns - 1):
         rig.slm.show(index)
         _expect(rig.slm.pattern_index == index, f"SLM shows {rig.slm.pattern_index}, not {index}")
-    _expect_raises(InvalidSettingError, lambda: rig.slm.show(SLM_N_PATTERNS), "index past end")
+    _expect_raises(InvalidSettingError, lambda: rig.slm.show(n_patterns), "index past end")
     _expect(rig.slm.sequence_max_length(rig.slm.pattern_property) >= 50,
             "SLM pattern index must be sequenceable for >= 50 steps")
 
@@ -195,10 +200,89 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(rig: Rig) -> list[tuple[Check, str, str]]:
-    """Run every check: (check, "ok" | "skip" | "FAIL", message)."""
+# ------------------------------------------------------------------ dry run (reads only)
+def dry_camera(rig: Rig) -> None:
+    r, cam = rig.roles, rig.camera
+    prop = cam._require(r.camera_trigger_mode_property, "trigger mode")
+    allowed = rig.backend.allowed_values(cam.label, prop)
+    for value in (r.camera_trigger_internal, r.camera_trigger_external):
+        _expect(_allowed(value, allowed), f"camera {cam.label!r} {prop!r}: no value {value!r} "
+                                          f"(allowed: {allowed})")
+    act = r.camera_trigger_activation_property
+    if act is not None:
+        act_allowed = rig.backend.allowed_values(cam.label, cam._require(act, "activation"))
+        _expect(_allowed(r.camera_trigger_edge, act_allowed),
+                f"camera {cam.label!r} {act!r}: no value {r.camera_trigger_edge!r} "
+                f"(allowed: {act_allowed})")
+
+
+def dry_lasers(rig: Rig) -> None:
+    lines = rig.aotf.lines_nm
+    for nm in rig.roles.laser_lines_nm:
+        _expect(nm in lines, f"{nm} nm (laser_lines_nm) cannot be selected on "
+                             f"{rig.aotf.label!r} (lines: {lines})")
+        device, prop = rig.aotf.power_target(nm)
+        _expect(device in rig.backend.device_labels()
+                and rig.backend.has_property(device, prop),
+                f"{nm} nm power: no property {prop!r} on device {device!r}")
+
+
+def dry_sequences(rig: Rig) -> None:
+    slm = rig.slm
+    slm._require(slm.pattern_property, "pattern")
+    n_patterns = slm_n_patterns(rig.roles.laser_lines_nm)
+    limits = rig.backend.property_limits(slm.label, slm.pattern_property)
+    _expect(limits is None or limits[1] >= n_patterns - 1,
+            f"SLM {slm.label!r} {slm.pattern_property!r} limits {limits} do not reach the "
+            f"running order's {n_patterns} images")
+    for role, prop in ((slm, slm.pattern_property), (rig.aotf, rig.aotf.line_property)):
+        _expect(role.sequence_max_length(prop) >= 9,
+                f"{role.kind} {role.label!r} {prop!r} cannot run a 9-step sequence")
+    if rig.roles.timing == "daq-master":
+        _expect(rig.trigger is not None and rig.trigger.has(rig.roles.trigger_fire_property),
+                f"daq-master: trigger device {rig.roles.trigger!r} has no "
+                f"{rig.roles.trigger_fire_property!r}")
+
+
+def _allowed(value: str, allowed: tuple[str, ...]) -> bool:
+    return not allowed or any(v.strip().casefold() == value.strip().casefold() for v in allowed)
+
+
+DRY_CHECKS: tuple[Check, ...] = (
+    Check("camera", "trigger names (dry)", dry_camera),
+    Check("aotf", "laser lines and power (dry)", dry_lasers),
+    Check("rig", "sequences and timing (dry)", dry_sequences),
+)
+
+_WRITES = frozenset({
+    "set_property", "load_sequence", "start_sequence", "stop_sequence", "set_exposure_ms",
+    "set_roi", "clear_roi", "start_camera_sequence", "stop_camera_sequence", "set_buffer_mb",
+    "set_shutter_open", "set_xy_position_um", "set_z_position_um"})
+
+
+class ReadOnlyBackend:
+    """A backend that reads through and refuses every write (a dry run moves nothing)."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _WRITES:
+            def refuse(*args: object) -> None:
+                self.refused.append(f"{name}{args}")
+                raise RigError(f"dry run: refused {name}{args}")
+            return refuse
+        return getattr(self._backend, name)
+
+
+def run_checks(rig: Rig, dry_run: bool = False) -> list[tuple[Check, str, str]]:
+    """Run every check: (check, "ok" | "skip" | "FAIL", message). dry_run: only the reading
+    checks, through a backend that refuses any write (no property set, no laser on)."""
+    if dry_run:
+        rig = Rig(ReadOnlyBackend(rig.backend), rig.roles)  # type: ignore[arg-type]
     results: list[tuple[Check, str, str]] = []
-    for check in CHECKS:
+    for check in DRY_CHECKS if dry_run else CHECKS:
         try:
             check.run(rig)
         except NotApplicable as e:

@@ -32,7 +32,7 @@ from pymmcore_plus.experimental.unicore import (
 )
 from pymmcore_plus.experimental.unicore.core._sequence_buffer import SequenceBuffer
 
-from hardware.errors import CapabilityError, ConfigError
+from hardware.errors import BufferOverflow, CapabilityError, ConfigError
 
 _SIGNALS_BACKEND_VARIABLE = "PYMM_SIGNALS_BACKEND"  # pymmcore-plus: 'qt' | 'psygnal' | 'auto'
 
@@ -56,6 +56,7 @@ _LINE_ERROR = re.compile(r"at line (\d+): (.*?)\n(.*)", re.DOTALL)
 # them is a bounded wait on this interval (Python cameras notify and never poll).
 _CPP_CAMERA_WAIT_S = 0.001
 _BUFFER_MB = 512
+_OVERFLOW_CHECK_S = 0.1  # how often a wait for a frame looks at isBufferOverflowed()
 _NO_ADAPTERS_DIR = Path(__file__).resolve().parent  # a folder without Micro-Manager adapters
 
 
@@ -131,8 +132,15 @@ class CoreBackend(Protocol):
     def camera_running(self) -> bool:
         """True while the camera sequence runs."""
 
+    def set_buffer_mb(self, size_mb: int) -> None:
+        """Size the camera's circular buffer (MB)."""
+
+    def pending_frames(self) -> int:
+        """Frames waiting in the circular buffer."""
+
     def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
-        """Next frame and its metadata, or None when `deadline` (monotonic s) passes."""
+        """Next frame and its metadata, or None when `deadline` (monotonic s) passes;
+        BufferOverflow (within `_OVERFLOW_CHECK_S`) if the circular buffer overflowed."""
 
     def set_shutter_open(self, label: str, is_open: bool) -> None:
         """Open or close shutter `label`."""
@@ -320,6 +328,30 @@ class UniCoreBackend:
     def camera_running(self) -> bool:
         return bool(self.core.isSequenceRunning())
 
+    def set_buffer_mb(self, size_mb: int) -> None:
+        """Size the circular buffer: ours for Python cameras (so arrivals still notify),
+        MMCore's for C++ ones (250 MB by default, ~29 frames at 2048 x 2048)."""
+        if size_mb <= 0:
+            raise ValueError(f"buffer size must be > 0 MB, got {size_mb}")
+        if self.core.isPyDevice(self.camera_label()):
+            if int(self._buffer.size_mb) != size_mb:
+                self._buffer = _NotifyingBuffer(size_mb)
+                self.core._seq_buffer = self._buffer
+        elif int(self.core.getCircularBufferMemoryFootprint()) < size_mb:
+            self.core.setCircularBufferMemoryFootprint(size_mb)
+
+    def buffer_mb(self) -> int:
+        return int(self.core.getCircularBufferMemoryFootprint())
+
+    def pending_frames(self) -> int:
+        return int(self.core.getRemainingImageCount())
+
+    def _raise_if_overflowed(self) -> None:
+        if self.core.isBufferOverflowed():
+            raise BufferOverflow(
+                f"camera {self.camera_label()!r}: circular buffer overflowed "
+                f"({self.buffer_mb()} MB): frames arrived faster than they were read")
+
     def next_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
         """The next frame and its metadata, or None if none arrives by `deadline` (monotonic)."""
         if self.core.isPyDevice(self.camera_label()):
@@ -329,17 +361,22 @@ class UniCoreBackend:
                     if item is not None:
                         image, meta = item
                         return image, {str(k): str(v) for k, v in meta.items()}
+                    self._raise_if_overflowed()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return None
-                    self._buffer.arrived.wait(remaining)
+                    self._buffer.arrived.wait(min(remaining, _OVERFLOW_CHECK_S))
         return self._next_cpp_frame(deadline)
 
     def _next_cpp_frame(self, deadline: float) -> tuple[np.ndarray, dict[str, str]] | None:
         import pymmcore
 
         wake = threading.Event()
+        checked = time.monotonic()
         while self.core.getRemainingImageCount() == 0:
+            if time.monotonic() - checked >= _OVERFLOW_CHECK_S:
+                self._raise_if_overflowed()
+                checked = time.monotonic()
             if time.monotonic() >= deadline:
                 return None
             wake.wait(_CPP_CAMERA_WAIT_S)

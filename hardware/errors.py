@@ -25,3 +25,7 @@ class SequenceMismatch(RigError):  # noqa: N818 (name fixed by the contract)
 
 class InvalidSettingError(RigError, ValueError):
     """A property value out of range or not allowed; names device, property and value."""
+
+
+class BufferOverflow(RigError):  # noqa: N818 (reads as the event it names)
+    """The camera's circular buffer filled before frames were read; names camera and size."""

@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 
 from hardware.core_adapter import CoreBackend, UniCoreBackend
-from hardware.errors import AcquisitionTimeout, CapabilityError, RigError, SequenceMismatch
+from hardware.errors import (
+    AcquisitionTimeout,
+    CapabilityError,
+    ConfigError,
+    RigError,
+    SequenceMismatch,
+)
 from hardware.frames import FrameTag, TaggedFrame
-from hardware.pattern_layout import LASER_LINES_NM
 from hardware.roles import (
     Aotf,
     Camera,
@@ -34,6 +39,9 @@ from hardware.sequencing import SequencePlan, SequenceStep
 logger = logging.getLogger(__name__)
 
 _ADU_MAX = 65535
+_MIN_BUFFER_MB = 64
+_BUFFER_MARGIN = 1.5
+_PULSE_MARGIN_MS = 1.0
 
 
 class Rig:
@@ -48,7 +56,7 @@ class Rig:
         self.slm = Slm(backend, r.slm, r)
         self.rotator = Rotator(backend, r.rotator, r) if r.rotator else None
         self.shutter = Shutter(backend, r.shutter, r) if r.shutter else None
-        self.trigger = TriggerSource(backend, r.trigger, r)
+        self.trigger = TriggerSource(backend, r.trigger, r) if r.trigger else None
         self._sequence = 0
         self._t0 = time.monotonic()
 
@@ -90,8 +98,11 @@ class Rig:
         self.close()
 
     # ------------------------------------------------------------------ acquisition
-    def snap(self, n_frames: int = 1, timeout_s: float = 10.0) -> list[np.ndarray]:
+    def snap(self, n_frames: int = 1, timeout_s: float = 10.0, *, shutter_open: bool = True
+             ) -> list[np.ndarray]:
         """`n_frames` free-running (internal trigger) frames with the current device settings.
+
+        shutter_open=False keeps the excitation shutter closed (dark frames).
 
         For calibration (dark/flat series) and previews; raises AcquisitionTimeout naming how
         many frames arrived if the camera stalls, SequenceMismatch if it dropped one.
@@ -100,9 +111,11 @@ class Rig:
             raise ValueError(f"n_frames={n_frames} must be >= 1, timeout_s={timeout_s} > 0")
         self.camera.set_trigger(TriggerMode.INTERNAL)
         if self.shutter is not None:
-            self.shutter.set_open(True)
+            self.shutter.set_open(shutter_open)
         frames: list[np.ndarray] = []
+        counter = _FrameCounter(self.roles, self.camera.label)
         try:
+            self.size_buffer(n_frames)
             self.backend.start_camera_sequence(n_frames)
             deadline = time.monotonic() + timeout_s
             while len(frames) < n_frames:
@@ -113,12 +126,7 @@ class Rig:
                         f"{len(frames)} arrived from camera {self.camera.label!r}"
                     )
                 image, meta = item
-                key = self.roles.camera_frame_counter_key
-                if key is not None and key in meta and int(meta[key]) != len(frames):
-                    raise SequenceMismatch(
-                        f"snap: expected camera frame {len(frames)}, frame {meta[key]} arrived: "
-                        f"{int(meta[key]) - len(frames)} frame(s) dropped by the camera"
-                    )
+                counter.check(meta, -1, None)
                 frames.append(image)
         finally:
             self.backend.stop_camera_sequence()
@@ -172,10 +180,10 @@ class Rig:
                     f"plan asks for {channel.laser_nm} nm; AOTF {self.aotf.label!r} has "
                     f"{self.aotf.lines_nm}"
                 )
-            if channel.laser_nm not in LASER_LINES_NM:
+            if channel.laser_nm not in self.roles.laser_lines_nm:
                 raise CapabilityError(
                     f"plan asks for {channel.laser_nm} nm; the SLM running order has grating "
-                    f"sets for {LASER_LINES_NM} only"
+                    f"sets for {self.roles.laser_lines_nm} only (role map laser_lines_nm)"
                 )
         powers: dict[int, set[float]] = {}
         for channel in plan.channels:
@@ -206,7 +214,8 @@ class Rig:
         ]
         lines = [str(s.laser_nm) for s in steps]
         if len(set(lines)) > 1:
-            sequences.append((self.aotf, self.aotf.line_property, lines))
+            sequences.append((self.aotf, self.aotf.line_property,
+                              [self.aotf.line_value(s.laser_nm) for s in steps]))
         else:
             self.aotf.set_line(steps[0].laser_nm)
         if self.rotator is not None and plan.mode != "wf":
@@ -225,9 +234,30 @@ class Rig:
         for role, prop, _ in sequences:
             role.start_sequence(prop)
             started.append((role, prop))
-        self.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
+        if self.roles.timing == "daq-master" and self.trigger is not None:
+            self.trigger.set_period_ms(self.pulse_period_ms(plan))
+        if self.roles.timing == "camera-master":
+            # the camera free-runs; its exposure output steps the sequenced devices
+            self.camera.set_trigger(TriggerMode.INTERNAL)
+        else:
+            self.camera.set_trigger(TriggerMode.EXTERNAL, TriggerActivation.EDGE)
         if self.shutter is not None:
             self.shutter.set_open(True)
+        time.sleep(self.roles.device_settle_ms / 1000.0)  # the devices' first states settle
+
+    def pulse_period_ms(self, plan: SequencePlan) -> float:
+        """daq-master pulse period: longest exposure, then the devices' settle time."""
+        return (max(c.exposure_ms for c in plan.channels) + self.roles.device_settle_ms
+                + _PULSE_MARGIN_MS)
+
+    def size_buffer(self, n_frames: int) -> int:
+        """Make the camera's circular buffer hold `n_frames` frames of the current size (with
+        margin), so a plan's time point never overflows it while it is read; returns MB."""
+        height, width = self.camera.shape
+        frame_mb = height * width * 2 / 2**20
+        size_mb = max(_MIN_BUFFER_MB, int(frame_mb * n_frames * _BUFFER_MARGIN) + 1)
+        self.backend.set_buffer_mb(size_mb)
+        return size_mb
 
     def stream_time_point(
         self, plan: SequencePlan, time_point: int, timeout_s: float = 10.0
@@ -249,53 +279,82 @@ class Rig:
     def stream(
         self, plan: SequencePlan, time_points: Sequence[int], timeout_s: float = 10.0
     ) -> Iterator[TaggedFrame]:
-        """Frames of many time points: devices armed once, one trigger burst per time point.
+        """Frames of many time points: devices armed once, one burst per time point.
 
-        The SLM/AOTF/rotator sequences cycle, the camera stays armed for all frames, and each
-        time point's `plan.n_frames` pulses go out when the consumer asks for its first frame
-        (so the consumer paces the time points). Every time point is checked as in
-        `stream_time_point`; `timeout_s` applies per time point.
+        daq-master: the SLM/AOTF/rotator sequences cycle, the camera stays armed for all
+        frames, and each time point's `plan.n_frames` pulses go out when the consumer asks for
+        its first frame (so the consumer paces the time points). camera-master: the camera
+        free-runs `plan.n_frames` exposures per time point, its exposure output stepping the
+        devices. Every time point is checked as in `stream_time_point`; `timeout_s` applies
+        per time point. A time point whose frames cannot all be shown to carry the right
+        pattern raises SequenceMismatch (its frames must not be kept).
         """
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if not time_points:
             return
         self.check_plan(plan)
-        steps = plan.steps()
+        steps = plan.steps(self.roles.laser_lines_nm)
         n = len(steps)
-        counter_key = self.roles.camera_frame_counter_key
+        camera_master = self.roles.timing == "camera-master"
         started: list[tuple[Any, str]] = []
         try:
             self._arm(plan, steps, started)
-            self.backend.start_camera_sequence(n * len(time_points))
+            self.size_buffer(n if camera_master else n * len(time_points))
+            counter = _FrameCounter(self.roles, self.camera.label)
+            if not camera_master:
+                self.backend.start_camera_sequence(n * len(time_points))
+            # with no pulse count to read, an extra pulse shows only as an extra frame: wait
+            # two pulse periods after a burst's last frame for it before the next burst
+            blind = not camera_master and (self.trigger is None
+                                           or self.trigger.triggers_fired is None)
+            quiet_s = 2 * self.pulse_period_ms(plan) / 1000.0 if blind else 0.0
+            last_frame_s = time.monotonic()
             for k, time_point in enumerate(time_points):
-                fired_before = self.trigger.triggers_fired
-                self.trigger.fire(n)
+                if k > 0 and quiet_s > 0:
+                    time.sleep(max(0.0, last_frame_s + quiet_s - time.monotonic()))
+                if self.backend.pending_frames():
+                    raise SequenceMismatch(
+                        f"time point {time_point}: {self.backend.pending_frames()} frame(s) "
+                        "arrived after the previous time point ended (an extra trigger?): "
+                        "the patterns are out of step with the frames")
+                fired_before = self.trigger.triggers_fired if self.trigger else None
+                if camera_master:
+                    counter.restart()
+                    self.backend.start_camera_sequence(n)
+                else:
+                    assert self.trigger is not None
+                    self.trigger.fire(n)
                 deadline = time.monotonic() + timeout_s
                 for i, step in enumerate(steps):
                     item = self.backend.next_frame(deadline)
                     if item is None:
                         raise self._missing_frames(time_point, n, i, timeout_s, fired_before)
                     image, meta = item
-                    if counter_key is not None and counter_key in meta:
-                        expected = k * n + i
-                        counter = int(meta[counter_key])
-                        if counter != expected:
-                            raise SequenceMismatch(
-                                f"time point {time_point}: expected camera frame {expected} "
-                                f"(channel {step.channel}, pattern {step.pattern}), frame "
-                                f"{counter} arrived: {counter - expected} frame(s) dropped"
-                            )
+                    counter.check(meta, time_point, step)
+                    last_frame_s = time.monotonic()
                     if i == n - 1:
-                        # the SLM stepped on the last pulse's trailing edge, before this frame
-                        # was read out: a wrong position now means this time point's tags
-                        # are wrong, so it fails here rather than when the next one starts
-                        self._check_slm_position(time_point, n * (k + 1))
-                    yield TaggedFrame(image, self._tag(step, time_point, image))
+                        self._check_triggers(time_point, n, fired_before)
+                        # the SLM stepped on the last pulse, before this frame was read out: a
+                        # wrong position now means this time point's tags are wrong
+                        self._check_slm_position(time_point, n * (1 if camera_master else k + 1))
+                    yield TaggedFrame(image, self._tag(step, time_point, image,
+                                                       counter.timestamp_s(meta)))
+                if camera_master:
+                    self.backend.stop_camera_sequence()
         finally:
             self._disarm(started)
 
-    def _tag(self, step: SequenceStep, time_point: int, image: np.ndarray) -> FrameTag:
+    def _check_triggers(self, time_point: int, n: int, fired_before: int | None) -> None:
+        """SequenceMismatch when a readable trigger count says more pulses went out than n."""
+        fired = self.trigger.triggers_fired if self.trigger else None
+        if fired is not None and fired_before is not None and fired - fired_before > n:
+            raise SequenceMismatch(
+                f"time point {time_point}: {fired - fired_before} triggers went out for {n} "
+                "frames: the devices stepped past the frames")
+
+    def _tag(self, step: SequenceStep, time_point: int, image: np.ndarray,
+             camera_time_s: float | None = None) -> FrameTag:
         tag = FrameTag(
             time_point=time_point,
             channel=step.channel,
@@ -304,7 +363,8 @@ class Rig:
             phase=step.phase,
             pattern_index=step.pattern,
             sequence=self._sequence,
-            timestamp_s=time.monotonic() - self._t0,
+            timestamp_s=(time.monotonic() - self._t0 if camera_time_s is None
+                         else camera_time_s),
             exposure_ms=step.exposure_ms,
             saturated_px=_saturated_px(image),
         )
@@ -317,18 +377,37 @@ class Rig:
     def _missing_frames(
         self, time_point: int, n: int, arrived: int, timeout_s: float, fired_before: int | None
     ) -> Exception:
-        """SequenceMismatch if every trigger went out (camera missed some), else a timeout."""
-        fired = self.trigger.triggers_fired
-        if fired is not None and fired_before is not None and fired - fired_before >= n:
-            return SequenceMismatch(
-                f"time point {time_point}: {n} triggers fired but only {arrived} of {n} frames "
-                f"arrived within {timeout_s} s: the camera missed {n - arrived} trigger(s)"
-            )
+        """The error for a time point whose frames stopped short.
+
+        The frames that did arrive are trusted (AcquisitionTimeout) only when the rig can show
+        that every one of them matches a pulse the devices stepped on: a readable trigger count
+        equal to the frames that arrived (daq-master: the pulses stopped, not the camera), or
+        a hardware frame counter on a free-running camera (camera-master). Otherwise a trigger
+        the camera missed cannot be told from one that never went out, and the frames after it
+        would carry the next pattern's label: SequenceMismatch (none of them is kept).
+        """
+        fired = self.trigger.triggers_fired if self.trigger else None
+        if self.roles.timing == "camera-master":
+            verified = self.roles.camera_frame_counter_key is not None
+        else:
+            verified = fired is not None and fired_before is not None and (
+                fired - fired_before == arrived)
         state = (
             "stopped responding"
             if self.backend.camera_running()
             else "ended its sequence early; see the log for the camera's error"
         )
+        if not verified and arrived > 0:  # with no frame, no label can be wrong
+            if fired is not None and fired_before is not None:
+                return SequenceMismatch(
+                    f"time point {time_point}: {fired - fired_before} triggers fired but only "
+                    f"{arrived} of {n} frames arrived within {timeout_s} s: the camera missed "
+                    f"{fired - fired_before - arrived} trigger(s)")
+            return SequenceMismatch(
+                f"time point {time_point}: only {arrived} of {n} frames arrived within "
+                f"{timeout_s} s (camera {self.camera.label!r} {state}) and no trigger count "
+                "or frame counter shows which pulses the camera saw: the frames' pattern "
+                "labels cannot be verified")
         return AcquisitionTimeout(
             f"time point {time_point}: expected {n} frames within {timeout_s} s, {arrived} "
             f"arrived (camera {self.camera.label!r} {state})"
@@ -343,7 +422,8 @@ class Rig:
             )
 
     def _disarm(self, started: list[tuple[Any, str]]) -> None:
-        self.trigger.stop()
+        if self.trigger is not None:
+            self.trigger.stop()
         self.backend.stop_camera_sequence()
         for role, prop in started:
             role.stop_sequence(prop)
@@ -356,3 +436,52 @@ def _saturated_px(image: np.ndarray) -> int:
     if image.size == 0 or int(image.max()) < _ADU_MAX:
         return 0
     return int(np.count_nonzero(image == _ADU_MAX))
+
+
+class _FrameCounter:
+    """Checks the camera's own frame counter: present when the role map names it, starting at
+    its base (or anywhere when the base is None) and advancing by one per frame."""
+
+    def __init__(self, roles: RoleMap, camera: str) -> None:
+        self.key = roles.camera_frame_counter_key
+        self.base = roles.camera_frame_counter_base
+        self.timestamp_key = roles.camera_timestamp_key
+        self.camera = camera
+        self.restart()
+
+    def restart(self) -> None:
+        """A new camera sequence: counting starts again."""
+        self.first: int | None = None
+        self.index = 0
+
+    def check(self, meta: dict[str, str], time_point: int, step: SequenceStep | None) -> None:
+        index, self.index = self.index, self.index + 1
+        if self.key is None:
+            return
+        if self.key not in meta:
+            raise ConfigError(
+                f"camera {self.camera!r}: frame metadata has no frame counter "
+                f"{self.key!r} (role map camera_frame_counter_key; keys: {sorted(meta)})")
+        try:
+            value = int(float(meta[self.key]))
+        except ValueError as exc:
+            raise ConfigError(f"camera {self.camera!r}: frame counter {self.key!r} = "
+                              f"{meta[self.key]!r} is not a number") from exc
+        if self.first is None:
+            self.first = value if self.base is None else self.base
+        expected = self.first + index
+        if value != expected:
+            where = "snap" if step is None else f"time point {time_point}"
+            which = "" if step is None else f" (channel {step.channel}, pattern {step.pattern})"
+            raise SequenceMismatch(
+                f"{where}: expected camera frame {expected}{which}, frame {value} arrived: "
+                f"{value - expected} frame(s) dropped by the camera")
+
+    def timestamp_s(self, meta: dict[str, str]) -> float | None:
+        """The camera's own timestamp of a frame in s (None when the role map names none)."""
+        if self.timestamp_key is None:
+            return None
+        if self.timestamp_key not in meta:
+            raise ConfigError(f"camera {self.camera!r}: frame metadata has no timestamp "
+                              f"{self.timestamp_key!r} (role map camera_timestamp_key)")
+        return float(meta[self.timestamp_key]) / 1000.0

@@ -7,19 +7,29 @@ Which Micro-Manager device/property plays which role is a `RoleMap` (TOML-loadab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware.core_adapter import CoreBackend
 from hardware.errors import CapabilityError, ConfigError, InvalidSettingError
-from hardware.pattern_layout import SLM_N_PATTERNS, slm_index
-from settings_file import load_settings
+from hardware.pattern_layout import LASER_LINES_NM, slm_index, slm_n_patterns
+from settings_file import load_settings, read_toml, validate_settings
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+Timing = Literal["daq-master", "camera-master"]
 
 
 class RoleMap(BaseModel):
-    """Device labels and property names that play each role (defaults: the emulator .cfg)."""
+    """Device labels, property names and values that play each role (defaults: the emulator).
+
+    Real adapters name things their own way (Hamamatsu DCAM: `TRIGGER SOURCE` = `EXTERNAL`;
+    PVCAM: `TriggerMode` = `Edge Trigger`, frame counter `PVCAM-FrameNr` counting from 1);
+    shipped profiles (`hardware/profiles/*.toml`, see `RoleMap.load`) hold those names.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,27 +38,113 @@ class RoleMap(BaseModel):
     camera_trigger_internal: str = "Internal"
     camera_trigger_external: str = "External"
     camera_trigger_activation_property: str | None = "TriggerActivation"
+    camera_trigger_edge: str = "Edge"
+    camera_trigger_level: str = "Level"
+    # metadata key of the camera's own frame counter (None: the adapter has none) and the
+    # value it gives the first frame of a sequence (None: any, only deltas are checked)
     camera_frame_counter_key: str | None = "FrameCounter"
+    camera_frame_counter_base: int | None = 0
+    camera_timestamp_key: str | None = None  # metadata key of the camera's timestamp (ms)
     camera_pixel_size_property: str | None = "PixelSizeNm"
     aotf: str = "AOTF"
     aotf_line_property: str = "Line"
+    # value of the line property that selects each laser line (empty: the wavelength itself,
+    # e.g. a TTL bit mask on a trigger controller: {561 = "2"})
+    aotf_line_values: dict[int, str] = Field(default_factory=dict)
+    # device holding each line's power (None: the aotf device); `{nm}`, `{n}` (1-based place
+    # in laser_lines_nm) are filled in, e.g. "TS_DAC0{n}"
+    aotf_power_device: str | None = None
     aotf_power_property: str = "Power-{nm}"
+    aotf_power_full_scale: float = Field(default=100.0, gt=0.0)  # property value at 100 %
     aotf_blanking_property: str | None = "Blanking"
+    # laser lines with a grating set in the SLM running order, in running-order order
+    laser_lines_nm: tuple[int, ...] = Field(default=LASER_LINES_NM, min_length=1, max_length=8)
     slm: str = "SLM"
     slm_pattern_property: str = "PatternIndex"
     slm_position_property: str | None = "SequencePosition"
     rotator: str | None = "Rotator"
     rotator_state_property: str = "State"
     shutter: str | None = "Shutter"
-    trigger: str = "Emulator"
-    trigger_fire_property: str = "FireTriggers"
+    # who clocks a time point: a trigger controller firing pulses (daq-master) or the
+    # camera's exposure output advancing the sequenced devices while it free-runs
+    timing: Timing = "daq-master"
+    trigger: str | None = "Emulator"
+    trigger_fire_property: str | None = "FireTriggers"
     trigger_count_property: str | None = "TriggersFired"
     trigger_line_property: str | None = "TriggerLine"
+    # daq-master: property setting the pulse period (ms); the rig sets it to the longest
+    # exposure + device_settle_ms + a margin, so every device settles before the next exposure
+    trigger_period_property: str | None = None
+    device_settle_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_none(cls, data: object) -> object:
+        """TOML has no null: "" for an optional name means "this rig has none"."""
+        if isinstance(data, dict):
+            return {k: (None if v == "" and k in _OPTIONAL_NAMES else v)
+                    for k, v in data.items()}
+        return data
+
+    @field_validator("laser_lines_nm")
+    @classmethod
+    def _distinct_lines(cls, lines: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(lines)) != len(lines) or any(not 300 <= nm <= 1100 for nm in lines):
+            raise ValueError(f"laser lines must be distinct wavelengths in nm, got {lines}")
+        return lines
+
+    @model_validator(mode="after")
+    def _daq_master_has_trigger(self) -> RoleMap:
+        if self.timing == "daq-master" and (self.trigger is None
+                                             or self.trigger_fire_property is None):
+            raise ValueError("timing 'daq-master' needs a trigger device and its "
+                             "trigger_fire_property (or use timing = 'camera-master')")
+        return self
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RoleMap:
         """Load a role map; errors name the file, field and value."""
         return load_settings(cls, path, "role map", table="roles", error=ConfigError)
+
+    @classmethod
+    def load(cls, specs: str | Path | Sequence[str | Path]) -> RoleMap:
+        """Merge shipped profiles (by name, e.g. "hamamatsu-dcam") and TOML role-map files,
+        later ones overriding earlier ones; "a+b" names several in one string."""
+        items: list[str | Path] = (
+            [specs] if isinstance(specs, (str, Path)) else list(specs))
+        parts: list[str | Path] = []
+        for item in items:
+            parts.extend(str(item).split("+") if isinstance(item, str) else [item])
+        merged: dict[str, object] = {}
+        for part in parts:
+            merged.update(_role_table(part))
+        return validate_settings(cls, merged, " + ".join(str(p) for p in parts) + " (role map)",
+                                 error=ConfigError)
+
+
+_OPTIONAL_NAMES = frozenset(
+    name for name, field in RoleMap.model_fields.items()
+    if field.annotation in (str | None, int | None))
+
+
+def profile_names() -> tuple[str, ...]:
+    """Names of the shipped role-map profiles (`hardware/profiles/<name>.toml`)."""
+    return tuple(sorted(p.stem for p in PROFILES_DIR.glob("*.toml")))
+
+
+def _role_table(spec: str | Path) -> dict[str, object]:
+    """The `[roles]` table of a profile name or TOML file; ConfigError naming it if neither."""
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        path = PROFILES_DIR / f"{spec}.toml"
+        if not path.is_file():
+            raise ConfigError(f"role map {str(spec)!r} is neither a file nor a shipped profile "
+                              f"(profiles: {', '.join(profile_names())})")
+    data = read_toml(path, "role map", ConfigError)
+    table = data.get("roles", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [roles] must be a table")
+    return dict(table)
 
 
 class TriggerMode(StrEnum):
@@ -207,21 +303,23 @@ class Camera(_Role):
     ) -> None:
         """Choose trigger mode x activation; CapabilityError if the camera lacks the pair."""
         mode_prop = self._require(self.roles.camera_trigger_mode_property, "trigger mode")
-        value = (
-            self.roles.camera_trigger_external
-            if mode is TriggerMode.EXTERNAL
-            else self.roles.camera_trigger_internal
-        )
-        if value not in self.backend.allowed_values(self.label, mode_prop):
-            raise CapabilityError(f"camera {self.label!r} has no trigger mode {value!r}")
+        value = _match_allowed(self._trigger_value(mode),
+                               self.backend.allowed_values(self.label, mode_prop))
+        if value is None:
+            raise CapabilityError(
+                f"camera {self.label!r} property {mode_prop!r} has no trigger mode "
+                f"{self._trigger_value(mode)!r} "
+                f"(allowed: {self.backend.allowed_values(self.label, mode_prop)})")
         act_prop = self.roles.camera_trigger_activation_property
         if mode is TriggerMode.EXTERNAL:
             if self.has(act_prop):
                 assert act_prop is not None
                 allowed = self.backend.allowed_values(self.label, act_prop)
-                if allowed and activation.value not in allowed:
+                wanted = (self.roles.camera_trigger_edge if activation is TriggerActivation.EDGE
+                          else self.roles.camera_trigger_level)
+                if allowed and _match_allowed(wanted, allowed) is None:
                     raise CapabilityError(
-                        f"camera {self.label!r} has no {activation.value} trigger activation "
+                        f"camera {self.label!r} has no {wanted} trigger activation "
                         f"(supports {allowed})"
                     )
             elif activation is not TriggerActivation.EDGE:
@@ -230,18 +328,25 @@ class Camera(_Role):
                 )
         self._do_set_trigger(mode_prop, value, act_prop, activation)
 
+    def _trigger_value(self, mode: TriggerMode) -> str:
+        return (self.roles.camera_trigger_external if mode is TriggerMode.EXTERNAL
+                else self.roles.camera_trigger_internal)
+
     def _do_set_trigger(
         self, mode_prop: str, value: str, act_prop: str | None, activation: TriggerActivation
     ) -> None:
         self._do_set(mode_prop, value)
-        external = value == self.roles.camera_trigger_external
+        external = value.casefold() == self.roles.camera_trigger_external.casefold()
         if act_prop is not None and self.has(act_prop) and external:
-            self._do_set(act_prop, activation.value)
+            wanted = (self.roles.camera_trigger_edge if activation is TriggerActivation.EDGE
+                      else self.roles.camera_trigger_level)
+            allowed = self.backend.allowed_values(self.label, act_prop)
+            self._do_set(act_prop, _match_allowed(wanted, allowed) or wanted)
 
     @property
     def trigger_mode(self) -> TriggerMode:
         value = self.backend.get_property(self.label, self.roles.camera_trigger_mode_property)
-        external = value == self.roles.camera_trigger_external
+        external = value.casefold() == self.roles.camera_trigger_external.casefold()
         return TriggerMode.EXTERNAL if external else TriggerMode.INTERNAL
 
     @property
@@ -260,15 +365,43 @@ class Aotf(_Role):
 
     @property
     def lines_nm(self) -> tuple[int, ...]:
-        return tuple(int(v) for v in self.backend.allowed_values(self.label, self.line_property))
+        """Laser lines this device can select (from the role map's line values if given)."""
+        values = self.roles.aotf_line_values
+        if values:
+            return tuple(nm for nm, v in values.items() if self._value_ok(v))
+        return tuple(int(float(v))
+                     for v in self.backend.allowed_values(self.label, self.line_property))
+
+    def _value_ok(self, value: str) -> bool:
+        try:
+            self._check_value(self.line_property, value)
+        except InvalidSettingError:
+            return False
+        return True
+
+    def line_value(self, laser_nm: int) -> str:
+        """The line property's value that selects `laser_nm` (e.g. a TTL bit mask)."""
+        self._check_line(laser_nm)
+        return self.roles.aotf_line_values.get(laser_nm, str(laser_nm))
 
     @property
     def line_nm(self) -> int:
-        return int(float(self.backend.get_property(self.label, self.line_property)))
+        value = self.backend.get_property(self.label, self.line_property)
+        for nm, v in self.roles.aotf_line_values.items():
+            if _same_value(v, value):
+                return nm
+        return int(float(value))
 
     def set_line(self, laser_nm: int) -> None:
-        self._check_line(laser_nm)
-        self._do_set(self.line_property, str(laser_nm))
+        self._do_set(self.line_property, self.line_value(laser_nm))
+
+    def power_target(self, laser_nm: int) -> tuple[str, str]:
+        """(device, property) holding `laser_nm`'s power; `{nm}` and `{n}` (1-based place of
+        the line in `laser_lines_nm`) in the role map's names are filled in."""
+        lines = self.roles.laser_lines_nm
+        n = lines.index(laser_nm) + 1 if laser_nm in lines else 0
+        device = (self.roles.aotf_power_device or self.label).format(nm=laser_nm, n=n)
+        return device, self.roles.aotf_power_property.format(nm=laser_nm, n=n)
 
     def _check_line(self, laser_nm: int) -> None:
         if laser_nm not in self.lines_nm:
@@ -278,18 +411,27 @@ class Aotf(_Role):
 
     def power_pct(self, laser_nm: int) -> float:
         self._check_line(laser_nm)
-        prop = self.roles.aotf_power_property.format(nm=laser_nm)
-        return float(self.backend.get_property(self.label, prop))
+        device, prop = self.power_target(laser_nm)
+        value = float(self.backend.get_property(device, prop))
+        return value * 100.0 / self.roles.aotf_power_full_scale
 
     def set_power(self, laser_nm: int, power_pct: float) -> None:
         self._check_line(laser_nm)
-        prop = self._require(self.roles.aotf_power_property.format(nm=laser_nm), "line power")
+        device, prop = self.power_target(laser_nm)
+        if device not in self.backend.device_labels() or not self.backend.has_property(
+                device, prop):
+            raise CapabilityError(f"AOTF {self.label!r}: power device {device!r} has no "
+                                  f"property {prop!r} ({laser_nm} nm line power)")
         if not 0.0 <= power_pct <= 100.0:
             raise InvalidSettingError(
                 f"AOTF {self.label!r}: {laser_nm} nm power {power_pct}% not 0-100"
             )
-        self._check_value(prop, power_pct)
-        self._do_set(prop, float(power_pct))
+        value = power_pct * self.roles.aotf_power_full_scale / 100.0
+        limits = self.backend.property_limits(device, prop)
+        if limits is not None and not limits[0] <= value <= limits[1]:
+            raise InvalidSettingError(f"AOTF {self.label!r}: {device!r} property {prop!r}: "
+                                      f"value {value!r} outside {limits}")
+        self.backend.set_property(device, prop, float(value))
 
     @property
     def blanking(self) -> bool:
@@ -315,9 +457,10 @@ class Slm(_Role):
         return int(float(self.backend.get_property(self.label, self.pattern_property)))
 
     def show(self, index: int) -> None:
-        if not 0 <= index < SLM_N_PATTERNS:
+        n_patterns = slm_n_patterns(self.roles.laser_lines_nm)
+        if not 0 <= index < n_patterns:
             raise InvalidSettingError(
-                f"SLM {self.label!r}: pattern index {index} not in 0..{SLM_N_PATTERNS - 1}"
+                f"SLM {self.label!r}: pattern index {index} not in 0..{n_patterns - 1}"
             )
         self._check_value(self.pattern_property, index)
         self._do_set(self.pattern_property, index)
@@ -327,7 +470,7 @@ class Slm(_Role):
 
         After a sequence the SLM keeps showing a grating (its running order wraps to the
         first one), as a real SLM does."""
-        self.show(slm_index(laser_nm, "wf", 0))
+        self.show(slm_index(laser_nm, "wf", 0, self.roles.laser_lines_nm))
 
     @property
     def sequence_position(self) -> int | None:
@@ -387,6 +530,15 @@ class TriggerSource(_Role):
         prop = self._require(self.roles.trigger_fire_property, "firing pulses")
         self._do_set(prop, n_triggers)
 
+    def set_period_ms(self, period_ms: float) -> None:
+        """Set the pulse period where the role map names its property (else the device's)."""
+        prop = self.roles.trigger_period_property
+        if prop is None:
+            return
+        self._require(prop, "pulse period")
+        self._check_value(prop, period_ms)
+        self._do_set(prop, float(period_ms))
+
     def stop(self) -> None:
         """Stop the trigger line (pending pulses are dropped) if the device can."""
         prop = self.roles.trigger_line_property
@@ -401,3 +553,24 @@ class TriggerSource(_Role):
             return None
         assert prop is not None
         return int(float(self.backend.get_property(self.label, prop)))
+
+
+def _same_value(a: str, b: str) -> bool:
+    """Adapter values compared tolerantly: case and surrounding blanks ignored, numbers as
+    numbers ("1" == "1.0000")."""
+    if a.strip().casefold() == b.strip().casefold():
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def _match_allowed(wanted: str, allowed: Sequence[str]) -> str | None:
+    """The adapter's own spelling of `wanted` among `allowed` (`wanted` if none are listed)."""
+    if not allowed:
+        return wanted
+    for value in allowed:
+        if _same_value(value, wanted):
+            return value
+    return None

@@ -7,13 +7,14 @@ AOTF line, rotator state and exposure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hardware.errors import ConfigError
-from hardware.pattern_layout import GRID, SimMode, rotator_state, slm_index
+from hardware.pattern_layout import GRID, LASER_LINES_NM, SimMode, rotator_state, slm_index
 from settings_file import load_settings
 
 
@@ -57,8 +58,9 @@ class SequencePlan(BaseModel):
         """Frames in one time point."""
         return len(self.channels) * self.patterns_per_channel
 
-    def steps(self) -> list[SequenceStep]:
-        """Every frame of one time point, in acquisition order."""
+    def steps(self, lines_nm: Sequence[int] = LASER_LINES_NM) -> list[SequenceStep]:
+        """Every frame of one time point, in acquisition order (SLM indices for a running
+        order whose grating sets are for `lines_nm`, in that order)."""
         steps: list[SequenceStep] = []
         for c, channel in enumerate(self.channels):
             for o in range(self.n_orientations):
@@ -73,7 +75,7 @@ class SequencePlan(BaseModel):
                             orientation=o,
                             phase=p,
                             pattern=pattern,
-                            slm_index=slm_index(channel.laser_nm, self.mode, pattern),
+                            slm_index=slm_index(channel.laser_nm, self.mode, pattern, lines_nm),
                             rotator_state=rotator_state(self.mode, o),
                         )
                     )

@@ -40,7 +40,7 @@ def emulator_hub(rig: Rig) -> EmulatorHub:
     """The rig's emulator hub device (CapabilityError on a rig that is not the emulator)."""
     if not isinstance(rig.backend, UniCoreBackend):
         raise CapabilityError("this rig is not the emulator (no Python devices)")
-    hub = rig.backend.python_device(rig.roles.trigger)
+    hub = rig.backend.python_device(rig.roles.trigger or "Emulator")
     if not isinstance(hub, EmulatorHub):
         raise CapabilityError(f"device {rig.roles.trigger!r} is not an emulator hub")
     return hub

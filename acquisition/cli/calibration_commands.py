@@ -24,12 +24,23 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.add_typer(calibrate_app, name="calibrate")
 
 
+SAFE_POWER_PCT = 5.0  # default flat-series power: enough on a fluorescent slide, eye-safe-ish
+MAX_UNCONFIRMED_POWER_PCT = 20.0  # above this a real rig's calibration asks first
+
+
 def calibrate_camera_command(
     output: Path = typer.Option(..., "--output", "-o", help="calibration file (.h5)"),
     emulator: bool = typer.Option(False, "--emulator", help="use the emulated rig"),
     config: Path = typer.Option(None, "--config", "-c", help="Micro-Manager .cfg of the rig"),
+    roles: str = typer.Option(
+        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined"),
     laser_nm: int = typer.Option(488, "--laser-nm", help="laser line for the flat series"),
-    power_pct: float = typer.Option(100.0, "--power-pct", help="laser power for the flat series"),
+    power_pct: float | None = typer.Option(
+        None, "--power-pct",
+        help=f"laser power for the flat series (default {SAFE_POWER_PCT:g} % on a rig, 100 % "
+             f"on the emulator; above {MAX_UNCONFIRMED_POWER_PCT:g} % a rig asks first)"),
+    confirm_power: bool = typer.Option(
+        False, "--confirm-power", help="allow a --power-pct above the cap without asking"),
     frames: int = typer.Option(200, "--frames", help="frames per exposure level"),
     size_px: int = typer.Option(64, "--size-px", help="emulated sensor size (px, --emulator only)"),
     plot: Path = typer.Option(
@@ -54,6 +65,14 @@ def calibrate_camera_command(
     if emulator == (config is not None):
         typer.echo("error: give exactly one of --emulator or --config RIG.cfg", err=True)
         raise typer.Exit(2)
+    if power_pct is None:
+        power_pct = 100.0 if emulator else SAFE_POWER_PCT
+    capped = power_pct > MAX_UNCONFIRMED_POWER_PCT and not confirm_power and not emulator
+    if capped and not typer.confirm(f"{laser_nm} nm at {power_pct:g} % laser power is above "
+                                    f"the {MAX_UNCONFIRMED_POWER_PCT:g} % cap: is the light "
+                                    "path safe?"):
+            typer.echo("error: laser power not confirmed (use --confirm-power)", err=True)
+            raise typer.Exit(2)
     if frames < 2:
         typer.echo(f"error: --frames {frames} must be >= 2", err=True)
         raise typer.Exit(2)
@@ -78,7 +97,9 @@ def calibrate_camera_command(
             )
             rig = emulated_rig(emulated)
         else:
-            rig = Rig.from_config(config)
+            from hardware.roles import RoleMap
+
+            rig = Rig.from_config(config, RoleMap.load(roles) if roles else None)
         with rig:
             calibration = calibrate_camera(rig, laser_nm, power_pct, n_frames=frames)
     except (RigError, ValueError, FileNotFoundError) as error:

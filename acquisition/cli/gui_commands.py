@@ -17,6 +17,8 @@ def gui_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig (the default)."),
     config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
+    roles: str | None = typer.Option(
+        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined."),
     size_px: int | None = typer.Option(None, "--size-px", help="Frame size (square ROI)."),
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
     model: str | None = typer.Option(
@@ -40,6 +42,14 @@ def gui_command(
         raise typer.BadParameter("give --emulator or --config, not both")
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"--config {config}: no such file")
+    if roles is not None:
+        from hardware.errors import ConfigError
+        from hardware.roles import RoleMap
+
+        try:
+            RoleMap.load(roles)
+        except ConfigError as exc:
+            raise typer.BadParameter(f"--roles: {exc}") from exc
     if protocol_file is not None and not protocol_file.is_file():
         raise typer.BadParameter(f"{protocol_file}: no such protocol file")
     if model is not None and model not in RECONSTRUCTIONS.values():
@@ -55,7 +65,7 @@ def gui_command(
             raise typer.BadParameter(f"--attach: {exc}") from exc
     if screenshot is not None:
         offscreen_if_headless()
-    code = run_gui(GuiOptions(rig=str(config) if config else "emulator",
+    code = run_gui(GuiOptions(rig=str(config) if config else "emulator", roles=roles,
                               protocol_file=protocol_file, size_px=size_px, structure=structure,
                               screenshot=screenshot, run_seconds=time_limit_s,
                               settings_file=settings_file, autostart=live, imc=imc,

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
-               faults_json: str = "") -> RigOpener:
+               faults_json: str = "", roles: str | None = None) -> RigOpener:
     """Opens the emulated rig (``rig_spec == 'emulator'``, optionally with injected faults as
     FaultPlan JSON) or a Micro-Manager config's rig, at a frame size."""
     if rig_spec != "emulator":
@@ -29,8 +29,9 @@ def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
 
         def open_config(_size_px: tuple[int, int]) -> OpenedRig:
             from hardware.rig import Rig
+            from hardware.roles import RoleMap
 
-            rig = Rig.from_config(rig_spec)
+            rig = Rig.from_config(rig_spec, RoleMap.load(roles) if roles else None)
             return OpenedRig(rig, camera_constants(rig, rig_spec, 100.0, 1.0,
                                                    _core_bit_depth(rig)))
         return open_config
@@ -42,7 +43,9 @@ def rig_opener(rig_spec: str, seed: int = 0, structure: str = "microtubules",
 
         config = EmulatorConfig(size_px=size_px, seed=seed, structure=structure)  # type: ignore[arg-type]
         faults = FaultPlan.model_validate_json(faults_json) if faults_json else None
-        rig = emulated_rig(config, faults)
+        from hardware.roles import RoleMap
+
+        rig = emulated_rig(config, faults, RoleMap.load(roles) if roles else None)
         sensor = config.sensor
         return OpenedRig(rig, camera_constants(rig, rig_spec, sensor.offset_adu,
                                                sensor.electrons_per_adu, sensor.bit_depth),
@@ -87,13 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--live-interval-s", type=float, default=0.05)
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--faults", default="", help="emulator FaultPlan as JSON (tests)")
+    parser.add_argument("--roles", default=None,
+                        help="role map: shipped profiles and/or TOML files, '+'-joined")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ny, nx = (int(n) for n in args.size_px.split(","))
     emulator = args.rig == "emulator"
     try:
-        host = SessionHost(rig_opener(args.rig, args.seed, args.structure, args.faults),
+        host = SessionHost(rig_opener(args.rig, args.seed, args.structure, args.faults,
+                                      args.roles),
                            args.folder, (ny, nx), resizable=emulator,
                            live_interval_s=args.live_interval_s, display_endpoint=args.display,
                            metadata={"emulator_seed": args.seed if emulator else None})

@@ -17,9 +17,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         config: Path = typer.Option(
             None, "--config", "-c", help="Micro-Manager .cfg (default: the emulator)"
         ),
-        roles: Path = typer.Option(
-            None, "--roles", help="TOML role map: device labels/properties for each role"
+        roles: str = typer.Option(
+            None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
+                                  "(e.g. hamamatsu-dcam+triggerscope)"
         ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Only read: names, values, limits; set nothing, move "
+                                     "nothing, no laser on"),
     ) -> None:
         """Run the per-role conformance checks against a rig (emulated when no --config)."""
         from hardware.conformance import run_checks
@@ -29,13 +33,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from sim_emulator.rig import emulated_rig
 
         try:
-            role_map = RoleMap.from_toml(roles) if roles else None
+            role_map = RoleMap.load(roles) if roles else None
             rig = Rig.from_config(config, role_map) if config else emulated_rig(roles=role_map)
         except ConfigError as e:
             typer.echo(f"configuration error: {e}")
             raise typer.Exit(2) from e
         with rig:
-            results = run_checks(rig)
+            results = run_checks(rig, dry_run=dry_run)
         for check, verdict, message in results:
             detail = f": {message}" if message else ""
             typer.echo(f"{verdict:4s} {check.role:8s} {check.name}{detail}")

@@ -52,6 +52,9 @@ def run_command(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
+    roles: str | None = typer.Option(
+        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
+                              "(e.g. hamamatsu-dcam+triggerscope); overrides the protocol's."),
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     workers: int = typer.Option(
         1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
@@ -70,7 +73,7 @@ def run_command(
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
-                              interval_s, overwrite, imc_model)
+                              interval_s, overwrite, imc_model, roles)
     check_output(protocol.output, protocol.overwrite, inputs=[protocol_file],
                  suffixes=(".h5", ".hdf5"))
     remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
@@ -192,14 +195,15 @@ def bench_pipeline_command(
 
 def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | None,
                    timepoints: int | None, model: str | None, imc: bool | None,
-                   interval_s: float | None, overwrite: bool, imc_model: str | None = None
-                   ) -> Protocol:
+                   interval_s: float | None, overwrite: bool, imc_model: str | None = None,
+                   roles: str | None = None) -> Protocol:
     from acquisition.protocol import Protocol, ProtocolError
 
     if (protocol_file is None) == (not emulator):
         raise typer.BadParameter("give a protocol TOML file or --emulator (not both)")
     overrides: dict[str, Any] = {"timepoints": timepoints, "imc": imc, "interval_s": interval_s,
-                                 "overwrite": overwrite or None, "imc_model": imc_model}
+                                 "overwrite": overwrite or None, "imc_model": imc_model,
+                                 "roles": roles}
     if output is not None:
         overrides["output"] = str(output)
     try:
@@ -246,14 +250,14 @@ def _open_rig(protocol: Protocol, size_px: int, static_sample: bool = False
             config = config.model_copy(update={"dynamics": Dynamics(
                 drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
                 bleach_rate_per_s=0.0, bleach_per_dose=0.0)})
-        rig = emulated_rig(config)
+        rig = emulated_rig(config, roles=protocol.role_map())
         photons = photon_calibration(rig, (int(rig.camera.shape[0]), int(rig.camera.shape[1])))
         metadata["emulator"] = config.model_dump(mode="json")
         metadata["emulator_seed"] = protocol.emulator_seed
         metadata["optics"] = config.optics.model_dump(mode="json")
     else:
         photons = None
-        rig = Rig.from_config(protocol.rig)
+        rig = Rig.from_config(protocol.rig, protocol.role_map())
         if protocol.roi is not None:
             r = protocol.roi
             rig.camera.set_roi(r.x, r.y, r.width, r.height)

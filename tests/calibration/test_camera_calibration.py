@@ -54,7 +54,7 @@ def emulated_calibration() -> tuple[CameraCalibration, Sensor]:
     config = _config()
     rig = _unpaced_rig(config)
     try:
-        calibration = calibrate_camera(rig, laser_nm=488, n_frames=150)
+        calibration = calibrate_camera(rig, laser_nm=488, power_pct=100.0, n_frames=150)
         assert rig.camera.exposure_ms == pytest.approx(10.0)  # settings restored
     finally:
         rig.close()
@@ -92,7 +92,7 @@ def test_hot_pixels_are_flagged() -> None:
     try:
         # 60 frames: frame differencing keeps ~2/3 of the variance's degrees of freedom, so
         # this gives the per-pixel gain fit the precision 40 plain-variance frames had
-        calibration = calibrate_camera(rig, laser_nm=488, n_frames=60)
+        calibration = calibrate_camera(rig, laser_nm=488, power_pct=100.0, n_frames=60)
     finally:
         rig.close()
     hot = Sensor(config.sensor, config.sensor_shape).hot_pixel_mask

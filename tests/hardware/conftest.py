@@ -21,7 +21,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--rig-roles",
         default=None,
-        help="TOML role map (device labels/properties) for --rig-config",
+        help="role map for --rig-config: shipped profiles and/or TOML files, +-joined",
     )
 
 
@@ -63,7 +63,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     """The rig under test: --rig-config if given, else a 64x64 emulator."""
     cfg = request.config.getoption("--rig-config", default=None)
     roles_path = request.config.getoption("--rig-roles", default=None)
-    roles = RoleMap.from_toml(roles_path) if roles_path else None
+    roles = RoleMap.load(roles_path) if roles_path else None
     if cfg:
         the_rig = Rig.from_config(Path(cfg), roles)
     else:

@@ -65,6 +65,15 @@ class FakeStudioCore:
         self._core = core
         self._pix_dtype = pix_dtype
 
+    def get_circular_buffer_memory_footprint(self) -> int:
+        return int(self._core.getCircularBufferMemoryFootprint())
+
+    def set_circular_buffer_memory_footprint(self, size_mb: int) -> None:
+        self.footprint_set_mb = size_mb  # recorded; the wrapped core keeps its own buffer
+
+    def is_buffer_overflowed(self) -> bool:
+        return bool(self._core.isBufferOverflowed())
+
     def get_loaded_devices(self) -> StrVector:
         return StrVector(self._core.getLoadedDevices())
 

@@ -64,7 +64,14 @@ def test_recover_counts_the_sr_frames_that_were_written(tmp_path: Path) -> None:
 def _livesim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "acquisition.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": REPO})
+                          env={**os.environ, "PYTHONPATH": REPO}, preexec_fn=_limit_memory)
+
+
+def _limit_memory() -> None:
+    """8 GiB of address space: the ROI memory check then refuses the same plans on any host."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 * 1024**3, resource.RLIM_INFINITY))
 
 
 @pytest.fixture(scope="module")
