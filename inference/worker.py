@@ -99,10 +99,10 @@ MODEL_MODE = {"wf": "sisr", "sim": "sim", "nlsim": "nlsim"}
 PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 FLUSH_COMMAND = "flush"
 SR_ENCODINGS = ("float32", "uint16")
-SR_UINT16_SCALE = 1.0 / 65535.0
+SR_UINT16_SCALE = 1.0 / 65535.0  # uint16 SR payload: value = stored x scale (as the run file)
 # no trust record: not a super-resolved image (the wide-field mean; a pipeline benchmark's
 # blank of the right shape)
-UNCHECKED_METHODS = ("none", "passthrough")  # uint16 SR payload: value = stored x scale (as the run file)
+UNCHECKED_METHODS = ("none", "passthrough")
 
 
 def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, float]]:
