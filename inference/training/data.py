@@ -12,12 +12,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, get_args
+from typing import TYPE_CHECKING, Protocol, get_args
 
 import numpy as np
 
 from inference.model_file import FRAMES_PER_MODE, Normalisation
 from inference.preprocessing import normalise
+
+if TYPE_CHECKING:
+    from sim_emulator.microscope import EmulatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,11 @@ def _structures(text: str) -> list[str]:
 class EmulatorSource:
     """Fresh emulator fields of view per example, photon level log-uniform over 15-600.
 
+    With ``randomised`` each training example's instrument (NA, emission, pixel size, pattern
+    period and orientation, modulation, haze, aberration, photon count) is drawn from
+    `sim_emulator.training_pairs.DomainRandomisation`'s ranges; validation fields keep the
+    default instrument, so the validation curve stays comparable between runs.
+
     Training seeds lie in [0, 2**31); validation seeds start at `VALIDATION_SEED_BASE` and the
     assessment's at `ASSESSMENT_SEED_BASE`, so held-out fields are never trained on.
     """
@@ -85,6 +93,7 @@ class EmulatorSource:
         mode: str,
         size_px: int,
         photon_range: tuple[float, float] = TRAINING_PHOTON_RANGE,
+        randomised: bool = False,
     ) -> None:
         low, high = photon_range
         if not 0 < low <= high:
@@ -93,12 +102,16 @@ class EmulatorSource:
         self.mode = "sim" if mode == "sisr" else mode
         self.size_px = size_px
         self.photon_range = (float(low), float(high))
+        self.randomised = randomised
+        kind = "emulator-randomised" if randomised else "emulator"
         self.description = (
-            f"emulator:{','.join(self.structures)} ({self.mode} raw, {size_px} px fields, "
+            f"{kind}:{','.join(self.structures)} ({self.mode} raw, {size_px} px fields, "
             f"photon count {low:g}-{high:g} e- log-uniform)"
         )
 
-    def _pair(self, structure: str, photons: float, seed: int) -> Example:
+    def _pair(
+        self, structure: str, photons: float, seed: int, base: EmulatorConfig | None = None
+    ) -> Example:
         from sim_emulator.training_pairs import make_training_pair
 
         pair = make_training_pair(
@@ -107,6 +120,7 @@ class EmulatorSource:
             photon_count_e=photons,
             size_px=self.size_px,
             seed=seed,
+            base=base,
         )
         return Example(pair.raw, pair.sr_gt, f"{structure} {photons:.0f} e- seed {seed}")
 
@@ -114,7 +128,15 @@ class EmulatorSource:
         structure = self.structures[int(rng.integers(len(self.structures)))]
         low, high = np.log(self.photon_range[0]), np.log(self.photon_range[1])
         photons = float(np.exp(rng.uniform(low, high)))
-        return self._pair(structure, photons, int(rng.integers(0, 2**31 - 1)))
+        base = None
+        if self.randomised:
+            from sim_emulator.microscope import EmulatorConfig
+            from sim_emulator.training_pairs import DomainRandomisation
+
+            ranges = DomainRandomisation(photon_count_e=self.photon_range)
+            base = ranges.draw(EmulatorConfig(), rng)
+            photons = base.photon_count_e
+        return self._pair(structure, photons, int(rng.integers(0, 2**31 - 1)), base)
 
     def validation(self, count: int) -> list[Example]:
         levels = np.geomspace(*self.photon_range, num=max(count, 1))
@@ -294,11 +316,17 @@ class RunFileSource:
 
 
 def open_source(spec: str, mode: str, emulator_size_px: int = 96) -> DataSource:
-    """`emulator:<structure>[,<structure>...]`, `biosr:<folder>` or a `.h5` run file."""
+    """`emulator:<structure>[,<structure>...]` (`emulator-randomised:...` draws every
+    training field's instrument from the domain-randomisation ranges), `biosr:<folder>` or a
+    `.h5` run file."""
     if mode not in ("sisr", "sim", "nlsim"):
         raise DataSourceError(f"training mode must be sisr, sim or nlsim, got {mode!r}")
     if spec.startswith("emulator:"):
         return EmulatorSource(_structures(spec.split(":", 1)[1]), mode, emulator_size_px)
+    if spec.startswith("emulator-randomised:"):
+        return EmulatorSource(
+            _structures(spec.split(":", 1)[1]), mode, emulator_size_px, randomised=True
+        )
     if spec.startswith("biosr:"):
         return BiosrSource(Path(spec.split(":", 1)[1]), mode)
     if spec.endswith(".h5"):

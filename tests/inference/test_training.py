@@ -413,3 +413,18 @@ def test_models_command_lists_the_bundled_models_with_their_cards() -> None:
         assert line.endswith(f"{name}.md") and info.mode in line.split()
         card = (BUNDLED_DIR / f"{name}.md").read_text()
         assert info.weights_sha256 in card and "livesim train" in card
+
+
+def test_randomised_emulator_source_varies_the_instrument() -> None:
+    from inference.training.data import open_source
+
+    source = open_source("emulator-randomised:ccps", "sim", 40)
+    assert "emulator-randomised" in source.description
+    rng = np.random.default_rng(4)
+    examples = [source.example(i, rng) for i in range(3)]
+    assert all(e.raw.shape == (9, 40, 40) and e.sr_gt.shape == (80, 80) for e in examples)
+    labels = {e.label.split(" e- ")[0] for e in examples}
+    assert len(labels) == 3  # three different drawn photon counts
+    # validation keeps the default instrument: the same fields as the plain source
+    plain = open_source("emulator:ccps", "sim", 40).validation(1)[0]
+    assert np.array_equal(source.validation(1)[0].raw, plain.raw)
