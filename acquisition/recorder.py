@@ -71,6 +71,16 @@ class RunLayout:
         return self.pixel_size_nm * self.frame_shape[0] / self.sr_shape[0]
 
 
+@dataclass(frozen=True)
+class QcRecord:
+    """The trust record of one SR image (inference.trust) as /qc stores it."""
+
+    raw_chi2: float
+    resolution_scaled_pearson: float
+    beyond_support_fraction: float
+    raw_chi2_map: np.ndarray  # (my, mx) raw-consistency map
+
+
 @dataclass
 class RecorderStats:
     """What the writer has done so far (read by the progress display)."""
@@ -152,17 +162,19 @@ class RunRecorder:
 
     def write_sr(self, time_point: int, channel: int, model: str, image: np.ndarray,
                  photon_count: float, latency_ms: float, inference_ms: float,
-                 sim_params: np.ndarray | None = None) -> None:
+                 sim_params: np.ndarray | None = None, qc: QcRecord | None = None,
+                 method: str = "") -> None:
         """Queue one SR image (sY, sX) of ``model`` with its photon count and timings.
 
         ``image`` is float in [0, 1] or already stored form (uint16, ``run_file.SR_SCALE``);
-        ``sim_params`` (n_orientations, 4): the pattern a Wiener reconstruction used.
+        ``sim_params`` (n_orientations, 4): the pattern a Wiener reconstruction used;
+        ``qc``: its trust record (/qc); ``method``: what made it (``--model auto``: per set).
         """
         if model not in self.layout.sr_models:
             raise RecorderError(f"SR model {model!r} was not declared for this run "
                                 f"({list(self.layout.sr_models)})")
         self._put(_Item("sr", (time_point, channel, model, image, photon_count, latency_ms,
-                               inference_ms, sim_params)))
+                               inference_ms, sim_params, qc, method)))
 
     def write_imc(self, time_point: int, image: np.ndarray) -> None:
         """Queue one IMC-SR three-structure image (3, sY, sX)."""
@@ -349,7 +361,8 @@ class RunRecorder:
 
     def _do_sr(self, t: int, c: int, model: str, image: np.ndarray, photon_count: float,
                latency_ms: float, inference_ms: float,
-               sim_params: np.ndarray | None = None) -> None:
+               sim_params: np.ndarray | None = None, qc: QcRecord | None = None,
+               method: str = "") -> None:
         if image.shape != self.layout.sr_shape:
             raise ValueError(f"SR image shape {image.shape} is not the layout's "
                              f"{self.layout.sr_shape}")
@@ -369,6 +382,16 @@ class RunRecorder:
             else:
                 logger.warning("sim_params %s for t=%d not the layout's (%d, 4); not recorded",
                                sim_params.shape, t, self.layout.n_orientations)
+        if method:
+            tables["qc_method"].write((t, c), method.encode()[:run_file.QC_METHOD_LENGTH])
+        if qc is not None:
+            for name in run_file.QC_SCALARS:
+                tables[f"qc_{name}"].write((t, c), getattr(qc, name))
+            if qc.raw_chi2_map.shape == self._qc_map_shape:
+                tables["qc_map"].write((t, c), qc.raw_chi2_map)
+            else:
+                logger.warning("trust map %s for t=%d is not the layout's %s; not recorded",
+                               qc.raw_chi2_map.shape, t, self._qc_map_shape)
         self.stats.sr_frames += 1
         self.stats.bytes_written += stored.nbytes
 
@@ -431,6 +454,16 @@ class RunRecorder:
                                                 (c, lay.n_orientations, 4), np.float64, np.nan)
         d["sim_params"].attrs["columns"] = ["kx_cycles_per_px", "ky_cycles_per_px",
                                             "phase_rad", "modulation"]
+        qc = h5.create_group(run_file.QC_GROUP)
+        for name in run_file.QC_SCALARS:
+            d[f"qc_{name}"] = run_file.create_table(qc, name, (c,), np.float32, np.nan)
+        self._qc_map_shape = run_file.qc_map_shape(frame)
+        d["qc_map"] = run_file.create_table(qc, run_file.QC_MAP, (c, *self._qc_map_shape),
+                                            np.float32, np.nan)
+        d["qc_map"].attrs["block_px"] = run_file.QC_MAP_BLOCK_PX
+        d["qc_map"].attrs["central_square_px"] = run_file.QC_MAX_SIZE_PX
+        d["qc_method"] = run_file.create_table(
+            qc, run_file.QC_METHOD, (c,), np.dtype(f"S{run_file.QC_METHOD_LENGTH}"), b"")
         cal = h5.create_group(run_file.CALIBRATION_GROUP)
         for name, array in calibration.items():
             cal.create_dataset(name, data=np.asarray(array))
@@ -444,7 +477,8 @@ class RunRecorder:
         self._extents = [(v.id, v.shape[1:]) for v in self._time_datasets]
         self._tables = {k: _TableRows(d[k]) for k in (
             "camera_s", "sequence", "sr_latency_ms", "inference_ms", "complete", "sr_written",
-            "photon_count", "sim_params")}
+            "photon_count", "sim_params", "qc_map", "qc_method",
+            *(f"qc_{name}" for name in run_file.QC_SCALARS))}
         return d
 
 

@@ -44,6 +44,21 @@ SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the 
 # multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set
 MDA_GROUP = "mda"  # attributes sizes_tpz, z_step_um, positions_um, sequence (useq JSON)
 MDA_INDEX = "mda/index"  # int64 (N, 3): t, position, z of each row; -1 = row not acquired
+# trust records of SR images (inference.trust, every Nth set): NaN where none was computed
+QC_GROUP = "qc"  # /qc/raw_chi2, /qc/resolution_scaled_pearson, /qc/beyond_support_fraction
+QC_SCALARS = ("raw_chi2", "resolution_scaled_pearson", "beyond_support_fraction")
+QC_MAP = "raw_chi2_map"  # float32 (T, C, my, mx): raw-consistency map, one value per block
+QC_METHOD = "method"  # (T, C) string: the method that made each SR image ("" = none)
+QC_METHOD_LENGTH = 64
+QC_MAP_BLOCK_PX = 8  # raw pixels per map block (inference.trust.MAP_BLOCK_PX)
+QC_MAX_SIZE_PX = 128  # the central raw square checked (cost bound)
+
+
+def qc_map_shape(frame_shape: Sequence[int]) -> tuple[int, int]:
+    """(my, mx) of /qc/raw_chi2_map for raw frames of ``frame_shape``: the central
+    ``QC_MAX_SIZE_PX`` square in blocks of ``QC_MAP_BLOCK_PX`` (at least one)."""
+    height, width = (min(int(n), QC_MAX_SIZE_PX) for n in frame_shape[-2:])
+    return max(height // QC_MAP_BLOCK_PX, 1), max(width // QC_MAP_BLOCK_PX, 1)
 
 # dimension labels of the image datasets by their number of leading axes
 DIMENSION_LABELS: dict[int, tuple[str, ...]] = {1: ("t",), 2: ("t", "c"), 3: ("t", "c", "p")}
@@ -135,7 +150,7 @@ def create_table(
     name: str,
     row_shape: Sequence[int],
     dtype: np.dtype | type,
-    fillvalue: float | int,
+    fillvalue: float | int | bytes,
 ) -> h5py.Dataset:
     """A per-time-point dataset (T, *row_shape) growing along T; unwritten rows hold fillvalue."""
     shape = (0, *row_shape)

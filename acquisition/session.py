@@ -43,7 +43,7 @@ from acquisition.engine import (
 )
 from acquisition.protocol import Protocol
 from acquisition.rate_meter import RateMeter
-from acquisition.recorder import RecorderError, RunLayout, RunRecorder
+from acquisition.recorder import QcRecord, RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
 from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
@@ -95,6 +95,7 @@ class SessionOptions:
     remote_workers: tuple[str, ...] = ()
     curve: CurveKeys | None = None
     curve_clients: tuple[bytes, ...] = ()
+    trust_every: int = 10  # the workers' trust record of every Nth set per channel (0: off)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ class _SrToWrite:
     flags: tuple[str, ...]
     late: bool
     sim_params: np.ndarray | None = None  # Wiener's pattern parameters (n_orientations, 4)
+    qc: QcRecord | None = None  # the trust record (every Nth set, worker --trust-every)
+    method: str = ""  # the method that made the image (model_name; per set with --model auto)
 
 
 def _sim_params(value: object) -> np.ndarray | None:
@@ -190,6 +193,18 @@ def _sim_params(value: object) -> np.ndarray | None:
         return None
     array = np.asarray(value, dtype=np.float64)
     return array if array.ndim == 2 and array.shape[1] == 4 else None
+
+
+def _qc_record(value: object) -> QcRecord | None:
+    """The wire's ``trust`` map (validated by acquisition.wire.TrustInfo) as a QcRecord."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return QcRecord(float(value["raw_chi2"]), float(value["resolution_scaled_pearson"]),
+                        float(value["beyond_support_fraction"]),
+                        np.asarray(value["raw_chi2_map"], dtype=np.float32))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
@@ -399,7 +414,8 @@ class RunSession:
                                 log_file=self.worker_log, calibration=self._worker_calibration,
                                 pattern_parameters=self.protocol.pattern_calibration,
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
-                                sr_encoding="uint16", run_id=self.run_id)
+                                sr_encoding="uint16", run_id=self.run_id,
+                                trust_every=self.options.trust_every)
         commands = [replace(command, raw_endpoint=endpoint) for endpoint in self._raw_endpoints]
         pool = self.pool = WorkerPool(
             commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
@@ -1082,7 +1098,8 @@ class RunSession:
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
             tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
-            sim_params=_sim_params(head.info.get("sim_params"))))
+            sim_params=_sim_params(head.info.get("sim_params")),
+            qc=_qc_record(head.info.get("trust")), method=str(head.info.get("model_name", ""))))
         self._write_in_order(recorder)
         return True
 
@@ -1102,7 +1119,8 @@ class RunSession:
             if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
                 recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
-                              sr.inference_ms, sim_params=sr.sim_params)
+                              sr.inference_ms, sim_params=sr.sim_params, qc=sr.qc,
+                              method=sr.method)
             self._latencies.add(sr.latency_ms)
             self._latest_sr_time_point = max(self._latest_sr_time_point, t)
 

@@ -44,6 +44,7 @@ class WorkerCommand:
     imc_model: str | None = None  # IMC-SR model name or path; None: IMC off
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
     run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
+    trust_every: int = 10  # trust record of every Nth set per channel (0: off)
 
     def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -63,6 +64,7 @@ class WorkerCommand:
             args += ["--imc-model", self.imc_model]
         if self.sr_encoding != "float32":
             args += ["--sr-encoding", self.sr_encoding]
+        args += ["--trust-every", str(self.trust_every)]
         return args
 
 

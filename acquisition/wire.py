@@ -155,6 +155,20 @@ class HeartbeatInfo(_Strict):
     fatal: Text | None = None
 
 
+MAX_TRUST_MAP_BLOCKS = 64  # per side (one value per 8 x 8 raw px; the header stays < 64 KiB)
+
+
+class TrustInfo(_Strict):
+    """The trust record of one SR image (inference.trust): three scalars and the block map."""
+
+    raw_chi2: NonNegative
+    resolution_scaled_pearson: Annotated[float, Field(allow_inf_nan=False, ge=-1.0, le=1.0)]
+    beyond_support_fraction: Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1.0)]
+    raw_chi2_map: Annotated[
+        list[Annotated[list[NonNegative], Field(min_length=1, max_length=MAX_TRUST_MAP_BLOCKS)]],
+        Field(min_length=1, max_length=MAX_TRUST_MAP_BLOCKS)]
+
+
 class ResultInfo(_Strict):
     """An SR or IMC-SR result (and its display copy): photons, timings, model, encoding."""
 
@@ -171,6 +185,7 @@ class ResultInfo(_Strict):
     sim_params: Annotated[
         list[Annotated[list[Finite], Field(min_length=4, max_length=4)]], Field(max_length=16)
     ] | None = None
+    trust: TrustInfo | None = None  # every Nth set (worker --trust-every): for /qc
 
 
 class EventInfo(_Strict):

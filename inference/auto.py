@@ -61,6 +61,11 @@ class AutoReconstructor(Reconstructor):
         self._sets_seen = 0
         self.last_observation: Observation | None = None
 
+    @property
+    def parameters(self) -> SimParameters | None:
+        """The pattern parameters of the latest estimate (None before, or when it failed)."""
+        return self._parameters
+
     def choose(self, raw: np.ndarray) -> tuple[str, str]:
         """('network' | 'wiener', reason) for one raw set (P, Y, X) in camera units."""
         preprocessor = self.network.preprocessor

@@ -30,6 +30,7 @@ import zmq
 
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
+from inference.live_trust import TrustMonitor, trust_info
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class WorkerOptions:
     sr_encoding: str = "float32"  # SR payload: float32 in [0, 1], or uint16 (x SR_UINT16_SCALE)
     run_id: str = ""  # the run served: raw sets of other runs are refused ("" accepts any)
     worker_id: str = ""  # this process, as the supervisor named it: on every message sent
+    trust_every: int = 10  # trust record of every Nth set per channel (0: off); /qc
 
 
 @dataclass
@@ -76,6 +78,7 @@ class WorkerState:
     failed: int = 0
     busy_since_s: float = 0.0  # wall time the current set started; 0 when idle
     stop: threading.Event = field(default_factory=threading.Event)
+    trust: dict[int, TrustMonitor] = field(default_factory=dict)  # per channel
 
 
 def resolve_method(method: str) -> tuple[str, str]:
@@ -97,6 +100,9 @@ PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 FLUSH_COMMAND = "flush"
 SR_ENCODINGS = ("float32", "uint16")
 SR_UINT16_SCALE = 1.0 / 65535.0  # uint16 SR payload: value = stored x scale (as the run file)
+# no trust record: not a super-resolved image (the wide-field mean; a pipeline benchmark's
+# blank of the right shape)
+UNCHECKED_METHODS = ("none", "passthrough")
 
 
 def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, float]]:
@@ -360,6 +366,11 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
     image = np.ascontiguousarray(result.image, dtype=np.float32)
     payload, encoding_info = encode_sr(image, sr_encoding)
     info = {**result_info(result), "raw_sent_s": head.sent_s, **encoding_info}
+    monitor = state.trust.get(head.channel)
+    if monitor is not None and monitor.due():
+        trust = _trust(monitor, message.array, image, info["model_name"], head)
+        if trust is not None:
+            info["trust"] = trust
     if send({**common, "info": info}, Kind.SR_RESULT, payload):
         state.processed += 1
     if imc is not None and head.channel == imc.channel:
@@ -371,6 +382,25 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
                                      "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
             return
         _send_imc(ready, imc, head, send)
+
+
+def _trust(monitor: TrustMonitor, raw: np.ndarray, image: np.ndarray, model_name: str,
+           head: Header) -> dict[str, Any] | None:
+    """The wire ``trust`` of one result, or None (logged) when the check cannot be made."""
+    start = time.perf_counter()
+    try:
+        record, chi2_map = monitor.check(raw, image, model_name)
+    except (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        logger.warning("t=%d channel=%d: trust record not computed: %s", head.time_point,
+                       head.channel, exc)
+        return None
+    trust = trust_info(record, chi2_map)
+    logger.debug("t=%d channel=%d: trust %s in %.0f ms", head.time_point, head.channel,
+                  record, (time.perf_counter() - start) * 1e3)
+    if trust is None:
+        logger.warning("t=%d channel=%d: trust record not finite (%s); not sent",
+                       head.time_point, head.channel, record)
+    return trust
 
 
 def _send_imc(ready: Sequence[tuple[int, np.ndarray]], imc: ImcStage, head: Header,
@@ -407,6 +437,8 @@ def run_worker(options: WorkerOptions) -> WorkerState:
     state = WorkerState()
     if options.sr_encoding not in SR_ENCODINGS:
         raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {options.sr_encoding!r}")
+    if options.trust_every < 0:
+        raise ValueError(f"trust_every={options.trust_every} must be >= 0 (0: off)")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: state.stop.set())
         if options.parent_pid:  # a session's worker: its Ctrl-C is the session's to handle
@@ -423,6 +455,10 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         reconstructors, notes = build_reconstructors(options.methods, options.mode, maps, pattern)
         hello = describe_models(reconstructors, options.raw_shape, notes)
         hello["calibrated"] = maps is not None
+        if options.trust_every > 0 and options.mode == "sim":  # the checks model linear SIM
+            state.trust = {channel: TrustMonitor(reconstructor, options.trust_every)
+                           for channel, reconstructor in reconstructors.items()
+                           if getattr(reconstructor, "model_name", "") not in UNCHECKED_METHODS}
         imc = None
         if options.imc_model is not None:
             if not reconstructors:

@@ -67,6 +67,9 @@ def run_command(
     curve_clients: Path | None = typer.Option(
         None, "--curve-clients", help="Folder of the remote workers' public key files: only "
                                       "they may connect."),
+    trust_every: int = typer.Option(
+        10, "--trust-every", min=0, help="Trust record (/qc) of every Nth set per channel, 0: off."
+    ),
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
@@ -74,7 +77,8 @@ def run_command(
     check_output(protocol.output, protocol.overwrite, inputs=[protocol_file],
                  suffixes=(".h5", ".hdf5"))
     remote = _remote_options(worker_endpoint, curve_secret, curve_clients)
-    summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote)
+    summary = _record(protocol, size_px, fsync=fsync, workers=workers, remote=remote,
+                      trust_every=trust_every)
     _print_summary(summary)
     if summary.error:
         raise typer.Exit(1)
@@ -104,6 +108,9 @@ def infer_command(
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
     run_id: str = typer.Option("", "--run-id", help="Serve only this run (set by the session)."),
     worker_id: str = typer.Option("", "--worker-id", help="This worker's id (set by the session)."),
+    trust_every: int = typer.Option(
+        10, "--trust-every", min=0, help="Trust record (/qc) of every Nth set per channel, 0: off."
+    ),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
     from acquisition.transport import CurveKeys, TransportSecurityError
@@ -120,7 +127,8 @@ def infer_command(
                             (shape[0], shape[1], shape[2]), mode=mode, heartbeat_s=heartbeat_s,
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
                             imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
-                            worker_id=worker_id, pattern_parameters=pattern_parameters)
+                            worker_id=worker_id, pattern_parameters=pattern_parameters,
+                            trust_every=trust_every)
     try:
         state = run_worker(options)
     except TransportSecurityError as exc:  # a non-local endpoint without Curve keys
@@ -283,7 +291,8 @@ def _remote_options(endpoints: list[str], secret: Path | None, clients: Path | N
 
 
 def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool = False,
-            workers: int = 1, remote: dict[str, Any] | None = None) -> RunSummary:
+            workers: int = 1, remote: dict[str, Any] | None = None,
+            trust_every: int = 10) -> RunSummary:
     """Open the rig, check the plan, run the session with a progress display."""
     from rich.progress import (
         BarColumn,
@@ -298,7 +307,8 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
     from acquisition.session import RunSession, SessionError, SessionOptions, check_memory
     from hardware.errors import RigError
 
-    options = SessionOptions(fsync=fsync, workers=workers, **(remote or {}))
+    options = SessionOptions(fsync=fsync, workers=workers, trust_every=trust_every,
+                             **(remote or {}))
     roi = protocol.roi
     planned = (roi.height, roi.width) if roi else (size_px, size_px)
     try:  # before the rig allocates anything: a too-large ROI is refused, not a MemoryError

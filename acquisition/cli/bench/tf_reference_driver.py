@@ -2,7 +2,7 @@
 
 Runs in a separate Python that has TensorFlow and tf_keras (Keras 2), never in livesim's own:
 it imports neither livesim nor torch. The authors' model code is read from their checkout at
-run time (``src/models/common.py`` and ``src/models/DFCAN16.py``) and executed with only the
+run time (``src/models/common.py`` and ``src/models/DFCAN16.py``) and imported with only the
 TF1 -> TF2 renames of ``RENAMES`` applied (each must match exactly once or more, else the
 driver stops); nothing of theirs is copied into livesim.
 
@@ -15,9 +15,11 @@ last output (NHWC float32 .npy); ``{"quit": true}`` ends it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -48,14 +50,17 @@ RENAMES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def load_authors_models(checkout: Path) -> types.ModuleType:
-    """Execute the authors' common.py and DFCAN16.py (renamed) as package ``dlsr_models``."""
+    """Import the authors' common.py and DFCAN16.py (renamed) as package ``dlsr_models``.
+
+    The renamed sources are written to a scratch package folder and imported from there like
+    any module (no eval/exec of text); the folder is never inside the repository.
+    """
     models_dir = checkout / "src" / "models"
     if not models_dir.is_dir():
         raise SystemExit(f"{checkout}: no src/models folder (expected a DL-SR checkout)")
-    package = types.ModuleType("dlsr_models")
-    package.__path__ = []
-    sys.modules["dlsr_models"] = package
-    module = package
+    scratch = Path(tempfile.mkdtemp(prefix="livesim-dlsr-")) / "dlsr_models"
+    scratch.mkdir()
+    (scratch / "__init__.py").write_text("", encoding="utf-8")
     for file_name, renames in RENAMES.items():
         path = models_dir / file_name
         source = path.read_text(encoding="utf-8")
@@ -63,12 +68,11 @@ def load_authors_models(checkout: Path) -> types.ModuleType:
             if old not in source:
                 raise SystemExit(f"{path}: expected text not found: {old!r}")
             source = source.replace(old, new)
-        name = f"dlsr_models.{file_name.removesuffix('.py')}"
-        module = types.ModuleType(name)
-        module.__package__ = "dlsr_models"
-        module.__file__ = str(path)
-        sys.modules[name] = module
-        exec(compile(source, str(path), "exec"), module.__dict__)
+        (scratch / file_name).write_text(source, encoding="utf-8")
+    sys.path.insert(0, str(scratch.parent))
+    module = types.ModuleType("dlsr_models")
+    for file_name in RENAMES:
+        module = importlib.import_module(f"dlsr_models.{file_name.removesuffix('.py')}")
     return module  # DFCAN16
 
 
