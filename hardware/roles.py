@@ -251,12 +251,17 @@ class Camera(_Role):
 
     @property
     def binning(self) -> int:
-        return int(float(self.backend.get_property(self.label, "Binning")))
+        """Binning factor, whichever way the adapter spells it ("2", "2.0", "2x2")."""
+        return _binning_factor(self.backend.get_property(self.label, "Binning"))
 
     def set_binning(self, binning: int) -> None:
         self._require("Binning", "binning")
-        self._check_value("Binning", binning)
-        self._do_set("Binning", str(int(binning)))
+        allowed = self.backend.allowed_values(self.label, "Binning")
+        spelled = next((v for v in allowed if _binning_factor(v) == int(binning)), None)
+        if allowed and spelled is None:
+            raise InvalidSettingError(f"camera {self.label!r} property 'Binning': value "
+                                      f"{binning!r} not in {allowed}")
+        self._do_set("Binning", spelled or str(int(binning)))
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
@@ -553,6 +558,15 @@ class TriggerSource(_Role):
             return None
         assert prop is not None
         return int(float(self.backend.get_property(self.label, prop)))
+
+
+def _binning_factor(value: str) -> int:
+    """ "2", "2.0" and AndorSDK3's "2x2" -> 2."""
+    text = value.strip().lower().split("x")[0]
+    try:
+        return int(float(text))
+    except ValueError as exc:
+        raise InvalidSettingError(f"binning value {value!r} is not understood") from exc
 
 
 def _same_value(a: str, b: str) -> bool:

@@ -41,7 +41,10 @@ class AssessmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     structures: list[str] = Field(default=["microtubules", "f-actin", "er", "ccps"])
-    photons: list[float] = Field(default=[15, 30, 60, 120, 240, 480])
+    photon_counts_e: list[float] = Field(
+        default=[15, 30, 60, 120, 240, 480],
+        description="photon levels: average photon count (calibration.photon_count), e-",
+    )
     methods: list[str] = Field(default=["wf", "wiener", "dfcan-sisr", "dfcan-sim", "dfgan-sim"])
     samples: int = Field(default=4, ge=1, le=1000)
     size_px: int = Field(default=128, ge=32, le=2048)
@@ -75,11 +78,11 @@ class AssessmentConfig(BaseModel):
             )
         return self
 
-    @field_validator("photons")
+    @field_validator("photon_counts_e")
     @classmethod
     def _positive_photons(cls, value: list[float]) -> list[float]:
         if not value or any(p <= 0 for p in value):
-            raise ValueError(f"photons must be positive levels, got {value}")
+            raise ValueError(f"photon_counts_e must be positive levels, got {value}")
         return value
 
 
@@ -88,7 +91,7 @@ class Measurement:
     """One method on one field: its scores against the SR ground truth."""
 
     structure: str
-    photons: float
+    photon_count_e: float
     seed: int
     method: str
     nrmse: float
@@ -105,21 +108,21 @@ class AssessmentResult:
     gt_resolution_nm: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> list[dict[str, float | str]]:
-        """Mean and standard deviation per (structure, photons, method)."""
+        """Mean and standard deviation per (structure, photon count, method)."""
         rows: list[dict[str, float | str]] = []
         for structure in self.config.structures:
-            for photons in self.config.photons:
+            for photons in self.config.photon_counts_e:
                 for method in self.config.methods:
                     cell = [
                         m
                         for m in self.measurements
-                        if (m.structure, m.photons, m.method) == (structure, photons, method)
+                        if (m.structure, m.photon_count_e, m.method) == (structure, photons, method)
                     ]
                     if not cell:
                         continue
                     row: dict[str, float | str] = {
                         "structure": structure,
-                        "photons": photons,
+                        "photon_count_e": photons,
                         "method": method,
                         "n": len(cell),
                     }
@@ -131,17 +134,23 @@ class AssessmentResult:
                     rows.append(row)
         return rows
 
-    def mean(self, structure: str, photons: float, method: str, metric: str = "nrmse") -> float:
+    def mean(
+        self, structure: str, photon_count_e: float, method: str, metric: str = "nrmse"
+    ) -> float:
         """Mean of `metric` in one cell of the matrix (NaN when absent)."""
         for row in self.summary():
-            if (row["structure"], row["photons"], row["method"]) == (structure, photons, method):
+            key = (row["structure"], row["photon_count_e"], row["method"])
+            if key == (structure, photon_count_e, method):
                 return float(row[f"{metric}_mean"])
         return math.nan
 
     def priority_region(self) -> dict[str, list[tuple[str, float]]]:
-        """Per network: the (structure, photons) cells where its mean NRMSE is below Wiener's."""
+        """Per network: the (structure, photon count) cells where its mean NRMSE is below
+        Wiener's."""
         summary = {
-            (str(r["structure"]), float(r["photons"]), str(r["method"])): float(r["nrmse_mean"])
+            (str(r["structure"]), float(r["photon_count_e"]), str(r["method"])): float(
+                r["nrmse_mean"]
+            )
             for r in self.summary()
         }
         region: dict[str, list[tuple[str, float]]] = {}
@@ -151,7 +160,7 @@ class AssessmentResult:
             region[method] = [
                 (s, p)
                 for s in self.config.structures
-                for p in self.config.photons
+                for p in self.config.photon_counts_e
                 if summary.get((s, p, method), math.inf) < summary.get((s, p, "wiener"), -math.inf)
             ]
         return region
@@ -210,7 +219,7 @@ def run_assessment(
     sr_pixel_nm = config.pixel_size_nm / 2.0
     for s_index, structure in enumerate(config.structures):
         gt_resolutions = []
-        for p_index, photons in enumerate(config.photons):
+        for p_index, photons in enumerate(config.photon_counts_e):
             for sample in range(config.samples):
                 seed = EmulatorSource.ASSESSMENT_SEED_BASE + 10_000 * s_index + sample
                 # the same field at every photon level: only the noise changes along a row
@@ -264,7 +273,7 @@ def _fmt(mean: float | str, std: float | str, digits: int) -> str:
 def markdown_table(result: AssessmentResult) -> str:
     """The matrix as markdown: one table per metric, and the priority region of each network."""
     summary = result.summary()
-    lookup = {(r["structure"], r["photons"], r["method"]): r for r in summary}
+    lookup = {(r["structure"], r["photon_count_e"], r["method"]): r for r in summary}
     methods = result.config.methods
     lines = []
     for metric, title, digits in (
@@ -273,10 +282,10 @@ def markdown_table(result: AssessmentResult) -> str:
         ("resolution_nm", "Decorrelation resolution, nm (lower is finer)", 0),
     ):
         lines += [f"### {title}", ""]
-        lines.append("| structure | photons | " + " | ".join(methods) + " |")
+        lines.append("| structure | photon count (e-) | " + " | ".join(methods) + " |")
         lines.append("|---|---:|" + "---:|" * len(methods))
         for structure in result.config.structures:
-            for photons in result.config.photons:
+            for photons in result.config.photon_counts_e:
                 cells = []
                 for method in methods:
                     row = lookup.get((structure, photons, method))
@@ -318,7 +327,7 @@ def plot_assessment(result: AssessmentResult, path: Path) -> None:
             for method in result.config.methods:
                 rows = [r for r in summary if r["structure"] == structure and r["method"] == method]
                 ax.errorbar(
-                    [float(r["photons"]) for r in rows],
+                    [float(r["photon_count_e"]) for r in rows],
                     [float(r[f"{metric}_mean"]) for r in rows],
                     yerr=[float(r[f"{metric}_std"]) for r in rows],
                     marker="o",
@@ -328,9 +337,9 @@ def plot_assessment(result: AssessmentResult, path: Path) -> None:
                 )
             ax.set_xscale("log")
             ax.minorticks_off()
-            ax.set_xticks(result.config.photons)
-            ax.set_xticklabels([f"{p:g}" for p in result.config.photons], fontsize=7)
-            ax.set_xlabel("average photon count")
+            ax.set_xticks(result.config.photon_counts_e)
+            ax.set_xticklabels([f"{p:g}" for p in result.config.photon_counts_e], fontsize=7)
+            ax.set_xlabel("average photon count (e-)")
             ax.set_ylabel(metric.upper().replace("_", "-"))
             ax.set_title(structure, fontsize=9)
     axes[0][0].legend(fontsize=7)
@@ -356,10 +365,11 @@ def write_assessment(result: AssessmentResult, folder: Path) -> dict[str, Path]:
         writer.writerows(summary)
     with files["samples"].open("w", newline="") as handle:
         plain = csv.writer(handle)
-        plain.writerow(["structure", "photons", "seed", "method", *METRICS])
+        plain.writerow(["structure", "photon_count_e", "seed", "method", *METRICS])
         for m in result.measurements:
             plain.writerow(
-                [m.structure, m.photons, m.seed, m.method, m.nrmse, m.ms_ssim, m.resolution_nm]
+                [m.structure, m.photon_count_e, m.seed, m.method, m.nrmse, m.ms_ssim,
+                 m.resolution_nm]
             )
     files["markdown"].write_text(markdown_table(result))
     plot_assessment(result, files["png"])

@@ -218,6 +218,10 @@ class ShimHamamatsuCamera(CameraDevice):
                                getter=lambda _d: self._active,
                                setter=lambda _d, v: setattr(self, "_active", str(v)),
                                allowed_values=("EDGE", "LEVEL", "SYNCREADOUT"))
+        # shim-only stand-in for the .cfg's pixel-size configuration (UniMMCore did not match
+        # a ConfigPixelSize preset on Python-device properties here)
+        self.register_property("ShimPixelSizeNm", property_type=float,
+                               getter=lambda _d: 65.0, is_read_only=True)
 
     def shape(self) -> tuple[int, int]:
         return SHAPE

@@ -316,7 +316,10 @@ def _domain_summary(domain: ModelDomain | None) -> str:
 
 def evaluate(
     structures: str = typer.Option("microtubules,f-actin,er,ccps", "--structures"),
-    photons: str = typer.Option("15,30,60,120,240,480", "--photons"),
+    photon_counts_e: str = typer.Option(
+        "15,30,60,120,240,480", "--photon-counts-e",
+        help="photon levels, average photon count in e- (docs/emulator.md)",
+    ),
     methods: str = typer.Option("wf,wiener,dfcan-sisr,dfcan-sim,dfgan-sim", "--methods"),
     output: Path = typer.Option(..., "--output", "-o", help="folder for CSV, markdown and PNG"),
     samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
@@ -334,7 +337,7 @@ def evaluate(
     try:
         config = AssessmentConfig(
             structures=[s for s in structures.split(",") if s],
-            photons=[float(p) for p in photons.split(",") if p],
+            photon_counts_e=[float(p) for p in photon_counts_e.split(",") if p],
             methods=[m for m in methods.split(",") if m],
             samples=samples,
             size_px=size_px,

@@ -78,3 +78,20 @@ def test_a_plan_line_outside_the_running_order_is_refused_naming_the_lines(
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=560, power_pct=20, exposure_ms=2),))
     with pytest.raises(Exception, match=r"560 nm.*grating sets for \(488, 640\)"):
         rig.check_plan(plan)
+
+
+def test_camera_timestamps_come_from_the_named_metadata_key(
+        make_emulator: Callable[..., Rig]) -> None:
+    rig = make_emulator(size_px=32, roles=RoleMap(camera_timestamp_key="ElapsedTime-ms"))
+    stamps = [f.tag.timestamp_s for f in rig.acquire_time_point(PLAN, 0, timeout_s=2.0)]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+    missing = make_emulator(size_px=32, roles=RoleMap(camera_timestamp_key="TimeStampBOF"))
+    with pytest.raises(ConfigError, match="no timestamp 'TimeStampBOF'"):
+        missing.acquire_time_point(PLAN, 0, timeout_s=2.0)
+
+
+@pytest.mark.parametrize("spelled", ["2", "2.0", "2x2"])
+def test_binning_spellings_are_read_tolerantly(spelled: str) -> None:
+    from hardware.roles import _binning_factor
+
+    assert _binning_factor(spelled) == 2

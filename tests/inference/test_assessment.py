@@ -23,7 +23,8 @@ from inference.training import Trainer, TrainingConfig
 
 def synthetic_result() -> AssessmentResult:
     config = AssessmentConfig(
-        structures=["er", "ccps"], photons=[15, 480], methods=["wf", "wiener", "net"], samples=2
+        structures=["er", "ccps"], photon_counts_e=[15, 480], methods=["wf", "wiener", "net"],
+        samples=2,
     )
     result = AssessmentResult(config)
     # net beats Wiener only for er at 15 photons; values chosen so means/stds are known
@@ -46,7 +47,9 @@ def test_summary_statistics_and_priority_region() -> None:
     result = synthetic_result()
     assert result.mean("er", 15, "net") == pytest.approx(0.06)
     rows = result.summary()
-    row = next(r for r in rows if (r["structure"], r["photons"], r["method"]) == ("er", 15, "wf"))
+    row = next(
+        r for r in rows if (r["structure"], r["photon_count_e"], r["method"]) == ("er", 15, "wf")
+    )
     assert row["n"] == 2
     assert row["nrmse_std"] == pytest.approx(0.01)
     assert row["resolution_nm_mean"] == pytest.approx(100.5)
@@ -60,7 +63,7 @@ def test_summary_statistics_and_priority_region() -> None:
 def test_write_assessment_files(tmp_path: Path) -> None:
     files = write_assessment(synthetic_result(), tmp_path / "out")
     lines = files["csv"].read_text().splitlines()
-    assert lines[0].startswith("structure,photons,method,n,nrmse_mean,nrmse_std")
+    assert lines[0].startswith("structure,photon_count_e,method,n,nrmse_mean,nrmse_std")
     assert len(lines) == 1 + 2 * 2 * 3
     assert len(files["samples"].read_text().splitlines()) == 1 + 2 * 2 * 3 * 2
     assert files["png"].stat().st_size > 5000
@@ -79,7 +82,7 @@ def test_unknown_structure_and_bad_photons_are_rejected() -> None:
     with pytest.raises(ValueError, match="bananas"):
         AssessmentConfig(structures=["bananas"])
     with pytest.raises(ValueError, match="positive"):
-        AssessmentConfig(photons=[0, 10])
+        AssessmentConfig(photon_counts_e=[0, 10])
 
 
 def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
@@ -99,7 +102,7 @@ def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
     result = run_assessment(
         AssessmentConfig(
             structures=["ccps"],
-            photons=[20, 400],
+            photon_counts_e=[20, 400],
             methods=["wf", "wiener", str(tmp_path / "tiny.pt")],
             samples=1,
             size_px=64,
@@ -107,7 +110,7 @@ def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
         )
     )
     assert len(result.measurements) == 2 * 3
-    by = {(m.photons, m.method): m for m in result.measurements}
+    by = {(m.photon_count_e, m.method): m for m in result.measurements}
     for m in result.measurements:
         assert 0.0 < m.nrmse < 0.5 and 0.0 <= m.ms_ssim <= 1.0 and math.isnan(m.resolution_nm)
     # conventional SIM gains from photons: Wiener is clearly better at 400 than at 20
@@ -123,7 +126,7 @@ def test_bundled_dfcan_sim_beats_widefield_at_low_light() -> None:
     result = run_assessment(
         AssessmentConfig(
             structures=["microtubules", "ccps"],
-            photons=[30],
+            photon_counts_e=[30],
             methods=["wf", "wiener", "dfcan-sim"],
             samples=1,
             size_px=96,
