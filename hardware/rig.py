@@ -337,7 +337,7 @@ class Rig:
                         self._check_triggers(time_point, n, fired_before)
                         # the SLM stepped on the last pulse, before this frame was read out: a
                         # wrong position now means this time point's tags are wrong
-                        self._check_slm_position(time_point, n * (1 if camera_master else k + 1))
+                        self._check_slm_position(time_point, n * (k + 1))
                     yield TaggedFrame(image, self._tag(step, time_point, image,
                                                        counter.timestamp_s(meta)))
                 if camera_master:

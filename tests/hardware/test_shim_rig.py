@@ -118,3 +118,20 @@ def test_settle_time_sets_the_pulse_period(open_rig: object) -> None:
     settled.backend.set_property("SLM", "Settle-ms", 4.0)
     assert settled.pulse_period_ms(PLAN) == pytest.approx(6.0)
     assert check_frames(settled, 2) == 2 * PLAN.n_frames
+
+
+def test_camera_master_on_the_emulator_steps_devices_on_exposures(
+        make_emulator: object) -> None:
+    from hardware.pattern_layout import rotator_state
+    from sim_emulator.rig import optical_bench
+
+    rig = make_emulator(size_px=32, roles=RoleMap(timing="camera-master"))  # type: ignore[operator]
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20, exposure_ms=1),
+                                  ChannelSpec(laser_nm=560, power_pct=20, exposure_ms=1)))
+    frames = list(rig.stream(plan, [0, 1], timeout_s=5.0))
+    log = [r for r in optical_bench(rig).display_log if r.delivered]
+    assert len(frames) == len(log) == 2 * plan.n_frames
+    for frame, shown in zip(frames, log, strict=True):
+        assert shown.trigger == -1  # no pulse: the camera ran on its own clock
+        assert (shown.laser_nm, shown.pattern) == (frame.tag.laser_nm, frame.tag.pattern_index)
+        assert shown.rotator_state == rotator_state("sim", frame.tag.orientation)
