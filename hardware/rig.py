@@ -235,6 +235,7 @@ class Rig:
             role.start_sequence(prop)
             started.append((role, prop))
         if self.roles.timing == "daq-master" and self.trigger is not None:
+            self.trigger.set_width_ms(self.pulse_width_ms(plan))
             self.trigger.set_period_ms(self.pulse_period_ms(plan))
         if self.roles.timing == "camera-master":
             # the camera free-runs; its exposure output steps the sequenced devices
@@ -245,10 +246,14 @@ class Rig:
             self.shutter.set_open(True)
         time.sleep(self.roles.device_settle_ms / 1000.0)  # the devices' first states settle
 
+    def pulse_width_ms(self, plan: SequencePlan) -> float:
+        """daq-master pulse width: the devices step on its trailing edge, after the longest
+        exposure and (rolling shutter) the readout of every row."""
+        return max(c.exposure_ms for c in plan.channels) + self.roles.camera_readout_ms
+
     def pulse_period_ms(self, plan: SequencePlan) -> float:
-        """daq-master pulse period: longest exposure, then the devices' settle time."""
-        return (max(c.exposure_ms for c in plan.channels) + self.roles.device_settle_ms
-                + _PULSE_MARGIN_MS)
+        """daq-master pulse period: pulse width, then the devices' settle time."""
+        return self.pulse_width_ms(plan) + self.roles.device_settle_ms + _PULSE_MARGIN_MS
 
     def size_buffer(self, n_frames: int) -> int:
         """Make the camera's circular buffer hold `n_frames` frames of the current size (with

@@ -143,3 +143,23 @@ def test_conformance_says_when_no_readback_can_confirm_frame_order(open_rig: obj
     rig = open_rig(DAQ_MASTER)  # type: ignore[operator]
     with pytest.raises(NotApplicable, match="no frame counter, trigger count or SLM position"):
         triggered_sim_sequence(rig)
+
+
+def test_pulse_width_covers_exposure_and_rolling_shutter_readout(open_rig: object) -> None:
+    camera = "HamamatsuHam_DCAM"
+    for readout_ms, spoiled in ((0.0, True), (10.0, False)):
+        rig = open_rig(DAQ_MASTER, camera_readout_ms=readout_ms)  # type: ignore[operator]
+        rig.backend.set_property(camera, "TIMING READOUT TIME", 0.010)  # last row +10 ms
+        assert rig.pulse_width_ms(PLAN) == pytest.approx(1.0 + readout_ms)
+        images = np.array([f.image[0, 0] for f in rig.stream(PLAN, [0], timeout_s=2.0)])
+        # devices stepping before the last row is exposed spoil the frame (mixed patterns)
+        assert bool(np.any(images >= UNSETTLED_ADU)) is spoiled
+        rig.close()
+
+
+def test_a_short_pulse_steps_devices_inside_the_exposure(open_rig: object) -> None:
+    short = [*CAMERA_MASTER, CONFIGS / "shim_daq_master.toml"]
+    rig = open_rig(short, trigger_pulse_width_property=None)  # type: ignore[operator]
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=561, power_pct=5, exposure_ms=20),))
+    images = np.array([f.image[0, 0] for f in rig.stream(plan, [0], timeout_s=2.0)])
+    assert np.all(images >= UNSETTLED_ADU)  # 0.5 ms pulses: every step lands mid-exposure
