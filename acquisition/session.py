@@ -835,7 +835,9 @@ class RunSession:
                                        raw.sequences)
                 if raw.channel in self.sr_channels:
                     self._offer_to_worker(raw)
-            recorder.end_time_point(point.index)
+            whole = (len(point.sets) == len(self.protocol.channels)
+                     and all(raw.complete for raw in point.sets))
+            recorder.end_time_point(point.index, complete=whole)
             if self.autopilot is not None:
                 self._steer_light(point)
         except RecorderError as exc:

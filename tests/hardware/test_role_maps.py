@@ -95,3 +95,26 @@ def test_binning_spellings_are_read_tolerantly(spelled: str) -> None:
     from hardware.roles import _binning_factor
 
     assert _binning_factor(spelled) == 2
+
+
+def test_dark_snaps_keep_the_shutter_closed(make_emulator: Callable[..., Rig]) -> None:
+    from sim_emulator.rig import optical_bench
+
+    rig = make_emulator(size_px=32)
+    rig.snap(2, timeout_s=5.0, shutter_open=False)
+    rig.snap(1, timeout_s=5.0)
+    shown = [r.shutter_open for r in optical_bench(rig).display_log if r.delivered]
+    assert shown == [False, False, True]
+
+
+def test_calibration_above_the_power_cap_asks_first() -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    cfg = Path(__file__).resolve().parents[2] / "sim_emulator/configs/emulator.cfg"
+    result = CliRunner().invoke(build_app(), ["calibrate", "camera", "--config", str(cfg),
+                                              "--output", "never.h5", "--power-pct", "50"],
+                                input="n\n")
+    assert result.exit_code == 2
+    assert "above the 20 % cap" in result.output and "not confirmed" in result.output

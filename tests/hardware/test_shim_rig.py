@@ -135,3 +135,11 @@ def test_camera_master_on_the_emulator_steps_devices_on_exposures(
         assert shown.trigger == -1  # no pulse: the camera ran on its own clock
         assert (shown.laser_nm, shown.pattern) == (frame.tag.laser_nm, frame.tag.pattern_index)
         assert shown.rotator_state == rotator_state("sim", frame.tag.orientation)
+
+
+def test_conformance_says_when_no_readback_can_confirm_frame_order(open_rig: object) -> None:
+    from hardware.conformance import NotApplicable, triggered_sim_sequence
+
+    rig = open_rig(DAQ_MASTER)  # type: ignore[operator]
+    with pytest.raises(NotApplicable, match="no frame counter, trigger count or SLM position"):
+        triggered_sim_sequence(rig)
