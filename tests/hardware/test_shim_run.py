@@ -39,3 +39,15 @@ def test_protocol_with_role_map_runs_on_the_shim_rig(tmp_path: Path, timing: str
             ttl, slm = divmod(raw[:, c, p].astype(int), 1000)
             assert (ttl == TTL_BIT[nm]).all()
             assert (slm == slm_index(nm, "sim", p, LINES)).all()
+
+
+def test_the_gui_host_opens_a_rig_with_its_role_map() -> None:
+    from acquisition.cli.gui_host import rig_opener
+
+    roles = f"hamamatsu-dcam+triggerscope+{CONFIGS / 'shim_roles.toml'}"
+    opened = rig_opener(str(CONFIGS / "shim_hamamatsu_triggerscope.cfg"), roles=roles)((8, 8))
+    try:
+        assert opened.rig.camera.label == "HamamatsuHam_DCAM"
+        assert opened.rig.aotf.lines_nm == LINES and opened.rig.roles.timing == "camera-master"
+    finally:
+        opened.rig.close()
