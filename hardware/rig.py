@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _ADU_MAX = 65535
 _MIN_BUFFER_MB = 64
+_MAX_BUFFER_MB = 4096  # frames are read as they arrive: more only hides a stalled reader
 _BUFFER_MARGIN = 1.5
 _PULSE_MARGIN_MS = 1.0
 
@@ -260,7 +261,8 @@ class Rig:
         margin), so a plan's time point never overflows it while it is read; returns MB."""
         height, width = self.camera.shape
         frame_mb = height * width * 2 / 2**20
-        size_mb = max(_MIN_BUFFER_MB, int(frame_mb * n_frames * _BUFFER_MARGIN) + 1)
+        size_mb = min(_MAX_BUFFER_MB,
+                      max(_MIN_BUFFER_MB, int(frame_mb * n_frames * _BUFFER_MARGIN) + 1))
         self.backend.set_buffer_mb(size_mb)
         return size_mb
 
@@ -305,7 +307,8 @@ class Rig:
         started: list[tuple[Any, str]] = []
         try:
             self._arm(plan, steps, started)
-            self.size_buffer(n if camera_master else n * len(time_points))
+            # the reader drains each burst before the next is fired: room for two bursts
+            self.size_buffer(n * min(2, len(time_points)))
             counter = _FrameCounter(self.roles, self.camera.label)
             if not camera_master:
                 self.backend.start_camera_sequence(n * len(time_points))
