@@ -189,9 +189,11 @@ class RunRecorder:
         logger.info("event %s t=%d seq=%d %s", kind, time_point, sequence, text)
         self._put(_Item("event", (time.time(), kind, time_point, sequence, text)))
 
-    def end_time_point(self, time_point: int) -> None:
-        """Mark ``time_point`` complete: the writer flushes (and fsyncs) the file."""
-        self._put(_Item("end", (time_point,)))
+    def end_time_point(self, time_point: int, complete: bool = True) -> None:
+        """End ``time_point``: /timestamps/complete gets 1 (every frame of every channel
+        stored) or 0 (frames missing or discarded as unverifiable); the writer flushes (and
+        fsyncs) the file either way."""
+        self._put(_Item("end", (time_point, complete)))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Write everything queued, flush and close the file; raise if the writer failed."""
@@ -408,9 +410,9 @@ class RunRecorder:
         events[n] = (when_s, kind, t, sequence, detail)
         self.stats.events[kind] += 1
 
-    def _do_end(self, t: int) -> None:
+    def _do_end(self, t: int, complete: bool = True) -> None:
         self._grow_to(t)
-        self._tables["complete"].write((t,), 1)
+        self._tables["complete"].write((t,), 1 if complete else 0)
         self._h5.flush()
         if self._sync is not None:
             if self._sync.error is not None:

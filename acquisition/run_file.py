@@ -39,7 +39,9 @@ CALIBRATION_GROUP = "calibration"  # /calibration/<map>
 EVENTS = "events"  # structured log of gaps, skips and faults
 GT_GROUP = "gt"  # /gt/sr, /gt/wf: ground truth (emulator only)
 PHOTON_COUNT = "photon_count"  # float32 (T, C): average photon count (e-) of each raw set
-COMPLETE = "timestamps/complete"  # uint8 (T,): 1 once every channel of a time point is flushed
+# uint8 (T,): 1 once every frame of every channel of a time point is stored and flushed;
+# 0 for a time point with frames missing or discarded (e.g. unverifiable after a missed trigger)
+COMPLETE = "timestamps/complete"
 SCALES_GROUP = "scales"  # /scales/<y|x>_um_<pixel nm>: dimension scales of the image datasets
 # multi-dimensional runs (positions, z planes): each row of /raw is one (t, position, z) SIM set
 MDA_GROUP = "mda"  # attributes sizes_tpz, z_step_um, positions_um, sequence (useq JSON)

@@ -835,7 +835,9 @@ class RunSession:
                                        raw.sequences)
                 if raw.channel in self.sr_channels:
                     self._offer_to_worker(raw)
-            recorder.end_time_point(point.index)
+            whole = (len(point.sets) == len(self.protocol.channels)
+                     and all(raw.complete for raw in point.sets))
+            recorder.end_time_point(point.index, complete=whole)
             if self.autopilot is not None:
                 self._steer_light(point)
         except RecorderError as exc:
@@ -875,8 +877,13 @@ class RunSession:
                 "power_pct": decision.setting.power_pct,
                 "exposure_ms": decision.setting.exposure_ms, "changed": decision.changed,
                 "target_reachable": decision.target_reachable, "reason": decision.reason})
+            laser_nm = self.protocol.channels[channel].laser_nm
             if not decision.target_reachable:
-                self.on_event("warning", f"channel {channel}: {decision.reason}")
+                self.on_event("warning", f"autopilot {laser_nm} nm: {decision.reason}")
+            elif decision.changed:
+                self.on_event("info", f"autopilot {laser_nm} nm: "
+                              f"{decision.setting.power_pct:.3g} % x "
+                              f"{decision.setting.exposure_ms:.3g} ms ({decision.reason})")
         if plan is not None:
             self.plan = plan
             self.engine.change_plan(plan)

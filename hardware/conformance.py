@@ -174,15 +174,23 @@ def shutter_open_close(rig: Rig) -> None:
 
 # ------------------------------------------------------------------ whole sequence
 def triggered_sim_sequence(rig: Rig) -> None:
+    """Two time points as one armed stream; the frame order is checked by the hardware's own
+    readbacks inside `Rig.stream` (camera frame counter, pulse count, SLM position)."""
     nm = rig.aotf.lines_nm[0]
-    plan = SequencePlan(channels=(ChannelSpec(laser_nm=nm, power_pct=10, exposure_ms=5),))
-    frames = rig.acquire_time_point(plan, 0, _TIMEOUT_S)
-    _expect(len(frames) == plan.n_frames, f"{len(frames)} frames of {plan.n_frames}")
-    got = [(f.tag.orientation, f.tag.phase) for f in frames]
-    want = [(o, p) for o in range(3) for p in range(3)]
-    _expect(got == want, f"frame order {got}, expected {want}")
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=nm, power_pct=_CHECK_POWER_PCT,
+                                              exposure_ms=5),))
+    frames = list(rig.stream(plan, [0, 1], _TIMEOUT_S))
+    _expect(len(frames) == 2 * plan.n_frames, f"{len(frames)} frames of {2 * plan.n_frames}")
     sequences = [f.tag.sequence for f in frames]
-    _expect(sequences == list(range(sequences[0], sequences[0] + 9)), f"sequence {sequences}")
+    _expect(sequences == list(range(sequences[0], sequences[0] + len(frames))),
+            f"sequence {sequences}")
+    readbacks = [name for name, present in (
+        ("camera frame counter", rig.roles.camera_frame_counter_key is not None),
+        ("trigger count", rig.trigger is not None and rig.trigger.triggers_fired is not None),
+        ("SLM position", rig.slm.sequence_position is not None)) if present]
+    if not readbacks:
+        raise NotApplicable("frames arrived, but no frame counter, trigger count or SLM "
+                            "position can confirm their order on this rig")
 
 
 CHECKS: tuple[Check, ...] = (

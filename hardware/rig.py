@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _ADU_MAX = 65535
 _MIN_BUFFER_MB = 64
+_MAX_BUFFER_MB = 4096  # frames are read as they arrive: more only hides a stalled reader
 _BUFFER_MARGIN = 1.5
 _PULSE_MARGIN_MS = 1.0
 
@@ -235,6 +236,7 @@ class Rig:
             role.start_sequence(prop)
             started.append((role, prop))
         if self.roles.timing == "daq-master" and self.trigger is not None:
+            self.trigger.set_width_ms(self.pulse_width_ms(plan))
             self.trigger.set_period_ms(self.pulse_period_ms(plan))
         if self.roles.timing == "camera-master":
             # the camera free-runs; its exposure output steps the sequenced devices
@@ -245,17 +247,22 @@ class Rig:
             self.shutter.set_open(True)
         time.sleep(self.roles.device_settle_ms / 1000.0)  # the devices' first states settle
 
+    def pulse_width_ms(self, plan: SequencePlan) -> float:
+        """daq-master pulse width: the devices step on its trailing edge, after the longest
+        exposure and (rolling shutter) the readout of every row."""
+        return max(c.exposure_ms for c in plan.channels) + self.roles.camera_readout_ms
+
     def pulse_period_ms(self, plan: SequencePlan) -> float:
-        """daq-master pulse period: longest exposure, then the devices' settle time."""
-        return (max(c.exposure_ms for c in plan.channels) + self.roles.device_settle_ms
-                + _PULSE_MARGIN_MS)
+        """daq-master pulse period: pulse width, then the devices' settle time."""
+        return self.pulse_width_ms(plan) + self.roles.device_settle_ms + _PULSE_MARGIN_MS
 
     def size_buffer(self, n_frames: int) -> int:
         """Make the camera's circular buffer hold `n_frames` frames of the current size (with
         margin), so a plan's time point never overflows it while it is read; returns MB."""
         height, width = self.camera.shape
         frame_mb = height * width * 2 / 2**20
-        size_mb = max(_MIN_BUFFER_MB, int(frame_mb * n_frames * _BUFFER_MARGIN) + 1)
+        size_mb = min(_MAX_BUFFER_MB,
+                      max(_MIN_BUFFER_MB, int(frame_mb * n_frames * _BUFFER_MARGIN) + 1))
         self.backend.set_buffer_mb(size_mb)
         return size_mb
 
@@ -300,7 +307,8 @@ class Rig:
         started: list[tuple[Any, str]] = []
         try:
             self._arm(plan, steps, started)
-            self.size_buffer(n if camera_master else n * len(time_points))
+            # the reader drains each burst before the next is fired: room for two bursts
+            self.size_buffer(n * min(2, len(time_points)))
             counter = _FrameCounter(self.roles, self.camera.label)
             if not camera_master:
                 self.backend.start_camera_sequence(n * len(time_points))
@@ -337,7 +345,7 @@ class Rig:
                         self._check_triggers(time_point, n, fired_before)
                         # the SLM stepped on the last pulse, before this frame was read out: a
                         # wrong position now means this time point's tags are wrong
-                        self._check_slm_position(time_point, n * (1 if camera_master else k + 1))
+                        self._check_slm_position(time_point, n * (k + 1))
                     yield TaggedFrame(image, self._tag(step, time_point, image,
                                                        counter.timestamp_s(meta)))
                 if camera_master:

@@ -75,7 +75,11 @@ class RoleMap(BaseModel):
     # daq-master: property setting the pulse period (ms); the rig sets it to the longest
     # exposure + device_settle_ms + a margin, so every device settles before the next exposure
     trigger_period_property: str | None = None
+    # property setting the pulse width (ms): the devices step on the trailing edge, so the rig
+    # makes it exposure + camera_readout_ms (a rolling shutter's rows all done)
+    trigger_pulse_width_property: str | None = None
     device_settle_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    camera_readout_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -251,12 +255,17 @@ class Camera(_Role):
 
     @property
     def binning(self) -> int:
-        return int(float(self.backend.get_property(self.label, "Binning")))
+        """Binning factor, whichever way the adapter spells it ("2", "2.0", "2x2")."""
+        return _binning_factor(self.backend.get_property(self.label, "Binning"))
 
     def set_binning(self, binning: int) -> None:
         self._require("Binning", "binning")
-        self._check_value("Binning", binning)
-        self._do_set("Binning", str(int(binning)))
+        allowed = self.backend.allowed_values(self.label, "Binning")
+        spelled = next((v for v in allowed if _binning_factor(v) == int(binning)), None)
+        if allowed and spelled is None:
+            raise InvalidSettingError(f"camera {self.label!r} property 'Binning': value "
+                                      f"{binning!r} not in {allowed}")
+        self._do_set("Binning", spelled or str(int(binning)))
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
@@ -532,12 +541,18 @@ class TriggerSource(_Role):
 
     def set_period_ms(self, period_ms: float) -> None:
         """Set the pulse period where the role map names its property (else the device's)."""
-        prop = self.roles.trigger_period_property
+        self._set_timing(self.roles.trigger_period_property, period_ms, "pulse period")
+
+    def set_width_ms(self, width_ms: float) -> None:
+        """Set the pulse width where the role map names its property (else the device's)."""
+        self._set_timing(self.roles.trigger_pulse_width_property, width_ms, "pulse width")
+
+    def _set_timing(self, prop: str | None, value_ms: float, why: str) -> None:
         if prop is None:
             return
-        self._require(prop, "pulse period")
-        self._check_value(prop, period_ms)
-        self._do_set(prop, float(period_ms))
+        self._require(prop, why)
+        self._check_value(prop, value_ms)
+        self._do_set(prop, float(value_ms))
 
     def stop(self) -> None:
         """Stop the trigger line (pending pulses are dropped) if the device can."""
@@ -553,6 +568,15 @@ class TriggerSource(_Role):
             return None
         assert prop is not None
         return int(float(self.backend.get_property(self.label, prop)))
+
+
+def _binning_factor(value: str) -> int:
+    """ "2", "2.0" and AndorSDK3's "2x2" -> 2."""
+    text = value.strip().lower().split("x")[0]
+    try:
+        return int(float(text))
+    except ValueError as exc:
+        raise InvalidSettingError(f"binning value {value!r} is not understood") from exc
 
 
 def _same_value(a: str, b: str) -> bool:

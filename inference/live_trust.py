@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from acquisition import run_file
-from calibration.otf import OtfModel
+from calibration.otf import OtfLike, OtfModel
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
 from inference.trust import TrustRecord, central_trust_record
 
@@ -38,13 +39,20 @@ TRUST_MAX_SIZE_PX = run_file.QC_MAX_SIZE_PX  # the central square checked (cost 
 PATTERN_EVERY_SETS = 10
 
 
-def _reconstructor_optics(reconstructor: Any) -> tuple[OtfModel, float]:
+def _is_otf(value: object) -> TypeGuard[OtfLike]:
+    """An OTF model or a measured OTF (anything with ``value`` and ``cutoff_cycles_per_nm``)."""
+    return hasattr(value, "value") and hasattr(value, "cutoff_cycles_per_nm")
+
+
+def _reconstructor_optics(reconstructor: Any) -> tuple[OtfLike, float]:
     """The reconstructor's detection OTF and raw pixel size (nm), or the defaults."""
     otf = getattr(reconstructor, "otf", None)
     wiener = getattr(reconstructor, "wiener", None)  # AutoReconstructor
-    if not isinstance(otf, OtfModel) and wiener is not None:
+    if not _is_otf(otf) and wiener is not None:
         otf = getattr(wiener, "otf", None)
-    if not isinstance(otf, OtfModel):
+    if not _is_otf(otf):
+        otf = None
+    if otf is None:
         na = getattr(reconstructor, "na", None)
         emission_nm = getattr(reconstructor, "emission_nm", None)
         otf = (OtfModel(na=float(na), emission_nm=float(emission_nm))
@@ -82,7 +90,9 @@ class TrustMonitor:
 
     def __init__(self, reconstructor: Any, every: int = DEFAULT_TRUST_EVERY,
                  pattern_every_sets: int = PATTERN_EVERY_SETS,
-                 max_size_px: int = TRUST_MAX_SIZE_PX) -> None:
+                 max_size_px: int = TRUST_MAX_SIZE_PX, otf: OtfLike | None = None,
+                 pixel_size_nm: float | None = None) -> None:
+        """``otf`` and ``pixel_size_nm`` replace the reconstructor's (a file's stated optics)."""
         if every < 0:
             raise ValueError(f"trust_every={every} must be >= 0 (0: off)")
         if pattern_every_sets < 1:
@@ -91,7 +101,9 @@ class TrustMonitor:
         self.reconstructor = reconstructor
         self.every = every
         self.max_size_px = max_size_px
-        self.otf, self.pixel_size_nm = _reconstructor_optics(reconstructor)
+        own_otf, own_pixel_size_nm = _reconstructor_optics(reconstructor)
+        self.otf: OtfLike = otf if otf is not None else own_otf
+        self.pixel_size_nm = pixel_size_nm if pixel_size_nm is not None else own_pixel_size_nm
         self._preprocessor = _preprocessor(reconstructor)
         self._sets = 0
         self._estimated: SimParameters | None = None
@@ -144,3 +156,19 @@ def trust_info(record: TrustRecord, chi2_map: np.ndarray) -> dict[str, Any] | No
     if not (all(math.isfinite(v) for v in scalars.values()) and np.isfinite(block_map).all()):
         return None
     return {**scalars, "raw_chi2_map": block_map.tolist()}
+
+
+def trust_summary(records: Sequence[TrustRecord], n_time_points: int) -> str:
+    """One line for a command's summary: medians (and the worst) of the checked time points."""
+    if not records:
+        return "trust: not computed"
+    chi2 = np.array([r.raw_chi2 for r in records])
+    pearson = np.array([r.resolution_scaled_pearson for r in records])
+    beyond = np.array([r.beyond_support_fraction for r in records])
+    return (
+        f"trust ({len(records)} of {n_time_points} time points, central "
+        f"{TRUST_MAX_SIZE_PX} px; docs/trust.md): raw_chi2 median {np.median(chi2):.2f} "
+        f"(max {chi2.max():.2f}), resolution-scaled Pearson median {np.median(pearson):.3f} "
+        f"(min {pearson.min():.3f}), energy beyond the SIM support median "
+        f"{np.median(beyond):.4f} (max {beyond.max():.4f})"
+    )

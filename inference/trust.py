@@ -33,7 +33,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.registration import phase_cross_correlation
 
 from calibration.edge_taper import edge_taper
-from calibration.otf import OtfModel, frequency_grid_cycles_per_px
+from calibration.otf import OtfLike, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
@@ -90,7 +90,7 @@ class ResolutionScaledPearson(BaseModel):
 
 
 def render_raw_frames(
-    sr_image: np.ndarray, parameters: SimParameters, otf: OtfModel
+    sr_image: np.ndarray, parameters: SimParameters, otf: OtfLike
 ) -> np.ndarray:
     """(P, Y, X) raw frames the SR image (2Y, 2X) would give under the patterns and the OTF.
 
@@ -124,7 +124,7 @@ def render_raw_frames(
     return frames
 
 
-def noise_variance(raw: np.ndarray, otf: OtfModel, pixel_size_nm: float) -> float:
+def noise_variance(raw: np.ndarray, otf: OtfLike, pixel_size_nm: float) -> float:
     """Per-pixel noise variance of one raw frame, from the spectrum beyond the OTF support.
 
     Beyond the detection cutoff the frames hold only noise (white for shot and read noise), so
@@ -149,7 +149,7 @@ def raw_consistency(
     sr_image: np.ndarray,
     raw: np.ndarray,
     parameters: SimParameters,
-    otf: OtfModel,
+    otf: OtfLike,
     register: bool = True,
 ) -> RawConsistency:
     """Reduced chi-square of the raw frames against the SR image rendered back into them.
@@ -206,7 +206,7 @@ def raw_consistency(
 
 
 def _transfer_rings(
-    sr: np.ndarray, parameters: SimParameters, otf: OtfModel
+    sr: np.ndarray, parameters: SimParameters, otf: OtfLike
 ) -> list[np.ndarray]:
     """The SR image split into ``TRANSFER_BINS`` rings of spatial frequency (they sum to it,
     up to the extended support; what lies beyond cannot reach any raw frame)."""
@@ -224,7 +224,7 @@ def _transfer_rings(
     return rings
 
 
-def _extended_support_px(parameters: SimParameters, otf: OtfModel) -> float:
+def _extended_support_px(parameters: SimParameters, otf: OtfLike) -> float:
     """k_c + max |p| in cycles per raw pixel."""
     cutoff_px = otf.cutoff_cycles_per_nm * parameters.pixel_size_nm
     pattern_px = float(np.max(np.hypot(*parameters.wave_vectors_cycles_per_px().T)))
@@ -265,7 +265,7 @@ def resolution_scaled_pearson(
 
 
 def beyond_support_fraction(
-    sr_image: np.ndarray, parameters: SimParameters, otf: OtfModel, margin: float = 1.05
+    sr_image: np.ndarray, parameters: SimParameters, otf: OtfLike, margin: float = 1.05
 ) -> float:
     """Fraction of the SR image's spectral energy (DC excluded) beyond k_c + |p| (x margin)."""
     sr = np.asarray(sr_image, dtype=np.float64)
@@ -281,7 +281,7 @@ def beyond_support_fraction(
 
 
 def trust_record(
-    sr_image: np.ndarray, raw: np.ndarray, parameters: SimParameters, otf: OtfModel
+    sr_image: np.ndarray, raw: np.ndarray, parameters: SimParameters, otf: OtfLike
 ) -> TrustRecord:
     """All three checks of one SR image against its raw set."""
     consistency = raw_consistency(sr_image, raw, parameters, otf)
@@ -343,7 +343,7 @@ def central_trust_record(
     sr_image: np.ndarray,
     raw: np.ndarray,
     parameters: SimParameters,
-    otf: OtfModel,
+    otf: OtfLike,
     max_size_px: int = 128,
 ) -> tuple[TrustRecord, np.ndarray]:
     """:func:`trust_record` of the central ``max_size_px`` raw square (live cost bound), and

@@ -302,8 +302,9 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
             bench.exposures += 1
             dropped = faults.drops(exposure)
             record = bench.snapshot(trigger, exposure, not dropped, self._exposure_ms)
-            if external:
-                bench.trailing_edge(trigger)
+            # the exposure output: the pulse (external) or the free-running camera's own
+            # exposure (camera-master) steps every running sequence at its end
+            bench.trailing_edge(trigger)
             frame_number = counter
             counter += 1
             if dropped:

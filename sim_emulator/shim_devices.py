@@ -46,9 +46,11 @@ class ShimTiming(HubDevice):
         self.peripherals: list[Any] = []
         self.pulses = 0  # pulses so far (not readable: real controllers report none)
         self.period_ms = 5.0
+        self.width_ms = 0.5  # devices step on the trailing edge: inside a longer exposure
         self.miss_at = -1
         self.extra_at = -1
-        self.camera_pulses: queue.Queue[int] = queue.Queue()
+        # (pulse time, TTL state, SLM image, settled) latched at each pulse the camera sees
+        self.camera_pulses: queue.Queue[tuple[float, int, int, bool]] = queue.Queue()
         self._train: threading.Thread | None = None
         self.register_property("PulseTrain", property_type=int, getter=lambda _d: 0,
                                setter=lambda _d, n: self._start_train(int(n)),
@@ -57,6 +59,10 @@ class ShimTiming(HubDevice):
                                getter=lambda _d: self.period_ms,
                                setter=lambda _d, v: setattr(self, "period_ms", float(v)),
                                limits=(0.1, 10_000.0))
+        self.register_property("PulseWidth-ms", property_type=float,
+                               getter=lambda _d: self.width_ms,
+                               setter=lambda _d, v: setattr(self, "width_ms", float(v)),
+                               limits=(0.01, 10_000.0))
         self.register_property("MissTriggerAt", property_type=int, getter=lambda _d: self.miss_at,
                                setter=lambda _d, v: setattr(self, "miss_at", int(v)),
                                limits=(-1, 1_000_000))
@@ -85,6 +91,11 @@ class ShimTiming(HubDevice):
                       if isinstance(d, _SequencedDevice))
         return int(ttl), int(slm), settled
 
+    def stepped_between(self, start_s: float, end_s: float) -> bool:
+        """True if a device stepped inside (start_s, end_s) (monotonic s)."""
+        return any(start_s < d.stepped_at < end_s for d in self.peripherals
+                   if isinstance(d, _SequencedDevice))
+
     def trailing_edge(self) -> None:
         """A pulse ended: every running sequence steps."""
         for device in self.peripherals:
@@ -106,7 +117,7 @@ class ShimTiming(HubDevice):
                 logger.warning("shim: extra trigger after pulse %d (fault)", self.extra_at)
                 time.sleep(self.period_ms / 1000.0)
                 self._pulse()
-            time.sleep(self.period_ms / 1000.0)
+            time.sleep(max(0.0, self.period_ms - self.width_ms) / 1000.0)
 
     def _pulse(self) -> None:
         k = self.pulses
@@ -114,10 +125,9 @@ class ShimTiming(HubDevice):
         if k == self.miss_at:
             logger.warning("shim: the camera misses pulse %d (fault)", k)
         else:
-            self.camera_pulses.put(k)
-        # the devices step at the pulse's end, after the camera latched its exposure start
-        time.sleep(min(self.period_ms, 1.0) / 2000.0)
-        self.trailing_edge()
+            self.camera_pulses.put((time.monotonic(), *self.state()))
+        time.sleep(self.width_ms / 1000.0)
+        self.trailing_edge()  # the devices step at the pulse's end
 
 
 class _SequencedDevice(GenericDevice):
@@ -208,6 +218,7 @@ class ShimHamamatsuCamera(CameraDevice):
         self._exposure_ms = 2.0
         self._source = "INTERNAL"
         self._active = "EDGE"
+        self._readout_ms = 0.0  # rolling shutter: last row starts this long after the first
         self.set_property_allowed_values("Binning", ("1",))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
         self.register_property("TRIGGER SOURCE", property_type=str,
@@ -218,6 +229,15 @@ class ShimHamamatsuCamera(CameraDevice):
                                getter=lambda _d: self._active,
                                setter=lambda _d, v: setattr(self, "_active", str(v)),
                                allowed_values=("EDGE", "LEVEL", "SYNCREADOUT"))
+        self.register_property("TIMING READOUT TIME", property_type=float,
+                               getter=lambda _d: self._readout_ms / 1000.0,
+                               setter=lambda _d, v: setattr(self, "_readout_ms",
+                                                            float(v) * 1000.0),
+                               limits=(0.0, 1.0))
+        # shim-only stand-in for the .cfg's pixel-size configuration (UniMMCore did not match
+        # a ConfigPixelSize preset on Python-device properties here)
+        self.register_property("ShimPixelSizeNm", property_type=float,
+                               getter=lambda _d: 65.0, is_read_only=True)
 
     def shape(self) -> tuple[int, int]:
         return SHAPE
@@ -254,11 +274,14 @@ class ShimHamamatsuCamera(CameraDevice):
         for _ in range(n):
             if self._source == "EXTERNAL":
                 try:
-                    timing.camera_pulses.get(timeout=_ARM_TIMEOUT_S)
+                    pulse_s, ttl, slm, settled = timing.camera_pulses.get(
+                        timeout=_ARM_TIMEOUT_S)
                 except queue.Empty:
                     return
-                ttl, slm, settled = timing.state()
-                time.sleep(self._exposure_ms / 1000.0)
+                # every row must see one state: a step before the last row ends spoils it
+                end_s = pulse_s + (self._exposure_ms + self._readout_ms) / 1000.0
+                time.sleep(max(0.0, end_s - time.monotonic()))
+                settled = settled and not timing.stepped_between(pulse_s, end_s)
             else:  # free-running: the exposure output is the pulse the devices step on
                 ttl, slm, settled = timing.state()
                 time.sleep(self._exposure_ms / 1000.0)

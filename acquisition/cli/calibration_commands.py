@@ -96,6 +96,9 @@ def calibrate_camera_command(
                 dynamics=still,
             )
             rig = emulated_rig(emulated)
+            # the emulated camera need not wait out its exposures for a calibration: the
+            # ladder's long flats (up to ~1 s x frames) would take minutes of idle waiting
+            rig.backend.set_property(rig.camera.label, "HoldExposure", "No")
         else:
             from hardware.roles import RoleMap
 

@@ -6,8 +6,9 @@ They sit in `inference` beside `inference.wiener`, which `calibration` must not 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -129,6 +130,9 @@ def reconstruct_command(
         None, "--parameters", help="also write the pattern parameters used, per time point (JSON)"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    trust_every: int = typer.Option(
+        10, "--trust-every", min=0, help="Trust record of every Nth time point, 0: off."
+    ),
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
@@ -223,6 +227,8 @@ def reconstruct_command(
         f"{sum(f.source == 'refined' for f in fits)} of {len(fits) - (calibration is None)} "
         "later time points)"
     )
+    if trust_every:
+        _echo_trust(stack, out, fits, optics.otf, trust_every)
     if flagged:
         typer.echo(
             f"warning: the pattern fit was flagged on {flagged} of {len(fits)} time points "
@@ -230,6 +236,29 @@ def reconstruct_command(
             "calibration stack",
             err=True,
         )
+
+
+def _echo_trust(stack: RawStack, out: np.ndarray, fits: Sequence[Any], otf: OtfLike,
+                every: int) -> None:
+    """The trust record (docs/trust.md) of every ``every``-th time point, with the pattern
+    parameters each was reconstructed with."""
+    import numpy as np
+
+    from inference.live_trust import TRUST_MAX_SIZE_PX, trust_summary
+    from inference.trust import central_trust_record
+
+    images = np.asarray(out).reshape(len(fits), *np.asarray(out).shape[-2:])
+    records = []
+    for t in range(0, len(fits), every):
+        raw = np.asarray(stack.time_point(t), dtype=np.float64)
+        try:
+            record, _ = central_trust_record(images[t], raw, fits[t].parameters, otf,
+                                             TRUST_MAX_SIZE_PX)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            typer.echo(f"time point {t}: trust record not computed: {exc}", err=True)
+            continue
+        records.append(record)
+    typer.echo(trust_summary(records, len(fits)))
 
 
 class ResolvedOptics:

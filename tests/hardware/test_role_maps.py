@@ -78,3 +78,43 @@ def test_a_plan_line_outside_the_running_order_is_refused_naming_the_lines(
     plan = SequencePlan(channels=(ChannelSpec(laser_nm=560, power_pct=20, exposure_ms=2),))
     with pytest.raises(Exception, match=r"560 nm.*grating sets for \(488, 640\)"):
         rig.check_plan(plan)
+
+
+def test_camera_timestamps_come_from_the_named_metadata_key(
+        make_emulator: Callable[..., Rig]) -> None:
+    rig = make_emulator(size_px=32, roles=RoleMap(camera_timestamp_key="ElapsedTime-ms"))
+    stamps = [f.tag.timestamp_s for f in rig.acquire_time_point(PLAN, 0, timeout_s=2.0)]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+    missing = make_emulator(size_px=32, roles=RoleMap(camera_timestamp_key="TimeStampBOF"))
+    with pytest.raises(ConfigError, match="no timestamp 'TimeStampBOF'"):
+        missing.acquire_time_point(PLAN, 0, timeout_s=2.0)
+
+
+@pytest.mark.parametrize("spelled", ["2", "2.0", "2x2"])
+def test_binning_spellings_are_read_tolerantly(spelled: str) -> None:
+    from hardware.roles import _binning_factor
+
+    assert _binning_factor(spelled) == 2
+
+
+def test_dark_snaps_keep_the_shutter_closed(make_emulator: Callable[..., Rig]) -> None:
+    from sim_emulator.rig import optical_bench
+
+    rig = make_emulator(size_px=32)
+    rig.snap(2, timeout_s=5.0, shutter_open=False)
+    rig.snap(1, timeout_s=5.0)
+    shown = [r.shutter_open for r in optical_bench(rig).display_log if r.delivered]
+    assert shown == [False, False, True]
+
+
+def test_calibration_above_the_power_cap_asks_first() -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    cfg = Path(__file__).resolve().parents[2] / "sim_emulator/configs/emulator.cfg"
+    result = CliRunner().invoke(build_app(), ["calibrate", "camera", "--config", str(cfg),
+                                              "--output", "never.h5", "--power-pct", "50"],
+                                input="n\n")
+    assert result.exit_code == 2
+    assert "above the 20 % cap" in result.output and "not confirmed" in result.output

@@ -118,3 +118,48 @@ def test_settle_time_sets_the_pulse_period(open_rig: object) -> None:
     settled.backend.set_property("SLM", "Settle-ms", 4.0)
     assert settled.pulse_period_ms(PLAN) == pytest.approx(6.0)
     assert check_frames(settled, 2) == 2 * PLAN.n_frames
+
+
+def test_camera_master_on_the_emulator_steps_devices_on_exposures(
+        make_emulator: object) -> None:
+    from hardware.pattern_layout import rotator_state
+    from sim_emulator.rig import optical_bench
+
+    rig = make_emulator(size_px=32, roles=RoleMap(timing="camera-master"))  # type: ignore[operator]
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20, exposure_ms=1),
+                                  ChannelSpec(laser_nm=560, power_pct=20, exposure_ms=1)))
+    frames = list(rig.stream(plan, [0, 1], timeout_s=5.0))
+    log = [r for r in optical_bench(rig).display_log if r.delivered]
+    assert len(frames) == len(log) == 2 * plan.n_frames
+    for frame, shown in zip(frames, log, strict=True):
+        assert shown.trigger == -1  # no pulse: the camera ran on its own clock
+        assert (shown.laser_nm, shown.pattern) == (frame.tag.laser_nm, frame.tag.pattern_index)
+        assert shown.rotator_state == rotator_state("sim", frame.tag.orientation)
+
+
+def test_conformance_says_when_no_readback_can_confirm_frame_order(open_rig: object) -> None:
+    from hardware.conformance import NotApplicable, triggered_sim_sequence
+
+    rig = open_rig(DAQ_MASTER)  # type: ignore[operator]
+    with pytest.raises(NotApplicable, match="no frame counter, trigger count or SLM position"):
+        triggered_sim_sequence(rig)
+
+
+def test_pulse_width_covers_exposure_and_rolling_shutter_readout(open_rig: object) -> None:
+    camera = "HamamatsuHam_DCAM"
+    for readout_ms, spoiled in ((0.0, True), (10.0, False)):
+        rig = open_rig(DAQ_MASTER, camera_readout_ms=readout_ms)  # type: ignore[operator]
+        rig.backend.set_property(camera, "TIMING READOUT TIME", 0.010)  # last row +10 ms
+        assert rig.pulse_width_ms(PLAN) == pytest.approx(1.0 + readout_ms)
+        images = np.array([f.image[0, 0] for f in rig.stream(PLAN, [0], timeout_s=2.0)])
+        # devices stepping before the last row is exposed spoil the frame (mixed patterns)
+        assert bool(np.any(images >= UNSETTLED_ADU)) is spoiled
+        rig.close()
+
+
+def test_a_short_pulse_steps_devices_inside_the_exposure(open_rig: object) -> None:
+    short = [*CAMERA_MASTER, CONFIGS / "shim_daq_master.toml"]
+    rig = open_rig(short, trigger_pulse_width_property=None)  # type: ignore[operator]
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=561, power_pct=5, exposure_ms=20),))
+    images = np.array([f.image[0, 0] for f in rig.stream(plan, [0], timeout_s=2.0)])
+    assert np.all(images >= UNSETTLED_ADU)  # 0.5 ms pulses: every step lands mid-exposure

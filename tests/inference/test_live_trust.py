@@ -127,3 +127,47 @@ def test_reconstructors_own_parameters_are_used_and_wrong_ones_flagged() -> None
     good, _ = TrustMonitor(Auto(right), every=1).check(raw, image, "dfcan-sim")
     bad, _ = TrustMonitor(Auto(wrong), every=1).check(raw, image, "dfcan-sim")
     assert good.raw_chi2 < 3.0 < bad.raw_chi2, (good.raw_chi2, bad.raw_chi2)
+
+
+def _summary_chi2(output: str) -> float:
+    import re
+
+    found = re.search(r"raw_chi2 median ([0-9.]+)", output)
+    assert found, output
+    return float(found.group(1))
+
+
+def test_reconstruct_and_predict_summaries_print_the_trust_record(tmp_path) -> None:
+    """`livesim reconstruct` and `livesim predict` summaries give the trust record of every
+    Nth time point: Wiener SIM is explained by its raw data, an untrained network is not."""
+    import torch
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+    from inference.model_file import save_model
+    from inference.models import Dfcan, DfcanOptions
+
+    scope = Microscope(EmulatorConfig(size_px=64, photon_count_e=300.0, seed=1))
+    stack = tmp_path / "raw.npy"
+    np.save(stack, np.stack([scope.render_set(0.1 * t) for t in range(3)]))
+    runner = CliRunner()
+    done = runner.invoke(build_app(), [
+        "reconstruct", str(stack), "-o", str(tmp_path / "sr.npy"), "--pixel-size-nm", "62.6",
+        "--na", "1.35", "--wavelength-nm", "525", "--trust-every", "2"])
+    assert done.exit_code == 0, done.output
+    assert "trust (2 of 3 time points" in done.output, done.output
+    assert _summary_chi2(done.output) < 3.0
+    off = runner.invoke(build_app(), [
+        "reconstruct", str(stack), "-o", str(tmp_path / "sr0.npy"), "--pixel-size-nm", "62.6",
+        "--na", "1.35", "--wavelength-nm", "525", "--trust-every", "0"])
+    assert off.exit_code == 0 and "trust" not in off.output
+
+    torch.manual_seed(0)
+    model = tmp_path / "untrained.pt"
+    save_model(model, Dfcan(DfcanOptions(width=8, groups=1, blocks=1, reduction=4,
+                                         spectrum_size=16)), architecture="dfcan", mode="sim")
+    done = runner.invoke(build_app(), ["predict", str(stack), "-m", str(model),
+                                       "-o", str(tmp_path / "dl.npy")])
+    assert done.exit_code == 0, done.output
+    assert "trust (1 of 3 time points" in done.output, done.output
+    assert _summary_chi2(done.output) > 3.0  # an untrained network invents the image
