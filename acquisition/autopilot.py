@@ -26,6 +26,7 @@ changes a setting carries a reason for ``/events``.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,6 +90,9 @@ class ErrorModel(BaseModel):
                 return math.exp(x)
         return None
 
+
+# sets of history per channel kept for the GUI's trend
+HISTORY_SETS = 500
 
 # Wiener SIM's SR error relative to its own noiseless floor vs photon count (e-), the worst of
 # three 96 px fields of the realistic emulator (microtubules) per level (`livesim bench autopilot`)
@@ -280,6 +284,10 @@ class RunAutopilot:
             for c, (s, ch) in enumerate(zip(settings, plan.channels, strict=True))
             if s is not None
         }
+        # per channel: (photon count e-, power %, exposure ms) of the newest sets, for the GUI
+        self.history: dict[int, deque[tuple[float, float, float]]] = {
+            c: deque(maxlen=HISTORY_SETS) for c in self.controllers
+        }
 
     def photon_count_e(self, frames: np.ndarray) -> float:
         """Average photon count (e-) of a raw set's wide-field image."""
@@ -298,8 +306,10 @@ class RunAutopilot:
             if controller is None:
                 continue
             count = self.photon_count_e(frames)
+            taken = controller.setting
             decision = controller.after_set(count)
             decisions.append((channel, count, decision))
+            self.history[channel].append((count, taken.power_pct, taken.exposure_ms))
             if decision.changed:
                 channels[channel] = channels[channel].model_copy(
                     update={"power_pct": decision.setting.power_pct,
@@ -309,3 +319,21 @@ class RunAutopilot:
             return None, decisions
         self.plan = self.plan.model_copy(update={"channels": tuple(channels)})
         return self.plan, decisions
+
+    def status(self) -> dict[str, dict[str, object]]:
+        """Per channel (key: laser line in nm): the current setting, the newest photon count,
+        the required count, whether the target is reachable, and the recent history."""
+        out: dict[str, dict[str, object]] = {}
+        for channel, controller in self.controllers.items():
+            last = controller.decisions[-1] if controller.decisions else None
+            history = list(self.history[channel])
+            out[str(self.plan.channels[channel].laser_nm)] = {
+                "power_pct": controller.setting.power_pct,
+                "exposure_ms": controller.setting.exposure_ms,
+                "photon_count_e": history[-1][0] if history else None,
+                "required_photon_count_e": last.required_photon_count_e if last else None,
+                "target_reachable": last.target_reachable if last else True,
+                "photon_count_history_e": [round(h[0], 3) for h in history],
+                "power_history_pct": [round(h[1], 4) for h in history],
+            }
+        return out

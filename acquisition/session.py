@@ -848,6 +848,10 @@ class RunSession:
         if progress is not None:
             progress(self.progress())
 
+    def autopilot_status(self) -> dict[str, dict[str, object]]:
+        """The autopilots' state per laser line (empty without one), for the GUI."""
+        return self.autopilot.status() if self.autopilot is not None else {}
+
     def _make_autopilot(self) -> RunAutopilot | None:
         """The photon-budget autopilot of the channels that ask for one (needs photon counts,
         so a camera or photon calibration)."""

@@ -396,6 +396,7 @@ class RecordingThread(threading.Thread):
         free = shutil.disk_usage(self.protocol.output.parent).free
         state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
         return {"state": state, "sr_pending": session.pending_sr(),
+                "autopilot": session.autopilot_status(),
                 "finish_left_s": session.finish_left_s(),
                 "camera_fps": c.camera.rate_per_s(), "sr_fps": c.sr.rate_per_s(),
                 "latency_ms": c.latency_ms,

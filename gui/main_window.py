@@ -21,6 +21,7 @@ from acquisition.display_outlet import wide_field_uint16
 from acquisition.protocol import ProtocolError
 from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
+from gui.autopilot_panel import AutopilotPanel
 from gui.composite_panel import CompositePanel
 from gui.display_cost import DisplayCost, thread_cpu_s
 from gui.host_link import HostLink
@@ -360,6 +361,13 @@ class LiveWindow(QtWidgets.QMainWindow):
                                      | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.events_dock)
         self.resizeDocks([self.events_dock], [110], QtCore.Qt.Orientation.Vertical)
+        # the autopilot's trend: shown when a recording runs an autopilot
+        self.autopilot_panel = AutopilotPanel()
+        self.autopilot_dock = QtWidgets.QDockWidget("Autopilot", self)
+        self.autopilot_dock.setObjectName("autopilot")
+        self.autopilot_dock.setWidget(self.autopilot_panel)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.autopilot_dock)
+        self.autopilot_dock.hide()
 
     def _build_menus(self) -> None:
         """Menu bar with the keyboard shortcuts (Live, Record, Snapshot, Fit views, Quit)."""
@@ -396,6 +404,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         action(view_menu, "fit", "&Fit views", "Ctrl+0", self.fit_views)
         action(view_menu, "fft", "SR &spectrum (FFT)", "Ctrl+F", self.sr_panel.fft.toggle)
         view_menu.addAction(self.events_dock.toggleViewAction())
+        view_menu.addAction(self.autopilot_dock.toggleViewAction())
         self.live_button.setToolTip("live view (Ctrl+L)")
         self.record_button.setToolTip("record to a new run file / stop (Ctrl+R)")
         self.snapshot_button.setToolTip("save the views as TIFF and PNG (Ctrl+Shift+S)")
@@ -810,6 +819,11 @@ class LiveWindow(QtWidgets.QMainWindow):
                                          f"({self.link.state.exit_code})"}
         drawn_per_s = max(self.display_rate.rate_per_s(), self.raw_rate.rate_per_s())
         self.status.show_values(format_status(status, self.photon_count, drawn_per_s, free))
+        autopilot = status.get("autopilot")
+        if isinstance(autopilot, dict) and autopilot:
+            if self.autopilot_dock.isHidden():
+                self.autopilot_dock.show()
+            self.autopilot_panel.show_status(autopilot)
         names = status.get("imc_channel_names")
         if isinstance(names, list):
             self.composite.set_channel_names([str(n) for n in names])

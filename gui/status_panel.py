@@ -10,11 +10,14 @@ from typing import Any
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
+from gui.autopilot_panel import autopilot_text
+
 FIELDS = (
     ("state", "state"), ("camera_fps", "camera"), ("sr_fps", "SR"), ("latency", "latency"),
     ("queue", "queue depth"), ("skips", "skipped SR"), ("lost", "lost frames"),
     ("photons", "photon count"), ("progress", "time point"), ("written", "frames written"),
     ("disk_rate", "to disk"), ("file", "file"), ("free", "free disk"), ("display", "display"),
+    ("autopilot", "autopilot"),
 )
 
 
@@ -47,6 +50,7 @@ def format_status(status: dict[str, Any], photon_count: float, display_fps: floa
         "file": str(status.get("file_path") or "– (not recording)"),
         "free": _number(free_bytes / 1e9 if free_bytes is not None else None, ".1f", " GB"),
         "display": _number(display_fps, ".0f", " updates/s"),
+        "autopilot": autopilot_text(status.get("autopilot") or {}),
     }
 
 
