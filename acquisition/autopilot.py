@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +130,12 @@ class AutopilotSettings(BaseModel):
     )
     trust_margin: float = Field(
         default=1.5, ge=1.0, le=10.0, description="extra light while the trust check fails"
+    )
+    max_raw_chi2: float = Field(
+        default=5.0, gt=0.0, description="live trust check: raw-data consistency at most this"
+    )
+    min_resolution_scaled_pearson: float = Field(
+        default=0.9, ge=-1.0, le=1.0, description="live trust check: at least this"
     )
     error_model: ErrorModel = Field(
         default=WIENER_RELATIVE_ERROR,
@@ -295,10 +301,14 @@ class RunAutopilot:
         return float(average_photon_count(wide_field, self.offset_adu, self.electrons_per_adu))
 
     def after_time_point(
-        self, sets: Sequence[tuple[int, np.ndarray]]
+        self,
+        sets: Sequence[tuple[int, np.ndarray]],
+        trust: Mapping[int, tuple[float, float]] | None = None,
     ) -> tuple[SequencePlan | None, list[tuple[int, float, AutopilotDecision]]]:
         """(the plan for the next time point, or None when nothing changed; per channel with an
-        autopilot: (channel, photon count e-, decision)). ``sets``: (channel, frames)."""
+        autopilot: (channel, photon count e-, decision)). ``sets``: (channel, frames);
+        ``trust``: per channel the newest live trust record (raw_chi2, resolution-scaled
+        Pearson) of its SR images, judged against the channel's limits."""
         decisions = []
         channels = list(self.plan.channels)
         for channel, frames in sets:
@@ -307,7 +317,12 @@ class RunAutopilot:
                 continue
             count = self.photon_count_e(frames)
             taken = controller.setting
-            decision = controller.after_set(count)
+            record = (trust or {}).get(channel)
+            trusted = record is None or (
+                record[0] <= controller.settings.max_raw_chi2
+                and record[1] >= controller.settings.min_resolution_scaled_pearson
+            )
+            decision = controller.after_set(count, trusted)
             decisions.append((channel, count, decision))
             self.history[channel].append((count, taken.power_pct, taken.exposure_ms))
             if decision.changed:

@@ -317,6 +317,8 @@ class RunSession:
         self.calibration = calibration
         self.photon_calibration = photon_calibration
         self.autopilot: RunAutopilot | None = None
+        # per channel: the newest live trust record (raw_chi2, resolution-scaled Pearson)
+        self._latest_trust: dict[int, tuple[float, float]] = {}
         self.outlet = outlet  # a shared outlet (the GUI's process); else one of our own
         self.on_event: EventSink = on_event or (lambda level, text: None)
         self.on_file_closed = on_file_closed  # after the run file closed, before workers stop
@@ -874,7 +876,8 @@ class RunSession:
         assert self.autopilot is not None and self.recorder is not None
         assert self.engine is not None
         plan, decisions = self.autopilot.after_time_point(
-            [(raw.channel, raw.frames) for raw in point.sets if raw.complete])
+            [(raw.channel, raw.frames) for raw in point.sets if raw.complete],
+            dict(self._latest_trust))
         for channel, count, decision in decisions:
             self.recorder.record_event("autopilot", point.index, detail={
                 "channel": channel, "photon_count_e": round(count, 3),
@@ -1106,11 +1109,14 @@ class RunSession:
         if slot is not None:
             self._sr_per_worker[slot] += 1
         self._mark_sr_stored(head.time_point, head.channel)  # held now: a later one is a duplicate
+        qc = _qc_record(head.info.get("trust"))
+        if qc is not None:
+            self._latest_trust[head.channel] = (qc.raw_chi2, qc.resolution_scaled_pearson)
         self._in_order.hold(key, _SrToWrite(
             image, float(head.info.get("photon_count_e", float("nan"))), latency_ms, inference_ms,
             tuple(str(f) for f in head.info.get("flags") or ()), late=sent_s is None,
             sim_params=_sim_params(head.info.get("sim_params")),
-            qc=_qc_record(head.info.get("trust")), method=str(head.info.get("model_name", ""))))
+            qc=qc, method=str(head.info.get("model_name", ""))))
         self._write_in_order(recorder)
         return True
 

@@ -140,3 +140,32 @@ def test_closed_loop_on_a_bleaching_sample_uses_less_light_and_stays_in_band() -
     assert pilot_dose < 0.7 * fixed_dose
     assert brightness > fixed_brightness
     assert max(c for c in settled) <= 48.0 * 1.3 * 1.05
+
+
+def test_run_autopilot_asks_for_more_light_when_the_live_trust_check_fails() -> None:
+    import numpy as np
+
+    from acquisition.autopilot import RunAutopilot
+    from hardware.sequencing import ChannelSpec, SequencePlan
+
+    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),))
+    settings = AutopilotSettings(target_error=0.020, error_model=MODEL, photon_margin=1.0)
+    y, x = np.mgrid[:32, :32]
+    structure = (1.0 + np.cos(2 * np.pi * x / 16.0)) * (1.0 + np.cos(2 * np.pi * y / 16.0))
+    probe = RunAutopilot([settings], plan, np.zeros((32, 32), np.float32), 1.0)
+    scale = 55.0 / probe.photon_count_e(np.stack([structure] * 9))
+    frames = np.stack([structure * scale] * 9).astype(np.float32)  # 55 e- photon count
+
+    def decide(trust: dict[int, tuple[float, float]] | None):
+        pilot = RunAutopilot([settings], plan, np.zeros((32, 32), np.float32), 1.0)
+        _, ((_, count, decision),) = pilot.after_time_point([(0, frames)], trust)
+        return count, decision
+
+    count, trusted = decide(None)
+    assert count == pytest.approx(55.0) and not trusted.changed  # 55 e- within [48, 62.4]
+    _, consistent = decide({0: (1.4, 0.98)})
+    assert not consistent.changed
+    for failing in ({0: (9.0, 0.98)}, {0: (1.4, 0.7)}):
+        _, distrusted = decide(failing)
+        assert distrusted.changed and distrusted.reason.startswith("trust check failed")
+        assert distrusted.required_photon_count_e == pytest.approx(72.0)
