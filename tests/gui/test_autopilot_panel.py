@@ -41,7 +41,7 @@ def test_trend_plots_follow_the_history(qtbot) -> None:
     status = run_autopilot_status([120.0, 80.0, 53.0])
     panel.show_status(status)
     count_curve, needed_curve, power_curve = panel.curves["561"]
-    x, y = count_curve.getData()
+    _, y = count_curve.getData()
     assert list(y) == pytest.approx([120.0, 80.0, 53.0])
     assert list(power_curve.getData()[1]) == pytest.approx(status["561"]["power_history_pct"])
     assert needed_curve.getData()[1][0] == pytest.approx(status["561"]["required_photon_count_e"])
