@@ -149,7 +149,10 @@ def _swapped_full_index_tensor(height: int, width: int, device: torch.device) ->
     key = (height, width, str(device))
     index = _INDEX_TENSORS.get(key)
     if index is None:
-        index = torch.as_tensor(_swapped_full_index(height, width), device=device)
+        # a normal tensor even when first asked for under inference_mode: the cache outlives
+        # it, and autograd (training after an inference or a validation) must be able to save it
+        with torch.inference_mode(False):
+            index = torch.as_tensor(_swapped_full_index(height, width), device=device)
         _INDEX_TENSORS[key] = index
     return index
 

@@ -428,3 +428,20 @@ def test_randomised_emulator_source_varies_the_instrument() -> None:
     # validation keeps the default instrument: the same fields as the plain source
     plain = open_source("emulator:ccps", "sim", 40).validation(1)[0]
     assert np.array_equal(source.validation(1)[0].raw, plain.raw)
+
+
+def test_training_after_inference_in_the_same_process() -> None:
+    """Cached index tensors made under inference_mode (a prediction or a validation) must not
+    break a later training step: autograd saves them for backward."""
+    import torch
+
+    from inference.models import build_model
+
+    model = build_model("dfcan", {"input_channels": 9, "width": 8, "groups": 1, "blocks": 1,
+                                  "reduction": 2, "spectrum_size": 16})
+    x = torch.rand(1, 9, 32, 32)  # 32 = 2 x the spectrum size: the folded spectrum path
+    with torch.inference_mode():
+        model(x)
+    loss = model(x).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
