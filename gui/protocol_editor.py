@@ -79,12 +79,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         grid.addWidget(QtWidgets.QLabel("laser"), 0, 1)
         grid.addWidget(QtWidgets.QLabel("power"), 0, 2)
         grid.addWidget(QtWidgets.QLabel("exposure"), 0, 3)
-        grid.addWidget(QtWidgets.QLabel("autopilot"), 0, 4)
         self.enabled: list[QtWidgets.QCheckBox] = []
-        # per channel: the photon-budget autopilot (docs/autopilot.md); settings a loaded
-        # protocol gave beyond the target are kept as they were
-        self.autopilots: list[QtWidgets.QCheckBox] = []
-        self._autopilot_settings: list[dict[str, Any]] = [{} for _ in range(MAX_CHANNELS)]
         self.lasers: list[QtWidgets.QComboBox] = []
         self.powers: list[QtWidgets.QDoubleSpinBox] = []
         self.exposures: list[QtWidgets.QDoubleSpinBox] = []
@@ -102,12 +97,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             exposure.setRange(0.1, 10_000.0)
             exposure.setSuffix(" ms")
             exposure.setValue(10.0)
-            autopilot = QtWidgets.QCheckBox()
-            autopilot.setToolTip(f"channel {row + 1}: the least light that keeps the SR error "
-                                 "within the autopilot target (set between time points)")
-            for col, widget in enumerate((on, laser, power, exposure, autopilot)):
+            for col, widget in enumerate((on, laser, power, exposure)):
                 grid.addWidget(widget, row + 1, col)
-            self.autopilots.append(autopilot)
             power.valueChanged.connect(lambda _value: self.plan_changed.emit())
             exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
             on.toggled.connect(lambda _on: self.pipeline_changed.emit())
@@ -125,14 +116,6 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.reconstruction.addItems(list(RECONSTRUCTIONS))
         self.reconstruction.setCurrentText("DFCAN-SIM")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
-        self.autopilot_target = QtWidgets.QDoubleSpinBox()
-        self.autopilot_target.setRange(1.05, 20.0)
-        self.autopilot_target.setSingleStep(0.1)
-        self.autopilot_target.setValue(2.0)
-        self.autopilot_target.setPrefix("error <= ")
-        self.autopilot_target.setSuffix(" x floor")
-        self.autopilot_target.setToolTip("autopilot target: SR error relative to what the "
-                                         "reconstruction reaches without noise")
         self.interval_s = QtWidgets.QDoubleSpinBox()
         self.interval_s.setRange(0.0, 86_400.0)
         self.interval_s.setSuffix(" s")
@@ -171,7 +154,6 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         form.addRow("mode", self.mode)
         form.addRow("reconstruction", self.reconstruction)
         form.addRow("", self.imc)
-        form.addRow("autopilot", self.autopilot_target)
         form.addRow("interval", self.interval_s)
         form.addRow("time points", self.timepoints)
         roi = QtWidgets.QHBoxLayout()
@@ -223,19 +205,11 @@ class ProtocolEditor(QtWidgets.QGroupBox):
     def protocol_data(self, output: Path | None = None) -> dict[str, Any]:
         """The protocol as a mapping (validate with :meth:`protocol`)."""
         method = RECONSTRUCTIONS[self.reconstruction.currentText()]
-        channels: list[dict[str, Any]] = []
-        for i in range(MAX_CHANNELS):
-            if not self.enabled[i].isChecked():
-                continue
-            channel: dict[str, Any] = {
-                "laser_nm": self.lines_nm[self.lasers[i].currentIndex()],
-                "power_pct": round(self.powers[i].value(), 3),
-                "exposure_ms": round(self.exposures[i].value(), 3),
-                "reconstruction": method}
-            if self.autopilots[i].isChecked():
-                channel["autopilot"] = {**self._autopilot_settings[i],
-                                        "target_error": round(self.autopilot_target.value(), 3)}
-            channels.append(channel)
+        channels = [{"laser_nm": self.lines_nm[self.lasers[i].currentIndex()],
+                     "power_pct": round(self.powers[i].value(), 3),
+                     "exposure_ms": round(self.exposures[i].value(), 3),
+                     "reconstruction": method}
+                    for i in range(MAX_CHANNELS) if self.enabled[i].isChecked()]
         folder = Path(self.folder.text()).expanduser()
         return {"channels": channels, "mode": MODES[self.mode.currentText()],
                 "timepoints": self.timepoints.value(), "interval_s": self.interval_s.value(),
@@ -268,11 +242,6 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             self.lasers[i].setCurrentIndex(self.lines_nm.index(laser))
             self.powers[i].setValue(float(c.get("power_pct", 20.0)))
             self.exposures[i].setValue(float(c.get("exposure_ms", 10.0)))
-            autopilot = c.get("autopilot")
-            self.autopilots[i].setChecked(isinstance(autopilot, dict))
-            self._autopilot_settings[i] = dict(autopilot) if isinstance(autopilot, dict) else {}
-            if isinstance(autopilot, dict) and "target_error" in autopilot:
-                self.autopilot_target.setValue(float(autopilot["target_error"]))
             method = str(c.get("reconstruction", "wiener"))
             if method in methods:
                 self.reconstruction.setCurrentText(methods[method])

@@ -45,26 +45,3 @@ def test_trend_plots_follow_the_history(qtbot) -> None:
     assert list(y) == pytest.approx([120.0, 80.0, 53.0])
     assert list(power_curve.getData()[1]) == pytest.approx(status["561"]["power_history_pct"])
     assert needed_curve.getData()[1][0] == pytest.approx(status["561"]["required_photon_count_e"])
-
-
-def test_protocol_form_turns_the_autopilot_on_per_channel(qtbot, tmp_path) -> None:
-    from acquisition.protocol import Protocol
-    from gui.protocol_editor import ProtocolEditor
-
-    editor = ProtocolEditor((488, 561))
-    qtbot.addWidget(editor)
-    editor.set_protocol({
-        "channels": [{"laser_nm": 488, "autopilot": {"target_error": 1.5, "max_power_pct": 30.0}},
-                     {"laser_nm": 561}],
-        "output": str(tmp_path / "a.h5")})
-    assert editor.autopilots[0].isChecked() and not editor.autopilots[1].isChecked()
-    assert editor.autopilot_target.value() == pytest.approx(1.5)
-    editor.autopilots[1].setChecked(True)
-    editor.autopilot_target.setValue(2.5)
-    protocol: Protocol = editor.protocol(tmp_path / "b.h5")
-    first, second = (c.autopilot for c in protocol.channels)
-    assert first is not None and second is not None
-    assert (first.target_error, first.max_power_pct) == (2.5, 30.0)  # loaded limits kept
-    assert (second.target_error, second.max_power_pct) == (2.5, 100.0)
-    editor.autopilots[0].setChecked(False)
-    assert editor.protocol(tmp_path / "c.h5").channels[0].autopilot is None
