@@ -1,7 +1,5 @@
-"""`livesim reconstruct` (conventional Wiener SIM of a raw stack) and `livesim bench wiener`.
-
-They sit in `inference` beside `inference.wiener`, which `calibration` must not import
-(layering: inference -> calibration). Heavy imports live inside the command functions.
+"""`livesim reconstruct` (conventional Wiener SIM of a raw stack), `livesim calibrate pattern`
+and `livesim bench wiener`. Heavy imports live inside the command functions.
 """
 
 from __future__ import annotations
@@ -64,14 +62,7 @@ def calibrate_pattern_command(
     try:
         stack = load_raw_stack(input_path, n_patterns=9, channel=channel)
         first = np.asarray(stack.time_point(0))
-        optics = resolve_optics(
-            stack,
-            first.astype(np.float32).mean(axis=0),
-            na,
-            otf_path,
-            wavelength_nm,
-            pixel_size_nm,
-        )
+        optics = resolve_optics(stack, first, na, otf_path, wavelength_nm, pixel_size_nm)
         sets = [
             np.asarray(stack.time_point(t)) for t in range(min(time_points, stack.n_time_points))
         ]
@@ -166,14 +157,7 @@ def reconstruct_command(
         if stack.n_patterns != 9:
             raise StackFormatError(f"{input_path}: Wiener SIM needs 9 patterns per time point")
         first = np.asarray(stack.time_point(0))
-        optics = resolve_optics(
-            stack,
-            first.astype(np.float32).mean(axis=0),
-            na,
-            otf_path,
-            wavelength_nm,
-            pixel_size_nm,
-        )
+        optics = resolve_optics(stack, first, na, otf_path, wavelength_nm, pixel_size_nm)
         calibration = None
         if pattern_parameters is not None:
             calibration = PatternCalibration.load(pattern_parameters).parameters
@@ -279,7 +263,7 @@ class ResolvedOptics:
 
 def resolve_optics(
     stack: RawStack,
-    wide_field: np.ndarray,
+    first_set: np.ndarray,
     na: float | None = None,
     otf_path: Path | None = None,
     emission_nm: float | None = None,
@@ -287,9 +271,11 @@ def resolve_optics(
 ) -> ResolvedOptics:
     """Optics from the command line, else from the file; a ValueError naming what is missing.
 
-    Cross-check: the OTF support measured on the wide-field image (a lower bound of the true
-    cutoff) must not exceed the stated cutoff by more than 5 %.
+    Cross-check: the OTF support measured on the wide-field image of ``first_set`` (P, Y, X)
+    (a lower bound of the true cutoff) must not exceed the stated cutoff by more than 5 %.
     """
+    import numpy as np
+
     from calibration.otf import (
         MeasuredOtf,
         OtfModel,
@@ -301,7 +287,7 @@ def resolve_optics(
     pixel = pixel_size_nm or stack.pixel_size_nm
     if pixel is None:
         raise ValueError(f"{name}: the pixel size is not in the file; pass --pixel-size-nm")
-    support_px = estimate_otf_support_cycles_per_px(wide_field)
+    support_px = estimate_otf_support_cycles_per_px(first_set.astype(np.float32).mean(axis=0))
     otf: OtfLike
     if otf_path is not None:
         otf = MeasuredOtf.from_mrc(otf_path)
