@@ -284,15 +284,24 @@ def trust_record(
     sr_image: np.ndarray, raw: np.ndarray, parameters: SimParameters, otf: OtfLike
 ) -> TrustRecord:
     """All three checks of one SR image against its raw set."""
-    consistency = raw_consistency(sr_image, raw, parameters, otf)
-    rsp = resolution_scaled_pearson(sr_image, np.asarray(raw, dtype=np.float64).mean(axis=0))
-    return TrustRecord(
+    return _record_and_map(sr_image, raw, parameters, otf)[0]
+
+
+def _record_and_map(
+    sr_image: np.ndarray, raw: np.ndarray, parameters: SimParameters, otf: OtfLike
+) -> tuple[TrustRecord, np.ndarray]:
+    """The three checks and the raw-consistency map of one SR image against its raw set."""
+    frames = np.asarray(raw, dtype=np.float64)
+    consistency = raw_consistency(sr_image, frames, parameters, otf)
+    rsp = resolution_scaled_pearson(sr_image, frames.mean(axis=0))
+    record = TrustRecord(
         raw_chi2=consistency.chi2,
         resolution_scaled_pearson=rsp.pearson,
         rsf_sigma_sr_px=rsp.rsf_sigma_sr_px,
         beyond_support_fraction=beyond_support_fraction(sr_image, parameters, otf),
         shift_raw_px=consistency.shift_raw_px,
     )
+    return record, consistency.chi2_map
 
 
 def fourier_downsample(image: np.ndarray) -> np.ndarray:
@@ -360,13 +369,4 @@ def central_trust_record(
         kx, ky = orientation.wave_vector_cycles_per_px
         shift = 2.0 * np.pi * (kx * x0 + ky * y0)
         orientation.phases_rad = [float(p + shift) for p in orientation.phases_rad]
-    consistency = raw_consistency(sr_crop, crop, moved, otf)
-    rsp = resolution_scaled_pearson(sr_crop, crop.mean(axis=0))
-    record = TrustRecord(
-        raw_chi2=consistency.chi2,
-        resolution_scaled_pearson=rsp.pearson,
-        rsf_sigma_sr_px=rsp.rsf_sigma_sr_px,
-        beyond_support_fraction=beyond_support_fraction(sr_crop, moved, otf),
-        shift_raw_px=consistency.shift_raw_px,
-    )
-    return record, consistency.chi2_map
+    return _record_and_map(sr_crop, crop, moved, otf)
