@@ -200,7 +200,7 @@ class AutopilotController:
         self.error_model = error_model or settings.error_model
         self.setting = self._clamped(start.power_pct, start.exposure_ms)
         self.nominal_exposure_ms = self.setting.exposure_ms
-        self.decisions: list[AutopilotDecision] = []
+        self.last_decision: AutopilotDecision | None = None
 
     def after_set(self, photon_count_e: float | None, trusted: bool = True) -> AutopilotDecision:
         """Decide the setting for the next set from the photon count of the one just taken
@@ -240,7 +240,7 @@ class AutopilotController:
         changed = setting != self.setting
         decision = AutopilotDecision(setting, changed, reason, required, reachable)
         self.setting = setting
-        self.decisions.append(decision)
+        self.last_decision = decision
         return decision
 
     def _clamped(self, power_pct: float, exposure_ms: float) -> LightSetting:
@@ -340,7 +340,7 @@ class RunAutopilot:
         the required count, whether the target is reachable, and the recent history."""
         out: dict[str, dict[str, object]] = {}
         for channel, controller in self.controllers.items():
-            last = controller.decisions[-1] if controller.decisions else None
+            last = controller.last_decision
             history = list(self.history[channel])
             out[str(self.plan.channels[channel].laser_nm)] = {
                 "power_pct": controller.setting.power_pct,
