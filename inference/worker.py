@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from acquisition.run_file import IMC_OUT_OF_DOMAIN
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
 from inference.live_trust import TrustMonitor, trust_info
@@ -175,7 +176,7 @@ class ImcStage:
             separator = ImcSeparator(model, device=resolve_device(device))
         except (ModelFileError, FileNotFoundError) as exc:
             raise RuntimeError(f"IMC-SR model {model!r} cannot be loaded: {exc} (train one with "
-                               "`livesim imc-train`, or give a model path)") from exc
+                               "`livesim train --arch imcsr`, or give a model path)") from exc
         self.separator = separator
         self.stream = ImcStream(separator)
         self.channel = channel
@@ -408,8 +409,12 @@ def _send_imc(ready: Sequence[tuple[int, np.ndarray]], imc: ImcStage, head: Head
     """Send IMC-SR results, each under its own time point; returns how many were sent."""
     sent = 0
     for time_point, channels in ready:
-        info = {"model_name": imc.separator.name, "model_sha256": imc.separator.sha256,
-                "channel_names": list(imc.separator.channel_names)}
+        info: dict[str, Any] = {"model_name": imc.separator.name,
+                                "model_sha256": imc.separator.sha256,
+                                "channel_names": list(imc.separator.channel_names)}
+        reason = imc.stream.out_of_domain.pop(time_point, None)
+        if reason is not None:  # the session records it as an imc_out_of_domain event
+            info["flags"] = [f"{IMC_OUT_OF_DOMAIN}: {reason}"]
         if send({"run_id": head.run_id, "time_point": time_point, "channel": imc.channel,
                  "info": info}, Kind.IMC_RESULT, np.ascontiguousarray(channels, np.float32)):
             sent += 1
