@@ -152,9 +152,13 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=3, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=1, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        # µm axes: drawn again only when the view's range changes, not per image
+        # µm axes: drawn again only when the view's range changes, not per image. The left
+        # axis's text space only grows: if it also shrank (pyqtgraph's default), a view that
+        # re-fits its image on resize could loop for ever at some widths (narrower tick labels
+        # -> narrower axis -> wider view -> new fitted range -> wider labels -> ...)
         self.axes = {side: pg.AxisItem(side) for side in ("left", "bottom")}
         for side, axis in self.axes.items():
+            axis.setStyle(autoReduceTextSpace=False)
             axis.linkToView(self.view)
             axis.setLabel("µm" if side == "bottom" else "")
             self.graphics.addItem(axis, row=1 if side == "left" else 2,

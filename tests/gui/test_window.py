@@ -5,6 +5,7 @@ One window (and one acquisition process) serves the module: starting them costs 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -169,6 +170,37 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
         assert raw.shape == (4, 1, 9, SIZE_PX, SIZE_PX) and raw.dtype == np.uint16
         assert raw[()].reshape(36, -1).max(axis=1).min() > 100  # every frame written
         assert len(h5["sr"]) == 1
+
+
+def test_record_with_the_autopilot_box_runs_the_autopilot(window: LiveWindow,
+                                                          qtbot: QtBot) -> None:
+    """The form's autopilot box reaches the recording: every time point gets an 'autopilot'
+    row in /events and the window shows the autopilot's state."""
+    from acquisition import run_file
+
+    window.editor.timepoints.setValue(4)
+    window.editor.autopilots[0].setChecked(True)
+    window.editor.autopilot_targets[0].setValue(2.0)
+    before = set(Path(window.editor.folder.text()).glob("*.h5"))
+    try:
+        assert window.start_record()
+        qtbot.waitUntil(lambda: window.autopilot_dock.isVisible(), timeout=WAIT_MS)
+        assert window.status.values["autopilot"].text().startswith("488 nm ")
+        done = "recording done: 4 time points (completed)"
+        qtbot.waitUntil(lambda: sum(done in t for t in _texts(window)) >= 1
+                        and not window.record_button.isChecked(), timeout=WAIT_MS)
+    finally:
+        window.editor.autopilots[0].setChecked(False)
+    path = (set(Path(window.editor.folder.text()).glob("*.h5")) - before).pop()
+    with h5py.File(path, "r") as h5:
+        channel = json.loads(h5.attrs["protocol"])["channels"][0]
+        events = [(e["kind"].decode(), int(e["time_point"]), e["detail"].decode())
+                  for e in h5[run_file.EVENTS][()]]
+    assert channel["autopilot"]["target_error"] == 2.0
+    rows = [(t, json.loads(detail)) for kind, t, detail in events if kind == "autopilot"]
+    assert [t for t, _ in rows] == [0, 1, 2, 3]
+    assert all(row["photon_count_e"] > 0 and row["reason"] for _, row in rows)
+    window.autopilot_dock.hide()
 
 
 @pytest.mark.slow  # a second recording (its own worker start-up): opt in with --runslow
