@@ -195,10 +195,12 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
 class MessageReceiver:
     """Polls a socket with a timeout and returns validated messages; malformed ones are counted."""
 
+    ring: PayloadRing | None = None  # resolves raw sets sent by reference (acquisition.raw_ring)
+
     def __init__(self, socket: zmq.Socket, name: str, ring: PayloadRing | None = None) -> None:
         self.socket = socket
         self.name = name
-        self.ring = ring  # resolves raw sets sent by reference (acquisition.raw_ring)
+        self.ring = ring
         self.rejected = 0
         self.received = 0
         self._poller = zmq.Poller()
