@@ -301,13 +301,23 @@ def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
 def test_settings_persist(window: LiveWindow) -> None:
     window.editor.exposures[0].setValue(12.5)
     window.sr_panel.gamma.setValue(0.7)
+    window.editor.set_autopilot(0, {"target_error": 1.7, "max_power_pct": 30.0})
+    window.trust_panel.overlay_box.setChecked(True)
     window.save_settings()
     window.editor.exposures[0].setValue(10.0)
     window.sr_panel.gamma.setValue(1.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
     window.restore_settings()
     assert window.editor.exposures[0].value() == pytest.approx(12.5)
     assert window.sr_panel.gamma.value() == pytest.approx(0.7)
+    autopilot = window.editor.protocol(Path("x.h5")).channels[0].autopilot
+    assert autopilot is not None
+    assert (autopilot.target_error, autopilot.max_power_pct) == (1.7, 30.0)
+    assert window.trust_panel.overlay_box.isChecked()
     window.editor.exposures[0].setValue(10.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
 
 
 def test_protocol_save_and_load_round_trip(window: LiveWindow, tmp_path: Path) -> None:
