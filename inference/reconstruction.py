@@ -23,6 +23,7 @@ from inference.model_file import FRAMES_PER_MODE, LoadedModel, Normalisation, lo
 from inference.preprocessing import (
     FLAG_NON_FINITE_OUTPUT,
     CalibrationMaps,
+    ElectronSet,
     Preprocessor,
 )
 
@@ -98,9 +99,12 @@ class ModelReconstructor(Reconstructor):
             self.mode, model.info.normalisation, calibration, device=device
         )
 
-    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+    def reconstruct_batch(
+        self, raws: Sequence[np.ndarray], converted: Sequence[ElectronSet] | None = None
+    ) -> list[SrResult]:
+        """``converted``: the sets' `Preprocessor.electrons`, when the caller made them."""
         start = time.perf_counter()
-        batch, prepared = self.preprocessor.prepare_batch(list(raws))
+        batch, prepared = self.preprocessor.prepare_batch(list(raws), converted)
         pre_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         images = self.engine.run(batch)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+
 
 class Structure(StrEnum):
     """Sample structures the emulator draws."""
@@ -169,10 +171,12 @@ def stack_statistics_command(
     ),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
     output: Path | None = typer.Option(None, "--json", help="Write the statistics as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
 ) -> None:
     """Background and signal (e-), modulation and period per orientation, noise spectrum of a
     raw SIM set, from the data alone (calibration.stack_statistics); side by side with an
     emulator preset measured by the same code."""
+    check_json_output(output, overwrite)
     import json
 
     from calibration.stack_statistics import (

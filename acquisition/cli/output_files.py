@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 OVERWRITE_HELP = "Replace an existing output file."
+JSON_OVERWRITE_HELP = "Replace an existing --json report."
 
 
 def output_problem(output: Path, overwrite: bool, inputs: Iterable[Path | None] = (),
@@ -44,6 +45,12 @@ def check_output(output: Path, overwrite: bool, inputs: Iterable[Path | None] = 
     if problem:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
+
+
+def check_json_output(json_out: Path | None, overwrite: bool) -> None:
+    """The ``--json`` report of a command: the same check (exit 2) when one is asked for."""
+    if json_out is not None:
+        check_output(json_out, overwrite)
 
 
 def _same_file(a: Path, b: Path) -> bool:

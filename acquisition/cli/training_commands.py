@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from acquisition.cli.output_files import check_output
+
 if TYPE_CHECKING:
     from inference.domain import ModelDomain
 
@@ -73,7 +75,12 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     init: str | None = typer.Option(None, "--init", help="start from this model (bundled/path)"),
     steps: int | None = typer.Option(None, "--steps", help="iterations (default 10000)"),
-    resume: Path | None = typer.Option(None, "--resume", help="checkpoint to continue from"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="checkpoint to continue from (its output may exist)"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing model file and checkpoint."
+    ),
     config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
@@ -110,6 +117,10 @@ def train(
     from inference.training.data import DataSourceError
     from inference.training.model_card import model_card
 
+    if resume is None:
+        check_output(output, overwrite, inputs=[Path(init) if init else None, config],
+                     suffixes=(".pt",))
+        check_output(checkpoint or output.with_suffix(".ckpt"), overwrite, inputs=[output])
     if arch == "imcsr":
         mode, data = mode or "sim", data or "emulator:mix"
         settings = {

@@ -195,6 +195,26 @@ def test_resume_refuses_another_source_or_model(live_run: Path, tmp_path: Path) 
             run_reprocess(ReprocessOptions(live_run, live_run, "wiener"), client)
 
 
+def test_reprocess_output_keeps_the_multi_d_labels(live_run: Path, tmp_path: Path) -> None:
+    source = tmp_path / "mda.h5"
+    shutil.copy(live_run, source)
+    index = ((0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0))  # 2 positions x 2 times
+    with h5py.File(source, "r+") as h5:
+        run_file.create_mda(h5, run_file.MdaLayout(index, (2, 2, 1), ((1.0, 2.0, 3.0),
+                                                                      (4.0, 5.0, 6.0)), 0.0, "{}"))
+    new = tmp_path / "new.h5"
+    layout = ReprocessLayout(TIME_POINTS, 1, 3, (2 * SIZE_PX, 2 * SIZE_PX), 31.3, "wiener")
+    ReprocessWriter(new, layout, Provenance(str(source), "a" * 64, "wiener", "wiener", ""),
+                    {}).close()
+    with h5py.File(source, "r") as a, h5py.File(new, "r") as b:
+        rows, z_step, stage = run_file.mda_rows(b, TIME_POINTS)
+        assert rows.tolist() == [[[0], [2]], [[1], [3]]]  # position 1, time 1 is row 3
+        assert z_step is None and stage.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+        expected = run_file.mda_rows(a, TIME_POINTS)[0]
+        np.testing.assert_array_equal(rows, expected)
+        assert b[run_file.MDA_GROUP].attrs["sequence"] == "{}"
+
+
 def test_plan_chunks_covers_every_time_point_once() -> None:
     chunks = plan_chunks([7, 0, 1, 2, 5, 6], 4)
     assert chunks == [(0, 1, 2, 5), (6, 7)]

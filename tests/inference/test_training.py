@@ -357,7 +357,7 @@ def test_train_cli_takes_a_toml_config_and_command_line_overrides(tmp_path: Path
     info = load_model(output).info
     assert info.mode == "sisr" and info.options["width"] == 4
     toml.write_text('arch = "dfcan"\nbogus_field = 3\n')
-    result = CliRunner().invoke(build_app(), args)
+    result = CliRunner().invoke(build_app(), [*args, "--overwrite"])
     assert result.exit_code == 2 and "bogus_field" in result.output
 
 

@@ -112,6 +112,56 @@ def test_demo_refuses_to_overwrite_an_existing_run_file(tmp_path: Path) -> None:
     assert existing.read_bytes() == b"a recording"
 
 
+# Every command with a --json report, with the least arguments that reach the check.
+JSON_REPORTS = [
+    ["bench", "all", "--only", "emulator"],
+    ["bench", "autopilot"],
+    ["bench", "gpu", "--dry-run"],
+    ["bench", "workers"],
+    ["bench", "inference"],
+    ["bench", "imcsr"],
+    ["soak"],
+    ["imc-assess", "imcsr"],
+    ["imc-cross-talk", "imcsr", "imcsr"],
+    ["stack-statistics", "missing.mrc", "--na", "1.4", "--emission-nm", "525"],
+]
+
+
+@pytest.mark.parametrize("command", JSON_REPORTS, ids=lambda c: " ".join(c[:2]))
+def test_json_reports_refuse_to_overwrite_an_existing_file(tmp_path: Path,
+                                                          command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    existing = tmp_path / "report.json"
+    existing.write_text("figures of an earlier run")
+    result = CliRunner().invoke(build_app(), [*command, "--json", str(existing)])
+    assert result.exit_code == 2, result.output
+    assert "exists; add --overwrite" in result.output
+    assert existing.read_text() == "figures of an earlier run"
+
+
+def test_train_refuses_to_overwrite_a_model_or_checkpoint_unless_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    model, checkpoint = tmp_path / "m.pt", tmp_path / "m.ckpt"
+    args = ["train", "--tiny", "--steps", "1", "--data", "emulator:nope", "-o", str(model)]
+    checkpoint.write_bytes(b"an earlier training")
+    refused = CliRunner().invoke(build_app(), args)
+    assert refused.exit_code == 2 and f"{checkpoint}: exists; add --overwrite" in refused.output
+    model.write_bytes(b"a trained model")
+    refused = CliRunner().invoke(build_app(), args)
+    assert refused.exit_code == 2 and f"{model}: exists; add --overwrite" in refused.output
+    assert model.read_bytes() == b"a trained model"
+    assert checkpoint.read_bytes() == b"an earlier training"
+    # with --overwrite the check passes and the next error is the bad data source
+    allowed = CliRunner().invoke(build_app(), [*args, "--overwrite"])
+    assert allowed.exit_code == 2 and "nope" in allowed.output and "exists" not in allowed.output
+
+
 @pytest.mark.parametrize(("make", "args", "message"), [
     ("complex", ["predict", "IN", "-m", "dfcan-sim", "-o", "out.npy"], "holds complex values"),
     ("bool", ["predict", "IN", "-m", "dfcan-sim", "-o", "out.npy"], "holds bool values"),

@@ -24,6 +24,8 @@ from typing import Any
 
 import typer
 
+from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+
 logger = logging.getLogger(__name__)
 
 SECTION_START = "<!-- bench-all:start (written by `livesim bench all`; edit outside it) -->"
@@ -529,6 +531,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 def bench_all_command(
     json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
     full: bool = typer.Option(False, "--full", help="Full sizes (slow on 2 cores)."),
     only: str = typer.Option("", "--only", help="Comma-separated stages (default: all)."),
     docs_file: Path | None = typer.Option(
@@ -536,6 +539,7 @@ def bench_all_command(
         "(e.g. docs/benchmarks.md); nothing else is written unless asked."),
 ) -> None:
     """Every benchmark with its bare limit in the same run, written as JSON."""
+    check_json_output(json_out, overwrite)
     settings = BenchSettings.make(quick=not full)
     stages = tuple(x.strip() for x in only.split(",") if x.strip())
     report = run_all(settings, stages)
