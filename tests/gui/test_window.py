@@ -359,3 +359,27 @@ def test_imc_sr_composite_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
     finally:
         window.editor.imc.setChecked(False)
         window.start_live()
+
+
+@pytest.mark.slow  # restarts the worker with the bundled network: opt in with --runslow
+def test_auto_fallback_to_wiener_warns_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
+    """`auto` with the bundled network on the emulator: the worker's Wiener fallback reaches the
+    window as a warning naming the reason; back on Wiener SIM the warning goes."""
+    from inference.worker import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "dfcan-sim.pt").is_file():
+        pytest.skip("the bundled dfcan-sim model is not installed")
+    window.editor.set_reconstruction("auto")
+    try:
+        assert window.start_live()
+        qtbot.waitUntil(lambda: 0 in window.fallbacks, timeout=WAIT_MS)
+        reason = window.fallbacks[0]
+        assert reason and reason in window.fallback_warning.text()
+        assert window.fallback_warning.isVisibleTo(window)
+        assert "SR by Wiener SIM instead of the network from time point" in \
+            window.events.log.toPlainText()
+    finally:
+        window.editor.set_reconstruction("wiener")
+        window.start_live()
+    qtbot.waitUntil(lambda: not window.fallbacks, timeout=WAIT_MS)
+    assert window.fallback_warning.isHidden()
