@@ -18,8 +18,10 @@ from acquisition.protocol import Protocol, ProtocolError
 logger = logging.getLogger(__name__)
 
 MAX_CHANNELS = 4
-RECONSTRUCTIONS = {"DFCAN-SIM": "dfcan-sim", "DFGAN-SIM": "dfgan-sim",
-                   "DFCAN-SISR": "dfcan-sisr", "Wiener": "wiener", "none": "none"}
+# "auto": per set DFCAN-SIM or Wiener SIM by domain and photon count (docs/trust.md)
+RECONSTRUCTIONS = {"auto": "auto", "DFCAN-SIM": "dfcan-sim",
+                   "DFGAN-SIM": "dfgan-sim", "DFCAN-SISR": "dfcan-sisr", "Wiener": "wiener",
+                   "none": "none"}
 MODES = {"SIM": "sim", "WF": "wf"}
 DEFAULT_LINES_NM = (405, 488, 560, 640)
 DEFAULT_AUTOPILOT_TARGET = 2.0  # SR error <= 2x the reconstruction's noiseless floor
@@ -150,6 +152,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.reconstruction = QtWidgets.QComboBox()
         self.reconstruction.addItems(list(RECONSTRUCTIONS))
         self.reconstruction.setCurrentText("DFCAN-SIM")
+        self.reconstruction.setToolTip("auto: per set DFCAN-SIM inside its training domain and "
+                                       "photon range, else Wiener SIM (the reason is shown)")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
         self.interval_s = QtWidgets.QDoubleSpinBox()
         self.interval_s.setRange(0.0, 86_400.0)
@@ -232,7 +236,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         """DFCAN-SISR reconstructs one wide-field frame; the SIM models need SIM sets."""
         if choice == "DFCAN-SISR":
             self.mode.setCurrentText("WF")
-        elif choice in ("DFCAN-SIM", "DFGAN-SIM", "Wiener") and self.mode.currentText() == "WF":
+        elif RECONSTRUCTIONS[choice] in ("auto", "dfcan-sim", "dfgan-sim", "wiener") \
+                and self.mode.currentText() == "WF":
             self.mode.setCurrentText("SIM")
 
     # --- protocol <-> widgets -----------------------------------------------------------------

@@ -94,3 +94,13 @@ def test_autopilot_that_is_not_a_table_is_named(qtbot: QtBot) -> None:
     qtbot.addWidget(editor)
     with pytest.raises(ProtocolError, match=r"channels\.0\.autopilot"):
         editor.set_protocol({"channels": [{"laser_nm": 488, "autopilot": 2.0}]})
+
+
+def test_form_offers_auto_reconstruction(qtbot: QtBot, tmp_path: Path) -> None:
+    """`--model auto` (network or Wiener SIM per set, docs/trust.md) from the form."""
+    editor = ProtocolEditor((488, 560))
+    qtbot.addWidget(editor)
+    editor.mode.setCurrentText("WF")
+    editor.set_reconstruction("auto")
+    assert editor.mode.currentText() == "SIM"  # auto reconstructs SIM sets
+    assert editor.protocol(tmp_path / "a.h5").channels[0].reconstruction == "auto"
