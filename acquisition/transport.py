@@ -354,8 +354,10 @@ class DisplaySubscriber:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
         self.topic = topic
         self.rejected = 0
-        options = {"CONFLATE": 1, "RCVHWM": 1} if conflate else {"RCVHWM": QC_RCVHWM}
-        self.socket = open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys, **options)
+        self.socket = (open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
+                                   CONFLATE=1, RCVHWM=1) if conflate
+                       else open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
+                                        RCVHWM=QC_RCVHWM))
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii") + b"\x00")
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
