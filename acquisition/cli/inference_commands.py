@@ -7,12 +7,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import (
-    JSON_OVERWRITE_HELP,
-    OVERWRITE_HELP,
-    check_json_output,
-    check_output,
-)
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -143,7 +138,7 @@ def bench_inference(
     budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),
