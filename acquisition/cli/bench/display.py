@@ -22,15 +22,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
 
+if TYPE_CHECKING:
+    from hardware.frames import TaggedFrame
+    from hardware.sequencing import SequencePlan
+
 logger = logging.getLogger(__name__)
+
+
+class StreamingSource(Protocol):
+    """A frame source that streams one time point's tagged frames as they arrive."""
+
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]: ...
 
 STAGE_CLOCK = StageClock()  # the timer on the window's display-stage hook during the bench
 
@@ -554,7 +565,7 @@ class PacedFrames:
     """Wraps the bench's frame source so frames come no faster than ``frames_per_s``, as from
     an exposure-limited camera (the emulator itself renders as fast as the CPU allows)."""
 
-    def __init__(self, source: Any, frames_per_s: float) -> None:
+    def __init__(self, source: StreamingSource, frames_per_s: float) -> None:
         if not frames_per_s > 0:
             raise ValueError(f"frames_per_s must be positive, got {frames_per_s}")
         self.source = source
@@ -562,7 +573,8 @@ class PacedFrames:
         self.delivered = 0
         self._start_s = 0.0
 
-    def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]:
         """The wrapped source's frames, each released at its exposure's end."""
         for frame in self.source.stream_time_point(plan, time_point, timeout_s):
             if self.delivered == 0:
@@ -573,7 +585,8 @@ class PacedFrames:
             self.delivered += 1
             yield frame
 
-    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                           ) -> list[TaggedFrame]:
         """All frames of one time point, paced."""
         return list(self.stream_time_point(plan, time_point, timeout_s))
 
