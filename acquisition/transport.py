@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # raw: one 2-D frame (or wide-field) per update; set: the full raw set at a low rate (pattern
 # check, photon count); sr: SR image (uint16 x info["sr_scale"], or float32); imc: splits
-DISPLAY_TOPICS = ("raw", "wf", "set", "sr", "imc")
+DISPLAY_TOPICS = ("raw", "wf", "set", "sr", "imc", "qc")
+QC_RCVHWM = 256  # the unconflated 'qc' topic: trust records and method changes (~1/s)
 
 
 class TransportSecurityError(ValueError):
@@ -288,16 +289,17 @@ class DisplayPublisher:
 
 
 class DisplaySubscriber:
-    """Viewer side of the display stream: one conflated SUB per topic, newest image only."""
+    """Viewer side of the display stream: one SUB per topic; conflated (newest image only)
+    unless ``conflate`` is False (the rare 'qc' records, each of which a trend needs)."""
 
     def __init__(self, context: zmq.Context, endpoint: str, topic: str,
-                 keys: CurveKeys | None = None) -> None:
+                 keys: CurveKeys | None = None, conflate: bool = True) -> None:
         if topic not in DISPLAY_TOPICS:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
         self.topic = topic
         self.rejected = 0
-        self.socket = open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
-                                  CONFLATE=1, RCVHWM=1)
+        options = {"CONFLATE": 1, "RCVHWM": 1} if conflate else {"RCVHWM": QC_RCVHWM}
+        self.socket = open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys, **options)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii") + b"\x00")
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
@@ -336,6 +338,22 @@ class DisplaySubscriber:
                 continue
             message.array.setflags(write=False)
         return message
+
+    def drain(self) -> list[Message]:
+        """Every message waiting, oldest first, without waiting (an unconflated topic),
+        leaving the socket drained so that its :attr:`fd` signals the next arrival."""
+        messages: list[Message] = []
+        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
+            try:
+                _, message = unpack_display(frame.buffer)
+            except WireError as exc:
+                self.rejected += 1
+                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
+                continue
+            message.array.setflags(write=False)
+            messages.append(message)
+        return messages
 
     def close(self) -> None:
         """Close the socket without waiting."""

@@ -144,9 +144,13 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=3, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=1, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        # µm axes: drawn again only when the view's range changes, not per image
+        # µm axes: drawn again only when the view's range changes, not per image. The left
+        # axis's text space only grows: if it also shrank (pyqtgraph's default), a view that
+        # re-fits its image on resize could loop for ever at some widths (narrower tick labels
+        # -> narrower axis -> wider view -> new fitted range -> wider labels -> ...)
         self.axes = {side: pg.AxisItem(side) for side in ("left", "bottom")}
         for side, axis in self.axes.items():
+            axis.setStyle(autoReduceTextSpace=False)
             axis.linkToView(self.view)
             axis.setLabel("µm" if side == "bottom" else "")
             self.graphics.addItem(axis, row=1 if side == "left" else 2,
@@ -166,6 +170,19 @@ class ImagePanel(QtWidgets.QWidget):
         self.overlay.setZValue(1)
         self.overlay.setVisible(False)  # shown only while it has pixels: a visible empty item
         self.view.addItem(self.overlay)  # still costs Qt's scene walk ~0.1 ms per paint
+        # an optional value map over part of the image (the SR view's trust map): RGBA colours
+        # on a rectangle in view units, its values in the cursor readout, a legend in the corner
+        self.map_item = pg.ImageItem(axisOrder="row-major")
+        self.map_item.setZValue(2)
+        self.map_item.setVisible(False)
+        self.view.addItem(self.map_item)
+        self.map_values: np.ndarray | None = None
+        self.map_rect = QtCore.QRectF()
+        self.map_name = ""
+        self.map_legend = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(0, 0, 0, 170))
+        self.map_legend.setParentItem(self.view)  # view pixels: never part of the fitted range
+        self.map_legend.setPos(4, 4)
+        self.map_legend.setVisible(False)
         self.histogram = pg.HistogramLUTItem(gradientPosition="right", orientation="vertical")
         self.histogram.setImageItem(self.item)
         # the LUT is ours (colour map, gamma), not the gradient's
@@ -434,6 +451,34 @@ class ImagePanel(QtWidgets.QWidget):
         self.scale_bar.text.setText(f"{length_um:g} µm")
         self.scale_bar.updateBar()
 
+    def show_map(self, values: np.ndarray, rgba: np.ndarray,
+                 rect: tuple[float, float, float, float], name: str, legend_html: str) -> None:
+        """Draw ``rgba`` (my, mx, 4) over ``rect`` (x, y, width, height in view units); the
+        cursor readout adds ``name`` and the block's value from ``values`` (my, mx)."""
+        self.map_values = np.asarray(values, dtype=np.float32)
+        self.map_rect = QtCore.QRectF(*rect)
+        self.map_name = name
+        self.map_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.map_item.setRect(self.map_rect)
+        self.map_item.setVisible(True)
+        self.map_legend.setHtml(legend_html)
+        self.map_legend.setVisible(True)
+
+    def hide_map(self) -> None:
+        """Remove the value map (its values leave the readout too)."""
+        self.map_values = None
+        self.map_item.setVisible(False)
+        self.map_legend.setVisible(False)
+
+    def map_value(self, x_unit: float, y_unit: float) -> float | None:
+        """The map's value at a view position (None: no map there)."""
+        values, rect = self.map_values, self.map_rect
+        if values is None or not rect.contains(QtCore.QPointF(x_unit, y_unit)):
+            return None
+        row = int((y_unit - rect.y()) / rect.height() * values.shape[0])
+        col = int((x_unit - rect.x()) / rect.width() * values.shape[1])
+        return float(values[min(row, values.shape[0] - 1), min(col, values.shape[1] - 1)])
+
     def cursor_text(self, x_unit: float, y_unit: float) -> str:
         """'x 1.23 µm  y 4.56 µm  [row, col]  value' at a view position ('' outside)."""
         image = self.image
@@ -448,7 +493,9 @@ class ImagePanel(QtWidgets.QWidget):
         where = (f"x {x_unit * self.um_per_unit:.2f} µm  y {y_unit * self.um_per_unit:.2f} µm"
                  if self.um_per_unit > 0 else f"x {x_unit:.1f}  y {y_unit:.1f}")
         unit = f" {self.value_unit}" if self.value_unit else ""
-        return f"{where}  [{row}, {col}]  value {shown}{unit}"
+        mapped = self.map_value(x_unit, y_unit)
+        extra = f"  {self.map_name} {mapped:.3g}" if mapped is not None else ""
+        return f"{where}  [{row}, {col}]  value {shown}{unit}{extra}"
 
     def _mouse_moved(self, scene_pos: QtCore.QPointF) -> None:
         if not self.view.sceneBoundingRect().contains(scene_pos):
