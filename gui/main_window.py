@@ -774,11 +774,10 @@ class LiveWindow(QtWidgets.QMainWindow):
         rect = map_rect_sr((values.shape[0], values.shape[1]), raw_shape,
                            (int(sr.shape[0]), int(sr.shape[1])))
         limit = self.trust_panel.limits.max_raw_chi2
-        legend = ("<span style='color:#fff'>raw χ² per 8×8 raw px, "
-                  f"t = {message.header.time_point}</span><br>"
-                  "<span style='color:#fff'>clear ≤ 1</span> "
-                  "<span style='color:#ffeb3b'>■</span> "
-                  "<span style='color:#ff9800'>■</span> "
+        middle = 1.0 + (limit - 1.0) / 2
+        legend = (f"<span style='color:#fff'>raw χ² t = {message.header.time_point}</span><br>"
+                  "<span style='color:#fff'>≤ 1 clear</span><br>"
+                  f"<span style='color:#ff9800'>■ {middle:.3g}</span> "
                   f"<span style='color:#e53935'>■ ≥ {limit:g}</span>")
         self.sr_panel.show_map(values, trust_rgba(values, limit), rect, "raw χ²", legend)
 
@@ -1002,6 +1001,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         s.setValue("views/sr", json.dumps(self.sr_panel.settings()))
         s.setValue("views/link", self.link_box.isChecked())
         s.setValue("views/raw_source", self.raw_source.currentIndex())
+        s.setValue("views/trust_map", self.trust_panel.overlay_box.isChecked())
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
         s.setValue("splitters", json.dumps([
@@ -1025,6 +1025,9 @@ class LiveWindow(QtWidgets.QMainWindow):
                 self.link_box.setChecked(str(s.value("views/link")).lower() in ("true", "1"))
             if s.contains("views/raw_source"):
                 self.raw_source.setCurrentIndex(int(str(s.value("views/raw_source"))))
+            if s.contains("views/trust_map"):
+                self.trust_panel.overlay_box.setChecked(
+                    str(s.value("views/trust_map")).lower() in ("true", "1"))
             geometry = s.value("geometry")
             if geometry is not None:
                 self.restoreGeometry(geometry)

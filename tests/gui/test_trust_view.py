@@ -98,7 +98,8 @@ def test_trust_map_overlay_toggles_and_shows_the_map_values(
     assert f"raw χ² {chi2[6, 3]:.3g}" in panel.cursor_text(55.0, 100.0)
     rgba = panel.map_item.image
     assert rgba[0, 0, 3] == 0 and rgba[-1, -1, 3] > 150  # clear at chi2 <= 1, red beyond 5
-    assert "raw χ²" in panel.map_legend.textItem.toPlainText()
+    legend = panel.map_legend.textItem.toPlainText()
+    assert "raw χ²" in legend and "≥ 5" in legend and "≤ 1 clear" in legend
     window.trust_panel.overlay_box.setChecked(False)
     assert not panel.map_item.isVisible() and not panel.map_legend.isVisible()
     assert "raw χ²" not in panel.cursor_text(55.0, 100.0)

@@ -285,13 +285,23 @@ def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
 def test_settings_persist(window: LiveWindow) -> None:
     window.editor.exposures[0].setValue(12.5)
     window.sr_panel.gamma.setValue(0.7)
+    window.editor.set_autopilot(0, {"target_error": 1.7, "max_power_pct": 30.0})
+    window.trust_panel.overlay_box.setChecked(True)
     window.save_settings()
     window.editor.exposures[0].setValue(10.0)
     window.sr_panel.gamma.setValue(1.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
     window.restore_settings()
     assert window.editor.exposures[0].value() == pytest.approx(12.5)
     assert window.sr_panel.gamma.value() == pytest.approx(0.7)
+    autopilot = window.editor.protocol(Path("x.h5")).channels[0].autopilot
+    assert autopilot is not None
+    assert (autopilot.target_error, autopilot.max_power_pct) == (1.7, 30.0)
+    assert window.trust_panel.overlay_box.isChecked()
     window.editor.exposures[0].setValue(10.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
 
 
 def test_protocol_save_and_load_round_trip(window: LiveWindow, tmp_path: Path) -> None:
@@ -333,3 +343,27 @@ def test_imc_sr_composite_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
     finally:
         window.editor.imc.setChecked(False)
         window.start_live()
+
+
+@pytest.mark.slow  # restarts the worker with the bundled network: opt in with --runslow
+def test_auto_fallback_to_wiener_warns_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
+    """`auto` with the bundled network on the emulator: the worker's Wiener fallback reaches the
+    window as a warning naming the reason; back on Wiener SIM the warning goes."""
+    from inference.worker import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "dfcan-sim.pt").is_file():
+        pytest.skip("the bundled dfcan-sim model is not installed")
+    window.editor.set_reconstruction("auto")
+    try:
+        assert window.start_live()
+        qtbot.waitUntil(lambda: 0 in window.fallbacks, timeout=WAIT_MS)
+        reason = window.fallbacks[0]
+        assert reason and reason in window.fallback_warning.text()
+        assert window.fallback_warning.isVisibleTo(window)
+        assert "SR by Wiener SIM instead of the network from time point" in \
+            window.events.log.toPlainText()
+    finally:
+        window.editor.set_reconstruction("wiener")
+        window.start_live()
+    qtbot.waitUntil(lambda: not window.fallbacks, timeout=WAIT_MS)
+    assert window.fallback_warning.isHidden()
