@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import zmq
@@ -359,7 +359,3 @@ class DisplaySubscriber:
         """Close the socket without waiting."""
         self.socket.close(linger=0)
 
-
-def socket_options_summary(socket: zmq.Socket) -> dict[str, Any]:
-    """The high-water marks of a socket, for the run metadata."""
-    return {"sndhwm": socket.getsockopt(zmq.SNDHWM), "rcvhwm": socket.getsockopt(zmq.RCVHWM)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 
 class Structure(StrEnum):
@@ -205,7 +205,7 @@ def stack_statistics_command(
     ),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
     output: Path | None = typer.Option(None, "--json", help="Write the statistics as JSON."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Background and signal (e-), modulation and period per orientation, noise spectrum of a
     raw SIM set, from the data alone (calibration.stack_statistics); side by side with an
