@@ -40,6 +40,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     app.command("emulate")(emulate_command)
     app.command("stack-statistics")(stack_statistics_command)
+    app.command("training-pairs")(training_pairs_command)
     bench.command("emulator")(bench_emulator_command)
 
 
@@ -154,6 +155,39 @@ def bench_emulator_command(
         f"fast path:    {result.fast_frames_per_s:.0f} frames/s wall, "
         f"{result.fast_frames_per_cpu_s:.0f} per CPU-s ({size}x{size} uint16)"
     )
+
+
+def training_pairs_command(
+    output: Path = typer.Option(..., "--output", "-o", help="folder for pair_NNNNN.npz files"),
+    count: int = typer.Option(1600, "--count", min=1, help="pairs 0 .. count-1"),
+    start: int = typer.Option(0, "--start", min=0, help="first pair (split work over processes)"),
+    structures: str = typer.Option(
+        "microtubules,er,f-actin,ccps,microtubules,er", "--structures",
+        help="structures in turn (pair i takes entry i mod n)",
+    ),
+    size_px: int = typer.Option(128, "--size-px", min=32, help="raw field size in pixels"),
+    keep_haze: bool = typer.Option(
+        True, "--keep-haze/--no-keep-haze",
+        help="targets keep the out-of-focus haze as a smooth background (as Wiener SIM does)",
+    ),
+) -> None:
+    """Realistic emulator training pairs around real rigs (instrument drawn per pair from
+    sim_emulator.training_pairs.REAL_RIGS) for `livesim train --data pairs:FOLDER`; pair i is
+    a pure function of i and existing files are kept, so runs resume and split."""
+    from typing import get_args
+
+    from sim_emulator.microscope import StructureChoice
+    from sim_emulator.training_pairs import write_pair_folder
+
+    names = [name for name in structures.split(",") if name]
+    unknown = [name for name in names if name not in get_args(StructureChoice)]
+    if not names or unknown:
+        typer.echo(f"error: --structures {structures!r}: unknown {unknown or 'none given'}",
+                   err=True)
+        raise typer.Exit(2)
+    written = write_pair_folder(output, start, start + count, names,  # type: ignore[arg-type]
+                                size_px=size_px, keep_haze=keep_haze)
+    typer.echo(f"{output}: wrote {written} pair(s), {count - written} already present")
 
 
 def stack_statistics_command(
