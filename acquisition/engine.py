@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -204,7 +204,7 @@ class SetBufferPool:
         return buffer
 
 
-def group_sets(time_point: int, frames: Sequence[Any], channel_lasers: Sequence[int],
+def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: Sequence[int],
                n_patterns: int, frame_shape: tuple[int, int] | None = None,
                pool: BufferSource | None = None) -> tuple[list[RawSet], list[Gap]]:
     """Sort tagged frames into per-channel (P, Y, X) sets; missing patterns leave zeros + -1.
@@ -278,7 +278,7 @@ class AcquisitionEngine:
         self._checker = SequenceChecker()
         self._stop = threading.Event()
         self._live_thread: threading.Thread | None = None
-        self._stream: Iterator[Any] | None = None
+        self._stream: Iterator[TaggedFrame] | None = None
         self._stream_next = -1
         self._end_time_point: int | None = None
         self._pool: BufferSource = buffers if buffers is not None else SetBufferPool()
@@ -319,7 +319,7 @@ class AcquisitionEngine:
             if self.interval_s == 0 or later_row:
                 scheduled = started  # continuous, or a later row of its time point: no drift
             failure = self._move_stage(t)
-            frames: list[Any] = []
+            frames: list[TaggedFrame] = []
             if failure is None:
                 frames, failure = self._acquire(t)
             failure_gaps: list[Gap] = []
@@ -388,8 +388,8 @@ class AcquisitionEngine:
             return exc
         return None
 
-    def _failure_gap(self, t: int, frames: list[Any], failure: RigError
-                     ) -> tuple[list[Any], Gap]:
+    def _failure_gap(self, t: int, frames: list[TaggedFrame], failure: RigError
+                     ) -> tuple[list[TaggedFrame], Gap]:
         """The frames of a failed time point that can be trusted, and the rig-error gap.
 
         A :class:`SequenceMismatch` means the devices lost step somewhere in this time point:
@@ -405,20 +405,20 @@ class AcquisitionEngine:
                        "lost sync, so their pattern labels cannot be trusted")
         return trusted, Gap(t, -1, expected - len(trusted), detail, "rig_error")
 
-    def change_plan(self, plan: Any) -> None:
+    def change_plan(self, plan: SequencePlan) -> None:
         """Acquire with ``plan`` from the next time point on (devices armed for the rest of the
         run are re-armed with it). Call between time points, i.e. from ``on_time_point``."""
         self.plan = plan
         self._close_stream()
 
-    def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
+    def _acquire(self, t: int) -> tuple[list[TaggedFrame], RigError | None]:
         """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.
 
         With a known end and a source offering ``stream(plan, time_points, timeout_s)`` the
         devices are armed once for the rest of the run (one trigger burst per time point);
         after an error a fresh stream starts at the next time point.
         """
-        frames: list[Any] = []
+        frames: list[TaggedFrame] = []
         n_frames = len(self.channel_lasers) * self.n_patterns
         try:
             if self._end_time_point is not None and hasattr(self.source, "stream"):

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import zmq
@@ -366,14 +366,18 @@ class DisplaySubscriber:
         """The newest message of this topic, or None after ``timeout_ms``."""
         if not self._poller.poll(timeout_ms):
             return None
-        frame = self.socket.recv(copy=False)  # the array views ZMQ's buffer: no copy
+        return self._decode(self.socket.recv(copy=False))
+
+    def _decode(self, frame: zmq.Frame) -> Message | None:
+        """A received frame's message (its array a read-only view of ZMQ's buffer: no copy);
+        None, counted and logged, when it is malformed."""
         try:
             _, message = unpack_display(frame.buffer)
         except WireError as exc:
             self.rejected += 1
             logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
             return None
-        message.array.setflags(write=False)  # a view of the received frame, as documented
+        message.array.setflags(write=False)
         return message
 
     @property
@@ -385,39 +389,20 @@ class DisplaySubscriber:
     def newest(self) -> Message | None:
         """The newest message without waiting (None: nothing new), leaving the socket drained,
         so that its :attr:`fd` signals the next arrival. No poller: one ZMQ_EVENTS check."""
-        message = None
-        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
-            try:
-                _, message = unpack_display(frame.buffer)
-            except WireError as exc:
-                self.rejected += 1
-                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
-                continue
-            message.array.setflags(write=False)
-        return message
+        messages = self.drain()
+        return messages[-1] if messages else None
 
     def drain(self) -> list[Message]:
         """Every message waiting, oldest first, without waiting (an unconflated topic),
         leaving the socket drained so that its :attr:`fd` signals the next arrival."""
         messages: list[Message] = []
         while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
-            try:
-                _, message = unpack_display(frame.buffer)
-            except WireError as exc:
-                self.rejected += 1
-                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
-                continue
-            message.array.setflags(write=False)
-            messages.append(message)
+            message = self._decode(self.socket.recv(copy=False, flags=zmq.NOBLOCK))
+            if message is not None:
+                messages.append(message)
         return messages
 
     def close(self) -> None:
         """Close the socket without waiting."""
         self.socket.close(linger=0)
 
-
-def socket_options_summary(socket: zmq.Socket) -> dict[str, Any]:
-    """The high-water marks of a socket, for the run metadata."""
-    return {"sndhwm": socket.getsockopt(zmq.SNDHWM), "rcvhwm": socket.getsockopt(zmq.RCVHWM)}

@@ -30,7 +30,7 @@ from gui.contrast import (
     nice_length,
     percentile_levels,
 )
-from gui.display_cost import thread_cpu_s
+from gui.display_stages import stage
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class TableImageItem(pg.ImageItem):
     Anything else (float images) is drawn by pyqtgraph's own path.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, paint_stage: str = "image_paint") -> None:
         super().__init__(axisOrder="row-major")
+        self.paint_stage = paint_stage  # the display stage its paint runs in
         self.value_scale = 1.0
         self.display_levels: tuple[float, float] | None = None
         self.saturation_value: float | None = None
@@ -59,7 +60,6 @@ class TableImageItem(pg.ImageItem):
         self._table_key: tuple[object, ...] = ()
         self._rgb32: np.ndarray | None = None
         self.images_painted = 0  # distinct images that reached the screen
-        self.paint_cpu_s = 0.0  # GUI-thread CPU in paint: colouring + Qt drawing the image
         self._painted_image: np.ndarray | None = None
 
     def colour_table(self, dtype: np.dtype) -> np.ndarray | None:
@@ -78,10 +78,9 @@ class TableImageItem(pg.ImageItem):
         return self._table
 
     def paint(self, painter: QtGui.QPainter, *args: object) -> None:
-        """Draw (colouring first when the image changed), counting the CPU it takes."""
-        start = thread_cpu_s()
-        super().paint(painter, *args)
-        self.paint_cpu_s += thread_cpu_s() - start
+        """Draw (colouring first when the image changed), as a display stage."""
+        with stage(self.paint_stage):
+            super().paint(painter, *args)
         if self.image is not None and self.image is not self._painted_image:
             self._painted_image = self.image
             self.images_painted += 1
@@ -104,21 +103,14 @@ class TableImageItem(pg.ImageItem):
         self._unrenderable = False
 
 
-class TimedLayoutWidget(pg.GraphicsLayoutWidget):
-    """A GraphicsLayoutWidget that counts the GUI-thread CPU of its paint events (the scene
-    around the image included), so `livesim bench gui` can say where Qt's time goes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paint_cpu_s = 0.0
-        self.paints = 0
+class StagedLayoutWidget(pg.GraphicsLayoutWidget):
+    """A GraphicsLayoutWidget whose paint events (the scene around the image included) run as
+    the ``view_paint`` display stage, so `livesim bench gui` can say where Qt's time goes."""
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 (Qt override)
-        """Paint the exposed part of the scene, counting the CPU it takes."""
-        start = thread_cpu_s()
-        super().paintEvent(event)
-        self.paint_cpu_s += thread_cpu_s() - start
-        self.paints += 1
+        """Paint the exposed part of the scene."""
+        with stage("view_paint"):
+            super().paintEvent(event)
 
 
 class ImagePanel(QtWidgets.QWidget):
@@ -126,7 +118,7 @@ class ImagePanel(QtWidgets.QWidget):
 
     def __init__(self, title: str, colourmap: str = "grey", saturation_value: float | None = None,
                  parent: QtWidgets.QWidget | None = None, value_unit: str = "",
-                 spectrum: bool = False) -> None:
+                 spectrum: bool = False, paint_stage: str = "image_paint") -> None:
         super().__init__(parent)
         self.title = title
         self.value_unit = value_unit  # the cursor readout's unit ('ADU'; '' for SR)
@@ -143,7 +135,7 @@ class ImagePanel(QtWidgets.QWidget):
         self._last_levels_s = -1e9
         self._need_auto = True
 
-        self.graphics = TimedLayoutWidget()
+        self.graphics = StagedLayoutWidget()
         self.graphics.setMinimumSize(160, 160)
         # the view fills every pixel with its background: Qt need not repaint the widgets
         # behind it on each new image (-0.3 to 0.6 ms per raw + SR update pair)
@@ -163,7 +155,7 @@ class ImagePanel(QtWidgets.QWidget):
             axis.setLabel("µm" if side == "bottom" else "")
             self.graphics.addItem(axis, row=1 if side == "left" else 2,
                                   col=0 if side == "left" else 1)
-        self.item = TableImageItem()
+        self.item = TableImageItem(paint_stage)
         self.item.saturation_value = saturation_value
         self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
         self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)

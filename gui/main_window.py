@@ -23,7 +23,7 @@ from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
 from gui.autopilot_panel import AutopilotPanel
 from gui.composite_panel import CompositePanel
-from gui.display_cost import DisplayCost, thread_cpu_s
+from gui.display_stages import stage
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
 from gui.pattern_check import PatternCheck, PatternChecker
@@ -176,16 +176,15 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._finish_timer.setInterval(FINISH_TICK_MS)
         self._finish_timer.timeout.connect(self._finish_tick)
         self.pattern_checker = PatternChecker()
-        self.cost = DisplayCost()  # GUI-thread CPU per display stage (bench figures)
         self._views_linked = False
         self._raw_scale = 0.0
         self.qc_message: Any = None  # the newest 'qc' record with a trust map (display channel)
         self.fallbacks: dict[int, str] = {}  # channel: why Wiener SIM replaced the network
 
         self.raw_panel = ImagePanel("Raw", "grey", saturation_value=RAW_SATURATION_ADU,
-                                    value_unit="ADU")
+                                    value_unit="ADU", paint_stage="raw_paint")
         self.sr_panel = ImagePanel("Super-resolved", "hot", saturation_value=SR_SATURATION,
-                                   spectrum=True)
+                                   spectrum=True, paint_stage="sr_paint")
         self.composite = CompositePanel()
         self.pattern = PatternPanel()
         self.editor = ProtocolEditor(lines_nm)
@@ -647,60 +646,51 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def _tick(self) -> None:
         """Control tick: replies and status, pattern-check results; drains missed images."""
-        cost = self.cost
-        tick_start = thread_cpu_s()
-        self.ticks += 1
-        self.link.tick()
-        drained_s = 0.0
-        for topic in self.link.subscribers:  # a safety net: notifications normally do this
-            drained_s += self._display_ready(topic)
-        result = self.pattern_checker.take()
-        if result is not None:
-            self.pattern.show_result(result)
-        now = time.monotonic()
-        if now - self._last_status_s >= STATUS_PERIOD_S:
-            self._last_status_s = now
-            self._show_status()
-        cost.tick_s += thread_cpu_s() - tick_start - drained_s
+        with stage("tick"):
+            self.ticks += 1
+            self.link.tick()
+            for topic in self.link.subscribers:  # a safety net: notifications normally do this
+                self._display_ready(topic)
+            result = self.pattern_checker.take()
+            if result is not None:
+                self.pattern.show_result(result)
+            now = time.monotonic()
+            if now - self._last_status_s >= STATUS_PERIOD_S:
+                self._last_status_s = now
+                self._show_status()
 
-    def _display_ready(self, topic: str) -> float:
-        """Take the newest image of ``topic`` (if any) and show it; returns the CPU s spent."""
-        cost = self.cost
-        start = thread_cpu_s()
-        subscriber = self.link.subscribers[topic]
-        if topic == "qc":  # unconflated: every record counts (the trend)
-            messages = subscriber.drain()
-        else:
-            newest = subscriber.newest()
-            messages = [newest] if newest is not None else []
-        received = thread_cpu_s()
-        cost.receive_s += received - start
-        for message in messages:
-            self._show_message(topic, message)
-        spent = thread_cpu_s() - start
-        cost.tick_s += spent
-        return spent
+    def _display_ready(self, topic: str) -> None:
+        """Take the newest image of ``topic`` (every record of the unconflated 'qc') and show
+        it."""
+        with stage("tick"):
+            with stage("receive"):
+                subscriber = self.link.subscribers[topic]
+                if topic == "qc":  # unconflated: every record counts (the trend)
+                    messages = subscriber.drain()
+                else:
+                    newest = subscriber.newest()
+                    messages = [newest] if newest is not None else []
+            for message in messages:
+                self._show_message(topic, message)
 
     def _show_message(self, topic: str, message: Any) -> None:
-        cost = self.cost
-        start = thread_cpu_s()
         if topic == "raw":
-            self._show_raw(message)
-            self.raw_rate.add(1)
-            cost.raw_set_s += thread_cpu_s() - start
+            with stage("raw_set"):
+                self._show_raw(message)
+                self.raw_rate.add(1)
         elif topic == "set":
-            self._take_set(message)
-            cost.full_set_s += thread_cpu_s() - start
+            with stage("full_set"):
+                self._take_set(message)
             return
         elif topic == "sr":
-            self.sr_message = message
-            scale = (float(message.header.info.get("sr_scale", 1.0))
-                     if message.array.dtype == np.uint16 else 1.0)
-            self.sr_panel.set_image(message.array, f"t = {message.header.time_point}",
-                                    value_scale=scale)
-            self._match_raw_scale()
-            self.display_rate.add(1)
-            cost.sr_set_s += thread_cpu_s() - start
+            with stage("sr_set"):
+                self.sr_message = message
+                scale = (float(message.header.info.get("sr_scale", 1.0))
+                         if message.array.dtype == np.uint16 else 1.0)
+                self.sr_panel.set_image(message.array, f"t = {message.header.time_point}",
+                                        value_scale=scale)
+                self._match_raw_scale()
+                self.display_rate.add(1)
         elif topic == "qc":
             self._take_qc(message)
             return

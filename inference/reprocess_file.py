@@ -191,13 +191,6 @@ class ReprocessWriter:
             raise ReprocessFileError(f"{self.path}: cannot resume: sr/{self.layout.label} is "
                                      f"{found}, this job writes {expected}")
 
-    @property
-    def recorded_sim_parameters(self) -> dict[str, Any]:
-        """The Wiener pattern parameters the file was started with (channel -> parameters)."""
-        recorded = run_file.read_metadata(self._h5).get(PROVENANCE_KEY, {})
-        params = recorded.get("sim_parameters", {}) if isinstance(recorded, dict) else {}
-        return dict(params) if isinstance(params, dict) else {}
-
     # --- writing ----------------------------------------------------------------------------
 
     def done_time_points(self) -> set[int]:

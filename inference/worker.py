@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import zmq
@@ -32,6 +32,11 @@ from acquisition.raw_ring import RingReader, is_reference
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
 from inference.live_trust import TrustMonitor, trust_info
+
+if TYPE_CHECKING:
+    from calibration.sim_parameters import SimParameters
+    from inference.preprocessing import CalibrationMaps
+    from inference.reconstruction import SrResult
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 class Reconstructor(Protocol):
     """What the worker needs: (P, Y, X) uint16 -> result with image, photon count, identity."""
 
-    def reconstruct(self, raw: np.ndarray) -> Any:
+    def reconstruct(self, raw: np.ndarray) -> SrResult:
         """An ``SrResult`` (image, photon_count_e, model_name, model_sha256, timings_ms, flags)."""
         ...
 
@@ -151,7 +156,7 @@ class PhotonCalibration:
         return float(1.0 / np.median(self.gain_adu_per_e))
 
 
-def load_calibration(path: Path) -> Any:
+def load_calibration(path: Path) -> CalibrationMaps:
     """A photon calibration file (written by the run for emulated cameras) or a camera
     calibration (`livesim calibrate camera`); errors name the file."""
     import h5py
@@ -204,8 +209,10 @@ class ImcStage:
                 "latency_frames": s.latency_frames, "channel": self.channel}
 
 
-def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration: Any = None,
-                         pattern: Any = None) -> tuple[dict[int, Reconstructor], dict[int, str]]:
+def build_reconstructors(methods: Sequence[str], mode: str = "sim",
+                         calibration: CalibrationMaps | None = None,
+                         pattern: SimParameters | None = None,
+                         ) -> tuple[dict[int, Reconstructor], dict[int, str]]:
     """One reconstructor per channel (shared between channels with the same method);
     ``pattern`` (SimParameters of a rig pattern calibration) starts Wiener's pattern."""
     from inference.reconstruction import make_reconstructor
@@ -229,7 +236,7 @@ def build_reconstructors(methods: Sequence[str], mode: str = "sim", calibration:
     return out, notes
 
 
-def result_info(result: Any) -> dict[str, Any]:
+def result_info(result: SrResult) -> dict[str, Any]:
     """The wire ``info`` of an SR result: photon count, timings, model identity, flags."""
     flags = getattr(result, "flags", ())
     timings = dict(getattr(result, "timings_ms", {}))

@@ -12,12 +12,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import (
-    JSON_OVERWRITE_HELP,
-    OVERWRITE_HELP,
-    check_json_output,
-    check_output,
-)
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -125,7 +120,7 @@ def imc_assess(
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
     check_json_output(json_out, overwrite)
@@ -180,7 +175,7 @@ def imc_cross_talk(
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Paired false-positive comparison of two single-frame models on the same held-out noisy
     mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
@@ -252,7 +247,7 @@ def bench_imcsr_command(
     iterations: int = typer.Option(3, "--iterations"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: as is)"),
     json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """IMC-SR separation latency and frames/s per SR image size."""
     check_json_output(json_out, overwrite)

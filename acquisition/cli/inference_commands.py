@@ -10,12 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from acquisition.cli.output_files import (
-    JSON_OVERWRITE_HELP,
-    OVERWRITE_HELP,
-    check_json_output,
-    check_output,
-)
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,7 +192,7 @@ def bench_inference(
     budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),

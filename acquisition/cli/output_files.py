@@ -14,7 +14,6 @@ from pathlib import Path
 import typer
 
 OVERWRITE_HELP = "Replace an existing output file."
-JSON_OVERWRITE_HELP = "Replace an existing --json report."
 
 
 def output_problem(output: Path, overwrite: bool, inputs: Iterable[Path | None] = (),

@@ -114,7 +114,7 @@ def test_outlet_publishes_what_the_raw_view_draws(monkeypatch: pytest.MonkeyPatc
 
 def test_bench_cpu_split_accounts_for_all_window_cpu() -> None:
     from acquisition.cli.bench.display import WindowFigures
-    from gui.display_cost import DisplayCost
+    from acquisition.cli.bench.display_cost import DisplayCost
 
     cost = DisplayCost(receive_s=0.01, raw_set_s=0.02, sr_set_s=0.03, full_set_s=0.005,
                        tick_s=0.08)
@@ -175,7 +175,7 @@ def test_paced_frames_come_at_the_camera_rate() -> None:
 
 def test_display_path_cost_adds_the_pipeline_extra_per_pair() -> None:
     from acquisition.cli.bench.display import DisplayBenchResult, WindowFigures
-    from gui.display_cost import DisplayCost
+    from acquisition.cli.bench.display_cost import DisplayCost
 
     during = WindowFigures(span_s=10.0, raw_updates=320, sr_updates=310, raw_painted=320,
                            sr_painted=300, process_cpu_s=1.55, gui_thread_cpu_s=1.2,

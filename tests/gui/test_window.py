@@ -10,19 +10,17 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import tifffile
-from pyqtgraph.Qt import QtCore, QtWidgets
+from pyqtgraph.Qt import QtWidgets
 from pytestqt.qtbot import QtBot
 
 from acquisition.protocol import Protocol
-from gui.app import apply_dark_theme
-from gui.host_link import HostLink, HostOptions
 from gui.main_window import LiveWindow
 
 SIZE_PX = 64
@@ -30,27 +28,13 @@ WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[LiveWindow]:
-    folder = tmp_path_factory.mktemp("gui")
-    apply_dark_theme(qapp)
-    settings = QtCore.QSettings(str(folder / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    link = HostLink.start(HostOptions(size_px=(SIZE_PX, SIZE_PX), live_interval_s=0.05),
-                          folder=folder / "host")
-    win = LiveWindow(link, settings)
-    editor = win.editor
-    editor.roi_width.setValue(SIZE_PX)
-    editor.roi_height.setValue(SIZE_PX)
-    editor.reconstruction.setCurrentText("Wiener")
-    editor.folder.setText(str(folder / "runs"))
-    editor.powers[0].setValue(20.0)
-    editor.exposures[0].setValue(10.0)
-    win.resize(1200, 800)
-    win.show()
+def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory,
+           open_live_window: Callable[..., LiveWindow]) -> Iterator[LiveWindow]:
+    win = open_live_window(qapp, tmp_path_factory.mktemp("gui"), SIZE_PX, (1200, 800))
     assert win.start_live()
     yield win
-    win.close_without_asking = True
     win.close()
+    link = win.link
     assert link.process is not None
     assert link.process.poll() is not None, "acquisition process still running after close"
 

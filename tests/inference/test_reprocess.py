@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -23,9 +24,6 @@ from typer.testing import CliRunner
 
 from acquisition import run_file
 from acquisition.cli import build_app
-from acquisition.protocol import Protocol
-from acquisition.session import RunSession, SessionOptions
-from hardware.sequencing import ChannelSpec, SequencePlan
 from inference.reprocess import (
     ReprocessError,
     ReprocessOptions,
@@ -40,7 +38,6 @@ from inference.reprocess_file import (
     ReprocessWriter,
 )
 from sim_emulator.microscope import EmulatorConfig
-from sim_emulator.rig import emulated_rig, photon_calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_POINTS = 4
@@ -48,25 +45,12 @@ SIZE_PX = 64
 
 
 @pytest.fixture(scope="module")
-def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def live_run(tmp_path_factory: pytest.TempPathFactory,
+             record_emulated_run: Callable[..., Path]) -> Path:
     """A live emulator run with Wiener SR by the supervised worker (the reference SR)."""
-    out = tmp_path_factory.mktemp("live") / "live.h5"
-    config = EmulatorConfig(size_px=SIZE_PX, seed=3)
-    rig = emulated_rig(config)
-    protocol = Protocol.parse_checked({
-        "channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
-        "timepoints": TIME_POINTS, "output": str(out)})
-    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),),
-                        mode="sim")
-    try:
-        summary = RunSession(rig, plan, protocol, (SIZE_PX, SIZE_PX), 62.6, metadata={
-            "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0, display=False),
-            photon_calibration=photon_calibration(rig, (SIZE_PX, SIZE_PX))).run()
-    finally:
-        rig.close()
-    assert summary.error == "" and summary.sr_frames == TIME_POINTS
-    return out
+    return record_emulated_run(tmp_path_factory.mktemp("live") / "live.h5",
+                               EmulatorConfig(size_px=SIZE_PX, seed=3), TIME_POINTS,
+                               display=False)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

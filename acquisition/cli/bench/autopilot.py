@@ -26,7 +26,7 @@ from acquisition.autopilot import (
     ErrorModel,
     LightSetting,
 )
-from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 from calibration.otf import OtfModel
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
@@ -257,7 +257,7 @@ def bench_autopilot_command(
         2.0, "--target", help="SR error relative to its floor that the autopilot holds."),
     seed: int = typer.Option(3, "--seed", help="Emulator seed of the imaged field."),
     json_out: Path | None = typer.Option(None, "--json", help="Write every time point here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     figure: Path | None = typer.Option(None, "--figure", help="Write the PNG figure here."),
 ) -> None:
     """Fixed power vs the photon-budget autopilot on the same emulated sample."""

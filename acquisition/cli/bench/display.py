@@ -22,15 +22,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
-from gui.display_cost import DisplayCost
+
+if TYPE_CHECKING:
+    from hardware.frames import TaggedFrame
+    from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
+
+
+class StreamingSource(Protocol):
+    """A frame source that streams one time point's tagged frames as they arrive."""
+
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]: ...
+
+STAGE_CLOCK = StageClock()  # the timer on the window's display-stage hook during the bench
 
 SETTLE_S = 1.0  # the window's subscribers connect before the pipeline starts
 FEED_HZ = 30.0  # synthetic display feed at the target rate (the stream's cap is 40/s)
@@ -264,24 +277,20 @@ class _Meter:
         self.sr_painted = window.sr_panel.item.images_painted
         self.process_cpu_s = time.process_time()
         self.gui_thread_cpu_s = time.thread_time()
-        self.cost = window.cost.snapshot()
-        self.raw_paint_s = window.raw_panel.item.paint_cpu_s
-        self.sr_paint_s = window.sr_panel.item.paint_cpu_s
+        self.cost = STAGE_CLOCK.cost
         self.pattern_cpu_s = window.pattern_checker.cpu_s
-        self.view_paint_s = (window.raw_panel.graphics.paint_cpu_s
-                             + window.sr_panel.graphics.paint_cpu_s)
         message = window.sr_message
         self.sr_time_point = message.header.time_point if message is not None else 0
 
     def since(self, start: _Meter) -> WindowFigures:
+        cost = self.cost.minus(start.cost)
         return WindowFigures(
             self.taken_s - start.taken_s, self.raw_updates - start.raw_updates,
             self.sr_updates - start.sr_updates, self.raw_painted - start.raw_painted,
             self.sr_painted - start.sr_painted, self.process_cpu_s - start.process_cpu_s,
-            self.gui_thread_cpu_s - start.gui_thread_cpu_s, self.cost.minus(start.cost),
-            self.raw_paint_s - start.raw_paint_s, self.sr_paint_s - start.sr_paint_s,
-            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point,
-            view_paint_s=self.view_paint_s - start.view_paint_s)
+            self.gui_thread_cpu_s - start.gui_thread_cpu_s, cost, cost.raw_paint_s,
+            cost.sr_paint_s, self.pattern_cpu_s - start.pattern_cpu_s,
+            self.sr_time_point - start.sr_time_point, view_paint_s=cost.view_paint_s)
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
@@ -296,6 +305,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
     from pyqtgraph.Qt import QtCore
 
     from gui.app import WINDOW_NICENESS, apply_dark_theme, yield_cpu_to_acquisition
+    from gui.display_stages import set_stage_timer
     from gui.host_link import HostLink
     from gui.main_window import LiveWindow
 
@@ -303,6 +313,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         raise ValueError(f"sr_px must be even (2x the raw frame), got {sr_px}")
     size_px = sr_px // 2
     scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-gui-"))
+    set_stage_timer(STAGE_CLOCK)
     try:
         for name in ("headless", "window", "paced-headless", "paced-window"):
             (scratch / name).mkdir()
@@ -351,6 +362,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
             with_display_cpu_ms_per_frame=with_window["cpu_ms_per_frame"],
             paced=paced_figures)
     finally:
+        set_stage_timer(None)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -553,7 +565,7 @@ class PacedFrames:
     """Wraps the bench's frame source so frames come no faster than ``frames_per_s``, as from
     an exposure-limited camera (the emulator itself renders as fast as the CPU allows)."""
 
-    def __init__(self, source: Any, frames_per_s: float) -> None:
+    def __init__(self, source: StreamingSource, frames_per_s: float) -> None:
         if not frames_per_s > 0:
             raise ValueError(f"frames_per_s must be positive, got {frames_per_s}")
         self.source = source
@@ -561,7 +573,8 @@ class PacedFrames:
         self.delivered = 0
         self._start_s = 0.0
 
-    def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]:
         """The wrapped source's frames, each released at its exposure's end."""
         for frame in self.source.stream_time_point(plan, time_point, timeout_s):
             if self.delivered == 0:
@@ -572,7 +585,8 @@ class PacedFrames:
             self.delivered += 1
             yield frame
 
-    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                           ) -> list[TaggedFrame]:
         """All frames of one time point, paced."""
         return list(self.stream_time_point(plan, time_point, timeout_s))
 

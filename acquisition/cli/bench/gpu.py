@@ -605,13 +605,13 @@ def register(app: Any, bench: Any) -> None:
     """`livesim bench gpu`."""
     import typer
 
-    from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+    from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
     @bench.command("gpu")
     def bench_gpu(
         json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
                                       help="report file (rewritten after every stage)"),
-        overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="rehearse on the CPU at tiny sizes"),
         budget_s: float = typer.Option(420.0, "--time-limit-s",

@@ -26,7 +26,7 @@ from typing import Any
 
 import typer
 
-from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def soak_command(
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     max_pending: int = typer.Option(16, "--max-pending", help="Raw sets in flight to the worker."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Emulated time-lapse at the fastest sustainable rate: frames lost, memory, latency."""
     check_json_output(json_out, overwrite)

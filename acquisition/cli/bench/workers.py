@@ -22,7 +22,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import JSON_OVERWRITE_HELP, check_json_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def bench_workers_command(
         1, "--repeats", min=1, help="Rounds over the worker counts, order reversed every other "
                                     "round (a loaded machine drifts); medians reported."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=JSON_OVERWRITE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """SR sets/s of a live run with each worker count (same model, same cores)."""
     check_json_output(json_out, overwrite)
