@@ -72,13 +72,9 @@ class WindowFigures:
     sr_painted: int
     process_cpu_s: float  # the window process, all threads
     gui_thread_cpu_s: float
-    cost: DisplayCost  # GUI-thread CPU per display stage
-    raw_paint_s: float  # GUI-thread CPU painting the raw image (colour + Qt draw)
-    sr_paint_s: float
+    cost: DisplayCost  # GUI-thread CPU per display stage, painting included
     pattern_cpu_s: float  # the pattern check's own thread (its FFT workers: other threads)
     sr_time_points: int = 0  # time points the SR images spanned (the pipeline's SR output)
-    view_paint_s: float = float("nan")  # GUI-thread CPU in the raw and SR views' paint events
-    # (the image items' paint included); NaN: not measured
 
     @property
     def sr_made_per_s(self) -> float:
@@ -112,14 +108,10 @@ class WindowFigures:
         parts = {"receive": c.receive_s, "raw set_image": c.raw_set_s,
                  "SR set_image": c.sr_set_s, "full set (photons, pattern hand-off)": c.full_set_s,
                  "rest of tick (status, captions)": c.tick_s - staged,
-                 "raw paint": self.raw_paint_s, "SR paint": self.sr_paint_s}
-        qt_rest = self.gui_thread_cpu_s - c.tick_s - self.raw_paint_s - self.sr_paint_s
-        if self.view_paint_s == self.view_paint_s:  # measured: split Qt's part in two
-            around = self.view_paint_s - self.raw_paint_s - self.sr_paint_s
-            parts["views' paint around the images (scene, histograms)"] = around
-            parts["event loop, other widgets"] = qt_rest - around
-        else:
-            parts["Qt rest (scene, histograms, event loop)"] = qt_rest
+                 "raw paint": c.raw_paint_s, "SR paint": c.sr_paint_s}
+        around = c.view_paint_s - c.raw_paint_s - c.sr_paint_s
+        parts["views' paint around the images (scene, histograms)"] = around
+        parts["event loop, other widgets"] = self.gui_thread_cpu_s - c.tick_s - c.view_paint_s
         parts["pattern check thread"] = self.pattern_cpu_s
         parts["other threads (ZMQ I/O, pattern check FFTs)"] = (
             self.process_cpu_s - self.gui_thread_cpu_s - self.pattern_cpu_s)
@@ -283,14 +275,12 @@ class _Meter:
         self.sr_time_point = message.header.time_point if message is not None else 0
 
     def since(self, start: _Meter) -> WindowFigures:
-        cost = self.cost.minus(start.cost)
         return WindowFigures(
             self.taken_s - start.taken_s, self.raw_updates - start.raw_updates,
             self.sr_updates - start.sr_updates, self.raw_painted - start.raw_painted,
             self.sr_painted - start.sr_painted, self.process_cpu_s - start.process_cpu_s,
-            self.gui_thread_cpu_s - start.gui_thread_cpu_s, cost, cost.raw_paint_s,
-            cost.sr_paint_s, self.pattern_cpu_s - start.pattern_cpu_s,
-            self.sr_time_point - start.sr_time_point, view_paint_s=cost.view_paint_s)
+            self.gui_thread_cpu_s - start.gui_thread_cpu_s, self.cost.minus(start.cost),
+            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point)
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
