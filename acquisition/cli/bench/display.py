@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
 
 if TYPE_CHECKING:
+    from pyqtgraph.Qt import QtWidgets
+
+    from gui.main_window import LiveWindow
     from hardware.frames import TaggedFrame
     from hardware.sequencing import SequencePlan
 
@@ -260,7 +263,7 @@ def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> dict[
 class _Meter:
     """Snapshots of the window's counters, to difference over a span."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: LiveWindow) -> None:
         self.window = window
         self.taken_s = time.monotonic()
         self.raw_updates = window.raw_panel.updates
@@ -356,7 +359,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
+def _watch_window(window: LiveWindow, process: subprocess.Popen[str], timeout_s: float
                   ) -> WindowFigures:
     """Run the event loop until the pipeline process exits; the window's figures between the
     first and the last check that saw a new SR image."""
@@ -380,7 +383,7 @@ def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
     return last.since(first)
 
 
-def _paced_runs(window: Any, scratch: Path, size_px: int, seconds: float, timeout_s: float
+def _paced_runs(window: LiveWindow, scratch: Path, size_px: int, seconds: float, timeout_s: float
                 ) -> PacedFigures:
     """The pipeline at the camera's own pace (one frame per exposure), headless and then with
     the window attached."""
@@ -424,8 +427,8 @@ def _spin(seconds: float, until: Callable[[], bool] | None = None) -> None:
     timer.stop()
 
 
-def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
-                  feed_hz: float) -> WindowFigures:
+def _window_alone(app: QtWidgets.QApplication, window: LiveWindow, scratch: Path, size_px: int,
+                  seconds: float, feed_hz: float) -> WindowFigures:
     """The window drawing a feed process's images at ``feed_hz`` per topic (nothing else
     running in this bench): how many it can draw and what each costs."""
     from gui.host_link import HostLink
@@ -446,7 +449,8 @@ def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: f
         feed.wait(seconds + 30.0)
 
 
-def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[float, float]:
+def _render_cost_ms(app: QtWidgets.QApplication, window: LiveWindow, size_px: int, n: int = 40
+                    ) -> tuple[float, float]:
     """CPU ms per image set and painted in the window's SR and raw views (levels as live)."""
     import numpy as np
 
