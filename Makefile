@@ -51,7 +51,7 @@ gpu-check: $(if $(DRY_RUN),venv)
 		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
 			--upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl; fi
 	PYTHONPATH=$(CURDIR):$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m acquisition.cli \
-		bench gpu --json $(GPU_JSON) $(if $(wildcard $(GPU_WHEELS)/*.whl),--wheels $(GPU_WHEELS)) $(ARGS)
+		bench gpu --json $(GPU_JSON) --overwrite $(if $(wildcard $(GPU_WHEELS)/*.whl),--wheels $(GPU_WHEELS)) $(ARGS)
 
 # Wheels (CPython 3.12, x86-64 Linux) of every run-time dependency the GPU image lacks.
 gpu-wheels: venv

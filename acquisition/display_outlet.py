@@ -2,8 +2,10 @@
 
 One outlet per acquisition process (shared by its threads): the display channel's raw frame or
 wide-field mean under 'raw', its full set under 'set' (pattern check, photon count), SR images
-under 'sr' and IMC-SR splits under 'imc'. The rate limit lives here and only here. The stream
-is lossy by design (ZeroMQ PUB, conflated); the run file never depends on it.
+under 'sr' and IMC-SR splits under 'imc'; under 'qc' every channel's trust records and the
+method each SR image was made with when it changes (a Wiener fallback with its reason). The
+rate limit lives here and only here. The stream is lossy by design (ZeroMQ PUB; image topics
+conflated, 'qc' not); the run file never depends on it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,18 @@ RAW_VIEWS = ("frame", "wide-field")
 DISPLAY_MAX_HZ = 36.0
 SET_MAX_HZ = 2.0  # full raw sets for the pattern check (<= 1/10 s of CPU) and photon count (1 Hz)
 _ACQUIRED_KEPT = 256  # time points whose acquisition time is kept for the SR latency readout
+AUTO_FLAG_PREFIX = "auto:"  # `--model auto`'s per-set choice: "auto:<method>: <reason>"
+QC_REPEAT_S = 1.0  # a fallback state is repeated under 'qc' this often (a window attached later)
+
+
+def is_fallback(model_name: str, flags: list[str] | tuple[str, ...]) -> str:
+    """The reason when a result was made by Wiener SIM in place of a network (`--model auto`'s
+    domain guard or photon-count choice), '' otherwise."""
+    for flag in flags:
+        text = str(flag)
+        if text.startswith(f"{AUTO_FLAG_PREFIX}{model_name}:") and model_name == "wiener":
+            return text.split(":", 2)[2].strip()
+    return ""
 
 
 class RateLimit:
@@ -73,6 +88,8 @@ class DisplayOutlet:
     def __init__(self, publisher: DisplaySink, max_hz: float = DISPLAY_MAX_HZ,
                  set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
+        # a publisher that knows its viewers (DisplayPublisher): nothing is packed for nobody
+        self._has_viewers: Callable[[], bool] = getattr(publisher, "has_viewers", lambda: True)
         self.display_channel = 0
         self.raw_view = "frame"
         self.run_id = uuid.uuid4().hex
@@ -82,6 +99,8 @@ class DisplayOutlet:
         self._acquired_s: dict[int, float] = {}
         self._sequence = 0
         self._lock = threading.Lock()
+        self._fallback: dict[int, bool] = {}  # per channel: the last result was a fallback
+        self._qc_sent_s: dict[int, float] = {}
 
     def set_raw_view(self, view: str) -> None:
         """Publish pattern 0 ("frame") or the wide-field mean ("wide-field") under 'raw'."""
@@ -98,6 +117,9 @@ class DisplayOutlet:
         too recently."""
         self._acquired_s[point.index] = acquired_s
         self._acquired_s.pop(point.index - _ACQUIRED_KEPT, None)
+        with self._lock:
+            if not self._has_viewers():
+                return
         now = time.monotonic()
         for raw in point.sets:
             if raw.channel != self.display_channel:
@@ -120,6 +142,7 @@ class DisplayOutlet:
         """Publish a worker's SR image (display channel, at most ``max_hz``) or IMC split."""
         head = message.header
         if head.kind is Kind.SR_RESULT:
+            self._offer_qc(message)
             topic = "sr"
             if head.channel != self.display_channel:
                 return
@@ -134,11 +157,45 @@ class DisplayOutlet:
         if message.array.dtype == np.uint16:  # as the run stores it: value = stored x scale
             info["sr_scale"] = float(head.info.get("sr_scale", run_file.SR_SCALE))
         with self._lock:
+            if not self._has_viewers():
+                return
             if topic == "sr" and not self._sr_limit.ready(time.monotonic()):
                 return
             header = header_for(head.kind, self.run_id, head.sequence, message.array,
                                 time_point=head.time_point, channel=head.channel, info=info)
             self.publisher.publish(topic, header, message.array)
+
+    def _offer_qc(self, message: Message) -> None:
+        """Under 'qc', for every channel: each SR result that carries a trust record (its block
+        map as the payload, float32 (my, mx)); a result made by Wiener SIM in place of the
+        network (with its ``auto:`` reason flag) when the channel was not in fallback, and again
+        every QC_REPEAT_S while it stays so; the first result after a fallback ends."""
+        head = message.header
+        trust = head.info.get("trust")
+        method = str(head.info.get("model_name", ""))
+        flags = [str(f) for f in head.info.get("flags") or ()
+                 if str(f).startswith(AUTO_FLAG_PREFIX)]
+        fallback = bool(is_fallback(method, flags))
+        was_fallback = self._fallback.get(head.channel, False)
+        now = time.monotonic()
+        repeat = now - self._qc_sent_s.get(head.channel, -1e9) >= QC_REPEAT_S
+        if trust is None and fallback == was_fallback and not (fallback and repeat):
+            return
+        self._fallback[head.channel] = fallback
+        self._qc_sent_s[head.channel] = now
+        info: dict[str, Any] = {
+            "photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
+            "model_name": method, "flags": flags,
+            "acquired_s": self._acquired_s.get(head.time_point, 0.0)}
+        array = np.full((1, 1), np.nan, np.float32)
+        if trust is not None:
+            info["trust"] = trust
+            array = np.asarray(trust["raw_chi2_map"], dtype=np.float32)
+        with self._lock:
+            header = header_for(Kind.SR_RESULT, self.run_id, head.sequence, array,
+                                time_point=head.time_point, channel=head.channel,
+                                laser_nm=head.laser_nm, info=info)
+            self.publisher.publish("qc", header, array)
 
     def _send(self, topic: str, kind: Kind, array: np.ndarray, fields: dict[str, Any]) -> None:
         with self._lock:

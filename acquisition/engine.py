@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -144,6 +144,15 @@ class SequenceChecker:
 _FREE_REFERENCES = 3  # a pooled buffer nobody else holds: the pool's list, the loop, the call
 
 
+class BufferSource(Protocol):
+    """Where the engine groups a time point's frames: :class:`SetBufferPool` (heap) or the
+    run's shared-memory ring (`acquisition.raw_ring.RawRing`)."""
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised uint16 array of ``shape`` that nothing else references."""
+        ...
+
+
 class SetBufferPool:
     """Reused (C, P, Y, X) uint16 buffers for the sets of a time point.
 
@@ -155,8 +164,11 @@ class SetBufferPool:
     the extra ones are let go, so memory follows the number of sets in flight.
     """
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_idle: int = 4) -> None:
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_idle: int = 4,
+                 dtype: type[np.generic] = np.uint16) -> None:
+        """``dtype``: of the buffers handed out (the recorder pools float32 wide-fields)."""
         self.max_bytes = max_bytes
+        self.dtype = np.dtype(dtype)
         self.max_idle = max_idle
         self._buffers: list[np.ndarray] = []
         self.reused = 0
@@ -166,7 +178,7 @@ class SetBufferPool:
         return len(self._buffers)
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
-        """An uninitialised uint16 array of ``shape`` that nothing else references."""
+        """An uninitialised array of ``shape`` (the pool's dtype) nothing else references."""
         if self._buffers and self._buffers[0].shape != shape:
             self._buffers = []  # a new frame shape (ROI): the old buffers die with their users
         chosen: np.ndarray | None = None
@@ -185,16 +197,16 @@ class SetBufferPool:
         if chosen is not None:
             self.reused += 1
             return chosen
-        buffer = np.empty(shape, dtype=np.uint16)
+        buffer = np.empty(shape, dtype=self.dtype)
         self.made += 1
         if (len(self._buffers) + 1) * buffer.nbytes <= self.max_bytes:
             self._buffers.append(buffer)
         return buffer
 
 
-def group_sets(time_point: int, frames: Sequence[Any], channel_lasers: Sequence[int],
+def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: Sequence[int],
                n_patterns: int, frame_shape: tuple[int, int] | None = None,
-               pool: SetBufferPool | None = None) -> tuple[list[RawSet], list[Gap]]:
+               pool: BufferSource | None = None) -> tuple[list[RawSet], list[Gap]]:
     """Sort tagged frames into per-channel (P, Y, X) sets; missing patterns leave zeros + -1.
 
     With a ``pool`` the sets are views of a reused buffer (see :class:`SetBufferPool`).
@@ -248,11 +260,12 @@ class AcquisitionEngine:
                  n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
                  on_time_point: Callable[[TimePoint], None] | None = None,
                  max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
-                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None
-                 ) -> None:
+                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None,
+                 buffers: BufferSource | None = None) -> None:
         """``rows`` (multi-D): row n is taken at ``rows[n]``'s stage target after ``stage``
         moved there, on the schedule of its time index (every row of a time index starts as
-        soon as the one before it ends)."""
+        soon as the one before it ends). ``buffers``: where sets are grouped (default: a
+        :class:`SetBufferPool`; a run's shared-memory ring)."""
         self.source = source
         self.plan = plan
         self.channel_lasers = tuple(int(x) for x in channel_lasers)
@@ -265,10 +278,10 @@ class AcquisitionEngine:
         self._checker = SequenceChecker()
         self._stop = threading.Event()
         self._live_thread: threading.Thread | None = None
-        self._stream: Iterator[Any] | None = None
+        self._stream: Iterator[TaggedFrame] | None = None
         self._stream_next = -1
         self._end_time_point: int | None = None
-        self._pool = SetBufferPool()
+        self._pool: BufferSource = buffers if buffers is not None else SetBufferPool()
         self.report = EngineReport()
         if rows is not None and stage is None and any(
                 (r.x_um, r.y_um, r.z_um, r.z_offset_um) != (None,) * 4 for r in rows):
@@ -306,7 +319,7 @@ class AcquisitionEngine:
             if self.interval_s == 0 or later_row:
                 scheduled = started  # continuous, or a later row of its time point: no drift
             failure = self._move_stage(t)
-            frames: list[Any] = []
+            frames: list[TaggedFrame] = []
             if failure is None:
                 frames, failure = self._acquire(t)
             failure_gaps: list[Gap] = []
@@ -375,8 +388,8 @@ class AcquisitionEngine:
             return exc
         return None
 
-    def _failure_gap(self, t: int, frames: list[Any], failure: RigError
-                     ) -> tuple[list[Any], Gap]:
+    def _failure_gap(self, t: int, frames: list[TaggedFrame], failure: RigError
+                     ) -> tuple[list[TaggedFrame], Gap]:
         """The frames of a failed time point that can be trusted, and the rig-error gap.
 
         A :class:`SequenceMismatch` means the devices lost step somewhere in this time point:
@@ -392,20 +405,20 @@ class AcquisitionEngine:
                        "lost sync, so their pattern labels cannot be trusted")
         return trusted, Gap(t, -1, expected - len(trusted), detail, "rig_error")
 
-    def change_plan(self, plan: Any) -> None:
+    def change_plan(self, plan: SequencePlan) -> None:
         """Acquire with ``plan`` from the next time point on (devices armed for the rest of the
         run are re-armed with it). Call between time points, i.e. from ``on_time_point``."""
         self.plan = plan
         self._close_stream()
 
-    def _acquire(self, t: int) -> tuple[list[Any], RigError | None]:
+    def _acquire(self, t: int) -> tuple[list[TaggedFrame], RigError | None]:
         """Frames of time point ``t`` as they stream in; on a rig error keep what arrived.
 
         With a known end and a source offering ``stream(plan, time_points, timeout_s)`` the
         devices are armed once for the rest of the run (one trigger burst per time point);
         after an error a fresh stream starts at the next time point.
         """
-        frames: list[Any] = []
+        frames: list[TaggedFrame] = []
         n_frames = len(self.channel_lasers) * self.n_patterns
         try:
             if self._end_time_point is not None and hasattr(self.source, "stream"):

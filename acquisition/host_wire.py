@@ -59,11 +59,6 @@ class ControlClient:
         self.socket.send(pack({"cmd": cmd, **args}))
         self._awaiting = True
 
-    @property
-    def awaiting(self) -> bool:
-        """True while a sent command has had no reply yet."""
-        return self._awaiting
-
     def poll_reply(self, timeout_ms: int = 0) -> dict[str, Any] | None:
         """The reply to the last command, or None if none arrived within ``timeout_ms``."""
         if not self._awaiting or not self._poller.poll(timeout_ms):

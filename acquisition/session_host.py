@@ -16,11 +16,11 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import zmq
 
@@ -34,6 +34,38 @@ from calibration.photon_calibration import PhotonCalibration
 from hardware.rig import Rig
 
 logger = logging.getLogger(__name__)
+
+Reply = dict[str, object]  # a control reply to the GUI (msgpack map)
+
+
+class HostEventRecord(TypedDict):
+    """One event as the GUI receives it in a status reply."""
+
+    id: int
+    level: str
+    text: str
+    wall_s: float
+
+
+class CameraInfo(TypedDict):
+    """What the GUI needs of the camera: frame shape, pixel size, laser lines, the photon
+    count's offset and electrons per ADU, bit depth (saturation) and the rig it came from."""
+
+    shape: list[int]
+    pixel_size_nm: float
+    lines_nm: list[int]
+    offset_adu: float
+    electrons_per_adu: float
+    bit_depth: int
+    rig: str
+
+
+def _number(request: Mapping[str, object], key: str, default: float) -> float:
+    """A numeric field of a GUI request; ValueError naming the field when it is not one."""
+    value = request.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"request field {key!r} must be a number, got {value!r}")
+    return float(value)
 
 MAX_EVENTS = 500
 FINISH_WITHIN_S = 45.0  # default limit for outstanding SR when a recording is stopped to quit
@@ -64,10 +96,10 @@ class EventLog:
             self._events.append(HostEvent(self._next_id, level, text, time.time()))
             self._next_id += 1
 
-    def since(self, event_id: int) -> list[dict[str, Any]]:
+    def since(self, event_id: int) -> list[HostEventRecord]:
         """Events with id greater than ``event_id``, oldest first."""
         with self._lock:
-            return [{"id": e.event_id, "level": e.level, "text": e.text, "wall_s": e.wall_s}
+            return [HostEventRecord(id=e.event_id, level=e.level, text=e.text, wall_s=e.wall_s)
                     for e in self._events if e.event_id > event_id]
 
 
@@ -107,7 +139,7 @@ class OpenedRig:
     photon calibration when it is known without a calibration file (the emulator's)."""
 
     rig: Rig
-    camera: dict[str, Any]  # shape, pixel_size_nm, lines_nm, offset_adu, electrons_per_adu, rig
+    camera: CameraInfo
     photons: PhotonCalibration | None = None
 
 
@@ -122,7 +154,7 @@ class SessionHost:
     def __init__(self, open_rig: RigOpener, folder: Path, size_px: tuple[int, int] = (128, 128),
                  resizable: bool = False, live_interval_s: float = 0.05,
                  context: zmq.Context | None = None, display_endpoint: str | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: Mapping[str, object] | None = None) -> None:
         self.open_rig = open_rig
         self.resizable = resizable  # an emulator reopens at a protocol's ROI; a rig sets its ROI
         self.metadata = dict(metadata or {})
@@ -137,7 +169,7 @@ class SessionHost:
         self.live: RunSession | None = None
         self.live_protocol: Protocol | None = None
         self.recording: RecordingThread | None = None
-        self.last_run: dict[str, Any] = {}  # outcome of the newest finished recording
+        self.last_run: dict[str, object] = {}  # outcome of the newest finished recording
         self._n_live = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-command")
         self.busy: Future[None] | None = None
@@ -147,15 +179,15 @@ class SessionHost:
 
     # --- commands -----------------------------------------------------------------------------
 
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, request: Mapping[str, object]) -> Reply:
         """Answer one GUI command; failures come back as ``{"ok": False, "error": ...}``."""
         cmd = request.get("cmd")
         try:
             if cmd == "status":
-                return self.status(int(request.get("since", 0)))
+                return self.status(int(_number(request, "since", 0)))
             if cmd == "live":
                 protocol = self._protocol(request["protocol"])
-                channel = int(request.get("display_channel", 0))
+                channel = int(_number(request, "display_channel", 0))
                 return self._later("live", lambda: self.start_live(protocol, channel))
             if cmd == "display":  # what the window's raw view shows: "frame" / "wide-field"
                 self.outlet.set_raw_view(str(request.get("raw_view", "frame")))
@@ -164,12 +196,13 @@ class SessionHost:
                 return self._later("stop_live", self.stop_live)
             if cmd == "record":
                 protocol = self._protocol(request["protocol"])
-                channel = int(request.get("display_channel", 0))
+                channel = int(_number(request, "display_channel", 0))
                 return self._later("record", lambda: self.start_record(protocol, channel))
             if cmd == "stop_record":  # optional: finish_within_s (drain limit), resume (live)
                 if self.recording is not None:
-                    within = request.get("finish_within_s")
-                    self.recording.stop(None if within is None else float(within),
+                    within = (None if request.get("finish_within_s") is None
+                              else _number(request, "finish_within_s", 0.0))
+                    self.recording.stop(within,
                                         resume=bool(request.get("resume", True)))
                 return {"ok": True}
             if cmd == "quit":
@@ -180,7 +213,7 @@ class SessionHost:
             return {"ok": False, "error": text}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
-    def _later(self, name: str, action: Callable[[], Any]) -> dict[str, Any]:
+    def _later(self, name: str, action: Callable[[], object]) -> Reply:
         """Run a slow command (worker start/stop) off the control thread; errors become events."""
         def run() -> None:
             try:
@@ -192,7 +225,7 @@ class SessionHost:
         self.busy = self._executor.submit(run)
         return {"ok": True, "accepted": name}
 
-    def _protocol(self, data: Any) -> Protocol:
+    def _protocol(self, data: object) -> Protocol:
         if isinstance(data, Protocol):
             return data
         if not isinstance(data, dict):
@@ -215,8 +248,8 @@ class SessionHost:
             self.rig.camera.set_roi(roi.x, roi.y, roi.width, roi.height)
             self.camera["shape"] = [int(n) for n in self.rig.camera.shape]
 
-    def start_live(self, data: Protocol | dict[str, Any], display_channel: int = 0
-                   ) -> dict[str, Any]:
+    def start_live(self, data: Protocol | Mapping[str, object], display_channel: int = 0
+                   ) -> Reply:
         """Start live view, or apply new powers/exposures to the running one."""
         recording = self.recording
         if (recording is not None and recording.is_alive()
@@ -246,7 +279,7 @@ class SessionHost:
     @staticmethod
     def _same_pipeline(old: Protocol, new: Protocol) -> bool:
         """True when only powers/exposures differ (no restart of camera or worker needed)."""
-        def key(p: Protocol) -> tuple[Any, ...]:
+        def key(p: Protocol) -> tuple[object, ...]:
             return (p.mode, p.roi, p.imc, p.imc_model, p.calibration,
                     tuple((c.laser_nm, c.reconstruction) for c in p.channels))
         return key(old) == key(new)
@@ -265,8 +298,8 @@ class SessionHost:
                           options=options, context=self.context, photon_calibration=self.photons,
                           outlet=self.outlet, on_event=self.events.add, **extra)
 
-    def start_record(self, data: Protocol | dict[str, Any], display_channel: int = 0
-                     ) -> dict[str, Any]:
+    def start_record(self, data: Protocol | Mapping[str, object], display_channel: int = 0
+                     ) -> Reply:
         """Stop live view and record the protocol with a RunSession on a thread."""
         if self.recording is not None and self.recording.is_alive():
             raise RuntimeError("a recording is already running")
@@ -287,10 +320,10 @@ class SessionHost:
         shape = self.rig.camera.shape
         return int(shape[0]), int(shape[1])
 
-    def status(self, since: int = 0) -> dict[str, Any]:
+    def status(self, since: int = 0) -> Reply:
         """Counters for the status panel, plus events newer than ``since``."""
         busy = self.busy is not None and not self.busy.done()
-        base: dict[str, Any] = {"ok": True, "camera": self.camera, "busy": busy,
+        base: Reply = {"ok": True, "camera": self.camera, "busy": busy,
                                 "display_endpoint": self.display_endpoint,
                                 "last_run": self.last_run,
                                 "events": self.events.since(since), "pid": os.getpid()}
@@ -383,7 +416,7 @@ class RecordingThread(threading.Thread):
         self._last_bytes = progress.bytes_written
         self.progress = progress
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Reply:
         """Counters of the recording for the GUI."""
         p = self.progress
         session = self.session

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgpack
 import numpy as np
+import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 WIRE_VERSION = 1
@@ -33,6 +34,8 @@ MAX_ID_LEN = 64
 MAX_TEXT_LEN = 4_096
 ALLOWED_DTYPES = frozenset({"uint8", "uint16", "float32"})
 DISPLAY_LENGTH = struct.Struct("<I")
+# one message part: received (zero-copy or not) or as `encode` made it
+Frame = zmq.Frame | bytes | memoryview | np.ndarray
 
 
 class Kind(StrEnum):
@@ -199,11 +202,15 @@ class EventInfo(_Strict):
 
 
 class ImageInfo(_Strict):
-    """Raw and wide-field images on the display stream."""
+    """Raw and wide-field images on the display stream; a raw set sent by reference names
+    its place in the run's shared-memory ring (acquisition.raw_ring) instead of a payload."""
 
     photon_count_e: float = math.nan
     sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
     acquired_s: NonNegative = 0.0
+    ring_slot: Annotated[int, Field(ge=0, le=65_535)] | None = None
+    ring_offset: Annotated[int, Field(ge=0, le=MAX_PAYLOAD_BYTES)] | None = None
+    ring_generation: Count | None = None
 
 
 INFO_SCHEMAS: dict[Kind, type[_Strict]] = {
@@ -237,7 +244,7 @@ class HeaderSchema(_Strict):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_enum_values=False)
 
 
-def _coerce_kind(data: dict[str, Any]) -> None:
+def _coerce_kind(data: dict[str, object]) -> None:
     """Strict mode wants a Kind instance: map the wire string (or refuse it) first."""
     kind = data.get("kind")
     if not isinstance(kind, str):
@@ -266,7 +273,7 @@ def _describe(exc: ValidationError, where: str) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def unpack_map(raw: bytes, max_bytes: int, what: str) -> dict[str, Any]:
+def unpack_map(raw: bytes, max_bytes: int, what: str) -> dict[str, object]:
     """Decode msgpack bytes that must hold a map (a header or a control message)."""
     if len(raw) > max_bytes:
         raise WireError(f"{what} of {len(raw)} bytes exceeds {max_bytes}")
@@ -280,7 +287,7 @@ def unpack_map(raw: bytes, max_bytes: int, what: str) -> dict[str, Any]:
     return data
 
 
-def validate_header(data: dict[str, Any]) -> Header:
+def validate_header(data: Mapping[str, object]) -> Header:
     """Check a decoded header map against the schema (envelope, then its kind's info)."""
     data = dict(data)
     if "version" in data and data["version"] != WIRE_VERSION:
@@ -316,7 +323,8 @@ def parse_header(raw: bytes) -> Header:
 
 
 def encode(header: Header, array: np.ndarray | None = None) -> list[Any]:
-    """Frames for ``send_multipart(..., copy=False)``: header bytes and the array's own buffer."""
+    """Frames for ``send_multipart(..., copy=False)``: header bytes and the array's own buffer
+    (typed ``Any``: pyzmq's stubs take an ndarray as a buffer only on Python >= 3.12)."""
     if array is None:
         array = np.empty((0,), dtype=np.uint8)
     if not array.flags.c_contiguous:
@@ -337,11 +345,32 @@ def header_for(kind: Kind, run_id: str, sequence: int, array: np.ndarray | None,
     return Header(kind=kind, run_id=run_id, sequence=sequence, shape=shape, dtype=dtype, **fields)
 
 
-def decode(frames: Sequence[Any]) -> Message:
-    """Validate a received [header, payload] message and view its payload; raise WireError."""
+class PayloadRing(Protocol):
+    """Where payloads sent by reference live (the worker's ``acquisition.raw_ring.RingReader``)."""
+
+    def view(self, header: Header) -> np.ndarray:
+        """The array the header names; WireError when it cannot be resolved."""
+        ...
+
+
+def decode(frames: Sequence[Frame], ring: PayloadRing | None = None) -> Message:
+    """Validate a received [header, payload] message and view its payload; raise WireError.
+
+    A raw set whose header names a ring slot (``info.ring_slot``) has an empty payload frame;
+    its array is resolved in ``ring``, which a receiver without one refuses.
+    """
     if len(frames) != 2:
         raise WireError(f"expected 2 frames [header, payload], got {len(frames)}")
     header = parse_header(_as_bytes(frames[0]))
+    if header.info.get("ring_slot") is not None:
+        if header.kind is not Kind.RAW_SET:
+            raise WireError(f"a {header.kind} message cannot name a ring slot")
+        if _as_buffer(frames[1]).nbytes:
+            raise WireError("a ring reference must come with an empty payload frame")
+        if ring is None:
+            raise WireError("message names a shared-memory ring slot, but this receiver maps "
+                            "no ring")
+        return Message(header, ring.view(header))
     return Message(header, _payload_array(header, _as_buffer(frames[1])))
 
 
@@ -388,17 +417,21 @@ def _payload_array(header: Header, payload: memoryview) -> np.ndarray:
     return np.frombuffer(payload, dtype=dtype).reshape(header.shape)
 
 
-def _as_bytes(frame: Any) -> bytes:
+def _as_bytes(frame: Frame) -> bytes:
     if isinstance(frame, bytes):
         return frame
-    buffer = getattr(frame, "bytes", None)
-    if isinstance(buffer, bytes):
-        return buffer
-    return bytes(memoryview(frame))
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes
+    if isinstance(frame, np.ndarray):
+        return frame.tobytes()
+    return bytes(frame)
 
 
-def _as_buffer(frame: Any) -> memoryview:
-    buffer = getattr(frame, "buffer", None)
-    if isinstance(buffer, memoryview):
-        return buffer.cast("B") if buffer.format != "B" else buffer
-    return memoryview(frame).cast("B")
+def _as_buffer(frame: Frame) -> memoryview:
+    if isinstance(frame, zmq.Frame):
+        view = frame.buffer
+    elif isinstance(frame, np.ndarray):
+        view = frame.data
+    else:
+        view = memoryview(frame)
+    return view.cast("B") if view.format != "B" else view

@@ -20,9 +20,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hardware.rig import Rig
 
 logger = logging.getLogger(__name__)
 
@@ -458,7 +461,7 @@ def default_flat_exposures_ms(
 
 
 def calibrate_camera(
-    rig: Any,
+    rig: Rig,
     laser_nm: int,
     power_pct: float = 5.0,
     n_frames: int = 200,

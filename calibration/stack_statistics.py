@@ -142,6 +142,32 @@ def estimate_gain_and_offset(
     return float(slope), float(-intercept / slope)
 
 
+def electrons_per_orientation(
+    frames_adu: np.ndarray, cutoff_cycles_per_px: float, n_orientations: int = 3
+) -> tuple[np.ndarray, list[float], list[float]]:
+    """(P, Y, X) frames -> photo-electrons with a gain and offset per orientation, each read
+    from that orientation's own out-of-band noise (:func:`estimate_gain_and_offset`).
+
+    Stacks that were intensity-stretched per orientation (as published test stacks often are)
+    otherwise reach a network with a different offset and scale per orientation, which it reads
+    as illumination structure. Returns (frames in e-, gains ADU/e-, offsets ADU)."""
+    frames = np.asarray(frames_adu, dtype=np.float64)
+    if frames.ndim != 3 or frames.shape[0] % n_orientations:
+        raise StackStatisticsError(
+            f"frames {frames.shape} do not split into {n_orientations} orientations"
+        )
+    per = frames.shape[0] // n_orientations
+    electrons = np.empty_like(frames)
+    gains, offsets = [], []
+    for o in range(n_orientations):
+        block = frames[o * per : (o + 1) * per]
+        gain, offset = estimate_gain_and_offset(block, cutoff_cycles_per_px)
+        electrons[o * per : (o + 1) * per] = (block - offset) / gain
+        gains.append(gain)
+        offsets.append(offset)
+    return electrons.astype(np.float32), gains, offsets
+
+
 def _background_and_signal(
     widefield_e: np.ndarray, pixel_size_nm: float, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -105,8 +105,9 @@ class HostLink:
         self.display_endpoint = display_endpoint
         self.process = process
         self.on_event = on_event or (lambda level, text: None)
-        self.subscribers = {topic: DisplaySubscriber(self.context, display_endpoint, topic)
-                            for topic in ("raw", "set", "sr", "imc")}
+        self.subscribers = {topic: DisplaySubscriber(self.context, display_endpoint, topic,
+                                                     conflate=topic != "qc")
+                            for topic in ("raw", "set", "sr", "imc", "qc")}
         self.state = HostState(last_reply_s=time.monotonic())
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._in_flight: tuple[str, float] | None = None

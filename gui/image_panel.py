@@ -30,7 +30,7 @@ from gui.contrast import (
     nice_length,
     percentile_levels,
 )
-from gui.display_cost import thread_cpu_s
+from gui.display_stages import stage
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class TableImageItem(pg.ImageItem):
     Anything else (float images) is drawn by pyqtgraph's own path.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, paint_stage: str = "image_paint") -> None:
         super().__init__(axisOrder="row-major")
+        self.paint_stage = paint_stage  # the display stage its paint runs in
         self.value_scale = 1.0
         self.display_levels: tuple[float, float] | None = None
         self.saturation_value: float | None = None
@@ -59,7 +60,6 @@ class TableImageItem(pg.ImageItem):
         self._table_key: tuple[object, ...] = ()
         self._rgb32: np.ndarray | None = None
         self.images_painted = 0  # distinct images that reached the screen
-        self.paint_cpu_s = 0.0  # GUI-thread CPU in paint: colouring + Qt drawing the image
         self._painted_image: np.ndarray | None = None
 
     def colour_table(self, dtype: np.dtype) -> np.ndarray | None:
@@ -78,10 +78,9 @@ class TableImageItem(pg.ImageItem):
         return self._table
 
     def paint(self, painter: QtGui.QPainter, *args: object) -> None:
-        """Draw (colouring first when the image changed), counting the CPU it takes."""
-        start = thread_cpu_s()
-        super().paint(painter, *args)
-        self.paint_cpu_s += thread_cpu_s() - start
+        """Draw (colouring first when the image changed), as a display stage."""
+        with stage(self.paint_stage):
+            super().paint(painter, *args)
         if self.image is not None and self.image is not self._painted_image:
             self._painted_image = self.image
             self.images_painted += 1
@@ -104,21 +103,14 @@ class TableImageItem(pg.ImageItem):
         self._unrenderable = False
 
 
-class TimedLayoutWidget(pg.GraphicsLayoutWidget):
-    """A GraphicsLayoutWidget that counts the GUI-thread CPU of its paint events (the scene
-    around the image included), so `livesim bench gui` can say where Qt's time goes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paint_cpu_s = 0.0
-        self.paints = 0
+class StagedLayoutWidget(pg.GraphicsLayoutWidget):
+    """A GraphicsLayoutWidget whose paint events (the scene around the image included) run as
+    the ``view_paint`` display stage, so `livesim bench gui` can say where Qt's time goes."""
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 (Qt override)
-        """Paint the exposed part of the scene, counting the CPU it takes."""
-        start = thread_cpu_s()
-        super().paintEvent(event)
-        self.paint_cpu_s += thread_cpu_s() - start
-        self.paints += 1
+        """Paint the exposed part of the scene."""
+        with stage("view_paint"):
+            super().paintEvent(event)
 
 
 class ImagePanel(QtWidgets.QWidget):
@@ -126,7 +118,7 @@ class ImagePanel(QtWidgets.QWidget):
 
     def __init__(self, title: str, colourmap: str = "grey", saturation_value: float | None = None,
                  parent: QtWidgets.QWidget | None = None, value_unit: str = "",
-                 spectrum: bool = False) -> None:
+                 spectrum: bool = False, paint_stage: str = "image_paint") -> None:
         super().__init__(parent)
         self.title = title
         self.value_unit = value_unit  # the cursor readout's unit ('ADU'; '' for SR)
@@ -143,7 +135,7 @@ class ImagePanel(QtWidgets.QWidget):
         self._last_levels_s = -1e9
         self._need_auto = True
 
-        self.graphics = TimedLayoutWidget()
+        self.graphics = StagedLayoutWidget()
         self.graphics.setMinimumSize(160, 160)
         # the view fills every pixel with its background: Qt need not repaint the widgets
         # behind it on each new image (-0.3 to 0.6 ms per raw + SR update pair)
@@ -152,14 +144,18 @@ class ImagePanel(QtWidgets.QWidget):
         self.label = self.graphics.addLabel(title, row=0, col=0, colspan=3, justify="left")
         self.view = self.graphics.addViewBox(row=1, col=1, lockAspect=True, invertY=True,
                                              enableMenu=False)
-        # µm axes: drawn again only when the view's range changes, not per image
+        # µm axes: drawn again only when the view's range changes, not per image. The left
+        # axis's text space only grows: if it also shrank (pyqtgraph's default), a view that
+        # re-fits its image on resize could loop for ever at some widths (narrower tick labels
+        # -> narrower axis -> wider view -> new fitted range -> wider labels -> ...)
         self.axes = {side: pg.AxisItem(side) for side in ("left", "bottom")}
         for side, axis in self.axes.items():
+            axis.setStyle(autoReduceTextSpace=False)
             axis.linkToView(self.view)
             axis.setLabel("µm" if side == "bottom" else "")
             self.graphics.addItem(axis, row=1 if side == "left" else 2,
                                   col=0 if side == "left" else 1)
-        self.item = TableImageItem()
+        self.item = TableImageItem(paint_stage)
         self.item.saturation_value = saturation_value
         self.pixel_scale = 1.0  # view units per image pixel (raw drawn on the SR grid)
         self.decimation = 1  # image pixels per drawn pixel (zoomed out: fewer to colour)
@@ -174,6 +170,19 @@ class ImagePanel(QtWidgets.QWidget):
         self.overlay.setZValue(1)
         self.overlay.setVisible(False)  # shown only while it has pixels: a visible empty item
         self.view.addItem(self.overlay)  # still costs Qt's scene walk ~0.1 ms per paint
+        # an optional value map over part of the image (the SR view's trust map): RGBA colours
+        # on a rectangle in view units, its values in the cursor readout, a legend in the corner
+        self.map_item = pg.ImageItem(axisOrder="row-major")
+        self.map_item.setZValue(2)
+        self.map_item.setVisible(False)
+        self.view.addItem(self.map_item)
+        self.map_values: np.ndarray | None = None
+        self.map_rect = QtCore.QRectF()
+        self.map_name = ""
+        self.map_legend = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(0, 0, 0, 170))
+        self.map_legend.setParentItem(self.view)  # view pixels: never part of the fitted range
+        self.map_legend.setPos(4, 4)
+        self.map_legend.setVisible(False)
         self.histogram = pg.HistogramLUTItem(gradientPosition="right", orientation="vertical")
         self.histogram.setImageItem(self.item)
         # the LUT is ours (colour map, gamma), not the gradient's
@@ -442,6 +451,34 @@ class ImagePanel(QtWidgets.QWidget):
         self.scale_bar.text.setText(f"{length_um:g} µm")
         self.scale_bar.updateBar()
 
+    def show_map(self, values: np.ndarray, rgba: np.ndarray,
+                 rect: tuple[float, float, float, float], name: str, legend_html: str) -> None:
+        """Draw ``rgba`` (my, mx, 4) over ``rect`` (x, y, width, height in view units); the
+        cursor readout adds ``name`` and the block's value from ``values`` (my, mx)."""
+        self.map_values = np.asarray(values, dtype=np.float32)
+        self.map_rect = QtCore.QRectF(*rect)
+        self.map_name = name
+        self.map_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.map_item.setRect(self.map_rect)
+        self.map_item.setVisible(True)
+        self.map_legend.setHtml(legend_html)
+        self.map_legend.setVisible(True)
+
+    def hide_map(self) -> None:
+        """Remove the value map (its values leave the readout too)."""
+        self.map_values = None
+        self.map_item.setVisible(False)
+        self.map_legend.setVisible(False)
+
+    def map_value(self, x_unit: float, y_unit: float) -> float | None:
+        """The map's value at a view position (None: no map there)."""
+        values, rect = self.map_values, self.map_rect
+        if values is None or not rect.contains(QtCore.QPointF(x_unit, y_unit)):
+            return None
+        row = int((y_unit - rect.y()) / rect.height() * values.shape[0])
+        col = int((x_unit - rect.x()) / rect.width() * values.shape[1])
+        return float(values[min(row, values.shape[0] - 1), min(col, values.shape[1] - 1)])
+
     def cursor_text(self, x_unit: float, y_unit: float) -> str:
         """'x 1.23 µm  y 4.56 µm  [row, col]  value' at a view position ('' outside)."""
         image = self.image
@@ -456,7 +493,9 @@ class ImagePanel(QtWidgets.QWidget):
         where = (f"x {x_unit * self.um_per_unit:.2f} µm  y {y_unit * self.um_per_unit:.2f} µm"
                  if self.um_per_unit > 0 else f"x {x_unit:.1f}  y {y_unit:.1f}")
         unit = f" {self.value_unit}" if self.value_unit else ""
-        return f"{where}  [{row}, {col}]  value {shown}{unit}"
+        mapped = self.map_value(x_unit, y_unit)
+        extra = f"  {self.map_name} {mapped:.3g}" if mapped is not None else ""
+        return f"{where}  [{row}, {col}]  value {shown}{unit}{extra}"
 
     def _mouse_moved(self, scene_pos: QtCore.QPointF) -> None:
         if not self.view.sceneBoundingRect().contains(scene_pos):

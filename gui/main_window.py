@@ -23,7 +23,7 @@ from acquisition.rate_meter import RateMeter
 from acquisition.wire import Kind
 from gui.autopilot_panel import AutopilotPanel
 from gui.composite_panel import CompositePanel
-from gui.display_cost import DisplayCost, thread_cpu_s
+from gui.display_stages import stage
 from gui.host_link import HostLink
 from gui.image_panel import ImagePanel, link_views
 from gui.pattern_check import PatternCheck, PatternChecker
@@ -34,6 +34,13 @@ from gui.status_panel import (
     format_status,
     free_disk_bytes,
     sr_lag_s,
+)
+from gui.trust_panel import (
+    TrustLimits,
+    TrustPanel,
+    fallback_reason,
+    map_rect_sr,
+    trust_rgba,
 )
 
 logger = logging.getLogger(__name__)
@@ -169,14 +176,15 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._finish_timer.setInterval(FINISH_TICK_MS)
         self._finish_timer.timeout.connect(self._finish_tick)
         self.pattern_checker = PatternChecker()
-        self.cost = DisplayCost()  # GUI-thread CPU per display stage (bench figures)
         self._views_linked = False
         self._raw_scale = 0.0
+        self.qc_message: Any = None  # the newest 'qc' record with a trust map (display channel)
+        self.fallbacks: dict[int, str] = {}  # channel: why Wiener SIM replaced the network
 
         self.raw_panel = ImagePanel("Raw", "grey", saturation_value=RAW_SATURATION_ADU,
-                                    value_unit="ADU")
+                                    value_unit="ADU", paint_stage="raw_paint")
         self.sr_panel = ImagePanel("Super-resolved", "hot", saturation_value=SR_SATURATION,
-                                   spectrum=True)
+                                   spectrum=True, paint_stage="sr_paint")
         self.composite = CompositePanel()
         self.pattern = PatternPanel()
         self.editor = ProtocolEditor(lines_nm)
@@ -214,6 +222,11 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.imc_off_button = QtWidgets.QPushButton("IMC-SR off")
         self.imc_off_button.setToolTip("live view without the IMC-SR split")
         self.lag_box = QtWidgets.QWidget()
+        # `--model auto` (domain guard, photon count) made SR with Wiener SIM: why, per channel
+        self.fallback_warning = QtWidgets.QLabel()
+        self.fallback_warning.setWordWrap(True)
+        self.fallback_warning.setObjectName("warning")
+        self.fallback_warning.hide()
         self.sr_lag_s = 0.0
         self.roi_button = QtWidgets.QPushButton("Draw ROI")
         self.roi_button.setCheckable(True)
@@ -330,6 +343,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         side.setContentsMargins(4, 4, 4, 4)
         side.addLayout(buttons)
         side.addWidget(self.lag_box)
+        side.addWidget(self.fallback_warning)
         side.addWidget(record_box)
         side.addWidget(self.editor)
         side.addWidget(self.status)
@@ -368,6 +382,15 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.autopilot_dock.setWidget(self.autopilot_panel)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.autopilot_dock)
         self.autopilot_dock.hide()
+        # live trust: trend per channel and the SR view's trust-map overlay (shown with the
+        # first trust record)
+        self.trust_panel = TrustPanel()
+        self.trust_dock = QtWidgets.QDockWidget("Trust", self)
+        self.trust_dock.setObjectName("trust")
+        self.trust_dock.setWidget(self.trust_panel)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.trust_dock)
+        self.trust_dock.hide()
+        self.trust_panel.overlay_box.toggled.connect(self._trust_overlay_toggled)
 
     def _build_menus(self) -> None:
         """Menu bar with the keyboard shortcuts (Live, Record, Snapshot, Fit views, Quit)."""
@@ -405,6 +428,11 @@ class LiveWindow(QtWidgets.QMainWindow):
         action(view_menu, "fft", "SR &spectrum (FFT)", "Ctrl+F", self.sr_panel.fft.toggle)
         view_menu.addAction(self.events_dock.toggleViewAction())
         view_menu.addAction(self.autopilot_dock.toggleViewAction())
+        view_menu.addAction(self.trust_dock.toggleViewAction())
+        overlay = action(view_menu, "trust_map", "&Trust map on the SR view", "Ctrl+T",
+                         lambda *_args: self.trust_panel.overlay_box.setChecked(
+                             self.actions["trust_map"].isChecked()), checkable=True)
+        self.trust_panel.overlay_box.toggled.connect(overlay.setChecked)
         self.live_button.setToolTip("live view (Ctrl+L)")
         self.record_button.setToolTip("record to a new run file / stop (Ctrl+R)")
         self.snapshot_button.setToolTip("save the views as TIFF and PNG (Ctrl+Shift+S)")
@@ -618,55 +646,54 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def _tick(self) -> None:
         """Control tick: replies and status, pattern-check results; drains missed images."""
-        cost = self.cost
-        tick_start = thread_cpu_s()
-        self.ticks += 1
-        self.link.tick()
-        drained_s = 0.0
-        for topic in self.link.subscribers:  # a safety net: notifications normally do this
-            drained_s += self._display_ready(topic)
-        result = self.pattern_checker.take()
-        if result is not None:
-            self.pattern.show_result(result)
-        now = time.monotonic()
-        if now - self._last_status_s >= STATUS_PERIOD_S:
-            self._last_status_s = now
-            self._show_status()
-        cost.tick_s += thread_cpu_s() - tick_start - drained_s
+        with stage("tick"):
+            self.ticks += 1
+            self.link.tick()
+            for topic in self.link.subscribers:  # a safety net: notifications normally do this
+                self._display_ready(topic)
+            result = self.pattern_checker.take()
+            if result is not None:
+                self.pattern.show_result(result)
+            now = time.monotonic()
+            if now - self._last_status_s >= STATUS_PERIOD_S:
+                self._last_status_s = now
+                self._show_status()
 
-    def _display_ready(self, topic: str) -> float:
-        """Take the newest image of ``topic`` (if any) and show it; returns the CPU s spent."""
-        cost = self.cost
-        start = thread_cpu_s()
-        message = self.link.subscribers[topic].newest()
-        received = thread_cpu_s()
-        cost.receive_s += received - start
-        if message is not None:
-            self._show_message(topic, message)
-        spent = thread_cpu_s() - start
-        cost.tick_s += spent
-        return spent
+    def _display_ready(self, topic: str) -> None:
+        """Take the newest image of ``topic`` (every record of the unconflated 'qc') and show
+        it."""
+        with stage("tick"):
+            with stage("receive"):
+                subscriber = self.link.subscribers[topic]
+                if topic == "qc":  # unconflated: every record counts (the trend)
+                    messages = subscriber.drain()
+                else:
+                    newest = subscriber.newest()
+                    messages = [newest] if newest is not None else []
+            for message in messages:
+                self._show_message(topic, message)
 
     def _show_message(self, topic: str, message: Any) -> None:
-        cost = self.cost
-        start = thread_cpu_s()
         if topic == "raw":
-            self._show_raw(message)
-            self.raw_rate.add(1)
-            cost.raw_set_s += thread_cpu_s() - start
+            with stage("raw_set"):
+                self._show_raw(message)
+                self.raw_rate.add(1)
         elif topic == "set":
-            self._take_set(message)
-            cost.full_set_s += thread_cpu_s() - start
+            with stage("full_set"):
+                self._take_set(message)
             return
         elif topic == "sr":
-            self.sr_message = message
-            scale = (float(message.header.info.get("sr_scale", 1.0))
-                     if message.array.dtype == np.uint16 else 1.0)
-            self.sr_panel.set_image(message.array, f"t = {message.header.time_point}",
-                                    value_scale=scale)
-            self._match_raw_scale()
-            self.display_rate.add(1)
-            cost.sr_set_s += thread_cpu_s() - start
+            with stage("sr_set"):
+                self.sr_message = message
+                scale = (float(message.header.info.get("sr_scale", 1.0))
+                         if message.array.dtype == np.uint16 else 1.0)
+                self.sr_panel.set_image(message.array, f"t = {message.header.time_point}",
+                                        value_scale=scale)
+                self._match_raw_scale()
+                self.display_rate.add(1)
+        elif topic == "qc":
+            self._take_qc(message)
+            return
         elif topic == "imc":
             if not (message.array.ndim == 3 and message.array.shape[0] == 3):
                 return
@@ -677,6 +704,82 @@ class LiveWindow(QtWidgets.QMainWindow):
         else:
             return
         self.display_updates += 1
+
+    def _channel_name(self, channel: int, laser_nm: int = 0) -> str:
+        names = self.editor.channel_names()
+        if laser_nm > 0:
+            return f"{laser_nm} nm"
+        return names[channel] if 0 <= channel < len(names) else f"channel {channel}"
+
+    def _trust_limits(self, channel: int) -> TrustLimits:
+        """The limits the autopilot's trust check uses for ``channel`` (its defaults without)."""
+        try:
+            channels = self.editor.protocol(Path("unused.h5")).channels
+        except ProtocolError:
+            return TrustLimits.of(None)
+        return TrustLimits.of(channels[channel].autopilot if channel < len(channels) else None)
+
+    def _take_qc(self, message: Any) -> None:
+        """A 'qc' record: a trust record for the trend (and the overlay, display channel), and
+        the Wiener fallback state of its channel (warning, events)."""
+        head = message.header
+        info = head.info
+        channel = int(head.channel)
+        name = self._channel_name(channel, int(head.laser_nm))
+        trust = info.get("trust")
+        if isinstance(trust, dict):
+            if self.trust_dock.isHidden() and not self.trust_panel.history:
+                self.trust_dock.show()
+            if channel == self._display_channel_index():
+                self.trust_panel.set_limits(self._trust_limits(channel))
+            self.trust_panel.add_record(channel, name, int(head.time_point), trust)
+            self.status.values["trust"].setText(self.trust_panel.describe(channel))
+            if channel == self._display_channel_index():
+                self.qc_message = message
+                self._show_trust_map()
+        reason = fallback_reason(info)
+        before = self.fallbacks.get(channel)
+        if reason:
+            self.fallbacks[channel] = reason
+            if before is None:
+                self.events.add("warning", f"{name}: SR by Wiener SIM instead of the network "
+                                           f"from time point {head.time_point}: {reason}")
+        elif before is not None:
+            del self.fallbacks[channel]
+            self.events.add("info", f"{name}: SR by {info.get('model_name', 'the network')} "
+                                    f"again from time point {head.time_point}")
+        if reason or before is not None:
+            self._show_fallbacks()
+
+    def _show_fallbacks(self) -> None:
+        lines = [f"⚠ {self._channel_name(c)}: Wiener SIM instead of the network ({reason})"
+                 for c, reason in sorted(self.fallbacks.items())]
+        self.fallback_warning.setText("\n".join(lines))
+        self.fallback_warning.setVisible(bool(lines))
+
+    def _trust_overlay_toggled(self, on: bool) -> None:
+        if on:
+            self._show_trust_map()
+        else:
+            self.sr_panel.hide_map()
+
+    def _show_trust_map(self) -> None:
+        """The newest trust map of the display channel over the SR view (when the box is on)."""
+        message, sr = self.qc_message, self.sr_panel.image
+        if not self.trust_panel.overlay_box.isChecked() or message is None or sr is None:
+            return
+        values = np.asarray(message.array, dtype=np.float32)
+        raw = self.raw_panel.image
+        raw_shape = (int(raw.shape[0]), int(raw.shape[1])) if raw is not None else None
+        rect = map_rect_sr((values.shape[0], values.shape[1]), raw_shape,
+                           (int(sr.shape[0]), int(sr.shape[1])))
+        limit = self.trust_panel.limits.max_raw_chi2
+        middle = 1.0 + (limit - 1.0) / 2
+        legend = (f"<span style='color:#fff'>raw χ² t = {message.header.time_point}</span><br>"
+                  "<span style='color:#fff'>≤ 1 clear</span><br>"
+                  f"<span style='color:#ff9800'>■ {middle:.3g}</span> "
+                  f"<span style='color:#e53935'>■ ≥ {limit:g}</span>")
+        self.sr_panel.show_map(values, trust_rgba(values, limit), rect, "raw χ²", legend)
 
     def _show_raw(self, message: Any) -> None:
         """Draw a 'raw' image: one frame or the wide-field mean (a full set from an older
@@ -898,6 +1001,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         s.setValue("views/sr", json.dumps(self.sr_panel.settings()))
         s.setValue("views/link", self.link_box.isChecked())
         s.setValue("views/raw_source", self.raw_source.currentIndex())
+        s.setValue("views/trust_map", self.trust_panel.overlay_box.isChecked())
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
         s.setValue("splitters", json.dumps([
@@ -921,6 +1025,9 @@ class LiveWindow(QtWidgets.QMainWindow):
                 self.link_box.setChecked(str(s.value("views/link")).lower() in ("true", "1"))
             if s.contains("views/raw_source"):
                 self.raw_source.setCurrentIndex(int(str(s.value("views/raw_source"))))
+            if s.contains("views/trust_map"):
+                self.trust_panel.overlay_box.setChecked(
+                    str(s.value("views/trust_map")).lower() in ("true", "1"))
             geometry = s.value("geometry")
             if geometry is not None:
                 self.restoreGeometry(geometry)

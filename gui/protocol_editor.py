@@ -1,5 +1,6 @@
-"""Protocol editing: channels (laser line, power, exposure), mode, interval, time points, ROI,
-reconstruction, IMC-SR, output; load/save as TOML (the format `livesim run` reads).
+"""Protocol editing: channels (laser line, power, exposure, photon-budget autopilot), mode,
+interval, time points, ROI, reconstruction, IMC-SR, output; load/save as TOML (the format
+`livesim run` reads).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from acquisition.protocol import Protocol, ProtocolError
 logger = logging.getLogger(__name__)
 
 MAX_CHANNELS = 4
-RECONSTRUCTIONS = {"DFCAN-SIM": "dfcan-sim", "DFGAN-SIM": "dfgan-sim",
-                   "DFCAN-SISR": "dfcan-sisr", "Wiener": "wiener", "none": "none"}
+# "auto": per set DFCAN-SIM or Wiener SIM by domain and photon count (docs/trust.md)
+RECONSTRUCTIONS = {"auto": "auto", "DFCAN-SIM": "dfcan-sim",
+                   "DFGAN-SIM": "dfgan-sim", "DFCAN-SISR": "dfcan-sisr", "Wiener": "wiener",
+                   "none": "none"}
 MODES = {"SIM": "sim", "WF": "wf"}
 DEFAULT_LINES_NM = (405, 488, 560, 640)
+DEFAULT_AUTOPILOT_TARGET = 2.0  # SR error <= 2x the reconstruction's noiseless floor
 
 
 def unique_output(folder: Path, stem: str) -> Path:
@@ -64,7 +68,8 @@ def protocol_to_toml(data: dict[str, Any]) -> str:
 class ProtocolEditor(QtWidgets.QGroupBox):
     """Widgets for every protocol field; ``plan_changed`` fires on power/exposure edits (live
     view applies them without a restart), ``pipeline_changed`` on edits that restart live view
-    (channels, laser lines, mode, reconstruction, IMC-SR, ROI)."""
+    (channels, laser lines, mode, reconstruction, IMC-SR, ROI). The autopilot boxes emit
+    neither: the autopilot steers recordings only, so they never restart live view."""
 
     plan_changed = QtCore.Signal()
     pipeline_changed = QtCore.Signal()
@@ -79,7 +84,15 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         grid.addWidget(QtWidgets.QLabel("laser"), 0, 1)
         grid.addWidget(QtWidgets.QLabel("power"), 0, 2)
         grid.addWidget(QtWidgets.QLabel("exposure"), 0, 3)
+        grid.addWidget(QtWidgets.QLabel("autopilot"), 0, 4)
         self.enabled: list[QtWidgets.QCheckBox] = []
+        # per channel: the photon-budget autopilot (docs/autopilot.md), on/off and its target;
+        # the settings a loaded protocol gave (limits, margins, error model) are kept as they
+        # were and only target_error follows the box
+        self.autopilots: list[QtWidgets.QCheckBox] = []
+        self.autopilot_targets: list[QtWidgets.QDoubleSpinBox] = []
+        self._autopilot_settings: list[dict[str, Any]] = [
+            {"target_error": DEFAULT_AUTOPILOT_TARGET} for _ in range(MAX_CHANNELS)]
         self.lasers: list[QtWidgets.QComboBox] = []
         self.powers: list[QtWidgets.QDoubleSpinBox] = []
         self.exposures: list[QtWidgets.QDoubleSpinBox] = []
@@ -97,8 +110,32 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             exposure.setRange(0.1, 10_000.0)
             exposure.setSuffix(" ms")
             exposure.setValue(10.0)
+            autopilot = QtWidgets.QCheckBox()
+            autopilot.setToolTip(f"channel {row + 1}: photon-budget autopilot for recordings "
+                                 "(the least light that keeps the SR error within the target; "
+                                 "set between time points)")
+            target = QtWidgets.QDoubleSpinBox()
+            target.setDecimals(3)
+            target.setRange(0.001, 100.0)
+            target.setSingleStep(0.1)
+            target.setValue(DEFAULT_AUTOPILOT_TARGET)
+            target.setPrefix("≤ ")
+            target.setEnabled(False)
+            target.setToolTip("autopilot target_error: the SR error to stay within, in the error "
+                              "model's unit (default model: error / the reconstruction's "
+                              "noiseless floor)")
+            autopilot.toggled.connect(target.setEnabled)
+            target.valueChanged.connect(
+                lambda value, i=row: self._autopilot_settings[i].update(target_error=value))
+            ap_box = QtWidgets.QHBoxLayout()
+            ap_box.setSpacing(2)
+            ap_box.addWidget(autopilot)
+            ap_box.addWidget(target, 1)
             for col, widget in enumerate((on, laser, power, exposure)):
                 grid.addWidget(widget, row + 1, col)
+            grid.addLayout(ap_box, row + 1, 4)
+            self.autopilots.append(autopilot)
+            self.autopilot_targets.append(target)
             power.valueChanged.connect(lambda _value: self.plan_changed.emit())
             exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
             on.toggled.connect(lambda _on: self.pipeline_changed.emit())
@@ -115,6 +152,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.reconstruction = QtWidgets.QComboBox()
         self.reconstruction.addItems(list(RECONSTRUCTIONS))
         self.reconstruction.setCurrentText("DFCAN-SIM")
+        self.reconstruction.setToolTip("auto: per set DFCAN-SIM inside its training domain and "
+                                       "photon range, else Wiener SIM (the reason is shown)")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
         self.interval_s = QtWidgets.QDoubleSpinBox()
         self.interval_s.setRange(0.0, 86_400.0)
@@ -170,7 +209,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         folder.addWidget(self.folder_button)
         form.addRow("folder", folder)
         form.addRow("file name", self.stem)
-        grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 4)
+        grid.addLayout(form, MAX_CHANNELS + 1, 0, 1, 5)
 
     def choose_folder(self) -> str:
         """Pick the run-file folder with the desktop's folder dialog ('' when cancelled)."""
@@ -197,7 +236,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         """DFCAN-SISR reconstructs one wide-field frame; the SIM models need SIM sets."""
         if choice == "DFCAN-SISR":
             self.mode.setCurrentText("WF")
-        elif choice in ("DFCAN-SIM", "DFGAN-SIM", "Wiener") and self.mode.currentText() == "WF":
+        elif RECONSTRUCTIONS[choice] in ("auto", "dfcan-sim", "dfgan-sim", "wiener") \
+                and self.mode.currentText() == "WF":
             self.mode.setCurrentText("SIM")
 
     # --- protocol <-> widgets -----------------------------------------------------------------
@@ -205,11 +245,18 @@ class ProtocolEditor(QtWidgets.QGroupBox):
     def protocol_data(self, output: Path | None = None) -> dict[str, Any]:
         """The protocol as a mapping (validate with :meth:`protocol`)."""
         method = RECONSTRUCTIONS[self.reconstruction.currentText()]
-        channels = [{"laser_nm": self.lines_nm[self.lasers[i].currentIndex()],
-                     "power_pct": round(self.powers[i].value(), 3),
-                     "exposure_ms": round(self.exposures[i].value(), 3),
-                     "reconstruction": method}
-                    for i in range(MAX_CHANNELS) if self.enabled[i].isChecked()]
+        channels: list[dict[str, Any]] = []
+        for i in range(MAX_CHANNELS):
+            if not self.enabled[i].isChecked():
+                continue
+            channel: dict[str, Any] = {
+                "laser_nm": self.lines_nm[self.lasers[i].currentIndex()],
+                "power_pct": round(self.powers[i].value(), 3),
+                "exposure_ms": round(self.exposures[i].value(), 3),
+                "reconstruction": method}
+            if self.autopilots[i].isChecked():
+                channel["autopilot"] = dict(self._autopilot_settings[i])
+            channels.append(channel)
         folder = Path(self.folder.text()).expanduser()
         return {"channels": channels, "mode": MODES[self.mode.currentText()],
                 "timepoints": self.timepoints.value(), "interval_s": self.interval_s.value(),
@@ -242,6 +289,11 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             self.lasers[i].setCurrentIndex(self.lines_nm.index(laser))
             self.powers[i].setValue(float(c.get("power_pct", 20.0)))
             self.exposures[i].setValue(float(c.get("exposure_ms", 10.0)))
+            autopilot = c.get("autopilot")
+            if autopilot is not None and not isinstance(autopilot, dict):
+                raise ProtocolError(f"field 'channels.{i}.autopilot' = {autopilot!r}: a table "
+                                    "such as { target_error = 2.0 }")
+            self.set_autopilot(i, autopilot)
             method = str(c.get("reconstruction", "wiener"))
             if method in methods:
                 self.reconstruction.setCurrentText(methods[method])
@@ -264,6 +316,20 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             path = Path(str(output))
             self.folder.setText(str(path.parent))
             self.stem.setText(path.stem)
+
+    def set_autopilot(self, channel: int, settings: dict[str, Any] | None) -> None:
+        """Show a channel's autopilot table (None: off). Every setting is kept as given (the
+        box shows target_error; the table keeps it exactly), so a protocol loaded and saved
+        again carries the same autopilot."""
+        if settings is not None:
+            kept = dict(settings)
+            target = self.autopilot_targets[channel]
+            kept.setdefault("target_error", target.value())
+            self._autopilot_settings[channel] = kept
+            target.blockSignals(True)
+            target.setValue(float(kept["target_error"]))
+            target.blockSignals(False)
+        self.autopilots[channel].setChecked(settings is not None)
 
     def load_toml(self, path: Path) -> None:
         """Load a protocol TOML; the run file name becomes a fresh one next to its output."""

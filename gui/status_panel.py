@@ -17,7 +17,7 @@ FIELDS = (
     ("queue", "queue depth"), ("skips", "skipped SR"), ("lost", "lost frames"),
     ("photons", "photon count"), ("progress", "time point"), ("written", "frames written"),
     ("disk_rate", "to disk"), ("file", "file"), ("free", "free disk"), ("display", "display"),
-    ("autopilot", "autopilot"),
+    ("autopilot", "autopilot"), ("trust", "trust"),
 )
 
 

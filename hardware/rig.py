@@ -28,6 +28,7 @@ from hardware.roles import (
     Camera,
     RoleMap,
     Rotator,
+    SequencedRole,
     Shutter,
     Slm,
     TriggerActivation,
@@ -204,13 +205,14 @@ class Rig:
             self.camera._require_sequence("Exposure", n)
 
     def _arm(
-        self, plan: SequencePlan, steps: list[SequenceStep], started: list[tuple[Any, str]]
+        self, plan: SequencePlan, steps: list[SequenceStep],
+        started: list[tuple[SequencedRole, str]],
     ) -> None:
         """Load and start the device sequences, appending each (role, property) to `started`
         as it starts (so the caller can stop exactly those, even after a failure)."""
         for channel in plan.channels:
             self.aotf.set_power(channel.laser_nm, channel.power_pct)
-        sequences: list[tuple[Any, str, list[str]]] = [
+        sequences: list[tuple[SequencedRole, str, list[str]]] = [
             (self.slm, self.slm.pattern_property, [str(s.slm_index) for s in steps]),
         ]
         lines = [str(s.laser_nm) for s in steps]
@@ -304,7 +306,7 @@ class Rig:
         steps = plan.steps(self.roles.laser_lines_nm)
         n = len(steps)
         camera_master = self.roles.timing == "camera-master"
-        started: list[tuple[Any, str]] = []
+        started: list[tuple[SequencedRole, str]] = []
         try:
             self._arm(plan, steps, started)
             # the reader drains each burst before the next is fired: room for two bursts
@@ -429,7 +431,7 @@ class Rig:
                 f"patterns, it reports {position}: patterns out of sync with the camera"
             )
 
-    def _disarm(self, started: list[tuple[Any, str]]) -> None:
+    def _disarm(self, started: list[tuple[SequencedRole, str]]) -> None:
         if self.trigger is not None:
             self.trigger.stop()
         self.backend.stop_camera_sequence()

@@ -233,6 +233,9 @@ class _Role:
         self.backend.stop_sequence(self.label, prop)
 
 
+SequencedRole = _Role  # a role whose device properties may run hardware sequences
+
+
 class Camera(_Role):
     """The camera: exposure, ROI, binning, trigger mode x activation, pixel size."""
 
@@ -357,10 +360,6 @@ class Camera(_Role):
         value = self.backend.get_property(self.label, self.roles.camera_trigger_mode_property)
         external = value.casefold() == self.roles.camera_trigger_external.casefold()
         return TriggerMode.EXTERNAL if external else TriggerMode.INTERNAL
-
-    @property
-    def exposure_sequence_max_length(self) -> int:
-        return self.sequence_max_length("Exposure")
 
 
 class Aotf(_Role):

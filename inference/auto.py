@@ -19,6 +19,7 @@ import numpy as np
 
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
 from inference.domain import Observation, check_domain, observe
+from inference.preprocessing import ElectronSet
 from inference.reconstruction import ModelReconstructor, Reconstructor, SrResult
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ class AutoReconstructor(Reconstructor):
         """The pattern parameters of the latest estimate (None before, or when it failed)."""
         return self._parameters
 
-    def choose(self, raw: np.ndarray) -> tuple[str, str]:
-        """('network' | 'wiener', reason) for one raw set (P, Y, X) in camera units."""
-        preprocessor = self.network.preprocessor
-        frames_e = np.asarray(preprocessor.frames_in_electrons(raw), dtype=np.float32)
-        photon_count_e = preprocessor.photon_count_e(raw)
+    def choose(self, raw: np.ndarray, converted: ElectronSet | None = None) -> tuple[str, str]:
+        """('network' | 'wiener', reason) for one raw set (P, Y, X) in camera units;
+        ``converted``: the set in electrons (`Preprocessor.electrons`), made here if not given."""
+        converted = converted or self.network.preprocessor.electrons(raw)
+        frames_e = np.asarray(converted.frames_e, dtype=np.float32)
+        photon_count_e = converted.photon_count_e
         if self._parameters is None or self._sets_seen % self.pattern_every_sets == 0:
             try:
                 self._parameters = estimate_sim_parameters(
@@ -109,9 +111,12 @@ class AutoReconstructor(Reconstructor):
     def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
         results = []
         for raw in raws:
-            method, reason = self.choose(raw)
-            engine = self.network if method == "network" else self.wiener
-            result = engine.reconstruct(raw)
+            converted = self.network.preprocessor.electrons(raw)  # once: check and network
+            method, reason = self.choose(raw, converted)
+            if method == "network":
+                result = self.network.reconstruct_batch([raw], [converted])[0]
+            else:
+                result = self.wiener.reconstruct(raw)
             result.flags = [*result.flags, f"{AUTO_FLAG_PREFIX}{result.model_name}: {reason}"]
             if method == "wiener":
                 log.info("auto: Wiener SIM for this set: %s", reason)

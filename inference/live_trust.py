@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
@@ -39,12 +39,19 @@ TRUST_MAX_SIZE_PX = run_file.QC_MAX_SIZE_PX  # the central square checked (cost 
 PATTERN_EVERY_SETS = 10
 
 
+@runtime_checkable
+class ElectronConverter(Protocol):
+    """A reconstructor's preprocessor: camera units -> photo-electrons."""
+
+    def frames_in_electrons(self, raw: np.ndarray) -> Any: ...
+
+
 def _is_otf(value: object) -> TypeGuard[OtfLike]:
     """An OTF model or a measured OTF (anything with ``value`` and ``cutoff_cycles_per_nm``)."""
     return hasattr(value, "value") and hasattr(value, "cutoff_cycles_per_nm")
 
 
-def _reconstructor_optics(reconstructor: Any) -> tuple[OtfLike, float]:
+def _reconstructor_optics(reconstructor: object) -> tuple[OtfLike, float]:
     """The reconstructor's detection OTF and raw pixel size (nm), or the defaults."""
     otf = getattr(reconstructor, "otf", None)
     wiener = getattr(reconstructor, "wiener", None)  # AutoReconstructor
@@ -63,16 +70,16 @@ def _reconstructor_optics(reconstructor: Any) -> tuple[OtfLike, float]:
     return otf, pixel_size_nm
 
 
-def _preprocessor(reconstructor: Any) -> Any:
+def _preprocessor(reconstructor: object) -> ElectronConverter | None:
     """The preprocessor that turns camera units into photo-electrons (None: frames as given)."""
     preprocessor = getattr(reconstructor, "preprocessor", None)
     if preprocessor is None:
         network = getattr(reconstructor, "network", None)  # AutoReconstructor
         preprocessor = getattr(network, "preprocessor", None)
-    return preprocessor
+    return preprocessor if isinstance(preprocessor, ElectronConverter) else None
 
 
-def _used_parameters(reconstructor: Any, model_name: str) -> SimParameters | None:
+def _used_parameters(reconstructor: object, model_name: str) -> SimParameters | None:
     """The pattern parameters the reconstruction of this result used, when it has them: Wiener
     SIM's fit of this set (also inside ``--model auto``), or the reconstructor's own estimate
     (``--model auto`` keeps one for its domain check)."""
@@ -88,7 +95,7 @@ def _used_parameters(reconstructor: Any, model_name: str) -> SimParameters | Non
 class TrustMonitor:
     """Trust records of one channel's results: every ``every``-th set (0: never)."""
 
-    def __init__(self, reconstructor: Any, every: int = DEFAULT_TRUST_EVERY,
+    def __init__(self, reconstructor: object, every: int = DEFAULT_TRUST_EVERY,
                  pattern_every_sets: int = PATTERN_EVERY_SETS,
                  max_size_px: int = TRUST_MAX_SIZE_PX, otf: OtfLike | None = None,
                  pixel_size_nm: float | None = None) -> None:

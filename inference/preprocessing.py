@@ -8,6 +8,7 @@ NumPy otherwise. Inputs that would give meaningless or non-finite results are fl
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
@@ -32,13 +33,13 @@ class CalibrationMaps(Protocol):
     (read-only: frozen calibration records satisfy it too)."""
 
     @property
-    def offset_adu(self) -> Any: ...
+    def offset_adu(self) -> np.ndarray: ...
 
     @property
-    def gain_adu_per_e(self) -> Any: ...
+    def gain_adu_per_e(self) -> np.ndarray: ...
 
     @property
-    def defect_mask(self) -> Any: ...
+    def defect_mask(self) -> np.ndarray | None: ...
 
 
 class PreprocessOptions(BaseModel):
@@ -71,6 +72,16 @@ class PreparedSet:
     inputs: Any
     photon_count_e: float | None
     flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ElectronSet:
+    """One raw set converted once: frames in photo-electrons (the preprocessor's array module,
+    defects repaired) and the set's photon count (e-, None without calibration). A caller that
+    needs the electrons before the network (``--model auto``'s domain check) hands them on."""
+
+    frames_e: Any
+    photon_count_e: float | None
 
 
 def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> tuple[Any, bool]:
@@ -160,6 +171,10 @@ class Preprocessor:
             frames = repair_defects(frames, defects, xp)
         return frames
 
+    def electrons(self, raw: np.ndarray) -> ElectronSet:
+        """The raw set in photo-electrons and its photon count, for `prepare` to reuse."""
+        return ElectronSet(self.frames_in_electrons(raw), self.photon_count_e(raw))
+
     def photon_count_e(self, raw: np.ndarray) -> float | None:
         """Mean over frames of the average photon count (e-, calibration.photon_count);
         None without calibration."""
@@ -182,8 +197,9 @@ class Preprocessor:
             flags.append(FLAG_ALL_ZERO)
         return flags
 
-    def prepare(self, raw: np.ndarray) -> PreparedSet:
-        """One raw set (P, Y, X) -> model input (C, Y, X): SIM frames in order, or WF mean."""
+    def prepare(self, raw: np.ndarray, converted: ElectronSet | None = None) -> PreparedSet:
+        """One raw set (P, Y, X) -> model input (C, Y, X): SIM frames in order, or WF mean.
+        ``converted``: this set's `electrons`, when the caller has them already."""
         raw = np.asarray(raw)
         if raw.ndim == 2:
             raw = raw[None]
@@ -195,7 +211,8 @@ class Preprocessor:
                 f"{self.mode} model needs {expected} raw frames per set, got {raw.shape[0]}"
             )
         flags = self.flags_for(raw) if np.issubdtype(raw.dtype, np.integer) else []
-        frames = self.frames_in_electrons(raw)
+        converted = converted or self.electrons(raw)
+        frames = converted.frames_e
         xp = self.xp
         if not bool(xp.isfinite(frames).all()):
             flags.append(FLAG_NON_FINITE_INPUT)
@@ -208,11 +225,14 @@ class Preprocessor:
             flags.append(FLAG_CONSTANT)
         if flags:
             log.warning("raw set flagged: %s", ", ".join(flags))
-        return PreparedSet(inputs=inputs, photon_count_e=self.photon_count_e(raw), flags=flags)
+        return PreparedSet(inputs=inputs, photon_count_e=converted.photon_count_e, flags=flags)
 
-    def prepare_batch(self, raw_sets: list[np.ndarray]) -> tuple[Any, list[PreparedSet]]:
+    def prepare_batch(
+        self, raw_sets: list[np.ndarray], converted: Sequence[ElectronSet] | None = None
+    ) -> tuple[Any, list[PreparedSet]]:
         """Several raw sets -> (N, C, Y, X) float32 batch (each set normalised on its own)."""
-        prepared = [self.prepare(raw) for raw in raw_sets]
+        sets = [None] * len(raw_sets) if converted is None else list(converted)
+        prepared = [self.prepare(raw, e) for raw, e in zip(raw_sets, sets, strict=True)]
         shapes = {p.inputs.shape for p in prepared}
         if len(shapes) != 1:
             raise ValueError(f"a batch needs sets of one shape, got {sorted(shapes)}")

@@ -44,7 +44,10 @@ from inference.reprocess_file import (
 )
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
+
+    from inference.preprocessing import CalibrationMaps
+    from inference.reconstruction import Reconstructor
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +174,7 @@ def read_source(path: Path) -> SourceRun:
                      complete[:t], calibration, metadata, names)
 
 
-def calibration_maps(calibration: dict[str, np.ndarray]) -> Any:
+def calibration_maps(calibration: dict[str, np.ndarray]) -> CalibrationMaps | None:
     """The preprocessing calibration from a run's /calibration maps (None when absent).
 
     An emulator run records offset and photons per count (photon counts then mean incident
@@ -213,8 +216,9 @@ def resolve_model(model: str) -> str:
 _local = threading.local()  # per worker thread: reconstructors and calibration, built once
 
 
-def _reconstructor(task: ChunkTask, channel: int) -> Any:
-    cache: dict[tuple[Any, ...], Any] = getattr(_local, "cache", None) or {}
+def _reconstructor(task: ChunkTask, channel: int) -> Reconstructor:
+    cache: dict[tuple[str, str, str, float, str], Reconstructor] = (
+        getattr(_local, "cache", None) or {})
     _local.cache = cache
     parameters = dict(task.sim_parameters).get(channel, "")
     key = (task.source, task.method, task.mode, task.pixel_size_nm, parameters)
@@ -235,8 +239,8 @@ def _reconstructor(task: ChunkTask, channel: int) -> Any:
     return cache[key]
 
 
-def _calibration_of(source: str) -> Any:
-    cached: dict[str, Any] = getattr(_local, "calibration", None) or {}
+def _calibration_of(source: str) -> CalibrationMaps | None:
+    cached: dict[str, CalibrationMaps | None] = getattr(_local, "calibration", None) or {}
     _local.calibration = cached
     if source not in cached:
         with h5py.File(source, "r") as h5:
@@ -366,7 +370,11 @@ def _estimate_wiener(source: SourceRun) -> dict[str, Any]:
                 continue
             reconstructor = WienerReconstructor(calibration, source.pixel_size_nm)
             reconstructor.reconstruct(np.asarray(h5[run_file.RAW][int(complete[0]), c]))
-            out[str(c)] = reconstructor.parameters.model_dump(mode="json")
+            parameters = reconstructor.parameters
+            if parameters is None:  # reconstruct sets them or raises: a broken invariant
+                raise ReprocessError(f"{source.path}: channel {c}: Wiener SIM found no pattern "
+                                     "parameters on the first complete set")
+            out[str(c)] = parameters.model_dump(mode="json")
     return out
 
 
@@ -423,7 +431,7 @@ def run_reprocess(options: ReprocessOptions, client: Client,
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         summary.workers = n_workers
         window = max(1, n_workers * options.in_flight_per_worker)
-        pending: dict[Any, ChunkTask] = {}
+        pending: dict[Future, ChunkTask] = {}
         queue = list(reversed(tasks))
         written = 0
         if progress is not None:

@@ -4,7 +4,8 @@ One writer (the process driving the job) creates the file, writes each finished 
 points and flushes it in SWMR mode, as the live recorder does, so a crash loses at most the
 chunks in flight. ``/timestamps/complete`` marks the time points done; a rerun on the same file
 skips them (resume). The raw data stay in the source file: ``/raw``, ``/wf`` and ``/gt`` are
-HDF5 external links to it. The ``reprocess`` metadata attribute records where the SR came from:
+HDF5 external links to it; the ``/mda`` labels of a multi-D run (which row is which time point,
+position and plane) are copied. The ``reprocess`` metadata attribute records where the SR came from:
 the source file and its SHA-256, the model's name and SHA-256 (or Wiener and the pattern
 parameters it used per channel) and the software version.
 
@@ -157,6 +158,8 @@ class ReprocessWriter:
         source = str(Path(self.provenance.source_path).resolve())
         with h5py.File(source, "r") as src:
             present = [name for name in LINKED if name in src]
+            if run_file.MDA_GROUP in src:
+                src.copy(src[run_file.MDA_GROUP], h5, run_file.MDA_GROUP)
         for name in present:
             h5[name] = h5py.ExternalLink(source, "/" + name)
         h5.attrs["channel_names"] = list(lay.channel_names)
@@ -187,13 +190,6 @@ class ReprocessWriter:
             found = None if dataset is None else dataset.shape
             raise ReprocessFileError(f"{self.path}: cannot resume: sr/{self.layout.label} is "
                                      f"{found}, this job writes {expected}")
-
-    @property
-    def recorded_sim_parameters(self) -> dict[str, Any]:
-        """The Wiener pattern parameters the file was started with (channel -> parameters)."""
-        recorded = run_file.read_metadata(self._h5).get(PROVENANCE_KEY, {})
-        params = recorded.get("sim_parameters", {}) if isinstance(recorded, dict) else {}
-        return dict(params) if isinstance(params, dict) else {}
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -343,20 +343,6 @@ class WienerSim:
             self._torch_plans[device] = plan
         return plan.reconstruct(raw)
 
-    def plan_arrays(self) -> dict[str, Any]:
-        """The precomputed arrays (for the torch/GPU plan): mixing, window, ramps, filters..."""
-        return {
-            "mixing": self._mixing,
-            "window": self._window,
-            "ramps": self._ramps,
-            "side_filters": self._side_filters,
-            "zero_filter": self._zero_filter,
-            "zero_window": self._zero_window,
-            "smooth_filter": self._smooth_filter,
-            "offsets": self._offsets,
-            "output_scale": self._output_scale,
-        }
-
 
 @dataclass
 class TimePointFit:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,11 +25,15 @@ from hardware.core_adapter import (
 )
 from hardware.pattern_layout import LASER_LINES_NM, ROTATOR_N_STATES, SLM_N_PATTERNS
 from sim_emulator.devices_faults import FaultPlan
-from sim_emulator.optical_bench import DisplayRecord, OpticalBench
+from sim_emulator.optical_bench import DisplayRecord, OpticalBench, Shown
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from sim_emulator.microscope import EmulatorConfig
+
 MAX_SEQUENCE = 4096
+PropertyValue = str | float  # a device property's value (int included)
 _SATURATION_GAIN = 64  # a stray-light burst: 64x the signal on top of half full scale
 _SATURATION_FLOOR_ADU = 32768
 _ADU_MAX = 65535
@@ -61,7 +65,7 @@ def _register(
     getter: Callable[[], Any],
     setter: Callable[[Any], None] | None = None,
     *,
-    allowed: Sequence[Any] | None = None,
+    allowed: Sequence[PropertyValue] | None = None,
     limits: tuple[float, float] | None = None,
     sequencer: _Sequencer | None = None,
     sequence_key: str = "",
@@ -70,14 +74,14 @@ def _register(
     load = start = stop = None
     if sequencer is not None:
 
-        def load(_dev: Any, values: Sequence[Any]) -> None:
+        def load(_dev: object, values: Sequence[PropertyValue]) -> None:
             sequencer.load(values)
 
-        def start(_dev: Any) -> None:
+        def start(_dev: object) -> None:
             sequencer.start()
             device.bench.register_sequence(sequence_key, sequencer.advance)
 
-        def stop(_dev: Any) -> None:
+        def stop(_dev: object) -> None:
             device.bench.unregister_sequence(sequence_key)
 
     device.register_property(
@@ -98,12 +102,12 @@ def _register(
 class _Sequencer:
     """A hardware property sequence that steps on each trigger's trailing edge."""
 
-    def __init__(self, apply: Callable[[Any], None]) -> None:
-        self.values: list[Any] = []
+    def __init__(self, apply: Callable[[PropertyValue], None]) -> None:
+        self.values: list[PropertyValue] = []
         self.position = 0
         self._apply = apply
 
-    def load(self, values: Sequence[Any]) -> None:
+    def load(self, values: Sequence[PropertyValue]) -> None:
         if not values:
             raise ValueError("cannot load an empty sequence")
         self.values = list(values)
@@ -154,7 +158,7 @@ class EmulatorHub(HubDevice):
             if hasattr(device, "displayed"):
                 self.bench.sources[type(device).__name__] = device
 
-    def configure(self, config: Any, faults: FaultPlan | None) -> None:
+    def configure(self, config: EmulatorConfig | None, faults: FaultPlan | None) -> None:
         """Set the forward-model configuration and the fault plan."""
         self.bench.configure(config, faults)
 
@@ -242,7 +246,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
     def set_exposure(self, exposure: float) -> None:
         self._exposure_ms = float(exposure)
 
-    def _apply_exposure(self, value: Any) -> None:
+    def _apply_exposure(self, value: PropertyValue) -> None:
         self._exposure_ms = float(value)
 
     def load_exposure_sequence(self, sequence: Sequence[float]) -> None:
@@ -342,7 +346,7 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
 
     def _stage_um(self) -> tuple[float, float, float]:
         """Where the emulated stages hold the sample (x, y, z in µm; 0 without stages)."""
-        shown: dict[str, Any] = {}
+        shown: Shown = {}
         for name in ("EmulatedXYStage", "EmulatedZStage"):
             source = self.bench.sources.get(name)
             if source is not None:
@@ -397,20 +401,20 @@ class EmulatedAotf(_BenchDevice, GenericDevice):
     def _power_getter(self, nm: int) -> Callable[[], float]:
         return lambda: self._power_pct[nm]
 
-    def _power_setter(self, nm: int) -> Callable[[Any], None]:
-        def set_power(value: Any) -> None:
+    def _power_setter(self, nm: int) -> Callable[[PropertyValue], None]:
+        def set_power(value: PropertyValue) -> None:
             self._power_pct[nm] = float(value)
 
         return set_power
 
-    def _set_line(self, value: Any) -> None:
+    def _set_line(self, value: PropertyValue) -> None:
         self._line_nm = int(value)
 
     def _set_blanking(self, value: str) -> None:
         """On: light only while the camera exposes."""
         self._blanking = str(value)
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"laser_nm": self._line_nm, "power_pct": self._power_pct[self._line_nm]}
 
 
@@ -429,10 +433,10 @@ class EmulatedSlm(_BenchDevice, GenericDevice):
                   limits=(0, SLM_N_PATTERNS - 1), sequencer=self._index_seq, sequence_key="slm")
         _register(self, "SequencePosition", int, lambda: self._index_seq.position)
 
-    def _set_index(self, value: Any) -> None:
+    def _set_index(self, value: PropertyValue) -> None:
         self._index = int(value)
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"pattern_index": self._index}
 
 
@@ -447,10 +451,10 @@ class EmulatedRotator(_BenchDevice, GenericDevice):
                   limits=(0, ROTATOR_N_STATES - 1), sequencer=self._state_seq,
                   sequence_key="rotator")
 
-    def _set_state(self, value: Any) -> None:
+    def _set_state(self, value: PropertyValue) -> None:
         self._state = int(value)
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"rotator_state": self._state}
 
 
@@ -467,7 +471,7 @@ class EmulatedShutter(_BenchDevice, ShutterDevice):
     def set_open(self, open: bool) -> None:
         self._open = bool(open)
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"shutter_open": self._open}
 
 
@@ -510,7 +514,7 @@ class EmulatedXYStage(_BenchDevice, XYStageDevice):
     def busy(self) -> bool:
         return False
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"stage_x_um": self._x_um, "stage_y_um": self._y_um}
 
 
@@ -542,5 +546,5 @@ class EmulatedZStage(_BenchDevice, StageDevice):
     def busy(self) -> bool:
         return False
 
-    def displayed(self) -> dict[str, Any]:
+    def displayed(self) -> Shown:
         return {"stage_z_um": self._z_um}

@@ -21,6 +21,7 @@ from hardware.pattern_layout import LASER_LINES_NM, PatternMode, decode_slm_inde
 from sim_emulator.devices_faults import FaultPlan
 
 if TYPE_CHECKING:
+    from sim_emulator.fast_path import FastFrameSource
     from sim_emulator.microscope import EmulatorConfig, Microscope
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,14 @@ DISPLAY_LOG_MAX = 200_000  # records kept; older ones are dropped in long runs
 REPLAY_BANK = 8  # frames per setting in the replay render mode
 _REPLAY_SETTINGS = 64  # settings kept before the replay banks are rebuilt
 
+# what a device shows now, by name: numbers (int and bool included) and names
+Shown = dict[str, float | str]
+
+
 class DisplaySource(Protocol):
     """A device whose current output the camera sees (SLM, AOTF, rotator, shutter)."""
 
-    def displayed(self) -> dict[str, Any]: ...
+    def displayed(self) -> Shown: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ class OpticalBench:
     def __init__(self) -> None:
         self._config: EmulatorConfig | None = None
         self._microscopes: dict[str, Microscope] = {}
-        self._fast_sources: dict[str, Any] = {}
+        self._fast_sources: dict[str, FastFrameSource] = {}
         self._replay: dict[tuple[Any, ...], list[np.ndarray]] = {}
         self._replay_count = 0
         self.faults = FaultPlan()
@@ -109,7 +114,7 @@ class OpticalBench:
             self._microscopes[key] = Microscope(self._config_for(key))
         return self._microscopes[key]
 
-    def fast_source(self, mode: PatternMode) -> Any:
+    def fast_source(self, mode: PatternMode) -> FastFrameSource:
         """The pre-rendered frame source for throughput runs (FastFrameSource)."""
         key = "sim" if mode == "blank" else mode
         if key not in self._fast_sources:
@@ -238,7 +243,7 @@ class OpticalBench:
         self, trigger: int, exposure: int | None, delivered: bool, exposure_ms: float
     ) -> DisplayRecord:
         """Record (in the display log) and return what the light path shows right now."""
-        shown: dict[str, Any] = {}
+        shown: Shown = {}
         for source in self.sources.values():
             shown.update(source.displayed())
         index = int(shown.get("pattern_index", 0))

@@ -51,15 +51,6 @@ def optical_bench(rig: Rig) -> OpticalBench:
     return emulator_hub(rig).bench
 
 
-def is_emulated(rig: Rig) -> bool:
-    """True when the rig's trigger device is the emulator's hub."""
-    try:
-        emulator_hub(rig)
-    except CapabilityError:
-        return False
-    return True
-
-
 def photon_calibration(rig: Rig, frame_shape: tuple[int, int]) -> PhotonCalibration:
     """The emulated camera's exact calibration (offset map, electrons per ADU, hot pixels).
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
 
 class Structure(StrEnum):
     """Sample structures the emulator draws."""
@@ -38,6 +40,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
     app.command("emulate")(emulate_command)
     app.command("stack-statistics")(stack_statistics_command)
+    app.command("training-pairs")(training_pairs_command)
     bench.command("emulator")(bench_emulator_command)
 
 
@@ -154,6 +157,39 @@ def bench_emulator_command(
     )
 
 
+def training_pairs_command(
+    output: Path = typer.Option(..., "--output", "-o", help="folder for pair_NNNNN.npz files"),
+    count: int = typer.Option(1600, "--count", min=1, help="pairs 0 .. count-1"),
+    start: int = typer.Option(0, "--start", min=0, help="first pair (split work over processes)"),
+    structures: str = typer.Option(
+        "microtubules,er,f-actin,ccps,microtubules,er", "--structures",
+        help="structures in turn (pair i takes entry i mod n)",
+    ),
+    size_px: int = typer.Option(128, "--size-px", min=32, help="raw field size in pixels"),
+    keep_haze: bool = typer.Option(
+        True, "--keep-haze/--no-keep-haze",
+        help="targets keep the out-of-focus haze as a smooth background (as Wiener SIM does)",
+    ),
+) -> None:
+    """Realistic emulator training pairs around real rigs (instrument drawn per pair from
+    sim_emulator.training_pairs.REAL_RIGS) for `livesim train --data pairs:FOLDER`; pair i is
+    a pure function of i and existing files are kept, so runs resume and split."""
+    from typing import get_args
+
+    from sim_emulator.microscope import StructureChoice
+    from sim_emulator.training_pairs import write_pair_folder
+
+    names = [name for name in structures.split(",") if name]
+    unknown = [name for name in names if name not in get_args(StructureChoice)]
+    if not names or unknown:
+        typer.echo(f"error: --structures {structures!r}: unknown {unknown or 'none given'}",
+                   err=True)
+        raise typer.Exit(2)
+    written = write_pair_folder(output, start, start + count, names,  # type: ignore[arg-type]
+                                size_px=size_px, keep_haze=keep_haze)
+    typer.echo(f"{output}: wrote {written} pair(s), {count - written} already present")
+
+
 def stack_statistics_command(
     stack: Path | None = typer.Argument(
         None, help="Raw SIM stack (.mrc, .tif, .npy, run .h5); omit to measure only --preset."
@@ -169,10 +205,12 @@ def stack_statistics_command(
     ),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
     output: Path | None = typer.Option(None, "--json", help="Write the statistics as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Background and signal (e-), modulation and period per orientation, noise spectrum of a
     raw SIM set, from the data alone (calibration.stack_statistics); side by side with an
     emulator preset measured by the same code."""
+    check_json_output(output, overwrite)
     import json
 
     from calibration.stack_statistics import (

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import zmq
 
-from acquisition.session_host import LogRecordRelay, OpenedRig, RigOpener, SessionHost, serve
+from acquisition.session_host import (
+    CameraInfo,
+    LogRecordRelay,
+    OpenedRig,
+    RigOpener,
+    SessionHost,
+    serve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +71,17 @@ def _core_bit_depth(rig: object) -> int:
 
 
 def camera_constants(rig: object, rig_spec: str, offset_adu: float, electrons_per_adu: float,
-                     bit_depth: int = 16) -> dict[str, object]:
+                     bit_depth: int = 16) -> CameraInfo:
     """What the GUI needs for the photon count (e-): offset and electrons per ADU; and the
     camera's bit depth (its saturation value is 2**bit_depth - 1 ADU)."""
     from hardware.rig import Rig
 
     assert isinstance(rig, Rig)
-    return {"shape": [int(n) for n in rig.camera.shape],
-            "pixel_size_nm": float(rig.camera.pixel_size_nm),
-            "lines_nm": [int(n) for n in rig.aotf.lines_nm],
-            "offset_adu": float(offset_adu), "electrons_per_adu": float(electrons_per_adu),
-            "bit_depth": int(bit_depth), "rig": rig_spec}
+    return CameraInfo(shape=[int(n) for n in rig.camera.shape],
+                      pixel_size_nm=float(rig.camera.pixel_size_nm),
+                      lines_nm=[int(n) for n in rig.aotf.lines_nm], offset_adu=float(offset_adu),
+                      electrons_per_adu=float(electrons_per_adu), bit_depth=int(bit_depth),
+                      rig=rig_spec)
 
 
 def main(argv: list[str] | None = None) -> None:

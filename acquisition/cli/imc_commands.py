@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
@@ -58,9 +60,11 @@ def imc_assess_live(
     ),
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Pearson per channel with the true components of IMC-SR on live reconstructions
     (DFCAN-SIM and Wiener separately), mean over the folder's fields."""
+    check_json_output(json_out, overwrite)
     import numpy as np
     import torch
 
@@ -109,8 +113,10 @@ def imc_assess(
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
+    check_json_output(json_out, overwrite)
     import torch
 
     from inference.imc.assessment import (
@@ -162,10 +168,12 @@ def imc_cross_talk(
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads"),
     json_out: Path | None = typer.Option(None, "--json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Paired false-positive comparison of two single-frame models on the same held-out noisy
     mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
     input is background); mean +- standard error over fields, and the paired A - B."""
+    check_json_output(json_out, overwrite)
     import numpy as np
     import torch
 
@@ -232,8 +240,10 @@ def bench_imcsr_command(
     iterations: int = typer.Option(3, "--iterations"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: as is)"),
     json_out: Path | None = typer.Option(None, "--json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """IMC-SR separation latency and frames/s per SR image size."""
+    check_json_output(json_out, overwrite)
     from acquisition.cli.bench.imcsr import bench_imcsr
 
     result = bench_imcsr(

@@ -3,11 +3,26 @@ models, and the `bench inference` benchmark."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from inference.stack_io import RawStack
+
+log = logging.getLogger(__name__)
+
+# optics assumed for the noise band when a stack states none (the noise band starts beyond the
+# detection cutoff, so a too-high NA only narrows the band a little)
+NOISE_NA = 1.49
+NOISE_EMISSION_NM = 525.0
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -62,6 +77,13 @@ def predict(
     trust_every: int = typer.Option(
         10, "--trust-every", min=0, help="Trust record of every Nth time point (SIM), 0: off."
     ),
+    electrons_from_noise: bool = typer.Option(
+        True,
+        "--electrons-from-noise/--no-electrons-from-noise",
+        help="SIM models: convert each orientation's frames to photo-electrons with a gain and "
+        "offset read from its own noise (stacks stretched per orientation otherwise show the "
+        "network a false pattern); needs the pixel size.",
+    ),
 ) -> None:
     """Run a model on a raw stack; writes the float32 model output (2H x 2W, or T x 2H x 2W).
 
@@ -89,8 +111,9 @@ def predict(
         checked = trust_every if loaded.info.mode == "sim" else 0
         monitor = TrustMonitor(reconstructor, checked, pixel_size_nm=stack.pixel_size_nm)
         records = []
+        to_electrons = _noise_electrons(stack, loaded.info.mode, electrons_from_noise)
         for t in range(stack.n_time_points):
-            raw = np.asarray(stack.time_point(t))
+            raw = to_electrons(np.asarray(stack.time_point(t)))
             result = reconstructor.reconstruct(raw)
             images.append(result.image)
             if result.flags:
@@ -119,6 +142,37 @@ def predict(
         typer.echo(trust_summary(records, stack.n_time_points))
 
 
+def _noise_electrons(
+    stack: RawStack, mode: str, enabled: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The per-time-point conversion `predict` applies: photo-electrons per orientation from the
+    noise (calibration.stack_statistics.electrons_per_orientation), or the frames unchanged."""
+    import numpy as np
+
+    from calibration.stack_statistics import StackStatisticsError, electrons_per_orientation
+
+    if not enabled or mode != "sim":
+        return np.asarray
+    if stack.pixel_size_nm is None:
+        typer.echo(f"note: {stack.path} states no pixel size: frames used as stored", err=True)
+        return np.asarray
+    na = stack.na or NOISE_NA
+    emission_nm = stack.emission_nm or NOISE_EMISSION_NM
+    cutoff = 2.0 * na / emission_nm * stack.pixel_size_nm
+    n_orientations = stack.n_patterns // 3 if stack.n_patterns % 3 == 0 else 1
+
+    def convert(raw: np.ndarray) -> np.ndarray:
+        try:
+            electrons, gains, _ = electrons_per_orientation(raw, cutoff, n_orientations)
+        except StackStatisticsError as exc:
+            typer.echo(f"note: no gain from the noise ({exc}): frames as stored", err=True)
+            return raw
+        log.info("gain per orientation from the noise: %s ADU/e-", [round(g, 2) for g in gains])
+        return electrons
+
+    return convert
+
+
 def bench_inference(
     sizes: str = typer.Option("256,512,1024", "--sizes", help="square raw sizes, comma separated"),
     engines: str = typer.Option(
@@ -138,6 +192,7 @@ def bench_inference(
     budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),
@@ -162,6 +217,7 @@ def bench_inference(
 ) -> None:
     """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
     and the IMC-SR separation of the SR images those sizes give."""
+    check_json_output(json_out, overwrite)
     import json
 
     from rich.console import Console

@@ -46,6 +46,12 @@ def check_output(output: Path, overwrite: bool, inputs: Iterable[Path | None] = 
         raise typer.Exit(2)
 
 
+def check_json_output(json_out: Path | None, overwrite: bool) -> None:
+    """The ``--json`` report of a command: the same check (exit 2) when one is asked for."""
+    if json_out is not None:
+        check_output(json_out, overwrite)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():

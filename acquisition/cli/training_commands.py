@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from acquisition.cli.output_files import check_output
+
 if TYPE_CHECKING:
     from inference.domain import ModelDomain
 
@@ -51,6 +53,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("train")(train)
     app.command("models")(models)
     app.command("evaluate")(evaluate)
+    app.command("evaluate-real")(evaluate_real)
 
 
 def _model_overrides(**values: Any) -> dict[str, Any]:
@@ -66,13 +69,20 @@ def train(
         None,
         "--data",
         help="emulator:<structure>[,<structure>...] (default emulator:microtubules), "
-        "biosr:<folder>, or a .h5 run file; IMC-SR: imc-mix:<a>,<b>,<c> (default "
-        "imc-mix:microtubules,er,lysosomes) or imc-live:<folder> (live reconstructions)",
+        "biosr:<folder>, a .h5 run file, pairs:<folder of .npz>, tiff-pairs:<stack.tif>[,...] "
+        "(real stacks with a _gt reference); join sources with + and weight them with @w; "
+        "IMC-SR: imc-mix:<a>,<b>,<c> (default imc-mix:microtubules,er,lysosomes) or "
+        "imc-live:<folder> (live reconstructions)",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     init: str | None = typer.Option(None, "--init", help="start from this model (bundled/path)"),
     steps: int | None = typer.Option(None, "--steps", help="iterations (default 10000)"),
-    resume: Path | None = typer.Option(None, "--resume", help="checkpoint to continue from"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="checkpoint to continue from (its output may exist)"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing model file and checkpoint."
+    ),
     config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
@@ -109,6 +119,10 @@ def train(
     from inference.training.data import DataSourceError
     from inference.training.model_card import model_card
 
+    if resume is None:
+        check_output(output, overwrite, inputs=[Path(init) if init else None, config],
+                     suffixes=(".pt",))
+        check_output(checkpoint or output.with_suffix(".ckpt"), overwrite, inputs=[output])
     checkpoint = checkpoint or output.with_suffix(".ckpt")
     try:
         if resume is not None:
@@ -313,3 +327,44 @@ def evaluate(
     files = write_assessment(result, output)
     typer.echo(files["markdown"].read_text())
     typer.echo("wrote " + ", ".join(str(p) for p in files.values()))
+
+
+def evaluate_real(
+    model: list[str] = typer.Option(
+        ["dfcan-sim"], "--model", "-m", help="bundled name or model file (repeat for several)"
+    ),
+    shared: Path = typer.Option(
+        Path("../shared"), "--shared", help="folder holding dlsr_assets/ and real_sim/"
+    ),
+    regions: str = typer.Option("1,2,3", "--regions", help="T-SIM ER regions to score"),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)"),
+) -> None:
+    """Networks against Wiener SIM and wide-field on the real SIM data (docs/assessment.md):
+    filament width, resolution-scaled Pearson and fine-scale agreement with Wiener SIM on the
+    real TIRF-SIM microtubule stack; Pearson and NRMSE on the T-SIM ER regions."""
+    import numpy as np
+    import torch
+
+    from inference.model_file import ModelFileError, load_model
+    from inference.real_data import Reconstruct, er_report, markdown_tables, microtubule_report
+    from inference.reconstruction import ModelReconstructor
+
+    if threads:
+        torch.set_num_threads(threads)
+    if not (shared / "dlsr_assets").is_dir() or not (shared / "real_sim").is_dir():
+        typer.echo(f"error: {shared} holds no dlsr_assets/ and real_sim/ folders", err=True)
+        raise typer.Exit(2)
+    methods: dict[str, Reconstruct] = {}
+
+    def network(reconstructor: ModelReconstructor) -> Reconstruct:
+        return lambda raw: np.asarray(reconstructor.reconstruct(raw).image)
+
+    try:
+        for name in model:
+            methods[name] = network(ModelReconstructor(load_model(name), None, device="cpu"))
+        region_list = [int(r) for r in regions.split(",") if r]
+    except (ModelFileError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(markdown_tables(microtubule_report(shared, methods),
+                               er_report(shared, region_list, methods)))

@@ -36,12 +36,6 @@ class Engine(abc.ABC):
     def run(self, batch: Any) -> np.ndarray:
         """(N, C, H, W) float32 (NumPy, CuPy or torch) -> (N, sH, sW) float32 NumPy array."""
 
-    def warmup(self, shape: tuple[int, int, int, int], iterations: int = 1) -> None:
-        """Run a few batches of zeros so lazy initialisation does not count as latency."""
-        zeros = np.zeros(shape, dtype=np.float32)
-        for _ in range(iterations):
-            self.run(zeros)
-
 
 def as_torch(batch: Any, device: torch.device) -> torch.Tensor:
     """NumPy / CuPy / torch array -> float32 torch tensor on `device` (DLPack for CuPy)."""

@@ -330,12 +330,137 @@ class RunFileSource:
         return [self.load(t) for t in self.validation_t[:count]]
 
 
+class PairFolderSource:
+    """A folder of ``*.npz`` pairs (``raw`` (P, Y, X), ``gt`` (sY, sX), optional ``label``), e.g.
+    emulator fields generated once and reused; the last 5 % of files (at least one) are held
+    out for validation."""
+
+    def __init__(self, folder: Path, mode: str) -> None:
+        if not folder.is_dir():
+            raise DataSourceError(f"pair folder {folder} does not exist")
+        files = sorted(folder.glob("*.npz"))
+        if len(files) < 2:
+            raise DataSourceError(f"{folder}: needs at least two .npz pairs, found {len(files)}")
+        n_held = max(1, len(files) // 20)
+        self.train_files, self.validation_files = files[:-n_held], files[-n_held:]
+        self.mode = mode
+        self.description = f"pairs:{folder} ({len(files)} pairs, last {n_held} held out)"
+
+    @staticmethod
+    def load(path: Path) -> Example:
+        """One pair file."""
+        try:
+            with np.load(path) as data:
+                label = str(data["label"]) if "label" in data else path.stem
+                return Example(np.asarray(data["raw"]), np.asarray(data["gt"]), label)
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataSourceError(f"{path}: not a pair file with 'raw' and 'gt': {exc}") from exc
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        return self.load(self.train_files[int(rng.integers(len(self.train_files)))])
+
+    def validation(self, count: int) -> list[Example]:
+        return [self.load(path) for path in self.validation_files[:count]]
+
+
+class TiffPairSource:
+    """Real raw SIM stacks with a high-SNR reference: ``NAME.tif`` (T, P, Y, X) or (T*P, Y, X)
+    and ``NAME_gt.tif`` (sY, sX) on the SR grid (the T-SIM layout). Each stack's right quarter
+    of columns is held out for validation, so validation never sees a trained-on pixel of the
+    reference."""
+
+    HELD_OUT_FRACTION = 0.25
+
+    def __init__(self, paths: Sequence[Path], mode: str) -> None:
+        import tifffile
+
+        self.mode = mode
+        frames = FRAMES_PER_MODE["sim" if mode == "sisr" else mode]
+        self.train: list[Example] = []
+        self.held: list[Example] = []
+        for path in paths:
+            gt_path = path.with_name(f"{path.stem}_gt{path.suffix}")
+            if not path.is_file() or not gt_path.is_file():
+                raise DataSourceError(f"{path}: needs the stack and its reference {gt_path.name}")
+            raw = tifffile.imread(path).astype(np.float32)
+            gt = tifffile.imread(gt_path).astype(np.float32)
+            if raw.ndim == 3:
+                raw = raw.reshape(-1, frames, *raw.shape[-2:])
+            if raw.ndim != 4 or raw.shape[1] != frames:
+                raise DataSourceError(f"{path}: shape {raw.shape} is not (T, {frames}, Y, X)")
+            scale = gt.shape[-1] // raw.shape[-1]
+            if gt.shape != (raw.shape[-2] * scale, raw.shape[-1] * scale):
+                raise DataSourceError(f"{gt_path}: {gt.shape} is not a multiple of {raw.shape}")
+            cut = round(raw.shape[-1] * (1 - self.HELD_OUT_FRACTION)) // 2 * 2
+            for t, stack in enumerate(raw):
+                label = f"{path.name} t={t}"
+                self.train.append(Example(stack[..., :cut], gt[:, : cut * scale], label))
+                self.held.append(
+                    Example(stack[..., cut:], gt[:, cut * scale :], f"{label} held-out columns")
+                )
+        if not self.train:
+            raise DataSourceError("tiff pair source: no stacks given")
+        names = ",".join(path.name for path in paths)
+        self.description = (
+            f"tiff-pairs:{names} ({len(self.train)} sets; right "
+            f"{self.HELD_OUT_FRACTION:.0%} of columns held out)"
+        )
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        return self.train[int(rng.integers(len(self.train)))]
+
+    def validation(self, count: int) -> list[Example]:
+        return self.held[:count]
+
+
+class MixedSource:
+    """Several sources drawn with fixed weights (``A@0.7+B@0.3``); validation takes from each
+    in proportion."""
+
+    def __init__(self, sources: Sequence[DataSource], weights: Sequence[float]) -> None:
+        total = float(sum(weights))
+        if len(sources) != len(weights) or total <= 0 or min(weights) < 0:
+            raise DataSourceError(f"mixed source: weights {list(weights)} must be >= 0, sum > 0")
+        self.sources = list(sources)
+        self.weights = np.asarray(weights, dtype=np.float64) / total
+        self.description = " + ".join(
+            f"{w:.2f} x {s.description}" for s, w in zip(self.sources, self.weights, strict=True)
+        )
+
+    def example(self, index: int, rng: np.random.Generator) -> Example:
+        choice = int(rng.choice(len(self.sources), p=self.weights))
+        return self.sources[choice].example(index, rng)
+
+    def validation(self, count: int) -> list[Example]:
+        shares = np.maximum(1, np.round(self.weights * count)).astype(int)
+        return [ex for s, n in zip(self.sources, shares, strict=True) for ex in s.validation(n)]
+
+
 def open_source(spec: str, mode: str, emulator_size_px: int = 96) -> DataSource:
     """`emulator:<structure>[,<structure>...]` (`emulator-randomised:...` draws every
-    training field's instrument from the domain-randomisation ranges), `biosr:<folder>` or a
-    `.h5` run file."""
+    training field's instrument from the domain-randomisation ranges), `biosr:<folder>`, a
+    `.h5` run file, `pairs:<folder of .npz>`, `tiff-pairs:<stack.tif>[,...]` (real stacks with
+    a `_gt` reference), or several joined by `+`, each with an optional `@weight`."""
     if mode not in ("sisr", "sim", "nlsim"):
         raise DataSourceError(f"training mode must be sisr, sim or nlsim, got {mode!r}")
+    if "+" in spec or "@" in spec:
+        parts = [part.strip() for part in spec.split("+") if part.strip()]
+        sources, weights = [], []
+        for part in parts:
+            text, _, weight = part.rpartition("@") if "@" in part else (part, "", "1")
+            try:
+                weights.append(float(weight))
+            except ValueError as exc:
+                raise DataSourceError(
+                    f"data source {part!r}: weight {weight!r} is no number"
+                ) from exc
+            sources.append(open_source(text, mode, emulator_size_px))
+        return MixedSource(sources, weights)
+    if spec.startswith("pairs:"):
+        return PairFolderSource(Path(spec.split(":", 1)[1]), mode)
+    if spec.startswith("tiff-pairs:"):
+        paths = [Path(p) for p in spec.split(":", 1)[1].split(",") if p]
+        return TiffPairSource(paths, mode)
     if spec.startswith("emulator:"):
         return EmulatorSource(_structures(spec.split(":", 1)[1]), mode, emulator_size_px)
     if spec.startswith("emulator-randomised:"):
@@ -347,7 +472,8 @@ def open_source(spec: str, mode: str, emulator_size_px: int = 96) -> DataSource:
     if spec.endswith(".h5"):
         return RunFileSource(Path(spec), mode)
     raise DataSourceError(
-        f"data source {spec!r}: expected emulator:<structure>, biosr:<folder> or a .h5 run file"
+        f"data source {spec!r}: expected emulator:<structure>, biosr:<folder>, pairs:<folder>, "
+        "tiff-pairs:<stack.tif> or a .h5 run file"
     )
 
 

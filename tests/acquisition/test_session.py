@@ -151,22 +151,27 @@ def test_garbage_on_the_results_socket_is_counted_and_the_run_goes_on(tmp_path: 
         assert h5["raw"].shape[0] == 30 and h5["sr/passthrough"].shape[0] == 30
 
 
-def test_worker_killed_mid_run_acquisition_continues_and_restart_resumes(tmp_path: Path
-                                                                         ) -> None:
+@pytest.mark.parametrize(("disturbance", "gap_detail"), [
+    (signal.SIGKILL, "exited with code"),  # killed: the supervisor sees it exit
+    pytest.param(signal.SIGSTOP, "no heartbeat", marks=pytest.mark.slow),  # hung: heartbeat
+])
+def test_a_dead_or_hung_worker_is_replaced_while_acquisition_continues(
+    tmp_path: Path, disturbance: signal.Signals, gap_detail: str,
+) -> None:
     proto = protocol(tmp_path, 100_000)
     session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
                          options=FAST)
     record: list[int] = []
     controller = threading.Thread(target=disturb_worker_then_stop,
-                                  args=(session, signal.SIGKILL, record))
+                                  args=(session, disturbance, record))
     controller.start()
     summary = session.run()
     controller.join()
-    assert record, "worker was never killed"
+    assert record, "the worker was never disturbed"
     assert summary.error == "" and summary.engine.stopped_reason == "stopped"
     assert summary.raw_frames == summary.engine.time_points * 9  # acquisition never paused
     assert summary.worker_restarts == 1
-    check_gap_recorded_and_resumed(proto.output, "exited with code")
+    check_gap_recorded_and_resumed(proto.output, gap_detail)
 
 
 def test_recorder_io_error_stops_the_run_cleanly(tmp_path: Path,
@@ -198,22 +203,6 @@ def test_worker_that_cannot_load_its_model_fails_before_any_frame(tmp_path: Path
     with pytest.raises(SessionError, match="cannot start"):
         RunSession(source, None, proto, (16, 16), 62.6, options=FAST).run()
     assert source.sequence == 0 and not proto.output.exists()
-
-
-@pytest.mark.slow
-def test_hung_worker_is_detected_by_heartbeat_and_replaced(tmp_path: Path) -> None:
-    proto = protocol(tmp_path, 100_000)
-    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
-                         options=FAST)
-    record: list[int] = []
-    controller = threading.Thread(target=disturb_worker_then_stop,
-                                  args=(session, signal.SIGSTOP, record))
-    controller.start()
-    summary = session.run()
-    controller.join()
-    assert record and summary.worker_restarts == 1
-    assert summary.raw_frames == summary.engine.time_points * 9
-    check_gap_recorded_and_resumed(proto.output, "no heartbeat")
 
 
 def test_stop_with_a_time_limit_seals_the_file_while_sr_is_outstanding(tmp_path: Path) -> None:

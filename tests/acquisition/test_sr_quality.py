@@ -1,12 +1,12 @@
 """The live path's SR beats wide-field against the emulator's ground truth (demo quality line).
 
-The demo once scored Wiener SR worse than upsampled wide-field (NRMSE 0.047 vs 0.038): the live
-path reconstructed raw ADU with the 100 ADU camera offset in it, which the edge taper turns into
-a low-frequency pedestal. Emulator runs now apply the sensor's own calibration.
+Emulator runs apply the sensor's own calibration: reconstructing raw ADU with the 100 ADU camera
+offset in it leaves a low-frequency pedestal that scores Wiener SR below upsampled wide-field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -14,43 +14,30 @@ import h5py
 from acquisition import run_file
 from acquisition.cli.ground_truth_quality import score_against_ground_truth
 from acquisition.protocol import Protocol
-from acquisition.session import RunSession, SessionOptions
-from hardware.sequencing import ChannelSpec, SequencePlan
 from inference.assessment import SCORING_BORDER_PX, score_interior
 from sim_emulator.microscope import EmulatorConfig
-from sim_emulator.rig import emulated_rig, photon_calibration
 from sim_emulator.samples import Dynamics
 
+STILL = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
+                 bleach_rate_per_s=0.0)
 
-def test_wiener_sr_in_the_run_file_beats_upsampled_widefield(tmp_path: Path) -> None:
-    still = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                     bleach_rate_per_s=0.0)
-    config = EmulatorConfig(size_px=128, seed=0, dynamics=still)
-    rig = emulated_rig(config)
-    protocol = Protocol.parse_checked({
-        "channels": [{"laser_nm": 488, "reconstruction": "wiener"}], "timepoints": 1,
-        "output": str(tmp_path / "q.h5")})
-    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),),
-                        mode="sim")
-    try:
-        summary = RunSession(rig, plan, protocol, (128, 128), 62.6, metadata={
-            "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0),
-            photon_calibration=photon_calibration(rig, (128, 128))).run()
-    finally:
-        rig.close()
-    assert summary.error == "" and summary.sr_frames == 1
-    with h5py.File(protocol.output, "r") as h5:
+
+def test_wiener_sr_in_the_run_file_beats_upsampled_widefield(
+    tmp_path: Path, record_emulated_run: Callable[..., Path],
+) -> None:
+    output = record_emulated_run(tmp_path / "q.h5", EmulatorConfig(size_px=128, seed=0,
+                                                                   dynamics=STILL), 1)
+    with h5py.File(output, "r") as h5:
         kinds = [e["kind"].decode() for e in h5[run_file.EVENTS][()]]
     assert "uncalibrated" not in kinds
-    sr, wf = score_against_ground_truth(protocol.output)
+    sr, wf = score_against_ground_truth(output)
     assert sr.label == "wiener"
     assert sr.nrmse < 0.9 * wf.nrmse, (sr, wf)
     assert sr.pearson > wf.pearson and sr.ms_ssim > wf.ms_ssim, (sr, wf)
 
 
 def test_demo_scores_like_the_assessment() -> None:
-    """The demo's rows are the assessment's interior scores: a dark rim (the old edge taper)
+    """The demo's rows are the assessment's interior scores: a dark rim (the edge taper)
     costs nothing, a wrong interior does."""
     import numpy as np
 
@@ -64,7 +51,9 @@ def test_demo_scores_like_the_assessment() -> None:
     assert float(score_interior(inside, truth, SCORING_BORDER_PX).nrmse) > 0.01
 
 
-def test_live_wiener_uses_the_protocols_pattern_calibration(tmp_path: Path) -> None:
+def test_live_wiener_uses_the_protocols_pattern_calibration(
+    tmp_path: Path, record_emulated_run: Callable[..., Path],
+) -> None:
     """A run with `pattern_calibration` records that pattern's geometry in /sim_params every
     time point; a missing calibration file is a protocol error naming it."""
     import numpy as np
@@ -74,9 +63,7 @@ def test_live_wiener_uses_the_protocols_pattern_calibration(tmp_path: Path) -> N
     from calibration.sim_parameters import calibrate_pattern
     from sim_emulator.microscope import Microscope
 
-    still = Dynamics(drift_nm_per_s=(0.0, 0.0), diffusion_nm2_per_s=0.0, growth_nm_per_s=0.0,
-                     bleach_rate_per_s=0.0)
-    config = EmulatorConfig(size_px=128, seed=0, dynamics=still)
+    config = EmulatorConfig(size_px=128, seed=0, dynamics=STILL)
     otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm)
     bright = Microscope(config).render_set(0.0)
     calibration = calibrate_pattern([bright], 62.6, otf, offset_adu=100.0)
@@ -85,21 +72,9 @@ def test_live_wiener_uses_the_protocols_pattern_calibration(tmp_path: Path) -> N
         Protocol.parse_checked({"channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
                                 "output": str(tmp_path / "x.h5"),
                                 "pattern_calibration": str(tmp_path / "missing.json")})
-    rig = emulated_rig(config)
-    protocol = Protocol.parse_checked({
-        "channels": [{"laser_nm": 488, "reconstruction": "wiener"}], "timepoints": 2,
-        "output": str(tmp_path / "p.h5"), "pattern_calibration": str(path)})
-    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),),
-                        mode="sim")
-    try:
-        summary = RunSession(rig, plan, protocol, (128, 128), 62.6, metadata={
-            "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0),
-            photon_calibration=photon_calibration(rig, (128, 128))).run()
-    finally:
-        rig.close()
-    assert summary.error == "" and summary.sr_frames == 2
-    with h5py.File(protocol.output, "r") as h5:
+    output = record_emulated_run(tmp_path / "p.h5", config, 2,
+                                 pattern_calibration=str(path))
+    with h5py.File(output, "r") as h5:
         used = h5[run_file.SIM_PARAMS][:, 0]
     waves = calibration.parameters.wave_vectors_cycles_per_px()
     for t in range(2):

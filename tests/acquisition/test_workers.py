@@ -31,6 +31,12 @@ def protocol(tmp_path: Path, timepoints: int, imc: bool = False) -> Protocol:
         "timepoints": timepoints, "output": str(tmp_path / "run.h5"), "imc": imc})
 
 
+def slow_camera_session(proto: Protocol, options: SessionOptions = TWO) -> RunSession:
+    """A run of ``proto`` on a scripted camera giving a frame every 2 ms (16 px frames)."""
+    return RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
+                      options=options)
+
+
 def events(path: Path) -> list[tuple[str, int, str]]:
     with h5py.File(path, "r") as h5:
         return [(e["kind"].decode(), int(e["time_point"]), e["detail"].decode())
@@ -75,8 +81,7 @@ class WriteSpy:
 def test_two_workers_record_every_time_point_once_in_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proto = protocol(tmp_path, 60)
-    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
-                         options=TWO)
+    session = slow_camera_session(proto)
     spy = WriteSpy(monkeypatch)
     arrived: list[int] = []
     original = RunSession._on_result
@@ -117,8 +122,7 @@ def test_two_workers_record_every_time_point_once_in_order(
 def test_killing_one_of_two_workers_costs_only_its_sets_in_flight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proto = protocol(tmp_path, 100_000)
-    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
-                         options=TWO)
+    session = slow_camera_session(proto)
     spy = WriteSpy(monkeypatch)
     killed_at: list[int] = []
 
@@ -241,8 +245,7 @@ def test_remote_worker_over_curve_serves_dies_and_is_replaced(tmp_path: Path) ->
                       curve=CurveKeys.from_files(keys / "server.key_secret"),
                       curve_clients=(client_public,))
     proto = protocol(tmp_path, 100_000)
-    session = RunSession(ScriptedSource(frame_delay_s=0.002), None, proto, (16, 16), 62.6,
-                         options=options)
+    session = slow_camera_session(proto, options)
     log = tmp_path / "remote.log"
     remotes = [start_remote_worker(port, keys, "remote-a", log)]
     seen: list[int] = []
@@ -276,6 +279,10 @@ def test_remote_worker_over_curve_serves_dies_and_is_replaced(tmp_path: Path) ->
             remote.wait(10)
     assert summary.error == "", log.read_text()[-2000:]
     assert summary.sr_per_worker[0] > 0 and summary.sr_per_worker[1] >= seen[0] + 5
+    # the local worker got its sets through the shared-memory ring, the remote one inline
+    local, remote = session.raw_senders
+    assert getattr(local, "sent_by_reference", 0) > 0
+    assert getattr(remote, "sent_by_reference", -1) == 0 and getattr(remote, "sent", 0) > 0
     log_rows = events(proto.output)
     died = [d for k, _, d in log_rows if k == "worker_died"]
     assert died == [f"worker 1: remote worker on {endpoint}: " + died[0].split(": ", 2)[2]]

@@ -78,3 +78,27 @@ def test_tirf_preset_matches_the_real_microtubule_stack() -> None:
     assert emulated.signal_e == pytest.approx(real.signal_e, rel=0.3)
     assert np.abs(np.subtract(emulated.modulation, real.modulation)).max() < 0.15
     assert emulated.period_nm == pytest.approx(real.period_nm, rel=0.02)
+
+
+def test_electrons_per_orientation_undo_a_per_orientation_stretch() -> None:
+    """A set whose orientations were stretched with their own gain and offset (as published
+    test stacks are) comes back to one electron scale: every orientation's mean agrees."""
+    from calibration.stack_statistics import electrons_per_orientation
+
+    config = EmulatorConfig(structure="microtubules", size_px=128, photon_count_e=60.0,
+                            sensor=SensorModel(gain_adu_per_e=1.0, offset_adu=100.0))
+    microscope = Microscope(config)
+    raw = microscope.render_set(0.0).astype(np.float64) - 100.0
+    stretch = [(700.0, 18000.0), (600.0, 27000.0), (800.0, 22000.0)]
+    stretched = np.concatenate(
+        [raw[3 * o : 3 * o + 3] * g + off for o, (g, off) in enumerate(stretch)]
+    )
+    cutoff_px = config.optics.cutoff_cycles_per_nm * config.optics.pixel_size_nm
+    electrons, gains, _ = electrons_per_orientation(stretched, cutoff_px)
+    np.testing.assert_allclose(gains, [g for g, _ in stretch], rtol=0.06)
+    means = electrons.reshape(3, -1).mean(axis=1)
+    assert np.ptp(means) < 0.08 * means.mean(), means  # stretched: 600-800x apart
+    # the offset's x-intercept carries the gain's error times the mean level: ~20 % here
+    np.testing.assert_allclose(means, raw.reshape(3, -1).mean(axis=1), rtol=0.25)
+    with pytest.raises(StackStatisticsError, match="orientations"):
+        electrons_per_orientation(stretched[:8], cutoff_px)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -19,8 +19,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 from pytestqt.qtbot import QtBot
 
 from acquisition import run_file
-from gui.app import apply_dark_theme
-from gui.host_link import HostLink, HostOptions
+from gui.host_link import HostLink
 from gui.main_window import FINISH_GRACE_S, LiveWindow
 
 if os.environ.get("QT_QPA_PLATFORM") != "xcb" or not os.environ.get("DISPLAY"):
@@ -32,29 +31,10 @@ WAIT_MS = 120_000
 SMALL_SCREEN = (1280, 720)
 
 
-def _open_window(qapp: QtWidgets.QApplication, folder: Path) -> LiveWindow:
-    apply_dark_theme(qapp)
-    settings = QtCore.QSettings(str(folder / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    link = HostLink.start(HostOptions(size_px=(SIZE_PX, SIZE_PX), live_interval_s=0.05),
-                          folder=folder / "host")
-    window = LiveWindow(link, settings)
-    editor = window.editor
-    editor.roi_width.setValue(SIZE_PX)
-    editor.roi_height.setValue(SIZE_PX)
-    editor.reconstruction.setCurrentText("Wiener")
-    editor.folder.setText(str(folder / "runs"))
-    editor.exposures[0].setValue(10.0)
-    window.close_without_asking = True  # no modal question in tests
-    window.resize(*SMALL_SCREEN)
-    window.show()
-    window.activateWindow()
-    return window
-
-
 @pytest.fixture(scope="module")
-def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[LiveWindow]:
-    win = _open_window(qapp, tmp_path_factory.mktemp("xcb"))
+def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory,
+           open_live_window: Callable[..., LiveWindow]) -> Iterator[LiveWindow]:
+    win = open_live_window(qapp, tmp_path_factory.mktemp("xcb"), SIZE_PX, SMALL_SCREEN)
     yield win
     if win.isVisible():
         win.close()
@@ -186,9 +166,11 @@ def test_ctrl_q_quits(window: LiveWindow, qtbot: QtBot) -> None:
     assert process.poll() is not None, "acquisition process still running after Ctrl+Q"
 
 
-def test_close_during_recording_leaves_a_sealed_file(qapp: QtWidgets.QApplication,
-                                                     qtbot: QtBot, tmp_path: Path) -> None:
-    win = _open_window(qapp, tmp_path)
+def test_close_during_recording_leaves_a_sealed_file(
+    qapp: QtWidgets.QApplication, qtbot: QtBot, tmp_path: Path,
+    open_live_window: Callable[..., LiveWindow],
+) -> None:
+    win = open_live_window(qapp, tmp_path, SIZE_PX, SMALL_SCREEN)
     qtbot.waitExposed(win)
     win.editor.timepoints.setValue(100_000)
     _activate(qtbot, win)
@@ -223,15 +205,17 @@ def test_close_during_recording_leaves_a_sealed_file(qapp: QtWidgets.QApplicatio
         assert sr_written + skipped >= n  # every time point: SR image or a recorded skip
 
 
-def test_close_while_sr_lags_seals_within_the_limit(qapp: QtWidgets.QApplication,
-                                                    qtbot: QtBot, tmp_path: Path) -> None:
+def test_close_while_sr_lags_seals_within_the_limit(
+    qapp: QtWidgets.QApplication, qtbot: QtBot, tmp_path: Path,
+    open_live_window: Callable[..., LiveWindow],
+) -> None:
     """IMC-SR on (SR trails acquisition on 2 cores) and a short limit: the file is still
     sealed, SR missing at the limit recorded as skipped, within the limit plus the grace."""
     from inference.worker import BUNDLED_DIR
 
     if not (BUNDLED_DIR / "imcsr.pt").is_file():
         pytest.skip("the bundled IMC-SR model (imcsr) is not installed")
-    win = _open_window(qapp, tmp_path)
+    win = open_live_window(qapp, tmp_path, SIZE_PX, SMALL_SCREEN)
     qtbot.waitExposed(win)
     win.finish_limit_s = 2.0
     win.editor.imc.setChecked(True)
@@ -257,10 +241,12 @@ def test_close_while_sr_lags_seals_within_the_limit(qapp: QtWidgets.QApplication
         assert all(has_sr[t] or t in skipped for t in range(len(has_sr)))
 
 
-def test_close_while_the_recording_starts(qapp: QtWidgets.QApplication, qtbot: QtBot,
-                                          tmp_path: Path) -> None:
+def test_close_while_the_recording_starts(
+    qapp: QtWidgets.QApplication, qtbot: QtBot, tmp_path: Path,
+    open_live_window: Callable[..., LiveWindow],
+) -> None:
     """Quit right after Record (worker still loading): no run file, the window closes."""
-    win = _open_window(qapp, tmp_path)
+    win = open_live_window(qapp, tmp_path, SIZE_PX, SMALL_SCREEN)
     qtbot.waitExposed(win)
     win.editor.timepoints.setValue(100_000)
     assert win.start_record()

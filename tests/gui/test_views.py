@@ -397,3 +397,40 @@ def test_window_draws_images_as_they_arrive_without_its_timer(qtbot: QtBot,
         window.close_without_asking = True
         window.close()
         publisher.close()
+
+
+def test_display_stages_are_timed_only_by_an_installed_clock(qtbot: QtBot) -> None:
+    from pyqtgraph.Qt import QtWidgets
+
+    from acquisition.cli.bench.display_cost import DisplayCost, StageClock
+    from gui.display_stages import set_stage_timer, stage
+
+    panel = ImagePanel("SR", "hot", saturation_value=65_535, paint_stage="sr_paint")
+    qtbot.addWidget(panel)
+    panel.resize(300, 300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    clock = StageClock()
+    set_stage_timer(clock)
+    try:
+        with stage("tick"):
+            with stage("tick"), stage("receive"):  # a drain inside a tick: counted once
+                sum(range(200_000))  # some CPU to time
+            with stage("not_a_stage"):  # another panel's paint: not counted
+                pass
+        assert 0 < clock.cost.receive_s <= clock.cost.tick_s
+        ticked = clock.cost.tick_s
+        for value in (100, 2000, 100):
+            panel.set_image(np.full((256, 256), value, np.uint16))
+            QtWidgets.QApplication.processEvents()  # the update path: a paint event
+        painted = clock.cost
+        assert painted.tick_s == ticked  # nothing else counted as a tick
+        assert 0 < painted.sr_paint_s <= painted.view_paint_s
+        assert painted.raw_paint_s == 0.0
+        assert panel.item.images_painted >= 2
+    finally:
+        set_stage_timer(None)
+    with stage("receive"):  # uninstalled: a no-op, nothing counted
+        sum(range(200_000))
+    assert clock.cost == painted
+    assert painted.minus(DisplayCost()) == painted

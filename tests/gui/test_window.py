@@ -5,22 +5,22 @@ One window (and one acquisition process) serves the module: starting them costs 
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import tifffile
-from pyqtgraph.Qt import QtCore, QtWidgets
+from pyqtgraph.Qt import QtWidgets
 from pytestqt.qtbot import QtBot
 
 from acquisition.protocol import Protocol
-from gui.app import apply_dark_theme
-from gui.host_link import HostLink, HostOptions
 from gui.main_window import LiveWindow
 
 SIZE_PX = 64
@@ -28,27 +28,13 @@ WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[LiveWindow]:
-    folder = tmp_path_factory.mktemp("gui")
-    apply_dark_theme(qapp)
-    settings = QtCore.QSettings(str(folder / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    link = HostLink.start(HostOptions(size_px=(SIZE_PX, SIZE_PX), live_interval_s=0.05),
-                          folder=folder / "host")
-    win = LiveWindow(link, settings)
-    editor = win.editor
-    editor.roi_width.setValue(SIZE_PX)
-    editor.roi_height.setValue(SIZE_PX)
-    editor.reconstruction.setCurrentText("Wiener")
-    editor.folder.setText(str(folder / "runs"))
-    editor.powers[0].setValue(20.0)
-    editor.exposures[0].setValue(10.0)
-    win.resize(1200, 800)
-    win.show()
+def window(qapp: QtWidgets.QApplication, tmp_path_factory: pytest.TempPathFactory,
+           open_live_window: Callable[..., LiveWindow]) -> Iterator[LiveWindow]:
+    win = open_live_window(qapp, tmp_path_factory.mktemp("gui"), SIZE_PX, (1200, 800))
     assert win.start_live()
     yield win
-    win.close_without_asking = True
     win.close()
+    link = win.link
     assert link.process is not None
     assert link.process.poll() is not None, "acquisition process still running after close"
 
@@ -144,9 +130,44 @@ def test_wide_field_raw_view_is_published_on_request(window: LiveWindow, qtbot: 
     qtbot.waitUntil(lambda: window.raw_message.header.kind is Kind.RAW_SET, timeout=WAIT_MS)
 
 
+def test_live_trust_trend_and_overlay_from_the_emulated_run(window: LiveWindow,
+                                                           qtbot: QtBot) -> None:
+    """The worker's live trust records (every 10th SR image) reach the trend, and the newest
+    map the SR view's overlay."""
+    qtbot.waitUntil(lambda: len(window.trust_panel.history.get(0, ())) >= 2, timeout=WAIT_MS)
+    points = list(window.trust_panel.history[0])
+    assert all(b.time_point > a.time_point for a, b in itertools.pairwise(points))
+    for point in points:  # Wiener SIM of the emulator: explained by its raw data
+        assert 0.5 < point.raw_chi2 < 3.0, point
+        assert point.resolution_scaled_pearson > 0.9, point
+    times, chi2 = window.trust_panel.curves[0][0].getData()
+    assert list(times)[:2] == [p.time_point for p in points][:2]
+    assert list(chi2)[:2] == pytest.approx([p.raw_chi2 for p in points][:2])
+    window.trust_panel.overlay_box.setChecked(True)
+    try:
+        panel = window.sr_panel
+        assert panel.map_item.isVisible()
+        assert panel.map_values is not None and panel.map_values.shape == (8, 8)  # 64 px / 8
+        np.testing.assert_array_equal(panel.map_values, window.qc_message.array)
+        rect = panel.map_rect
+        assert (rect.width(), rect.height()) == (2 * SIZE_PX, 2 * SIZE_PX)
+    finally:
+        window.trust_panel.overlay_box.setChecked(False)
+    assert not window.sr_panel.map_item.isVisible()
+
+
 def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
     window.editor.timepoints.setValue(4)
     before = set(Path(window.editor.folder.text()).glob("*.h5"))
+    shown: list[tuple[int, float, float]] = []  # what the trust trend received
+    add_record = window.trust_panel.add_record
+
+    def keep(channel: int, name: str, time_point: int, trust: dict) -> object:
+        point = add_record(channel, name, time_point, trust)
+        shown.append((time_point, point.raw_chi2, point.resolution_scaled_pearson))
+        return point
+
+    window.trust_panel.add_record = keep  # type: ignore[method-assign]
     assert window.start_record()
     assert not window.editor.isEnabled()  # no protocol edits while recording
     done = "recording done: 4 time points (completed)"
@@ -169,6 +190,44 @@ def test_record_produces_valid_hdf5(window: LiveWindow, qtbot: QtBot) -> None:
         assert raw.shape == (4, 1, 9, SIZE_PX, SIZE_PX) and raw.dtype == np.uint16
         assert raw[()].reshape(36, -1).max(axis=1).min() > 100  # every frame written
         assert len(h5["sr"]) == 1
+        qc_chi2 = h5["qc/raw_chi2"][:, 0]
+        qc_pearson = h5["qc/resolution_scaled_pearson"][:, 0]
+    window.trust_panel.add_record = add_record  # type: ignore[method-assign]
+    # the window's trend showed the run file's trust record (t = 0: every 10th set is checked)
+    assert np.isfinite(qc_chi2[0]) and not np.isfinite(qc_chi2[1:]).any()
+    assert (0, pytest.approx(float(qc_chi2[0]), rel=1e-5),
+            pytest.approx(float(qc_pearson[0]), rel=1e-5)) in shown
+
+
+def test_record_with_the_autopilot_box_runs_the_autopilot(window: LiveWindow,
+                                                          qtbot: QtBot) -> None:
+    """The form's autopilot box reaches the recording: every time point gets an 'autopilot'
+    row in /events and the window shows the autopilot's state."""
+    from acquisition import run_file
+
+    window.editor.timepoints.setValue(4)
+    window.editor.autopilots[0].setChecked(True)
+    window.editor.autopilot_targets[0].setValue(2.0)
+    before = set(Path(window.editor.folder.text()).glob("*.h5"))
+    try:
+        assert window.start_record()
+        qtbot.waitUntil(lambda: window.autopilot_dock.isVisible(), timeout=WAIT_MS)
+        assert window.status.values["autopilot"].text().startswith("488 nm ")
+        done = "recording done: 4 time points (completed)"
+        qtbot.waitUntil(lambda: sum(done in t for t in _texts(window)) >= 1
+                        and not window.record_button.isChecked(), timeout=WAIT_MS)
+    finally:
+        window.editor.autopilots[0].setChecked(False)
+    path = (set(Path(window.editor.folder.text()).glob("*.h5")) - before).pop()
+    with h5py.File(path, "r") as h5:
+        channel = json.loads(h5.attrs["protocol"])["channels"][0]
+        events = [(e["kind"].decode(), int(e["time_point"]), e["detail"].decode())
+                  for e in h5[run_file.EVENTS][()]]
+    assert channel["autopilot"]["target_error"] == 2.0
+    rows = [(t, json.loads(detail)) for kind, t, detail in events if kind == "autopilot"]
+    assert [t for t, _ in rows] == [0, 1, 2, 3]
+    assert all(row["photon_count_e"] > 0 and row["reason"] for _, row in rows)
+    window.autopilot_dock.hide()
 
 
 @pytest.mark.slow  # a second recording (its own worker start-up): opt in with --runslow
@@ -226,13 +285,23 @@ def test_worker_crash_shows_error_and_window_keeps_running(window: LiveWindow,
 def test_settings_persist(window: LiveWindow) -> None:
     window.editor.exposures[0].setValue(12.5)
     window.sr_panel.gamma.setValue(0.7)
+    window.editor.set_autopilot(0, {"target_error": 1.7, "max_power_pct": 30.0})
+    window.trust_panel.overlay_box.setChecked(True)
     window.save_settings()
     window.editor.exposures[0].setValue(10.0)
     window.sr_panel.gamma.setValue(1.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
     window.restore_settings()
     assert window.editor.exposures[0].value() == pytest.approx(12.5)
     assert window.sr_panel.gamma.value() == pytest.approx(0.7)
+    autopilot = window.editor.protocol(Path("x.h5")).channels[0].autopilot
+    assert autopilot is not None
+    assert (autopilot.target_error, autopilot.max_power_pct) == (1.7, 30.0)
+    assert window.trust_panel.overlay_box.isChecked()
     window.editor.exposures[0].setValue(10.0)
+    window.editor.set_autopilot(0, None)
+    window.trust_panel.overlay_box.setChecked(False)
 
 
 def test_protocol_save_and_load_round_trip(window: LiveWindow, tmp_path: Path) -> None:
@@ -274,3 +343,27 @@ def test_imc_sr_composite_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
     finally:
         window.editor.imc.setChecked(False)
         window.start_live()
+
+
+@pytest.mark.slow  # restarts the worker with the bundled network: opt in with --runslow
+def test_auto_fallback_to_wiener_warns_end_to_end(window: LiveWindow, qtbot: QtBot) -> None:
+    """`auto` with the bundled network on the emulator: the worker's Wiener fallback reaches the
+    window as a warning naming the reason; back on Wiener SIM the warning goes."""
+    from inference.worker import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "dfcan-sim.pt").is_file():
+        pytest.skip("the bundled dfcan-sim model is not installed")
+    window.editor.set_reconstruction("auto")
+    try:
+        assert window.start_live()
+        qtbot.waitUntil(lambda: 0 in window.fallbacks, timeout=WAIT_MS)
+        reason = window.fallbacks[0]
+        assert reason and reason in window.fallback_warning.text()
+        assert window.fallback_warning.isVisibleTo(window)
+        assert "SR by Wiener SIM instead of the network from time point" in \
+            window.events.log.toPlainText()
+    finally:
+        window.editor.set_reconstruction("wiener")
+        window.start_live()
+    qtbot.waitUntil(lambda: not window.fallbacks, timeout=WAIT_MS)
+    assert window.fallback_warning.isHidden()

@@ -152,6 +152,25 @@ def test_auto_uses_the_network_only_where_it_beats_wiener() -> None:
     assert second.image.shape == first.image.shape == (128, 128)
 
 
+def test_auto_converts_a_set_to_electrons_once_and_gives_the_networks_own_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dim = make_training_pair("microtubules", photon_count_e=20.0, size_px=64, seed=7, base=CLEAN)
+    auto = make_reconstructor("auto", calibration=camera_of(dim), device="cpu")
+    assert isinstance(auto, AutoReconstructor) and auto.domain is not None
+    auto.domain = auto.domain.model_copy(update={"better_than_wiener_below_e": 40.0})
+    preprocessor = auto.network.preprocessor
+    convert, calls = preprocessor.frames_in_electrons, []
+    monkeypatch.setattr(preprocessor, "frames_in_electrons",
+                        lambda raw: calls.append(raw) or convert(raw))
+    result = auto.reconstruct(dim.raw)
+    assert result.model_name == "dfcan-sim" and len(calls) == 1
+    direct = auto.network.reconstruct(dim.raw)  # the network alone converts for itself
+    assert len(calls) == 2
+    np.testing.assert_array_equal(result.image, direct.image)
+    assert result.photon_count_e == direct.photon_count_e
+
+
 def test_auto_without_calibration_falls_back_to_wiener_and_says_why() -> None:
     pair = make_training_pair("er", photon_count_e=10.0, size_px=64, seed=8, base=CLEAN)
     result = make_reconstructor("auto", device="cpu").reconstruct(pair.raw)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -23,9 +24,6 @@ from typer.testing import CliRunner
 
 from acquisition import run_file
 from acquisition.cli import build_app
-from acquisition.protocol import Protocol
-from acquisition.session import RunSession, SessionOptions
-from hardware.sequencing import ChannelSpec, SequencePlan
 from inference.reprocess import (
     ReprocessError,
     ReprocessOptions,
@@ -40,7 +38,6 @@ from inference.reprocess_file import (
     ReprocessWriter,
 )
 from sim_emulator.microscope import EmulatorConfig
-from sim_emulator.rig import emulated_rig, photon_calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_POINTS = 4
@@ -48,25 +45,12 @@ SIZE_PX = 64
 
 
 @pytest.fixture(scope="module")
-def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def live_run(tmp_path_factory: pytest.TempPathFactory,
+             record_emulated_run: Callable[..., Path]) -> Path:
     """A live emulator run with Wiener SR by the supervised worker (the reference SR)."""
-    out = tmp_path_factory.mktemp("live") / "live.h5"
-    config = EmulatorConfig(size_px=SIZE_PX, seed=3)
-    rig = emulated_rig(config)
-    protocol = Protocol.parse_checked({
-        "channels": [{"laser_nm": 488, "reconstruction": "wiener"}],
-        "timepoints": TIME_POINTS, "output": str(out)})
-    plan = SequencePlan(channels=(ChannelSpec(laser_nm=488, power_pct=20.0, exposure_ms=10.0),),
-                        mode="sim")
-    try:
-        summary = RunSession(rig, plan, protocol, (SIZE_PX, SIZE_PX), 62.6, metadata={
-            "emulator": config.model_dump(mode="json")},
-            options=SessionOptions(fsync=False, heartbeat_timeout_s=5.0, display=False),
-            photon_calibration=photon_calibration(rig, (SIZE_PX, SIZE_PX))).run()
-    finally:
-        rig.close()
-    assert summary.error == "" and summary.sr_frames == TIME_POINTS
-    return out
+    return record_emulated_run(tmp_path_factory.mktemp("live") / "live.h5",
+                               EmulatorConfig(size_px=SIZE_PX, seed=3), TIME_POINTS,
+                               display=False)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -193,6 +177,26 @@ def test_resume_refuses_another_source_or_model(live_run: Path, tmp_path: Path) 
             run_reprocess(ReprocessOptions(tmp_path / "missing.h5", new, "wiener"), client)
         with pytest.raises(ReprocessError, match="must not be the source"):
             run_reprocess(ReprocessOptions(live_run, live_run, "wiener"), client)
+
+
+def test_reprocess_output_keeps_the_multi_d_labels(live_run: Path, tmp_path: Path) -> None:
+    source = tmp_path / "mda.h5"
+    shutil.copy(live_run, source)
+    index = ((0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0))  # 2 positions x 2 times
+    with h5py.File(source, "r+") as h5:
+        run_file.create_mda(h5, run_file.MdaLayout(index, (2, 2, 1), ((1.0, 2.0, 3.0),
+                                                                      (4.0, 5.0, 6.0)), 0.0, "{}"))
+    new = tmp_path / "new.h5"
+    layout = ReprocessLayout(TIME_POINTS, 1, 3, (2 * SIZE_PX, 2 * SIZE_PX), 31.3, "wiener")
+    ReprocessWriter(new, layout, Provenance(str(source), "a" * 64, "wiener", "wiener", ""),
+                    {}).close()
+    with h5py.File(source, "r") as a, h5py.File(new, "r") as b:
+        rows, z_step, stage = run_file.mda_rows(b, TIME_POINTS)
+        assert rows.tolist() == [[[0], [2]], [[1], [3]]]  # position 1, time 1 is row 3
+        assert z_step is None and stage.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+        expected = run_file.mda_rows(a, TIME_POINTS)[0]
+        np.testing.assert_array_equal(rows, expected)
+        assert b[run_file.MDA_GROUP].attrs["sequence"] == "{}"
 
 
 def test_plan_chunks_covers_every_time_point_once() -> None:

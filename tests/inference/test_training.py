@@ -348,7 +348,7 @@ def test_train_cli_takes_a_toml_config_and_command_line_overrides(tmp_path: Path
     info = load_model(output).info
     assert info.mode == "sisr" and info.options["width"] == 4
     toml.write_text('arch = "dfcan"\nbogus_field = 3\n')
-    result = CliRunner().invoke(build_app(), args)
+    result = CliRunner().invoke(build_app(), [*args, "--overwrite"])
     assert result.exit_code == 2 and "bogus_field" in result.output
 
 
@@ -436,3 +436,43 @@ def test_training_after_inference_in_the_same_process() -> None:
     loss = model(x).mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_pair_folder_tiff_pairs_and_mixtures(tmp_path: Path) -> None:
+    """`pairs:` holds out the last files, `tiff-pairs:` holds out the right quarter of every
+    stack's columns (never a trained-on reference pixel), `A@w+B@w` draws by weight."""
+    import tifffile
+
+    from inference.training.data import MixedSource, open_source
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for i in range(40):
+        np.savez(folder / f"p{i:03d}.npz", raw=np.full((9, 16, 16), i, np.float32),
+                 gt=np.full((32, 32), i, np.float32), label=f"pair {i}")
+    pairs = open_source(f"pairs:{folder}", "sim")
+    trained = {int(pairs.example(k, rng).raw[0, 0, 0]) for k in range(200)}
+    assert trained == set(range(38))  # 5 %: the last two held out
+    assert [int(e.raw[0, 0, 0]) for e in pairs.validation(5)] == [38, 39]
+
+    stack = rng.random((2, 9, 16, 64)).astype(np.float32)
+    reference = rng.random((32, 128)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "cell.tif", stack.reshape(18, 16, 64))
+    tifffile.imwrite(tmp_path / "cell_gt.tif", reference)
+    tiffs = open_source(f"tiff-pairs:{tmp_path / 'cell.tif'}", "sim")
+    example = tiffs.example(0, rng)
+    assert example.raw.shape == (9, 16, 48) and example.sr_gt.shape == (32, 96)
+    np.testing.assert_array_equal(example.sr_gt, reference[:, :96])
+    held = tiffs.validation(4)
+    assert len(held) == 2 and held[0].raw.shape == (9, 16, 16)
+    np.testing.assert_array_equal(held[1].sr_gt, reference[:, 96:])
+
+    mixed = open_source(f"pairs:{folder}@3+tiff-pairs:{tmp_path / 'cell.tif'}@1", "sim")
+    assert isinstance(mixed, MixedSource)
+    draws = [mixed.example(k, rng).raw.shape[-1] for k in range(400)]
+    assert 0.68 < draws.count(16) / 400 < 0.82  # pairs (16 px wide) at weight 3 of 4
+    with pytest.raises(DataSourceError, match="weight"):
+        open_source(f"pairs:{folder}@lots", "sim")
+    with pytest.raises(DataSourceError, match="_gt"):
+        open_source(f"tiff-pairs:{tmp_path / 'missing.tif'}", "sim")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -37,6 +38,9 @@ def test_recover_refuses_a_file_that_is_still_being_recorded(tmp_path: Path) -> 
     recorder = RunRecorder(path, LAYOUT, {"run_id": "x"}, fsync=False)
     try:
         _record(recorder, 2, set())
+        deadline = time.monotonic() + 30  # the writer thread has flushed both time points
+        while recorder.stats.time_points < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         before = path.read_bytes()[:64]
         with pytest.raises(RecoveryError, match="is being recorded right now"):
             recover_run_file(path)
@@ -110,6 +114,56 @@ def test_demo_refuses_to_overwrite_an_existing_run_file(tmp_path: Path) -> None:
     done = _livesim("demo", "-t", "1", "--model", "none", cwd=tmp_path)
     assert done.returncode == 2 and "exists; add --overwrite" in done.stderr
     assert existing.read_bytes() == b"a recording"
+
+
+# Every command with a --json report, with the least arguments that reach the check.
+JSON_REPORTS = [
+    ["bench", "all", "--only", "emulator"],
+    ["bench", "autopilot"],
+    ["bench", "gpu", "--dry-run"],
+    ["bench", "workers"],
+    ["bench", "inference"],
+    ["bench", "imcsr"],
+    ["soak"],
+    ["imc-assess", "imcsr"],
+    ["imc-cross-talk", "imcsr", "imcsr"],
+    ["stack-statistics", "missing.mrc", "--na", "1.4", "--emission-nm", "525"],
+]
+
+
+@pytest.mark.parametrize("command", JSON_REPORTS, ids=lambda c: " ".join(c[:2]))
+def test_json_reports_refuse_to_overwrite_an_existing_file(tmp_path: Path,
+                                                          command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    existing = tmp_path / "report.json"
+    existing.write_text("figures of an earlier run")
+    result = CliRunner().invoke(build_app(), [*command, "--json", str(existing)])
+    assert result.exit_code == 2, result.output
+    assert "exists; add --overwrite" in result.output
+    assert existing.read_text() == "figures of an earlier run"
+
+
+def test_train_refuses_to_overwrite_a_model_or_checkpoint_unless_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from acquisition.cli import build_app
+
+    model, checkpoint = tmp_path / "m.pt", tmp_path / "m.ckpt"
+    args = ["train", "--tiny", "--steps", "1", "--data", "emulator:nope", "-o", str(model)]
+    checkpoint.write_bytes(b"an earlier training")
+    refused = CliRunner().invoke(build_app(), args)
+    assert refused.exit_code == 2 and f"{checkpoint}: exists; add --overwrite" in refused.output
+    model.write_bytes(b"a trained model")
+    refused = CliRunner().invoke(build_app(), args)
+    assert refused.exit_code == 2 and f"{model}: exists; add --overwrite" in refused.output
+    assert model.read_bytes() == b"a trained model"
+    assert checkpoint.read_bytes() == b"an earlier training"
+    # with --overwrite the check passes and the next error is the bad data source
+    allowed = CliRunner().invoke(build_app(), [*args, "--overwrite"])
+    assert allowed.exit_code == 2 and "nope" in allowed.output and "exists" not in allowed.output
 
 
 @pytest.mark.parametrize(("make", "args", "message"), [

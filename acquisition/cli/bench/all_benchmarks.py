@@ -24,6 +24,8 @@ from typing import Any
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
 logger = logging.getLogger(__name__)
 
 SECTION_START = "<!-- bench-all:start (written by `livesim bench all`; edit outside it) -->"
@@ -478,14 +480,18 @@ def markdown_section(report: BenchReport, command: str) -> str:
         SECTION_START,
         "## All benchmarks in one run (`livesim bench all`)",
         "",
-        f"`{command}`, {report.started_utc}, {report.seconds / 60:.1f} min, "
-        f"{'quick' if s.quick else 'full'} mode ({s.size_px} px frames, {s.time_points} time "
-        f"points, models at {', '.join(str(n) for n in s.model_sizes)} px, fsync "
-        f"{s.fsync}). Machine: {m.get('cpu')}, {m.get('cores')} cores, GPU: {m.get('gpu')}; "
-        f"load average at start {', '.join(f'{v:.1f}' for v in m.get('load_average', ()))}, "
-        f"at end {', '.join(f'{v:.1f}' for v in m.get('load_average_end', ()))} (a shared "
-        "machine: wall-clock rates move with the load). Ratio = figure / bare limit measured "
-        "in the same run on the same data (higher is better; 1.0 = no overhead).",
+        "What it measures: every stage beside its bare limit, measured in the same run on the "
+        "same data; ratio = figure / bare limit (higher is better; 1.0 = no overhead). Run: "
+        "`livesim bench all --json OUT.json [--full] [--docs docs/benchmarks.md]`.",
+        "",
+        "| command | machine | date | duration | settings | load (1, 5, 15 min) at start / end |",
+        "|---|---|---|---|---|---|",
+        f"| `{command}` | {m.get('cpu')}, {m.get('cores')} cores, GPU: {m.get('gpu')} | "
+        f"{report.started_utc} | {report.seconds / 60:.1f} min | "
+        f"{'quick' if s.quick else 'full'}: {s.size_px} px frames, {s.time_points} time "
+        f"points, models at {', '.join(str(n) for n in s.model_sizes)} px, fsync {s.fsync} | "
+        f"{', '.join(f'{v:.1f}' for v in m.get('load_average', ()))} / "
+        f"{', '.join(f'{v:.1f}' for v in m.get('load_average_end', ()))} |",
         "",
         "| stage | figure | value | bare limit (same run) | bare value | ratio | note |",
         "|---|---|---|---|---|---|---|",
@@ -498,12 +504,11 @@ def markdown_section(report: BenchReport, command: str) -> str:
         lines.append(f"| {name} | failed: {error[:150]} | - | - | - | - | |")
     lines += ["", "Reading the ratios: below 1 is the stage's overhead over the bare operation; "
               "above 1 means the bare operation as measured is a baseline rather than a ceiling "
-              "(e.g. the recorder writes chunks directly and fsyncs on its own thread, which "
-              "the plain h5py loop does not). "
+              "(e.g. the transport's wire encode beside bare pyzmq of the same buffers). "
               "Pipeline and GUI rows come from separate processes started in this run."]
     if m.get("gpu") == "none":
-        lines += ["", "GPU figures: none (no GPU was lent to this run; TensorRT/CUDA rows "
-                  "are absent or marked unavailable)."]
+        lines += ["", "GPU figures: none (no GPU on this machine; TensorRT/CUDA rows are "
+                  "absent or marked unavailable)."]
     lines += [SECTION_END, ""]
     return "\n".join(lines)
 
@@ -529,6 +534,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 def bench_all_command(
     json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     full: bool = typer.Option(False, "--full", help="Full sizes (slow on 2 cores)."),
     only: str = typer.Option("", "--only", help="Comma-separated stages (default: all)."),
     docs_file: Path | None = typer.Option(
@@ -536,6 +542,7 @@ def bench_all_command(
         "(e.g. docs/benchmarks.md); nothing else is written unless asked."),
 ) -> None:
     """Every benchmark with its bare limit in the same run, written as JSON."""
+    check_json_output(json_out, overwrite)
     settings = BenchSettings.make(quick=not full)
     stages = tuple(x.strip() for x in only.split(",") if x.strip())
     report = run_all(settings, stages)

@@ -26,6 +26,7 @@ from acquisition.autopilot import (
     ErrorModel,
     LightSetting,
 )
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 from calibration.otf import OtfModel
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
@@ -256,9 +257,11 @@ def bench_autopilot_command(
         2.0, "--target", help="SR error relative to its floor that the autopilot holds."),
     seed: int = typer.Option(3, "--seed", help="Emulator seed of the imaged field."),
     json_out: Path | None = typer.Option(None, "--json", help="Write every time point here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     figure: Path | None = typer.Option(None, "--figure", help="Write the PNG figure here."),
 ) -> None:
     """Fixed power vs the photon-budget autopilot on the same emulated sample."""
+    check_json_output(json_out, overwrite)
     report = measure_autopilot(size_px=size_px, time_points=time_points,
                                fixed_power_pct=fixed_power_pct,
                                target_relative_error=target, seed=seed)

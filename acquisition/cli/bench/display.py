@@ -22,15 +22,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
+from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
-from gui.display_cost import DisplayCost
+
+if TYPE_CHECKING:
+    from pyqtgraph.Qt import QtWidgets
+
+    from gui.main_window import LiveWindow
+    from hardware.frames import TaggedFrame
+    from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
+
+
+class StreamingSource(Protocol):
+    """A frame source that streams one time point's tagged frames as they arrive."""
+
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]: ...
+
+STAGE_CLOCK = StageClock()  # the timer on the window's display-stage hook during the bench
 
 SETTLE_S = 1.0  # the window's subscribers connect before the pipeline starts
 FEED_HZ = 30.0  # synthetic display feed at the target rate (the stream's cap is 40/s)
@@ -59,13 +75,9 @@ class WindowFigures:
     sr_painted: int
     process_cpu_s: float  # the window process, all threads
     gui_thread_cpu_s: float
-    cost: DisplayCost  # GUI-thread CPU per display stage
-    raw_paint_s: float  # GUI-thread CPU painting the raw image (colour + Qt draw)
-    sr_paint_s: float
+    cost: DisplayCost  # GUI-thread CPU per display stage, painting included
     pattern_cpu_s: float  # the pattern check's own thread (its FFT workers: other threads)
     sr_time_points: int = 0  # time points the SR images spanned (the pipeline's SR output)
-    view_paint_s: float = float("nan")  # GUI-thread CPU in the raw and SR views' paint events
-    # (the image items' paint included); NaN: not measured
 
     @property
     def sr_made_per_s(self) -> float:
@@ -99,14 +111,10 @@ class WindowFigures:
         parts = {"receive": c.receive_s, "raw set_image": c.raw_set_s,
                  "SR set_image": c.sr_set_s, "full set (photons, pattern hand-off)": c.full_set_s,
                  "rest of tick (status, captions)": c.tick_s - staged,
-                 "raw paint": self.raw_paint_s, "SR paint": self.sr_paint_s}
-        qt_rest = self.gui_thread_cpu_s - c.tick_s - self.raw_paint_s - self.sr_paint_s
-        if self.view_paint_s == self.view_paint_s:  # measured: split Qt's part in two
-            around = self.view_paint_s - self.raw_paint_s - self.sr_paint_s
-            parts["views' paint around the images (scene, histograms)"] = around
-            parts["event loop, other widgets"] = qt_rest - around
-        else:
-            parts["Qt rest (scene, histograms, event loop)"] = qt_rest
+                 "raw paint": c.raw_paint_s, "SR paint": c.sr_paint_s}
+        around = c.view_paint_s - c.raw_paint_s - c.sr_paint_s
+        parts["views' paint around the images (scene, histograms)"] = around
+        parts["event loop, other widgets"] = self.gui_thread_cpu_s - c.tick_s - c.view_paint_s
         parts["pattern check thread"] = self.pattern_cpu_s
         parts["other threads (ZMQ I/O, pattern check FFTs)"] = (
             self.process_cpu_s - self.gui_thread_cpu_s - self.pattern_cpu_s)
@@ -255,7 +263,7 @@ def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> dict[
 class _Meter:
     """Snapshots of the window's counters, to difference over a span."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: LiveWindow) -> None:
         self.window = window
         self.taken_s = time.monotonic()
         self.raw_updates = window.raw_panel.updates
@@ -264,12 +272,8 @@ class _Meter:
         self.sr_painted = window.sr_panel.item.images_painted
         self.process_cpu_s = time.process_time()
         self.gui_thread_cpu_s = time.thread_time()
-        self.cost = window.cost.snapshot()
-        self.raw_paint_s = window.raw_panel.item.paint_cpu_s
-        self.sr_paint_s = window.sr_panel.item.paint_cpu_s
+        self.cost = STAGE_CLOCK.cost
         self.pattern_cpu_s = window.pattern_checker.cpu_s
-        self.view_paint_s = (window.raw_panel.graphics.paint_cpu_s
-                             + window.sr_panel.graphics.paint_cpu_s)
         message = window.sr_message
         self.sr_time_point = message.header.time_point if message is not None else 0
 
@@ -279,9 +283,7 @@ class _Meter:
             self.sr_updates - start.sr_updates, self.raw_painted - start.raw_painted,
             self.sr_painted - start.sr_painted, self.process_cpu_s - start.process_cpu_s,
             self.gui_thread_cpu_s - start.gui_thread_cpu_s, self.cost.minus(start.cost),
-            self.raw_paint_s - start.raw_paint_s, self.sr_paint_s - start.sr_paint_s,
-            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point,
-            view_paint_s=self.view_paint_s - start.view_paint_s)
+            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point)
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
@@ -296,6 +298,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
     from pyqtgraph.Qt import QtCore
 
     from gui.app import WINDOW_NICENESS, apply_dark_theme, yield_cpu_to_acquisition
+    from gui.display_stages import set_stage_timer
     from gui.host_link import HostLink
     from gui.main_window import LiveWindow
 
@@ -303,6 +306,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         raise ValueError(f"sr_px must be even (2x the raw frame), got {sr_px}")
     size_px = sr_px // 2
     scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-gui-"))
+    set_stage_timer(STAGE_CLOCK)
     try:
         for name in ("headless", "window", "paced-headless", "paced-window"):
             (scratch / name).mkdir()
@@ -351,10 +355,11 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
             with_display_cpu_ms_per_frame=with_window["cpu_ms_per_frame"],
             paced=paced_figures)
     finally:
+        set_stage_timer(None)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
+def _watch_window(window: LiveWindow, process: subprocess.Popen[str], timeout_s: float
                   ) -> WindowFigures:
     """Run the event loop until the pipeline process exits; the window's figures between the
     first and the last check that saw a new SR image."""
@@ -378,7 +383,7 @@ def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
     return last.since(first)
 
 
-def _paced_runs(window: Any, scratch: Path, size_px: int, seconds: float, timeout_s: float
+def _paced_runs(window: LiveWindow, scratch: Path, size_px: int, seconds: float, timeout_s: float
                 ) -> PacedFigures:
     """The pipeline at the camera's own pace (one frame per exposure), headless and then with
     the window attached."""
@@ -422,8 +427,8 @@ def _spin(seconds: float, until: Callable[[], bool] | None = None) -> None:
     timer.stop()
 
 
-def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
-                  feed_hz: float) -> WindowFigures:
+def _window_alone(app: QtWidgets.QApplication, window: LiveWindow, scratch: Path, size_px: int,
+                  seconds: float, feed_hz: float) -> WindowFigures:
     """The window drawing a feed process's images at ``feed_hz`` per topic (nothing else
     running in this bench): how many it can draw and what each costs."""
     from gui.host_link import HostLink
@@ -444,7 +449,8 @@ def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: f
         feed.wait(seconds + 30.0)
 
 
-def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[float, float]:
+def _render_cost_ms(app: QtWidgets.QApplication, window: LiveWindow, size_px: int, n: int = 40
+                    ) -> tuple[float, float]:
     """CPU ms per image set and painted in the window's SR and raw views (levels as live)."""
     import numpy as np
 
@@ -553,7 +559,7 @@ class PacedFrames:
     """Wraps the bench's frame source so frames come no faster than ``frames_per_s``, as from
     an exposure-limited camera (the emulator itself renders as fast as the CPU allows)."""
 
-    def __init__(self, source: Any, frames_per_s: float) -> None:
+    def __init__(self, source: StreamingSource, frames_per_s: float) -> None:
         if not frames_per_s > 0:
             raise ValueError(f"frames_per_s must be positive, got {frames_per_s}")
         self.source = source
@@ -561,7 +567,8 @@ class PacedFrames:
         self.delivered = 0
         self._start_s = 0.0
 
-    def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
+    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                          ) -> Iterator[TaggedFrame]:
         """The wrapped source's frames, each released at its exposure's end."""
         for frame in self.source.stream_time_point(plan, time_point, timeout_s):
             if self.delivered == 0:
@@ -572,7 +579,8 @@ class PacedFrames:
             self.delivered += 1
             yield frame
 
-    def acquire_time_point(self, plan: Any, time_point: int, timeout_s: float) -> list[Any]:
+    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
+                           ) -> list[TaggedFrame]:
         """All frames of one time point, paced."""
         return list(self.stream_time_point(plan, time_point, timeout_s))
 

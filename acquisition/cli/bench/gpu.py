@@ -605,10 +605,13 @@ def register(app: Any, bench: Any) -> None:
     """`livesim bench gpu`."""
     import typer
 
+    from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
     @bench.command("gpu")
     def bench_gpu(
         json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
                                       help="report file (rewritten after every stage)"),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="rehearse on the CPU at tiny sizes"),
         budget_s: float = typer.Option(420.0, "--time-limit-s",
@@ -626,6 +629,7 @@ def register(app: Any, bench: Any) -> None:
             for name, version in wheels_to_carry().items():
                 typer.echo(f"{name}=={version}")
             return
+        check_json_output(json_out, overwrite)
         try:
             report = run_gpu_check(json_out, dry_run, budget_s,
                                    tuple(s for s in skip.split(",") if s), wheels)

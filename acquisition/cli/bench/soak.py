@@ -26,6 +26,8 @@ from typing import Any
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
 logger = logging.getLogger(__name__)
 
 RSS_GROWTH_LIMIT_PCT = 5.0
@@ -324,8 +326,10 @@ def soak_command(
     fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
     max_pending: int = typer.Option(16, "--max-pending", help="Raw sets in flight to the worker."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Emulated time-lapse at the fastest sustainable rate: frames lost, memory, latency."""
+    check_json_output(json_out, overwrite)
     import json
 
     if time_limit_s <= 0 or size_px < 16 or sample_s <= 0:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+
 logger = logging.getLogger(__name__)
 
 
@@ -99,8 +101,10 @@ def bench_workers_command(
         1, "--repeats", min=1, help="Rounds over the worker counts, order reversed every other "
                                     "round (a loaded machine drifts); medians reported."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """SR sets/s of a live run with each worker count (same model, same cores)."""
+    check_json_output(json_out, overwrite)
     figures: list[WorkersFigure] = []
     with tempfile.TemporaryDirectory(prefix="livesim-bench-workers-") as folder:
         for round_index in range(repeats):
