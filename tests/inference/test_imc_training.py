@@ -82,7 +82,8 @@ def test_train_cli_imcsr_has_resume_and_time_limit(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), [*base, "--steps", "500", "--time-limit-s", "0.01",
                                               "--output", str(tmp_path / "t.pt")])
     assert result.exit_code == 0 and "--time-limit-s reached" in result.output
-    bad = CliRunner().invoke(build_app(), [*base, "--data", "biosr:/x"])
+    bad = CliRunner().invoke(build_app(), [*base, "--data", "biosr:/x",
+                                           "--output", str(tmp_path / "b.pt")])
     assert bad.exit_code == 2 and "imc-mix" in bad.output
 
 
