@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,8 @@ class DisplayOutlet:
     def __init__(self, publisher: DisplaySink, max_hz: float = DISPLAY_MAX_HZ,
                  set_max_hz: float = SET_MAX_HZ) -> None:
         self.publisher = publisher
+        # a publisher that knows its viewers (DisplayPublisher): nothing is packed for nobody
+        self._has_viewers: Callable[[], bool] = getattr(publisher, "has_viewers", lambda: True)
         self.display_channel = 0
         self.raw_view = "frame"
         self.run_id = uuid.uuid4().hex
@@ -114,6 +117,9 @@ class DisplayOutlet:
         too recently."""
         self._acquired_s[point.index] = acquired_s
         self._acquired_s.pop(point.index - _ACQUIRED_KEPT, None)
+        with self._lock:
+            if not self._has_viewers():
+                return
         now = time.monotonic()
         for raw in point.sets:
             if raw.channel != self.display_channel:
@@ -151,6 +157,8 @@ class DisplayOutlet:
         if message.array.dtype == np.uint16:  # as the run stores it: value = stored x scale
             info["sr_scale"] = float(head.info.get("sr_scale", run_file.SR_SCALE))
         with self._lock:
+            if not self._has_viewers():
+                return
             if topic == "sr" and not self._sr_limit.ready(time.monotonic()):
                 return
             header = header_for(head.kind, self.run_id, head.sequence, message.array,

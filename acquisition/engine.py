@@ -144,6 +144,15 @@ class SequenceChecker:
 _FREE_REFERENCES = 3  # a pooled buffer nobody else holds: the pool's list, the loop, the call
 
 
+class BufferSource(Protocol):
+    """Where the engine groups a time point's frames: :class:`SetBufferPool` (heap) or the
+    run's shared-memory ring (`acquisition.raw_ring.RawRing`)."""
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised uint16 array of ``shape`` that nothing else references."""
+        ...
+
+
 class SetBufferPool:
     """Reused (C, P, Y, X) uint16 buffers for the sets of a time point.
 
@@ -155,8 +164,11 @@ class SetBufferPool:
     the extra ones are let go, so memory follows the number of sets in flight.
     """
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_idle: int = 4) -> None:
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_idle: int = 4,
+                 dtype: type[np.generic] = np.uint16) -> None:
+        """``dtype``: of the buffers handed out (the recorder pools float32 wide-fields)."""
         self.max_bytes = max_bytes
+        self.dtype = np.dtype(dtype)
         self.max_idle = max_idle
         self._buffers: list[np.ndarray] = []
         self.reused = 0
@@ -166,7 +178,7 @@ class SetBufferPool:
         return len(self._buffers)
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
-        """An uninitialised uint16 array of ``shape`` that nothing else references."""
+        """An uninitialised array of ``shape`` (the pool's dtype) nothing else references."""
         if self._buffers and self._buffers[0].shape != shape:
             self._buffers = []  # a new frame shape (ROI): the old buffers die with their users
         chosen: np.ndarray | None = None
@@ -185,7 +197,7 @@ class SetBufferPool:
         if chosen is not None:
             self.reused += 1
             return chosen
-        buffer = np.empty(shape, dtype=np.uint16)
+        buffer = np.empty(shape, dtype=self.dtype)
         self.made += 1
         if (len(self._buffers) + 1) * buffer.nbytes <= self.max_bytes:
             self._buffers.append(buffer)
@@ -194,7 +206,7 @@ class SetBufferPool:
 
 def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: Sequence[int],
                n_patterns: int, frame_shape: tuple[int, int] | None = None,
-               pool: SetBufferPool | None = None) -> tuple[list[RawSet], list[Gap]]:
+               pool: BufferSource | None = None) -> tuple[list[RawSet], list[Gap]]:
     """Sort tagged frames into per-channel (P, Y, X) sets; missing patterns leave zeros + -1.
 
     With a ``pool`` the sets are views of a reused buffer (see :class:`SetBufferPool`).
@@ -248,11 +260,12 @@ class AcquisitionEngine:
                  n_patterns: int, interval_s: float = 0.0, timeout_s: float = 10.0,
                  on_time_point: Callable[[TimePoint], None] | None = None,
                  max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
-                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None
-                 ) -> None:
+                 rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None,
+                 buffers: BufferSource | None = None) -> None:
         """``rows`` (multi-D): row n is taken at ``rows[n]``'s stage target after ``stage``
         moved there, on the schedule of its time index (every row of a time index starts as
-        soon as the one before it ends)."""
+        soon as the one before it ends). ``buffers``: where sets are grouped (default: a
+        :class:`SetBufferPool`; a run's shared-memory ring)."""
         self.source = source
         self.plan = plan
         self.channel_lasers = tuple(int(x) for x in channel_lasers)
@@ -268,7 +281,7 @@ class AcquisitionEngine:
         self._stream: Iterator[TaggedFrame] | None = None
         self._stream_next = -1
         self._end_time_point: int | None = None
-        self._pool = SetBufferPool()
+        self._pool: BufferSource = buffers if buffers is not None else SetBufferPool()
         self.report = EngineReport()
         if rows is not None and stage is None and any(
                 (r.x_um, r.y_um, r.z_um, r.z_offset_um) != (None,) * 4 for r in rows):

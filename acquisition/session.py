@@ -38,11 +38,13 @@ from acquisition.engine import (
     FrameSource,
     Gap,
     RawSet,
+    SetBufferPool,
     StageMover,
     TimePoint,
 )
 from acquisition.protocol import Protocol
 from acquisition.rate_meter import RateMeter
+from acquisition.raw_ring import RawRing, ring_supported
 from acquisition.recorder import QcRecord, RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
 from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
@@ -96,6 +98,10 @@ class SessionOptions:
     curve: CurveKeys | None = None
     curve_clients: tuple[bytes, ...] = ()
     trust_every: int = 10  # the workers' trust record of every Nth set per channel (0: off)
+    # raw sets by reference through a shared-memory ring for the workers this run starts
+    # (acquisition.raw_ring; Linux); remote workers always get payloads inline
+    shared_memory: bool = True
+    ring_max_bytes: int = 512 * 1024 * 1024  # at most this much shared memory for the ring
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,7 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
                        "a fixed port")
 
 
+RING_MAX_SLOTS = 1024  # sets in the shared-memory ring at most (more in flight: heap, inline)
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
 
 
@@ -338,6 +345,9 @@ class RunSession:
         self.hello: dict[str, Any] = {}
         self._labels: dict[int, str] = {}
         self._pending: dict[tuple[int, int], tuple[float, int]] = {}  # -> (sent_s, slot)
+        # sets lent to a worker by reference: their ring slot stays theirs until answered
+        self._lent: dict[tuple[int, int], np.ndarray] = {}
+        self.ring: RawRing | None = None
         self._in_flight: list[int] = []  # per worker slot: raw sets sent, not yet answered
         self.remote_results: list[MessageReceiver] = []
         self._allow_list: ClientAllowList | None = None
@@ -391,6 +401,7 @@ class RunSession:
                                           keys=opts.curve) for endpoint in opts.remote_workers]
         self.raw_sender = self.raw_senders[0]
         self._in_flight = [0] * total
+        self.ring = self._make_ring(total)
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
         self.remote_results = [  # one per remote worker: the socket tells the slot
@@ -402,6 +413,26 @@ class RunSession:
         elif opts.display:
             self.display = DisplayOutlet(DisplayPublisher(self.context, ep.display),
                                          max_hz=opts.display_max_hz)
+
+    def _make_ring(self, n_workers: int) -> RawRing | None:
+        """The run's shared-memory ring for its local workers (None: off, unsupported, no
+        local worker, or not even two sets fit in ``ring_max_bytes``)."""
+        opts = self.options
+        if not (opts.shared_memory and opts.workers > 0 and self.sr_channels
+                and ring_supported()):
+            return None
+        set_bytes = (len(self.protocol.channels) * self.protocol.n_patterns
+                     * self.frame_shape[0] * self.frame_shape[1] * 2)
+        wanted = (recorder_queue_sets(self.frame_shape, self.protocol.n_patterns, opts)
+                  + self.max_pending + 4)
+        n_slots = min(wanted, opts.ring_max_bytes // set_bytes, RING_MAX_SLOTS)
+        if n_slots < 2:
+            return None
+        try:
+            return RawRing(n_slots, set_bytes, fallback=SetBufferPool(max_idle=2))
+        except OSError as exc:  # e.g. no memfd in a sandbox: payloads go inline
+            logger.warning("no shared-memory ring (%s); raw sets go over ZeroMQ", exc)
+            return None
 
     def _launch_workers(self) -> WorkerPool:
         """Start the worker processes (their hellos come later, on the results socket)."""
@@ -418,7 +449,9 @@ class RunSession:
                                 imc_model=self.protocol.imc_model if self.protocol.imc else None,
                                 sr_encoding="uint16", run_id=self.run_id,
                                 trust_every=self.options.trust_every)
-        commands = [replace(command, raw_endpoint=endpoint) for endpoint in self._raw_endpoints]
+        ring_fd = self.ring.reader_fd if self.ring is not None else None
+        commands = [replace(command, raw_endpoint=endpoint, raw_ring_fd=ring_fd)
+                    for endpoint in self._raw_endpoints]
         pool = self.pool = WorkerPool(
             commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
             startup_timeout_s=self.options.hello_timeout_s,
@@ -715,7 +748,7 @@ class RunSession:
         return AcquisitionEngine(
             self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
             self.protocol.n_patterns, interval_s=interval_s, timeout_s=self.acquire_timeout_s(),
-            on_time_point=on_time_point, **where)
+            on_time_point=on_time_point, buffers=self.ring, **where)
 
     # --- live view (no file) --------------------------------------------------------------------
 
@@ -802,6 +835,10 @@ class RunSession:
             self._allow_list.stop()
         if self.display is not None and self.display is not self.outlet:
             self.display.close()
+        if self.ring is not None:  # the workers are stopped: nothing maps it any more
+            with self._lock:
+                self._lent.clear()
+            self.ring.close()
 
     def _count_and_show(self, point: TimePoint) -> None:
         """Counters, gap events and the display's raw image of a time point."""
@@ -921,9 +958,19 @@ class RunSession:
                         frame_sequences=tuple(int(s) for s in raw.sequences),
                         timestamps_s=tuple(float(s) for s in raw.timestamps_s))
                     reason = "worker queue full"
+                    where = (self.ring.reference_info(raw.frames) if self.ring is not None
+                             else None)
+                    by_reference = (replace(header, info={**header.info, **where})
+                                    if where is not None else None)
                     for slot in order:  # a socket that refuses (peer gone): the next worker
-                        if self.raw_senders[slot].send(header, raw.frames):
-                            self._pending[(raw.time_point, raw.channel)] = (header.sent_s, slot)
+                        sender = self.raw_senders[slot]
+                        local = by_reference is not None and slot < self.options.workers
+                        if (sender.send_reference(by_reference) if local and by_reference
+                                else sender.send(header, raw.frames)):
+                            key = (raw.time_point, raw.channel)
+                            self._pending[key] = (header.sent_s, slot)
+                            if local:
+                                self._lent[key] = raw.frames  # the slot stays the worker's
                             self._in_flight[slot] += 1
                             self._next_slot = slot + 1
                             reason = ""
@@ -1058,6 +1105,7 @@ class RunSession:
         key = (head.time_point, head.channel)
         with self._lock:
             sent = self._pending.pop(key, None)
+            self._lent.pop(key, None)
             if sent is not None:
                 self._in_flight[sent[1]] -= 1
         sent_s = sent[0] if sent is not None else None
@@ -1198,6 +1246,7 @@ class RunSession:
             lost = sorted(k for k, (_, s) in self._pending.items() if slot is None or s == slot)
             for key in lost:
                 self._in_flight[self._pending.pop(key)[1]] -= 1
+                self._lent.pop(key, None)
         who = f"worker {slot}: " if slot is not None and len(self._in_flight) > 1 else ""
         for t, c in lost:
             self._skip(t, c, f"{who}{reason}")

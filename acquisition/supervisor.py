@@ -45,6 +45,7 @@ class WorkerCommand:
     sr_encoding: str = "float32"  # SR payload on the wire: float32 or uint16 (run files)
     run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
     trust_every: int = 10  # trust record of every Nth set per channel (0: off)
+    raw_ring_fd: int | None = None  # read-only descriptor of the run's shared-memory ring
 
     def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -65,6 +66,8 @@ class WorkerCommand:
         if self.sr_encoding != "float32":
             args += ["--sr-encoding", self.sr_encoding]
         args += ["--trust-every", str(self.trust_every)]
+        if self.raw_ring_fd is not None:
+            args += ["--raw-ring-fd", str(self.raw_ring_fd)]
         return args
 
 
@@ -117,9 +120,11 @@ class WorkerSupervisor:
             stdout = self.command.log_file.open("ab")
         self.worker_id = uuid.uuid4().hex[:16]
         try:
+            ring = () if self.command.raw_ring_fd is None else (self.command.raw_ring_fd,)
             self.process = subprocess.Popen(list(self._argv_factory(self.worker_id)),
                                             stdout=stdout,
-                                            stderr=subprocess.STDOUT if stdout else None)
+                                            stderr=subprocess.STDOUT if stdout else None,
+                                            pass_fds=ring)
         finally:
             if stdout is not None:
                 stdout.close()

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +26,7 @@ from acquisition.wire import (
     MAX_PAYLOAD_BYTES,
     Header,
     Message,
+    PayloadRing,
     WireError,
     decode,
     encode,
@@ -166,8 +167,11 @@ def check_endpoint(endpoint: str, keys: CurveKeys | None) -> None:
 
 
 def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
-                keys: CurveKeys | None = None, **options: int) -> zmq.Socket:
-    """A socket with LINGER 0 and the given options, bound or connected after the checks.
+                keys: CurveKeys | None = None,
+                before_bind: Callable[[zmq.Socket], None] | None = None,
+                **options: int) -> zmq.Socket:
+    """A socket with LINGER 0 and the given options, bound or connected after the checks
+    (``before_bind`` runs just before, e.g. to attach a monitor that must see every peer).
 
     Inbound frames are capped at the wire's limits (ZMQ_MAXMSGSIZE): a peer sending a larger
     one is disconnected by libzmq before the frame is buffered, so it cannot exhaust memory.
@@ -180,6 +184,8 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
         socket.setsockopt(getattr(zmq, name), value)
     if keys is not None:
         keys.apply(socket, server=bind)
+    if before_bind is not None:
+        before_bind(socket)
     if bind:
         socket.bind(endpoint)
     else:
@@ -190,9 +196,12 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
 class MessageReceiver:
     """Polls a socket with a timeout and returns validated messages; malformed ones are counted."""
 
-    def __init__(self, socket: zmq.Socket, name: str) -> None:
+    ring: PayloadRing | None = None  # resolves raw sets sent by reference (acquisition.raw_ring)
+
+    def __init__(self, socket: zmq.Socket, name: str, ring: PayloadRing | None = None) -> None:
         self.socket = socket
         self.name = name
+        self.ring = ring
         self.rejected = 0
         self.received = 0
         self._poller = zmq.Poller()
@@ -204,7 +213,7 @@ class MessageReceiver:
             return None
         frames = self.socket.recv_multipart(copy=False)
         try:
-            message = decode(frames)
+            message = decode(frames, self.ring)
         except WireError as exc:
             self.rejected += 1
             level = logging.WARNING if self.rejected & (self.rejected - 1) == 0 else logging.DEBUG
@@ -221,6 +230,8 @@ class WorkerLink(Protocol):
 
     def send(self, header: Header, array: np.ndarray) -> bool: ...
 
+    def send_reference(self, header: Header) -> bool: ...
+
     def send_event(self, header: Header) -> bool: ...
 
     def close(self) -> None: ...
@@ -234,6 +245,9 @@ class DisplaySink(Protocol):
     def close(self) -> None: ...
 
 
+_VIEWER_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
+
 class RawSetSender:
     """Bounded, non-blocking PUSH of raw sets to the worker: False means 'worker behind, skip'."""
 
@@ -242,6 +256,7 @@ class RawSetSender:
         self.socket = open_socket(context, zmq.PUSH, endpoint, bind=True, keys=keys,
                                   SNDHWM=high_water_mark, IMMEDIATE=1)
         self.sent = 0
+        self.sent_by_reference = 0  # of ``sent``: payload left in the shared-memory ring
         self.refused = 0
 
     def send(self, header: Header, array: np.ndarray) -> bool:
@@ -252,6 +267,18 @@ class RawSetSender:
             self.refused += 1
             return False
         self.sent += 1
+        return True
+
+    def send_reference(self, header: Header) -> bool:
+        """Queue a raw set whose payload stays in the run's shared-memory ring (the header
+        names its slot): the header and an empty payload frame; False when behind."""
+        try:
+            self.socket.send_multipart([header.pack(), b""], copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.refused += 1
+            return False
+        self.sent += 1
+        self.sent_by_reference += 1
         return True
 
     def send_event(self, header: Header) -> bool:
@@ -268,11 +295,36 @@ class RawSetSender:
 
 
 class DisplayPublisher:
-    """Conflated PUB of the newest raw / wide-field / SR / IMC images (lossy by design)."""
+    """Conflated PUB of the newest raw / wide-field / SR / IMC images (lossy by design).
+
+    It follows its viewers' connections (a socket monitor): :meth:`has_viewers` lets the
+    outlet skip packing images that nobody would receive (a headless run).
+    """
 
     def __init__(self, context: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> None:
+        self._monitor: zmq.Socket | None = None
+        self._viewers = 0
+
+        def watch(socket: zmq.Socket) -> None:
+            self._monitor = socket.get_monitor_socket(_VIEWER_EVENTS)
+
         self.socket = open_socket(context, zmq.PUB, endpoint, bind=True, keys=keys,
-                                  SNDHWM=1, CONFLATE=1)
+                                  before_bind=watch, SNDHWM=1, CONFLATE=1)
+
+    def has_viewers(self) -> bool:
+        """True while at least one viewer is connected (events read without waiting)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        monitor = self._monitor
+        if monitor is None:
+            return True
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor, flags=zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_ACCEPTED:
+                self._viewers += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._viewers = max(0, self._viewers - 1)
+        return self._viewers > 0
 
     def publish(self, topic: str, header: Header, array: np.ndarray) -> None:
         """Offer the newest image under ``topic``; dropped silently if nobody keeps up."""
@@ -284,7 +336,11 @@ class DisplayPublisher:
             logger.debug("display %s dropped", topic)
 
     def close(self) -> None:
-        """Close the socket without waiting."""
+        """Close the socket (and its monitor) without waiting."""
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self.socket.close(linger=0)
 
 
@@ -298,8 +354,10 @@ class DisplaySubscriber:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
         self.topic = topic
         self.rejected = 0
-        options = {"CONFLATE": 1, "RCVHWM": 1} if conflate else {"RCVHWM": QC_RCVHWM}
-        self.socket = open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys, **options)
+        self.socket = (open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
+                                   CONFLATE=1, RCVHWM=1) if conflate
+                       else open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
+                                        RCVHWM=QC_RCVHWM))
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii") + b"\x00")
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
@@ -308,14 +366,18 @@ class DisplaySubscriber:
         """The newest message of this topic, or None after ``timeout_ms``."""
         if not self._poller.poll(timeout_ms):
             return None
-        frame = self.socket.recv(copy=False)  # the array views ZMQ's buffer: no copy
+        return self._decode(self.socket.recv(copy=False))
+
+    def _decode(self, frame: zmq.Frame) -> Message | None:
+        """A received frame's message (its array a read-only view of ZMQ's buffer: no copy);
+        None, counted and logged, when it is malformed."""
         try:
             _, message = unpack_display(frame.buffer)
         except WireError as exc:
             self.rejected += 1
             logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
             return None
-        message.array.setflags(write=False)  # a view of the received frame, as documented
+        message.array.setflags(write=False)
         return message
 
     @property
@@ -327,32 +389,17 @@ class DisplaySubscriber:
     def newest(self) -> Message | None:
         """The newest message without waiting (None: nothing new), leaving the socket drained,
         so that its :attr:`fd` signals the next arrival. No poller: one ZMQ_EVENTS check."""
-        message = None
-        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
-            try:
-                _, message = unpack_display(frame.buffer)
-            except WireError as exc:
-                self.rejected += 1
-                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
-                continue
-            message.array.setflags(write=False)
-        return message
+        messages = self.drain()
+        return messages[-1] if messages else None
 
     def drain(self) -> list[Message]:
         """Every message waiting, oldest first, without waiting (an unconflated topic),
         leaving the socket drained so that its :attr:`fd` signals the next arrival."""
         messages: list[Message] = []
         while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frame = self.socket.recv(copy=False, flags=zmq.NOBLOCK)
-            try:
-                _, message = unpack_display(frame.buffer)
-            except WireError as exc:
-                self.rejected += 1
-                logger.warning("display %s: rejected malformed message: %s", self.topic, exc)
-                continue
-            message.array.setflags(write=False)
-            messages.append(message)
+            message = self._decode(self.socket.recv(copy=False, flags=zmq.NOBLOCK))
+            if message is not None:
+                messages.append(message)
         return messages
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgpack
 import numpy as np
@@ -202,11 +202,15 @@ class EventInfo(_Strict):
 
 
 class ImageInfo(_Strict):
-    """Raw and wide-field images on the display stream."""
+    """Raw and wide-field images on the display stream; a raw set sent by reference names
+    its place in the run's shared-memory ring (acquisition.raw_ring) instead of a payload."""
 
     photon_count_e: float = math.nan
     sr_scale: Annotated[float, Field(allow_inf_nan=False, gt=0.0)] | None = None
     acquired_s: NonNegative = 0.0
+    ring_slot: Annotated[int, Field(ge=0, le=65_535)] | None = None
+    ring_offset: Annotated[int, Field(ge=0, le=MAX_PAYLOAD_BYTES)] | None = None
+    ring_generation: Count | None = None
 
 
 INFO_SCHEMAS: dict[Kind, type[_Strict]] = {
@@ -341,11 +345,32 @@ def header_for(kind: Kind, run_id: str, sequence: int, array: np.ndarray | None,
     return Header(kind=kind, run_id=run_id, sequence=sequence, shape=shape, dtype=dtype, **fields)
 
 
-def decode(frames: Sequence[Frame]) -> Message:
-    """Validate a received [header, payload] message and view its payload; raise WireError."""
+class PayloadRing(Protocol):
+    """Where payloads sent by reference live (the worker's ``acquisition.raw_ring.RingReader``)."""
+
+    def view(self, header: Header) -> np.ndarray:
+        """The array the header names; WireError when it cannot be resolved."""
+        ...
+
+
+def decode(frames: Sequence[Frame], ring: PayloadRing | None = None) -> Message:
+    """Validate a received [header, payload] message and view its payload; raise WireError.
+
+    A raw set whose header names a ring slot (``info.ring_slot``) has an empty payload frame;
+    its array is resolved in ``ring``, which a receiver without one refuses.
+    """
     if len(frames) != 2:
         raise WireError(f"expected 2 frames [header, payload], got {len(frames)}")
     header = parse_header(_as_bytes(frames[0]))
+    if header.info.get("ring_slot") is not None:
+        if header.kind is not Kind.RAW_SET:
+            raise WireError(f"a {header.kind} message cannot name a ring slot")
+        if _as_buffer(frames[1]).nbytes:
+            raise WireError("a ring reference must come with an empty payload frame")
+        if ring is None:
+            raise WireError("message names a shared-memory ring slot, but this receiver maps "
+                            "no ring")
+        return Message(header, ring.view(header))
     return Message(header, _payload_array(header, _as_buffer(frames[1])))
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import zmq
 
+from acquisition.raw_ring import RingReader, is_reference
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
 from inference.live_trust import TrustMonitor, trust_info
@@ -74,6 +75,7 @@ class WorkerOptions:
     run_id: str = ""  # the run served: raw sets of other runs are refused ("" accepts any)
     worker_id: str = ""  # this process, as the supervisor named it: on every message sent
     trust_every: int = 10  # trust record of every Nth set per channel (0: off); /qc
+    raw_ring_fd: int | None = None  # inherited read-only descriptor of the run's raw ring
 
 
 @dataclass
@@ -109,6 +111,7 @@ PHOTON_CALIBRATION_FORMAT = "livesim photon calibration"
 FLUSH_COMMAND = "flush"
 SR_ENCODINGS = ("float32", "uint16")
 SR_UINT16_SCALE = 1.0 / 65535.0  # uint16 SR payload: value = stored x scale (as the run file)
+ENCODE_BAND_BYTES = 256 * 1024  # float32 scratch of the uint16 SR encoding (CPU cache)
 # no trust record: not a super-resolved image (the wide-field mean; a pipeline benchmark's
 # blank of the right shape)
 UNCHECKED_METHODS = ("none", "passthrough")
@@ -120,10 +123,23 @@ def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, f
         return image, {}
     if encoding != "uint16":
         raise ValueError(f"sr_encoding must be one of {SR_ENCODINGS}, got {encoding!r}")
-    scaled = np.multiply(image, np.float32(1 / SR_UINT16_SCALE), dtype=np.float32)
-    np.clip(scaled, 0.0, np.float32(1 / SR_UINT16_SCALE), out=scaled)
-    scaled += np.float32(0.5)  # in place, then truncation: rounds to nearest (10x np.rint)
-    return scaled.astype(np.uint16), {"sr_scale": SR_UINT16_SCALE}
+    top = np.float32(1 / SR_UINT16_SCALE)
+    shape = image.shape
+    if image.ndim < 2:
+        image = image.reshape(1, -1)
+    stored = np.empty(image.shape, np.uint16)
+    # in bands of rows whose float32 scratch stays in the CPU cache (four whole-image passes
+    # went to memory and back); per pixel: scale, clip, + 0.5, truncate = round to nearest
+    rows = max(1, ENCODE_BAND_BYTES // max(1, 4 * image[0].size))
+    scratch = np.empty((rows, *image.shape[1:]), np.float32)
+    for start in range(0, image.shape[0], rows):
+        band = image[start:start + rows]
+        part = scratch[:band.shape[0]]
+        np.multiply(band, top, out=part, dtype=np.float32)
+        np.clip(part, 0.0, top, out=part)
+        part += np.float32(0.5)
+        np.copyto(stored[start:start + rows], part, casting="unsafe")
+    return stored.reshape(shape), {"sr_scale": SR_UINT16_SCALE}
 
 
 @dataclass(frozen=True)
@@ -279,7 +295,8 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                       RCVHWM=1)
     results = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                           keys=options.curve, SNDTIMEO=int(options.send_timeout_s * 1000))
-    receiver = MessageReceiver(raw, "worker raw")
+    ring = RingReader(options.raw_ring_fd) if options.raw_ring_fd is not None else None
+    receiver = MessageReceiver(raw, "worker raw", ring)
     send_lock = threading.Lock()
     sequence = iter(range(1 << 62))
 
@@ -323,12 +340,14 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                 logger.warning("raw socket: message of run %r ignored (serving run %r)",
                                message.header.run_id[:16], options.run_id)
                 continue
-            _handle(message, reconstructors, state, send, imc, options.sr_encoding)
+            _handle(message, reconstructors, state, send, imc, options.sr_encoding, ring)
     finally:
         state.stop.set()
         beat.join(options.heartbeat_s * 4)
         raw.close(linger=0)
         results.close(linger=int(options.send_timeout_s * 1000))
+        if ring is not None:
+            ring.close()
     return state
 
 
@@ -336,7 +355,11 @@ Sender = Callable[[dict[str, Any], Kind, np.ndarray | None], bool]
 
 
 def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state: WorkerState,
-            send: Sender, imc: ImcStage | None = None, sr_encoding: str = "float32") -> None:
+            send: Sender, imc: ImcStage | None = None, sr_encoding: str = "float32",
+            ring: RingReader | None = None) -> None:
+    """Reconstruct one raw set (or act on a command) and send what came of it. A set read
+    from the shared-memory ring is checked again after use: if its slot was reused meanwhile
+    (the acquisition gave this worker up), the result is refused, not sent."""
     head: Header = message.header
     if head.kind is Kind.EVENT and head.info.get("command") == FLUSH_COMMAND:
         flushed = _send_imc(imc.stream.finish(), imc, head, send) if imc is not None else 0
@@ -382,6 +405,13 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
         trust = _trust(monitor, message.array, image, info["model_name"], head)
         if trust is not None:
             info["trust"] = trust
+    if ring is not None and is_reference(head) and not ring.unchanged(head):
+        state.failed += 1
+        logger.error("t=%d channel=%d: ring slot %s reused while it was read; result dropped",
+                     head.time_point, head.channel, head.info.get("ring_slot"))
+        send({**common, "info": {"error": "raw set's ring slot was reused while it was read",
+                                 "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
+        return
     if send({**common, "info": info}, Kind.SR_RESULT, payload):
         state.processed += 1
     if imc is not None and head.channel == imc.channel:

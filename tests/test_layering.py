@@ -21,7 +21,9 @@ PACKAGES = (
 COMPOSITION_ROOT = "acquisition.cli"
 # acquisition's format modules (wire header, transport, run-file layout): what the worker and
 # the emulator share with acquisition; they import only each other
-FORMAT_MODULES = ("acquisition.wire", "acquisition.transport", "acquisition.run_file")
+# the wire, its transport (the shared-memory raw ring is part of it) and run-file names
+FORMAT_MODULES = ("acquisition.wire", "acquisition.transport", "acquisition.raw_ring",
+                  "acquisition.run_file")
 
 # package -> the packages (or modules) its modules may import; their own package is implied
 CONTRACTS: dict[str, tuple[str, ...]] = {

@@ -113,6 +113,10 @@ def infer_command(
     trust_every: int = typer.Option(
         10, "--trust-every", min=0, help="Trust record (/qc) of every Nth set per channel, 0: off."
     ),
+    raw_ring_fd: int | None = typer.Option(
+        None, "--raw-ring-fd", min=0,
+        help="Inherited read-only descriptor of the run's shared-memory raw ring (set by the "
+             "session)."),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
     from acquisition.transport import CurveKeys, TransportSecurityError
@@ -130,7 +134,7 @@ def infer_command(
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
                             imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
                             worker_id=worker_id, pattern_parameters=pattern_parameters,
-                            trust_every=trust_every)
+                            trust_every=trust_every, raw_ring_fd=raw_ring_fd)
     try:
         state = run_worker(options)
     except TransportSecurityError as exc:  # a non-local endpoint without Curve keys
@@ -181,11 +185,18 @@ def bench_pipeline_command(
     repeats: int = typer.Option(3, "--repeats", min=1,
                                 help="Interleaved repeats of bare zmq, bare h5py raw, bare "
                                      "h5py same bytes and the pipeline (medians reported)."),
+    viewer: bool = typer.Option(False, "--viewer/--headless",
+                                help="Attach a display viewer process (every topic, as the "
+                                     "window subscribes) to the pipeline runs."),
+    shared_memory: bool = typer.Option(True, "--shared-memory/--inline",
+                                       help="Raw sets to the worker through the shared-memory "
+                                            "ring, or inline over ZeroMQ."),
 ) -> None:
     """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
     from acquisition.cli.bench.pipeline import run_pipeline_bench
 
-    result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats)
+    result = run_pipeline_bench(timepoints, size_px, folder, fsync=fsync, repeats=repeats,
+                                viewer=viewer, shared_memory=shared_memory)
     for line in result.lines():
         typer.echo(line)
     if result.raw_lost:

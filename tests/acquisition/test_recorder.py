@@ -225,12 +225,16 @@ def testwidefield_mean_is_bit_identical_to_the_float32_mean() -> None:
     from acquisition.recorder import widefield_mean
 
     rng = np.random.default_rng(3)
-    for shape in [(9, 32, 32), (25, 7, 11), (256, 3, 3), (300, 2, 2)]:  # SIM sets; limits
+    # SIM sets; limits; a frame summed in several row bands (its last one partial)
+    for shape in [(9, 32, 32), (25, 7, 11), (256, 3, 3), (300, 2, 2), (9, 1030, 700)]:
         frames = rng.integers(0, 65536, shape, dtype=np.uint16)
         frames[:, 0, 0] = 65535  # saturated pixels: the largest sum
+        frames[:, -1, -1] = 65535
         wf = widefield_mean(frames)
-        assert wf.dtype == np.float32
+        assert wf.dtype == np.float32 and wf.shape == shape[1:]
         np.testing.assert_array_equal(wf, frames.mean(axis=0, dtype="<f4"))
+    view = frames[:, ::3, 1::2]  # not contiguous
+    np.testing.assert_array_equal(widefield_mean(view), view.mean(axis=0, dtype="<f4"))
 
 
 def test_sim_params_recorded_per_time_point(tmp_path: Path) -> None:

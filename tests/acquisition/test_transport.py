@@ -107,3 +107,48 @@ def test_display_stream_keeps_only_the_newest(context: zmq.Context, tmp_path) ->
     finally:
         subscriber.close()
         publisher.close()
+
+
+def test_display_publisher_knows_when_a_viewer_is_connected(context: zmq.Context,
+                                                            tmp_path) -> None:
+    """The outlet packs display images only while someone watches (headless runs pay
+    nothing); a viewer that connects is seen, and one that leaves is forgotten."""
+    from acquisition.display_outlet import DisplayOutlet
+    from acquisition.engine import RawSet, TimePoint
+
+    endpoints = Endpoints.ipc(tmp_path)
+    publisher = DisplayPublisher(context, endpoints.display)
+    packed: list[str] = []
+    original = publisher.publish
+
+    def counting(topic, header, array) -> None:
+        packed.append(topic)
+        original(topic, header, array)
+
+    publisher.publish = counting  # type: ignore[method-assign]
+    outlet = DisplayOutlet(publisher, max_hz=1000.0)
+    frames = np.zeros((9, 8, 8), np.uint16)
+    point = TimePoint(0, 0.0, 0.0, (RawSet(0, 0, 488, 1.0, frames, np.zeros(9),
+                                           np.arange(9)),))
+
+    def wait_for(state: bool) -> bool:
+        deadline = time.monotonic() + 5
+        while publisher.has_viewers() is not state and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return publisher.has_viewers() is state
+
+    try:
+        assert not publisher.has_viewers()
+        outlet.offer_raw(point, 0.0)
+        assert packed == []
+        subscriber = DisplaySubscriber(context, endpoints.display, "raw")
+        assert wait_for(True)
+        outlet.offer_raw(point, 0.0)
+        assert packed and packed[0] == "raw"
+        subscriber.close()
+        assert wait_for(False)
+        packed.clear()
+        outlet.offer_raw(point, 0.0)
+        assert packed == []
+    finally:
+        outlet.close()

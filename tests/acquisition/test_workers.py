@@ -279,6 +279,10 @@ def test_remote_worker_over_curve_serves_dies_and_is_replaced(tmp_path: Path) ->
             remote.wait(10)
     assert summary.error == "", log.read_text()[-2000:]
     assert summary.sr_per_worker[0] > 0 and summary.sr_per_worker[1] >= seen[0] + 5
+    # the local worker got its sets through the shared-memory ring, the remote one inline
+    local, remote = session.raw_senders
+    assert getattr(local, "sent_by_reference", 0) > 0
+    assert getattr(remote, "sent_by_reference", -1) == 0 and getattr(remote, "sent", 0) > 0
     log_rows = events(proto.output)
     died = [d for k, _, d in log_rows if k == "worker_died"]
     assert died == [f"worker 1: remote worker on {endpoint}: " + died[0].split(": ", 2)[2]]

@@ -235,3 +235,9 @@ def test_uint16_sr_encoding_is_within_half_a_step() -> None:
     assert encode_sr(image, "float32")[0] is image
     with pytest.raises(ValueError, match="sr_encoding"):
         encode_sr(image, "float16")
+    # encoded in row bands: the same integers as the whole-image formula, every pixel
+    big = np.random.default_rng(5).uniform(-0.2, 1.2, (700, 513)).astype(np.float32)
+    big[3, :7] = [0.0, 1.0, 0.5 / 65535, 1.5 / 65535, np.inf, -np.inf, 1e-12]
+    whole = np.clip(big * np.float32(65535.0), 0.0, np.float32(65535.0)) + np.float32(0.5)
+    np.testing.assert_array_equal(encode_sr(big, "uint16")[0], whole.astype(np.uint16))
+    assert encode_sr(big[0], "uint16")[0].shape == (513,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -37,6 +38,9 @@ def test_recover_refuses_a_file_that_is_still_being_recorded(tmp_path: Path) -> 
     recorder = RunRecorder(path, LAYOUT, {"run_id": "x"}, fsync=False)
     try:
         _record(recorder, 2, set())
+        deadline = time.monotonic() + 30  # the writer thread has flushed both time points
+        while recorder.stats.time_points < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         before = path.read_bytes()[:64]
         with pytest.raises(RecoveryError, match="is being recorded right now"):
             recover_run_file(path)

@@ -97,6 +97,11 @@ class PipelineBenchResult:
     sr_skips: int
     cpu_ms_per_frame: dict[str, float]
     repeats: list[RepeatFigures] = field(default_factory=list)
+    viewer: bool = False  # a display viewer process was attached to the pipeline runs
+    shared_memory: bool = True
+    sets_by_reference: int = 0  # raw sets the worker read from the shared-memory ring
+    sets_sent: int = 0  # raw sets sent to the worker (by reference or inline)
+    viewer_images: int = 0  # display images the viewer received (all repeats)
 
     @property
     def slower_limit(self) -> str:
@@ -139,7 +144,12 @@ class PipelineBenchResult:
                  "pipeline": "pipeline"}
         out = [f"frames: {n} raw per member ({self.time_points} SIM sets of 9 x {self.size_px}x"
                f"{self.size_px} uint16), fsync per time point: {self.fsync}, "
-               f"{len(self.repeats)} interleaved repeat(s), os.sync() before each member",
+               f"{len(self.repeats)} interleaved repeat(s), os.sync() before each member, "
+               f"load average {os.getloadavg()[0]:.1f} at the end",
+               f"pipeline: raw sets to the worker {self.sets_by_reference} of {self.sets_sent} "
+               f"through the shared-memory ring (shared memory {self.shared_memory}); display "
+               + (f"viewer attached ({self.viewer_images} images received)" if self.viewer
+                  else "viewer: none (headless)"),
                "members: zmq = bare pyzmq PUSH/PULL (ipc, other process); h5 raw = bare h5py "
                "raw as the recorder writes; h5 same = bare h5py, the run file's bytes "
                "(raw+wf+SR); pipeline = engine->zmq->worker->recorder",
@@ -167,7 +177,8 @@ class PipelineBenchResult:
             "per-repeat ratio pipeline / bare h5py raw (same repeat): "
             + ", ".join(f"{x:.2f}" for x in ratios)
             + (f"; median {statistics.median(ratios):.2f}" if ratios else ""),
-            f"ratio of medians, pipeline / bare h5py same bytes: {self.same_bytes_ratio:.2f}",
+            f"ratio of medians, pipeline / bare h5py same bytes: {self.same_bytes_ratio:.2f} "
+            "(the pipeline writes these bytes: it cannot be faster than this bare write)",
             f"raw lost: {self.raw_lost}, raw differing from source: {self.raw_mismatched} "
             "(all repeats)",
             f"SR frames: {self.sr_frames}, SR skips recorded: {self.sr_skips} (all repeats)",
@@ -405,6 +416,9 @@ class PipelineMeasurement:
     worker_cpu_s: float
     thread_cpu_s: dict[str, float]
     thread_sets: int = 1
+    sets_sent: int = 0  # raw sets sent to the (first) worker
+    sets_by_reference: int = 0  # of those, left in the shared-memory ring
+    viewer_images: int = 0  # display images an attached viewer received
 
 
 def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
@@ -416,12 +430,59 @@ def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: 
     return m.fps, m.summary, m.path, m.acquisition_cpu_s, m.worker_cpu_s
 
 
+_VIEWER = textwrap.dedent("""
+    import signal, sys, zmq
+    from acquisition.transport import DISPLAY_TOPICS, DisplaySubscriber
+    context = zmq.Context()
+    viewers = [DisplaySubscriber(context, sys.argv[1], topic) for topic in DISPLAY_TOPICS]
+    poller = zmq.Poller()
+    for viewer in viewers:
+        poller.register(viewer.socket, zmq.POLLIN)
+    received = 0
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    print("ready", flush=True)
+    while not stop:
+        for socket, _ in poller.poll(100):
+            for viewer in viewers:
+                if viewer.socket is socket and viewer.newest() is not None:
+                    received += 1
+    print(received, flush=True)
+""")
+
+
+class DisplayViewer:
+    """A viewer process subscribed to every display topic (as the window is), decoding each
+    image it gets; :meth:`stop` returns how many it received."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", _VIEWER, endpoint],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise RuntimeError("display viewer did not start")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """End the viewer; the number of images it received."""
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            return -1
+        lines = out.strip().splitlines()
+        return int(lines[-1]) if lines and lines[-1].isdigit() else -1
+
+
 def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
-                     source: Any | None = None, reconstruction: str = "passthrough"
-                     ) -> PipelineMeasurement:
+                     source: Any | None = None, reconstruction: str = "passthrough",
+                     viewer: bool = False, shared_memory: bool = True) -> PipelineMeasurement:
     """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it;
     ``source`` replaces the bank's own frame source (e.g. one paced like a camera);
-    ``reconstruction`` is the worker's method (a model name or file for a real SR worker)."""
+    ``reconstruction`` is the worker's method (a model name or file for a real SR worker);
+    ``viewer`` attaches a display viewer process; ``shared_memory``: the raw ring."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": LASER_NM, "reconstruction": reconstruction}],
@@ -437,10 +498,12 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
             threads["worker close"] = thread_cpu_s(pid)
             at_close.append(_live_cpu_s(pid, threads["worker close"]))
 
+    endpoints = Endpoints.ipc(folder / "ep")
     session = RunSession(source if source is not None else BankSource(bank),
                          sequence_plan(protocol), protocol, (bank.shape[2], bank.shape[3]),
-                         62.6, options=SessionOptions(fsync=fsync),
-                         endpoints=Endpoints.ipc(folder / "ep"), on_file_closed=on_file_closed)
+                         62.6, options=SessionOptions(fsync=fsync, shared_memory=shared_memory),
+                         endpoints=endpoints, on_file_closed=on_file_closed)
+    watching = DisplayViewer(endpoints.display) if viewer else None
 
     def on_progress(progress: Any) -> None:
         if not at_start and session.supervisor and session.supervisor.process:
@@ -452,7 +515,10 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
         if progress.time_points_done == time_points:
             threads["acq end"] = thread_cpu_s()
 
-    summary = session.run(progress=on_progress)
+    try:
+        summary = session.run(progress=on_progress)
+    finally:
+        images = watching.stop() if watching is not None else 0
     acquisition_cpu = cpu_s() - at_start[0]  # after the close: only the worker's stop waited
     if summary.error:
         raise RuntimeError(f"pipeline run failed: {summary.error}")
@@ -461,8 +527,12 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
         threads["acq start"], threads.get("acq end", {})).items()}
     by_thread.update({f"worker {k}": v for k, v in thread_cpu_delta_s(
         threads["worker start"], threads.get("worker close", {})).items()})
+    sender = session.raw_senders[0]
     return PipelineMeasurement(summary.raw_frames / summary.recorded_s, summary, output,
-                               acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1))
+                               acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1),
+                               sets_sent=int(getattr(sender, "sent", 0)),
+                               sets_by_reference=int(getattr(sender, "sent_by_reference", 0)),
+                               viewer_images=images)
 
 
 def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
@@ -570,16 +640,19 @@ def _median_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
-                       fsync: bool = True, repeats: int = 1) -> PipelineBenchResult:
+                       fsync: bool = True, repeats: int = 1, viewer: bool = False,
+                       shared_memory: bool = True) -> PipelineBenchResult:
     """Bare zmq, bare h5py raw, bare h5py same bytes and the pipeline, ``repeats`` times
-    interleaved on the same frames; medians and per-repeat figures. Scratch files removed."""
+    interleaved on the same frames; medians and per-repeat figures. Scratch files removed.
+    ``viewer``: a display viewer process is attached to every pipeline run."""
     scratch = Path(tempfile.mkdtemp(prefix="livesim-bench-", dir=folder))
     try:
         bank = frame_bank(size_px)
         frames = time_points * bank.shape[1]
 
         def pipeline(where: Path) -> MemberOutcome:
-            m = measure_pipeline(bank, time_points, where, fsync)
+            m = measure_pipeline(bank, time_points, where, fsync, viewer=viewer,
+                                 shared_memory=shared_memory)
             lost, mismatched = check_lossless(m.path, bank, time_points)
             s = m.summary
             return MemberOutcome(m.fps, m.acquisition_cpu_s + m.worker_cpu_s, {
@@ -588,6 +661,8 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
                             for k, v in m.thread_cpu_s.items()},
                 "lost": lost, "mismatched": mismatched,
                 "p50": s.latency_percentile_ms(50), "p99": s.latency_percentile_ms(99),
+                "sent": m.sets_sent, "by_reference": m.sets_by_reference,
+                "viewer_images": m.viewer_images,
                 "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
 
         def bare(run: Callable[[], tuple[float, float]]) -> MemberOutcome:
@@ -617,7 +692,10 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
         raw_mismatched=sum(f.raw_mismatched for f in figures),
         sr_frames=sum(f.sr_frames for f in figures), sr_skips=sum(f.sr_skips for f in figures),
         cpu_ms_per_frame=_median_dicts([f.cpu_ms_per_frame for f in figures]),
-        repeats=figures)
+        repeats=figures, viewer=viewer, shared_memory=shared_memory,
+        sets_sent=sum(r.outcomes["pipeline"].extra["sent"] for r in runs),
+        sets_by_reference=sum(r.outcomes["pipeline"].extra["by_reference"] for r in runs),
+        viewer_images=sum(r.outcomes["pipeline"].extra["viewer_images"] for r in runs))
 
 
 def _repeat_figures(run: RepeatRun, frames: int) -> RepeatFigures:
