@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from inference.preprocessing import (
     ElectronSet,
     Preprocessor,
 )
+
+if TYPE_CHECKING:
+    from calibration.sim_parameters import SimParameters
+    from inference.wiener import TimePointFit, WienerConfig, WienerSeries, WienerSim
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +208,8 @@ class WienerReconstructor(Reconstructor):
         pixel_size_nm: float = 62.6,
         na: float = 1.35,
         emission_nm: float = 525.0,
-        wiener_config: Any = None,
-        parameters: Any = None,
+        wiener_config: WienerConfig | None = None,
+        parameters: SimParameters | None = None,
     ) -> None:
         try:
             wiener = importlib.import_module("inference.wiener")
@@ -216,18 +220,18 @@ class WienerReconstructor(Reconstructor):
         self.otf = otf_module.OtfModel(na=na, emission_nm=emission_nm)
         self.pixel_size_nm = pixel_size_nm
         self.wiener_config = wiener_config
-        self._series: Any = None
+        self._series: WienerSeries | None = None
         self._parameters = parameters  # SimParameters to start from instead of estimating
-        self.last_fit: Any = None
+        self.last_fit: TimePointFit | None = None
         self.preprocessor = Preprocessor("sim", Normalisation(kind="none"), calibration)
 
     @property
-    def _engine(self) -> Any:
+    def _engine(self) -> WienerSim | None:
         """The current WienerSim (None before the first set)."""
         return self._series.sim if self._series is not None else None
 
     @property
-    def parameters(self) -> Any:
+    def parameters(self) -> SimParameters | None:
         """The pattern parameters in use (given, or estimated on the first set; None before)."""
         return self._engine.parameters if self._engine is not None else self._parameters
 
@@ -273,8 +277,8 @@ def make_reconstructor(
     pixel_size_nm: float = 62.6,
     na: float = 1.35,
     emission_nm: float = 525.0,
-    wiener_config: Any = None,
-    pattern: Any = None,
+    wiener_config: WienerConfig | None = None,
+    pattern: SimParameters | None = None,
 ) -> Reconstructor:
     """Build the reconstructor for `method` (bundled name | model path | wiener | none |
     passthrough). `mode` checks a model's mode (sisr / sim / nlsim) when given; the optics
@@ -293,6 +297,11 @@ def make_reconstructor(
         from inference.auto import AutoReconstructor
 
         network_name = method.partition(":")[2] or DEFAULT_AUTO_NETWORK
+        if mode is not None and mode != "sim":
+            raise ValueError(
+                f"reconstruction {method!r} chooses per SIM set between a SIM network and "
+                f"Wiener SIM; mode {mode!r} needs a {mode} model (e.g. dfcan-sisr for wf)"
+            )
         network = make_reconstructor(
             network_name, mode="sim", calibration=calibration, device=device, backend=backend,
             precision=precision,

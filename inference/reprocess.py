@@ -201,7 +201,7 @@ def calibration_maps(calibration: dict[str, np.ndarray]) -> CalibrationMaps | No
 
 
 def resolve_model(model: str) -> str:
-    """``default``: the bundled DFCAN-SIM model when installed, else Wiener (the live default);
+    """``default``: as live, ``auto`` with the bundled DFCAN-SIM when installed, else Wiener;
     anything else as given (``auto`` / ``auto:NAME`` is the domain-guarded network)."""
     if model != "default":
         return model
@@ -370,7 +370,11 @@ def _estimate_wiener(source: SourceRun) -> dict[str, Any]:
                 continue
             reconstructor = WienerReconstructor(calibration, source.pixel_size_nm)
             reconstructor.reconstruct(np.asarray(h5[run_file.RAW][int(complete[0]), c]))
-            out[str(c)] = reconstructor.parameters.model_dump(mode="json")
+            parameters = reconstructor.parameters
+            if parameters is None:  # reconstruct sets them or raises: a broken invariant
+                raise ReprocessError(f"{source.path}: channel {c}: Wiener SIM found no pattern "
+                                     "parameters on the first complete set")
+            out[str(c)] = parameters.model_dump(mode="json")
     return out
 
 

@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
 
 if TYPE_CHECKING:
+    from pyqtgraph.Qt import QtWidgets
+
+    from gui.main_window import LiveWindow
     from hardware.frames import TaggedFrame
     from hardware.sequencing import SequencePlan
 
@@ -72,13 +75,9 @@ class WindowFigures:
     sr_painted: int
     process_cpu_s: float  # the window process, all threads
     gui_thread_cpu_s: float
-    cost: DisplayCost  # GUI-thread CPU per display stage
-    raw_paint_s: float  # GUI-thread CPU painting the raw image (colour + Qt draw)
-    sr_paint_s: float
+    cost: DisplayCost  # GUI-thread CPU per display stage, painting included
     pattern_cpu_s: float  # the pattern check's own thread (its FFT workers: other threads)
     sr_time_points: int = 0  # time points the SR images spanned (the pipeline's SR output)
-    view_paint_s: float = float("nan")  # GUI-thread CPU in the raw and SR views' paint events
-    # (the image items' paint included); NaN: not measured
 
     @property
     def sr_made_per_s(self) -> float:
@@ -112,14 +111,10 @@ class WindowFigures:
         parts = {"receive": c.receive_s, "raw set_image": c.raw_set_s,
                  "SR set_image": c.sr_set_s, "full set (photons, pattern hand-off)": c.full_set_s,
                  "rest of tick (status, captions)": c.tick_s - staged,
-                 "raw paint": self.raw_paint_s, "SR paint": self.sr_paint_s}
-        qt_rest = self.gui_thread_cpu_s - c.tick_s - self.raw_paint_s - self.sr_paint_s
-        if self.view_paint_s == self.view_paint_s:  # measured: split Qt's part in two
-            around = self.view_paint_s - self.raw_paint_s - self.sr_paint_s
-            parts["views' paint around the images (scene, histograms)"] = around
-            parts["event loop, other widgets"] = qt_rest - around
-        else:
-            parts["Qt rest (scene, histograms, event loop)"] = qt_rest
+                 "raw paint": c.raw_paint_s, "SR paint": c.sr_paint_s}
+        around = c.view_paint_s - c.raw_paint_s - c.sr_paint_s
+        parts["views' paint around the images (scene, histograms)"] = around
+        parts["event loop, other widgets"] = self.gui_thread_cpu_s - c.tick_s - c.view_paint_s
         parts["pattern check thread"] = self.pattern_cpu_s
         parts["other threads (ZMQ I/O, pattern check FFTs)"] = (
             self.process_cpu_s - self.gui_thread_cpu_s - self.pattern_cpu_s)
@@ -268,7 +263,7 @@ def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> dict[
 class _Meter:
     """Snapshots of the window's counters, to difference over a span."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: LiveWindow) -> None:
         self.window = window
         self.taken_s = time.monotonic()
         self.raw_updates = window.raw_panel.updates
@@ -283,14 +278,12 @@ class _Meter:
         self.sr_time_point = message.header.time_point if message is not None else 0
 
     def since(self, start: _Meter) -> WindowFigures:
-        cost = self.cost.minus(start.cost)
         return WindowFigures(
             self.taken_s - start.taken_s, self.raw_updates - start.raw_updates,
             self.sr_updates - start.sr_updates, self.raw_painted - start.raw_painted,
             self.sr_painted - start.sr_painted, self.process_cpu_s - start.process_cpu_s,
-            self.gui_thread_cpu_s - start.gui_thread_cpu_s, cost, cost.raw_paint_s,
-            cost.sr_paint_s, self.pattern_cpu_s - start.pattern_cpu_s,
-            self.sr_time_point - start.sr_time_point, view_paint_s=cost.view_paint_s)
+            self.gui_thread_cpu_s - start.gui_thread_cpu_s, self.cost.minus(start.cost),
+            self.pattern_cpu_s - start.pattern_cpu_s, self.sr_time_point - start.sr_time_point)
 
 
 def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int = 0,
@@ -366,7 +359,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
+def _watch_window(window: LiveWindow, process: subprocess.Popen[str], timeout_s: float
                   ) -> WindowFigures:
     """Run the event loop until the pipeline process exits; the window's figures between the
     first and the last check that saw a new SR image."""
@@ -390,7 +383,7 @@ def _watch_window(window: Any, process: subprocess.Popen[str], timeout_s: float
     return last.since(first)
 
 
-def _paced_runs(window: Any, scratch: Path, size_px: int, seconds: float, timeout_s: float
+def _paced_runs(window: LiveWindow, scratch: Path, size_px: int, seconds: float, timeout_s: float
                 ) -> PacedFigures:
     """The pipeline at the camera's own pace (one frame per exposure), headless and then with
     the window attached."""
@@ -434,8 +427,8 @@ def _spin(seconds: float, until: Callable[[], bool] | None = None) -> None:
     timer.stop()
 
 
-def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: float,
-                  feed_hz: float) -> WindowFigures:
+def _window_alone(app: QtWidgets.QApplication, window: LiveWindow, scratch: Path, size_px: int,
+                  seconds: float, feed_hz: float) -> WindowFigures:
     """The window drawing a feed process's images at ``feed_hz`` per topic (nothing else
     running in this bench): how many it can draw and what each costs."""
     from gui.host_link import HostLink
@@ -456,7 +449,8 @@ def _window_alone(app: Any, window: Any, scratch: Path, size_px: int, seconds: f
         feed.wait(seconds + 30.0)
 
 
-def _render_cost_ms(app: Any, window: Any, size_px: int, n: int = 40) -> tuple[float, float]:
+def _render_cost_ms(app: QtWidgets.QApplication, window: LiveWindow, size_px: int, n: int = 40
+                    ) -> tuple[float, float]:
     """CPU ms per image set and painted in the window's SR and raw views (levels as live)."""
     import numpy as np
 

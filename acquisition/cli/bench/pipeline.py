@@ -344,12 +344,15 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
     As the recorder writes: its file options (latest format, SWMR, chunk cache), one
     ``write_direct_chunk`` per frame, flush per time point and an fsync per time point on a
     second thread. ``same_bytes`` adds what the run file holds per set besides raw (the float32
-    wide-field mean and a uint16 2x SR image). ``plain`` is the simplest loop instead: slicing
-    writes and the fsync inline. Timed from the first write to the file closed.
+    wide-field mean and a uint16 2x SR image), the bytes only: the bank's wide-field means are
+    computed before the clock starts (the pipeline computes them on another thread than its
+    writer). ``plain`` is the simplest loop instead: slicing writes and the fsync inline. Timed
+    from the first write to the file closed.
     """
     path = folder / "bare.h5"
     frame = bank.shape[2:]
     sr_image = np.zeros((2 * frame[0], 2 * frame[1]), np.uint16)
+    widefields = [widefield_mean(s) for s in bank] if same_bytes else []
     h5 = h5py.File(path, "w", libver="latest", rdcc_nbytes=run_file.WRITER_CHUNK_CACHE_BYTES)
     try:
         raw = run_file.create_image_dataset(h5, run_file.RAW, frame, (0, 1, 9), np.uint16, 62.6)
@@ -374,7 +377,7 @@ def bare_h5py_fps(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
             if same_bytes:
                 wf.resize(t + 1, axis=0)
                 sr.resize(t + 1, axis=0)
-                wf.id.write_direct_chunk((t, 0, 0, 0), widefield_mean(frames))
+                wf.id.write_direct_chunk((t, 0, 0, 0), widefields[t % len(bank)])
                 sr.id.write_direct_chunk((t, 0, 0, 0), sr_image)
             h5.flush()
             if behind is not None:
