@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dfcan-sim"
+DEFAULT_MODEL = "dfcan-sim"  # the network of the default reconstruction
+DEFAULT_METHOD = "auto"  # "default": DEFAULT_MODEL under the domain guard (inference.auto)
 FALLBACK_METHOD = "wiener"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
@@ -90,14 +91,17 @@ class WorkerState:
 
 
 def resolve_method(method: str) -> tuple[str, str]:
-    """Map 'default' to the bundled DFCAN-SIM model, or to Wiener when it is not installed.
+    """Map 'default' to ``auto`` with the bundled DFCAN-SIM (the network inside its training
+    domain and below the assessment's crossover, Wiener SIM elsewhere; `inference.auto`), or
+    to Wiener when the bundled model is not installed. Any other method is used as given (an
+    explicit model name means exactly that model, without the domain guard).
 
     Returns (method, note): the note says when and why the fallback was taken.
     """
     if method != "default":
         return method, ""
     if (BUNDLED_DIR / f"{DEFAULT_MODEL}.pt").is_file():
-        return DEFAULT_MODEL, ""
+        return DEFAULT_METHOD, ""
     note = f"bundled model {DEFAULT_MODEL!r} is not installed; falling back to {FALLBACK_METHOD!r}"
     logger.warning("%s", note)
     return FALLBACK_METHOD, note

@@ -139,13 +139,28 @@ def test_passthrough_is_announced_with_its_sr_shape() -> None:
     assert nl.reconstruct(np.zeros((25, 4, 4), np.uint16)).image.shape == (12, 12)
 
 
-def test_default_method_falls_back_explicitly() -> None:
+def test_default_method_is_auto_or_falls_back_explicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inference.worker as worker
+
     method, note = resolve_method("default")
-    if method == "dfcan-sim":
-        assert note == ""
+    if (worker.BUNDLED_DIR / "dfcan-sim.pt").is_file():
+        assert (method, note) == ("auto", "")  # the bundled network under the domain guard
     else:
         assert method == "wiener" and "not installed" in note
+    # an explicit name means exactly that model, no guard
     assert resolve_method("wiener") == ("wiener", "")
+    assert resolve_method("dfcan-sim") == ("dfcan-sim", "")
+    assert resolve_method("auto:dfcan-sisr") == ("auto:dfcan-sisr", "")
+    monkeypatch.setattr(worker, "BUNDLED_DIR", tmp_path)  # the bundled model not installed
+    method, note = resolve_method("default")
+    assert method == "wiener" and "'dfcan-sim' is not installed" in note
+
+
+def test_auto_refuses_a_non_sim_mode() -> None:
+    with pytest.raises(ValueError, match=r"mode 'sisr' needs a sisr model"):
+        make_reconstructor("auto", mode="sisr")
 
 
 def test_missing_imc_model_is_a_clear_error(tmp_path: Path) -> None:
