@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 Mode = Literal["wf", "sim", "nlsim"]
 PATTERNS_PER_MODE: dict[str, tuple[int, int]] = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
 RUN_FILE_SUFFIXES = (".h5", ".hdf5")
-# resolved at run start: the bundled 'dfcan-sim' when present, else Wiener
+# resolved at run start: 'auto' with the bundled 'dfcan-sim' (the network inside its training
+# domain, Wiener SIM elsewhere, per set) when present, else Wiener (inference.worker)
 DEFAULT_RECONSTRUCTION = "default"
 DEFAULT_IMC_MODEL = "imcsr"  # the bundled IMC-SR-All model
 
@@ -64,7 +65,7 @@ class ChannelProtocol(BaseModel):
         text = value.strip()
         if not text:
             raise ValueError("reconstruction must be a bundled model name, a model path, "
-                             "'wiener', 'none' or 'default'")
+                             "'auto', 'auto:NAME', 'wiener', 'none' or 'default'")
         looks_like_path = "/" in text or Path(text).suffix in (".pt", ".onnx", ".h5", ".engine")
         if looks_like_path and not Path(text).expanduser().is_file():
             raise ValueError(f"model file {text!r} does not exist")

@@ -33,6 +33,9 @@ IMC = "imc"  # float32 (T, 3, sY, sX), attribute channel_names
 # /imc channel names when the worker reports none: the bundled IMC-SR model's outputs, in order
 # (a filament, a tubular network, filled puncta); inference.imc.DEFAULT_STRUCTURES is this
 IMC_DEFAULT_CHANNEL_NAMES: tuple[str, str, str] = ("microtubules", "er", "lysosomes")
+# /events kind (and IMC result flag prefix) of an IMC-SR input that is not a mixture of the
+# model's structures (inference.imc.live's domain check)
+IMC_OUT_OF_DOMAIN = "imc_out_of_domain"
 TIMESTAMPS_GROUP = "timestamps"  # /timestamps/<name> float64 (T, C, P) seconds
 SIM_PARAMS = "sim_params"  # per time point estimated pattern parameters
 CALIBRATION_GROUP = "calibration"  # /calibration/<map>

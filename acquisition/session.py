@@ -368,6 +368,7 @@ class RunSession:
         self._out_sequence = 0
         self._latencies = LatencyHistogram()  # bounded: a run of days must not grow
         self._imc_flushed = threading.Event()
+        self._imc_out_of_domain = False  # the last IMC result was flagged (warn on the change)
         self._stop_requested = threading.Event()
         self._finish_by_s: float | None = None  # monotonic deadline for the drain (stop())
 
@@ -1212,8 +1213,19 @@ class RunSession:
             return
         if recorder is not None:
             recorder.write_imc(head.time_point, message.array)
+        self._check_imc_domain(head.time_point, head.info.get("flags", []))
         if self.display is not None:
             self.display.offer_result(message)
+
+    def _check_imc_domain(self, time_point: int, flags: list[str]) -> None:
+        """Record an `imc_out_of_domain` event per flagged time point; warn when it starts."""
+        prefix = f"{run_file.IMC_OUT_OF_DOMAIN}: "
+        reasons = [flag[len(prefix):] for flag in flags if flag.startswith(prefix)]
+        if reasons and self.recorder is not None:
+            self.recorder.record_event(run_file.IMC_OUT_OF_DOMAIN, time_point, -1, reasons[0])
+        if reasons and not self._imc_out_of_domain:
+            self.on_event("warning", f"IMC-SR t={time_point}: {reasons[0]}")
+        self._imc_out_of_domain = bool(reasons)
 
     def _flush_imc(self) -> None:
         """Ask the worker for the temporal IMC model's last frame and wait (bounded) for it."""

@@ -151,7 +151,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.mode.addItems(list(MODES))
         self.reconstruction = QtWidgets.QComboBox()
         self.reconstruction.addItems(list(RECONSTRUCTIONS))
-        self.reconstruction.setCurrentText("DFCAN-SIM")
+        self.reconstruction.setCurrentText("auto")  # the protocol default
         self.reconstruction.setToolTip("auto: per set DFCAN-SIM inside its training domain and "
                                        "photon range, else Wiener SIM (the reason is shown)")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
@@ -227,10 +227,12 @@ class ProtocolEditor(QtWidgets.QGroupBox):
     def set_reconstruction(self, method: str) -> None:
         """Select a reconstruction by its protocol value (e.g. 'wiener', 'dfcan-sim')."""
         names = {v: k for k, v in RECONSTRUCTIONS.items()}
+        method = "auto" if method == "default" else method  # the protocol default
         if method not in names:
             raise ProtocolError(f"field 'reconstruction' = {method!r}: the panel offers "
                                 f"{list(RECONSTRUCTIONS.values())}")
         self.reconstruction.setCurrentText(names[method])
+        self._match_mode(names[method])  # also when it was selected already (no signal)
 
     def _match_mode(self, choice: str) -> None:
         """DFCAN-SISR reconstructs one wide-field frame; the SIM models need SIM sets."""
@@ -294,7 +296,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
                 raise ProtocolError(f"field 'channels.{i}.autopilot' = {autopilot!r}: a table "
                                     "such as { target_error = 2.0 }")
             self.set_autopilot(i, autopilot)
-            method = str(c.get("reconstruction", "wiener"))
+            method = str(c.get("reconstruction", "auto"))
+            method = "auto" if method == "default" else method  # the protocol default
             if method in methods:
                 self.reconstruction.setCurrentText(methods[method])
         modes = {v: k for k, v in MODES.items()}

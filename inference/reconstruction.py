@@ -297,6 +297,11 @@ def make_reconstructor(
         from inference.auto import AutoReconstructor
 
         network_name = method.partition(":")[2] or DEFAULT_AUTO_NETWORK
+        if mode is not None and mode != "sim":
+            raise ValueError(
+                f"reconstruction {method!r} chooses per SIM set between a SIM network and "
+                f"Wiener SIM; mode {mode!r} needs a {mode} model (e.g. dfcan-sisr for wf)"
+            )
         network = make_reconstructor(
             network_name, mode="sim", calibration=calibration, device=device, backend=backend,
             precision=precision,

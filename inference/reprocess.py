@@ -201,7 +201,7 @@ def calibration_maps(calibration: dict[str, np.ndarray]) -> CalibrationMaps | No
 
 
 def resolve_model(model: str) -> str:
-    """``default``: the bundled DFCAN-SIM model when installed, else Wiener (the live default);
+    """``default``: as live, ``auto`` with the bundled DFCAN-SIM when installed, else Wiener;
     anything else as given (``auto`` / ``auto:NAME`` is the domain-guarded network)."""
     if model != "default":
         return model

@@ -29,6 +29,7 @@ import numpy as np
 import zmq
 
 from acquisition.raw_ring import RingReader, is_reference
+from acquisition.run_file import IMC_OUT_OF_DOMAIN
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
 from inference.live_trust import TrustMonitor, trust_info
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dfcan-sim"
+DEFAULT_MODEL = "dfcan-sim"  # the network of the default reconstruction
+DEFAULT_METHOD = "auto"  # "default": DEFAULT_MODEL under the domain guard (inference.auto)
 FALLBACK_METHOD = "wiener"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
@@ -89,14 +91,17 @@ class WorkerState:
 
 
 def resolve_method(method: str) -> tuple[str, str]:
-    """Map 'default' to the bundled DFCAN-SIM model, or to Wiener when it is not installed.
+    """Map 'default' to ``auto`` with the bundled DFCAN-SIM (the network inside its training
+    domain and below the assessment's crossover, Wiener SIM elsewhere; `inference.auto`), or
+    to Wiener when the bundled model is not installed. Any other method is used as given (an
+    explicit model name means exactly that model, without the domain guard).
 
     Returns (method, note): the note says when and why the fallback was taken.
     """
     if method != "default":
         return method, ""
     if (BUNDLED_DIR / f"{DEFAULT_MODEL}.pt").is_file():
-        return DEFAULT_MODEL, ""
+        return DEFAULT_METHOD, ""
     note = f"bundled model {DEFAULT_MODEL!r} is not installed; falling back to {FALLBACK_METHOD!r}"
     logger.warning("%s", note)
     return FALLBACK_METHOD, note
@@ -196,7 +201,7 @@ class ImcStage:
             separator = ImcSeparator(model, device=resolve_device(device))
         except (ModelFileError, FileNotFoundError) as exc:
             raise RuntimeError(f"IMC-SR model {model!r} cannot be loaded: {exc} (train one with "
-                               "`livesim imc-train`, or give a model path)") from exc
+                               "`livesim train --arch imcsr`, or give a model path)") from exc
         self.separator = separator
         self.stream = ImcStream(separator)
         self.channel = channel
@@ -451,8 +456,12 @@ def _send_imc(ready: Sequence[tuple[int, np.ndarray]], imc: ImcStage, head: Head
     """Send IMC-SR results, each under its own time point; returns how many were sent."""
     sent = 0
     for time_point, channels in ready:
-        info = {"model_name": imc.separator.name, "model_sha256": imc.separator.sha256,
-                "channel_names": list(imc.separator.channel_names)}
+        info: dict[str, Any] = {"model_name": imc.separator.name,
+                                "model_sha256": imc.separator.sha256,
+                                "channel_names": list(imc.separator.channel_names)}
+        reason = imc.stream.out_of_domain.pop(time_point, None)
+        if reason is not None:  # the session records it as an imc_out_of_domain event
+            info["flags"] = [f"{IMC_OUT_OF_DOMAIN}: {reason}"]
         if send({"run_id": head.run_id, "time_point": time_point, "channel": imc.channel,
                  "info": info}, Kind.IMC_RESULT, np.ascontiguousarray(channels, np.float32)):
             sent += 1

@@ -33,9 +33,26 @@ class QualityRow:
                 f"Pearson {self.pearson:.3f}")
 
 
+def methods_per_time_point(path: Path, channel: int = 0) -> dict[str, int]:
+    """How many SR images of ``channel`` each method made (`/qc/method`: with ``auto`` the
+    per-set choice between the network and Wiener SIM); empty when the file records none."""
+    with h5py.File(path, "r") as h5:
+        qc = h5.get(run_file.QC_GROUP)
+        if qc is None or run_file.QC_METHOD not in qc:
+            return {}
+        recorded = qc[run_file.QC_METHOD][:, channel]
+    counts: dict[str, int] = {}
+    for value in recorded:
+        name = value.decode() if isinstance(value, bytes) else str(value)
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]:
-    """The last recorded SR frame, Wiener SIM of the same raw set (when the run used another
-    reconstruction) and the upsampled wide-field, all vs the emulator's ground truth.
+    """The last recorded SR frame (labelled with the method that made it), Wiener SIM of the
+    same raw set (when another method made it) and the upsampled wide-field, all vs the
+    emulator's ground truth.
 
     Valid for runs of a static emulated sample (the demo holds it still). Empty when the file
     has no SR frame or was not emulated.
@@ -61,13 +78,18 @@ def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]
             np.asarray(calibration["offset_adu"][()], np.float32))
         electrons_per_adu = None if calibration is None or (
             "electrons_per_adu" not in calibration) else calibration["electrons_per_adu"][()]
+        qc = h5.get(run_file.QC_GROUP)
+        method = name  # the dataset is named after the model ("auto" for the per-set choice)
+        if qc is not None and run_file.QC_METHOD in qc:
+            method = qc[run_file.QC_METHOD][t, channel].decode() or name
     config = EmulatorConfig.model_validate(meta["emulator"])
     laser_nm = float(meta["protocol"]["channels"][channel]["laser_nm"])
     truth = Microscope(config).ground_truth(0.0, laser_nm).sr
     factor = truth.shape[0] // wf.shape[0]
     wf_up = upsample_widefield(wf, factor)
-    images = [(name, sr)]
-    if name != "wiener" and raw.shape[0] == 9 and offset_adu is not None:
+    label = name if method == name else f"{name} ({method}, t={t})"
+    images = [(label, sr)]
+    if method != "wiener" and raw.shape[0] == 9 and offset_adu is not None:
         images.append(("wiener (same raw set)", _wiener(raw, offset_adu, electrons_per_adu,
                                                         config)))
     images.append(("wide-field (upsampled)", wf_up))

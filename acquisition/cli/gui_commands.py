@@ -22,7 +22,8 @@ def gui_command(
     size_px: int | None = typer.Option(None, "--size-px", help="Frame size (square ROI)."),
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
     model: str | None = typer.Option(
-        None, "--model", help="Reconstruction: dfcan-sim, dfgan-sim, dfcan-sisr, wiener, none."),
+        None, "--model", help="Reconstruction: auto (the default), dfcan-sim, dfgan-sim, "
+                            "dfcan-sisr, wiener, none."),
     imc: bool = typer.Option(False, "--imc", help="Turn IMC-SR on at start."),
     live: bool = typer.Option(False, "--live", help="Start live view at once."),
     screenshot: Path | None = typer.Option(None, "--screenshot", help="Save a PNG and exit."),

@@ -1,4 +1,5 @@
-"""`livesim` sub-commands for IMC-SR: imc-train, imc-assess, and `bench imcsr`.
+"""`livesim` sub-commands for IMC-SR: imc-live-fields, imc-assess(-live), imc-cross-talk and
+`bench imcsr` (training: `livesim train --arch imcsr`).
 
 Wire with `register(app, bench)` (add "acquisition.cli.imc_commands" to acquisition.cli's
 COMMAND_MODULES); also runnable alone: `python -m acquisition.cli.imc_commands --help`.
@@ -7,107 +8,99 @@ COMMAND_MODULES); also runnable alone: `python -m acquisition.cli.imc_commands -
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
-    app.command("imc-train")(imc_train)
+    app.command("imc-live-fields")(imc_live_fields)
+    app.command("imc-assess-live")(imc_assess_live)
     app.command("imc-assess")(imc_assess)
     app.command("imc-cross-talk")(imc_cross_talk)
     bench.command("imcsr")(bench_imcsr_command)
 
 
-def imc_train(
-    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
-    steps: int = typer.Option(1500, "--steps"),
-    variant: str = typer.Option("all", "--variant", help="all (one 3-channel model) or single"),
-    temporal: bool = typer.Option(False, "--temporal/--single-frame"),
-    summation_loss: bool = typer.Option(True, "--summation-loss/--no-summation-loss"),
-    seed: int = typer.Option(0, "--seed"),
-    crop_px: int = typer.Option(64, "--crop-px"),
-    batch_size: int = typer.Option(4, "--batch-size"),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate"),
-    width: int = typer.Option(16, "--width"),
-    groups: int = typer.Option(3, "--groups"),
-    blocks: int = typer.Option(4, "--blocks"),
-    structures: str = typer.Option(
-        "microtubules,er,lysosomes", "--structures", help="three emulator structures, in order"
+def imc_live_fields(
+    output: Path = typer.Option(..., "--output", "-o", help="folder for field-<seed>.npz files"),
+    seeds: str = typer.Option(..., "--seeds", help="FIRST:END (END excluded), e.g. 200000:202400"),
+    photons: str = typer.Option(
+        "20,600", "--photons", help="LOW,HIGH photon count (e-, log-uniform per field) or one"
     ),
-    time_points: int = typer.Option(1, "--time-points", help="frames per field (>= 3 temporal)"),
+    size_px: int = typer.Option(64, "--size-px", help="camera pixels per field side"),
     threads: int = typer.Option(1, "--threads"),
-    init_from: str | None = typer.Option(
-        None, "--init", help="fine-tune this model file (fewer --groups: deepened)"
-    ),
-    training_fields: int = typer.Option(48, "--training-fields"),
-    training_brightness: str | None = typer.Option(
-        None, "--training-brightness", help="LOW,HIGH relative brightness of training fields "
-        "only (default: the mixtures' 0.4,1; validation/held-out fields keep it)"
-    ),
-    field_refresh_every: int = typer.Option(
-        0, "--field-refresh-every", help="steps between new training fields (0: fixed pool)"
-    ),
-    validation_fields: int = typer.Option(
-        0, "--validation-fields", help="keep the best checkpoint by these fields' Pearson"
-    ),
-    validate_every: int = typer.Option(250, "--validate-every"),
-    held_out_fields: int = typer.Option(8, "--held-out-fields"),
-    time_limit_s: float | None = typer.Option(None, "--time-limit-s", help="wall-time limit"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Train IMC-SR on emulator mixtures (writes the model file and a JSON report beside it)."""
-    check_output(output, overwrite, inputs=[Path(init_from) if init_from else None],
-                 suffixes=(".pt",))
-    from pydantic import ValidationError
+    """Cache live IMC-SR fields: DFCAN-SIM and Wiener reconstructions of the realistic emulator
+    imaging the microtubule/ER/lysosome mix, and the true components (skips existing files)."""
+    import torch
 
-    from inference.imc.loss import ImcLossWeights
-    from inference.imc.mixtures import MixtureConfig
-    from inference.imc.training import ImcTrainingConfig, run_training
+    from inference.imc.live_data import cache_fields
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
     try:
-        config = ImcTrainingConfig.model_validate(
-            {
-                "variant": variant,
-                "temporal": temporal,
-                "steps": steps,
-                "seed": seed,
-                "crop_px": crop_px,
-                "batch_size": batch_size,
-                "learning_rate": learning_rate,
-                "width": width,
-                "groups": groups,
-                "blocks": blocks,
-                "threads": threads,
-                "init_from": init_from,
-                "training_fields": training_fields,
-                "training_brightness_range": (
-                    None if training_brightness is None
-                    else tuple(float(v) for v in training_brightness.split(","))
-                ),
-                "field_refresh_every": field_refresh_every,
-                "validation_fields": validation_fields,
-                "validate_every": validate_every,
-                "held_out_fields": held_out_fields,
-                "max_seconds": time_limit_s,
-                "loss": ImcLossWeights(summation_weight=0.02 if summation_loss else 0.0),
-                "mixtures": MixtureConfig.model_validate(
-                    {"structures": tuple(structures.split(",")), "time_points": time_points}
-                ),
-            }
-        )
-        result = run_training(output, config)
-    except (ValidationError, ValueError) as exc:
+        first, end = (int(v) for v in seeds.split(":"))
+        levels = [float(v) for v in photons.split(",")]
+        low, high = levels[0], levels[-1]
+        if len(levels) > 2 or not 0 < low <= high:
+            raise ValueError(f"--photons {photons}: give LOW,HIGH with 0 < LOW <= HIGH or one")
+    except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    for path, sha in zip(result.model_paths, result.weights_sha256, strict=True):
-        typer.echo(f"{path}: sha256 {sha}")
-    typer.echo(json.dumps(result.held_out, indent=1))
+    written = sum(1 for _ in cache_fields(output, range(first, end), (low, high), size_px))
+    typer.echo(f"{output}: {written} fields written ({end - first - written} already there)")
+
+
+def imc_assess_live(
+    models: list[str] = typer.Argument(..., help="model files or bundled names"),
+    fields_dir: list[Path] = typer.Option(
+        ..., "--fields", help="folders of held-out live fields (`livesim imc-live-fields`)"
+    ),
+    threads: int = typer.Option(1, "--threads"),
+    json_out: Path | None = typer.Option(None, "--json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Pearson per channel with the true components of IMC-SR on live reconstructions
+    (DFCAN-SIM and Wiener separately), mean over the folder's fields."""
+    check_json_output(json_out, overwrite)
+    import numpy as np
+    import torch
+
+    from inference.imc.live import ImcSeparator
+    from inference.imc.live_data import assess_live, load_field
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    report: dict[str, object] = {}
+    try:
+        for model in models:
+            separator = ImcSeparator(model)
+            per_folder: dict[str, object] = {}
+            for folder in fields_dir:
+                fields = [load_field(p) for p in sorted(folder.glob("field-*.npz"))]
+                if not fields:
+                    raise ValueError(f"{folder}: no field-*.npz files")
+                scores = assess_live(separator, fields)
+                per_folder[str(folder)] = {
+                    method: {**{name: float(np.mean(v)) for name, v in channels.items()},
+                             "unexplained": scores.unexplained[method]}
+                    for method, channels in scores.pearson.items()
+                }
+                for method, channels in scores.pearson.items():
+                    figures = "  ".join(f"{n} {np.mean(v):.3f}" for n, v in channels.items())
+                    unexplained = np.array(scores.unexplained[method])
+                    flagged = int((unexplained > separator.unexplained_limit).sum())
+                    typer.echo(f"{model} | {folder.name} ({len(fields)} fields) | {method}: "
+                               f"{figures} | unexplained median {np.median(unexplained):.4f} "
+                               f"max {unexplained.max():.4f}, flagged {flagged}")
+            report[model] = {"sha256": separator.sha256, "pearson": per_folder}
+    except (ModelFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
 
 
 def imc_assess(

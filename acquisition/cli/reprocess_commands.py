@@ -25,7 +25,8 @@ def reprocess_command(
     model: str = typer.Option(
         "auto", "--model",
         help="Bundled model name, model path, wiener, auto or auto:NAME (the network inside its "
-             "training domain, Wiener elsewhere), or default (bundled DFCAN-SIM, else wiener)."),
+             "training domain, Wiener elsewhere), or default (auto; wiener without the "
+             "bundled DFCAN-SIM)."),
     workers: int | None = typer.Option(
         None, "--workers", min=1,
         help="LocalCluster worker processes (default 1); with --scheduler: workers to wait for."),

@@ -41,7 +41,8 @@ def run_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
     timepoints: int | None = typer.Option(None, "--time-points", "-t", help="Time points."),
     model: str | None = typer.Option(
-        None, "--model", help="Reconstruction for every channel: bundled name, path, wiener, none."
+        None, "--model", help="Reconstruction for every channel: auto (the default: the network "
+        "inside its training domain, Wiener SIM elsewhere), bundled name, path, wiener, none."
     ),
     imc: bool | None = typer.Option(None, "--imc/--no-imc", help="IMC-SR three-colour split."),
     imc_model: str | None = typer.Option(
@@ -88,7 +89,8 @@ def infer_command(
     raw_endpoint: str = typer.Option(..., "--raw-endpoint", help="Raw-set PUSH to connect to."),
     results_endpoint: str = typer.Option(..., "--results-endpoint", help="Results PULL."),
     method: list[str] = typer.Option(
-        ["default"], "--method", help="Per channel, in order: model name/path, wiener, passthrough."
+        ["default"], "--method",
+        help="Per channel, in order: default (auto), auto, model name/path, wiener, passthrough."
     ),
     mode: str = typer.Option("sim", "--mode", help="wf | sim | nlsim"),
     raw_shape: str = typer.Option("9,128,128", "--raw-shape", help="P,Y,X of one raw set."),
@@ -145,7 +147,7 @@ def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
     timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
     size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
-    model: str | None = typer.Option(None, "--model", help="Reconstruction (default: bundled)."),
+    model: str | None = typer.Option(None, "--model", help="Reconstruction (default: auto)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
@@ -408,11 +410,18 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def _demo_quality(path: Path) -> str:
-    """SR and wide-field of the last time point scored against the emulator's ground truth."""
-    from acquisition.cli.ground_truth_quality import score_against_ground_truth
+    """Which method made each SR image (counts per method), then SR and wide-field of the
+    last time point scored against the emulator's ground truth."""
+    from acquisition.cli.ground_truth_quality import (
+        methods_per_time_point,
+        score_against_ground_truth,
+    )
 
     rows = score_against_ground_truth(path)
     if not rows:
         return ""
-    return ("quality vs emulator ground truth (last time point):\n"
+    counts = methods_per_time_point(path)
+    methods = ("SR method per time point: "
+               + ", ".join(f"{name} {n}" for name, n in counts.items()) + "\n") if counts else ""
+    return (methods + "quality vs emulator ground truth (last time point):\n"
             + "\n".join(row.line() for row in rows))

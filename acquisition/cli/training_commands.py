@@ -70,7 +70,9 @@ def train(
         "--data",
         help="emulator:<structure>[,<structure>...] (default emulator:microtubules), "
         "biosr:<folder>, a .h5 run file, pairs:<folder of .npz>, tiff-pairs:<stack.tif>[,...] "
-        "(real stacks with a _gt reference); join sources with + and weight them with @w",
+        "(real stacks with a _gt reference); join sources with + and weight them with @w; "
+        "IMC-SR: imc-mix:<a>,<b>,<c> (default imc-mix:microtubules,er,lysosomes) or "
+        "imc-live:<folder> (live reconstructions)",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     init: str | None = typer.Option(None, "--init", help="start from this model (bundled/path)"),
@@ -121,17 +123,6 @@ def train(
         check_output(output, overwrite, inputs=[Path(init) if init else None, config],
                      suffixes=(".pt",))
         check_output(checkpoint or output.with_suffix(".ckpt"), overwrite, inputs=[output])
-    if arch == "imcsr":
-        mode, data = mode or "sim", data or "emulator:mix"
-        settings = {
-            "steps": steps,
-            "seed": seed,
-            "crop_px": patch_px,
-            "batch_size": batch_size,
-            "threads": threads,
-        }
-        _train_imcsr(mode, data, output, init, resume, settings)
-        return
     checkpoint = checkpoint or output.with_suffix(".ckpt")
     try:
         if resume is not None:
@@ -141,11 +132,19 @@ def train(
             values: dict[str, Any] = {**base}
             values.update(_model_overrides(arch=arch, mode=mode, data=data))
             arch = str(values.get("arch", "dfcan"))
+            if arch == "imcsr":  # IMC-SR separates SR images of emulator mixtures by default
+                from acquisition.run_file import IMC_DEFAULT_CHANNEL_NAMES
+
+                values["mode"] = mode or "imc"
+                if data is None and not str(values.get("data", "")).startswith("imc-"):
+                    values["data"] = "imc-mix:" + ",".join(IMC_DEFAULT_CHANNEL_NAMES)
             options = dict(base.get("model_options", {}))
             if tiny:
                 options.update(width=8, groups=1, blocks=1, reduction=2, spectrum_size=16)
                 if arch == "cmgan":
                     options = {"base_width": 4, "depth": 2}
+                if arch == "imcsr":
+                    options = {"width": 4, "groups": 1, "blocks": 1, "reduction": 2}
                 values.update(batch_size=2, patch_px=32, emulator_size_px=40, validation_count=2)
             options.update(
                 _model_overrides(
@@ -181,7 +180,7 @@ def train(
         raise typer.Exit(2) from exc
 
     cfg = trainer.config
-    typer.echo(f"training {cfg.arch} ({cfg.mode}) on {trainer.source.description}")
+    typer.echo(f"training {cfg.arch} ({cfg.mode}) on {trainer.description}")
     typer.echo(f"options {trainer.options}; device {trainer.device}; amp {trainer.use_amp}")
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     with Progress(
@@ -193,10 +192,11 @@ def train(
     ) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=trainer.step, figures="")
         state = {"val": float("nan")}
+        metric = cfg.validation_metric
 
         def on_row(row: dict[str, float]) -> None:
-            state["val"] = row.get("val_nrmse", state["val"])
-            figures = f"loss {row['loss']:.4f} val NRMSE {state['val']:.4f} lr {row['lr']:.2g}"
+            state["val"] = row.get(f"val_{metric}", state["val"])
+            figures = f"loss {row['loss']:.4f} val {metric} {state['val']:.4f} lr {row['lr']:.2g}"
             progress.update(task, completed=int(row["step"]) + 1, figures=figures)
 
         with StopRequest() as stop:
@@ -228,7 +228,7 @@ def train(
     card = output.with_suffix(".md")
     card.write_text(model_card(output, [_command_line()], [trainer.summary()]))
     typer.echo(
-        f"{output}: best validation NRMSE {result.best_val_nrmse:.4f} at step "
+        f"{output}: best validation {metric} {result.best_val:.4f} at step "
         f"{result.best_step}; {trainer.step} steps; checkpoint {checkpoint}; "
         f"log {result.log_files['csv']}, {result.log_files['png']}; card {card}"
     )
@@ -244,44 +244,6 @@ def _command_line() -> str:
     if Path(sys.argv[0]).name == "livesim":
         return "livesim " + shlex.join(sys.argv[1:])
     return "# (trained programmatically; see the training log JSON for the configuration)"
-
-
-def _train_imcsr(
-    mode: str,
-    data: str,
-    output: Path,
-    init: str | None,
-    resume: Path | None,
-    settings: dict[str, Any],
-) -> None:
-    """Hand IMC-SR training to `inference.imc.training.train_imcsr` (the IMC package's entry:
-    emulator mixtures only; no --init/--resume there)."""
-    try:
-        from inference.imc.training import train_imcsr
-    except ImportError as exc:
-        typer.echo(f"error: --arch imcsr is not available in this build ({exc})", err=True)
-        raise typer.Exit(2) from exc
-    unsupported = [
-        text
-        for text, bad in (
-            (f"--data {data} (IMC-SR trains on emulator mixtures: use emulator:mix)",
-             not data.startswith("emulator:")),
-            ("--init", init is not None),
-            ("--resume", resume is not None),
-            (f"--mode {mode} (IMC-SR separates SR images; it has no sisr/sim/nlsim mode)",
-             mode not in ("sim", "imc")),
-        )
-        if bad
-    ]  # fmt: skip
-    if unsupported:
-        typer.echo(f"error: --arch imcsr does not support {'; '.join(unsupported)}", err=True)
-        raise typer.Exit(2)
-    kwargs = {key: value for key, value in settings.items() if value is not None}
-    result = train_imcsr(output, **kwargs)
-    typer.echo(
-        f"{', '.join(result.model_paths)}: IMC-SR, {result.parameters:,} parameters, "
-        f"{result.seconds:.0f} s, held-out {result.held_out}"
-    )
 
 
 def models() -> None:

@@ -5,11 +5,19 @@ returns the separation of the *previous* frame (a three-frame window t-1, t, t+1
 frame: one frame of latency) and `flush()` separates the last frame at the end of a run, with
 the edge frame repeated. Input is min-max normalised to [0, 1] (per frame, or jointly over the
 window) as in training; outputs are scaled back so the channels add up to the input's units.
+
+Domain check: the separated channels must explain the input. `unexplained_fraction` is the
+share of the (normalised) input's variance that their sum leaves as residual; above
+`UNEXPLAINED_LIMIT` the frame is flagged (`last_reason`, and `ImcStream.out_of_domain` per time
+point: the worker sends it as the IMC result's `imc_out_of_domain` flag, the session records
+an `imc_out_of_domain` event and warns) because the input is
+not a mixture of the structures the model was trained on.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from pathlib import Path
 
@@ -23,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "imcsr"
 _EPSILON = 1e-7
+UNEXPLAINED_LIMIT = 0.04  # see docs/imc-sr.md (Domain check) for the measured separation
+
+
+def unexplained_fraction(image: np.ndarray, channels: np.ndarray) -> float:
+    """Residual energy of the input not explained by the sum of the channels, as a fraction
+    of the input's variance: sum((x - sum_c y_c)^2) / sum((x - mean x)^2)."""
+    residual = image.astype(np.float64) - channels.astype(np.float64).sum(axis=0)
+    spread = float(((image - image.mean(dtype=np.float64)) ** 2).sum())
+    return float((residual**2).sum() / spread) if spread > 0 else 0.0
 
 
 class ImcSeparator:
@@ -45,6 +62,9 @@ class ImcSeparator:
         self._window: deque[np.ndarray] = deque(maxlen=3)
         self._received = 0
         self._emitted = 0
+        self.unexplained_limit = UNEXPLAINED_LIMIT
+        self.last_unexplained = math.nan  # of the latest separation
+        self.last_reason: str | None = None  # why the latest input is out of domain, or None
 
     @property
     def name(self) -> str:
@@ -135,7 +155,20 @@ class ImcSeparator:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(normalised[None])).to(self.device)
             y = self.model.module(x)[0].float().cpu().numpy()
+        self._check_domain(normalised[len(normalised) // 2], y)
         return np.ascontiguousarray(y * np.float32(span), dtype=np.float32)
+
+    def _check_domain(self, image: np.ndarray, channels: np.ndarray) -> None:
+        fraction = unexplained_fraction(image, channels)
+        self.last_unexplained = fraction
+        self.last_reason = None
+        if fraction > self.unexplained_limit:
+            self.last_reason = (
+                f"the {'/'.join(self.channel_names)} channels leave {fraction:.1%} of the "
+                f"input unexplained (limit {self.unexplained_limit:.1%}): the input is not a "
+                "mixture of the structures the model was trained on"
+            )
+            logger.warning("IMC-SR out of domain: %s", self.last_reason)
 
 
 class ImcStream:
@@ -145,6 +178,7 @@ class ImcStream:
 
     def __init__(self, separator: ImcSeparator) -> None:
         self.separator = separator
+        self.out_of_domain: dict[int, str] = {}  # time point -> reason (taken by the worker)
         self._pending: deque[int] = deque()
         self._shape: tuple[int, ...] | None = None
         self._last: int | None = None
@@ -165,15 +199,21 @@ class ImcStream:
         self._pending.append(time_point)
         out = self.separator.push(sr_image)
         if out is not None:
-            ready.append((self._pending.popleft(), out[1]))
+            ready.append(self._ready(out[1]))
         return ready
+
+    def _ready(self, channels: np.ndarray) -> tuple[int, np.ndarray]:
+        time_point = self._pending.popleft()
+        if self.separator.last_reason is not None:
+            self.out_of_domain[time_point] = self.separator.last_reason
+        return time_point, channels
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         """End of run (or restart): separate the frame still waiting, then reset the window."""
         ready: list[tuple[int, np.ndarray]] = []
         out = self.separator.flush()
         if out is not None and self._pending:
-            ready.append((self._pending.popleft(), out[1]))
+            ready.append(self._ready(out[1]))
         self._pending.clear()
         self._shape = None
         self._last = None

@@ -149,9 +149,11 @@ class MixturePool:
         return int(shape[-2]), int(shape[-1])
 
     def batch(
-        self, rng: np.random.Generator, batch_size: int, crop_px: int, frames: int
+        self, rng: np.random.Generator, batch_size: int, crop_px: int, frames: int,
+        augment: bool = True,
     ) -> Batch:
-        """Random crops; `frames` = 3 gives (t-1, t, t+1) windows (needs >= 3 time points)."""
+        """Random crops (rotated and flipped when `augment`); `frames` = 3 gives (t-1, t, t+1)
+        windows (needs >= 3 time points)."""
         t_count = self.config.time_points
         if frames not in (1, 3):
             raise ValueError(f"frames={frames} must be 1 or 3")
@@ -173,8 +175,8 @@ class MixturePool:
             target = field.targets[centre][:, window[0], window[1]]
             clean = field.targets[times][:, :, window[0], window[1]].sum(axis=1)
             noisy = add_noise(clean, self.config.noise_std, rng)
-            k = int(rng.integers(4))
-            flip = bool(rng.integers(2))
+            k = int(rng.integers(4)) if augment else 0
+            flip = bool(rng.integers(2)) if augment else False
             target, noisy = (_orient(a, k, flip) for a in (target, noisy))
             inputs.append(noisy)
             targets.append(target)

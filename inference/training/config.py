@@ -1,4 +1,9 @@
-"""Training configuration (pydantic, TOML-loadable): architecture, data, schedule, sizes."""
+"""Training configuration (pydantic, TOML-loadable): architecture, data, schedule, sizes.
+
+IMC-SR (arch `imcsr`, mode `imc`) is a configuration of the same trainer: its data are SR
+images in and per-structure components out (`inference.imc.data`), its loss `imc_loss`, its
+validation metric the mean Pearson per channel; `imc` holds what only it needs.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from settings_file import load_settings
 
-TrainingArch = Literal["dfcan", "dfgan", "cmgan"]
-TrainingMode = Literal["sisr", "sim", "nlsim"]
-REGISTRY_NAME = {"dfcan": "dfcan", "dfgan": "dfgan", "cmgan": "cross-modality-unet"}
+TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
+TrainingMode = Literal["sisr", "sim", "nlsim", "imc"]
+REGISTRY_NAME = {"dfcan": "dfcan", "dfgan": "dfgan", "cmgan": "cross-modality-unet",
+                 "imcsr": "imcsr"}
 SCALE_FOR_MODE = {"sisr": 2, "sim": 2, "nlsim": 3}
+
+
+class ImcSettings(BaseModel):
+    """What only IMC-SR training needs (arch `imcsr`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outputs: tuple[str, ...] | None = Field(
+        default=None, description="structures the model outputs (None: all of the data's, in "
+        "order; one name: an IMC-SR-Single model)"
+    )
+    temporal: bool = Field(default=False, description="3 frames in (t-1, t, t+1), t separated")
+    summation_weight: float = Field(default=0.02, ge=0, description="alpha of imc_loss")
+    training_brightness_range: tuple[float, float] | None = Field(
+        default=None, description="imc-mix data: relative brightness of the training fields "
+        "only (None: 0.4-1, as validation); wider makes brightness a weaker cue than shape"
+    )
 
 
 class TrainingConfig(BaseModel):
@@ -46,10 +69,18 @@ class TrainingConfig(BaseModel):
     )
     device: str = "auto"
     threads: int = Field(default=0, ge=0, description="torch CPU threads (0: leave as is)")
+    imc: ImcSettings = Field(default_factory=ImcSettings)
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
-        if self.emulator_size_px < self.patch_px:
+        if (self.arch == "imcsr") != (self.mode == "imc"):
+            raise ValueError(f"arch={self.arch} with mode={self.mode}: IMC-SR (arch imcsr) "
+                             "trains in mode imc, the SR networks in sisr, sim or nlsim")
+        if self.mode == "imc":  # patch_px counts SR pixels, the field emulator_size_px raw
+            if self.patch_px > 2 * self.emulator_size_px:
+                raise ValueError(f"patch_px={self.patch_px} exceeds the SR field of 2 x "
+                                 f"emulator_size_px={self.emulator_size_px}")
+        elif self.emulator_size_px < self.patch_px:
             raise ValueError(
                 f"emulator_size_px={self.emulator_size_px} must be >= patch_px={self.patch_px}"
             )
@@ -70,9 +101,21 @@ class TrainingConfig(BaseModel):
     def scale(self) -> int:
         return SCALE_FOR_MODE[self.mode]
 
-    def generator_options(self) -> dict[str, Any]:
-        """Options of the network to train: mode-derived channels/scale plus overrides."""
-        options: dict[str, Any] = {"input_channels": self.input_channels, "scale": self.scale}
+    @property
+    def validation_metric(self) -> Literal["nrmse", "pearson"]:
+        """What validation measures: NRMSE (lower is better) or IMC-SR's mean Pearson."""
+        return "pearson" if self.mode == "imc" else "nrmse"
+
+    def generator_options(self, structures: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Options of the network to train: mode-derived channels/scale plus overrides
+        (IMC-SR: frames in and the output structures, `imc.outputs` or the data's)."""
+        options: dict[str, Any]
+        if self.mode == "imc":
+            names = self.imc.outputs or structures
+            options = {"input_frames": 3 if self.imc.temporal else 1,
+                       "output_channels": len(names), "channel_names": list(names)}
+        else:
+            options = {"input_channels": self.input_channels, "scale": self.scale}
         options.update(self.model_options)
         return options
 

@@ -57,6 +57,21 @@ class DataSource(Protocol):
         ...
 
 
+class Sampler(Protocol):
+    """Training batches and validation pairs, what the trainer draws from (`PatchSampler`;
+    IMC-SR: `inference.imc.data`)."""
+
+    description: str
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (N, C, y, x) and targets (N, C', y', x') of training step `step`."""
+        ...
+
+    def validation(self, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`count` held-out (input (C, Y, X), target (C', Y', X')) pairs, whole fields."""
+        ...
+
+
 def _structures(text: str) -> list[str]:
     from sim_emulator.microscope import StructureChoice
 
@@ -538,8 +553,11 @@ class PatchSampler:
         self.seed = seed
         self.normalisation = normalisation or Normalisation()
         self.augment = augment
+        self.description = source.description
 
-    def prepare(self, example: Example, rng: np.random.Generator | None) -> tuple[np.ndarray, ...]:
+    def prepare(
+        self, example: Example, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Crop/augment one example (no crop or augmentation when rng is None)."""
         raw, gt = np.asarray(example.raw), np.asarray(example.sr_gt)
         ny, nx = raw.shape[-2:]
@@ -558,6 +576,10 @@ class PatchSampler:
             raw = dihedral(raw, transform)
             gt = gt[target_window(transform, p, scale, (y0, x0), gt.shape)]
         return model_input(raw, self.mode, self.normalisation), min_max(gt)[None]
+
+    def validation(self, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The source's held-out examples, whole (no crop or augmentation)."""
+        return [self.prepare(example, None) for example in self.source.validation(count)]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch of training step `step` (a pure function of seed and step)."""

@@ -52,8 +52,9 @@ def model_card(
             + f"{summary.get('data', config.get('data'))}; "
             f"{summary.get('steps')} steps of batch {config.get('batch_size')} x "
             f"{config.get('patch_px')} px crops, lr {config.get('learning_rate')}, "
-            f"seed {config.get('seed')}; best validation NRMSE "
-            f"{summary.get('best_val_nrmse', float('nan')):.4f} at step "
+            f"seed {config.get('seed')}; best validation "
+            f"{summary.get('validation_metric', 'nrmse')} "
+            f"{summary.get('best_val', float('nan')):.4f} at step "
             f"{summary.get('best_step')}; {summary.get('elapsed_s', 0.0) / 60:.1f} min "
             f"on the 2-core CPU (torch 1 thread)"
             + (f"; init {summary['init']}" if summary.get("init") else ""),

@@ -1,11 +1,12 @@
 """The trainer: DFCAN (supervised MSE-SSIM), DFGAN (1 discriminator step then 3 generator
-steps, generator loss 0.1 BCE + MSE-SSIM) and the cross-modality U-net (trained like DFGAN).
+steps, generator loss 0.1 BCE + MSE-SSIM), the cross-modality U-net (trained like DFGAN) and
+IMC-SR (mode imc: SR image in, structure channels out, `inference.imc.loss.imc_loss`).
 
-Validation NRMSE every `validation_every` steps keeps the best weights (written to the model
-file at each improvement); the learning rate halves after `patience` validations without
-improvement, down to `lr_floor_fraction` of the start. Batches depend only on (seed, step),
-and checkpoints carry optimizer, schedule and RNG state, so a resumed run continues the same
-loss trajectory.
+Validation every `validation_every` steps (NRMSE; IMC-SR: mean Pearson per channel) keeps the
+best weights (written to the model file at each improvement); the learning rate halves after
+`patience` validations without improvement, down to `lr_floor_fraction` of the start. Batches
+depend only on (seed, step), and checkpoints carry optimizer, schedule and RNG state, so a
+resumed run continues the same loss trajectory.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from inference.model_file import Normalisation, load_model, save_model
 from inference.models import build_model, validate_options
 from inference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from inference.training.config import TrainingConfig
-from inference.training.data import DataSource, PatchSampler, open_source
+from inference.training.data import DataSource, PatchSampler, Sampler, open_source
 from inference.training.losses import ADVERSARIAL_WEIGHT, bce, mse_ssim_loss
 from inference.training.training_log import LogRow, log_paths, write_log
 
@@ -52,7 +53,7 @@ class TrainingResult:
 
     output: Path
     steps: int
-    best_val_nrmse: float
+    best_val: float  # NRMSE, or IMC-SR's mean Pearson (config.validation_metric)
     best_step: int
     rows: list[LogRow] = field(default_factory=list)
     log_files: dict[str, Path] = field(default_factory=dict)
@@ -86,26 +87,45 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and config.amp != "off"
         if config.amp == "on" and self.device.type != "cuda":
             log.warning("mixed precision needs CUDA; training in float32 on %s", self.device)
-        self.source = source or open_source(config.data, config.mode, config.emulator_size_px)
         self.normalisation = Normalisation()
-        self.sampler = PatchSampler(
-            self.source,
-            config.mode,
-            config.patch_px,
-            config.batch_size,
-            config.seed,
-            self.normalisation,
-            config.augment,
-        )
+        self.sampler: Sampler
+        structures: tuple[str, ...] = ()
+        if config.mode == "imc":
+            from inference.imc.data import open_imc_source
+
+            self.sampler = open_imc_source(config)
+            structures = self.sampler.structures
+        else:
+            source = source or open_source(config.data, config.mode, config.emulator_size_px)
+            self.sampler = PatchSampler(source, config.mode, config.patch_px, config.batch_size,
+                                        config.seed, self.normalisation, config.augment)
+        self.description = self.sampler.description
         torch.manual_seed(config.seed)
-        self.options = config.generator_options()
+        self.options = config.generator_options(structures)
         self.init_source = ""
-        if init is not None:
+        if init is not None and config.mode == "imc":  # sizes not configured: the init's
+            from inference.model_file import read_model_file, resolve_model_path
+
+            try:
+                info, _ = read_model_file(resolve_model_path(init))
+            except (ValueError, FileNotFoundError) as exc:
+                raise TrainingError(f"--init {init}: {exc}") from exc
+            names = ("width", "groups", "blocks", "reduction")
+            sizes: dict[str, Any] = {k: info.options[k] for k in names if k in info.options}
+            self.options = {**sizes, **self.options}
+        elif init is not None:
             self._apply_init(init)
         # every option explicit in the model file (defaults differ between dfcan and dfgan)
         self.options = validate_options(config.registry_name, self.options).model_dump(mode="json")
         self.generator = build_model(config.registry_name, self.options).to(self.device)
-        if init is not None:
+        if init is not None and config.mode == "imc":
+            from inference.imc.transfer import load_start
+
+            try:
+                self.init_source = load_start(self.generator, init)  # type: ignore[arg-type]
+            except (ValueError, FileNotFoundError) as exc:
+                raise TrainingError(f"--init {init}: {exc}") from exc
+        elif init is not None:
             self.generator.load_state_dict(self._init_state)
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate)
         self.discriminator: nn.Module | None = None
@@ -122,12 +142,13 @@ class Trainer:
         self.step = 0
         self.lr_scale = 1.0
         self.bad_validations = 0
-        self.best_val_nrmse = math.inf
+        self.higher_is_better = config.validation_metric == "pearson"
+        self.best_val = -math.inf if self.higher_is_better else math.inf
         self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.rows: list[LogRow] = []
         self.elapsed_s = 0.0
-        self._validation: tuple[list[torch.Tensor], list[np.ndarray]] | None = None
+        self._validation: list[tuple[torch.Tensor, np.ndarray]] | None = None
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -152,15 +173,10 @@ class Trainer:
         self._init_state = {k: v.clone() for k, v in loaded.module.state_dict().items()}
         self.init_source = f"{init} (sha256 {loaded.sha256[:12]})"
 
-    def _validation_set(self) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+    def _validation_set(self) -> list[tuple[torch.Tensor, np.ndarray]]:
         if self._validation is None:
-            examples = self.source.validation(self.config.validation_count)
-            inputs, targets = [], []
-            for example in examples:
-                x, y = self.sampler.prepare(example, None)
-                inputs.append(torch.from_numpy(x)[None])
-                targets.append(y[0])
-            self._validation = (inputs, targets)
+            pairs = self.sampler.validation(self.config.validation_count)
+            self._validation = [(torch.from_numpy(x)[None], y) for x, y in pairs]
         return self._validation
 
     # --- one step -------------------------------------------------------------------------
@@ -181,7 +197,7 @@ class Trainer:
         self.generator.train()
         with self._autocast():
             prediction = self.generator(x)
-            content = mse_ssim_loss(prediction, y)
+            content = self._content_loss(prediction, x, y)
             loss = content
             if self.discriminator is not None:
                 loss = content + ADVERSARIAL_WEIGHT * bce(self.discriminator(prediction), real=True)
@@ -190,6 +206,19 @@ class Trainer:
         self.scaler.step(self.g_optimizer)
         self.scaler.update()
         return float(loss.detach()), float(content.detach())
+
+    def _content_loss(
+        self, prediction: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """MSE-SSIM; IMC-SR: its loss with the summation term against the (middle) input."""
+        if self.config.mode != "imc":
+            return mse_ssim_loss(prediction, y)
+        from inference.imc.loss import ImcLossWeights, imc_loss
+
+        middle = x.shape[1] // 2
+        alpha = self.config.imc.summation_weight if y.shape[1] > 1 else 0.0
+        weights = ImcLossWeights(summation_weight=alpha)
+        return imc_loss(prediction, y, x[:, middle : middle + 1], weights)
 
     def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         assert self.discriminator is not None and self.d_optimizer is not None
@@ -228,22 +257,27 @@ class Trainer:
     # --- validation and schedule ----------------------------------------------------------
 
     def validate(self) -> float:
-        """Mean NRMSE (linear fit onto the normalised GT) over the held-out examples."""
-        inputs, targets = self._validation_set()
+        """Mean NRMSE (linear fit onto the normalised GT) over the held-out examples; IMC-SR:
+        mean Pearson over examples and channels."""
+        from inference.evaluation import pearson
+
         self.generator.eval()
         values = []
         with torch.no_grad():
-            for x, y in zip(inputs, targets, strict=True):
+            for x, y in self._validation_set():
                 with self._autocast():
                     prediction = self.generator(x.to(self.device))
-                image = prediction.float().cpu().numpy()[0, 0]
-                values.append(float(score(image, y, align=False).nrmse))
+                image = prediction.float().cpu().numpy()[0]
+                if self.higher_is_better:
+                    values += [float(pearson(p, t)) for p, t in zip(image, y, strict=True)]
+                else:
+                    values.append(float(score(image[0], y[0], align=False).nrmse))
         return float(np.mean(values))
 
     def _after_validation(self, value: float) -> bool:
         """Best-model bookkeeping and the plateau schedule; True when the model improved."""
-        if value < self.best_val_nrmse:
-            self.best_val_nrmse = value
+        if value > self.best_val if self.higher_is_better else value < self.best_val:
+            self.best_val = value
             self.best_step = self.step
             self.best_state = copy.deepcopy(self.generator.state_dict())
             self.bad_validations = 0
@@ -282,7 +316,7 @@ class Trainer:
             last = self.step == target
             if self.step % self.config.validation_every == 0 or self.step == self.config.steps:
                 value = self.validate()
-                row["val_nrmse"] = value
+                row[f"val_{self.config.validation_metric}"] = value
                 if self._after_validation(value):
                     self.save_model()
             row["elapsed_s"] = time.perf_counter() - start
@@ -299,15 +333,8 @@ class Trainer:
                 break
         self.elapsed_s = time.perf_counter() - start
         paths = self.write_log(plot)
-        return TrainingResult(
-            self.output,
-            self.step,
-            self.best_val_nrmse,
-            self.best_step,
-            self.rows,
-            paths,
-            self.elapsed_s,
-        )
+        return TrainingResult(self.output, self.step, self.best_val, self.best_step, self.rows,
+                              paths, self.elapsed_s)
 
     def write_log(self, plot: bool = True) -> dict[str, Path]:
         """Write the CSV/JSON log (and the PNG of the curves) next to the model file."""
@@ -321,10 +348,11 @@ class Trainer:
             "title": f"{self.config.arch} {self.config.mode} on {self.config.data}",
             "config": self.config.model_dump(mode="json"),
             "options": self.options,
-            "data": self.source.description,
+            "data": self.description,
             "init": self.init_source,
             "steps": self.step,
-            "best_val_nrmse": self.best_val_nrmse,
+            "validation_metric": self.config.validation_metric,
+            "best_val": self.best_val,
             "best_step": self.best_step,
             "lr_scale": self.lr_scale,
             "elapsed_s": self.elapsed_s,
@@ -337,7 +365,7 @@ class Trainer:
         source = (
             f"livesim train --arch {self.config.arch} --mode {self.config.mode} "
             f"--data {self.config.data}: step {self.best_step}, "
-            f"validation NRMSE {self.best_val_nrmse:.4f}"
+            f"validation {self.config.validation_metric} {self.best_val:.4f}"
         )
         if self.init_source:
             source += f"; init {self.init_source}"
@@ -367,7 +395,7 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "elapsed_s": self.elapsed_s,
             "bad_validations": self.bad_validations,
-            "best_val_nrmse": self.best_val_nrmse,
+            "best_val": self.best_val,
             "best_step": self.best_step,
             "best_state": self.best_state or {},
             "rows": self.rows,
@@ -418,7 +446,7 @@ class Trainer:
         trainer.lr_scale = float(state["lr_scale"])
         trainer.elapsed_s = float(state.get("elapsed_s", 0.0))
         trainer.bad_validations = int(state["bad_validations"])
-        trainer.best_val_nrmse = float(state["best_val_nrmse"])
+        trainer.best_val = float(state["best_val"])
         trainer.best_step = int(state["best_step"])
         trainer.best_state = state["best_state"] or None
         trainer.rows = list(state["rows"])

@@ -43,7 +43,7 @@ def write_log(
 
 
 def plot_curves(rows: list[LogRow], path: Path, title: str) -> None:
-    """Loss per step (and smoothed) on the left, validation NRMSE on the right."""
+    """Loss per step (and smoothed) on the left, validation NRMSE (IMC-SR: Pearson) on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,10 +64,11 @@ def plot_curves(rows: list[LogRow], path: Path, title: str) -> None:
     left.set_ylabel("loss")
     left.set_yscale("log")
     left.legend(fontsize=7)
-    validated = [row for row in rows if "val_nrmse" in row]
-    right.plot([r["step"] for r in validated], [r["val_nrmse"] for r in validated], "o-", ms=3)
+    key = "val_pearson" if any("val_pearson" in row for row in rows) else "val_nrmse"
+    validated = [row for row in rows if key in row]
+    right.plot([r["step"] for r in validated], [r[key] for r in validated], "o-", ms=3)
     right.set_xlabel("step")
-    right.set_ylabel("validation NRMSE")
+    right.set_ylabel(f"validation {key[4:]}")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

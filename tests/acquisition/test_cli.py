@@ -46,8 +46,17 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         meta = run_file.read_metadata(h5)
         model = meta["models"]["0"]
         assert model["model_name"] == sr_name and model["method"] == "default"
+        methods = h5[run_file.QC_GROUP][run_file.QC_METHOD][:, 0].astype(str).tolist()
+        reasons = {int(e["time_point"]): e["detail"].decode() for e in h5[run_file.EVENTS][()]
+                   if e["kind"].decode() == "sr_flagged"}
         if sr_name == "wiener":  # the fallback is explicit in the file
             assert "not installed" in model["note"] and "reconstruction_fallback" in kinds
+            assert methods == ["wiener"] * 20
+        else:  # the default is auto: per set the bundled network or Wiener SIM, and why
+            assert sr_name == "auto" and model["note"] == ""
+            assert set(methods) <= {"dfcan-sim", "wiener"} and len(methods) == 20, methods
+            for t, method in enumerate(methods):
+                assert f"auto:{method}: " in reasons.get(t, ""), (t, method, reasons.get(t))
         assert meta["emulator_seed"] == 0 and meta["software_version"]
         raw = h5["raw"][:, 0]
         calibration = {name: h5["calibration"][name][()] for name in h5["calibration"]}

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from acquisition import run_file
+from acquisition.cli.ground_truth_quality import methods_per_time_point
 from acquisition.recorder import QcRecord, RunLayout, RunRecorder
 
 LIVESIM = [sys.executable, "-m", "acquisition.cli"]
@@ -71,3 +72,6 @@ def test_recorder_writes_qc_rows_and_refuses_a_wrong_map(tmp_path: Path) -> None
         assert qc["method"][:, 0].tolist() == [b"dfcan-sim", b"wiener", b"wiener"]
         assert qc["method"][2, 1] == b"x" * run_file.QC_METHOD_LENGTH
         assert qc["method"][0, 1] == b""
+    # the demo's per-method count of the SR images ("" = no SR image: not counted)
+    assert methods_per_time_point(path, 0) == {"dfcan-sim": 1, "wiener": 2}
+    assert methods_per_time_point(path, 1) == {"x" * run_file.QC_METHOD_LENGTH: 1}

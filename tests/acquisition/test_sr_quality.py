@@ -36,6 +36,37 @@ def test_wiener_sr_in_the_run_file_beats_upsampled_widefield(
     assert sr.pearson > wf.pearson and sr.ms_ssim > wf.ms_ssim, (sr, wf)
 
 
+def test_demo_summary_names_the_method_of_every_time_point(
+    tmp_path: Path, record_emulated_run: Callable[..., Path],
+) -> None:
+    """The default reconstruction (auto with the bundled network, or Wiener without it): the
+    demo counts the SR images per method and labels the scored one with the method that made
+    it; the Wiener comparison row only when the network made it."""
+    from acquisition.cli.ground_truth_quality import methods_per_time_point
+    from acquisition.cli.run_commands import _demo_quality
+
+    output = record_emulated_run(tmp_path / "d.h5", EmulatorConfig(size_px=64, seed=0,
+                                                                   dynamics=STILL), 2,
+                                 reconstruction="default")
+    with h5py.File(output, "r") as h5:
+        dataset = next(iter(h5["sr"]))
+        last = h5[run_file.QC_GROUP][run_file.QC_METHOD][1, 0].decode()
+    counts = methods_per_time_point(output)
+    assert set(counts) <= {"dfcan-sim", "wiener"} and sum(counts.values()) == 2, counts
+    rows = score_against_ground_truth(output)
+    labels = [row.label for row in rows]
+    if dataset == "auto":
+        assert labels[0] == f"auto ({last}, t=1)"
+    else:  # the bundled network is not installed: Wiener SIM
+        assert dataset == last == "wiener" and labels[0] == "wiener"
+    assert ("wiener (same raw set)" in labels) == (last != "wiener"), labels
+    assert labels[-1] == "wide-field (upsampled)"
+    text = _demo_quality(output)
+    assert text.startswith("SR method per time point: " + ", ".join(
+        f"{name} {n}" for name, n in counts.items()) + "\n"), text
+    assert f"  {labels[0]:24s} NRMSE" in text
+
+
 def test_demo_scores_like_the_assessment() -> None:
     """The demo's rows are the assessment's interior scores: a dark rim (the edge taper)
     costs nothing, a wrong interior does."""

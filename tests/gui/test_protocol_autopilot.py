@@ -100,6 +100,14 @@ def test_form_offers_auto_reconstruction(qtbot: QtBot, tmp_path: Path) -> None:
     """`--model auto` (network or Wiener SIM per set, docs/trust.md) from the form."""
     editor = ProtocolEditor((488, 560))
     qtbot.addWidget(editor)
+    assert editor.reconstruction.currentText() == "auto"  # the form's default, as the protocol's
+    assert editor.protocol(tmp_path / "d.h5").channels[0].reconstruction == "auto"
+    editor.set_protocol({"channels": [{"laser_nm": 488, "reconstruction": "wiener"}]})
+    editor.set_protocol({"channels": [{"laser_nm": 488}]})  # none named: the default
+    assert editor.reconstruction.currentText() == "auto"
+    editor.set_reconstruction("wiener")
+    editor.set_reconstruction("default")
+    assert editor.reconstruction.currentText() == "auto"
     editor.mode.setCurrentText("WF")
     editor.set_reconstruction("auto")
     assert editor.mode.currentText() == "SIM"  # auto reconstructs SIM sets

@@ -124,3 +124,16 @@ def test_stream_sends_each_result_under_its_own_time_point(tmp_path: Path) -> No
     np.testing.assert_allclose(ready[0][1], _expected(module, [f[2], f[2], f[3]]), rtol=1e-5)
     assert [t for t, _ in stream.finish()] == [14]
     assert stream.finish() == []
+
+
+def test_unexplained_fraction_is_the_residual_share_of_the_input_variance() -> None:
+    from inference.imc.live import unexplained_fraction
+
+    rng = np.random.default_rng(3)
+    channels = rng.random((3, 16, 16)).astype(np.float32)
+    image = channels.sum(axis=0)
+    assert unexplained_fraction(image, channels) == pytest.approx(0.0, abs=1e-12)
+    half = channels * 0.5  # half of every pixel unexplained
+    expected = ((image * 0.5) ** 2).sum() / ((image - image.mean()) ** 2).sum()
+    assert unexplained_fraction(image, half) == pytest.approx(expected, rel=1e-6)
+    assert unexplained_fraction(np.ones((8, 8)), np.zeros((3, 8, 8))) == 0.0  # flat: no spread

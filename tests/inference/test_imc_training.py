@@ -1,151 +1,177 @@
-"""train_imcsr writes loadable model files with a report; the single variant writes one per
-structure; bad configuration is refused with the field named."""
+"""IMC-SR is a configuration of the one Trainer: a tiny model trains, checkpoints, resumes
+exactly and logs; temporal, single-output and fine-tuned (renamed, deepened) models; live
+reconstruction fields as data; bad configuration is refused with the field named."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from acquisition.cli import build_app
+from inference.imc.data import LiveFieldSampler
 from inference.imc.live import ImcSeparator
+from inference.imc.live_data import LiveField, fit_targets, normalised, save_field
 from inference.imc.mixtures import MixtureConfig, render_field
-from inference.imc.training import ImcTrainingConfig, train_imcsr, validation_pearson
+from inference.model_file import load_model, read_model_file
 from inference.models.imcsr import OUTPUT_BIAS_INIT, Imcsr
+from inference.training import Trainer, TrainingConfig, TrainingError
+from inference.training.data import DataSourceError
+
+TINY = {"width": 4, "groups": 1, "blocks": 1, "reduction": 2}
 
 
-def _config(**changes: object) -> ImcTrainingConfig:
-    base: dict[str, object] = {
-        "steps": 2, "batch_size": 1, "crop_px": 32, "width": 4, "groups": 1, "blocks": 1,
-        "reduction": 2, "training_fields": 1, "held_out_fields": 1, "log_every": 1,
-        "mixtures": MixtureConfig(field_px=16),
+def imc_config(**overrides: object) -> TrainingConfig:
+    values: dict[str, object] = {
+        "arch": "imcsr", "mode": "imc", "data": "imc-mix:microtubules,er,lysosomes",
+        "steps": 4, "batch_size": 1, "patch_px": 24, "emulator_size_px": 16,
+        "validation_every": 2, "validation_count": 1, "model_options": TINY, "device": "cpu",
+        "learning_rate": 1e-3,
     }
-    base.update(changes)
-    return ImcTrainingConfig.model_validate(base)
+    values.update(overrides)
+    return TrainingConfig.model_validate(values)
 
 
-def test_temporal_all_model_round_trips_through_the_separator(tmp_path: Path) -> None:
-    output = tmp_path / "imc.pt"
-    result = train_imcsr(output, config=_config(temporal=True))
-    assert result.config.mixtures.time_points >= 3
-    assert result.model_paths == [str(output)] and len(result.loss_history) == 2
-    report = json.loads(output.with_suffix(".json").read_text())
-    assert list(report["held_out"]) == ["microtubules", "er", "lysosomes"]  # the default trio
-    assert report["weights_sha256"][0] == ImcSeparator(output).sha256
-    separator = ImcSeparator(output)
-    assert separator.temporal
-    assert separator.push(np.ones((32, 32), np.float32)) is None
+def test_tiny_imcsr_checkpoints_resumes_exactly_and_logs(tmp_path: Path) -> None:
+    config = imc_config()
+    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
+    first = Trainer(config, tmp_path / "b.pt")
+    first.run(until_step=2, checkpoint=tmp_path / "b.ckpt", plot=False)
+    resumed = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt")
+    assert resumed.step == 2
+    result = resumed.run(plot=False)
+    assert [r["loss"] for r in straight.rows] == [r["loss"] for r in result.rows]
+    assert [r.get("val_pearson") for r in straight.rows] == [
+        r.get("val_pearson") for r in result.rows
+    ]
+    assert "val_nrmse" not in result.rows[1] and -1 <= result.rows[1]["val_pearson"] <= 1
+    rows = (tmp_path / "b.log.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and "val_pearson" in rows[0]
+    assert load_model(tmp_path / "a.pt").sha256 == load_model(tmp_path / "b.pt").sha256
+    separator = ImcSeparator(tmp_path / "b.pt")
+    assert separator.channel_names == ("microtubules", "er", "lysosomes")
+    assert separator.separate(np.ones((32, 32), np.float32)).shape == (3, 32, 32)
 
 
-def test_single_variant_writes_one_model_per_structure(tmp_path: Path) -> None:
-    result = train_imcsr(tmp_path / "one.pt", config=_config(variant="single"))
-    names = [Path(p).name for p in result.model_paths]
-    assert names == ["one-microtubules.pt", "one-er.pt", "one-lysosomes.pt"]
-    assert ImcSeparator(result.model_paths[1]).channel_names == ("er",)
+def test_best_validation_pearson_is_kept(tmp_path: Path) -> None:
+    config = imc_config(steps=6, validation_every=1, learning_rate=0.05)
+    trainer = Trainer(config, tmp_path / "m.pt")
+    result = trainer.run(plot=False)
+    scores = [row["val_pearson"] for row in result.rows]
+    assert result.best_val == max(scores) and result.best_step == 1 + int(np.argmax(scores))
+    saved = Trainer(imc_config(), tmp_path / "x.pt")
+    saved.generator = load_model(tmp_path / "m.pt").module
+    assert saved.validate() == pytest.approx(max(scores), abs=1e-6)
 
 
-def test_bad_configuration_names_the_field(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="crop_px=256"):
-        _config(crop_px=256)
-    with pytest.raises(ValueError, match=r"\.pt"):
-        train_imcsr(tmp_path / "model.h5", config=_config())
-
-
-def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
-    from inference.model_file import read_model_file
-
-    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0))
-    tuned = train_imcsr(
-        tmp_path / "b.pt",
-        config=_config(held_out_fields=0, init_from=first.model_paths[0], learning_rate=1e-9),
+def test_train_cli_imcsr_has_resume_and_time_limit(tmp_path: Path) -> None:
+    output = tmp_path / "i.pt"
+    base = ["train", "--arch", "imcsr", "--tiny", "--output", str(output), "--size-px", "16",
+            "--patch", "24", "--validation-every", "1"]
+    result = CliRunner().invoke(build_app(), [*base, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "best validation pearson" in result.output
+    result = CliRunner().invoke(
+        build_app(), [*base, "--steps", "3", "--resume", str(output.with_suffix(".ckpt"))]
     )
-    _, start = read_model_file(first.model_paths[0])
-    _, end = read_model_file(tuned.model_paths[0])
-    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
-    with pytest.raises(ValueError, match="does not match"):
-        train_imcsr(
-            tmp_path / "c.pt",
-            config=_config(held_out_fields=0, init_from=first.model_paths[0], width=8),
-        )
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "i.log.csv").read_text().splitlines()) == 1 + 3
+    result = CliRunner().invoke(build_app(), [*base, "--steps", "500", "--time-limit-s", "0.01",
+                                              "--output", str(tmp_path / "t.pt")])
+    assert result.exit_code == 0 and "--time-limit-s reached" in result.output
+    bad = CliRunner().invoke(build_app(), [*base, "--data", "biosr:/x",
+                                           "--output", str(tmp_path / "b.pt")])
+    assert bad.exit_code == 2 and "imc-mix" in bad.output
 
 
-def test_starting_from_a_model_of_other_structures_keeps_features_and_shared_channels(
-    tmp_path: Path,
-) -> None:
-    from inference.model_file import read_model_file
+def test_temporal_and_single_output_models(tmp_path: Path) -> None:
+    Trainer(imc_config(steps=1, imc={"temporal": True}), tmp_path / "t.pt").run(plot=False)
+    separator = ImcSeparator(tmp_path / "t.pt")
+    assert separator.temporal and separator.push(np.ones((32, 32), np.float32)) is None
+    Trainer(imc_config(steps=1, imc={"outputs": ["er"]}), tmp_path / "e.pt").run(plot=False)
+    assert ImcSeparator(tmp_path / "e.pt").channel_names == ("er",)
+    with pytest.raises(DataSourceError, match="ccps"):
+        Trainer(imc_config(imc={"outputs": ["ccps"]}), tmp_path / "c.pt")
 
-    old_trio = MixtureConfig(field_px=16, structures=("ccps", "microtubules", "f-actin"))
-    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0, mixtures=old_trio))
-    moved = train_imcsr(
-        tmp_path / "b.pt",
-        config=_config(held_out_fields=0, init_from=first.model_paths[0], learning_rate=1e-9),
-    )
-    assert ImcSeparator(moved.model_paths[0]).channel_names == ("microtubules", "er", "lysosomes")
-    _, start = read_model_file(first.model_paths[0])
-    _, end = read_model_file(moved.model_paths[0])
+
+def test_bad_configuration_names_the_field() -> None:
+    with pytest.raises(ValueError, match="patch_px=64"):
+        imc_config(patch_px=64)
+    with pytest.raises(ValueError, match="mode=sim"):
+        imc_config(mode="sim")
+    with pytest.raises(ValueError, match="brightness_range"):
+        Trainer(imc_config(imc={"training_brightness_range": (0.0, 1.0)}), Path("/tmp/x.pt"))
+
+
+def test_fine_tuning_renaming_and_deepening_start_from_the_given_weights(tmp_path: Path) -> None:
+    old_trio = "imc-mix:ccps,microtubules,f-actin"
+    Trainer(imc_config(steps=1, data=old_trio), tmp_path / "a.pt").run(plot=False)
+    _, start = read_model_file(tmp_path / "a.pt")
+    moved = Trainer(imc_config(steps=1, model_options={}), tmp_path / "b.pt",
+                    init=tmp_path / "a.pt")
+    assert moved.options["width"] == 4  # the init's sizes when none are configured
+    end = moved.generator.state_dict()
     for key in start:
         if not key.startswith("output."):
-            torch.testing.assert_close(end[key], start[key], atol=1e-6, rtol=0)
-    # microtubules (old output 1) keep their filter as new output 0; ER and lysosomes start
-    # fresh: small weights and the sigmoid bias of an untrained model
-    torch.testing.assert_close(end["output.weight"][0], start["output.weight"][1], atol=1e-6,
-                               rtol=0)
-    torch.testing.assert_close(end["output.bias"][0], start["output.bias"][1], atol=1e-6, rtol=0)
-    torch.testing.assert_close(end["output.bias"][1:], torch.full((2,), OUTPUT_BIAS_INIT),
-                               atol=1e-6, rtol=0)
-    assert not torch.allclose(start["output.bias"][[0, 2]], torch.full((2,), OUTPUT_BIAS_INIT),
-                              atol=1e-6)  # the old model's own outputs had moved off the init
-
-
-def test_training_brightness_widens_only_the_training_fields() -> None:
-    config = _config(training_brightness_range=(0.1, 1.0))
-    assert config.training_mixtures.brightness_range == (0.1, 1.0)
-    assert config.mixtures.brightness_range == (0.4, 1.0)  # validation and held-out fields
-    plain_config = _config()
-    assert plain_config.training_mixtures == plain_config.mixtures
-    # the same seed, the wider range: the components' relative weights differ
-    wide = render_field(config.training_mixtures, 5).targets[0]
-    plain = render_field(config.mixtures, 5).targets[0]
-    assert not np.allclose(wide.max(axis=(1, 2)) / wide.max(), plain.max(axis=(1, 2)) /
-                           plain.max(), atol=1e-3)
-    with pytest.raises(ValueError, match="brightness_range"):
-        _config(training_brightness_range=(0.0, 1.0))
-
-
-def test_deepening_a_model_keeps_its_output(tmp_path: Path) -> None:
-    from inference.model_file import load_model
-
-    first = train_imcsr(tmp_path / "a.pt", config=_config(held_out_fields=0))
-    deeper = train_imcsr(
-        tmp_path / "b.pt",
-        config=_config(
-            held_out_fields=0, init_from=first.model_paths[0], groups=3, learning_rate=1e-9
-        ),
-    )
-    shallow, deep = (load_model(p).module for p in (first.model_paths[0], deeper.model_paths[0]))
-    assert isinstance(deep, Imcsr) and isinstance(shallow, Imcsr)
-    assert len(deep.groups) == 3 and len(shallow.groups) == 1
+            torch.testing.assert_close(end[key], start[key], atol=0, rtol=0)
+    # microtubules (old output 1) keep their filter as new output 0; ER and lysosomes are fresh
+    torch.testing.assert_close(end["output.weight"][0], start["output.weight"][1])
+    torch.testing.assert_close(end["output.bias"][1:], torch.full((2,), OUTPUT_BIAS_INIT))
+    deeper = Trainer(imc_config(steps=1, data=old_trio, model_options={**TINY, "groups": 3}),
+                     tmp_path / "c.pt", init=tmp_path / "a.pt")
+    shallow = load_model(tmp_path / "a.pt").module
+    assert isinstance(deeper.generator, Imcsr) and len(deeper.generator.groups) == 3
     x = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(deep(x), shallow(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(deeper.generator(x), shallow(x), atol=1e-5, rtol=0)
+    with pytest.raises(TrainingError, match="does not match"):
+        Trainer(imc_config(model_options={**TINY, "width": 8}), tmp_path / "d.pt",
+                init=tmp_path / "a.pt")
 
 
-def test_validation_keeps_the_best_checkpoint_and_time_limit_stops(tmp_path: Path) -> None:
-    config = _config(
-        steps=4, held_out_fields=0, validation_fields=1, validate_every=1, learning_rate=0.05,
-        field_refresh_every=1,
-    )
-    result = train_imcsr(tmp_path / "v.pt", config=config)
-    steps = [step for step, _ in result.validation_history]
-    scores = [score for _, score in result.validation_history]
-    assert steps == [0, 1, 2, 3, 4] and result.steps_done == 4
-    assert result.best_step == steps[int(np.argmax(scores))]
-    module = ImcSeparator(result.model_paths[0]).model.module
-    field = render_field(config.mixtures, 50_000)  # the first validation seed
-    assert validation_pearson(module, [field], [0, 1, 2], 0.02, 1) == pytest.approx(max(scores))
-    quick = train_imcsr(
-        tmp_path / "q.pt", config=_config(steps=50, held_out_fields=0, max_seconds=1e-6)
-    )
-    assert quick.steps_done == 1 and quick.loss_history == [(1, quick.loss_history[0][1])]
+def test_training_brightness_widens_only_the_training_fields(tmp_path: Path) -> None:
+    trainer = Trainer(imc_config(imc={"training_brightness_range": (0.1, 1.0)}), tmp_path / "m.pt")
+    sampler = trainer.sampler
+    assert sampler.training.brightness_range == (0.1, 1.0)  # type: ignore[attr-defined]
+    assert sampler.mixtures.brightness_range == (0.4, 1.0)  # type: ignore[attr-defined]
+    wide = render_field(sampler.training, 5).targets[0]  # type: ignore[attr-defined]
+    plain = render_field(MixtureConfig(field_px=16), 5).targets[0]
+    assert not np.allclose(wide.max(axis=(1, 2)) / wide.max(),
+                           plain.max(axis=(1, 2)) / plain.max(), atol=1e-3)
+
+
+def _live_field(seed: int, size: int = 32) -> LiveField:
+    rng = np.random.default_rng(seed)
+    components = rng.random((3, size, size)).astype(np.float32) * [[[1]], [[2]], [[6]]]
+    components[:, 0, 0] = 0.0  # a dark pixel: the normalised input's zero
+    total = components.sum(axis=0)
+    return LiveField({"dfcan-sim": 0.1 + 0.01 * total, "wiener": total / total.max()},
+                     components.astype(np.float32), seed, 100.0)
+
+
+def test_live_fields_train_with_the_normalisation_the_separator_uses(tmp_path: Path) -> None:
+    for part, seed in (("train", 1), ("train", 2), ("validation", 3)):
+        (tmp_path / part).mkdir(exist_ok=True)
+        save_field(tmp_path / part / f"field-{seed:07d}.npz", _live_field(seed))
+    config = imc_config(data=f"imc-live:{tmp_path}", patch_px=16, validation_count=4)
+    sampler = LiveFieldSampler(config, tmp_path)
+    x, y = sampler.batch(0)
+    assert x.shape == (1, 1, 16, 16) and y.shape == (1, 3, 16, 16)
+    pairs = sampler.validation(4)
+    assert len(pairs) == 2  # one field, two methods
+    field = _live_field(3)
+    for (x_full, y_full), image in zip(pairs, field.sr.values(), strict=True):
+        np.testing.assert_allclose(x_full[0], normalised(image), atol=1e-6)
+        assert x_full.min() == 0 and x_full.max() == pytest.approx(1, abs=1e-5)
+        # the targets add up to the network's input (the fit is exact for an SR linear in the
+        # components with a dark pixel)
+        np.testing.assert_allclose(y_full.sum(axis=0), x_full[0], atol=1e-4)
+        np.testing.assert_allclose(y_full, fit_targets(field.components, x_full[0]))
+    Trainer(config, tmp_path / "m.pt").run(plot=False)
+    with pytest.raises(DataSourceError, match="temporal"):
+        Trainer(imc_config(data=f"imc-live:{tmp_path}", imc={"temporal": True}), tmp_path / "t.pt")
+    with pytest.raises(DataSourceError, match="validation"):
+        LiveFieldSampler(config, tmp_path / "train")

@@ -139,13 +139,28 @@ def test_passthrough_is_announced_with_its_sr_shape() -> None:
     assert nl.reconstruct(np.zeros((25, 4, 4), np.uint16)).image.shape == (12, 12)
 
 
-def test_default_method_falls_back_explicitly() -> None:
+def test_default_method_is_auto_or_falls_back_explicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inference.worker as worker
+
     method, note = resolve_method("default")
-    if method == "dfcan-sim":
-        assert note == ""
+    if (worker.BUNDLED_DIR / "dfcan-sim.pt").is_file():
+        assert (method, note) == ("auto", "")  # the bundled network under the domain guard
     else:
         assert method == "wiener" and "not installed" in note
+    # an explicit name means exactly that model, no guard
     assert resolve_method("wiener") == ("wiener", "")
+    assert resolve_method("dfcan-sim") == ("dfcan-sim", "")
+    assert resolve_method("auto:dfcan-sisr") == ("auto:dfcan-sisr", "")
+    monkeypatch.setattr(worker, "BUNDLED_DIR", tmp_path)  # the bundled model not installed
+    method, note = resolve_method("default")
+    assert method == "wiener" and "'dfcan-sim' is not installed" in note
+
+
+def test_auto_refuses_a_non_sim_mode() -> None:
+    with pytest.raises(ValueError, match=r"mode 'sisr' needs a sisr model"):
+        make_reconstructor("auto", mode="sisr")
 
 
 def test_missing_imc_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -187,15 +202,17 @@ def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
             push.send_multipart(encode(header_for(Kind.RAW_SET, "r", t, raw, time_point=t,
                                                   channel=0, n_orientations=3, n_phases=3),
                                        raw), copy=False)
-        got = {}
+        got, flags = {}, {}
         for _ in range(2):  # one frame of latency: t = 0, 1 come with sets 1, 2
             message = next_of(results, Kind.IMC_RESULT)
             got[message.header.time_point] = np.array(message.array)
+            flags[message.header.time_point] = message.header.info.get("flags", [])
         assert sorted(got) == [0, 1]
         push.send_multipart(encode(header_for(Kind.EVENT, "r", 9, None, time_point=2, channel=0,
                                               info={"command": "flush"})), copy=False)
         message = next_of(results, Kind.IMC_RESULT)
         got[message.header.time_point] = np.array(message.array)
+        flags[message.header.time_point] = message.header.info.get("flags", [])
         assert next_of(results, Kind.EVENT).header.info["flushed"] == 1
         separator = ImcSeparator(path)
         srs = [HalfMean().reconstruct(raw).image for raw in raws]
@@ -204,6 +221,9 @@ def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
         for t in range(3):
             assert got[t].shape == (3, 12, 12)
             np.testing.assert_allclose(got[t], expected[t], rtol=1e-5, atol=1e-7)
+        # an untrained model explains little of its input: each result carries the domain flag
+        assert flags[2] and flags[2][0].startswith("imc_out_of_domain: ")
+        assert all(len(f) == 1 for f in flags.values())
     finally:
         state.stop.set()
         thread.join(5)
