@@ -59,6 +59,9 @@ def test_run_with_imc_writes_three_channels_for_every_time_point(tmp_path: Path)
     assert np.isfinite(imc).all(), "IMC missing for time points " + str(
         np.flatnonzero(~np.isfinite(imc).all(axis=(1, 2, 3))))
     assert names == ["microtubules", "er", "lysosomes"] and "imc_failed" not in kinds
+    # random weights explain little of the SR image: every time point is flagged by the domain
+    # check and recorded, with the reason, as an imc_out_of_domain event
+    assert kinds.count(run_file.IMC_OUT_OF_DOMAIN) == 10
     assert pixel_um[-1] == pytest.approx(0.0626 / 2, rel=1e-3)
     assert meta["emulator"]["structure"] == "mix"
     assert meta["models"]["imc"]["model_name"] == "imc3" and meta["models"]["imc"]["temporal"]
