@@ -292,11 +292,17 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
     """Run the worker loop until ``state.stop`` is set (or idle_exit_s passes without work)."""
     context = context or zmq.Context.instance()
     state = state or WorkerState()
+    ring = None
+    if options.raw_ring_fd is not None:
+        try:
+            ring = RingReader(options.raw_ring_fd)
+        except (OSError, ValueError) as exc:  # tell the session why, instead of dying mute
+            report_fatal(options, f"cannot map the shared-memory raw ring: {exc}")
+            raise
     raw = open_socket(context, zmq.PULL, options.raw_endpoint, bind=False, keys=options.curve,
                       RCVHWM=1)
     results = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
                           keys=options.curve, SNDTIMEO=int(options.send_timeout_s * 1000))
-    ring = RingReader(options.raw_ring_fd) if options.raw_ring_fd is not None else None
     receiver = MessageReceiver(raw, "worker raw", ring)
     send_lock = threading.Lock()
     sequence = iter(range(1 << 62))

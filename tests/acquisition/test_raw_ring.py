@@ -307,3 +307,30 @@ def test_a_killed_worker_leaves_the_ring_intact_and_the_ring_goes_at_exit(
     assert ring_descriptors() == before
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)
+
+
+def test_a_worker_given_something_else_than_a_ring_says_why(tmp_path: Path) -> None:
+    import zmq
+
+    from acquisition.transport import MessageReceiver, open_socket
+    from inference.worker import WorkerOptions, serve
+
+    context = zmq.Context()
+    results_endpoint = f"ipc://{tmp_path}/results"
+    results = MessageReceiver(open_socket(context, zmq.PULL, results_endpoint, bind=True),
+                              "results")
+    not_a_ring = tmp_path / "plain"
+    not_a_ring.write_bytes(b"\0" * 8192)
+    fd = os.open(not_a_ring, os.O_RDONLY)
+    try:
+        options = WorkerOptions(f"ipc://{tmp_path}/raw", results_endpoint, ("passthrough",),
+                                raw_ring_fd=fd)
+        with pytest.raises(ValueError, match="not a livesim ring"):
+            serve(options, {}, {}, context)
+        message = results.receive(10_000)
+        assert message is not None and message.header.kind is Kind.HEARTBEAT
+        assert "cannot map the shared-memory raw ring" in message.header.info["fatal"]
+    finally:
+        os.close(fd)
+        results.socket.close(linger=0)
+        context.term()
