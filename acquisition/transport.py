@@ -3,7 +3,9 @@
 The acquisition process binds every socket; the worker and viewers connect. Raw sets go over a
 bounded PUSH that never blocks the camera path (a full queue means: skip SR for that set, the
 caller records it). Results come back over a lossless PUSH/PULL. The display PUB is conflated
-and lossy by design. Endpoints default to ipc/loopback; any other host requires CurveZMQ keys.
+and lossy by design; its 'qc' records go over a second, unconflated PUB beside it
+(:func:`qc_endpoint`), so that none is dropped for an image. Endpoints default to
+ipc/loopback; any other host requires CurveZMQ keys.
 Every receive waits with a poller and a timeout.
 """
 
@@ -41,6 +43,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # check, photon count); sr: SR image (uint16 x info["sr_scale"], or float32); imc: splits
 DISPLAY_TOPICS = ("raw", "wf", "set", "sr", "imc", "qc")
 QC_RCVHWM = 256  # the unconflated 'qc' topic: trust records and method changes (~1/s)
+QC_SNDHWM = 1000  # per viewer: ~15 min of ~1/s records queued for a window that reads late
 
 
 class TransportSecurityError(ValueError):
@@ -155,6 +158,20 @@ def endpoint_is_local(endpoint: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def qc_endpoint(display_endpoint: str) -> str:
+    """Where the display stream's 'qc' records go: beside ``display_endpoint`` (ipc and
+    inproc: the name plus ``-qc``; TCP: the port plus one)."""
+    scheme = display_endpoint.partition("://")[0]
+    if scheme in ("ipc", "inproc"):
+        return f"{display_endpoint}-qc"
+    head, _, port = display_endpoint.rpartition(":")
+    if scheme != "tcp" or not port.isdigit() or not 0 < int(port) < 65535:
+        raise TransportSecurityError(
+            f"display endpoint {display_endpoint!r}: expected ipc://, inproc:// or "
+            "tcp://HOST:PORT with a fixed port (the 'qc' records go to PORT + 1)")
+    return f"{head}:{int(port) + 1}"
 
 
 def check_endpoint(endpoint: str, keys: CurveKeys | None) -> None:
@@ -295,10 +312,13 @@ class RawSetSender:
 
 
 class DisplayPublisher:
-    """Conflated PUB of the newest raw / wide-field / SR / IMC images (lossy by design).
+    """Conflated PUB of the newest raw / wide-field / SR / IMC images (lossy by design), and
+    beside it (:func:`qc_endpoint`) an unconflated PUB of the 'qc' records, none of which is
+    dropped for an image (up to QC_SNDHWM queued per viewer).
 
-    It follows its viewers' connections (a socket monitor): :meth:`has_viewers` lets the
-    outlet skip packing images that nobody would receive (a headless run).
+    It follows its viewers' connections to the image PUB (a socket monitor):
+    :meth:`has_viewers` lets the outlet skip packing images that nobody would receive (a
+    headless run).
     """
 
     def __init__(self, context: zmq.Context, endpoint: str, keys: CurveKeys | None = None) -> None:
@@ -310,6 +330,12 @@ class DisplayPublisher:
 
         self.socket = open_socket(context, zmq.PUB, endpoint, bind=True, keys=keys,
                                   before_bind=watch, SNDHWM=1, CONFLATE=1)
+        try:
+            self.qc_socket = open_socket(context, zmq.PUB, qc_endpoint(endpoint), bind=True,
+                                         keys=keys, SNDHWM=QC_SNDHWM)
+        except (zmq.ZMQError, TransportSecurityError):
+            self.close()
+            raise
 
     def has_viewers(self) -> bool:
         """True while at least one viewer is connected (events read without waiting)."""
@@ -327,26 +353,32 @@ class DisplayPublisher:
         return self._viewers > 0
 
     def publish(self, topic: str, header: Header, array: np.ndarray) -> None:
-        """Offer the newest image under ``topic``; dropped silently if nobody keeps up."""
+        """Offer the newest image under ``topic``; dropped silently if nobody keeps up. A 'qc'
+        record is queued for every viewer (dropped only past QC_SNDHWM unread ones)."""
         if topic not in DISPLAY_TOPICS:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
+        socket = self.qc_socket if topic == "qc" else self.socket
         try:  # the joined bytes are handed to ZMQ as they are (no second copy)
-            self.socket.send(pack_display(topic, header, array), flags=zmq.NOBLOCK, copy=False)
+            socket.send(pack_display(topic, header, array), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             logger.debug("display %s dropped", topic)
 
     def close(self) -> None:
-        """Close the socket (and its monitor) without waiting."""
+        """Close the sockets (and the monitor) without waiting."""
         if self._monitor is not None:
             self.socket.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
         self.socket.close(linger=0)
+        qc_socket = getattr(self, "qc_socket", None)
+        if qc_socket is not None:
+            qc_socket.close(linger=0)
 
 
 class DisplaySubscriber:
     """Viewer side of the display stream: one SUB per topic; conflated (newest image only)
-    unless ``conflate`` is False (the rare 'qc' records, each of which a trend needs)."""
+    unless ``conflate`` is False (the rare 'qc' records, each of which a trend needs). Give the
+    display endpoint for every topic: 'qc' connects to its :func:`qc_endpoint` itself."""
 
     def __init__(self, context: zmq.Context, endpoint: str, topic: str,
                  keys: CurveKeys | None = None, conflate: bool = True) -> None:
@@ -354,6 +386,8 @@ class DisplaySubscriber:
             raise ValueError(f"display topic {topic!r} not in {DISPLAY_TOPICS}")
         self.topic = topic
         self.rejected = 0
+        if topic == "qc":
+            endpoint = qc_endpoint(endpoint)
         self.socket = (open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,
                                    CONFLATE=1, RCVHWM=1) if conflate
                        else open_socket(context, zmq.SUB, endpoint, bind=False, keys=keys,

@@ -11,7 +11,12 @@ import pytest
 import zmq
 
 from acquisition.display_outlet import QC_REPEAT_S, DisplayOutlet, is_fallback
-from acquisition.transport import DisplayPublisher, DisplaySubscriber
+from acquisition.transport import (
+    DisplayPublisher,
+    DisplaySubscriber,
+    TransportSecurityError,
+    qc_endpoint,
+)
 from acquisition.wire import (
     Header,
     Kind,
@@ -138,3 +143,61 @@ def test_qc_subscriber_keeps_every_record(tmp_path: Path) -> None:
     assert [m.header.time_point for m in got] == [0, 10, 20, 30, 40]
     assert got[-1].header.time_point == 40 and float(got[-1].array[0, 0]) == 5.0
     assert newest is not None and newest.header.time_point == 40  # conflated: newest only
+
+
+def test_no_qc_record_is_dropped_for_a_burst_of_images(tmp_path: Path) -> None:
+    """Images stay newest-only while every 'qc' record between them reaches a slow window, in
+    order: the records travel beside the conflated image PUB, not through it."""
+    context = zmq.Context.instance()
+    endpoint = f"ipc://{tmp_path}/display"
+    publisher = DisplayPublisher(context, endpoint)
+    qc = DisplaySubscriber(context, endpoint, "qc", conflate=False)
+    sr = DisplaySubscriber(context, endpoint, "sr")
+    image = np.zeros((16, 16), np.float32)
+
+    def publish_qc(time_point: int) -> None:
+        chi2 = np.full((2, 2), 1.0 + time_point, np.float32)
+        publisher.publish("qc", header_for(Kind.SR_RESULT, "r", time_point, chi2,
+                                           time_point=time_point, info={"trust": trust(chi2)}),
+                          chi2)
+
+    try:
+        deadline = time.monotonic() + 10.0  # the slow joiner: until both subscriptions arrived
+        first_qc: list[Message] = []
+        first_sr: Message | None = None
+        while (not first_qc or first_sr is None) and time.monotonic() < deadline:
+            publish_qc(0)
+            publisher.publish("sr", header_for(Kind.SR_RESULT, "r", 0, image), image)
+            time.sleep(0.05)
+            first_qc += qc.drain()
+            first_sr = sr.newest() or first_sr
+        assert first_qc and first_sr is not None, "subscriptions never reached the publisher"
+        n_records = 100
+        for t in range(1, n_records + 1):  # a burst, nobody reading meanwhile
+            for k in range(5):
+                frame = np.full((16, 16), t + k / 10, np.float32)
+                publisher.publish("sr", header_for(Kind.SR_RESULT, "r", 10 * t + k, frame,
+                                                   time_point=t), frame)
+            publish_qc(t)
+        got: list[int] = []
+        deadline = time.monotonic() + 10.0
+        while (not got or got[-1] != n_records) and time.monotonic() < deadline:
+            if qc.socket.poll(100):
+                got += [m.header.time_point for m in qc.drain()]
+        time.sleep(0.1)
+        newest_sr = sr.newest()
+    finally:
+        for sub in (qc, sr):
+            sub.close()
+        publisher.close()
+    assert got == list(range(1, n_records + 1))  # every record, in order, none twice
+    assert newest_sr is not None and newest_sr.header.time_point == n_records  # newest only
+    assert float(newest_sr.array[0, 0]) == pytest.approx(n_records + 0.4)
+
+
+def test_qc_endpoint_sits_beside_the_display_endpoint() -> None:
+    assert qc_endpoint("ipc:///tmp/x/display") == "ipc:///tmp/x/display-qc"
+    assert qc_endpoint("inproc://display") == "inproc://display-qc"
+    assert qc_endpoint("tcp://127.0.0.1:5560") == "tcp://127.0.0.1:5561"
+    with pytest.raises(TransportSecurityError, match="fixed port"):
+        qc_endpoint("tcp://127.0.0.1:*")
