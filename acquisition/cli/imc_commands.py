@@ -26,7 +26,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 def imc_live_fields(
     output: Path = typer.Option(..., "--output", "-o", help="folder for field-<seed>.npz files"),
-    seeds: str = typer.Option(..., "--seed-range", help="FIRST:END (END excluded), e.g. 200000:202400"),
+    seeds: str = typer.Option(
+        ..., "--seed-range", help="FIRST:END (END excluded), e.g. 200000:202400"
+    ),
     photons: str = typer.Option(
         "20,600", "--photons", help="LOW,HIGH photon count (e-, log-uniform per field) or one"
     ),

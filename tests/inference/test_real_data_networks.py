@@ -110,6 +110,7 @@ def test_raw_consistency_on_the_real_stack_rises_on_known_failures(shared: Path)
         orientation.phases_rad = [phase + 1.0 for phase in orientation.phases_rad]
     assert trust_record(wiener, electrons, wrong, otf).raw_chi2 > faithful + 0.05
     yy, xx = np.mgrid[: wiener.shape[0], : wiener.shape[1]]
-    texture = np.cos(2 * np.pi * (0.05 * xx + 0.015 * yy)) + np.cos(2 * np.pi * (0.05 * yy - 0.02 * xx))
+    texture = np.cos(2 * np.pi * (0.05 * xx + 0.015 * yy))
+    texture += np.cos(2 * np.pi * (0.05 * yy - 0.02 * xx))
     textured = wiener + 0.3 * wiener.std() * texture
     assert trust_record(textured, electrons, parameters, otf).raw_chi2 > faithful + 0.02
