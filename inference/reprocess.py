@@ -34,13 +34,13 @@ import h5py
 import numpy as np
 
 from acquisition import run_file
+from inference.file_hash import file_sha256
 from inference.reprocess_file import (
     Provenance,
     ReprocessFileError,
     ReprocessLayout,
     ReprocessWriter,
     SetResult,
-    file_sha256,
 )
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ The trust records are those the live recorder writes for every SR image: ``/phot
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -33,20 +32,10 @@ logger = logging.getLogger(__name__)
 
 PROVENANCE_KEY = "reprocess"  # the metadata attribute holding the provenance
 LINKED = (run_file.RAW, run_file.WIDEFIELD, run_file.GT_GROUP)  # stay in the source file
-HASH_BLOCK_BYTES = 8 * 1024 * 1024
 
 
 class ReprocessFileError(ValueError):
     """The output file cannot be created or resumed; the message names the file and field."""
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

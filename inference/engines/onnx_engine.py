@@ -27,6 +27,7 @@ from inference.engines.base import (
     as_numpy,
     set_matmul_attention,
 )
+from inference.file_hash import file_sha256
 from inference.model_file import LoadedModel
 from inference.models.dfcan import set_cpu_fusion
 
@@ -59,14 +60,6 @@ def onnx_path_for(
     return cache_dir / f"{model.sha256}_{exporter}_{dims}_{variant}.onnx"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(model: LoadedModel, shape: tuple[int, ...], matmul: bool) -> dict[str, Any]:
     return {"model_sha256": model.sha256, "exporter": exporter_version(),
             "shape": list(shape), "variant": "matmul" if matmul else "fft"}
@@ -90,7 +83,7 @@ def verified_cached_export(
     if manifest != _manifest(model, shape, matmul):
         log.warning("ONNX cache %s was made for %s; exporting again", path, manifest)
         return None
-    actual = _file_sha256(path)
+    actual = file_sha256(path)
     if actual != recorded:
         log.warning("ONNX cache %s is corrupt (sha256 %s, manifest %s); exporting again",
                     path, actual[:16], str(recorded)[:16])
@@ -125,7 +118,7 @@ def export_onnx(
             verbose=False,
         )
         manifest = {**_manifest(model, shape, matmul_attention),
-                    "onnx_sha256": _file_sha256(partial)}
+                    "onnx_sha256": file_sha256(partial)}
         path.with_suffix(".json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         partial.replace(path)  # atomic: a reader sees the whole export or none
     finally:

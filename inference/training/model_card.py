@@ -3,21 +3,12 @@ how well it validated, its SHA-256 and the command that reproduces it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from inference.file_hash import file_sha256
 from inference.model_file import read_model_file
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of the file's bytes (the weights hash is inside the file as weights_sha256)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_card(
