@@ -30,7 +30,7 @@ from inference.stack_io import load_raw_stack
 from inference.trust import resolution_scaled_pearson
 from inference.wiener import WienerConfig, WienerSeries, WienerSim
 
-# raw set (P, Y, X) in photo-electrons -> SR image (2Y, 2X)
+# raw set (P, Y, X), offset removed, in photo-electrons or one proportional scale -> SR (2Y, 2X)
 Reconstruct = Callable[[np.ndarray], np.ndarray]
 
 MICROTUBULE_STACK = Path("dlsr_assets") / "rDL-SIM_Microtubules_MT_raw9.mrc"
@@ -135,11 +135,13 @@ def er_report(
         )
         scores: dict[str, list[tuple[float, float]]] = {}
         for raw_set in raw:
-            electrons = (raw_set - background).astype(np.float32)  # one camera: one scale
+            # one camera, not stretched: offset-free ADU are e- up to one scale, which the
+            # networks' normalisation and the scores' linear fit both remove
+            frames = (raw_set - background).astype(np.float32)
             images = {
-                "wide-field": upsample_widefield(electrons.mean(axis=0), 2),
+                "wide-field": upsample_widefield(frames.mean(axis=0), 2),
                 "wiener": series.reconstruct(raw_set)[0],
-                **{name: run(electrons) for name, run in methods.items()},
+                **{name: run(frames) for name, run in methods.items()},
             }
             for name, image in images.items():
                 s = score(np.asarray(image, np.float32), reference.astype(np.float32))

@@ -159,11 +159,10 @@ def _noise_electrons(
     na = stack.na or NOISE_NA
     emission_nm = stack.emission_nm or NOISE_EMISSION_NM
     cutoff = 2.0 * na / emission_nm * stack.pixel_size_nm
-    n_orientations = stack.n_patterns // 3 if stack.n_patterns % 3 == 0 else 1
 
     def convert(raw: np.ndarray) -> np.ndarray:
-        try:
-            electrons, gains, _ = electrons_per_orientation(raw, cutoff, n_orientations)
+        try:  # a SIM model's 9 frames: 3 orientations
+            electrons, gains, _ = electrons_per_orientation(raw, cutoff)
         except StackStatisticsError as exc:
             typer.echo(f"note: no gain from the noise ({exc}): frames as stored", err=True)
             return raw
