@@ -65,9 +65,6 @@ class BridgeCoreBackend:
     def device_labels(self) -> tuple[str, ...]:
         return _strings(self.core.get_loaded_devices())
 
-    def device_type(self, label: str) -> str:
-        return str(self.core.get_device_type(label))
-
     def camera_label(self) -> str:
         return str(self.core.get_camera_device())
 
@@ -90,9 +87,6 @@ class BridgeCoreBackend:
             float(self.core.get_property_lower_limit(label, prop)),
             float(self.core.get_property_upper_limit(label, prop)),
         )
-
-    def is_read_only(self, label: str, prop: str) -> bool:
-        return bool(self.core.is_property_read_only(label, prop))
 
     def sequence_max_length(self, label: str, prop: str) -> int:
         if not self.core.is_property_sequenceable(label, prop):

@@ -66,9 +66,6 @@ class CoreBackend(Protocol):
     def device_labels(self) -> tuple[str, ...]:
         """Labels of every loaded device."""
 
-    def device_type(self, label: str) -> str:
-        """Micro-Manager device type of `label` (e.g. 'CameraDevice')."""
-
     def camera_label(self) -> str:
         """Label of the core's current camera."""
 
@@ -86,9 +83,6 @@ class CoreBackend(Protocol):
 
     def property_limits(self, label: str, prop: str) -> tuple[float, float] | None:
         """(low, high) limits of a numeric property, or None."""
-
-    def is_read_only(self, label: str, prop: str) -> bool:
-        """True if the property cannot be set."""
 
     def sequence_max_length(self, label: str, prop: str) -> int:
         """0 if the property is not hardware-sequenceable, else its longest sequence."""
@@ -250,9 +244,6 @@ class UniCoreBackend:
     def device_labels(self) -> tuple[str, ...]:
         return tuple(str(x) for x in self.core.getLoadedDevices())
 
-    def device_type(self, label: str) -> str:
-        return DeviceType(self.core.getDeviceType(label)).name
-
     def camera_label(self) -> str:
         return str(self.core.getCameraDevice())
 
@@ -275,9 +266,6 @@ class UniCoreBackend:
             float(self.core.getPropertyLowerLimit(label, prop)),
             float(self.core.getPropertyUpperLimit(label, prop)),
         )
-
-    def is_read_only(self, label: str, prop: str) -> bool:
-        return bool(self.core.isPropertyReadOnly(label, prop))
 
     def sequence_max_length(self, label: str, prop: str) -> int:
         if not self.core.isPropertySequenceable(label, prop):

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPECIAL_METHODS = ("wiener", "none", "passthrough", "auto")
 # the network 'auto' uses when no 'auto:NAME' is given
 DEFAULT_AUTO_NETWORK = "dfcan-sim"
 
