@@ -53,9 +53,9 @@ class RunLayout:
     n_channels: int
     n_orientations: int
     n_phases: int
-    frame_shape: tuple[int, int]
-    sr_shape: tuple[int, int]
-    pixel_size_nm: float
+    frame_shape: tuple[int, int]  # (y, x) of one raw frame
+    sr_shape: tuple[int, int]  # (y, x) of one SR image
+    pixel_size_nm: float  # raw pixel in the sample plane
     sr_models: tuple[str, ...] = ()
     imc: bool = False
     channel_names: tuple[str, ...] = ()
@@ -471,11 +471,7 @@ class RunRecorder:
         d["qc_map"].attrs["central_square_px"] = run_file.QC_MAX_SIZE_PX
         d["qc_method"] = run_file.create_table(
             qc, run_file.QC_METHOD, (c,), np.dtype(f"S{run_file.QC_METHOD_LENGTH}"), b"")
-        cal = h5.create_group(run_file.CALIBRATION_GROUP)
-        for name, array in calibration.items():
-            cal.create_dataset(name, data=np.asarray(array))
-        d["events"] = h5.create_dataset(run_file.EVENTS, shape=(0,), maxshape=(None,),
-                                        dtype=run_file.EVENT_DTYPE, chunks=(256,))
+        d["events"] = run_file.create_calibration_and_events(h5, calibration)
         if lay.mda is not None:
             run_file.create_mda(h5, lay.mda)
         h5.attrs["channel_names"] = list(lay.channel_names)

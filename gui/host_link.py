@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 0.25
 REPLY_TIMEOUT_S = 10.0  # a command unanswered this long means the acquisition process is stuck
-START_TIMEOUT_S = 60.0
 
 
 def display_endpoint_of_run(path: Path) -> str:

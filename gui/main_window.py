@@ -29,6 +29,7 @@ from gui.image_panel import ImagePanel, link_views
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
 from gui.status_panel import (
+    RECORDING_STATES,
     EventPane,
     StatusPanel,
     format_status,
@@ -59,7 +60,6 @@ FINISH_LIMIT_S = 45.0
 FINISH_GRACE_S = 25.0
 FINISH_TICK_MS = 100
 RECORD_START_GRACE_S = 5.0  # status may still say 'live' this long after Record is pressed
-RECORDING_STATES = ("starting", "recording", "stopping")
 MIN_WINDOW_SIZE = (960, 560)
 CONTROLS_WIDTH_PX = 370
 ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
