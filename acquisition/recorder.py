@@ -505,21 +505,34 @@ def widefield_mean(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndar
 
 class _TableRows:
     """Row writes into a per-time-point table through h5py's low-level API: the writer makes
-    7 of them per time point, and ``Dataset.__setitem__`` spends 4x the write on selections."""
+    ~9 of them per time point, and ``Dataset.__setitem__`` spends 4x the write on selections.
+    The memory dataspaces are made once per shape and the file dataspace once per growth of
+    the table (a dataspace is valid for the rows it had when made): 37 -> 16 us a write."""
 
     def __init__(self, dataset: h5py.Dataset) -> None:
         self._id = dataset.id
         self._dtype = dataset.dtype
         self._row_shape = dataset.shape[1:]
+        self._file_space = self._id.get_space()
+        self._file_rows = self._file_space.shape[0]
+        self._memory_spaces: dict[tuple[int, ...], h5py.h5s.SpaceID] = {}
 
     def write(self, index: tuple[int, ...], values: Any) -> None:
         """``dataset[index] = values``; ``index`` picks whole rows of the trailing axes."""
         rest = self._row_shape[len(index) - 1:]
-        data = np.ascontiguousarray(np.broadcast_to(values, rest), dtype=self._dtype)
-        data = data.reshape((1,) * len(index) + rest)
-        file_space = self._id.get_space()
-        file_space.select_hyperslab((*index, *(0,) * len(rest)), data.shape)
-        self._id.write(h5py.h5s.create_simple(data.shape), file_space, data)
+        data = np.asarray(values, dtype=self._dtype)
+        if data.shape != rest:
+            data = np.broadcast_to(data, rest)
+        shape = (1,) * len(index) + rest
+        data = np.ascontiguousarray(data).reshape(shape)
+        if index[0] >= self._file_rows:  # the table grew since the dataspace was made
+            self._file_space = self._id.get_space()
+            self._file_rows = self._file_space.shape[0]
+        self._file_space.select_hyperslab((*index, *(0,) * len(rest)), shape)
+        memory = self._memory_spaces.get(shape)
+        if memory is None:
+            memory = self._memory_spaces[shape] = h5py.h5s.create_simple(shape)
+        self._id.write(memory, self._file_space, data)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
