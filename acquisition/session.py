@@ -47,7 +47,7 @@ from acquisition.rate_meter import RateMeter
 from acquisition.raw_ring import RawRing, ring_supported
 from acquisition.recorder import QcRecord, RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
-from acquisition.supervisor import WorkerCommand, WorkerPool, WorkerSupervisor
+from acquisition.supervisor import WorkerCommand, WorkerLimits, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
 from acquisition.transport import (
     ClientAllowList,
@@ -453,11 +453,11 @@ class RunSession:
         ring_fd = self.ring.reader_fd if self.ring is not None else None
         commands = [replace(command, raw_endpoint=endpoint, raw_ring_fd=ring_fd)
                     for endpoint in self._raw_endpoints]
-        pool = self.pool = WorkerPool(
-            commands, self._on_worker_event, heartbeat_timeout_s=self.options.heartbeat_timeout_s,
-            startup_timeout_s=self.options.hello_timeout_s,
-            busy_timeout_s=self.options.busy_timeout_s, max_restarts=self.options.max_restarts,
-            remote_endpoints=self.options.remote_workers)
+        options = self.options
+        limits = WorkerLimits(options.heartbeat_timeout_s, options.hello_timeout_s,
+                              options.busy_timeout_s, options.max_restarts)
+        pool = self.pool = WorkerPool(commands, self._on_worker_event, limits,
+                                      remote_endpoints=options.remote_workers)
         pool.start()
         return pool
 

@@ -312,7 +312,7 @@ class Camera(_Role):
         wanted_mode = (self.roles.camera_trigger_external if mode is TriggerMode.EXTERNAL
                        else self.roles.camera_trigger_internal)
         modes = self.backend.allowed_values(self.label, mode_prop)
-        value = _match_allowed(wanted_mode, modes)
+        value = match_allowed(wanted_mode, modes)
         if value is None:
             raise CapabilityError(f"camera {self.label!r} property {mode_prop!r} has no trigger "
                                   f"mode {wanted_mode!r} (allowed: {modes})")
@@ -323,7 +323,7 @@ class Camera(_Role):
             if self.has(act_prop):
                 assert act_prop is not None
                 allowed = self.backend.allowed_values(self.label, act_prop)
-                if allowed and _match_allowed(wanted, allowed) is None:
+                if allowed and match_allowed(wanted, allowed) is None:
                     raise CapabilityError(
                         f"camera {self.label!r} has no {wanted} trigger activation "
                         f"(supports {allowed})"
@@ -336,7 +336,7 @@ class Camera(_Role):
         external = value.casefold() == self.roles.camera_trigger_external.casefold()
         if act_prop is not None and self.has(act_prop) and external:
             allowed = self.backend.allowed_values(self.label, act_prop)
-            self._do_set(act_prop, _match_allowed(wanted, allowed) or wanted)
+            self._do_set(act_prop, match_allowed(wanted, allowed) or wanted)
 
     @property
     def trigger_mode(self) -> TriggerMode:
@@ -569,7 +569,7 @@ def _same_value(a: str, b: str) -> bool:
         return False
 
 
-def _match_allowed(wanted: str, allowed: Sequence[str]) -> str | None:
+def match_allowed(wanted: str, allowed: Sequence[str]) -> str | None:
     """The adapter's own spelling of `wanted` among `allowed` (`wanted` if none are listed)."""
     if not allowed:
         return wanted

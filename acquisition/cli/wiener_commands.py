@@ -19,16 +19,6 @@ if TYPE_CHECKING:
     from inference.stack_io import RawStack
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `reconstruct` to the root CLI, `pattern` to `livesim calibrate` (it reads stacks,
-    which `calibration` must not import) and `wiener` to `livesim bench`."""
-    app.command("reconstruct")(reconstruct_command)
-    bench.command("wiener")(bench_wiener_command)
-    for group in app.registered_groups:
-        if group.name == "calibrate" and group.typer_instance is not None:
-            group.typer_instance.command("pattern")(calibrate_pattern_command)
-
-
 def calibrate_pattern_command(
     input_path: Path = typer.Argument(..., help="bright raw SIM stack of the rig"),
     output: Path = typer.Option(..., "--output", "-o", help="pattern calibration file (.json)"),

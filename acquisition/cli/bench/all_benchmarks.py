@@ -527,11 +527,6 @@ def write_docs(report: BenchReport, command: str, path: Path) -> Path:
     return path
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `livesim bench all`."""
-    bench.command("all")(bench_all_command)
-
-
 def bench_all_command(
     json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),

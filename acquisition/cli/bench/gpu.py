@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
+
+from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 log = logging.getLogger(__name__)
 
@@ -601,46 +604,39 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def register(app: Any, bench: Any) -> None:
-    """`livesim bench gpu`."""
-    import typer
-
-    from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
-
-    @bench.command("gpu")
-    def bench_gpu(
-        json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
-                                      help="report file (rewritten after every stage)"),
-        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-        dry_run: bool = typer.Option(False, "--dry-run",
-                                     help="rehearse on the CPU at tiny sizes"),
-        budget_s: float = typer.Option(420.0, "--time-limit-s",
-                                       help="whole-check time limit; late stages are skipped"),
-        skip: str = typer.Option("", "--skip", help=f"stages to skip: {', '.join(STAGES)}"),
-        wheels: Path | None = typer.Option(None, "--wheels",
-                                           help="wheel folder to check for carried packages"),
-        list_wheels: bool = typer.Option(False, "--list-wheels",
-                                         help="print NAME==VERSION the GPU image lacks, exit"),
-    ) -> None:
-        """The prepared GPU check: GPU tests, DFCAN-SIM 9x512x512, CuPy preprocessing,
-        Wiener, pipeline with a GPU worker (JSON). Targets: >= 200 SR frames/s,
-        p99 < 50 ms, Wiener >= 500 sets/s (H100)."""
-        if list_wheels:
-            for name, version in wheels_to_carry().items():
-                typer.echo(f"{name}=={version}")
-            return
-        check_json_output(json_out, overwrite)
-        try:
-            report = run_gpu_check(json_out, dry_run, budget_s,
-                                   tuple(s for s in skip.split(",") if s), wheels)
-        except (RuntimeError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        for line in summary_lines(report):
-            typer.echo(line)
-        failed = [n for n, s in report["stages"].items() if "error" in s]
-        gaps = report["stages"].get("environment", {}).get("wheel_folder_gaps")
-        if gaps:
-            typer.echo(f"wheel folder lacks: {' '.join(gaps)}", err=True)
-        if failed or gaps:
-            raise typer.Exit(1)
+def bench_gpu_command(
+    json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
+                                  help="report file (rewritten after every stage)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="rehearse on the CPU at tiny sizes"),
+    budget_s: float = typer.Option(420.0, "--time-limit-s",
+                                   help="whole-check time limit; late stages are skipped"),
+    skip: str = typer.Option("", "--skip", help=f"stages to skip: {', '.join(STAGES)}"),
+    wheels: Path | None = typer.Option(None, "--wheels",
+                                       help="wheel folder to check for carried packages"),
+    list_wheels: bool = typer.Option(False, "--list-wheels",
+                                     help="print NAME==VERSION the GPU image lacks, exit"),
+) -> None:
+    """The prepared GPU check: GPU tests, DFCAN-SIM 9x512x512, CuPy preprocessing,
+    Wiener, pipeline with a GPU worker (JSON). Targets: >= 200 SR frames/s,
+    p99 < 50 ms, Wiener >= 500 sets/s (H100)."""
+    if list_wheels:
+        for name, version in wheels_to_carry().items():
+            typer.echo(f"{name}=={version}")
+        return
+    check_json_output(json_out, overwrite)
+    try:
+        report = run_gpu_check(json_out, dry_run, budget_s,
+                               tuple(s for s in skip.split(",") if s), wheels)
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line in summary_lines(report):
+        typer.echo(line)
+    failed = [n for n, s in report["stages"].items() if "error" in s]
+    gaps = report["stages"].get("environment", {}).get("wheel_folder_gaps")
+    if gaps:
+        typer.echo(f"wheel folder lacks: {' '.join(gaps)}", err=True)
+    if failed or gaps:
+        raise typer.Exit(1)

@@ -309,11 +309,6 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
     return report
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `livesim soak` to the CLI."""
-    app.command("soak")(soak_command)
-
-
 def soak_command(
     time_limit_s: float = typer.Option(1800.0, "--time-limit-s",
                                        help="Wall-clock length of the run."),
