@@ -336,6 +336,7 @@ def bench_wiener_command(
 
     import numpy as np
 
+    from acquisition.cli.bench.timing import time_calls
     from calibration.otf import OtfModel
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
@@ -367,12 +368,8 @@ def bench_wiener_command(
 
     for _ in range(3):
         run()
-    times_ms = []
     cpu_start = time.process_time()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times_ms.append((time.perf_counter() - start) * 1e3)
+    times_ms = [1e3 * t for t in time_calls(run, repeats)]
     cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
     median = statistics.median(times_ms)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from acquisition.cli.bench.timing import time_calls
 from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 log = logging.getLogger(__name__)
@@ -291,17 +292,8 @@ def dfcan_under_test(dry_run: bool) -> Any:
     return LoadedModel(info=info, module=module)
 
 
-def time_calls(call: Callable[[], object], runs: int, budget_s: float, device: str = "cpu"
-               ) -> dict[str, float]:
-    """``call`` timed (finished on ``device`` each time) up to ``runs`` times or until
-    ``budget_s`` is spent (at least once): runs and latency p50/p99."""
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < runs and (not times or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        call()
-        _sync(device)
-        times.append(time.perf_counter() - start)
+def latency_figures(times: list[float]) -> dict[str, float]:
+    """Runs and latency p50/p99 (ms) of timed calls."""
     return {"runs": len(times), "latency_p50_ms": statistics.median(times) * 1e3,
             "latency_p99_ms": _percentile(times, 99) * 1e3}
 
@@ -313,7 +305,7 @@ def time_engine(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, runs
     start = time.perf_counter()
     run(batch)
     setup_s = time.perf_counter() - start
-    timed = time_calls(lambda: run(batch), runs, budget_s)
+    timed = latency_figures(time_calls(lambda: run(batch), runs, budget_s))
     return {"setup_s": setup_s, **timed,
             "frames_per_s": batch.shape[0] / timed["latency_p50_ms"] * 1e3}
 
@@ -399,8 +391,8 @@ def stage_preprocessing(plan: CheckPlan) -> dict[str, Any]:
     cpu = Preprocessor("sim", calibration=maps).prepare(raw)
     got = pre.prepare(raw)
     inputs = got.inputs.get() if hasattr(got.inputs, "get") else np.asarray(got.inputs)
-    timed = time_calls(lambda: pre.prepare(raw), max(plan.latency_runs, 3),
-                       plan.stage_budget_s["preprocessing"], plan.device)
+    timed = latency_figures(time_calls(lambda: pre.prepare(raw), max(plan.latency_runs, 3),
+                                       plan.stage_budget_s["preprocessing"], plan.device))
     return {"array_module": xp.__name__, "size": size, **timed,
             "sets_per_s": 1e3 / timed["latency_p50_ms"],
             "max_abs_diff_vs_numpy": float(np.abs(inputs - cpu.inputs).max()),
@@ -429,8 +421,8 @@ def stage_wiener(plan: CheckPlan) -> dict[str, Any]:
     for _ in range(3):
         sim.reconstruct_torch(tensor)
     _sync(plan.device)
-    timed = time_calls(lambda: sim.reconstruct_torch(tensor), plan.wiener_runs,
-                       plan.stage_budget_s["wiener"], plan.device)
+    timed = latency_figures(time_calls(lambda: sim.reconstruct_torch(tensor), plan.wiener_runs,
+                                       plan.stage_budget_s["wiener"], plan.device))
     # back to back, as a stream of sets: the device queue stays full
     start = time.perf_counter()
     count = int(timed["runs"])

@@ -663,16 +663,12 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
                 "viewer_images": m.viewer_images,
                 "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
 
-        def bare(run: Callable[[], tuple[float, float]]) -> MemberOutcome:
-            fps, cpu = run()
-            return MemberOutcome(fps, cpu)
-
-        members: dict[str, Callable[[Path], MemberOutcome]] = {
-            "bare zmq": lambda where: bare(lambda: bare_zmq_fps(bank, time_points, where)),
-            "bare h5py raw": lambda where: bare(
-                lambda: bare_h5py_fps(bank, time_points, where, fsync)),
-            "bare h5py same bytes": lambda where: bare(
-                lambda: bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
+        members: dict[str, Callable[[Path], MemberOutcome]] = {  # bare: (frames/s, CPU s)
+            "bare zmq": lambda where: MemberOutcome(*bare_zmq_fps(bank, time_points, where)),
+            "bare h5py raw": lambda where: MemberOutcome(
+                *bare_h5py_fps(bank, time_points, where, fsync)),
+            "bare h5py same bytes": lambda where: MemberOutcome(
+                *bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
             "pipeline": pipeline,
         }
         runs = run_interleaved(members, repeats, scratch)
