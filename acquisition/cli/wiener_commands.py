@@ -19,16 +19,6 @@ if TYPE_CHECKING:
     from inference.stack_io import RawStack
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `reconstruct` to the root CLI, `pattern` to `livesim calibrate` (it reads stacks,
-    which `calibration` must not import) and `wiener` to `livesim bench`."""
-    app.command("reconstruct")(reconstruct_command)
-    bench.command("wiener")(bench_wiener_command)
-    for group in app.registered_groups:
-        if group.name == "calibrate" and group.typer_instance is not None:
-            group.typer_instance.command("pattern")(calibrate_pattern_command)
-
-
 def calibrate_pattern_command(
     input_path: Path = typer.Argument(..., help="bright raw SIM stack of the rig"),
     output: Path = typer.Option(..., "--output", "-o", help="pattern calibration file (.json)"),
@@ -346,6 +336,7 @@ def bench_wiener_command(
 
     import numpy as np
 
+    from acquisition.cli.bench.timing import time_calls
     from calibration.otf import OtfModel
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
@@ -377,12 +368,8 @@ def bench_wiener_command(
 
     for _ in range(3):
         run()
-    times_ms = []
     cpu_start = time.process_time()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times_ms.append((time.perf_counter() - start) * 1e3)
+    times_ms = [1e3 * t for t in time_calls(run, repeats)]
     cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
     median = statistics.median(times_ms)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
