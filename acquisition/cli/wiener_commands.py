@@ -5,6 +5,7 @@ and `livesim bench wiener`. Heavy imports live inside the command functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,20 +236,14 @@ def _echo_trust(stack: RawStack, out: np.ndarray, fits: Sequence[Any], otf: OtfL
     typer.echo(trust_summary(records, len(fits)))
 
 
+@dataclass(frozen=True)
 class ResolvedOptics:
     """The OTF, pixel size and pattern expectation a reconstruction uses, and where from."""
 
-    def __init__(
-        self,
-        otf: OtfLike,
-        pixel_size_nm: float,
-        description: str,
-        expected_period_nm: float | None,
-    ) -> None:
-        self.otf = otf
-        self.pixel_size_nm = pixel_size_nm
-        self.description = description
-        self.expected_period_nm = expected_period_nm
+    otf: OtfLike
+    pixel_size_nm: float
+    description: str
+    expected_period_nm: float | None
 
 
 def resolve_optics(
