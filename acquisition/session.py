@@ -219,6 +219,7 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
 
 
 RING_MAX_SLOTS = 1024  # sets in the shared-memory ring at most (more in flight: heap, inline)
+RING_POPULATE_WAIT_S = 30.0  # the first time point waits this long at most for the ring's pages
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
 
 
@@ -651,6 +652,8 @@ class RunSession:
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
+            if self.ring is not None and not self.ring.wait_populated(RING_POPULATE_WAIT_S):
+                logger.info("raw ring not fully populated; its pages come with the frames")
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
