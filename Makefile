@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: venv test lint demo clean gpu-check gpu-wheels
+.PHONY: venv test lint demo clean gpu-check gpu-wheels install-check
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ test: venv lint
 
 demo: venv
 	$(BIN)/livesim demo --output demo_run.h5
+
+# livesim installed as a wheel into a fresh venv, then demo and bench all from an empty folder
+# (scripts/install_check.sh; several minutes, not part of `make test`)
+install-check:
+	PY=$(PY) TORCH_PIN=$(TORCH_PIN) scripts/install_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -272,7 +272,7 @@ class AcquisitionEngine:
         self.n_patterns = n_patterns
         self.interval_s = interval_s
         self.timeout_s = timeout_s
-        self.on_time_point = on_time_point
+        self.on_time_point = on_time_point or (lambda point: None)
         self.max_consecutive_failures = max_consecutive_failures
         self._clock = clock
         self._checker = SequenceChecker()
@@ -351,8 +351,7 @@ class AcquisitionEngine:
             report.frames += len(arrived)
             if self.interval_s > 0 and point.drift_s > self.interval_s:
                 logger.warning("time point %d started %.3f s late", t, point.drift_s)
-            if self.on_time_point is not None:
-                self.on_time_point(point)
+            self.on_time_point(point)
             if failures_in_row >= self.max_consecutive_failures:
                 break
             t += 1

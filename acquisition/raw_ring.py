@@ -19,6 +19,12 @@ Lifetime and safety:
   until the answer arrives or the worker is given up), no consumer.
 - Each slot has a generation, bumped in the ring's header before the slot is written again; a
   worker checks it before and after reading (a message that outlived its slot is refused).
+- Its memory is committed when the run starts, not by the frames: a thread populates the slots
+  (``MADV_POPULATE_WRITE``, lowest first, data untouched) while the workers start, the run's
+  first time point waits for it (:meth:`RawRing.wait_populated`), and a worker maps the ring
+  with ``MAP_POPULATE``. A slot's first write otherwise cost a page fault per
+  4 KiB in each process (measured 12 ms for a fresh 9 x 1024 x 1024 set against 3.3 ms for a
+  reused one), which every set of a short or bursty run paid.
 
 Where ``memfd_create`` does not exist (not Linux) there is no ring and payloads go inline.
 Workers on other hosts always get payloads inline over TCP (+ CurveZMQ).
@@ -33,6 +39,7 @@ import mmap
 import os
 import struct
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -47,6 +54,8 @@ GENERATIONS_OFFSET = 64
 PAGE_BYTES = mmap.PAGESIZE
 MAX_SLOTS = 4096
 _FREE_REFERENCES = 2  # a free slot's buffer: the ring's list and getrefcount's argument
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux >= 5.14
+POPULATE_STEP_BYTES = 4 * 1024 * 1024  # per madvise call (each holds the GIL)
 
 
 def ring_supported() -> bool:
@@ -103,6 +112,34 @@ class RawRing:
             np.frombuffer(self._map, np.uint8, count=self.slot_bytes,
                           offset=self.data_offset + i * self.slot_bytes) for i in range(n_slots)]
         self._start = int(np.frombuffer(self._map, np.uint8, count=1).ctypes.data)
+        self._closing = threading.Event()
+        self.populated_bytes = 0  # slot memory committed so far by the populating thread
+        self._populating = threading.Thread(target=self._populate, name="raw-ring-populate",
+                                            daemon=True)
+        self._populating.start()
+
+    def _populate(self) -> None:
+        """Commit the slots' memory and map it in this process, lowest slot first (the ones
+        used first), without touching their contents: a slot may already hold frames."""
+        mapped = self._map
+        if mapped is None:
+            return
+        end = self.total_bytes
+        at = 0
+        try:
+            while at < end and not self._closing.is_set():
+                step = min(POPULATE_STEP_BYTES, end - at)
+                mapped.madvise(MADV_POPULATE_WRITE, at, step)
+                at += step
+                self.populated_bytes = at
+        except (OSError, ValueError) as exc:  # an older kernel: pages come with the frames
+            logger.debug("raw ring: not populated (%s)", exc)
+
+    def wait_populated(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the populating thread is done; True when every
+        slot is committed (False: timed out, or the kernel cannot populate)."""
+        self._populating.join(timeout_s)
+        return self.populated_bytes >= self.total_bytes
 
     # --- the engine's pool interface ------------------------------------------------------
 
@@ -155,6 +192,9 @@ class RawRing:
     def close(self) -> None:
         """Unmap and close the ring's descriptors (the memory goes with the last holder).
         Arrays still viewing a slot keep the mapping alive until they are gone."""
+        self._closing.set()
+        if self._populating.is_alive():
+            self._populating.join()
         self._slots = None
         self._generations = np.zeros(0, np.uint64)
         if self._map is not None:
@@ -187,7 +227,9 @@ class RingReader:
         size = os.fstat(fd).st_size
         if size < PAGE_BYTES:
             raise ValueError(f"raw ring descriptor {fd}: {size} bytes is not a ring")
-        self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        # MAP_POPULATE: the pages are mapped now, at start-up, not by the first set in a slot
+        self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                              prot=mmap.PROT_READ)
         magic, n_slots, slot_bytes, data_offset = _LAYOUT.unpack_from(self._map, 0)
         if magic != MAGIC or not 1 <= n_slots <= MAX_SLOTS or slot_bytes <= 0 or (
                 data_offset + n_slots * slot_bytes > size

@@ -34,9 +34,9 @@ class RecoveryReport:
     """What a run file holds after recovery."""
 
     path: Path
-    flags_cleared: bool
-    time_points: int = 0
-    complete_time_points: int = 0
+    flags_cleared: bool  # the SWMR flags were set (the writer did not close the file)
+    time_points: int = 0  # rows of /raw
+    complete_time_points: int = 0  # time points with every frame of every channel
     raw_frames: int = 0
     sr_frames: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)

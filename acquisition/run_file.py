@@ -166,6 +166,16 @@ def create_table(
     )
 
 
+def create_calibration_and_events(h5: h5py.File, calibration: Mapping[str, np.ndarray]
+                                  ) -> h5py.Dataset:
+    """/calibration (one dataset per array) and the empty /events table, which it returns."""
+    group = h5.create_group(CALIBRATION_GROUP)
+    for name, array in calibration.items():
+        group.create_dataset(name, data=np.asarray(array))
+    return h5.create_dataset(EVENTS, shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE,
+                             chunks=(256,))
+
+
 @dataclass(frozen=True)
 class MdaLayout:
     """The /mda group of a multi-D run: row n of /raw is event ``index[n]`` = (t, p, z)."""

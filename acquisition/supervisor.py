@@ -3,11 +3,11 @@
 :class:`WorkerPool` runs several of them for one run, each on its own: one worker dying or
 hanging is restarted alone while the others go on.
 
-The worker is judged by its heartbeats (relayed by the run session from the results socket):
-no heartbeat for ``heartbeat_timeout_s`` means hung or dead, one set running longer than
-``busy_timeout_s`` means hung. Either way the process is killed and restarted (up to
-``max_restarts``); every death and restart is reported through ``on_event`` so the run file
-records the gap. Acquisition never waits on any of this.
+The worker is judged by its heartbeats (relayed by the run session from the results socket)
+against its :class:`WorkerLimits`: no heartbeat for ``heartbeat_timeout_s`` means hung or dead,
+one set running longer than ``busy_timeout_s`` means hung. Either way the process is killed and
+restarted (up to ``max_restarts``); every death and restart is reported through ``on_event``
+so the run file records the gap. Acquisition never waits on any of this.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -71,19 +71,25 @@ class WorkerCommand:
         return args
 
 
+@dataclass(frozen=True)
+class WorkerLimits:
+    """When a worker counts as dead or hung, and how many restarts it gets."""
+
+    heartbeat_timeout_s: float = 5.0  # silence after its hello
+    startup_timeout_s: float = 120.0  # start to hello
+    busy_timeout_s: float = 60.0  # one set
+    max_restarts: int = 5
+
+
 class WorkerSupervisor:
     """Owns the worker subprocess: start, health check, kill + restart, stop."""
 
     def __init__(self, command: WorkerCommand, on_event: EventSink,
-                 heartbeat_timeout_s: float = 5.0, startup_timeout_s: float = 120.0,
-                 busy_timeout_s: float = 60.0, max_restarts: int = 5,
+                 limits: WorkerLimits = WorkerLimits(),
                  argv_factory: Callable[[str], Sequence[str]] | None = None) -> None:
         self.command = command
         self.on_event = on_event
-        self.heartbeat_timeout_s = heartbeat_timeout_s
-        self.startup_timeout_s = startup_timeout_s
-        self.busy_timeout_s = busy_timeout_s
-        self.max_restarts = max_restarts
+        self.limits = limits
         self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._argv_factory = argv_factory or command.argv
@@ -150,18 +156,16 @@ class WorkerSupervisor:
         code = self.process.poll()
         if code is not None:
             problem = f"worker exited with code {code}"
-        elif not self._ready and now - self._started_s > self.startup_timeout_s:
-            problem = f"worker not ready after {self.startup_timeout_s:.0f} s"
-        elif self._ready and now - self._last_heartbeat_s > self.heartbeat_timeout_s:
-            problem = f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
-        elif self._busy_since_s and time.time() - self._busy_since_s > self.busy_timeout_s:
-            problem = f"one set running for more than {self.busy_timeout_s:.0f} s"
+        elif not self._ready and now - self._started_s > self.limits.startup_timeout_s:
+            problem = f"worker not ready after {self.limits.startup_timeout_s:.0f} s"
+        else:
+            problem = self._silent_or_hung(now, silence_counts=self._ready)
         if problem is None:
             return None
         logger.error("%s (pid %d)", problem, self.process.pid)
         self.on_event("worker_died", problem)
         self._kill()
-        if self.restarts >= self.max_restarts:
+        if self.restarts >= self.limits.max_restarts:
             self._given_up = True
             self.on_event("worker_given_up", f"{self.restarts} restarts used; SR off from now")
             return problem
@@ -169,6 +173,14 @@ class WorkerSupervisor:
         self.start()
         self.on_event("worker_restarted", f"restart {self.restarts} (pid {self.process.pid})")
         return problem
+
+    def _silent_or_hung(self, now: float, silence_counts: bool = True) -> str | None:
+        """No heartbeat for too long, or one set running for too long (None: neither)."""
+        if silence_counts and now - self._last_heartbeat_s > self.limits.heartbeat_timeout_s:
+            return f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
+        if self._busy_since_s and time.time() - self._busy_since_s > self.limits.busy_timeout_s:
+            return f"one set running for more than {self.limits.busy_timeout_s:.0f} s"
+        return None
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the worker to finish (SIGTERM), then kill it after ``timeout_s``."""
@@ -197,11 +209,10 @@ class RemoteWorker(WorkerSupervisor):
     killed here, judged by its heartbeats alone. When they stop (or one set runs too long) it
     counts as dead; a worker saying hello on the same endpoint later takes the slot again."""
 
-    def __init__(self, endpoint: str, on_event: EventSink, heartbeat_timeout_s: float = 5.0,
-                 busy_timeout_s: float = 60.0) -> None:
+    def __init__(self, endpoint: str, on_event: EventSink,
+                 limits: WorkerLimits = WorkerLimits()) -> None:
         command = WorkerCommand(endpoint, "", (), (0, 0, 0))
-        super().__init__(command, on_event, heartbeat_timeout_s=heartbeat_timeout_s,
-                         busy_timeout_s=busy_timeout_s, max_restarts=0)
+        super().__init__(command, on_event, replace(limits, max_restarts=0))
         self.endpoint = endpoint
 
     @property
@@ -225,12 +236,7 @@ class RemoteWorker(WorkerSupervisor):
         """Detect silence or a hung set; the slot then waits for a new hello."""
         if not self._ready:
             return None
-        now = time.monotonic()
-        problem = None
-        if now - self._last_heartbeat_s > self.heartbeat_timeout_s:
-            problem = f"no heartbeat for {now - self._last_heartbeat_s:.1f} s"
-        elif self._busy_since_s and time.time() - self._busy_since_s > self.busy_timeout_s:
-            problem = f"one set running for more than {self.busy_timeout_s:.0f} s"
+        problem = self._silent_or_hung(time.monotonic())
         if problem is None:
             return None
         logger.error("remote worker %s on %s: %s", self.worker_id, self.endpoint, problem)
@@ -252,20 +258,16 @@ class WorkerPool:
     """
 
     def __init__(self, commands: Sequence[WorkerCommand],
-                 on_event: Callable[[int, str, str], None], heartbeat_timeout_s: float = 5.0,
-                 startup_timeout_s: float = 120.0, busy_timeout_s: float = 60.0,
-                 max_restarts: int = 5, remote_endpoints: Sequence[str] = ()) -> None:
+                 on_event: Callable[[int, str, str], None],
+                 limits: WorkerLimits = WorkerLimits(),
+                 remote_endpoints: Sequence[str] = ()) -> None:
         if not commands and not remote_endpoints:
             raise ValueError("a worker pool needs at least one worker")
         self.supervisors: list[WorkerSupervisor] = [
-            WorkerSupervisor(command, partial(on_event, index),
-                             heartbeat_timeout_s=heartbeat_timeout_s,
-                             startup_timeout_s=startup_timeout_s, busy_timeout_s=busy_timeout_s,
-                             max_restarts=max_restarts)
+            WorkerSupervisor(command, partial(on_event, index), limits)
             for index, command in enumerate(commands)]
         self.supervisors += [
-            RemoteWorker(endpoint, partial(on_event, len(commands) + i),
-                         heartbeat_timeout_s=heartbeat_timeout_s, busy_timeout_s=busy_timeout_s)
+            RemoteWorker(endpoint, partial(on_event, len(commands) + i), limits)
             for i, endpoint in enumerate(remote_endpoints)]
         self._slot_of_id: dict[str, int] = {}  # every id ever started -> its slot
 

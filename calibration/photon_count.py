@@ -19,7 +19,6 @@ from scipy.ndimage import gaussian_filter
 LOWPASS_SIGMA_PX = 5.0
 PERCENTILES = (0.1, 99.9)
 FOREGROUND_THRESHOLD = 0.2
-PHOTON_COUNT_UNIT = "e-"  # detected photons per pixel (photo-electrons)
 
 
 def foreground_mask(counts: np.ndarray) -> np.ndarray:

@@ -151,6 +151,15 @@ def electrons_per_orientation(
     Stacks that were intensity-stretched per orientation (as published test stacks often are)
     otherwise reach a network with a different offset and scale per orientation, which it reads
     as illumination structure. Returns (frames in e-, gains ADU/e-, offsets ADU)."""
+    electrons, gains, offsets = _electrons_per_orientation(frames_adu, cutoff_cycles_per_px,
+                                                           n_orientations)
+    return electrons.astype(np.float32), gains, offsets
+
+
+def _electrons_per_orientation(
+    frames_adu: np.ndarray, cutoff_cycles_per_px: float, n_orientations: int
+) -> tuple[np.ndarray, list[float], list[float]]:
+    """:func:`electrons_per_orientation` in float64."""
     frames = np.asarray(frames_adu, dtype=np.float64)
     if frames.ndim != 3 or frames.shape[0] % n_orientations:
         raise StackStatisticsError(
@@ -165,7 +174,7 @@ def electrons_per_orientation(
         electrons[o * per : (o + 1) * per] = (block - offset) / gain
         gains.append(gain)
         offsets.append(offset)
-    return electrons.astype(np.float32), gains, offsets
+    return electrons, gains, offsets
 
 
 def _background_and_signal(
@@ -216,15 +225,8 @@ def measure_stack(
         )
     otf = OtfModel(na=na, emission_nm=emission_nm)
     cutoff_px = otf.cutoff_cycles_per_nm * pixel_size_nm
-    fits = [
-        estimate_gain_and_offset(raw[start : start + n_phases], cutoff_px)
-        for start in range(0, raw.shape[0], n_phases)
-    ]
-    gains = np.array([g for g, _ in fits])
-    offsets = np.array([o for _, o in fits])
-    per_frame_gain = np.repeat(gains, n_phases)[:, None, None]
-    per_frame_offset = np.repeat(offsets, n_phases)[:, None, None]
-    electrons = (raw.astype(np.float64) - per_frame_offset) / per_frame_gain
+    electrons, gains, offsets = _electrons_per_orientation(raw, cutoff_px,
+                                                           raw.shape[0] // n_phases)
     widefield = electrons.mean(axis=0)
     background, structure = _background_and_signal(widefield, pixel_size_nm, raw.shape[0])
     if structure.sum() < 10:

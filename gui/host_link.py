@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 0.25
 REPLY_TIMEOUT_S = 10.0  # a command unanswered this long means the acquisition process is stuck
-START_TIMEOUT_S = 60.0
 
 
 def display_endpoint_of_run(path: Path) -> str:
@@ -86,7 +85,6 @@ class HostState:
     """The newest status of the acquisition process, and the GUI-side view of its health."""
 
     status: dict[str, Any] = field(default_factory=dict)
-    last_reply_s: float = 0.0
     alive: bool = True
     exit_code: int | None = None
 
@@ -108,7 +106,7 @@ class HostLink:
         self.subscribers = {topic: DisplaySubscriber(self.context, display_endpoint, topic,
                                                      conflate=topic != "qc")
                             for topic in ("raw", "set", "sr", "imc", "qc")}
-        self.state = HostState(last_reply_s=time.monotonic())
+        self.state = HostState()
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._in_flight: tuple[str, float] | None = None
         self._last_status_s = 0.0
@@ -183,7 +181,6 @@ class HostLink:
         self._in_flight = (cmd, time.monotonic())
 
     def _on_reply(self, cmd: str, reply: dict[str, Any]) -> None:
-        self.state.last_reply_s = time.monotonic()
         if cmd == "status" and reply.get("ok"):
             for event in reply.get("events", []):
                 self._last_event_id = max(self._last_event_id, int(event["id"]))

@@ -29,6 +29,7 @@ from gui.image_panel import ImagePanel, link_views
 from gui.pattern_check import PatternCheck, PatternChecker
 from gui.protocol_editor import DEFAULT_LINES_NM, ProtocolEditor
 from gui.status_panel import (
+    RECORDING_STATES,
     EventPane,
     StatusPanel,
     format_status,
@@ -59,7 +60,6 @@ FINISH_LIMIT_S = 45.0
 FINISH_GRACE_S = 25.0
 FINISH_TICK_MS = 100
 RECORD_START_GRACE_S = 5.0  # status may still say 'live' this long after Record is pressed
-RECORDING_STATES = ("starting", "recording", "stopping")
 MIN_WINDOW_SIZE = (960, 560)
 CONTROLS_WIDTH_PX = 370
 ORIENTATION_COLOURS = ("#ff7b72", "#7ee787", "#79c0ff")
@@ -150,7 +150,6 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.settings = settings
         self.setWindowTitle("livesim — live SIM session")
         self.ticks = 0
-        self.display_updates = 0  # new raw, SR or IMC images shown
         self.display_rate = RateMeter()  # new SR images/s (raw images/s: raw_rate)
         self.raw_rate = RateMeter()
         self.photon_count = float("nan")
@@ -317,16 +316,13 @@ class LiveWindow(QtWidgets.QMainWindow):
             splitter.setHandleWidth(6)
 
         buttons = QtWidgets.QGridLayout()
-        buttons.addWidget(self.live_button, 0, 0)
-        buttons.addWidget(self.record_button, 0, 1)
-        buttons.addWidget(self.snapshot_button, 1, 0)
-        buttons.addWidget(self.link_box, 1, 1)
-        buttons.addWidget(self.load_button, 2, 0)
-        buttons.addWidget(self.save_button, 2, 1)
-        buttons.addWidget(self.raw_source, 3, 0)
-        buttons.addWidget(self.display_channel, 3, 1)
-        buttons.addWidget(self.roi_button, 4, 0)
-        buttons.addWidget(self.fit_button, 4, 1)
+        for row, pair in enumerate(((self.live_button, self.record_button),
+                                    (self.snapshot_button, self.link_box),
+                                    (self.load_button, self.save_button),
+                                    (self.raw_source, self.display_channel),
+                                    (self.roi_button, self.fit_button))):
+            for col, widget in enumerate(pair):
+                buttons.addWidget(widget, row, col)
         record_box = QtWidgets.QGroupBox("Recording")
         record_layout = QtWidgets.QVBoxLayout(record_box)
         record_layout.addWidget(self.record_state)
@@ -368,29 +364,29 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.main_splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.main_splitter)
 
-        self.events_dock = QtWidgets.QDockWidget("Events", self)
-        self.events_dock.setObjectName("events")
-        self.events_dock.setWidget(self.events)
+        self.events_dock = self._dock("Events", self.events)
         self.events_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
                                      | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.events_dock)
         self.resizeDocks([self.events_dock], [110], QtCore.Qt.Orientation.Vertical)
         # the autopilot's trend: shown when a recording runs an autopilot
         self.autopilot_panel = AutopilotPanel()
-        self.autopilot_dock = QtWidgets.QDockWidget("Autopilot", self)
-        self.autopilot_dock.setObjectName("autopilot")
-        self.autopilot_dock.setWidget(self.autopilot_panel)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.autopilot_dock)
+        self.autopilot_dock = self._dock("Autopilot", self.autopilot_panel)
         self.autopilot_dock.hide()
         # live trust: trend per channel and the SR view's trust-map overlay (shown with the
         # first trust record)
         self.trust_panel = TrustPanel()
-        self.trust_dock = QtWidgets.QDockWidget("Trust", self)
-        self.trust_dock.setObjectName("trust")
-        self.trust_dock.setWidget(self.trust_panel)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.trust_dock)
+        self.trust_dock = self._dock("Trust", self.trust_panel)
         self.trust_dock.hide()
         self.trust_panel.overlay_box.toggled.connect(self._trust_overlay_toggled)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget) -> QtWidgets.QDockWidget:
+        """A dock below the views holding ``widget`` (object name: the title in lower case,
+        so the window state restores it)."""
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title.lower())
+        dock.setWidget(widget)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        return dock
 
     def _build_menus(self) -> None:
         """Menu bar with the keyboard shortcuts (Live, Record, Snapshot, Fit views, Quit)."""
@@ -681,7 +677,6 @@ class LiveWindow(QtWidgets.QMainWindow):
         elif topic == "set":
             with stage("full_set"):
                 self._take_set(message)
-            return
         elif topic == "sr":
             with stage("sr_set"):
                 self.sr_message = message
@@ -693,7 +688,6 @@ class LiveWindow(QtWidgets.QMainWindow):
                 self.display_rate.add(1)
         elif topic == "qc":
             self._take_qc(message)
-            return
         elif topic == "imc":
             if not (message.array.ndim == 3 and message.array.shape[0] == 3):
                 return
@@ -701,9 +695,6 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.composite.set_channels(message.array, f"t = {message.header.time_point}")
             if first and self.link_box.isChecked():
                 self._link_toggled(True)
-        else:
-            return
-        self.display_updates += 1
 
     def _channel_name(self, channel: int, laser_nm: int = 0) -> str:
         names = self.editor.channel_names()

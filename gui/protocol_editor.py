@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from acquisition.protocol import Protocol, ProtocolError
+from settings_file import read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +80,8 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.lines_nm = lines_nm
         grid = QtWidgets.QGridLayout(self)
         grid.setVerticalSpacing(3)
-        grid.addWidget(QtWidgets.QLabel("on"), 0, 0)
-        grid.addWidget(QtWidgets.QLabel("laser"), 0, 1)
-        grid.addWidget(QtWidgets.QLabel("power"), 0, 2)
-        grid.addWidget(QtWidgets.QLabel("exposure"), 0, 3)
-        grid.addWidget(QtWidgets.QLabel("autopilot"), 0, 4)
+        for col, heading in enumerate(("on", "laser", "power", "exposure", "autopilot")):
+            grid.addWidget(QtWidgets.QLabel(heading), 0, col)
         self.enabled: list[QtWidgets.QCheckBox] = []
         # per channel: the photon-budget autopilot (docs/autopilot.md), on/off and its target;
         # the settings a loaded protocol gave (limits, margins, error model) are kept as they
@@ -336,13 +333,7 @@ class ProtocolEditor(QtWidgets.QGroupBox):
 
     def load_toml(self, path: Path) -> None:
         """Load a protocol TOML; the run file name becomes a fresh one next to its output."""
-        try:
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError as exc:
-            raise ProtocolError(f"{path}: protocol file not found") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_toml(path, "protocol", ProtocolError)
         output = Path(str(data.get("output", "run.h5")))
         if not output.is_absolute():
             output = path.parent / output

@@ -17,7 +17,7 @@ import numpy as np
 from hardware.errors import CapabilityError, InvalidSettingError, RigError
 from hardware.pattern_layout import slm_n_patterns
 from hardware.rig import Rig
-from hardware.roles import TriggerActivation, TriggerMode
+from hardware.roles import TriggerActivation, TriggerMode, match_allowed
 from hardware.sequencing import ChannelSpec, SequencePlan
 
 _TIMEOUT_S = 20.0
@@ -214,12 +214,12 @@ def dry_camera(rig: Rig) -> None:
     prop = cam._require(r.camera_trigger_mode_property, "trigger mode")
     allowed = rig.backend.allowed_values(cam.label, prop)
     for value in (r.camera_trigger_internal, r.camera_trigger_external):
-        _expect(_allowed(value, allowed), f"camera {cam.label!r} {prop!r}: no value {value!r} "
-                                          f"(allowed: {allowed})")
+        _expect(match_allowed(value, allowed) is not None,
+                f"camera {cam.label!r} {prop!r}: no value {value!r} (allowed: {allowed})")
     act = r.camera_trigger_activation_property
     if act is not None:
         act_allowed = rig.backend.allowed_values(cam.label, cam._require(act, "activation"))
-        _expect(_allowed(r.camera_trigger_edge, act_allowed),
+        _expect(match_allowed(r.camera_trigger_edge, act_allowed) is not None,
                 f"camera {cam.label!r} {act!r}: no value {r.camera_trigger_edge!r} "
                 f"(allowed: {act_allowed})")
 
@@ -250,10 +250,6 @@ def dry_sequences(rig: Rig) -> None:
         _expect(rig.trigger is not None and rig.trigger.has(rig.roles.trigger_fire_property),
                 f"daq-master: trigger device {rig.roles.trigger!r} has no "
                 f"{rig.roles.trigger_fire_property!r}")
-
-
-def _allowed(value: str, allowed: tuple[str, ...]) -> bool:
-    return not allowed or any(v.strip().casefold() == value.strip().casefold() for v in allowed)
 
 
 DRY_CHECKS: tuple[Check, ...] = (

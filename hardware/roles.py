@@ -1,7 +1,7 @@
 """Device roles of a SIM rig: typed, validated access to the camera, AOTF, SLM, rotator, shutter.
 
-Template methods: each public method validates (value, range, capability) and names the
-device, property and value on failure; the `_do_x` method then acts through the core.
+Each public method validates (value, range, capability) and names the device, property and
+value on failure before it acts through the core.
 Which Micro-Manager device/property plays which role is a `RoleMap` (TOML-loadable).
 """
 
@@ -182,6 +182,12 @@ class _Role:
     def has(self, prop: str | None) -> bool:
         return prop is not None and self.backend.has_property(self.label, prop)
 
+    def _count(self, prop: str | None) -> int | None:
+        """An integer readback ("3", "3.0"); None when the role map or the device has none."""
+        if prop is None or not self.has(prop):
+            return None
+        return int(float(self.backend.get_property(self.label, prop)))
+
     def _require(self, prop: str | None, why: str) -> str:
         if prop is None or not self.backend.has_property(self.label, prop):
             raise CapabilityError(f"{self.kind} {self.label!r} has no property {prop!r} ({why})")
@@ -251,9 +257,6 @@ class Camera(_Role):
                 f"camera {self.label!r}: exposure {exposure_ms} ms must be > 0"
             )
         self._check_value("Exposure", exposure_ms)
-        self._do_set_exposure_ms(exposure_ms)
-
-    def _do_set_exposure_ms(self, exposure_ms: float) -> None:
         self.backend.set_exposure_ms(exposure_ms)
 
     @property
@@ -281,14 +284,11 @@ class Camera(_Role):
                 f"camera {self.label!r}: ROI {(x, y, width, height)} is empty"
             )
         try:
-            self._do_set_roi(x, y, width, height)
+            self.backend.set_roi(x, y, width, height)
         except (RuntimeError, ValueError) as e:
             raise InvalidSettingError(
                 f"camera {self.label!r}: ROI {(x, y, width, height)}: {e}"
             ) from e
-
-    def _do_set_roi(self, x: int, y: int, width: int, height: int) -> None:
-        self.backend.set_roi(x, y, width, height)
 
     def clear_roi(self) -> None:
         self.backend.clear_roi()
@@ -315,21 +315,21 @@ class Camera(_Role):
     ) -> None:
         """Choose trigger mode x activation; CapabilityError if the camera lacks the pair."""
         mode_prop = self._require(self.roles.camera_trigger_mode_property, "trigger mode")
-        value = _match_allowed(self._trigger_value(mode),
-                               self.backend.allowed_values(self.label, mode_prop))
+        wanted_mode = (self.roles.camera_trigger_external if mode is TriggerMode.EXTERNAL
+                       else self.roles.camera_trigger_internal)
+        modes = self.backend.allowed_values(self.label, mode_prop)
+        value = match_allowed(wanted_mode, modes)
         if value is None:
-            raise CapabilityError(
-                f"camera {self.label!r} property {mode_prop!r} has no trigger mode "
-                f"{self._trigger_value(mode)!r} "
-                f"(allowed: {self.backend.allowed_values(self.label, mode_prop)})")
+            raise CapabilityError(f"camera {self.label!r} property {mode_prop!r} has no trigger "
+                                  f"mode {wanted_mode!r} (allowed: {modes})")
         act_prop = self.roles.camera_trigger_activation_property
+        wanted = (self.roles.camera_trigger_edge if activation is TriggerActivation.EDGE
+                  else self.roles.camera_trigger_level)
         if mode is TriggerMode.EXTERNAL:
             if self.has(act_prop):
                 assert act_prop is not None
                 allowed = self.backend.allowed_values(self.label, act_prop)
-                wanted = (self.roles.camera_trigger_edge if activation is TriggerActivation.EDGE
-                          else self.roles.camera_trigger_level)
-                if allowed and _match_allowed(wanted, allowed) is None:
+                if allowed and match_allowed(wanted, allowed) is None:
                     raise CapabilityError(
                         f"camera {self.label!r} has no {wanted} trigger activation "
                         f"(supports {allowed})"
@@ -338,22 +338,11 @@ class Camera(_Role):
                 raise CapabilityError(
                     f"camera {self.label!r}: only edge triggering is known for this camera"
                 )
-        self._do_set_trigger(mode_prop, value, act_prop, activation)
-
-    def _trigger_value(self, mode: TriggerMode) -> str:
-        return (self.roles.camera_trigger_external if mode is TriggerMode.EXTERNAL
-                else self.roles.camera_trigger_internal)
-
-    def _do_set_trigger(
-        self, mode_prop: str, value: str, act_prop: str | None, activation: TriggerActivation
-    ) -> None:
         self._do_set(mode_prop, value)
         external = value.casefold() == self.roles.camera_trigger_external.casefold()
         if act_prop is not None and self.has(act_prop) and external:
-            wanted = (self.roles.camera_trigger_edge if activation is TriggerActivation.EDGE
-                      else self.roles.camera_trigger_level)
             allowed = self.backend.allowed_values(self.label, act_prop)
-            self._do_set(act_prop, _match_allowed(wanted, allowed) or wanted)
+            self._do_set(act_prop, match_allowed(wanted, allowed) or wanted)
 
     @property
     def trigger_mode(self) -> TriggerMode:
@@ -483,11 +472,7 @@ class Slm(_Role):
     @property
     def sequence_position(self) -> int | None:
         """Steps the running sequence advanced since it started (None if not reported)."""
-        prop = self.roles.slm_position_property
-        if not self.has(prop):
-            return None
-        assert prop is not None
-        return int(float(self.backend.get_property(self.label, prop)))
+        return self._count(self.roles.slm_position_property)
 
 
 class Rotator(_Role):
@@ -518,10 +503,7 @@ class Shutter(_Role):
         return self.backend.shutter_open(self.label)
 
     def set_open(self, is_open: bool) -> None:
-        self._do_set_open(bool(is_open))
-
-    def _do_set_open(self, is_open: bool) -> None:
-        self.backend.set_shutter_open(self.label, is_open)
+        self.backend.set_shutter_open(self.label, bool(is_open))
 
 
 class TriggerSource(_Role):
@@ -562,11 +544,7 @@ class TriggerSource(_Role):
 
     @property
     def triggers_fired(self) -> int | None:
-        prop = self.roles.trigger_count_property
-        if not self.has(prop):
-            return None
-        assert prop is not None
-        return int(float(self.backend.get_property(self.label, prop)))
+        return self._count(self.roles.trigger_count_property)
 
 
 def _binning_factor(value: str) -> int:
@@ -589,7 +567,7 @@ def _same_value(a: str, b: str) -> bool:
         return False
 
 
-def _match_allowed(wanted: str, allowed: Sequence[str]) -> str | None:
+def match_allowed(wanted: str, allowed: Sequence[str]) -> str | None:
     """The adapter's own spelling of `wanted` among `allowed` (`wanted` if none are listed)."""
     if not allowed:
         return wanted

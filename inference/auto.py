@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
-from inference.domain import Observation, check_domain, observe
+from inference.domain import check_domain, observe
 from inference.preprocessing import ElectronSet
 from inference.reconstruction import ModelReconstructor, Reconstructor, SrResult
 
@@ -60,7 +60,6 @@ class AutoReconstructor(Reconstructor):
         self.domain = network.model.info.domain
         self._parameters: SimParameters | None = None
         self._sets_seen = 0
-        self.last_observation: Observation | None = None
 
     @property
     def parameters(self) -> SimParameters | None:
@@ -90,7 +89,6 @@ class AutoReconstructor(Reconstructor):
             parameters=self._parameters,
             photon_count_e=photon_count_e,
         )
-        self.last_observation = observation
         if self.domain is None:
             return "wiener", f"{self.network.model_name} records no training domain"
         if photon_count_e is None:

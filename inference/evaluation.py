@@ -51,9 +51,7 @@ def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarra
     """
     from skimage.registration import phase_cross_correlation
 
-    moving = np.asarray(moving, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    _same_shape(moving, reference)
+    moving, reference = _pair(moving, reference)
     lead = moving.shape[:-2]
     shifts = np.empty((int(np.prod(lead)), 2))
     for k, (ref, mov) in enumerate(zip(reference.reshape(-1, *reference.shape[-2:]),
@@ -83,9 +81,7 @@ def register(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def linear_fit(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
     """a * prediction + b with (a, b) the per-image least-squares fit onto the ground truth."""
-    prediction = np.asarray(prediction, dtype=np.float64)
-    ground_truth = np.asarray(ground_truth, dtype=np.float64)
-    _same_shape(prediction, ground_truth)
+    prediction, ground_truth = _pair(prediction, ground_truth)
     axes = (-2, -1)
     p_mean = prediction.mean(axis=axes, keepdims=True)
     g_mean = ground_truth.mean(axis=axes, keepdims=True)
@@ -100,9 +96,7 @@ def nrmse(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
     (scikit-image ``normalized_root_mse``, min-max normalisation)."""
     from skimage.metrics import normalized_root_mse
 
-    prediction = np.asarray(prediction, dtype=np.float64)
-    ground_truth = np.asarray(ground_truth, dtype=np.float64)
-    _same_shape(prediction, ground_truth)
+    prediction, ground_truth = _pair(prediction, ground_truth)
     return _per_image(lambda pred, gt: normalized_root_mse(gt, pred, normalization="min-max"),
                       prediction, ground_truth)
 
@@ -119,9 +113,7 @@ def _per_image(metric: Any, prediction: np.ndarray, ground_truth: np.ndarray) ->
 
 def pearson(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
     """Pearson correlation coefficient of the pixel values, per image."""
-    prediction = np.asarray(prediction, dtype=np.float64)
-    ground_truth = np.asarray(ground_truth, dtype=np.float64)
-    _same_shape(prediction, ground_truth)
+    prediction, ground_truth = _pair(prediction, ground_truth)
     p = prediction - prediction.mean(axis=(-2, -1), keepdims=True)
     g = ground_truth - ground_truth.mean(axis=(-2, -1), keepdims=True)
     numerator = (p * g).sum(axis=(-2, -1))
@@ -167,9 +159,7 @@ def ssim(prediction: np.ndarray, ground_truth: np.ndarray, data_range: float = 1
     needs the contrast-structure map, which scikit-image does not return; both agree to 1e-16)."""
     from skimage.metrics import structural_similarity
 
-    x = np.asarray(prediction, dtype=np.float64)
-    y = np.asarray(ground_truth, dtype=np.float64)
-    _same_shape(x, y)
+    x, y = _pair(prediction, ground_truth)
     if min(x.shape[-2:]) < SSIM_WINDOW_PX:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW_PX} px, got {x.shape[-2:]}")
     return _per_image(lambda pred, gt: structural_similarity(
@@ -181,9 +171,7 @@ def ms_ssim(
     prediction: np.ndarray, ground_truth: np.ndarray, data_range: float = 1.0
 ) -> np.ndarray:
     """Multi-scale SSIM (Wang et al. 2003), 5 scales; fewer (weights renormalised) if small."""
-    x = np.asarray(prediction, dtype=np.float64)
-    y = np.asarray(ground_truth, dtype=np.float64)
-    _same_shape(x, y)
+    x, y = _pair(prediction, ground_truth)
     n_scales = len(MS_SSIM_WEIGHTS)
     while n_scales > 1 and min(x.shape[-2:]) // 2 ** (n_scales - 1) < SSIM_WINDOW_PX:
         n_scales -= 1
@@ -412,9 +400,13 @@ def _decorrelation_peak(curve: np.ndarray, significance: float = 0.001) -> tuple
     return index, amplitude
 
 
-def _same_shape(first: np.ndarray, second: np.ndarray) -> None:
+def _pair(prediction: np.ndarray, ground_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float64; ValueError when their shapes differ."""
+    first = np.asarray(prediction, dtype=np.float64)
+    second = np.asarray(ground_truth, dtype=np.float64)
     if first.shape != second.shape:
         raise ValueError(f"shape mismatch: prediction {first.shape} vs ground truth {second.shape}")
+    return first, second
 
 
 def ssim_torch(prediction: Any, ground_truth: Any, data_range: float = 1.0) -> Any:

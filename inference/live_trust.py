@@ -58,8 +58,6 @@ def _reconstructor_optics(reconstructor: object) -> tuple[OtfLike, float]:
     if not _is_otf(otf) and wiener is not None:
         otf = getattr(wiener, "otf", None)
     if not _is_otf(otf):
-        otf = None
-    if otf is None:
         na = getattr(reconstructor, "na", None)
         emission_nm = getattr(reconstructor, "emission_nm", None)
         otf = (OtfModel(na=float(na), emission_nm=float(emission_nm))

@@ -25,7 +25,6 @@ FLAG_ALL_ZERO = "all_zero"
 FLAG_CONSTANT = "constant_input"
 FLAG_NON_FINITE_INPUT = "non_finite_input"
 FLAG_NON_FINITE_OUTPUT = "non_finite_output"
-FLAG_WRONG_FRAME_COUNT = "wrong_frame_count"
 
 
 class CalibrationMaps(Protocol):

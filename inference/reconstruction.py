@@ -9,7 +9,6 @@ pipeline benchmarks).
 from __future__ import annotations
 
 import abc
-import importlib
 import logging
 import math
 import time
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPECIAL_METHODS = ("wiener", "none", "passthrough", "auto")
 # the network 'auto' uses when no 'auto:NAME' is given
 DEFAULT_AUTO_NETWORK = "dfcan-sim"
 
@@ -211,13 +209,9 @@ class WienerReconstructor(Reconstructor):
         wiener_config: WienerConfig | None = None,
         parameters: SimParameters | None = None,
     ) -> None:
-        try:
-            wiener = importlib.import_module("inference.wiener")
-            otf_module = importlib.import_module("calibration.otf")
-        except ImportError as exc:
-            raise RuntimeError(f"Wiener SIM is not available: {exc}") from exc
-        self._wiener_series = wiener.WienerSeries
-        self.otf = otf_module.OtfModel(na=na, emission_nm=emission_nm)
+        from calibration.otf import OtfModel
+
+        self.otf = OtfModel(na=na, emission_nm=emission_nm)
         self.pixel_size_nm = pixel_size_nm
         self.wiener_config = wiener_config
         self._series: WienerSeries | None = None
@@ -242,7 +236,9 @@ class WienerReconstructor(Reconstructor):
             item = self.preprocessor.prepare(raw)
             frames = np.asarray(item.inputs, dtype=np.float32)
             if self._series is None:
-                self._series = self._wiener_series(
+                from inference.wiener import WienerSeries
+
+                self._series = WienerSeries(
                     frames.shape[-2:], self.pixel_size_nm, self.otf, self.wiener_config,
                     self._parameters,
                 )

@@ -139,11 +139,7 @@ class ReprocessWriter:
                                    "modulation"]
         for channel, parameters in self.provenance.sim_parameters.items():
             params[0, int(channel)] = _parameter_rows(parameters, lay.n_orientations)
-        cal = h5.create_group(run_file.CALIBRATION_GROUP)
-        for name, array in calibration.items():
-            cal.create_dataset(name, data=np.asarray(array))
-        h5.create_dataset(run_file.EVENTS, shape=(0,), maxshape=(None,),
-                          dtype=run_file.EVENT_DTYPE, chunks=(256,))
+        run_file.create_calibration_and_events(h5, calibration)
         source = str(Path(self.provenance.source_path).resolve())
         with h5py.File(source, "r") as src:
             present = [name for name in LINKED if name in src]

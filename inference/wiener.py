@@ -143,7 +143,6 @@ class WienerSim:
                 coefficients[orientation, phase] = complex(
                     row[2 * orientation], row[2 * orientation + 1]
                 )
-        self._coefficients = coefficients
         if self._periodic:
             self._frame_weights = coefficients[:, :, None, None].astype(np.complex64)
         else:

@@ -13,13 +13,11 @@ knows the exposures (``Dynamics.bleach_per_dose``, ``BLEACHING_BY_STRUCTURE``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import Delaunay
 
-StructureName = Literal["microtubules", "f-actin", "er", "ccps", "lysosomes", "mitochondria"]
 STRUCTURES: tuple[str, ...] = (
     "microtubules",
     "f-actin",

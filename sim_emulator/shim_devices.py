@@ -34,6 +34,14 @@ SHAPE = (8, 8)
 _ARM_TIMEOUT_S = 30.0
 
 
+def _attribute_property(device: Any, name: str, attribute: str, kind: type, **options: Any
+                        ) -> None:
+    """Register property ``name`` that reads ``device.<attribute>`` and stores ``kind(value)``."""
+    device.register_property(name, property_type=kind,
+                             getter=lambda _d: getattr(device, attribute),
+                             setter=lambda _d, v: setattr(device, attribute, kind(v)), **options)
+
+
 class ShimTiming(HubDevice):
     """The rig's timing: steps every running sequence on each pulse's trailing edge.
 
@@ -55,21 +63,10 @@ class ShimTiming(HubDevice):
         self.register_property("PulseTrain", property_type=int, getter=lambda _d: 0,
                                setter=lambda _d, n: self._start_train(int(n)),
                                limits=(0, 1_000_000))
-        self.register_property("PulsePeriod-ms", property_type=float,
-                               getter=lambda _d: self.period_ms,
-                               setter=lambda _d, v: setattr(self, "period_ms", float(v)),
-                               limits=(0.1, 10_000.0))
-        self.register_property("PulseWidth-ms", property_type=float,
-                               getter=lambda _d: self.width_ms,
-                               setter=lambda _d, v: setattr(self, "width_ms", float(v)),
-                               limits=(0.01, 10_000.0))
-        self.register_property("MissTriggerAt", property_type=int, getter=lambda _d: self.miss_at,
-                               setter=lambda _d, v: setattr(self, "miss_at", int(v)),
-                               limits=(-1, 1_000_000))
-        self.register_property("ExtraTriggerAt", property_type=int,
-                               getter=lambda _d: self.extra_at,
-                               setter=lambda _d, v: setattr(self, "extra_at", int(v)),
-                               limits=(-1, 1_000_000))
+        _attribute_property(self, "PulsePeriod-ms", "period_ms", float, limits=(0.1, 10_000.0))
+        _attribute_property(self, "PulseWidth-ms", "width_ms", float, limits=(0.01, 10_000.0))
+        _attribute_property(self, "MissTriggerAt", "miss_at", int, limits=(-1, 1_000_000))
+        _attribute_property(self, "ExtraTriggerAt", "extra_at", int, limits=(-1, 1_000_000))
 
     def get_installed_peripherals(self) -> Sequence[tuple[str, str]]:
         return (("ShimHamamatsuCamera", "DCAM-style camera"),
@@ -153,9 +150,7 @@ class _SequencedDevice(GenericDevice):
             sequence_loader=lambda _d, values: self._load(values),
             sequence_starter=lambda _d: self._start(),
             sequence_stopper=lambda _d: setattr(self, "running", False))
-        self.register_property("Settle-ms", property_type=float, getter=lambda _d: self.settle_ms,
-                               setter=lambda _d, v: setattr(self, "settle_ms", float(v)),
-                               limits=(0.0, 10_000.0))
+        _attribute_property(self, "Settle-ms", "settle_ms", float, limits=(0.0, 10_000.0))
 
     def _set(self, value: int) -> None:
         self.value = value
@@ -185,9 +180,7 @@ class ShimTriggerScopeTtl(_SequencedDevice):
     def __init__(self) -> None:
         super().__init__()
         self.blanking = "Off"
-        self.register_property("Blanking", property_type=str, getter=lambda _d: self.blanking,
-                               setter=lambda _d, v: setattr(self, "blanking", str(v)),
-                               allowed_values=("On", "Off"))
+        _attribute_property(self, "Blanking", "blanking", str, allowed_values=("On", "Off"))
 
 
 class ShimSlm(_SequencedDevice):
@@ -204,9 +197,7 @@ class ShimTriggerScopeDac(GenericDevice):
     def __init__(self) -> None:
         super().__init__()
         self.volts = 0.0
-        self.register_property("Volts", property_type=float, getter=lambda _d: self.volts,
-                               setter=lambda _d, v: setattr(self, "volts", float(v)),
-                               limits=(0.0, 10.0))
+        _attribute_property(self, "Volts", "volts", float, limits=(0.0, 10.0))
 
 
 class ShimHamamatsuCamera(CameraDevice):
@@ -221,14 +212,10 @@ class ShimHamamatsuCamera(CameraDevice):
         self._readout_ms = 0.0  # rolling shutter: last row starts this long after the first
         self.set_property_allowed_values("Binning", ("1",))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
-        self.register_property("TRIGGER SOURCE", property_type=str,
-                               getter=lambda _d: self._source,
-                               setter=lambda _d, v: setattr(self, "_source", str(v)),
-                               allowed_values=("INTERNAL", "EXTERNAL", "SOFTWARE"))
-        self.register_property("TRIGGER ACTIVE", property_type=str,
-                               getter=lambda _d: self._active,
-                               setter=lambda _d, v: setattr(self, "_active", str(v)),
-                               allowed_values=("EDGE", "LEVEL", "SYNCREADOUT"))
+        _attribute_property(self, "TRIGGER SOURCE", "_source", str,
+                            allowed_values=("INTERNAL", "EXTERNAL", "SOFTWARE"))
+        _attribute_property(self, "TRIGGER ACTIVE", "_active", str,
+                            allowed_values=("EDGE", "LEVEL", "SYNCREADOUT"))
         self.register_property("TIMING READOUT TIME", property_type=float,
                                getter=lambda _d: self._readout_ms / 1000.0,
                                setter=lambda _d, v: setattr(self, "_readout_ms",

@@ -1,8 +1,8 @@
 """The `livesim` command line: the composition root that gathers every package's commands.
 
-Each package contributes its sub-commands through a ``register(app, bench)`` function in the
-modules of ``COMMAND_MODULES``; the imports happen here, inside ``build_app``, so the layering
-of the packages stays one-way.
+``COMMANDS`` is the whole CLI: every command, the group it sits in and the function that runs
+it. The command modules are imported here, inside ``build_app``, so the layering of the
+packages stays one-way.
 """
 
 from __future__ import annotations
@@ -20,23 +20,49 @@ import typer
 # so it is set here, before any command module imports torch; worker processes inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-COMMAND_MODULES = (
-    "acquisition.cli.emulator_commands",
-    "acquisition.cli.rig_commands",
-    "acquisition.cli.calibration_commands",
-    "acquisition.cli.inference_commands",
-    "acquisition.cli.wiener_commands",
-    "acquisition.cli.training_commands",
-    "acquisition.cli.imc_commands",
-    "acquisition.cli.reprocess_commands",
-    "acquisition.cli.run_commands",
-    "acquisition.cli.export_commands",
-    "acquisition.cli.gui_commands",
-    "acquisition.cli.bench.soak",
-    "acquisition.cli.bench.all_benchmarks",
-    "acquisition.cli.bench.gpu",
-    "acquisition.cli.bench.workers",
-    "acquisition.cli.bench.autopilot",
+GROUPS = {  # group -> its help; "" is the root
+    "rig": "The rig: conformance checks of its devices.",
+    "calibrate": "Calibrations: camera photon transfer (offset, gain, noise maps); SIM pattern.",
+    "bench": "Benchmarks: each times a stage beside its bare limit.",
+}
+COMMANDS = (  # (group, command, "module:function" under acquisition.cli), in help order
+    ("", "emulate", "emulator_commands:emulate_command"),
+    ("", "stack-statistics", "emulator_commands:stack_statistics_command"),
+    ("", "training-pairs", "emulator_commands:training_pairs_command"),
+    ("bench", "emulator", "emulator_commands:bench_emulator_command"),
+    ("rig", "check", "rig_commands:rig_check"),
+    ("bench", "camera", "rig_commands:bench_camera"),
+    ("calibrate", "camera", "calibration_commands:calibrate_camera_command"),
+    ("", "convert-weights", "inference_commands:convert_weights"),
+    ("", "predict", "inference_commands:predict"),
+    ("bench", "inference", "inference_commands:bench_inference"),
+    ("", "reconstruct", "wiener_commands:reconstruct_command"),
+    ("bench", "wiener", "wiener_commands:bench_wiener_command"),
+    # in `calibrate`, not in the calibration package: it reads stacks (inference)
+    ("calibrate", "pattern", "wiener_commands:calibrate_pattern_command"),
+    ("", "train", "training_commands:train"),
+    ("", "models", "training_commands:models"),
+    ("", "evaluate", "training_commands:evaluate"),
+    ("", "evaluate-real", "training_commands:evaluate_real"),
+    ("", "imc-live-fields", "imc_commands:imc_live_fields"),
+    ("", "imc-assess-live", "imc_commands:imc_assess_live"),
+    ("", "imc-assess", "imc_commands:imc_assess"),
+    ("", "imc-cross-talk", "imc_commands:imc_cross_talk"),
+    ("bench", "imcsr", "imc_commands:bench_imcsr_command"),
+    ("", "reprocess", "reprocess_commands:reprocess_command"),
+    ("", "run", "run_commands:run_command"),
+    ("", "infer", "run_commands:infer_command"),
+    ("", "demo", "run_commands:demo_command"),
+    ("", "recover", "run_commands:recover_command"),
+    ("bench", "pipeline", "run_commands:bench_pipeline_command"),
+    ("", "export", "export_commands:export_command"),
+    ("", "gui", "gui_commands:gui_command"),
+    ("bench", "gui", "gui_commands:bench_gui_command"),
+    ("", "soak", "bench.soak:soak_command"),
+    ("bench", "all", "bench.all_benchmarks:bench_all_command"),
+    ("bench", "gpu", "bench.gpu:bench_gpu_command"),
+    ("bench", "workers", "bench.workers:bench_workers_command"),
+    ("bench", "autopilot", "bench.autopilot:bench_autopilot_command"),
 )
 
 
@@ -49,11 +75,15 @@ def build_app() -> typer.Typer:
         add_completion=False,
         rich_markup_mode=None,  # plain help: flags without a value placeholder, [required] shown
     )
-    bench = typer.Typer(help="Benchmarks: each times a stage beside its bare limit.",
-                        no_args_is_help=True, rich_markup_mode=None)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(root, bench)
-    root.add_typer(bench, name="bench")
+    groups = {"": root} | {name: typer.Typer(help=text, no_args_is_help=True,
+                                             rich_markup_mode=None)
+                           for name, text in GROUPS.items()}
+    for group, command, target in COMMANDS:
+        module, function = target.split(":")
+        groups[group].command(command)(
+            getattr(importlib.import_module(f"acquisition.cli.{module}"), function))
+    for name in GROUPS:
+        root.add_typer(groups[name], name=name)
 
     @root.callback()
     def _main(

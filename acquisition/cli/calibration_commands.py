@@ -13,17 +13,6 @@ import typer
 
 from acquisition.cli.output_files import OVERWRITE_HELP, check_output
 
-
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    calibrate_app = typer.Typer(
-        help="Calibrations: camera photon transfer (offset, gain, noise maps); SIM pattern.",
-        no_args_is_help=True, rich_markup_mode=None,
-    )
-    calibrate_app.command("camera")(calibrate_camera_command)
-    app.add_typer(calibrate_app, name="calibrate")
-
-
 SAFE_POWER_PCT = 5.0  # default flat-series power: enough on a fluorescent slide, eye-safe-ish
 MAX_UNCONFIRMED_POWER_PCT = 20.0  # above this a real rig's calibration asks first
 

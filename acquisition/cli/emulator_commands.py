@@ -36,14 +36,6 @@ class Mode(StrEnum):
     nlsim = "nlsim"
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    app.command("emulate")(emulate_command)
-    app.command("stack-statistics")(stack_statistics_command)
-    app.command("training-pairs")(training_pairs_command)
-    bench.command("emulator")(bench_emulator_command)
-
-
 def emulate_command(
     output: Path = typer.Option(..., "--output", "-o", help="Run file (.h5) to write."),
     structure: Structure | None = typer.Option(

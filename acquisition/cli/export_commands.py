@@ -7,11 +7,6 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `export` to the CLI."""
-    app.command("export")(export_command)
-
-
 def export_command(
     run_path: Path = typer.Argument(..., metavar="RUN.h5", help="livesim run file"),
     fmt: str = typer.Option(..., "--format", "-f", help="ome-tiff or ome-zarr"),

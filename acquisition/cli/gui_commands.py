@@ -7,12 +7,6 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    app.command("gui")(gui_command)
-    bench.command("gui")(bench_gui_command)
-
-
 def gui_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig (the default)."),

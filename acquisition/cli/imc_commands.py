@@ -1,8 +1,5 @@
 """`livesim` sub-commands for IMC-SR: imc-live-fields, imc-assess(-live), imc-cross-talk and
 `bench imcsr` (training: `livesim train --arch imcsr`).
-
-Wire with `register(app, bench)` (add "acquisition.cli.imc_commands" to acquisition.cli's
-COMMAND_MODULES); also runnable alone: `python -m acquisition.cli.imc_commands --help`.
 """
 
 from __future__ import annotations
@@ -13,15 +10,6 @@ from pathlib import Path
 import typer
 
 from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
-
-
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add the IMC-SR commands to the root CLI and its benchmark to `livesim bench`."""
-    app.command("imc-live-fields")(imc_live_fields)
-    app.command("imc-assess-live")(imc_assess_live)
-    app.command("imc-assess")(imc_assess)
-    app.command("imc-cross-talk")(imc_cross_talk)
-    bench.command("imcsr")(bench_imcsr_command)
 
 
 def imc_live_fields(
@@ -260,14 +248,3 @@ def bench_imcsr_command(
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=1))
 
-
-def _standalone() -> typer.Typer:
-    app = typer.Typer(no_args_is_help=True, add_completion=False)
-    bench = typer.Typer(no_args_is_help=True)
-    register(app, bench)
-    app.add_typer(bench, name="bench")
-    return app
-
-
-if __name__ == "__main__":
-    _standalone()()

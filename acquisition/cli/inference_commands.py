@@ -25,13 +25,6 @@ NOISE_NA = 1.49
 NOISE_EMISSION_NM = 525.0
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    app.command("convert-weights")(convert_weights)
-    app.command("predict")(predict)
-    bench.command("inference")(bench_inference)
-
-
 def convert_weights(
     keras_h5: Path = typer.Argument(..., help="the authors' Keras HDF5 weights file"),
     arch: str = typer.Option(..., "--arch", help="dfcan or dfgan (generator)"),

@@ -12,11 +12,6 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `reprocess` to the root CLI."""
-    app.command("reprocess")(reprocess_command)
-
-
 def reprocess_command(
     run: Path = typer.Argument(..., help="Recorded run file (.h5) whose raw sets to reprocess."),
     output: Path = typer.Option(..., "--output", "-o",

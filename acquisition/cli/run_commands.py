@@ -26,15 +26,6 @@ logger = logging.getLogger(__name__)
 EMULATOR_DEFAULT_SIZE_PX = 128  # default emulator ROI: small enough for CPU reconstruction
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    app.command("run")(run_command)
-    app.command("infer")(infer_command)
-    app.command("demo")(demo_command)
-    app.command("recover")(recover_command)
-    bench.command("pipeline")(bench_pipeline_command)
-
-
 def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
     emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),

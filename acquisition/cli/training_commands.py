@@ -48,14 +48,6 @@ class StopRequest:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and its benchmarks to `livesim bench`."""
-    app.command("train")(train)
-    app.command("models")(models)
-    app.command("evaluate")(evaluate)
-    app.command("evaluate-real")(evaluate_real)
-
-
 def _model_overrides(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 

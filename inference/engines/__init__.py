@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -13,7 +12,6 @@ from inference.model_file import LoadedModel
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 

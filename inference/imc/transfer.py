@@ -50,11 +50,14 @@ def _renamed_outputs(
     initialisation (its channel is learnt anew on the transferred features)."""
     fresh = module.state_dict()
     weight, bias = fresh["output.weight"].clone(), fresh["output.bias"].clone()
+    cells = module.options.downscale ** 2  # output rows per structure (pixel shuffle order)
     kept = []
     for index, name in enumerate(module.options.channel_names):
         if name in old_names:
-            weight[index] = state["output.weight"][old_names.index(name)]
-            bias[index] = state["output.bias"][old_names.index(name)]
+            new_rows = slice(index * cells, (index + 1) * cells)
+            old_rows = slice(old_names.index(name) * cells, (old_names.index(name) + 1) * cells)
+            weight[new_rows] = state["output.weight"][old_rows]
+            bias[new_rows] = state["output.bias"][old_rows]
             kept.append(name)
     logger.info(
         "output channels %s (was %s): kept %s, new %s", module.options.channel_names,

@@ -32,6 +32,12 @@ class ImcsrOptions(BaseModel):
     groups: int = Field(default=5, ge=1, description="residual groups")
     blocks: int = Field(default=10, ge=1, description="RCABs per residual group")
     reduction: int = Field(default=16, ge=1, description="channel reduction in the attention")
+    downscale: Literal[1, 2, 4] = Field(
+        default=1,
+        description="the residual groups work at 1/downscale of the SR sampling (pixel unshuffle "
+        "in, pixel shuffle out): downscale^2 x fewer operations per layer and downscale x the "
+        "reach in SR pixels, to tell structures apart by their shape over long distances",
+    )
     channel_names: tuple[str, ...] = Field(
         default=DEFAULT_STRUCTURES, description="structure of each output"
     )
@@ -100,12 +106,13 @@ class Imcsr(nn.Module):
         super().__init__()
         self.options = options or ImcsrOptions()
         o = self.options
-        self.head = nn.Conv2d(o.input_frames, o.width, 3, padding=1)
+        cells = o.downscale * o.downscale  # SR pixels per working pixel
+        self.head = nn.Conv2d(o.input_frames * cells, o.width, 3, padding=1)
         self.groups = nn.Sequential(
             *(ResidualGroup(o.width, o.blocks, o.reduction) for _ in range(o.groups))
         )
         self.tail = nn.Conv2d(o.width, o.width, 3, padding=1)
-        self.output: nn.Conv2d = nn.Conv2d(o.width, o.output_channels, 3, padding=1)
+        self.output: nn.Conv2d = nn.Conv2d(o.width, o.output_channels * cells, 3, padding=1)
         # start near the sparse targets' mean (sigmoid(-3) ~ 0.05) with small output weights, so
         # the first updates do not drive the sigmoid into saturation (dead outputs)
         assert self.output.bias is not None
@@ -118,8 +125,17 @@ class Imcsr(nn.Module):
             raise ValueError(
                 f"IMC-SR expects (N, {self.options.input_frames}, Y, X), got {tuple(x.shape)}"
             )
-        features = self.groups(_gelu(self.head(x)))
-        return torch.sigmoid(self.output(_gelu(self.tail(features))))
+        scale = self.options.downscale
+        if scale == 1:
+            features = self.groups(_gelu(self.head(x)))
+            return torch.sigmoid(self.output(_gelu(self.tail(features))))
+        height, width = x.shape[-2:]
+        pad_y, pad_x = -height % scale, -width % scale
+        if pad_y or pad_x:  # whole working pixels: mirror the last rows/columns
+            x = F.pad(x, (0, pad_x, 0, pad_y), mode="replicate")
+        features = self.groups(_gelu(self.head(F.pixel_unshuffle(x, scale))))
+        logits = F.pixel_shuffle(self.output(_gelu(self.tail(features))), scale)
+        return torch.sigmoid(logits[..., :height, :width])
 
 
 register_architecture(

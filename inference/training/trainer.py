@@ -110,7 +110,7 @@ class Trainer:
                 info, _ = read_model_file(resolve_model_path(init))
             except (ValueError, FileNotFoundError) as exc:
                 raise TrainingError(f"--init {init}: {exc}") from exc
-            names = ("width", "groups", "blocks", "reduction")
+            names = ("width", "groups", "blocks", "reduction", "downscale")
             sizes: dict[str, Any] = {k: info.options[k] for k in names if k in info.options}
             self.options = {**sizes, **self.options}
         elif init is not None:

@@ -114,6 +114,33 @@ _PEER = textwrap.dedent("""
 """)
 
 
+def ring_resident_bytes() -> int:
+    """Resident bytes of this process's raw-ring mappings (/proc/self/smaps)."""
+    resident = 0
+    in_ring = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0]:  # a mapping's header line
+            in_ring = "livesim-raw-ring" in line
+        elif in_ring and line.startswith("Rss:"):
+            resident += int(line.split()[1]) * 1024
+    return resident
+
+
+def test_the_ring_is_committed_at_start_without_touching_frames_already_in_it() -> None:
+    with RawRing(16, 9 * 128 * 128 * 2) as ring:
+        frames = ring.take((9, 128, 128))  # written while the slots are being populated
+        for p in range(9):
+            frames[p] = expected_frame(0, 0, p, (128, 128))
+        if not ring.wait_populated(30.0):
+            pytest.skip("this kernel has no MADV_POPULATE_WRITE")
+        assert ring_resident_bytes() >= ring.total_bytes  # no page left for a frame to fault
+        for p in range(9):
+            np.testing.assert_array_equal(frames[p], expected_frame(0, 0, p, (128, 128)))
+    started = RawRing(64, 16 * 1024 * 1024)  # closing while it populates: it stops, no hang
+    started.close()
+    assert not started._populating.is_alive() and started.populated_bytes < started.total_bytes
+
+
 def test_a_worker_process_reads_equal_payloads_and_cannot_write_the_ring() -> None:
     import json
 

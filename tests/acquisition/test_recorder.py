@@ -37,6 +37,30 @@ def write_time_point(recorder: RunRecorder, t: int) -> None:
     recorder.end_time_point(t)
 
 
+
+def test_table_rows_land_in_their_row_when_results_come_late_and_out_of_order(
+        tmp_path: Path) -> None:
+    """The per-time-point tables keep one dataspace per growth: a row written after the file
+    grew past it (a late SR result) and a row of the newest time point both land right."""
+    path = tmp_path / "run.h5"
+    recorder = RunRecorder(path, LAYOUT, {}, fsync=False)
+    for t in range(3):
+        write_time_point(recorder, t)
+    for t, c in ((2, 1), (0, 0), (1, 1)):  # out of order, after the tables grew to 3 rows
+        recorder.write_sr(t, c, "dfcan-sim", np.zeros((32, 32), np.float32),
+                          photon_count=10.0 * t + c, latency_ms=float(t), inference_ms=1.0)
+    write_time_point(recorder, 3)
+    recorder.write_sr(3, 0, "dfcan-sim", np.zeros((32, 32), np.float32), photon_count=30.0,
+                      latency_ms=3.0, inference_ms=1.0)
+    recorder.close()
+    with h5py.File(path, "r") as h5:
+        counts = h5["photon_count"][()]
+        assert counts[0, 0] == 0.0 and counts[1, 1] == 11.0 and counts[2, 1] == 21.0
+        assert counts[3, 0] == 30.0 and np.isnan(counts[[0, 1, 2, 3], [1, 0, 0, 1]]).all()
+        assert h5["timestamps/sr_written"][()].tolist() == [[1, 0], [0, 1], [0, 1], [1, 0]]
+        np.testing.assert_array_equal(h5["timestamps/sequence"][:, 1, 0], [9, 27, 45, 63])
+        np.testing.assert_array_equal(h5["timestamps/camera_s"][3, 0], np.arange(9) + 300.0)
+
 def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
     recorder = RunRecorder(path, LAYOUT, {"protocol": {"timepoints": 3}, "emulator_seed": 7},

@@ -8,17 +8,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from acquisition.cli import build_app
 from acquisition.cli.bench.camera import measure_camera_throughput
-from acquisition.cli.rig_commands import register
 from sim_emulator.rig import EMULATOR_CFG
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    bench = typer.Typer()
-    register(app, bench)
-    app.add_typer(bench, name="bench")
-    return app
+    return build_app()
 
 
 def test_rig_check_passes_on_the_emulator_cfg() -> None:

@@ -69,3 +69,35 @@ def test_registry_builds_imcsr_and_rejects_bad_input() -> None:
         model(torch.rand(1, 3, 8, 8))
     with pytest.raises(ValueError, match="channel_names"):
         ImcsrOptions(output_channels=2)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_downscaled_trunk_keeps_the_sr_sampling_on_any_size(scale: int) -> None:
+    """The groups work on (Y/scale, X/scale) cells; the output is at the input's own size,
+    sizes that are not multiples of the scale included."""
+    torch.manual_seed(2)
+    model = Imcsr(_tiny(downscale=scale)).eval()
+    seen: list[tuple[int, ...]] = []
+    model.groups.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape)))
+    with torch.no_grad():
+        y = model(torch.rand(1, 1, 33, 30))
+    assert y.shape == (1, 3, 33, 30)
+    assert seen == [(1, 8, -(-33 // scale), -(-30 // scale))]
+    assert tuple(model.head.weight.shape) == (8, scale * scale, 3, 3)
+    assert tuple(model.output.weight.shape) == (3 * scale * scale, 8, 3, 3)
+
+
+def test_downscaled_output_resolves_single_sr_pixels() -> None:
+    """Pixel shuffle, not interpolation: each output SR pixel has its own output filter, so an
+    impulse at one SR pixel changes the output differently at its neighbours in the same cell."""
+    torch.manual_seed(3)
+    model = Imcsr(_tiny(downscale=2)).eval()
+    x = torch.zeros(1, 1, 16, 16)
+    impulse = x.clone()
+    impulse[0, 0, 8, 8] = 1.0
+    with torch.no_grad():
+        change = (model(impulse) - model(x))[0, 0, 8:10, 8:10]
+    assert len({round(float(v), 6) for v in change.ravel()}) == 4
+    assert ImcsrOptions().downscale == 1  # the paper's layout (and older model files) unchanged
+    with pytest.raises(ValueError, match="downscale"):
+        ImcsrOptions(downscale=3)  # type: ignore[arg-type]

@@ -132,6 +132,25 @@ def test_fine_tuning_renaming_and_deepening_start_from_the_given_weights(tmp_pat
                 init=tmp_path / "a.pt")
 
 
+def test_fine_tuning_a_downscaled_model_keeps_its_layout_and_output_filters(
+    tmp_path: Path,
+) -> None:
+    """--init without sizes takes the init's downscale too; a renamed structure keeps all of
+    its downscale^2 pixel-shuffle output rows, not one row of another structure's."""
+    old_trio = "imc-mix:ccps,microtubules,f-actin"
+    Trainer(imc_config(steps=1, data=old_trio, model_options={**TINY, "downscale": 2}),
+            tmp_path / "a.pt").run(plot=False)
+    _, start = read_model_file(tmp_path / "a.pt")
+    moved = Trainer(imc_config(steps=1, model_options={}), tmp_path / "b.pt",
+                    init=tmp_path / "a.pt")
+    assert moved.options["downscale"] == 2
+    end = moved.generator.state_dict()
+    assert end["output.weight"].shape[0] == 3 * 4
+    # microtubules: old structure 1 (rows 4-7) -> new structure 0 (rows 0-3)
+    torch.testing.assert_close(end["output.weight"][0:4], start["output.weight"][4:8])
+    torch.testing.assert_close(end["output.bias"][4:], torch.full((8,), OUTPUT_BIAS_INIT))
+
+
 def test_training_brightness_widens_only_the_training_fields(tmp_path: Path) -> None:
     trainer = Trainer(imc_config(imc={"training_brightness_range": (0.1, 1.0)}), tmp_path / "m.pt")
     sampler = trainer.sampler

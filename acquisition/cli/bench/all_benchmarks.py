@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from acquisition.cli.bench.timing import time_calls
 from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 logger = logging.getLogger(__name__)
@@ -113,17 +114,10 @@ def machine_description() -> dict[str, Any]:
 
 def _median_rate(run: Callable[[], Any], count: int, repeats: int, budget_s: float = 20.0
                  ) -> float:
-    """Items per second of ``run`` (which handles ``count`` items), median over repeats."""
+    """Items per second of ``run`` (which handles ``count`` items) at its median time, after
+    one untimed call; at most ``repeats`` timed calls and about ``budget_s``."""
     run()
-    rates = []
-    deadline = time.perf_counter() + budget_s
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        rates.append(count / (time.perf_counter() - start))
-        if time.perf_counter() > deadline:
-            break
-    return statistics.median(rates)
+    return count / statistics.median(time_calls(run, repeats, budget_s))
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -525,11 +519,6 @@ def write_docs(report: BenchReport, command: str, path: Path) -> Path:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
     return path
-
-
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `livesim bench all`."""
-    bench.command("all")(bench_all_command)
 
 
 def bench_all_command(

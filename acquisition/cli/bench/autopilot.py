@@ -243,11 +243,6 @@ def save_figure(report: AutopilotReport, path: Path) -> Path:
     return path
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `livesim bench autopilot`."""
-    bench.command("autopilot")(bench_autopilot_command)
-
-
 def bench_autopilot_command(
     size_px: int = typer.Option(96, "--size-px", help="Raw frame size (square)."),
     time_points: int = typer.Option(200, "--time-points", min=2, help="SIM sets per arm."),

@@ -83,11 +83,6 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
         sr_per_worker=dict(summary.sr_per_worker), load_average_1min=os.getloadavg()[0])
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `livesim bench workers`."""
-    bench.command("workers")(bench_workers_command)
-
-
 def bench_workers_command(
     workers: list[int] = typer.Option([1, 2, 4], "--workers", help="Worker counts to measure."),
     model: str = typer.Option("dfcan-sim", "--model", help="Reconstruction of every worker."),
