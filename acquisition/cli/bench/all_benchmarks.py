@@ -409,7 +409,7 @@ def bench_gui(s: BenchSettings) -> list[Figure]:
     return [
         Figure("gui", f"pipeline with the window, SR view {2 * s.size_px} px",
                r.with_display_fps, "raw frames/s", "same pipeline headless", r.headless_fps,
-               note=f"SR / raw view {r.sr_updates_per_s:.1f} / {r.raw_updates_per_s:.1f} new "
+               note=f"SR / raw view {r.during.sr_per_s:.1f} / {r.during.raw_per_s:.1f} new "
                     f"images drawn/s (pipeline made {r.during.sr_made_per_s:.1f} SR/s); "
                     f"display path {r.display_path_ms_per_pair:.1f} ms CPU per pair"),
     ]

@@ -155,16 +155,6 @@ class DisplayBenchResult:
         """How much slower the pipeline ran with the window drawing (negative: faster)."""
         return 100.0 * (1.0 - self.with_display_fps / self.headless_fps)
 
-    @property
-    def sr_updates_per_s(self) -> float:
-        """New SR images drawn per second while the pipeline ran."""
-        return self.during.sr_per_s
-
-    @property
-    def raw_updates_per_s(self) -> float:
-        """New raw images drawn per second while the pipeline ran."""
-        return self.during.raw_per_s
-
     def lines(self) -> list[str]:
         """Human-readable report."""
         d, a = self.during, self.alone
