@@ -67,14 +67,11 @@ class ErrorModel(BaseModel):
 
     def predicted_error(self, photon_count_e: float) -> float:
         """Error at ``photon_count_e`` (log-log linear; extrapolated from the end segments)."""
-        x = math.log(max(photon_count_e, 1e-9))
-        xs = [math.log(c) for c in self.photon_count_e]
-        ys = [math.log(e) for e in self.error]
-        index = 1
-        while index < len(xs) - 1 and x > xs[index]:
-            index += 1
-        x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
-        return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+        from scipy.interpolate import interp1d
+
+        log_error = interp1d(np.log(self.photon_count_e), np.log(self.error),
+                             fill_value="extrapolate", assume_sorted=True)
+        return float(np.exp(log_error(math.log(max(photon_count_e, 1e-9)))))
 
     def required_photon_count_e(self, target_error: float) -> float | None:
         """Lowest photon count whose predicted error is within ``target_error`` (errors fall

@@ -221,19 +221,15 @@ class Protocol(BaseModel):
 
         return None if self.roles is None else RoleMap.load(self.roles.split("+"))
 
-    @field_validator("pattern_calibration")
+    @field_validator("pattern_calibration", "calibration")
     @classmethod
-    def _pattern_calibration_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not Path(value).expanduser().is_file():
-            raise ValueError(f"pattern calibration file {str(value)!r} does not exist")
-        return None if value is None else Path(value).expanduser().absolute()
-
-    @field_validator("calibration")
-    @classmethod
-    def _calibration_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not Path(value).expanduser().is_file():
-            raise ValueError(f"camera calibration file {str(value)!r} does not exist")
-        return None if value is None else Path(value).expanduser().absolute()
+    def _calibration_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if not Path(value).expanduser().is_file():
+            what = "pattern" if info.field_name == "pattern_calibration" else "camera"
+            raise ValueError(f"{what} calibration file {str(value)!r} does not exist")
+        return Path(value).expanduser().absolute()
 
     @field_validator("output")
     @classmethod

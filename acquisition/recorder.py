@@ -217,11 +217,6 @@ class RunRecorder:
         if self.error is not None:
             raise self.error
 
-    @property
-    def backlog(self) -> int:
-        """Items waiting for the writer."""
-        return self._queue.qsize()
-
     def _put(self, item: _Item) -> None:
         if self.error is not None:
             raise self.error

@@ -129,14 +129,6 @@ class Progress:
         """MB/s written to the run file so far."""
         return self.bytes_written / 1e6 / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds left at the current pace (None for open-ended runs)."""
-        if self.time_points_total is None or self.time_points_done == 0:
-            return None
-        per = self.elapsed_s / self.time_points_done
-        return per * (self.time_points_total - self.time_points_done)
-
 
 @dataclass
 class SessionCounters:
@@ -147,7 +139,6 @@ class SessionCounters:
     sr_frames: int = 0
     sr_skips: int = 0
     lost_frames: int = 0
-    rig_errors: int = 0
     latency_ms: float = float("nan")
     camera: RateMeter = field(default_factory=RateMeter)
     sr: RateMeter = field(default_factory=RateMeter)
@@ -228,6 +219,7 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
 
 
 RING_MAX_SLOTS = 1024  # sets in the shared-memory ring at most (more in flight: heap, inline)
+RING_POPULATE_WAIT_S = 30.0  # the first time point waits this long at most for the ring's pages
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
 
 
@@ -660,6 +652,8 @@ class RunSession:
             results_thread = threading.Thread(target=self._results_loop, name="results",
                                               daemon=True)
             results_thread.start()
+            if self.ring is not None and not self.ring.wait_populated(RING_POPULATE_WAIT_S):
+                logger.info("raw ring not fully populated; its pages come with the frames")
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
@@ -856,7 +850,6 @@ class RunSession:
     def _on_gap(self, gap: Gap) -> None:
         self._gaps += 1
         if gap.kind == "rig_error":
-            self.counters.rig_errors += 1
             self.on_event("error", f"rig: {gap.detail}")
         else:
             self.counters.lost_frames += max(gap.count, 1)

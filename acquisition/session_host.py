@@ -42,7 +42,7 @@ class HostEventRecord(TypedDict):
     """One event as the GUI receives it in a status reply."""
 
     id: int
-    level: str
+    level: str  # info | warning | error
     text: str
     wall_s: float
 
@@ -72,35 +72,25 @@ FINISH_WITHIN_S = 45.0  # default limit for outstanding SR when a recording is s
 EVENT_LOG_PERIOD_S = 1.0  # at most one event per second per logger and level from log records
 
 
-@dataclass(frozen=True)
-class HostEvent:
-    """One line for the GUI's event pane."""
-
-    event_id: int
-    level: str  # info | warning | error
-    text: str
-    wall_s: float
-
-
 class EventLog:
     """Numbered events (thread-safe); repeated identical texts are folded into one line."""
 
     def __init__(self) -> None:
-        self._events: deque[HostEvent] = deque(maxlen=MAX_EVENTS)
+        self._events: deque[HostEventRecord] = deque(maxlen=MAX_EVENTS)
         self._next_id = 1
         self._lock = threading.Lock()
 
     def add(self, level: str, text: str) -> None:
         """Append an event (any thread)."""
         with self._lock:
-            self._events.append(HostEvent(self._next_id, level, text, time.time()))
+            self._events.append(HostEventRecord(id=self._next_id, level=level, text=text,
+                                                wall_s=time.time()))
             self._next_id += 1
 
     def since(self, event_id: int) -> list[HostEventRecord]:
         """Events with id greater than ``event_id``, oldest first."""
         with self._lock:
-            return [HostEventRecord(id=e.event_id, level=e.level, text=e.text, wall_s=e.wall_s)
-                    for e in self._events if e.event_id > event_id]
+            return [e for e in self._events if e["id"] > event_id]
 
 
 class LogRecordRelay(logging.Handler):

@@ -210,6 +210,11 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool,
     return socket
 
 
+def _readable(socket: zmq.Socket) -> bool:
+    """True when a message waits on ``socket`` (ZMQ_EVENTS: ~1 us, a poller call ~20 us)."""
+    return bool(int(socket.get(zmq.EVENTS)) & zmq.POLLIN)
+
+
 class MessageReceiver:
     """Polls a socket with a timeout and returns validated messages; malformed ones are counted."""
 
@@ -226,7 +231,8 @@ class MessageReceiver:
 
     def receive(self, timeout_ms: int) -> Message | None:
         """The next valid message, or None after ``timeout_ms`` (or after rejecting one)."""
-        if not self._poller.poll(timeout_ms):
+        # a message already waiting is read without a poll (~20 us a poller call)
+        if not (_readable(self.socket) or self._poller.poll(timeout_ms)):
             return None
         frames = self.socket.recv_multipart(copy=False)
         try:
@@ -344,7 +350,7 @@ class DisplayPublisher:
         monitor = self._monitor
         if monitor is None:
             return True
-        while monitor.poll(0):
+        while _readable(monitor):  # no poller: this runs once per image
             event = recv_monitor_message(monitor, flags=zmq.NOBLOCK)["event"]
             if event == zmq.EVENT_ACCEPTED:
                 self._viewers += 1

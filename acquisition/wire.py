@@ -434,4 +434,7 @@ def _as_buffer(frame: Frame) -> memoryview:
         view = frame.data
     else:
         view = memoryview(frame)
-    return view.cast("B") if view.format != "B" else view
+    if view.format == "B":
+        return view
+    # an empty array (a zero in its shape) cannot be cast: its bytes are no bytes
+    return view.cast("B") if view.nbytes else memoryview(b"")

@@ -39,6 +39,7 @@ _SIGNALS_BACKEND_VARIABLE = "PYMM_SIGNALS_BACKEND"  # pymmcore-plus: 'qt' | 'psy
 __all__ = [
     "CameraDevice",
     "CoreBackend",
+    "CoreCalls",
     "Device",
     "GenericDevice",
     "HubDevice",
@@ -198,7 +199,111 @@ def _psygnal_core_events() -> Iterator[None]:
             os.environ[_SIGNALS_BACKEND_VARIABLE] = previous
 
 
-class UniCoreBackend:
+def strings(values: Any) -> tuple[str, ...]:
+    """A Java StrVector (size()/get(i)) or a Python sequence, as a tuple of str."""
+    if hasattr(values, "size") and hasattr(values, "get"):
+        return tuple(str(values.get(i)) for i in range(int(values.size())))
+    return tuple(str(v) for v in values)
+
+
+class CoreCalls:
+    """The `CoreBackend` calls that read the same on every Micro-Manager core: MMCore's own
+    methods on ``core`` (a UniMMCore, or a Studio bridge core under MMCore's names)."""
+
+    core: Any
+
+    # -------------------------------------------------------------- devices and props
+    def device_labels(self) -> tuple[str, ...]:
+        return strings(self.core.getLoadedDevices())
+
+    def camera_label(self) -> str:
+        return str(self.core.getCameraDevice())
+
+    def has_property(self, label: str, prop: str) -> bool:
+        return bool(self.core.hasProperty(label, prop))
+
+    def get_property(self, label: str, prop: str) -> str:
+        return str(self.core.getProperty(label, prop))
+
+    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]:
+        return strings(self.core.getAllowedPropertyValues(label, prop))
+
+    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None:
+        if not self.core.hasPropertyLimits(label, prop):
+            return None
+        return (
+            float(self.core.getPropertyLowerLimit(label, prop)),
+            float(self.core.getPropertyUpperLimit(label, prop)),
+        )
+
+    def sequence_max_length(self, label: str, prop: str) -> int:
+        if not self.core.isPropertySequenceable(label, prop):
+            return 0
+        return int(self.core.getPropertySequenceMaxLength(label, prop))
+
+    def start_sequence(self, label: str, prop: str) -> None:
+        self.core.startPropertySequence(label, prop)
+
+    def stop_sequence(self, label: str, prop: str) -> None:
+        self.core.stopPropertySequence(label, prop)
+
+    # -------------------------------------------------------------- camera
+    def get_exposure_ms(self) -> float:
+        return float(self.core.getExposure())
+
+    def set_exposure_ms(self, exposure_ms: float) -> None:
+        self.core.setExposure(float(exposure_ms))
+
+    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
+        self.core.setROI(int(x), int(y), int(width), int(height))
+
+    def clear_roi(self) -> None:
+        self.core.clearROI()
+
+    def image_shape(self) -> tuple[int, int]:
+        return int(self.core.getImageHeight()), int(self.core.getImageWidth())
+
+    def pixel_size_um(self) -> float:
+        return float(self.core.getPixelSizeUm())
+
+    def stop_camera_sequence(self) -> None:
+        if self.core.isSequenceRunning():
+            self.core.stopSequenceAcquisition()
+
+    def camera_running(self) -> bool:
+        return bool(self.core.isSequenceRunning())
+
+    def pending_frames(self) -> int:
+        return int(self.core.getRemainingImageCount())
+
+    # -------------------------------------------------------------- shutter
+    def set_shutter_open(self, label: str, is_open: bool) -> None:
+        self.core.setShutterOpen(label, bool(is_open))
+
+    def shutter_open(self, label: str) -> bool:
+        return bool(self.core.getShutterOpen(label))
+
+    # -------------------------------------------------------------- stages
+    def stage_labels(self) -> tuple[str, str]:
+        return str(self.core.getXYStageDevice()), str(self.core.getFocusDevice())
+
+    def set_xy_position_um(self, x_um: float, y_um: float) -> None:
+        self.core.setXYPosition(float(x_um), float(y_um))
+
+    def xy_position_um(self) -> tuple[float, float]:
+        return float(self.core.getXPosition()), float(self.core.getYPosition())
+
+    def set_z_position_um(self, z_um: float) -> None:
+        self.core.setPosition(float(z_um))
+
+    def z_position_um(self) -> float:
+        return float(self.core.getPosition())
+
+    def wait_for_device(self, label: str) -> None:
+        self.core.waitForDevice(label)
+
+
+class UniCoreBackend(CoreCalls):
     """A `UniMMCore` (Python and C++ devices through one core) behind our small typed API."""
 
     def __init__(self, core: UniMMCore | None = None, *, find_adapters: bool = True) -> None:
@@ -240,81 +345,21 @@ class UniCoreBackend:
             raise CapabilityError(f"device {label!r} is not a Python device")
         return self.core._pydevices[label]
 
-    # -------------------------------------------------------------- devices and props
-    def device_labels(self) -> tuple[str, ...]:
-        return tuple(str(x) for x in self.core.getLoadedDevices())
-
-    def camera_label(self) -> str:
-        return str(self.core.getCameraDevice())
-
-    def has_property(self, label: str, prop: str) -> bool:
-        return bool(self.core.hasProperty(label, prop))
-
-    def get_property(self, label: str, prop: str) -> str:
-        return str(self.core.getProperty(label, prop))
-
+    # -------------------------------------------------------------- what differs per core
     def set_property(self, label: str, prop: str, value: str | float | int) -> None:
         self.core.setProperty(label, prop, value)
 
-    def allowed_values(self, label: str, prop: str) -> tuple[str, ...]:
-        return tuple(str(v) for v in self.core.getAllowedPropertyValues(label, prop))
-
-    def property_limits(self, label: str, prop: str) -> tuple[float, float] | None:
-        if not self.core.hasPropertyLimits(label, prop):
-            return None
-        return (
-            float(self.core.getPropertyLowerLimit(label, prop)),
-            float(self.core.getPropertyUpperLimit(label, prop)),
-        )
-
-    def sequence_max_length(self, label: str, prop: str) -> int:
-        if not self.core.isPropertySequenceable(label, prop):
-            return 0
-        return int(self.core.getPropertySequenceMaxLength(label, prop))
-
     def load_sequence(self, label: str, prop: str, values: Sequence[str]) -> None:
         self.core.loadPropertySequence(label, prop, list(values))
-
-    def start_sequence(self, label: str, prop: str) -> None:
-        self.core.startPropertySequence(label, prop)
-
-    def stop_sequence(self, label: str, prop: str) -> None:
-        self.core.stopPropertySequence(label, prop)
-
-    # -------------------------------------------------------------- camera
-    def get_exposure_ms(self) -> float:
-        return float(self.core.getExposure())
-
-    def set_exposure_ms(self, exposure_ms: float) -> None:
-        self.core.setExposure(exposure_ms)
 
     def get_roi(self) -> tuple[int, int, int, int]:
         x, y, w, h = self.core.getROI()
         return int(x), int(y), int(w), int(h)
 
-    def set_roi(self, x: int, y: int, width: int, height: int) -> None:
-        self.core.setROI(x, y, width, height)
-
-    def clear_roi(self) -> None:
-        self.core.clearROI()
-
-    def image_shape(self) -> tuple[int, int]:
-        return int(self.core.getImageHeight()), int(self.core.getImageWidth())
-
-    def pixel_size_um(self) -> float:
-        return float(self.core.getPixelSizeUm())
-
     def start_camera_sequence(self, n_frames: int) -> None:
         """Arm the camera for `n_frames`; frames then arrive as the camera produces them."""
         self._buffer.clear()
         self.core.startSequenceAcquisition(n_frames, 0.0, True)
-
-    def stop_camera_sequence(self) -> None:
-        if self.core.isSequenceRunning():
-            self.core.stopSequenceAcquisition()
-
-    def camera_running(self) -> bool:
-        return bool(self.core.isSequenceRunning())
 
     def set_buffer_mb(self, size_mb: int) -> None:
         """Size the circular buffer: ours for Python cameras (so arrivals still notify),
@@ -330,9 +375,6 @@ class UniCoreBackend:
 
     def buffer_mb(self) -> int:
         return int(self.core.getCircularBufferMemoryFootprint())
-
-    def pending_frames(self) -> int:
-        return int(self.core.getRemainingImageCount())
 
     def _raise_if_overflowed(self) -> None:
         if self.core.isBufferOverflowed():
@@ -372,32 +414,6 @@ class UniCoreBackend:
         image = self.core.popNextImageMD(md)
         meta = {key: md.GetSingleTag(key).GetValue() for key in md.GetKeys()}
         return np.asarray(image), meta
-
-    # -------------------------------------------------------------- shutter
-    def set_shutter_open(self, label: str, is_open: bool) -> None:
-        self.core.setShutterOpen(label, is_open)
-
-    def shutter_open(self, label: str) -> bool:
-        return bool(self.core.getShutterOpen(label))
-
-    # -------------------------------------------------------------- stages
-    def stage_labels(self) -> tuple[str, str]:
-        return str(self.core.getXYStageDevice()), str(self.core.getFocusDevice())
-
-    def set_xy_position_um(self, x_um: float, y_um: float) -> None:
-        self.core.setXYPosition(float(x_um), float(y_um))
-
-    def xy_position_um(self) -> tuple[float, float]:
-        return float(self.core.getXPosition()), float(self.core.getYPosition())
-
-    def set_z_position_um(self, z_um: float) -> None:
-        self.core.setPosition(float(z_um))
-
-    def z_position_um(self) -> float:
-        return float(self.core.getPosition())
-
-    def wait_for_device(self, label: str) -> None:
-        self.core.waitForDevice(label)
 
     def close(self) -> None:
         """Stop acquisition and unload the Python devices (C++ ones go with the core)."""

@@ -182,6 +182,12 @@ class _Role:
     def has(self, prop: str | None) -> bool:
         return prop is not None and self.backend.has_property(self.label, prop)
 
+    def _count(self, prop: str | None) -> int | None:
+        """An integer readback ("3", "3.0"); None when the role map or the device has none."""
+        if prop is None or not self.has(prop):
+            return None
+        return int(float(self.backend.get_property(self.label, prop)))
+
     def _require(self, prop: str | None, why: str) -> str:
         if prop is None or not self.backend.has_property(self.label, prop):
             raise CapabilityError(f"{self.kind} {self.label!r} has no property {prop!r} ({why})")
@@ -466,11 +472,7 @@ class Slm(_Role):
     @property
     def sequence_position(self) -> int | None:
         """Steps the running sequence advanced since it started (None if not reported)."""
-        prop = self.roles.slm_position_property
-        if not self.has(prop):
-            return None
-        assert prop is not None
-        return int(float(self.backend.get_property(self.label, prop)))
+        return self._count(self.roles.slm_position_property)
 
 
 class Rotator(_Role):
@@ -542,11 +544,7 @@ class TriggerSource(_Role):
 
     @property
     def triggers_fired(self) -> int | None:
-        prop = self.roles.trigger_count_property
-        if not self.has(prop):
-            return None
-        assert prop is not None
-        return int(float(self.backend.get_property(self.label, prop)))
+        return self._count(self.roles.trigger_count_property)
 
 
 def _binning_factor(value: str) -> int:

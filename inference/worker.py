@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,6 +89,7 @@ class WorkerState:
     busy_since_s: float = 0.0  # wall time the current set started; 0 when idle
     stop: threading.Event = field(default_factory=threading.Event)
     trust: dict[int, TrustMonitor] = field(default_factory=dict)  # per channel
+    sr_buffers: SrBuffers = field(default_factory=lambda: SrBuffers())
 
 
 def resolve_method(method: str) -> tuple[str, str]:
@@ -118,8 +120,29 @@ ENCODE_BAND_BYTES = 256 * 1024  # float32 scratch of the uint16 SR encoding (CPU
 UNCHECKED_METHODS = ("none", "passthrough")
 
 
-def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, float]]:
-    """The SR payload in the requested encoding and the info fields describing it."""
+class SrBuffers:
+    """uint16 SR payloads, each reused once nothing holds it any more (ZeroMQ keeps a sent
+    payload until it is on the socket): a fresh 8 MB array per 1024 px set cost the worker
+    ~1.2 ms of page faults (encoding 4.5 -> 3.3 ms)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._buffers: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised uint16 array of ``shape`` that nothing else references."""
+        for buffer in self._buffers:  # free: the list, the loop and getrefcount's argument
+            if buffer.shape == shape and sys.getrefcount(buffer) <= 3:
+                return buffer
+        buffer = np.empty(shape, np.uint16)
+        self._buffers = [*self._buffers[-(self.keep - 1):], buffer] if self.keep > 1 else []
+        return buffer
+
+
+def encode_sr(image: np.ndarray, encoding: str, out: np.ndarray | None = None
+              ) -> tuple[np.ndarray, dict[str, float]]:
+    """The SR payload in the requested encoding and the info fields describing it; ``out``: a
+    uint16 array of the image's shape to encode into (uint16 only)."""
     if encoding == "float32":
         return image, {}
     if encoding != "uint16":
@@ -128,7 +151,9 @@ def encode_sr(image: np.ndarray, encoding: str) -> tuple[np.ndarray, dict[str, f
     shape = image.shape
     if image.ndim < 2:
         image = image.reshape(1, -1)
-    stored = np.empty(image.shape, np.uint16)
+    if out is not None and (out.shape != shape or out.dtype != np.uint16):
+        raise ValueError(f"SR output buffer {out.dtype}{out.shape} is not uint16{shape}")
+    stored = np.empty(image.shape, np.uint16) if out is None else out.reshape(image.shape)
     # in bands of rows whose float32 scratch stays in the CPU cache (four whole-image passes
     # went to memory and back); per pixel: scale, clip, + 0.5, truncate = round to nearest
     rows = max(1, ENCODE_BAND_BYTES // max(1, 4 * image[0].size))
@@ -405,7 +430,9 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
     finally:
         state.busy_since_s = 0.0
     image = np.ascontiguousarray(result.image, dtype=np.float32)
-    payload, encoding_info = encode_sr(image, sr_encoding)
+    payload, encoding_info = encode_sr(
+        image, sr_encoding,
+        state.sr_buffers.take(image.shape) if sr_encoding == "uint16" else None)
     info = {**result_info(result), "raw_sent_s": head.sent_s, **encoding_info}
     monitor = state.trust.get(head.channel)
     if monitor is not None and monitor.due():

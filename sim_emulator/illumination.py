@@ -9,16 +9,13 @@ what the forward model needs to shift the sample spectrum by h k.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hardware.pattern_layout import GRID, SimMode
 from sim_emulator.optics import Optics
 
-SimMode = Literal["wf", "sim", "nlsim"]
-
-_DEFAULT_GRID = {"wf": (1, 1), "sim": (3, 3), "nlsim": (5, 5)}
 _HARMONIC_FLOOR = 1e-2  # saturation harmonics weaker than 1 % of c_0 are not rendered
 _MAX_HARMONIC = 4
 
@@ -59,7 +56,7 @@ class SimPatterns(BaseModel):
 
     @model_validator(mode="after")
     def _grid_for_mode(self) -> SimPatterns:
-        orientations, phases = _DEFAULT_GRID[self.mode]
+        orientations, phases = GRID[self.mode]
         # filled from the mode: not marked as set, so a dump/re-validate with another mode works
         if self.n_orientations is None:
             object.__setattr__(self, "n_orientations", orientations)

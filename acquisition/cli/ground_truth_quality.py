@@ -9,6 +9,7 @@ interpolation. So the demo's summary and the assessment matrix rank methods the 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +42,8 @@ def methods_per_time_point(path: Path, channel: int = 0) -> dict[str, int]:
         if qc is None or run_file.QC_METHOD not in qc:
             return {}
         recorded = qc[run_file.QC_METHOD][:, channel]
-    counts: dict[str, int] = {}
-    for value in recorded:
-        name = value.decode() if isinstance(value, bytes) else str(value)
-        if name:
-            counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items()))
+    names = (value.decode() if isinstance(value, bytes) else str(value) for value in recorded)
+    return dict(sorted(Counter(name for name in names if name).items()))
 
 
 def score_against_ground_truth(path: Path, channel: int = 0) -> list[QualityRow]:

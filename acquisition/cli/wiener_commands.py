@@ -5,6 +5,7 @@ and `livesim bench wiener`. Heavy imports live inside the command functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,20 +236,14 @@ def _echo_trust(stack: RawStack, out: np.ndarray, fits: Sequence[Any], otf: OtfL
     typer.echo(trust_summary(records, len(fits)))
 
 
+@dataclass(frozen=True)
 class ResolvedOptics:
     """The OTF, pixel size and pattern expectation a reconstruction uses, and where from."""
 
-    def __init__(
-        self,
-        otf: OtfLike,
-        pixel_size_nm: float,
-        description: str,
-        expected_period_nm: float | None,
-    ) -> None:
-        self.otf = otf
-        self.pixel_size_nm = pixel_size_nm
-        self.description = description
-        self.expected_period_nm = expected_period_nm
+    otf: OtfLike
+    pixel_size_nm: float
+    description: str
+    expected_period_nm: float | None
 
 
 def resolve_optics(
@@ -336,6 +331,7 @@ def bench_wiener_command(
 
     import numpy as np
 
+    from acquisition.cli.bench.timing import time_calls
     from calibration.otf import OtfModel
     from inference.wiener import WienerConfig, WienerSim
     from sim_emulator.microscope import EmulatorConfig, Microscope
@@ -367,12 +363,8 @@ def bench_wiener_command(
 
     for _ in range(3):
         run()
-    times_ms = []
     cpu_start = time.process_time()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times_ms.append((time.perf_counter() - start) * 1e3)
+    times_ms = [1e3 * t for t in time_calls(run, repeats)]
     cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
     median = statistics.median(times_ms)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

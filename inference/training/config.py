@@ -59,6 +59,10 @@ class TrainingConfig(BaseModel):
     lr_floor_fraction: float = Field(default=0.1, gt=0, le=1)
     checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = at every validation")
     augment: bool = True
+    pixel_loss: Literal["mse", "l1"] = Field(
+        default="mse", description="SR networks: pixel term of the content loss (paper: mse)"
+    )
+    ssim_weight: float = Field(default=0.1, ge=0, description="SR networks: weight of 1 - SSIM")
     seed: int = 0
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="architecture option overrides (width, groups, ...)"

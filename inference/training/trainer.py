@@ -212,7 +212,7 @@ class Trainer:
     ) -> torch.Tensor:
         """MSE-SSIM; IMC-SR: its loss with the summation term against the (middle) input."""
         if self.config.mode != "imc":
-            return mse_ssim_loss(prediction, y)
+            return mse_ssim_loss(prediction, y, self.config.pixel_loss, self.config.ssim_weight)
         from inference.imc.loss import ImcLossWeights, imc_loss
 
         middle = x.shape[1] // 2

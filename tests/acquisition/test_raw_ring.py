@@ -131,8 +131,7 @@ def test_the_ring_is_committed_at_start_without_touching_frames_already_in_it() 
         frames = ring.take((9, 128, 128))  # written while the slots are being populated
         for p in range(9):
             frames[p] = expected_frame(0, 0, p, (128, 128))
-        ring._populating.join(30.0)
-        if ring.populated_bytes < ring.total_bytes:
+        if not ring.wait_populated(30.0):
             pytest.skip("this kernel has no MADV_POPULATE_WRITE")
         assert ring_resident_bytes() >= ring.total_bytes  # no page left for a frame to fault
         for p in range(9):

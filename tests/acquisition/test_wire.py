@@ -44,6 +44,15 @@ def test_round_trip_is_exact_and_keeps_every_field() -> None:
     np.testing.assert_array_equal(message.array, array)
 
 
+
+@pytest.mark.parametrize("shape", [(0, 0), (2, 0), (0, 5)])
+def test_an_empty_image_round_trips(shape: tuple[int, int]) -> None:
+    """A zero-size float32 image (a worker's answer to an empty set) decodes as itself; it
+    raised TypeError (memoryview cannot cast a view with a zero in its shape)."""
+    array = np.zeros(shape, np.float32)
+    message = decode(encode(header_for(Kind.SR_RESULT, "run-1", 1, array), array))
+    assert message.array.shape == shape and message.array.dtype == np.float32
+
 def test_encode_refuses_a_header_that_lies_about_the_array() -> None:
     array = raw_set()
     header = header_for(Kind.RAW_SET, "r", 1, array[:8])

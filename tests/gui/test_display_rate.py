@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -151,20 +149,18 @@ def test_live_outlet_limits_sr_to_the_display_rate(monkeypatch: pytest.MonkeyPat
 def test_paced_frames_come_at_the_camera_rate() -> None:
     import time
 
-    from acquisition.cli.bench.display import PacedFrames
+    from acquisition.cli.bench.pipeline import BankSource
 
-    class Source:
-        def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Any:
-            yield from range(time_point * 9, time_point * 9 + 9)
-
-    paced = PacedFrames(Source(), frames_per_s=300.0)
+    bank = np.arange(2 * 9 * 4, dtype=np.uint16).reshape(2, 9, 2, 2)
+    paced = BankSource(bank, frames_per_s=300.0)
     start = time.monotonic()
     frames = [f for t in range(3) for f in paced.stream_time_point(None, t, 1.0)]
     elapsed = time.monotonic() - start
-    assert frames == list(range(27))  # every frame, in order
+    assert [f.tag.sequence for f in frames] == list(range(27))  # every frame, in order
+    assert [int(f.image[0, 0]) for f in frames[9:18]] == [4 * (9 + p) for p in range(9)]
     assert 26 / 300.0 <= elapsed < 26 / 300.0 + 0.5  # not faster than the camera
     with pytest.raises(ValueError, match="frames_per_s"):
-        PacedFrames(Source(), 0.0)
+        BankSource(bank, -1.0)
 
 
 def test_display_path_cost_adds_the_pipeline_extra_per_pair() -> None:

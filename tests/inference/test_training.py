@@ -145,6 +145,27 @@ def test_loss_decreases_when_overfitting_one_example(tmp_path: Path) -> None:
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
+def test_content_loss_options_change_the_pixel_term_and_the_ssim_weight() -> None:
+    from inference.evaluation import ssim_torch
+    from inference.training.losses import min_max_torch, mse_ssim_loss
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 1, 32, 32, generator=generator)
+    prediction = target + 0.2 * torch.randn(2, 1, 32, 32, generator=generator)
+    p, t = min_max_torch(prediction), min_max_torch(target)
+    structure = 1.0 - float(ssim_torch(p, t).mean())
+    mse = float(((p - t) ** 2).mean())
+    l1 = float((p - t).abs().mean())
+    assert float(mse_ssim_loss(prediction, target)) == pytest.approx(mse + 0.1 * structure)
+    assert float(mse_ssim_loss(prediction, target, "l1", 0.5)) == pytest.approx(
+        l1 + 0.5 * structure
+    )
+    config = tiny_config(pixel_loss="l1", ssim_weight=0.3)
+    assert (config.pixel_loss, config.ssim_weight) == ("l1", 0.3)
+    with pytest.raises(ValueError, match="pixel_loss"):
+        tiny_config(pixel_loss="l2")
+
+
 def test_plateau_halves_learning_rate_down_to_the_floor(tmp_path: Path) -> None:
     trainer = Trainer(tiny_config(patience=2, lr_floor_fraction=0.3), tmp_path / "m.pt")
     assert trainer._after_validation(0.5)

@@ -246,3 +246,47 @@ def test_uint16_sr_encoding_is_within_half_a_step() -> None:
     whole = np.clip(big * np.float32(65535.0), 0.0, np.float32(65535.0)) + np.float32(0.5)
     np.testing.assert_array_equal(encode_sr(big, "uint16")[0], whole.astype(np.uint16))
     assert encode_sr(big[0], "uint16")[0].shape == (513,)
+
+
+def test_sr_payload_buffers_are_reused_only_once_nothing_holds_them() -> None:
+    import zmq
+
+    from acquisition.wire import Kind, encode, header_for
+    from inference.worker import SrBuffers, encode_sr
+
+    image = np.random.default_rng(6).uniform(0, 1, (300, 256)).astype(np.float32)
+    buffers = SrBuffers(keep=2)
+
+    def address(array: np.ndarray) -> int:
+        return int(array.__array_interface__["data"][0])
+
+    payload, _ = encode_sr(image, "uint16", buffers.take(image.shape))
+    np.testing.assert_array_equal(payload, encode_sr(image, "uint16")[0])  # same integers
+    first = address(payload)
+    assert address(buffers.take(image.shape)) != first  # the payload (a view) still held
+    del payload
+    assert address(buffers.take(image.shape)) == first  # let go: reused, no fresh array
+    with pytest.raises(ValueError, match="uint16"):
+        encode_sr(image, "uint16", np.empty((300, 255), np.uint16))
+    # a payload handed to ZeroMQ (copy=False) stays out of reach until it has been sent
+    context = zmq.Context()
+    push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    try:
+        push.bind("inproc://sr-buffers")
+        pull.connect("inproc://sr-buffers")  # queued for it, unread: ZeroMQ holds the payload
+        payload, _ = encode_sr(image, "uint16", buffers.take(image.shape))
+        in_flight = address(payload)
+        push.send_multipart(encode(header_for(Kind.SR_RESULT, "run", 1, payload), payload),
+                            copy=False)
+        del payload
+        for _ in range(3):  # ZeroMQ holds it: never handed out (overwritten) before it is read
+            held = buffers.take(image.shape)
+            assert address(held) != in_flight
+            held[...] = 0
+        assert pull.poll(5000)
+        received = np.frombuffer(pull.recv_multipart()[1], np.uint16).reshape(image.shape)
+        np.testing.assert_array_equal(received, encode_sr(image, "uint16")[0])
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        context.term()

@@ -221,6 +221,9 @@ def test_receiver_never_raises(header: tuple[dict[str, Any], bytes]) -> None:
         def recv_multipart(self, copy: bool = False) -> list[bytes]:
             return self.frames
 
+        def get(self, option: int) -> int:  # ZMQ_EVENTS: nothing flagged, the poller decides
+            return 0
+
     receiver = MessageReceiver.__new__(MessageReceiver)
     receiver.socket = _Frames()  # type: ignore[assignment]
     receiver.name = "property"

@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from acquisition.cli.bench.timing import time_calls
 from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 logger = logging.getLogger(__name__)
@@ -113,17 +114,10 @@ def machine_description() -> dict[str, Any]:
 
 def _median_rate(run: Callable[[], Any], count: int, repeats: int, budget_s: float = 20.0
                  ) -> float:
-    """Items per second of ``run`` (which handles ``count`` items), median over repeats."""
+    """Items per second of ``run`` (which handles ``count`` items) at its median time, after
+    one untimed call; at most ``repeats`` timed calls and about ``budget_s``."""
     run()
-    rates = []
-    deadline = time.perf_counter() + budget_s
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        rates.append(count / (time.perf_counter() - start))
-        if time.perf_counter() > deadline:
-            break
-    return statistics.median(rates)
+    return count / statistics.median(time_calls(run, repeats, budget_s))
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -415,7 +409,7 @@ def bench_gui(s: BenchSettings) -> list[Figure]:
     return [
         Figure("gui", f"pipeline with the window, SR view {2 * s.size_px} px",
                r.with_display_fps, "raw frames/s", "same pipeline headless", r.headless_fps,
-               note=f"SR / raw view {r.sr_updates_per_s:.1f} / {r.raw_updates_per_s:.1f} new "
+               note=f"SR / raw view {r.during.sr_per_s:.1f} / {r.during.raw_per_s:.1f} new "
                     f"images drawn/s (pipeline made {r.during.sr_made_per_s:.1f} SR/s); "
                     f"display path {r.display_path_ms_per_pair:.1f} ms CPU per pair"),
     ]

@@ -22,10 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from acquisition.cli.bench.display_cost import DisplayCost, StageClock
 from acquisition.session import SessionOptions
@@ -34,17 +34,9 @@ if TYPE_CHECKING:
     from pyqtgraph.Qt import QtWidgets
 
     from gui.main_window import LiveWindow
-    from hardware.frames import TaggedFrame
-    from hardware.sequencing import SequencePlan
 
 logger = logging.getLogger(__name__)
 
-
-class StreamingSource(Protocol):
-    """A frame source that streams one time point's tagged frames as they arrive."""
-
-    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
-                          ) -> Iterator[TaggedFrame]: ...
 
 STAGE_CLOCK = StageClock()  # the timer on the window's display-stage hook during the bench
 
@@ -162,16 +154,6 @@ class DisplayBenchResult:
     def slowdown_pct(self) -> float:
         """How much slower the pipeline ran with the window drawing (negative: faster)."""
         return 100.0 * (1.0 - self.with_display_fps / self.headless_fps)
-
-    @property
-    def sr_updates_per_s(self) -> float:
-        """New SR images drawn per second while the pipeline ran."""
-        return self.during.sr_per_s
-
-    @property
-    def raw_updates_per_s(self) -> float:
-        """New raw images drawn per second while the pipeline ran."""
-        return self.during.raw_per_s
 
     def lines(self) -> list[str]:
         """Human-readable report."""
@@ -555,36 +537,6 @@ def feed_main(endpoint: str, size_px: int, seconds: float, hz: float) -> None:
         publisher.close()
 
 
-class PacedFrames:
-    """Wraps the bench's frame source so frames come no faster than ``frames_per_s``, as from
-    an exposure-limited camera (the emulator itself renders as fast as the CPU allows)."""
-
-    def __init__(self, source: StreamingSource, frames_per_s: float) -> None:
-        if not frames_per_s > 0:
-            raise ValueError(f"frames_per_s must be positive, got {frames_per_s}")
-        self.source = source
-        self.period_s = 1.0 / frames_per_s
-        self.delivered = 0
-        self._start_s = 0.0
-
-    def stream_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
-                          ) -> Iterator[TaggedFrame]:
-        """The wrapped source's frames, each released at its exposure's end."""
-        for frame in self.source.stream_time_point(plan, time_point, timeout_s):
-            if self.delivered == 0:
-                self._start_s = time.monotonic()
-            else:
-                time.sleep(max(0.0, self._start_s + self.delivered * self.period_s
-                               - time.monotonic()))
-            self.delivered += 1
-            yield frame
-
-    def acquire_time_point(self, plan: SequencePlan, time_point: int, timeout_s: float
-                           ) -> list[TaggedFrame]:
-        """All frames of one time point, paced."""
-        return list(self.stream_time_point(plan, time_point, timeout_s))
-
-
 def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0) -> None:
     """The pipeline process: print its raw frames/s as JSON (start to run file closed);
     ``paced_fps`` > 0 paces the frame source at that rate."""
@@ -592,13 +544,12 @@ def pipeline_main(folder: Path, size_px: int, time_points: int, paced_fps: float
 
     (folder / "ep").mkdir(parents=True, exist_ok=True)
     bank = pipeline_bench.frame_bank(size_px)
-    source = (PacedFrames(pipeline_bench.BankSource(bank), paced_fps) if paced_fps > 0
-              else None)
-    fps, summary, path, cpu = pipeline_bench.measured_pipeline_run(bank, time_points, folder,
-                                                                   fsync=False, source=source)
-    path.unlink(missing_ok=True)
-    sys.stdout.write(json.dumps({"raw_fps": fps, "sr_frames": summary.sr_frames,
-                                 "cpu_ms_per_frame": 1e3 * cpu / max(summary.raw_frames, 1)})
+    source = pipeline_bench.BankSource(bank, paced_fps)
+    m = pipeline_bench.measure_pipeline(bank, time_points, folder, fsync=False, source=source)
+    m.path.unlink(missing_ok=True)
+    cpu_s = m.acquisition_cpu_s + m.worker_cpu_s  # first time point to the file closed
+    sys.stdout.write(json.dumps({"raw_fps": m.fps, "sr_frames": m.summary.sr_frames,
+                                 "cpu_ms_per_frame": 1e3 * cpu_s / max(m.summary.raw_frames, 1)})
                      + "\n")
 
 

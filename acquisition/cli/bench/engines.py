@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from acquisition.cli.bench.timing import time_calls
 from inference.engines import BackendUnavailableError, make_engine, resolve_device
 from inference.model_file import BUNDLED_NAMES, LoadedModel, ModelInfo, load_model, weights_sha256
 from inference.models import build_model
@@ -77,18 +78,7 @@ def time_case(
     start = time.perf_counter()
     engine_run(batch)
     row.setup_s = time.perf_counter() - start
-    latencies: list[float] = []
-    spent = 0.0
-    for _ in range(max(iterations, 1)):
-        if spent + (latencies[-1] if latencies else row.setup_s) > budget_s and latencies:
-            break
-        start = time.perf_counter()
-        engine_run(batch)
-        elapsed = time.perf_counter() - start
-        latencies.append(elapsed)
-        spent += elapsed
-        if spent > budget_s:
-            break
+    latencies = time_calls(lambda: engine_run(batch), max(iterations, 1), budget_s)
     latency = statistics.median(latencies)
     row.latency_ms = latency * 1e3
     row.frames_per_s = batch.shape[0] / latency

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from acquisition.cli.bench.timing import time_calls
 from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,12 @@ def dfcan_under_test(dry_run: bool) -> Any:
     return LoadedModel(info=info, module=module)
 
 
+def latency_figures(times: list[float]) -> dict[str, float]:
+    """Runs and latency p50/p99 (ms) of timed calls."""
+    return {"runs": len(times), "latency_p50_ms": statistics.median(times) * 1e3,
+            "latency_p99_ms": _percentile(times, 99) * 1e3}
+
+
 def time_engine(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, runs: int,
                 budget_s: float) -> dict[str, float]:
     """First call = setup; then timed calls (output back on the host, so each call is
@@ -298,16 +305,9 @@ def time_engine(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, runs
     start = time.perf_counter()
     run(batch)
     setup_s = time.perf_counter() - start
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < runs and (not times or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - start)
-    p50 = statistics.median(times)
-    return {"setup_s": setup_s, "runs": len(times), "latency_p50_ms": p50 * 1e3,
-            "latency_p99_ms": _percentile(times, 99) * 1e3,
-            "frames_per_s": batch.shape[0] / p50}
+    timed = latency_figures(time_calls(lambda: run(batch), runs, budget_s))
+    return {"setup_s": setup_s, **timed,
+            "frames_per_s": batch.shape[0] / timed["latency_p50_ms"] * 1e3}
 
 
 def stage_dfcan(plan: CheckPlan) -> dict[str, Any]:
@@ -391,18 +391,10 @@ def stage_preprocessing(plan: CheckPlan) -> dict[str, Any]:
     cpu = Preprocessor("sim", calibration=maps).prepare(raw)
     got = pre.prepare(raw)
     inputs = got.inputs.get() if hasattr(got.inputs, "get") else np.asarray(got.inputs)
-    times: list[float] = []
-    deadline = time.perf_counter() + plan.stage_budget_s["preprocessing"]
-    while len(times) < max(plan.latency_runs, 3) and time.perf_counter() < deadline:
-        start = time.perf_counter()
-        pre.prepare(raw)
-        if xp is not np:
-            xp.cuda.Stream.null.synchronize()
-        times.append(time.perf_counter() - start)
-    p50 = statistics.median(times)
-    return {"array_module": xp.__name__, "size": size, "runs": len(times),
-            "latency_p50_ms": p50 * 1e3, "latency_p99_ms": _percentile(times, 99) * 1e3,
-            "sets_per_s": 1.0 / p50,
+    timed = latency_figures(time_calls(lambda: pre.prepare(raw), max(plan.latency_runs, 3),
+                                       plan.stage_budget_s["preprocessing"], plan.device))
+    return {"array_module": xp.__name__, "size": size, **timed,
+            "sets_per_s": 1e3 / timed["latency_p50_ms"],
             "max_abs_diff_vs_numpy": float(np.abs(inputs - cpu.inputs).max()),
             "flags_equal": got.flags == cpu.flags}
 
@@ -429,24 +421,17 @@ def stage_wiener(plan: CheckPlan) -> dict[str, Any]:
     for _ in range(3):
         sim.reconstruct_torch(tensor)
     _sync(plan.device)
-    times: list[float] = []
-    deadline = time.perf_counter() + plan.stage_budget_s["wiener"]
-    while len(times) < plan.wiener_runs and time.perf_counter() < deadline:
-        start = time.perf_counter()
-        sim.reconstruct_torch(tensor)
-        _sync(plan.device)
-        times.append(time.perf_counter() - start)
+    timed = latency_figures(time_calls(lambda: sim.reconstruct_torch(tensor), plan.wiener_runs,
+                                       plan.stage_budget_s["wiener"], plan.device))
     # back to back, as a stream of sets: the device queue stays full
     start = time.perf_counter()
-    count = max(len(times), 1)
+    count = int(timed["runs"])
     for _ in range(count):
         sim.reconstruct_torch(tensor)
     _sync(plan.device)
     streamed_s = (time.perf_counter() - start) / count
-    p50 = statistics.median(times)
-    return {"size": plan.wiener_size, "device": plan.device, "setup_s": setup_s,
-            "runs": len(times), "latency_p50_ms": p50 * 1e3,
-            "latency_p99_ms": _percentile(times, 99) * 1e3, "sets_per_s": 1.0 / p50,
+    return {"size": plan.wiener_size, "device": plan.device, "setup_s": setup_s, **timed,
+            "sets_per_s": 1e3 / timed["latency_p50_ms"],
             "streamed_sets_per_s": 1.0 / streamed_s,
             "max_rel_diff_vs_numpy": float(np.abs(got - expected).max() / expected.max())}
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from acquisition.cli.bench.timing import time_calls
 from inference.imc.live import DEFAULT_MODEL, ImcSeparator
 
 logger = logging.getLogger(__name__)
@@ -45,14 +47,7 @@ def bench_imcsr(
         begin = time.perf_counter()
         _step(separator, image)  # warm-up (and the temporal window's first frame)
         setup_s = time.perf_counter() - begin
-        timings: list[float] = []
-        deadline = time.perf_counter() + budget_s
-        while len(timings) < iterations and (not timings or time.perf_counter() < deadline):
-            begin = time.perf_counter()
-            _step(separator, image)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            timings.append(time.perf_counter() - begin)
+        timings = time_calls(partial(_step, separator, image), iterations, budget_s, device)
         latency_s = float(np.median(timings))
         rows.append(
             {

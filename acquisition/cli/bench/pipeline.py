@@ -212,19 +212,32 @@ def frame_bank(size_px: int, seed: int = 0) -> np.ndarray:
 
 
 class BankSource:
-    """A frame source with the rig's streaming form, cycling through a bank of sets."""
+    """A frame source with the rig's streaming form, cycling through a bank of sets.
 
-    def __init__(self, bank: np.ndarray) -> None:
+    ``frames_per_s`` > 0 releases frames no faster than that, each at its exposure's end, as
+    an exposure-limited camera does (the bank itself is ready at once); 0: as fast as asked.
+    """
+
+    def __init__(self, bank: np.ndarray, frames_per_s: float = 0.0) -> None:
         from hardware.frames import FrameTag, TaggedFrame
 
+        if frames_per_s < 0:
+            raise ValueError(f"frames_per_s must be >= 0, got {frames_per_s}")
         self._tag, self._frame = FrameTag, TaggedFrame
         self.bank = bank
         self.sequence = 0
+        self.period_s = 1.0 / frames_per_s if frames_per_s else 0.0
+        self._start_s = 0.0
 
     def stream_time_point(self, plan: Any, time_point: int, timeout_s: float) -> Iterator[Any]:
         """The next set's frames, tagged like the rig tags them."""
         frames = self.bank[time_point % len(self.bank)]
         for p in range(frames.shape[0]):
+            if self.period_s and self.sequence == 0:
+                self._start_s = time.monotonic()
+            elif self.period_s:
+                time.sleep(max(0.0, self._start_s + self.sequence * self.period_s
+                               - time.monotonic()))
             tag = self._tag(time_point=time_point, channel=0, laser_nm=LASER_NM,
                             orientation=p // 3, phase=p % 3, pattern_index=p,
                             sequence=self.sequence, timestamp_s=time.monotonic(),
@@ -424,15 +437,6 @@ class PipelineMeasurement:
     viewer_images: int = 0  # display images an attached viewer received
 
 
-def split_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool
-                       ) -> tuple[float, Any, Path, float, float]:
-    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
-    path, and the CPU seconds of the acquisition process and of the worker over that time
-    (worker start-up and its exit after the file is closed are not counted)."""
-    m = measure_pipeline(bank, time_points, folder, fsync)
-    return m.fps, m.summary, m.path, m.acquisition_cpu_s, m.worker_cpu_s
-
-
 _VIEWER = textwrap.dedent("""
     import signal, sys, zmq
     from acquisition.transport import DISPLAY_TOPICS, DisplaySubscriber
@@ -536,15 +540,6 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
                                sets_sent=int(getattr(sender, "sent", 0)),
                                sets_by_reference=int(getattr(sender, "sent_by_reference", 0)),
                                viewer_images=images)
-
-
-def measured_pipeline_run(bank: np.ndarray, time_points: int, folder: Path, fsync: bool,
-                          source: Any | None = None) -> tuple[float, Any, Path, float]:
-    """The full pipeline on the bank: frames/s (first time point to file closed), summary,
-    path, and CPU seconds from the first time point to the file closed (this process + the
-    worker); ``source`` as for :func:`measure_pipeline`."""
-    m = measure_pipeline(bank, time_points, folder, fsync, source)
-    return m.fps, m.summary, m.path, m.acquisition_cpu_s + m.worker_cpu_s
 
 
 def check_lossless(path: Path, bank: np.ndarray, time_points: int) -> tuple[int, int]:
@@ -668,16 +663,12 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
                 "viewer_images": m.viewer_images,
                 "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
 
-        def bare(run: Callable[[], tuple[float, float]]) -> MemberOutcome:
-            fps, cpu = run()
-            return MemberOutcome(fps, cpu)
-
-        members: dict[str, Callable[[Path], MemberOutcome]] = {
-            "bare zmq": lambda where: bare(lambda: bare_zmq_fps(bank, time_points, where)),
-            "bare h5py raw": lambda where: bare(
-                lambda: bare_h5py_fps(bank, time_points, where, fsync)),
-            "bare h5py same bytes": lambda where: bare(
-                lambda: bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
+        members: dict[str, Callable[[Path], MemberOutcome]] = {  # bare: (frames/s, CPU s)
+            "bare zmq": lambda where: MemberOutcome(*bare_zmq_fps(bank, time_points, where)),
+            "bare h5py raw": lambda where: MemberOutcome(
+                *bare_h5py_fps(bank, time_points, where, fsync)),
+            "bare h5py same bytes": lambda where: MemberOutcome(
+                *bare_h5py_fps(bank, time_points, where, fsync, same_bytes=True)),
             "pipeline": pipeline,
         }
         runs = run_interleaved(members, repeats, scratch)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,20 +146,9 @@ class SoakReport:
         return self.file_bytes / self.dataset_bytes if self.dataset_bytes else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready figures."""
-        return {
-            "duration_s": self.duration_s, "time_points": self.time_points,
-            "raw_frames": self.raw_frames, "raw_frames_lost": self.raw_frames_lost,
-            "sr_frames": self.sr_frames, "sr_skipped": self.sr_skipped, "gaps": self.gaps,
-            "worker_restarts": self.worker_restarts, "latency_ms": self.latency_ms,
-            "rss_growth_pct": {"acquisition": self.rss_growth_pct("acquisition"),
-                               "worker": self.rss_growth_pct("worker")},
-            "rss": [s.__dict__ for s in self.rss], "file_bytes": self.file_bytes,
-            "dataset_bytes": self.dataset_bytes, "events": self.events, "error": self.error,
-            "passed": self.passed, "size_px": self.options.size_px,
-            "reconstruction": self.options.reconstruction,
-            "object_growth": self.object_growth,
-        }
+        """JSON-ready: every figure and option, RSS growth of both processes, the verdict."""
+        growth = {which: self.rss_growth_pct(which) for which in ("acquisition", "worker")}
+        return {**asdict(self), "rss_growth_pct": growth, "passed": self.passed}
 
 
 def rss_mb(pid: int | None) -> float:
