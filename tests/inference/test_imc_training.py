@@ -20,6 +20,7 @@ from inference.model_file import load_model, read_model_file
 from inference.models.imcsr import OUTPUT_BIAS_INIT, Imcsr
 from inference.training import Trainer, TrainingConfig, TrainingError
 from inference.training.data import DataSourceError
+from tests.inference.conftest import straight_and_resumed
 
 TINY = {"width": 4, "groups": 1, "blocks": 1, "reduction": 2}
 
@@ -37,12 +38,7 @@ def imc_config(**overrides: object) -> TrainingConfig:
 
 def test_tiny_imcsr_checkpoints_resumes_exactly_and_logs(tmp_path: Path) -> None:
     config = imc_config()
-    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
-    first = Trainer(config, tmp_path / "b.pt")
-    first.run(until_step=2, checkpoint=tmp_path / "b.ckpt", plot=False)
-    resumed = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt")
-    assert resumed.step == 2
-    result = resumed.run(plot=False)
+    straight, result = straight_and_resumed(config, tmp_path, stop_step=2)
     assert [r["loss"] for r in straight.rows] == [r["loss"] for r in result.rows]
     assert [r.get("val_pearson") for r in straight.rows] == [
         r.get("val_pearson") for r in result.rows

@@ -25,6 +25,7 @@ from inference.training import (
     open_source,
 )
 from inference.training.data import DataSourceError, dihedral, model_input
+from tests.inference.conftest import straight_and_resumed
 
 TINY = {"width": 8, "groups": 1, "blocks": 1, "reduction": 2, "spectrum_size": 16}
 
@@ -73,12 +74,7 @@ class FixedSource:
 
 def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> None:
     config = tiny_config(steps=4, validation_every=2)
-    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
-    first = Trainer(config, tmp_path / "b.pt")
-    first.run(until_step=2, checkpoint=tmp_path / "b.ckpt", plot=False)
-    resumed = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt")
-    assert resumed.step == 2
-    result = resumed.run(plot=False)
+    straight, result = straight_and_resumed(config, tmp_path, stop_step=2)
     losses_a = [row["loss"] for row in straight.rows]
     losses_b = [row["loss"] for row in result.rows]
     assert len(losses_a) == 4
@@ -125,10 +121,7 @@ def test_dfgan_resume_is_exact_too(tmp_path: Path) -> None:
         generator_steps=2,
         discriminator_options={"stem_width": 4, "block_widths": [4, 8], "dense_width": 8},
     )
-    straight = Trainer(config, tmp_path / "a.pt").run(plot=False)
-    first = Trainer(config, tmp_path / "b.pt")
-    first.run(until_step=1, checkpoint=tmp_path / "b.ckpt", plot=False)
-    result = Trainer.resume(tmp_path / "b.ckpt", tmp_path / "b.pt").run(plot=False)
+    straight, result = straight_and_resumed(config, tmp_path, stop_step=1)
     keys = ("d_loss", "g_loss", "loss")
     expected = [[r[k] for k in keys] for r in straight.rows]
     assert expected == [[r[k] for k in keys] for r in result.rows]
@@ -147,7 +140,7 @@ def test_loss_decreases_when_overfitting_one_example(tmp_path: Path) -> None:
 
 def test_content_loss_options_change_the_pixel_term_and_the_ssim_weight() -> None:
     from inference.evaluation import ssim_torch
-    from inference.training.losses import min_max_torch, mse_ssim_loss
+    from inference.training.losses import min_max_torch, pixel_ssim_loss
 
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(2, 1, 32, 32, generator=generator)
@@ -156,8 +149,8 @@ def test_content_loss_options_change_the_pixel_term_and_the_ssim_weight() -> Non
     structure = 1.0 - float(ssim_torch(p, t).mean())
     mse = float(((p - t) ** 2).mean())
     l1 = float((p - t).abs().mean())
-    assert float(mse_ssim_loss(prediction, target)) == pytest.approx(mse + 0.1 * structure)
-    assert float(mse_ssim_loss(prediction, target, "l1", 0.5)) == pytest.approx(
+    assert float(pixel_ssim_loss(prediction, target)) == pytest.approx(mse + 0.1 * structure)
+    assert float(pixel_ssim_loss(prediction, target, "l1", 0.5)) == pytest.approx(
         l1 + 0.5 * structure
     )
     config = tiny_config(pixel_loss="l1", ssim_weight=0.3)
