@@ -21,7 +21,7 @@ def min_max_torch(images: torch.Tensor) -> torch.Tensor:
     return (images - lo) / (hi - lo).clamp_min(1e-7)
 
 
-def mse_ssim_loss(
+def pixel_ssim_loss(
     prediction: torch.Tensor,
     target: torch.Tensor,
     pixel: Literal["mse", "l1"] = "mse",

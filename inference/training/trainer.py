@@ -31,7 +31,7 @@ from inference.models import build_model, validate_options
 from inference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from inference.training.config import TrainingConfig
 from inference.training.data import DataSource, PatchSampler, Sampler, open_source
-from inference.training.losses import ADVERSARIAL_WEIGHT, bce, mse_ssim_loss
+from inference.training.losses import ADVERSARIAL_WEIGHT, bce, pixel_ssim_loss
 from inference.training.training_log import LogRow, log_paths, write_log
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class Trainer:
     ) -> torch.Tensor:
         """MSE-SSIM; IMC-SR: its loss with the summation term against the (middle) input."""
         if self.config.mode != "imc":
-            return mse_ssim_loss(prediction, y, self.config.pixel_loss, self.config.ssim_weight)
+            return pixel_ssim_loss(prediction, y, self.config.pixel_loss, self.config.ssim_weight)
         from inference.imc.loss import ImcLossWeights, imc_loss
 
         middle = x.shape[1] // 2
