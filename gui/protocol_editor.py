@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from acquisition.protocol import Protocol, ProtocolError
@@ -38,31 +39,17 @@ def unique_output(folder: Path, stem: str) -> Path:
     return path
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):  # an inline table (e.g. a channel's autopilot settings)
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
-                               if v is not None) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def protocol_to_toml(data: dict[str, Any]) -> str:
-    """TOML text of a protocol mapping (scalars, an optional [roi] table, [[channels]])."""
-    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
-             if key not in ("channels", "roi") and value is not None]
-    if data.get("roi"):
-        lines += ["", "[roi]"] + [f"{k} = {_toml_value(v)}" for k, v in data["roi"].items()
-                                  if v is not None]
-    for channel in data.get("channels", []):
-        lines += ["", "[[channels]]"] + [f"{k} = {_toml_value(v)}" for k, v in channel.items()
-                                         if v is not None]
-    return "\n".join(lines) + "\n"
+    """TOML text of a protocol mapping; unset fields (None) are left out: TOML has no null."""
+    return tomli_w.dumps(_without_none(data))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 class ProtocolEditor(QtWidgets.QGroupBox):
