@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import exit_on
+
 
 def reprocess_command(
     run: Path = typer.Argument(..., help="Recorded run file (.h5) whose raw sets to reprocess."),
@@ -64,18 +66,15 @@ def reprocess_command(
                                chunk_timeout_s=chunk_timeout_s)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    try:
-        with (dask_client(workers, scheduler, timeout_s=connect_timeout_s) as client,
-              Progress(*columns) as bar):
-            task = bar.add_task("time points", total=None)
+    with (exit_on(ReprocessError),
+          dask_client(workers, scheduler, timeout_s=connect_timeout_s) as client,
+          Progress(*columns) as bar):
+        task = bar.add_task("time points", total=None)
 
-            def show(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def show(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            summary = run_reprocess(options, client, show, overwrite=overwrite)
-    except ReprocessError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        summary = run_reprocess(options, client, show, overwrite=overwrite)
     events = ", ".join(f"{k}={v}" for k, v in sorted(summary.events.items())) or "none"
     typer.echo(f"{summary.output}: {summary.written_now} time points written now, "
                f"{summary.already_done} already done, of {summary.time_points}; "
