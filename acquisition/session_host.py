@@ -175,19 +175,16 @@ class SessionHost:
         try:
             if cmd == "status":
                 return self.status(int(_number(request, "since", 0)))
-            if cmd == "live":
+            if cmd in ("live", "record"):
+                start = self.start_live if cmd == "live" else self.start_record
                 protocol = self._protocol(request["protocol"])
                 channel = int(_number(request, "display_channel", 0))
-                return self._later("live", lambda: self.start_live(protocol, channel))
+                return self._later(cmd, lambda: start(protocol, channel))
             if cmd == "display":  # what the window's raw view shows: "frame" / "wide-field"
                 self.outlet.set_raw_view(str(request.get("raw_view", "frame")))
                 return {"ok": True}
             if cmd == "stop_live":
                 return self._later("stop_live", self.stop_live)
-            if cmd == "record":
-                protocol = self._protocol(request["protocol"])
-                channel = int(_number(request, "display_channel", 0))
-                return self._later("record", lambda: self.start_record(protocol, channel))
             if cmd == "stop_record":  # optional: finish_within_s (drain limit), resume (live)
                 if self.recording is not None:
                     within = (None if request.get("finish_within_s") is None
@@ -453,9 +450,7 @@ def run_file_sealed(path: Path) -> tuple[bool, str]:
         with h5py.File(path, "r") as h5:
             if run_file.FAULT_RESERVE in h5:
                 return False, "fault reserve still allocated"
-            kinds = h5[run_file.EVENTS]["kind"][()] if run_file.EVENTS in h5 else []
-            if not any((k.decode() if isinstance(k, bytes) else str(k)) == "run_end"
-                       for k in kinds):
+            if "run_end" not in run_file.event_counts(h5):
                 return False, "no run_end event"
     except OSError as exc:
         return False, f"cannot open: {exc}"
