@@ -22,7 +22,7 @@ import scipy.fft as sfft
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calibration.edge_taper import edge_taper
-from calibration.otf import OtfLike, OtfModel
+from calibration.otf import OtfLike, OtfModel, frequency_grid_cycles_per_px
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +193,7 @@ class _Grid:
 
     def __init__(self, ny: int, nx: int, pixel_size_nm: float, otf: OtfLike) -> None:
         self.shape = (ny, nx)
-        self.ky = np.fft.fftfreq(ny)[:, None]
-        self.kx = np.fft.fftfreq(nx)[None, :]
+        self.ky, self.kx = frequency_grid_cycles_per_px((ny, nx))
         self.radius = np.hypot(self.ky, self.kx)
         self.pixel_size_nm = pixel_size_nm
         self.otf_model = otf

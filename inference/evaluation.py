@@ -18,6 +18,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from calibration.edge_taper import edge_taper
+from calibration.otf import frequency_grid_cycles_per_px
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
     """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic)."""
     image = np.asarray(image, dtype=np.float64)
     shift_px = np.asarray(shift_px, dtype=np.float64)
-    ny, nx = image.shape[-2:]
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.fftfreq(nx)[None, :]
+    ky, kx = frequency_grid_cycles_per_px(image.shape[-2:])
     dy = shift_px[..., 0][..., None, None]
     dx = shift_px[..., 1][..., None, None]
     ramp = np.exp(-2j * np.pi * (ky * dy + kx * dx))
