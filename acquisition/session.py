@@ -107,7 +107,6 @@ class Progress:
     """A snapshot for the progress display."""
 
     time_points_done: int
-    time_points_total: int | None
     elapsed_s: float
     raw_frames: int
     sr_frames: int
@@ -1273,7 +1272,6 @@ class RunSession:
         stats = recorder.stats if recorder is not None else None
         return Progress(
             time_points_done=self._latest_raw_time_point + 1,
-            time_points_total=self.protocol.n_events,
             elapsed_s=time.monotonic() - self._start_s,
             raw_frames=stats.raw_frames if stats else 0,
             sr_frames=stats.sr_frames if stats else 0,
