@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from inference.domain import ModelDomain
+from inference.domain import ModelDomain, Range
 from inference.models import build_model, validate_options
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,12 @@ class ModelInfo(BaseModel):
     weights_sha256: str
     source: str = ""
     domain: ModelDomain | None = None
+    imc_unexplained_limit: float | None = Field(
+        default=None, gt=0, description="IMC-SR: unexplained fraction above which the live "
+        "separator flags a frame, measured for this model (inference.imc.domain_limit)")
+    imc_channel_shares: list[Range] | None = Field(
+        default=None, description="IMC-SR: range of each output channel's share of the "
+        "separated signal on in-domain input; a frame outside is flagged")
 
     @property
     def input_frames(self) -> int:
@@ -127,6 +133,8 @@ def save_model(
     normalisation: Normalisation | None = None,
     source: str = "",
     domain: ModelDomain | None = None,
+    imc_unexplained_limit: float | None = None,
+    imc_channel_shares: list[Range] | None = None,
 ) -> ModelInfo:
     """Write `module`'s weights with its description to `path`; return the description."""
     path = Path(path)
@@ -142,6 +150,8 @@ def save_model(
         weights_sha256=weights_sha256(state),
         source=source,
         domain=domain,
+        imc_unexplained_limit=imc_unexplained_limit,
+        imc_channel_shares=imc_channel_shares,
     )
     payload = {
         "format": FORMAT_NAME,
