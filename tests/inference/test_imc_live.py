@@ -100,7 +100,7 @@ def test_bundled_model_returns_three_distinct_channels_matching_their_structures
         assert np.abs(out.sum(axis=0) - (sr - sr.min())).mean() < 0.05 * np.ptp(sr)
     mean = np.mean(correlations, axis=0)
     assert (np.argmax(mean, axis=1) == np.arange(3)).all(), mean
-    # measured on 48 held-out fields per photon level: 0.56-0.64 / 0.64-0.69 / 0.99
+    # measured on 48 held-out fields per photon level: 0.57-0.65 / 0.66-0.71 / 0.99
     assert np.diag(mean)[:2].min() > 0.35 and mean[2, 2] > 0.95, mean
 
 
