@@ -34,6 +34,7 @@ import numpy as np
 from acquisition import run_file
 from acquisition.engine import SetBufferPool
 from acquisition.fsync_behind import FsyncBehind
+from acquisition.hdf5_nogil import NogilChunkWriter
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class RunRecorder:
             raise RecorderError(f"{self.path}: cannot create run file: "
                                 f"{_os_error_text(exc)}") from exc
         self._sync = FsyncBehind(self._fd, str(self.path)) if fsync else None
+        self._chunks = NogilChunkWriter(self._h5)  # lets the acquisition thread run meanwhile
         self._thread = threading.Thread(target=self._write_loop, name="run-recorder", daemon=True)
         self._thread.start()
 
@@ -351,10 +353,10 @@ class RunRecorder:
         self._grow_to(t)
         d = self._datasets
         frames = np.ascontiguousarray(frames, dtype="<u2")
-        write_chunk = d["raw"].id.write_direct_chunk
+        write_chunk, raw = self._chunks.write_chunk, d["raw"].id
         for p in range(frames.shape[0]):
-            write_chunk((t, c, p, 0, 0), frames[p])
-        d["wf"].id.write_direct_chunk((t, c, 0, 0), widefield)
+            write_chunk(raw, (t, c, p, 0, 0), frames[p])
+        write_chunk(d["wf"].id, (t, c, 0, 0), widefield)
         tables = self._tables
         tables["camera_s"].write((t, c), stamps)
         tables["sequence"].write((t, c), sequences)
@@ -371,8 +373,8 @@ class RunRecorder:
         self._grow_to(t)
         d = self._datasets
         stored = image if image.dtype == np.uint16 else run_file.sr_to_stored(image)
-        d[f"sr/{model}"].id.write_direct_chunk((t, c, 0, 0),
-                                               np.ascontiguousarray(stored, dtype="<u2"))
+        self._chunks.write_chunk(d[f"sr/{model}"].id, (t, c, 0, 0),
+                                 np.ascontiguousarray(stored, dtype="<u2"))
         tables = self._tables
         tables["sr_written"].write((t, c), 1)
         tables["photon_count"].write((t, c), photon_count)
@@ -413,7 +415,7 @@ class RunRecorder:
     def _do_end(self, t: int, complete: bool = True) -> None:
         self._grow_to(t)
         self._tables["complete"].write((t,), 1 if complete else 0)
-        self._h5.flush()
+        self._chunks.flush()
         if self._sync is not None:
             if self._sync.error is not None:
                 raise self._sync.error

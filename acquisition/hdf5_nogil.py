@@ -1,0 +1,134 @@
+"""HDF5 direct chunk writes and flushes that let other Python threads run meanwhile.
+
+h5py holds the GIL for the whole of every HDF5 call, including the ``write()`` that copies a
+chunk into the page cache. The recorder thread spends most of a run there, so the acquisition
+thread (grouping frames, the wide-field mean, sending to the worker) and the results thread
+waited for the GIL after each of their own GIL-free steps: measured on the 2-core VM, a writer
+thread doing ``write_direct_chunk`` of 256 x 256 frames slowed a numpy thread beside it by a
+third, and itself by as much.
+
+:class:`NogilChunkWriter` calls the same HDF5 library functions h5py uses
+(``H5Dwrite_chunk``, ``H5Fflush``) through ``ctypes``, which releases the GIL for the call,
+while holding h5py's own lock (``phil``), so no other thread enters HDF5 meanwhile (the library
+is not built thread-safe). It is used only where that is safe: the file uses the POSIX
+driver (a Python file object as driver would call back into Python), and the library ``ctypes``
+finds is the one h5py loaded (the dataset's id is valid in it, same version). Any failure is
+handed back to h5py, which repeats the call and raises its usual error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+from h5py._objects import phil
+
+logger = logging.getLogger(__name__)
+
+_HSIZE = ctypes.c_uint64
+_HID = ctypes.c_int64
+_H5P_DEFAULT = 0
+_H5F_SCOPE_LOCAL = 0
+_library: ctypes.CDLL | None = None
+_library_searched = False
+
+
+def _loaded_hdf5_paths() -> list[str]:
+    """Paths of the HDF5 C libraries mapped into this process (h5py's first)."""
+    found: list[str] = []
+    wheel_libs = Path(h5py.__file__).parent.parent / "h5py.libs"
+    if wheel_libs.is_dir():
+        found += sorted(str(p) for p in wheel_libs.glob("libhdf5-*.so*"))
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if path.startswith("/") and name.startswith("libhdf5") and "_hl" not in name:
+                    found.append(path)
+    except OSError:
+        pass
+    return list(dict.fromkeys(found))
+
+
+def _hdf5_library() -> ctypes.CDLL | None:
+    """h5py's own HDF5 library through ctypes (None: not found or not the same version)."""
+    global _library, _library_searched
+    if _library_searched:
+        return _library
+    _library_searched = True
+    for path in _loaded_hdf5_paths():
+        try:
+            lib = ctypes.CDLL(path)
+            major, minor, release = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+            lib.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
+            write = lib.H5Dwrite_chunk
+            flush = lib.H5Fflush
+            is_valid = lib.H5Iis_valid
+        except (OSError, AttributeError) as exc:
+            logger.debug("%s: no HDF5 functions through ctypes (%s)", path, exc)
+            continue
+        if (major.value, minor.value, release.value) != h5py.version.hdf5_version_tuple:
+            continue
+        write.argtypes = [_HID, _HID, ctypes.c_uint32, ctypes.POINTER(_HSIZE), ctypes.c_size_t,
+                          ctypes.c_void_p]
+        write.restype = ctypes.c_int
+        flush.argtypes = [_HID, ctypes.c_int]
+        flush.restype = ctypes.c_int
+        is_valid.argtypes = [_HID]
+        is_valid.restype = ctypes.c_int
+        _library = lib
+        break
+    return _library
+
+
+class NogilChunkWriter:
+    """Direct chunk writes (unfiltered, whole chunks) and flushes of one open file, without
+    the GIL where that is safe (see the module's docstring), else through h5py."""
+
+    def __init__(self, h5: h5py.File) -> None:
+        self._h5 = h5
+        lib = _hdf5_library() if h5.driver == "sec2" else None
+        if lib is not None:
+            with phil:
+                if lib.H5Iis_valid(h5.id.id) <= 0:  # another copy of the library
+                    lib = None
+        self._lib = lib
+        self._offset = (_HSIZE * 32)()
+
+    @property
+    def without_gil(self) -> bool:
+        """True when writes and flushes run with the GIL released."""
+        return self._lib is not None
+
+    def write_chunk(self, dataset_id: h5py.h5d.DatasetID, offset: tuple[int, ...],
+                    data: np.ndarray) -> None:
+        """``dataset_id.write_direct_chunk(offset, data)`` for a C-contiguous ``data`` of the
+        chunk's dtype and shape."""
+        lib = self._lib
+        if lib is None or not data.flags.c_contiguous or len(offset) > len(self._offset):
+            dataset_id.write_direct_chunk(offset, data)
+            return
+        where = self._offset
+        for i, value in enumerate(offset):
+            where[i] = value
+        with phil:
+            status = lib.H5Dwrite_chunk(dataset_id.id, _H5P_DEFAULT, 0, where, data.nbytes,
+                                        data.ctypes.data)
+        if status < 0:  # h5py repeats it and raises its own error (disk full, ...)
+            dataset_id.write_direct_chunk(offset, data)
+
+    def flush(self) -> None:
+        """``h5.flush()``."""
+        lib = self._lib
+        if lib is None:
+            self._h5.flush()
+            return
+        with phil:
+            status = lib.H5Fflush(self._h5.id.id, _H5F_SCOPE_LOCAL)
+        if status < 0:
+            self._h5.flush()
