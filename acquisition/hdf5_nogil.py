@@ -1,4 +1,4 @@
-"""HDF5 direct chunk writes and flushes that let other Python threads run meanwhile.
+"""HDF5 writes, extents and flushes that let other Python threads run meanwhile.
 
 h5py holds the GIL for the whole of every HDF5 call, including the ``write()`` that copies a
 chunk into the page cache. The recorder thread spends most of a run there, so the acquisition
@@ -7,10 +7,10 @@ waited for the GIL after each of their own GIL-free steps: measured on the 2-cor
 thread doing ``write_direct_chunk`` of 256 x 256 frames slowed a numpy thread beside it by a
 third, and itself by as much.
 
-:class:`NogilChunkWriter` calls the same HDF5 library functions h5py uses
-(``H5Dwrite_chunk``, ``H5Fflush``) through ``ctypes``, which releases the GIL for the call,
-while holding h5py's own lock (``phil``), so no other thread enters HDF5 meanwhile (the library
-is not built thread-safe). It is used only where that is safe: the file uses the POSIX
+:class:`NogilWriter` calls the same HDF5 library functions h5py uses (``H5Dwrite_chunk``,
+``H5Dwrite``, ``H5Dset_extent``, ``H5Fflush``) through ``ctypes``, which releases the GIL for
+the call, while holding h5py's own lock (``phil``), so no other thread enters HDF5 meanwhile
+(the library is not built thread-safe). It is used only where that is safe: the file uses the POSIX
 driver (a Python file object as driver would call back into Python), and the library ``ctypes``
 finds is the one h5py loaded (the dataset's id is valid in it, same version). Any failure is
 handed back to h5py, which repeats the call and raises its usual error.
@@ -66,29 +66,31 @@ def _hdf5_library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(path)
             major, minor, release = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
             lib.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
-            write = lib.H5Dwrite_chunk
-            flush = lib.H5Fflush
-            is_valid = lib.H5Iis_valid
+            functions = {name: getattr(lib, name) for name in (
+                "H5Dwrite_chunk", "H5Dwrite", "H5Dset_extent", "H5Fflush", "H5Iis_valid")}
         except (OSError, AttributeError) as exc:
             logger.debug("%s: no HDF5 functions through ctypes (%s)", path, exc)
             continue
         if (major.value, minor.value, release.value) != h5py.version.hdf5_version_tuple:
             continue
-        write.argtypes = [_HID, _HID, ctypes.c_uint32, ctypes.POINTER(_HSIZE), ctypes.c_size_t,
-                          ctypes.c_void_p]
-        write.restype = ctypes.c_int
-        flush.argtypes = [_HID, ctypes.c_int]
-        flush.restype = ctypes.c_int
-        is_valid.argtypes = [_HID]
-        is_valid.restype = ctypes.c_int
+        sizes = ctypes.POINTER(_HSIZE)
+        for name, argtypes in (
+                ("H5Dwrite_chunk", [_HID, _HID, ctypes.c_uint32, sizes, ctypes.c_size_t,
+                                    ctypes.c_void_p]),
+                ("H5Dwrite", [_HID, _HID, _HID, _HID, _HID, ctypes.c_void_p]),
+                ("H5Dset_extent", [_HID, sizes]), ("H5Fflush", [_HID, ctypes.c_int]),
+                ("H5Iis_valid", [_HID])):
+            functions[name].argtypes = argtypes
+            functions[name].restype = ctypes.c_int
         _library = lib
         break
     return _library
 
 
-class NogilChunkWriter:
-    """Direct chunk writes (unfiltered, whole chunks) and flushes of one open file, without
-    the GIL where that is safe (see the module's docstring), else through h5py."""
+class NogilWriter:
+    """Direct chunk writes (unfiltered, whole chunks), selection writes, extents and flushes
+    of one open file, without the GIL where that is safe (see the module's docstring), else
+    through h5py."""
 
     def __init__(self, h5: h5py.File) -> None:
         self._h5 = h5
@@ -98,7 +100,7 @@ class NogilChunkWriter:
                 if lib.H5Iis_valid(h5.id.id) <= 0:  # another copy of the library
                     lib = None
         self._lib = lib
-        self._offset = (_HSIZE * 32)()
+        self._offset = (_HSIZE * 32)()  # H5S_MAX_RANK
 
     @property
     def without_gil(self) -> bool:
@@ -121,6 +123,35 @@ class NogilChunkWriter:
                                         data.ctypes.data)
         if status < 0:  # h5py repeats it and raises its own error (disk full, ...)
             dataset_id.write_direct_chunk(offset, data)
+
+    def write(self, dataset_id: h5py.h5d.DatasetID, memory: h5py.h5s.SpaceID,
+              selection: h5py.h5s.SpaceID, data: np.ndarray, memory_type: h5py.h5t.TypeID
+              ) -> None:
+        """``dataset_id.write(memory, selection, data)``: ``data`` C-contiguous, of
+        ``memory_type`` (made once by the caller: ``h5py.h5t.py_create(dtype)``)."""
+        lib = self._lib
+        if lib is None or not data.flags.c_contiguous:
+            dataset_id.write(memory, selection, data, memory_type)
+            return
+        with phil:
+            status = lib.H5Dwrite(dataset_id.id, memory_type.id, memory.id, selection.id,
+                                  _H5P_DEFAULT, data.ctypes.data)
+        if status < 0:
+            dataset_id.write(memory, selection, data, memory_type)
+
+    def set_extent(self, dataset_id: h5py.h5d.DatasetID, shape: tuple[int, ...]) -> None:
+        """``dataset_id.set_extent(shape)``."""
+        lib = self._lib
+        if lib is None or len(shape) > len(self._offset):
+            dataset_id.set_extent(shape)
+            return
+        where = self._offset
+        for i, value in enumerate(shape):
+            where[i] = value
+        with phil:
+            status = lib.H5Dset_extent(dataset_id.id, where)
+        if status < 0:
+            dataset_id.set_extent(shape)
 
     def flush(self) -> None:
         """``h5.flush()``."""
