@@ -33,6 +33,7 @@ _HSIZE = ctypes.c_uint64
 _HID = ctypes.c_int64
 _H5P_DEFAULT = 0
 _H5F_SCOPE_LOCAL = 0
+NOGIL_MIN_BYTES = 512 * 1024  # smaller chunks: HDF5's own work is shorter than a GIL hand-over
 _library: ctypes.CDLL | None = None
 _library_searched = False
 
@@ -112,7 +113,8 @@ class NogilWriter:
         """``dataset_id.write_direct_chunk(offset, data)`` for a C-contiguous ``data`` of the
         chunk's dtype and shape."""
         lib = self._lib
-        if lib is None or not data.flags.c_contiguous or len(offset) > len(self._offset):
+        if (lib is None or data.nbytes < NOGIL_MIN_BYTES or not data.flags.c_contiguous
+                or len(offset) > len(self._offset)):
             dataset_id.write_direct_chunk(offset, data)
             return
         where = self._offset

@@ -344,9 +344,8 @@ class RunRecorder:
         if time_point < self._n_time_points:
             return
         n = time_point + 1
-        set_extent = self._chunks.set_extent
         for dataset_id, row_shape in self._extents:  # low level: resize() costs 8x in Python
-            set_extent(dataset_id, (n, *row_shape))
+            dataset_id.set_extent((n, *row_shape))
         self._n_time_points = n
 
     def _do_raw(self, t: int, c: int, frames: np.ndarray, widefield: np.ndarray,
@@ -532,7 +531,7 @@ class _TableRows:
         memory = self._memory_spaces.get(shape)
         if memory is None:
             memory = self._memory_spaces[shape] = h5py.h5s.create_simple(shape)
-        self._writer.write(self._id, memory, self._file_space, data, self._memory_type)
+        self._id.write(memory, self._file_space, data)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
