@@ -1,19 +1,23 @@
-"""HDF5 writes, extents and flushes that let other Python threads run meanwhile.
+"""HDF5 chunk writes and flushes that let other Python threads run meanwhile.
 
 h5py holds the GIL for the whole of every HDF5 call, including the ``write()`` that copies a
 chunk into the page cache. The recorder thread spends most of a run there, so the acquisition
 thread (grouping frames, the wide-field mean, sending to the worker) and the results thread
-waited for the GIL after each of their own GIL-free steps: measured on the 2-core VM, a writer
-thread doing ``write_direct_chunk`` of 256 x 256 frames slowed a numpy thread beside it by a
-third, and itself by as much.
+wait for the GIL after each of their own GIL-free steps. Measured on the 2-core VM (two
+threads, 256 x 256 frames, 9 chunks and a flush per set beside a numpy copy + wide-field loop):
+through ctypes the writer wrote 6,000-7,000 frames/s and the numpy thread did 1,400-1,600
+sets/s; through h5py 4,500-4,900 and 1,050-1,120.
 
 :class:`NogilWriter` calls the same HDF5 library functions h5py uses (``H5Dwrite_chunk``,
-``H5Dwrite``, ``H5Dset_extent``, ``H5Fflush``) through ``ctypes``, which releases the GIL for
-the call, while holding h5py's own lock (``phil``), so no other thread enters HDF5 meanwhile
-(the library is not built thread-safe). It is used only where that is safe: the file uses the POSIX
-driver (a Python file object as driver would call back into Python), and the library ``ctypes``
-finds is the one h5py loaded (the dataset's id is valid in it, same version). Any failure is
-handed back to h5py, which repeats the call and raises its usual error.
+``H5Fflush``) through ``ctypes``, which releases the GIL for the call, while holding h5py's own
+lock (``phil``), so no other thread enters HDF5 meanwhile (the library is not built
+thread-safe). Chunks under ``NOGIL_MIN_BYTES`` (and the recorder's table rows and extents) go
+through h5py: HDF5's own work there is short against handing the GIL over and back, and
+moving them too showed no gain in the pipeline bench. The ctypes path is taken only where it
+is safe: the file uses the POSIX driver (a Python file object as driver would call back into
+Python), and the library is the one h5py loaded (the only HDF5 mapped in the process, same
+version, the file's id valid in it). Any failure is handed back to h5py, which repeats the
+call and raises its usual error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -39,36 +42,38 @@ _library_searched = False
 
 
 def _loaded_hdf5_paths() -> list[str]:
-    """Paths of the HDF5 C libraries mapped into this process (h5py's first)."""
+    """Paths of the HDF5 C libraries mapped into this process (importing h5py mapped its own)."""
     found: list[str] = []
-    wheel_libs = Path(h5py.__file__).parent.parent / "h5py.libs"
-    if wheel_libs.is_dir():
-        found += sorted(str(p) for p in wheel_libs.glob("libhdf5-*.so*"))
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.split()[-1]
                 name = os.path.basename(path)
                 if path.startswith("/") and name.startswith("libhdf5") and "_hl" not in name:
-                    found.append(path)
+                    found.append(os.path.realpath(path))
     except OSError:
         pass
     return list(dict.fromkeys(found))
 
 
 def _hdf5_library() -> ctypes.CDLL | None:
-    """h5py's own HDF5 library through ctypes (None: not found or not the same version)."""
+    """h5py's own HDF5 library through ctypes: the one HDF5 mapped in this process (None: none,
+    several copies, or not h5py's version)."""
     global _library, _library_searched
     if _library_searched:
         return _library
     _library_searched = True
-    for path in _loaded_hdf5_paths():
+    paths = _loaded_hdf5_paths()
+    if len(paths) != 1:
+        logger.debug("HDF5 libraries mapped: %s; chunk writes keep the GIL", paths)
+        return None
+    for path in paths:
         try:
             lib = ctypes.CDLL(path)
             major, minor, release = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
             lib.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
             functions = {name: getattr(lib, name) for name in (
-                "H5Dwrite_chunk", "H5Dwrite", "H5Dset_extent", "H5Fflush", "H5Iis_valid")}
+                "H5Dwrite_chunk", "H5Fflush", "H5Iis_valid")}
         except (OSError, AttributeError) as exc:
             logger.debug("%s: no HDF5 functions through ctypes (%s)", path, exc)
             continue
@@ -78,8 +83,7 @@ def _hdf5_library() -> ctypes.CDLL | None:
         for name, argtypes in (
                 ("H5Dwrite_chunk", [_HID, _HID, ctypes.c_uint32, sizes, ctypes.c_size_t,
                                     ctypes.c_void_p]),
-                ("H5Dwrite", [_HID, _HID, _HID, _HID, _HID, ctypes.c_void_p]),
-                ("H5Dset_extent", [_HID, sizes]), ("H5Fflush", [_HID, ctypes.c_int]),
+                ("H5Fflush", [_HID, ctypes.c_int]),
                 ("H5Iis_valid", [_HID])):
             functions[name].argtypes = argtypes
             functions[name].restype = ctypes.c_int
@@ -89,9 +93,8 @@ def _hdf5_library() -> ctypes.CDLL | None:
 
 
 class NogilWriter:
-    """Direct chunk writes (unfiltered, whole chunks), selection writes, extents and flushes
-    of one open file, without the GIL where that is safe (see the module's docstring), else
-    through h5py."""
+    """Direct chunk writes (unfiltered, whole chunks) and flushes of one open file, without the
+    GIL where that is safe and worth it (see the module's docstring), else through h5py."""
 
     def __init__(self, h5: h5py.File) -> None:
         self._h5 = h5
@@ -125,35 +128,6 @@ class NogilWriter:
                                         data.ctypes.data)
         if status < 0:  # h5py repeats it and raises its own error (disk full, ...)
             dataset_id.write_direct_chunk(offset, data)
-
-    def write(self, dataset_id: h5py.h5d.DatasetID, memory: h5py.h5s.SpaceID,
-              selection: h5py.h5s.SpaceID, data: np.ndarray, memory_type: h5py.h5t.TypeID
-              ) -> None:
-        """``dataset_id.write(memory, selection, data)``: ``data`` C-contiguous, of
-        ``memory_type`` (made once by the caller: ``h5py.h5t.py_create(dtype)``)."""
-        lib = self._lib
-        if lib is None or not data.flags.c_contiguous:
-            dataset_id.write(memory, selection, data, memory_type)
-            return
-        with phil:
-            status = lib.H5Dwrite(dataset_id.id, memory_type.id, memory.id, selection.id,
-                                  _H5P_DEFAULT, data.ctypes.data)
-        if status < 0:
-            dataset_id.write(memory, selection, data, memory_type)
-
-    def set_extent(self, dataset_id: h5py.h5d.DatasetID, shape: tuple[int, ...]) -> None:
-        """``dataset_id.set_extent(shape)``."""
-        lib = self._lib
-        if lib is None or len(shape) > len(self._offset):
-            dataset_id.set_extent(shape)
-            return
-        where = self._offset
-        for i, value in enumerate(shape):
-            where[i] = value
-        with phil:
-            status = lib.H5Dset_extent(dataset_id.id, where)
-        if status < 0:
-            dataset_id.set_extent(shape)
 
     def flush(self) -> None:
         """``h5.flush()``."""

@@ -475,7 +475,7 @@ class RunRecorder:
         run_file.write_metadata(h5, metadata)
         self._time_datasets = [v for k, v in d.items() if k != "events"]
         self._extents = [(v.id, v.shape[1:]) for v in self._time_datasets]
-        self._tables = {k: _TableRows(d[k], self._chunks) for k in (
+        self._tables = {k: _TableRows(d[k]) for k in (
             "camera_s", "sequence", "sr_latency_ms", "inference_ms", "complete", "sr_written",
             "photon_count", "sim_params", "qc_map", "qc_method",
             *(f"qc_{name}" for name in run_file.QC_SCALARS))}
@@ -506,11 +506,9 @@ class _TableRows:
     The memory dataspaces are made once per shape and the file dataspace once per growth of
     the table (a dataspace is valid for the rows it had when made): 37 -> 16 us a write."""
 
-    def __init__(self, dataset: h5py.Dataset, writer: NogilWriter) -> None:
+    def __init__(self, dataset: h5py.Dataset) -> None:
         self._id = dataset.id
-        self._writer = writer
         self._dtype = dataset.dtype
-        self._memory_type = h5py.h5t.py_create(self._dtype)
         self._row_shape = dataset.shape[1:]
         self._file_space = self._id.get_space()
         self._file_rows = self._file_space.shape[0]
