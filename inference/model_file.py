@@ -171,22 +171,29 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
-    """Load and validate a model file's description and weights (safe loading only)."""
-    path = Path(path)
+def load_torch_payload(path: Path, format_name: str, version: int, what: str,
+                       error: type[Exception]) -> dict[str, Any]:
+    """The dict a livesim `.pt` file holds (model or checkpoint), loaded with
+    ``weights_only=True``; `error` names the file when it is unsafe, foreign or of another
+    format version."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: not a livesim model file loadable with weights_only=True "
-            f"(only tensors and plain types are allowed): {exc}"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a livesim model file (missing format={FORMAT_NAME!r})")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: format_version {payload.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
+        raise error(f"{path}: not a {what} loadable with weights_only=True (only tensors and "
+                    f"plain types are allowed): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise error(f"{path}: not a {what} (missing format={format_name!r})")
+    if payload.get("format_version") != version:
+        raise error(f"{path}: {what} format_version {payload.get('format_version')!r} is not "
+                    f"{version}")
+    return payload
+
+
+def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """Load and validate a model file's description and weights (safe loading only)."""
+    path = Path(path)
+    payload = load_torch_payload(path, FORMAT_NAME, FORMAT_VERSION, "livesim model file",
+                                 ModelFileError)
     try:
         info = ModelInfo.model_validate(payload.get("info"))
     except ValidationError as exc:
