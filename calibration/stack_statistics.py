@@ -34,12 +34,13 @@ import itertools
 import logging
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.ndimage import gaussian_filter, percentile_filter, uniform_filter
 
 from calibration.otf import OtfModel, frequency_grid_cycles_per_px
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import estimate_sim_parameters
+from settings_file import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,8 @@ class StackStatisticsError(ValueError):
     """A stack whose statistics cannot be measured (no noise band, no signal, bad shape)."""
 
 
-class StackStatistics(BaseModel):
+class StackStatistics(StrictModel):
     """Physical statistics of one raw SIM set (all electrons are per pixel per frame)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     gain_adu_per_e: float = Field(description="median gain, from the out-of-band noise")
     offset_adu: float = Field(description="median dark level (read noise folded in)")

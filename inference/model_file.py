@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
 from inference.domain import ModelDomain
 from inference.models import build_model, validate_options
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,11 @@ class ModelFileError(ValueError):
     """A model file that cannot be used (names the file and what is wrong)."""
 
 
-class Normalisation(BaseModel):
+class Normalisation(StrictModel):
     """Input normalisation: percentile min-max over the whole input stack, clipped to [0, 1].
 
     The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["min_max", "none"] = "min_max"
     low_pct: float = Field(default=0.0, ge=0, le=100)
@@ -51,10 +50,8 @@ class Normalisation(BaseModel):
     clip: bool = True
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(StrictModel):
     """Everything about a model except its weights."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     architecture: str

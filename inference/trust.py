@@ -36,6 +36,7 @@ from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters, central_origin, moved_origin
 from inference.evaluation import pearson
+from settings_file import StrictModel
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
 HAZE_SIGMA_PX = 6.0
@@ -56,10 +57,8 @@ SPECTRUM_TAPER_SR_PX = 16
 MAP_BLOCK_PX = 8
 
 
-class TrustRecord(BaseModel):
+class TrustRecord(StrictModel):
     """The scalars written per SR image (``/qc``) and shown in summaries."""
-
-    model_config = ConfigDict(extra="forbid")
 
     raw_chi2: float
     resolution_scaled_pearson: float
