@@ -220,9 +220,8 @@ def mda_rows(h5: h5py.File | h5py.Group, n_rows: int
     recorded = index[:, 0] >= 0
     size_t = int(index[recorded, 0].max()) + 1 if recorded.any() else 0
     rows = np.full((sizes["p"], size_t, sizes["z"]), -1, dtype=np.int64)
-    for n in np.flatnonzero(recorded):
-        t, p, z = index[n]
-        rows[p, t, z] = n
+    t, p, z = index[recorded].T
+    rows[p, t, z] = np.flatnonzero(recorded)
     z_step = float(group.attrs.get("z_step_um", 0.0)) or None
     stage = np.asarray(group.attrs.get("positions_um", np.full((sizes["p"], 3), np.nan)),
                        dtype=np.float64).reshape(sizes["p"], 3)

@@ -107,7 +107,6 @@ class Progress:
     """A snapshot for the progress display."""
 
     time_points_done: int
-    time_points_total: int | None
     elapsed_s: float
     raw_frames: int
     sr_frames: int
@@ -292,8 +291,7 @@ class RunSession:
         self.frame_shape = frame_shape
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
-        self.endpoints = endpoints or Endpoints.ipc()
-        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
+        self.endpoints = endpoints or Endpoints.ipc()  # None: a temporary folder, its own
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -335,7 +333,6 @@ class RunSession:
         self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
         self._results_stop = threading.Event()
-        self._summary: RunSummary | None = None
         self._latest_sr_time_point = -1
         self._latest_raw_time_point = -1
         self._gaps = 0
@@ -639,7 +636,8 @@ class RunSession:
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
             report = self.engine.run(self.protocol.n_events)
-            summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
+            summary = RunSummary(self.protocol.output, self.run_id, report,
+                                 sr_latency=self._latencies)
             self._drain()
             self._results_stop.set()
             self._results_thread.join(5.0)
@@ -808,8 +806,7 @@ class RunSession:
             self.ring.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-        if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
-            self.endpoints.remove_temporary_folder()
+        self.endpoints.remove_temporary_folder()  # its own: nothing of a run left in /tmp
 
     def _count_and_show(self, point: TimePoint) -> None:
         """Counters, gap events and the display's raw image of a time point."""
@@ -1249,8 +1246,6 @@ class RunSession:
         self._flush_imc()
         self._results_stop.set()
         self._forget_pending(reason)
-        if self._summary is not None:
-            self._summary.sr_latency = self._latencies
 
     def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
         if self.options.workers + len(self.options.remote_workers) > 1:
@@ -1273,7 +1268,6 @@ class RunSession:
         stats = recorder.stats if recorder is not None else None
         return Progress(
             time_points_done=self._latest_raw_time_point + 1,
-            time_points_total=self.protocol.n_events,
             elapsed_s=time.monotonic() - self._start_s,
             raw_frames=stats.raw_frames if stats else 0,
             sr_frames=stats.sr_frames if stats else 0,

@@ -357,7 +357,6 @@ class RecordingThread(threading.Thread):
                                     worker_log=protocol.output.with_suffix(".worker.log"))
         self.bytes_rate = RateMeter()
         self.progress: Progress | None = None
-        self._restarts_seen = 0
         self._last_bytes = 0
         self.stopping = False
 
@@ -408,11 +407,6 @@ class RecordingThread(threading.Thread):
         p = self.progress
         session = self.session
         c = session.counters
-        supervisor = session.supervisor
-        if supervisor is not None and supervisor.restarts > self._restarts_seen:
-            self._restarts_seen = supervisor.restarts
-            self.host.events.add("error", f"inference worker died and was restarted "
-                                          f"({supervisor.restarts} restart(s))")
         free = shutil.disk_usage(self.protocol.output.parent).free
         state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
         return {"state": state, "sr_pending": session.pending_sr(),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import exit_on
+from acquisition.cli.output_files import exit_on, fail
 
 
 def reprocess_command(
@@ -56,8 +56,7 @@ def reprocess_command(
             if clear_consistency_flags(output):
                 typer.echo(f"{output}: cleared the SWMR flags a killed reprocess left")
         except (RecoveryError, OSError) as exc:
-            typer.echo(f"error: {output}: cannot resume: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            fail(f"{output}: cannot resume: {exc}")
     import distributed  # noqa: F401  (its loggers exist from here on)
 
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:

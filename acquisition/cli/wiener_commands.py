@@ -304,19 +304,9 @@ def bench_wiener_command(
 
     import numpy as np
 
-    from acquisition.cli.bench.timing import time_calls
-    from calibration.otf import OtfModel
-    from inference.wiener import WienerConfig, WienerSim
-    from sim_emulator.microscope import EmulatorConfig, Microscope
+    from acquisition.cli.bench.timing import emulated_wiener, time_calls
 
-    config = EmulatorConfig(size_px=size_px, photon_count_e=300.0, seed=1)
-    raw = Microscope(config).render_set(0.0)
-    otf = OtfModel(
-        na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True
-    )
-    start = time.perf_counter()
-    sim = WienerSim.from_raw(raw, config.optics.pixel_size_nm, otf, WienerConfig())
-    setup_s = time.perf_counter() - start
+    raw, sim, setup_s = emulated_wiener(size_px)
     if device == "cpu":
         frames = raw
 

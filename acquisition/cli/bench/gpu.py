@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from acquisition.cli.bench.timing import time_calls
+from acquisition.cli.bench.timing import emulated_wiener, time_calls
 from acquisition.cli.options import Overwrite
 from acquisition.cli.output_files import check_json_output, exit_on
 
@@ -405,17 +405,7 @@ def stage_wiener(plan: CheckPlan) -> dict[str, Any]:
     difference from the NumPy path relative to its peak."""
     import torch
 
-    from calibration.otf import OtfModel
-    from inference.wiener import WienerConfig, WienerSim
-    from sim_emulator.microscope import EmulatorConfig, Microscope
-
-    config = EmulatorConfig(size_px=plan.wiener_size, photon_count_e=300.0, seed=1)
-    raw = Microscope(config).render_set(0.0)
-    otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm,
-                   pixel_integration=True)
-    start = time.perf_counter()
-    sim = WienerSim.from_raw(raw, config.optics.pixel_size_nm, otf, WienerConfig())
-    setup_s = time.perf_counter() - start
+    raw, sim, setup_s = emulated_wiener(plan.wiener_size)
     expected = sim.reconstruct(raw)
     tensor = torch.from_numpy(raw.astype(np.float32)).to(plan.device)
     got = sim.reconstruct_torch(tensor).cpu().numpy()

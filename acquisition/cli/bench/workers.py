@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from unittest import mock
 
 import typer
 
@@ -60,19 +61,11 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
     options = SessionOptions(workers=n_workers, max_pending_sets=2 * n_workers, fsync=False,
                              display=False, drain_idle_s=60.0, heartbeat_timeout_s=30.0)
     bank = frame_bank(size_px)
-    previous = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    try:  # the worker subprocesses inherit the thread count
+    # the worker subprocesses inherit the thread count; the variables are restored after
+    with mock.patch.dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)):
         session = RunSession(BankSource(bank), sequence_plan(protocol), protocol,
-                             (size_px, size_px), 62.6,
-                             options=options)
+                             (size_px, size_px), 62.6, options=options)
         summary = session.run()
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     if summary.error:
         raise RuntimeError(f"{n_workers} workers: the run failed: {summary.error}")
     return WorkersFigure(
