@@ -334,7 +334,6 @@ class RunSession:
         self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
         self._results_stop = threading.Event()
-        self._summary: RunSummary | None = None
         self._latest_sr_time_point = -1
         self._latest_raw_time_point = -1
         self._gaps = 0
@@ -638,7 +637,8 @@ class RunSession:
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
             report = self.engine.run(self.protocol.n_events)
-            summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
+            summary = RunSummary(self.protocol.output, self.run_id, report,
+                                 sr_latency=self._latencies)
             self._drain()
             self._results_stop.set()
             self._results_thread.join(5.0)
@@ -1248,8 +1248,6 @@ class RunSession:
         self._flush_imc()
         self._results_stop.set()
         self._forget_pending(reason)
-        if self._summary is not None:
-            self._summary.sr_latency = self._latencies
 
     def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
         if self.options.workers + len(self.options.remote_workers) > 1:

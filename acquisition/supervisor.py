@@ -80,14 +80,12 @@ class WorkerSupervisor:
     """Owns the worker subprocess: start, health check, kill + restart, stop."""
 
     def __init__(self, command: WorkerCommand, on_event: EventSink,
-                 limits: WorkerLimits = WorkerLimits(),
-                 argv_factory: Callable[[str], Sequence[str]] | None = None) -> None:
+                 limits: WorkerLimits = WorkerLimits()) -> None:
         self.command = command
         self.on_event = on_event
         self.limits = limits
         self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self._argv_factory = argv_factory or command.argv
         self._started_s = 0.0
         self._last_heartbeat_s = 0.0
         self._busy_since_s = 0.0
@@ -122,7 +120,7 @@ class WorkerSupervisor:
         self.worker_id = uuid.uuid4().hex[:16]
         try:
             ring = () if self.command.raw_ring_fd is None else (self.command.raw_ring_fd,)
-            self.process = subprocess.Popen(list(self._argv_factory(self.worker_id)),
+            self.process = subprocess.Popen(self.command.argv(self.worker_id),
                                             stdout=stdout,
                                             stderr=subprocess.STDOUT if stdout else None,
                                             pass_fds=ring)

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from inference.domain import ModelDomain
+from inference.domain import ModelDomain, Range
 from inference.models import build_model, validate_options
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ class ModelFileError(ValueError):
 class Normalisation(BaseModel):
     """Input normalisation: percentile min-max over the whole input stack, clipped to [0, 1].
 
-    The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100.
+    The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100 (the
+    default, kept for their converted weights). With p = 0 and 100 one outlier pixel sets the
+    scale of the whole set; `ROBUST_NORMALISATION` is what livesim trains and bundles with.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -49,6 +51,12 @@ class Normalisation(BaseModel):
     high_pct: float = Field(default=100.0, ge=0, le=100)
     epsilon: float = Field(default=1e-7, ge=0)
     clip: bool = True
+
+
+ROBUST_NORMALISATION = Normalisation(low_pct=0.1, high_pct=99.99)
+"""Bundled and newly trained SR networks: a single cold or hot pixel (read-noise tail, defect)
+no longer compresses the contrast of the whole set (docs/assessment.md: on the real microtubule
+stack one -40 e- pixel widened the network's filaments from 121 to 139 nm)."""
 
 
 class ModelInfo(BaseModel):
@@ -64,6 +72,12 @@ class ModelInfo(BaseModel):
     weights_sha256: str
     source: str = ""
     domain: ModelDomain | None = None
+    imc_unexplained_limit: float | None = Field(
+        default=None, gt=0, description="IMC-SR: unexplained fraction above which the live "
+        "separator flags a frame, measured for this model (inference.imc.domain_limit)")
+    imc_channel_shares: list[Range] | None = Field(
+        default=None, description="IMC-SR: range of each output channel's share of the "
+        "separated signal on in-domain input; a frame outside is flagged")
 
     @property
     def input_frames(self) -> int:
@@ -119,6 +133,8 @@ def save_model(
     normalisation: Normalisation | None = None,
     source: str = "",
     domain: ModelDomain | None = None,
+    imc_unexplained_limit: float | None = None,
+    imc_channel_shares: list[Range] | None = None,
 ) -> ModelInfo:
     """Write `module`'s weights with its description to `path`; return the description."""
     path = Path(path)
@@ -134,6 +150,8 @@ def save_model(
         weights_sha256=weights_sha256(state),
         source=source,
         domain=domain,
+        imc_unexplained_limit=imc_unexplained_limit,
+        imc_channel_shares=imc_channel_shares,
     )
     payload = {
         "format": FORMAT_NAME,

@@ -83,6 +83,11 @@ class ElectronSet:
     photon_count_e: float | None
 
 
+PERCENTILE_SAMPLE_SIZE = 1 << 20
+"""Percentiles are exact up to this many values (9 x 341 x 341); larger stacks use an even
+stride through them (at 9 x 1024 x 1024: 24 ms instead of 260 ms on one CPU core)."""
+
+
 def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> tuple[Any, bool]:
     """The authors' prctile_norm over the whole stack: (x - p_lo)/(p_hi - p_lo + eps), clipped.
 
@@ -94,8 +99,9 @@ def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> 
     if normalisation.low_pct == 0 and normalisation.high_pct == 100:
         lo, hi = x.min(), x.max()
     else:
-        lo = xp.percentile(x, normalisation.low_pct)
-        hi = xp.percentile(x, normalisation.high_pct)
+        flat = x.reshape(-1)
+        sample = flat[:: -(-flat.size // PERCENTILE_SAMPLE_SIZE)]
+        lo, hi = xp.percentile(sample, [normalisation.low_pct, normalisation.high_pct])
     constant = bool(hi - lo <= 0)
     y = (x - lo) / (hi - lo + normalisation.epsilon)
     if normalisation.clip:

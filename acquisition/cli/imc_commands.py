@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from acquisition.cli import options as opt
-from acquisition.cli.output_files import check_json_output, exit_on, write_json
+from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
 
 
 def imc_live_fields(
@@ -85,6 +85,56 @@ def imc_assess_live(
                                f"max {unexplained.max():.4f}, flagged {flagged}")
             report[model] = {"sha256": separator.sha256, "pearson": per_folder}
     write_json(json_out, report, indent=1)
+
+
+def imc_domain_limit(
+    model: str = typer.Argument(..., help="model file or bundled name"),
+    fields_dir: list[Path] = typer.Option(
+        ..., "--fields", help="folders of in-domain live fields the model was not trained on"
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
+    overwrite: opt.Overwrite = False,
+) -> None:
+    """Measure the model's own domain limits (the unexplained fraction above which the live
+    separator flags a frame, the range of each channel's share of the signal) on in-domain
+    fields and write a copy of the model file with them."""
+    check_output(output, overwrite, inputs=[Path(model)], suffixes=(".pt",))
+    import numpy as np
+    import torch
+
+    from inference.imc.domain_limit import (
+        LIMIT_PERCENTILE,
+        MARGIN,
+        domain_limit,
+        measure_in_domain,
+        share_ranges,
+        write_domain_limits,
+    )
+    from inference.imc.live import ImcSeparator
+    from inference.imc.live_data import load_field
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    with exit_on(ModelFileError, ValueError):
+        separator = ImcSeparator(model)
+        paths = [p for folder in fields_dir for p in sorted(folder.glob("field-*.npz"))]
+        if not paths:
+            raise ValueError(f"{', '.join(map(str, fields_dir))}: no field-*.npz files")
+        measured = measure_in_domain(separator, [load_field(p) for p in paths])
+        limit = domain_limit(measured.fractions)
+        shares = share_ranges(measured.shares)
+        write_domain_limits(model, output, limit, shares)
+    values = measured.fractions
+    typer.echo(f"{model}: {len(values)} in-domain images ({len(paths)} fields), unexplained "
+               f"median {np.median(values):.4f}, {LIMIT_PERCENTILE:g}th percentile "
+               f"{np.percentile(values, LIMIT_PERCENTILE):.4f}, max {values.max():.4f}; "
+               f"limit {MARGIN:g} x percentile = {limit:.4f}")
+    for name, column, share in zip(separator.channel_names, measured.shares.T, shares,
+                                   strict=True):
+        typer.echo(f"  {name} share {column.min():.3f}-{column.max():.3f}, range "
+                   f"[{share.low:.3f}, {share.high:.3f}]")
+    typer.echo(f"-> {output}")
 
 
 def imc_assess(

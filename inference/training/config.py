@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from inference.model_file import ROBUST_NORMALISATION, Normalisation
 from settings_file import load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
@@ -63,6 +64,11 @@ class TrainingConfig(BaseModel):
         default="mse", description="SR networks: pixel term of the content loss (paper: mse)"
     )
     ssim_weight: float = Field(default=0.1, ge=0, description="SR networks: weight of 1 - SSIM")
+    normalisation: Normalisation = Field(
+        default=ROBUST_NORMALISATION,
+        description="SR networks: input normalisation, recorded in the model file "
+        "(the authors' is low_pct 0, high_pct 100)",
+    )
     seed: int = 0
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="architecture option overrides (width, groups, ...)"

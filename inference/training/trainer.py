@@ -91,7 +91,7 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and config.amp != "off"
         if config.amp == "on" and self.device.type != "cuda":
             log.warning("mixed precision needs CUDA; training in float32 on %s", self.device)
-        self.normalisation = Normalisation()
+        self.normalisation = Normalisation() if config.mode == "imc" else config.normalisation
         self.sampler: Sampler
         structures: tuple[str, ...] = ()
         if config.mode == "imc":
