@@ -291,8 +291,7 @@ class RunSession:
         self.frame_shape = frame_shape
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
-        self.endpoints = endpoints or Endpoints.ipc()
-        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
+        self.endpoints = endpoints or Endpoints.ipc()  # None: a temporary folder, its own
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -807,8 +806,7 @@ class RunSession:
             self.ring.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-        if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
-            self.endpoints.remove_temporary_folder()
+        self.endpoints.remove_temporary_folder()  # its own: nothing of a run left in /tmp
 
     def _count_and_show(self, point: TimePoint) -> None:
         """Counters, gap events and the display's raw image of a time point."""

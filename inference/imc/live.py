@@ -52,12 +52,15 @@ def unexplained_fraction(
     """Residual energy of the input not explained by the sum of the channels, as a fraction
     of the input's variance, after smoothing both by a Gaussian of `sigma_px` (G; 0: none):
     sum(G(x - sum_c y_c)^2) / sum((G(x) - mean G(x))^2)."""
-    x = image.astype(np.float64)
-    residual = x - channels.astype(np.float64).sum(axis=0)
+    x = np.asarray(image, dtype=np.float32)  # filtered in float32, summed in float64
+    residual = x - channels.sum(axis=0, dtype=np.float32)
     if sigma_px > 0:
         residual, x = gaussian_filter(residual, sigma_px), gaussian_filter(x, sigma_px)
-    spread = float(((x - x.mean()) ** 2).sum())
-    return float((residual**2).sum() / spread) if spread > 0 else 0.0
+    r = residual.astype(np.float64).ravel()
+    centred = x.astype(np.float64).ravel()
+    centred -= centred.mean()
+    spread = float(centred @ centred)
+    return float(r @ r / spread) if spread > 0 else 0.0
 
 
 def channel_shares(channels: np.ndarray) -> np.ndarray:
