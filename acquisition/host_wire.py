@@ -20,10 +20,6 @@ logger = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 
-class HostUnavailableError(RuntimeError):
-    """The acquisition process did not answer in time (busy, dead or not started)."""
-
-
 def pack(message: dict[str, Any]) -> bytes:
     """A control message as msgpack bytes (no pickle on any socket)."""
     return msgpack.packb(message, use_bin_type=True)
@@ -35,7 +31,7 @@ def unpack(data: bytes) -> dict[str, Any]:
 
 
 class ControlClient:
-    """GUI side of the control channel: request(cmd, **args) -> reply, bounded by a timeout."""
+    """GUI side of the control channel: send a command, then poll for its reply (bounded)."""
 
     def __init__(self, context: zmq.Context, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -44,15 +40,6 @@ class ControlClient:
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
         self._awaiting = False
-
-    def request(self, cmd: str, timeout_ms: int = 2000, **args: Any) -> dict[str, Any]:
-        """Send one command and wait at most ``timeout_ms`` for its reply."""
-        self.send(cmd, **args)
-        reply = self.poll_reply(timeout_ms)
-        if reply is None:
-            raise HostUnavailableError(f"acquisition process did not answer {cmd!r} within "
-                                  f"{timeout_ms} ms")
-        return reply
 
     def send(self, cmd: str, **args: Any) -> None:
         """Send a command without waiting (a pending unanswered one is abandoned)."""

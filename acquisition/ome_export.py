@@ -21,7 +21,7 @@ positions use the bioformats2raw layout (one image group per position).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -109,26 +109,21 @@ def _plan(h5: h5py.File, path: Path, dataset: str, sr_model: str | None) -> Expo
     lasers = _channel_lasers(meta, h5)
     colour_names = _colour_names(meta, h5, len(lasers))
     emission = [_emission_nm(meta, laser, len(lasers)) for laser in lasers]
-    patterns = 1
-    if dataset == "raw":
-        patterns = int(data.shape[2])
-        n_phases = 5 if patterns == 25 else 3 if patterns == 9 else 1
-        names = [f"{colour} o{p // n_phases} p{p % n_phases}" if patterns > 1 else colour
-                 for colour in colour_names for p in range(patterns)]
-        excitation: list[float | None] = [laser for laser in lasers for _ in range(patterns)]
-        emissions: list[float | None] = [e for e in emission for _ in range(patterns)]
-        colours = [_line_colour(laser) for laser in lasers for _ in range(patterns)]
-        size_c = int(data.shape[1]) * patterns
-    elif dataset == "imc":
-        size_c = int(data.shape[1])
+    patterns = int(data.shape[2]) if dataset == "raw" else 1
+    size_c = int(data.shape[1]) * patterns
+    excitation: Sequence[float | None] = [None] * size_c
+    emissions: Sequence[float | None] = [None] * size_c
+    if dataset == "imc":
         names = [str(n) for n in _as_list(data.attrs.get("channel_names", []))]
         names = names if len(names) == size_c else [f"structure {k}" for k in range(size_c)]
-        excitation, emissions = [None] * size_c, [None] * size_c
         colours = [STRUCTURE_COLOURS[k % len(STRUCTURE_COLOURS)] for k in range(size_c)]
-    else:
-        size_c = int(data.shape[1])
-        names, excitation, emissions = colour_names[:size_c], list(lasers[:size_c]), emission
-        colours = [_line_colour(laser) for laser in lasers[:size_c]]
+    else:  # one OME channel per colour (raw: per colour and pattern)
+        n_phases = 5 if patterns == 25 else 3 if patterns == 9 else 1
+        names = [f"{colour} o{p // n_phases} p{p % n_phases}" if patterns > 1 else colour
+                 for colour in colour_names for p in range(patterns)][:size_c]
+        excitation = [laser for laser in lasers for _ in range(patterns)][:size_c]
+        emissions = [e for e in emission for _ in range(patterns)]
+        colours = [_line_colour(laser) for laser in excitation]
     delta_t = _plane_times(h5, rows, size_c, patterns, dataset, meta)
     return ExportPlan(
         run_path=path, dataset=name, dtype=np.dtype(data.dtype), n_positions=n_positions,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from acquisition import run_file
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE = run_file.HDF5_SIGNATURE
-SUPERBLOCK_OFFSETS = run_file.SUPERBLOCK_OFFSETS
 FLAGS_OFFSET = 11  # within a version 2/3 superblock
 
 
@@ -94,13 +91,11 @@ def lookup3(data: bytes, initval: int = 0) -> int:
 def clear_consistency_flags(path: Path) -> bool:
     """Zero the superblock's file-consistency flags (h5clear -s); True if any were set."""
     with path.open("r+b") as handle:
-        for offset in SUPERBLOCK_OFFSETS:
-            handle.seek(offset)
-            head = handle.read(12)
-            if head[:8] == SIGNATURE:
-                break
-        else:
+        start = handle.read(run_file.SUPERBLOCK_OFFSETS[-1] + 12)
+        offset = run_file.superblock_offset(start)
+        if offset is None:
             raise RecoveryError(f"{path}: no HDF5 superblock signature found")
+        head = start[offset : offset + 12]
         version, size_offsets = head[8], head[9]
         if version not in (2, 3):
             logger.info("%s: superblock version %d has no SWMR flags", path, version)
@@ -157,10 +152,7 @@ def _describe(h5: h5py.File, path: Path, cleared: bool) -> RecoveryReport:
         report.complete_time_points = int(np.sum(h5[run_file.COMPLETE][()]))
     if run_file.SR_GROUP in h5:
         report.sr_frames = _count_sr_frames(h5)
-    if run_file.EVENTS in h5:
-        kinds = h5[run_file.EVENTS]["kind"]
-        report.events = dict(Counter(k.decode() if isinstance(k, bytes) else str(k)
-                                     for k in kinds))
+    report.events = run_file.event_counts(h5)
     return report
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib.metadata
 import json
 import os
+import re
 import struct
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,9 +220,8 @@ def mda_rows(h5: h5py.File | h5py.Group, n_rows: int
     recorded = index[:, 0] >= 0
     size_t = int(index[recorded, 0].max()) + 1 if recorded.any() else 0
     rows = np.full((sizes["p"], size_t, sizes["z"]), -1, dtype=np.int64)
-    for n in np.flatnonzero(recorded):
-        t, p, z = index[n]
-        rows[p, t, z] = n
+    t, p, z = index[recorded].T
+    rows[p, t, z] = np.flatnonzero(recorded)
     z_step = float(group.attrs.get("z_step_um", 0.0)) or None
     stage = np.asarray(group.attrs.get("positions_um", np.full((sizes["p"], 3), np.nan)),
                        dtype=np.float64).reshape(sizes["p"], 3)
@@ -249,6 +251,19 @@ def read_sr(h5: h5py.File | h5py.Group, model: str, time_point: int | None = Non
     return image
 
 
+def sr_label(model_name: str) -> str:
+    """An HDF5-safe /sr dataset name for a model (the live recorder's and reprocess's rule)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
+
+
+def software_version() -> str:
+    """The installed livesim version ("unknown" when not installed), for the run metadata."""
+    try:
+        return importlib.metadata.version("livesim")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def write_metadata(h5: h5py.File | h5py.Group, metadata: Mapping[str, Any]) -> None:
     """Store run metadata as JSON string attributes (one per top-level key)."""
     for key, value in metadata.items():
@@ -269,6 +284,14 @@ def read_metadata(h5: h5py.File | h5py.Group) -> dict[str, Any]:
         else:
             out[key] = value.tolist() if isinstance(value, np.ndarray) else value
     return out
+
+
+def event_counts(h5: h5py.File | h5py.Group) -> dict[str, int]:
+    """How many /events rows of each kind the file holds (empty without /events)."""
+    if EVENTS not in h5:
+        return {}
+    return dict(Counter(k.decode() if isinstance(k, bytes) else str(k)
+                        for k in h5[EVENTS]["kind"][()]))
 
 
 def _json_default(value: object) -> object:

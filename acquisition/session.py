@@ -12,9 +12,7 @@ waits on inference.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -109,7 +107,6 @@ class Progress:
     """A snapshot for the progress display."""
 
     time_points_done: int
-    time_points_total: int | None
     elapsed_s: float
     raw_frames: int
     sr_frames: int
@@ -204,6 +201,14 @@ def _qc_record(value: object) -> QcRecord | None:
         return None
 
 
+def _tcp_port_plus(endpoint: str, n: int, what: str, problem: str) -> str:
+    """``tcp://HOST:PORT`` with PORT + n; SessionError naming ``what`` for any other endpoint."""
+    head, _, port = endpoint.rpartition(":")
+    if endpoint.startswith("tcp://") and port.isdigit() and int(port) > 0:
+        return f"{head}:{int(port) + n}"
+    raise SessionError(f"{what} {endpoint!r}: {problem}")
+
+
 def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
     """The raw endpoint of worker ``slot``: the run's own for one worker; with several, an ipc
     path with ``-<slot>`` appended, or a TCP port plus ``slot``."""
@@ -211,11 +216,8 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
         return endpoint
     if endpoint.startswith("ipc://"):
         return f"{endpoint}-{slot}"
-    head, _, port = endpoint.rpartition(":")
-    if endpoint.startswith("tcp://") and port.isdigit() and int(port) > 0:
-        return f"{head}:{int(port) + slot}"
-    raise SessionError(f"raw endpoint {endpoint!r}: several workers need ipc:// or tcp:// with "
-                       "a fixed port")
+    return _tcp_port_plus(endpoint, slot, "raw endpoint",
+                          "several workers need ipc:// or tcp:// with a fixed port")
 
 
 RING_MAX_SLOTS = 1024  # sets in the shared-memory ring at most (more in flight: heap, inline)
@@ -245,22 +247,15 @@ def memory_needed_bytes(frame_shape: tuple[int, int], n_patterns: int, n_channel
     return buffers + sr + (EMULATOR_BYTES_PER_PX * pixels if emulator else 0)
 
 
-def available_memory_bytes() -> int | None:
-    """Memory this process may still use: MemAvailable, capped by RLIMIT_AS (None: unknown)."""
+def available_memory_bytes() -> int:
+    """Memory this process may still use: MemAvailable (psutil), capped by RLIMIT_AS."""
     import resource
 
-    available = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
+    import psutil
+
+    available = int(psutil.virtual_memory().available)
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        available = soft if available is None else min(available, soft)
-    return available
+    return available if soft == resource.RLIM_INFINITY else min(available, soft)
 
 
 def check_memory(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
@@ -269,24 +264,12 @@ def check_memory(frame_shape: tuple[int, int], n_patterns: int, n_channels: int,
     allocated or written (a MemoryError mid-run would lose the file's accounting)."""
     needed = memory_needed_bytes(frame_shape, n_patterns, n_channels, options, emulator)
     available = available_memory_bytes()
-    if available is not None and needed > available:
+    if needed > available:
         raise SessionError(
             f"a {frame_shape[1]} x {frame_shape[0]} px ROI with {n_channels} channel(s) of "
             f"{n_patterns} patterns needs about {needed / 2**30:.1f} GiB of memory"
             f"{' (with the emulator)' if emulator else ''}; {available / 2**30:.1f} GiB is "
             "available: choose a smaller ROI")
-def remote_results_endpoint(raw_endpoint: str) -> str:
-    """Where a remote worker sends its results: the raw endpoint's TCP port plus one."""
-    head, _, port = raw_endpoint.rpartition(":")
-    if not raw_endpoint.startswith("tcp://") or not port.isdigit() or int(port) <= 0:
-        raise SessionError(f"worker endpoint {raw_endpoint!r}: expected tcp://HOST:PORT with a "
-                           "fixed port (results go to PORT + 1)")
-    return f"{head}:{int(port) + 1}"
-
-
-def sr_label(model_name: str) -> str:
-    """An HDF5-safe dataset name for a model."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
 
 
 class RunSession:
@@ -308,8 +291,7 @@ class RunSession:
         self.frame_shape = frame_shape
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
-        self.endpoints = endpoints or Endpoints.ipc()
-        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
+        self.endpoints = endpoints or Endpoints.ipc()  # None: a temporary folder, its own
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -353,10 +335,8 @@ class RunSession:
         self._results_stop = threading.Event()
         self._result_handled = threading.Event()  # wakes the drain at once, not every 20 ms
         self._draining = False  # the results thread then polls in short steps (quick join)
-        self._summary: RunSummary | None = None
         self._latest_sr_time_point = -1
         self._latest_raw_time_point = -1
-        self._skips = 0
         self._gaps = 0
         self._start_s = 0.0
         self._out_sequence = 0
@@ -400,7 +380,9 @@ class RunSession:
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
         self.results = MessageReceiver(results, "results")
         self.remote_results = [  # one per remote worker: the socket tells the slot
-            MessageReceiver(open_socket(self.context, zmq.PULL, remote_results_endpoint(e),
+            MessageReceiver(open_socket(self.context, zmq.PULL, _tcp_port_plus(
+                e, 1, "worker endpoint", "expected tcp://HOST:PORT with a fixed port (results go "
+                "to PORT + 1)"),
                                         bind=True, keys=opts.curve, RCVHWM=64), f"results {e}")
             for e in opts.remote_workers]
         if self.outlet is not None:
@@ -519,7 +501,7 @@ class RunSession:
         for c in sorted(self.sr_channels):
             entry = hello.get("channels", {}).get(str(c))
             if entry is not None:
-                self._labels[c] = sr_label(str(entry.get("model_name") or self.methods[c]))
+                self._labels[c] = run_file.sr_label(str(entry.get("model_name") or self.methods[c]))
         names = ", ".join(f"channel {int(c) + 1}: {e.get('model_name')}"
                           for c, e in hello.get("channels", {}).items()) or "no SR"
         imc = hello.get("imc") or {}
@@ -560,16 +542,13 @@ class RunSession:
             **({"imc_channel_names": imc_names} if imc_names else {}))
 
     def _run_metadata(self) -> dict[str, Any]:
-        try:
-            version = importlib.metadata.version("livesim")
-        except importlib.metadata.PackageNotFoundError:
-            version = "unknown"
         models = {str(c): {"method": self.methods[c], "dataset": f"sr/{self._labels[c]}",
                            **self.hello.get("channels", {}).get(str(c), {})}
                   for c in sorted(self.sr_channels)}
         if self.hello.get("imc"):
             models["imc"] = {"dataset": "imc", **self.hello["imc"]}
-        return {**self.metadata, "run_id": self.run_id, "software_version": version,
+        return {**self.metadata, "run_id": self.run_id,
+                "software_version": run_file.software_version(),
                 "protocol": self.protocol.model_dump(mode="json"), "models": models,
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "endpoints": {"raw": self.endpoints.raw, "results": self.endpoints.results,
@@ -623,7 +602,6 @@ class RunSession:
                                "frame source cannot move a stage")
         self._load_calibration()
         self._open_sockets()
-        results_thread = None
         try:
             if self.sr_channels:
                 self._start_worker()
@@ -651,35 +629,27 @@ class RunSession:
             self.engine = self._engine(self.protocol.interval_s,
                                        lambda point: self._on_time_point(point, progress),
                                        rows=rows, stage=stage)
-            results_thread = threading.Thread(target=self._results_loop, name="results",
-                                              daemon=True)
-            results_thread.start()
+            self._results_thread = threading.Thread(target=self._results_loop, name="results",
+                                                    daemon=True)
+            self._results_thread.start()
             if self.ring is not None and not self.ring.wait_populated(RING_POPULATE_WAIT_S):
                 logger.info("raw ring not fully populated; its pages come with the frames")
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more
             report = self.engine.run(self.protocol.n_events)
-            summary = self._summary = RunSummary(self.protocol.output, self.run_id, report)
+            summary = RunSummary(self.protocol.output, self.run_id, report,
+                                 sr_latency=self._latencies)
             self._drain()
             self._results_stop.set()
-            results_thread.join(5.0)
+            self._results_thread.join(5.0)
             # every result is in: close the file before the worker exits (its interpreter's
             # teardown takes 1-3 s, which the run file need not wait for)
             summary = self._finish(summary)
             if self.on_file_closed is not None:
                 self.on_file_closed()
         finally:
-            self._results_stop.set()
-            if results_thread is not None:
-                results_thread.join(5.0)
-            if self.pool is not None:
-                self.pool.stop()
-            self._close_sockets()
-            if self._scratch is not None:
-                shutil.rmtree(self._scratch, ignore_errors=True)
-            if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
-                self.endpoints.remove_temporary_folder()
+            self._shut_down(join_s=5.0)
         return summary
 
     def _finish(self, summary: RunSummary) -> RunSummary:
@@ -775,13 +745,7 @@ class RunSession:
             if self.engine is not None:
                 self.engine.stop_live(timeout_s)
         finally:
-            if self._results_thread is not None:
-                self._results_thread.join(timeout_s)
-            if self.pool is not None:
-                self.pool.stop(timeout_s)
-            self._close_sockets()
-            if self._scratch is not None:
-                shutil.rmtree(self._scratch, ignore_errors=True)
+            self._shut_down(join_s=timeout_s, stop_s=timeout_s)
 
     @property
     def live(self) -> bool:
@@ -822,7 +786,13 @@ class RunSession:
 
     # --- both modes ------------------------------------------------------------------------------
 
-    def _close_sockets(self) -> None:
+    def _shut_down(self, join_s: float, stop_s: float = 10.0) -> None:
+        """The results thread, the workers, the sockets and the run's temporary files."""
+        self._results_stop.set()
+        if self._results_thread is not None:
+            self._results_thread.join(join_s)
+        if self.pool is not None:
+            self.pool.stop(stop_s)
         for sender in self.raw_senders:
             sender.close()
         self.results.socket.close(linger=0)
@@ -836,6 +806,9 @@ class RunSession:
             with self._lock:
                 self._lent.clear()
             self.ring.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        self.endpoints.remove_temporary_folder()  # its own: nothing of a run left in /tmp
 
     def _count_and_show(self, point: TimePoint) -> None:
         """Counters, gap events and the display's raw image of a time point."""
@@ -976,7 +949,6 @@ class RunSession:
 
     def _skip(self, time_point: int, channel: int, reason: str, sequence: int = -1) -> None:
         """Count a set that gets no SR (and record it when recording)."""
-        self._skips += 1
         self.counters.sr_skips += 1
         if self.recorder is not None:
             self.recorder.record_event("sr_skip", time_point, sequence,
@@ -1012,12 +984,7 @@ class RunSession:
         """Record a dead thread in /events, stop acquisition, make the run's exit non-zero."""
         logger.exception("the %s thread died", name)
         self.thread_failure = f"{name} thread died: {type(exc).__name__}: {exc}"
-        if self.recorder is not None:
-            try:
-                self.recorder.record_event("fault", max(self._latest_raw_time_point, -1), -1,
-                                           self.thread_failure)
-            except RecorderError as record_exc:
-                logger.error("could not record the %s thread's death: %s", name, record_exc)
+        self._record_now("fault", self.thread_failure)
         if self.engine is not None:
             self.engine.stop()
 
@@ -1285,18 +1252,19 @@ class RunSession:
         self._flush_imc()
         self._results_stop.set()
         self._forget_pending(reason)
-        if self._summary is not None:
-            self._summary.sr_latency = self._latencies
 
     def _on_worker_event(self, slot: int, kind: str, detail: str) -> None:
         if self.options.workers + len(self.options.remote_workers) > 1:
             detail = f"worker {slot}: {detail}"
         self.on_event("info" if kind == "worker_restarted" else "error",
                       f"{kind.replace('_', ' ')}: {detail}")
+        self._record_now(kind, detail)
+
+    def _record_now(self, kind: str, detail: str) -> None:
+        """An event at the newest time point, from any thread (a recorder failure is logged)."""
         if self.recorder is not None:
             try:
-                self.recorder.record_event(kind, max(self._latest_raw_time_point, -1), -1,
-                                           detail)
+                self.recorder.record_event(kind, self._latest_raw_time_point, -1, detail)
             except RecorderError as exc:
                 logger.error("could not record %s: %s", kind, exc)
 
@@ -1306,11 +1274,10 @@ class RunSession:
         stats = recorder.stats if recorder is not None else None
         return Progress(
             time_points_done=self._latest_raw_time_point + 1,
-            time_points_total=self.protocol.n_events,
             elapsed_s=time.monotonic() - self._start_s,
             raw_frames=stats.raw_frames if stats else 0,
             sr_frames=stats.sr_frames if stats else 0,
             sr_lag_time_points=max(0, self._latest_raw_time_point - self._latest_sr_time_point),
             bytes_written=stats.bytes_written if stats else 0,
-            skips=self._skips, gaps=self._gaps,
+            skips=self.counters.sr_skips, gaps=self._gaps,
             worker_restarts=self.pool.restarts if self.pool else 0)

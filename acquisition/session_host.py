@@ -175,19 +175,16 @@ class SessionHost:
         try:
             if cmd == "status":
                 return self.status(int(_number(request, "since", 0)))
-            if cmd == "live":
+            if cmd in ("live", "record"):
+                start = self.start_live if cmd == "live" else self.start_record
                 protocol = self._protocol(request["protocol"])
                 channel = int(_number(request, "display_channel", 0))
-                return self._later("live", lambda: self.start_live(protocol, channel))
+                return self._later(cmd, lambda: start(protocol, channel))
             if cmd == "display":  # what the window's raw view shows: "frame" / "wide-field"
                 self.outlet.set_raw_view(str(request.get("raw_view", "frame")))
                 return {"ok": True}
             if cmd == "stop_live":
                 return self._later("stop_live", self.stop_live)
-            if cmd == "record":
-                protocol = self._protocol(request["protocol"])
-                channel = int(_number(request, "display_channel", 0))
-                return self._later("record", lambda: self.start_record(protocol, channel))
             if cmd == "stop_record":  # optional: finish_within_s (drain limit), resume (live)
                 if self.recording is not None:
                     within = (None if request.get("finish_within_s") is None
@@ -360,7 +357,6 @@ class RecordingThread(threading.Thread):
                                     worker_log=protocol.output.with_suffix(".worker.log"))
         self.bytes_rate = RateMeter()
         self.progress: Progress | None = None
-        self._restarts_seen = 0
         self._last_bytes = 0
         self.stopping = False
 
@@ -411,11 +407,6 @@ class RecordingThread(threading.Thread):
         p = self.progress
         session = self.session
         c = session.counters
-        supervisor = session.supervisor
-        if supervisor is not None and supervisor.restarts > self._restarts_seen:
-            self._restarts_seen = supervisor.restarts
-            self.host.events.add("error", f"inference worker died and was restarted "
-                                          f"({supervisor.restarts} restart(s))")
         free = shutil.disk_usage(self.protocol.output.parent).free
         state = "stopping" if self.stopping else ("recording" if p is not None else "starting")
         return {"state": state, "sr_pending": session.pending_sr(),
@@ -453,9 +444,7 @@ def run_file_sealed(path: Path) -> tuple[bool, str]:
         with h5py.File(path, "r") as h5:
             if run_file.FAULT_RESERVE in h5:
                 return False, "fault reserve still allocated"
-            kinds = h5[run_file.EVENTS]["kind"][()] if run_file.EVENTS in h5 else []
-            if not any((k.decode() if isinstance(k, bytes) else str(k)) == "run_end"
-                       for k in kinds):
+            if "run_end" not in run_file.event_counts(h5):
                 return False, "no run_end event"
     except OSError as exc:
         return False, f"cannot open: {exc}"

@@ -57,18 +57,13 @@ class WorkerCommand:
                 "--parent-pid", str(os.getpid())]
         for method in self.methods:
             args += ["--method", method]
-        if self.calibration is not None:
-            args += ["--calibration", str(self.calibration)]
-        if self.pattern_parameters is not None:
-            args += ["--pattern-parameters", str(self.pattern_parameters)]
-        if self.imc_model is not None:
-            args += ["--imc-model", self.imc_model]
-        if self.sr_encoding != "float32":
-            args += ["--sr-encoding", self.sr_encoding]
-        args += ["--trust-every", str(self.trust_every)]
-        if self.raw_ring_fd is not None:
-            args += ["--raw-ring-fd", str(self.raw_ring_fd)]
-        return args
+        optional = {"--calibration": self.calibration, "--imc-model": self.imc_model,
+                    "--pattern-parameters": self.pattern_parameters,
+                    "--raw-ring-fd": self.raw_ring_fd,
+                    "--sr-encoding": None if self.sr_encoding == "float32" else self.sr_encoding}
+        args += [part for flag, value in optional.items() if value is not None
+                 for part in (flag, str(value))]
+        return [*args, "--trust-every", str(self.trust_every)]
 
 
 @dataclass(frozen=True)
@@ -85,14 +80,12 @@ class WorkerSupervisor:
     """Owns the worker subprocess: start, health check, kill + restart, stop."""
 
     def __init__(self, command: WorkerCommand, on_event: EventSink,
-                 limits: WorkerLimits = WorkerLimits(),
-                 argv_factory: Callable[[str], Sequence[str]] | None = None) -> None:
+                 limits: WorkerLimits = WorkerLimits()) -> None:
         self.command = command
         self.on_event = on_event
         self.limits = limits
         self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self._argv_factory = argv_factory or command.argv
         self._started_s = 0.0
         self._last_heartbeat_s = 0.0
         self._busy_since_s = 0.0
@@ -127,7 +120,7 @@ class WorkerSupervisor:
         self.worker_id = uuid.uuid4().hex[:16]
         try:
             ring = () if self.command.raw_ring_fd is None else (self.command.raw_ring_fd,)
-            self.process = subprocess.Popen(list(self._argv_factory(self.worker_id)),
+            self.process = subprocess.Popen(self.command.argv(self.worker_id),
                                             stdout=stdout,
                                             stderr=subprocess.STDOUT if stdout else None,
                                             pass_fds=ring)
@@ -277,9 +270,6 @@ class WorkerPool:
         if isinstance(remote, RemoteWorker) and worker_id:
             remote.adopt(worker_id)
             self._slot_of_id[worker_id] = slot
-
-    def __len__(self) -> int:
-        return len(self.supervisors)
 
     def start(self) -> None:
         """Launch every local worker (remote ones connect by themselves)."""

@@ -270,7 +270,8 @@ def fit_calibration(
     # dark: mean = offset + g * dark_current * t  (per pixel, straight line in t)
     t_dark_s = np.array([s.exposure_ms for s in dark]) / 1000.0
     dark_means = np.stack([s.mean_adu for s in dark])
-    dark_slope, offset = _line_fit(t_dark_s, dark_means)
+    dark_slope, offset, _ = _weighted_line_fit(t_dark_s[:, None, None], dark_means,
+                                               np.ones_like(dark_means))
     dark_variance = np.maximum(dark[0].variance_adu2 - QUANTIZATION_VARIANCE_ADU2, 1e-6)
 
     # flat: variance = a + g * mean, over unclipped, signal-bearing levels per pixel
@@ -327,15 +328,6 @@ def fit_calibration(
         curve=curve,
         metadata=dict(metadata or {}),
     )
-
-
-def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel least-squares slope and intercept of y (L, Y, X) against x (L,)."""
-    x = np.asarray(x, dtype=float)[:, None, None]
-    x_mean = x.mean(axis=0)
-    y_mean = y.mean(axis=0)
-    slope = ((x - x_mean) * (y - y_mean)).sum(axis=0) / max(float(((x - x_mean) ** 2).sum()), 1e-30)
-    return slope, y_mean - slope * x_mean
 
 
 def _weighted_line_fit(

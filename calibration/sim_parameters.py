@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from calibration.edge_taper import edge_taper
-from calibration.otf import OtfLike, OtfModel
+from calibration.otf import OtfLike, OtfModel, frequency_grid_cycles_per_px
+from settings_file import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,8 @@ logger = logging.getLogger(__name__)
 MIN_OVERLAP_SIGMAS = 5.0
 
 
-class OrientationParameters(BaseModel):
+class OrientationParameters(StrictModel):
     """Pattern of one orientation: wave vector (cycles/px, (kx, ky)), phases, modulation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     wave_vector_cycles_per_px: tuple[float, float]
     phases_rad: list[float]
@@ -43,10 +42,8 @@ class OrientationParameters(BaseModel):
     )
 
 
-class SimParameters(BaseModel):
+class SimParameters(StrictModel):
     """Estimated pattern parameters of one raw set (orientation-major frame order)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pixel_size_nm: float = Field(gt=0.0)
     orientations: list[OrientationParameters]
@@ -100,11 +97,9 @@ def estimate_sim_parameters(
     if raw.ndim != 3:
         raise ValueError(f"raw must be (P, Y, X), got shape {raw.shape}")
     if max_size_px is not None and max(raw.shape[1:]) > max_size_px:
-        y0 = max((raw.shape[1] - max_size_px) // 2, 0)
-        x0 = max((raw.shape[2] - max_size_px) // 2, 0)
-        crop = raw[:, y0 : y0 + max_size_px, x0 : x0 + max_size_px]
+        y0, x0 = central_origin(raw.shape, max_size_px)
         inner = estimate_sim_parameters(
-            crop,
+            raw[:, y0 : y0 + max_size_px, x0 : x0 + max_size_px],
             pixel_size_nm,
             otf,
             n_phases,
@@ -114,7 +109,7 @@ def estimate_sim_parameters(
             dc_exclusion,
             None,
         )
-        return _moved_origin(inner, x0, y0)
+        return moved_origin(inner, x0, y0)
     n_patterns, ny, nx = raw.shape
     if n_phases < 3 or n_patterns % n_phases:
         raise ValueError(
@@ -137,8 +132,6 @@ def estimate_sim_parameters(
     plain = frames - offset
     plain_spectra = sfft.fft2(plain, workers=-1)
     plain_wide_field = plain_spectra.mean(axis=0)
-    margin_y, margin_x = max(4, ny // 10), max(4, nx // 10)
-    interior = (slice(margin_y, ny - margin_y), slice(margin_x, nx - margin_x))
 
     results = []
     for orientation in range(n_patterns // n_phases):
@@ -147,7 +140,7 @@ def estimate_sim_parameters(
         _, side = _separate(spectra[block], nominal)
         coarse = _coarse_peak(grid, wide_field, side, search_band, dc_exclusion)
         wave_vector, correlation = _refine_peak(grid, wide_field, side, coarse, dc_exclusion)
-        beat = _Beat(grid, plain_wide_field, interior, dc_exclusion)
+        beat = _Beat(grid, plain_wide_field, dc_exclusion)
         phases = beat.phases(plain[block], wave_vector)
         for _ in range(3):
             _, plain_side = _separate(plain_spectra[block], phases)
@@ -175,8 +168,14 @@ def estimate_sim_parameters(
     return SimParameters(pixel_size_nm=pixel_size_nm, orientations=results)
 
 
-def _moved_origin(parameters: SimParameters, x0: int, y0: int) -> SimParameters:
-    """Phases referred to a pixel (x0, y0) earlier: phi = phi_crop - 2 pi p.(x0, y0)."""
+def central_origin(shape: Sequence[int], size_px: int) -> tuple[int, int]:
+    """(y0, x0) of the central ``size_px`` square of (..., Y, X) frames (0 where smaller)."""
+    return max((shape[-2] - size_px) // 2, 0), max((shape[-1] - size_px) // 2, 0)
+
+
+def moved_origin(parameters: SimParameters, x0: int, y0: int) -> SimParameters:
+    """Phases referred to a pixel (x0, y0) earlier: phi = phi_crop - 2 pi p.(x0, y0) (a crop
+    starting at (x0, y0) takes ``moved_origin(parameters, -x0, -y0)``)."""
     moved = []
     for orientation in parameters.orientations:
         kx, ky = orientation.wave_vector_cycles_per_px
@@ -191,8 +190,7 @@ class _Grid:
 
     def __init__(self, ny: int, nx: int, pixel_size_nm: float, otf: OtfLike) -> None:
         self.shape = (ny, nx)
-        self.ky = np.fft.fftfreq(ny)[:, None]
-        self.kx = np.fft.fftfreq(nx)[None, :]
+        self.ky, self.kx = frequency_grid_cycles_per_px((ny, nx))
         self.radius = np.hypot(self.ky, self.kx)
         self.pixel_size_nm = pixel_size_nm
         self.otf_model = otf
@@ -328,20 +326,17 @@ class _Beat:
 
     Both partners are filtered so that the object spectrum sees the same filter
     H(k) H(k - p) (DC neighbourhoods removed); their product is then m/2 e^{-i phi} |s_f(r)|^2
-    at the true p, whose phase is flat across the image. Sums run over the image interior.
+    at the true p, whose phase is flat across the image. Sums run over the image interior
+    (a tenth of each side, at least 4 px, left out at every edge).
     """
 
-    def __init__(
-        self,
-        grid: _Grid,
-        wide_field: np.ndarray,
-        interior: tuple[slice, slice],
-        dc_exclusion: float,
-    ) -> None:
+    def __init__(self, grid: _Grid, wide_field: np.ndarray, dc_exclusion: float) -> None:
         self.grid = grid
         self.wide_field = wide_field
         self.wide_field_image = sfft.ifft2(wide_field, workers=-1).real
-        self.interior = interior
+        ny, nx = grid.shape
+        margin_y, margin_x = max(4, ny // 10), max(4, nx // 10)
+        self.interior = (slice(margin_y, ny - margin_y), slice(margin_x, nx - margin_x))
         self.dc_exclusion = dc_exclusion
 
     def _partners(self, wave_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -509,12 +504,10 @@ def usable_parameters(parameters: SimParameters) -> tuple[SimParameters, list[st
     return parameters.model_copy(update={"orientations": updated}), changes
 
 
-class PatternCalibration(BaseModel):
+class PatternCalibration(StrictModel):
     """Rig calibration of the illumination pattern: period, angle and modulation are fixed by
     the SLM / grating, so they are fitted once on a bright specimen and reused; only the
     phases are refined per time point (``refine_phases``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     format: str = "livesim-pattern-calibration"
     version: int = 1
@@ -631,20 +624,15 @@ def refine_phases(
             f"raw set has {n_patterns} frames; the reference pattern has "
             f"{reference.n_orientations} x {reference.n_phases}"
         )
-    x0 = y0 = 0
-    frames = raw.astype(np.float64)
-    if max_size_px is not None and max(ny, nx) > max_size_px:
-        y0 = max((ny - max_size_px) // 2, 0)
-        x0 = max((nx - max_size_px) // 2, 0)
-        frames = frames[:, y0 : y0 + max_size_px, x0 : x0 + max_size_px]
+    size = max_size_px or max(ny, nx)  # the central square analysed (None: whole frame)
+    y0, x0 = central_origin(raw.shape, size)
+    frames = raw[:, y0 : y0 + size, x0 : x0 + size].astype(np.float64)
     offset = float(np.percentile(frames, 0.5)) if offset_adu is None else float(offset_adu)
     plain = frames - offset
     cy, cx = plain.shape[1:]
     grid = _Grid(cy, cx, reference.pixel_size_nm, otf)
     plain_wide_field = sfft.fft2(plain, workers=-1).mean(axis=0)
-    margin_y, margin_x = max(4, cy // 10), max(4, cx // 10)
-    interior = (slice(margin_y, cy - margin_y), slice(margin_x, cx - margin_x))
-    beat = _Beat(grid, plain_wide_field, interior, dc_exclusion)
+    beat = _Beat(grid, plain_wide_field, dc_exclusion)
     n_p = reference.n_phases
     orientations, agreements, offsets = [], [], []
     for index, orientation in enumerate(reference.orientations):

@@ -34,12 +34,13 @@ import itertools
 import logging
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.ndimage import gaussian_filter, percentile_filter, uniform_filter
 
-from calibration.otf import OtfModel
+from calibration.otf import OtfModel, frequency_grid_cycles_per_px
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import estimate_sim_parameters
+from settings_file import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,8 @@ class StackStatisticsError(ValueError):
     """A stack whose statistics cannot be measured (no noise band, no signal, bad shape)."""
 
 
-class StackStatistics(BaseModel):
+class StackStatistics(StrictModel):
     """Physical statistics of one raw SIM set (all electrons are per pixel per frame)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     gain_adu_per_e: float = Field(description="median gain, from the out-of-band noise")
     offset_adu: float = Field(description="median dark level (read noise folded in)")
@@ -80,12 +79,6 @@ class StackStatistics(BaseModel):
     spectrum_e2: list[float] = Field(description="radially averaged power, e-^2 per pixel")
 
 
-def _radius_cycles_per_px(shape: tuple[int, int]) -> np.ndarray:
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.fftfreq(shape[1])[None, :]
-    return np.hypot(ky, kx)
-
-
 def estimate_gain_and_offset(
     frames_adu: np.ndarray, cutoff_cycles_per_px: float, block_px: int | None = None
 ) -> tuple[float, float]:
@@ -103,7 +96,7 @@ def estimate_gain_and_offset(
         raise StackStatisticsError(
             f"frames must be (P, Y, X) with Y, X >= {4 * block_px}, got shape {frames.shape}"
         )
-    radius = _radius_cycles_per_px(frames.shape[-2:])
+    radius = np.hypot(*frequency_grid_cycles_per_px(frames.shape[-2:]))
     band = radius > NOISE_BAND_START * cutoff_cycles_per_px
     fraction = float(band.mean())
     if fraction < 0.05:
@@ -200,7 +193,7 @@ def radial_spectrum(
     """(bin centres in cycles/px, mean power per pixel) of one image (mean removed)."""
     data = np.asarray(image, dtype=np.float64)
     power = np.abs(np.fft.fft2(data - data.mean())) ** 2 / data.size
-    radius = _radius_cycles_per_px(data.shape)
+    radius = np.hypot(*frequency_grid_cycles_per_px(data.shape))
     edges = np.linspace(0.0, 0.5, n_bins + 1)
     index = np.digitize(radius.ravel(), edges) - 1
     keep = (index >= 0) & (index < n_bins)

@@ -51,9 +51,7 @@ class CompositePanel(QtWidgets.QWidget):
         self.view.addItem(self.item)
         # what stands in for the composite (e.g. 'IMC-SR starting'): a label above the view,
         # so it is never drawn outside the view's range
-        self.placeholder = QtWidgets.QLabel("IMC-SR off")
-        self.placeholder.setWordWrap(True)
-        self.placeholder.setObjectName("note")
+        self.placeholder = QtWidgets.QLabel("IMC-SR off", wordWrap=True, objectName="note")
         self.view.sigRangeChangedManually.connect(self._user_moved)
         self.view.sigResized.connect(self._resized)
         self.auto_fit = True
@@ -65,18 +63,14 @@ class CompositePanel(QtWidgets.QWidget):
         rows = QtWidgets.QGridLayout()
         rows.setContentsMargins(2, 0, 2, 0)
         for i, name in enumerate(names):
-            show = QtWidgets.QCheckBox(name)
-            show.setChecked(True)
+            show = QtWidgets.QCheckBox(name, checked=True)
             colour = QtWidgets.QComboBox()
             colour.addItems(list(COLOURS))
             colour.setCurrentText(DEFAULT_COLOURS[i])
-            auto = QtWidgets.QCheckBox("auto")
-            auto.setChecked(True)
-            high = QtWidgets.QDoubleSpinBox()
-            high.setDecimals(3)
-            high.setRange(0.001, 1e6)
-            high.setPrefix("max ")
-            high.setValue(1.0)
+            auto = QtWidgets.QCheckBox("auto", checked=True)
+            # Qt properties as keyword arguments, applied in order (range before value)
+            high = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=1e6,
+                                            prefix="max ", value=1.0)
             high.valueChanged.connect(lambda value, i=i: self._manual_high(i, value))
             for col, widget in enumerate((show, colour, auto, high)):
                 rows.addWidget(widget, i, col)

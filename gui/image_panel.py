@@ -196,13 +196,12 @@ class ImagePanel(QtWidgets.QWidget):
         self.fft_item.setVisible(False)
         self.view.addItem(self.fft_item)
         self.fft_lut = lut_for("grey")
-        self.fft = QtWidgets.QCheckBox("FFT")
-        self.fft.setToolTip("show the image's power spectrum (log scale)")
+        # Qt properties as keyword arguments, applied in order (range before value)
+        self.fft = QtWidgets.QCheckBox("FFT", toolTip="show the image's power spectrum (log scale)")
         self.fft.setVisible(spectrum)
         self.fft.toggled.connect(self._fft_toggled)
-        self.readout = QtWidgets.QLabel(" ")
-        self.readout.setObjectName("note")
-        self.readout.setToolTip("cursor position and pixel value")
+        self.readout = QtWidgets.QLabel(" ", objectName="note",
+                                        toolTip="cursor position and pixel value")
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         # the histogram is recomputed on our schedule, not on every setImage
         self.item.sigImageChanged.disconnect(self.histogram.imageChanged)
@@ -211,26 +210,18 @@ class ImagePanel(QtWidgets.QWidget):
         self.colourmap = QtWidgets.QComboBox()
         self.colourmap.addItems(list(COLOURMAPS))
         self.colourmap.setCurrentText(colourmap)
-        self.gamma = QtWidgets.QDoubleSpinBox()
-        self.gamma.setRange(0.1, 5.0)
-        self.gamma.setSingleStep(0.1)
-        self.gamma.setValue(1.0)
-        self.gamma.setPrefix("γ ")
-        self.ignore_pct = QtWidgets.QDoubleSpinBox()
-        self.ignore_pct.setRange(0.0, 10.0)
-        self.ignore_pct.setDecimals(2)
-        self.ignore_pct.setSingleStep(0.05)
-        self.ignore_pct.setValue(0.1)
-        self.ignore_pct.setSuffix(" %")
-        self.ignore_pct.setToolTip("auto-contrast ignores this percentage at each end")
-        self.auto_button = QtWidgets.QPushButton("Auto")
-        self.auto_button.setToolTip("set levels once from the percentiles")
-        self.continuous = QtWidgets.QCheckBox("cont.")
-        self.continuous.setToolTip("keep auto-contrast on (re-evaluated a few times a second)")
-        self.continuous.setChecked(True)
-        self.saturation = QtWidgets.QCheckBox("sat.")
-        self.saturation.setToolTip("paint saturated pixels (detector or model maximum) red")
-        self.saturation.setChecked(True)
+        self.gamma = QtWidgets.QDoubleSpinBox(minimum=0.1, maximum=5.0, singleStep=0.1,
+                                              value=1.0, prefix="γ ")
+        self.ignore_pct = QtWidgets.QDoubleSpinBox(
+            minimum=0.0, maximum=10.0, decimals=2, singleStep=0.05, value=0.1, suffix=" %",
+            toolTip="auto-contrast ignores this percentage at each end")
+        self.auto_button = QtWidgets.QPushButton(
+            "Auto", toolTip="set levels once from the percentiles")
+        self.continuous = QtWidgets.QCheckBox(
+            "cont.", checked=True,
+            toolTip="keep auto-contrast on (re-evaluated a few times a second)")
+        self.saturation = QtWidgets.QCheckBox(
+            "sat.", checked=True, toolTip="paint saturated pixels (detector or model maximum) red")
 
         bar = QtWidgets.QHBoxLayout()
         bar.setContentsMargins(2, 0, 2, 0)

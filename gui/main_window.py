@@ -94,8 +94,7 @@ class PatternPanel(QtWidgets.QWidget):
                        for i, colour in enumerate(ORIENTATION_COLOURS)]
         self.history: list[list[float]] = [[] for _ in ORIENTATION_COLOURS]
         self.checks = 0
-        self.text = QtWidgets.QLabel("waiting for a SIM raw set")
-        self.text.setWordWrap(True)
+        self.text = QtWidgets.QLabel("waiting for a SIM raw set", wordWrap=True)
         self.lut = np.ascontiguousarray(
             (pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False)
              ).astype(np.uint8))
@@ -190,49 +189,42 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.status = StatusPanel()
         self.events = EventPane()
 
-        self.live_button = QtWidgets.QPushButton("▶ Live")
-        self.live_button.setCheckable(True)
-        self.record_button = QtWidgets.QPushButton("● Record")
-        self.record_button.setCheckable(True)
-        self.record_button.setObjectName("record")
-        self.snapshot_button = QtWidgets.QPushButton("Snapshot")
+        # Qt properties as keyword arguments
+        self.live_button = QtWidgets.QPushButton("▶ Live", checkable=True,
+                                                 toolTip="live view (Ctrl+L)")
+        self.record_button = QtWidgets.QPushButton(
+            "● Record", checkable=True, objectName="record",
+            toolTip="record to a new run file / stop (Ctrl+R)")
+        self.snapshot_button = QtWidgets.QPushButton(
+            "Snapshot", toolTip="save the views as TIFF and PNG (Ctrl+Shift+S)")
         self.load_button = QtWidgets.QPushButton("Load…")
         self.save_button = QtWidgets.QPushButton("Save…")
-        self.raw_source = QtWidgets.QComboBox()
+        self.raw_source = QtWidgets.QComboBox(toolTip="what the raw view shows")
         self.raw_source.addItems(["raw frame", "wide-field"])
-        self.raw_source.setToolTip("what the raw view shows")
-        self.display_channel = QtWidgets.QComboBox()  # the enabled channels, by laser line
-        self.display_channel.setToolTip("the channel the views show")
-        self.link_box = QtWidgets.QCheckBox("link views")
-        self.link_box.setChecked(True)
-        self.record_state = QtWidgets.QLabel("not recording")
-        self.record_state.setWordWrap(True)
-        self.record_state.setTextInteractionFlags(
-            QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_folder_button = QtWidgets.QPushButton("Open folder")
-        self.open_folder_button.setToolTip("open the folder of the last run file")
-        self.open_folder_button.setEnabled(False)
+        # the enabled channels, by laser line
+        self.display_channel = QtWidgets.QComboBox(toolTip="the channel the views show")
+        self.link_box = QtWidgets.QCheckBox("link views", checked=True)
+        self.record_state = QtWidgets.QLabel(
+            "not recording", wordWrap=True,
+            textInteractionFlags=QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_folder_button = QtWidgets.QPushButton(
+            "Open folder", toolTip="open the folder of the last run file", enabled=False)
         self.last_file = ""  # the newest finished run file
-        self.lag_warning = QtWidgets.QLabel()
-        self.lag_warning.setWordWrap(True)
-        self.lag_warning.setObjectName("warning")
-        self.skip_sr_button = QtWidgets.QPushButton("SR off")
-        self.skip_sr_button.setToolTip("live view without reconstruction (raw only)")
-        self.imc_off_button = QtWidgets.QPushButton("IMC-SR off")
-        self.imc_off_button.setToolTip("live view without the IMC-SR split")
+        self.lag_warning = QtWidgets.QLabel(wordWrap=True, objectName="warning")
+        self.skip_sr_button = QtWidgets.QPushButton(
+            "SR off", toolTip="live view without reconstruction (raw only)")
+        self.imc_off_button = QtWidgets.QPushButton(
+            "IMC-SR off", toolTip="live view without the IMC-SR split")
         self.lag_box = QtWidgets.QWidget()
         # `--model auto` (domain guard, photon count) made SR with Wiener SIM: why, per channel
-        self.fallback_warning = QtWidgets.QLabel()
-        self.fallback_warning.setWordWrap(True)
-        self.fallback_warning.setObjectName("warning")
+        self.fallback_warning = QtWidgets.QLabel(wordWrap=True, objectName="warning")
         self.fallback_warning.hide()
         self.sr_lag_s = 0.0
-        self.roi_button = QtWidgets.QPushButton("Draw ROI")
-        self.roi_button.setCheckable(True)
-        self.roi_button.setToolTip("drag a rectangle on the raw view; press again to apply it "
-                                   "as the camera ROI")
-        self.fit_button = QtWidgets.QPushButton("Fit views")
-        self.fit_button.setToolTip("show the whole image in every view (Ctrl+0)")
+        self.roi_button = QtWidgets.QPushButton(
+            "Draw ROI", checkable=True,
+            toolTip="drag a rectangle on the raw view; press again to apply it as the camera ROI")
+        self.fit_button = QtWidgets.QPushButton(
+            "Fit views", toolTip="show the whole image in every view (Ctrl+0)")
         self.roi_item: pg.RectROI | None = None
         self.actions: dict[str, QtGui.QAction] = {}
 
@@ -346,15 +338,13 @@ class LiveWindow(QtWidgets.QMainWindow):
         side.addStretch(1)
         panel = QtWidgets.QWidget()
         panel.setLayout(side)
-        self.controls_scroll = QtWidgets.QScrollArea()
+        self.controls_scroll = QtWidgets.QScrollArea(
+            widgetResizable=True, maximumWidth=2 * CONTROLS_WIDTH_PX,
+            horizontalScrollBarPolicy=QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.controls_scroll.setWidget(panel)
-        self.controls_scroll.setWidgetResizable(True)
-        self.controls_scroll.setHorizontalScrollBarPolicy(
-            QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scrollbar_px = self.controls_scroll.verticalScrollBar().sizeHint().width()
         self.controls_scroll.setMinimumWidth(max(CONTROLS_WIDTH_PX, panel.minimumSizeHint().width()
                                                  + scrollbar_px + 4))
-        self.controls_scroll.setMaximumWidth(2 * CONTROLS_WIDTH_PX)
 
         self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.main_splitter.addWidget(self.controls_scroll)
@@ -429,9 +419,6 @@ class LiveWindow(QtWidgets.QMainWindow):
                          lambda *_args: self.trust_panel.overlay_box.setChecked(
                              self.actions["trust_map"].isChecked()), checkable=True)
         self.trust_panel.overlay_box.toggled.connect(overlay.setChecked)
-        self.live_button.setToolTip("live view (Ctrl+L)")
-        self.record_button.setToolTip("record to a new run file / stop (Ctrl+R)")
-        self.snapshot_button.setToolTip("save the views as TIFF and PNG (Ctrl+Shift+S)")
 
     def _view_moved(self, *_args: object) -> None:
         """A pan/zoom by the user holds for every linked view (no re-fit on resize)."""
@@ -1073,14 +1060,12 @@ class LiveWindow(QtWidgets.QMainWindow):
             act.setEnabled(False)
         self.events.add("info", f"finishing the recording before quitting (at most "
                                 f"{self.finish_limit_s + FINISH_GRACE_S:.0f} s)")
-        dialog = QtWidgets.QProgressDialog("Finishing the recording…", "", 0, 1000, self)
-        dialog.setWindowTitle("livesim — finishing the recording")
+        dialog = QtWidgets.QProgressDialog(
+            "Finishing the recording…", "", 0, 1000, self,
+            windowTitle="livesim — finishing the recording",
+            windowModality=QtCore.Qt.WindowModality.WindowModal, minimumDuration=0,
+            autoClose=False, autoReset=False, minimumWidth=440)
         dialog.setCancelButton(None)  # type: ignore[arg-type]
-        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
-        dialog.setMinimumDuration(0)
-        dialog.setAutoClose(False)
-        dialog.setAutoReset(False)
-        dialog.setMinimumWidth(440)
         dialog.setValue(0)
         dialog.show()
         self._finish_dialog = dialog

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from acquisition.protocol import Protocol, ProtocolError
@@ -38,31 +39,17 @@ def unique_output(folder: Path, stem: str) -> Path:
     return path
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):  # an inline table (e.g. a channel's autopilot settings)
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
-                               if v is not None) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def protocol_to_toml(data: dict[str, Any]) -> str:
-    """TOML text of a protocol mapping (scalars, an optional [roi] table, [[channels]])."""
-    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()
-             if key not in ("channels", "roi") and value is not None]
-    if data.get("roi"):
-        lines += ["", "[roi]"] + [f"{k} = {_toml_value(v)}" for k, v in data["roi"].items()
-                                  if v is not None]
-    for channel in data.get("channels", []):
-        lines += ["", "[[channels]]"] + [f"{k} = {_toml_value(v)}" for k, v in channel.items()
-                                         if v is not None]
-    return "\n".join(lines) + "\n"
+    """TOML text of a protocol mapping; unset fields (None) are left out: TOML has no null."""
+    return tomli_w.dumps(_without_none(data))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 class ProtocolEditor(QtWidgets.QGroupBox):
@@ -94,33 +81,23 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.powers: list[QtWidgets.QDoubleSpinBox] = []
         self.exposures: list[QtWidgets.QDoubleSpinBox] = []
         for row in range(MAX_CHANNELS):
-            on = QtWidgets.QCheckBox()
+            on = QtWidgets.QCheckBox(toolTip=f"channel {row + 1} on")
             laser = QtWidgets.QComboBox()
             laser.addItems([f"{n} nm" for n in lines_nm])
             laser.setCurrentIndex(min(row + 1, len(lines_nm) - 1) if row == 0 else
                                   row % len(lines_nm))
-            power = QtWidgets.QDoubleSpinBox()
-            power.setRange(0.0, 100.0)
-            power.setSuffix(" %")
-            power.setValue(20.0)
-            exposure = QtWidgets.QDoubleSpinBox()
-            exposure.setRange(0.1, 10_000.0)
-            exposure.setSuffix(" ms")
-            exposure.setValue(10.0)
-            autopilot = QtWidgets.QCheckBox()
-            autopilot.setToolTip(f"channel {row + 1}: photon-budget autopilot for recordings "
-                                 "(the least light that keeps the SR error within the target; "
-                                 "set between time points)")
-            target = QtWidgets.QDoubleSpinBox()
-            target.setDecimals(3)
-            target.setRange(0.001, 100.0)
-            target.setSingleStep(0.1)
-            target.setValue(DEFAULT_AUTOPILOT_TARGET)
-            target.setPrefix("≤ ")
-            target.setEnabled(False)
-            target.setToolTip("autopilot target_error: the SR error to stay within, in the error "
-                              "model's unit (default model: error / the reconstruction's "
-                              "noiseless floor)")
+            # Qt properties as keyword arguments, applied in order (range before value)
+            power = QtWidgets.QDoubleSpinBox(minimum=0.0, maximum=100.0, suffix=" %", value=20.0)
+            exposure = QtWidgets.QDoubleSpinBox(minimum=0.1, maximum=10_000.0, suffix=" ms",
+                                                value=10.0)
+            autopilot = QtWidgets.QCheckBox(toolTip=(
+                f"channel {row + 1}: photon-budget autopilot for recordings (the least light "
+                "that keeps the SR error within the target; set between time points)"))
+            target = QtWidgets.QDoubleSpinBox(
+                decimals=3, minimum=0.001, maximum=100.0, singleStep=0.1,
+                value=DEFAULT_AUTOPILOT_TARGET, prefix="≤ ", enabled=False,
+                toolTip="autopilot target_error: the SR error to stay within, in the error "
+                "model's unit (default model: error / the reconstruction's noiseless floor)")
             autopilot.toggled.connect(target.setEnabled)
             target.valueChanged.connect(
                 lambda value, i=row: self._autopilot_settings[i].update(target_error=value))
@@ -137,7 +114,6 @@ class ProtocolEditor(QtWidgets.QGroupBox):
             exposure.valueChanged.connect(lambda _value: self.plan_changed.emit())
             on.toggled.connect(lambda _on: self.pipeline_changed.emit())
             laser.currentIndexChanged.connect(lambda _index: self.pipeline_changed.emit())
-            on.setToolTip(f"channel {row + 1} on")
             self.enabled.append(on)
             self.lasers.append(laser)
             self.powers.append(power)
@@ -152,30 +128,17 @@ class ProtocolEditor(QtWidgets.QGroupBox):
         self.reconstruction.setToolTip("auto: per set DFCAN-SIM inside its training domain and "
                                        "photon range, else Wiener SIM (the reason is shown)")
         self.imc = QtWidgets.QCheckBox("IMC-SR three-colour split")
-        self.interval_s = QtWidgets.QDoubleSpinBox()
-        self.interval_s.setRange(0.0, 86_400.0)
-        self.interval_s.setSuffix(" s")
-        self.timepoints = QtWidgets.QSpinBox()
-        self.timepoints.setRange(1, 10_000_000)
-        self.timepoints.setValue(100)
-        self.roi_x = QtWidgets.QSpinBox()
-        self.roi_y = QtWidgets.QSpinBox()
-        for box, name in ((self.roi_x, "x "), (self.roi_y, "y ")):
-            box.setRange(0, 8192)
-            box.setPrefix(name)
-            box.setSuffix(" px")
-            box.setToolTip("ROI offset on the sensor")
-        self.roi_width = QtWidgets.QSpinBox()
-        self.roi_height = QtWidgets.QSpinBox()
-        for box in (self.roi_width, self.roi_height):
-            box.setRange(8, 8192)
-            box.setSingleStep(16)
-            box.setValue(128)
-            box.setSuffix(" px")
+        self.interval_s = QtWidgets.QDoubleSpinBox(minimum=0.0, maximum=86_400.0, suffix=" s")
+        self.timepoints = QtWidgets.QSpinBox(minimum=1, maximum=10_000_000, value=100)
+        self.roi_x, self.roi_y = (
+            QtWidgets.QSpinBox(minimum=0, maximum=8192, prefix=name, suffix=" px",
+                               toolTip="ROI offset on the sensor") for name in ("x ", "y "))
+        self.roi_width, self.roi_height = (
+            QtWidgets.QSpinBox(minimum=8, maximum=8192, singleStep=16, value=128, suffix=" px")
+            for _ in range(2))
         self.folder = QtWidgets.QLineEdit(str(Path.home() / "livesim"))
-        self.folder_button = QtWidgets.QPushButton("…")
-        self.folder_button.setToolTip("choose the folder for run files")
-        self.folder_button.setMaximumWidth(32)
+        self.folder_button = QtWidgets.QPushButton("…", toolTip="choose the folder for run files",
+                                                   maximumWidth=32)
         self.folder_button.clicked.connect(self.choose_folder)
         self.stem = QtWidgets.QLineEdit("run")
         self.reconstruction.currentTextChanged.connect(self._match_mode)

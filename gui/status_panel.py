@@ -91,11 +91,10 @@ class StatusPanel(QtWidgets.QGroupBox):
         grid.setVerticalSpacing(1)
         self.values: dict[str, QtWidgets.QLabel] = {}
         for row, (key, name) in enumerate(FIELDS):
-            label = QtWidgets.QLabel(name)
-            label.setStyleSheet("color: #8a9bb0;")
-            value = QtWidgets.QLabel("–")
-            value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setWordWrap(key == "file")
+            label = QtWidgets.QLabel(name, styleSheet="color: #8a9bb0;")
+            value = QtWidgets.QLabel(
+                "–", wordWrap=key == "file",
+                textInteractionFlags=QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(label, row, 0, QtCore.Qt.AlignmentFlag.AlignTop)
             grid.addWidget(value, row, 1)
             self.values[key] = value
@@ -117,18 +116,15 @@ class EventPane(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.banner = QtWidgets.QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background: #7a1f1f; color: white; padding: 6px; "
-                                  "font-weight: bold; border-radius: 3px;")
+        self.banner = QtWidgets.QLabel(wordWrap=True, styleSheet=(
+            "background: #7a1f1f; color: white; padding: 6px; font-weight: bold; "
+            "border-radius: 3px;"))
         self.banner.hide()
         self.dismiss = QtWidgets.QPushButton("dismiss")
         self.dismiss.hide()
         self.dismiss.clicked.connect(self.clear_banner)
-        self.log = QtWidgets.QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(2000)
-        self.log.setMinimumHeight(60)
+        self.log = QtWidgets.QPlainTextEdit(readOnly=True, maximumBlockCount=2000,
+                                            minimumHeight=60)
         self.errors: list[str] = []
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.banner, 1)

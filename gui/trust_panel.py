@@ -107,11 +107,10 @@ class TrustPanel(QtWidgets.QWidget):
         self.pearson_limit = pg.InfiniteLine(angle=0, pen=LIMIT_PEN, movable=False)
         self.chi2_plot.addItem(self.chi2_limit)
         self.pearson_plot.addItem(self.pearson_limit)
-        self.overlay_box = QtWidgets.QCheckBox("trust map on the SR view")
-        self.overlay_box.setToolTip("overlay the raw-consistency map (raw χ² per 8 x 8 raw-px "
-                                    "block) of the newest checked SR image (Ctrl+T)")
-        self.newest = QtWidgets.QLabel("no trust record yet (worker --trust-every)")
-        self.newest.setWordWrap(True)
+        self.overlay_box = QtWidgets.QCheckBox(
+            "trust map on the SR view", toolTip="overlay the raw-consistency map (raw χ² per "
+            "8 x 8 raw-px block) of the newest checked SR image (Ctrl+T)")
+        self.newest = QtWidgets.QLabel("no trust record yet (worker --trust-every)", wordWrap=True)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.overlay_box)
         top.addWidget(self.newest, 1)

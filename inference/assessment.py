@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from scipy import ndimage
 
 from inference.evaluation import Scores, decorrelation_resolution, score
 from inference.training.data import EmulatorSource
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,8 @@ SCORING_BORDER_PX = 16
 METRICS = ("nrmse", "ms_ssim", "resolution_nm")
 
 
-class AssessmentConfig(BaseModel):
+class AssessmentConfig(StrictModel):
     """What to assess: structures x photon levels x methods, fields per cell and their size."""
-
-    model_config = ConfigDict(extra="forbid")
 
     structures: list[str] = Field(default=["microtubules", "f-actin", "er", "ccps"])
     photon_counts_e: list[float] = Field(

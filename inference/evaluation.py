@@ -18,6 +18,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from calibration.edge_taper import edge_taper
+from calibration.otf import frequency_grid_cycles_per_px
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +53,15 @@ def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarra
     from skimage.registration import phase_cross_correlation
 
     moving, reference = _pair(moving, reference)
-    lead = moving.shape[:-2]
-    shifts = np.empty((int(np.prod(lead)), 2))
-    for k, (ref, mov) in enumerate(zip(reference.reshape(-1, *reference.shape[-2:]),
-                                       moving.reshape(-1, *moving.shape[-2:]), strict=True)):
-        shifts[k] = phase_cross_correlation(ref, mov, upsample_factor=REGISTRATION_UPSAMPLE,
-                                            normalization=None)[0]
-    return shifts.reshape(*lead, 2)
+    return _per_image(lambda mov, ref: phase_cross_correlation(
+        ref, mov, upsample_factor=REGISTRATION_UPSAMPLE, normalization=None)[0], moving, reference)
 
 
 def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
     """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic)."""
     image = np.asarray(image, dtype=np.float64)
     shift_px = np.asarray(shift_px, dtype=np.float64)
-    ny, nx = image.shape[-2:]
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.fftfreq(nx)[None, :]
+    ky, kx = frequency_grid_cycles_per_px(image.shape[-2:])
     dy = shift_px[..., 0][..., None, None]
     dx = shift_px[..., 1][..., None, None]
     ramp = np.exp(-2j * np.pi * (ky * dy + kx * dx))
@@ -102,13 +96,12 @@ def nrmse(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
 
 
 def _per_image(metric: Any, prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
-    """``metric(pred, gt)`` of every (Y, X) image over the leading axes."""
-    lead = prediction.shape[:-2]
+    """``metric(pred, gt)`` (a number or a vector) of every (Y, X) image over the leading axes."""
     frame = prediction.shape[-2:]
-    values = [float(metric(p, g)) for p, g in zip(prediction.reshape(-1, *frame),
-                                                   ground_truth.reshape(-1, *frame),
-                                                   strict=True)]
-    return np.asarray(values, dtype=np.float64).reshape(lead)
+    values = np.asarray([metric(p, g) for p, g in zip(prediction.reshape(-1, *frame),
+                                                      ground_truth.reshape(-1, *frame),
+                                                      strict=True)], dtype=np.float64)
+    return values.reshape(prediction.shape[:-2] + values.shape[1:])
 
 
 def pearson(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:

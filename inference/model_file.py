@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
-from inference.domain import ModelDomain
+from inference.domain import ModelDomain, Range
 from inference.models import build_model, validate_options
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,13 @@ class ModelFileError(ValueError):
     """A model file that cannot be used (names the file and what is wrong)."""
 
 
-class Normalisation(BaseModel):
+class Normalisation(StrictModel):
     """Input normalisation: percentile min-max over the whole input stack, clipped to [0, 1].
 
-    The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100.
+    The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100 (the
+    default, kept for their converted weights). With p = 0 and 100 one outlier pixel sets the
+    scale of the whole set; `ROBUST_NORMALISATION` is what livesim trains and bundles with.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["min_max", "none"] = "min_max"
     low_pct: float = Field(default=0.0, ge=0, le=100)
@@ -51,10 +52,14 @@ class Normalisation(BaseModel):
     clip: bool = True
 
 
-class ModelInfo(BaseModel):
-    """Everything about a model except its weights."""
+ROBUST_NORMALISATION = Normalisation(low_pct=0.1, high_pct=99.99)
+"""Bundled and newly trained SR networks: a single cold or hot pixel (read-noise tail, defect)
+no longer compresses the contrast of the whole set (docs/assessment.md: on the real microtubule
+stack one -40 e- pixel widened the network's filaments from 121 to 139 nm)."""
 
-    model_config = ConfigDict(extra="forbid")
+
+class ModelInfo(StrictModel):
+    """Everything about a model except its weights."""
 
     name: str
     architecture: str
@@ -64,6 +69,12 @@ class ModelInfo(BaseModel):
     weights_sha256: str
     source: str = ""
     domain: ModelDomain | None = None
+    imc_unexplained_limit: float | None = Field(
+        default=None, gt=0, description="IMC-SR: unexplained fraction above which the live "
+        "separator flags a frame, measured for this model (inference.imc.domain_limit)")
+    imc_channel_shares: list[Range] | None = Field(
+        default=None, description="IMC-SR: range of each output channel's share of the "
+        "separated signal on in-domain input; a frame outside is flagged")
 
     @property
     def input_frames(self) -> int:
@@ -119,6 +130,8 @@ def save_model(
     normalisation: Normalisation | None = None,
     source: str = "",
     domain: ModelDomain | None = None,
+    imc_unexplained_limit: float | None = None,
+    imc_channel_shares: list[Range] | None = None,
 ) -> ModelInfo:
     """Write `module`'s weights with its description to `path`; return the description."""
     path = Path(path)
@@ -134,6 +147,8 @@ def save_model(
         weights_sha256=weights_sha256(state),
         source=source,
         domain=domain,
+        imc_unexplained_limit=imc_unexplained_limit,
+        imc_channel_shares=imc_channel_shares,
     )
     payload = {
         "format": FORMAT_NAME,
@@ -171,22 +186,29 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
-    """Load and validate a model file's description and weights (safe loading only)."""
-    path = Path(path)
+def load_torch_payload(path: Path, format_name: str, version: int, what: str,
+                       error: type[Exception]) -> dict[str, Any]:
+    """The dict a livesim `.pt` file holds (model or checkpoint), loaded with
+    ``weights_only=True``; `error` names the file when it is unsafe, foreign or of another
+    format version."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: not a livesim model file loadable with weights_only=True "
-            f"(only tensors and plain types are allowed): {exc}"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a livesim model file (missing format={FORMAT_NAME!r})")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: format_version {payload.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
+        raise error(f"{path}: not a {what} loadable with weights_only=True (only tensors and "
+                    f"plain types are allowed): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise error(f"{path}: not a {what} (missing format={format_name!r})")
+    if payload.get("format_version") != version:
+        raise error(f"{path}: {what} format_version {payload.get('format_version')!r} is not "
+                    f"{version}")
+    return payload
+
+
+def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """Load and validate a model file's description and weights (safe loading only)."""
+    path = Path(path)
+    payload = load_torch_payload(path, FORMAT_NAME, FORMAT_VERSION, "livesim model file",
+                                 ModelFileError)
     try:
         info = ModelInfo.model_validate(payload.get("info"))
     except ValidationError as exc:

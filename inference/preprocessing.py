@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from inference.model_file import FRAMES_PER_MODE, Normalisation
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,8 @@ class CalibrationMaps(Protocol):
     def defect_mask(self) -> np.ndarray | None: ...
 
 
-class PreprocessOptions(BaseModel):
+class PreprocessOptions(StrictModel):
     """Preprocessing settings (TOML-loadable)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     saturation_adu: int = Field(default=65535, ge=1, le=65535)
     repair_defects: bool = True
@@ -83,6 +82,11 @@ class ElectronSet:
     photon_count_e: float | None
 
 
+PERCENTILE_SAMPLE_SIZE = 1 << 20
+"""Percentiles are exact up to this many values (9 x 341 x 341); larger stacks use an even
+stride through them (at 9 x 1024 x 1024: 24 ms instead of 260 ms on one CPU core)."""
+
+
 def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> tuple[Any, bool]:
     """The authors' prctile_norm over the whole stack: (x - p_lo)/(p_hi - p_lo + eps), clipped.
 
@@ -94,8 +98,9 @@ def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> 
     if normalisation.low_pct == 0 and normalisation.high_pct == 100:
         lo, hi = x.min(), x.max()
     else:
-        lo = xp.percentile(x, normalisation.low_pct)
-        hi = xp.percentile(x, normalisation.high_pct)
+        flat = x.reshape(-1)
+        sample = flat[:: -(-flat.size // PERCENTILE_SAMPLE_SIZE)]
+        lo, hi = xp.percentile(sample, [normalisation.low_pct, normalisation.high_pct])
     constant = bool(hi - lo <= 0)
     y = (x - lo) / (hi - lo + normalisation.epsilon)
     if normalisation.clip:

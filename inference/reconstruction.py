@@ -23,6 +23,7 @@ from inference.preprocessing import (
     FLAG_NON_FINITE_OUTPUT,
     CalibrationMaps,
     ElectronSet,
+    PreparedSet,
     Preprocessor,
 )
 
@@ -136,7 +137,30 @@ def _as_float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-class WideFieldReconstructor(Reconstructor):
+class _SetBySetReconstructor(Reconstructor):
+    """Reconstructs one set at a time from its preprocessed frames (`_image`)."""
+
+    preprocessor: Preprocessor
+
+    @abc.abstractmethod
+    def _image(self, item: PreparedSet, flags: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image of one preprocessed set (flags appended to) and its /sim_params row."""
+
+    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
+        results = []
+        for raw in raws:
+            start = time.perf_counter()
+            item = self.preprocessor.prepare(raw)
+            flags = list(item.flags)
+            image, parameters = self._image(item, flags)
+            image = _check_output(image, flags)
+            elapsed = (time.perf_counter() - start) * 1e3
+            results.append(SrResult(image, _as_float(item.photon_count_e), self.model_name, "",
+                                    {"total": elapsed}, flags, sim_parameters=parameters))
+        return results
+
+
+class WideFieldReconstructor(_SetBySetReconstructor):
     """'none': the wide-field mean of the set, min-max normalised (no super-resolution)."""
 
     model_name = "none"
@@ -146,20 +170,8 @@ class WideFieldReconstructor(Reconstructor):
         self.mode = mode
         self.preprocessor = Preprocessor("sisr", Normalisation(), calibration)
 
-    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
-        results = []
-        for raw in raws:
-            start = time.perf_counter()
-            item = self.preprocessor.prepare(raw)
-            flags = list(item.flags)
-            image = _check_output(np.asarray(item.inputs)[0], flags)
-            elapsed = (time.perf_counter() - start) * 1e3
-            results.append(
-                SrResult(
-                    image, _as_float(item.photon_count_e), "none", "", {"total": elapsed}, flags
-                )
-            )
-        return results
+    def _image(self, item: PreparedSet, flags: list[str]) -> tuple[np.ndarray, None]:
+        return np.asarray(item.inputs)[0], None
 
 
 class PassthroughReconstructor(Reconstructor):
@@ -189,7 +201,7 @@ class PassthroughReconstructor(Reconstructor):
 FLAG_PATTERN_FIT_UNRELIABLE = "pattern_fit_unreliable"
 
 
-class WienerReconstructor(Reconstructor):
+class WienerReconstructor(_SetBySetReconstructor):
     """'wiener': conventional SIM (inference.wiener.WienerSeries). The pattern geometry is
     estimated on the first set, or given (``parameters``: a ``SimParameters`` from a rig
     pattern calibration, or one estimate shipped to every batch-reprocessing task); phases are
@@ -229,37 +241,23 @@ class WienerReconstructor(Reconstructor):
         """The pattern parameters in use (given, or estimated on the first set; None before)."""
         return self._engine.parameters if self._engine is not None else self._parameters
 
-    def reconstruct_batch(self, raws: Sequence[np.ndarray]) -> list[SrResult]:
-        results = []
-        for raw in raws:
-            start = time.perf_counter()
-            item = self.preprocessor.prepare(raw)
-            frames = np.asarray(item.inputs, dtype=np.float32)
-            if self._series is None:
-                from inference.wiener import WienerSeries
+    def _image(self, item: PreparedSet, flags: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.asarray(item.inputs, dtype=np.float32)
+        if self._series is None:
+            from inference.wiener import WienerSeries
 
-                self._series = WienerSeries(
-                    frames.shape[-2:], self.pixel_size_nm, self.otf, self.wiener_config,
-                    self._parameters,
-                )
-            sr, fit = self._series.reconstruct(frames)
-            self.last_fit = fit
-            sr = np.asarray(sr, dtype=np.float32)
-            flags = list(item.flags)
-            if not fit.reliable:
-                flags.append(FLAG_PATTERN_FIT_UNRELIABLE)
-            finite = sr[np.isfinite(sr)]
-            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            image = np.clip((sr - lo) / (hi - lo + 1e-7), 0.0, 1.0)
-            image = _check_output(image, flags)
-            elapsed = (time.perf_counter() - start) * 1e3
-            results.append(
-                SrResult(
-                    image, _as_float(item.photon_count_e), "wiener", "", {"total": elapsed}, flags,
-                    sim_parameters=fit.table_row(),
-                )
+            self._series = WienerSeries(
+                frames.shape[-2:], self.pixel_size_nm, self.otf, self.wiener_config,
+                self._parameters,
             )
-        return results
+        sr, fit = self._series.reconstruct(frames)
+        self.last_fit = fit
+        sr = np.asarray(sr, dtype=np.float32)
+        if not fit.reliable:
+            flags.append(FLAG_PATTERN_FIT_UNRELIABLE)
+        finite = sr[np.isfinite(sr)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        return np.clip((sr - lo) / (hi - lo + 1e-7), 0.0, 1.0), fit.table_row()
 
 
 def make_reconstructor(

@@ -18,10 +18,8 @@ chunks reconstructed on different workers stay consistent, and the parameters ar
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -117,19 +115,6 @@ class SourceRun:
     calibration: dict[str, np.ndarray]
     metadata: dict[str, Any]
     channel_names: tuple[str, ...]
-
-
-def sr_label(model_name: str) -> str:
-    """An HDF5-safe dataset name for a model (the live recorder's rule)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) or "model"
-
-
-def software_version() -> str:
-    """The installed livesim version ("unknown" when not installed)."""
-    try:
-        return importlib.metadata.version("livesim")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def read_source(path: Path) -> SourceRun:
@@ -400,7 +385,7 @@ def run_reprocess(options: ReprocessOptions, client: Client,
     logger.info("hashing %s", source.path)
     source_sha = file_sha256(source.path)
     provenance = Provenance(str(source.path.resolve()), source_sha, options.model, model_name,
-                            model_sha, software_version=software_version())
+                            model_sha, software_version=run_file.software_version())
     if method == WIENER:
         recorded = _recorded_parameters(output, provenance)
         parameters = recorded if recorded is not None else _estimate_wiener(source)
@@ -409,7 +394,7 @@ def run_reprocess(options: ReprocessOptions, client: Client,
         n_time_points=source.n_time_points, n_channels=source.n_channels,
         n_orientations=source.n_orientations,
         sr_shape=(source.frame_shape[0] * scale, source.frame_shape[1] * scale),
-        sr_pixel_size_nm=source.pixel_size_nm / scale, label=sr_label(model_name),
+        sr_pixel_size_nm=source.pixel_size_nm / scale, label=run_file.sr_label(model_name),
         channel_names=source.channel_names)
     try:
         writer = ReprocessWriter(output, layout, provenance, source.metadata,
@@ -488,8 +473,5 @@ def _json(value: Any) -> str:
 
 
 def _event_counts(path: Path) -> dict[str, int]:
-    from collections import Counter
-
     with h5py.File(path, "r") as h5:
-        kinds = [row["kind"] for row in h5[run_file.EVENTS][()]]
-    return dict(Counter(k.decode() if isinstance(k, bytes) else str(k) for k in kinds))
+        return run_file.event_counts(h5)

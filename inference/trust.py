@@ -34,7 +34,9 @@ from skimage.registration import phase_cross_correlation
 
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, frequency_grid_cycles_per_px
-from calibration.sim_parameters import SimParameters
+from calibration.sim_parameters import SimParameters, central_origin, moved_origin
+from inference.evaluation import pearson
+from settings_file import StrictModel
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
 HAZE_SIGMA_PX = 6.0
@@ -55,10 +57,8 @@ SPECTRUM_TAPER_SR_PX = 16
 MAP_BLOCK_PX = 8
 
 
-class TrustRecord(BaseModel):
+class TrustRecord(StrictModel):
     """The scalars written per SR image (``/qc``) and shown in summaries."""
-
-    model_config = ConfigDict(extra="forbid")
 
     raw_chi2: float
     resolution_scaled_pearson: float
@@ -108,8 +108,6 @@ def render_raw_frames(
     ky, kx = frequency_grid_cycles_per_px((ny, nx))
     pixel_nm = parameters.pixel_size_nm
     transfer = otf.value(kx / pixel_nm, ky / pixel_nm, pixel_nm)
-    rows = np.r_[0 : ny // 2, fy - ny // 2 : fy]
-    cols = np.r_[0 : nx // 2, fx - nx // 2 : fx]
     frames = np.empty((parameters.n_orientations * parameters.n_phases, ny, nx))
     index = 0
     for orientation in parameters.orientations:
@@ -117,9 +115,7 @@ def render_raw_frames(
         argument = 2.0 * np.pi * (kx_p * x_raw + ky_p * y_raw)
         for phase in orientation.phases_rad:
             pattern = 1.0 + orientation.modulation * np.cos(argument + phase)
-            spectrum = sfft.fft2(sr * pattern, workers=-1)
-            raw_spectrum = spectrum[np.ix_(rows, cols)] / 4.0
-            frames[index] = sfft.ifft2(raw_spectrum * transfer, workers=-1).real
+            frames[index] = fourier_downsample(sr * pattern, transfer)
             index += 1
     return frames
 
@@ -258,7 +254,7 @@ def resolution_scaled_pearson(
     assert best is not None
     _, sigma, fitted = best
     return ResolutionScaledPearson(
-        pearson=_pearson(fitted, wf),
+        pearson=float(pearson(fitted, wf)),
         rsf_sigma_sr_px=sigma,
         error_map=np.abs(wf - fitted).astype(np.float32),
     )
@@ -304,15 +300,16 @@ def _record_and_map(
     return record, consistency.chi2_map
 
 
-def fourier_downsample(image: np.ndarray) -> np.ndarray:
+def fourier_downsample(image: np.ndarray, transfer: np.ndarray | float = 1.0) -> np.ndarray:
     """(2Y, 2X) -> (Y, X) keeping the raw grid's frequencies: pixel (0, 0) stays in place (a
-    2 x 2 block mean would move the image by a quarter raw pixel)."""
+    2 x 2 block mean would move the image by a quarter raw pixel); ``transfer`` (Y, X) filters
+    the kept spectrum (the OTF, when rendering raw frames)."""
     fy, fx = image.shape
     ny, nx = fy // 2, fx // 2
     rows = np.r_[0 : ny // 2, fy - ny // 2 : fy]
     cols = np.r_[0 : nx // 2, fx - nx // 2 : fx]
     spectrum = sfft.fft2(np.asarray(image, dtype=np.float64), workers=-1)
-    return sfft.ifft2(spectrum[np.ix_(rows, cols)] / 4.0, workers=-1).real
+    return sfft.ifft2(spectrum[np.ix_(rows, cols)] / 4.0 * transfer, workers=-1).real
 
 
 def block_mean(image: np.ndarray, block: int) -> np.ndarray:
@@ -341,13 +338,6 @@ def _registered(sr: np.ndarray, wide_field: np.ndarray) -> tuple[np.ndarray, tup
     return shifted, (dy, dx)
 
 
-def _pearson(first: np.ndarray, second: np.ndarray) -> float:
-    a = first.ravel() - first.mean()
-    b = second.ravel() - second.mean()
-    denominator = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
-    return float(np.sum(a * b) / denominator) if denominator > 0 else 0.0
-
-
 def central_trust_record(
     sr_image: np.ndarray,
     raw: np.ndarray,
@@ -359,14 +349,9 @@ def central_trust_record(
     the raw-consistency map of that square. Pattern phases are moved to the crop's origin."""
     frames = np.asarray(raw, dtype=np.float64)
     ny, nx = frames.shape[-2:]
-    y0, x0 = max((ny - max_size_px) // 2, 0), max((nx - max_size_px) // 2, 0)
+    y0, x0 = central_origin(frames.shape, max_size_px)
     y0, x0 = y0 - y0 % 2, x0 - x0 % 2
     height, width = min(max_size_px, ny), min(max_size_px, nx)
     crop = frames[:, y0 : y0 + height, x0 : x0 + width]
     sr_crop = np.asarray(sr_image)[2 * y0 : 2 * (y0 + height), 2 * x0 : 2 * (x0 + width)]
-    moved = parameters.model_copy(deep=True)
-    for orientation in moved.orientations:
-        kx, ky = orientation.wave_vector_cycles_per_px
-        shift = 2.0 * np.pi * (kx * x0 + ky * y0)
-        orientation.phases_rad = [float(p + shift) for p in orientation.phases_rad]
-    return _record_and_map(sr_crop, crop, moved, otf)
+    return _record_and_map(sr_crop, crop, moved_origin(parameters, -x0, -y0), otf)

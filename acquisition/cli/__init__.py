@@ -46,6 +46,7 @@ COMMANDS = (  # (group, command, "module:function" under acquisition.cli), in he
     ("", "evaluate-real", "training_commands:evaluate_real"),
     ("", "imc-live-fields", "imc_commands:imc_live_fields"),
     ("", "imc-assess-live", "imc_commands:imc_assess_live"),
+    ("", "imc-domain-limit", "imc_commands:imc_domain_limit"),
     ("", "imc-assess", "imc_commands:imc_assess"),
     ("", "imc-cross-talk", "imc_commands:imc_cross_talk"),
     ("bench", "imcsr", "imc_commands:bench_imcsr_command"),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_output, exit_on, fail
 
 SAFE_POWER_PCT = 5.0  # default flat-series power: enough on a fluorescent slide, eye-safe-ish
 MAX_UNCONFIRMED_POWER_PCT = 20.0  # above this a real rig's calibration asks first
@@ -19,10 +20,9 @@ MAX_UNCONFIRMED_POWER_PCT = 20.0  # above this a real rig's calibration asks fir
 
 def calibrate_camera_command(
     output: Path = typer.Option(..., "--output", "-o", help="calibration file (.h5)"),
-    emulator: bool = typer.Option(False, "--emulator", help="use the emulated rig"),
+    emulator: opt.Emulator = False,
     config: Path = typer.Option(None, "--config", "-c", help="Micro-Manager .cfg of the rig"),
-    roles: str = typer.Option(
-        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined"),
+    roles: opt.Roles = None,
     laser_nm: int = typer.Option(488, "--laser-nm", help="laser line for the flat series"),
     power_pct: float | None = typer.Option(
         None, "--power-pct",
@@ -35,7 +35,7 @@ def calibrate_camera_command(
     plot: Path = typer.Option(
         None, "--plot", help="photon-transfer PNG (default: next to the output)"
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """EMVA-style photon-transfer calibration: dark + flat series, per-pixel maps, PTC plot.
 
@@ -52,20 +52,17 @@ def calibrate_camera_command(
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
     if emulator == (config is not None):
-        typer.echo("error: give exactly one of --emulator or --config RIG.cfg", err=True)
-        raise typer.Exit(2)
+        fail("give exactly one of --emulator or --config RIG.cfg")
     if power_pct is None:
         power_pct = 100.0 if emulator else SAFE_POWER_PCT
     capped = power_pct > MAX_UNCONFIRMED_POWER_PCT and not confirm_power and not emulator
     if capped and not typer.confirm(f"{laser_nm} nm at {power_pct:g} % laser power is above "
                                     f"the {MAX_UNCONFIRMED_POWER_PCT:g} % cap: is the light "
                                     "path safe?"):
-            typer.echo("error: laser power not confirmed (use --confirm-power)", err=True)
-            raise typer.Exit(2)
+            fail("laser power not confirmed (use --confirm-power)")
     if frames < 2:
-        typer.echo(f"error: --frames {frames} must be >= 2", err=True)
-        raise typer.Exit(2)
-    try:
+        fail(f"--frames {frames} must be >= 2")
+    with exit_on(RigError, ValueError, FileNotFoundError):
         if emulator:
             from sim_emulator.microscope import EmulatorConfig
             from sim_emulator.optics import Optics
@@ -94,9 +91,6 @@ def calibrate_camera_command(
             rig = Rig.from_config(config, RoleMap.load(roles) if roles else None)
         with rig:
             calibration = calibrate_camera(rig, laser_nm, power_pct, n_frames=frames)
-    except (RigError, ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     calibration.save(output)
     png = plot_photon_transfer(calibration, plot or output.with_suffix(".png"))
     typer.echo(

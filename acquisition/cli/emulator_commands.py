@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, exit_on, fail, write_json
 
 
 class Structure(StrEnum):
@@ -54,8 +55,8 @@ def emulate_command(
         None, "--preset", help="Named configuration matching a real instrument "
         "(tirf-microtubules); the other options override it."
     ),
-    timepoints: int = typer.Option(1, "--time-points", "-t", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    timepoints: opt.TimePoints = 1,
+    seed: opt.Seed = 0,
     interval_s: float = typer.Option(1.0, "--interval-s", help="Seconds between time points."),
     na: float | None = typer.Option(None, "--na", help="Numerical aperture (default 1.35)."),
     wavelength_nm: float | None = typer.Option(
@@ -70,7 +71,7 @@ def emulate_command(
     config_file: Path | None = typer.Option(
         None, "--config", help="EmulatorConfig TOML; the options above override it."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Emulate a SIM acquisition and write raw frames plus ground truth to an HDF5 run file."""
     from pydantic import ValidationError
@@ -81,8 +82,7 @@ def emulate_command(
 
     data: dict = {}
     if preset is not None and config_file is not None:
-        typer.echo("error: give --preset or --config, not both", err=True)
-        raise typer.Exit(code=2)
+        fail("give --preset or --config, not both")
     if config_file is not None:
         data = EmulatorConfig.from_toml(config_file).model_dump(exclude_unset=True)
     if preset is not None:
@@ -116,19 +116,16 @@ def emulate_command(
         config = EmulatorConfig.model_validate(data)
     except ValidationError as error:
         raise typer.BadParameter(str(error)) from error
-    try:
+    with exit_on(FileExistsError, ValueError):
         path = write_emulated_run(
             config, timepoints, output, interval_s=interval_s, overwrite=overwrite,
             progress=lambda t: typer.echo(f"time point {t + 1}/{timepoints}"),
         )
-    except (FileExistsError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
     typer.echo(f"wrote {path}")
 
 
 def bench_emulator_command(
-    size: int = typer.Option(512, "--size-px", help="Frame size in pixels (square)."),
+    size: opt.SizePx = 512,
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     sets: int = typer.Option(20, "--sets", min=1, help="Full-physics SIM sets to time."),
     frames: int = typer.Option(4000, "--frames", min=1, help="Fast-path frames to time."),
@@ -157,7 +154,7 @@ def training_pairs_command(
         "microtubules,er,f-actin,ccps,microtubules,er", "--structures",
         help="structures in turn (pair i takes entry i mod n)",
     ),
-    size_px: int = typer.Option(128, "--size-px", min=32, help="raw field size in pixels"),
+    size_px: int = typer.Option(128, "--size-px", min=32, help="Frame edge in pixels (square)."),
     keep_haze: bool = typer.Option(
         True, "--keep-haze/--no-keep-haze",
         help="targets keep the out-of-focus haze as a smooth background (as Wiener SIM does)",
@@ -174,9 +171,7 @@ def training_pairs_command(
     names = [name for name in structures.split(",") if name]
     unknown = [name for name in names if name not in get_args(StructureChoice)]
     if not names or unknown:
-        typer.echo(f"error: --structures {structures!r}: unknown {unknown or 'none given'}",
-                   err=True)
-        raise typer.Exit(2)
+        fail(f"--structures {structures!r}: unknown {unknown or 'none given'}")
     written = write_pair_folder(output, start, start + count, names,  # type: ignore[arg-type]
                                 size_px=size_px, keep_haze=keep_haze)
     typer.echo(f"{output}: wrote {written} pair(s), {count - written} already present")
@@ -188,23 +183,19 @@ def stack_statistics_command(
     ),
     na: float = typer.Option(..., "--na", help="Detection numerical aperture."),
     emission_nm: float = typer.Option(..., "--emission-nm", help="Emission wavelength (nm)."),
-    pixel_size_nm: float | None = typer.Option(
-        None, "--pixel-size-nm", help="Sample-plane pixel size (default: from the file)."
-    ),
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     time_point: int = typer.Option(0, "--time-point", help="Which raw set of the stack."),
     preset: str | None = typer.Option(
         None, "--preset", help="Also emulate this preset and measure it the same way."
     ),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
-    output: Path | None = typer.Option(None, "--json", help="Write the statistics as JSON."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    output: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Background and signal (e-), modulation and period per orientation, noise spectrum of a
     raw SIM set, from the data alone (calibration.stack_statistics); side by side with an
     emulator preset measured by the same code."""
     check_json_output(output, overwrite)
-    import json
-
     from calibration.stack_statistics import (
         StackStatistics,
         StackStatisticsError,
@@ -216,10 +207,9 @@ def stack_statistics_command(
     from sim_emulator.presets import preset_config
 
     if stack is None and preset is None:
-        typer.echo("error: give a STACK, a --preset, or both", err=True)
-        raise typer.Exit(code=2)
+        fail("give a STACK, a --preset, or both")
     columns: dict[str, StackStatistics] = {}
-    try:
+    with exit_on(StackFormatError, StackStatisticsError, ValueError, FileNotFoundError):
         if stack is not None:
             raw = load_raw_stack(stack)
             if not 0 <= time_point < raw.n_time_points:
@@ -237,10 +227,7 @@ def stack_statistics_command(
                 columns[f"{preset} seed {seed}"] = measure_stack(
                     frames, config.optics.pixel_size_nm, na, emission_nm
                 )
-    except (StackFormatError, StackStatisticsError, ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
     typer.echo(comparison_table(columns))
     if output is not None:
-        output.write_text(json.dumps({k: v.model_dump() for k, v in columns.items()}, indent=1))
+        write_json(output, {k: v.model_dump() for k, v in columns.items()}, indent=1)
         typer.echo(f"wrote {output}")

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import exit_on
+
 
 def export_command(
     run_path: Path = typer.Argument(..., metavar="RUN.h5", help="livesim run file"),
@@ -13,7 +16,7 @@ def export_command(
     output: Path = typer.Option(..., "--output", "-o", help="output .ome.tif / .ome.zarr"),
     dataset: str = typer.Option("sr", "--dataset", "-d", help="sr, raw, wf or imc"),
     sr_model: str = typer.Option(None, "--sr-model", help="which /sr/<model> (if several)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Export a run's SR, raw, wide-field or IMC images with OME metadata (pixel sizes, time
     increment, channel names and wavelengths); OME-Zarr gets a multiscale pyramid."""
@@ -21,7 +24,7 @@ def export_command(
 
     from acquisition.ome_export import ExportError, export_run, plan_export
 
-    try:
+    with exit_on(ExportError):
         plan = plan_export(run_path, dataset, sr_model)
         with Progress("[progress.description]{task.description}", BarColumn(),
                       MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
@@ -30,9 +33,6 @@ def export_command(
                 run_path, output, fmt, dataset, sr_model, overwrite,  # type: ignore[arg-type]
                 progress=lambda done, total: bar.update(task, completed=done),
             )
-    except ExportError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     typer.echo(
         f"{written}: /{plan.dataset} as {fmt}, {plan.n_positions} position(s) x T {plan.size_t} "
         f"x C {plan.size_c} x Z {plan.size_z} x {plan.frame_shape[0]} x {plan.frame_shape[1]} "

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from acquisition.cli import options as opt
 
 
 def gui_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
-    emulator: bool = typer.Option(False, "--emulator", help="Emulated rig (the default)."),
+    emulator: opt.Emulator = False,
     config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
-    roles: str | None = typer.Option(
-        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined."),
-    size_px: int | None = typer.Option(None, "--size-px", help="Frame size (square ROI)."),
+    roles: opt.Roles = None,
+    size_px: Annotated[int | None, opt.SIZE_PX] = None,
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
     model: str | None = typer.Option(
         None, "--model", help="Reconstruction: auto (the default), dfcan-sim, dfgan-sim, "

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
 
 
 def imc_live_fields(
@@ -20,8 +21,8 @@ def imc_live_fields(
     photons: str = typer.Option(
         "20,600", "--photons", help="LOW,HIGH photon count (e-, log-uniform per field) or one"
     ),
-    size_px: int = typer.Option(64, "--size-px", help="camera pixels per field side"),
-    threads: int = typer.Option(1, "--threads"),
+    size_px: opt.SizePx = 64,
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
 ) -> None:
     """Cache live IMC-SR fields: DFCAN-SIM and Wiener reconstructions of the realistic emulator
     imaging the microtubule/ER/lysosome mix, and the true components (skips existing files)."""
@@ -30,15 +31,12 @@ def imc_live_fields(
     from inference.imc.live_data import cache_fields
 
     torch.set_num_threads(threads)
-    try:
+    with exit_on(ValueError):
         first, end = (int(v) for v in seeds.split(":"))
         levels = [float(v) for v in photons.split(",")]
         low, high = levels[0], levels[-1]
         if len(levels) > 2 or not 0 < low <= high:
             raise ValueError(f"--photons {photons}: give LOW,HIGH with 0 < LOW <= HIGH or one")
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     written = sum(1 for _ in cache_fields(output, range(first, end), (low, high), size_px))
     typer.echo(f"{output}: {written} fields written ({end - first - written} already there)")
 
@@ -48,9 +46,9 @@ def imc_assess_live(
     fields_dir: list[Path] = typer.Option(
         ..., "--fields", help="folders of held-out live fields (`livesim imc-live-fields`)"
     ),
-    threads: int = typer.Option(1, "--threads"),
-    json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Pearson per channel with the true components of IMC-SR on live reconstructions
     (DFCAN-SIM and Wiener separately), mean over the folder's fields."""
@@ -64,7 +62,7 @@ def imc_assess_live(
 
     torch.set_num_threads(threads)
     report: dict[str, object] = {}
-    try:
+    with exit_on(ModelFileError, ValueError):
         for model in models:
             separator = ImcSeparator(model)
             per_folder: dict[str, object] = {}
@@ -86,11 +84,57 @@ def imc_assess_live(
                                f"{figures} | unexplained median {np.median(unexplained):.4f} "
                                f"max {unexplained.max():.4f}, flagged {flagged}")
             report[model] = {"sha256": separator.sha256, "pearson": per_folder}
-    except (ModelFileError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=1))
+    write_json(json_out, report, indent=1)
+
+
+def imc_domain_limit(
+    model: str = typer.Argument(..., help="model file or bundled name"),
+    fields_dir: list[Path] = typer.Option(
+        ..., "--fields", help="folders of in-domain live fields the model was not trained on"
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
+    overwrite: opt.Overwrite = False,
+) -> None:
+    """Measure the model's own domain limits (the unexplained fraction above which the live
+    separator flags a frame, the range of each channel's share of the signal) on in-domain
+    fields and write a copy of the model file with them."""
+    check_output(output, overwrite, inputs=[Path(model)], suffixes=(".pt",))
+    import numpy as np
+    import torch
+
+    from inference.imc.domain_limit import (
+        LIMIT_PERCENTILE,
+        MARGIN,
+        domain_limit,
+        measure_in_domain,
+        share_ranges,
+        write_domain_limits,
+    )
+    from inference.imc.live import ImcSeparator
+    from inference.imc.live_data import load_field
+    from inference.model_file import ModelFileError
+
+    torch.set_num_threads(threads)
+    with exit_on(ModelFileError, ValueError):
+        separator = ImcSeparator(model)
+        paths = [p for folder in fields_dir for p in sorted(folder.glob("field-*.npz"))]
+        if not paths:
+            raise ValueError(f"{', '.join(map(str, fields_dir))}: no field-*.npz files")
+        measured = measure_in_domain(separator, [load_field(p) for p in paths])
+        limit = domain_limit(measured.fractions)
+        shares = share_ranges(measured.shares)
+        write_domain_limits(model, output, limit, shares)
+    values = measured.fractions
+    typer.echo(f"{model}: {len(values)} in-domain images ({len(paths)} fields), unexplained "
+               f"median {np.median(values):.4f}, {LIMIT_PERCENTILE:g}th percentile "
+               f"{np.percentile(values, LIMIT_PERCENTILE):.4f}, max {values.max():.4f}; "
+               f"limit {MARGIN:g} x percentile = {limit:.4f}")
+    for name, column, share in zip(separator.channel_names, measured.shares.T, shares,
+                                   strict=True):
+        typer.echo(f"  {name} share {column.min():.3f}-{column.max():.3f}, range "
+                   f"[{share.low:.3f}, {share.high:.3f}]")
+    typer.echo(f"-> {output}")
 
 
 def imc_assess(
@@ -101,9 +145,9 @@ def imc_assess(
     time_lapse_fields: int = typer.Option(4, "--time-lapse-fields"),
     time_points: int = typer.Option(8, "--time-points", help="frames per held-out time-lapse"),
     noise_std: float = typer.Option(0.02, "--noise-std"),
-    threads: int = typer.Option(1, "--threads"),
-    json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
     check_json_output(json_out, overwrite)
@@ -122,7 +166,7 @@ def imc_assess(
 
     torch.set_num_threads(threads)
     report: dict[str, object] = {}
-    try:
+    with exit_on(ModelFileError, ValueError):
         for entry in models:
             separators = [ImcSeparator(part) for part in entry.split(",")]
             names = tuple(n for s in separators for n in s.channel_names)
@@ -142,9 +186,6 @@ def imc_assess(
                     separate, held_out_fields(lapse, time_lapse_fields), noise_std, frames
                 )
             report[entry] = entry_report
-    except (ModelFileError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     text = json.dumps(report, indent=1)
     typer.echo(text)
     if json_out is not None:
@@ -156,9 +197,9 @@ def imc_cross_talk(
     model_b: str = typer.Argument(..., help="the model it is paired with (e.g. without)"),
     fields: int = typer.Option(32, "--fields", help="held-out mixtures (seeds 1..N)"),
     noise_std: float = typer.Option(0.02, "--noise-std"),
-    threads: int = typer.Option(1, "--threads"),
-    json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Paired false-positive comparison of two single-frame models on the same held-out noisy
     mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
@@ -178,7 +219,7 @@ def imc_cross_talk(
     from inference.model_file import ModelFileError
 
     torch.set_num_threads(threads)
-    try:
+    with exit_on(ModelFileError, ValueError):
         separators = [ImcSeparator(model_a), ImcSeparator(model_b)]
         names = separators[0].channel_names
         if separators[1].channel_names != names or any(s.temporal for s in separators):
@@ -189,9 +230,6 @@ def imc_cross_talk(
             false_positives_per_field(module_separator([s.model.module]), test, noise_std)
             for s in separators
         )
-    except (ModelFileError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
     def summary(values: np.ndarray) -> dict[str, float]:
         error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
@@ -219,18 +257,17 @@ def imc_cross_talk(
     ])
     report["hallucination of the ground truth"] = summary(floor)
     typer.echo(f"hallucination of the ground truth itself: {floor.mean():.5f}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=1))
+    write_json(json_out, report, indent=1)
 
 
 def bench_imcsr_command(
     sizes: str = typer.Option("256,512,1024", "--sizes", help="square SR sizes"),
-    model: str = typer.Option("imcsr", "--model"),
-    device: str = typer.Option("cpu", "--device"),
+    model: str = typer.Option("imcsr", "--model", "-m", help="IMC-SR model (bundled name or .pt)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     iterations: int = typer.Option(3, "--iterations"),
-    threads: int = typer.Option(0, "--threads", help="torch threads (0: as is)"),
-    json_out: Path | None = typer.Option(None, "--json"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    threads: opt.Threads = 0,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """IMC-SR separation latency and frames/s per SR image size."""
     check_json_output(json_out, overwrite)
@@ -245,6 +282,5 @@ def bench_imcsr_command(
             f"{result['device']}, {result['threads']} threads) {row['sr_size']}x{row['sr_size']}:"
             f" {row['latency_ms']:.0f} ms, {row['frames_per_s']:.2f} frames/s"
         )
-    if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=1))
+    write_json(json_out, result, indent=1)
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output, check_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +32,7 @@ def convert_weights(
     input_channels: int = typer.Option(..., "--input-channels", help="1 (SISR), 9 (SIM), 25"),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     name: str | None = typer.Option(None, "--name", help="model name (default: file stem)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Convert DFCAN / DFGAN Keras weights into a livesim model file."""
     check_output(output, overwrite, inputs=[keras_h5], suffixes=(".pt",))
@@ -42,11 +43,8 @@ def convert_weights(
     )
     from inference.model_file import save_model
 
-    try:
+    with exit_on(WeightConversionError, FileNotFoundError):
         model = convert_keras_weights(keras_h5, arch, input_channels)
-    except (WeightConversionError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     info = save_model(
         output,
         model,
@@ -60,16 +58,14 @@ def convert_weights(
 
 
 def predict(
-    input_path: Path = typer.Argument(..., help="raw stack: .mrc, .tif, .npy or livesim .h5"),
+    input_path: opt.RawStackPath,
     model: str = typer.Option(..., "--model", "-m", help="bundled name or model file"),
     output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
     backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime, tensorrt, auto"),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
-    channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    trust_every: int = typer.Option(
-        10, "--trust-every", min=0, help="Trust record of every Nth time point (SIM), 0: off."
-    ),
+    device: opt.Device = "cpu",
+    channel: opt.Channel = 0,
+    overwrite: opt.Overwrite = False,
+    trust_every: opt.TrustEvery = 10,
     electrons_from_noise: bool = typer.Option(
         True,
         "--electrons-from-noise/--no-electrons-from-noise",
@@ -91,8 +87,7 @@ def predict(
     from inference.stack_io import IMAGE_SUFFIXES, StackFormatError, load_raw_stack, save_image
 
     check_output(output, overwrite, inputs=[input_path, Path(model)], suffixes=IMAGE_SUFFIXES)
-
-    try:
+    with exit_on(ModelFileError, StackFormatError, FileNotFoundError, ValueError):
         loaded = load_model(model)
         n_patterns = None if loaded.info.mode == "sisr" else loaded.info.input_frames
         stack = load_raw_stack(input_path, n_patterns=n_patterns, channel=channel)
@@ -117,9 +112,6 @@ def predict(
                     records.append(monitor.check(raw, result.image, result.model_name)[0])
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
                     typer.echo(f"time point {t}: trust record not computed: {exc}", err=True)
-    except (ModelFileError, StackFormatError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     out = images[0] if len(images) == 1 else np.stack(images)
     # the output grid's pixel: the input's, shrunk by the model's upsampling
     pixel_nm = (None if stack.pixel_size_nm is None
@@ -179,12 +171,12 @@ def bench_inference(
         help="bundled names, model files, or dfcan-sim-full / dfcan-sisr-full / "
         "dfgan-sim-full (the authors' full-size architectures, random weights)",
     ),
-    device: str = typer.Option("auto", "--device"),
+    device: opt.Device = "auto",
     iterations: int = typer.Option(3, "--iterations", help="timed runs per case (max)"),
     budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
-    json_out: Path | None = typer.Option(None, "--json", help="also write results as JSON"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),
@@ -210,8 +202,6 @@ def bench_inference(
     """SR frames/s and latency per engine, model and size (authors: < 1 s per 1024x1024),
     and the IMC-SR separation of the SR images those sizes give."""
     check_json_output(json_out, overwrite)
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -224,16 +214,12 @@ def bench_inference(
             import torch
 
             torch.set_num_threads(threads)
-        try:
+        with exit_on(FileNotFoundError, ReferenceError):
             comparison = compare_with_reference(reference_tf, reference_python,
                                                 reference_weights, reference_stack, repeats)
-        except (FileNotFoundError, ReferenceError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
         for line in comparison.lines():
             typer.echo(line)
-        if json_out is not None:
-            json_out.write_text(json.dumps(comparison.as_dict(), indent=2, default=str))
+        write_json(json_out, comparison.as_dict())
         return
 
     rows = run_inference_benchmark(
@@ -274,6 +260,4 @@ def bench_inference(
                 "temporal" if imc["temporal"] else "single-frame",
             )
     Console(width=160).print(table)
-    if json_out is not None:
-        json_out.write_text(json.dumps({"sr": [r.__dict__ for r in rows], "imc": imc},
-                                       indent=2, default=str))
+    write_json(json_out, {"sr": [r.__dict__ for r in rows], "imc": imc})

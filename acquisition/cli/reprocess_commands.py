@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli.output_files import exit_on, fail
+
 
 def reprocess_command(
     run: Path = typer.Argument(..., help="Recorded run file (.h5) whose raw sets to reprocess."),
@@ -54,8 +56,7 @@ def reprocess_command(
             if clear_consistency_flags(output):
                 typer.echo(f"{output}: cleared the SWMR flags a killed reprocess left")
         except (RecoveryError, OSError) as exc:
-            typer.echo(f"error: {output}: cannot resume: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            fail(f"{output}: cannot resume: {exc}")
     import distributed  # noqa: F401  (its loggers exist from here on)
 
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
@@ -64,18 +65,15 @@ def reprocess_command(
                                chunk_timeout_s=chunk_timeout_s)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    try:
-        with (dask_client(workers, scheduler, timeout_s=connect_timeout_s) as client,
-              Progress(*columns) as bar):
-            task = bar.add_task("time points", total=None)
+    with (exit_on(ReprocessError),
+          dask_client(workers, scheduler, timeout_s=connect_timeout_s) as client,
+          Progress(*columns) as bar):
+        task = bar.add_task("time points", total=None)
 
-            def show(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def show(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            summary = run_reprocess(options, client, show, overwrite=overwrite)
-    except ReprocessError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        summary = run_reprocess(options, client, show, overwrite=overwrite)
     events = ", ".join(f"{k}={v}" for k, v in sorted(summary.events.items())) or "none"
     typer.echo(f"{summary.output}: {summary.written_now} time points written now, "
                f"{summary.already_done} already done, of {summary.time_points}; "

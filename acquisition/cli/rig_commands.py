@@ -6,15 +6,14 @@ from pathlib import Path
 
 import typer
 
+from acquisition.cli import options as opt
+
 
 def rig_check(
     config: Path = typer.Option(
         None, "--config", "-c", help="Micro-Manager .cfg (default: the emulator)"
     ),
-    roles: str = typer.Option(
-        None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
-                              "(e.g. hamamatsu-dcam+triggerscope)"
-    ),
+    roles: opt.Roles = None,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only read: names, values, limits; set nothing, move "
                                  "nothing, no laser on"),
@@ -47,7 +46,7 @@ def rig_check(
 
 def bench_camera(
     frames: int = typer.Option(3000, help="frames to stream (after a warm-up time point)"),
-    size: int = typer.Option(512, "--size-px", help="frame edge in pixels"),
+    size: opt.SizePx = 512,
     render: str = typer.Option(
         "fast", help="emulated camera: fast (fresh noise) | physics | replay (noise repeats)"
     ),

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acquisition.cli.output_files import check_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_output, exit_on, fail
 
 if TYPE_CHECKING:
     from acquisition.protocol import Protocol
@@ -28,13 +29,13 @@ EMULATOR_DEFAULT_SIZE_PX = 128  # default emulator ROI: small enough for CPU rec
 
 def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
-    emulator: bool = typer.Option(False, "--emulator", help="Emulated rig, bundled defaults."),
+    emulator: opt.Emulator = False,
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
-    timepoints: int | None = typer.Option(None, "--time-points", "-t", help="Time points."),
+    timepoints: Annotated[int | None, opt.TIME_POINTS] = None,
     model: str | None = typer.Option(
-        None, "--model", help="Reconstruction for every channel: auto (the default: the network "
-        "inside its training domain, Wiener SIM elsewhere), bundled name, path, wiener, none."
-    ),
+        None, "--model", "-m", help="Reconstruction for every channel: auto (the default: the "
+        "network inside its training domain, Wiener SIM elsewhere), bundled name, path, wiener, "
+        "none."),
     imc: bool | None = typer.Option(None, "--imc/--no-imc", help="IMC-SR three-colour split."),
     imc_model: str | None = typer.Option(
         None, "--imc-model", help="IMC-SR model: bundled name or .pt path (default: imcsr)."
@@ -43,11 +44,11 @@ def run_command(
     size_px: int = typer.Option(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
+    overwrite: opt.Overwrite = False,
     roles: str | None = typer.Option(
         None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
                               "(e.g. hamamatsu-dcam+triggerscope); overrides the protocol's."),
-    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
+    fsync: opt.Fsync = True,
     workers: int = typer.Option(
         1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
     worker_endpoint: list[str] = typer.Option(
@@ -59,9 +60,7 @@ def run_command(
     curve_clients: Path | None = typer.Option(
         None, "--curve-clients", help="Folder of the remote workers' public key files: only "
                                       "they may connect."),
-    trust_every: int = typer.Option(
-        10, "--trust-every", min=0, help="Trust record (/qc) of every Nth set per channel, 0: off."
-    ),
+    trust_every: opt.TrustEvery = 10,
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
@@ -101,9 +100,7 @@ def infer_command(
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
     run_id: str = typer.Option("", "--run-id", help="Serve only this run (set by the session)."),
     worker_id: str = typer.Option("", "--worker-id", help="This worker's id (set by the session)."),
-    trust_every: int = typer.Option(
-        10, "--trust-every", min=0, help="Trust record (/qc) of every Nth set per channel, 0: off."
-    ),
+    trust_every: opt.TrustEvery = 10,
     raw_ring_fd: int | None = typer.Option(
         None, "--raw-ring-fd", min=0,
         help="Inherited read-only descriptor of the run's shared-memory raw ring (set by the "
@@ -126,20 +123,18 @@ def infer_command(
                             imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
                             worker_id=worker_id, pattern_parameters=pattern_parameters,
                             trust_every=trust_every, raw_ring_fd=raw_ring_fd)
-    try:
+    with exit_on(TransportSecurityError):  # a non-local endpoint without Curve keys
         state = run_worker(options)
-    except TransportSecurityError as exc:  # a non-local endpoint without Curve keys
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)
 
 
 def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
-    timepoints: int = typer.Option(10, "--time-points", "-t", help="Time points."),
-    size_px: int = typer.Option(EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI."),
-    model: str | None = typer.Option(None, "--model", help="Reconstruction (default: auto)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run file."),
+    timepoints: opt.TimePoints = 10,
+    size_px: opt.SizePx = EMULATOR_DEFAULT_SIZE_PX,
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="Reconstruction (default: auto)."),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
     check_output(output, overwrite, suffixes=(".h5",))
@@ -159,20 +154,17 @@ def recover_command(
     """Clear a killed writer's SWMR state so any HDF5 reader opens the file; report content."""
     from acquisition.recovery import RecoveryError, recover_run_file
 
-    try:
+    with exit_on(RecoveryError, code=1):
         report = recover_run_file(path)
-    except RecoveryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     for line in report.lines():
         typer.echo(line)
 
 
 def bench_pipeline_command(
-    timepoints: int = typer.Option(100, "--time-points", "-t", help="SIM sets to push through."),
-    size_px: int = typer.Option(512, "--size-px", help="Frame size (square)."),
+    timepoints: opt.TimePoints = 100,
+    size_px: opt.SizePx = 512,
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
-    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
+    fsync: opt.Fsync = True,
     repeats: int = typer.Option(3, "--repeats", min=1,
                                 help="Interleaved repeats of bare zmq, bare h5py raw, bare "
                                      "h5py same bytes and the pipeline (medians reported)."),
@@ -225,8 +217,7 @@ def _load_protocol(protocol_file: Path | None, emulator: bool, output: Path | No
                 channel["reconstruction"] = model
             protocol = Protocol.parse_checked(data, source="--model")
     except ProtocolError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     return protocol
 
 
@@ -315,20 +306,17 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
                              **(remote or {}))
     roi = protocol.roi
     planned = (roi.height, roi.width) if roi else (size_px, size_px)
-    try:  # before the rig allocates anything: a too-large ROI is refused, not a MemoryError
+    # before the rig allocates anything: a too-large ROI is refused, not a MemoryError
+    with exit_on(SessionError):
         check_memory(planned, protocol.n_patterns, len(protocol.channels), options,
                      emulator=protocol.rig == "emulator")
-    except SessionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
     plan = sequence_plan(protocol)
     try:
         rig, metadata, photons = _open_rig(protocol, size_px, static_sample)
         rig.check_plan(plan)
     except (RigError, ValueError) as exc:
-        typer.echo(f"error: rig cannot run this protocol: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(f"rig cannot run this protocol: {exc}")
     frame_shape = tuple(rig.camera.shape)
     worker_log = protocol.output.with_suffix(".worker.log")
     session = RunSession(rig, plan, protocol, (int(frame_shape[0]), int(frame_shape[1])),
@@ -366,8 +354,7 @@ def _record(protocol: Protocol, size_px: int, fsync: bool, static_sample: bool =
 
             summary = session.run(progress=show)
     except SessionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     finally:
         signal.signal(signal.SIGINT, previous)
         rig.close()

@@ -7,11 +7,12 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acquisition.cli.output_files import check_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_output, exit_on, fail
 
 if TYPE_CHECKING:
     from inference.domain import ModelDomain
@@ -78,7 +79,8 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
-    emulator_size_px: int | None = typer.Option(None, "--size-px", help="emulator field size px"),
+    emulator_size_px: int | None = typer.Option(
+        None, "--size-px", help="Frame edge in pixels (square) of emulated training fields."),
     width: int | None = typer.Option(None, "--width", help="DFCAN/DFGAN feature channels"),
     groups: int | None = typer.Option(None, "--groups", help="DFCAN/DFGAN residual groups"),
     blocks: int | None = typer.Option(None, "--blocks", help="FCABs per residual group"),
@@ -95,9 +97,9 @@ def train(
         None, "--checkpoint", help="checkpoint file (default <output>.ckpt)"
     ),
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every"),
-    seed: int | None = typer.Option(None, "--seed"),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    seed: Annotated[int | None, opt.SEED] = None,
+    device: Annotated[str | None, opt.DEVICE] = None,
+    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads."),
     time_limit_s: float | None = typer.Option(
         None, "--time-limit-s", help="stop (checkpointed, best model kept) after this long"
     ),
@@ -116,7 +118,7 @@ def train(
                      suffixes=(".pt",))
         check_output(checkpoint or output.with_suffix(".ckpt"), overwrite, inputs=[output])
     checkpoint = checkpoint or output.with_suffix(".ckpt")
-    try:
+    with exit_on(TrainingError, CheckpointError, DataSourceError, ValueError):
         if resume is not None:
             trainer = Trainer.resume(resume, output, steps=steps)
         else:
@@ -167,9 +169,6 @@ def train(
                 )
             )
             trainer = Trainer(TrainingConfig.model_validate(values), output, init=init)
-    except (TrainingError, CheckpointError, DataSourceError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
     cfg = trainer.config
     typer.echo(f"training {cfg.arch} ({cfg.mode}) on {trainer.description}")
@@ -290,18 +289,18 @@ def evaluate(
     methods: str = typer.Option("wf,wiener,dfcan-sisr,dfcan-sim,dfgan-sim", "--methods"),
     output: Path = typer.Option(..., "--output", "-o", help="folder for CSV, markdown and PNG"),
     samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
-    size_px: int = typer.Option(128, "--size-px", help="raw field size in pixels"),
+    size_px: opt.SizePx = 128,
     decorrelation: bool = typer.Option(True, "--decorrelation/--no-decorrelation"),
     border_px: int = typer.Option(
         16, "--border", help="raw px left out at each edge before scoring (Wiener's taper)"
     ),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)"),
+    threads: opt.Threads = 0,
 ) -> None:
     """The assessment matrix on held-out emulator seeds: NRMSE, MS-SSIM and decorrelation
     resolution per structure x photon level x method, and where each network beats Wiener."""
     from inference.assessment import AssessmentConfig, run_assessment, write_assessment
 
-    try:
+    with exit_on(ValueError):
         config = AssessmentConfig(
             structures=[s for s in structures.split(",") if s],
             photon_counts_e=[float(p) for p in photon_counts_e.split(",") if p],
@@ -313,9 +312,6 @@ def evaluate(
             threads=threads,
         )
         result = run_assessment(config, progress=lambda text: typer.echo(text, err=True))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     files = write_assessment(result, output)
     typer.echo(files["markdown"].read_text())
     typer.echo("wrote " + ", ".join(str(p) for p in files.values()))
@@ -329,7 +325,7 @@ def evaluate_real(
         Path("../shared"), "--shared", help="folder holding dlsr_assets/ and real_sim/"
     ),
     regions: str = typer.Option("1,2,3", "--regions", help="T-SIM ER regions to score"),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: leave as is)"),
+    threads: opt.Threads = 0,
 ) -> None:
     """Networks against Wiener SIM and wide-field on the real SIM data (docs/assessment.md):
     filament width, resolution-scaled Pearson and fine-scale agreement with Wiener SIM on the
@@ -344,19 +340,15 @@ def evaluate_real(
     if threads:
         torch.set_num_threads(threads)
     if not (shared / "dlsr_assets").is_dir() or not (shared / "real_sim").is_dir():
-        typer.echo(f"error: {shared} holds no dlsr_assets/ and real_sim/ folders", err=True)
-        raise typer.Exit(2)
+        fail(f"{shared} holds no dlsr_assets/ and real_sim/ folders")
     methods: dict[str, Reconstruct] = {}
 
     def network(reconstructor: ModelReconstructor) -> Reconstruct:
         return lambda raw: np.asarray(reconstructor.reconstruct(raw).image)
 
-    try:
+    with exit_on(ModelFileError, FileNotFoundError, ValueError):
         for name in model:
             methods[name] = network(ModelReconstructor(load_model(name), None, device="cpu"))
         region_list = [int(r) for r in regions.split(",") if r]
-    except (ModelFileError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(markdown_tables(microtubule_report(shared, methods),
                                er_report(shared, region_list, methods)))

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_output, exit_on, fail, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,13 +24,13 @@ if TYPE_CHECKING:
 def calibrate_pattern_command(
     input_path: Path = typer.Argument(..., help="bright raw SIM stack of the rig"),
     output: Path = typer.Option(..., "--output", "-o", help="pattern calibration file (.json)"),
-    na: float = typer.Option(None, "--na", help="detection NA (default: from the file)"),
-    otf_path: Path = typer.Option(None, "--otf", help="measured radial OTF (.mrc) instead of NA"),
-    wavelength_nm: float = typer.Option(None, "--wavelength-nm", help="emission wavelength"),
-    pixel_size_nm: float = typer.Option(None, "--pixel-size-nm", help="raw pixel size"),
+    na: opt.StackNa = None,
+    otf_path: opt.StackOtf = None,
+    wavelength_nm: opt.StackWavelengthNm = None,
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     time_points: int = typer.Option(5, "--time-points", help="fit on up to this many sets"),
-    channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    channel: opt.Channel = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Fit the illumination pattern (period, angle, modulation, phases) on a bright stack and
     save it for `livesim reconstruct --pattern-parameters` and the live Wiener path.
@@ -48,9 +49,8 @@ def calibrate_pattern_command(
 
     check_output(output, overwrite, inputs=[input_path], suffixes=(".json",))
     if time_points < 1:
-        typer.echo(f"error: --time-points {time_points} must be >= 1", err=True)
-        raise typer.Exit(2)
-    try:
+        fail(f"--time-points {time_points} must be >= 1")
+    with exit_on(StackFormatError, FileNotFoundError, ValueError):
         stack = load_raw_stack(input_path, n_patterns=9, channel=channel)
         first = np.asarray(stack.time_point(0))
         optics = resolve_optics(stack, first, na, otf_path, wavelength_nm, pixel_size_nm)
@@ -64,16 +64,12 @@ def calibrate_pattern_command(
             otf_description=optics.description,
             source=str(input_path),
         )
-    except (StackFormatError, FileNotFoundError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     usable, changes = usable_parameters(calibration.parameters)
     problems = check_sim_parameters(usable, optics.expected_period_nm)
     if problems:
         for problem in problems:
             typer.echo(f"error: {problem}", err=True)
-        typer.echo(f"error: {input_path}: pattern fit not trusted; nothing saved", err=True)
-        raise typer.Exit(2)
+        fail(f"{input_path}: pattern fit not trusted; nothing saved")
     calibration = calibration.model_copy(update={"parameters": usable, "problems": changes})
     calibration.save(output)
     periods = optics.pixel_size_nm / np.hypot(*usable.wave_vectors_cycles_per_px().T)
@@ -86,23 +82,15 @@ def calibrate_pattern_command(
 
 
 def reconstruct_command(
-    input_path: Path = typer.Argument(..., help="raw stack: .mrc, .tif, .npy or livesim .h5"),
+    input_path: opt.RawStackPath,
     output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
     method: str = typer.Option("wiener", "--method", help="reconstruction method: wiener"),
-    na: float = typer.Option(
-        None, "--na", help="detection NA (default: from the file; an error when it has none)"
-    ),
-    otf_path: Path = typer.Option(
-        None, "--otf", help="measured radial OTF (.mrc, e.g. the rig's *_OTF2d.mrc) instead of NA"
-    ),
-    wavelength_nm: float = typer.Option(
-        None, "--wavelength-nm", help="emission wavelength (default: from the file's laser line)"
-    ),
-    pixel_size_nm: float = typer.Option(
-        None, "--pixel-size-nm", help="raw pixel size (default: from the file)"
-    ),
+    na: opt.StackNa = None,
+    otf_path: opt.StackOtf = None,
+    wavelength_nm: opt.StackWavelengthNm = None,
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     wiener_parameter: float = typer.Option(0.1, "--wiener", help="Wiener parameter w"),
-    channel: int = typer.Option(0, "--channel", help="colour channel of a .h5 run file"),
+    channel: opt.Channel = 0,
     pattern_parameters: Path = typer.Option(
         None,
         "--pattern-parameters",
@@ -111,10 +99,8 @@ def reconstruct_command(
     parameters_out: Path = typer.Option(
         None, "--parameters", help="also write the pattern parameters used, per time point (JSON)"
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    trust_every: int = typer.Option(
-        10, "--trust-every", min=0, help="Trust record of every Nth time point, 0: off."
-    ),
+    overwrite: opt.Overwrite = False,
+    trust_every: opt.TrustEvery = 10,
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
@@ -122,8 +108,6 @@ def reconstruct_command(
     phases are refined on every time point. The whole field is reconstructed (periodic +
     smooth border decomposition, no dark rim).
     """
-    import json
-
     import numpy as np
 
     from calibration.sim_parameters import PatternCalibration, check_sim_parameters
@@ -137,13 +121,9 @@ def reconstruct_command(
                      suffixes=(".json",))
 
     if method != "wiener":
-        typer.echo(
-            f"error: --method {method!r} not handled here; use 'wiener' "
-            "(models run with `livesim predict`)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    try:
+        fail(f"--method {method!r} not handled here; use 'wiener' "
+             "(models run with `livesim predict`)")
+    with exit_on(StackFormatError, FileNotFoundError, ValueError):
         stack = load_raw_stack(input_path, n_patterns=9, channel=channel)
         if stack.n_patterns != 9:
             raise StackFormatError(f"{input_path}: Wiener SIM needs 9 patterns per time point")
@@ -162,29 +142,14 @@ def reconstruct_command(
             image, fit = series.reconstruct(np.asarray(stack.time_point(t)))
             images.append(image)
             fits.append(fit)
-    except (StackFormatError, FileNotFoundError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     out = np.stack(images) if len(images) > 1 else images[0]
     peak = float(out.max())
     out = (out / peak if peak > 0 else out).astype(np.float32)
     save_image(output, out, pixel_size_nm=optics.pixel_size_nm / 2.0)
     used = fits[0].parameters
-    if parameters_out is not None:
-        parameters_out.write_text(
-            json.dumps(
-                [
-                    {
-                        "time_point": t,
-                        "source": f.source,
-                        "problems": f.problems,
-                        "parameters": f.parameters.model_dump(),
-                    }
-                    for t, f in enumerate(fits)
-                ],
-                indent=2,
-            )
-        )
+    write_json(parameters_out, [{"time_point": t, "source": f.source, "problems": f.problems,
+                                 "parameters": f.parameters.model_dump()}
+                                for t, f in enumerate(fits)])
     flagged = sum(not f.reliable for f in fits)
     if optics.expected_period_nm is not None:
         for problem in check_sim_parameters(used, optics.expected_period_nm):
@@ -320,7 +285,7 @@ def resolve_optics(
 
 
 def bench_wiener_command(
-    size_px: int = typer.Option(512, "--size-px", help="raw frame size (square, px)"),
+    size_px: opt.SizePx = 512,
     repeats: int = typer.Option(50, "--repeats", help="timed reconstructions"),
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:
@@ -331,19 +296,9 @@ def bench_wiener_command(
 
     import numpy as np
 
-    from acquisition.cli.bench.timing import time_calls
-    from calibration.otf import OtfModel
-    from inference.wiener import WienerConfig, WienerSim
-    from sim_emulator.microscope import EmulatorConfig, Microscope
+    from acquisition.cli.bench.timing import emulated_wiener, time_calls
 
-    config = EmulatorConfig(size_px=size_px, photon_count_e=300.0, seed=1)
-    raw = Microscope(config).render_set(0.0)
-    otf = OtfModel(
-        na=config.optics.na, emission_nm=config.optics.emission_nm, pixel_integration=True
-    )
-    start = time.perf_counter()
-    sim = WienerSim.from_raw(raw, config.optics.pixel_size_nm, otf, WienerConfig())
-    setup_s = time.perf_counter() - start
+    raw, sim, setup_s = emulated_wiener(size_px)
     if device == "cpu":
         frames = raw
 
@@ -353,8 +308,7 @@ def bench_wiener_command(
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
-            typer.echo("error: --device cuda but no CUDA GPU is available", err=True)
-            raise typer.Exit(2)
+            fail("--device cuda but no CUDA GPU is available")
         tensor = torch.from_numpy(raw.astype(np.float32)).to(device)
 
         def run() -> None:

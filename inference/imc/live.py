@@ -6,12 +6,21 @@ frame: one frame of latency) and `flush()` separates the last frame at the end o
 the edge frame repeated. Input is min-max normalised to [0, 1] (per frame, or jointly over the
 window) as in training; outputs are scaled back so the channels add up to the input's units.
 
-Domain check: the separated channels must explain the input. `unexplained_fraction` is the
-share of the (normalised) input's variance that their sum leaves as residual; above
-`UNEXPLAINED_LIMIT` the frame is flagged (`last_reason`, and `ImcStream.out_of_domain` per time
-point: the worker sends it as the IMC result's `imc_out_of_domain` flag, the session records
-an `imc_out_of_domain` event and warns) because the input is
-not a mixture of the structures the model was trained on.
+Domain check, two tests on each separation, limits measured per model
+(`inference.imc.domain_limit`) and stored in its file:
+- the channels must explain the input: `unexplained_fraction` is the share of the (normalised)
+  input's variance that their sum leaves as residual, both smoothed by a Gaussian of
+  `UNEXPLAINED_SMOOTHING_PX` SR pixels first (pixel noise of a low-photon Wiener reconstruction
+  is no structure for the channels to explain); flagged above the file's
+  `imc_unexplained_limit` (files without it: `DEFAULT_UNEXPLAINED_LIMIT`);
+- the input must be a mixture like the trained ones: each channel's share of the separated
+  signal (`channel_shares`) must lie in the file's `imc_channel_shares` range (no such test for
+  files without it). A structure alone, or one that the model puts into a single channel,
+  moves the shares out of range.
+A flagged frame gets `last_reason` and `ImcStream.out_of_domain` per time point (the worker
+sends it as the IMC result's `imc_out_of_domain` flag, the session records an
+`imc_out_of_domain` event and warns): the input is not a mixture of the structures the model
+was trained on. The channels are still returned.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 import inference.models.imcsr  # noqa: F401  (registers the 'imcsr' architecture)
 from inference.model_file import LoadedModel, ModelFileError, load_model
@@ -31,15 +41,34 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "imcsr"
 _EPSILON = 1e-7
-UNEXPLAINED_LIMIT = 0.05  # measured: docs/imc-sr.md (Domain check)
+# for model files without a measured `imc_unexplained_limit` (docs/imc-sr.md, Domain check)
+DEFAULT_UNEXPLAINED_LIMIT = 0.05
+UNEXPLAINED_SMOOTHING_PX = 1.0  # Gaussian sigma, SR pixels
 
 
-def unexplained_fraction(image: np.ndarray, channels: np.ndarray) -> float:
+def unexplained_fraction(
+    image: np.ndarray, channels: np.ndarray, sigma_px: float = UNEXPLAINED_SMOOTHING_PX
+) -> float:
     """Residual energy of the input not explained by the sum of the channels, as a fraction
-    of the input's variance: sum((x - sum_c y_c)^2) / sum((x - mean x)^2)."""
-    residual = image.astype(np.float64) - channels.astype(np.float64).sum(axis=0)
-    spread = float(((image - image.mean(dtype=np.float64)) ** 2).sum())
-    return float((residual**2).sum() / spread) if spread > 0 else 0.0
+    of the input's variance, after smoothing both by a Gaussian of `sigma_px` (G; 0: none):
+    sum(G(x - sum_c y_c)^2) / sum((G(x) - mean G(x))^2)."""
+    x = np.asarray(image, dtype=np.float32)  # filtered in float32, summed in float64
+    residual = x - channels.sum(axis=0, dtype=np.float32)
+    if sigma_px > 0:
+        residual, x = gaussian_filter(residual, sigma_px), gaussian_filter(x, sigma_px)
+    r = residual.astype(np.float64).ravel()
+    centred = x.astype(np.float64).ravel()
+    centred -= centred.mean()
+    spread = float(centred @ centred)
+    return float(r @ r / spread) if spread > 0 else 0.0
+
+
+def channel_shares(channels: np.ndarray) -> np.ndarray:
+    """Each channel's share of the separated signal: sum(max(y_c, 0)) / sum_c sum(max(y_c, 0))
+    (equal shares when the channels are empty)."""
+    totals = np.clip(channels.astype(np.float64), 0.0, None).reshape(len(channels), -1).sum(1)
+    whole = float(totals.sum())
+    return totals / whole if whole > 0 else np.full(len(channels), 1.0 / len(channels))
 
 
 class ImcSeparator:
@@ -62,8 +91,17 @@ class ImcSeparator:
         self._window: deque[np.ndarray] = deque(maxlen=3)
         self._received = 0
         self._emitted = 0
-        self.unexplained_limit = UNEXPLAINED_LIMIT
+        limit = loaded.info.imc_unexplained_limit
+        self.unexplained_limit = DEFAULT_UNEXPLAINED_LIMIT if limit is None else limit
+        shares = loaded.info.imc_channel_shares
+        if shares is not None and len(shares) != len(self.channel_names):
+            raise ModelFileError(
+                f"model {loaded.name!r}: imc_channel_shares has {len(shares)} ranges for "
+                f"{len(self.channel_names)} channels"
+            )
+        self.share_ranges = None if shares is None else [(r.low, r.high) for r in shares]
         self.last_unexplained = math.nan  # of the latest separation
+        self.last_shares = np.full(len(self.channel_names), math.nan)
         self.last_reason: str | None = None  # why the latest input is out of domain, or None
 
     @property
@@ -161,13 +199,21 @@ class ImcSeparator:
     def _check_domain(self, image: np.ndarray, channels: np.ndarray) -> None:
         fraction = unexplained_fraction(image, channels)
         self.last_unexplained = fraction
-        self.last_reason = None
+        self.last_shares = channel_shares(channels)
+        problems = []
         if fraction > self.unexplained_limit:
-            self.last_reason = (
-                f"the {'/'.join(self.channel_names)} channels leave {fraction:.1%} of the "
-                f"input unexplained (limit {self.unexplained_limit:.1%}): the input is not a "
-                "mixture of the structures the model was trained on"
-            )
+            problems.append(f"the {'/'.join(self.channel_names)} channels leave {fraction:.1%} of "
+                            f"the input unexplained (limit {self.unexplained_limit:.1%})")
+        for name, share, (low, high) in zip(
+            self.channel_names, self.last_shares, self.share_ranges or [], strict=False
+        ):
+            if not low <= share <= high:
+                problems.append(f"the {name} channel holds {share:.0%} of the signal (trained "
+                                f"mixtures: {low:.0%}-{high:.0%})")
+        self.last_reason = None
+        if problems:
+            self.last_reason = "; ".join(problems) + (
+                ": the input is not a mixture of the structures the model was trained on")
             logger.warning("IMC-SR out of domain: %s", self.last_reason)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from settings_file import load_settings
+from inference.model_file import ROBUST_NORMALISATION, Normalisation
+from settings_file import StrictModel, load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
 TrainingMode = Literal["sisr", "sim", "nlsim", "imc"]
@@ -21,10 +22,8 @@ REGISTRY_NAME = {"dfcan": "dfcan", "dfgan": "dfgan", "cmgan": "cross-modality-un
 SCALE_FOR_MODE = {"sisr": 2, "sim": 2, "nlsim": 3}
 
 
-class ImcSettings(BaseModel):
+class ImcSettings(StrictModel):
     """What only IMC-SR training needs (arch `imcsr`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outputs: tuple[str, ...] | None = Field(
         default=None, description="structures the model outputs (None: all of the data's, in "
@@ -38,10 +37,8 @@ class ImcSettings(BaseModel):
     )
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(StrictModel):
     """Everything that decides a training run; two runs with equal configs train identically."""
-
-    model_config = ConfigDict(extra="forbid")
 
     arch: TrainingArch = "dfcan"
     mode: TrainingMode = "sim"
@@ -63,6 +60,11 @@ class TrainingConfig(BaseModel):
         default="mse", description="SR networks: pixel term of the content loss (paper: mse)"
     )
     ssim_weight: float = Field(default=0.1, ge=0, description="SR networks: weight of 1 - SSIM")
+    normalisation: Normalisation = Field(
+        default=ROBUST_NORMALISATION,
+        description="SR networks: input normalisation, recorded in the model file "
+        "(the authors' is low_pct 0, high_pct 100)",
+    )
     seed: int = 0
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="architecture option overrides (width, groups, ...)"

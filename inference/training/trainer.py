@@ -41,6 +41,10 @@ BATCHES_PER_ITERATION = 8  # batch draws reserved per iteration: 1 D + up to 7 G
 # a DFGAN generator is a DFCAN network, so a trained DFCAN can start (pre-train) a DFGAN
 INIT_COMPATIBLE = {"dfgan": ("dfcan",)}
 DEFAULT_DISCRIMINATOR = {"stem_width": 16, "block_widths": (16, 32, 64, 64), "dense_width": 64}
+# the run's bookkeeping a checkpoint carries, with its type
+PROGRESS_FIELDS: dict[str, type] = {
+    "init_source": str, "step": int, "lr_scale": float, "elapsed_s": float,
+    "bad_validations": int, "best_val": float, "best_step": int}
 
 
 class TrainingError(ValueError):
@@ -87,7 +91,7 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and config.amp != "off"
         if config.amp == "on" and self.device.type != "cuda":
             log.warning("mixed precision needs CUDA; training in float32 on %s", self.device)
-        self.normalisation = Normalisation()
+        self.normalisation = Normalisation() if config.mode == "imc" else config.normalisation
         self.sampler: Sampler
         structures: tuple[str, ...] = ()
         if config.mode == "imc":
@@ -201,10 +205,7 @@ class Trainer:
             loss = content
             if self.discriminator is not None:
                 loss = content + ADVERSARIAL_WEIGHT * bce(self.discriminator(prediction), real=True)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.g_optimizer)
-        self.scaler.update()
+        _update(self.g_optimizer, self.scaler, loss)
         return float(loss.detach()), float(content.detach())
 
     def _content_loss(
@@ -229,10 +230,7 @@ class Trainer:
             loss = bce(self.discriminator(y), real=True) + bce(
                 self.discriminator(fake.detach()), real=False
             )
-        self.d_optimizer.zero_grad(set_to_none=True)
-        self.d_scaler.scale(loss).backward()
-        self.d_scaler.step(self.d_optimizer)
-        self.d_scaler.update()
+        _update(self.d_optimizer, self.d_scaler, loss)
         return float(loss.detach())
 
     def train_step(self) -> LogRow:
@@ -386,17 +384,11 @@ class Trainer:
         state: dict[str, Any] = {
             "config_json": json.dumps(self.config.model_dump(mode="json")),
             "options_json": json.dumps(self.options),
-            "init_source": self.init_source,
-            "step": self.step,
+            **{name: getattr(self, name) for name in PROGRESS_FIELDS},
             "generator": self.generator.state_dict(),
             "generator_optimizer": self.g_optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "d_scaler": self.d_scaler.state_dict(),
-            "lr_scale": self.lr_scale,
-            "elapsed_s": self.elapsed_s,
-            "bad_validations": self.bad_validations,
-            "best_val": self.best_val,
-            "best_step": self.best_step,
             "best_state": self.best_state or {},
             "rows": self.rows,
             "torch_rng": torch.get_rng_state(),
@@ -441,16 +433,21 @@ class Trainer:
         trainer.scaler.load_state_dict(state["scaler"])
         if "d_scaler" in state:
             trainer.d_scaler.load_state_dict(state["d_scaler"])
-        trainer.init_source = str(state["init_source"])
-        trainer.step = int(state["step"])
-        trainer.lr_scale = float(state["lr_scale"])
-        trainer.elapsed_s = float(state.get("elapsed_s", 0.0))
-        trainer.bad_validations = int(state["bad_validations"])
-        trainer.best_val = float(state["best_val"])
-        trainer.best_step = int(state["best_step"])
+        progress = {"elapsed_s": 0.0, **state}  # older checkpoints have no elapsed_s
+        for name, kind in PROGRESS_FIELDS.items():
+            setattr(trainer, name, kind(progress[name]))
         trainer.best_state = state["best_state"] or None
         trainer.rows = list(state["rows"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return trainer
+
+
+def _update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor
+            ) -> None:
+    """One optimizer step on ``loss`` through its (mixed-precision) loss scaler."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()

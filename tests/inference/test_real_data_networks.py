@@ -65,12 +65,13 @@ def default_network():  # type: ignore[no-untyped-def]
 
 
 def test_default_network_on_the_real_microtubule_stack(shared: Path, default_network) -> None:
-    """#18: resolution-scaled Pearson with the wide-field >= 0.9 over the whole field, no
+    """Done-when (#18): filaments >= 1.5x narrower than wide-field (measured 1.65x; Wiener SIM
+    1.60x), resolution-scaled Pearson with the wide-field >= 0.9 over the whole field, no
     invented texture (at fine scale it agrees with the Wiener SIM of the same stack better than
-    the wide-field does), filaments narrower than wide-field: 1.43x measured, where the issue
-    asks 1.5x (not met; Wiener SIM 1.60x; docs/assessment.md)."""
+    the wide-field does). With the authors' min-max normalisation the same weights drew 1.43x:
+    one -40 e- pixel of this stack set the input scale (docs/assessment.md)."""
     _, network = microtubule_report(shared, {"dfcan-sim": default_network})
-    assert network.narrowing >= 1.4, network
+    assert network.narrowing >= 1.5, network
     assert network.n_profiles >= 100
     assert network.resolution_scaled_pearson >= 0.9, network
     assert network.fine_correlation_with_wiener > network.wide_field_fine_correlation_with_wiener

@@ -24,8 +24,9 @@ from typing import Any
 
 import typer
 
-from acquisition.cli.bench.timing import time_calls
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.bench.timing import emulated_wiener, time_calls
+from acquisition.cli.output_files import check_json_output
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,22 @@ def _median_rate(run: Callable[[], Any], count: int, repeats: int, budget_s: flo
     one untimed call; at most ``repeats`` timed calls and about ``budget_s``."""
     run()
     return count / statistics.median(time_calls(run, repeats, budget_s))
+
+
+def _forward_rate(module: Any, frames: int, size: int, repeats: int) -> float:
+    """Forwards/s of a plain torch forward (inference_mode) of ``module`` on one random
+    ``frames`` x ``size`` x ``size`` input: the bare limit of a network's stage."""
+    import numpy as np
+    import torch
+
+    data = torch.from_numpy(np.random.default_rng(0).random((1, frames, size, size),
+                                                            dtype=np.float32))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            module(data)
+
+    return _median_rate(forward, 1, repeats, budget_s=60.0)
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -281,22 +298,12 @@ def bench_preprocessing(s: BenchSettings, bank: Any) -> list[Figure]:
 
 def bench_inference(s: BenchSettings) -> list[Figure]:
     """Each engine on the bundled DFCAN-SIM vs a plain torch forward of the same module."""
-    import numpy as np
-    import torch
-
     from acquisition.cli.bench.engines import benchmark_model, run_inference_benchmark
 
     loaded = benchmark_model("dfcan-sim")
     figures = []
     for size in s.model_sizes:
-        data = torch.from_numpy(np.random.default_rng(0).random((1, 9, size, size),
-                                                                dtype=np.float32))
-
-        def forward(data: torch.Tensor = data) -> None:
-            with torch.inference_mode():
-                loaded.module(data)
-
-        bare = _median_rate(forward, 1, 5, budget_s=60.0)
+        bare = _forward_rate(loaded.module, 9, size, 5)
         rows = run_inference_benchmark([size], list(s.engines), ["dfcan-sim"], device="auto",
                                        iterations=5,
                                        budget_s=30.0 if s.quick else 60.0)
@@ -317,15 +324,7 @@ def bench_wiener(s: BenchSettings) -> list[Figure]:
     import numpy as np
     import scipy.fft
 
-    from calibration.otf import OtfModel
-    from inference.wiener import WienerConfig, WienerSim
-    from sim_emulator.microscope import EmulatorConfig, Microscope
-
-    config = EmulatorConfig(size_px=s.size_px, photon_count_e=300.0, seed=1)
-    raw = Microscope(config).render_set(0.0)
-    otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm,
-                   pixel_integration=True)
-    sim = WienerSim.from_raw(raw, config.optics.pixel_size_nm, otf, WienerConfig())
+    raw, sim, _ = emulated_wiener(s.size_px)
     frames = raw.astype(np.float32)
     big = np.zeros((2 * s.size_px, 2 * s.size_px), np.complex64)
 
@@ -340,7 +339,6 @@ def bench_wiener(s: BenchSettings) -> list[Figure]:
 
 def bench_imcsr(s: BenchSettings) -> list[Figure]:
     """IMC-SR separation (ImcSeparator) vs a plain torch forward of its module."""
-    import numpy as np
     import torch
 
     from acquisition.cli.bench.imcsr import bench_imcsr as run_imcsr
@@ -362,18 +360,10 @@ def bench_imcsr(s: BenchSettings) -> list[Figure]:
     figures = []
     for row in result["rows"]:
         size = int(row["sr_size"])
-        data = torch.from_numpy(np.random.default_rng(0).random(
-            (1, separator.input_frames, size, size), dtype=np.float32))
-
-        def forward(data: torch.Tensor = data) -> None:
-            with torch.inference_mode():
-                separator.model.module(data)
-
+        bare = _forward_rate(separator.model.module, separator.input_frames, size, 3)
         figures.append(Figure("imc-sr", f"{result['model']} {size} px SR image",
                               float(row["frames_per_s"]), "frames/s",
-                              "plain torch forward of the module", _median_rate(forward, 1, 3,
-                                                                                60.0),
-                              note=note))
+                              "plain torch forward of the module", bare, note=note))
     return figures
 
 
@@ -523,7 +513,7 @@ def write_docs(report: BenchReport, command: str, path: Path) -> Path:
 
 def bench_all_command(
     json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: opt.Overwrite = False,
     full: bool = typer.Option(False, "--full", help="Full sizes (slow on 2 cores)."),
     only: str = typer.Option("", "--only", help="Comma-separated stages (default: all)."),
     docs_file: Path | None = typer.Option(

@@ -12,7 +12,6 @@ fraction of time points within the target.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from acquisition.autopilot import (
     ErrorModel,
     LightSetting,
 )
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, write_json
 from calibration.otf import OtfModel
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
@@ -244,15 +244,15 @@ def save_figure(report: AutopilotReport, path: Path) -> Path:
 
 
 def bench_autopilot_command(
-    size_px: int = typer.Option(96, "--size-px", help="Raw frame size (square)."),
+    size_px: opt.SizePx = 96,
     time_points: int = typer.Option(200, "--time-points", min=2, help="SIM sets per arm."),
     fixed_power_pct: float = typer.Option(
         40.0, "--power-pct", help="The fixed arm's laser power (and the autopilot's start)."),
     target: float = typer.Option(
         2.0, "--target", help="SR error relative to its floor that the autopilot holds."),
-    seed: int = typer.Option(3, "--seed", help="Emulator seed of the imaged field."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write every time point here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    seed: opt.Seed = 3,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
     figure: Path | None = typer.Option(None, "--figure", help="Write the PNG figure here."),
 ) -> None:
     """Fixed power vs the photon-budget autopilot on the same emulated sample."""
@@ -263,7 +263,7 @@ def bench_autopilot_command(
     for key, value in report.summary().items():
         typer.echo(f"{key:28s} {value:.4g}")
     if json_out is not None:
-        json_out.write_text(json.dumps(report.as_dict(), indent=1))
+        write_json(json_out, report.as_dict(), indent=1)
         typer.echo(f"wrote {json_out}")
     if figure is not None:
         typer.echo(f"wrote {save_figure(report, figure)}")

@@ -225,12 +225,13 @@ class PacedFigures:
         ]
 
 
-def _pipeline_argv(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0
-                   ) -> list[str]:
-    return [sys.executable, "-m", "acquisition.cli.bench.display", "--pipeline",
-            "--folder", str(folder),
-            "--size-px", str(size_px), "--time-points", str(time_points),
-            "--paced-fps", str(paced_fps)]
+def _start_pipeline(folder: Path, size_px: int, time_points: int, paced_fps: float = 0.0
+                    ) -> subprocess.Popen[str]:
+    """A pipeline process (:func:`pipeline_main`) writing into ``folder``."""
+    return subprocess.Popen([sys.executable, "-m", "acquisition.cli.bench.display", "--pipeline",
+                             "--folder", str(folder), "--size-px", str(size_px),
+                             "--time-points", str(time_points), "--paced-fps", str(paced_fps)],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def _pipeline_figures(process: subprocess.Popen[str], timeout_s: float) -> dict[str, float]:
@@ -293,14 +294,11 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         for name in ("headless", "window", "paced-headless", "paced-window"):
             (scratch / name).mkdir()
         if time_points <= 0:  # size the run to about `seconds` from a headless probe
-            probe = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px,
-                                                    PROBE_TIME_POINTS),
-                                     stdout=subprocess.PIPE, text=True)
+            probe = _start_pipeline(scratch / "headless", size_px, PROBE_TIME_POINTS)
             fps = _pipeline_figures(probe, timeout_s)["raw_fps"]
             time_points = max(MIN_TIME_POINTS, int(seconds * fps / 9))
-        headless = subprocess.Popen(_pipeline_argv(scratch / "headless", size_px, time_points),
-                                    stdout=subprocess.PIPE, text=True)
-        head = _pipeline_figures(headless, timeout_s)
+        head = _pipeline_figures(_start_pipeline(scratch / "headless", size_px, time_points),
+                                 timeout_s)
 
         app = pg.mkQApp("livesim-bench")
         apply_dark_theme(app)
@@ -311,8 +309,7 @@ def run_display_bench(seconds: float = 10.0, sr_px: int = 1024, time_points: int
         window.resize(1600, 1000)
         window.show()
         _spin(SETTLE_S)
-        process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points),
-                                   stdout=subprocess.PIPE, text=True)
+        process = _start_pipeline(folder, size_px, time_points)
         # as `livesim gui` does once its acquisition process runs
         yield_cpu_to_acquisition(WINDOW_NICENESS if niceness is None else niceness)
         during = _watch_window(window, process, timeout_s)
@@ -373,16 +370,13 @@ def _paced_runs(window: LiveWindow, scratch: Path, size_px: int, seconds: float,
 
     fps = 1000.0 / PACED_EXPOSURE_MS
     time_points = max(PACED_MIN_TIME_POINTS, int(seconds * fps / 9))
-    headless = subprocess.Popen(_pipeline_argv(scratch / "paced-headless", size_px,
-                                               time_points, fps),
-                                stdout=subprocess.PIPE, text=True)
-    head = _pipeline_figures(headless, timeout_s)
+    head = _pipeline_figures(_start_pipeline(scratch / "paced-headless", size_px, time_points,
+                                             fps), timeout_s)
     folder = scratch / "paced-window"
     window.set_link(HostLink(None, f"ipc://{folder}/ep/display"))
     window._camera = {}  # as during the flat-out run: no photon count without a camera
     _spin(SETTLE_S)
-    process = subprocess.Popen(_pipeline_argv(folder, size_px, time_points, fps),
-                               stdout=subprocess.PIPE, text=True)
+    process = _start_pipeline(folder, size_px, time_points, fps)
     during = _watch_window(window, process, timeout_s)
     with_window = _pipeline_figures(process, timeout_s)
     return PacedFigures(fps, head["raw_fps"], with_window["raw_fps"], head["cpu_ms_per_frame"],

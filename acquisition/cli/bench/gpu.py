@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import typer
 
-from acquisition.cli.bench.timing import time_calls
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.bench.timing import emulated_wiener, time_calls
+from acquisition.cli.output_files import check_json_output, exit_on
 
 log = logging.getLogger(__name__)
 
@@ -404,17 +405,7 @@ def stage_wiener(plan: CheckPlan) -> dict[str, Any]:
     difference from the NumPy path relative to its peak."""
     import torch
 
-    from calibration.otf import OtfModel
-    from inference.wiener import WienerConfig, WienerSim
-    from sim_emulator.microscope import EmulatorConfig, Microscope
-
-    config = EmulatorConfig(size_px=plan.wiener_size, photon_count_e=300.0, seed=1)
-    raw = Microscope(config).render_set(0.0)
-    otf = OtfModel(na=config.optics.na, emission_nm=config.optics.emission_nm,
-                   pixel_integration=True)
-    start = time.perf_counter()
-    sim = WienerSim.from_raw(raw, config.optics.pixel_size_nm, otf, WienerConfig())
-    setup_s = time.perf_counter() - start
+    raw, sim, setup_s = emulated_wiener(plan.wiener_size)
     expected = sim.reconstruct(raw)
     tensor = torch.from_numpy(raw.astype(np.float32)).to(plan.device)
     got = sim.reconstruct_torch(tensor).cpu().numpy()
@@ -592,7 +583,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def bench_gpu_command(
     json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
                                   help="report file (rewritten after every stage)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    overwrite: opt.Overwrite = False,
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="rehearse on the CPU at tiny sizes"),
     budget_s: float = typer.Option(420.0, "--time-limit-s",
@@ -611,12 +602,9 @@ def bench_gpu_command(
             typer.echo(f"{name}=={version}")
         return
     check_json_output(json_out, overwrite)
-    try:
+    with exit_on(RuntimeError, ValueError):
         report = run_gpu_check(json_out, dry_run, budget_s,
                                tuple(s for s in skip.split(",") if s), wheels)
-    except (RuntimeError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     for line in summary_lines(report):
         typer.echo(line)
     failed = [n for n, s in report["stages"].items() if "error" in s]

@@ -26,7 +26,8 @@ from typing import Any
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -301,21 +302,19 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
 def soak_command(
     time_limit_s: float = typer.Option(1800.0, "--time-limit-s",
                                        help="Wall-clock length of the run."),
-    size_px: int = typer.Option(64, "--size-px", help="Emulated camera ROI (square)."),
-    model: str = typer.Option("wiener", "--model", help="Reconstruction: name, path, wiener."),
+    size_px: opt.SizePx = 64,
+    model: opt.Reconstruction = "wiener",
     exposure_ms: float = typer.Option(2.0, "--exposure-ms", help="Exposure per frame."),
     folder: Path | None = typer.Option(None, "--folder", help="Where the run file goes."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run file afterwards."),
     sample_s: float = typer.Option(5.0, "--sample-s", help="Seconds between RSS samples."),
-    fsync: bool = typer.Option(True, "--fsync/--no-fsync", help="fsync every time point."),
+    fsync: opt.Fsync = True,
     max_pending: int = typer.Option(16, "--max-pending", help="Raw sets in flight to the worker."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Emulated time-lapse at the fastest sustainable rate: frames lost, memory, latency."""
     check_json_output(json_out, overwrite)
-    import json
-
     if time_limit_s <= 0 or size_px < 16 or sample_s <= 0:
         raise typer.BadParameter(f"--time-limit-s {time_limit_s}, --size-px {size_px}, "
                                  f"--sample-s {sample_s}: need time > 0, size >= 16, sample > 0")
@@ -331,7 +330,6 @@ def soak_command(
     report = run_soak(options, on_sample=show)
     for line in report.lines():
         typer.echo(line)
-    if json_out is not None:
-        json_out.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    write_json(json_out, report.as_dict())
     if not report.passed:
         raise typer.Exit(1)

@@ -11,7 +11,6 @@ configurations share the same cores instead of oversubscribing them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import statistics
@@ -19,10 +18,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from unittest import mock
 
 import typer
 
-from acquisition.cli.output_files import OVERWRITE_HELP, check_json_output
+from acquisition.cli import options as opt
+from acquisition.cli.output_files import check_json_output, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +61,11 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
     options = SessionOptions(workers=n_workers, max_pending_sets=2 * n_workers, fsync=False,
                              display=False, drain_idle_s=60.0, heartbeat_timeout_s=30.0)
     bank = frame_bank(size_px)
-    previous = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    try:  # the worker subprocesses inherit the thread count
+    # the worker subprocesses inherit the thread count; the variables are restored after
+    with mock.patch.dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)):
         session = RunSession(BankSource(bank), sequence_plan(protocol), protocol,
-                             (size_px, size_px), 62.6,
-                             options=options)
+                             (size_px, size_px), 62.6, options=options)
         summary = session.run()
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     if summary.error:
         raise RuntimeError(f"{n_workers} workers: the run failed: {summary.error}")
     return WorkersFigure(
@@ -85,8 +78,8 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
 
 def bench_workers_command(
     workers: list[int] = typer.Option([1, 2, 4], "--workers", help="Worker counts to measure."),
-    model: str = typer.Option("dfcan-sim", "--model", help="Reconstruction of every worker."),
-    size_px: int = typer.Option(128, "--size-px", help="Raw frame size (square)."),
+    model: opt.Reconstruction = "dfcan-sim",
+    size_px: opt.SizePx = 128,
     seconds: float = typer.Option(40.0, "--time-limit-s", help="Acquisition length per count."),
     interval_s: float = typer.Option(
         0.05, "--interval-s", help="Seconds between raw sets (above what the workers manage)."),
@@ -95,8 +88,8 @@ def bench_workers_command(
     repeats: int = typer.Option(
         1, "--repeats", min=1, help="Rounds over the worker counts, order reversed every other "
                                     "round (a loaded machine drifts); medians reported."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the figures here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """SR sets/s of a live run with each worker count (same model, same cores)."""
     check_json_output(json_out, overwrite)
@@ -122,8 +115,6 @@ def bench_workers_command(
         speedup = median / base if base else float("nan")
         typer.echo(f"  {n} workers: median {median:.2f} SR sets/s, {speedup:.2f}x of "
                    f"{workers[0]}")
-    if json_out is not None:
-        json_out.write_text(json.dumps({"cores": os.cpu_count(), "model": model,
-                                        "size_px": size_px, "interval_s": interval_s,
-                                        "medians": medians,
-                                        "figures": [asdict(f) for f in figures]}, indent=2))
+    write_json(json_out, {"cores": os.cpu_count(), "model": model, "size_px": size_px,
+                          "interval_s": interval_s, "medians": medians,
+                          "figures": [asdict(f) for f in figures]})
