@@ -999,19 +999,17 @@ class LiveWindow(QtWidgets.QMainWindow):
                 text = s.value(key)
                 if text:
                     panel.apply_settings(json.loads(str(text)))
-            if s.contains("views/link"):
-                self.link_box.setChecked(str(s.value("views/link")).lower() in ("true", "1"))
+            for key, box in (("views/link", self.link_box),
+                             ("views/trust_map", self.trust_panel.overlay_box)):
+                if s.contains(key):
+                    box.setChecked(str(s.value(key)).lower() in ("true", "1"))
             if s.contains("views/raw_source"):
                 self.raw_source.setCurrentIndex(int(str(s.value("views/raw_source"))))
-            if s.contains("views/trust_map"):
-                self.trust_panel.overlay_box.setChecked(
-                    str(s.value("views/trust_map")).lower() in ("true", "1"))
-            geometry = s.value("geometry")
-            if geometry is not None:
-                self.restoreGeometry(geometry)
-            state = s.value("window_state")
-            if state is not None:
-                self.restoreState(state)
+            for key, restore in (("geometry", self.restoreGeometry),
+                                 ("window_state", self.restoreState)):
+                value = s.value(key)
+                if value is not None:
+                    restore(value)
             text = s.value("splitters")
             if text:
                 main, views = json.loads(str(text))

@@ -312,13 +312,11 @@ def markdown_table(result: AssessmentResult) -> str:
 
 def plot_assessment(result: AssessmentResult, path: Path) -> None:
     """NRMSE and MS-SSIM against photons, one column per structure, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
 
     structures = result.config.structures
-    fig, axes = plt.subplots(2, len(structures), figsize=(3.2 * len(structures), 6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(structures), 6))
+    axes = fig.subplots(2, len(structures), squeeze=False)
     summary = result.summary()
     for column, structure in enumerate(structures):
         for row_index, metric in enumerate(("nrmse", "ms_ssim")):
@@ -345,7 +343,6 @@ def plot_assessment(result: AssessmentResult, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def write_assessment(result: AssessmentResult, folder: Path) -> dict[str, Path]:

@@ -58,19 +58,20 @@ def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarra
 
 
 def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
-    """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic)."""
+    """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic);
+    float64."""
     image = np.asarray(image, dtype=np.float64)
     shift_px = np.asarray(shift_px, dtype=np.float64)
     ky, kx = frequency_grid_cycles_per_px(image.shape[-2:])
     dy = shift_px[..., 0][..., None, None]
     dx = shift_px[..., 1][..., None, None]
     ramp = np.exp(-2j * np.pi * (ky * dy + kx * dx))
-    return sfft.ifft2(sfft.fft2(image) * ramp).real.astype(np.float32)
+    return sfft.ifft2(sfft.fft2(image, workers=-1) * ramp, workers=-1).real
 
 
 def register(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``moving`` translated onto ``reference`` (cross-correlation registration)."""
-    return shift_image(moving, register_translation(moving, reference))
+    """``moving`` translated onto ``reference`` (cross-correlation registration), float32."""
+    return shift_image(moving, register_translation(moving, reference)).astype(np.float32)
 
 
 def linear_fit(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:

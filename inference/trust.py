@@ -35,7 +35,7 @@ from skimage.registration import phase_cross_correlation
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters, central_origin, moved_origin
-from inference.evaluation import pearson
+from inference.evaluation import pearson, shift_image
 from settings_file import StrictModel
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
@@ -330,12 +330,7 @@ def _registered(sr: np.ndarray, wide_field: np.ndarray) -> tuple[np.ndarray, tup
     dy, dx = float(shift[0]), float(shift[1])
     if abs(dy) < 0.01 and abs(dx) < 0.01:
         return sr, (0.0, 0.0)
-    fy, fx = sr.shape
-    ky, kx = frequency_grid_cycles_per_px((fy, fx))
-    # a shift of d raw pixels is 2 d fine pixels
-    ramp = np.exp(-2j * np.pi * (ky * 2.0 * dy + kx * 2.0 * dx))
-    shifted = sfft.ifft2(sfft.fft2(sr, workers=-1) * ramp, workers=-1).real
-    return shifted, (dy, dx)
+    return shift_image(sr, np.array([2.0 * dy, 2.0 * dx])), (dy, dx)  # 2 fine px per raw px
 
 
 def central_trust_record(
