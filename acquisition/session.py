@@ -1142,8 +1142,8 @@ class RunSession:
             if sr.late:
                 recorder.record_event("sr_late", t, -1,
                                       f"channel {c}: result after its skip was recorded")
-            if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
-                recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
+            for kind, detail in run_file.flag_events(c, sr.flags):  # never stored silently
+                recorder.record_event(kind, t, -1, detail)
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
                               sr.inference_ms, sim_params=sr.sim_params, qc=sr.qc,
                               method=sr.method)
