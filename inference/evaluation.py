@@ -178,17 +178,20 @@ def ms_ssim(
             value = ssim_map.mean(axis=(-2, -1))
         else:
             value = cs_map.mean(axis=(-2, -1))
-            x = _downsample(x)
-            y = _downsample(y)
+            x = block_mean(x, 2)  # 2 x 2 mean pooling
+            y = block_mean(y, 2)
         result = result * np.maximum(value, 0.0) ** weights[scale]
     return result
 
 
-def _downsample(image: np.ndarray) -> np.ndarray:
-    """2 x 2 mean pooling (odd edge dropped)."""
-    ny, nx = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
-    cropped = image[..., :ny, :nx]
-    return cropped.reshape(*cropped.shape[:-2], ny // 2, 2, nx // 2, 2).mean(axis=(-3, -1))
+def block_mean(image: np.ndarray, block: int) -> np.ndarray:
+    """Mean over non-overlapping ``block`` x ``block`` tiles of the last two axes (edges that
+    do not fill one: cut; an image smaller than one tile: its mean, as (1, 1))."""
+    ny, nx = image.shape[-2] // block, image.shape[-1] // block
+    if ny == 0 or nx == 0:
+        return np.asarray(image, dtype=np.float64).mean(keepdims=True).reshape(1, 1)
+    tiles = image[..., : ny * block, : nx * block].reshape(*image.shape[:-2], ny, block, nx, block)
+    return tiles.mean(axis=(-3, -1))
 
 
 def mean_gradient(image: np.ndarray) -> np.ndarray:

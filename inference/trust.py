@@ -35,7 +35,7 @@ from skimage.registration import phase_cross_correlation
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters, central_origin, moved_origin
-from inference.evaluation import pearson, shift_image
+from inference.evaluation import block_mean, pearson, shift_image
 from settings_file import StrictModel
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
@@ -310,15 +310,6 @@ def fourier_downsample(image: np.ndarray, transfer: np.ndarray | float = 1.0) ->
     cols = np.r_[0 : nx // 2, fx - nx // 2 : fx]
     spectrum = sfft.fft2(np.asarray(image, dtype=np.float64), workers=-1)
     return sfft.ifft2(spectrum[np.ix_(rows, cols)] / 4.0 * transfer, workers=-1).real
-
-
-def block_mean(image: np.ndarray, block: int) -> np.ndarray:
-    """Mean over non-overlapping ``block`` x ``block`` tiles (edges that do not fill one: cut)."""
-    ny, nx = image.shape[0] // block, image.shape[1] // block
-    if ny == 0 or nx == 0:
-        return np.asarray(image, dtype=np.float64).mean(keepdims=True).reshape(1, 1)
-    tiles = image[: ny * block, : nx * block].reshape(ny, block, nx, block)
-    return tiles.mean(axis=(1, 3))
 
 
 def _registered(sr: np.ndarray, wide_field: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
