@@ -34,7 +34,6 @@ import numpy as np
 from acquisition import run_file
 from acquisition.engine import SetBufferPool
 from acquisition.fsync_behind import FsyncBehind
-from acquisition.hdf5_nogil import NogilWriter
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,6 @@ class RunRecorder:
             raise RecorderError(f"{self.path}: cannot create run file: "
                                 f"{_os_error_text(exc)}") from exc
         self._fd = self._h5.id.get_vfd_handle()
-        self._chunks = NogilWriter(self._h5)  # lets the acquisition thread run meanwhile
         self._file_identity = _identity(os.fstat(self._fd))  # to never detach another file
         self._lock_fd = run_file.hold_recording_lock(self.path)  # `recover` refuses the file
         self._datasets: dict[str, h5py.Dataset] = {}
@@ -353,10 +351,10 @@ class RunRecorder:
         self._grow_to(t)
         d = self._datasets
         frames = np.ascontiguousarray(frames, dtype="<u2")
-        write_chunk, raw = self._chunks.write_chunk, d["raw"].id
+        write_chunk = d["raw"].id.write_direct_chunk
         for p in range(frames.shape[0]):
-            write_chunk(raw, (t, c, p, 0, 0), frames[p])
-        write_chunk(d["wf"].id, (t, c, 0, 0), widefield)
+            write_chunk((t, c, p, 0, 0), frames[p])
+        d["wf"].id.write_direct_chunk((t, c, 0, 0), widefield)
         tables = self._tables
         tables["camera_s"].write((t, c), stamps)
         tables["sequence"].write((t, c), sequences)
@@ -373,8 +371,8 @@ class RunRecorder:
         self._grow_to(t)
         d = self._datasets
         stored = image if image.dtype == np.uint16 else run_file.sr_to_stored(image)
-        self._chunks.write_chunk(d[f"sr/{model}"].id, (t, c, 0, 0),
-                                 np.ascontiguousarray(stored, dtype="<u2"))
+        d[f"sr/{model}"].id.write_direct_chunk((t, c, 0, 0),
+                                               np.ascontiguousarray(stored, dtype="<u2"))
         tables = self._tables
         tables["sr_written"].write((t, c), 1)
         tables["photon_count"].write((t, c), photon_count)
@@ -415,7 +413,7 @@ class RunRecorder:
     def _do_end(self, t: int, complete: bool = True) -> None:
         self._grow_to(t)
         self._tables["complete"].write((t,), 1 if complete else 0)
-        self._chunks.flush()
+        self._h5.flush()
         if self._sync is not None:
             if self._sync.error is not None:
                 raise self._sync.error
