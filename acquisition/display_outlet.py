@@ -31,7 +31,7 @@ RAW_VIEWS = ("frame", "wide-field")
 DISPLAY_MAX_HZ = 36.0
 SET_MAX_HZ = 2.0  # full raw sets for the pattern check (<= 1/10 s of CPU) and photon count (1 Hz)
 _ACQUIRED_KEPT = 256  # time points whose acquisition time is kept for the SR latency readout
-AUTO_FLAG_PREFIX = "auto:"  # `--model auto`'s per-set choice: "auto:<method>: <reason>"
+AUTO_FLAG_PREFIX = run_file.AUTO_FLAG_PREFIX
 QC_REPEAT_S = 1.0  # a fallback state is repeated under 'qc' this often (a window attached later)
 
 

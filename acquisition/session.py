@@ -291,8 +291,7 @@ class RunSession:
         self.frame_shape = frame_shape
         self.pixel_size_nm = pixel_size_nm
         self.metadata = dict(metadata or {})
-        self.endpoints = endpoints or Endpoints.ipc()
-        self._own_endpoints = endpoints is None  # its temporary folder goes at the end
+        self.endpoints = endpoints or Endpoints.ipc()  # None: a temporary folder, its own
         self.options = options or SessionOptions()
         self.context = context or zmq.Context.instance()
         self.worker_log = worker_log
@@ -334,6 +333,8 @@ class RunSession:
         self.thread_failure = ""  # set when a thread of the run died: the run fails loudly
         self._lock = threading.Lock()
         self._results_stop = threading.Event()
+        self._result_handled = threading.Event()  # wakes the drain at once, not every 20 ms
+        self._draining = False  # the results thread then polls in short steps (quick join)
         self._latest_sr_time_point = -1
         self._latest_raw_time_point = -1
         self._gaps = 0
@@ -807,8 +808,7 @@ class RunSession:
             self.ring.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-        if self._own_endpoints:  # the ipc socket files: nothing of a run left in /tmp
-            self.endpoints.remove_temporary_folder()
+        self.endpoints.remove_temporary_folder()  # its own: nothing of a run left in /tmp
 
     def _count_and_show(self, point: TimePoint) -> None:
         """Counters, gap events and the display's raw image of a time point."""
@@ -964,7 +964,8 @@ class RunSession:
         """The results thread; if it dies, the run stops and fails loudly (never silently)."""
         try:
             while not self._results_stop.is_set():
-                message = self._receive(timeout_ms=25)  # stop is seen within 25 ms
+                # stop is seen within 25 ms, within 2 ms at the end of a run (it waits for this)
+                message = self._receive(timeout_ms=2 if self._draining else 25)
                 if message is not None:
                     try:
                         self._on_result(message)
@@ -972,6 +973,7 @@ class RunSession:
                         logger.error("results: %s", exc)
                         if self.engine is not None:
                             self.engine.stop()
+                    self._result_handled.set()
                 if self.pool is not None:
                     for slot, _problem in self.pool.check():
                         self._forget_pending("worker died before returning it", slot)
@@ -1144,8 +1146,8 @@ class RunSession:
             if sr.late:
                 recorder.record_event("sr_late", t, -1,
                                       f"channel {c}: result after its skip was recorded")
-            if sr.flags:  # saturated / all-zero input, non-finite output: never stored silently
-                recorder.record_event("sr_flagged", t, -1, f"channel {c}: " + ", ".join(sr.flags))
+            for kind, detail in run_file.flag_events(c, sr.flags):  # never stored silently
+                recorder.record_event(kind, t, -1, detail)
             recorder.write_sr(t, c, self._labels[c], sr.image, sr.photon_count, sr.latency_ms,
                               sr.inference_ms, sim_params=sr.sim_params, qc=sr.qc,
                               method=sr.method)
@@ -1231,7 +1233,9 @@ class RunSession:
         """Wait for outstanding results while they keep arriving (idle limit drain_idle_s)."""
         last_count, last_change = -1, time.monotonic()
         reason = f"no result within {self.options.drain_idle_s:.0f} s at the end"
+        self._draining = True
         while True:
+            self._result_handled.clear()
             with self._lock:
                 pending = len(self._pending)
             if (pending == 0 or self.pool is None or self.pool.given_up
@@ -1244,7 +1248,7 @@ class RunSession:
                 last_count, last_change = pending, time.monotonic()
             elif time.monotonic() - last_change > self.options.drain_idle_s:
                 break
-            time.sleep(0.02)
+            self._result_handled.wait(0.02)
         self._flush_imc()
         self._results_stop.set()
         self._forget_pending(reason)

@@ -522,17 +522,15 @@ def calibrate_camera(
 
 def plot_photon_transfer(calibration: CameraCalibration, path: str | Path) -> Path:
     """Photon-transfer plot (variance vs mean, log-log, EMVA style) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
 
     curve = calibration.curve
     offset = float(np.median(calibration.offset_adu[~calibration.defect_mask]))
     gain = calibration.median_gain_adu_per_e
     read_variance = float(np.median(calibration.variance_adu2[~calibration.defect_mask]))
     signal = np.maximum(curve.mean_adu - offset, 1e-3)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    left, right = figure.subplots(1, 2)
     left.loglog(signal, curve.variance_adu2, "o", label="median pixel")
     model_signal = np.geomspace(max(signal.min(), 1e-1), signal.max(), 100)
     left.loglog(
@@ -550,5 +548,4 @@ def plot_photon_transfer(calibration: CameraCalibration, path: str | Path) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

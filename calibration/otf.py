@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from settings_file import StrictModel
 
 
 class OtfLike(Protocol):
@@ -30,10 +32,8 @@ class OtfLike(Protocol):
         ...
 
 
-class OtfModel(BaseModel):
+class OtfModel(StrictModel):
     """Incoherent OTF of an ideal circular pupil, optionally damped and pixel-integrated."""
-
-    model_config = ConfigDict(extra="forbid")
 
     na: float = Field(default=1.35, gt=0.0, le=1.7)
     emission_nm: float = Field(default=525.0, gt=200.0, lt=2000.0)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, OtfModel, frequency_grid_cycles_per_px
+from settings_file import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,8 @@ logger = logging.getLogger(__name__)
 MIN_OVERLAP_SIGMAS = 5.0
 
 
-class OrientationParameters(BaseModel):
+class OrientationParameters(StrictModel):
     """Pattern of one orientation: wave vector (cycles/px, (kx, ky)), phases, modulation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     wave_vector_cycles_per_px: tuple[float, float]
     phases_rad: list[float]
@@ -43,10 +42,8 @@ class OrientationParameters(BaseModel):
     )
 
 
-class SimParameters(BaseModel):
+class SimParameters(StrictModel):
     """Estimated pattern parameters of one raw set (orientation-major frame order)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pixel_size_nm: float = Field(gt=0.0)
     orientations: list[OrientationParameters]
@@ -507,12 +504,10 @@ def usable_parameters(parameters: SimParameters) -> tuple[SimParameters, list[st
     return parameters.model_copy(update={"orientations": updated}), changes
 
 
-class PatternCalibration(BaseModel):
+class PatternCalibration(StrictModel):
     """Rig calibration of the illumination pattern: period, angle and modulation are fixed by
     the SLM / grating, so they are fitted once on a bright specimen and reused; only the
     phases are refined per time point (``refine_phases``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     format: str = "livesim-pattern-calibration"
     version: int = 1

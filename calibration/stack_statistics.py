@@ -34,12 +34,13 @@ import itertools
 import logging
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.ndimage import gaussian_filter, percentile_filter, uniform_filter
 
 from calibration.otf import OtfModel, frequency_grid_cycles_per_px
 from calibration.photon_count import average_photon_count
 from calibration.sim_parameters import estimate_sim_parameters
+from settings_file import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,8 @@ class StackStatisticsError(ValueError):
     """A stack whose statistics cannot be measured (no noise band, no signal, bad shape)."""
 
 
-class StackStatistics(BaseModel):
+class StackStatistics(StrictModel):
     """Physical statistics of one raw SIM set (all electrons are per pixel per frame)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     gain_adu_per_e: float = Field(description="median gain, from the out-of-band noise")
     offset_adu: float = Field(description="median dark level (read noise folded in)")
@@ -137,23 +136,16 @@ def estimate_gain_and_offset(
 
 
 def electrons_per_orientation(
-    frames_adu: np.ndarray, cutoff_cycles_per_px: float, n_orientations: int = 3
+    frames_adu: np.ndarray, cutoff_cycles_per_px: float, n_orientations: int = 3,
+    dtype: type = np.float32,
 ) -> tuple[np.ndarray, list[float], list[float]]:
     """(P, Y, X) frames -> photo-electrons with a gain and offset per orientation, each read
     from that orientation's own out-of-band noise (:func:`estimate_gain_and_offset`).
 
     Stacks that were intensity-stretched per orientation (as published test stacks often are)
     otherwise reach a network with a different offset and scale per orientation, which it reads
-    as illumination structure. Returns (frames in e-, gains ADU/e-, offsets ADU)."""
-    electrons, gains, offsets = _electrons_per_orientation(frames_adu, cutoff_cycles_per_px,
-                                                           n_orientations)
-    return electrons.astype(np.float32), gains, offsets
-
-
-def _electrons_per_orientation(
-    frames_adu: np.ndarray, cutoff_cycles_per_px: float, n_orientations: int
-) -> tuple[np.ndarray, list[float], list[float]]:
-    """:func:`electrons_per_orientation` in float64."""
+    as illumination structure. Returns (frames in e- as ``dtype`` (computed in float64), gains
+    ADU/e-, offsets ADU)."""
     frames = np.asarray(frames_adu, dtype=np.float64)
     if frames.ndim != 3 or frames.shape[0] % n_orientations:
         raise StackStatisticsError(
@@ -168,7 +160,7 @@ def _electrons_per_orientation(
         electrons[o * per : (o + 1) * per] = (block - offset) / gain
         gains.append(gain)
         offsets.append(offset)
-    return electrons, gains, offsets
+    return electrons.astype(dtype, copy=False), gains, offsets
 
 
 def _background_and_signal(
@@ -219,8 +211,8 @@ def measure_stack(
         )
     otf = OtfModel(na=na, emission_nm=emission_nm)
     cutoff_px = otf.cutoff_cycles_per_nm * pixel_size_nm
-    electrons, gains, offsets = _electrons_per_orientation(raw, cutoff_px,
-                                                           raw.shape[0] // n_phases)
+    electrons, gains, offsets = electrons_per_orientation(raw, cutoff_px,
+                                                          raw.shape[0] // n_phases, np.float64)
     widefield = electrons.mean(axis=0)
     background, structure = _background_and_signal(widefield, pixel_size_nm, raw.shape[0])
     if structure.sum() < 10:

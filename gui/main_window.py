@@ -338,15 +338,13 @@ class LiveWindow(QtWidgets.QMainWindow):
         side.addStretch(1)
         panel = QtWidgets.QWidget()
         panel.setLayout(side)
-        self.controls_scroll = QtWidgets.QScrollArea()
+        self.controls_scroll = QtWidgets.QScrollArea(
+            widgetResizable=True, maximumWidth=2 * CONTROLS_WIDTH_PX,
+            horizontalScrollBarPolicy=QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.controls_scroll.setWidget(panel)
-        self.controls_scroll.setWidgetResizable(True)
-        self.controls_scroll.setHorizontalScrollBarPolicy(
-            QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scrollbar_px = self.controls_scroll.verticalScrollBar().sizeHint().width()
         self.controls_scroll.setMinimumWidth(max(CONTROLS_WIDTH_PX, panel.minimumSizeHint().width()
                                                  + scrollbar_px + 4))
-        self.controls_scroll.setMaximumWidth(2 * CONTROLS_WIDTH_PX)
 
         self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.main_splitter.addWidget(self.controls_scroll)
@@ -1001,19 +999,17 @@ class LiveWindow(QtWidgets.QMainWindow):
                 text = s.value(key)
                 if text:
                     panel.apply_settings(json.loads(str(text)))
-            if s.contains("views/link"):
-                self.link_box.setChecked(str(s.value("views/link")).lower() in ("true", "1"))
+            for key, box in (("views/link", self.link_box),
+                             ("views/trust_map", self.trust_panel.overlay_box)):
+                if s.contains(key):
+                    box.setChecked(str(s.value(key)).lower() in ("true", "1"))
             if s.contains("views/raw_source"):
                 self.raw_source.setCurrentIndex(int(str(s.value("views/raw_source"))))
-            if s.contains("views/trust_map"):
-                self.trust_panel.overlay_box.setChecked(
-                    str(s.value("views/trust_map")).lower() in ("true", "1"))
-            geometry = s.value("geometry")
-            if geometry is not None:
-                self.restoreGeometry(geometry)
-            state = s.value("window_state")
-            if state is not None:
-                self.restoreState(state)
+            for key, restore in (("geometry", self.restoreGeometry),
+                                 ("window_state", self.restoreState)):
+                value = s.value(key)
+                if value is not None:
+                    restore(value)
             text = s.value("splitters")
             if text:
                 main, views = json.loads(str(text))
@@ -1062,14 +1058,12 @@ class LiveWindow(QtWidgets.QMainWindow):
             act.setEnabled(False)
         self.events.add("info", f"finishing the recording before quitting (at most "
                                 f"{self.finish_limit_s + FINISH_GRACE_S:.0f} s)")
-        dialog = QtWidgets.QProgressDialog("Finishing the recording…", "", 0, 1000, self)
-        dialog.setWindowTitle("livesim — finishing the recording")
+        dialog = QtWidgets.QProgressDialog(
+            "Finishing the recording…", "", 0, 1000, self,
+            windowTitle="livesim — finishing the recording",
+            windowModality=QtCore.Qt.WindowModality.WindowModal, minimumDuration=0,
+            autoClose=False, autoReset=False, minimumWidth=440)
         dialog.setCancelButton(None)  # type: ignore[arg-type]
-        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
-        dialog.setMinimumDuration(0)
-        dialog.setAutoClose(False)
-        dialog.setAutoReset(False)
-        dialog.setMinimumWidth(440)
         dialog.setValue(0)
         dialog.show()
         self._finish_dialog = dialog

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from scipy import ndimage
 
 from inference.evaluation import Scores, decorrelation_resolution, score
 from inference.training.data import EmulatorSource
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,8 @@ SCORING_BORDER_PX = 16
 METRICS = ("nrmse", "ms_ssim", "resolution_nm")
 
 
-class AssessmentConfig(BaseModel):
+class AssessmentConfig(StrictModel):
     """What to assess: structures x photon levels x methods, fields per cell and their size."""
-
-    model_config = ConfigDict(extra="forbid")
 
     structures: list[str] = Field(default=["microtubules", "f-actin", "er", "ccps"])
     photon_counts_e: list[float] = Field(
@@ -313,13 +312,11 @@ def markdown_table(result: AssessmentResult) -> str:
 
 def plot_assessment(result: AssessmentResult, path: Path) -> None:
     """NRMSE and MS-SSIM against photons, one column per structure, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
 
     structures = result.config.structures
-    fig, axes = plt.subplots(2, len(structures), figsize=(3.2 * len(structures), 6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(structures), 6))
+    axes = fig.subplots(2, len(structures), squeeze=False)
     summary = result.summary()
     for column, structure in enumerate(structures):
         for row_index, metric in enumerate(("nrmse", "ms_ssim")):
@@ -346,7 +343,6 @@ def plot_assessment(result: AssessmentResult, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def write_assessment(result: AssessmentResult, folder: Path) -> dict[str, Path]:

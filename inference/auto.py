@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from acquisition import run_file
 from calibration.sim_parameters import SimParameters, estimate_sim_parameters
 from inference.domain import check_domain, observe
 from inference.preprocessing import ElectronSet
@@ -24,7 +25,7 @@ from inference.reconstruction import ModelReconstructor, Reconstructor, SrResult
 
 log = logging.getLogger(__name__)
 
-AUTO_FLAG_PREFIX = "auto:"
+AUTO_FLAG_PREFIX = run_file.AUTO_FLAG_PREFIX
 
 
 class AutoReconstructor(Reconstructor):

@@ -19,19 +19,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from calibration.photon_count import foreground_mask
 from calibration.sim_parameters import SimParameters
+from settings_file import StrictModel
 
 # orientations are lines: an angle and the angle + 180 degrees are the same orientation
 ORIENTATION_PERIOD_DEG = 180.0
 
 
-class Range(BaseModel):
+class Range(StrictModel):
     """A closed interval [low, high]."""
-
-    model_config = ConfigDict(extra="forbid")
 
     low: float
     high: float
@@ -50,10 +49,8 @@ class Range(BaseModel):
         return f"[{self.low:g}, {self.high:g}]"
 
 
-class ModelDomain(BaseModel):
+class ModelDomain(StrictModel):
     """The data a network was trained on (what its model card states)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     na: Range
     emission_nm: Range
@@ -78,10 +75,8 @@ class ModelDomain(BaseModel):
     seed: int | None = None
 
 
-class Observation(BaseModel):
+class Observation(StrictModel):
     """What one raw set shows (measured) and the optics the rig states."""
-
-    model_config = ConfigDict(extra="forbid")
 
     na: float
     emission_nm: float

@@ -58,19 +58,20 @@ def register_translation(moving: np.ndarray, reference: np.ndarray) -> np.ndarra
 
 
 def shift_image(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
-    """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic)."""
+    """Translate images by (dy, dx) (..., 2) pixels with a Fourier phase ramp (periodic);
+    float64."""
     image = np.asarray(image, dtype=np.float64)
     shift_px = np.asarray(shift_px, dtype=np.float64)
     ky, kx = frequency_grid_cycles_per_px(image.shape[-2:])
     dy = shift_px[..., 0][..., None, None]
     dx = shift_px[..., 1][..., None, None]
     ramp = np.exp(-2j * np.pi * (ky * dy + kx * dx))
-    return sfft.ifft2(sfft.fft2(image) * ramp).real.astype(np.float32)
+    return sfft.ifft2(sfft.fft2(image, workers=-1) * ramp, workers=-1).real
 
 
 def register(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``moving`` translated onto ``reference`` (cross-correlation registration)."""
-    return shift_image(moving, register_translation(moving, reference))
+    """``moving`` translated onto ``reference`` (cross-correlation registration), float32."""
+    return shift_image(moving, register_translation(moving, reference)).astype(np.float32)
 
 
 def linear_fit(prediction: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
@@ -177,17 +178,20 @@ def ms_ssim(
             value = ssim_map.mean(axis=(-2, -1))
         else:
             value = cs_map.mean(axis=(-2, -1))
-            x = _downsample(x)
-            y = _downsample(y)
+            x = block_mean(x, 2)  # 2 x 2 mean pooling
+            y = block_mean(y, 2)
         result = result * np.maximum(value, 0.0) ** weights[scale]
     return result
 
 
-def _downsample(image: np.ndarray) -> np.ndarray:
-    """2 x 2 mean pooling (odd edge dropped)."""
-    ny, nx = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
-    cropped = image[..., :ny, :nx]
-    return cropped.reshape(*cropped.shape[:-2], ny // 2, 2, nx // 2, 2).mean(axis=(-3, -1))
+def block_mean(image: np.ndarray, block: int) -> np.ndarray:
+    """Mean over non-overlapping ``block`` x ``block`` tiles of the last two axes (edges that
+    do not fill one: cut; an image smaller than one tile: its mean, as (1, 1))."""
+    ny, nx = image.shape[-2] // block, image.shape[-1] // block
+    if ny == 0 or nx == 0:
+        return np.asarray(image, dtype=np.float64).mean(keepdims=True).reshape(1, 1)
+    tiles = image[..., : ny * block, : nx * block].reshape(*image.shape[:-2], ny, block, nx, block)
+    return tiles.mean(axis=(-3, -1))
 
 
 def mean_gradient(image: np.ndarray) -> np.ndarray:

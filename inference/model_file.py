@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
 from inference.domain import ModelDomain, Range
 from inference.models import build_model, validate_options
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,13 @@ class ModelFileError(ValueError):
     """A model file that cannot be used (names the file and what is wrong)."""
 
 
-class Normalisation(BaseModel):
+class Normalisation(StrictModel):
     """Input normalisation: percentile min-max over the whole input stack, clipped to [0, 1].
 
     The authors' `prctile_norm`: (x - p_low) / (p_high - p_low + 1e-7) with p = 0 and 100 (the
     default, kept for their converted weights). With p = 0 and 100 one outlier pixel sets the
     scale of the whole set; `ROBUST_NORMALISATION` is what livesim trains and bundles with.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["min_max", "none"] = "min_max"
     low_pct: float = Field(default=0.0, ge=0, le=100)
@@ -59,10 +58,8 @@ no longer compresses the contrast of the whole set (docs/assessment.md: on the r
 stack one -40 e- pixel widened the network's filaments from 121 to 139 nm)."""
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(StrictModel):
     """Everything about a model except its weights."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     architecture: str
@@ -189,22 +186,29 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
-    """Load and validate a model file's description and weights (safe loading only)."""
-    path = Path(path)
+def load_torch_payload(path: Path, format_name: str, version: int, what: str,
+                       error: type[Exception]) -> dict[str, Any]:
+    """The dict a livesim `.pt` file holds (model or checkpoint), loaded with
+    ``weights_only=True``; `error` names the file when it is unsafe, foreign or of another
+    format version."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: not a livesim model file loadable with weights_only=True "
-            f"(only tensors and plain types are allowed): {exc}"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a livesim model file (missing format={FORMAT_NAME!r})")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: format_version {payload.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
+        raise error(f"{path}: not a {what} loadable with weights_only=True (only tensors and "
+                    f"plain types are allowed): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise error(f"{path}: not a {what} (missing format={format_name!r})")
+    if payload.get("format_version") != version:
+        raise error(f"{path}: {what} format_version {payload.get('format_version')!r} is not "
+                    f"{version}")
+    return payload
+
+
+def read_model_file(path: str | Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """Load and validate a model file's description and weights (safe loading only)."""
+    path = Path(path)
+    payload = load_torch_payload(path, FORMAT_NAME, FORMAT_VERSION, "livesim model file",
+                                 ModelFileError)
     try:
         info = ModelInfo.model_validate(payload.get("info"))
     except ValidationError as exc:

@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from inference.model_file import FRAMES_PER_MODE, Normalisation
+from settings_file import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,8 @@ class CalibrationMaps(Protocol):
     def defect_mask(self) -> np.ndarray | None: ...
 
 
-class PreprocessOptions(BaseModel):
+class PreprocessOptions(StrictModel):
     """Preprocessing settings (TOML-loadable)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     saturation_adu: int = Field(default=65535, ge=1, le=65535)
     repair_defects: bool = True

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import gaussian_filter
 
 from calibration.otf import MeasuredOtf, OtfModel
@@ -29,6 +28,7 @@ from inference.filament_width import filament_fwhm_nm, find_filament_profiles
 from inference.stack_io import load_raw_stack
 from inference.trust import resolution_scaled_pearson
 from inference.wiener import WienerConfig, WienerSeries, WienerSim
+from settings_file import StrictModel
 
 # raw set (P, Y, X), offset removed, in photo-electrons or one proportional scale -> SR (2Y, 2X)
 Reconstruct = Callable[[np.ndarray], np.ndarray]
@@ -44,10 +44,8 @@ ER_OTF = OtfModel(na=1.4, emission_nm=525.0)
 FINE_SCALE_SIGMA_SR_PX = 1.0
 
 
-class MicrotubuleRow(BaseModel):
+class MicrotubuleRow(StrictModel):
     """One method on the real microtubule stack."""
-
-    model_config = ConfigDict(extra="forbid")
 
     method: str
     fwhm_nm: float
@@ -63,10 +61,8 @@ class MicrotubuleRow(BaseModel):
         return self.wide_field_fwhm_nm / self.fwhm_nm
 
 
-class ErRow(BaseModel):
+class ErRow(StrictModel):
     """One method on one ER region: mean Pearson and NRMSE against the reference."""
-
-    model_config = ConfigDict(extra="forbid")
 
     region: int
     method: str

@@ -18,6 +18,7 @@ chunks reconstructed on different workers stay consistent, and the parameters ar
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -409,7 +410,8 @@ def run_reprocess(options: ReprocessOptions, client: Client,
         writer.record_event("reprocess_resumed" if writer.resumed else "reprocess_start", -1,
                             f"{len(todo)} time points to do, {len(done)} already done; model "
                             f"{model_name} {model_sha}".strip())
-        task_parameters = tuple((int(c), _json(p)) for c, p in provenance.sim_parameters.items())
+        task_parameters = tuple((int(c), json.dumps(p, sort_keys=True))
+                                for c, p in provenance.sim_parameters.items())
         tasks = [ChunkTask(str(source.path.resolve()), chunk, tuple(range(source.n_channels)),
                            method, source.mode, source.pixel_size_nm, task_parameters)
                  for chunk in plan_chunks(todo, options.chunk_time_points)]
@@ -446,7 +448,8 @@ def run_reprocess(options: ReprocessOptions, client: Client,
         summary.sr_frames = writer.sr_frames
     finally:
         writer.close()
-    summary.events = _event_counts(output)
+    with h5py.File(output, "r") as h5:
+        summary.events = run_file.event_counts(h5)
     summary.elapsed_s = time.monotonic() - start_s
     return summary
 
@@ -464,14 +467,3 @@ def _recorded_parameters(output: Path, provenance: Provenance) -> dict[str, Any]
         return None
     params = recorded.get("sim_parameters")
     return dict(params) if isinstance(params, dict) and params else None
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
-
-
-def _event_counts(path: Path) -> dict[str, int]:
-    with h5py.File(path, "r") as h5:
-        return run_file.event_counts(h5)

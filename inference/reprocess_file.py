@@ -208,8 +208,8 @@ class ReprocessWriter:
             h5[run_file.SR_WRITTEN][t, c] = 1
             h5[run_file.PHOTON_COUNT][t, c] = result.photon_count
             h5[f"{run_file.TIMESTAMPS_GROUP}/inference_ms"][t, c] = result.inference_ms
-            if result.flags:
-                self.record_event("sr_flagged", t, f"channel {c}: " + ", ".join(result.flags))
+            for kind, detail in run_file.flag_events(c, result.flags):
+                self.record_event(kind, t, detail)
             self.sr_frames += 1
         complete = h5[run_file.COMPLETE]
         for t in time_points:

@@ -6,7 +6,6 @@ Every reader returns frames as (T, P, Y, X) in the stored dtype, with pattern in
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import warnings
@@ -346,14 +345,9 @@ def _attr_float(attrs: Any, name: str) -> float | None:
 
 def _run_file_optics(h5: Any) -> dict[str, float]:
     """Optics numbers from the run metadata (JSON attribute 'optics', as acquisition writes it)."""
-    optics: Any = h5.attrs.get("optics")
-    if isinstance(optics, bytes):
-        optics = optics.decode()
-    if isinstance(optics, str):
-        try:
-            optics = json.loads(optics)
-        except json.JSONDecodeError:
-            optics = None
+    from acquisition.run_file import read_metadata
+
+    optics = read_metadata(h5).get("optics")
     found: dict[str, float] = {}
     if isinstance(optics, dict):
         for key in ("na", "excitation_nm", "emission_nm", "pixel_size_nm"):

@@ -35,7 +35,8 @@ from skimage.registration import phase_cross_correlation
 from calibration.edge_taper import edge_taper
 from calibration.otf import OtfLike, frequency_grid_cycles_per_px
 from calibration.sim_parameters import SimParameters, central_origin, moved_origin
-from inference.evaluation import pearson
+from inference.evaluation import block_mean, pearson, shift_image
+from settings_file import StrictModel
 
 # haze: unmodulated out-of-focus light, smooth on this scale (raw pixels); the fit leaves it out
 HAZE_SIGMA_PX = 6.0
@@ -56,10 +57,8 @@ SPECTRUM_TAPER_SR_PX = 16
 MAP_BLOCK_PX = 8
 
 
-class TrustRecord(BaseModel):
+class TrustRecord(StrictModel):
     """The scalars written per SR image (``/qc``) and shown in summaries."""
-
-    model_config = ConfigDict(extra="forbid")
 
     raw_chi2: float
     resolution_scaled_pearson: float
@@ -313,15 +312,6 @@ def fourier_downsample(image: np.ndarray, transfer: np.ndarray | float = 1.0) ->
     return sfft.ifft2(spectrum[np.ix_(rows, cols)] / 4.0 * transfer, workers=-1).real
 
 
-def block_mean(image: np.ndarray, block: int) -> np.ndarray:
-    """Mean over non-overlapping ``block`` x ``block`` tiles (edges that do not fill one: cut)."""
-    ny, nx = image.shape[0] // block, image.shape[1] // block
-    if ny == 0 or nx == 0:
-        return np.asarray(image, dtype=np.float64).mean(keepdims=True).reshape(1, 1)
-    tiles = image[: ny * block, : nx * block].reshape(ny, block, nx, block)
-    return tiles.mean(axis=(1, 3))
-
-
 def _registered(sr: np.ndarray, wide_field: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     """SR image shifted so that its binned version best overlays the wide-field image."""
     binned = fourier_downsample(gaussian_filter(sr, 2.0, mode="reflect"))
@@ -331,12 +321,7 @@ def _registered(sr: np.ndarray, wide_field: np.ndarray) -> tuple[np.ndarray, tup
     dy, dx = float(shift[0]), float(shift[1])
     if abs(dy) < 0.01 and abs(dx) < 0.01:
         return sr, (0.0, 0.0)
-    fy, fx = sr.shape
-    ky, kx = frequency_grid_cycles_per_px((fy, fx))
-    # a shift of d raw pixels is 2 d fine pixels
-    ramp = np.exp(-2j * np.pi * (ky * 2.0 * dy + kx * 2.0 * dx))
-    shifted = sfft.ifft2(sfft.fft2(sr, workers=-1) * ramp, workers=-1).real
-    return shifted, (dy, dx)
+    return shift_image(sr, np.array([2.0 * dy, 2.0 * dx])), (dy, dx)  # 2 fine px per raw px
 
 
 def central_trust_record(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from calibration.edge_taper import edge_taper, smooth_spectrum
 from calibration.otf import OtfLike, pupil_otf
@@ -31,15 +31,13 @@ from calibration.sim_parameters import (
     refine_phases,
     usable_parameters,
 )
-from settings_file import load_settings
+from settings_file import StrictModel, load_settings
 
 logger = logging.getLogger(__name__)
 
 
-class WienerConfig(BaseModel):
+class WienerConfig(StrictModel):
     """Reconstruction settings; the defaults suit 2x linear SIM of thin live-cell samples."""
-
-    model_config = ConfigDict(extra="forbid")
 
     wiener_parameter: float = Field(default=0.1, gt=0.0, le=10.0)
     apodization_cutoff: float = Field(

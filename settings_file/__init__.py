@@ -10,11 +10,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
 
-__all__ = ["describe_validation_error", "load_settings", "read_toml", "validate_settings"]
+__all__ = ["StrictModel", "describe_validation_error", "load_settings", "read_toml",
+           "validate_settings"]
+
+
+class StrictModel(BaseModel):
+    """A settings or record model that refuses unknown fields (a misspelt key is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def read_toml(path: str | Path, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:

@@ -99,6 +99,14 @@ def _register(
     )
 
 
+def attribute_property(device: Any, name: str, attribute: str, kind: type, **options: Any
+                       ) -> None:
+    """Register property ``name`` that reads ``device.<attribute>`` and stores ``kind(value)``."""
+    device.register_property(name, property_type=kind,
+                             getter=lambda _d: getattr(device, attribute),
+                             setter=lambda _d, v: setattr(device, attribute, kind(v)), **options)
+
+
 class _Sequencer:
     """A hardware property sequence that steps on each trigger's trailing edge."""
 
@@ -184,30 +192,21 @@ class EmulatedCamera(_BenchDevice, CameraDevice):
         self.set_property_allowed_values("Binning", ("1", "2", "4"))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
         self.set_property_sequence_max_length("Exposure", MAX_SEQUENCE)
-        _register(self, "TriggerMode", str, lambda: self._trigger_mode, self._set_trigger_mode,
-                  allowed=("Internal", "External"))
+        attribute_property(self, "TriggerMode", "_trigger_mode", str,
+                           allowed_values=("Internal", "External"))
         # edge only: the camera's own exposure time per pulse (no level/bulb mode)
         _register(self, "TriggerActivation", str, lambda: "Edge", lambda _v: None,
                   allowed=("Edge",))
-        _register(self, "RenderMode", str, lambda: self._render_mode, self._set_render_mode,
-                  allowed=("physics", "fast", "replay"))
-        _register(self, "TriggerTimeout-ms", float, lambda: self._trigger_timeout_ms,
-                  self._set_trigger_timeout, limits=(1.0, 86_400_000.0))
+        attribute_property(self, "RenderMode", "_render_mode", str,
+                           allowed_values=("physics", "fast", "replay"))
+        attribute_property(self, "TriggerTimeout-ms", "_trigger_timeout_ms", float,
+                           limits=(1.0, 86_400_000.0))
         _register(self, "PixelSizeNm", float, self._pixel_size_nm)
         _register(self, "HoldExposure", str, lambda: "Yes" if self._hold_exposure else "No",
                   self._set_hold_exposure, allowed=("Yes", "No"))
 
     def _set_hold_exposure(self, value: str) -> None:
         self._hold_exposure = str(value) == "Yes"
-
-    def _set_trigger_mode(self, value: str) -> None:
-        self._trigger_mode = str(value)
-
-    def _set_render_mode(self, value: str) -> None:
-        self._render_mode = str(value)
-
-    def _set_trigger_timeout(self, value: float) -> None:
-        self._trigger_timeout_ms = float(value)
 
     def _pixel_size_nm(self) -> float:
         """Sample-plane pixel size after binning."""
@@ -387,7 +386,7 @@ class EmulatedAotf(_BenchDevice, GenericDevice):
         super().__init__()
         self._line_nm = LASER_LINES_NM[1]
         self._power_pct = dict.fromkeys(LASER_LINES_NM, 0.0)
-        self._blanking = "On"
+        self._blanking = "On"  # On: light only while the camera exposes
         self._line_seq = _Sequencer(self._set_line)
         _register(self, "Line", str, lambda: str(self._line_nm), self._set_line,
                   allowed=tuple(str(nm) for nm in LASER_LINES_NM),
@@ -395,8 +394,7 @@ class EmulatedAotf(_BenchDevice, GenericDevice):
         for nm in LASER_LINES_NM:
             _register(self, f"Power-{nm}", float, self._power_getter(nm), self._power_setter(nm),
                       limits=(0.0, 100.0))
-        _register(self, "Blanking", str, lambda: self._blanking, self._set_blanking,
-                  allowed=("On", "Off"))
+        attribute_property(self, "Blanking", "_blanking", str, allowed_values=("On", "Off"))
 
     def _power_getter(self, nm: int) -> Callable[[], float]:
         return lambda: self._power_pct[nm]
@@ -409,10 +407,6 @@ class EmulatedAotf(_BenchDevice, GenericDevice):
 
     def _set_line(self, value: PropertyValue) -> None:
         self._line_nm = int(value)
-
-    def _set_blanking(self, value: str) -> None:
-        """On: light only while the camera exposes."""
-        self._blanking = str(value)
 
     def displayed(self) -> Shown:
         return {"laser_nm": self._line_nm, "power_pct": self._power_pct[self._line_nm]}

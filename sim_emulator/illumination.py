@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from hardware.pattern_layout import GRID, SimMode
+from settings_file import StrictModel
 from sim_emulator.optics import Optics
 
 _HARMONIC_FLOOR = 1e-2  # saturation harmonics weaker than 1 % of c_0 are not rendered
 _MAX_HARMONIC = 4
 
 
-class SimPatterns(BaseModel):
+class SimPatterns(StrictModel):
     """Illumination patterns: mode, grid of orientations x phases, period and imperfections.
 
     ``saturation`` (nonlinear SIM only) is the peak excitation in units of the saturation
@@ -31,8 +32,6 @@ class SimPatterns(BaseModel):
     ``drift_nm_per_s`` moves the whole pattern across the sample plane (thermal drift of the
     SLM path), a slow phase drift of 2 pi k . d(t) per orientation.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     mode: SimMode = "sim"
     n_orientations: int | None = Field(default=None, ge=1, le=16)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from calibration.photon_count import average_photon_count
-from settings_file import load_settings
+from settings_file import StrictModel, load_settings
 from sim_emulator.illumination import SimPatterns
 from sim_emulator.image_formation import ImageFormation, SampleSpectra
 from sim_emulator.optics import Optics
@@ -42,10 +42,8 @@ _CACHE_STATES = 4  # sample states (time, laser line) kept in Fourier form
 _DOSE_DIGITS = 6  # doses equal to this many significant digits share a cached sample state
 
 
-class LaserModel(BaseModel):
+class LaserModel(StrictModel):
     """Laser power fluctuations: fast flicker (per exposure) and a slow sinusoidal drift."""
-
-    model_config = ConfigDict(extra="forbid")
 
     flicker_rms: float = Field(
         default=0.01, ge=0.0, le=0.5, description="relative rms power change between exposures"
@@ -56,7 +54,7 @@ class LaserModel(BaseModel):
     drift_period_s: float = Field(default=600.0, gt=0.0, le=1e6)
 
 
-class EmulatorConfig(BaseModel):
+class EmulatorConfig(StrictModel):
     """Everything the forward model needs; loadable from TOML (``EmulatorConfig.from_toml``).
 
     ``photon_count_e`` is the average photon count (calibration.photon_count: DFCAN definition,
@@ -65,8 +63,6 @@ class EmulatorConfig(BaseModel):
     assigns a structure to a laser line (default: every structure to optics.excitation_nm).
     Unless ``patterns.period_nm`` is given, the period is 0.9 of the detection cutoff.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     optics: Optics = Field(default_factory=Optics)
     sensor: SensorModel = Field(default_factory=SensorModel)

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from settings_file import StrictModel
 
 
-class Optics(BaseModel):
+class Optics(StrictModel):
     """Objective, wavelengths and sample-plane pixel size of the detection path."""
-
-    model_config = ConfigDict(extra="forbid")
 
     na: float = Field(
         default=1.35, gt=0.0, le=1.7, description="numerical aperture of the objective"

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.spatial import Delaunay
+
+from settings_file import StrictModel
 
 STRUCTURES: tuple[str, ...] = (
     "microtubules",
@@ -41,10 +43,8 @@ _WALK_STEP_S = 0.05  # time step of the pre-drawn Brownian walks
 _WALK_CHUNK = 256  # walk steps drawn at a time (deterministic chunking)
 
 
-class Dynamics(BaseModel):
+class Dynamics(StrictModel):
     """How the sample moves and fades; rates are per second of wall time."""
-
-    model_config = ConfigDict(extra="forbid")
 
     drift_nm_per_s: tuple[float, float] = (4.0, -2.5)  # (x, y) whole-cell drift
     diffusion_nm2_per_s: float = Field(default=2000.0, ge=0.0, le=1e7)  # puncta and organelles

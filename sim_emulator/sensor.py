@@ -8,8 +8,10 @@ shot and read noise come from the generator passed to :meth:`Sensor.expose`.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from scipy.special import ndtri
+
+from settings_file import StrictModel
 
 POISSON_EXACT_FROM_E = 0.05  # expected electrons from which shot noise is sampled exactly...
 POISSON_EXACT_BELOW_E = 8.0  # ...up to this mean (see NoiseSource.electrons)
@@ -18,10 +20,8 @@ _INVERSION_TERMS = 30  # P(X >= 30 | mean 8) < 1e-8
 _MIN_READ_VARIANCE_E2 = np.float32(1e-6)  # keeps the skewness term finite at zero signal
 
 
-class SensorModel(BaseModel):
+class SensorModel(StrictModel):
     """Camera parameters (defaults: a typical back-illuminated sCMOS, 16-bit output)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     qe: float = Field(
         default=0.8, gt=0.0, le=1.0, description="quantum efficiency at the emission line"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from hardware.core_adapter import CameraDevice, GenericDevice, HubDevice
+from sim_emulator.devices import attribute_property
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +33,6 @@ SLM_SEQUENCE_MAX = 1024
 UNSETTLED_ADU = 30_000
 SHAPE = (8, 8)
 _ARM_TIMEOUT_S = 30.0
-
-
-def _attribute_property(device: Any, name: str, attribute: str, kind: type, **options: Any
-                        ) -> None:
-    """Register property ``name`` that reads ``device.<attribute>`` and stores ``kind(value)``."""
-    device.register_property(name, property_type=kind,
-                             getter=lambda _d: getattr(device, attribute),
-                             setter=lambda _d, v: setattr(device, attribute, kind(v)), **options)
 
 
 class ShimTiming(HubDevice):
@@ -63,10 +56,10 @@ class ShimTiming(HubDevice):
         self.register_property("PulseTrain", property_type=int, getter=lambda _d: 0,
                                setter=lambda _d, n: self._start_train(int(n)),
                                limits=(0, 1_000_000))
-        _attribute_property(self, "PulsePeriod-ms", "period_ms", float, limits=(0.1, 10_000.0))
-        _attribute_property(self, "PulseWidth-ms", "width_ms", float, limits=(0.01, 10_000.0))
-        _attribute_property(self, "MissTriggerAt", "miss_at", int, limits=(-1, 1_000_000))
-        _attribute_property(self, "ExtraTriggerAt", "extra_at", int, limits=(-1, 1_000_000))
+        attribute_property(self, "PulsePeriod-ms", "period_ms", float, limits=(0.1, 10_000.0))
+        attribute_property(self, "PulseWidth-ms", "width_ms", float, limits=(0.01, 10_000.0))
+        attribute_property(self, "MissTriggerAt", "miss_at", int, limits=(-1, 1_000_000))
+        attribute_property(self, "ExtraTriggerAt", "extra_at", int, limits=(-1, 1_000_000))
 
     def get_installed_peripherals(self) -> Sequence[tuple[str, str]]:
         return (("ShimHamamatsuCamera", "DCAM-style camera"),
@@ -150,7 +143,7 @@ class _SequencedDevice(GenericDevice):
             sequence_loader=lambda _d, values: self._load(values),
             sequence_starter=lambda _d: self._start(),
             sequence_stopper=lambda _d: setattr(self, "running", False))
-        _attribute_property(self, "Settle-ms", "settle_ms", float, limits=(0.0, 10_000.0))
+        attribute_property(self, "Settle-ms", "settle_ms", float, limits=(0.0, 10_000.0))
 
     def _set(self, value: int) -> None:
         self.value = value
@@ -180,7 +173,7 @@ class ShimTriggerScopeTtl(_SequencedDevice):
     def __init__(self) -> None:
         super().__init__()
         self.blanking = "Off"
-        _attribute_property(self, "Blanking", "blanking", str, allowed_values=("On", "Off"))
+        attribute_property(self, "Blanking", "blanking", str, allowed_values=("On", "Off"))
 
 
 class ShimSlm(_SequencedDevice):
@@ -197,7 +190,7 @@ class ShimTriggerScopeDac(GenericDevice):
     def __init__(self) -> None:
         super().__init__()
         self.volts = 0.0
-        _attribute_property(self, "Volts", "volts", float, limits=(0.0, 10.0))
+        attribute_property(self, "Volts", "volts", float, limits=(0.0, 10.0))
 
 
 class ShimHamamatsuCamera(CameraDevice):
@@ -212,9 +205,9 @@ class ShimHamamatsuCamera(CameraDevice):
         self._readout_ms = 0.0  # rolling shutter: last row starts this long after the first
         self.set_property_allowed_values("Binning", ("1",))
         self.set_property_limits("Exposure", (0.01, 10_000.0))
-        _attribute_property(self, "TRIGGER SOURCE", "_source", str,
+        attribute_property(self, "TRIGGER SOURCE", "_source", str,
                             allowed_values=("INTERNAL", "EXTERNAL", "SOFTWARE"))
-        _attribute_property(self, "TRIGGER ACTIVE", "_active", str,
+        attribute_property(self, "TRIGGER ACTIVE", "_active", str,
                             allowed_values=("EDGE", "LEVEL", "SYNCREADOUT"))
         self.register_property("TIMING READOUT TIME", property_type=float,
                                getter=lambda _d: self._readout_ms / 1000.0,

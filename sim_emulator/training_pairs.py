@@ -11,21 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from scipy.ndimage import zoom
 
+from settings_file import StrictModel
 from sim_emulator.illumination import SimMode
 from sim_emulator.microscope import EmulatorConfig, Microscope, StructureChoice
 
 Range = tuple[float, float]
 
 
-class DomainRandomisation(BaseModel):
+class DomainRandomisation(StrictModel):
     """Ranges each training field's instrument is drawn from (uniform; photon count and
     background log-uniform), so a network does not learn one microscope's OTF, pattern and
     background by heart. The defaults span common 2D-SIM/TIRF-SIM set-ups."""
-
-    model_config = ConfigDict(extra="forbid")
 
     na: Range = (1.2, 1.49)
     emission_nm: Range = (500.0, 680.0)

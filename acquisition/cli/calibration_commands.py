@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.options import Emulator, Overwrite, Roles
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_output, exit_on, fail
 
 SAFE_POWER_PCT = 5.0  # default flat-series power: enough on a fluorescent slide, eye-safe-ish
@@ -20,9 +20,9 @@ MAX_UNCONFIRMED_POWER_PCT = 20.0  # above this a real rig's calibration asks fir
 
 def calibrate_camera_command(
     output: Path = typer.Option(..., "--output", "-o", help="calibration file (.h5)"),
-    emulator: Emulator = False,
+    emulator: opt.Emulator = False,
     config: Path = typer.Option(None, "--config", "-c", help="Micro-Manager .cfg of the rig"),
-    roles: Roles = None,
+    roles: opt.Roles = None,
     laser_nm: int = typer.Option(488, "--laser-nm", help="laser line for the flat series"),
     power_pct: float | None = typer.Option(
         None, "--power-pct",
@@ -35,7 +35,7 @@ def calibrate_camera_command(
     plot: Path = typer.Option(
         None, "--plot", help="photon-transfer PNG (default: next to the output)"
     ),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """EMVA-style photon-transfer calibration: dark + flat series, per-pixel maps, PTC plot.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.options import JsonOut, Overwrite, Seed, SizePx, TimePoints
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, exit_on, fail, write_json
 
 
@@ -55,8 +55,8 @@ def emulate_command(
         None, "--preset", help="Named configuration matching a real instrument "
         "(tirf-microtubules); the other options override it."
     ),
-    timepoints: TimePoints = 1,
-    seed: Seed = 0,
+    timepoints: opt.TimePoints = 1,
+    seed: opt.Seed = 0,
     interval_s: float = typer.Option(1.0, "--interval-s", help="Seconds between time points."),
     na: float | None = typer.Option(None, "--na", help="Numerical aperture (default 1.35)."),
     wavelength_nm: float | None = typer.Option(
@@ -71,7 +71,7 @@ def emulate_command(
     config_file: Path | None = typer.Option(
         None, "--config", help="EmulatorConfig TOML; the options above override it."
     ),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Emulate a SIM acquisition and write raw frames plus ground truth to an HDF5 run file."""
     from pydantic import ValidationError
@@ -125,7 +125,7 @@ def emulate_command(
 
 
 def bench_emulator_command(
-    size: SizePx = 512,
+    size: opt.SizePx = 512,
     structure: Structure = typer.Option(Structure.microtubules, "--structure"),
     sets: int = typer.Option(20, "--sets", min=1, help="Full-physics SIM sets to time."),
     frames: int = typer.Option(4000, "--frames", min=1, help="Fast-path frames to time."),
@@ -183,16 +183,14 @@ def stack_statistics_command(
     ),
     na: float = typer.Option(..., "--na", help="Detection numerical aperture."),
     emission_nm: float = typer.Option(..., "--emission-nm", help="Emission wavelength (nm)."),
-    pixel_size_nm: float | None = typer.Option(
-        None, "--pixel-size-nm", help="Sample-plane pixel size (default: from the file)."
-    ),
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     time_point: int = typer.Option(0, "--time-point", help="Which raw set of the stack."),
     preset: str | None = typer.Option(
         None, "--preset", help="Also emulate this preset and measure it the same way."
     ),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Emulated fields of the preset."),
-    output: JsonOut = None,
-    overwrite: Overwrite = False,
+    output: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Background and signal (e-), modulation and period per orientation, noise spectrum of a
     raw SIM set, from the data alone (calibration.stack_statistics); side by side with an

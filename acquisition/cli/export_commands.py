@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.options import Overwrite
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import exit_on
 
 
@@ -16,7 +16,7 @@ def export_command(
     output: Path = typer.Option(..., "--output", "-o", help="output .ome.tif / .ome.zarr"),
     dataset: str = typer.Option("sr", "--dataset", "-d", help="sr, raw, wf or imc"),
     sr_model: str = typer.Option(None, "--sr-model", help="which /sr/<model> (if several)"),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Export a run's SR, raw, wide-field or IMC images with OME metadata (pixel sizes, time
     increment, channel names and wavelengths); OME-Zarr gets a multiscale pyramid."""

@@ -7,15 +7,15 @@ from typing import Annotated
 
 import typer
 
-from acquisition.cli.options import SIZE_PX, Emulator, Roles
+from acquisition.cli import options as opt
 
 
 def gui_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML to load."),
-    emulator: Emulator = False,
+    emulator: opt.Emulator = False,
     config: Path | None = typer.Option(None, "--config", help="Micro-Manager rig .cfg."),
-    roles: Roles = None,
-    size_px: Annotated[int | None, SIZE_PX] = None,
+    roles: opt.Roles = None,
+    size_px: Annotated[int | None, opt.SIZE_PX] = None,
     structure: str = typer.Option("microtubules", "--structure", help="Emulated sample."),
     model: str | None = typer.Option(
         None, "--model", help="Reconstruction: auto (the default), dfcan-sim, dfgan-sim, "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.options import JsonOut, Overwrite, SizePx, Threads
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
 
 
@@ -21,7 +21,7 @@ def imc_live_fields(
     photons: str = typer.Option(
         "20,600", "--photons", help="LOW,HIGH photon count (e-, log-uniform per field) or one"
     ),
-    size_px: SizePx = 64,
+    size_px: opt.SizePx = 64,
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
 ) -> None:
     """Cache live IMC-SR fields: DFCAN-SIM and Wiener reconstructions of the realistic emulator
@@ -47,8 +47,8 @@ def imc_assess_live(
         ..., "--fields", help="folders of held-out live fields (`livesim imc-live-fields`)"
     ),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Pearson per channel with the true components of IMC-SR on live reconstructions
     (DFCAN-SIM and Wiener separately), mean over the folder's fields."""
@@ -94,7 +94,7 @@ def imc_domain_limit(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Measure the model's own domain limits (the unexplained fraction above which the live
     separator flags a frame, the range of each channel's share of the signal) on in-domain
@@ -146,8 +146,8 @@ def imc_assess(
     time_points: int = typer.Option(8, "--time-points", help="frames per held-out time-lapse"),
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Held-out scores per channel (NRMSE, SSIM, Pearson, false positives) and flicker."""
     check_json_output(json_out, overwrite)
@@ -198,8 +198,8 @@ def imc_cross_talk(
     fields: int = typer.Option(32, "--fields", help="held-out mixtures (seeds 1..N)"),
     noise_std: float = typer.Option(0.02, "--noise-std"),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads."),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Paired false-positive comparison of two single-frame models on the same held-out noisy
     mixtures: cross-talk fraction per channel and hallucination fraction (signal where the
@@ -265,9 +265,9 @@ def bench_imcsr_command(
     model: str = typer.Option("imcsr", "--model", "-m", help="IMC-SR model (bundled name or .pt)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     iterations: int = typer.Option(3, "--iterations"),
-    threads: Threads = 0,
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    threads: opt.Threads = 0,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """IMC-SR separation latency and frames/s per SR image size."""
     check_json_output(json_out, overwrite)

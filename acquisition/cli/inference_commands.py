@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from acquisition.cli.options import Channel, Device, JsonOut, Overwrite, RawStackPath, TrustEvery
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def convert_weights(
     input_channels: int = typer.Option(..., "--input-channels", help="1 (SISR), 9 (SIM), 25"),
     output: Path = typer.Option(..., "--output", "-o", help="model file to write (.pt)"),
     name: str | None = typer.Option(None, "--name", help="model name (default: file stem)"),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Convert DFCAN / DFGAN Keras weights into a livesim model file."""
     check_output(output, overwrite, inputs=[keras_h5], suffixes=(".pt",))
@@ -58,14 +58,14 @@ def convert_weights(
 
 
 def predict(
-    input_path: RawStackPath,
+    input_path: opt.RawStackPath,
     model: str = typer.Option(..., "--model", "-m", help="bundled name or model file"),
     output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
     backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime, tensorrt, auto"),
-    device: Device = "cpu",
-    channel: Channel = 0,
-    overwrite: Overwrite = False,
-    trust_every: TrustEvery = 10,
+    device: opt.Device = "cpu",
+    channel: opt.Channel = 0,
+    overwrite: opt.Overwrite = False,
+    trust_every: opt.TrustEvery = 10,
     electrons_from_noise: bool = typer.Option(
         True,
         "--electrons-from-noise/--no-electrons-from-noise",
@@ -171,12 +171,12 @@ def bench_inference(
         help="bundled names, model files, or dfcan-sim-full / dfcan-sisr-full / "
         "dfgan-sim-full (the authors' full-size architectures, random weights)",
     ),
-    device: Device = "auto",
+    device: opt.Device = "auto",
     iterations: int = typer.Option(3, "--iterations", help="timed runs per case (max)"),
     budget_s: float = typer.Option(60.0, "--time-limit-s", help="per case: stop timing after"),
     threads: int = typer.Option(0, "--threads", help="torch/ORT threads (0: all cores)"),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
     imc_model: str = typer.Option(
         "imcsr", "--imc-model", help="IMC-SR model timed on the SR sizes ('' to skip)"
     ),

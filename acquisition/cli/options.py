@@ -1,9 +1,9 @@
 """The CLI's vocabulary: every option that several commands take, defined once.
 
-docs/cli.md's glossary lists them. A command declares ``overwrite: Overwrite = False``: the
-name, short flag and help come from here, the default stays with the command (it differs
-between commands). Where a command needs another type (``int | None``), it uses the option
-itself: ``Annotated[int | None, TIME_POINTS] = None``.
+docs/cli.md's glossary lists them. A command module imports this one as ``opt`` and declares
+``overwrite: opt.Overwrite = False``: the name, short flag and help come from here, the default
+stays with the command (it differs between commands). Where a command needs another type
+(``int | None``), it uses the option itself: ``Annotated[int | None, opt.TIME_POINTS] = None``.
 """
 
 from __future__ import annotations
@@ -46,3 +46,13 @@ Seed = Annotated[int, SEED]
 Emulator = Annotated[bool, EMULATOR]
 Channel = Annotated[int, CHANNEL]
 RawStackPath = Annotated[Path, typer.Argument(help="Raw stack: .mrc, .tif, .npy or livesim .h5.")]
+
+# a raw stack's optics: from its file unless given (resolve_optics in wiener_commands)
+StackNa = Annotated[float | None, typer.Option(
+    "--na", help="Detection NA (default: from the file; an error when it has none).")]
+StackOtf = Annotated[Path | None, typer.Option(
+    "--otf", help="Measured radial OTF (.mrc, e.g. the rig's *_OTF2d.mrc) instead of --na.")]
+StackWavelengthNm = Annotated[float | None, typer.Option(
+    "--wavelength-nm", help="Emission wavelength (default: from the file's laser line).")]
+StackPixelSizeNm = Annotated[float | None, typer.Option(
+    "--pixel-size-nm", help="Raw pixel size (default: from the file).")]

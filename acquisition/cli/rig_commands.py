@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-from acquisition.cli.options import Roles, SizePx
+from acquisition.cli import options as opt
 
 
 def rig_check(
     config: Path = typer.Option(
         None, "--config", "-c", help="Micro-Manager .cfg (default: the emulator)"
     ),
-    roles: Roles = None,
+    roles: opt.Roles = None,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only read: names, values, limits; set nothing, move "
                                  "nothing, no laser on"),
@@ -46,7 +46,7 @@ def rig_check(
 
 def bench_camera(
     frames: int = typer.Option(3000, help="frames to stream (after a warm-up time point)"),
-    size: SizePx = 512,
+    size: opt.SizePx = 512,
     render: str = typer.Option(
         "fast", help="emulated camera: fast (fresh noise) | physics | replay (noise repeats)"
     ),

@@ -13,15 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acquisition.cli.options import (
-    TIME_POINTS,
-    Emulator,
-    Fsync,
-    Overwrite,
-    SizePx,
-    TimePoints,
-    TrustEvery,
-)
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_output, exit_on, fail
 
 if TYPE_CHECKING:
@@ -37,9 +29,9 @@ EMULATOR_DEFAULT_SIZE_PX = 128  # default emulator ROI: small enough for CPU rec
 
 def run_command(
     protocol_file: Path | None = typer.Argument(None, help="Protocol TOML (or use --emulator)."),
-    emulator: Emulator = False,
+    emulator: opt.Emulator = False,
     output: Path | None = typer.Option(None, "--output", "-o", help="Run file (.h5) to write."),
-    timepoints: Annotated[int | None, TIME_POINTS] = None,
+    timepoints: Annotated[int | None, opt.TIME_POINTS] = None,
     model: str | None = typer.Option(
         None, "--model", "-m", help="Reconstruction for every channel: auto (the default: the "
         "network inside its training domain, Wiener SIM elsewhere), bundled name, path, wiener, "
@@ -52,11 +44,11 @@ def run_command(
     size_px: int = typer.Option(
         EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
     ),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
     roles: str | None = typer.Option(
         None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "
                               "(e.g. hamamatsu-dcam+triggerscope); overrides the protocol's."),
-    fsync: Fsync = True,
+    fsync: opt.Fsync = True,
     workers: int = typer.Option(
         1, "--workers", min=0, help="Inference worker processes, each supervised on its own."),
     worker_endpoint: list[str] = typer.Option(
@@ -68,7 +60,7 @@ def run_command(
     curve_clients: Path | None = typer.Option(
         None, "--curve-clients", help="Folder of the remote workers' public key files: only "
                                       "they may connect."),
-    trust_every: TrustEvery = 10,
+    trust_every: opt.TrustEvery = 10,
 ) -> None:
     """Record a SIM time-lapse: raw to HDF5, SR by supervised inference workers."""
     protocol = _load_protocol(protocol_file, emulator, output, timepoints, model, imc,
@@ -108,7 +100,7 @@ def infer_command(
     curve_server: Path | None = typer.Option(None, "--curve-server", help="Server public key."),
     run_id: str = typer.Option("", "--run-id", help="Serve only this run (set by the session)."),
     worker_id: str = typer.Option("", "--worker-id", help="This worker's id (set by the session)."),
-    trust_every: TrustEvery = 10,
+    trust_every: opt.TrustEvery = 10,
     raw_ring_fd: int | None = typer.Option(
         None, "--raw-ring-fd", min=0,
         help="Inherited read-only descriptor of the run's shared-memory raw ring (set by the "
@@ -138,11 +130,11 @@ def infer_command(
 
 def demo_command(
     output: Path = typer.Option(Path("demo_run.h5"), "--output", "-o", help="Run file to write."),
-    timepoints: TimePoints = 10,
-    size_px: SizePx = EMULATOR_DEFAULT_SIZE_PX,
+    timepoints: opt.TimePoints = 10,
+    size_px: opt.SizePx = EMULATOR_DEFAULT_SIZE_PX,
     model: str | None = typer.Option(None, "--model", "-m",
                                      help="Reconstruction (default: auto)."),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """An emulated SIM time-lapse with the default model; prints a summary and SR quality."""
     check_output(output, overwrite, suffixes=(".h5",))
@@ -169,10 +161,10 @@ def recover_command(
 
 
 def bench_pipeline_command(
-    timepoints: TimePoints = 100,
-    size_px: SizePx = 512,
+    timepoints: opt.TimePoints = 100,
+    size_px: opt.SizePx = 512,
     folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
-    fsync: Fsync = True,
+    fsync: opt.Fsync = True,
     repeats: int = typer.Option(3, "--repeats", min=1,
                                 help="Interleaved repeats of bare zmq, bare h5py raw, bare "
                                      "h5py same bytes and the pipeline (medians reported)."),

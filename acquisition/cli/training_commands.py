@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acquisition.cli.options import DEVICE, SEED, SizePx, Threads
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_output, exit_on, fail
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ def train(
         None, "--checkpoint", help="checkpoint file (default <output>.ckpt)"
     ),
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every"),
-    seed: Annotated[int | None, SEED] = None,
-    device: Annotated[str | None, DEVICE] = None,
+    seed: Annotated[int | None, opt.SEED] = None,
+    device: Annotated[str | None, opt.DEVICE] = None,
     threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads."),
     time_limit_s: float | None = typer.Option(
         None, "--time-limit-s", help="stop (checkpointed, best model kept) after this long"
@@ -289,12 +289,12 @@ def evaluate(
     methods: str = typer.Option("wf,wiener,dfcan-sisr,dfcan-sim,dfgan-sim", "--methods"),
     output: Path = typer.Option(..., "--output", "-o", help="folder for CSV, markdown and PNG"),
     samples: int = typer.Option(4, "--samples", help="held-out fields per structure and level"),
-    size_px: SizePx = 128,
+    size_px: opt.SizePx = 128,
     decorrelation: bool = typer.Option(True, "--decorrelation/--no-decorrelation"),
     border_px: int = typer.Option(
         16, "--border", help="raw px left out at each edge before scoring (Wiener's taper)"
     ),
-    threads: Threads = 0,
+    threads: opt.Threads = 0,
 ) -> None:
     """The assessment matrix on held-out emulator seeds: NRMSE, MS-SSIM and decorrelation
     resolution per structure x photon level x method, and where each network beats Wiener."""
@@ -325,7 +325,7 @@ def evaluate_real(
         Path("../shared"), "--shared", help="folder holding dlsr_assets/ and real_sim/"
     ),
     regions: str = typer.Option("1,2,3", "--regions", help="T-SIM ER regions to score"),
-    threads: Threads = 0,
+    threads: opt.Threads = 0,
 ) -> None:
     """Networks against Wiener SIM and wide-field on the real SIM data (docs/assessment.md):
     filament width, resolution-scaled Pearson and fine-scale agreement with Wiener SIM on the

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from acquisition.cli.options import Channel, Overwrite, RawStackPath, SizePx, TrustEvery
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_output, exit_on, fail, write_json
 
 if TYPE_CHECKING:
@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 def calibrate_pattern_command(
     input_path: Path = typer.Argument(..., help="bright raw SIM stack of the rig"),
     output: Path = typer.Option(..., "--output", "-o", help="pattern calibration file (.json)"),
-    na: float = typer.Option(None, "--na", help="detection NA (default: from the file)"),
-    otf_path: Path = typer.Option(None, "--otf", help="measured radial OTF (.mrc) instead of NA"),
-    wavelength_nm: float = typer.Option(None, "--wavelength-nm", help="emission wavelength"),
-    pixel_size_nm: float = typer.Option(None, "--pixel-size-nm", help="raw pixel size"),
+    na: opt.StackNa = None,
+    otf_path: opt.StackOtf = None,
+    wavelength_nm: opt.StackWavelengthNm = None,
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     time_points: int = typer.Option(5, "--time-points", help="fit on up to this many sets"),
-    channel: Channel = 0,
-    overwrite: Overwrite = False,
+    channel: opt.Channel = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Fit the illumination pattern (period, angle, modulation, phases) on a bright stack and
     save it for `livesim reconstruct --pattern-parameters` and the live Wiener path.
@@ -82,23 +82,15 @@ def calibrate_pattern_command(
 
 
 def reconstruct_command(
-    input_path: RawStackPath,
+    input_path: opt.RawStackPath,
     output: Path = typer.Option(..., "--output", "-o", help="output image (.npy or .tif)"),
     method: str = typer.Option("wiener", "--method", help="reconstruction method: wiener"),
-    na: float = typer.Option(
-        None, "--na", help="detection NA (default: from the file; an error when it has none)"
-    ),
-    otf_path: Path = typer.Option(
-        None, "--otf", help="measured radial OTF (.mrc, e.g. the rig's *_OTF2d.mrc) instead of NA"
-    ),
-    wavelength_nm: float = typer.Option(
-        None, "--wavelength-nm", help="emission wavelength (default: from the file's laser line)"
-    ),
-    pixel_size_nm: float = typer.Option(
-        None, "--pixel-size-nm", help="raw pixel size (default: from the file)"
-    ),
+    na: opt.StackNa = None,
+    otf_path: opt.StackOtf = None,
+    wavelength_nm: opt.StackWavelengthNm = None,
+    pixel_size_nm: opt.StackPixelSizeNm = None,
     wiener_parameter: float = typer.Option(0.1, "--wiener", help="Wiener parameter w"),
-    channel: Channel = 0,
+    channel: opt.Channel = 0,
     pattern_parameters: Path = typer.Option(
         None,
         "--pattern-parameters",
@@ -107,8 +99,8 @@ def reconstruct_command(
     parameters_out: Path = typer.Option(
         None, "--parameters", help="also write the pattern parameters used, per time point (JSON)"
     ),
-    overwrite: Overwrite = False,
-    trust_every: TrustEvery = 10,
+    overwrite: opt.Overwrite = False,
+    trust_every: opt.TrustEvery = 10,
 ) -> None:
     """Conventional SIM reconstruction; writes float32 in [0, 1], (2H, 2W) or (T, 2H, 2W).
 
@@ -293,7 +285,7 @@ def resolve_optics(
 
 
 def bench_wiener_command(
-    size_px: SizePx = 512,
+    size_px: opt.SizePx = 512,
     repeats: int = typer.Option(50, "--repeats", help="timed reconstructions"),
     device: str = typer.Option("cpu", "--device", help="cpu (NumPy) or cuda (torch)"),
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from inference.models.spectrum import (
@@ -21,12 +21,11 @@ from inference.models.spectrum import (
     quadrant_swap,
     tf1_resize_bilinear,
 )
+from settings_file import StrictModel
 
 
-class DfcanOptions(BaseModel):
+class DfcanOptions(StrictModel):
     """Architecture options of DFCAN / the DFGAN generator (authors' DFCAN by default)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     input_channels: int = Field(
         default=9, ge=1, description="1 wide-field, 9 linear SIM, 25 nonlinear SIM"

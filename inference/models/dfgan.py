@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
+
+from settings_file import StrictModel
 
 LEAK = 0.1
 
 
-class DiscriminatorOptions(BaseModel):
+class DiscriminatorOptions(StrictModel):
     """Widths of the DFGAN discriminator (authors' values by default)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     input_channels: int = Field(default=1, ge=1)
     stem_width: int = Field(default=32, ge=1)

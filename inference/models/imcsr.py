@@ -12,17 +12,16 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from inference.imc import DEFAULT_STRUCTURES
 from inference.models.registry import register_architecture
+from settings_file import StrictModel
 
 
-class ImcsrOptions(BaseModel):
+class ImcsrOptions(StrictModel):
     """Architecture options; defaults are the paper's (width 64, 5 groups x 10 RCABs)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     input_frames: Literal[1, 3] = Field(
         default=1, description="1: single SR frame; 3: frames t-1, t, t+1 (separates t)"

@@ -24,33 +24,8 @@ class Architecture:
     description: str = ""
 
 
-class ArchitectureRegistry:
-    """A name -> Architecture table (one instance per process, see `ARCHITECTURES`)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, Architecture] = {}
-
-    def register(self, architecture: Architecture) -> None:
-        """Add an architecture; registering the same name twice with a different one is an error."""
-        existing = self._entries.get(architecture.name)
-        if existing is not None and existing != architecture:
-            raise ValueError(f"architecture {architecture.name!r} is already registered")
-        self._entries[architecture.name] = architecture
-
-    def get(self, name: str) -> Architecture:
-        """The architecture called `name`, or a KeyError listing the known names."""
-        try:
-            return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries))
-            raise KeyError(f"unknown architecture {name!r}; known: {known}") from None
-
-    def names(self) -> list[str]:
-        """Registered architecture names, sorted."""
-        return sorted(self._entries)
-
-
-ARCHITECTURES = ArchitectureRegistry()
+# name -> registered network (one table per process)
+ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def register_architecture(
@@ -59,13 +34,26 @@ def register_architecture(
     build: Callable[[Any], nn.Module],
     description: str = "",
 ) -> None:
-    """Register a network so model files and `build_model` can name it."""
-    ARCHITECTURES.register(Architecture(name, options_model, build, description))
+    """Register a network so model files and `build_model` can name it; registering the same
+    name twice with a different network is an error."""
+    architecture = Architecture(name, options_model, build, description)
+    if ARCHITECTURES.get(name, architecture) != architecture:
+        raise ValueError(f"architecture {name!r} is already registered")
+    ARCHITECTURES[name] = architecture
+
+
+def _architecture(name: str) -> Architecture:
+    """The architecture called `name`, or a KeyError listing the known names."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise KeyError(f"unknown architecture {name!r}; known: {known}") from None
 
 
 def validate_options(architecture: str, options: Mapping[str, Any] | BaseModel) -> BaseModel:
     """Validate options for an architecture, with an error naming architecture and field."""
-    arch = ARCHITECTURES.get(architecture)
+    arch = _architecture(architecture)
     if isinstance(options, arch.options_model):
         return options
     raw = options.model_dump() if isinstance(options, BaseModel) else dict(options)
@@ -80,4 +68,4 @@ def build_model(
 ) -> nn.Module:
     """Build the named network from its options (defaults when None)."""
     validated = validate_options(architecture, options or {})
-    return ARCHITECTURES.get(architecture).build(validated)
+    return _architecture(architecture).build(validated)

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from inference.model_file import load_torch_payload
 
 CHECKPOINT_FORMAT = "livesim-training-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -29,19 +30,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`, checking its format."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable training checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a livesim training checkpoint")
-    if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {payload.get('format_version')!r} "
-            f"is not {CHECKPOINT_VERSION}"
-        )
+    payload = load_torch_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
+                                 "livesim training checkpoint", CheckpointError)
     for key in ("config_json", "step", "generator", "generator_optimizer", "torch_rng"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
     payload["config"] = json.loads(payload["config_json"])
-    return payload  # type: ignore[no-any-return]
+    return payload

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from inference.model_file import ROBUST_NORMALISATION, Normalisation
-from settings_file import load_settings
+from settings_file import StrictModel, load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
 TrainingMode = Literal["sisr", "sim", "nlsim", "imc"]
@@ -22,10 +22,8 @@ REGISTRY_NAME = {"dfcan": "dfcan", "dfgan": "dfgan", "cmgan": "cross-modality-un
 SCALE_FOR_MODE = {"sisr": 2, "sim": 2, "nlsim": 3}
 
 
-class ImcSettings(BaseModel):
+class ImcSettings(StrictModel):
     """What only IMC-SR training needs (arch `imcsr`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outputs: tuple[str, ...] | None = Field(
         default=None, description="structures the model outputs (None: all of the data's, in "
@@ -39,10 +37,8 @@ class ImcSettings(BaseModel):
     )
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(StrictModel):
     """Everything that decides a training run; two runs with equal configs train identically."""
-
-    model_config = ConfigDict(extra="forbid")
 
     arch: TrainingArch = "dfcan"
     mode: TrainingMode = "sim"

@@ -44,12 +44,10 @@ def write_log(
 
 def plot_curves(rows: list[LogRow], path: Path, title: str) -> None:
     """Loss per step (and smoothed) on the left, validation NRMSE (IMC-SR: Pearson) on the right."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    left, right = fig.subplots(1, 2)
     steps = [row["step"] for row in rows]
     for key in ("loss", "g_loss", "d_loss"):
         values = [row.get(key, math.nan) for row in rows]
@@ -73,4 +71,3 @@ def plot_curves(rows: list[LogRow], path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -47,8 +47,12 @@ def test_run_emulator_records_every_raw_frame_and_sr_frame(tmp_path: Path) -> No
         model = meta["models"]["0"]
         assert model["model_name"] == sr_name and model["method"] == "default"
         methods = h5[run_file.QC_GROUP][run_file.QC_METHOD][:, 0].astype(str).tolist()
-        reasons = {int(e["time_point"]): e["detail"].decode() for e in h5[run_file.EVENTS][()]
-                   if e["kind"].decode() == "sr_flagged"}
+        events = h5[run_file.EVENTS][()]
+        reasons = {int(e["time_point"]): e["detail"].decode() for e in events
+                   if e["kind"].decode() == "sr_method"}
+        # a choice is not a problem: sr_flagged stays for flagged input or output
+        assert not [e for e in events if e["kind"].decode() == "sr_flagged"
+                    and b"auto:" in e["detail"]]
         if sr_name == "wiener":  # the fallback is explicit in the file
             assert "not installed" in model["note"] and "reconstruction_fallback" in kinds
             assert methods == ["wiener"] * 20

@@ -290,7 +290,10 @@ def test_remote_worker_over_curve_serves_dies_and_is_replaced(tmp_path: Path) ->
     assert [d for k, _, d in log_rows if k == "worker_restarted"] == [
         f"worker 1: remote worker remote-b on {endpoint}"]
     skips = [d for k, _, d in log_rows if k == "sr_skip"]
-    assert all(d.startswith("channel 0: worker 1: ") for d in skips), skips
+    # sets lost with the dead worker name it; on a loaded machine the live worker alone may
+    # also fall behind the 2 ms camera for a moment (bounded offer: "worker queue full")
+    assert all(d.startswith("channel 0: worker 1: ") or d == "channel 0: worker queue full"
+               for d in skips), skips
     with h5py.File(proto.output, "r") as h5:
         has_sr = h5[run_file.SR_WRITTEN][:, 0] == 1
     assert int(has_sr.sum()) + len(skips) == summary.engine.time_points

@@ -159,9 +159,7 @@ def test_discriminator_and_unet_shapes() -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert {"dfcan", "dfgan", "dfgan-discriminator", "cross-modality-unet"} <= set(
-        ARCHITECTURES.names()
-    )
+    assert {"dfcan", "dfgan", "dfgan-discriminator", "cross-modality-unet"} <= set(ARCHITECTURES)
     with pytest.raises(KeyError, match="unknown architecture 'nope'"):
         build_model("nope")
     with pytest.raises(ValueError, match="gamma"):

@@ -24,8 +24,8 @@ from typing import Any
 
 import typer
 
+from acquisition.cli import options as opt
 from acquisition.cli.bench.timing import emulated_wiener, time_calls
-from acquisition.cli.options import Overwrite
 from acquisition.cli.output_files import check_json_output
 
 logger = logging.getLogger(__name__)
@@ -513,7 +513,7 @@ def write_docs(report: BenchReport, command: str, path: Path) -> Path:
 
 def bench_all_command(
     json_out: Path = typer.Option(..., "--json", help="Write every figure here (required)."),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
     full: bool = typer.Option(False, "--full", help="Full sizes (slow on 2 cores)."),
     only: str = typer.Option("", "--only", help="Comma-separated stages (default: all)."),
     docs_file: Path | None = typer.Option(

@@ -25,7 +25,7 @@ from acquisition.autopilot import (
     ErrorModel,
     LightSetting,
 )
-from acquisition.cli.options import JsonOut, Overwrite, Seed, SizePx
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, write_json
 from calibration.otf import OtfModel
 from calibration.photon_count import average_photon_count
@@ -244,15 +244,15 @@ def save_figure(report: AutopilotReport, path: Path) -> Path:
 
 
 def bench_autopilot_command(
-    size_px: SizePx = 96,
+    size_px: opt.SizePx = 96,
     time_points: int = typer.Option(200, "--time-points", min=2, help="SIM sets per arm."),
     fixed_power_pct: float = typer.Option(
         40.0, "--power-pct", help="The fixed arm's laser power (and the autopilot's start)."),
     target: float = typer.Option(
         2.0, "--target", help="SR error relative to its floor that the autopilot holds."),
-    seed: Seed = 3,
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    seed: opt.Seed = 3,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
     figure: Path | None = typer.Option(None, "--figure", help="Write the PNG figure here."),
 ) -> None:
     """Fixed power vs the photon-budget autopilot on the same emulated sample."""

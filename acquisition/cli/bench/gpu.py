@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import typer
 
+from acquisition.cli import options as opt
 from acquisition.cli.bench.timing import emulated_wiener, time_calls
-from acquisition.cli.options import Overwrite
 from acquisition.cli.output_files import check_json_output, exit_on
 
 log = logging.getLogger(__name__)
@@ -583,7 +583,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def bench_gpu_command(
     json_out: Path = typer.Option(Path("gpu_check.json"), "--json",
                                   help="report file (rewritten after every stage)"),
-    overwrite: Overwrite = False,
+    overwrite: opt.Overwrite = False,
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="rehearse on the CPU at tiny sizes"),
     budget_s: float = typer.Option(420.0, "--time-limit-s",

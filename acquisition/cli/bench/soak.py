@@ -26,7 +26,7 @@ from typing import Any
 
 import typer
 
-from acquisition.cli.options import Fsync, JsonOut, Overwrite, Reconstruction, SizePx
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, write_json
 
 logger = logging.getLogger(__name__)
@@ -302,16 +302,16 @@ def run_soak(options: SoakOptions, on_sample: Callable[[RssSample], None] | None
 def soak_command(
     time_limit_s: float = typer.Option(1800.0, "--time-limit-s",
                                        help="Wall-clock length of the run."),
-    size_px: SizePx = 64,
-    model: Reconstruction = "wiener",
+    size_px: opt.SizePx = 64,
+    model: opt.Reconstruction = "wiener",
     exposure_ms: float = typer.Option(2.0, "--exposure-ms", help="Exposure per frame."),
     folder: Path | None = typer.Option(None, "--folder", help="Where the run file goes."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run file afterwards."),
     sample_s: float = typer.Option(5.0, "--sample-s", help="Seconds between RSS samples."),
-    fsync: Fsync = True,
+    fsync: opt.Fsync = True,
     max_pending: int = typer.Option(16, "--max-pending", help="Raw sets in flight to the worker."),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Emulated time-lapse at the fastest sustainable rate: frames lost, memory, latency."""
     check_json_output(json_out, overwrite)

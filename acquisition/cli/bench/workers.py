@@ -22,7 +22,7 @@ from unittest import mock
 
 import typer
 
-from acquisition.cli.options import JsonOut, Overwrite, Reconstruction, SizePx
+from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, write_json
 
 logger = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def measure_workers(n_workers: int, model: str, size_px: int, seconds: float,
 
 def bench_workers_command(
     workers: list[int] = typer.Option([1, 2, 4], "--workers", help="Worker counts to measure."),
-    model: Reconstruction = "dfcan-sim",
-    size_px: SizePx = 128,
+    model: opt.Reconstruction = "dfcan-sim",
+    size_px: opt.SizePx = 128,
     seconds: float = typer.Option(40.0, "--time-limit-s", help="Acquisition length per count."),
     interval_s: float = typer.Option(
         0.05, "--interval-s", help="Seconds between raw sets (above what the workers manage)."),
@@ -88,8 +88,8 @@ def bench_workers_command(
     repeats: int = typer.Option(
         1, "--repeats", min=1, help="Rounds over the worker counts, order reversed every other "
                                     "round (a loaded machine drifts); medians reported."),
-    json_out: JsonOut = None,
-    overwrite: Overwrite = False,
+    json_out: opt.JsonOut = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """SR sets/s of a live run with each worker count (same model, same cores)."""
     check_json_output(json_out, overwrite)
