@@ -100,7 +100,8 @@ def normalise(stack: Any, normalisation: Normalisation, xp: ModuleType = np) -> 
     else:
         flat = x.reshape(-1)
         sample = flat[:: -(-flat.size // PERCENTILE_SAMPLE_SIZE)]
-        lo, hi = xp.percentile(sample, [normalisation.low_pct, normalisation.high_pct])
+        q = xp.asarray([normalisation.low_pct, normalisation.high_pct], dtype=x.dtype)
+        lo, hi = xp.percentile(sample, q)  # an array q: CuPy takes no list
     constant = bool(hi - lo <= 0)
     y = (x - lo) / (hi - lo + normalisation.epsilon)
     if normalisation.clip:

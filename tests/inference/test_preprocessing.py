@@ -140,10 +140,13 @@ def test_cupy_preprocessing_matches_numpy() -> None:
     mask[3, 4] = True
     cal = Calibration(offset, gain, mask)
     raw = _raw(5)
-    cpu = Preprocessor("sim", calibration=cal).prepare(raw)
-    gpu = Preprocessor("sim", calibration=cal, device="cuda").prepare(raw)
-    np.testing.assert_allclose(cupy.asnumpy(gpu.inputs), cpu.inputs, atol=1e-6)
-    assert gpu.flags == cpu.flags
+    from inference.model_file import ROBUST_NORMALISATION
+
+    for normalisation in (Normalisation(), ROBUST_NORMALISATION):  # min-max and percentiles
+        cpu = Preprocessor("sim", normalisation, calibration=cal).prepare(raw)
+        gpu = Preprocessor("sim", normalisation, calibration=cal, device="cuda").prepare(raw)
+        np.testing.assert_allclose(cupy.asnumpy(gpu.inputs), cpu.inputs, atol=1e-6)
+        assert gpu.flags == cpu.flags
 
 
 def test_percentiles_of_a_large_stack_come_from_an_even_stride() -> None:
