@@ -16,6 +16,7 @@ from acquisition.cli.output_files import check_output, exit_on, fail
 
 if TYPE_CHECKING:
     from inference.domain import ModelDomain
+    from inference.model_file import Normalisation
 
 
 class StopRequest:
@@ -260,6 +261,18 @@ def models() -> None:
             f"{info.weights_sha256[:16]} {card_text}"
         )
         typer.echo(f"{'':11s} domain: {_domain_summary(info.domain)}")
+        typer.echo(f"{'':11s} input: {_normalisation_summary(info.normalisation)}")
+
+
+def _normalisation_summary(normalisation: Normalisation) -> str:
+    """One line: how a model scales its input (it changes what the network draws)."""
+    if normalisation.kind == "none":
+        return "not normalised"
+    low, high = normalisation.low_pct, normalisation.high_pct
+    if (low, high) == (0, 100):
+        return "min-max of each set (the authors'; one outlier pixel sets the scale)"
+    return f"percentiles {low:g}-{high:g} of each set mapped to 0-1" + (
+        ", clipped" if normalisation.clip else "")
 
 
 def _domain_summary(domain: ModelDomain | None) -> str:

@@ -418,6 +418,9 @@ def test_models_command_lists_the_bundled_models_with_their_cards() -> None:
         assert line.endswith(f"{name}.md") and info.mode in line.split()
         card = (BUNDLED_DIR / f"{name}.md").read_text()
         assert info.weights_sha256 in card and "livesim train" in card
+    lines = result.output.splitlines()
+    inputs = [lines[i + 2] for i, row in enumerate(lines) if row.startswith("dfcan-sim ")]
+    assert inputs == [" " * 12 + "input: percentiles 0.1-99.99 of each set mapped to 0-1, clipped"]
 
 
 def test_randomised_emulator_source_varies_the_instrument() -> None:
