@@ -31,7 +31,6 @@ RAW_VIEWS = ("frame", "wide-field")
 DISPLAY_MAX_HZ = 36.0
 SET_MAX_HZ = 2.0  # full raw sets for the pattern check (<= 1/10 s of CPU) and photon count (1 Hz)
 _ACQUIRED_KEPT = 256  # time points whose acquisition time is kept for the SR latency readout
-AUTO_FLAG_PREFIX = run_file.AUTO_FLAG_PREFIX
 QC_REPEAT_S = 1.0  # a fallback state is repeated under 'qc' this often (a window attached later)
 
 
@@ -40,7 +39,7 @@ def is_fallback(model_name: str, flags: list[str] | tuple[str, ...]) -> str:
     domain guard or photon-count choice), '' otherwise."""
     for flag in flags:
         text = str(flag)
-        if text.startswith(f"{AUTO_FLAG_PREFIX}{model_name}:") and model_name == "wiener":
+        if text.startswith(f"{run_file.AUTO_FLAG_PREFIX}{model_name}:") and model_name == "wiener":
             return text.split(":", 2)[2].strip()
     return ""
 
@@ -174,7 +173,7 @@ class DisplayOutlet:
         trust = head.info.get("trust")
         method = str(head.info.get("model_name", ""))
         flags = [str(f) for f in head.info.get("flags") or ()
-                 if str(f).startswith(AUTO_FLAG_PREFIX)]
+                 if str(f).startswith(run_file.AUTO_FLAG_PREFIX)]
         fallback = bool(is_fallback(method, flags))
         was_fallback = self._fallback.get(head.channel, False)
         now = time.monotonic()

@@ -59,15 +59,6 @@ QC_MAP = "raw_chi2_map"  # float32 (T, C, my, mx): raw-consistency map, one valu
 QC_METHOD = "method"  # (T, C) string: the method that made each SR image ("" = none)
 QC_METHOD_LENGTH = 64
 AUTO_FLAG_PREFIX = "auto:"  # --model auto's choice in a result's flags: "auto:<method>: <reason>"
-
-
-def flag_events(channel: int, flags: Sequence[str]) -> list[tuple[str, str]]:
-    """The /events rows (kind, detail) of one SR result's flags: ``sr_method`` for
-    ``--model auto``'s choice and its reason, ``sr_flagged`` for flagged input or output."""
-    choices = [f for f in flags if f.startswith(AUTO_FLAG_PREFIX)]
-    problems = [f for f in flags if not f.startswith(AUTO_FLAG_PREFIX)]
-    return [(kind, f"channel {channel}: " + ", ".join(found))
-            for kind, found in (("sr_method", choices), ("sr_flagged", problems)) if found]
 QC_MAP_BLOCK_PX = 8  # raw pixels per map block (inference.trust.MAP_BLOCK_PX)
 QC_MAX_SIZE_PX = 128  # the central raw square checked (cost bound)
 
@@ -77,6 +68,15 @@ def qc_map_shape(frame_shape: Sequence[int]) -> tuple[int, int]:
     ``QC_MAX_SIZE_PX`` square in blocks of ``QC_MAP_BLOCK_PX`` (at least one)."""
     height, width = (min(int(n), QC_MAX_SIZE_PX) for n in frame_shape[-2:])
     return max(height // QC_MAP_BLOCK_PX, 1), max(width // QC_MAP_BLOCK_PX, 1)
+
+
+def flag_events(channel: int, flags: Sequence[str]) -> list[tuple[str, str]]:
+    """The /events rows (kind, detail) of one SR result's flags: ``sr_method`` for
+    ``--model auto``'s choice and its reason, ``sr_flagged`` for flagged input or output."""
+    choices = [f for f in flags if f.startswith(AUTO_FLAG_PREFIX)]
+    problems = [f for f in flags if not f.startswith(AUTO_FLAG_PREFIX)]
+    return [(kind, f"channel {channel}: " + ", ".join(found))
+            for kind, found in (("sr_method", choices), ("sr_flagged", problems)) if found]
 
 # dimension labels of the image datasets by their number of leading axes
 DIMENSION_LABELS: dict[int, tuple[str, ...]] = {1: ("t",), 2: ("t", "c"), 3: ("t", "c", "p")}

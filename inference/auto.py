@@ -25,8 +25,6 @@ from inference.reconstruction import ModelReconstructor, Reconstructor, SrResult
 
 log = logging.getLogger(__name__)
 
-AUTO_FLAG_PREFIX = run_file.AUTO_FLAG_PREFIX
-
 
 class AutoReconstructor(Reconstructor):
     """Network inside its domain (and where it beats Wiener), Wiener SIM otherwise."""
@@ -116,7 +114,8 @@ class AutoReconstructor(Reconstructor):
                 result = self.network.reconstruct_batch([raw], [converted])[0]
             else:
                 result = self.wiener.reconstruct(raw)
-            result.flags = [*result.flags, f"{AUTO_FLAG_PREFIX}{result.model_name}: {reason}"]
+            choice = f"{run_file.AUTO_FLAG_PREFIX}{result.model_name}: {reason}"
+            result.flags = [*result.flags, choice]
             if method == "wiener":
                 log.info("auto: Wiener SIM for this set: %s", reason)
             results.append(result)
