@@ -3,6 +3,13 @@
 L = lam*MSE(y^, y) + mu*(1 - SSIM(y^, y)) + alpha*[lam*MSE(sum(y^), x) + mu*(1 - SSIM(sum(y^), x))]
 with lam = 1, mu = 0.1, alpha = 0.02. The summation term ties the separated channels back to the
 measured image x, which suppresses signal invented in the wrong channel (false positives).
+
+Two optional terms aimed at channel assignment (0 by default: the paper's loss):
++ rho * mean over samples and channels of (1 - Pearson(y^_nc, y_nc)), the assessment's measure;
++ kappa * mean over `coarse_factors` f of MSE(avgpool_f(y^), avgpool_f(y)) * f^2. A short
+  piece of line given to the wrong channel costs little per pixel; after pooling it is one
+  bright coarse pixel in the wrong channel, while noise-like pixel errors average out. The
+  factor f^2 keeps a piece's cost at each scale comparable to its per-pixel MSE.
 """
 
 from __future__ import annotations
@@ -22,6 +29,39 @@ class ImcLossWeights(BaseModel):
     mse_weight: float = Field(default=1.0, ge=0, description="lambda")
     ssim_weight: float = Field(default=0.1, ge=0, description="mu")
     summation_weight: float = Field(default=0.02, ge=0, description="alpha")
+    pearson_weight: float = Field(
+        default=0.0, ge=0, description="rho: weight of the mean per-channel 1 - Pearson"
+    )
+    coarse_mse_weight: float = Field(
+        default=0.0, ge=0, description="kappa: weight of the MSE of average-pooled channels"
+    )
+    coarse_factors: tuple[int, ...] = Field(
+        default=(2, 4), min_length=1, description="pooling factors of the coarse MSE"
+    )
+
+
+PEARSON_EPSILON = 1e-8
+"""Added to the variance product: a crop where a channel is empty gives a finite gradient."""
+
+
+def channel_pearson(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pearson of each sample's channel with its target over pixels: (N, C, Y, X) -> (N, C)."""
+    p = prediction.flatten(2) - prediction.flatten(2).mean(dim=2, keepdim=True)
+    t = target.flatten(2) - target.flatten(2).mean(dim=2, keepdim=True)
+    covariance = (p * t).mean(dim=2)
+    spread = (p.square().mean(dim=2) * t.square().mean(dim=2) + PEARSON_EPSILON).sqrt()
+    return covariance / spread
+
+
+def coarse_mse(
+    prediction: torch.Tensor, target: torch.Tensor, factors: tuple[int, ...]
+) -> torch.Tensor:
+    """Mean over `factors` f of f^2 * MSE of the f x f average-pooled images."""
+    terms = [
+        F.mse_loss(F.avg_pool2d(prediction, f), F.avg_pool2d(target, f)) * f**2
+        for f in factors
+    ]
+    return torch.stack(terms).mean()
 
 
 def fidelity(
@@ -49,6 +89,13 @@ def imc_loss(
             f"got {tuple(mixture.shape)}"
         )
     loss = fidelity(prediction, target, weights)
+    if weights.pearson_weight > 0:
+        correlation = channel_pearson(prediction.float(), target.float())
+        loss = loss + weights.pearson_weight * (1.0 - correlation).mean()
+    if weights.coarse_mse_weight > 0:
+        loss = loss + weights.coarse_mse_weight * coarse_mse(
+            prediction, target, weights.coarse_factors
+        )
     if weights.summation_weight > 0:
         total = prediction.sum(dim=1, keepdim=True)
         loss = loss + weights.summation_weight * fidelity(total, mixture, weights)

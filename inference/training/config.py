@@ -31,6 +31,12 @@ class ImcSettings(StrictModel):
     )
     temporal: bool = Field(default=False, description="3 frames in (t-1, t, t+1), t separated")
     summation_weight: float = Field(default=0.02, ge=0, description="alpha of imc_loss")
+    pearson_weight: float = Field(
+        default=0.0, ge=0, description="rho of imc_loss: per-channel 1 - Pearson (0: off)"
+    )
+    coarse_mse_weight: float = Field(
+        default=0.0, ge=0, description="kappa of imc_loss: MSE of 2x/4x pooled channels (0: off)"
+    )
     training_brightness_range: tuple[float, float] | None = Field(
         default=None, description="imc-mix data: relative brightness of the training fields "
         "only (None: 0.4-1, as validation); wider makes brightness a weaker cue than shape"

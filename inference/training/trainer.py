@@ -218,7 +218,11 @@ class Trainer:
 
         middle = x.shape[1] // 2
         alpha = self.config.imc.summation_weight if y.shape[1] > 1 else 0.0
-        weights = ImcLossWeights(summation_weight=alpha)
+        weights = ImcLossWeights(
+            summation_weight=alpha,
+            pearson_weight=self.config.imc.pearson_weight,
+            coarse_mse_weight=self.config.imc.coarse_mse_weight,
+        )
         return imc_loss(prediction, y, x[:, middle : middle + 1], weights)
 
     def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor) -> float:

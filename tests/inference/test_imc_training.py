@@ -190,3 +190,21 @@ def test_live_fields_train_with_the_normalisation_the_separator_uses(tmp_path: P
         Trainer(imc_config(data=f"imc-live:{tmp_path}", imc={"temporal": True}), tmp_path / "t.pt")
     with pytest.raises(DataSourceError, match="validation"):
         LiveFieldSampler(config, tmp_path / "train")
+
+
+def test_assignment_loss_terms_reach_the_trainer_from_the_imc_table(tmp_path: Path) -> None:
+    from inference.imc.loss import ImcLossWeights, imc_loss
+
+    x = torch.rand(2, 1, 24, 24)
+    y = torch.rand(2, 3, 24, 24) * 0.3
+    prediction = torch.rand(2, 3, 24, 24) * 0.3
+    plain = Trainer(imc_config(), tmp_path / "a.pt")._content_loss(prediction, x, y)
+    assert float(plain) == pytest.approx(float(imc_loss(prediction, y, x)), rel=1e-6)
+    config = imc_config(imc={"pearson_weight": 0.3, "coarse_mse_weight": 2.0})
+    weighted = Trainer(config, tmp_path / "b.pt")._content_loss(prediction, x, y)
+    expected = imc_loss(prediction, y, x,
+                        ImcLossWeights(pearson_weight=0.3, coarse_mse_weight=2.0))
+    assert float(weighted) == pytest.approx(float(expected), rel=1e-6)
+    assert float(weighted) > float(plain) + 0.2  # random channels: 1 - Pearson ~ 1
+    with pytest.raises(ValueError, match="pearson_weight"):
+        imc_config(imc={"pearson_weight": -1.0})
