@@ -43,6 +43,9 @@ class ImcSettings(StrictModel):
     )
 
 
+SR_ONLY_FIELDS = ("pixel_loss", "ssim_weight", "normalisation")  # not read in mode imc
+
+
 class TrainingConfig(StrictModel):
     """Everything that decides a training run; two runs with equal configs train identically."""
 
@@ -89,6 +92,12 @@ class TrainingConfig(StrictModel):
             raise ValueError(f"arch={self.arch} with mode={self.mode}: IMC-SR (arch imcsr) "
                              "trains in mode imc, the SR networks in sisr, sim or nlsim")
         if self.mode == "imc":  # patch_px counts SR pixels, the field emulator_size_px raw
+            ignored = [f"{name}={getattr(self, name)!r}" for name in SR_ONLY_FIELDS
+                       if getattr(self, name) != type(self).model_fields[name].default]
+            if ignored:  # IMC-SR has its own loss ([imc]) and normalises each frame min-max
+                raise ValueError(f"{', '.join(ignored)}: SR-network settings, not used by "
+                                 "IMC-SR (its loss weights are in [imc]; each frame is min-max "
+                                 "normalised as ImcSeparator does live)")
             if self.patch_px > 2 * self.emulator_size_px:
                 raise ValueError(f"patch_px={self.patch_px} exceeds the SR field of 2 x "
                                  f"emulator_size_px={self.emulator_size_px}")

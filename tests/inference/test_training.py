@@ -493,3 +493,16 @@ def test_pair_folder_tiff_pairs_and_mixtures(tmp_path: Path) -> None:
         open_source(f"pairs:{folder}@lots", "sim")
     with pytest.raises(DataSourceError, match="_gt"):
         open_source(f"tiff-pairs:{tmp_path / 'missing.tif'}", "sim")
+
+
+def test_sr_only_settings_are_refused_for_imc_sr_instead_of_ignored() -> None:
+    base = {"arch": "imcsr", "mode": "imc", "patch_px": 32, "emulator_size_px": 32}
+    TrainingConfig.model_validate(base)  # the defaults are fine
+    with pytest.raises(ValueError, match=r"normalisation=.*high_pct=100.*not used by IMC-SR"):
+        TrainingConfig.model_validate({**base, "normalisation": {"high_pct": 100.0,
+                                                                 "low_pct": 0.0}})
+    with pytest.raises(ValueError, match=r"ssim_weight=0\.5.*\[imc\]"):
+        TrainingConfig.model_validate({**base, "ssim_weight": 0.5})
+    sr = TrainingConfig.model_validate({"arch": "dfcan", "mode": "sim", "ssim_weight": 0.5,
+                                        "normalisation": {"high_pct": 100.0, "low_pct": 0.0}})
+    assert sr.ssim_weight == 0.5 and sr.normalisation.high_pct == 100.0
