@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from inference.model_file import ROBUST_NORMALISATION, Normalisation
+from inference.training.losses import ADVERSARIAL_WEIGHT
 from settings_file import StrictModel, load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
@@ -59,6 +60,10 @@ class TrainingConfig(StrictModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     discriminator_learning_rate: float = Field(default=2e-5, gt=0)
     generator_steps: int = Field(default=3, ge=1, le=7, description="DFGAN G steps per D step")
+    adversarial_weight: float = Field(
+        default=ADVERSARIAL_WEIGHT, gt=0, description="GANs: weight of the generator's BCE term "
+        "against the content loss (paper: 0.1)"
+    )
     validation_every: int = Field(default=100, ge=1, description="steps between validations")
     validation_count: int = Field(default=8, ge=1, description="held-out examples")
     patience: int = Field(default=10, ge=1, description="validations without gain -> lr / 2")
