@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from inference.model_file import ROBUST_NORMALISATION, Normalisation
+from inference.training.losses import ADVERSARIAL_WEIGHT
 from settings_file import StrictModel, load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
@@ -43,6 +44,9 @@ class ImcSettings(StrictModel):
     )
 
 
+SR_ONLY_FIELDS = ("pixel_loss", "ssim_weight", "normalisation")  # not read in mode imc
+
+
 class TrainingConfig(StrictModel):
     """Everything that decides a training run; two runs with equal configs train identically."""
 
@@ -56,6 +60,10 @@ class TrainingConfig(StrictModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     discriminator_learning_rate: float = Field(default=2e-5, gt=0)
     generator_steps: int = Field(default=3, ge=1, le=7, description="DFGAN G steps per D step")
+    adversarial_weight: float = Field(
+        default=ADVERSARIAL_WEIGHT, gt=0, description="GANs: weight of the generator's BCE term "
+        "against the content loss (paper: 0.1)"
+    )
     validation_every: int = Field(default=100, ge=1, description="steps between validations")
     validation_count: int = Field(default=8, ge=1, description="held-out examples")
     patience: int = Field(default=10, ge=1, description="validations without gain -> lr / 2")
@@ -89,6 +97,12 @@ class TrainingConfig(StrictModel):
             raise ValueError(f"arch={self.arch} with mode={self.mode}: IMC-SR (arch imcsr) "
                              "trains in mode imc, the SR networks in sisr, sim or nlsim")
         if self.mode == "imc":  # patch_px counts SR pixels, the field emulator_size_px raw
+            ignored = [f"{name}={getattr(self, name)!r}" for name in SR_ONLY_FIELDS
+                       if getattr(self, name) != type(self).model_fields[name].default]
+            if ignored:  # IMC-SR has its own loss ([imc]) and normalises each frame min-max
+                raise ValueError(f"{', '.join(ignored)}: SR-network settings, not used by "
+                                 "IMC-SR (its loss weights are in [imc]; each frame is min-max "
+                                 "normalised as ImcSeparator does live)")
             if self.patch_px > 2 * self.emulator_size_px:
                 raise ValueError(f"patch_px={self.patch_px} exceeds the SR field of 2 x "
                                  f"emulator_size_px={self.emulator_size_px}")

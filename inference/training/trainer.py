@@ -31,7 +31,7 @@ from inference.models import build_model, validate_options
 from inference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from inference.training.config import TrainingConfig
 from inference.training.data import DataSource, PatchSampler, Sampler, open_source
-from inference.training.losses import ADVERSARIAL_WEIGHT, bce, pixel_ssim_loss
+from inference.training.losses import bce, pixel_ssim_loss
 from inference.training.training_log import LogRow, log_paths, write_log
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,8 @@ class Trainer:
             content = self._content_loss(prediction, x, y)
             loss = content
             if self.discriminator is not None:
-                loss = content + ADVERSARIAL_WEIGHT * bce(self.discriminator(prediction), real=True)
+                loss = content + self.config.adversarial_weight * bce(
+                    self.discriminator(prediction), real=True)
         _update(self.g_optimizer, self.scaler, loss)
         return float(loss.detach()), float(content.detach())
 

@@ -128,6 +128,21 @@ def test_dfgan_resume_is_exact_too(tmp_path: Path) -> None:
     assert all(np.isfinite(r["d_loss"]) and r["d_loss"] > 0 for r in straight.rows)
 
 
+
+def test_adversarial_weight_scales_the_generator_bce_term(tmp_path: Path) -> None:
+    losses = []
+    for weight in (0.1, 0.4):
+        config = tiny_config(arch="dfgan", steps=1, adversarial_weight=weight,
+                             discriminator_options={"stem_width": 4, "block_widths": [4, 8],
+                                                    "dense_width": 8})
+        trainer = Trainer(config, tmp_path / f"g{weight}.pt")
+        total, content = trainer._generator_step(*trainer._tensors(0, 1))
+        losses.append((total, content))
+    (total_a, content_a), (total_b, content_b) = losses
+    assert content_a == pytest.approx(content_b, rel=1e-6)  # same seed, same first update
+    assert total_a - content_a > 0.01  # BCE of an untrained discriminator ~ ln 2
+    assert (total_b - content_b) == pytest.approx(4 * (total_a - content_a), rel=1e-4)
+
 def test_loss_decreases_when_overfitting_one_example(tmp_path: Path) -> None:
     config = tiny_config(
         steps=40, validation_every=40, learning_rate=2e-3, batch_size=1, augment=False
@@ -493,3 +508,16 @@ def test_pair_folder_tiff_pairs_and_mixtures(tmp_path: Path) -> None:
         open_source(f"pairs:{folder}@lots", "sim")
     with pytest.raises(DataSourceError, match="_gt"):
         open_source(f"tiff-pairs:{tmp_path / 'missing.tif'}", "sim")
+
+
+def test_sr_only_settings_are_refused_for_imc_sr_instead_of_ignored() -> None:
+    base = {"arch": "imcsr", "mode": "imc", "patch_px": 32, "emulator_size_px": 32}
+    TrainingConfig.model_validate(base)  # the defaults are fine
+    with pytest.raises(ValueError, match=r"normalisation=.*high_pct=100.*not used by IMC-SR"):
+        TrainingConfig.model_validate({**base, "normalisation": {"high_pct": 100.0,
+                                                                 "low_pct": 0.0}})
+    with pytest.raises(ValueError, match=r"ssim_weight=0\.5.*\[imc\]"):
+        TrainingConfig.model_validate({**base, "ssim_weight": 0.5})
+    sr = TrainingConfig.model_validate({"arch": "dfcan", "mode": "sim", "ssim_weight": 0.5,
+                                        "normalisation": {"high_pct": 100.0, "low_pct": 0.0}})
+    assert sr.ssim_weight == 0.5 and sr.normalisation.high_pct == 100.0
