@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from inference.model_file import ROBUST_NORMALISATION, Normalisation
-from inference.training.losses import ADVERSARIAL_WEIGHT
+from inference.training.losses import ADVERSARIAL_WEIGHT, SSIM_WEIGHT
 from settings_file import StrictModel, load_settings
 
 TrainingArch = Literal["dfcan", "dfgan", "cmgan", "imcsr"]
@@ -73,7 +73,9 @@ class TrainingConfig(StrictModel):
     pixel_loss: Literal["mse", "l1"] = Field(
         default="mse", description="SR networks: pixel term of the content loss (paper: mse)"
     )
-    ssim_weight: float = Field(default=0.1, ge=0, description="SR networks: weight of 1 - SSIM")
+    ssim_weight: float = Field(
+        default=SSIM_WEIGHT, ge=0, description="SR networks: weight of 1 - SSIM"
+    )
     normalisation: Normalisation = Field(
         default=ROBUST_NORMALISATION,
         description="SR networks: input normalisation, recorded in the model file "

@@ -128,7 +128,6 @@ def test_dfgan_resume_is_exact_too(tmp_path: Path) -> None:
     assert all(np.isfinite(r["d_loss"]) and r["d_loss"] > 0 for r in straight.rows)
 
 
-
 def test_adversarial_weight_scales_the_generator_bce_term(tmp_path: Path) -> None:
     losses = []
     for weight in (0.1, 0.4):
@@ -142,6 +141,7 @@ def test_adversarial_weight_scales_the_generator_bce_term(tmp_path: Path) -> Non
     assert content_a == pytest.approx(content_b, rel=1e-6)  # same seed, same first update
     assert total_a - content_a > 0.01  # BCE of an untrained discriminator ~ ln 2
     assert (total_b - content_b) == pytest.approx(4 * (total_a - content_a), rel=1e-4)
+
 
 def test_loss_decreases_when_overfitting_one_example(tmp_path: Path) -> None:
     config = tiny_config(
