@@ -217,10 +217,12 @@ class ImcStage:
     Wraps `inference.imc.live.ImcStream` (window bookkeeping, restarts on skipped time points).
     """
 
-    def __init__(self, model: str, channel: int, device: str = "auto") -> None:
+    def __init__(self, model: str, channel: int, device: str = "auto",
+                 calibration: CalibrationMaps | None = None) -> None:
         from inference.engines import resolve_device
         from inference.imc.live import ImcSeparator, ImcStream
         from inference.model_file import ModelFileError
+        from inference.preprocessing import Preprocessor
 
         try:
             separator = ImcSeparator(model, device=resolve_device(device))
@@ -230,6 +232,15 @@ class ImcStage:
         self.separator = separator
         self.stream = ImcStream(separator)
         self.channel = channel
+        # a wide-field-input model gets the set's mean in photo-electrons (defects repaired),
+        # as in its training fields (inference.imc.live_data)
+        self._electrons = Preprocessor("sim", calibration=calibration)
+
+    def widefield(self, raw: np.ndarray) -> np.ndarray | None:
+        """The raw set's wide-field image when the model takes it, else None."""
+        if not self.separator.widefield_input:
+            return None
+        return np.asarray(self._electrons.frames_in_electrons(raw), np.float32).mean(axis=0)
 
     def describe(self) -> dict[str, Any]:
         """For ``hello``: model identity, channel names, window and source channel."""
@@ -434,6 +445,9 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
         image, sr_encoding,
         state.sr_buffers.take(image.shape) if sr_encoding == "uint16" else None)
     info = {**result_info(result), "raw_sent_s": head.sent_s, **encoding_info}
+    widefield = None  # read before the ring check below: the slot may be reused after it
+    if imc is not None and head.channel == imc.channel:
+        widefield = imc.widefield(message.array)
     monitor = state.trust.get(head.channel)
     if monitor is not None and monitor.due():
         trust = _trust(monitor, message.array, image, info["model_name"], head)
@@ -450,7 +464,7 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
         state.processed += 1
     if imc is not None and head.channel == imc.channel:
         try:
-            ready = imc.stream.process(head.time_point, image)
+            ready = imc.stream.process(head.time_point, image, widefield)
         except (ValueError, RuntimeError) as exc:
             logger.error("t=%d: IMC-SR failed: %s", head.time_point, exc)
             send({**common, "info": {"error": f"IMC-SR failed: {exc}", "imc": True,
@@ -542,7 +556,7 @@ def run_worker(options: WorkerOptions) -> WorkerState:
         if options.imc_model is not None:
             if not reconstructors:
                 raise ValueError("IMC-SR needs SR images, but no channel is reconstructed")
-            imc = ImcStage(options.imc_model, min(reconstructors))
+            imc = ImcStage(options.imc_model, min(reconstructors), calibration=maps)
             hello["imc"] = imc.describe()
     except Exception as exc:  # process boundary: tell the acquisition why, then exit
         report_fatal(options, f"{type(exc).__name__}: {exc}")

@@ -169,6 +169,11 @@ def imc_assess(
     with exit_on(ModelFileError, ValueError):
         for entry in models:
             separators = [ImcSeparator(part) for part in entry.split(",")]
+            for s in separators:
+                if s.widefield_input:
+                    raise ValueError(f"model {s.name!r} takes the wide-field image, which the "
+                                     "clean mixtures of imc-assess do not have: use "
+                                     "`livesim imc-assess-live`")
             names = tuple(n for s in separators for n in s.channel_names)
             frames = separators[0].input_frames
             config = MixtureConfig.model_validate(

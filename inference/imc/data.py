@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from inference.imc.assessment import TRAINING_FIRST_SEED, VALIDATION_FIRST_SEED
+from inference.imc.live import widefield_on_sr_grid
 from inference.imc.live_data import fit_targets, load_field, normalised
 from inference.imc.mixtures import MixtureConfig, MixturePool, add_noise, render_field
 from inference.training.config import TrainingConfig
@@ -120,15 +121,25 @@ class LiveFieldSampler:
         self.structures: tuple[str, ...] = DEFAULT_STRUCTURES
         self.channels = _output_indices(config, self.structures)
         self.config = config
+        self.widefield_input = bool(config.model_options.get("widefield_input", False))
         self.description = (f"live reconstructions {folder} ({len(self.train_files)} training, "
-                            f"{len(self.validation_files)} validation fields)")
+                            f"{len(self.validation_files)} validation fields)"
+                            + (", with their wide-field images" if self.widefield_input else ""))
 
     def _pairs(self, path: Path) -> list[Pair]:
         field = load_field(path)
+        context = None
+        if self.widefield_input:
+            if field.widefield is None:
+                raise DataSourceError(f"{path}: no wide-field image (widefield_input=true): "
+                                      "make the fields again with `livesim imc-live-fields`")
+            image = next(iter(field.sr.values()))
+            context = widefield_on_sr_grid(field.widefield, image.shape)
         pairs = []
         for image in field.sr.values():
             x = normalised(image)
-            pairs.append((x[None], fit_targets(field.components, x)[self.channels]))
+            inputs = x[None] if context is None else np.stack([x, context])
+            pairs.append((inputs, fit_targets(field.components, x)[self.channels]))
         return pairs
 
     def batch(self, step: int) -> Pair:

@@ -73,7 +73,7 @@ def measure_in_domain(separator: ImcSeparator, fields: Sequence[LiveField]) -> I
                 separator.push(image)
                 separator.flush()
             else:
-                separator.separate(image)
+                separator.separate(image, field.widefield)
             fractions.append(separator.last_unexplained)
             shares.append(separator.last_shares.copy())
     return InDomain(np.array(fractions), np.array(shares).reshape(len(fractions), -1))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 
 import inference.models.imcsr  # noqa: F401  (registers the 'imcsr' architecture)
 from inference.model_file import LoadedModel, ModelFileError, load_model
@@ -63,6 +63,24 @@ def unexplained_fraction(
     return float(r @ r / spread) if spread > 0 else 0.0
 
 
+def widefield_on_sr_grid(widefield: np.ndarray, sr_shape: tuple[int, ...]) -> np.ndarray:
+    """The second input of a `widefield_input` model: the set's wide-field image (mean of the
+    raw frames, photo-electrons or any linear unit) min-max normalised to [0, 1] and
+    interpolated (linear, pixel areas aligned) onto the SR grid of `sr_shape`."""
+    image = np.asarray(widefield, dtype=np.float32)
+    if image.ndim != 2 or not np.isfinite(image).all():
+        raise ValueError(f"wide-field image must be finite (Y, X), got shape {image.shape}")
+    factors = (sr_shape[-2] / image.shape[0], sr_shape[-1] / image.shape[1])
+    if factors[0] != factors[1] or factors[0] < 1 or factors[0] != int(factors[0]):
+        raise ValueError(f"wide-field {image.shape} is not the SR grid {tuple(sr_shape[-2:])} "
+                         "divided by one whole factor")
+    low = float(image.min())
+    image = (image - low) / (float(image.max()) - low + _EPSILON)
+    if factors[0] == 1:
+        return image
+    return zoom(image, factors[0], order=1, mode="nearest", grid_mode=True).astype(np.float32)
+
+
 def channel_shares(channels: np.ndarray) -> np.ndarray:
     """Each channel's share of the separated signal: sum(max(y_c, 0)) / sum_c sum(max(y_c, 0))
     (equal shares when the channels are empty)."""
@@ -87,6 +105,7 @@ class ImcSeparator:
         self.device = torch.device(device)
         options = loaded.info.options
         self.input_frames = int(options.get("input_frames", 1))
+        self.widefield_input = bool(options.get("widefield_input", False))
         self.channel_names: tuple[str, ...] = tuple(options["channel_names"])
         self._window: deque[np.ndarray] = deque(maxlen=3)
         self._received = 0
@@ -124,26 +143,30 @@ class ImcSeparator:
         """Frames between `push(frame t)` and the result for frame t: 1 temporal, 0 single."""
         return 1 if self.temporal else 0
 
-    def separate(self, sr_image: np.ndarray) -> np.ndarray:
-        """One SR image float (sY, sX) -> float32 (C, sY, sX) (single-frame models only)."""
+    def separate(self, sr_image: np.ndarray, widefield: np.ndarray | None = None) -> np.ndarray:
+        """One SR image float (sY, sX) -> float32 (C, sY, sX) (single-frame models only);
+        `widefield`: the set's wide-field image (camera grid), for `widefield_input` models."""
         if self.temporal:
             raise ValueError(
                 f"model {self.name!r} is temporal (3 frames): use push()/flush(), not separate()"
             )
         image = self._checked(sr_image)
-        return self._run(image[None])
+        return self._run(image[None], self._context(image, widefield))
 
-    def push(self, sr_image: np.ndarray) -> tuple[int, np.ndarray] | None:
+    def push(
+        self, sr_image: np.ndarray, widefield: np.ndarray | None = None
+    ) -> tuple[int, np.ndarray] | None:
         """Add frame t; return (time index, channels) of the frame now separable, or None.
 
         Single-frame models return frame t itself; temporal models frame t-1 (None for t = 0).
         """
         image = self._checked(sr_image)
+        context = self._context(image, widefield)
         index = self._received
         self._received += 1
         if not self.temporal:
             self._emitted += 1
-            return index, self._run(image[None])
+            return index, self._run(image[None], context)
         if self._window and self._window[-1].shape != image.shape:
             raise ValueError(
                 f"SR frame {index} has shape {image.shape}, "
@@ -177,6 +200,14 @@ class ImcSeparator:
         self._emitted += 1
         return index, self._run(window)
 
+    def _context(self, image: np.ndarray, widefield: np.ndarray | None) -> np.ndarray | None:
+        if not self.widefield_input:
+            return None
+        if widefield is None:
+            raise ValueError(f"model {self.name!r} takes the wide-field image as its second "
+                             "input: pass the set's wide-field (widefield=...)")
+        return widefield_on_sr_grid(widefield, image.shape)
+
     def _checked(self, sr_image: np.ndarray) -> np.ndarray:
         image = np.asarray(sr_image, dtype=np.float32)
         if image.ndim != 2 or min(image.shape) < 4:
@@ -185,13 +216,16 @@ class ImcSeparator:
             raise ValueError("SR image contains NaN or infinite values")
         return image
 
-    def _run(self, frames: np.ndarray) -> np.ndarray:
-        """frames (F, sY, sX) -> (C, sY, sX) in the input's units."""
+    def _run(self, frames: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """frames (F, sY, sX) -> (C, sY, sX) in the input's units; `context`: the wide-field
+        on the SR grid, normalised (`widefield_on_sr_grid`), for `widefield_input` models."""
         low = float(frames.min())
         span = float(frames.max()) - low
         normalised = (frames - low) / (span + _EPSILON)
+        network_input = normalised if context is None else np.concatenate(
+            [normalised, context[None]])
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(normalised[None])).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(network_input[None])).to(self.device)
             y = self.model.module(x)[0].float().cpu().numpy()
         self._check_domain(normalised[len(normalised) // 2], y)
         return np.ascontiguousarray(y * np.float32(span), dtype=np.float32)
@@ -229,8 +263,11 @@ class ImcStream:
         self._shape: tuple[int, ...] | None = None
         self._last: int | None = None
 
-    def process(self, time_point: int, sr_image: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Add the SR frame of `time_point`; return the separations now ready (oldest first).
+    def process(
+        self, time_point: int, sr_image: np.ndarray, widefield: np.ndarray | None = None
+    ) -> list[tuple[int, np.ndarray]]:
+        """Add the SR frame of `time_point` (and its set's wide-field image, for models that
+        take it); return the separations now ready (oldest first).
 
         A new image shape (ROI change) or a time point that does not follow the last one (a
         skipped SR frame) restarts the window; the frame still waiting is flushed first.
@@ -243,7 +280,7 @@ class ImcStream:
         self._shape = np.shape(sr_image)
         self._last = time_point
         self._pending.append(time_point)
-        out = self.separator.push(sr_image)
+        out = self.separator.push(sr_image, widefield)
         if out is not None:
             ready.append(self._ready(out[1]))
         return ready

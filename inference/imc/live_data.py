@@ -23,6 +23,7 @@ import numpy as np
 from inference.imc import DEFAULT_STRUCTURES
 from inference.imc.live import ImcSeparator
 from inference.model_file import LoadedModel, load_model
+from inference.preprocessing import Preprocessor
 from inference.reconstruction import ModelReconstructor, make_reconstructor
 from inference.worker import PhotonCalibration
 from sim_emulator.microscope import EmulatorConfig, Microscope
@@ -35,12 +36,14 @@ _EPSILON = 1e-7
 
 @dataclass
 class LiveField:
-    """One emulated field: SR images per method (sY, sX) and true components (3, sY, sX) in e-."""
+    """One emulated field: SR images per method (sY, sX), true components (3, sY, sX) in e-
+    and the set's wide-field image (Y, X) in e- (None in fields cached without it)."""
 
     sr: dict[str, np.ndarray]
     components: np.ndarray
     seed: int
     photon_count_e: float
+    widefield: np.ndarray | None = None
 
 
 def emulator_config(
@@ -87,7 +90,10 @@ def render_live_field(
             reconstructor = ModelReconstructor(models[method], calibration, device="cpu",
                                                backend="torch")
         images[method] = np.asarray(reconstructor.reconstruct(raw).image, dtype=np.float32)
-    return LiveField(images, components.astype(np.float32), seed, float(photon_count_e))
+    electrons = Preprocessor("sim", calibration=calibration).frames_in_electrons(raw)
+    widefield = np.asarray(electrons, dtype=np.float32).mean(axis=0)
+    return LiveField(images, components.astype(np.float32), seed, float(photon_count_e),
+                     widefield)
 
 
 def normalised(image: np.ndarray) -> np.ndarray:
@@ -143,6 +149,8 @@ def save_field(path: Path, field: LiveField) -> None:
     arrays: dict[str, np.ndarray] = {f"sr_{name}": image for name, image in field.sr.items()}
     arrays.update(components=field.components, seed=np.asarray(field.seed),
                   photon_count_e=np.asarray(field.photon_count_e))
+    if field.widefield is not None:
+        arrays["widefield"] = field.widefield
     np.savez(partial, **arrays)  # type: ignore[arg-type]
     partial.replace(path)
 
@@ -152,8 +160,9 @@ def load_field(path: Path) -> LiveField:
     try:
         with np.load(path) as data:
             sr = {key[3:]: data[key] for key in data.files if key.startswith("sr_")}
+            widefield = data["widefield"] if "widefield" in data.files else None
             return LiveField(sr, data["components"], int(data["seed"]),
-                             float(data["photon_count_e"]))
+                             float(data["photon_count_e"]), widefield)
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: not an IMC-SR live field file: {exc}") from exc
 
@@ -175,7 +184,7 @@ def assess_live(separator: ImcSeparator, fields: Sequence[LiveField]) -> LiveSco
     scores = LiveScores({}, {})
     for field in fields:
         for method, image in field.sr.items():
-            channels = separator.separate(image)
+            channels = separator.separate(image, field.widefield)
             per_channel = scores.pearson.setdefault(
                 method, {n: [] for n in separator.channel_names})
             for index, name in enumerate(separator.channel_names):

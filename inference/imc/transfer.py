@@ -17,20 +17,33 @@ logger = logging.getLogger(__name__)
 def load_start(module: Imcsr, init_from: str | Path) -> str:
     """Start from another model file's weights: the same architecture options, or the same
     but fewer residual groups (the model is deepened by function-preserving new groups), or
-    other output structures (the features carry over; see `_renamed_outputs`). Returns the
-    init's description for the model's provenance."""
+    other output structures (the features carry over; see `_renamed_outputs`), or the other
+    `output` kind (intensity <-> shares: the features carry over, the output conv starts
+    fresh). Returns the init's description for the model's provenance."""
     info, state = read_model_file(resolve_model_path(init_from))
     wanted = module.options.model_dump(mode="json")
     have = dict(info.options)
     extra = wanted["groups"] - int(have.get("groups", 0))
-    outputs = {k: wanted[k] for k in ("groups", "channel_names", "output_channels")}
+    outputs = {k: wanted[k] for k in (
+        "groups", "channel_names", "output_channels", "output", "widefield_input")}
     if info.architecture != "imcsr" or {**have, **outputs} != wanted or extra < 0:
         raise ValueError(
             f"init_from={init_from}: {info.architecture} {info.options} does not match the "
             f"configured imcsr {wanted}"
         )
     old_names = tuple(have.get("channel_names", ()))
-    if old_names != module.options.channel_names:
+    if wanted["widefield_input"] and not have.get("widefield_input", False):
+        state = _with_widefield_input(module, state)
+    elif have.get("widefield_input", False) and not wanted["widefield_input"]:
+        raise ValueError(f"init_from={init_from} takes the wide-field image; the configured "
+                         "imcsr does not (widefield_input=false)")
+    if have.get("output", "intensity") != module.options.output:
+        fresh = module.state_dict()
+        state = {**state, "output.weight": fresh["output.weight"].clone(),
+                 "output.bias": fresh["output.bias"].clone()}
+        logger.info("output %s (was %s): the output conv starts fresh",
+                    module.options.output, have.get("output", "intensity"))
+    elif old_names != module.options.channel_names:
         state = _renamed_outputs(module, state, old_names)
     if extra:
         state = _deepened(module, state, extra)
@@ -40,6 +53,16 @@ def load_start(module: Imcsr, init_from: str | Path) -> str:
         f", {extra} residual groups added" if extra else "",
     )
     return f"{init_from} (sha256 {info.weights_sha256[:12]})"
+
+
+def _with_widefield_input(module: Imcsr, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with the head conv taking the wide-field input too: its new input filters start
+    at zero, so the model computes what the SR-only one did until training uses them."""
+    head = module.state_dict()["head.weight"].clone().zero_()
+    old = state["head.weight"]
+    head[:, : old.shape[1]] = old  # pixel-unshuffle order: the SR cells first
+    logger.info("head conv: wide-field input filters added (zero)")
+    return {**state, "head.weight": head}
 
 
 def _renamed_outputs(

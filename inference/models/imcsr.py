@@ -40,6 +40,19 @@ class ImcsrOptions(StrictModel):
     channel_names: tuple[str, ...] = Field(
         default=DEFAULT_STRUCTURES, description="structure of each output"
     )
+    widefield_input: bool = Field(
+        default=False,
+        description="a second input: the set's wide-field image on the SR grid "
+        "(`inference.imc.live.widefield_on_sr_grid`), context that survives where the SR "
+        "image lost dim structure; single-frame models only",
+    )
+    output: Literal["intensity", "shares"] = Field(
+        default="intensity",
+        description="intensity: each channel is a sigmoid image (the paper's). shares: a "
+        "softmax over the structures and a background share, each structure's share times "
+        "the (middle) input frame, so the channels only redistribute measured signal and "
+        "never sum to more than the input",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ImcsrOptions:
@@ -48,7 +61,15 @@ class ImcsrOptions(StrictModel):
                 f"channel_names={list(self.channel_names)} must name each of the "
                 f"{self.output_channels} output_channels"
             )
+        if self.widefield_input and self.input_frames != 1:
+            raise ValueError("widefield_input=true needs input_frames=1 (temporal models take "
+                             "SR frames only)")
         return self
+
+    @property
+    def input_channels(self) -> int:
+        """Input channels the network takes: the SR frame(s), then the wide-field if used."""
+        return self.input_frames + (1 if self.widefield_input else 0)
 
 
 OUTPUT_BIAS_INIT = -3.0
@@ -99,42 +120,57 @@ class ResidualGroup(nn.Module):
 
 
 class Imcsr(nn.Module):
-    """(N, input_frames, Y, X) SR image(s) in [0, 1] -> (N, output_channels, Y, X) in [0, 1]."""
+    """(N, input_channels, Y, X) SR image(s) in [0, 1] (then the wide-field on the SR grid,
+    with `widefield_input`) -> (N, output_channels, Y, X) in [0, 1] (with `output` "shares",
+    each pixel's channels sum to at most the SR input's)."""
 
     def __init__(self, options: ImcsrOptions | None = None) -> None:
         super().__init__()
         self.options = options or ImcsrOptions()
         o = self.options
         cells = o.downscale * o.downscale  # SR pixels per working pixel
-        self.head = nn.Conv2d(o.input_frames * cells, o.width, 3, padding=1)
+        self.head = nn.Conv2d(o.input_channels * cells, o.width, 3, padding=1)
         self.groups = nn.Sequential(
             *(ResidualGroup(o.width, o.blocks, o.reduction) for _ in range(o.groups))
         )
         self.tail = nn.Conv2d(o.width, o.width, 3, padding=1)
-        self.output: nn.Conv2d = nn.Conv2d(o.width, o.output_channels * cells, 3, padding=1)
-        # start near the sparse targets' mean (sigmoid(-3) ~ 0.05) with small output weights, so
-        # the first updates do not drive the sigmoid into saturation (dead outputs)
+        maps = o.output_channels + (1 if o.output == "shares" else 0)  # + background share
+        self.output: nn.Conv2d = nn.Conv2d(o.width, maps * cells, 3, padding=1)
+        # intensity: start near the sparse targets' mean (sigmoid(-3) ~ 0.05) with small output
+        # weights, so the first updates do not drive the sigmoid into saturation (dead
+        # outputs); shares: start from equal shares
         assert self.output.bias is not None
         with torch.no_grad():
             self.output.weight.mul_(0.1)
-            nn.init.constant_(self.output.bias, OUTPUT_BIAS_INIT)
+            nn.init.constant_(
+                self.output.bias, OUTPUT_BIAS_INIT if o.output == "intensity" else 0.0
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.options.input_frames:
+        if x.ndim != 4 or x.shape[1] != self.options.input_channels:
             raise ValueError(
-                f"IMC-SR expects (N, {self.options.input_frames}, Y, X), got {tuple(x.shape)}"
+                f"IMC-SR expects (N, {self.options.input_channels}, Y, X), got {tuple(x.shape)}"
             )
+        logits = self._logits(x)
+        if self.options.output == "intensity":
+            return torch.sigmoid(logits)
+        middle = self.options.input_frames // 2  # the SR frame separated
+        shares = torch.softmax(logits, dim=1)[:, : self.options.output_channels]
+        return shares * x[:, middle : middle + 1]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.options.downscale
         if scale == 1:
             features = self.groups(_gelu(self.head(x)))
-            return torch.sigmoid(self.output(_gelu(self.tail(features))))
+            return self.output(_gelu(self.tail(features)))
         height, width = x.shape[-2:]
+        padded = x
         pad_y, pad_x = -height % scale, -width % scale
         if pad_y or pad_x:  # whole working pixels: mirror the last rows/columns
-            x = F.pad(x, (0, pad_x, 0, pad_y), mode="replicate")
-        features = self.groups(_gelu(self.head(F.pixel_unshuffle(x, scale))))
+            padded = F.pad(x, (0, pad_x, 0, pad_y), mode="replicate")
+        features = self.groups(_gelu(self.head(F.pixel_unshuffle(padded, scale))))
         logits = F.pixel_shuffle(self.output(_gelu(self.tail(features))), scale)
-        return torch.sigmoid(logits[..., :height, :width])
+        return logits[..., :height, :width]
 
 
 register_architecture(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.imc.live import ImcSeparator
+from inference.imc.live import ImcSeparator, widefield_on_sr_grid
 from inference.model_file import BUNDLED_DIR, ModelFileError, save_model
 from inference.models.imcsr import Imcsr, ImcsrOptions
 
@@ -90,8 +90,12 @@ def test_bundled_model_returns_three_distinct_channels_matching_their_structures
     correlations = []
     for seed in range(987_010, 987_016):  # far from the training seeds
         field = render_live_field(seed, 100.0, 64, methods=("dfcan-sim",))
-        out = separator.separate(field.sr["dfcan-sim"])
+        out = separator.separate(field.sr["dfcan-sim"], field.widefield)
         assert out.shape == (3, 128, 128)
+        # the field's wide-field image (e-, camera grid) shows the same structures
+        assert field.widefield is not None and field.widefield.shape == (64, 64)
+        binned = field.components.sum(axis=0).reshape(64, 2, 64, 2).sum(axis=(1, 3))
+        assert np.corrcoef(binned.ravel(), field.widefield.ravel())[0, 1] > 0.8
         flat = out.reshape(3, -1)
         truth = field.components.reshape(3, -1)
         correlations.append(np.corrcoef(np.concatenate([flat, truth]))[:3, 3:])
@@ -178,3 +182,56 @@ def test_domain_check_passes_the_trained_trio_and_flags_a_structure_outside_it()
         assert separator.last_reason is not None, (structure, seed, separator.last_shares)
     assert sorted(stream.out_of_domain) == [2, 3, 4]
     assert "not a mixture of the structures" in stream.out_of_domain[2]
+
+
+def test_widefield_on_sr_grid_normalises_and_keeps_pixel_areas_aligned() -> None:
+    """Min-max to [0, 1], then linear interpolation with pixel areas aligned: each camera
+    pixel's value lands on the centre of its 2 x 2 SR block (a ramp stays a ramp, centred)."""
+    ramp = np.tile(np.arange(8, dtype=np.float32) * 10 + 100, (6, 1))
+    grid = widefield_on_sr_grid(ramp, (12, 16))
+    assert grid.shape == (12, 16) and grid.dtype == np.float32
+    assert float(grid.min()) == 0.0 and float(grid.max()) == pytest.approx(1.0, abs=1e-6)
+    # SR pixels 2k, 2k+1 lie a quarter camera pixel either side of camera pixel k's centre
+    inner = grid[0, 1:-1]
+    np.testing.assert_allclose(inner[1::2] - inner[0::2], 0.5 / 7, atol=1e-6)
+    np.testing.assert_allclose(grid[0, 2:-2:2] + grid[0, 3:-1:2], 2 * np.arange(1, 7) / 7,
+                               atol=1e-6)
+    np.testing.assert_allclose(widefield_on_sr_grid(ramp, (6, 8)), (ramp - 100) / 70,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="whole factor"):
+        widefield_on_sr_grid(ramp, (12, 12))
+    with pytest.raises(ValueError, match="finite"):
+        widefield_on_sr_grid(np.full((6, 8), np.nan, np.float32), (12, 16))
+
+
+def test_a_widefield_model_needs_and_uses_the_widefield(tmp_path: Path) -> None:
+    """A widefield_input model refuses to run without the wide-field image; with it, the
+    output is the module's on [normalised SR, normalised wide-field on the SR grid], and a
+    different wide-field changes the separation (the context is really used)."""
+    torch.manual_seed(3)
+    options = ImcsrOptions.model_validate(
+        {"width": 4, "groups": 1, "blocks": 1, "reduction": 2, "widefield_input": True,
+         "output": "shares"})
+    module = Imcsr(options).eval()
+    with torch.no_grad():
+        module.head.weight.mul_(5.0)  # a context the output notices
+    path = tmp_path / "wf.pt"
+    save_model(path, module, architecture="imcsr", mode="imc", options=module.options)
+    separator = ImcSeparator(path)
+    rng = np.random.default_rng(4)
+    image = rng.random((12, 16), dtype=np.float32) * 400 + 50
+    widefield = rng.random((6, 8), dtype=np.float32) * 90 + 10
+    with pytest.raises(ValueError, match="wide-field"):
+        separator.separate(image)
+    out = separator.separate(image, widefield)
+    low, span = float(image.min()), float(image.max() - image.min())
+    x = np.stack([(image - low) / (span + 1e-7), widefield_on_sr_grid(widefield, image.shape)])
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x[None]))[0].numpy() * span
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+    assert bool((out.sum(axis=0) <= image - low + 1e-3).all())  # shares of the SR input
+    other = separator.separate(image, widefield[::-1].copy())
+    assert float(np.abs(other - out).max()) > 1e-3 * span
+    pushed = separator.push(image, widefield)
+    assert pushed is not None
+    np.testing.assert_allclose(pushed[1], out, rtol=1e-6)

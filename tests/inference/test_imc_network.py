@@ -101,3 +101,68 @@ def test_downscaled_output_resolves_single_sr_pixels() -> None:
     assert ImcsrOptions().downscale == 1  # the paper's layout (and older model files) unchanged
     with pytest.raises(ValueError, match="downscale"):
         ImcsrOptions(downscale=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("frames", "scale"), [(1, 1), (1, 2), (3, 4)])
+def test_share_output_only_redistributes_the_input(frames: int, scale: int) -> None:
+    """output="shares": one more map (the background share) and a softmax; each channel is its
+    share of the (middle) input frame, so the channels are >= 0 and their sum never exceeds
+    the input, pixel by pixel; a pixel with no signal has empty channels, whatever the
+    network thinks of its neighbourhood."""
+    torch.manual_seed(4)
+    model = Imcsr(_tiny(input_frames=frames, downscale=scale, output="shares")).eval()
+    assert model.output.weight.shape[0] == 4 * scale * scale
+    x = torch.rand(2, frames, 21, 18)
+    x[:, frames // 2, 5, 7] = 0.0
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (2, 3, 21, 18)
+    middle = x[:, frames // 2]
+    total = y.sum(dim=1)
+    assert float(y.min()) >= 0.0
+    assert bool((total <= middle + 1e-6).all())
+    assert bool((total >= 0.5 * middle).all())  # equal shares at the start: 3/4 of the input
+    assert float(y[:, :, 5, 7].abs().max()) == 0.0
+    if frames == 3:  # the neighbours in time steer the shares, not the intensity
+        other = x.clone()
+        other[:, 0] = torch.rand_like(other[:, 0])
+        with torch.no_grad():
+            y_other = model(other)
+        ratio = y_other.sum(dim=1) / middle.clamp_min(1e-6)
+        assert bool((ratio <= 1.0 + 1e-5).all())
+        assert not torch.allclose(y, y_other)
+
+
+def test_share_output_learns_a_spatial_assignment() -> None:
+    """A few steps on a two-channel toy (left half channel 0, right half channel 1) move the
+    shares toward the split, starting from equal shares."""
+    torch.manual_seed(5)
+    model = Imcsr(_tiny(output="shares", output_channels=2, channel_names=("a", "b")))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = torch.rand(4, 1, 16, 16)
+    target = torch.zeros(4, 2, 16, 16)
+    target[:, 0, :, :8] = x[:, 0, :, :8]
+    target[:, 1, :, 8:] = x[:, 0, :, 8:]
+    start = float(((model(x) - target) ** 2).mean())
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = ((model(x) - target) ** 2).mean()
+        loss.backward()
+        optimiser.step()
+    assert float(loss) < 0.2 * start
+
+
+def test_widefield_input_is_a_second_input_channel_and_not_what_shares_divide() -> None:
+    torch.manual_seed(6)
+    model = Imcsr(_tiny(widefield_input=True, output="shares", downscale=2)).eval()
+    assert model.options.input_channels == 2
+    assert tuple(model.head.weight.shape) == (8, 2 * 4, 3, 3)
+    sr = torch.rand(1, 1, 16, 16)
+    context = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        y = model(torch.cat([sr, context], dim=1))
+    assert bool((y.sum(dim=1) <= sr[:, 0] + 1e-6).all())  # shares of the SR frame
+    with pytest.raises(ValueError, match=r"expects \(N, 2, Y, X\)"):
+        model(sr)
+    with pytest.raises(ValueError, match="input_frames=1"):
+        ImcsrOptions(input_frames=3, widefield_input=True)

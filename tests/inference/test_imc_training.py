@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from acquisition.cli import build_app
 from inference.imc.data import LiveFieldSampler
-from inference.imc.live import ImcSeparator
-from inference.imc.live_data import LiveField, fit_targets, normalised, save_field
+from inference.imc.live import ImcSeparator, widefield_on_sr_grid
+from inference.imc.live_data import LiveField, fit_targets, load_field, normalised, save_field
 from inference.imc.mixtures import MixtureConfig, render_field
 from inference.model_file import load_model, read_model_file
 from inference.models.imcsr import OUTPUT_BIAS_INIT, Imcsr
@@ -147,6 +147,25 @@ def test_fine_tuning_a_downscaled_model_keeps_its_layout_and_output_filters(
     torch.testing.assert_close(end["output.bias"][4:], torch.full((8,), OUTPUT_BIAS_INIT))
 
 
+def test_an_intensity_model_starts_a_share_model_with_its_features(tmp_path: Path) -> None:
+    """--init an intensity model into output="shares": every feature weight carries over, the
+    output conv (one more map: the background share) starts as a fresh share model's does."""
+    Trainer(imc_config(steps=1, model_options={**TINY, "downscale": 2}),
+            tmp_path / "a.pt").run(plot=False)
+    _, start = read_model_file(tmp_path / "a.pt")
+    shares = Trainer(imc_config(steps=1, model_options={"output": "shares"}), tmp_path / "b.pt",
+                     init=tmp_path / "a.pt")
+    assert shares.options["output"] == "shares" and shares.options["downscale"] == 2
+    end = shares.generator.state_dict()
+    for key in start:
+        if not key.startswith("output."):
+            torch.testing.assert_close(end[key], start[key], atol=0, rtol=0)
+    assert end["output.weight"].shape[0] == 4 * 4
+    torch.testing.assert_close(end["output.bias"], torch.zeros(16))
+    shares.run(plot=False)
+    assert load_model(tmp_path / "b.pt").info.options["output"] == "shares"
+
+
 def test_training_brightness_widens_only_the_training_fields(tmp_path: Path) -> None:
     trainer = Trainer(imc_config(imc={"training_brightness_range": (0.1, 1.0)}), tmp_path / "m.pt")
     sampler = trainer.sampler
@@ -190,6 +209,31 @@ def test_live_fields_train_with_the_normalisation_the_separator_uses(tmp_path: P
         Trainer(imc_config(data=f"imc-live:{tmp_path}", imc={"temporal": True}), tmp_path / "t.pt")
     with pytest.raises(DataSourceError, match="validation"):
         LiveFieldSampler(config, tmp_path / "train")
+
+
+def test_widefield_models_train_on_the_fields_widefield_on_the_sr_grid(tmp_path: Path) -> None:
+    """widefield_input: the second input channel is the field's wide-field image as the
+    separator feeds it (same crop and orientation as the SR); a field cached without one is
+    refused, naming the file."""
+    for part, seed in (("train", 1), ("validation", 3)):
+        (tmp_path / part).mkdir(exist_ok=True)
+        field = _live_field(seed)
+        field.widefield = np.random.default_rng(seed).random((16, 16)).astype(np.float32)
+        save_field(tmp_path / part / f"field-{seed:07d}.npz", field)
+    options = {**TINY, "widefield_input": True, "output": "shares"}
+    config = imc_config(data=f"imc-live:{tmp_path}", patch_px=32, validation_count=4,
+                        model_options=options, augment=False)
+    sampler = LiveFieldSampler(config, tmp_path)
+    x, _ = sampler.batch(0)
+    assert x.shape == (1, 2, 32, 32)
+    widefield = load_field(tmp_path / "train" / "field-0000001.npz").widefield
+    assert widefield is not None
+    np.testing.assert_allclose(x[0, 1], widefield_on_sr_grid(widefield, (32, 32)), atol=1e-6)
+    Trainer(config, tmp_path / "m.pt").run(plot=False)
+    assert load_model(tmp_path / "m.pt").info.options["widefield_input"] is True
+    save_field(tmp_path / "train" / "field-0000001.npz", _live_field(1))
+    with pytest.raises(DataSourceError, match=r"field-0000001\.npz: no wide-field"):
+        LiveFieldSampler(config, tmp_path).batch(0)
 
 
 def test_assignment_loss_terms_reach_the_trainer_from_the_imc_table(tmp_path: Path) -> None:

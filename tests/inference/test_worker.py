@@ -229,6 +229,37 @@ def test_imc_results_follow_their_time_points_and_flush_sends_the_last(rig_side,
         thread.join(5)
 
 
+def test_imc_stage_gives_a_widefield_model_the_sets_mean_in_electrons(tmp_path: Path) -> None:
+    import torch
+
+    from inference.model_file import save_model
+    from inference.models.imcsr import Imcsr, ImcsrOptions
+    from inference.worker import ImcStage, PhotonCalibration
+
+    torch.manual_seed(2)
+    paths = {}
+    for context in (False, True):
+        module = Imcsr(ImcsrOptions.model_validate(
+            {"width": 4, "groups": 1, "blocks": 1, "reduction": 2, "widefield_input": context}))
+        paths[context] = tmp_path / f"imc-{context}.pt"
+        save_model(paths[context], module, architecture="imcsr", mode="imc",
+                   options=module.options)
+    rng = np.random.default_rng(3)
+    raw = rng.integers(100, 3000, (9, 6, 6), dtype=np.uint16)
+    offset = np.full((6, 6), 100.0, np.float32)
+    offset[0, 0] = 90.0
+    calibration = PhotonCalibration(offset, np.full((6, 6), 2.0, np.float32))
+    assert ImcStage(str(paths[False]), 0, calibration=calibration).widefield(raw) is None
+    stage = ImcStage(str(paths[True]), 0, calibration=calibration)
+    expected = ((raw.astype(np.float64) - offset) / 2.0).mean(axis=0)
+    np.testing.assert_allclose(stage.widefield(raw), expected, rtol=1e-6)
+    sr = np.kron(expected, np.ones((2, 2))).astype(np.float32)
+    ready = stage.stream.process(0, sr, stage.widefield(raw))
+    assert len(ready) == 1 and ready[0][1].shape == (3, 12, 12)
+    with pytest.raises(ValueError, match="wide-field"):
+        stage.stream.process(1, sr)
+
+
 def test_uint16_sr_encoding_is_within_half_a_step() -> None:
     from inference.worker import SR_UINT16_SCALE, encode_sr
 
