@@ -31,7 +31,7 @@ class ImcsrOptions(StrictModel):
     groups: int = Field(default=5, ge=1, description="residual groups")
     blocks: int = Field(default=10, ge=1, description="RCABs per residual group")
     reduction: int = Field(default=16, ge=1, description="channel reduction in the attention")
-    downscale: Literal[1, 2, 4] = Field(
+    downscale: Literal[1, 2, 4, 8] = Field(
         default=1,
         description="the residual groups work at 1/downscale of the SR sampling (pixel unshuffle "
         "in, pixel shuffle out): downscale^2 x fewer operations per layer and downscale x the "

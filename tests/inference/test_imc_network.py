@@ -71,7 +71,7 @@ def test_registry_builds_imcsr_and_rejects_bad_input() -> None:
         ImcsrOptions(output_channels=2)
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 4, 8])
 def test_downscaled_trunk_keeps_the_sr_sampling_on_any_size(scale: int) -> None:
     """The groups work on (Y/scale, X/scale) cells; the output is at the input's own size,
     sizes that are not multiples of the scale included."""
