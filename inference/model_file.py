@@ -137,19 +137,30 @@ def save_model(
     path = Path(path)
     plain = _plain_options(module, options)
     validate_options(architecture, plain)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     info = ModelInfo(
         name=name or path.stem,
         architecture=architecture,
         options=plain,
         mode=mode,
         normalisation=normalisation or Normalisation(),
-        weights_sha256=weights_sha256(state),
+        weights_sha256="",  # set from the weights written
         source=source,
         domain=domain,
         imc_unexplained_limit=imc_unexplained_limit,
         imc_channel_shares=imc_channel_shares,
     )
+    return write_model_file(path, module, info)
+
+
+def write_model_file(path: str | Path, module: nn.Module, info: ModelInfo) -> ModelInfo:
+    """Write `module`'s weights with the description `info` (its weights SHA-256 replaced by
+    that of the weights written) to `path`; return the description written. A model file
+    re-written with one field changed: `write_model_file(out, loaded.module,
+    loaded.info.model_copy(update={...}))`."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    # validated again: a description changed with model_copy(update=...) is not
+    info = ModelInfo.model_validate({**info.model_dump(), "weights_sha256": weights_sha256(state)})
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -158,7 +169,8 @@ def save_model(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
-    log.info("saved model %s (%s, %s) sha256 %s", path, architecture, mode, info.weights_sha256)
+    log.info("saved model %s (%s, %s) sha256 %s", path, info.architecture, info.mode,
+             info.weights_sha256)
     return info
 
 

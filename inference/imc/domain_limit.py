@@ -27,7 +27,7 @@ import numpy as np
 from inference.domain import Range
 from inference.imc.live import ImcSeparator
 from inference.imc.live_data import LiveField
-from inference.model_file import load_model, save_model
+from inference.model_file import load_model, write_model_file
 
 LIMIT_PERCENTILE = 99.0
 MARGIN = 1.1
@@ -84,8 +84,5 @@ def write_domain_limits(
 ) -> None:
     """Copy model file `model` (bundled name or path) to `output` with the limits recorded."""
     loaded = load_model(model)
-    info = loaded.info
-    save_model(output, loaded.module, architecture=info.architecture, mode=info.mode,
-               name=info.name, options=info.options, normalisation=info.normalisation,
-               source=info.source, domain=info.domain, imc_unexplained_limit=limit,
-               imc_channel_shares=shares)
+    write_model_file(output, loaded.module, loaded.info.model_copy(
+        update={"imc_unexplained_limit": limit, "imc_channel_shares": shares}))

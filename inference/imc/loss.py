@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from inference.evaluation import ssim_torch
+from settings_file import StrictModel
 
 
-class ImcLossWeights(BaseModel):
+class ImcLossWeights(StrictModel):
     """Loss weights; `alpha` = 0 switches the summation term off."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mse_weight: float = Field(default=1.0, ge=0, description="lambda")
     ssim_weight: float = Field(default=0.1, ge=0, description="mu")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from inference.imc.loss import ImcLossWeights
 from inference.model_file import ROBUST_NORMALISATION, Normalisation
 from inference.training.losses import ADVERSARIAL_WEIGHT, SSIM_WEIGHT
 from settings_file import StrictModel, load_settings
@@ -23,25 +24,26 @@ REGISTRY_NAME = {"dfcan": "dfcan", "dfgan": "dfgan", "cmgan": "cross-modality-un
 SCALE_FOR_MODE = {"sisr": 2, "sim": 2, "nlsim": 3}
 
 
-class ImcSettings(StrictModel):
-    """What only IMC-SR training needs (arch `imcsr`)."""
+class ImcSettings(ImcLossWeights):
+    """What only IMC-SR training needs (arch `imcsr`): the loss weights of `imc_loss`
+    (`ImcLossWeights`, same names in `[imc]`) and the following."""
 
     outputs: tuple[str, ...] | None = Field(
         default=None, description="structures the model outputs (None: all of the data's, in "
         "order; one name: an IMC-SR-Single model)"
     )
     temporal: bool = Field(default=False, description="3 frames in (t-1, t, t+1), t separated")
-    summation_weight: float = Field(default=0.02, ge=0, description="alpha of imc_loss")
-    pearson_weight: float = Field(
-        default=0.0, ge=0, description="rho of imc_loss: per-channel 1 - Pearson (0: off)"
-    )
-    coarse_mse_weight: float = Field(
-        default=0.0, ge=0, description="kappa of imc_loss: MSE of 2x/4x pooled channels (0: off)"
-    )
     training_brightness_range: tuple[float, float] | None = Field(
         default=None, description="imc-mix data: relative brightness of the training fields "
         "only (None: 0.4-1, as validation); wider makes brightness a weaker cue than shape"
     )
+
+
+    def loss_weights(self, single_output: bool = False) -> ImcLossWeights:
+        """The weights of `imc_loss`; a single-output model has no summation term."""
+        weights = ImcLossWeights.model_validate(
+            self.model_dump(include=set(ImcLossWeights.model_fields)))
+        return weights.model_copy(update={"summation_weight": 0.0}) if single_output else weights
 
 
 SR_ONLY_FIELDS = ("pixel_loss", "ssim_weight", "normalisation")  # not read in mode imc

@@ -215,15 +215,10 @@ class Trainer:
         """MSE-SSIM; IMC-SR: its loss with the summation term against the (middle) input."""
         if self.config.mode != "imc":
             return pixel_ssim_loss(prediction, y, self.config.pixel_loss, self.config.ssim_weight)
-        from inference.imc.loss import ImcLossWeights, imc_loss
+        from inference.imc.loss import imc_loss
 
-        middle = x.shape[1] // 2
-        alpha = self.config.imc.summation_weight if y.shape[1] > 1 else 0.0
-        weights = ImcLossWeights(
-            summation_weight=alpha,
-            pearson_weight=self.config.imc.pearson_weight,
-            coarse_mse_weight=self.config.imc.coarse_mse_weight,
-        )
+        middle = int(self.options.get("input_frames", 1)) // 2  # the SR frame separated
+        weights = self.config.imc.loss_weights(single_output=y.shape[1] == 1)
         return imc_loss(prediction, y, x[:, middle : middle + 1], weights)
 
     def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -252,3 +252,16 @@ def test_assignment_loss_terms_reach_the_trainer_from_the_imc_table(tmp_path: Pa
     assert float(weighted) > float(plain) + 0.2  # random channels: 1 - Pearson ~ 1
     with pytest.raises(ValueError, match="pearson_weight"):
         imc_config(imc={"pearson_weight": -1.0})
+    # every ImcLossWeights field is an [imc] key (mse_weight too)
+    heavy = Trainer(imc_config(imc={"mse_weight": 5.0}), tmp_path / "c.pt")
+    expected = imc_loss(prediction, y, x, ImcLossWeights(mse_weight=5.0))
+    assert float(heavy._content_loss(prediction, x, y)) == pytest.approx(float(expected),
+                                                                         rel=1e-6)
+    # a wide-field model: the summation term holds the channels to the SR input (channel 0),
+    # not to the wide-field context after it
+    context = Trainer(imc_config(model_options={**TINY, "widefield_input": True},
+                                 imc={"summation_weight": 1.0}), tmp_path / "d.pt")
+    both = torch.cat([x, torch.rand(2, 1, 24, 24)], dim=1)
+    expected = imc_loss(prediction, y, x, ImcLossWeights(summation_weight=1.0))
+    assert float(context._content_loss(prediction, both, y)) == pytest.approx(float(expected),
+                                                                              rel=1e-6)
