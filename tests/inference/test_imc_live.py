@@ -104,8 +104,11 @@ def test_bundled_model_returns_three_distinct_channels_matching_their_structures
         assert np.abs(out.sum(axis=0) - (sr - sr.min())).mean() < 0.05 * np.ptp(sr)
     mean = np.mean(correlations, axis=0)
     assert (np.argmax(mean, axis=1) == np.arange(3)).all(), mean
-    # measured on 48 held-out fields per photon level: 0.57-0.65 / 0.66-0.71 / 0.99
-    assert np.diag(mean)[:2].min() > 0.35 and mean[2, 2] > 0.95, mean
+    # the bundled model here: microtubules 0.845, ER 0.806, lysosomes 0.992; each line
+    # channel correlates 0.15-0.16 with the other line structure. The model bundled before
+    # (trained without the wide-field context) scored 0.746 / 0.712 with 0.34-0.37 cross-talk
+    assert np.diag(mean)[:2].min() > 0.77 and mean[2, 2] > 0.95, mean
+    assert max(mean[0, 1], mean[1, 0]) < 0.25, mean
 
 
 def test_stream_sends_each_result_under_its_own_time_point(tmp_path: Path) -> None:
@@ -171,14 +174,14 @@ def test_domain_check_passes_the_trained_trio_and_flags_a_structure_outside_it()
     stream = ImcStream(separator)
     for t, seed in enumerate((987_001, 987_003)):
         trio = render_live_field(seed, 100.0, 64, methods=("dfcan-sim",))
-        stream.process(t, trio.sr["dfcan-sim"])
+        stream.process(t, trio.sr["dfcan-sim"], trio.widefield)
         assert separator.last_reason is None, separator.last_unexplained
     assert stream.out_of_domain == {}
     outside = [("f-actin", 987_001), ("f-actin", 987_002), ("mitochondria", 987_001)]
     for t, (structure, seed) in enumerate(outside, start=2):
         field = render_live_field(seed, 100.0, 64, methods=("dfcan-sim",),
                                   structures=(structure,))
-        stream.process(t, field.sr["dfcan-sim"])
+        stream.process(t, field.sr["dfcan-sim"], field.widefield)
         assert separator.last_reason is not None, (structure, seed, separator.last_shares)
     assert sorted(stream.out_of_domain) == [2, 3, 4]
     assert "not a mixture of the structures" in stream.out_of_domain[2]
