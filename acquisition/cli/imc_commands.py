@@ -5,12 +5,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from acquisition.cli import options as opt
 from acquisition.cli.output_files import check_json_output, check_output, exit_on, write_json
+
+if TYPE_CHECKING:
+    from inference.imc.live import ImcSeparator
 
 
 def imc_live_fields(
@@ -169,11 +174,7 @@ def imc_assess(
     with exit_on(ModelFileError, ValueError):
         for entry in models:
             separators = [ImcSeparator(part) for part in entry.split(",")]
-            for s in separators:
-                if s.widefield_input:
-                    raise ValueError(f"model {s.name!r} takes the wide-field image, which the "
-                                     "clean mixtures of imc-assess do not have: use "
-                                     "`livesim imc-assess-live`")
+            _refuse_widefield_models(separators, "imc-assess")
             names = tuple(n for s in separators for n in s.channel_names)
             frames = separators[0].input_frames
             config = MixtureConfig.model_validate(
@@ -226,6 +227,7 @@ def imc_cross_talk(
     torch.set_num_threads(threads)
     with exit_on(ModelFileError, ValueError):
         separators = [ImcSeparator(model_a), ImcSeparator(model_b)]
+        _refuse_widefield_models(separators, "imc-cross-talk")
         names = separators[0].channel_names
         if separators[1].channel_names != names or any(s.temporal for s in separators):
             raise ValueError("both models must be single-frame with the same channel names")
@@ -289,3 +291,12 @@ def bench_imcsr_command(
         )
     write_json(json_out, result, indent=1)
 
+
+def _refuse_widefield_models(separators: Sequence[ImcSeparator], command: str) -> None:
+    """The noiseless mixtures of `command` have no wide-field image: name the model that needs
+    one instead of failing inside the network."""
+    for separator in separators:
+        if separator.widefield_input:
+            raise ValueError(f"model {separator.name!r} takes the wide-field image, which the "
+                             f"noiseless mixtures of {command} do not have: use "
+                             "`livesim imc-assess-live` on live fields")

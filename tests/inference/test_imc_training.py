@@ -265,3 +265,15 @@ def test_assignment_loss_terms_reach_the_trainer_from_the_imc_table(tmp_path: Pa
     expected = imc_loss(prediction, y, x, ImcLossWeights(summation_weight=1.0))
     assert float(context._content_loss(prediction, both, y)) == pytest.approx(float(expected),
                                                                               rel=1e-6)
+
+
+@pytest.mark.parametrize("command", [["imc-assess", "imcsr"],
+                                     ["imc-cross-talk", "imcsr", "imcsr"]])
+def test_noiseless_mixture_commands_name_a_model_that_needs_the_widefield(
+        command: list[str]) -> None:
+    """The bundled model takes the wide-field image, which noiseless mixtures lack: the
+    commands on them stop with the model named and the command to use instead."""
+    result = CliRunner().invoke(build_app(), [*command, "--fields", "1"])
+    assert result.exit_code == 2, result.output
+    assert "'imcsr' takes the wide-field image" in result.output
+    assert "imc-assess-live" in result.output
