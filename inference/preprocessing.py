@@ -176,6 +176,11 @@ class Preprocessor:
             frames = repair_defects(frames, defects, xp)
         return frames
 
+    def widefield_e(self, raw: np.ndarray) -> np.ndarray:
+        """The set's wide-field image: the mean of its frames in photo-electrons (defects
+        repaired), float32 (Y, X) (a CPU preprocessor's)."""
+        return np.asarray(self.frames_in_electrons(raw), dtype=np.float32).mean(axis=0)
+
     def electrons(self, raw: np.ndarray) -> ElectronSet:
         """The raw set in photo-electrons and its photon count, for `prepare` to reuse."""
         return ElectronSet(self.frames_in_electrons(raw), self.photon_count_e(raw))

@@ -240,7 +240,7 @@ class ImcStage:
         """The raw set's wide-field image when the model takes it, else None."""
         if not self.separator.widefield_input:
             return None
-        return np.asarray(self._electrons.frames_in_electrons(raw), np.float32).mean(axis=0)
+        return self._electrons.widefield_e(raw)
 
     def describe(self) -> dict[str, Any]:
         """For ``hello``: model identity, channel names, window and source channel."""

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter, zoom
 
-import inference.models.imcsr  # noqa: F401  (registers the 'imcsr' architecture)
 from inference.model_file import LoadedModel, ModelFileError, load_model
+from inference.models.imcsr import ImcsrOptions  # (importing it registers 'imcsr')
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +103,11 @@ class ImcSeparator:
             )
         self.model = loaded
         self.device = torch.device(device)
-        options = loaded.info.options
-        self.input_frames = int(options.get("input_frames", 1))
-        self.widefield_input = bool(options.get("widefield_input", False))
-        self.channel_names: tuple[str, ...] = tuple(options["channel_names"])
+        options = ImcsrOptions.model_validate(loaded.info.options)
+        self.input_frames = options.input_frames
+        self.widefield_input = options.widefield_input
+        self.input_channels = options.input_channels  # what the network takes
+        self.channel_names: tuple[str, ...] = tuple(options.channel_names)
         self._window: deque[np.ndarray] = deque(maxlen=3)
         self._received = 0
         self._emitted = 0

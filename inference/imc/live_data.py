@@ -90,8 +90,7 @@ def render_live_field(
             reconstructor = ModelReconstructor(models[method], calibration, device="cpu",
                                                backend="torch")
         images[method] = np.asarray(reconstructor.reconstruct(raw).image, dtype=np.float32)
-    electrons = Preprocessor("sim", calibration=calibration).frames_in_electrons(raw)
-    widefield = np.asarray(electrons, dtype=np.float32).mean(axis=0)
+    widefield = Preprocessor("sim", calibration=calibration).widefield_e(raw)
     return LiveField(images, components.astype(np.float32), seed, float(photon_count_e),
                      widefield)
 

@@ -38,7 +38,6 @@ class ImcSettings(ImcLossWeights):
         "only (None: 0.4-1, as validation); wider makes brightness a weaker cue than shape"
     )
 
-
     def loss_weights(self, single_output: bool = False) -> ImcLossWeights:
         """The weights of `imc_loss`; a single-output model has no summation term."""
         weights = ImcLossWeights.model_validate(

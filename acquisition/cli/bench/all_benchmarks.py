@@ -360,8 +360,7 @@ def bench_imcsr(s: BenchSettings) -> list[Figure]:
     figures = []
     for row in result["rows"]:
         size = int(row["sr_size"])
-        bare = _forward_rate(separator.model.module,
-                             separator.input_frames + int(separator.widefield_input), size, 3)
+        bare = _forward_rate(separator.model.module, separator.input_channels, size, 3)
         figures.append(Figure("imc-sr", f"{result['model']} {size} px SR image",
                               float(row["frames_per_s"]), "frames/s",
                               "plain torch forward of the module", bare, note=note))
