@@ -46,6 +46,10 @@ QC_RCVHWM = 256  # the unconflated 'qc' topic: trust records and method changes 
 QC_SNDHWM = 1000  # per viewer: ~15 min of ~1/s records queued for a window that reads late
 
 
+IPC_PATH_MAX_BYTES = getattr(zmq, "IPC_PATH_MAX_LEN", 0) or 107  # sockaddr_un.sun_path - 1
+LONGEST_IPC_NAME = "display-qc"  # the longest endpoint name in an ipc folder (qc_endpoint)
+
+
 class TransportSecurityError(ValueError):
     """An endpoint would expose the run beyond this host without CurveZMQ keys."""
 
@@ -62,7 +66,14 @@ class Endpoints:
     @classmethod
     def ipc(cls, folder: Path | None = None) -> Endpoints:
         """ipc endpoints in ``folder`` (a fresh private temporary folder when None, named in
-        :attr:`temporary_folder` so that its owner can :meth:`remove_temporary_folder`)."""
+        :attr:`temporary_folder` so that its owner can :meth:`remove_temporary_folder`).
+
+        A socket path is limited to ``IPC_PATH_MAX_LEN`` bytes (107 on Linux); a ``folder``
+        too deep for its longest endpoint is replaced by a temporary folder (logged)."""
+        if folder and len(f"{folder}/{LONGEST_IPC_NAME}".encode()) > IPC_PATH_MAX_BYTES:
+            logger.info("%s: too long a path for ipc sockets (%d bytes at most); using a "
+                        "temporary folder", folder, IPC_PATH_MAX_BYTES)
+            folder = None
         temporary = None if folder else Path(tempfile.mkdtemp(prefix="livesim-"))
         where = Path(folder) if folder else temporary
         return cls(raw=f"ipc://{where}/raw", results=f"ipc://{where}/results",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
 from acquisition.transport import (
+    IPC_PATH_MAX_BYTES,
     CurveKeys,
     DisplayPublisher,
     DisplaySubscriber,
@@ -152,3 +154,26 @@ def test_display_publisher_knows_when_a_viewer_is_connected(context: zmq.Context
         assert packed == []
     finally:
         outlet.close()
+
+
+def test_ipc_folder_too_deep_for_a_socket_path_falls_back_to_a_temporary_folder(
+        tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    endpoints = Endpoints.ipc(deep)
+    try:
+        assert endpoints.temporary_folder is not None  # the session removes it at the end
+        assert not str(endpoints.display).startswith(f"ipc://{deep}")
+        longest = f"{endpoints.display}-qc".removeprefix("ipc://")
+        assert len(longest.encode()) <= IPC_PATH_MAX_BYTES
+        context = zmq.Context()
+        try:  # the longest endpoint of the folder binds
+            socket = context.socket(zmq.PUB)
+            socket.bind(f"ipc://{longest}")
+            socket.close(linger=0)
+        finally:
+            context.term()
+    finally:
+        endpoints.remove_temporary_folder()
+    assert not endpoints.temporary_folder.exists()
+    short = Endpoints.ipc(tmp_path)  # a folder that fits is used as given
+    assert short.temporary_folder is None and short.raw == f"ipc://{tmp_path}/raw"

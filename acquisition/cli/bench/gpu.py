@@ -471,6 +471,7 @@ def stage_pipeline_limits(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
         rows.append({"size": size, "pipeline_fps": result.pipeline_fps,
                      "zmq_fps": result.zmq_fps, "h5py_fps": result.h5py_fps,
                      "h5py_same_bytes_fps": result.h5py_same_bytes_fps,
+                     "composite_limit_fps": result.composite_limit,
                      "ratio": result.ratio, "raw_lost": result.raw_lost,
                      "cpu_ms_per_frame": result.cpu_ms_per_frame})
     return {"rows": rows}
