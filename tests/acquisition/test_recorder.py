@@ -38,6 +38,36 @@ def write_time_point(recorder: RunRecorder, t: int) -> None:
 
 
 
+def test_table_rows_written_as_whole_chunks_keep_every_row_in_any_order(
+        tmp_path: Path) -> None:
+    """Rows go to the file as whole chunks from the recorder's copy: a row of a chunk whose
+    copy was dropped (older than the kept ones) reads that chunk back first, so no row
+    written before is lost, unwritten rows keep the fill value, and a SWMR reader sees each
+    row after the flush."""
+    from acquisition.recorder import _TableRows
+
+    path = tmp_path / "tables.h5"
+    h5 = h5py.File(path, "w", libver="latest")
+    table = run_file.create_table(h5, "t", (2, 512), np.float32, np.nan)  # 4 rows a chunk
+    assert table.chunks == (4, 2, 512)
+    h5.swmr_mode = True
+    rows = _TableRows(table)
+    order = [0, 1, 5, 9, 13, 17, 21, 2, 25, 6, 29, 3, 30]  # 2, 6, 3: chunks already dropped
+    expected = np.full((31, 2, 512), np.nan, np.float32)
+    table.id.set_extent((31, 2, 512))
+    for t in order:
+        rows.write((t, t % 2), np.arange(512, dtype=np.float32) + t)
+        expected[t, t % 2] = np.arange(512) + t
+        h5.flush()
+        with h5py.File(path, "r", libver="latest", swmr=True) as reader:
+            np.testing.assert_array_equal(reader["t"][t], expected[t])
+    rows.write((31 - 1,), 7.0)  # a whole row from one value
+    expected[30] = 7.0
+    h5.close()
+    with h5py.File(path, "r") as stored:
+        np.testing.assert_array_equal(stored["t"][()], expected)
+
+
 def test_table_rows_land_in_their_row_when_results_come_late_and_out_of_order(
         tmp_path: Path) -> None:
     """The per-time-point tables keep one dataspace per growth: a row written after the file
