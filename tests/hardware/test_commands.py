@@ -47,3 +47,27 @@ def test_camera_throughput_counts_every_streamed_frame(render_mode: str) -> None
     assert result.frames == 45
     assert result.frames_per_s > 0
     assert result.megabytes_per_s == result.frames_per_s * 64 * 64 * 2 / 1e6
+
+
+def test_camera_throughput_is_not_paced_by_the_emulated_exposure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench measures the core path's ceiling: the emulated camera must not hold each
+    readout for its 10 ms exposure (that capped the figure at ~97 frames/s)."""
+    import contextlib
+    from collections.abc import Iterator
+
+    from acquisition.cli.bench import camera as bench_camera
+
+    real = bench_camera.emulated_rig
+    held: list[str] = []
+
+    @contextlib.contextmanager
+    def watched(**kwargs: object) -> Iterator[object]:
+        with real(**kwargs) as rig:  # type: ignore[arg-type]
+            yield rig
+            held.append(str(rig.backend.get_property(rig.camera.label, "HoldExposure")))
+
+    monkeypatch.setattr(bench_camera, "emulated_rig", watched)
+    result = measure_camera_throughput(n_frames=18, size_px=32, render_mode="replay")
+    assert result.frames == 18
+    assert held == ["No"]
