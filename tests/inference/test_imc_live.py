@@ -159,10 +159,15 @@ def test_unexplained_fraction_is_the_residual_share_of_the_input_variance() -> N
 
 
 @pytest.mark.skipif(not (BUNDLED_DIR / "imcsr.pt").is_file(), reason="bundled imcsr.pt absent")
-def test_domain_check_passes_the_trained_trio_and_flags_a_structure_outside_it() -> None:
+def test_domain_check_passes_the_trained_trio_and_flags_a_structure_outside_it(
+        caplog: pytest.LogCaptureFixture) -> None:
     """Live-like fields (the realistic emulator through the bundled DFCAN-SIM, 100 photons):
     with the bundled model's own measured limits, mixtures of microtubules, ER and lysosomes
-    pass, fields of F-actin alone and of mitochondria alone are flagged."""
+    pass, fields of F-actin alone and of mitochondria alone are flagged; the log warns once
+    when the flags start, not for every flagged frame."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="inference.imc.live")
     from inference.imc.live import ImcStream
     from inference.imc.live_data import render_live_field
     from inference.model_file import read_model_file
@@ -185,6 +190,8 @@ def test_domain_check_passes_the_trained_trio_and_flags_a_structure_outside_it()
         assert separator.last_reason is not None, (structure, seed, separator.last_shares)
     assert sorted(stream.out_of_domain) == [2, 3, 4]
     assert "not a mixture of the structures" in stream.out_of_domain[2]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "out of domain" in warnings[0].getMessage()
 
 
 def test_widefield_on_sr_grid_normalises_and_keeps_pixel_areas_aligned() -> None:
