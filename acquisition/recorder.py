@@ -518,7 +518,7 @@ class _TableRows:
         self._chunk_shape: tuple[int, ...] = dataset.chunks
         self._rows = dataset.chunks[0]
         self._fill = np.full(dataset.chunks, dataset.fillvalue, dtype=dataset.dtype)
-        self._chunks: dict[int, np.ndarray] = {}  # chunk number -> its rows, newest last
+        self._chunks: dict[int, np.ndarray] = {}  # chunk number -> rows; the highest numbers
         self._written: set[int] = set()  # chunk numbers stored in the file
         self._origin_tail = (0,) * (len(self._chunk_shape) - 1)
 
