@@ -68,6 +68,27 @@ def test_table_rows_written_as_whole_chunks_keep_every_row_in_any_order(
         np.testing.assert_array_equal(stored["t"][()], expected)
 
 
+def test_rewriting_table_chunks_in_place_does_not_grow_the_file(tmp_path: Path) -> None:
+    """Each table row rewrites its whole chunk (up to 32 KiB); the file must grow by the image
+    bytes of a time point and its index entries only, not by a new copy of every table chunk
+    (7 tables x up to 32 KiB a time point if HDF5 put each rewrite in new space)."""
+    layout = RunLayout(n_channels=1, n_orientations=3, n_phases=3, frame_shape=(16, 16),
+                       sr_shape=(32, 32), pixel_size_nm=62.6, sr_models=("dfcan-sim",))
+    sizes = {}
+    for n in (40, 120):
+        path = tmp_path / f"run{n}.h5"
+        recorder = RunRecorder(path, layout, {}, fsync=False)
+        for t in range(n):
+            recorder.write_raw_set(t, 0, np.zeros((9, 16, 16), np.uint16), np.zeros(9),
+                                   np.arange(9) + 9 * t)
+            recorder.write_sr(t, 0, "dfcan-sim", np.zeros((32, 32), np.uint16), 1.0, 1.0, 1.0)
+            recorder.end_time_point(t)
+        recorder.close()
+        sizes[n] = path.stat().st_size
+    image_bytes = 9 * 16 * 16 * 2 + 16 * 16 * 4 + 32 * 32 * 2  # raw, wide-field, SR
+    assert (sizes[120] - sizes[40]) / 80 < image_bytes + 512
+
+
 def test_table_rows_land_in_their_row_when_results_come_late_and_out_of_order(
         tmp_path: Path) -> None:
     """The per-time-point tables keep one dataspace per growth: a row written after the file
