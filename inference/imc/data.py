@@ -21,6 +21,7 @@ from inference.imc.assessment import TRAINING_FIRST_SEED, VALIDATION_FIRST_SEED
 from inference.imc.live import widefield_on_sr_grid
 from inference.imc.live_data import fit_targets, load_field, normalised
 from inference.imc.mixtures import MixtureConfig, MixturePool, add_noise, render_field
+from inference.models.imcsr import ImcsrOptions
 from inference.training.config import TrainingConfig
 from inference.training.data import DataSourceError, dihedral
 
@@ -121,7 +122,8 @@ class LiveFieldSampler:
         self.structures: tuple[str, ...] = DEFAULT_STRUCTURES
         self.channels = _output_indices(config, self.structures)
         self.config = config
-        self.widefield_input = bool(config.model_options.get("widefield_input", False))
+        self.widefield_input = ImcsrOptions.model_validate(
+            config.generator_options(self.structures)).widefield_input
         self.description = (f"live reconstructions {folder} ({len(self.train_files)} training, "
                             f"{len(self.validation_files)} validation fields)"
                             + (", with their wide-field images" if self.widefield_input else ""))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from inference.model_file import read_model_file, resolve_model_path
-from inference.models.imcsr import Imcsr
+from inference.models.imcsr import Imcsr, ImcsrOptions
 
 logger = logging.getLogger(__name__)
 
@@ -22,29 +22,28 @@ def load_start(module: Imcsr, init_from: str | Path) -> str:
     fresh). Returns the init's description for the model's provenance."""
     info, state = read_model_file(resolve_model_path(init_from))
     wanted = module.options.model_dump(mode="json")
-    have = dict(info.options)
-    extra = wanted["groups"] - int(have.get("groups", 0))
+    have = ImcsrOptions.model_validate(info.options) if info.architecture == "imcsr" else None
+    extra = wanted["groups"] - (have.groups if have is not None else 0)
     outputs = {k: wanted[k] for k in (
         "groups", "channel_names", "output_channels", "output", "widefield_input")}
-    if info.architecture != "imcsr" or {**have, **outputs} != wanted or extra < 0:
+    if have is None or {**have.model_dump(mode="json"), **outputs} != wanted or extra < 0:
         raise ValueError(
             f"init_from={init_from}: {info.architecture} {info.options} does not match the "
             f"configured imcsr {wanted}"
         )
-    old_names = tuple(have.get("channel_names", ()))
-    if wanted["widefield_input"] and not have.get("widefield_input", False):
+    if module.options.widefield_input and not have.widefield_input:
         state = _with_widefield_input(module, state)
-    elif have.get("widefield_input", False) and not wanted["widefield_input"]:
+    elif have.widefield_input and not module.options.widefield_input:
         raise ValueError(f"init_from={init_from} takes the wide-field image; the configured "
                          "imcsr does not (widefield_input=false)")
-    if have.get("output", "intensity") != module.options.output:
+    if have.output != module.options.output:
         fresh = module.state_dict()
         state = {**state, "output.weight": fresh["output.weight"].clone(),
                  "output.bias": fresh["output.bias"].clone()}
         logger.info("output %s (was %s): the output conv starts fresh",
-                    module.options.output, have.get("output", "intensity"))
-    elif old_names != module.options.channel_names:
-        state = _renamed_outputs(module, state, old_names)
+                    module.options.output, have.output)
+    elif have.channel_names != module.options.channel_names:
+        state = _renamed_outputs(module, state, have.channel_names)
     if extra:
         state = _deepened(module, state, extra)
     module.load_state_dict(state, strict=True)

@@ -217,7 +217,7 @@ class Trainer:
             return pixel_ssim_loss(prediction, y, self.config.pixel_loss, self.config.ssim_weight)
         from inference.imc.loss import imc_loss
 
-        middle = int(self.options.get("input_frames", 1)) // 2  # the SR frame separated
+        middle = int(self.options["input_frames"]) // 2  # the SR frame separated
         weights = self.config.imc.loss_weights(single_output=y.shape[1] == 1)
         return imc_loss(prediction, y, x[:, middle : middle + 1], weights)
 
