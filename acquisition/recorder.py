@@ -2,11 +2,12 @@
 
 The acquisition thread hands raw sets, results and events to :class:`RunRecorder`; a writer
 thread appends them to the run file and flushes after every time point, so a killed process
-loses at most the time point in flight. Image frames go straight to their chunks (one chunk per
-frame, no filters: ``write_direct_chunk``), SR images as uint16 scaled from [0, 1]. The fsync
-after each flush runs on a second thread, overlapping the disk with the next time point's
-writes; :attr:`RunRecorder.durable_time_point` says what has reached the disk. An I/O error
-(disk full, ...) stops the writer, closes the file cleanly and is reported through
+loses at most the time point in flight and what was queued; a backlog is written as one group
+with one flush (:meth:`RunRecorder._write_batch`). Image frames go straight to their chunks
+(one chunk per frame, no filters: ``write_direct_chunk``), SR images as uint16 scaled from [0,
+1]. The fsync after each flush runs on a second thread, overlapping the disk with the next time
+point's writes; :attr:`RunRecorder.durable_time_point` says what has reached the disk. An I/O
+error (disk full, ...) stops the writer, closes the file cleanly and is reported through
 :attr:`RunRecorder.error`; the acquisition then stops with a clear message. Layout names come
 from :mod:`acquisition.run_file`.
 """
@@ -102,6 +103,7 @@ class _Item:
 
 
 _CLOSE = _Item("close", ())
+_TIME_POINT_OPS = frozenset({"raw", "sr", "imc", "end"})  # items whose args[0] is the time point
 
 
 class RunRecorder:
@@ -115,7 +117,11 @@ class RunRecorder:
         self.stats = RecorderStats()
         self.error: RecorderError | None = None
         self._put_timeout_s = put_timeout_s
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        # items in flight (queued or in the writer's batch) hold a slot each: the bound on memory
+        self._queue_size = queue_size
+        self._slots = threading.BoundedSemaphore(queue_size)
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._ended = -1  # the newest time point ended and not yet flushed (-1: none)
         self._widefields = SetBufferPool(max_bytes=64 * 1024 * 1024, max_idle=2,
                                          dtype=np.float32)
         self._n_time_points = 0
@@ -207,10 +213,7 @@ class RunRecorder:
                 return
             self._closed = True
         if self._thread.is_alive():
-            try:
-                self._queue.put(_CLOSE, timeout=timeout_s)
-            except queue.Full:
-                logger.error("recorder queue still full after %.0f s at close", timeout_s)
+            self._queue.put(_CLOSE)  # takes no slot: close never waits for room
             self._thread.join(timeout_s)
         if self._thread.is_alive():
             raise RecorderError(f"{self.path}: writer did not finish within {timeout_s:.0f} s")
@@ -222,23 +225,18 @@ class RunRecorder:
             raise self.error
         if self._closed:
             raise RecorderError(f"{self.path}: recorder is closed")
-        try:
-            self._queue.put(item, timeout=self._put_timeout_s)
-        except queue.Full as exc:
+        if not self._slots.acquire(timeout=self._put_timeout_s):
             raise RecorderError(
                 f"{self.path}: the disk has not kept up for {self._put_timeout_s:.0f} s "
-                f"({self._queue.maxsize} items queued); stopping rather than dropping frames"
-            ) from exc
+                f"({self._queue_size} items queued); stopping rather than dropping frames")
+        self._queue.put(item)
 
     # --- writer thread ----------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         try:
-            while True:
-                item = self._queue.get()
-                if item is _CLOSE:
-                    break
-                getattr(self, f"_do_{item.op}")(*item.args)
+            while self._write_batch():
+                pass
         except Exception as exc:  # thread boundary: any failure must stop the run cleanly
             self.error = RecorderError(f"{self.path}: writing stopped: {_os_error_text(exc)}")
             logger.error("%s", self.error)
@@ -321,6 +319,8 @@ class RunRecorder:
             self._seal_after_failure(self._sync.error)
             return
         try:
+            for table in self._tables.values():
+                table.write_pending()
             run_file.release_fault_reserve(self._h5)
             self._h5.flush()
             if self._sync is not None:
@@ -334,9 +334,53 @@ class RunRecorder:
     def _discard_queue(self) -> None:
         while True:  # unblock producers; nothing more can be written
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is not _CLOSE:
+                self._slots.release()
+
+    def _write_batch(self) -> bool:
+        """Write what is queued now, as one group: False once the close item was met.
+
+        A backlog (the disk or this thread fell behind) is written as a group: the datasets
+        grow once to its newest ended time point, table chunks are written once, and the file
+        is flushed once, after the group's last ended time point. Nothing is flushed earlier
+        than one by one, and a time point waiting in the queue was no safer than one written
+        and not yet flushed. Without a backlog a group is one item: a flush per time point.
+        """
+        batch = [self._queue.get()]
+        while len(batch) < self._queue_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        closing = _CLOSE in batch
+        if closing:
+            batch = batch[:batch.index(_CLOSE)]  # nothing is put after the close item
+        ends = [i for i, item in enumerate(batch) if item.op == "end"]
+        if ends:
+            self._grow_to(max(item.args[0] for item in batch[:ends[-1] + 1]
+                              if item.op in _TIME_POINT_OPS))
+        for i, item in enumerate(batch):
+            getattr(self, f"_do_{item.op}")(*item.args)
+            self._slots.release()
+            if ends and i == ends[-1]:
+                self._flush_ended()
+        return not closing
+
+    def _flush_ended(self) -> None:
+        """Flush the file (the table rows first) and have it fsynced up to the time point
+        last ended."""
+        for table in self._tables.values():
+            table.write_pending()
+        self._h5.flush()
+        t = self._ended
+        if self._sync is not None:
+            if self._sync.error is not None:
+                raise self._sync.error
+            self._sync.request(t)
+        self.stats.time_points = max(self.stats.time_points, t + 1)
 
     def _grow_to(self, time_point: int) -> None:
         if time_point < self._n_time_points:
@@ -413,12 +457,7 @@ class RunRecorder:
     def _do_end(self, t: int, complete: bool = True) -> None:
         self._grow_to(t)
         self._tables["complete"].write((t,), 1 if complete else 0)
-        self._h5.flush()
-        if self._sync is not None:
-            if self._sync.error is not None:
-                raise self._sync.error
-            self._sync.request(t)
-        self.stats.time_points = max(self.stats.time_points, t + 1)
+        self._ended = max(self._ended, t)  # flushed by the writer's batch (_write_batch)
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -499,13 +538,15 @@ def widefield_mean(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndar
 
 
 class _TableRows:
-    """Row writes into a per-time-point table, each as its whole chunk from a copy kept here
-    (``write_direct_chunk``): the writer makes ~7 of them per time point, and an ``H5Dwrite``
-    of one row through HDF5's chunk cache, which the flush then writes out as the whole chunk
-    anyway, cost 3-4x as much (0.14 against 0.04 ms for 7 tables a time point, and the flush
-    half as long). The copies of the newest chunks are kept; a row of an older chunk (a late
-    SR result) reads that chunk back first. Nothing else may write these tables while the
-    recorder runs (the copy would overwrite it)."""
+    """Row writes into a per-time-point table, kept in a copy of the row's chunk here and
+    written as the whole chunk (``write_direct_chunk``) once before each flush: the writer
+    makes ~7 rows a time point, and an ``H5Dwrite`` of one row through HDF5's chunk cache,
+    which the flush then writes out as the whole chunk anyway, cost 3-4x as much (0.14 against
+    0.04 ms for 7 tables a time point, and the flush half as long); a group of time points
+    written together (a backlog) writes each changed chunk once. The copies of the newest
+    chunks are kept; a row of an older chunk (a late SR result) reads that chunk back first.
+    Nothing else may write these tables while the recorder runs (the copy would overwrite
+    it)."""
 
     KEPT_CHUNKS = 4
 
@@ -520,16 +561,28 @@ class _TableRows:
         self._fill = np.full(dataset.chunks, dataset.fillvalue, dtype=dataset.dtype)
         self._chunks: dict[int, np.ndarray] = {}  # chunk number -> rows; the highest numbers
         self._written: set[int] = set()  # chunk numbers stored in the file
+        self._pending: set[int] = set()  # chunk numbers changed and not yet stored
         self._origin_tail = (0,) * (len(self._chunk_shape) - 1)
 
     def write(self, index: tuple[int, ...], values: Any) -> None:
-        """``dataset[index] = values``; ``index`` picks whole rows of the trailing axes."""
+        """``dataset[index] = values``; ``index`` picks whole rows of the trailing axes. The
+        chunk reaches the file at :meth:`write_pending` (or when its copy is let go)."""
         number, row = divmod(index[0], self._rows)
         chunk = self._chunks.get(number)
         if chunk is None:
             chunk = self._chunk(number)
         chunk[(row, *index[1:])] = values
-        self._id.write_direct_chunk((number * self._rows, *self._origin_tail), chunk)
+        self._pending.add(number)
+
+    def write_pending(self) -> None:
+        """Write every chunk changed since the last call (before each flush and the close)."""
+        for number in sorted(self._pending):
+            self._store(number)
+        self._pending.clear()
+
+    def _store(self, number: int) -> None:
+        self._id.write_direct_chunk((number * self._rows, *self._origin_tail),
+                                    self._chunks[number])
         self._written.add(number)
 
     def _chunk(self, number: int) -> np.ndarray:
@@ -543,7 +596,11 @@ class _TableRows:
             chunk = self._fill.copy()
         self._chunks[number] = chunk
         while len(self._chunks) > self.KEPT_CHUNKS:
-            del self._chunks[min(self._chunks)]
+            oldest = min(n for n in self._chunks if n != number)  # keep the one asked for
+            if oldest in self._pending:
+                self._store(oldest)
+                self._pending.discard(oldest)
+            del self._chunks[oldest]
         return chunk
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def test_table_rows_written_as_whole_chunks_keep_every_row_in_any_order(
         tmp_path: Path) -> None:
     """Rows go to the file as whole chunks from the recorder's copy: a row of a chunk whose
     copy was dropped (older than the kept ones) reads that chunk back first, so no row
-    written before is lost, unwritten rows keep the fill value, and a SWMR reader sees each
-    row after the flush."""
+    written before is lost, a changed copy dropped before ``write_pending`` is stored then,
+    unwritten rows keep the fill value, and a SWMR reader sees each row after the flush."""
     from acquisition.recorder import _TableRows
 
     path = tmp_path / "tables.h5"
@@ -55,14 +56,17 @@ def test_table_rows_written_as_whole_chunks_keep_every_row_in_any_order(
     order = [0, 1, 5, 9, 13, 17, 21, 2, 25, 6, 29, 3, 30]  # 2, 6, 3: chunks already dropped
     expected = np.full((31, 2, 512), np.nan, np.float32)
     table.id.set_extent((31, 2, 512))
-    for t in order:
+    for i, t in enumerate(order):
         rows.write((t, t % 2), np.arange(512, dtype=np.float32) + t)
         expected[t, t % 2] = np.arange(512) + t
-        h5.flush()
-        with h5py.File(path, "r", libver="latest", swmr=True) as reader:
-            np.testing.assert_array_equal(reader["t"][t], expected[t])
+        if i not in (1, 2, 3, 4, 5, 8):  # else in a group: chunk 0 changed, then dropped
+            rows.write_pending()
+            h5.flush()
+            with h5py.File(path, "r", libver="latest", swmr=True) as reader:
+                np.testing.assert_array_equal(reader["t"][()], expected)
     rows.write((31 - 1,), 7.0)  # a whole row from one value
     expected[30] = 7.0
+    rows.write_pending()
     h5.close()
     with h5py.File(path, "r") as stored:
         np.testing.assert_array_equal(stored["t"][()], expected)
@@ -111,6 +115,82 @@ def test_table_rows_land_in_their_row_when_results_come_late_and_out_of_order(
         assert h5["timestamps/sr_written"][()].tolist() == [[1, 0], [0, 1], [0, 1], [1, 0]]
         np.testing.assert_array_equal(h5["timestamps/sequence"][:, 1, 0], [9, 27, 45, 63])
         np.testing.assert_array_equal(h5["timestamps/camera_s"][3, 0], np.arange(9) + 300.0)
+
+def _hold_writer(recorder: RunRecorder) -> threading.Event:
+    """Block the writer thread on an event item (alone in its group) until the returned event
+    is set."""
+    release, holding = threading.Event(), threading.Event()
+    do_event = recorder._do_event
+
+    def held(when_s: float, kind: str, t: int, sequence: int, detail: str) -> None:
+        holding.set()
+        assert release.wait(30.0)
+        do_event(when_s, kind, t, sequence, detail)
+
+    recorder._do_event = held  # type: ignore[method-assign]
+    recorder.record_event("hold")
+    assert holding.wait(10.0)
+    return release
+
+
+def test_a_backlog_is_written_as_one_group_with_one_flush(tmp_path: Path) -> None:
+    """Time points queued while the writer was busy are written together and flushed once,
+    after the last ended one; every frame and row lands where it belongs; without a backlog
+    each time point is flushed on its own."""
+    recorder = RunRecorder(tmp_path / "group.h5", LAYOUT, {}, fsync=False)
+    flushed: list[int] = []
+    flush = recorder._flush_ended
+
+    def counted() -> None:
+        flushed.append(recorder._ended)
+        flush()
+
+    recorder._flush_ended = counted  # type: ignore[method-assign]
+    release = _hold_writer(recorder)
+    for t in range(6):
+        write_time_point(recorder, t)
+        recorder.write_sr(t, 0, "dfcan-sim", np.full((32, 32), t / 10, np.float32), 100.0 + t,
+                          5.0, 2.0)
+    release.set()
+    deadline = time.monotonic() + 10
+    while recorder.stats.time_points < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flushed == [5]  # one flush for the group of 6, after t=5 ended
+    write_time_point(recorder, 6)
+    while recorder.stats.time_points < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flushed == [5, 6]
+    recorder.close()
+    with h5py.File(tmp_path / "group.h5", "r") as h5:
+        assert h5[run_file.RAW].shape[0] == 7
+        for t in range(7):
+            for c in range(2):
+                np.testing.assert_array_equal(h5[run_file.RAW][t, c], raw(t, c))
+        np.testing.assert_array_equal(h5["timestamps/complete"][()], np.ones(7))
+        np.testing.assert_array_equal(h5["timestamps/sequence"][:, 1, 0], 18 * np.arange(7) + 9)
+        np.testing.assert_array_equal(h5["timestamps/sr_written"][:, 0], [1] * 6 + [0])
+        np.testing.assert_allclose(h5[run_file.PHOTON_COUNT][:6, 0], 100.0 + np.arange(6))
+        np.testing.assert_allclose(run_file.read_sr(h5, "dfcan-sim", 4, 0), 0.4, atol=1e-4)
+
+
+def test_queue_bound_holds_while_the_writer_works_on_a_group(tmp_path: Path) -> None:
+    """The queue's bound counts items in the writer's group too: with the writer held, the
+    item beyond ``queue_size`` waits ``put_timeout_s`` and fails with a clear error, and what
+    was queued is still written."""
+    recorder = RunRecorder(tmp_path / "bound.h5", LAYOUT, {}, fsync=False, queue_size=4,
+                           put_timeout_s=0.2)
+    release = _hold_writer(recorder)  # the held event takes one of the 4 places
+    recorder.write_raw_set(0, 0, raw(0, 0), np.zeros(9), np.arange(9))
+    recorder.write_raw_set(0, 1, raw(0, 1), np.zeros(9), np.arange(9) + 9)
+    recorder.end_time_point(0)
+    with pytest.raises(RecorderError, match=r"has not kept up for 0 s \(4 items queued\)"):
+        recorder.write_raw_set(1, 0, raw(1, 0), np.zeros(9), np.arange(9) + 18)
+    release.set()
+    recorder.close()
+    with h5py.File(tmp_path / "bound.h5", "r") as h5:
+        assert h5[run_file.RAW].shape[0] == 1
+        np.testing.assert_array_equal(h5[run_file.RAW][0, 1], raw(0, 1))
+
 
 def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
