@@ -159,14 +159,22 @@ class RunRecorder:
 
     def write_raw_set(self, time_point: int, channel: int, frames: np.ndarray,
                       timestamps_s: Sequence[float] | np.ndarray,
-                      sequences: Sequence[int] | np.ndarray) -> None:
-        """Queue one channel's (P, Y, X) uint16 set with its per-frame timestamps and sequence."""
+                      sequences: Sequence[int] | np.ndarray,
+                      widefield: np.ndarray | None = None) -> None:
+        """Queue one channel's (P, Y, X) uint16 set with its per-frame timestamps and sequence.
+
+        ``widefield``: the set's float32 (Y, X) mean when the caller made it (the engine sums
+        it while grouping the frames); otherwise it is computed here.
+        """
         expected = (self.layout.n_patterns, *self.layout.frame_shape)
         if frames.shape != expected or frames.dtype != np.uint16:
             raise RecorderError(f"raw set {frames.dtype}{frames.shape} does not match the run "
                                 f"layout uint16{expected}")
-        # here, off the writer's critical path, into a reused buffer (free once written)
-        widefield = widefield_mean(frames, self._widefields.take(self.layout.frame_shape))
+        if widefield is None:  # here, off the writer's critical path, into a reused buffer
+            widefield = widefield_mean(frames, self._widefields.take(self.layout.frame_shape))
+        elif widefield.shape != self.layout.frame_shape or widefield.dtype != np.float32:
+            raise RecorderError(f"wide-field image {widefield.dtype}{widefield.shape} does not "
+                                f"match the run layout float32{self.layout.frame_shape}")
         self._put(_Item("raw", (time_point, channel, frames, widefield,
                                 np.asarray(timestamps_s, np.float64),
                                 np.asarray(sequences, np.int64))))

@@ -840,7 +840,7 @@ class RunSession:
                 recorder.record_event(gap.kind, point.index, gap.first_sequence, gap.detail)
             for raw in point.sets:
                 recorder.write_raw_set(point.index, raw.channel, raw.frames, raw.timestamps_s,
-                                       raw.sequences)
+                                       raw.sequences, raw.widefield)
                 if raw.channel in self.sr_channels:
                     self._offer_to_worker(raw)
             whole = (len(point.sets) == len(self.protocol.channels)

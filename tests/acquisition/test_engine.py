@@ -7,7 +7,14 @@ import time
 
 import numpy as np
 
-from acquisition.engine import AcquisitionEngine, SequenceChecker, SetBufferPool, TimePoint
+from acquisition.engine import (
+    AcquisitionEngine,
+    SequenceChecker,
+    SetBufferPool,
+    TimePoint,
+    group_sets,
+)
+from hardware.frames import FrameTag, TaggedFrame
 
 from .conftest import ScriptedSource, StreamingSource, expected_frame
 
@@ -192,3 +199,29 @@ def test_reused_buffers_never_show_an_earlier_set() -> None:
     engine.run(6)
     assert [t for t, _ in seen] == list(range(6))
     assert engine._pool.reused >= 3  # the buffers did come back
+
+
+def test_group_sets_widefield_is_the_exact_mean_of_each_stored_set() -> None:
+    """The wide-field image summed while grouping equals the float32 mean of the stored set
+    bit for bit: full-range values, a missing pattern (zeros), a duplicate frame (not summed),
+    a channel with no frame, and a reused buffer whose earlier sums must not leak through."""
+    rng = np.random.default_rng(5)
+    pool = SetBufferPool(dtype=np.uint16)
+    widefields = SetBufferPool(dtype=np.float32)
+    for t, missing in ((0, None), (1, 4)):
+        images = rng.integers(0, 65536, (3, 9, 6, 7), dtype=np.uint16)
+        frames = [TaggedFrame(images[c, p], FrameTag(
+            time_point=t, channel=c, laser_nm=488, orientation=p // 3, phase=p % 3,
+            pattern_index=p, sequence=18 * t + 9 * c + p, timestamp_s=0.0, exposure_ms=1.0))
+            for c in range(2) for p in range(9) if not (c == 1 and p == missing)]
+        frames.append(TaggedFrame(images[2, 0], frames[3].tag))  # duplicate of (0, 3)
+        sets, problems = group_sets(t, frames, (488, 561, 640), 9, pool=pool,
+                                    widefields=widefields)
+        assert [g.kind for g in problems] == (["unexpected_frame"] + ["missing_frame"] * 9
+                                              + ["missing_frame"] * (missing is not None))
+        for raw in sets:
+            assert raw.widefield is not None and raw.widefield.dtype == np.float32
+            expected = raw.frames.mean(axis=0, dtype="<f4")
+            assert np.array_equal(raw.widefield, expected), (t, raw.channel)
+        np.testing.assert_array_equal(sets[2].widefield, 0)
+        del sets  # the buffers go back to their pools for the next time point
