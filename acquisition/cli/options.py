@@ -31,6 +31,9 @@ TRUST_EVERY = typer.Option("--trust-every", min=0,
 SEED = typer.Option("--seed", help="Random seed.")
 EMULATOR = typer.Option("--emulator", help="Use the emulated rig (bundled defaults).")
 CHANNEL = typer.Option("--channel", help="Colour channel of a .h5 run file (0-based).")
+SCRATCH_FOLDER = typer.Option("--folder", exists=True, file_okay=False, dir_okay=True,
+                              writable=True, help="An existing folder for the run files (a "
+                                                  "temporary folder when not given).")
 
 Overwrite = Annotated[bool, OVERWRITE]
 JsonOut = Annotated[Path | None, JSON]
@@ -45,6 +48,7 @@ TrustEvery = Annotated[int, TRUST_EVERY]
 Seed = Annotated[int, SEED]
 Emulator = Annotated[bool, EMULATOR]
 Channel = Annotated[int, CHANNEL]
+ScratchFolder = Annotated[Path | None, SCRATCH_FOLDER]
 RawStackPath = Annotated[Path, typer.Argument(help="Raw stack: .mrc, .tif, .npy or livesim .h5.")]
 
 # a raw stack's optics: from its file unless given (resolve_optics in wiener_commands)

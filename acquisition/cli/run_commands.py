@@ -163,7 +163,7 @@ def recover_command(
 def bench_pipeline_command(
     timepoints: opt.TimePoints = 100,
     size_px: opt.SizePx = 512,
-    folder: Path | None = typer.Option(None, "--folder", help="Scratch folder for the files."),
+    folder: opt.ScratchFolder = None,
     fsync: opt.Fsync = True,
     repeats: int = typer.Option(3, "--repeats", min=1,
                                 help="Interleaved repeats of bare zmq, bare h5py raw, bare "

@@ -120,3 +120,17 @@ def test_sigkilled_run_keeps_flushed_time_points_and_recovers(tmp_path: Path) ->
     assert result.exit_code == 0 and "cleared SWMR flags" in result.output
     with h5py.File(output, "r") as h5:
         assert h5["timestamps/complete"][()].sum() >= len(complete)
+
+
+@pytest.mark.parametrize("command", [["bench", "pipeline"], ["soak"]])
+def test_scratch_folder_must_be_an_existing_folder(tmp_path: Path, command: list[str]) -> None:
+    """`--folder` names a missing folder or a file: a usage error naming it, before any work
+    (it used to fail deep inside tempfile with a traceback)."""
+    runner = CliRunner()
+    for folder, reason in ((tmp_path / ("missing-" + "x" * 80), "does not exist"),
+                           (Path(__file__), "is a file")):
+        result = runner.invoke(build_app(), [*command, "--folder", str(folder)],
+                               env={"COLUMNS": "1000"})  # the message on one line
+        assert result.exit_code == 2, result.output
+        assert "--folder" in result.output and reason in result.output
+        assert folder.name in result.output

@@ -305,7 +305,7 @@ def soak_command(
     size_px: opt.SizePx = 64,
     model: opt.Reconstruction = "wiener",
     exposure_ms: float = typer.Option(2.0, "--exposure-ms", help="Exposure per frame."),
-    folder: Path | None = typer.Option(None, "--folder", help="Where the run file goes."),
+    folder: opt.ScratchFolder = None,
     keep: bool = typer.Option(False, "--keep", help="Keep the run file afterwards."),
     sample_s: float = typer.Option(5.0, "--sample-s", help="Seconds between RSS samples."),
     fsync: opt.Fsync = True,
