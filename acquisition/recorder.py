@@ -122,6 +122,7 @@ class RunRecorder:
         self._slots = threading.BoundedSemaphore(queue_size)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._ended = -1  # the newest time point ended and not yet flushed (-1: none)
+        self._unwritten = 0  # items of the writer's group not yet written (each holds a slot)
         self._widefields = SetBufferPool(max_bytes=64 * 1024 * 1024, max_idle=2,
                                          dtype=np.float32)
         self._n_time_points = 0
@@ -234,9 +235,14 @@ class RunRecorder:
         if self._closed:
             raise RecorderError(f"{self.path}: recorder is closed")
         if not self._slots.acquire(timeout=self._put_timeout_s):
+            if self.error is not None:
+                raise self.error
             raise RecorderError(
                 f"{self.path}: the disk has not kept up for {self._put_timeout_s:.0f} s "
                 f"({self._queue_size} items queued); stopping rather than dropping frames")
+        if self.error is not None:  # the writer failed while this waited for room
+            self._slots.release()
+            raise self.error
         self._queue.put(item)
 
     # --- writer thread ----------------------------------------------------------------------
@@ -248,6 +254,7 @@ class RunRecorder:
         except Exception as exc:  # thread boundary: any failure must stop the run cleanly
             self.error = RecorderError(f"{self.path}: writing stopped: {_os_error_text(exc)}")
             logger.error("%s", self.error)
+            self._release_slots(self._unwritten)  # a producer waiting for room gets the error
             self._seal_after_failure(exc)
         else:
             self._finish()
@@ -255,18 +262,26 @@ class RunRecorder:
             self._release_lock()
             self._discard_queue()
 
+    def _release_slots(self, n: int) -> None:
+        for _ in range(n):
+            self._slots.release()
+        self._unwritten -= n
+
     def _seal_after_failure(self, exc: BaseException) -> None:
         """After a failed write: nothing more through this HDF5 handle, then seal the file.
 
-        The handle's cache may hold metadata it can no longer write (HDF5 2.0 then crashes at
-        exit closing it), so its descriptor is pointed at /dev/null and its objects closed;
-        what is on disk is the last flush, as after a kill. The SWMR flags are cleared in
-        place and a fresh process appends the "fault" row in the space of the fault reserve.
+        The handle's cache may hold metadata and chunks it can no longer write, so its
+        descriptor is pointed at /dev/null, where HDF5's last writes succeed and go nowhere,
+        and its objects are closed; what is on disk is the last flush, as after a kill. (A
+        close whose writes failed, e.g. with an event row still in the chunk cache, left
+        HDF5's library state broken: the next file this process wrote crashed.) The SWMR
+        flags are cleared in place and a fresh process appends the "fault" row in the space
+        of the fault reserve.
         """
         from acquisition.recovery import RecoveryError, clear_consistency_flags
 
         self._stop_sync()
-        self._abandon_handle()
+        self._abandon_handle(sink_writes=True)
         detail = f"recorder I/O error: {_os_error_text(exc)}"
         try:
             clear_consistency_flags(self.path)
@@ -283,8 +298,9 @@ class RunRecorder:
     def _abandon_handle(self, sink_writes: bool = False) -> None:
         """Close the HDF5 handle without letting it write anything more to the run file.
 
-        ``sink_writes``: HDF5's last writes succeed into /dev/null instead of failing (used
-        when creation failed: a handle that cannot flush at close crashes HDF5 at exit).
+        ``sink_writes``: HDF5's last writes succeed into /dev/null instead of failing (a
+        handle that cannot flush at close leaves HDF5 broken: a crash at exit or at the next
+        file); without it they fail (EBADF).
         """
         try:
             if _identity(os.fstat(self._fd)) == self._file_identity:
@@ -364,15 +380,19 @@ class RunRecorder:
             except queue.Empty:
                 break
         closing = _CLOSE in batch
-        if closing:
-            batch = batch[:batch.index(_CLOSE)]  # nothing is put after the close item
+        if closing:  # an item put while close() ran comes after it: never written
+            after = len(batch) - batch.index(_CLOSE) - 1
+            batch = batch[:batch.index(_CLOSE)]
+            for _ in range(after):
+                self._slots.release()
+        self._unwritten = len(batch)
         ends = [i for i, item in enumerate(batch) if item.op == "end"]
         if ends:
             self._grow_to(max(item.args[0] for item in batch[:ends[-1] + 1]
                               if item.op in _TIME_POINT_OPS))
         for i, item in enumerate(batch):
             getattr(self, f"_do_{item.op}")(*item.args)
-            self._slots.release()
+            self._release_slots(1)
             if ends and i == ends[-1]:
                 self._flush_ended()
         return not closing

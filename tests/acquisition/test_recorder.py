@@ -192,6 +192,55 @@ def test_queue_bound_holds_while_the_writer_works_on_a_group(tmp_path: Path) -> 
         np.testing.assert_array_equal(h5[run_file.RAW][0, 1], raw(0, 1))
 
 
+def test_a_write_failure_in_a_group_fails_a_waiting_producer_at_once(tmp_path: Path) -> None:
+    """A producer waiting for room when the writer fails in the middle of a group gets the
+    writer's error as soon as it happened, not a "has not kept up" after put_timeout_s."""
+    recorder = RunRecorder(tmp_path / "fail.h5", LAYOUT, {}, fsync=False, queue_size=4,
+                           put_timeout_s=30.0)
+
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    release = _hold_writer(recorder)  # 1 of 4 places
+    recorder._do_raw = full_disk  # type: ignore[method-assign]
+    for c in range(2):
+        recorder.write_raw_set(0, c, raw(0, c), np.zeros(9), np.arange(9) + 9 * c)
+    recorder.end_time_point(0)  # 4 of 4
+    outcomes: dict[int, tuple[str, float]] = {}
+
+    def producer(t: int) -> None:
+        start = time.monotonic()
+        try:
+            recorder.write_raw_set(t, 0, raw(t, 0), np.zeros(9), np.arange(9) + 18 * t)
+            outcomes[t] = ("queued", time.monotonic() - start)
+        except RecorderError as exc:
+            outcomes[t] = (str(exc), time.monotonic() - start)
+
+    waiting = [threading.Thread(target=producer, args=(t,)) for t in (1, 2)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.3)  # both wait for room: the held item frees one place, the failure all
+    release.set()
+    for thread in waiting:
+        thread.join(20.0)
+        assert not thread.is_alive()
+    failed = [(text, waited) for text, waited in outcomes.values() if text != "queued"]
+    assert len(outcomes) == 2 and failed  # the one not let in by the held item's place failed
+    for text, waited in failed:
+        assert "ENOSPC" in text and "kept up" not in text and waited < 15.0
+    with pytest.raises(RecorderError, match="ENOSPC"):
+        recorder.close()
+    with h5py.File(tmp_path / "fail.h5", "r") as h5:  # sealed: the "hold" event was not flushed
+        assert [e["kind"].decode() for e in h5["events"][()]] == ["fault"]
+    # the failed handle had an unflushed event row and extents; this process records on
+    # (it crashed in HDF5 at the next file when the failed handle's last writes failed)
+    again = RunRecorder(tmp_path / "again.h5", LAYOUT, {}, fsync=False)
+    write_time_point(again, 0)
+    again.close()
+    with h5py.File(tmp_path / "again.h5", "r") as h5:
+        np.testing.assert_array_equal(h5[run_file.RAW][0, 1], raw(0, 1))
+
+
 def test_round_trip_layout_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
     recorder = RunRecorder(path, LAYOUT, {"protocol": {"timepoints": 3}, "emulator_seed": 7},
