@@ -4,9 +4,9 @@ The acquisition thread hands raw sets, results and events to :class:`RunRecorder
 thread appends them to the run file and flushes after every time point, so a killed process
 loses at most the time point in flight and what was queued; a backlog is written as one group
 with one flush (:meth:`RunRecorder._write_batch`). Image frames go straight to their chunks
-(one chunk per frame, no filters: ``write_direct_chunk``), SR images as uint16 scaled from [0,
-1]. The fsync after each flush runs on a second thread, overlapping the disk with the next time
-point's writes; :attr:`RunRecorder.durable_time_point` says what has reached the disk. An I/O
+(one chunk per frame, no filters: ``write_direct_chunk``), SR images as uint16 scaled from
+[0, 1]. The fsync after each flush runs on a second thread, overlapping the disk with the next
+time point's writes; :attr:`RunRecorder.durable_time_point` says what has reached the disk. An I/O
 error (disk full, ...) stops the writer, closes the file cleanly and is reported through
 :attr:`RunRecorder.error`; the acquisition then stops with a clear message. Layout names come
 from :mod:`acquisition.run_file`.
@@ -272,9 +272,9 @@ class RunRecorder:
 
         The handle's cache may hold metadata and chunks it can no longer write, so its
         descriptor is pointed at /dev/null, where HDF5's last writes succeed and go nowhere,
-        and its objects are closed; what is on disk is the last flush, as after a kill. (A
-        close whose writes failed, e.g. with an event row still in the chunk cache, left
-        HDF5's library state broken: the next file this process wrote crashed.) The SWMR
+        and its objects are closed; what is on disk is the last flush, as after a kill (a
+        close whose writes fail, e.g. with an event row still in the chunk cache, leaves
+        HDF5's library state broken: the next file this process writes crashes). The SWMR
         flags are cleared in place and a fresh process appends the "fault" row in the space
         of the fault reserve.
         """

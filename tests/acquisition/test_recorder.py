@@ -232,8 +232,8 @@ def test_a_write_failure_in_a_group_fails_a_waiting_producer_at_once(tmp_path: P
         recorder.close()
     with h5py.File(tmp_path / "fail.h5", "r") as h5:  # sealed: the "hold" event was not flushed
         assert [e["kind"].decode() for e in h5["events"][()]] == ["fault"]
-    # the failed handle had an unflushed event row and extents; this process records on
-    # (it crashed in HDF5 at the next file when the failed handle's last writes failed)
+    # the failed handle had an unflushed event row and extents; this process records on (if
+    # the failed handle's last writes fail, HDF5 crashes at the next file)
     again = RunRecorder(tmp_path / "again.h5", LAYOUT, {}, fsync=False)
     write_time_point(again, 0)
     again.close()
