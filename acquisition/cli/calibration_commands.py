@@ -31,7 +31,7 @@ def calibrate_camera_command(
     confirm_power: bool = typer.Option(
         False, "--confirm-power", help="allow a --power-pct above the cap without asking"),
     frames: int = typer.Option(200, "--frames", help="frames per exposure level"),
-    size_px: int = typer.Option(64, "--size-px", help="emulated sensor size (px, --emulator only)"),
+    size_px: opt.SizePx = 64,  # the emulated sensor (--emulator only)
     plot: Path = typer.Option(
         None, "--plot", help="photon-transfer PNG (default: next to the output)"
     ),

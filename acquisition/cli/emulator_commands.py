@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -43,9 +44,7 @@ def emulate_command(
         None, "--structure", help="Sample (default microtubules)."
     ),
     mode: Mode | None = typer.Option(None, "--mode", help="Illumination (default sim)."),
-    size: int | None = typer.Option(
-        None, "--size-px", help="Camera frame size in pixels, square (default 256)."
-    ),
+    size: Annotated[int | None, opt.SIZE_PX] = None,  # None: the emulator's default (256)
     photon_count_e: float | None = typer.Option(
         None, "--photon-count-e",
         help="Average photon count of a wide-field frame, e- (DFCAN definition, docs/emulator.md;"

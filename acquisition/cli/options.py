@@ -15,7 +15,8 @@ import typer
 
 OVERWRITE = typer.Option("--overwrite", help="Replace an existing output.")
 JSON = typer.Option("--json", help="Also write the figures as JSON to this file.")
-SIZE_PX = typer.Option("--size-px", help="Frame edge in pixels (square).")
+SIZE_PX = typer.Option("--size-px", min=8, max=8192,
+                       help="Frame edge in pixels (square), 8 to 8192.")
 TIME_POINTS = typer.Option("--time-points", "-t", min=1, help="Time points (SIM sets).")
 THREADS = typer.Option("--threads", help="Torch CPU threads (0: leave as is).")
 RECONSTRUCTION = typer.Option(

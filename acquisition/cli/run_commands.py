@@ -41,9 +41,7 @@ def run_command(
         None, "--imc-model", help="IMC-SR model: bundled name or .pt path (default: imcsr)."
     ),
     interval_s: float | None = typer.Option(None, "--interval-s", help="Seconds between starts."),
-    size_px: int = typer.Option(
-        EMULATOR_DEFAULT_SIZE_PX, "--size-px", help="Emulator ROI (square) when no roi is given."
-    ),
+    size_px: opt.SizePx = EMULATOR_DEFAULT_SIZE_PX,  # the emulator's ROI when none is given
     overwrite: opt.Overwrite = False,
     roles: str | None = typer.Option(
         None, "--roles", help="Role map: shipped profiles and/or TOML files, '+'-joined "

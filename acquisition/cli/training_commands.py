@@ -80,8 +80,7 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="TrainingConfig TOML"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     patch_px: int | None = typer.Option(None, "--patch", help="raw crop size in pixels"),
-    emulator_size_px: int | None = typer.Option(
-        None, "--size-px", help="Frame edge in pixels (square) of emulated training fields."),
+    emulator_size_px: Annotated[int | None, opt.SIZE_PX] = None,  # of emulated training fields
     width: int | None = typer.Option(None, "--width", help="DFCAN/DFGAN feature channels"),
     groups: int | None = typer.Option(None, "--groups", help="DFCAN/DFGAN residual groups"),
     blocks: int | None = typer.Option(None, "--blocks", help="FCABs per residual group"),

@@ -134,3 +134,16 @@ def test_scratch_folder_must_be_an_existing_folder(tmp_path: Path, command: list
         assert result.exit_code == 2, result.output
         assert "--folder" in result.output and reason in result.output
         assert folder.name in result.output
+
+
+@pytest.mark.parametrize("command", [["run", "--emulator"], ["bench", "pipeline"],
+                                     ["bench", "workers"], ["soak"], ["emulate", "-o", "x.h5"]])
+def test_size_px_outside_the_emulators_range_is_a_usage_error(command: list[str]) -> None:
+    """--size-px is one shared option with the emulator's range (8-8192): a usage error naming
+    it, before any work (below 8 it used to end in a pydantic traceback)."""
+    runner = CliRunner()
+    for size in ("3", "9000"):
+        result = runner.invoke(build_app(), [*command, "--size-px", size],
+                               env={"COLUMNS": "1000"})
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--size-px'" in result.output
