@@ -143,6 +143,7 @@ class SequenceChecker:
 
 
 _FREE_REFERENCES = 3  # a pooled buffer nobody else holds: the pool's list, the loop, the call
+WIDEFIELD_POOL_BYTES = 64 * 1024 * 1024  # reused float32 wide-field images kept, at most
 
 
 class BufferSource(Protocol):
@@ -282,11 +283,12 @@ class AcquisitionEngine:
                  on_time_point: Callable[[TimePoint], None] | None = None,
                  max_consecutive_failures: int = 3, clock: Callable[[], float] = time.monotonic,
                  rows: Sequence[AcquisitionRow] | None = None, stage: StageMover | None = None,
-                 buffers: BufferSource | None = None) -> None:
+                 buffers: BufferSource | None = None, widefields: bool = False) -> None:
         """``rows`` (multi-D): row n is taken at ``rows[n]``'s stage target after ``stage``
         moved there, on the schedule of its time index (every row of a time index starts as
         soon as the one before it ends). ``buffers``: where sets are grouped (default: a
-        :class:`SetBufferPool`; a run's shared-memory ring)."""
+        :class:`SetBufferPool`; a run's shared-memory ring). ``widefields``: each set also
+        carries its wide-field image (see :func:`group_sets`; a recording writes it)."""
         self.source = source
         self.plan = plan
         self.channel_lasers = tuple(int(x) for x in channel_lasers)
@@ -303,8 +305,8 @@ class AcquisitionEngine:
         self._stream_next = -1
         self._end_time_point: int | None = None
         self._pool: BufferSource = buffers if buffers is not None else SetBufferPool()
-        self._widefields = SetBufferPool(max_bytes=64 * 1024 * 1024, max_idle=2,
-                                         dtype=np.float32)
+        self._widefields = (SetBufferPool(max_bytes=WIDEFIELD_POOL_BYTES, max_idle=2,
+                                          dtype=np.float32) if widefields else None)
         self.report = EngineReport()
         if rows is not None and stage is None and any(
                 (r.x_um, r.y_um, r.z_um, r.z_offset_um) != (None,) * 4 for r in rows):

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from acquisition import run_file
-from acquisition.engine import SetBufferPool
+from acquisition.engine import WIDEFIELD_POOL_BYTES, SetBufferPool
 from acquisition.fsync_behind import FsyncBehind
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class RunRecorder:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._ended = -1  # the newest time point ended and not yet flushed (-1: none)
         self._unwritten = 0  # items of the writer's group not yet written (each holds a slot)
-        self._widefields = SetBufferPool(max_bytes=64 * 1024 * 1024, max_idle=2,
+        self._widefields = SetBufferPool(max_bytes=WIDEFIELD_POOL_BYTES, max_idle=2,
                                          dtype=np.float32)
         self._n_time_points = 0
         self._closed = False
@@ -343,8 +343,7 @@ class RunRecorder:
             self._seal_after_failure(self._sync.error)
             return
         try:
-            for table in self._tables.values():
-                table.write_pending()
+            self._store_table_rows()
             run_file.release_fault_reserve(self._h5)
             self._h5.flush()
             if self._sync is not None:
@@ -380,11 +379,11 @@ class RunRecorder:
             except queue.Empty:
                 break
         closing = _CLOSE in batch
-        if closing:  # an item put while close() ran comes after it: never written
-            after = len(batch) - batch.index(_CLOSE) - 1
-            batch = batch[:batch.index(_CLOSE)]
-            for _ in range(after):
+        if closing:  # items put while close() ran come after it: never written
+            cut = batch.index(_CLOSE)
+            for _ in batch[cut + 1:]:
                 self._slots.release()
+            batch = batch[:cut]
         self._unwritten = len(batch)
         ends = [i for i, item in enumerate(batch) if item.op == "end"]
         if ends:
@@ -400,8 +399,7 @@ class RunRecorder:
     def _flush_ended(self) -> None:
         """Flush the file (the table rows first) and have it fsynced up to the time point
         last ended."""
-        for table in self._tables.values():
-            table.write_pending()
+        self._store_table_rows()
         self._h5.flush()
         t = self._ended
         if self._sync is not None:
@@ -409,6 +407,11 @@ class RunRecorder:
                 raise self._sync.error
             self._sync.request(t)
         self.stats.time_points = max(self.stats.time_points, t + 1)
+
+    def _store_table_rows(self) -> None:
+        """The table rows written since the last flush, into the file (before a flush)."""
+        for table in self._tables.values():
+            table.write_pending()
 
     def _grow_to(self, time_point: int) -> None:
         if time_point < self._n_time_points:

@@ -628,6 +628,7 @@ class RunSession:
             self.autopilot = self._make_autopilot()
             self.engine = self._engine(self.protocol.interval_s,
                                        lambda point: self._on_time_point(point, progress),
+                                       recording=True,
                                        rows=rows, stage=stage)
             self._results_thread = threading.Thread(target=self._results_loop, name="results",
                                                     daemon=True)
@@ -711,11 +712,11 @@ class RunSession:
             return len(self._pending)
 
     def _engine(self, interval_s: float, on_time_point: Callable[[TimePoint], None],
-                **where: Any) -> AcquisitionEngine:
+                recording: bool, **where: Any) -> AcquisitionEngine:
         return AcquisitionEngine(
             self.source, self.plan, [c.laser_nm for c in self.protocol.channels],
             self.protocol.n_patterns, interval_s=interval_s, timeout_s=self.acquire_timeout_s(),
-            on_time_point=on_time_point, buffers=self.ring, **where)
+            on_time_point=on_time_point, buffers=self.ring, widefields=recording, **where)
 
     # --- live view (no file) --------------------------------------------------------------------
 
@@ -731,7 +732,8 @@ class RunSession:
         if self.sr_channels:
             self._launch_workers()
         self._live_period_s = period_s
-        self.engine = self._engine(0.0, self._on_live_time_point)  # paced, not scheduled
+        self.engine = self._engine(0.0, self._on_live_time_point,  # paced, not scheduled
+                                   recording=False)
         self._results_thread = threading.Thread(target=self._results_loop, name="live-results",
                                                 daemon=True)
         self._results_thread.start()

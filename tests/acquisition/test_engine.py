@@ -225,3 +225,22 @@ def test_group_sets_widefield_is_the_exact_mean_of_each_stored_set() -> None:
             assert np.array_equal(raw.widefield, expected), (t, raw.channel)
         np.testing.assert_array_equal(sets[2].widefield, 0)
         del sets  # the buffers go back to their pools for the next time point
+
+
+def test_a_recording_engine_gives_each_set_its_widefield_and_live_view_does_not() -> None:
+    """With ``widefields`` (a recording) every set carries its wide-field image, the float32
+    mean of its frames, so the recorder need not read the set again; without (live view, no
+    file) none is made."""
+    for widefields in (True, False):
+        source = ScriptedSource(channel_lasers=(488, 560))
+        points: list[TimePoint] = []
+        engine = AcquisitionEngine(source, None, source.channel_lasers, source.n_patterns,
+                                   on_time_point=points.append, widefields=widefields)
+        engine.run(2)
+        for point in points:
+            for raw in point.sets:
+                if widefields:
+                    assert raw.widefield is not None
+                    assert np.array_equal(raw.widefield, raw.frames.mean(axis=0, dtype="<f4"))
+                else:
+                    assert raw.widefield is None
