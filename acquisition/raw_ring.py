@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from acquisition.wire import Header, WireError
+from acquisition.wire import Header, Kind, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,8 @@ class RingReader:
 
     def view(self, header: Header) -> np.ndarray:
         """The (read-only) array a header names in the ring; WireError if it cannot be."""
+        if header.kind is not Kind.RAW_SET:
+            raise WireError(f"a {header.kind} message cannot name a raw ring slot")
         info = header.info
         slot, offset = info.get("ring_slot"), info.get("ring_offset")
         generation = info.get("ring_generation")

@@ -45,6 +45,7 @@ from acquisition.rate_meter import RateMeter
 from acquisition.raw_ring import RawRing, ring_supported
 from acquisition.recorder import QcRecord, RecorderError, RunLayout, RunRecorder
 from acquisition.result_order import InOrderRelease
+from acquisition.result_ring import ResultRing, ResultRings
 from acquisition.supervisor import WorkerCommand, WorkerLimits, WorkerPool, WorkerSupervisor
 from acquisition.timing_summary import LatencyHistogram
 from acquisition.transport import (
@@ -221,6 +222,7 @@ def worker_raw_endpoint(endpoint: str, slot: int, n_workers: int) -> str:
 
 
 RING_MAX_SLOTS = 1024  # sets in the shared-memory ring at most (more in flight: heap, inline)
+RESULT_RING_MAX_SLOTS = 64  # SR images in one worker's result ring at most
 RING_POPULATE_WAIT_S = 30.0  # the first time point waits this long at most for the ring's pages
 EMULATOR_BYTES_PER_PX = 400  # emulator working set per camera pixel (measured 280-330 B)
 
@@ -322,6 +324,7 @@ class RunSession:
         # sets lent to a worker by reference: their ring slot stays theirs until answered
         self._lent: dict[tuple[int, int], np.ndarray] = {}
         self.ring: RawRing | None = None
+        self.result_rings: ResultRings | None = None  # SR images by reference, local workers
         self._in_flight: list[int] = []  # per worker slot: raw sets sent, not yet answered
         self.remote_results: list[MessageReceiver] = []
         self._allow_list: ClientAllowList | None = None
@@ -377,8 +380,9 @@ class RunSession:
         self.raw_sender = self.raw_senders[0]
         self._in_flight = [0] * total
         self.ring = self._make_ring(total)
+        self.result_rings = self._make_result_rings()
         results = open_socket(self.context, zmq.PULL, ep.results, bind=True, RCVHWM=64)
-        self.results = MessageReceiver(results, "results")
+        self.results = MessageReceiver(results, "results", self.result_rings)
         self.remote_results = [  # one per remote worker: the socket tells the slot
             MessageReceiver(open_socket(self.context, zmq.PULL, _tcp_port_plus(
                 e, 1, "worker endpoint", "expected tcp://HOST:PORT with a fixed port (results go "
@@ -411,6 +415,38 @@ class RunSession:
             logger.warning("no shared-memory ring (%s); raw sets go over ZeroMQ", exc)
             return None
 
+    def _make_result_rings(self) -> ResultRings | None:
+        """A result ring per local worker, with a slot per SR image that may be in flight to
+        the recorder from it (None: off, unsupported, no local worker, or not two slots
+        each in half of ``ring_max_bytes``)."""
+        opts = self.options
+        if not (opts.shared_memory and opts.workers > 0 and self.sr_channels
+                and ring_supported()):
+            return None
+        scale = 3 if self.protocol.mode == "nlsim" else 2  # the SR shape's, before the hello
+        slot_bytes = 2 * scale * self.frame_shape[0] * scale * self.frame_shape[1]  # uint16
+        queued = recorder_queue_sets(self.frame_shape, self.protocol.n_patterns, opts)
+        n_slots = min(queued + self.max_pending_per_worker + 4, RESULT_RING_MAX_SLOTS,
+                      opts.ring_max_bytes // 2 // (slot_bytes * opts.workers))
+        if n_slots < 2:
+            return None
+        rings: list[ResultRing] = []
+        try:
+            for _ in range(opts.workers):
+                rings.append(ResultRing(n_slots, slot_bytes))
+        except OSError as exc:
+            for ring in rings:
+                ring.close()
+            logger.warning("no shared-memory result rings (%s); SR images go over ZeroMQ", exc)
+            return None
+
+        def running_slot(worker_id: str) -> int | None:  # a stale worker's slots are not read
+            pool = self.pool
+            return (pool.slot_of(worker_id) if pool is not None
+                    and pool.current(worker_id) is not None else None)
+
+        return ResultRings(rings, running_slot)
+
     def _launch_workers(self) -> WorkerPool:
         """Start the worker processes (their hellos come later, on the results socket)."""
         n = self.options.workers + len(self.options.remote_workers)
@@ -427,8 +463,10 @@ class RunSession:
                                 sr_encoding="uint16", run_id=self.run_id,
                                 trust_every=self.options.trust_every)
         ring_fd = self.ring.reader_fd if self.ring is not None else None
-        commands = [replace(command, raw_endpoint=endpoint, raw_ring_fd=ring_fd)
-                    for endpoint in self._raw_endpoints]
+        results = self.result_rings.rings if self.result_rings is not None else []
+        commands = [replace(command, raw_endpoint=endpoint, raw_ring_fd=ring_fd,
+                            result_ring_fd=results[i].writer_fd if results else None)
+                    for i, endpoint in enumerate(self._raw_endpoints)]
         options = self.options
         limits = WorkerLimits(options.heartbeat_timeout_s, options.hello_timeout_s,
                               options.busy_timeout_s, options.max_restarts)
@@ -808,6 +846,8 @@ class RunSession:
             with self._lock:
                 self._lent.clear()
             self.ring.close()
+        if self.result_rings is not None:
+            self.result_rings.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         self.endpoints.remove_temporary_folder()  # its own: nothing of a run left in /tmp

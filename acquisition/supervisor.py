@@ -46,6 +46,7 @@ class WorkerCommand:
     run_id: str = ""  # stamped on the worker's heartbeats; its raw sets must carry it
     trust_every: int = 10  # trust record of every Nth set per channel (0: off)
     raw_ring_fd: int | None = None  # read-only descriptor of the run's shared-memory ring
+    result_ring_fd: int | None = None  # descriptor of this worker's result ring (its own)
 
     def argv(self, worker_id: str = "") -> list[str]:
         """The subprocess argument vector (same interpreter, the CLI module)."""
@@ -60,6 +61,7 @@ class WorkerCommand:
         optional = {"--calibration": self.calibration, "--imc-model": self.imc_model,
                     "--pattern-parameters": self.pattern_parameters,
                     "--raw-ring-fd": self.raw_ring_fd,
+                    "--result-ring-fd": self.result_ring_fd,
                     "--sr-encoding": None if self.sr_encoding == "float32" else self.sr_encoding}
         args += [part for flag, value in optional.items() if value is not None
                  for part in (flag, str(value))]
@@ -119,11 +121,12 @@ class WorkerSupervisor:
             stdout = self.command.log_file.open("ab")
         self.worker_id = uuid.uuid4().hex[:16]
         try:
-            ring = () if self.command.raw_ring_fd is None else (self.command.raw_ring_fd,)
+            rings = tuple(fd for fd in (self.command.raw_ring_fd, self.command.result_ring_fd)
+                          if fd is not None)
             self.process = subprocess.Popen(self.command.argv(self.worker_id),
                                             stdout=stdout,
                                             stderr=subprocess.STDOUT if stdout else None,
-                                            pass_fds=ring)
+                                            pass_fds=rings)
         finally:
             if stdout is not None:
                 stdout.close()

@@ -189,6 +189,10 @@ class ResultInfo(_Strict):
         list[Annotated[list[Finite], Field(min_length=4, max_length=4)]], Field(max_length=16)
     ] | None = None
     trust: TrustInfo | None = None  # every Nth set (worker --trust-every): for /qc
+    # an SR image left in the worker's result ring (acquisition.result_ring), not in a payload
+    ring_slot: Annotated[int, Field(ge=0, le=65_535)] | None = None
+    ring_offset: Annotated[int, Field(ge=0, le=MAX_PAYLOAD_BYTES)] | None = None
+    ring_generation: Count | None = None
 
 
 class EventInfo(_Strict):
@@ -346,24 +350,27 @@ def header_for(kind: Kind, run_id: str, sequence: int, array: np.ndarray | None,
 
 
 class PayloadRing(Protocol):
-    """Where payloads sent by reference live (the worker's ``acquisition.raw_ring.RingReader``)."""
+    """Where payloads sent by reference live: raw sets for a worker
+    (``acquisition.raw_ring.RingReader``), SR images for the acquisition (its workers'
+    ``acquisition.result_ring.ResultRing``)."""
 
     def view(self, header: Header) -> np.ndarray:
-        """The array the header names; WireError when it cannot be resolved."""
+        """The array the header names; WireError when it cannot be resolved (also when
+        this ring does not carry the header's kind)."""
         ...
 
 
 def decode(frames: Sequence[Frame], ring: PayloadRing | None = None) -> Message:
     """Validate a received [header, payload] message and view its payload; raise WireError.
 
-    A raw set whose header names a ring slot (``info.ring_slot``) has an empty payload frame;
-    its array is resolved in ``ring``, which a receiver without one refuses.
+    A raw set or SR result whose header names a ring slot (``info.ring_slot``) has an empty
+    payload frame; its array is resolved in ``ring``, which a receiver without one refuses.
     """
     if len(frames) != 2:
         raise WireError(f"expected 2 frames [header, payload], got {len(frames)}")
     header = parse_header(_as_bytes(frames[0]))
     if header.info.get("ring_slot") is not None:
-        if header.kind is not Kind.RAW_SET:
+        if header.kind not in (Kind.RAW_SET, Kind.SR_RESULT):
             raise WireError(f"a {header.kind} message cannot name a ring slot")
         if _as_buffer(frames[1]).nbytes:
             raise WireError("a ring reference must come with an empty payload frame")

@@ -30,6 +30,7 @@ import numpy as np
 import zmq
 
 from acquisition.raw_ring import RingReader, is_reference
+from acquisition.result_ring import ResultSlots
 from acquisition.run_file import IMC_OUT_OF_DOMAIN
 from acquisition.transport import CurveKeys, MessageReceiver, open_socket
 from acquisition.wire import Header, Kind, Message, encode, header_for
@@ -78,6 +79,7 @@ class WorkerOptions:
     worker_id: str = ""  # this process, as the supervisor named it: on every message sent
     trust_every: int = 10  # trust record of every Nth set per channel (0: off); /qc
     raw_ring_fd: int | None = None  # inherited read-only descriptor of the run's raw ring
+    result_ring_fd: int | None = None  # inherited descriptor of this worker's result ring
 
 
 @dataclass
@@ -335,6 +337,13 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
         except (OSError, ValueError) as exc:  # tell the session why, instead of dying mute
             report_fatal(options, f"cannot map the shared-memory raw ring: {exc}")
             raise
+    slots = None
+    if options.result_ring_fd is not None:
+        try:
+            slots = ResultSlots(options.result_ring_fd)
+        except (OSError, ValueError) as exc:
+            report_fatal(options, f"cannot map the shared-memory result ring: {exc}")
+            raise
     raw = open_socket(context, zmq.PULL, options.raw_endpoint, bind=False, keys=options.curve,
                       RCVHWM=1)
     results = open_socket(context, zmq.PUSH, options.results_endpoint, bind=False,
@@ -348,8 +357,11 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
             run_id = str(header_fields.pop("run_id", options.run_id))
             header = header_for(kind, run_id, next(sequence), array,
                                 worker_id=options.worker_id, **header_fields)
+            # an image in the result ring: its header names the slot, over an empty frame
+            frames = ([header.pack(), b""] if "ring_slot" in header.info
+                      else encode(header, array))
             try:
-                results.send_multipart(encode(header, array), copy=False)
+                results.send_multipart(frames, copy=False)
             except zmq.Again:
                 logger.error("results socket blocked for %.0f s; result %s t=%d dropped",
                              options.send_timeout_s, kind, header.time_point)
@@ -383,7 +395,8 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
                 logger.warning("raw socket: message of run %r ignored (serving run %r)",
                                message.header.run_id[:16], options.run_id)
                 continue
-            _handle(message, reconstructors, state, send, imc, options.sr_encoding, ring)
+            _handle(message, reconstructors, state, send, imc, options.sr_encoding, ring,
+                    slots)
     finally:
         state.stop.set()
         beat.join(options.heartbeat_s * 4)
@@ -391,6 +404,8 @@ def serve(options: WorkerOptions, reconstructors: Mapping[int, Reconstructor],
         results.close(linger=int(options.send_timeout_s * 1000))
         if ring is not None:
             ring.close()
+        if slots is not None:
+            slots.close()
     return state
 
 
@@ -399,10 +414,11 @@ Sender = Callable[[dict[str, Any], Kind, np.ndarray | None], bool]
 
 def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state: WorkerState,
             send: Sender, imc: ImcStage | None = None, sr_encoding: str = "float32",
-            ring: RingReader | None = None) -> None:
+            ring: RingReader | None = None, slots: ResultSlots | None = None) -> None:
     """Reconstruct one raw set (or act on a command) and send what came of it. A set read
     from the shared-memory ring is checked again after use: if its slot was reused meanwhile
-    (the acquisition gave this worker up), the result is refused, not sent."""
+    (the acquisition gave this worker up), the result is refused, not sent. With ``slots``
+    (this worker's result ring) the SR image goes by reference when a slot is free."""
     head: Header = message.header
     if head.kind is Kind.EVENT and head.info.get("command") == FLUSH_COMMAND:
         flushed = _send_imc(imc.stream.finish(), imc, head, send) if imc is not None else 0
@@ -441,10 +457,7 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
     finally:
         state.busy_since_s = 0.0
     image = np.ascontiguousarray(result.image, dtype=np.float32)
-    payload, encoding_info = encode_sr(
-        image, sr_encoding,
-        state.sr_buffers.take(image.shape) if sr_encoding == "uint16" else None)
-    info = {**result_info(result), "raw_sent_s": head.sent_s, **encoding_info}
+    info = {**result_info(result), "raw_sent_s": head.sent_s}
     widefield = None  # read before the ring check below: the slot may be reused after it
     if imc is not None and head.channel == imc.channel:
         widefield = imc.widefield(message.array)
@@ -460,8 +473,11 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
         send({**common, "info": {"error": "raw set's ring slot was reused while it was read",
                                  "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
         return
-    if send({**common, "info": info}, Kind.SR_RESULT, payload):
+    payload, payload_info = _sr_payload(image, sr_encoding, state, slots)
+    if send({**common, "info": {**info, **payload_info}}, Kind.SR_RESULT, payload):
         state.processed += 1
+    elif slots is not None and "ring_slot" in payload_info:
+        slots.release(payload_info)
     if imc is not None and head.channel == imc.channel:
         try:
             ready = imc.stream.process(head.time_point, image, widefield)
@@ -471,6 +487,27 @@ def _handle(message: Message, reconstructors: Mapping[int, Reconstructor], state
                                      "raw_sent_s": head.sent_s}}, Kind.EVENT, None)
             return
         _send_imc(ready, imc, head, send)
+
+
+def _sr_payload(image: np.ndarray, encoding: str, state: WorkerState,
+                slots: ResultSlots | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The SR payload in ``encoding`` and the info fields describing it: encoded straight into
+    a free slot of the worker's result ring (the fields name it), else into a buffer that
+    goes inline."""
+    dtype = np.uint16 if encoding == "uint16" else np.float32
+    target = slots.begin(image.shape, dtype) if slots is not None else None
+    if slots is None or target is None:
+        return encode_sr(image, encoding,
+                         state.sr_buffers.take(image.shape) if encoding == "uint16" else None)
+    try:
+        payload, encoding_info = encode_sr(image, encoding,
+                                           target if encoding == "uint16" else None)
+        if payload is not target:
+            np.copyto(target, payload)
+    except BaseException:
+        slots.abandon()
+        raise
+    return target, {**encoding_info, **slots.finish()}
 
 
 def _trust(monitor: TrustMonitor, raw: np.ndarray, image: np.ndarray, model_name: str,

@@ -103,6 +103,10 @@ def infer_command(
         None, "--raw-ring-fd", min=0,
         help="Inherited read-only descriptor of the run's shared-memory raw ring (set by the "
              "session)."),
+    result_ring_fd: int | None = typer.Option(
+        None, "--result-ring-fd", min=0,
+        help="Inherited descriptor of this worker's shared-memory result ring (set by the "
+             "session)."),
 ) -> None:
     """The inference worker: reconstruct raw sets from ZeroMQ and push results back."""
     from acquisition.transport import CurveKeys, TransportSecurityError
@@ -120,7 +124,8 @@ def infer_command(
                             parent_pid=parent_pid, calibration=calibration, curve=keys,
                             imc_model=imc_model, sr_encoding=sr_encoding, run_id=run_id,
                             worker_id=worker_id, pattern_parameters=pattern_parameters,
-                            trust_every=trust_every, raw_ring_fd=raw_ring_fd)
+                            trust_every=trust_every, raw_ring_fd=raw_ring_fd,
+                            result_ring_fd=result_ring_fd)
     with exit_on(TransportSecurityError):  # a non-local endpoint without Curve keys
         state = run_worker(options)
     logger.info("worker done: %d processed, %d failed", state.processed, state.failed)

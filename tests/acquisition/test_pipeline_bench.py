@@ -156,6 +156,7 @@ def test_small_pipeline_bench_is_lossless(tmp_path: Path) -> None:
     result = pipeline_bench.run_pipeline_bench(6, 32, tmp_path, repeats=2)
     assert result.raw_lost == 0 and result.raw_mismatched == 0
     assert result.sr_frames == 12 and result.sr_skips == 0
+    assert result.sets_by_reference == result.sr_by_reference == 12  # both rings, every set
     assert len(result.repeats) == 2 and result.repeats[0].order != result.repeats[1].order
     assert result.ratio == pytest.approx(result.pipeline_fps / min(
         result.zmq_fps, result.h5py_same_bytes_fps,
@@ -173,6 +174,7 @@ def test_small_pipeline_bench_is_lossless(tmp_path: Path) -> None:
         assert any(k.startswith("worker ") for k in r.thread_cpu_ms_per_frame)
     text = "\n".join(result.lines())
     assert "pipeline / composite limit" in text and "bare h5py raw" in text
+    assert "SR images back 12 of 12 through the result ring" in text
     assert not any(tmp_path.iterdir())  # scratch files removed
 
 

@@ -121,6 +121,7 @@ class PipelineBenchResult:
     viewer: bool = False  # a display viewer process was attached to the pipeline runs
     shared_memory: bool = True
     sets_by_reference: int = 0  # raw sets the worker read from the shared-memory ring
+    sr_by_reference: int = 0  # SR images the worker left in its result ring
     sets_sent: int = 0  # raw sets sent to the worker (by reference or inline)
     viewer_images: int = 0  # display images the viewer received (all repeats)
 
@@ -155,7 +156,9 @@ class PipelineBenchResult:
                f"{len(self.repeats)} interleaved repeat(s), os.sync() before each member, "
                f"load average {os.getloadavg()[0]:.1f} at the end",
                f"pipeline: raw sets to the worker {self.sets_by_reference} of {self.sets_sent} "
-               f"through the shared-memory ring (shared memory {self.shared_memory}); display "
+               f"through the shared-memory ring, SR images back {self.sr_by_reference} of "
+               f"{self.sr_frames} through the result ring (shared memory "
+               f"{self.shared_memory}); display "
                + (f"viewer attached ({self.viewer_images} images received)" if self.viewer
                   else "viewer: none (headless)"),
                "members: zmq = bare pyzmq PUSH/PULL (ipc, other process); h5 raw = bare h5py "
@@ -441,6 +444,7 @@ class PipelineMeasurement:
     thread_sets: int = 1
     sets_sent: int = 0  # raw sets sent to the (first) worker
     sets_by_reference: int = 0  # of those, left in the shared-memory ring
+    sr_by_reference: int = 0  # SR images received through the worker's result ring
     viewer_images: int = 0  # display images an attached viewer received
 
 
@@ -546,6 +550,8 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
                                acquisition_cpu, worker_cpu, by_thread, max(1, time_points - 1),
                                sets_sent=int(getattr(sender, "sent", 0)),
                                sets_by_reference=int(getattr(sender, "sent_by_reference", 0)),
+                               sr_by_reference=(session.result_rings.received
+                                                if session.result_rings is not None else 0),
                                viewer_images=images)
 
 
@@ -667,6 +673,7 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
                 "lost": lost, "mismatched": mismatched,
                 "p50": s.latency_percentile_ms(50), "p99": s.latency_percentile_ms(99),
                 "sent": m.sets_sent, "by_reference": m.sets_by_reference,
+                "sr_by_reference": m.sr_by_reference,
                 "viewer_images": m.viewer_images,
                 "sr_frames": s.sr_frames, "sr_skips": s.events.get("sr_skip", 0)})
 
@@ -696,6 +703,7 @@ def run_pipeline_bench(time_points: int, size_px: int, folder: Path | None,
         repeats=figures, viewer=viewer, shared_memory=shared_memory,
         sets_sent=sum(r.outcomes["pipeline"].extra["sent"] for r in runs),
         sets_by_reference=sum(r.outcomes["pipeline"].extra["by_reference"] for r in runs),
+        sr_by_reference=sum(r.outcomes["pipeline"].extra["sr_by_reference"] for r in runs),
         viewer_images=sum(r.outcomes["pipeline"].extra["viewer_images"] for r in runs))
 
 
