@@ -40,6 +40,8 @@ import os
 import struct
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 MAGIC = b"LSRING01"
 _LAYOUT = struct.Struct("<8sQQQ")  # magic, n_slots, slot_bytes, data_offset
-GENERATIONS_OFFSET = 64
+TABLE_OFFSET = 64  # the per-slot uint64 table (RingLayout)
 PAGE_BYTES = mmap.PAGESIZE
 MAX_SLOTS = 4096
 _FREE_REFERENCES = 2  # a free slot's buffer: the ring's list and getrefcount's argument
@@ -63,8 +65,95 @@ def ring_supported() -> bool:
     return hasattr(os, "memfd_create") and sys.platform.startswith("linux")
 
 
-def _round_up(n: int, to: int) -> int:
+def round_up(n: int, to: int) -> int:
+    """``n`` rounded up to a multiple of ``to``."""
     return -(-n // to) * to
+
+
+def sealed_memory_file(name: str, size: int) -> int:
+    """An anonymous memory file (``memfd_create``, close-on-exec) of ``size`` bytes whose size
+    is sealed (nobody can shrink it under a reader); its read-write descriptor."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def populate(mapped: mmap.mmap, size: int, stop: threading.Event,
+             progress: Callable[[int], None] = lambda done: None) -> None:
+    """Commit a shared mapping's memory and map it in this process (``MADV_POPULATE_WRITE``,
+    contents untouched), lowest address first, until done or ``stop`` is set; ``progress``
+    gets the bytes done so far. An older kernel: nothing (pages come with the first write)."""
+    at = 0
+    try:
+        while at < size and not stop.is_set():
+            step = min(POPULATE_STEP_BYTES, size - at)
+            mapped.madvise(MADV_POPULATE_WRITE, at, step)
+            at += step
+            progress(at)
+    except (OSError, ValueError) as exc:
+        logger.debug("shared memory not populated (%s)", exc)
+
+
+@dataclass(frozen=True)
+class RingLayout:
+    """Where a ring's parts lie: a header (magic, slot count, slot size, data offset), one
+    uint64 per slot from byte 64 (a generation or a state), then page-aligned slots."""
+
+    magic: bytes
+    n_slots: int
+    slot_bytes: int
+    data_offset: int
+
+    @classmethod
+    def plan(cls, magic: bytes, n_slots: int, slot_bytes: int, max_slots: int) -> RingLayout:
+        """The layout of ``n_slots`` slots of at least ``slot_bytes``; ValueError if out of
+        range."""
+        if not 1 <= n_slots <= max_slots:
+            raise ValueError(f"n_slots={n_slots} must be in [1, {max_slots}]")
+        if slot_bytes <= 0:
+            raise ValueError(f"slot_bytes={slot_bytes} must be positive")
+        return cls(magic, n_slots, round_up(slot_bytes, PAGE_BYTES),
+                   round_up(TABLE_OFFSET + 8 * n_slots, PAGE_BYTES))
+
+    @property
+    def total_bytes(self) -> int:
+        """The ring's size."""
+        return self.data_offset + self.n_slots * self.slot_bytes
+
+    def write(self, mapped: mmap.mmap) -> np.ndarray:
+        """Write the header into a new ring; its per-slot table."""
+        mapped[:_LAYOUT.size] = _LAYOUT.pack(self.magic, self.n_slots, self.slot_bytes,
+                                             self.data_offset)
+        return self.table(mapped)
+
+    def table(self, mapped: mmap.mmap) -> np.ndarray:
+        """The per-slot uint64 table of a mapped ring."""
+        return np.ndarray((self.n_slots,), np.uint64, buffer=mapped, offset=TABLE_OFFSET)
+
+    @classmethod
+    def read(cls, mapped: mmap.mmap, magic: bytes, max_slots: int, what: str) -> RingLayout:
+        """The layout a mapped ring's header gives; ValueError (naming ``what``) when it is
+        not a ring of this ``magic`` or does not fit the mapping."""
+        found, n_slots, slot_bytes, data_offset = _LAYOUT.unpack_from(mapped, 0)
+        if found != magic or not 1 <= n_slots <= max_slots or slot_bytes <= 0 or (
+                data_offset + n_slots * slot_bytes > len(mapped)
+                or data_offset < TABLE_OFFSET + 8 * n_slots):
+            raise ValueError(f"{what}: not a livesim ring of this kind ({found!r})")
+        return cls(magic, n_slots, slot_bytes, data_offset)
+
+
+def slot_arrays(mapped: mmap.mmap, n_slots: int, slot_bytes: int, data_offset: int
+                ) -> list[np.ndarray]:
+    """One uint8 array per slot: every view of a slot has it as its base, so its reference
+    count says whether anything still uses the slot."""
+    return [np.frombuffer(mapped, np.uint8, count=slot_bytes,
+                          offset=data_offset + i * slot_bytes) for i in range(n_slots)]
 
 
 class RawRing:
@@ -79,38 +168,24 @@ class RawRing:
                  name: str = "livesim-raw-ring") -> None:
         if not ring_supported():
             raise OSError("shared-memory ring needs Linux memfd_create")
-        if not 1 <= n_slots <= MAX_SLOTS:
-            raise ValueError(f"n_slots={n_slots} must be in [1, {MAX_SLOTS}]")
-        if slot_bytes <= 0:
-            raise ValueError(f"slot_bytes={slot_bytes} must be positive")
-        self.n_slots = n_slots
-        self.slot_bytes = _round_up(slot_bytes, PAGE_BYTES)
-        self.data_offset = _round_up(GENERATIONS_OFFSET + 8 * n_slots, PAGE_BYTES)
-        self.total_bytes = self.data_offset + self.n_slots * self.slot_bytes
+        layout = RingLayout.plan(MAGIC, n_slots, slot_bytes, MAX_SLOTS)
+        self.n_slots, self.slot_bytes = n_slots, layout.slot_bytes
+        self.data_offset, self.total_bytes = layout.data_offset, layout.total_bytes
         self.fallback = fallback
         self.lent_out = 0  # sets placed in the ring
         self.fallbacks = 0  # sets that found no free slot
-        self._fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self._fd = sealed_memory_file(name, self.total_bytes)
         self.reader_fd = -1
         try:
-            os.ftruncate(self._fd, self.total_bytes)
-            fcntl.fcntl(self._fd, fcntl.F_ADD_SEALS,
-                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
             # a second, read-only open file description of the same memory, for the workers
             self.reader_fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
             self._map: mmap.mmap | None = mmap.mmap(self._fd, self.total_bytes)
         except OSError:
             self._close_fds()
             raise
-        self._map[:_LAYOUT.size] = _LAYOUT.pack(MAGIC, n_slots, self.slot_bytes,
-                                                self.data_offset)
-        self._generations = np.ndarray((n_slots,), np.uint64, buffer=self._map,
-                                       offset=GENERATIONS_OFFSET)
-        # one array per slot: every view of a slot has it as its base, so its reference
-        # count says whether anything still uses the slot
-        self._slots: list[np.ndarray] | None = [
-            np.frombuffer(self._map, np.uint8, count=self.slot_bytes,
-                          offset=self.data_offset + i * self.slot_bytes) for i in range(n_slots)]
+        self._generations = layout.write(self._map)
+        self._slots: list[np.ndarray] | None = slot_arrays(self._map, n_slots,
+                                                           self.slot_bytes, self.data_offset)
         self._start = int(np.frombuffer(self._map, np.uint8, count=1).ctypes.data)
         self._closing = threading.Event()
         self.populated_bytes = 0  # slot memory committed so far by the populating thread
@@ -121,19 +196,9 @@ class RawRing:
     def _populate(self) -> None:
         """Commit the slots' memory and map it in this process, lowest slot first (the ones
         used first), without touching their contents: a slot may already hold frames."""
-        mapped = self._map
-        if mapped is None:
-            return
-        end = self.total_bytes
-        at = 0
-        try:
-            while at < end and not self._closing.is_set():
-                step = min(POPULATE_STEP_BYTES, end - at)
-                mapped.madvise(MADV_POPULATE_WRITE, at, step)
-                at += step
-                self.populated_bytes = at
-        except (OSError, ValueError) as exc:  # an older kernel: pages come with the frames
-            logger.debug("raw ring: not populated (%s)", exc)
+        if self._map is not None:
+            populate(self._map, self.total_bytes, self._closing,
+                     lambda done: setattr(self, "populated_bytes", done))
 
     def wait_populated(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until the populating thread is done; True when every
@@ -230,14 +295,10 @@ class RingReader:
         # MAP_POPULATE: the pages are mapped now, at start-up, not by the first set in a slot
         self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                               prot=mmap.PROT_READ)
-        magic, n_slots, slot_bytes, data_offset = _LAYOUT.unpack_from(self._map, 0)
-        if magic != MAGIC or not 1 <= n_slots <= MAX_SLOTS or slot_bytes <= 0 or (
-                data_offset + n_slots * slot_bytes > size
-                or data_offset < GENERATIONS_OFFSET + 8 * n_slots):
-            raise ValueError(f"raw ring descriptor {fd}: not a livesim ring ({magic!r})")
-        self.n_slots, self.slot_bytes, self.data_offset = n_slots, slot_bytes, data_offset
-        self._generations = np.ndarray((n_slots,), np.uint64, buffer=self._map,
-                                       offset=GENERATIONS_OFFSET)
+        layout = RingLayout.read(self._map, MAGIC, MAX_SLOTS, f"raw ring descriptor {fd}")
+        self.n_slots, self.slot_bytes = layout.n_slots, layout.slot_bytes
+        self.data_offset = layout.data_offset
+        self._generations = layout.table(self._map)
         self._data = np.frombuffer(self._map, np.uint8)
 
     def view(self, header: Header) -> np.ndarray:

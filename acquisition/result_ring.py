@@ -34,50 +34,34 @@ Lifetime and safety:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import mmap
 import os
 import secrets
-import struct
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from acquisition.raw_ring import (
+    PAGE_BYTES,
+    RingLayout,
+    populate,
+    sealed_memory_file,
+    slot_arrays,
+)
 from acquisition.wire import Header, Kind, WireError
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"LSRSLT01"
-_LAYOUT = struct.Struct("<8sQQQ")  # magic, n_slots, slot_bytes, data_offset
-STATES_OFFSET = 64
-PAGE_BYTES = mmap.PAGESIZE
 MAX_SLOTS = 64
 FREE = 0
 BUSY = 1
 HELD = 3
 _FREE_REFERENCES = 2  # a slot's array nobody views: the ring's list and getrefcount's argument
-
-
-def _round_up(n: int, to: int) -> int:
-    return -(-n // to) * to
-
-
-def _map_ring(fd: int, what: str) -> tuple[mmap.mmap, int, int, int]:
-    """Map a result ring read-write (committed now: ``MAP_POPULATE``) and read its layout."""
-    size = os.fstat(fd).st_size
-    if size < PAGE_BYTES:
-        raise ValueError(f"{what} descriptor {fd}: {size} bytes is not a result ring")
-    mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
-    magic, n_slots, slot_bytes, data_offset = _LAYOUT.unpack_from(mapped, 0)
-    if magic != MAGIC or not 1 <= n_slots <= MAX_SLOTS or slot_bytes <= 0 or (
-            data_offset + n_slots * slot_bytes > size
-            or data_offset < STATES_OFFSET + 8 * n_slots):
-        mapped.close()
-        raise ValueError(f"{what} descriptor {fd}: not a livesim result ring ({magic!r})")
-    return mapped, n_slots, slot_bytes, data_offset
 
 
 class ResultRing:
@@ -86,36 +70,27 @@ class ResultRing:
 
     def __init__(self, n_slots: int, slot_bytes: int, name: str = "livesim-result-ring"
                  ) -> None:
-        if not 1 <= n_slots <= MAX_SLOTS:
-            raise ValueError(f"n_slots={n_slots} must be in [1, {MAX_SLOTS}]")
-        if slot_bytes <= 0:
-            raise ValueError(f"slot_bytes={slot_bytes} must be positive")
-        self.n_slots = n_slots
-        self.slot_bytes = _round_up(slot_bytes, PAGE_BYTES)
-        self.data_offset = _round_up(STATES_OFFSET + 8 * n_slots, PAGE_BYTES)
-        self.total_bytes = self.data_offset + n_slots * self.slot_bytes
+        layout = RingLayout.plan(MAGIC, n_slots, slot_bytes, MAX_SLOTS)
+        self.n_slots, self.slot_bytes = n_slots, layout.slot_bytes
+        self.data_offset, self.total_bytes = layout.data_offset, layout.total_bytes
         self.received = 0  # images taken from the ring
         self.refused = 0  # references refused (bad reference, stale stamp)
-        self.writer_fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.writer_fd = sealed_memory_file(name, self.total_bytes)
         try:
-            os.ftruncate(self.writer_fd, self.total_bytes)
-            fcntl.fcntl(self.writer_fd, fcntl.F_ADD_SEALS,
-                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-            # pages are committed by the worker (it maps with MAP_POPULATE at start-up)
             self._map: mmap.mmap | None = mmap.mmap(self.writer_fd, self.total_bytes)
         except OSError:
             self._close_fd()
             raise
-        self._map[:_LAYOUT.size] = _LAYOUT.pack(MAGIC, n_slots, self.slot_bytes,
-                                                self.data_offset)
-        self._states = np.ndarray((n_slots,), np.uint64, buffer=self._map,
-                                  offset=STATES_OFFSET)
-        # one array per slot: every image handed out views it, so its reference count says
-        # whether the slot is still in use (as in the raw ring)
-        self._slots: list[np.ndarray] = [
-            np.frombuffer(self._map, np.uint8, count=self.slot_bytes,
-                          offset=self.data_offset + i * self.slot_bytes) for i in range(n_slots)]
+        self._states = layout.write(self._map)
+        self._slots = slot_arrays(self._map, n_slots, self.slot_bytes, self.data_offset)
         self._held = [False] * n_slots
+        # committed while the worker starts (it maps them with MAP_POPULATE): a slot's first
+        # image otherwise cost a page fault per 4 KiB in each process, in every short run
+        self._closing = threading.Event()
+        self._populating = threading.Thread(
+            target=populate, args=(self._map, self.total_bytes, self._closing),
+            name="result-ring-populate", daemon=True)
+        self._populating.start()
 
     def view(self, header: Header) -> np.ndarray:
         """The (read-only) SR image a header names, its slot now held until the image is no
@@ -176,6 +151,8 @@ class ResultRing:
     def close(self) -> None:
         """Unmap and close the descriptor (the memory goes with the last holder; images
         still viewing it keep it mapped until they are gone)."""
+        self._closing.set()
+        self._populating.join()
         self._slots = []
         self._held = []
         self._states = np.zeros(0, np.uint64)
@@ -204,10 +181,20 @@ class ResultSlots:
     worker's predecessor is dead)."""
 
     def __init__(self, fd: int) -> None:
-        self._map, self.n_slots, self.slot_bytes, self.data_offset = _map_ring(
-            fd, "result ring")
-        self._states = np.ndarray((self.n_slots,), np.uint64, buffer=self._map,
-                                  offset=STATES_OFFSET)
+        size = os.fstat(fd).st_size
+        if size < PAGE_BYTES:
+            raise ValueError(f"result ring descriptor {fd}: {size} bytes is not a ring")
+        # MAP_POPULATE: mapped now (the acquisition commits the pages), not by the images
+        self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        try:
+            layout = RingLayout.read(self._map, MAGIC, MAX_SLOTS,
+                                     f"result ring descriptor {fd}")
+        except ValueError:
+            self._map.close()
+            raise
+        self.n_slots, self.slot_bytes = layout.n_slots, layout.slot_bytes
+        self.data_offset = layout.data_offset
+        self._states = layout.table(self._map)
         self._states[self._states != HELD] = FREE
         self._data = np.frombuffer(self._map, np.uint8)
         self._next_stamp = 2 * (secrets.randbits(60) + 1)  # never equal to a predecessor's

@@ -416,16 +416,17 @@ class RunSession:
             return None
 
     def _make_result_rings(self) -> ResultRings | None:
-        """A result ring per local worker, with a slot per SR image that may be in flight to
-        the recorder from it (None: off, unsupported, no local worker, or not two slots
-        each in half of ``ring_max_bytes``)."""
+        """A result ring per local worker, with a slot per SR image that may wait in the
+        recorder queue or be in flight from it (None: off, unsupported, no local worker, or
+        not two slots each in half of ``ring_max_bytes``)."""
         opts = self.options
         if not (opts.shared_memory and opts.workers > 0 and self.sr_channels
                 and ring_supported()):
             return None
         scale = 3 if self.protocol.mode == "nlsim" else 2  # the SR shape's, before the hello
         slot_bytes = 2 * scale * self.frame_shape[0] * scale * self.frame_shape[1]  # uint16
-        queued = recorder_queue_sets(self.frame_shape, self.protocol.n_patterns, opts)
+        # the recorder queue holds a raw set and an end item beside each SR image it holds
+        queued = recorder_queue_sets(self.frame_shape, self.protocol.n_patterns, opts) // 2
         n_slots = min(queued + self.max_pending_per_worker + 4, RESULT_RING_MAX_SLOTS,
                       opts.ring_max_bytes // 2 // (slot_bytes * opts.workers))
         if n_slots < 2:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -10,7 +11,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -21,8 +24,10 @@ from acquisition.engine import group_sets
 from acquisition.protocol import Protocol
 from acquisition.raw_ring import RawRing, RingReader, ring_supported
 from acquisition.session import RunSession, SessionOptions
-from acquisition.wire import Header, Kind, WireError, decode, encode, header_for
+from acquisition.transport import MessageReceiver, RawSetSender
+from acquisition.wire import Header, Kind, PayloadRing, WireError, decode, encode, header_for
 from inference.reconstruction import WideFieldReconstructor
+from inference.worker import WorkerState
 
 from .conftest import ScriptedSource, expected_frame
 
@@ -31,15 +36,15 @@ pytestmark = pytest.mark.skipif(not ring_supported(), reason="needs Linux memfd_
 FAST = SessionOptions(heartbeat_s=0.2, heartbeat_timeout_s=2.0, fsync=False, drain_idle_s=10.0)
 
 
-def ring_descriptors() -> list[str]:
-    """This process's open descriptors that are a raw ring (memfd)."""
+def ring_descriptors(name: str = "livesim-raw-ring") -> list[str]:
+    """This process's open descriptors that are a ring named ``name`` (memfd)."""
     out = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if "livesim-raw-ring" in target:
+        if name in target:
             out.append(target)
     return out
 
@@ -208,53 +213,67 @@ def _protocol(tmp_path: Path, timepoints: int, reconstruction: str) -> Protocol:
         "timepoints": timepoints, "output": str(tmp_path / "run.h5")})
 
 
-def test_the_worker_reconstructs_exactly_the_frames_in_the_ring(tmp_path: Path) -> None:
-    """The real worker loop reading the ring: 'none' is the wide-field mean of what it read,
-    which must be the mean of the frames put in the ring, set by set."""
+@contextlib.contextmanager
+def worker_loop(tmp_path: Path, ring: RawRing, result_rings: PayloadRing | None = None,
+                **options: Any) -> Iterator[tuple[RawSetSender, MessageReceiver, WorkerState]]:
+    """The real worker loop ('wide-field': it reads every pixel it is given) on a thread,
+    mapping ``ring``; yields the raw sender, the results receiver (resolving references in
+    ``result_rings``) and the worker's state; stopped and closed at exit."""
     import zmq
 
-    from acquisition.transport import MessageReceiver, RawSetSender, open_socket
-    from inference.worker import WorkerOptions, WorkerState, serve
+    from acquisition.transport import open_socket
+    from inference.worker import WorkerOptions, serve
 
     context = zmq.Context()
     raw_endpoint, results_endpoint = f"ipc://{tmp_path}/raw", f"ipc://{tmp_path}/results"
+    sender = RawSetSender(context, raw_endpoint, 4)
+    results = MessageReceiver(open_socket(context, zmq.PULL, results_endpoint, bind=True),
+                              "results", result_rings)
+    worker_options = WorkerOptions(raw_endpoint, results_endpoint, ("wide-field",), (9, 16, 16),
+                                   heartbeat_s=0.1, run_id="run", raw_ring_fd=ring.reader_fd,
+                                   **options)
+    state = WorkerState()
+    worker = threading.Thread(target=serve, args=(worker_options, {0: WideFieldReconstructor()},
+                                                   {}, context, state), daemon=True)
+    worker.start()
+    try:
+        yield sender, results, state
+    finally:
+        state.stop.set()
+        worker.join(10)
+        sender.close()
+        results.socket.close(linger=0)
+        context.term()
+
+
+def send_set(sender: RawSetSender, ring: RawRing, t: int) -> np.ndarray:
+    """Time point ``t``'s expected frames, grouped into a ring slot and sent by reference
+    (retried until the worker has connected)."""
+    frames = ring.take((9, 16, 16))
+    frames[:] = np.stack([expected_frame(t, 0, p, (16, 16)) for p in range(9)])
+    info = ring.reference_info(frames)
+    assert info is not None
+    header = header_for(Kind.RAW_SET, "run", t + 1, frames, time_point=t, channel=0,
+                        n_orientations=3, n_phases=3, info=info)
+    deadline = time.monotonic() + 30
+    while not sender.send_reference(header):
+        assert time.monotonic() < deadline, "worker never connected"
+        time.sleep(0.01)
+    return frames
+
+
+def test_the_worker_reconstructs_exactly_the_frames_in_the_ring(tmp_path: Path) -> None:
+    """The real worker loop reading the ring: 'none' is the wide-field mean of what it read,
+    which must be the mean of the frames put in the ring, set by set."""
     with RawRing(4, 9 * 16 * 16 * 2) as ring:
-        sender = RawSetSender(context, raw_endpoint, 4)
-        results = MessageReceiver(open_socket(context, zmq.PULL, results_endpoint, bind=True),
-                                  "results")
-        options = WorkerOptions(raw_endpoint, results_endpoint, ("wide-field",), (9, 16, 16),
-                                heartbeat_s=0.1, run_id="run", raw_ring_fd=ring.reader_fd)
-        reconstructors = {0: WideFieldReconstructor()}  # reads every pixel it is given
-        state = WorkerState()
-        worker = threading.Thread(target=serve, args=(options, reconstructors, {}, context,
-                                                       state), daemon=True)
-        worker.start()
-        try:
-            sets = []
-            for t in range(3):
-                frames = ring.take((9, 16, 16))
-                frames[:] = np.stack([expected_frame(t, 0, p, (16, 16)) for p in range(9)])
-                sets.append(frames)
-                info = ring.reference_info(frames)
-                assert info is not None
-                header = header_for(Kind.RAW_SET, "run", t + 1, frames, time_point=t, channel=0,
-                                    n_orientations=3, n_phases=3, info=info)
-                deadline = time.monotonic() + 30
-                while not sender.send_reference(header):
-                    assert time.monotonic() < deadline, "worker never connected"
-                    time.sleep(0.01)
+        with worker_loop(tmp_path, ring) as (sender, results, state):
+            sets = [send_set(sender, ring, t) for t in range(3)]
             images: dict[int, np.ndarray] = {}
             deadline = time.monotonic() + 60
             while len(images) < 3 and time.monotonic() < deadline:
                 message = results.receive(200)
                 if message is not None and message.header.kind is Kind.SR_RESULT:
                     images[message.header.time_point] = np.array(message.array)
-        finally:
-            state.stop.set()
-            worker.join(10)
-            sender.close()
-            results.socket.close(linger=0)
-            context.term()
         reference_reconstructor = WideFieldReconstructor()
         assert sorted(images) == [0, 1, 2] and state.failed == 0
         for t, frames in enumerate(sets):
@@ -264,20 +283,25 @@ def test_the_worker_reconstructs_exactly_the_frames_in_the_ring(tmp_path: Path) 
 
 
 def test_a_run_sends_raw_sets_through_the_ring_and_closes_it(tmp_path: Path) -> None:
-    """Every set goes by reference, every raw frame in the file is the camera's, and the ring
-    is gone after the run."""
-    before = ring_descriptors()
+    """Every set goes by reference, and every SR image comes back through the worker's result
+    ring; every raw frame in the file is the camera's, every SR image is recorded, and the
+    rings are gone after the run."""
+    before = ring_descriptors() + ring_descriptors("livesim-result-ring")
     proto = _protocol(tmp_path, 8, "passthrough")
     session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
                          options=FAST)
     summary = session.run()
     assert summary.error == "" and summary.sr_frames == 8
     assert getattr(session.raw_senders[0], "sent_by_reference", 0) == 8  # none went inline
+    assert session.result_rings is not None and session.result_rings.received == 8
     with h5py.File(proto.output, "r") as h5:
         for t in range(8):
             raw = np.stack([expected_frame(t, 0, p, (16, 16)) for p in range(9)])
             np.testing.assert_array_equal(h5[run_file.RAW][t, 0], raw)
-    assert ring_descriptors() == before  # closed: nothing of the ring left in this process
+        assert h5["timestamps/sr_written"][:, 0].all()
+        assert h5[f"{run_file.SR_GROUP}/passthrough"].shape == (8, 1, 32, 32)
+    # closed: nothing of the rings left in this process
+    assert ring_descriptors() + ring_descriptors("livesim-result-ring") == before
     assert not [n for n in os.listdir("/dev/shm") if "livesim" in n]  # never had a name
 
 
@@ -289,6 +313,7 @@ def test_without_shared_memory_the_same_run_goes_inline(tmp_path: Path) -> None:
                          options=replace(FAST, shared_memory=False))
     summary = session.run()
     assert summary.error == "" and summary.sr_frames == 4 and session.ring is None
+    assert session.result_rings is None
     assert getattr(session.raw_senders[0], "sent_by_reference", -1) == 0
 
 

@@ -1,42 +1,24 @@
-"""The workers' result rings: SR images by reference, slot states, refusals, runs through them."""
+"""The workers' result rings: SR images by reference, slot states, refusals, the worker loop
+(a run through both rings: test_raw_ring)."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
-from acquisition import run_file
 from acquisition.raw_ring import RawRing, RingReader, ring_supported
 from acquisition.result_ring import BUSY, FREE, HELD, ResultRing, ResultRings, ResultSlots
-from acquisition.session import RunSession
 from acquisition.wire import Header, Kind, WireError, decode, header_for
 from inference.reconstruction import WideFieldReconstructor
 from inference.worker import encode_sr
 
-from .conftest import ScriptedSource, expected_frame
-from .test_raw_ring import FAST, _protocol
+from .test_raw_ring import send_set, worker_loop
 
 pytestmark = pytest.mark.skipif(not ring_supported(), reason="needs Linux memfd_create")
-
-
-def ring_descriptors() -> list[str]:
-    """This process's open descriptors that are a result ring (memfd)."""
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if "livesim-result-ring" in target:
-            out.append(target)
-    return out
 
 
 def place(slots: ResultSlots, image: np.ndarray, sequence: int = 1) -> Header | None:
@@ -157,37 +139,13 @@ def test_a_ring_reference_from_a_worker_without_a_ring_is_refused() -> None:
 def test_the_worker_loop_places_exactly_its_encoded_images_in_the_ring(tmp_path: Path) -> None:
     """The real worker loop with a raw ring and a result ring: each SR image received by
     reference is the uint16 encoding of the wide-field mean of the frames put in the ring."""
-    import zmq
-
-    from acquisition.transport import MessageReceiver, RawSetSender, open_socket
-    from inference.worker import WorkerOptions, WorkerState, serve
-
-    context = zmq.Context()
-    raw_endpoint, results_endpoint = f"ipc://{tmp_path}/raw", f"ipc://{tmp_path}/results"
     with RawRing(4, 9 * 16 * 16 * 2) as ring, ResultRing(3, 16 * 16 * 2) as result_ring:
-        sender = RawSetSender(context, raw_endpoint, 4)
-        results = MessageReceiver(open_socket(context, zmq.PULL, results_endpoint, bind=True),
-                                  "results", ResultRings([result_ring], lambda worker_id: 0))
-        options = WorkerOptions(raw_endpoint, results_endpoint, ("wide-field",), (9, 16, 16),
-                                heartbeat_s=0.1, run_id="run", raw_ring_fd=ring.reader_fd,
-                                result_ring_fd=result_ring.writer_fd, sr_encoding="uint16")
-        state = WorkerState()
-        worker = threading.Thread(target=serve, args=(options, {0: WideFieldReconstructor()},
-                                                       {}, context, state), daemon=True)
-        worker.start()
+        rings = ResultRings([result_ring], lambda worker_id: 0)
         sets, images, used = [], {}, []
-        try:
+        with worker_loop(tmp_path, ring, rings, result_ring_fd=result_ring.writer_fd,
+                         sr_encoding="uint16") as (sender, results, state):
             for t in range(5):
-                frames = ring.take((9, 16, 16))
-                frames[:] = np.stack([expected_frame(t, 0, p, (16, 16)) for p in range(9)])
-                sets.append(np.array(frames))
-                header = header_for(Kind.RAW_SET, "run", t + 1, frames, time_point=t, channel=0,
-                                    n_orientations=3, n_phases=3, info=ring.reference_info(frames))
-                deadline = time.monotonic() + 30
-                while not sender.send_reference(header):
-                    assert time.monotonic() < deadline, "worker never connected"
-                    time.sleep(0.01)
-                del frames
+                sets.append(np.array(send_set(sender, ring, t)))
                 deadline = time.monotonic() + 30
                 while t not in images and time.monotonic() < deadline:
                     message = results.receive(200)
@@ -195,39 +153,9 @@ def test_the_worker_loop_places_exactly_its_encoded_images_in_the_ring(tmp_path:
                         used.append(message.header.info["ring_slot"])
                         images[t] = np.array(message.array)
                         del message
-        finally:
-            state.stop.set()
-            worker.join(10)
-            sender.close()
-            results.socket.close(linger=0)
-            context.term()
         assert sorted(images) == list(range(5)) and state.failed == 0
         # a slot is freed as the next result arrives: two of the three slots take turns
         assert result_ring.received == 5 and used == [0, 1, 0, 1, 0]
         for t, frames in enumerate(sets):
             expected, _ = encode_sr(WideFieldReconstructor().reconstruct(frames).image, "uint16")
             np.testing.assert_array_equal(images[t], expected)
-
-
-def test_a_run_records_every_sr_image_through_its_result_ring_and_closes_it(
-        tmp_path: Path) -> None:
-    before = ring_descriptors()
-    proto = _protocol(tmp_path, 8, "passthrough")
-    session = RunSession(ScriptedSource(frame_delay_s=0.001), None, proto, (16, 16), 62.6,
-                         options=FAST)
-    summary = session.run()
-    assert summary.error == "" and summary.sr_frames == 8
-    assert session.result_rings is not None and session.result_rings.received == 8
-    with h5py.File(proto.output, "r") as h5:
-        assert h5["timestamps/sr_written"][:, 0].all()
-        assert h5[f"{run_file.SR_GROUP}/passthrough"].shape == (8, 1, 32, 32)
-    assert ring_descriptors() == before
-    assert not [n for n in os.listdir("/dev/shm") if "livesim" in n]
-
-
-def test_without_shared_memory_sr_images_go_inline(tmp_path: Path) -> None:
-    proto = _protocol(tmp_path, 3, "passthrough")
-    session = RunSession(ScriptedSource(), None, proto, (16, 16), 62.6,
-                         options=replace(FAST, shared_memory=False))
-    summary = session.run()
-    assert summary.error == "" and summary.sr_frames == 3 and session.result_rings is None
