@@ -21,9 +21,10 @@ PACKAGES = (
 COMPOSITION_ROOT = "acquisition.cli"
 # acquisition's format modules (wire header, transport, run-file layout): what the worker and
 # the emulator share with acquisition; they import only each other
-# the wire, its transport (the shared-memory raw ring is part of it) and run-file names
+# the wire, its transport (the shared-memory raw ring and the workers' result rings are part
+# of it) and run-file names
 FORMAT_MODULES = ("acquisition.wire", "acquisition.transport", "acquisition.raw_ring",
-                  "acquisition.run_file")
+                  "acquisition.result_ring", "acquisition.run_file")
 
 # package -> the packages (or modules) its modules may import; their own package is implied
 CONTRACTS: dict[str, tuple[str, ...]] = {
