@@ -40,6 +40,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,13 +85,22 @@ class ResultRing:
         self._states = layout.write(self._map)
         self._slots = slot_arrays(self._map, n_slots, self.slot_bytes, self.data_offset)
         self._held = [False] * n_slots
-        # committed while the worker starts (it maps them with MAP_POPULATE): a slot's first
-        # image otherwise cost a page fault per 4 KiB in each process, in every short run
+        # committed while the worker starts (it maps them with MAP_POPULATE; the run's first
+        # time point waits for it): a slot's first image otherwise cost a page fault per 4 KiB
+        # in each process, in every short run
         self._closing = threading.Event()
+        self.populated_bytes = 0  # committed so far by the populating thread
         self._populating = threading.Thread(
-            target=populate, args=(self._map, self.total_bytes, self._closing),
+            target=populate, args=(self._map, self.total_bytes, self._closing,
+                                   lambda done: setattr(self, "populated_bytes", done)),
             name="result-ring-populate", daemon=True)
         self._populating.start()
+
+    def wait_populated(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the ring's memory is committed; True when it
+        all is (False: timed out, or the kernel cannot populate)."""
+        self._populating.join(timeout_s)
+        return self.populated_bytes >= self.total_bytes
 
     def view(self, header: Header) -> np.ndarray:
         """The (read-only) SR image a header names, its slot now held until the image is no
@@ -274,6 +284,12 @@ class ResultRings:
             raise WireError(f"a result ring reference from worker {header.worker_id[:16]!r}, "
                             "which has no result ring in this run")
         return self.rings[slot].view(header)
+
+    def wait_populated(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s`` in all) until every ring's memory is committed."""
+        end = time.monotonic() + timeout_s
+        return all([ring.wait_populated(max(0.0, end - time.monotonic()))
+                    for ring in self.rings])
 
     @property
     def received(self) -> int:

@@ -674,6 +674,9 @@ class RunSession:
             self._results_thread.start()
             if self.ring is not None and not self.ring.wait_populated(RING_POPULATE_WAIT_S):
                 logger.info("raw ring not fully populated; its pages come with the frames")
+            if self.result_rings is not None and not self.result_rings.wait_populated(
+                    RING_POPULATE_WAIT_S):
+                logger.info("result rings not fully populated; pages come with the images")
             self._start_s = time.monotonic()
             if self._stop_requested.is_set():
                 self.engine.stop()  # stopped while the worker started: record nothing more

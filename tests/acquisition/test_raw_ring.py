@@ -119,13 +119,13 @@ _PEER = textwrap.dedent("""
 """)
 
 
-def ring_resident_bytes() -> int:
-    """Resident bytes of this process's raw-ring mappings (/proc/self/smaps)."""
+def ring_resident_bytes(name: str = "livesim-raw-ring") -> int:
+    """Resident bytes of this process's mappings of rings named ``name`` (/proc/self/smaps)."""
     resident = 0
     in_ring = False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         if "-" in line.split(" ", 1)[0]:  # a mapping's header line
-            in_ring = "livesim-raw-ring" in line
+            in_ring = name in line
         elif in_ring and line.startswith("Rss:"):
             resident += int(line.split()[1]) * 1024
     return resident

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -10,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.raw_ring import RawRing, RingReader, ring_supported
+from acquisition.raw_ring import MADV_POPULATE_WRITE, RawRing, RingReader, ring_supported
 from acquisition.result_ring import BUSY, FREE, HELD, ResultRing, ResultRings, ResultSlots
 from acquisition.wire import Header, Kind, WireError, decode, header_for
 from inference.reconstruction import WideFieldReconstructor
 from inference.worker import encode_sr
 
-from .test_raw_ring import send_set, worker_loop
+from .test_raw_ring import ring_resident_bytes, send_set, worker_loop
 
 pytestmark = pytest.mark.skipif(not ring_supported(), reason="needs Linux memfd_create")
 
@@ -159,3 +160,23 @@ def test_the_worker_loop_places_exactly_its_encoded_images_in_the_ring(tmp_path:
         for t, frames in enumerate(sets):
             expected, _ = encode_sr(WideFieldReconstructor().reconstruct(frames).image, "uint16")
             np.testing.assert_array_equal(images[t], expected)
+
+
+def test_the_ring_is_committed_before_the_worker_writes_and_the_worker_maps_it_all() -> None:
+    probe = mmap.mmap(-1, mmap.PAGESIZE)
+    try:
+        probe.madvise(MADV_POPULATE_WRITE, 0, mmap.PAGESIZE)
+    except OSError:
+        pytest.skip("this kernel has no MADV_POPULATE_WRITE")
+    finally:
+        probe.close()
+    with ResultRing(8, 256 * 256 * 2) as ring:
+        assert ring.wait_populated(30.0)
+        assert ring_resident_bytes("livesim-result-ring") >= ring.total_bytes
+        before = ring_resident_bytes("livesim-result-ring")
+        slots = ResultSlots(ring.writer_fd)  # a second mapping, every page mapped at once
+        assert ring_resident_bytes("livesim-result-ring") >= before + ring.total_bytes
+        slots.close()
+    started = ResultRing(64, 16 * 1024 * 1024)  # closed while it populates: it stops, no hang
+    started.close()
+    assert not started._populating.is_alive() and started.populated_bytes < started.total_bytes
