@@ -193,3 +193,23 @@ def test_composite_limit_is_the_cpu_bound_of_both_bare_parts_together() -> None:
     result.h5py_fps = 100.0  # the raw bytes alone are not the pipeline's work: not the limit
     assert result.composite_limit == 500.0
     assert "pipeline / composite limit: 1.40 (target >= 0.8)" in "\n".join(result.lines())
+
+
+def test_pipeline_cpu_ends_when_the_file_closes_not_after_the_teardown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping the worker and unmapping the rings come after the file closed: a teardown that
+    burns 0.5 s of CPU must not show in the pipeline's CPU."""
+    from acquisition.session import RunSession
+
+    shut_down = RunSession._shut_down
+
+    def slow_shut_down(self: RunSession, join_s: float) -> None:
+        start = time.process_time()
+        while time.process_time() - start < 0.5:
+            pass
+        shut_down(self, join_s)
+
+    monkeypatch.setattr(RunSession, "_shut_down", slow_shut_down)
+    m = pipeline_bench.measure_pipeline(_bank(), 4, tmp_path, False)
+    assert m.summary.raw_frames == 36 and m.summary.sr_frames == 4
+    assert 0 < m.acquisition_cpu_s < 0.4
