@@ -175,8 +175,9 @@ def bench_pipeline_command(
                                 help="Attach a display viewer process (every topic, as the "
                                      "window subscribes) to the pipeline runs."),
     shared_memory: bool = typer.Option(True, "--shared-memory/--inline",
-                                       help="Raw sets to the worker through the shared-memory "
-                                            "ring, or inline over ZeroMQ."),
+                                       help="Raw sets to the worker and SR images back "
+                                            "through shared-memory rings, or inline over "
+                                            "ZeroMQ."),
 ) -> None:
     """Emulator fast path -> engine -> ZeroMQ -> passthrough worker -> recorder, vs bare limits."""
     from acquisition.cli.bench.pipeline import run_pipeline_bench

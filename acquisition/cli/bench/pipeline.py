@@ -500,7 +500,8 @@ def measure_pipeline(bank: np.ndarray, time_points: int, folder: Path, fsync: bo
     """Run the full pipeline on the bank into ``folder``/pipeline.h5 and measure it;
     ``source`` replaces the bank's own frame source (e.g. one paced like a camera);
     ``reconstruction`` is the worker's method (a model name or file for a real SR worker);
-    ``viewer`` attaches a display viewer process; ``shared_memory``: the raw ring."""
+    ``viewer`` attaches a display viewer process; ``shared_memory``: the raw and result
+    rings."""
     output = folder / "pipeline.h5"
     protocol = Protocol.parse_checked({
         "channels": [{"laser_nm": LASER_NM, "reconstruction": reconstruction}],
