@@ -136,6 +136,27 @@ class RingLayout:
         """The per-slot uint64 table of a mapped ring."""
         return np.ndarray((self.n_slots,), np.uint64, buffer=mapped, offset=TABLE_OFFSET)
 
+    def reference(self, header: Header, kind: Kind, what: str) -> tuple[int, int, int, int]:
+        """(slot, byte offset in the slot, generation, bytes) that ``header`` names in this
+        ring; WireError (naming ``what``, e.g. "raw ring") when it is not a ``kind`` message,
+        lacks a field, or reaches outside a slot."""
+        if header.kind is not kind:
+            raise WireError(f"a {header.kind} message cannot name a {what} slot")
+        info = header.info
+        slot, offset = info.get("ring_slot"), info.get("ring_offset")
+        generation = info.get("ring_generation")
+        if not (isinstance(slot, int) and isinstance(offset, int)
+                and isinstance(generation, int)):
+            raise WireError("ring reference lacks ring_slot / ring_offset / ring_generation")
+        itemsize = np.dtype(header.dtype).itemsize
+        nbytes = int(np.prod(header.shape)) * itemsize
+        if not 0 <= slot < self.n_slots or offset < 0 or offset % itemsize or (
+                offset + nbytes > self.slot_bytes):
+            raise WireError(f"{what} reference slot {slot} offset {offset} ({nbytes} bytes) "
+                            f"lies outside the ring ({self.n_slots} slots of "
+                            f"{self.slot_bytes} bytes)")
+        return slot, offset, generation, nbytes
+
     @classmethod
     def read(cls, mapped: mmap.mmap, magic: bytes, max_slots: int, what: str) -> RingLayout:
         """The layout a mapped ring's header gives; ValueError (naming ``what``) when it is
@@ -295,7 +316,8 @@ class RingReader:
         # MAP_POPULATE: the pages are mapped now, at start-up, not by the first set in a slot
         self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                               prot=mmap.PROT_READ)
-        layout = RingLayout.read(self._map, MAGIC, MAX_SLOTS, f"raw ring descriptor {fd}")
+        layout = self._layout = RingLayout.read(self._map, MAGIC, MAX_SLOTS,
+                                                f"raw ring descriptor {fd}")
         self.n_slots, self.slot_bytes = layout.n_slots, layout.slot_bytes
         self.data_offset = layout.data_offset
         self._generations = layout.table(self._map)
@@ -303,25 +325,13 @@ class RingReader:
 
     def view(self, header: Header) -> np.ndarray:
         """The (read-only) array a header names in the ring; WireError if it cannot be."""
-        if header.kind is not Kind.RAW_SET:
-            raise WireError(f"a {header.kind} message cannot name a raw ring slot")
-        info = header.info
-        slot, offset = info.get("ring_slot"), info.get("ring_offset")
-        generation = info.get("ring_generation")
-        if not (isinstance(slot, int) and isinstance(offset, int)
-                and isinstance(generation, int)):
-            raise WireError("ring reference lacks ring_slot / ring_offset / ring_generation")
-        dtype = np.dtype(header.dtype)
-        nbytes = int(np.prod(header.shape)) * dtype.itemsize
-        if not 0 <= slot < self.n_slots or offset < 0 or offset % dtype.itemsize or (
-                offset + nbytes > self.slot_bytes):
-            raise WireError(f"ring reference slot {slot} offset {offset} ({nbytes} bytes) lies "
-                            f"outside the ring ({self.n_slots} slots of {self.slot_bytes} bytes)")
+        slot, offset, generation, nbytes = self._layout.reference(header, Kind.RAW_SET,
+                                                                  "raw ring")
         if not self.unchanged(header):
             raise WireError(f"ring slot {slot} was reused before it was read (generation "
                             f"{int(self._generations[slot])}, message {generation})")
         start = self.data_offset + slot * self.slot_bytes + offset
-        return self._data[start:start + nbytes].view(dtype).reshape(header.shape)
+        return self._data[start:start + nbytes].view(header.dtype).reshape(header.shape)
 
     def unchanged(self, header: Header) -> bool:
         """True while the slot a header names still holds that message's set."""

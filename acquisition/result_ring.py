@@ -71,7 +71,7 @@ class ResultRing:
 
     def __init__(self, n_slots: int, slot_bytes: int, name: str = "livesim-result-ring"
                  ) -> None:
-        layout = RingLayout.plan(MAGIC, n_slots, slot_bytes, MAX_SLOTS)
+        layout = self._layout = RingLayout.plan(MAGIC, n_slots, slot_bytes, MAX_SLOTS)
         self.n_slots, self.slot_bytes = n_slots, layout.slot_bytes
         self.data_offset, self.total_bytes = layout.data_offset, layout.total_bytes
         self.received = 0  # images taken from the ring
@@ -119,27 +119,19 @@ class ResultRing:
         return image
 
     def _resolve(self, header: Header) -> tuple[int, np.ndarray]:
-        if header.kind is not Kind.SR_RESULT:
-            raise WireError(f"a {header.kind} message cannot name a result ring slot")
         if self._map is None:
             raise WireError("the result ring is closed")
-        info = header.info
-        slot, offset = info.get("ring_slot"), info.get("ring_offset")
-        stamp = info.get("ring_generation")
-        if not (isinstance(slot, int) and isinstance(offset, int) and isinstance(stamp, int)):
-            raise WireError("ring reference lacks ring_slot / ring_offset / ring_generation")
-        dtype = np.dtype(header.dtype)
-        nbytes = int(np.prod(header.shape)) * dtype.itemsize
-        if not 0 <= slot < self.n_slots or offset < 0 or offset % dtype.itemsize or (
-                offset + nbytes > self.slot_bytes) or stamp < 2 or stamp % 2:
-            raise WireError(f"result ring reference slot {slot} offset {offset} ({nbytes} "
-                            f"bytes, stamp {stamp}) lies outside the ring ({self.n_slots} "
-                            f"slots of {self.slot_bytes} bytes)")
+        slot, offset, stamp, nbytes = self._layout.reference(header, Kind.SR_RESULT,
+                                                             "result ring")
+        if stamp < 2 or stamp % 2:
+            raise WireError(f"result ring reference stamp {stamp} lies outside the ring's "
+                            "stamps (even, from 2)")
         held = int(self._states[slot])
         if self._held[slot] or held != stamp:
             raise WireError(f"result ring slot {slot} holds stamp {held}, not the message's "
                             f"{stamp} (written again, or taken already)")
-        return slot, self._slots[slot][offset:offset + nbytes].view(dtype).reshape(header.shape)
+        image = self._slots[slot][offset:offset + nbytes]
+        return slot, image.view(header.dtype).reshape(header.shape)
 
     def release_unused(self) -> int:
         """Free the held slots whose images nothing references any more; how many."""
@@ -151,12 +143,6 @@ class ResultRing:
                 self._states[i] = FREE
                 freed += 1
         return freed
-
-    @property
-    def slots_held(self) -> int:
-        """Slots whose images the acquisition still uses."""
-        self.release_unused()
-        return sum(self._held)
 
     def close(self) -> None:
         """Unmap and close the descriptor (the memory goes with the last holder; images
@@ -208,8 +194,7 @@ class ResultSlots:
         self._states[self._states != HELD] = FREE
         self._data = np.frombuffer(self._map, np.uint8)
         self._next_stamp = 2 * (secrets.randbits(60) + 1)  # never equal to a predecessor's
-        self._open: tuple[int, np.ndarray] | None = None
-        self.placed = 0
+        self._open: int | None = None  # the slot begun, not yet finished
         self.inline = 0  # images that found no free slot large enough
 
     def begin(self, shape: tuple[int, ...], dtype: np.dtype[Any] | type[np.generic]
@@ -226,23 +211,21 @@ class ResultSlots:
                 slot = int(free[0])
                 self._states[slot] = BUSY
                 start = self.data_offset + slot * self.slot_bytes
-                array = self._data[start:start + nbytes].view(dtype).reshape(shape)
-                self._open = (slot, array)
-                return array
+                self._open = slot
+                return self._data[start:start + nbytes].view(dtype).reshape(shape)
         self.inline += 1
         return None
 
     def finish(self) -> dict[str, int]:
         """Stamp the slot begun (its image is written) and return the header ``info`` fields
         naming it."""
-        if self._open is None:
+        slot = self._open
+        if slot is None:
             raise RuntimeError("no result slot was begun")
-        slot, _ = self._open
         self._open = None
         stamp = self._next_stamp
         self._next_stamp += 2
         self._states[slot] = stamp  # after the image: the acquisition checks this stamp
-        self.placed += 1
         return {"ring_slot": slot, "ring_offset": 0, "ring_generation": stamp}
 
     def release(self, fields: dict[str, int]) -> None:
@@ -255,7 +238,7 @@ class ResultSlots:
     def abandon(self) -> None:
         """Free the slot begun without sending it (encoding failed)."""
         if self._open is not None:
-            self._states[self._open[0]] = FREE
+            self._states[self._open] = FREE
             self._open = None
 
     def close(self) -> None:
@@ -264,7 +247,6 @@ class ResultSlots:
         self._data = np.zeros(0, np.uint8)
         with contextlib.suppress(BufferError):
             self._map.close()
-
 
 
 class ResultRings:

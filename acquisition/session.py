@@ -395,12 +395,18 @@ class RunSession:
             self.display = DisplayOutlet(DisplayPublisher(self.context, ep.display),
                                          max_hz=opts.display_max_hz)
 
+    def _shares_memory(self) -> bool:
+        """Payloads go by reference (the raw ring, the result rings): shared memory is on,
+        this run starts a worker of its own and reconstructs something, and Linux."""
+        opts = self.options
+        return bool(opts.shared_memory and opts.workers > 0 and self.sr_channels
+                    and ring_supported())
+
     def _make_ring(self, n_workers: int) -> RawRing | None:
         """The run's shared-memory ring for its local workers (None: off, unsupported, no
         local worker, or not even two sets fit in ``ring_max_bytes``)."""
         opts = self.options
-        if not (opts.shared_memory and opts.workers > 0 and self.sr_channels
-                and ring_supported()):
+        if not self._shares_memory():
             return None
         set_bytes = (len(self.protocol.channels) * self.protocol.n_patterns
                      * self.frame_shape[0] * self.frame_shape[1] * 2)
@@ -420,8 +426,7 @@ class RunSession:
         recorder queue or be in flight from it (None: off, unsupported, no local worker, or
         not two slots each in half of ``ring_max_bytes``)."""
         opts = self.options
-        if not (opts.shared_memory and opts.workers > 0 and self.sr_channels
-                and ring_supported()):
+        if not self._shares_memory():
             return None
         scale = 3 if self.protocol.mode == "nlsim" else 2  # the SR shape's, before the hello
         slot_bytes = 2 * scale * self.frame_shape[0] * scale * self.frame_shape[1]  # uint16
