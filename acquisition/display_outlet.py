@@ -149,17 +149,17 @@ class DisplayOutlet:
             topic = "imc"
         else:
             return
-        info: dict[str, Any] = {
-            "photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
-            "model_name": str(head.info.get("model_name", "")),
-            "acquired_s": self._acquired_s.get(head.time_point, 0.0)}
-        if message.array.dtype == np.uint16:  # as the run stores it: value = stored x scale
-            info["sr_scale"] = float(head.info.get("sr_scale", run_file.SR_SCALE))
         with self._lock:
             if not self._has_viewers():
                 return
             if topic == "sr" and not self._sr_limit.ready(time.monotonic()):
                 return
+            info: dict[str, Any] = {
+                "photon_count_e": float(head.info.get("photon_count_e", float("nan"))),
+                "model_name": str(head.info.get("model_name", "")),
+                "acquired_s": self._acquired_s.get(head.time_point, 0.0)}
+            if message.array.dtype == np.uint16:  # as the run stores it: value = stored x scale
+                info["sr_scale"] = float(head.info.get("sr_scale", run_file.SR_SCALE))
             header = header_for(head.kind, self.run_id, head.sequence, message.array,
                                 time_point=head.time_point, channel=head.channel, info=info)
             self.publisher.publish(topic, header, message.array)

@@ -10,11 +10,13 @@ until stopped.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -63,10 +65,17 @@ class RawSet:
     sequences: np.ndarray  # -1 where a pattern's frame never arrived
     widefield: np.ndarray | None = None  # float32 (Y, X) mean of ``frames`` (see group_sets)
 
-    @property
+    @cached_property
     def complete(self) -> bool:
         """True when every pattern's frame arrived."""
         return bool(np.all(self.sequences >= 0))
+
+    @cached_property
+    def frame_count(self) -> int:
+        """How many of the set's frames arrived."""
+        if self.complete:
+            return len(self.sequences)
+        return int(np.count_nonzero(self.sequences >= 0))
 
 
 @dataclass(frozen=True)
@@ -227,9 +236,10 @@ def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: S
     assert frame_shape is not None
     shape = (n_channels, n_patterns, *frame_shape)
     stacks = pool.take(shape) if pool is not None else np.zeros(shape, dtype=np.uint16)
-    stamps = np.full((n_channels, n_patterns), np.nan)
-    seqs = np.full((n_channels, n_patterns), -1, dtype=np.int64)
-    exposures = np.zeros(n_channels)
+    # per-frame bookkeeping in Python lists (a numpy scalar access costs several times more)
+    seq_list = [-1] * (n_channels * n_patterns)
+    stamp_list = [math.nan] * (n_channels * n_patterns)
+    exposures = [0.0] * n_channels
     sums = widefields.take((n_channels, *frame_shape)) if widefields is not None else None
     summed = [False] * n_channels
     problems: list[Gap] = []
@@ -241,26 +251,32 @@ def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: S
                                 f"unexpected frame t={tag.time_point} channel={c} pattern={p}",
                                 "unexpected_frame"))
             continue
-        if seqs[c, p] >= 0:
+        i = c * n_patterns + p
+        if seq_list[i] >= 0:
             problems.append(Gap(time_point, tag.sequence, 0,
                                 f"duplicate frame channel={c} pattern={p}", "unexpected_frame"))
             continue
-        if frame.image.shape != frame_shape:
+        image = frame.image
+        if image.shape != frame_shape:
             problems.append(Gap(time_point, tag.sequence, 0,
-                                f"frame shape {frame.image.shape} is not {frame_shape}",
+                                f"frame shape {image.shape} is not {frame_shape}",
                                 "unexpected_frame"))
             continue
-        stacks[c, p] = frame.image
+        stored = stacks[c, p]
+        stored[...] = image
         if sums is not None:  # from the stored copy: the set's own values, still in cache
             if summed[c]:
-                np.add(sums[c], stacks[c, p], out=sums[c])
+                np.add(sums[c], stored, out=sums[c])
             else:
-                np.copyto(sums[c], stacks[c, p], casting="unsafe")
+                np.copyto(sums[c], stored, casting="unsafe")
                 summed[c] = True
-        stamps[c, p] = tag.timestamp_s
-        seqs[c, p] = tag.sequence
+        stamp_list[i] = tag.timestamp_s
+        seq_list[i] = tag.sequence
         exposures[c] = tag.exposure_ms
-    for c, p in zip(*np.nonzero(seqs < 0), strict=True):
+    seqs = np.array(seq_list, dtype=np.int64).reshape(n_channels, n_patterns)
+    stamps = np.array(stamp_list, dtype=np.float64).reshape(n_channels, n_patterns)
+    for i in (i for i, seq in enumerate(seq_list) if seq < 0):
+        c, p = divmod(i, n_patterns)
         stacks[c, p] = 0  # a pooled buffer holds an earlier set's frame there
         problems.append(Gap(time_point, -1, 1, f"no frame for channel={c} pattern={p}",
                             "missing_frame"))
@@ -365,7 +381,7 @@ class AcquisitionEngine:
                                             pool=self._pool, widefields=self._widefields)
             else:
                 sets, problems = [], []
-            arrived = [int(s) for raw in sets for s in raw.sequences if s >= 0]
+            arrived = [s for raw in sets for s in raw.sequences.tolist() if s >= 0]
             gaps = failure_gaps + problems + self._checker.check(t, arrived)
             for gap in gaps:
                 logger.warning("time point %d: %s", t, gap.detail)

@@ -58,7 +58,7 @@ from acquisition.transport import (
     WorkerLink,
     open_socket,
 )
-from acquisition.wire import Kind, Message, header_for
+from acquisition.wire import Header, Kind, Message, header_for
 from calibration.photon_calibration import PhotonCalibration
 from hardware.sequencing import SequencePlan
 
@@ -865,7 +865,7 @@ class RunSession:
         """Counters, gap events and the display's raw image of a time point."""
         counters = self.counters
         counters.time_point = point.index
-        frames = sum(int(np.count_nonzero(raw.sequences >= 0)) for raw in point.sets)
+        frames = sum(raw.frame_count for raw in point.sets)
         counters.raw_frames += frames
         counters.camera.add(frames)
         for gap in point.gaps:
@@ -970,23 +970,32 @@ class RunSession:
                     n = len(self._in_flight)  # fewest in flight; ties: round robin
                     order = sorted(open_slots, key=lambda i: (self._in_flight[i],
                                                               (i - self._next_slot) % n))
-                    header = header_for(
-                        Kind.RAW_SET, self.run_id, self._next_sequence(), raw.frames,
-                        time_point=raw.time_point, channel=raw.channel, laser_nm=raw.laser_nm,
-                        exposure_ms=raw.exposure_ms, n_orientations=self.protocol.n_orientations,
-                        n_phases=self.protocol.n_phases,
-                        frame_sequences=tuple(int(s) for s in raw.sequences),
-                        timestamps_s=tuple(float(s) for s in raw.timestamps_s))
+                    sequence = self._next_sequence()
+                    fields = {"time_point": raw.time_point, "channel": raw.channel,
+                              "laser_nm": raw.laser_nm, "exposure_ms": raw.exposure_ms,
+                              "n_orientations": self.protocol.n_orientations,
+                              "n_phases": self.protocol.n_phases,
+                              "frame_sequences": tuple(raw.sequences.tolist()),
+                              "timestamps_s": tuple(raw.timestamps_s.tolist())}
                     reason = "worker queue full"
                     where = (self.ring.reference_info(raw.frames) if self.ring is not None
                              else None)
-                    by_reference = (replace(header, info={**header.info, **where})
+                    by_reference = (header_for(Kind.RAW_SET, self.run_id, sequence, raw.frames,
+                                               info=where, **fields)
                                     if where is not None else None)
+                    inline: Header | None = None  # made when a worker takes the set over ZeroMQ
                     for slot in order:  # a socket that refuses (peer gone): the next worker
                         sender = self.raw_senders[slot]
-                        local = by_reference is not None and slot < self.options.workers
-                        if (sender.send_reference(by_reference) if local and by_reference
-                                else sender.send(header, raw.frames)):
+                        if by_reference is not None and slot < self.options.workers:
+                            header, local = by_reference, True
+                            sent = sender.send_reference(by_reference)
+                        else:
+                            if inline is None:
+                                inline = header_for(Kind.RAW_SET, self.run_id, sequence,
+                                                    raw.frames, **fields)
+                            header, local = inline, False
+                            sent = sender.send(inline, raw.frames)
+                        if sent:
                             key = (raw.time_point, raw.channel)
                             self._pending[key] = (header.sent_s, slot)
                             if local:

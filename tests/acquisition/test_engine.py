@@ -53,6 +53,7 @@ def test_dropped_frame_is_a_gap_and_a_hole() -> None:
     assert (sequence_gap.first_sequence, sequence_gap.count) == (13, 1)
     raw = points[1].sets[0]
     assert not raw.complete and raw.sequences[4] == -1 and not raw.frames[4].any()
+    assert raw.frame_count == 8 and points[0].sets[0].frame_count == 9
     assert points[2].gaps == ()  # the checker resynchronises
     assert len(engine.report.gaps) == 2
 
