@@ -17,6 +17,7 @@ from acquisition.cli.bench.gpu import (
     normalise_name,
     project_requirements,
     run_gpu_check,
+    verdict,
     wheel_folder_gaps,
     wheels_to_carry,
 )
@@ -50,7 +51,23 @@ def test_dry_run_exercises_every_stage_on_the_cpu(tmp_path: Path) -> None:
     assert stages["pipeline_limits"]["rows"][0]["raw_lost"] == 0
     verdict = report["verdict"]
     assert verdict["applies"] is False
-    assert [v["met"] for k, v in verdict.items() if k != "applies"] == [None, None, None]
+    assert [v["met"] for k, v in verdict.items() if k != "applies"] == [None] * 4
+    assert stages["pipeline_limits"]["rows"][0]["cores"] >= 1
+
+
+def test_pipeline_verdict_needs_every_named_size_at_0_8_and_nothing_lost() -> None:
+    def report(rows: list[tuple[int, float, int]]) -> dict[str, object]:
+        return {"dry_run": False, "stages": {"pipeline_limits": {"rows": [
+            {"size": size, "ratio": ratio, "raw_lost": lost} for size, ratio, lost in rows]}}}
+
+    passing = [(256, 0.81, 0), (512, 0.9, 0), (1024, 1.2, 0), (2048, 0.3, 0)]
+    item = verdict(report(passing))["pipeline_ratio"]
+    assert item["met"] is True and item["measured"] == {256: 0.81, 512: 0.9, 1024: 1.2}
+    assert verdict(report([(256, 0.79, 0), *passing[1:]]))["pipeline_ratio"]["met"] is False
+    assert verdict(report([(256, 0.9, 1), *passing[1:]]))["pipeline_ratio"]["met"] is False
+    assert verdict(report(passing[1:]))["pipeline_ratio"]["met"] is None  # 256 px not measured
+    dry = {**report(passing), "dry_run": True}
+    assert verdict(dry)["pipeline_ratio"]["met"] is None
 
 
 def test_the_real_check_refuses_to_run_without_cuda(tmp_path: Path) -> None:

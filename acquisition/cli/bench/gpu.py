@@ -5,7 +5,8 @@ device machine gives 8 minutes): the environment (versions, CUDA device, missing
 the GPU tests (``pytest -m gpu`` on the files that hold them), full-size DFCAN-SIM (the
 authors' architecture, random weights) at 9 x 512 x 512 in fp32 / bf16 / fp16 with CUDA graphs
 and with ``torch.compile``, CuPy preprocessing, Wiener SIM in torch on the GPU, the pipeline
-with a GPU SR worker, and ``bench pipeline`` at 1024 and 2048 px. The JSON file is rewritten
+with a GPU SR worker, and ``bench pipeline`` at 256, 512, 1024 and 2048 px (issue #20's
+sizes, on a host with more cores than the pipeline keeps busy). The JSON file is rewritten
 after every stage, so a run stopped at its limit still leaves what it measured. A stage that
 fails is recorded with its error and the next one runs.
 
@@ -81,7 +82,9 @@ _GPU_MARKERS = {
     "os_name": "posix", "extra": "",
 }
 
-TARGETS = {"sr_frames_per_s": 200.0, "sr_p99_ms": 50.0, "wiener_sets_per_s": 500.0}
+TARGETS = {"sr_frames_per_s": 200.0, "sr_p99_ms": 50.0, "wiener_sets_per_s": 500.0,
+           "pipeline_ratio": 0.8}
+PIPELINE_TARGET_SIZES = (256, 512, 1024)  # the sizes the pipeline target names (#20)
 
 
 def normalise_name(name: str) -> str:
@@ -161,6 +164,7 @@ class CheckPlan:
     limit_sizes: tuple[int, ...]
     limit_time_points: dict[int, int]
     budget_s: float
+    limit_repeats: int = 1
     stage_budget_s: dict[str, float] = field(default_factory=dict)
     compile_backend: str = "inductor"
 
@@ -176,11 +180,13 @@ class CheckPlan:
                                        "pipeline_limits": 90})
         return cls(dry_run=False, device="cuda", sr_size=512, batches=(1, 4, 8),
                    latency_runs=100, preprocessing_size=512, wiener_size=512, wiener_runs=200,
-                   pipeline_size=512, pipeline_time_points=150, limit_sizes=(1024, 2048),
-                   limit_time_points={1024: 30, 2048: 10}, budget_s=budget_s,
+                   pipeline_size=512, pipeline_time_points=150,
+                   limit_sizes=(256, 512, 1024, 2048),
+                   limit_time_points={256: 200, 512: 100, 1024: 30, 2048: 10}, limit_repeats=3,
+                   budget_s=budget_s,
                    stage_budget_s={"gpu_tests": 60, "dfcan": 180, "preprocessing": 10,
                                    "wiener": 15, "pipeline_gpu_worker": 60,
-                                   "pipeline_limits": 80})
+                                   "pipeline_limits": 120})
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -462,13 +468,16 @@ def stage_pipeline_gpu_worker(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
 
 
 def stage_pipeline_limits(plan: CheckPlan, scratch: Path) -> dict[str, Any]:
-    """``bench pipeline`` (passthrough worker) at the large sizes: pipeline vs bare limits."""
+    """``bench pipeline`` (passthrough worker) at each size, ``limit_repeats`` interleaved
+    repeats: pipeline vs the composite limit, with the host's core count."""
     from acquisition.cli.bench.pipeline import run_pipeline_bench
 
     rows = []
     for size in plan.limit_sizes:
-        result = run_pipeline_bench(plan.limit_time_points[size], size, scratch, fsync=True)
-        rows.append({"size": size, "pipeline_fps": result.pipeline_fps,
+        result = run_pipeline_bench(plan.limit_time_points[size], size, scratch, fsync=True,
+                                    repeats=plan.limit_repeats)
+        rows.append({"size": size, "repeats": plan.limit_repeats, "cores": os.cpu_count(),
+                     "pipeline_fps": result.pipeline_fps,
                      "zmq_fps": result.zmq_fps, "h5py_fps": result.h5py_fps,
                      "h5py_same_bytes_fps": result.h5py_same_bytes_fps,
                      "composite_limit_fps": result.composite_limit,
@@ -484,6 +493,9 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     wiener = stages.get("wiener", {})
     fps, p99 = dfcan.get("best_frames_per_s"), dfcan.get("best_batch1_p99_ms")
     sets = wiener.get("streamed_sets_per_s")
+    limits = {row["size"]: row for row in stages.get("pipeline_limits", {}).get("rows", [])}
+    named = [limits[size] for size in PIPELINE_TARGET_SIZES if size in limits]
+    ratios = {row["size"]: row["ratio"] for row in named}
     applies = not report["dry_run"]
 
     def met(ok: bool | None) -> bool | None:
@@ -492,6 +504,8 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     fps_ok = None if fps is None else fps >= TARGETS["sr_frames_per_s"]
     p99_ok = None if p99 is None else p99 < TARGETS["sr_p99_ms"]
     sets_ok = None if sets is None else sets >= TARGETS["wiener_sets_per_s"]
+    pipeline_ok = (None if len(named) < len(PIPELINE_TARGET_SIZES) else all(
+        row["ratio"] >= TARGETS["pipeline_ratio"] and row["raw_lost"] == 0 for row in named))
     return {
         "sr_frames_per_s": {"target": f">= {TARGETS['sr_frames_per_s']:.0f}", "measured": fps,
                             "met": met(fps_ok)},
@@ -499,6 +513,9 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
                       "met": met(p99_ok)},
         "wiener_sets_per_s": {"target": f">= {TARGETS['wiener_sets_per_s']:.0f}",
                               "measured": sets, "met": met(sets_ok)},
+        "pipeline_ratio": {"target": f">= {TARGETS['pipeline_ratio']} at "
+                                     f"{', '.join(map(str, PIPELINE_TARGET_SIZES))} px, 0 lost",
+                           "measured": ratios or None, "met": met(pipeline_ok)},
         "applies": applies,
     }
 
