@@ -275,11 +275,12 @@ def group_sets(time_point: int, frames: Sequence[TaggedFrame], channel_lasers: S
         exposures[c] = tag.exposure_ms
     seqs = np.array(seq_list, dtype=np.int64).reshape(n_channels, n_patterns)
     stamps = np.array(stamp_list, dtype=np.float64).reshape(n_channels, n_patterns)
-    for i in (i for i, seq in enumerate(seq_list) if seq < 0):
-        c, p = divmod(i, n_patterns)
-        stacks[c, p] = 0  # a pooled buffer holds an earlier set's frame there
-        problems.append(Gap(time_point, -1, 1, f"no frame for channel={c} pattern={p}",
-                            "missing_frame"))
+    for i, seq in enumerate(seq_list):
+        if seq < 0:
+            c, p = divmod(i, n_patterns)
+            stacks[c, p] = 0  # a pooled buffer holds an earlier set's frame there
+            problems.append(Gap(time_point, -1, 1, f"no frame for channel={c} pattern={p}",
+                                "missing_frame"))
     if sums is not None:
         for c in range(n_channels):
             if not summed[c]:
